@@ -1,0 +1,188 @@
+//! `manifest.json`: the self-describing table of contents of one backup.
+//!
+//! Plain Rust (serde), so it is unit-tested without a server and readable by any tool.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{BackupError, Result};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub pg_backup_version: String,
+    pub backup_id: String,
+    pub label: Option<String>,
+    pub created_at: String,
+    pub server_version: String,
+    pub database: String,
+    pub encoding: String,
+    /// `native` for now; `sql`, `json`, `csv` later.
+    pub format: String,
+    /// `gzip:N` or `none`.
+    pub compression: String,
+    /// The create() options as given, for the record and for `rescan()`.
+    pub options: serde_json::Value,
+    /// DDL restored before the data (schemas, types, tables, views ...), in order.
+    pub pre_data: Vec<DdlItem>,
+    /// DDL restored after the data (indexes, constraints, triggers, policies ...), in order.
+    pub post_data: Vec<DdlItem>,
+    pub files: Vec<DataFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdlItem {
+    /// `schema`, `type`, `table`, `index`, `constraint`, `sequence_set`, ...
+    pub kind: String,
+    pub schema: Option<String>,
+    pub name: String,
+    /// For objects that belong to a table (indexes, constraints, triggers): that table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Relative to the backup folder, e.g. `data/00001.copy.gz`.
+    pub path: String,
+    pub schema: String,
+    pub table: String,
+    /// Columns in COPY order (generated columns are not copied).
+    pub columns: Vec<String>,
+    pub rows: u64,
+    /// Size of the file on disk.
+    pub bytes: u64,
+    /// Size of the COPY text before compression.
+    pub raw_bytes: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| BackupError::corrupt(format!("manifest.json does not parse: {e}")))?;
+        if m.format_version > FORMAT_VERSION {
+            return Err(BackupError::invalid(format!(
+                "backup {} has archive format {}, this pg_backup reads up to {}",
+                m.backup_id, m.format_version, FORMAT_VERSION
+            ))
+            .with_hint("Upgrade pg_backup (ALTER EXTENSION pg_backup UPDATE) to read it."));
+        }
+        Ok(m)
+    }
+
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// `manifest.sha256` in `sha256sum` format, so `sha256sum -c manifest.sha256` works too.
+pub fn manifest_sha_line(manifest_json: &[u8]) -> String {
+    format!("{}  {}\n", sha256_hex(manifest_json), MANIFEST_FILE)
+}
+
+/// The hash recorded in `manifest.sha256`, if the line is well-formed.
+pub fn parse_manifest_sha_line(text: &str) -> Option<String> {
+    let (hash, name) = text.trim_end().split_once("  ")?;
+    (name == MANIFEST_FILE && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hash.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+pub(crate) fn sample() -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        pg_backup_version: "0.1.0".into(),
+        backup_id: "20261123T120000.000000Z-test".into(),
+        label: Some("test".into()),
+        created_at: "2026-11-23T12:00:00Z".into(),
+        server_version: "15.18".into(),
+        database: "app".into(),
+        encoding: "UTF8".into(),
+        format: "native".into(),
+        compression: "gzip:1".into(),
+        options: serde_json::json!({"schemas": ["public"]}),
+        pre_data: vec![DdlItem {
+            kind: "table".into(),
+            schema: Some("public".into()),
+            name: "t".into(),
+            table: None,
+            sql: "CREATE TABLE public.t (a integer);".into(),
+        }],
+        post_data: vec![],
+        files: vec![DataFile {
+            path: "data/00001.copy.gz".into(),
+            schema: "public".into(),
+            table: "t".into(),
+            columns: vec!["a".into()],
+            rows: 2,
+            bytes: 30,
+            raw_bytes: 4,
+            sha256: "00".repeat(32),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(m, back);
+        assert_eq!(back.total_rows(), 2);
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        let err = Manifest::from_json(b"{not json").unwrap_err();
+        assert_eq!(err.sqlstate(), "XX001");
+    }
+
+    #[test]
+    fn newer_format_is_refused_with_a_hint() {
+        let mut m = sample();
+        m.format_version = FORMAT_VERSION + 1;
+        let err = Manifest::from_json(&m.to_json()).unwrap_err();
+        assert!(err.hint().unwrap().contains("ALTER EXTENSION"));
+    }
+
+    #[test]
+    fn sha_line_round_trip() {
+        let line = manifest_sha_line(b"abc");
+        assert_eq!(
+            parse_manifest_sha_line(&line).as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(parse_manifest_sha_line("zz  manifest.json"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The archive on disk: ids, manifest, writer, verification, retention. No PostgreSQL here.
+
+pub mod compression;
+pub mod id;
+pub mod manifest;
+pub mod retention;
+pub mod verify;
+pub mod writer;

@@ -1,0 +1,383 @@
+//! Checking an archive on disk: every checksum, and (deep) every data file decompressed and
+//! parsed as COPY text with its row count compared to the manifest. Plain Rust.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::compression::Compression;
+use super::manifest::{self, DataFile, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    Ok,
+    Missing,
+    ChecksumMismatch,
+    Corrupt,
+    Unexpected,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Ok => "ok",
+            FileStatus::Missing => "missing",
+            FileStatus::ChecksumMismatch => "checksum_mismatch",
+            FileStatus::Corrupt => "corrupt",
+            FileStatus::Unexpected => "unexpected",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FileCheck {
+    pub file: String,
+    pub status: FileStatus,
+    pub expected_sha256: Option<String>,
+    pub actual_sha256: Option<String>,
+    pub bytes: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl FileCheck {
+    fn new(file: &str, status: FileStatus) -> FileCheck {
+        FileCheck {
+            file: file.to_string(),
+            status,
+            expected_sha256: None,
+            actual_sha256: None,
+            bytes: None,
+            detail: None,
+        }
+    }
+    fn detail(mut self, d: impl Into<String>) -> FileCheck {
+        self.detail = Some(d.into());
+        self
+    }
+}
+
+/// Verify the archive in `dir`. Returns one row per file; the manifest comes first.
+pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
+    let mut out = Vec::new();
+    let (manifest, manifest_ok) = check_manifest(dir, &mut out);
+    let Some(manifest) = manifest else { return out };
+    let _ = manifest_ok;
+    let mut known: BTreeSet<String> =
+        [MANIFEST_FILE.to_string(), MANIFEST_SHA_FILE.to_string()].into_iter().collect();
+    let compression = Compression::from_name(&manifest.compression).unwrap_or(Compression::None);
+    for f in &manifest.files {
+        known.insert(f.path.clone());
+        out.push(check_data_file(dir, f, compression, deep));
+    }
+    for rel in list_files(dir) {
+        if !known.contains(&rel) {
+            let bytes = fs::metadata(dir.join(&rel)).map(|m| m.len()).ok();
+            let mut c = FileCheck::new(&rel, FileStatus::Unexpected)
+                .detail("file is not listed in manifest.json");
+            c.bytes = bytes;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Read and check `manifest.json` against `manifest.sha256`. Pushes their rows.
+fn check_manifest(dir: &Path, out: &mut Vec<FileCheck>) -> (Option<Manifest>, bool) {
+    let json = match fs::read(dir.join(MANIFEST_FILE)) {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(FileCheck::new(MANIFEST_FILE, FileStatus::Missing).detail(e.to_string()));
+            return (None, false);
+        }
+    };
+    let actual = manifest::sha256_hex(&json);
+    let expected = match fs::read_to_string(dir.join(MANIFEST_SHA_FILE)) {
+        Ok(t) => match manifest::parse_manifest_sha_line(&t) {
+            Some(h) => Some(h),
+            None => {
+                out.push(FileCheck::new(MANIFEST_SHA_FILE, FileStatus::Corrupt).detail("not a sha256sum line"));
+                None
+            }
+        },
+        Err(e) => {
+            out.push(FileCheck::new(MANIFEST_SHA_FILE, FileStatus::Missing).detail(e.to_string()));
+            None
+        }
+    };
+    let mut row = FileCheck::new(MANIFEST_FILE, FileStatus::Ok);
+    row.bytes = Some(json.len() as u64);
+    row.actual_sha256 = Some(actual.clone());
+    row.expected_sha256 = expected.clone();
+    let mut ok = true;
+    if let Some(exp) = &expected {
+        if *exp != actual {
+            row.status = FileStatus::ChecksumMismatch;
+            row.detail = Some("manifest.json does not match manifest.sha256".into());
+            ok = false;
+        }
+    }
+    match Manifest::from_json(&json) {
+        Ok(m) => {
+            out.push(row);
+            (Some(m), ok)
+        }
+        Err(e) => {
+            if row.status == FileStatus::Ok {
+                row.status = FileStatus::Corrupt;
+            }
+            row.detail = Some(e.to_string());
+            out.push(row);
+            (None, false)
+        }
+    }
+}
+
+fn check_data_file(dir: &Path, f: &DataFile, compression: Compression, deep: bool) -> FileCheck {
+    let path = dir.join(&f.path);
+    let mut row = FileCheck::new(&f.path, FileStatus::Ok);
+    row.expected_sha256 = Some(f.sha256.clone());
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) => return FileCheck { detail: Some(e.to_string()), status: FileStatus::Missing, ..row },
+    };
+    let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+    let parsed = if deep {
+        let mut counter = CopyTextCounter::new(f.columns.len());
+        let result = match compression {
+            Compression::None => counter.consume(&mut hashing),
+            Compression::Gzip(_) => counter.consume(&mut flate2::read::GzDecoder::new(&mut hashing)),
+        };
+        // Hash whatever the decoder did not need (e.g. trailing garbage) too.
+        let _ = std::io::copy(&mut hashing, &mut std::io::sink());
+        Some(result.and_then(|()| counter.finish()))
+    } else {
+        if let Err(e) = std::io::copy(&mut hashing, &mut std::io::sink()) {
+            return FileCheck { detail: Some(e.to_string()), status: FileStatus::Corrupt, ..row };
+        }
+        None
+    };
+    let actual = manifest::hex(&hashing.hasher.finalize());
+    row.bytes = Some(hashing.bytes);
+    row.actual_sha256 = Some(actual.clone());
+    if actual != f.sha256 {
+        row.status = FileStatus::ChecksumMismatch;
+        row.detail = Some(format!(
+            "table {}.{}: {} bytes on disk, {} in the manifest",
+            f.schema, f.table, hashing.bytes, f.bytes
+        ));
+        return row;
+    }
+    match parsed {
+        Some(Ok(rows)) if rows != f.rows => {
+            row.status = FileStatus::Corrupt;
+            row.detail = Some(format!("{rows} rows in the file, {} in the manifest", f.rows));
+        }
+        Some(Err(e)) => {
+            row.status = FileStatus::Corrupt;
+            row.detail = Some(e);
+        }
+        _ => {}
+    }
+    row
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streaming check of COPY text format: in it a literal newline always ends a row and a
+/// literal tab always separates fields (both are backslash-escaped inside values), so rows
+/// and fields can be counted without decoding values.
+pub struct CopyTextCounter {
+    columns: usize,
+    rows: u64,
+    fields_in_row: usize,
+    row_has_bytes: bool,
+    error: Option<String>,
+}
+
+impl CopyTextCounter {
+    pub fn new(columns: usize) -> Self {
+        CopyTextCounter { columns, rows: 0, fields_in_row: 1, row_has_bytes: false, error: None }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        for &b in chunk {
+            match b {
+                b'\n' => {
+                    let fields = if self.columns == 0 && !self.row_has_bytes { 0 } else { self.fields_in_row };
+                    if fields != self.columns {
+                        self.error = Some(format!(
+                            "row {} has {} fields, the table has {} columns",
+                            self.rows + 1,
+                            fields,
+                            self.columns
+                        ));
+                        return;
+                    }
+                    self.rows += 1;
+                    self.fields_in_row = 1;
+                    self.row_has_bytes = false;
+                }
+                b'\t' => {
+                    self.fields_in_row += 1;
+                    self.row_has_bytes = true;
+                }
+                _ => self.row_has_bytes = true,
+            }
+        }
+    }
+
+    fn consume(&mut self, r: &mut dyn Read) -> Result<(), String> {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.feed(&buf[..n]),
+                Err(e) => return Err(format!("cannot decompress: {e}")),
+            }
+        }
+    }
+
+    /// Row count, or why the text is not complete COPY data.
+    pub fn finish(&self) -> Result<u64, String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.row_has_bytes || self.fields_in_row != 1 {
+            return Err(format!("truncated: the last row (row {}) has no end of line", self.rows + 1));
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Every file under `dir`, relative, with `/` separators (for the unexpected-file check).
+fn list_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::writer::ArchiveWriter;
+    use std::io::Write;
+
+    /// An archive with one gzip data file of `rows` rows of two columns.
+    fn archive(rows: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+        let base = tempfile::tempdir().unwrap();
+        let w = ArchiveWriter::begin(base.path(), "b1").unwrap();
+        let (rel, abs) = w.data_path(1, Compression::Gzip(1));
+        let text: String = (0..rows).map(|i| format!("{i}\tv\\t{i}\n")).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        fs::write(&abs, &bytes).unwrap();
+        let mut m = manifest::sample();
+        m.compression = "gzip:1".into();
+        m.files = vec![DataFile {
+            path: rel,
+            schema: "public".into(),
+            table: "t".into(),
+            columns: vec!["a".into(), "b".into()],
+            rows: rows as u64,
+            bytes: bytes.len() as u64,
+            raw_bytes: text.len() as u64,
+            sha256: manifest::sha256_hex(&bytes),
+        }];
+        w.finish(&m).unwrap();
+        let dir = base.path().join("b1");
+        (base, dir)
+    }
+
+    fn statuses(dir: &Path) -> Vec<(String, &'static str)> {
+        verify_archive(dir, true).into_iter().map(|c| (c.file, c.status.as_str())).collect()
+    }
+
+    #[test]
+    fn a_good_archive_is_ok() {
+        let (_b, dir) = archive(1000);
+        assert!(verify_archive(&dir, true).iter().all(|c| c.status == FileStatus::Ok));
+        assert!(verify_archive(&dir, false).iter().all(|c| c.status == FileStatus::Ok));
+    }
+
+    #[test]
+    fn flipped_byte_is_a_checksum_mismatch_named_by_file() {
+        let (_b, dir) = archive(1000);
+        let p = dir.join("data/00001.copy.gz");
+        let mut bytes = fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        fs::write(&p, bytes).unwrap();
+        assert!(statuses(&dir).contains(&("data/00001.copy.gz".into(), "checksum_mismatch")));
+    }
+
+    #[test]
+    fn missing_and_unexpected_files_are_named() {
+        let (_b, dir) = archive(10);
+        fs::remove_file(dir.join("data/00001.copy.gz")).unwrap();
+        fs::write(dir.join("data/stray.txt"), b"x").unwrap();
+        let s = statuses(&dir);
+        assert!(s.contains(&("data/00001.copy.gz".into(), "missing")), "{s:?}");
+        assert!(s.contains(&("data/stray.txt".into(), "unexpected")), "{s:?}");
+    }
+
+    #[test]
+    fn edited_manifest_is_a_mismatch() {
+        let (_b, dir) = archive(10);
+        let p = dir.join(MANIFEST_FILE);
+        let text = fs::read_to_string(&p).unwrap().replace("\"rows\": 10", "\"rows\": 11");
+        fs::write(&p, text).unwrap();
+        let s = statuses(&dir);
+        assert_eq!(s[0], (MANIFEST_FILE.to_string(), "checksum_mismatch"));
+        // Its row count no longer matches the file either.
+        assert!(s.contains(&("data/00001.copy.gz".into(), "corrupt")), "{s:?}");
+    }
+
+    #[test]
+    fn copy_text_counter_counts_rows_and_fields() {
+        let mut c = CopyTextCounter::new(2);
+        c.feed(b"1\ta\\nb\n2\t");
+        c.feed(b"\\N\n");
+        assert_eq!(c.finish(), Ok(2));
+        let mut c = CopyTextCounter::new(2);
+        c.feed(b"1\ta\n2\n");
+        assert!(c.finish().unwrap_err().contains("row 2 has 1 fields"));
+        let mut c = CopyTextCounter::new(1);
+        c.feed(b"1\n2");
+        assert!(c.finish().unwrap_err().contains("truncated"));
+        let mut c = CopyTextCounter::new(0);
+        c.feed(b"\n\n");
+        assert_eq!(c.finish(), Ok(2));
+    }
+}

@@ -1,0 +1,166 @@
+//! verify(), delete(), prune() and rescan(): everything done to backups after they are taken.
+
+use std::path::PathBuf;
+
+use pgrx::prelude::*;
+
+use super::create::{dir_size, unknown_backup};
+use crate::archive::id;
+use crate::archive::manifest::{self, Manifest};
+use crate::archive::retention::{self, Candidate};
+use crate::archive::verify::{self, FileCheck, FileStatus};
+use crate::error::{BackupError, Result};
+use crate::guc;
+
+/// The folder of backup `id`: validated before it becomes a path.
+pub fn backup_dir(id: &str) -> Result<PathBuf> {
+    id::validate(id)?;
+    Ok(guc::directory().join(id))
+}
+
+fn catalog_status(id: &str) -> Result<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>("SELECT status FROM backup.backups WHERE id = $1", &[id.into()])?)
+}
+
+/// Per-file rows for one backup, or for every completed one when `id` is None.
+pub fn verify(id: Option<&str>, deep: bool) -> Result<Vec<(String, FileCheck)>> {
+    let ids: Vec<String> = match id {
+        Some(id) => {
+            id::validate(id)?;
+            if catalog_status(id)?.is_none() && !backup_dir(id)?.exists() {
+                return Err(unknown_backup(id));
+            }
+            vec![id.to_string()]
+        }
+        None => Spi::connect(|c| {
+            let rows = c.select("SELECT id FROM backup.backups WHERE status = 'completed' ORDER BY started_at", None, &[])?;
+            let mut v = Vec::new();
+            for r in rows {
+                v.push(r.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok::<_, BackupError>(v)
+        })?,
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let checks = verify::verify_archive(&backup_dir(&id)?, deep);
+        let ok = checks.iter().all(|c| c.status == FileStatus::Ok);
+        Spi::run_with_args(
+            "UPDATE backup.backups SET verified_at = now(), verify_status = $2 WHERE id = $1",
+            &[id.clone().into(), (if ok { "ok" } else { "failed" }).into()],
+        )?;
+        out.extend(checks.into_iter().map(|c| (id.clone(), c)));
+    }
+    Ok(out)
+}
+
+pub fn delete(id: &str) -> Result<bool> {
+    let dir = backup_dir(id)?;
+    let status = catalog_status(id)?;
+    if status.as_deref() == Some("running") {
+        return Err(BackupError::confirm(format!("backup \"{id}\" is still running"))
+            .with_hint("Wait for it to finish, or cancel it with pg_cancel_backend(pid) from backup.progress."));
+    }
+    if status.is_none() && !dir.exists() {
+        return Err(unknown_backup(id));
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| BackupError::io("remove", &dir, e))?;
+    }
+    Spi::run_with_args("UPDATE backup.backups SET status = 'deleted' WHERE id = $1 AND status <> 'deleted'", &[id.into()])?;
+    Ok(true)
+}
+
+/// Apply a retention policy to the completed backups (of one schedule, or all when None).
+pub fn prune(keep_last: Option<i32>, keep_days: Option<i32>, dry_run: bool, schedule: Option<&str>) -> Result<Vec<String>> {
+    if keep_last.is_none() && keep_days.is_none() {
+        return Err(BackupError::invalid("prune needs keep_last or keep_days")
+            .with_hint("For example: SELECT * FROM backup.prune(keep_last => 7);"));
+    }
+    for (name, v) in [("keep_last", keep_last), ("keep_days", keep_days)] {
+        if matches!(v, Some(n) if n < 1) {
+            return Err(BackupError::invalid(format!("{name} must be at least 1"))
+                .with_hint("Use backup.delete(id) to remove a single backup."));
+        }
+    }
+    let candidates = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT id, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM backup.backups WHERE status = 'completed' AND finished_at IS NOT NULL
+               AND ($1::text IS NULL OR schedule = $1)",
+            None,
+            &[schedule.map(str::to_string).into()],
+        )?;
+        let mut v = Vec::new();
+        for r in rows {
+            let id: String = r.get(1)?.unwrap_or_default();
+            let at: String = r.get(2)?.unwrap_or_default();
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&at) {
+                v.push(Candidate { id, finished_at: t.with_timezone(&chrono::Utc) });
+            }
+        }
+        Ok::<_, BackupError>(v)
+    })?;
+    let gone = retention::choose_removals(
+        candidates,
+        keep_last.map(|n| n as u32),
+        keep_days.map(|n| n as u32),
+        chrono::Utc::now(),
+    );
+    if !dry_run {
+        for id in &gone {
+            delete(id)?;
+        }
+    }
+    Ok(gone)
+}
+
+/// Register archives in the directory that the catalog does not know.
+pub fn rescan() -> Result<Vec<String>> {
+    let base = guc::directory();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&base) else { return Ok(found) };
+    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        if id::validate(&name).is_err() || catalog_status(&name)?.is_some() {
+            continue;
+        }
+        let dir = base.join(&name);
+        let Ok(json) = std::fs::read(dir.join(manifest::MANIFEST_FILE)) else { continue };
+        let Ok(m) = Manifest::from_json(&json) else {
+            pgrx::warning!("pg_backup: {} has an unreadable manifest.json; not registered", dir.display());
+            continue;
+        };
+        if m.backup_id != name {
+            pgrx::warning!("pg_backup: {} holds backup {}; not registered", dir.display(), m.backup_id);
+            continue;
+        }
+        let kind = match (m.options["schema_only"].as_bool(), m.options["data_only"].as_bool()) {
+            (Some(true), _) => "schema",
+            (_, Some(true)) => "data",
+            _ => "full",
+        };
+        Spi::run_with_args(
+            "INSERT INTO backup.backups (id, label, status, kind, format, compression, options, started_at,
+                                         finished_at, table_count, row_count, bytes, manifest_sha256, path, created_by)
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6::jsonb, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, $12, 'rescan')",
+            &[
+                name.clone().into(),
+                m.label.clone().into(),
+                kind.into(),
+                m.format.clone().into(),
+                m.compression.clone().into(),
+                m.options.to_string().into(),
+                m.created_at.clone().into(),
+                (m.files.len() as i32).into(),
+                (m.total_rows() as i64).into(),
+                (dir_size(&dir) as i64).into(),
+                manifest::sha256_hex(&json).into(),
+                dir.to_string_lossy().into_owned().into(),
+            ],
+        )?;
+        found.push(name);
+    }
+    Ok(found)
+}

@@ -1,0 +1,6 @@
+//! Taking a backup: options, selection, and the create() core.
+
+pub mod create;
+pub mod manage;
+pub mod options;
+pub mod select;

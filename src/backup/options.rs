@@ -1,0 +1,137 @@
+//! create() options as a plain struct: parsed and checked without a server.
+
+use serde::Serialize;
+
+use crate::archive::compression::Compression;
+use crate::archive::id;
+use crate::error::{BackupError, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateOptions {
+    pub label: Option<String>,
+    pub schemas: Option<Vec<String>>,
+    pub tables: Option<Vec<String>>,
+    pub exclude_tables: Vec<String>,
+    pub exclude_data: Vec<String>,
+    pub schema_only: bool,
+    pub data_only: bool,
+    pub format: String,
+    #[serde(serialize_with = "ser_compression")]
+    pub compression: Compression,
+    pub verbose: bool,
+}
+
+fn ser_compression<S: serde::Serializer>(c: &Compression, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&c.name())
+}
+
+/// Raw SQL arguments, before checking.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct CreateArgs {
+    pub label: Option<String>,
+    pub schemas: Option<Vec<String>>,
+    pub tables: Option<Vec<String>>,
+    pub exclude_tables: Option<Vec<String>>,
+    pub exclude_data: Option<Vec<String>>,
+    pub schema_only: Option<bool>,
+    pub data_only: Option<bool>,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    pub verbose: Option<bool>,
+}
+
+impl CreateOptions {
+    pub fn parse(args: CreateArgs, default_level: u32) -> Result<CreateOptions> {
+        if let Some(l) = &args.label {
+            id::validate_label(l)?;
+        }
+        let schema_only = args.schema_only.unwrap_or(false);
+        let data_only = args.data_only.unwrap_or(false);
+        if schema_only && data_only {
+            return Err(BackupError::invalid("schema_only and data_only cannot both be true")
+                .with_hint("Leave both false for a full backup."));
+        }
+        let format = args.format.as_deref().unwrap_or("native").trim().to_ascii_lowercase();
+        match format.as_str() {
+            "native" => {}
+            "sql" | "json" | "csv" => {
+                return Err(BackupError::invalid(format!("format \"{format}\" is not implemented yet"))
+                    .with_hint("Use format => 'native' (the default)."))
+            }
+            _ => {
+                return Err(BackupError::invalid(format!("invalid format \"{}\"", format.escape_default()))
+                    .with_hint("Use 'native' (the default)."))
+            }
+        }
+        let compression = Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
+        let nonempty = |v: Option<Vec<String>>, what: &str| -> Result<Option<Vec<String>>> {
+            match v {
+                Some(list) if list.is_empty() => Err(BackupError::invalid(format!("{what} is an empty list"))
+                    .with_hint(format!("Leave {what} out (NULL) to mean every one."))),
+                other => Ok(other),
+            }
+        };
+        Ok(CreateOptions {
+            label: args.label,
+            schemas: nonempty(args.schemas, "schemas")?,
+            tables: nonempty(args.tables, "tables")?,
+            exclude_tables: args.exclude_tables.unwrap_or_default(),
+            exclude_data: args.exclude_data.unwrap_or_default(),
+            schema_only,
+            data_only,
+            format,
+            compression,
+            verbose: args.verbose.unwrap_or(false),
+        })
+    }
+
+    /// The `kind` column: what this backup holds.
+    pub fn kind(&self) -> &'static str {
+        if self.schema_only {
+            "schema"
+        } else if self.data_only {
+            "data"
+        } else if self.schemas.is_some() || self.tables.is_some() || !self.exclude_tables.is_empty() || !self.exclude_data.is_empty() {
+            "partial"
+        } else {
+            "full"
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("options serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_full_gzip_backup() {
+        let o = CreateOptions::parse(CreateArgs::default(), 1).unwrap();
+        assert_eq!(o.compression, Compression::Gzip(1));
+        assert_eq!(o.kind(), "full");
+        assert_eq!(o.to_json()["compression"], "gzip:1");
+    }
+
+    #[test]
+    fn conflicting_and_bad_options_are_22023() {
+        let both = CreateArgs { schema_only: Some(true), data_only: Some(true), ..Default::default() };
+        assert_eq!(CreateOptions::parse(both, 1).unwrap_err().sqlstate(), "22023");
+        let fmt = CreateArgs { format: Some("xml".into()), ..Default::default() };
+        assert_eq!(CreateOptions::parse(fmt, 1).unwrap_err().sqlstate(), "22023");
+        let label = CreateArgs { label: Some("../x".into()), ..Default::default() };
+        assert_eq!(CreateOptions::parse(label, 1).unwrap_err().sqlstate(), "22023");
+        let empty = CreateArgs { tables: Some(vec![]), ..Default::default() };
+        assert_eq!(CreateOptions::parse(empty, 1).unwrap_err().sqlstate(), "22023");
+    }
+
+    #[test]
+    fn kind_follows_the_selection() {
+        let o = CreateOptions::parse(CreateArgs { tables: Some(vec!["t".into()]), ..Default::default() }, 1).unwrap();
+        assert_eq!(o.kind(), "partial");
+        let o = CreateOptions::parse(CreateArgs { schema_only: Some(true), ..Default::default() }, 1).unwrap();
+        assert_eq!(o.kind(), "schema");
+    }
+}

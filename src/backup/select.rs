@@ -1,0 +1,189 @@
+//! What a backup contains: the caller's names resolved to relations, like regclass would.
+
+use pgrx::prelude::*;
+
+use super::options::CreateOptions;
+use crate::error::{BackupError, Result};
+
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub oid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+    /// pg_class.relkind: r, p, v, m, S.
+    pub kind: char,
+}
+
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Every relation whose definition is backed up (tables, views, sequences ...).
+    pub relations: Vec<Relation>,
+    /// Tables whose rows are backed up (plain tables and leaf partitions).
+    pub data_tables: Vec<Relation>,
+    /// Schemas whose definition is backed up.
+    pub schema_oids: Vec<pg_sys::Oid>,
+}
+
+/// Relations pg_backup can see: not system, not temporary, not ours, not an extension's.
+const CANDIDATES: &str = r#"
+SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
+  AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+  AND n.oid <> (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_backup')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY c.oid"#;
+
+/// Resolve `name` (`schema.table` or bare, quoted or not) to a relation oid, searching the
+/// caller's `search_path` for bare names.
+pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
+    let parts: Vec<String> = Spi::get_one_with_args::<Vec<String>>("SELECT parse_ident($1)::text[]", &[name.into()])
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
+                .with_hint("Write schema.table or a bare name, quoted like an SQL identifier if needed.")
+        })?;
+    let (schemas, rel): (Vec<String>, String) = match parts.as_slice() {
+        [rel] => (caller_schemas.to_vec(), rel.clone()),
+        [schema, rel] => (vec![schema.clone()], rel.clone()),
+        _ => {
+            return Err(BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
+                .with_hint("Write schema.table or a bare name."))
+        }
+    };
+    let found = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT c.oid FROM unnest($1::text[]) WITH ORDINALITY s(nsp, ord)
+         JOIN pg_namespace n ON n.nspname = s.nsp
+         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2
+         ORDER BY s.ord LIMIT 1",
+        &[schemas.into(), rel.into()],
+    )?;
+    found.ok_or_else(|| {
+        BackupError::unknown(format!("relation \"{name}\" does not exist"))
+            .with_hint("Check the name and the search_path; names are schema.table, as for regclass.")
+    })
+}
+
+pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selection> {
+    let all: Vec<Relation> = Spi::connect(|client| {
+        let rows = client.select(CANDIDATES, None, &[])?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Relation {
+                oid: row.get(1)?.expect("oid"),
+                schema: row.get(2)?.expect("schema"),
+                name: row.get(3)?.expect("name"),
+                kind: row.get::<String>(4)?.and_then(|s| s.chars().next()).unwrap_or('r'),
+            });
+        }
+        Ok::<_, BackupError>(out)
+    })?;
+
+    let mut chosen: Vec<pg_sys::Oid> = if let Some(tables) = &opts.tables {
+        // Like pg_dump -t (which wins over -n): exactly these relations, plus the partitions
+        // of a partitioned table and the sequences the tables own.
+        let mut oids = Vec::new();
+        for t in tables {
+            let oid = resolve(t, caller_schemas)?;
+            if !all.iter().any(|r| r.oid == oid) {
+                return Err(BackupError::invalid(format!("relation \"{t}\" cannot be backed up"))
+                    .with_hint("System catalogs, temporary tables and extension members are not backed up."));
+            }
+            oids.push(oid);
+        }
+        let extra = Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT p.relid FROM unnest($1::oid[]) r(oid), pg_partition_tree(r.oid) p WHERE p.relid <> r.oid
+                 UNION
+                 SELECT d.objid FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                   AND d.refobjid = ANY($1) AND d.deptype IN ('a', 'i')",
+                None,
+                &[oids.clone().into()],
+            )?;
+            let mut v = Vec::new();
+            for row in rows {
+                if let Some(o) = row.get::<pg_sys::Oid>(1)? {
+                    v.push(o);
+                }
+            }
+            Ok::<_, BackupError>(v)
+        })?;
+        oids.extend(extra);
+        oids
+    } else if let Some(schemas) = &opts.schemas {
+        for s in schemas {
+            let exists = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[s.clone().into()],
+            )?
+            .unwrap_or(false);
+            if !exists {
+                return Err(BackupError::unknown(format!("schema \"{s}\" does not exist"))
+                    .with_hint("List schemas with \\dn or SELECT nspname FROM pg_namespace."));
+            }
+        }
+        all.iter().filter(|r| schemas.contains(&r.schema)).map(|r| r.oid).collect()
+    } else {
+        all.iter().map(|r| r.oid).collect()
+    };
+
+    for t in &opts.exclude_tables {
+        let oid = resolve(t, caller_schemas)?;
+        chosen.retain(|o| *o != oid);
+    }
+    let mut no_data = Vec::new();
+    for t in &opts.exclude_data {
+        no_data.push(resolve(t, caller_schemas)?);
+    }
+
+    let relations: Vec<Relation> = all.iter().filter(|r| chosen.contains(&r.oid)).cloned().collect();
+    let data_tables = relations
+        .iter()
+        .filter(|r| r.kind == 'r' && !no_data.contains(&r.oid))
+        .cloned()
+        .collect();
+    let schema_names: Vec<String> = match (&opts.tables, &opts.schemas) {
+        (None, Some(s)) => s.clone(),
+        (None, None) => Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT nspname::text FROM pg_namespace n
+                 WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
+                   AND n.oid <> (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_backup')
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                                   AND d.objid = n.oid AND d.deptype = 'e')",
+                None,
+                &[],
+            )?;
+            let mut v = Vec::new();
+            for row in rows {
+                v.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok::<_, BackupError>(v)
+        })?,
+        _ => {
+            let mut v: Vec<String> = relations.iter().map(|r| r.schema.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+    };
+    let schema_oids = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT oid FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname",
+            None,
+            &[schema_names.into()],
+        )?;
+        let mut v = Vec::new();
+        for row in rows {
+            v.push(row.get::<pg_sys::Oid>(1)?.expect("oid"));
+        }
+        Ok::<_, BackupError>(v)
+    })?;
+    Ok(Selection { relations, data_tables, schema_oids })
+}

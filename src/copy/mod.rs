@@ -1,0 +1,3 @@
+//! Streaming table data through PostgreSQL's own COPY machinery.
+
+pub mod copy_to;

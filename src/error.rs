@@ -1,0 +1,175 @@
+//! The one error type of pg_backup and its mapping to SQLSTATEs.
+//!
+//! Core code returns `Result<T>`; only the SQL boundary (`raise`) turns an error into an
+//! `ereport(ERROR)`, so every failure leaves with a real SQLSTATE and, where it helps, a HINT.
+
+use std::path::{Path, PathBuf};
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+
+pub type Result<T, E = BackupError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A bad option value or a contradictory combination of options (22023).
+    #[error("{message}")]
+    InvalidOption { message: String, hint: Option<String> },
+    /// A table, schema, backup or schedule that does not exist (42704).
+    #[error("{message}")]
+    UnknownObject { message: String, hint: Option<String> },
+    /// A restore target that already exists under `existing => 'fail'` (42P07).
+    #[error("{message}")]
+    ObjectExists { message: String, hint: Option<String> },
+    /// A destructive action asked for without `confirm => true` (55000).
+    #[error("{message}")]
+    ConfirmRequired { message: String, hint: Option<String> },
+    /// A checksum mismatch or an archive file that does not parse (XX001).
+    #[error("{message}")]
+    Corrupt { message: String, hint: Option<String> },
+    /// The caller may not do this (42501).
+    #[error("{message}")]
+    PermissionDenied { message: String, hint: Option<String> },
+    /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
+    #[error("could not {action} \"{}\": {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// An SPI call from our own code failed (38000: an error inside the routine).
+    #[error("internal query failed: {0}")]
+    Spi(#[from] pgrx::spi::Error),
+}
+
+impl BackupError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        BackupError::InvalidOption { message: message.into(), hint: None }
+    }
+    pub fn unknown(message: impl Into<String>) -> Self {
+        BackupError::UnknownObject { message: message.into(), hint: None }
+    }
+    pub fn exists(message: impl Into<String>) -> Self {
+        BackupError::ObjectExists { message: message.into(), hint: None }
+    }
+    pub fn confirm(message: impl Into<String>) -> Self {
+        BackupError::ConfirmRequired { message: message.into(), hint: None }
+    }
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        BackupError::Corrupt { message: message.into(), hint: None }
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        BackupError::PermissionDenied { message: message.into(), hint: None }
+    }
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        BackupError::Io { action, path: path.to_path_buf(), source }
+    }
+
+    /// Attach a HINT (ignored by variants that carry none).
+    pub fn with_hint(mut self, text: impl Into<String>) -> Self {
+        match &mut self {
+            BackupError::InvalidOption { hint, .. }
+            | BackupError::UnknownObject { hint, .. }
+            | BackupError::ObjectExists { hint, .. }
+            | BackupError::ConfirmRequired { hint, .. }
+            | BackupError::Corrupt { hint, .. }
+            | BackupError::PermissionDenied { hint, .. } => *hint = Some(text.into()),
+            BackupError::Io { .. } | BackupError::Spi(_) => {}
+        }
+        self
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BackupError::InvalidOption { hint, .. }
+            | BackupError::UnknownObject { hint, .. }
+            | BackupError::ObjectExists { hint, .. }
+            | BackupError::ConfirmRequired { hint, .. }
+            | BackupError::Corrupt { hint, .. }
+            | BackupError::PermissionDenied { hint, .. } => hint.clone(),
+            BackupError::Io { source, .. } if is_disk_full(source) => {
+                Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
+            }
+            BackupError::Io { .. } | BackupError::Spi(_) => None,
+        }
+    }
+
+    /// The SQLSTATE, as its five characters (also stored in history rows).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            BackupError::InvalidOption { .. } => "22023",
+            BackupError::UnknownObject { .. } => "42704",
+            BackupError::ObjectExists { .. } => "42P07",
+            BackupError::ConfirmRequired { .. } => "55000",
+            BackupError::Corrupt { .. } => "XX001",
+            BackupError::PermissionDenied { .. } => "42501",
+            BackupError::Io { source, .. } if is_disk_full(source) => "53100",
+            BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => "42501",
+            BackupError::Io { .. } => "58030",
+            BackupError::Spi(_) => "38000",
+        }
+    }
+
+    pub fn code(&self) -> PgSqlErrorCode {
+        match self.sqlstate() {
+            "22023" => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "42704" => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "42P07" => PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+            "55000" => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
+            "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        }
+    }
+
+    /// Raise this error as a PostgreSQL ERROR. The one place errors leave Rust.
+    pub fn raise(self) -> ! {
+        let report = pgrx::pg_sys::panic::ErrorReport::new(self.code(), self.to_string(), "pg_backup");
+        let report = match self.hint() {
+            Some(h) => report.set_hint(h),
+            None => report,
+        };
+        report.report(pgrx::PgLogLevel::ERROR);
+        unreachable!("ereport(ERROR) returned")
+    }
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Unwrap a core result at the SQL boundary.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.raise(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_own_sqlstate() {
+        assert_eq!(BackupError::invalid("x").sqlstate(), "22023");
+        assert_eq!(BackupError::unknown("x").sqlstate(), "42704");
+        assert_eq!(BackupError::exists("x").sqlstate(), "42P07");
+        assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
+        assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
+        assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(BackupError::io("write", Path::new("/x"), full).sqlstate(), "53100");
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(BackupError::io("write", Path::new("/x"), other).sqlstate(), "58030");
+    }
+
+    #[test]
+    fn hints_are_kept() {
+        let e = BackupError::invalid("bad").with_hint("do this");
+        assert_eq!(e.hint().as_deref(), Some("do this"));
+    }
+}

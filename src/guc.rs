@@ -1,0 +1,76 @@
+//! Settings (`backup.*`). One `init()` from `_PG_init`, one getter per setting.
+
+use std::ffi::CString;
+use std::path::PathBuf;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
+static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// gzip level used by `compression => 'gzip'`. 1 is the speed/size sweet spot for zlib-rs on
+/// COPY text (see README, "Benchmarks"); pg_dump's default is 6.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"backup.directory",
+        c"Directory where pg_backup writes backups.",
+        c"Empty means 'pg_backup' under the data directory. Point it at another disk in production.",
+        &DIRECTORY,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"backup.database",
+        c"Database whose backup.schedules the scheduler runs.",
+        c"Like cron.database_name: the scheduler worker connects to this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"backup.compression_level",
+        c"gzip level for compression => 'gzip'.",
+        c"1 (fastest) to 9 (smallest).",
+        &COMPRESSION_LEVEL,
+        1,
+        9,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"backup.scheduler_enabled",
+        c"Whether the scheduler worker starts scheduled backups.",
+        c"Reloaded on SIGHUP; running backups finish.",
+        &SCHEDULER_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// The backup directory: the setting, or `pg_backup` under the data directory.
+pub fn directory() -> PathBuf {
+    match DIRECTORY.get() {
+        Some(s) if !s.as_bytes().is_empty() => PathBuf::from(s.to_string_lossy().into_owned()),
+        _ => {
+            // SAFETY: DataDir is set before any backend runs SQL.
+            let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) };
+            PathBuf::from(data_dir.to_string_lossy().into_owned()).join("pg_backup")
+        }
+    }
+}
+
+pub fn database() -> String {
+    DATABASE.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".into())
+}
+
+pub fn compression_level() -> u32 {
+    COMPRESSION_LEVEL.get() as u32
+}
+
+pub fn scheduler_enabled() -> bool {
+    SCHEDULER_ENABLED.get()
+}

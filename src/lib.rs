@@ -1,0 +1,39 @@
+//! pg_backup: consistent, checksummed, compressed logical backups of a PostgreSQL database,
+//! driven from SQL. See README.md for the user's manual and ../shared/DESIGN.md for the contract.
+
+use pgrx::prelude::*;
+
+pub mod archive;
+pub mod backup;
+pub mod catalog;
+pub mod copy;
+pub mod ddl;
+pub mod error;
+pub mod guc;
+pub mod security;
+pub mod sql_api;
+pub mod subtransaction;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[path = "../pgrx-tests/mod.rs"]
+mod pgrx_tests;
+
+/// Used by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_backup'", "max_worker_processes = 32"]
+    }
+}

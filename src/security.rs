@@ -1,0 +1,68 @@
+//! Running as the extension owner safely: our functions are SECURITY DEFINER, so on entry they
+//! remember the caller's search_path (to resolve the caller's bare table names the way
+//! regclass would) and then pin search_path to `pg_catalog, pg_temp` for everything they run,
+//! exactly as a `SET search_path` clause would, but after that first look.
+
+use pgrx::prelude::*;
+
+use crate::error::Result;
+
+pub const PINNED_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// The caller's context, captured before the search_path is pinned.
+pub struct Caller {
+    /// Effective search_path of the caller, implicit schemas included, in order.
+    pub schemas: Vec<String>,
+    /// The role the caller acts as (SET ROLE aware), not the definer.
+    pub role: String,
+    _pin: PinnedSearchPath,
+}
+
+pub fn enter() -> Result<Caller> {
+    let schemas: Vec<String> = Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
+        .unwrap_or_default();
+    let role = unsafe {
+        let oid = pg_sys::GetOuterUserId();
+        let name = pg_sys::GetUserNameFromId(oid, true);
+        if name.is_null() {
+            String::from("unknown")
+        } else {
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    };
+    Ok(Caller { schemas, role, _pin: PinnedSearchPath::new() })
+}
+
+/// Restores the caller's search_path when dropped (on success; after an error the
+/// transaction abort restores it).
+pub struct PinnedSearchPath {
+    nest_level: i32,
+}
+
+impl PinnedSearchPath {
+    fn new() -> Self {
+        unsafe {
+            let nest_level = pg_sys::NewGUCNestLevel();
+            let context = if pg_sys::superuser() { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                PINNED_SEARCH_PATH.as_ptr(),
+                context,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            PinnedSearchPath { nest_level }
+        }
+    }
+}
+
+impl Drop for PinnedSearchPath {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The SQL surface, schema `backup`. Each function is thin: arguments into an options struct,
+//! call the core, turn the result into rows. Errors leave through `OrRaise` (one SQLSTATE each).
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+
+use crate::backup::create;
+use crate::backup::manage;
+use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::error::OrRaise;
+use crate::{guc, security};
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(name = "create")]
+fn create_backup(
+    label: default!(Option<String>, "NULL"),
+    schemas: default!(Option<Vec<String>>, "NULL"),
+    tables: default!(Option<Vec<String>>, "NULL"),
+    exclude_tables: default!(Option<Vec<String>>, "NULL"),
+    exclude_data: default!(Option<Vec<String>>, "NULL"),
+    schema_only: default!(bool, false),
+    data_only: default!(bool, false),
+    format: default!(String, "'native'"),
+    compression: default!(String, "'gzip'"),
+    verbose: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(backup_id, String),
+        name!(status, String),
+        name!(tables, i64),
+        name!(rows, i64),
+        name!(bytes, i64),
+        name!(duration, Interval),
+        name!(path, String),
+    ),
+> {
+    let args = CreateArgs {
+        label,
+        schemas,
+        tables,
+        exclude_tables,
+        exclude_data,
+        schema_only: Some(schema_only),
+        data_only: Some(data_only),
+        format: Some(format),
+        compression: Some(compression),
+        verbose: Some(verbose),
+    };
+    let caller = security::enter().or_raise();
+    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let s = create::create(&opts, &caller, None).or_raise();
+    let duration = Interval::from_micros(s.duration.as_micros() as i64);
+    TableIterator::once((s.backup_id, s.status, s.tables, s.rows, s.bytes, duration, s.path))
+}
+
+#[pg_extern]
+fn verify(
+    backup_id: default!(Option<String>, "NULL"),
+    deep: default!(bool, true),
+) -> TableIterator<
+    'static,
+    (
+        name!(backup_id, String),
+        name!(file, String),
+        name!(status, String),
+        name!(expected_sha256, Option<String>),
+        name!(actual_sha256, Option<String>),
+        name!(bytes, Option<i64>),
+        name!(detail, Option<String>),
+    ),
+> {
+    let _caller = security::enter().or_raise();
+    let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
+    TableIterator::new(rows.into_iter().map(|(id, c)| {
+        (id, c.file, c.status.as_str().to_string(), c.expected_sha256, c.actual_sha256, c.bytes.map(|b| b as i64), c.detail)
+    }))
+}
+
+#[pg_extern]
+fn delete(backup_id: String) -> bool {
+    let _caller = security::enter().or_raise();
+    manage::delete(&backup_id).or_raise()
+}
+
+#[pg_extern]
+fn prune(
+    keep_last: default!(Option<i32>, "NULL"),
+    keep_days: default!(Option<i32>, "NULL"),
+    dry_run: default!(bool, false),
+) -> SetOfIterator<'static, String> {
+    let _caller = security::enter().or_raise();
+    SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
+}
+
+#[pg_extern]
+fn rescan() -> SetOfIterator<'static, String> {
+    let _caller = security::enter().or_raise();
+    SetOfIterator::new(manage::rescan().or_raise())
+}

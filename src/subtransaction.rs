@@ -1,0 +1,31 @@
+//! Running work in an internal subtransaction, as PL/pgSQL's EXCEPTION blocks do, so that after
+//! an ERROR we can still clean up (remove a half-written archive, record a failed history row)
+//! before the error goes on to the caller.
+
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+/// Run `f` in a subtransaction. `Ok` if it returned (its changes are kept), `Err` with the
+/// caught PostgreSQL error if it raised one (its changes are rolled back and the session is
+/// usable again; call `rethrow()` after cleaning up).
+pub fn run<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
+    unsafe {
+        let old_context = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_context);
+        let f = AssertUnwindSafe(f);
+        let result = PgTryBuilder::new(AssertUnwindSafe(move || Ok((f.0)())))
+            .catch_others(Err)
+            .execute();
+        match &result {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(old_context);
+        pg_sys::CurrentResourceOwner = old_owner;
+        result
+    }
+}
