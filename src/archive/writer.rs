@@ -265,7 +265,6 @@ impl Drop for Drain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     fn pipe() -> (OwnedFd, File) {
         let mut fds = [0; 2];

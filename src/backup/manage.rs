@@ -19,7 +19,7 @@ pub fn backup_dir(id: &str) -> Result<PathBuf> {
 }
 
 fn catalog_status(id: &str) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>("SELECT status FROM backup.backups WHERE id = $1", &[id.into()])?)
+    Ok(Spi::get_one_with_args::<String>("SELECT (SELECT status FROM backup.backups WHERE id = $1)", &[id.into()])?)
 }
 
 /// Per-file rows for one backup, or for every completed one when `id` is None.

@@ -56,10 +56,10 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
         }
     };
     let found = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT c.oid FROM unnest($1::text[]) WITH ORDINALITY s(nsp, ord)
-         JOIN pg_namespace n ON n.nspname = s.nsp
-         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2
-         ORDER BY s.ord LIMIT 1",
+        "SELECT (SELECT c.oid FROM unnest($1::text[]) WITH ORDINALITY s(nsp, ord)
+                 JOIN pg_namespace n ON n.nspname = s.nsp
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2
+                 ORDER BY s.ord LIMIT 1)",
         &[schemas.into(), rel.into()],
     )?;
     found.ok_or_else(|| {

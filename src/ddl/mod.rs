@@ -20,7 +20,9 @@ fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
     let mut out = Vec::new();
     Spi::connect(|client| {
         for (_, sql) in queries {
-            let rows = client.select(*sql, None, &[rels.clone().into(), schemas.clone().into()])?;
+            // Catalog names are type `name`; read every column as text.
+            let q = format!("SELECT q.k::text, q.s::text, q.n::text, q.t::text, q.d::text FROM ({sql}) AS q(k, s, n, t, d)");
+            let rows = client.select(q.as_str(), None, &[rels.clone().into(), schemas.clone().into()])?;
             for row in rows {
                 let Some(sql) = row.get::<String>(5)? else { continue };
                 out.push(DdlItem {
