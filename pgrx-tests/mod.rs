@@ -26,7 +26,9 @@ mod tests {
 
     fn hint_of(sql: &str) -> Option<String> {
         match crate::subtransaction::run(|| Spi::run(sql)) {
-            Err(CaughtError::PostgresError(e)) | Err(CaughtError::ErrorReport(e)) => e.hint().map(str::to_string),
+            Err(CaughtError::PostgresError(e)) | Err(CaughtError::ErrorReport(e)) => {
+                e.hint().map(str::to_string)
+            }
             _ => None,
         }
     }
@@ -42,7 +44,9 @@ mod tests {
 
     fn gunzip_lines(path: &std::path::Path) -> Vec<String> {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut s).unwrap();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
         s.lines().map(str::to_string).collect()
     }
 
@@ -72,11 +76,18 @@ mod tests {
         let (id, dir) = one_backup(
             "SELECT backup_id, path FROM backup.create(schemas => '{s_create}', label => 'create-ok')",
         );
-        let status = Spi::get_one_with_args::<String>("SELECT status FROM backup.backups WHERE id = $1", &[id.clone().into()]).unwrap();
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT status FROM backup.backups WHERE id = $1",
+            &[id.clone().into()],
+        )
+        .unwrap();
         assert_eq!(status.as_deref(), Some("completed"));
         let m = manifest(&dir);
         let tables: Vec<(&str, u64)> = m.files.iter().map(|f| (f.table.as_str(), f.rows)).collect();
-        assert_eq!(tables, [("people", 500), ("orders", 2000), ("empty_one", 0)]);
+        assert_eq!(
+            tables,
+            [("people", 500), ("orders", 2000), ("empty_one", 0)]
+        );
         // Rows in the file are the rows of the table, in COPY text.
         let people = m.files.iter().find(|f| f.table == "people").unwrap();
         let lines = gunzip_lines(&dir.join(&people.path));
@@ -100,14 +111,32 @@ mod tests {
             .unwrap();
             assert_eq!(bad, Some(0));
         }
-        let files = Spi::get_one_with_args::<i64>("SELECT count(*) FROM backup.verify($1)", &[id.clone().into()]).unwrap();
+        let files = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM backup.verify($1)",
+            &[id.clone().into()],
+        )
+        .unwrap();
         assert_eq!(files, Some(4)); // manifest + 3 data files
-        let vs = Spi::get_one_with_args::<String>("SELECT verify_status FROM backup.backups WHERE id = $1", &[id.into()]).unwrap();
+        let vs = Spi::get_one_with_args::<String>(
+            "SELECT verify_status FROM backup.backups WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap();
         assert_eq!(vs.as_deref(), Some("ok"));
         // Archive files are private to the server's OS user.
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(dir.join("manifest.json")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("manifest.json"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     fn verify_status_of(id: &str, file: &str) -> Option<String> {
@@ -131,27 +160,41 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x01;
         std::fs::write(dir.join(&f), &bytes).unwrap();
-        assert!(verify_status_of(&id, &f).unwrap().starts_with("checksum_mismatch"));
-        let vs = Spi::get_one_with_args::<String>("SELECT verify_status FROM backup.backups WHERE id = $1", &[id.into()]).unwrap();
+        assert!(verify_status_of(&id, &f)
+            .unwrap()
+            .starts_with("checksum_mismatch"));
+        let vs = Spi::get_one_with_args::<String>(
+            "SELECT verify_status FROM backup.backups WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap();
         assert_eq!(vs.as_deref(), Some("failed"));
         // A truncated file.
         let (id, dir) = take("trunc");
         let f = manifest(&dir).files[0].path.clone();
         let bytes = std::fs::read(dir.join(&f)).unwrap();
         std::fs::write(dir.join(&f), &bytes[..bytes.len() - 10]).unwrap();
-        assert!(verify_status_of(&id, &f).unwrap().starts_with("checksum_mismatch"));
+        assert!(verify_status_of(&id, &f)
+            .unwrap()
+            .starts_with("checksum_mismatch"));
         // A missing file and an unexpected one.
         let (id, dir) = take("missing");
         let f = manifest(&dir).files[1].path.clone();
         std::fs::remove_file(dir.join(&f)).unwrap();
         std::fs::write(dir.join("data/extra.bin"), b"?").unwrap();
         assert!(verify_status_of(&id, &f).unwrap().starts_with("missing"));
-        assert!(verify_status_of(&id, "data/extra.bin").unwrap().starts_with("unexpected"));
+        assert!(verify_status_of(&id, "data/extra.bin")
+            .unwrap()
+            .starts_with("unexpected"));
         // An edited manifest.
         let (id, dir) = take("manifest");
-        let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap().replace("s_damage", "s_damagE");
+        let text = std::fs::read_to_string(dir.join("manifest.json"))
+            .unwrap()
+            .replace("s_damage", "s_damagE");
         std::fs::write(dir.join("manifest.json"), text).unwrap();
-        assert!(verify_status_of(&id, "manifest.json").unwrap().starts_with("checksum_mismatch"));
+        assert!(verify_status_of(&id, "manifest.json")
+            .unwrap()
+            .starts_with("checksum_mismatch"));
     }
 
     #[pg_test]
@@ -159,23 +202,45 @@ mod tests {
         make_sample("s_opts");
         let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(tables => '{s_opts.orders}', label => 'only-orders')");
         let m = manifest(&dir);
-        assert_eq!(m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(), ["orders"]);
-        assert!(m.pre_data.iter().any(|d| d.kind == "table" && d.name == "orders"));
-        assert!(!m.pre_data.iter().any(|d| d.kind == "table" && d.name == "people"));
+        assert_eq!(
+            m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(),
+            ["orders"]
+        );
+        assert!(m
+            .pre_data
+            .iter()
+            .any(|d| d.kind == "table" && d.name == "orders"));
+        assert!(!m
+            .pre_data
+            .iter()
+            .any(|d| d.kind == "table" && d.name == "people"));
 
         let (_, dir) = one_backup(
             "SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', exclude_data => '{s_opts.people}', exclude_tables => '{s_opts.empty_one}', label => 'excl')",
         );
         let m = manifest(&dir);
-        assert_eq!(m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(), ["orders"]);
-        assert!(m.pre_data.iter().any(|d| d.kind == "table" && d.name == "people"));
-        assert!(!m.pre_data.iter().any(|d| d.kind == "table" && d.name == "empty_one"));
+        assert_eq!(
+            m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(),
+            ["orders"]
+        );
+        assert!(m
+            .pre_data
+            .iter()
+            .any(|d| d.kind == "table" && d.name == "people"));
+        assert!(!m
+            .pre_data
+            .iter()
+            .any(|d| d.kind == "table" && d.name == "empty_one"));
 
         let (id, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', schema_only => true, label => 'ddl')");
         let m = manifest(&dir);
         assert!(m.files.is_empty());
         assert!(!m.pre_data.is_empty());
-        let kind = Spi::get_one_with_args::<String>("SELECT kind FROM backup.backups WHERE id = $1", &[id.into()]).unwrap();
+        let kind = Spi::get_one_with_args::<String>(
+            "SELECT kind FROM backup.backups WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap();
         assert_eq!(kind.as_deref(), Some("schema"));
 
         let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', data_only => true, compression => 'none', label => 'raw')");
@@ -188,10 +253,16 @@ mod tests {
 
         // Bare names resolve through the caller's search_path.
         Spi::run("SET LOCAL search_path = s_opts, public").unwrap();
-        let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(tables => '{people}', label => 'bare')");
+        let (_, dir) = one_backup(
+            "SELECT backup_id, path FROM backup.create(tables => '{people}', label => 'bare')",
+        );
         assert_eq!(manifest(&dir).files[0].schema, "s_opts");
         let sp = Spi::get_one::<String>("SELECT current_setting('search_path')").unwrap();
-        assert_eq!(sp.as_deref(), Some("s_opts, public"), "the caller's search_path is restored");
+        assert_eq!(
+            sp.as_deref(),
+            Some("s_opts, public"),
+            "the caller's search_path is restored"
+        );
     }
 
     #[pg_test]
@@ -205,57 +276,124 @@ mod tests {
              CREATE POLICY nobody ON s_rls.secrets USING (false);",
         )
         .unwrap();
-        let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_rls}', label => 'rls')");
+        let (_, dir) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_rls}', label => 'rls')",
+        );
         let m = manifest(&dir);
         assert_eq!(m.files[0].rows, 100);
-        assert!(m.post_data.iter().any(|d| d.kind == "policy" && d.sql.contains("USING (false)")));
-        assert!(m.post_data.iter().any(|d| d.kind == "row_security" && d.sql.contains("FORCE")));
+        assert!(m
+            .post_data
+            .iter()
+            .any(|d| d.kind == "policy" && d.sql.contains("USING (false)")));
+        assert!(m
+            .post_data
+            .iter()
+            .any(|d| d.kind == "row_security" && d.sql.contains("FORCE")));
     }
 
     #[pg_test]
     fn bad_input_gets_the_right_sqlstate_and_a_hint() {
         Spi::run("CREATE SCHEMA s_bad; CREATE TABLE s_bad.t (a int)").unwrap();
-        assert_eq!(sqlstate_of("SELECT * FROM backup.create(tables => '{s_bad.nope}')"), "ERRCODE_UNDEFINED_OBJECT");
-        assert_eq!(sqlstate_of("SELECT * FROM backup.create(schemas => '{no_such_schema}')"), "ERRCODE_UNDEFINED_OBJECT");
-        assert_eq!(sqlstate_of("SELECT * FROM backup.create(compression => 'zstd')"), "ERRCODE_INVALID_PARAMETER_VALUE");
-        assert!(hint_of("SELECT * FROM backup.create(compression => 'zstd')").unwrap().contains("gzip:1"));
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.create(tables => '{s_bad.nope}')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.create(schemas => '{no_such_schema}')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.create(compression => 'zstd')"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+        assert!(
+            hint_of("SELECT * FROM backup.create(compression => 'zstd')")
+                .unwrap()
+                .contains("gzip:1")
+        );
         assert_eq!(
             sqlstate_of("SELECT * FROM backup.create(schema_only => true, data_only => true)"),
             "ERRCODE_INVALID_PARAMETER_VALUE"
         );
-        assert_eq!(sqlstate_of("SELECT * FROM backup.create(label => '../../etc')"), "ERRCODE_INVALID_PARAMETER_VALUE");
-        assert_eq!(sqlstate_of("SELECT * FROM backup.verify('../../etc')"), "ERRCODE_INVALID_PARAMETER_VALUE");
-        assert_eq!(sqlstate_of("SELECT backup.delete('../x')"), "ERRCODE_INVALID_PARAMETER_VALUE");
-        assert_eq!(sqlstate_of("SELECT * FROM backup.verify('20200101T000000.000000Z-none')"), "ERRCODE_UNDEFINED_OBJECT");
-        assert_eq!(sqlstate_of("SELECT * FROM backup.prune()"), "ERRCODE_INVALID_PARAMETER_VALUE");
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.create(label => '../../etc')"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.verify('../../etc')"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT backup.delete('../x')"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.verify('20200101T000000.000000Z-none')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.prune()"),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
     }
 
     #[pg_test]
     fn delete_prune_and_rescan_manage_the_archives() {
-        Spi::run("CREATE SCHEMA s_keep; CREATE TABLE s_keep.t AS SELECT generate_series(1, 10) a").unwrap();
+        Spi::run("CREATE SCHEMA s_keep; CREATE TABLE s_keep.t AS SELECT generate_series(1, 10) a")
+            .unwrap();
         let mut ids = Vec::new();
         for i in 0..3 {
             let (id, _) = one_backup(&format!("SELECT backup_id, path FROM backup.create(schemas => '{{s_keep}}', label => 'keep{i}')"));
             ids.push(id);
         }
         // delete removes the files and marks the row.
-        let (id, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_keep}', label => 'gone')");
-        assert_eq!(Spi::get_one_with_args::<bool>("SELECT backup.delete($1)", &[id.clone().into()]).unwrap(), Some(true));
+        let (id, dir) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_keep}', label => 'gone')",
+        );
+        assert_eq!(
+            Spi::get_one_with_args::<bool>("SELECT backup.delete($1)", &[id.clone().into()])
+                .unwrap(),
+            Some(true)
+        );
         assert!(!dir.exists());
-        let st = Spi::get_one_with_args::<String>("SELECT status FROM backup.backups WHERE id = $1", &[id.into()]).unwrap();
+        let st = Spi::get_one_with_args::<String>(
+            "SELECT status FROM backup.backups WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap();
         assert_eq!(st.as_deref(), Some("deleted"));
         // rescan registers an archive the catalog lost.
         let lost = ids[2].clone();
-        Spi::run_with_args("DELETE FROM backup.backups WHERE id = $1", &[lost.clone().into()]).unwrap();
-        let found = Spi::get_one::<Vec<String>>("SELECT array_agg(r) FROM backup.rescan() r").unwrap().unwrap_or_default();
+        Spi::run_with_args(
+            "DELETE FROM backup.backups WHERE id = $1",
+            &[lost.clone().into()],
+        )
+        .unwrap();
+        let found = Spi::get_one::<Vec<String>>("SELECT array_agg(r) FROM backup.rescan() r")
+            .unwrap()
+            .unwrap_or_default();
         assert!(found.contains(&lost), "{found:?}");
-        let rows = Spi::get_one_with_args::<i64>("SELECT row_count FROM backup.backups WHERE id = $1", &[lost.into()]).unwrap();
+        let rows = Spi::get_one_with_args::<i64>(
+            "SELECT row_count FROM backup.backups WHERE id = $1",
+            &[lost.into()],
+        )
+        .unwrap();
         assert_eq!(rows, Some(10));
         // prune dry run names what would go and removes nothing.
-        let before = Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'").unwrap().unwrap();
-        let would = Spi::get_one::<i64>("SELECT count(*) FROM backup.prune(keep_last => 1, dry_run => true)").unwrap().unwrap();
+        let before =
+            Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'")
+                .unwrap()
+                .unwrap();
+        let would = Spi::get_one::<i64>(
+            "SELECT count(*) FROM backup.prune(keep_last => 1, dry_run => true)",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(would, before - 1);
-        let after = Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'").unwrap().unwrap();
+        let after =
+            Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'")
+                .unwrap()
+                .unwrap();
         assert_eq!(after, before);
     }
 }

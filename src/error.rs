@@ -13,25 +13,47 @@ pub type Result<T, E = BackupError> = std::result::Result<T, E>;
 pub enum BackupError {
     /// A bad option value or a contradictory combination of options (22023).
     #[error("{message}")]
-    InvalidOption { message: String, hint: Option<String> },
+    InvalidOption {
+        message: String,
+        hint: Option<String>,
+    },
     /// A table, schema, backup or schedule that does not exist (42704).
     #[error("{message}")]
-    UnknownObject { message: String, hint: Option<String> },
+    UnknownObject {
+        message: String,
+        hint: Option<String>,
+    },
     /// A restore target that already exists under `existing => 'fail'` (42P07).
     #[error("{message}")]
-    ObjectExists { message: String, hint: Option<String> },
+    ObjectExists {
+        message: String,
+        hint: Option<String>,
+    },
     /// A destructive action asked for without `confirm => true` (55000).
     #[error("{message}")]
-    ConfirmRequired { message: String, hint: Option<String> },
+    ConfirmRequired {
+        message: String,
+        hint: Option<String>,
+    },
     /// A checksum mismatch or an archive file that does not parse (XX001).
     #[error("{message}")]
-    Corrupt { message: String, hint: Option<String> },
+    Corrupt {
+        message: String,
+        hint: Option<String>,
+    },
     /// The caller may not do this (42501).
     #[error("{message}")]
-    PermissionDenied { message: String, hint: Option<String> },
+    PermissionDenied {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
     Spi(#[from] pgrx::spi::Error),
@@ -39,25 +61,47 @@ pub enum BackupError {
 
 impl BackupError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        BackupError::InvalidOption { message: message.into(), hint: None }
+        BackupError::InvalidOption {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn unknown(message: impl Into<String>) -> Self {
-        BackupError::UnknownObject { message: message.into(), hint: None }
+        BackupError::UnknownObject {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn exists(message: impl Into<String>) -> Self {
-        BackupError::ObjectExists { message: message.into(), hint: None }
+        BackupError::ObjectExists {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn confirm(message: impl Into<String>) -> Self {
-        BackupError::ConfirmRequired { message: message.into(), hint: None }
+        BackupError::ConfirmRequired {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn corrupt(message: impl Into<String>) -> Self {
-        BackupError::Corrupt { message: message.into(), hint: None }
+        BackupError::Corrupt {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn denied(message: impl Into<String>) -> Self {
-        BackupError::PermissionDenied { message: message.into(), hint: None }
+        BackupError::PermissionDenied {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        BackupError::Io { action, path: path.to_path_buf(), source }
+        BackupError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// Attach a HINT (ignored by variants that carry none).
@@ -99,7 +143,11 @@ impl BackupError {
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
-            BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => "42501",
+            BackupError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                "42501"
+            }
             BackupError::Io { .. } => "58030",
             BackupError::Spi(_) => "38000",
         }
@@ -121,7 +169,8 @@ impl BackupError {
 
     /// Raise this error as a PostgreSQL ERROR. The one place errors leave Rust.
     pub fn raise(self) -> ! {
-        let report = pgrx::pg_sys::panic::ErrorReport::new(self.code(), self.to_string(), "pg_backup");
+        let report =
+            pgrx::pg_sys::panic::ErrorReport::new(self.code(), self.to_string(), "pg_backup");
         let report = match self.hint() {
             Some(h) => report.set_hint(h),
             None => report,
@@ -162,9 +211,15 @@ mod tests {
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        assert_eq!(BackupError::io("write", Path::new("/x"), full).sqlstate(), "53100");
+        assert_eq!(
+            BackupError::io("write", Path::new("/x"), full).sqlstate(),
+            "53100"
+        );
         let other = std::io::Error::from_raw_os_error(libc::EIO);
-        assert_eq!(BackupError::io("write", Path::new("/x"), other).sqlstate(), "58030");
+        assert_eq!(
+            BackupError::io("write", Path::new("/x"), other).sqlstate(),
+            "58030"
+        );
     }
 
     #[test]

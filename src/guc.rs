@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -64,7 +65,10 @@ pub fn directory() -> PathBuf {
 }
 
 pub fn database() -> String {
-    DATABASE.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".into())
+    DATABASE
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".into())
 }
 
 pub fn compression_level() -> u32 {

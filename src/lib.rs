@@ -34,6 +34,9 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'pg_backup'", "max_worker_processes = 32"]
+        vec![
+            "shared_preload_libraries = 'pg_backup'",
+            "max_worker_processes = 32",
+        ]
     }
 }

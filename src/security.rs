@@ -19,18 +19,25 @@ pub struct Caller {
 }
 
 pub fn enter() -> Result<Caller> {
-    let schemas: Vec<String> = Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
-        .unwrap_or_default();
+    let schemas: Vec<String> =
+        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
+            .unwrap_or_default();
     let role = unsafe {
         let oid = pg_sys::GetOuterUserId();
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
             String::from("unknown")
         } else {
-            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
         }
     };
-    Ok(Caller { schemas, role, _pin: PinnedSearchPath::new() })
+    Ok(Caller {
+        schemas,
+        role,
+        _pin: PinnedSearchPath::new(),
+    })
 }
 
 /// Restores the caller's search_path when dropped (on success; after an error the
@@ -43,7 +50,11 @@ impl PinnedSearchPath {
     fn new() -> Self {
         unsafe {
             let nest_level = pg_sys::NewGUCNestLevel();
-            let context = if pg_sys::superuser() { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
+            let context = if pg_sys::superuser() {
+                pg_sys::GucContext::PGC_SUSET
+            } else {
+                pg_sys::GucContext::PGC_USERSET
+            };
             pg_sys::set_config_option(
                 c"search_path".as_ptr(),
                 PINNED_SEARCH_PATH.as_ptr(),

@@ -56,11 +56,21 @@ mod tests {
     #[test]
     fn parses_every_form() {
         assert_eq!(Compression::parse("gzip", 3).unwrap(), Compression::Gzip(3));
-        assert_eq!(Compression::parse("GZIP:9", 3).unwrap(), Compression::Gzip(9));
+        assert_eq!(
+            Compression::parse("GZIP:9", 3).unwrap(),
+            Compression::Gzip(9)
+        );
         assert_eq!(Compression::parse("none", 3).unwrap(), Compression::None);
         for bad in ["gzip:0", "gzip:10", "zstd", "", "gzip:"] {
-            assert_eq!(Compression::parse(bad, 3).unwrap_err().sqlstate(), "22023", "{bad}");
+            assert_eq!(
+                Compression::parse(bad, 3).unwrap_err().sqlstate(),
+                "22023",
+                "{bad}"
+            );
         }
-        assert_eq!(Compression::from_name(&Compression::Gzip(4).name()).unwrap(), Compression::Gzip(4));
+        assert_eq!(
+            Compression::from_name(&Compression::Gzip(4).name()).unwrap(),
+            Compression::Gzip(4)
+        );
     }
 }

@@ -12,7 +12,9 @@ pub fn validate(id: &str) -> Result<()> {
     let ok = !bytes.is_empty()
         && bytes.len() <= MAX_ID_LEN
         && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -25,12 +27,16 @@ pub fn validate(id: &str) -> Result<()> {
 pub fn validate_label(label: &str) -> Result<()> {
     let ok = !label.is_empty()
         && label.len() <= 64
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(BackupError::invalid(format!("invalid label \"{}\"", label.escape_default()))
-            .with_hint("A label is 1 to 64 characters from A-Z a-z 0-9 . _ -"))
+        Err(
+            BackupError::invalid(format!("invalid label \"{}\"", label.escape_default()))
+                .with_hint("A label is 1 to 64 characters from A-Z a-z 0-9 . _ -"),
+        )
     }
 }
 
@@ -59,7 +65,18 @@ mod tests {
 
     #[test]
     fn rejects_paths_and_odd_names() {
-        for bad in ["", "..", ".hidden", "a/b", "../etc", "a b", "x\0y", "-x", "é", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "a/b",
+            "../etc",
+            "a b",
+            "x\0y",
+            "-x",
+            "é",
+            &"a".repeat(129),
+        ] {
             let err = validate(bad).unwrap_err();
             assert_eq!(err.sqlstate(), "22023", "{bad:?}");
         }

@@ -19,13 +19,18 @@ pub fn choose_removals(
     if keep_last.is_none() && keep_days.is_none() {
         return Vec::new();
     }
-    completed.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then_with(|| b.id.cmp(&a.id)));
+    completed.sort_by(|a, b| {
+        b.finished_at
+            .cmp(&a.finished_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
     completed
         .into_iter()
         .enumerate()
         .filter(|(rank, c)| {
             let kept_by_count = keep_last.is_some_and(|n| (*rank as u64) < n as u64);
-            let kept_by_age = keep_days.is_some_and(|d| c.finished_at > now - Duration::days(d as i64));
+            let kept_by_age =
+                keep_days.is_some_and(|d| c.finished_at > now - Duration::days(d as i64));
             !(kept_by_count || kept_by_age)
         })
         .map(|(_, c)| c.id)
@@ -41,7 +46,12 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap()
     }
     fn backups() -> Vec<Candidate> {
-        (1..=5).map(|d| Candidate { id: format!("b{d}"), finished_at: day(d) }).collect()
+        (1..=5)
+            .map(|d| Candidate {
+                id: format!("b{d}"),
+                finished_at: day(d),
+            })
+            .collect()
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
     let (manifest, manifest_ok) = check_manifest(dir, &mut out);
     let Some(manifest) = manifest else { return out };
     let _ = manifest_ok;
-    let mut known: BTreeSet<String> =
-        [MANIFEST_FILE.to_string(), MANIFEST_SHA_FILE.to_string()].into_iter().collect();
+    let mut known: BTreeSet<String> = [MANIFEST_FILE.to_string(), MANIFEST_SHA_FILE.to_string()]
+        .into_iter()
+        .collect();
     let compression = Compression::from_name(&manifest.compression).unwrap_or(Compression::None);
     for f in &manifest.files {
         known.insert(f.path.clone());
@@ -98,7 +99,10 @@ fn check_manifest(dir: &Path, out: &mut Vec<FileCheck>) -> (Option<Manifest>, bo
         Ok(t) => match manifest::parse_manifest_sha_line(&t) {
             Some(h) => Some(h),
             None => {
-                out.push(FileCheck::new(MANIFEST_SHA_FILE, FileStatus::Corrupt).detail("not a sha256sum line"));
+                out.push(
+                    FileCheck::new(MANIFEST_SHA_FILE, FileStatus::Corrupt)
+                        .detail("not a sha256sum line"),
+                );
                 None
             }
         },
@@ -141,21 +145,37 @@ fn check_data_file(dir: &Path, f: &DataFile, compression: Compression, deep: boo
     row.expected_sha256 = Some(f.sha256.clone());
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) => return FileCheck { detail: Some(e.to_string()), status: FileStatus::Missing, ..row },
+        Err(e) => {
+            return FileCheck {
+                detail: Some(e.to_string()),
+                status: FileStatus::Missing,
+                ..row
+            }
+        }
     };
-    let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+    let mut hashing = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let parsed = if deep {
         let mut counter = CopyTextCounter::new(f.columns.len());
         let result = match compression {
             Compression::None => counter.consume(&mut hashing),
-            Compression::Gzip(_) => counter.consume(&mut flate2::read::GzDecoder::new(&mut hashing)),
+            Compression::Gzip(_) => {
+                counter.consume(&mut flate2::read::GzDecoder::new(&mut hashing))
+            }
         };
         // Hash whatever the decoder did not need (e.g. trailing garbage) too.
         let _ = std::io::copy(&mut hashing, &mut std::io::sink());
         Some(result.and_then(|()| counter.finish()))
     } else {
         if let Err(e) = std::io::copy(&mut hashing, &mut std::io::sink()) {
-            return FileCheck { detail: Some(e.to_string()), status: FileStatus::Corrupt, ..row };
+            return FileCheck {
+                detail: Some(e.to_string()),
+                status: FileStatus::Corrupt,
+                ..row
+            };
         }
         None
     };
@@ -173,7 +193,10 @@ fn check_data_file(dir: &Path, f: &DataFile, compression: Compression, deep: boo
     match parsed {
         Some(Ok(rows)) if rows != f.rows => {
             row.status = FileStatus::Corrupt;
-            row.detail = Some(format!("{rows} rows in the file, {} in the manifest", f.rows));
+            row.detail = Some(format!(
+                "{rows} rows in the file, {} in the manifest",
+                f.rows
+            ));
         }
         Some(Err(e)) => {
             row.status = FileStatus::Corrupt;
@@ -212,7 +235,13 @@ pub struct CopyTextCounter {
 
 impl CopyTextCounter {
     pub fn new(columns: usize) -> Self {
-        CopyTextCounter { columns, rows: 0, fields_in_row: 1, row_has_bytes: false, error: None }
+        CopyTextCounter {
+            columns,
+            rows: 0,
+            fields_in_row: 1,
+            row_has_bytes: false,
+            error: None,
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -222,7 +251,11 @@ impl CopyTextCounter {
         for &b in chunk {
             match b {
                 b'\n' => {
-                    let fields = if self.columns == 0 && !self.row_has_bytes { 0 } else { self.fields_in_row };
+                    let fields = if self.columns == 0 && !self.row_has_bytes {
+                        0
+                    } else {
+                        self.fields_in_row
+                    };
                     if fields != self.columns {
                         self.error = Some(format!(
                             "row {} has {} fields, the table has {} columns",
@@ -262,7 +295,10 @@ impl CopyTextCounter {
             return Err(e.clone());
         }
         if self.row_has_bytes || self.fields_in_row != 1 {
-            return Err(format!("truncated: the last row (row {}) has no end of line", self.rows + 1));
+            return Err(format!(
+                "truncated: the last row (row {}) has no end of line",
+                self.rows + 1
+            ));
         }
         Ok(self.rows)
     }
@@ -273,7 +309,9 @@ fn list_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -321,14 +359,21 @@ mod tests {
     }
 
     fn statuses(dir: &Path) -> Vec<(String, &'static str)> {
-        verify_archive(dir, true).into_iter().map(|c| (c.file, c.status.as_str())).collect()
+        verify_archive(dir, true)
+            .into_iter()
+            .map(|c| (c.file, c.status.as_str()))
+            .collect()
     }
 
     #[test]
     fn a_good_archive_is_ok() {
         let (_b, dir) = archive(1000);
-        assert!(verify_archive(&dir, true).iter().all(|c| c.status == FileStatus::Ok));
-        assert!(verify_archive(&dir, false).iter().all(|c| c.status == FileStatus::Ok));
+        assert!(verify_archive(&dir, true)
+            .iter()
+            .all(|c| c.status == FileStatus::Ok));
+        assert!(verify_archive(&dir, false)
+            .iter()
+            .all(|c| c.status == FileStatus::Ok));
     }
 
     #[test]
@@ -348,20 +393,31 @@ mod tests {
         fs::remove_file(dir.join("data/00001.copy.gz")).unwrap();
         fs::write(dir.join("data/stray.txt"), b"x").unwrap();
         let s = statuses(&dir);
-        assert!(s.contains(&("data/00001.copy.gz".into(), "missing")), "{s:?}");
-        assert!(s.contains(&("data/stray.txt".into(), "unexpected")), "{s:?}");
+        assert!(
+            s.contains(&("data/00001.copy.gz".into(), "missing")),
+            "{s:?}"
+        );
+        assert!(
+            s.contains(&("data/stray.txt".into(), "unexpected")),
+            "{s:?}"
+        );
     }
 
     #[test]
     fn edited_manifest_is_a_mismatch() {
         let (_b, dir) = archive(10);
         let p = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&p).unwrap().replace("\"rows\": 10", "\"rows\": 11");
+        let text = fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"rows\": 10", "\"rows\": 11");
         fs::write(&p, text).unwrap();
         let s = statuses(&dir);
         assert_eq!(s[0], (MANIFEST_FILE.to_string(), "checksum_mismatch"));
         // Its row count no longer matches the file either.
-        assert!(s.contains(&("data/00001.copy.gz".into(), "corrupt")), "{s:?}");
+        assert!(
+            s.contains(&("data/00001.copy.gz".into(), "corrupt")),
+            "{s:?}"
+        );
     }
 
     #[test]

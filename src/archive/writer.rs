@@ -42,15 +42,22 @@ impl ArchiveWriter {
         ensure_dir(base)?;
         let final_dir = base.join(id);
         if final_dir.exists() {
-            return Err(BackupError::exists(format!("backup \"{id}\" already exists in {}", base.display()))
-                .with_hint("Use another label, or remove the old one with backup.delete()."));
+            return Err(BackupError::exists(format!(
+                "backup \"{id}\" already exists in {}",
+                base.display()
+            ))
+            .with_hint("Use another label, or remove the old one with backup.delete()."));
         }
         let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
         if tmp_dir.exists() {
             fs::remove_dir_all(&tmp_dir).map_err(|e| BackupError::io("remove", &tmp_dir, e))?;
         }
         ensure_dir(&tmp_dir.join("data"))?;
-        Ok(ArchiveWriter { id: id.to_string(), tmp_dir, final_dir })
+        Ok(ArchiveWriter {
+            id: id.to_string(),
+            tmp_dir,
+            final_dir,
+        })
     }
 
     pub fn data_path(&self, index: usize, compression: Compression) -> (String, PathBuf) {
@@ -65,7 +72,10 @@ impl ArchiveWriter {
         let json = manifest.to_json();
         let sha_line = manifest::manifest_sha_line(&json);
         write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_FILE), &json)?;
-        write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_SHA_FILE), sha_line.as_bytes())?;
+        write_file_synced(
+            &self.tmp_dir.join(manifest::MANIFEST_SHA_FILE),
+            sha_line.as_bytes(),
+        )?;
         fsync_dir(&self.tmp_dir.join("data"))?;
         fsync_dir(&self.tmp_dir)?;
         fs::rename(&self.tmp_dir, &self.final_dir)
@@ -89,7 +99,8 @@ pub fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| BackupError::io("create file", path, e))?;
-    f.write_all(bytes).map_err(|e| BackupError::io("write", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| BackupError::io("write", path, e))?;
     f.sync_all().map_err(|e| BackupError::io("fsync", path, e))
 }
 
@@ -141,7 +152,11 @@ pub fn drain_to_file(
         .mode(0o600)
         .open(path)
         .map_err(|e| BackupError::io("create file", path, e))?;
-    let sink = HashingFile { file, hasher: Sha256::new(), bytes: 0 };
+    let sink = HashingFile {
+        file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let mut out: Box<dyn WriteFinish> = match compression {
         Compression::None => Box::new(std::io::BufWriter::with_capacity(1 << 20, sink)),
         Compression::Gzip(level) => Box::new(GzEncoder::new(
@@ -153,16 +168,27 @@ pub fn drain_to_file(
     let mut buf = vec![0u8; 1 << 20];
     let mut raw_bytes = 0u64;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| BackupError::io("read COPY stream for", path, e))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| BackupError::io("read COPY stream for", path, e))?;
         if n == 0 {
             break;
         }
         raw_bytes += n as u64;
-        out.write_all(&buf[..n]).map_err(|e| BackupError::io("write", path, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| BackupError::io("write", path, e))?;
     }
-    let sink = out.finish_into().map_err(|e| BackupError::io("write", path, e))?;
-    sink.file.sync_all().map_err(|e| BackupError::io("fsync", path, e))?;
-    Ok(FileStats { raw_bytes, bytes: sink.bytes, sha256: manifest::hex(&sink.hasher.finalize()) })
+    let sink = out
+        .finish_into()
+        .map_err(|e| BackupError::io("write", path, e))?;
+    sink.file
+        .sync_all()
+        .map_err(|e| BackupError::io("fsync", path, e))?;
+    Ok(FileStats {
+        raw_bytes,
+        bytes: sink.bytes,
+        sha256: manifest::hex(&sink.hasher.finalize()),
+    })
 }
 
 /// Finishing a stack of writers (gzip trailer, buffer flush) and getting the file back.
@@ -193,9 +219,16 @@ impl Read for PollingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if self.cancel.load(Ordering::Relaxed) {
-                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "backup cancelled"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "backup cancelled",
+                ));
             }
-            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, 100) };
             if r < 0 {
@@ -212,7 +245,10 @@ impl Read for PollingReader<'_> {
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
-                if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) {
                     continue;
                 }
                 return Err(e);
@@ -237,7 +273,10 @@ impl Drain {
             .name("pg_backup drain".into())
             .spawn(move || drain_to_file(source, &path, compression, &flag))
             .expect("spawn drain thread");
-        Drain { cancel, handle: Some(handle) }
+        Drain {
+            cancel,
+            handle: Some(handle),
+        }
     }
 
     pub fn join(mut self) -> Result<FileStats> {
@@ -292,10 +331,15 @@ mod tests {
         assert_eq!(stats.bytes, on_disk.len() as u64);
         assert_eq!(stats.sha256, manifest::sha256_hex(&on_disk));
         let mut text = Vec::new();
-        flate2::read::GzDecoder::new(&on_disk[..]).read_to_end(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&on_disk[..])
+            .read_to_end(&mut text)
+            .unwrap();
         assert_eq!(text.len(), 800_000);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use pgrx::prelude::*;
 
 use super::options::CreateOptions;
 use super::select::{self, Selection};
+use crate::archive::id;
 use crate::archive::manifest::{DataFile, Manifest, FORMAT_VERSION};
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
-use crate::archive::id;
 use crate::catalog::history::{self, BackupRow};
 use crate::copy::copy_to;
 use crate::ddl;
@@ -43,12 +43,17 @@ unsafe extern "C-unwind" fn on_backend_exit(_code: i32, _arg: pg_sys::Datum) {
     let taken = IN_FLIGHT.lock().ok().and_then(|mut g| g.take());
     if let Some(f) = taken {
         ArchiveWriter::abandon(&f.tmp_dir);
-        history::record_exit(&f.id, "backend exited before the backup finished (terminated or crashed)");
+        history::record_exit(
+            &f.id,
+            "backend exited before the backup finished (terminated or crashed)",
+        );
     }
 }
 
 fn set_in_flight(v: Option<InFlight>) {
-    EXIT_CALLBACK.call_once(|| unsafe { pg_sys::before_shmem_exit(Some(on_backend_exit), pg_sys::Datum::from(0)) });
+    EXIT_CALLBACK.call_once(|| unsafe {
+        pg_sys::before_shmem_exit(Some(on_backend_exit), pg_sys::Datum::from(0))
+    });
     if let Ok(mut g) = IN_FLIGHT.lock() {
         *g = v;
     }
@@ -94,7 +99,10 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
     };
     history::record(&row);
     let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
-    set_in_flight(Some(InFlight { id: id.clone(), tmp_dir: tmp_dir.clone() }));
+    set_in_flight(Some(InFlight {
+        id: id.clone(),
+        tmp_dir: tmp_dir.clone(),
+    }));
 
     let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &mut row));
     set_in_flight(None);
@@ -139,14 +147,20 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
 fn caught_message(e: &pgrx::pg_sys::panic::CaughtError) -> String {
     use pgrx::pg_sys::panic::CaughtError;
     match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
-            r.message().to_string()
-        }
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
     }
 }
 
 /// Everything that happens under the one snapshot. Runs inside a subtransaction.
-fn take(opts: &CreateOptions, caller: &Caller, id: &str, base: &Path, row: &mut BackupRow) -> Result<(Manifest, String)> {
+fn take(
+    opts: &CreateOptions,
+    caller: &Caller,
+    id: &str,
+    base: &Path,
+    row: &mut BackupRow,
+) -> Result<(Manifest, String)> {
     let sel: Selection = select::select(opts, &caller.schemas)?;
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
@@ -159,7 +173,13 @@ fn take(opts: &CreateOptions, caller: &Caller, id: &str, base: &Path, row: &mut 
     result
 }
 
-fn write_archive(opts: &CreateOptions, id: &str, base: &Path, sel: &Selection, row: &mut BackupRow) -> Result<(Manifest, String)> {
+fn write_archive(
+    opts: &CreateOptions,
+    id: &str,
+    base: &Path,
+    sel: &Selection,
+    row: &mut BackupRow,
+) -> Result<(Manifest, String)> {
     let ddl = if opts.data_only {
         let mut d = ddl::extract(sel)?;
         d.pre_data.clear();
@@ -174,7 +194,11 @@ fn write_archive(opts: &CreateOptions, id: &str, base: &Path, sel: &Selection, r
     };
     let writer = ArchiveWriter::begin(base, id)?;
     let mut files = Vec::new();
-    let tables: &[select::Relation] = if opts.schema_only { &[] } else { &sel.data_tables };
+    let tables: &[select::Relation] = if opts.schema_only {
+        &[]
+    } else {
+        &sel.data_tables
+    };
     let mut last_progress = Instant::now();
     for (i, t) in tables.iter().enumerate() {
         pgrx::check_for_interrupts!();
@@ -191,7 +215,11 @@ fn write_archive(opts: &CreateOptions, id: &str, base: &Path, sel: &Selection, r
         if opts.verbose {
             pgrx::notice!(
                 "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
-                t.schema, t.name, rows, stats.bytes, stats.raw_bytes
+                t.schema,
+                t.name,
+                rows,
+                stats.bytes,
+                stats.raw_bytes
             );
         }
         files.push(DataFile {
@@ -227,8 +255,12 @@ fn write_archive(opts: &CreateOptions, id: &str, base: &Path, sel: &Selection, r
 }
 
 fn server_facts() -> Result<(String, String, String)> {
-    let (db, ver) = Spi::get_two::<String, String>("SELECT current_database()::text, current_setting('server_version')")?;
-    let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }.to_string_lossy().into_owned();
+    let (db, ver) = Spi::get_two::<String, String>(
+        "SELECT current_database()::text, current_setting('server_version')",
+    )?;
+    let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
+        .to_string_lossy()
+        .into_owned();
     Ok((db.unwrap_or_default(), enc, ver.unwrap_or_default()))
 }
 
@@ -236,7 +268,9 @@ pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),

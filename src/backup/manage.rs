@@ -19,7 +19,10 @@ pub fn backup_dir(id: &str) -> Result<PathBuf> {
 }
 
 fn catalog_status(id: &str) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>("SELECT (SELECT status FROM backup.backups WHERE id = $1)", &[id.into()])?)
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT (SELECT status FROM backup.backups WHERE id = $1)",
+        &[id.into()],
+    )?)
 }
 
 /// Per-file rows for one backup, or for every completed one when `id` is None.
@@ -33,7 +36,11 @@ pub fn verify(id: Option<&str>, deep: bool) -> Result<Vec<(String, FileCheck)>> 
             vec![id.to_string()]
         }
         None => Spi::connect(|c| {
-            let rows = c.select("SELECT id FROM backup.backups WHERE status = 'completed' ORDER BY started_at", None, &[])?;
+            let rows = c.select(
+                "SELECT id FROM backup.backups WHERE status = 'completed' ORDER BY started_at",
+                None,
+                &[],
+            )?;
             let mut v = Vec::new();
             for r in rows {
                 v.push(r.get::<String>(1)?.unwrap_or_default());
@@ -67,12 +74,20 @@ pub fn delete(id: &str) -> Result<bool> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| BackupError::io("remove", &dir, e))?;
     }
-    Spi::run_with_args("UPDATE backup.backups SET status = 'deleted' WHERE id = $1 AND status <> 'deleted'", &[id.into()])?;
+    Spi::run_with_args(
+        "UPDATE backup.backups SET status = 'deleted' WHERE id = $1 AND status <> 'deleted'",
+        &[id.into()],
+    )?;
     Ok(true)
 }
 
 /// Apply a retention policy to the completed backups (of one schedule, or all when None).
-pub fn prune(keep_last: Option<i32>, keep_days: Option<i32>, dry_run: bool, schedule: Option<&str>) -> Result<Vec<String>> {
+pub fn prune(
+    keep_last: Option<i32>,
+    keep_days: Option<i32>,
+    dry_run: bool,
+    schedule: Option<&str>,
+) -> Result<Vec<String>> {
     if keep_last.is_none() && keep_days.is_none() {
         return Err(BackupError::invalid("prune needs keep_last or keep_days")
             .with_hint("For example: SELECT * FROM backup.prune(keep_last => 7);"));
@@ -96,7 +111,10 @@ pub fn prune(keep_last: Option<i32>, keep_days: Option<i32>, dry_run: bool, sche
             let id: String = r.get(1)?.unwrap_or_default();
             let at: String = r.get(2)?.unwrap_or_default();
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&at) {
-                v.push(Candidate { id, finished_at: t.with_timezone(&chrono::Utc) });
+                v.push(Candidate {
+                    id,
+                    finished_at: t.with_timezone(&chrono::Utc),
+                });
             }
         }
         Ok::<_, BackupError>(v)
@@ -119,24 +137,41 @@ pub fn prune(keep_last: Option<i32>, keep_days: Option<i32>, dry_run: bool, sche
 pub fn rescan() -> Result<Vec<String>> {
     let base = guc::directory();
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&base) else { return Ok(found) };
-    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return Ok(found);
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for name in names {
         if id::validate(&name).is_err() || catalog_status(&name)?.is_some() {
             continue;
         }
         let dir = base.join(&name);
-        let Ok(json) = std::fs::read(dir.join(manifest::MANIFEST_FILE)) else { continue };
+        let Ok(json) = std::fs::read(dir.join(manifest::MANIFEST_FILE)) else {
+            continue;
+        };
         let Ok(m) = Manifest::from_json(&json) else {
-            pgrx::warning!("pg_backup: {} has an unreadable manifest.json; not registered", dir.display());
+            pgrx::warning!(
+                "pg_backup: {} has an unreadable manifest.json; not registered",
+                dir.display()
+            );
             continue;
         };
         if m.backup_id != name {
-            pgrx::warning!("pg_backup: {} holds backup {}; not registered", dir.display(), m.backup_id);
+            pgrx::warning!(
+                "pg_backup: {} holds backup {}; not registered",
+                dir.display(),
+                m.backup_id
+            );
             continue;
         }
-        let kind = match (m.options["schema_only"].as_bool(), m.options["data_only"].as_bool()) {
+        let kind = match (
+            m.options["schema_only"].as_bool(),
+            m.options["data_only"].as_bool(),
+        ) {
             (Some(true), _) => "schema",
             (_, Some(true)) => "data",
             _ => "full",

@@ -21,7 +21,10 @@ pub struct CreateOptions {
     pub verbose: bool,
 }
 
-fn ser_compression<S: serde::Serializer>(c: &Compression, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ser_compression<S: serde::Serializer>(
+    c: &Compression,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&c.name())
 }
 
@@ -48,26 +51,41 @@ impl CreateOptions {
         let schema_only = args.schema_only.unwrap_or(false);
         let data_only = args.data_only.unwrap_or(false);
         if schema_only && data_only {
-            return Err(BackupError::invalid("schema_only and data_only cannot both be true")
-                .with_hint("Leave both false for a full backup."));
+            return Err(
+                BackupError::invalid("schema_only and data_only cannot both be true")
+                    .with_hint("Leave both false for a full backup."),
+            );
         }
-        let format = args.format.as_deref().unwrap_or("native").trim().to_ascii_lowercase();
+        let format = args
+            .format
+            .as_deref()
+            .unwrap_or("native")
+            .trim()
+            .to_ascii_lowercase();
         match format.as_str() {
             "native" => {}
             "sql" | "json" | "csv" => {
-                return Err(BackupError::invalid(format!("format \"{format}\" is not implemented yet"))
-                    .with_hint("Use format => 'native' (the default)."))
+                return Err(BackupError::invalid(format!(
+                    "format \"{format}\" is not implemented yet"
+                ))
+                .with_hint("Use format => 'native' (the default)."))
             }
             _ => {
-                return Err(BackupError::invalid(format!("invalid format \"{}\"", format.escape_default()))
-                    .with_hint("Use 'native' (the default)."))
+                return Err(BackupError::invalid(format!(
+                    "invalid format \"{}\"",
+                    format.escape_default()
+                ))
+                .with_hint("Use 'native' (the default)."))
             }
         }
-        let compression = Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
+        let compression =
+            Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
         let nonempty = |v: Option<Vec<String>>, what: &str| -> Result<Option<Vec<String>>> {
             match v {
-                Some(list) if list.is_empty() => Err(BackupError::invalid(format!("{what} is an empty list"))
-                    .with_hint(format!("Leave {what} out (NULL) to mean every one."))),
+                Some(list) if list.is_empty() => {
+                    Err(BackupError::invalid(format!("{what} is an empty list"))
+                        .with_hint(format!("Leave {what} out (NULL) to mean every one.")))
+                }
                 other => Ok(other),
             }
         };
@@ -91,7 +109,11 @@ impl CreateOptions {
             "schema"
         } else if self.data_only {
             "data"
-        } else if self.schemas.is_some() || self.tables.is_some() || !self.exclude_tables.is_empty() || !self.exclude_data.is_empty() {
+        } else if self.schemas.is_some()
+            || self.tables.is_some()
+            || !self.exclude_tables.is_empty()
+            || !self.exclude_data.is_empty()
+        {
             "partial"
         } else {
             "full"
@@ -117,21 +139,60 @@ mod tests {
 
     #[test]
     fn conflicting_and_bad_options_are_22023() {
-        let both = CreateArgs { schema_only: Some(true), data_only: Some(true), ..Default::default() };
-        assert_eq!(CreateOptions::parse(both, 1).unwrap_err().sqlstate(), "22023");
-        let fmt = CreateArgs { format: Some("xml".into()), ..Default::default() };
-        assert_eq!(CreateOptions::parse(fmt, 1).unwrap_err().sqlstate(), "22023");
-        let label = CreateArgs { label: Some("../x".into()), ..Default::default() };
-        assert_eq!(CreateOptions::parse(label, 1).unwrap_err().sqlstate(), "22023");
-        let empty = CreateArgs { tables: Some(vec![]), ..Default::default() };
-        assert_eq!(CreateOptions::parse(empty, 1).unwrap_err().sqlstate(), "22023");
+        let both = CreateArgs {
+            schema_only: Some(true),
+            data_only: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            CreateOptions::parse(both, 1).unwrap_err().sqlstate(),
+            "22023"
+        );
+        let fmt = CreateArgs {
+            format: Some("xml".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            CreateOptions::parse(fmt, 1).unwrap_err().sqlstate(),
+            "22023"
+        );
+        let label = CreateArgs {
+            label: Some("../x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            CreateOptions::parse(label, 1).unwrap_err().sqlstate(),
+            "22023"
+        );
+        let empty = CreateArgs {
+            tables: Some(vec![]),
+            ..Default::default()
+        };
+        assert_eq!(
+            CreateOptions::parse(empty, 1).unwrap_err().sqlstate(),
+            "22023"
+        );
     }
 
     #[test]
     fn kind_follows_the_selection() {
-        let o = CreateOptions::parse(CreateArgs { tables: Some(vec!["t".into()]), ..Default::default() }, 1).unwrap();
+        let o = CreateOptions::parse(
+            CreateArgs {
+                tables: Some(vec!["t".into()]),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
         assert_eq!(o.kind(), "partial");
-        let o = CreateOptions::parse(CreateArgs { schema_only: Some(true), ..Default::default() }, 1).unwrap();
+        let o = CreateOptions::parse(
+            CreateArgs {
+                schema_only: Some(true),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
         assert_eq!(o.kind(), "schema");
     }
 }

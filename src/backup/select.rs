@@ -40,19 +40,25 @@ ORDER BY c.oid"#;
 /// Resolve `name` (`schema.table` or bare, quoted or not) to a relation oid, searching the
 /// caller's `search_path` for bare names.
 pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
-    let parts: Vec<String> = Spi::get_one_with_args::<Vec<String>>("SELECT parse_ident($1)::text[]", &[name.into()])
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
-                .with_hint("Write schema.table or a bare name, quoted like an SQL identifier if needed.")
-        })?;
+    let parts: Vec<String> =
+        Spi::get_one_with_args::<Vec<String>>("SELECT parse_ident($1)::text[]", &[name.into()])
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
+                    .with_hint(
+                    "Write schema.table or a bare name, quoted like an SQL identifier if needed.",
+                )
+            })?;
     let (schemas, rel): (Vec<String>, String) = match parts.as_slice() {
         [rel] => (caller_schemas.to_vec(), rel.clone()),
         [schema, rel] => (vec![schema.clone()], rel.clone()),
         _ => {
-            return Err(BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
-                .with_hint("Write schema.table or a bare name."))
+            return Err(BackupError::invalid(format!(
+                "invalid table name \"{}\"",
+                name.escape_default()
+            ))
+            .with_hint("Write schema.table or a bare name."))
         }
     };
     let found = Spi::get_one_with_args::<pg_sys::Oid>(
@@ -63,8 +69,9 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
         &[schemas.into(), rel.into()],
     )?;
     found.ok_or_else(|| {
-        BackupError::unknown(format!("relation \"{name}\" does not exist"))
-            .with_hint("Check the name and the search_path; names are schema.table, as for regclass.")
+        BackupError::unknown(format!("relation \"{name}\" does not exist")).with_hint(
+            "Check the name and the search_path; names are schema.table, as for regclass.",
+        )
     })
 }
 
@@ -77,7 +84,10 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
                 oid: row.get(1)?.expect("oid"),
                 schema: row.get(2)?.expect("schema"),
                 name: row.get(3)?.expect("name"),
-                kind: row.get::<String>(4)?.and_then(|s| s.chars().next()).unwrap_or('r'),
+                kind: row
+                    .get::<String>(4)?
+                    .and_then(|s| s.chars().next())
+                    .unwrap_or('r'),
             });
         }
         Ok::<_, BackupError>(out)
@@ -123,11 +133,16 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
             )?
             .unwrap_or(false);
             if !exists {
-                return Err(BackupError::unknown(format!("schema \"{s}\" does not exist"))
-                    .with_hint("List schemas with \\dn or SELECT nspname FROM pg_namespace."));
+                return Err(
+                    BackupError::unknown(format!("schema \"{s}\" does not exist"))
+                        .with_hint("List schemas with \\dn or SELECT nspname FROM pg_namespace."),
+                );
             }
         }
-        all.iter().filter(|r| schemas.contains(&r.schema)).map(|r| r.oid).collect()
+        all.iter()
+            .filter(|r| schemas.contains(&r.schema))
+            .map(|r| r.oid)
+            .collect()
     } else {
         all.iter().map(|r| r.oid).collect()
     };
@@ -141,7 +156,11 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         no_data.push(resolve(t, caller_schemas)?);
     }
 
-    let relations: Vec<Relation> = all.iter().filter(|r| chosen.contains(&r.oid)).cloned().collect();
+    let relations: Vec<Relation> = all
+        .iter()
+        .filter(|r| chosen.contains(&r.oid))
+        .cloned()
+        .collect();
     let data_tables = relations
         .iter()
         .filter(|r| r.kind == 'r' && !no_data.contains(&r.oid))
@@ -185,5 +204,9 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         }
         Ok::<_, BackupError>(v)
     })?;
-    Ok(Selection { relations, data_tables, schema_oids })
+    Ok(Selection {
+        relations,
+        data_tables,
+        schema_oids,
+    })
 }

@@ -5,8 +5,9 @@
 //! SQL text from the caller); its one argument is a jsonb row passed through dynamic shared
 //! memory.
 
-
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -53,8 +54,13 @@ pub enum Wait {
 /// Run statement `name` with `arg` in a transaction of its own. Returns whether it committed
 /// (always false with `Wait::No`, which cannot know).
 pub fn execute(name: &'static str, arg: &serde_json::Value, wait: Wait) -> bool {
-    assert!(STATEMENTS.iter().any(|(n, _)| *n == name), "unknown autonomous statement {name}");
-    let payload = serde_json::json!({ "stmt": name, "arg": arg }).to_string().into_bytes();
+    assert!(
+        STATEMENTS.iter().any(|(n, _)| *n == name),
+        "unknown autonomous statement {name}"
+    );
+    let payload = serde_json::json!({ "stmt": name, "arg": arg })
+        .to_string()
+        .into_bytes();
     unsafe {
         let seg = pg_sys::dsm_create(HEADER + payload.len(), 0);
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
@@ -71,11 +77,19 @@ pub fn execute(name: &'static str, arg: &serde_json::Value, wait: Wait) -> bool 
             .set_library("pg_backup")
             .set_function("pg_backup_history_writer_main")
             .set_argument(Some(pg_sys::Datum::from(handle as usize)))
-            .set_extra(&format!("{}:{}", u32::from(pg_sys::MyDatabaseId), u8::from(wait == Wait::No)))
+            .set_extra(&format!(
+                "{}:{}",
+                u32::from(pg_sys::MyDatabaseId),
+                u8::from(wait == Wait::No)
+            ))
             .set_start_time(BgWorkerStartTime::ConsistentState)
             .set_restart_time(None)
             .enable_spi_access();
-        let builder = if wait == Wait::Yes { builder.set_notify_pid(pg_sys::MyProcPid) } else { builder };
+        let builder = if wait == Wait::Yes {
+            builder.set_notify_pid(pg_sys::MyProcPid)
+        } else {
+            builder
+        };
         let ok = match builder.load_dynamic() {
             Ok(worker) if wait == Wait::Yes => {
                 let _ = worker.wait_for_shutdown();
@@ -104,7 +118,11 @@ pub fn execute_or_inline(name: &'static str, arg: &serde_json::Value) {
     pgrx::warning!(
         "pg_backup: could not start a background worker to record history; recording it in the current transaction"
     );
-    let sql = STATEMENTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("known statement");
+    let sql = STATEMENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .expect("known statement");
     if let Err(e) = Spi::run_with_args(sql, &[JsonB(arg.clone()).into()]) {
         pgrx::warning!("pg_backup: could not record history: {e}");
     }

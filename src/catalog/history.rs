@@ -34,7 +34,10 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn record(row: &BackupRow) {
-    autonomous::execute_or_inline("backup_upsert", &serde_json::to_value(row).expect("row serializes"));
+    autonomous::execute_or_inline(
+        "backup_upsert",
+        &serde_json::to_value(row).expect("row serializes"),
+    );
 }
 
 /// From an exit callback: mark a backup that was still running as failed, without waiting.

@@ -22,7 +22,11 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid two-int array; O_CLOEXEC keeps the pipe out of COPY PROGRAM children.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(BackupError::io("create pipe for", Path::new("COPY"), std::io::Error::last_os_error()));
+        return Err(BackupError::io(
+            "create pipe for",
+            Path::new("COPY"),
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: both fds were just created and are owned from here on.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -33,7 +37,11 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 /// COPY relation `rel_oid` (already locked) in text format, in the server encoding, under the
 /// active snapshot, into `dest`. Returns the row count and the file's size and checksum.
-pub fn copy_table_to_file(rel_oid: pg_sys::Oid, dest: &Path, compression: Compression) -> Result<(u64, FileStats)> {
+pub fn copy_table_to_file(
+    rel_oid: pg_sys::Oid,
+    dest: &Path,
+    compression: Compression,
+) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
     let drain = Drain::spawn(read_end, dest.to_path_buf(), compression);
     let fd_path = CString::new(format!("/proc/self/fd/{}", write_end.as_raw_fd())).expect("no NUL");

@@ -22,9 +22,15 @@ fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
         for (_, sql) in queries {
             // Catalog names are type `name`; read every column as text.
             let q = format!("SELECT q.k::text, q.s::text, q.n::text, q.t::text, q.d::text FROM ({sql}) AS q(k, s, n, t, d)");
-            let rows = client.select(q.as_str(), None, &[rels.clone().into(), schemas.clone().into()])?;
+            let rows = client.select(
+                q.as_str(),
+                None,
+                &[rels.clone().into(), schemas.clone().into()],
+            )?;
             for row in rows {
-                let Some(sql) = row.get::<String>(5)? else { continue };
+                let Some(sql) = row.get::<String>(5)? else {
+                    continue;
+                };
                 out.push(DdlItem {
                     kind: row.get::<String>(1)?.unwrap_or_default(),
                     schema: row.get::<String>(2)?,
@@ -49,7 +55,10 @@ fn sequence_values(sel: &Selection) -> Result<Vec<DdlItem>> {
             spi::quote_identifier(&s.schema),
             spi::quote_identifier(&s.name)
         );
-        let sql = Spi::get_one_with_args::<String>(&q, &[s.schema.clone().into(), s.name.clone().into()])?;
+        let sql = Spi::get_one_with_args::<String>(
+            &q,
+            &[s.schema.clone().into(), s.name.clone().into()],
+        )?;
         if let Some(sql) = sql {
             out.push(DdlItem {
                 kind: "sequence_set".into(),
@@ -67,7 +76,10 @@ pub fn extract(sel: &Selection) -> Result<Ddl> {
     let pre_data = run(queries::PRE_DATA, sel)?;
     let mut post_data = sequence_values(sel)?;
     post_data.extend(run(queries::POST_DATA, sel)?);
-    Ok(Ddl { pre_data, post_data })
+    Ok(Ddl {
+        pre_data,
+        post_data,
+    })
 }
 
 /// The columns COPY writes for a table, in order (generated columns are not copied).

@@ -4,11 +4,16 @@
 
 /// Pre-data: everything a table's rows need before COPY.
 pub const PRE_DATA: &[(&str, &str)] = &[
-    ("schema", r#"
+    (
+        "schema",
+        r#"
 SELECT 'schema', n.nspname, n.nspname, NULL,
        format('CREATE SCHEMA IF NOT EXISTS %I;', n.nspname)
-FROM pg_namespace n WHERE n.oid = ANY($2) ORDER BY n.nspname"#),
-    ("extension", r#"
+FROM pg_namespace n WHERE n.oid = ANY($2) ORDER BY n.nspname"#,
+    ),
+    (
+        "extension",
+        r#"
 SELECT 'extension', n.nspname, e.extname, NULL,
        format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I;', e.extname, n.nspname)
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
@@ -17,8 +22,11 @@ WHERE e.extname NOT IN ('plpgsql', 'pg_backup')
         SELECT 1 FROM pg_depend d JOIN pg_type t ON d.classid = 'pg_type'::regclass AND d.objid = t.oid
         JOIN pg_attribute a ON a.atttypid = t.oid AND a.attrelid = ANY($1)
         WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid AND d.deptype = 'e'))
-ORDER BY e.oid"#),
-    ("type", r#"
+ORDER BY e.oid"#,
+    ),
+    (
+        "type",
+        r#"
 SELECT 'type', n.nspname, t.typname, NULL,
   CASE t.typtype
     WHEN 'e' THEN format('CREATE TYPE %I.%I AS ENUM (%s);', n.nspname, t.typname,
@@ -58,8 +66,11 @@ WHERE n.oid = ANY($2)
         SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                   AND d.objid = t.oid AND d.deptype = 'e')
-ORDER BY CASE t.typtype WHEN 'e' THEN 0 WHEN 'r' THEN 1 WHEN 'c' THEN 2 ELSE 3 END, t.oid"#),
-    ("function", r#"
+ORDER BY CASE t.typtype WHEN 'e' THEN 0 WHEN 'r' THEN 1 WHEN 'c' THEN 2 ELSE 3 END, t.oid"#,
+    ),
+    (
+        "function",
+        r#"
 SELECT CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, n.nspname,
        p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', NULL,
        pg_get_functiondef(p.oid) || ';'
@@ -67,8 +78,11 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = p.oid AND d.deptype = 'e')
-ORDER BY p.oid"#),
-    ("sequence", r#"
+ORDER BY p.oid"#,
+    ),
+    (
+        "sequence",
+        r#"
 SELECT 'sequence', n.nspname, c.relname, NULL,
        format('CREATE SEQUENCE %I.%I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s%s;',
               n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax,
@@ -77,8 +91,11 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_sequence s
 WHERE c.oid = ANY($1) AND c.relkind = 'S'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'i')
-ORDER BY c.oid"#),
-    ("table", r#"
+ORDER BY c.oid"#,
+    ),
+    (
+        "table",
+        r#"
 SELECT 'table', n.nspname, c.relname, NULL,
   format('CREATE %sTABLE %I.%I %s%s%s%s;',
     CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END,
@@ -115,8 +132,11 @@ LEFT JOIN pg_inherits pi ON c.relispartition AND pi.inhrelid = c.oid
 LEFT JOIN pg_class pc ON pc.oid = pi.inhparent
 LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p')
-ORDER BY c.relispartition, (SELECT count(*) FROM pg_inherits i WHERE i.inhrelid = c.oid), c.oid"#),
-    ("sequence_owner", r#"
+ORDER BY c.relispartition, (SELECT count(*) FROM pg_inherits i WHERE i.inhrelid = c.oid), c.oid"#,
+    ),
+    (
+        "sequence_owner",
+        r#"
 SELECT 'sequence_owner', n.nspname, s.relname, format('%I.%I', tn.nspname, t.relname),
        format('ALTER SEQUENCE %I.%I OWNED BY %I.%I.%I;', n.nspname, s.relname, tn.nspname, t.relname, a.attname)
 FROM pg_depend d
@@ -127,8 +147,11 @@ JOIN pg_namespace tn ON tn.oid = t.relnamespace
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a'
   AND s.oid = ANY($1) AND t.oid = ANY($1)
-ORDER BY s.oid"#),
-    ("view", r#"
+ORDER BY s.oid"#,
+    ),
+    (
+        "view",
+        r#"
 SELECT CASE c.relkind WHEN 'm' THEN 'materialized_view' ELSE 'view' END, n.nspname, c.relname, NULL,
        CASE c.relkind
          WHEN 'm' THEN format('CREATE MATERIALIZED VIEW %I.%I AS %s WITH NO DATA;', n.nspname, c.relname,
@@ -139,12 +162,15 @@ SELECT CASE c.relkind WHEN 'm' THEN 'materialized_view' ELSE 'view' END, n.nspna
        END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND c.relkind IN ('v', 'm')
-ORDER BY c.oid"#),
+ORDER BY c.oid"#,
+    ),
 ];
 
 /// Post-data: what is faster or only possible after the rows are in.
 pub const POST_DATA: &[(&str, &str)] = &[
-    ("constraint", r#"
+    (
+        "constraint",
+        r#"
 SELECT 'constraint', n.nspname, co.conname, format('%I.%I', n.nspname, c.relname),
        format('ALTER TABLE %s %I.%I ADD CONSTRAINT %I %s;',
               CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY' END,
@@ -152,8 +178,11 @@ SELECT 'constraint', n.nspname, co.conname, format('%I.%I', n.nspname, c.relname
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND co.contype IN ('p', 'u', 'x', 'c') AND co.conislocal
   AND co.conparentid = 0
-ORDER BY CASE co.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 ELSE 3 END, co.oid"#),
-    ("index", r#"
+ORDER BY CASE co.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 ELSE 3 END, co.oid"#,
+    ),
+    (
+        "index",
+        r#"
 SELECT 'index', n.nspname, i.relname, format('%I.%I', n.nspname, c.relname),
        pg_get_indexdef(i.oid) || ';'
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
@@ -161,29 +190,41 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1)
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.oid AND co.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT 1 FROM pg_inherits ih WHERE ih.inhrelid = i.oid)
-ORDER BY i.oid"#),
-    ("foreign_key", r#"
+ORDER BY i.oid"#,
+    ),
+    (
+        "foreign_key",
+        r#"
 SELECT 'foreign_key', n.nspname, co.conname, format('%I.%I', n.nspname, c.relname),
        format('ALTER TABLE %s %I.%I ADD CONSTRAINT %I %s;',
               CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY' END,
               n.nspname, c.relname, co.conname, pg_get_constraintdef(co.oid))
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND co.contype = 'f' AND co.conparentid = 0
-ORDER BY co.oid"#),
-    ("trigger", r#"
+ORDER BY co.oid"#,
+    ),
+    (
+        "trigger",
+        r#"
 SELECT 'trigger', n.nspname, t.tgname, format('%I.%I', n.nspname, c.relname),
        pg_get_triggerdef(t.oid) || ';'
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND NOT t.tgisinternal AND t.tgparentid = 0
-ORDER BY t.oid"#),
-    ("row_security", r#"
+ORDER BY t.oid"#,
+    ),
+    (
+        "row_security",
+        r#"
 SELECT 'row_security', n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY;', n.nspname, c.relname)
        || CASE WHEN c.relforcerowsecurity THEN format(' ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY;', n.nspname, c.relname) ELSE '' END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND c.relrowsecurity
-ORDER BY c.oid"#),
-    ("policy", r#"
+ORDER BY c.oid"#,
+    ),
+    (
+        "policy",
+        r#"
 SELECT 'policy', n.nspname, p.polname, format('%I.%I', n.nspname, c.relname),
        format('CREATE POLICY %I ON %I.%I AS %s FOR %s TO %s%s%s;', p.polname, n.nspname, c.relname,
               CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
@@ -195,8 +236,11 @@ SELECT 'policy', n.nspname, p.polname, format('%I.%I', n.nspname, c.relname),
               CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')' ELSE '' END)
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1)
-ORDER BY p.oid"#),
-    ("comment", r#"
+ORDER BY p.oid"#,
+    ),
+    (
+        "comment",
+        r#"
 SELECT 'comment', n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        format('COMMENT ON %s %I.%I%s IS %L;',
               CASE WHEN d.objsubid <> 0 THEN 'COLUMN'
@@ -212,11 +256,15 @@ WHERE c.oid = ANY($1)
 UNION ALL
 SELECT 'comment', n.nspname, n.nspname, NULL, format('COMMENT ON SCHEMA %I IS %L;', n.nspname, d.description)
 FROM pg_description d JOIN pg_namespace n ON d.classoid = 'pg_namespace'::regclass AND d.objoid = n.oid
-WHERE n.oid = ANY($2)"#),
-    ("materialized_view_refresh", r#"
+WHERE n.oid = ANY($2)"#,
+    ),
+    (
+        "materialized_view_refresh",
+        r#"
 SELECT 'materialized_view_refresh', n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        format('REFRESH MATERIALIZED VIEW %I.%I;', n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND c.relkind = 'm' AND c.relispopulated
-ORDER BY c.oid"#),
+ORDER BY c.oid"#,
+    ),
 ];

@@ -51,7 +51,15 @@ fn create_backup(
     let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
-    TableIterator::once((s.backup_id, s.status, s.tables, s.rows, s.bytes, duration, s.path))
+    TableIterator::once((
+        s.backup_id,
+        s.status,
+        s.tables,
+        s.rows,
+        s.bytes,
+        duration,
+        s.path,
+    ))
 }
 
 #[pg_extern]
@@ -73,7 +81,15 @@ fn verify(
     let _caller = security::enter().or_raise();
     let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
-        (id, c.file, c.status.as_str().to_string(), c.expected_sha256, c.actual_sha256, c.bytes.map(|b| b as i64), c.detail)
+        (
+            id,
+            c.file,
+            c.status.as_str().to_string(),
+            c.expected_sha256,
+            c.actual_sha256,
+            c.bytes.map(|b| b as i64),
+            c.detail,
+        )
     }))
 }
 

@@ -1,0 +1,378 @@
+//! End-to-end tests: a real PostgreSQL 15 started by this harness (its own data directory and
+//! port, `shared_preload_libraries = 'pg_backup'`), driven from outside as users would.
+//! Run by `make test` (PG_BACKUP_E2E=1, after `cargo pgrx install`); skipped elsewhere.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn start(extra_conf: &str) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("pg_backup_e2e")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let socket = dir.path().to_path_buf();
+        let port = 20000 + (std::process::id() % 20000) as u16;
+        run(Command::new(format!("{BIN}/initdb"))
+            .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data));
+        let conf = format!(
+            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
+             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n{extra_conf}\n",
+            socket.display()
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
+        run(Command::new(format!("{BIN}/pg_ctl"))
+            .args(["-w", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .arg("start"));
+        let s = Server {
+            _dir: dir,
+            data,
+            socket,
+            port,
+        };
+        let mut c = s.connect("postgres");
+        c.batch_execute("CREATE DATABASE app").unwrap();
+        s.connect("app")
+            .batch_execute("CREATE EXTENSION pg_backup")
+            .unwrap();
+        s
+    }
+
+    fn conn_str(&self, db: &str, user: Option<&str>) -> String {
+        let me = std::env::var("USER").unwrap_or_else(|_| "pgtest".into());
+        format!(
+            "host={} port={} dbname={db} user={}",
+            self.socket.display(),
+            self.port,
+            user.unwrap_or(&me)
+        )
+    }
+
+    fn connect(&self, db: &str) -> Client {
+        Client::connect(&self.conn_str(db, None), NoTls).unwrap()
+    }
+
+    fn connect_as(&self, db: &str, user: &str) -> Client {
+        Client::connect(&self.conn_str(db, Some(user)), NoTls).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new(format!("{BIN}/pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output();
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn enabled() -> bool {
+    let on = std::env::var("PG_BACKUP_E2E").as_deref() == Ok("1");
+    if !on {
+        eprintln!("skipped: set PG_BACKUP_E2E=1 (make test does) to run the end-to-end tests");
+    }
+    on
+}
+
+fn sqlstate(e: &postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+/// The COPY text of one table from a native archive.
+fn table_text(dir: &Path, table: &str) -> String {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let f = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["table"] == table)
+        .unwrap();
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(dir.join(f["path"].as_str().unwrap())).unwrap(),
+    )
+    .read_to_string(&mut s)
+    .unwrap();
+    s
+}
+
+fn sum_column(text: &str, col: usize) -> i64 {
+    text.lines()
+        .map(|l| l.split('\t').nth(col).unwrap().parse::<i64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn concurrent_transfers_are_seen_at_one_instant() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute(
+        "CREATE TABLE a (id int PRIMARY KEY, bal bigint NOT NULL);
+         CREATE TABLE b (id int PRIMARY KEY, bal bigint NOT NULL);
+         INSERT INTO a SELECT g, 1000 FROM generate_series(1, 200000) g;
+         INSERT INTO b SELECT g, 1000 FROM generate_series(1, 200000) g;",
+    )
+    .unwrap();
+    let total: i64 = 2 * 200000 * 1000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..3u32 {
+        let stop = stop.clone();
+        let cs = s.conn_str("app", None);
+        workers.push(std::thread::spawn(move || {
+            let mut c = Client::connect(&cs, NoTls).unwrap();
+            let mut n = 0u64;
+            let mut i = w as i32;
+            while !stop.load(Ordering::Relaxed) {
+                i = (i * 7919 + 13) % 200000 + 1;
+                // Money moves from a to b (and back): the sum over both tables never changes.
+                let mut t = c.transaction().unwrap();
+                t.execute("UPDATE a SET bal = bal - 5 WHERE id = $1", &[&i])
+                    .unwrap();
+                t.execute("UPDATE b SET bal = bal + 5 WHERE id = $1", &[&(200001 - i)])
+                    .unwrap();
+                t.commit().unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut paths = Vec::new();
+    for i in 0..3 {
+        let row = c
+            .query_one(
+                &format!("SELECT path FROM backup.create(tables => '{{a,b}}', label => 'xfer{i}')"),
+                &[],
+            )
+            .unwrap();
+        paths.push(PathBuf::from(row.get::<_, String>(0)));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let transfers: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(
+        transfers > 100,
+        "the transfers must really run during the backups ({transfers})"
+    );
+    for p in &paths {
+        let sum = sum_column(&table_text(p, "a"), 1) + sum_column(&table_text(p, "b"), 1);
+        assert_eq!(
+            sum,
+            total,
+            "backup {} is not one consistent state",
+            p.display()
+        );
+    }
+    // And the backups differ from each other: they were taken while money moved.
+    let a0 = sum_column(&table_text(&paths[0], "a"), 1);
+    let a2 = sum_column(&table_text(&paths[2], "a"), 1);
+    assert_ne!(a0, a2);
+}
+
+#[test]
+fn only_backup_operators_may_back_up() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute(
+        "CREATE TABLE t AS SELECT generate_series(1, 100) AS x;
+         CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT backup_operator TO bob;",
+    )
+    .unwrap();
+    let mut alice = s.connect_as("app", "alice");
+    let err = alice
+        .query("SELECT * FROM backup.create()", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let err = alice
+        .query("SELECT * FROM backup.verify()", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+
+    let mut bob = s.connect_as("app", "bob");
+    // bob cannot read t himself, but a backup reads every table.
+    assert_eq!(
+        sqlstate(&bob.query("SELECT * FROM t", &[]).unwrap_err()),
+        "42501"
+    );
+    let row = bob
+        .query_one(
+            "SELECT backup_id, rows FROM backup.create(label => 'by-bob')",
+            &[],
+        )
+        .unwrap();
+    let id: String = row.get(0);
+    assert_eq!(row.get::<_, i64>(1), 100);
+    let who: String = bob
+        .query_one(
+            "SELECT created_by FROM backup.backups WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "bob");
+    let bad: i64 = bob
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+    // The operator cannot write the catalog directly.
+    assert_eq!(
+        sqlstate(&bob.execute("DELETE FROM backup.backups", &[]).unwrap_err()),
+        "42501"
+    );
+}
+
+#[test]
+fn a_failed_backup_keeps_its_history_row_and_leaves_no_archive() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x")
+        .unwrap();
+    // A backup directory the server cannot create.
+    c.batch_execute("ALTER SYSTEM SET backup.directory = '/proc/pg_backup_cannot_be_here'")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = s.connect("app");
+    let err = c
+        .query("SELECT * FROM backup.create(label => 'doomed')", &[])
+        .unwrap_err();
+    assert!(
+        ["58030", "42501"].contains(&sqlstate(&err).as_str()),
+        "{err:?}"
+    );
+    let row = c
+        .query_one(
+            "SELECT status, error FROM backup.backups WHERE label = 'doomed'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("pg_backup_cannot_be_here"));
+    // Same inside an explicit transaction that the caller rolls back.
+    c.batch_execute("ALTER SYSTEM RESET backup.directory")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = s.connect("app");
+    let mut t = c.transaction().unwrap();
+    t.query("SELECT * FROM backup.create(label => 'rolled-back')", &[])
+        .unwrap();
+    t.rollback().unwrap();
+    let st: String = c
+        .query_one(
+            "SELECT status FROM backup.backups WHERE label = 'rolled-back'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "completed", "the archive exists, so its row does too");
+}
+
+#[test]
+fn a_terminated_backup_leaves_a_failed_row_and_no_completed_archive() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload
+         FROM generate_series(1, 3000000) g;",
+    )
+    .unwrap();
+    let cs = s.conn_str("app", None);
+    let backup = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        c.query(
+            "SELECT * FROM backup.create(label => 'killed', compression => 'gzip:9')",
+            &[],
+        )
+        .map(|_| ())
+    });
+    // Wait until it is running, then terminate its backend.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (id, pid) = loop {
+        let rows = c
+            .query(
+                "SELECT id, pid FROM backup.backups WHERE label = 'killed' AND status = 'running'",
+                &[],
+            )
+            .unwrap();
+        if let Some(r) = rows.first() {
+            break (r.get::<_, String>(0), r.get::<_, i32>(1));
+        }
+        assert!(Instant::now() < deadline, "backup never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    c.query("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    assert!(
+        backup.join().unwrap().is_err(),
+        "the backup must not complete"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st: String = c
+            .query_one("SELECT status FROM backup.backups WHERE id = $1", &[&id])
+            .unwrap()
+            .get(0);
+        if st == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status stayed {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = s.data.join("pg_backup");
+    assert!(!base.join(&id).exists(), "no archive under the final name");
+    assert!(
+        !base.join(format!(".tmp-{id}")).exists(),
+        "the partial archive is removed"
+    );
+}
