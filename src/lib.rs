@@ -21,6 +21,10 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pg_upgrade loads libraries only to check them; define nothing then.
+    if unsafe { pg_sys::IsBinaryUpgrade } {
+        return;
+    }
     guc::init();
 }
 
