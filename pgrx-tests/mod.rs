@@ -396,4 +396,107 @@ mod tests {
                 .unwrap();
         assert_eq!(after, before);
     }
+
+    fn fingerprint(schema: &str) -> Vec<Option<String>> {
+        ["people", "orders", "empty_one"]
+            .iter()
+            .map(|t| {
+                Spi::get_one::<String>(&format!(
+                    "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {schema}.{t} x"
+                ))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[pg_test]
+    fn restore_brings_back_what_was_backed_up() {
+        make_sample("s_rt");
+        let before = fingerprint("s_rt");
+        let (id, dir) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_rt}', label => 'rt')",
+        );
+        Spi::run("DROP SCHEMA s_rt CASCADE").unwrap();
+        let loaded = Spi::get_one_with_args::<i64>(
+            "SELECT sum(rows)::bigint FROM backup.restore($1) WHERE kind = 'table_data'",
+            &[id.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(loaded, Some(2500));
+        assert_eq!(fingerprint("s_rt"), before);
+        // Structure came back too: view, index, FK, identity and serial sequences.
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM s_rt.big_orders").unwrap(),
+            Some(1000)
+        );
+        let idx = Spi::get_one::<i64>("SELECT count(*) FROM pg_indexes WHERE schemaname = 's_rt'")
+            .unwrap();
+        assert_eq!(idx, Some(3));
+        assert_eq!(
+            sqlstate_of("INSERT INTO s_rt.orders (person, total) VALUES (9999, 1)"),
+            "ERRCODE_FOREIGN_KEY_VIOLATION"
+        );
+        let next =
+            Spi::get_one::<i32>("INSERT INTO s_rt.people (name) VALUES ('new') RETURNING id")
+                .unwrap();
+        assert_eq!(next, Some(501));
+        let st = Spi::get_one_with_args::<String>(
+            "SELECT status FROM backup.restores WHERE backup_id = $1 ORDER BY id DESC LIMIT 1",
+            &[id.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(st.as_deref(), Some("completed"));
+
+        // The tables exist now: the default refuses and names them; truncate needs confirm.
+        assert_eq!(
+            sqlstate_of(&format!("SELECT * FROM backup.restore('{id}')")),
+            "ERRCODE_DUPLICATE_TABLE"
+        );
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', existing => 'truncate')"
+            )),
+            "ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE"
+        );
+        assert!(hint_of(&format!(
+            "SELECT * FROM backup.restore('{id}', existing => 'truncate')"
+        ))
+        .unwrap()
+        .contains("confirm => true"));
+        // A dry run plans and changes nothing.
+        let planned = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM backup.restore($1, existing => 'truncate', dry_run => true) WHERE action = 'truncate'",
+            &[id.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(planned, Some(3));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM s_rt.people").unwrap(),
+            Some(501)
+        );
+        // truncate + confirm puts back exactly the backed-up rows.
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', existing => 'truncate', confirm => true)"
+        ))
+        .unwrap();
+        assert_eq!(fingerprint("s_rt"), before);
+
+        // A damaged archive is refused and the database is unchanged.
+        let f = manifest(&dir).files[0].path.clone();
+        let mut bytes = std::fs::read(dir.join(&f)).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        std::fs::write(dir.join(&f), &bytes).unwrap();
+        Spi::run("DELETE FROM s_rt.orders WHERE id > 10").unwrap();
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', existing => 'truncate', confirm => true)"
+            )),
+            "ERRCODE_DATA_CORRUPTED"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM s_rt.orders").unwrap(),
+            Some(10)
+        );
+    }
 }

@@ -71,7 +71,7 @@ SQL
 }
 read -r gz_t gz_bytes gz_mem < <(run_create gzip)
 read -r none_t none_bytes none_mem < <(run_create none)
-read -r gz6_t gz6_bytes gz6_mem < <(run_create gzip:6)
+read -r gz1_t gz1_bytes gz1_mem < <(run_create gzip:1)
 level=$(psql -Atq -d bench -c "SHOW backup.compression_level")
 
 raw_t=$(best "${raw[@]}"); dump_t=$(best "${dump[@]}")
@@ -84,7 +84,7 @@ what                                   seconds   size MB   peak MB*       ratio 
 raw COPY TO file (all tables)          $(printf %7.2f "$raw_t")   $(printf %7s "$(mb "$raw_bytes")")   -             $(ratio "$raw_t" "$dump_t")
 pg_dump -Fc (gzip level 6)             $(printf %7.2f "$dump_t")   $(printf %7s "$(mb "$dump_bytes")")   $(printf %-11s "$(echo "$dump_mem / 1024" | bc)") (client)  1.00
 backup.create() gzip:$level                $(printf %7.2f "$gz_t")   $(printf %7s "$(mb "$gz_bytes")")   $(printf %-11s "$(echo "$gz_mem / 1024" | bc)") (backend) $(ratio "$gz_t" "$dump_t")
-backup.create(compression => 'gzip:6') $(printf %7.2f "$gz6_t")   $(printf %7s "$(mb "$gz6_bytes")")   $(printf %-11s "$(echo "$gz6_mem / 1024" | bc)") (backend) $(ratio "$gz6_t" "$dump_t")
+backup.create(compression => 'gzip:1') $(printf %7.2f "$gz1_t")   $(printf %7s "$(mb "$gz1_bytes")")   $(printf %-11s "$(echo "$gz1_mem / 1024" | bc)") (backend) $(ratio "$gz1_t" "$dump_t")
 backup.create(compression => 'none')   $(printf %7.2f "$none_t")   $(printf %7s "$(mb "$none_bytes")")   $(printf %-11s "$(echo "$none_mem / 1024" | bc)") (backend) $(ratio "$none_t" "$dump_t")
 
 backup.create() gzip vs raw COPY: $(ratio "$gz_t" "$raw_t")x   size vs pg_dump: $(ratio "$gz_bytes" "$dump_bytes")x

@@ -11,9 +11,9 @@ static DATABASE: GucSetting<Option<CString>> =
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-/// gzip level used by `compression => 'gzip'`. 1 is the speed/size sweet spot for zlib-rs on
-/// COPY text (see README, "Benchmarks"); pg_dump's default is 6.
-pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+/// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
+/// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 6;
 
 pub fn init() {
     GucRegistry::define_string_guc(

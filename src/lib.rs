@@ -10,6 +10,7 @@ pub mod copy;
 pub mod ddl;
 pub mod error;
 pub mod guc;
+pub mod restore;
 pub mod security;
 pub mod sql_api;
 pub mod subtransaction;

@@ -50,7 +50,7 @@ fn sequence_values(sel: &Selection) -> Result<Vec<DdlItem>> {
     let mut out = Vec::new();
     for s in sel.relations.iter().filter(|r| r.kind == 'S') {
         let q = format!(
-            "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', $1, $2), last_value, is_called)
+            "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', $1, $2), last_value, CASE WHEN is_called THEN 'true' ELSE 'false' END)
              FROM {}.{}",
             spi::quote_identifier(&s.schema),
             spi::quote_identifier(&s.name)

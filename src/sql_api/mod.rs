@@ -8,6 +8,8 @@ use crate::backup::create;
 use crate::backup::manage;
 use crate::backup::options::{CreateArgs, CreateOptions};
 use crate::error::OrRaise;
+use crate::restore::plan::Existing;
+use crate::restore::RestoreOptions;
 use crate::{guc, security};
 
 #[allow(clippy::too_many_arguments)]
@@ -113,4 +115,40 @@ fn prune(
 fn rescan() -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
     SetOfIterator::new(manage::rescan().or_raise())
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern]
+fn restore(
+    backup_id: String,
+    existing: default!(String, "'fail'"),
+    schema_only: default!(bool, false),
+    data_only: default!(bool, false),
+    dry_run: default!(bool, false),
+    confirm: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(object, String),
+        name!(kind, String),
+        name!(action, String),
+        name!(rows, Option<i64>),
+        name!(status, String),
+        name!(detail, Option<String>),
+    ),
+> {
+    let caller = security::enter().or_raise();
+    let opts = RestoreOptions {
+        existing: Existing::parse(&existing).or_raise(),
+        schema_only,
+        data_only,
+        dry_run,
+        confirm,
+    };
+    if schema_only && data_only {
+        crate::error::BackupError::invalid("schema_only and data_only cannot both be true")
+            .with_hint("Leave both false to restore everything.")
+            .raise();
+    }
+    TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }

@@ -1,0 +1,142 @@
+//! Restore options and the per-table plan. Plain Rust.
+
+use crate::error::{BackupError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Fail,
+    Skip,
+    Truncate,
+    Drop,
+    Append,
+}
+
+impl Existing {
+    pub fn parse(s: &str) -> Result<Existing> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "fail" => Existing::Fail,
+            "skip" => Existing::Skip,
+            "truncate" => Existing::Truncate,
+            "drop" => Existing::Drop,
+            "append" => Existing::Append,
+            _ => {
+                return Err(BackupError::invalid(format!(
+                    "invalid value for existing: \"{}\"",
+                    s.escape_default()
+                ))
+                .with_hint("Use 'fail', 'skip', 'truncate', 'drop' or 'append'."))
+            }
+        })
+    }
+}
+
+/// What restore does with one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Skip,
+    Truncate,
+    Drop,
+    Append,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Skip => "skip",
+            Action::Truncate => "truncate",
+            Action::Drop => "drop",
+            Action::Append => "append",
+        }
+    }
+    /// Whether the table's DDL (and its indexes, constraints ...) is replayed.
+    pub fn runs_ddl(self) -> bool {
+        matches!(self, Action::Create | Action::Drop)
+    }
+    pub fn loads_data(self) -> bool {
+        !matches!(self, Action::Skip)
+    }
+}
+
+pub fn action_for(exists: bool, existing: Existing) -> Action {
+    match (exists, existing) {
+        (false, _) => Action::Create,
+        (true, Existing::Fail) | (true, Existing::Skip) => Action::Skip,
+        (true, Existing::Truncate) => Action::Truncate,
+        (true, Existing::Drop) => Action::Drop,
+        (true, Existing::Append) => Action::Append,
+    }
+}
+
+/// Check the plan against `existing` and `confirm` before anything changes.
+pub fn check(
+    tables: &[(String, Action, bool)],
+    existing: Existing,
+    confirm: bool,
+    dry_run: bool,
+    backup_id: &str,
+) -> Result<()> {
+    let present: Vec<&str> = tables
+        .iter()
+        .filter(|(_, _, exists)| *exists)
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    if existing == Existing::Fail && !present.is_empty() {
+        return Err(BackupError::exists(format!("tables already exist: {}", present.join(", ")))
+            .with_hint("Choose what to do with them: existing => 'skip', 'append', 'truncate' or 'drop' (the last two need confirm => true)."));
+    }
+    if matches!(existing, Existing::Truncate | Existing::Drop)
+        && !present.is_empty()
+        && !confirm
+        && !dry_run
+    {
+        let mode = if existing == Existing::Truncate {
+            "truncate"
+        } else {
+            "drop"
+        };
+        return Err(BackupError::confirm(format!("existing => '{mode}' would destroy data in {} table(s)", present.len()))
+            .with_hint(format!(
+                "Check with dry_run => true, then run: SELECT * FROM backup.restore('{backup_id}', existing => '{mode}', confirm => true);"
+            )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_tables_need_a_decision() {
+        let t = vec![
+            ("public.a".to_string(), Action::Skip, true),
+            ("public.b".to_string(), Action::Create, false),
+        ];
+        let e = check(&t, Existing::Fail, false, false, "x").unwrap_err();
+        assert_eq!(e.sqlstate(), "42P07");
+        assert!(e.to_string().contains("public.a") && !e.to_string().contains("public.b"));
+        assert_eq!(
+            check(&t, Existing::Drop, false, false, "x")
+                .unwrap_err()
+                .sqlstate(),
+            "55000"
+        );
+        assert!(
+            check(&t, Existing::Drop, false, true, "x").is_ok(),
+            "a dry run needs no confirm"
+        );
+        assert!(check(&t, Existing::Drop, true, false, "x").is_ok());
+        assert!(check(&t, Existing::Skip, false, false, "x").is_ok());
+        assert_eq!(Existing::parse("nope").unwrap_err().sqlstate(), "22023");
+    }
+
+    #[test]
+    fn actions_follow_existence() {
+        assert_eq!(action_for(false, Existing::Drop), Action::Create);
+        assert_eq!(action_for(true, Existing::Append), Action::Append);
+        assert!(!Action::Skip.loads_data());
+        assert!(Action::Drop.runs_ddl() && !Action::Truncate.runs_ddl());
+    }
+}
