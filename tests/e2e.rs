@@ -376,3 +376,59 @@ fn a_terminated_backup_leaves_a_failed_row_and_no_completed_archive() {
         "the partial archive is removed"
     );
 }
+
+#[test]
+fn a_lost_database_comes_back_from_rescan_and_restore() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute(
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE orders (id int PRIMARY KEY, customer int REFERENCES customers, note text);
+         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 1000) g;
+         INSERT INTO orders SELECT g, g % 1000 + 1, E'line\\nbreak\\t' || g FROM generate_series(1, 5000) g;",
+    )
+    .unwrap();
+    let fp = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT md5((SELECT string_agg(x::text, '|' ORDER BY x.id) FROM customers x) ||
+                        (SELECT string_agg(y::text, '|' ORDER BY y.id) FROM orders y))",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = fp(&mut c);
+    let id: String = c
+        .query_one("SELECT backup_id FROM backup.create(label => 'dr')", &[])
+        .unwrap()
+        .get(0);
+    drop(c);
+    // The database, and with it the catalog, is lost.
+    let mut admin = s.connect("postgres");
+    admin
+        .batch_execute("DROP DATABASE app WITH (FORCE)")
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE app").unwrap();
+    let mut c = s.connect("app");
+    c.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    let found: Vec<String> = c
+        .query("SELECT * FROM backup.rescan()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, [id.clone()]);
+    c.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
+    assert_eq!(fp(&mut c), before);
+    let next: i32 = c
+        .query_one(
+            "INSERT INTO customers (name) VALUES ('new') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 1001, "sequence values are restored");
+}
