@@ -10,6 +10,8 @@ use pgrx::prelude::*;
 /// Run `f` in a subtransaction. `Ok` if it returned (its changes are kept), `Err` with the
 /// caught PostgreSQL error if it raised one (its changes are rolled back and the session is
 /// usable again; call `rethrow()` after cleaning up).
+// CaughtError is pgrx's own (large) type; it is rethrown as is, so it is not boxed.
+#[allow(clippy::result_large_err)]
 pub fn run<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
     unsafe {
         let old_context = pg_sys::CurrentMemoryContext;

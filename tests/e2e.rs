@@ -420,7 +420,7 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(found, [id.clone()]);
+    assert_eq!(found, std::slice::from_ref(&id));
     c.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
     assert_eq!(fp(&mut c), before);
     let next: i32 = c

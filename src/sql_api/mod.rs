@@ -64,6 +64,7 @@ fn create_backup(
     ))
 }
 
+#[allow(clippy::type_complexity)]
 #[pg_extern]
 fn verify(
     backup_id: default!(Option<String>, "NULL"),
@@ -117,7 +118,7 @@ fn rescan() -> SetOfIterator<'static, String> {
     SetOfIterator::new(manage::rescan().or_raise())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern]
 fn restore(
     backup_id: String,
