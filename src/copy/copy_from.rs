@@ -115,13 +115,7 @@ pub fn copy_file_into(
                 pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut std::ffi::c_void,
             );
         }
-        let encoding = pg_sys::GetDatabaseEncodingName();
-        let opt = pg_sys::makeDefElem(
-            c"encoding".as_ptr() as *mut _,
-            pg_sys::makeString(pg_sys::pstrdup(encoding)) as *mut pg_sys::Node,
-            -1,
-        );
-        let options = pg_sys::lappend(std::ptr::null_mut(), opt as *mut std::ffi::c_void);
+        let options = super::server_encoding_options();
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         // CopyFrom finds its target as range table entry 1, as DoCopy sets it up.
         pg_sys::addRangeTableEntryForRelation(

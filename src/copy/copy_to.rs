@@ -47,13 +47,7 @@ pub fn copy_table_to_file(
     let fd_path = CString::new(format!("/proc/self/fd/{}", write_end.as_raw_fd())).expect("no NUL");
     let rows = unsafe {
         let rel = pg_sys::table_open(rel_oid, pg_sys::NoLock as i32);
-        let encoding = pg_sys::GetDatabaseEncodingName();
-        let opt = pg_sys::makeDefElem(
-            c"encoding".as_ptr() as *mut _,
-            pg_sys::makeString(pg_sys::pstrdup(encoding)) as *mut pg_sys::Node,
-            -1,
-        );
-        let options = pg_sys::lappend(std::ptr::null_mut(), opt as *mut std::ffi::c_void);
+        let options = super::server_encoding_options();
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         let cstate = pg_sys::BeginCopyTo(
             pstate,
