@@ -42,6 +42,18 @@ mod tests {
         Manifest::from_json(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
     }
 
+    /// Tables whose rows are in the backup.
+    fn data_tables(m: &Manifest) -> Vec<&str> {
+        m.files.iter().map(|f| f.table.as_str()).collect()
+    }
+
+    /// Whether the backup holds the CREATE TABLE of `name`.
+    fn defines_table(m: &Manifest, name: &str) -> bool {
+        m.pre_data
+            .iter()
+            .any(|d| d.kind == "table" && d.name == name)
+    }
+
     fn gunzip_lines(path: &std::path::Path) -> Vec<String> {
         let mut s = String::new();
         flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
@@ -202,35 +214,17 @@ mod tests {
         make_sample("s_opts");
         let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(tables => '{s_opts.orders}', label => 'only-orders')");
         let m = manifest(&dir);
-        assert_eq!(
-            m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(),
-            ["orders"]
-        );
-        assert!(m
-            .pre_data
-            .iter()
-            .any(|d| d.kind == "table" && d.name == "orders"));
-        assert!(!m
-            .pre_data
-            .iter()
-            .any(|d| d.kind == "table" && d.name == "people"));
+        assert_eq!(data_tables(&m), ["orders"]);
+        assert!(defines_table(&m, "orders"));
+        assert!(!defines_table(&m, "people"));
 
         let (_, dir) = one_backup(
             "SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', exclude_data => '{s_opts.people}', exclude_tables => '{s_opts.empty_one}', label => 'excl')",
         );
         let m = manifest(&dir);
-        assert_eq!(
-            m.files.iter().map(|f| f.table.as_str()).collect::<Vec<_>>(),
-            ["orders"]
-        );
-        assert!(m
-            .pre_data
-            .iter()
-            .any(|d| d.kind == "table" && d.name == "people"));
-        assert!(!m
-            .pre_data
-            .iter()
-            .any(|d| d.kind == "table" && d.name == "empty_one"));
+        assert_eq!(data_tables(&m), ["orders"]);
+        assert!(defines_table(&m, "people"));
+        assert!(!defines_table(&m, "empty_one"));
 
         let (id, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', schema_only => true, label => 'ddl')");
         let m = manifest(&dir);

@@ -31,3 +31,12 @@ pub fn run<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
         result
     }
 }
+
+/// The message of a caught error, for history rows.
+pub fn message(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+    }
+}

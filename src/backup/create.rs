@@ -137,19 +137,10 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);
             row.status = "failed";
-            row.error = Some(caught_message(&caught));
+            row.error = Some(subtransaction::message(&caught));
             history::record(&row);
             caught.rethrow()
         }
-    }
-}
-
-fn caught_message(e: &pgrx::pg_sys::panic::CaughtError) -> String {
-    use pgrx::pg_sys::panic::CaughtError;
-    match e {
-        CaughtError::PostgresError(r)
-        | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
     }
 }
 

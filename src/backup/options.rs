@@ -139,39 +139,33 @@ mod tests {
 
     #[test]
     fn conflicting_and_bad_options_are_22023() {
-        let both = CreateArgs {
-            schema_only: Some(true),
-            data_only: Some(true),
-            ..Default::default()
-        };
-        assert_eq!(
-            CreateOptions::parse(both, 1).unwrap_err().sqlstate(),
-            "22023"
-        );
-        let fmt = CreateArgs {
-            format: Some("xml".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            CreateOptions::parse(fmt, 1).unwrap_err().sqlstate(),
-            "22023"
-        );
-        let label = CreateArgs {
-            label: Some("../x".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            CreateOptions::parse(label, 1).unwrap_err().sqlstate(),
-            "22023"
-        );
-        let empty = CreateArgs {
-            tables: Some(vec![]),
-            ..Default::default()
-        };
-        assert_eq!(
-            CreateOptions::parse(empty, 1).unwrap_err().sqlstate(),
-            "22023"
-        );
+        let cases = [
+            CreateArgs {
+                schema_only: Some(true),
+                data_only: Some(true),
+                ..Default::default()
+            },
+            CreateArgs {
+                format: Some("xml".into()),
+                ..Default::default()
+            },
+            CreateArgs {
+                label: Some("../x".into()),
+                ..Default::default()
+            },
+            CreateArgs {
+                tables: Some(vec![]),
+                ..Default::default()
+            },
+        ];
+        for args in cases {
+            let what = format!("{args:?}");
+            assert_eq!(
+                CreateOptions::parse(args, 1).unwrap_err().sqlstate(),
+                "22023",
+                "{what}"
+            );
+        }
     }
 
     #[test]

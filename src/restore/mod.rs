@@ -18,7 +18,7 @@ use crate::copy::copy_from;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
 use crate::subtransaction;
-use plan::{Action, Existing};
+use plan::{Action, Existing, PlannedTable};
 
 pub struct RestoreOptions {
     pub existing: Existing,
@@ -31,8 +31,35 @@ pub struct RestoreOptions {
 /// One result row: object, kind, action, rows, status, detail.
 pub type Row = (String, String, String, Option<i64>, String, Option<String>);
 
+fn row(
+    object: String,
+    kind: &str,
+    action: &str,
+    rows: Option<i64>,
+    status: &str,
+    detail: Option<&str>,
+) -> Row {
+    (
+        object,
+        kind.into(),
+        action.into(),
+        rows,
+        status.into(),
+        detail.map(str::to_string),
+    )
+}
+
 fn qualified(schema: &Option<String>, name: &str) -> String {
-    format!("{}.{}", schema.clone().unwrap_or_default(), name)
+    format!("{}.{}", schema.as_deref().unwrap_or_default(), name)
+}
+
+/// `schema.name` quoted as an SQL identifier (also the form of `DdlItem::table`).
+fn quoted(schema: &str, name: &str) -> String {
+    format!(
+        "{}.{}",
+        spi::quote_identifier(schema),
+        spi::quote_identifier(name)
+    )
 }
 
 fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
@@ -41,6 +68,34 @@ fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
                  WHERE n.nspname = $1 AND c.relname = $2)",
         &[schema.into(), name.into()],
     )?)
+}
+
+/// One action per table of the backup: those with DDL, then (data_only backups) those with
+/// only a data file, which must already exist.
+fn plan_tables(manifest: &Manifest, existing: Existing) -> Result<Vec<PlannedTable>> {
+    let mut tables: Vec<PlannedTable> = Vec::new();
+    let defined = manifest
+        .pre_data
+        .iter()
+        .filter(|i| i.kind == "table")
+        .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()));
+    let data_only = manifest
+        .files
+        .iter()
+        .map(|f| (f.schema.clone(), f.table.clone()));
+    for (schema, name) in defined.chain(data_only) {
+        if tables.iter().any(|t| t.schema == schema && t.name == name) {
+            continue;
+        }
+        let exists = table_oid(&schema, &name)?.is_some();
+        tables.push(PlannedTable {
+            action: plan::action_for(exists, existing),
+            schema,
+            name,
+            exists,
+        });
+    }
+    Ok(tables)
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
@@ -65,35 +120,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         &std::fs::read(dir.join("manifest.json")).map_err(|e| BackupError::io("read", &dir, e))?,
     )?;
     let compression = Compression::from_name(&manifest.compression)?;
+    let tables = plan_tables(&manifest, opts.existing)?;
 
-    // The plan: one action per table of the backup.
-    let mut tables: Vec<(String, Option<String>, String, Action, bool)> = Vec::new();
-    for item in manifest.pre_data.iter().filter(|i| i.kind == "table") {
-        let schema = item.schema.clone().unwrap_or_default();
-        let exists = table_oid(&schema, &item.name)?.is_some();
-        tables.push((
-            qualified(&item.schema, &item.name),
-            item.schema.clone(),
-            item.name.clone(),
-            plan::action_for(exists, opts.existing),
-            exists,
-        ));
-    }
-    for f in &manifest.files {
-        let q = format!("{}.{}", f.schema, f.table);
-        if !tables.iter().any(|t| t.0 == q) {
-            // data_only backups carry no table DDL: the table must exist.
-            let exists = table_oid(&f.schema, &f.table)?.is_some();
-            let action = if exists {
-                plan::action_for(true, opts.existing)
-            } else {
-                Action::Create
-            };
-            tables.push((q, Some(f.schema.clone()), f.table.clone(), action, exists));
-        }
-    }
-    let check_list: Vec<(String, Action, bool)> =
-        tables.iter().map(|t| (t.0.clone(), t.3, t.4)).collect();
     let mut record = serde_json::json!({
         "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
         "options": { "existing": format!("{:?}", opts.existing).to_lowercase(), "schema_only": opts.schema_only,
@@ -104,31 +132,26 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         Spi::get_one("SELECT nextval(pg_get_serial_sequence('backup.restores', 'id'))")?
             .unwrap_or(0);
     record["id"] = restore_id.into();
-    if let Err(e) = plan::check(&check_list, opts.existing, opts.confirm, opts.dry_run, id) {
+    if let Err(e) = plan::check(&tables, opts.existing, opts.confirm, opts.dry_run, id) {
         finish_record(&mut record, "failed", None, Some(e.to_string()));
         return Err(e);
     }
-    let rows_of = |q: &str| {
-        manifest
-            .files
-            .iter()
-            .find(|f| format!("{}.{}", f.schema, f.table) == q)
-            .map(|f| f.rows as i64)
-    };
     if opts.dry_run {
         let out: Vec<Row> = tables
             .iter()
             .map(|t| {
-                (
-                    t.0.clone(),
-                    "table".into(),
-                    t.3.as_str().into(),
-                    if t.3.loads_data() && !opts.schema_only {
-                        rows_of(&t.0)
-                    } else {
-                        None
-                    },
-                    "planned".into(),
+                let rows = manifest
+                    .files
+                    .iter()
+                    .find(|f| f.schema == t.schema && f.table == t.name)
+                    .filter(|_| t.action.loads_data() && !opts.schema_only)
+                    .map(|f| f.rows as i64);
+                row(
+                    t.object(),
+                    "table",
+                    t.action.as_str(),
+                    rows,
+                    "planned",
                     None,
                 )
             })
@@ -156,12 +179,12 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Err(e)
         }
         Err(caught) => {
-            let msg = match &caught {
-                CaughtError::PostgresError(r)
-                | CaughtError::ErrorReport(r)
-                | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-            };
-            finish_record(&mut record, "failed", None, Some(msg));
+            finish_record(
+                &mut record,
+                "failed",
+                None,
+                Some(subtransaction::message(&caught)),
+            );
             caught.rethrow()
         }
     }
@@ -194,65 +217,49 @@ fn is_duplicate(e: &CaughtError) -> bool {
     }
 }
 
-type TablePlan = (String, Option<String>, String, Action, bool);
-
 fn apply(
     manifest: &Manifest,
     dir: &std::path::Path,
     compression: Compression,
     opts: &RestoreOptions,
-    tables: &[TablePlan],
+    tables: &[PlannedTable],
 ) -> Result<Vec<Row>> {
     let mut out: Vec<Row> = Vec::new();
-    let action_of = |q: &str| tables.iter().find(|t| t.0 == q).map(|t| t.3);
+    let plan_of =
+        |schema: &str, name: &str| tables.iter().find(|t| t.schema == schema && t.name == name);
     // Function bodies may name tables that come later, as in pg_restore.
     Spi::run("SELECT set_config('check_function_bodies', 'off', true)")?;
-    for t in tables.iter().filter(|t| t.3 == Action::Drop) {
+    for t in tables.iter().filter(|t| t.action == Action::Drop) {
         Spi::run(&format!(
-            "DROP TABLE {}.{} CASCADE",
-            spi::quote_identifier(t.1.clone().unwrap_or_default()),
-            spi::quote_identifier(&t.2)
+            "DROP TABLE {} CASCADE",
+            quoted(&t.schema, &t.name)
         ))?;
     }
     if !opts.data_only {
         for item in &manifest.pre_data {
-            let q = qualified(&item.schema, &item.name);
-            if item.kind == "table" && !action_of(&q).is_some_and(|a| a.runs_ddl()) {
-                continue;
-            }
+            let object = qualified(&item.schema, &item.name);
             if item.kind == "table" {
-                Spi::run(&item.sql)?;
-                out.push((
-                    q,
-                    item.kind.clone(),
-                    "create".into(),
-                    None,
-                    "ok".into(),
-                    None,
-                ));
+                let schema = item.schema.as_deref().unwrap_or_default();
+                if plan_of(schema, &item.name).is_some_and(|t| t.action.runs_ddl()) {
+                    Spi::run(&item.sql)?;
+                    out.push(row(object, &item.kind, "create", None, "ok", None));
+                }
                 continue;
             }
             // Types, functions, sequences, views ... that already exist are kept as they are.
             match subtransaction::run(|| Spi::run(&item.sql)) {
                 Ok(r) => {
                     r?;
-                    out.push((
-                        q,
-                        item.kind.clone(),
-                        "create".into(),
-                        None,
-                        "ok".into(),
-                        None,
-                    ));
+                    out.push(row(object, &item.kind, "create", None, "ok", None));
                 }
                 Err(caught) if is_duplicate(&caught) => {
-                    out.push((
-                        q,
-                        item.kind.clone(),
-                        "skip".into(),
+                    out.push(row(
+                        object,
+                        &item.kind,
+                        "skip",
                         None,
-                        "ok".into(),
-                        Some("already exists".into()),
+                        "ok",
+                        Some("already exists"),
                     ));
                 }
                 Err(caught) => caught.rethrow(),
@@ -263,35 +270,29 @@ fn apply(
         // One TRUNCATE for all, so foreign keys among the restored tables do not block it.
         let truncate: Vec<String> = tables
             .iter()
-            .filter(|t| t.3 == Action::Truncate)
-            .map(|t| {
-                format!(
-                    "{}.{}",
-                    spi::quote_identifier(t.1.clone().unwrap_or_default()),
-                    spi::quote_identifier(&t.2)
-                )
-            })
+            .filter(|t| t.action == Action::Truncate)
+            .map(|t| quoted(&t.schema, &t.name))
             .collect();
         if !truncate.is_empty() {
             Spi::run(&format!("TRUNCATE {}", truncate.join(", ")))?;
         }
         for f in &manifest.files {
-            let q = format!("{}.{}", f.schema, f.table);
-            let action = action_of(&q).unwrap_or(Action::Create);
+            let object = format!("{}.{}", f.schema, f.table);
+            let action = plan_of(&f.schema, &f.table).map_or(Action::Create, |t| t.action);
             if !action.loads_data() {
-                out.push((
-                    q,
-                    "table_data".into(),
-                    "skip".into(),
+                out.push(row(
+                    object,
+                    "table_data",
+                    "skip",
                     None,
-                    "ok".into(),
-                    Some("table exists".into()),
+                    "ok",
+                    Some("table exists"),
                 ));
                 continue;
             }
             let oid = table_oid(&f.schema, &f.table)?.ok_or_else(|| {
                 BackupError::unknown(format!(
-                    "table {q} does not exist and the backup has no definition for it"
+                    "table {object} does not exist and the backup has no definition for it"
                 ))
                 .with_hint(
                     "Restore a backup that includes the schema first (this one is data_only).",
@@ -304,44 +305,41 @@ fn apply(
                 &f.columns,
                 &f.sha256,
             )?;
-            out.push((
-                q,
-                "table_data".into(),
-                action.as_str().into(),
+            out.push(row(
+                object,
+                "table_data",
+                action.as_str(),
                 Some(rows as i64),
-                "ok".into(),
+                "ok",
                 None,
             ));
         }
     }
     for item in &manifest.post_data {
-        if opts.schema_only && item.kind == "sequence_set" {
+        let wanted = if item.kind == "sequence_set" {
+            !opts.schema_only
+        } else {
+            !opts.data_only
+        };
+        if !wanted {
             continue;
         }
-        if opts.data_only && item.kind != "sequence_set" {
+        // Indexes, constraints ... of a table that was kept as it is already exist.
+        let kept = item.table.as_ref().is_some_and(|q| {
+            tables
+                .iter()
+                .any(|t| quoted(&t.schema, &t.name) == *q && !t.action.runs_ddl())
+        });
+        if kept {
             continue;
-        }
-        if let Some(t) = &item.table {
-            // Indexes, constraints ... of a table that was kept as it is already exist.
-            // (Tables in `table` are quoted identifiers; compare on the plain form.)
-            let plain = tables.iter().find(|p| {
-                format!(
-                    "{}.{}",
-                    spi::quote_identifier(p.1.clone().unwrap_or_default()),
-                    spi::quote_identifier(&p.2)
-                ) == *t
-            });
-            if plain.is_some_and(|p| !p.3.runs_ddl()) {
-                continue;
-            }
         }
         Spi::run(&item.sql)?;
-        out.push((
+        out.push(row(
             qualified(&item.schema, &item.name),
-            item.kind.clone(),
-            "create".into(),
+            &item.kind,
+            "create",
             None,
-            "ok".into(),
+            "ok",
             None,
         ));
     }

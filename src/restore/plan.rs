@@ -59,6 +59,23 @@ impl Action {
     }
 }
 
+/// One table of the backup and what restore does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTable {
+    pub schema: String,
+    pub name: String,
+    pub action: Action,
+    /// Whether a table of that name exists in the target database now.
+    pub exists: bool,
+}
+
+impl PlannedTable {
+    /// `schema.name` as people read it (for result rows and messages).
+    pub fn object(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
 pub fn action_for(exists: bool, existing: Existing) -> Action {
     match (exists, existing) {
         (false, _) => Action::Create,
@@ -71,16 +88,16 @@ pub fn action_for(exists: bool, existing: Existing) -> Action {
 
 /// Check the plan against `existing` and `confirm` before anything changes.
 pub fn check(
-    tables: &[(String, Action, bool)],
+    tables: &[PlannedTable],
     existing: Existing,
     confirm: bool,
     dry_run: bool,
     backup_id: &str,
 ) -> Result<()> {
-    let present: Vec<&str> = tables
+    let present: Vec<String> = tables
         .iter()
-        .filter(|(_, _, exists)| *exists)
-        .map(|(n, _, _)| n.as_str())
+        .filter(|t| t.exists)
+        .map(PlannedTable::object)
         .collect();
     if existing == Existing::Fail && !present.is_empty() {
         return Err(BackupError::exists(format!("tables already exist: {}", present.join(", ")))
@@ -110,10 +127,13 @@ mod tests {
 
     #[test]
     fn existing_tables_need_a_decision() {
-        let t = vec![
-            ("public.a".to_string(), Action::Skip, true),
-            ("public.b".to_string(), Action::Create, false),
-        ];
+        let table = |name: &str, exists: bool| PlannedTable {
+            schema: "public".into(),
+            name: name.into(),
+            action: action_for(exists, Existing::Fail),
+            exists,
+        };
+        let t = vec![table("a", true), table("b", false)];
         let e = check(&t, Existing::Fail, false, false, "x").unwrap_err();
         assert_eq!(e.sqlstate(), "42P07");
         assert!(e.to_string().contains("public.a") && !e.to_string().contains("public.b"));
