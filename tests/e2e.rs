@@ -432,3 +432,135 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
         .get(0);
     assert_eq!(next, 1001, "sequence values are restored");
 }
+
+fn psql_file(s: &Server, db: &str, file: &Path) {
+    run(Command::new(format!("{BIN}/psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(&s.socket)
+        .args(["-p", &s.port.to_string(), "-d", db, "-f"])
+        .arg(file));
+}
+
+/// `pg_dump --schema-only` without comments, SET lines and blank lines.
+fn schema_dump(s: &Server, db: &str) -> Vec<String> {
+    let out = Command::new(format!("{BIN}/pg_dump"))
+        .args(["--schema-only", "--exclude-schema=backup", "-h"])
+        .arg(&s.socket)
+        .args(["-p", &s.port.to_string(), "-d", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            // \restrict lines carry a random key per dump.
+            !l.is_empty()
+                && !l.starts_with("--")
+                && !l.starts_with("SET ")
+                && !l.starts_with("SELECT pg_catalog.set_config")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Per-table row fingerprints, sequence values and large objects of the user's data.
+fn data_fingerprint(c: &mut Client) -> Vec<(String, String)> {
+    let tables: Vec<String> = c
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'backup')
+               AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let fp: String = c
+            .query_one(&format!("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ONLY {t} x"), &[])
+            .unwrap()
+            .get(0);
+        out.push((t, fp));
+    }
+    for r in c
+        .query(
+            "SELECT format('%I.%I', schemaname, sequencename), coalesce(last_value::text, 'null') FROM pg_sequences
+             WHERE schemaname <> 'backup' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+    {
+        out.push((r.get(0), r.get(1)));
+    }
+    for r in c
+        .query(
+            "SELECT oid::text, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid",
+            &[],
+        )
+        .unwrap()
+    {
+        out.push((format!("lo {}", r.get::<_, String>(0)), r.get(1)));
+    }
+    out
+}
+
+#[test]
+fn a_full_backup_restores_faithfully_into_a_fresh_database() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fidelity.sql");
+    psql_file(&s, "app", &fixture);
+    let mut src = s.connect("app");
+    let id: String = src
+        .query_one(
+            "SELECT backup_id FROM backup.create(label => 'fidelity')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut admin = s.connect("postgres");
+    admin.batch_execute("CREATE DATABASE copy").unwrap();
+    let mut dst = s.connect("copy");
+    dst.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    dst.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    let rows = dst
+        .query(
+            "SELECT object, kind, status, detail FROM backup.restore($1) WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap();
+    let problems: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {:?}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, Option<String>>(3)
+            )
+        })
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    let (a, b) = (schema_dump(&s, "app"), schema_dump(&s, "copy"));
+    let only_src: Vec<&String> = a.iter().filter(|l| !b.contains(l)).collect();
+    let only_dst: Vec<&String> = b.iter().filter(|l| !a.contains(l)).collect();
+    assert!(
+        only_src.is_empty() && only_dst.is_empty(),
+        "schema differs\nonly in source: {only_src:#?}\nonly in restored: {only_dst:#?}"
+    );
+    assert_eq!(a, b, "same statements, different order");
+    assert_eq!(data_fingerprint(&mut src), data_fingerprint(&mut dst));
+}

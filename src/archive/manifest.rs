@@ -50,6 +50,10 @@ pub struct DdlItem {
 pub struct DataFile {
     /// Relative to the backup folder, e.g. `data/00001.copy.gz`.
     pub path: String,
+    /// None for a table's rows; `large_objects` for the pages of every large object
+    /// (columns loid, pageno, data, as in pg_largeobject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub schema: String,
     pub table: String,
     /// Columns in COPY order (generated columns are not copied).
@@ -88,6 +92,14 @@ impl Manifest {
 
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+pub const LARGE_OBJECTS: &str = "large_objects";
+
+impl DataFile {
+    pub fn is_large_objects(&self) -> bool {
+        self.kind.as_deref() == Some(LARGE_OBJECTS)
     }
 }
 
@@ -141,6 +153,7 @@ pub(crate) fn sample() -> Manifest {
         post_data: vec![],
         files: vec![DataFile {
             path: "data/00001.copy.gz".into(),
+            kind: None,
             schema: "public".into(),
             table: "t".into(),
             columns: vec!["a".into()],

@@ -345,6 +345,7 @@ mod tests {
         m.compression = "gzip:1".into();
         m.files = vec![DataFile {
             path: rel,
+            kind: None,
             schema: "public".into(),
             table: "t".into(),
             columns: vec!["a".into(), "b".into()],

@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use super::options::CreateOptions;
 use super::select::{self, Selection};
 use crate::archive::id;
-use crate::archive::manifest::{DataFile, Manifest, FORMAT_VERSION};
+use crate::archive::manifest::{DataFile, Manifest, FORMAT_VERSION, LARGE_OBJECTS};
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::copy::copy_to;
@@ -202,7 +202,11 @@ fn write_archive(
         }
         let columns = ddl::copy_columns(t.oid)?;
         let (rel_path, abs_path) = writer.data_path(i + 1, opts.compression);
-        let (rows, stats) = copy_to::copy_table_to_file(t.oid, &abs_path, opts.compression)?;
+        let (rows, stats) = copy_to::copy_to_file(
+            copy_to::CopySource::Table(t.oid),
+            &abs_path,
+            opts.compression,
+        )?;
         if opts.verbose {
             pgrx::notice!(
                 "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
@@ -215,6 +219,7 @@ fn write_archive(
         }
         files.push(DataFile {
             path: rel_path,
+            kind: None,
             schema: t.schema.clone(),
             table: t.name.clone(),
             columns,
@@ -223,6 +228,29 @@ fn write_archive(
             raw_bytes: stats.raw_bytes,
             sha256: stats.sha256,
         });
+    }
+    if sel.large_objects && !opts.schema_only {
+        let count = Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")?
+            .unwrap_or(0);
+        if count > 0 {
+            let (rel_path, abs_path) = writer.data_path(files.len() + 1, opts.compression);
+            let (rows, stats) = copy_to::copy_to_file(
+                copy_to::CopySource::Query(ddl::LARGE_OBJECT_PAGES),
+                &abs_path,
+                opts.compression,
+            )?;
+            files.push(DataFile {
+                path: rel_path,
+                kind: Some(LARGE_OBJECTS.into()),
+                schema: "pg_catalog".into(),
+                table: "pg_largeobject".into(),
+                columns: vec!["loid".into(), "pageno".into(), "data".into()],
+                rows,
+                bytes: stats.bytes,
+                raw_bytes: stats.raw_bytes,
+                sha256: stats.sha256,
+            });
+        }
     }
     let (database, encoding, server_version) = server_facts()?;
     let manifest = Manifest {

@@ -22,6 +22,9 @@ pub struct Selection {
     pub data_tables: Vec<Relation>,
     /// Schemas whose definition is backed up.
     pub schema_oids: Vec<pg_sys::Oid>,
+    /// Large objects belong to the database, not to a schema: only whole-database backups
+    /// carry them, as with pg_dump.
+    pub large_objects: bool,
 }
 
 /// Relations pg_backup can see: not system, not temporary, not ours, not an extension's.
@@ -208,5 +211,6 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         relations,
         data_tables,
         schema_oids,
+        large_objects: opts.tables.is_none() && opts.schemas.is_none(),
     })
 }

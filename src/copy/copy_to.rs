@@ -35,29 +35,50 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// COPY relation `rel_oid` (already locked) in text format, in the server encoding, under the
-/// active snapshot, into `dest`. Returns the row count and the file's size and checksum.
-pub fn copy_table_to_file(
-    rel_oid: pg_sys::Oid,
+/// What COPY reads: a table (already locked), or a query of our own (never user text).
+pub enum CopySource<'a> {
+    Table(pg_sys::Oid),
+    Query(&'a str),
+}
+
+/// COPY `source` in text format, in the server encoding, under the active snapshot, into
+/// `dest`. Returns the row count and the file's size and checksum.
+pub fn copy_to_file(
+    source: CopySource,
     dest: &Path,
     compression: Compression,
 ) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
     let drain = Drain::spawn(read_end, dest.to_path_buf(), compression);
     let fd_path = CString::new(format!("/proc/self/fd/{}", write_end.as_raw_fd())).expect("no NUL");
+    let query_text = match &source {
+        CopySource::Query(q) => Some(CString::new(*q).expect("no NUL in our queries")),
+        CopySource::Table(_) => None,
+    };
     let rows = unsafe {
-        let rel = pg_sys::table_open(rel_oid, pg_sys::NoLock as i32);
-        let options = super::server_encoding_options();
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let (rel, raw_query) = match (&source, &query_text) {
+            (CopySource::Table(oid), _) => (
+                pg_sys::table_open(*oid, pg_sys::NoLock as i32),
+                std::ptr::null_mut(),
+            ),
+            (CopySource::Query(_), Some(text)) => {
+                (*pstate).p_sourcetext = text.as_ptr();
+                let parsed = pg_sys::pg_parse_query(text.as_ptr());
+                let first = (*parsed).elements.add(0).read().ptr_value as *mut pg_sys::RawStmt;
+                (std::ptr::null_mut(), first)
+            }
+            (CopySource::Query(_), None) => unreachable!("query text is set for queries"),
+        };
         let cstate = pg_sys::BeginCopyTo(
             pstate,
             rel,
-            std::ptr::null_mut(),
+            raw_query,
             pg_sys::InvalidOid,
             fd_path.as_ptr(),
             false,
             std::ptr::null_mut(),
-            options,
+            super::server_encoding_options(),
         );
         // COPY opened its own descriptor for the pipe; ours must close so that EndCopyTo's
         // close is the end of the stream.
@@ -65,7 +86,9 @@ pub fn copy_table_to_file(
         let rows = pg_sys::DoCopyTo(cstate);
         pg_sys::EndCopyTo(cstate);
         pg_sys::free_parsestate(pstate);
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        if !rel.is_null() {
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        }
         rows
     };
     let stats = drain.join()?;

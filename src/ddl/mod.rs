@@ -3,6 +3,8 @@
 
 mod queries;
 
+pub use queries::LARGE_OBJECT_PAGES;
+
 use pgrx::prelude::*;
 
 use crate::archive::manifest::DdlItem;
@@ -73,9 +75,13 @@ fn sequence_values(sel: &Selection) -> Result<Vec<DdlItem>> {
 }
 
 pub fn extract(sel: &Selection) -> Result<Ddl> {
-    let pre_data = run(queries::PRE_DATA, sel)?;
+    let mut pre_data = run(queries::PRE_DATA, sel)?;
     let mut post_data = sequence_values(sel)?;
     post_data.extend(run(queries::POST_DATA, sel)?);
+    if sel.large_objects {
+        pre_data.extend(run(&[("large_object", queries::LARGE_OBJECTS)], sel)?);
+        post_data.extend(run(&[("owner", queries::LARGE_OBJECT_OWNERS)], sel)?);
+    }
     Ok(Ddl {
         pre_data,
         post_data,

@@ -25,6 +25,20 @@ WHERE e.extname NOT IN ('plpgsql', 'pg_backup')
 ORDER BY e.oid"#,
     ),
     (
+        "collation",
+        r#"
+SELECT 'collation', n.nspname, c.collname, NULL,
+       format('CREATE COLLATION %I.%I (provider = %s, locale = %L, deterministic = %s);', n.nspname, c.collname,
+              CASE c.collprovider WHEN 'i' THEN 'icu' ELSE 'libc' END,
+              CASE c.collprovider WHEN 'i' THEN c.colliculocale ELSE c.collcollate END,
+              CASE WHEN c.collisdeterministic THEN 'true' ELSE 'false' END)
+FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
+WHERE n.oid = ANY($2)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY c.oid"#,
+    ),
+    (
         "type",
         r#"
 SELECT 'type', n.nspname, t.typname, NULL,
@@ -34,9 +48,13 @@ SELECT 'type', n.nspname, t.typname, NULL,
           FROM pg_enum e WHERE e.enumtypid = t.oid))
     WHEN 'r' THEN format('CREATE TYPE %I.%I AS RANGE (SUBTYPE = %s%s%s);', n.nspname, t.typname,
          format_type(r.rngsubtype, NULL),
-         CASE WHEN r.rngsubopc <> 0 THEN format(', SUBTYPE_OPCLASS = %I.%I', ocn.nspname, oc.opcname) ELSE '' END,
+         CASE WHEN oc.oid IS NOT NULL THEN format(', SUBTYPE_OPCLASS = %I.%I', ocn.nspname, oc.opcname) ELSE '' END,
          CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> st.typcollation
-              THEN format(', COLLATION = %I.%I', cn.nspname, co.collname) ELSE '' END)
+              THEN format(', COLLATION = %I.%I', cn.nspname, co.collname) ELSE '' END
+         || coalesce((SELECT format(', CANONICAL = %I.%I', pn.nspname, p.proname) FROM pg_proc p
+                      JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.oid = r.rngcanonical), '')
+         || coalesce((SELECT format(', SUBTYPE_DIFF = %I.%I', pn.nspname, p.proname) FROM pg_proc p
+                      JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.oid = r.rngsubdiff), ''))
     WHEN 'd' THEN format('CREATE DOMAIN %I.%I AS %s%s%s%s%s;', n.nspname, t.typname,
          format_type(t.typbasetype, t.typtypmod),
          CASE WHEN t.typcollation <> 0 AND t.typcollation <> bt.typcollation
@@ -66,7 +84,7 @@ WHERE n.oid = ANY($2)
         SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                   AND d.objid = t.oid AND d.deptype = 'e')
-ORDER BY CASE t.typtype WHEN 'e' THEN 0 WHEN 'r' THEN 1 WHEN 'c' THEN 2 ELSE 3 END, t.oid"#,
+ORDER BY t.oid"#,
     ),
     (
         "function",
@@ -77,7 +95,7 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, n.nspname,
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                  AND d.objid = p.oid AND d.deptype = 'e')
+                  AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
 ORDER BY p.oid"#,
     ),
     (
@@ -189,7 +207,19 @@ FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1)
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.oid AND co.contype IN ('p', 'u', 'x'))
-  AND NOT EXISTS (SELECT 1 FROM pg_inherits ih WHERE ih.inhrelid = i.oid)
+ORDER BY i.oid"#,
+    ),
+    (
+        "index_attach",
+        r#"
+SELECT 'index_attach', n.nspname, i.relname, format('%I.%I', n.nspname, c.relname),
+       format('ALTER INDEX %I.%I ATTACH PARTITION %I.%I;', pn.nspname, pi.relname, n.nspname, i.relname)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_inherits ih ON ih.inhrelid = i.oid
+JOIN pg_class pi ON pi.oid = ih.inhparent JOIN pg_namespace pn ON pn.oid = pi.relnamespace
+WHERE c.oid = ANY($1)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.oid AND co.contype IN ('p', 'u', 'x'))
 ORDER BY i.oid"#,
     ),
     (
@@ -259,6 +289,73 @@ FROM pg_description d JOIN pg_namespace n ON d.classoid = 'pg_namespace'::regcla
 WHERE n.oid = ANY($2)"#,
     ),
     (
+        "owner",
+        r#"
+SELECT 'owner', o.nspname, o.name, NULL, format('ALTER %s %s OWNER TO %I;', o.objtype, o.ident, pg_get_userbyid(o.owner))
+FROM (
+  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid
+  FROM pg_namespace n WHERE n.oid = ANY($2)
+  UNION ALL
+  SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+         format('%I.%I', n.nspname, c.relname), c.relowner, n.nspname, c.relname, 1, c.oid
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid = ANY($1)
+    AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                         AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+  UNION ALL
+  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proowner, n.nspname, p.proname, 2, p.oid
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
+  UNION ALL
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typowner, n.nspname, t.typname, 3, t.oid
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  WHERE n.oid = ANY($2)
+    AND (t.typtype IN ('e', 'r', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+) o
+ORDER BY o.ord, o.oid"#,
+    ),
+    (
+        "acl",
+        r#"
+SELECT 'acl', o.nspname, o.name, NULL,
+       format('REVOKE ALL ON %s %s FROM PUBLIC; REVOKE ALL ON %s %s FROM %I;', o.objtype, o.ident, o.objtype, o.ident, pg_get_userbyid(o.owner))
+       || coalesce((SELECT string_agg(format(' GRANT %s ON %s %s TO %s%s;', a.privilege_type, o.objtype, o.ident,
+                                             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                                             CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                    FROM aclexplode(o.acl) a), '')
+FROM (
+  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspacl AS acl, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid
+  FROM pg_namespace n WHERE n.oid = ANY($2)
+  UNION ALL
+  SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+         format('%I.%I', n.nspname, c.relname), c.relacl, c.relowner, n.nspname, c.relname, 1, c.oid
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid = ANY($1)
+  UNION ALL
+  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner, n.nspname, p.proname, 2, p.oid
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
+  UNION ALL
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typacl, t.typowner, n.nspname, t.typname, 3, t.oid
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  WHERE n.oid = ANY($2)
+    AND (t.typtype IN ('e', 'r', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+) o
+WHERE o.acl IS NOT NULL
+UNION ALL
+SELECT 'acl', n.nspname, c.relname || '.' || a.attname, NULL,
+       (SELECT string_agg(format('GRANT %s (%I) ON TABLE %I.%I TO %s%s;', x.privilege_type, a.attname, n.nspname, c.relname,
+                                 CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                 CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ' ')
+        FROM aclexplode(a.attacl) x)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY($1) AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped"#,
+    ),
+    (
         "materialized_view_refresh",
         r#"
 SELECT 'materialized_view_refresh', n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
@@ -268,3 +365,16 @@ WHERE c.oid = ANY($1) AND c.relkind = 'm' AND c.relispopulated
 ORDER BY c.oid"#,
     ),
 ];
+
+/// Every large object, created empty before the data (its pages are a data file).
+pub const LARGE_OBJECTS: &str = r#"
+SELECT 'large_object', NULL, m.oid::text, NULL, format('SELECT pg_catalog.lo_create(%s);', m.oid)
+FROM pg_largeobject_metadata m WHERE $1 IS NOT NULL AND $2 IS NOT NULL ORDER BY m.oid"#;
+
+pub const LARGE_OBJECT_OWNERS: &str = r#"
+SELECT 'owner', NULL, m.oid::text, NULL, format('ALTER LARGE OBJECT %s OWNER TO %I;', m.oid, pg_get_userbyid(m.lomowner))
+FROM pg_largeobject_metadata m WHERE $1 IS NOT NULL AND $2 IS NOT NULL ORDER BY m.oid"#;
+
+/// The pages of every large object, streamed by COPY like a table.
+pub const LARGE_OBJECT_PAGES: &str =
+    "SELECT loid, pageno, data FROM pg_catalog.pg_largeobject ORDER BY loid, pageno";

@@ -4,11 +4,12 @@
 
 pub mod plan;
 
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
-use crate::archive::manifest::Manifest;
+use crate::archive::manifest::{DataFile, Manifest};
 use crate::archive::verify::{self, FileStatus};
 use crate::backup::create::unknown_backup;
 use crate::backup::manage::backup_dir;
@@ -82,6 +83,7 @@ fn plan_tables(manifest: &Manifest, existing: Existing) -> Result<Vec<PlannedTab
     let data_only = manifest
         .files
         .iter()
+        .filter(|f| !f.is_large_objects())
         .map(|f| (f.schema.clone(), f.table.clone()));
     for (schema, name) in defined.chain(data_only) {
         if tables.iter().any(|t| t.schema == schema && t.name == name) {
@@ -203,6 +205,10 @@ fn finish_record(
     autonomous::execute_or_inline("restore_upsert", record);
 }
 
+fn has_code(e: &CaughtError, code: PgSqlErrorCode) -> bool {
+    matches!(e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if r.sql_error_code() == code)
+}
+
 fn is_duplicate(e: &CaughtError) -> bool {
     use pgrx::pg_sys::errcodes::PgSqlErrorCode::*;
     match e {
@@ -277,6 +283,18 @@ fn apply(
             Spi::run(&format!("TRUNCATE {}", truncate.join(", ")))?;
         }
         for f in &manifest.files {
+            if f.is_large_objects() {
+                let pages = restore_large_objects(&dir.join(&f.path), compression, f)?;
+                out.push(row(
+                    "large objects".into(),
+                    "large_object_data",
+                    "create",
+                    Some(pages),
+                    "ok",
+                    None,
+                ));
+                continue;
+            }
             let object = format!("{}.{}", f.schema, f.table);
             let action = plan_of(&f.schema, &f.table).map_or(Action::Create, |t| t.action);
             if !action.loads_data() {
@@ -333,15 +351,55 @@ fn apply(
         if kept {
             continue;
         }
+        let object = qualified(&item.schema, &item.name);
+        if matches!(item.kind.as_str(), "owner" | "acl") {
+            // A role missing in this cluster costs the grant, not the restore (as pg_restore).
+            match subtransaction::run(|| Spi::run(&item.sql)) {
+                Ok(r) => {
+                    r?;
+                    out.push(row(object, &item.kind, "create", None, "ok", None));
+                }
+                Err(caught) if has_code(&caught, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) => {
+                    let message = subtransaction::message(&caught);
+                    out.push(row(
+                        object,
+                        &item.kind,
+                        "skip",
+                        None,
+                        "warning",
+                        Some(&message),
+                    ));
+                }
+                Err(caught) => caught.rethrow(),
+            }
+            continue;
+        }
         Spi::run(&item.sql)?;
-        out.push(row(
-            qualified(&item.schema, &item.name),
-            &item.kind,
-            "create",
-            None,
-            "ok",
-            None,
-        ));
+        out.push(row(object, &item.kind, "create", None, "ok", None));
     }
     Ok(out)
+}
+
+/// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
+/// memory), then written with lo_put; objects missing in this database are created first.
+fn restore_large_objects(
+    file: &std::path::Path,
+    compression: Compression,
+    f: &DataFile,
+) -> Result<i64> {
+    Spi::run("CREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea) ON COMMIT DROP")?;
+    let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_lo_pages'::regclass::oid")?
+        .expect("temp table exists");
+    let pages = copy_from::copy_file_into(oid, file, compression, &f.columns, &f.sha256)?;
+    Spi::run(
+        "SELECT pg_catalog.lo_create(l.loid)
+         FROM (SELECT DISTINCT loid FROM pg_temp.pg_backup_lo_pages) l
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = l.loid)",
+    )?;
+    Spi::run(
+        "SELECT pg_catalog.lo_put(loid, pageno::bigint * (current_setting('block_size')::int / 4), data)
+         FROM pg_temp.pg_backup_lo_pages",
+    )?;
+    Spi::run("DROP TABLE pg_temp.pg_backup_lo_pages")?;
+    Ok(pages as i64)
 }
