@@ -13,6 +13,17 @@ use pgrx::prelude::*;
 // CaughtError is pgrx's own (large) type; it is rethrown as is, so it is not boxed.
 #[allow(clippy::result_large_err)]
 pub fn run<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
+    run_keeping(f, |_| true)
+}
+
+/// Like `run`, for work that reports failure as `Err`: that rolls the subtransaction back too.
+#[allow(clippy::result_large_err)]
+pub fn run_result<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, CaughtError> {
+    run_keeping(f, |r| r.is_ok())
+}
+
+#[allow(clippy::result_large_err)]
+fn run_keeping<T>(f: impl FnOnce() -> T, keep: impl Fn(&T) -> bool) -> Result<T, CaughtError> {
     unsafe {
         let old_context = pg_sys::CurrentMemoryContext;
         let old_owner = pg_sys::CurrentResourceOwner;
@@ -23,8 +34,8 @@ pub fn run<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
             .catch_others(Err)
             .execute();
         match &result {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+            Ok(v) if keep(v) => pg_sys::ReleaseCurrentSubTransaction(),
+            _ => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::CurrentResourceOwner = old_owner;

@@ -44,6 +44,9 @@ pub struct DdlItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     pub sql: String,
+    /// For foreign keys: the table they reference (quoted `schema.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +152,7 @@ pub(crate) fn sample() -> Manifest {
             name: "t".into(),
             table: None,
             sql: "CREATE TABLE public.t (a integer);".into(),
+            references: None,
         }],
         post_data: vec![],
         files: vec![DataFile {

@@ -16,14 +16,22 @@ pub struct Ddl {
     pub post_data: Vec<DdlItem>,
 }
 
+/// Queries whose rows carry a referenced table as a sixth column.
+const WITH_REFERENCES: &[&str] = &["foreign_key"];
+
 fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
     let rels: Vec<pg_sys::Oid> = sel.relations.iter().map(|r| r.oid).collect();
     let schemas = sel.schema_oids.clone();
     let mut out = Vec::new();
     Spi::connect(|client| {
-        for (_, sql) in queries {
-            // Catalog names are type `name`; read every column as text.
-            let q = format!("SELECT q.k::text, q.s::text, q.n::text, q.t::text, q.d::text FROM ({sql}) AS q(k, s, n, t, d)");
+        for (kind, sql) in queries {
+            // Catalog names are type `name`; read every column as text. Foreign keys have a
+            // sixth column, the table they reference.
+            let q = if WITH_REFERENCES.contains(kind) {
+                format!("SELECT q.k::text, q.s::text, q.n::text, q.t::text, q.d::text, q.r::text FROM ({sql}) AS q(k, s, n, t, d, r)")
+            } else {
+                format!("SELECT q.k::text, q.s::text, q.n::text, q.t::text, q.d::text, NULL::text FROM ({sql}) AS q(k, s, n, t, d)")
+            };
             let rows = client.select(
                 q.as_str(),
                 None,
@@ -39,6 +47,7 @@ fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
                     name: row.get::<String>(3)?.unwrap_or_default(),
                     table: row.get::<String>(4)?,
                     sql,
+                    references: row.get::<String>(6)?,
                 });
             }
         }
@@ -51,23 +60,29 @@ fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
 fn sequence_values(sel: &Selection) -> Result<Vec<DdlItem>> {
     let mut out = Vec::new();
     for s in sel.relations.iter().filter(|r| r.kind == 'S') {
+        // The owning table (serial or identity), so a partial restore knows whose it is.
         let q = format!(
-            "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', $1, $2), last_value, CASE WHEN is_called THEN 'true' ELSE 'false' END)
+            "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', $1, $2), last_value, CASE WHEN is_called THEN 'true' ELSE 'false' END),
+                    (SELECT format('%I.%I', tn.nspname, t.relname) FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+                     JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                     WHERE d.classid = 'pg_class'::regclass AND d.objid = $3 AND d.refclassid = 'pg_class'::regclass
+                       AND d.deptype IN ('a', 'i') LIMIT 1)
              FROM {}.{}",
             spi::quote_identifier(&s.schema),
             spi::quote_identifier(&s.name)
         );
-        let sql = Spi::get_one_with_args::<String>(
+        let (sql, owner) = Spi::get_two_with_args::<String, String>(
             &q,
-            &[s.schema.clone().into(), s.name.clone().into()],
+            &[s.schema.clone().into(), s.name.clone().into(), s.oid.into()],
         )?;
         if let Some(sql) = sql {
             out.push(DdlItem {
                 kind: "sequence_set".into(),
                 schema: Some(s.schema.clone()),
                 name: s.name.clone(),
-                table: None,
+                table: owner,
                 sql,
+                references: None,
             });
         }
     }

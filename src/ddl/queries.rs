@@ -101,7 +101,11 @@ ORDER BY p.oid"#,
     (
         "sequence",
         r#"
-SELECT 'sequence', n.nspname, c.relname, NULL,
+SELECT 'sequence', n.nspname, c.relname,
+       (SELECT format('%I.%I', tn.nspname, t.relname) FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+        JOIN pg_namespace tn ON tn.oid = t.relnamespace
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+          AND d.deptype = 'a' LIMIT 1),
        format('CREATE SEQUENCE %I.%I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s%s;',
               n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax,
               s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END)
@@ -228,8 +232,10 @@ ORDER BY i.oid"#,
 SELECT 'foreign_key', n.nspname, co.conname, format('%I.%I', n.nspname, c.relname),
        format('ALTER TABLE %s %I.%I ADD CONSTRAINT %I %s;',
               CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY' END,
-              n.nspname, c.relname, co.conname, pg_get_constraintdef(co.oid))
+              n.nspname, c.relname, co.conname, pg_get_constraintdef(co.oid)),
+       format('%I.%I', rn.nspname, r.relname)
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class r ON r.oid = co.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.oid = ANY($1) AND co.contype = 'f' AND co.conparentid = 0
 ORDER BY co.oid"#,
     ),
@@ -291,24 +297,24 @@ WHERE n.oid = ANY($2)"#,
     (
         "owner",
         r#"
-SELECT 'owner', o.nspname, o.name, NULL, format('ALTER %s %s OWNER TO %I;', o.objtype, o.ident, pg_get_userbyid(o.owner))
+SELECT 'owner', o.nspname, o.name, o.tbl, format('ALTER %s %s OWNER TO %I;', o.objtype, o.ident, pg_get_userbyid(o.owner))
 FROM (
-  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid
+  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid, NULL::text AS tbl
   FROM pg_namespace n WHERE n.oid = ANY($2)
   UNION ALL
   SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-         format('%I.%I', n.nspname, c.relname), c.relowner, n.nspname, c.relname, 1, c.oid
+         format('%I.%I', n.nspname, c.relname), c.relowner, n.nspname, c.relname, 1, c.oid, format('%I.%I', n.nspname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid = ANY($1)
     AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                          AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
   UNION ALL
-  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proowner, n.nspname, p.proname, 2, p.oid
+  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proowner, n.nspname, p.proname, 2, p.oid, NULL
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
   UNION ALL
-  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typowner, n.nspname, t.typname, 3, t.oid
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typowner, n.nspname, t.typname, 3, t.oid, NULL
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   WHERE n.oid = ANY($2)
     AND (t.typtype IN ('e', 'r', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
@@ -319,27 +325,27 @@ ORDER BY o.ord, o.oid"#,
     (
         "acl",
         r#"
-SELECT 'acl', o.nspname, o.name, NULL,
+SELECT 'acl', o.nspname, o.name, o.tbl,
        format('REVOKE ALL ON %s %s FROM PUBLIC; REVOKE ALL ON %s %s FROM %I;', o.objtype, o.ident, o.objtype, o.ident, pg_get_userbyid(o.owner))
        || coalesce((SELECT string_agg(format(' GRANT %s ON %s %s TO %s%s;', a.privilege_type, o.objtype, o.ident,
                                              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                                              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
                     FROM aclexplode(o.acl) a), '')
 FROM (
-  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspacl AS acl, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid
+  SELECT 'SCHEMA' AS objtype, format('%I', n.nspname) AS ident, n.nspacl AS acl, n.nspowner AS owner, n.nspname, n.nspname AS name, 0 AS ord, n.oid, NULL::text AS tbl
   FROM pg_namespace n WHERE n.oid = ANY($2)
   UNION ALL
   SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-         format('%I.%I', n.nspname, c.relname), c.relacl, c.relowner, n.nspname, c.relname, 1, c.oid
+         format('%I.%I', n.nspname, c.relname), c.relacl, c.relowner, n.nspname, c.relname, 1, c.oid, format('%I.%I', n.nspname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid = ANY($1)
   UNION ALL
-  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner, n.nspname, p.proname, 2, p.oid
+  SELECT 'ROUTINE', p.oid::regprocedure::text, p.proacl, p.proowner, n.nspname, p.proname, 2, p.oid, NULL
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p')
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
   UNION ALL
-  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typacl, t.typowner, n.nspname, t.typname, 3, t.oid
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), t.typacl, t.typowner, n.nspname, t.typname, 3, t.oid, NULL
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   WHERE n.oid = ANY($2)
     AND (t.typtype IN ('e', 'r', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
@@ -347,7 +353,7 @@ FROM (
 ) o
 WHERE o.acl IS NOT NULL
 UNION ALL
-SELECT 'acl', n.nspname, c.relname || '.' || a.attname, NULL,
+SELECT 'acl', n.nspname, c.relname || '.' || a.attname, format('%I.%I', n.nspname, c.relname),
        (SELECT string_agg(format('GRANT %s (%I) ON TABLE %I.%I TO %s%s;', x.privilege_type, a.attname, n.nspname, c.relname,
                                  CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
                                  CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ' ')

@@ -1,15 +1,23 @@
 //! restore(): replay a backup into the current database, in pg_restore's order: pre-data DDL,
 //! data through COPY FROM, then post-data (indexes, constraints, triggers, policies, sequence
-//! values, materialized view refresh). All or nothing: it runs in the caller's transaction.
+//! values, materialized view refresh).
+//!
+//! `on_error => 'abort'` (default): everything runs in the caller's transaction, all or
+//! nothing. `'continue'`: every object in its own subtransaction; failures become result rows.
 
+pub mod names;
 pub mod plan;
+pub mod retarget;
+pub mod scope;
+
+use std::collections::HashMap;
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{DataFile, Manifest};
+use crate::archive::manifest::{DdlItem, Manifest};
 use crate::archive::verify::{self, FileStatus};
 use crate::backup::create::unknown_backup;
 use crate::backup::manage::backup_dir;
@@ -19,14 +27,32 @@ use crate::copy::copy_from;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
 use crate::subtransaction;
-use plan::{Action, Existing, PlannedTable};
+use plan::{Action, Existing, OnError, PlannedTable};
+use scope::{quoted, Scope};
 
 pub struct RestoreOptions {
+    pub tables: Option<Vec<String>>,
+    pub schemas: Option<Vec<String>>,
     pub existing: Existing,
     pub schema_only: bool,
     pub data_only: bool,
+    pub target_schema: Option<String>,
+    pub disable_triggers: bool,
+    pub on_error: OnError,
     pub dry_run: bool,
     pub confirm: bool,
+}
+
+impl RestoreOptions {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tables": self.tables, "schemas": self.schemas,
+            "existing": format!("{:?}", self.existing).to_lowercase(),
+            "schema_only": self.schema_only, "data_only": self.data_only,
+            "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
+            "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
+        })
+    }
 }
 
 /// One result row: object, kind, action, rows, status, detail.
@@ -54,15 +80,6 @@ fn qualified(schema: &Option<String>, name: &str) -> String {
     format!("{}.{}", schema.as_deref().unwrap_or_default(), name)
 }
 
-/// `schema.name` quoted as an SQL identifier (also the form of `DdlItem::table`).
-fn quoted(schema: &str, name: &str) -> String {
-    format!(
-        "{}.{}",
-        spi::quote_identifier(schema),
-        spi::quote_identifier(name)
-    )
-}
-
 fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -71,39 +88,62 @@ fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
     )?)
 }
 
-/// One action per table of the backup: those with DDL, then (data_only backups) those with
-/// only a data file, which must already exist.
-fn plan_tables(manifest: &Manifest, existing: Existing) -> Result<Vec<PlannedTable>> {
-    let mut tables: Vec<PlannedTable> = Vec::new();
-    let defined = manifest
-        .pre_data
-        .iter()
-        .filter(|i| i.kind == "table")
-        .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()));
-    let data_only = manifest
-        .files
-        .iter()
-        .filter(|f| !f.is_large_objects())
-        .map(|f| (f.schema.clone(), f.table.clone()));
-    for (schema, name) in defined.chain(data_only) {
-        if tables.iter().any(|t| t.schema == schema && t.name == name) {
-            continue;
+fn relation_exists(quoted_name: &str) -> Result<bool> {
+    Ok(
+        Spi::get_one_with_args::<bool>(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[quoted_name.into()],
+        )?
+        .unwrap_or(false),
+    )
+}
+
+/// The plan, keyed by each table's quoted name in the backup.
+struct Plan {
+    tables: Vec<PlannedTable>,
+    by_backup_name: HashMap<String, usize>,
+}
+
+impl Plan {
+    fn build(m: &Manifest, scope: &Scope, existing: Existing) -> Result<Plan> {
+        let mut tables = Vec::new();
+        let mut by_backup_name = HashMap::new();
+        for (schema, name) in scope.tables(m) {
+            let target = scope.target_schema_of(&schema).to_string();
+            let exists = table_oid(&target, &name)?.is_some();
+            by_backup_name.insert(quoted(&schema, &name), tables.len());
+            tables.push(PlannedTable {
+                action: plan::action_for(exists, existing),
+                schema: target,
+                name,
+                exists,
+            });
         }
-        let exists = table_oid(&schema, &name)?.is_some();
-        tables.push(PlannedTable {
-            action: plan::action_for(exists, existing),
-            schema,
-            name,
-            exists,
-        });
+        Ok(Plan {
+            tables,
+            by_backup_name,
+        })
     }
-    Ok(tables)
+
+    fn of(&self, backup_schema: &str, name: &str) -> Option<&PlannedTable> {
+        self.of_quoted(&quoted(backup_schema, name))
+    }
+
+    fn of_quoted(&self, q: &str) -> Option<&PlannedTable> {
+        self.by_backup_name.get(q).map(|i| &self.tables[*i])
+    }
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
     let dir = backup_dir(id)?;
     if !dir.exists() {
         return Err(unknown_backup(id));
+    }
+    if opts.schema_only && opts.data_only {
+        return Err(
+            BackupError::invalid("schema_only and data_only cannot both be true")
+                .with_hint("Leave both false to restore everything."),
+        );
     }
     // Check every file before changing anything.
     let bad: Vec<String> = verify::verify_archive(&dir, false)
@@ -122,30 +162,36 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         &std::fs::read(dir.join("manifest.json")).map_err(|e| BackupError::io("read", &dir, e))?,
     )?;
     let compression = Compression::from_name(&manifest.compression)?;
-    let tables = plan_tables(&manifest, opts.existing)?;
+    let scope = Scope::build(
+        &manifest,
+        opts.tables.as_deref(),
+        opts.schemas.as_deref(),
+        opts.target_schema.as_deref(),
+    )?;
+    let plan = Plan::build(&manifest, &scope, opts.existing)?;
 
     let mut record = serde_json::json!({
         "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
-        "options": { "existing": format!("{:?}", opts.existing).to_lowercase(), "schema_only": opts.schema_only,
-                     "data_only": opts.data_only, "confirm": opts.confirm },
-        "performed_by": caller.role,
+        "options": opts.to_json(), "performed_by": caller.role,
     });
     let restore_id: i64 =
         Spi::get_one("SELECT nextval(pg_get_serial_sequence('backup.restores', 'id'))")?
             .unwrap_or(0);
     record["id"] = restore_id.into();
-    if let Err(e) = plan::check(&tables, opts.existing, opts.confirm, opts.dry_run, id) {
+    record["table_count"] = (plan.tables.len() as i64).into();
+    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id) {
         finish_record(&mut record, "failed", None, Some(e.to_string()));
         return Err(e);
     }
     if opts.dry_run {
-        let out: Vec<Row> = tables
+        let mut out: Vec<Row> = plan
+            .tables
             .iter()
             .map(|t| {
                 let rows = manifest
                     .files
                     .iter()
-                    .find(|f| f.schema == t.schema && f.table == t.name)
+                    .find(|f| plan.of(&f.schema, &f.table).is_some_and(|p| p == t))
                     .filter(|_| t.action.loads_data() && !opts.schema_only)
                     .map(|f| f.rows as i64);
                 row(
@@ -158,17 +204,32 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
                 )
             })
             .collect();
-        record["table_count"] = (out.len() as i64).into();
+        out.extend(
+            dangling_foreign_keys(&manifest, &scope)?
+                .into_iter()
+                .map(|(item, detail)| {
+                    row(
+                        qualified(&item.schema, &item.name),
+                        "foreign_key",
+                        "skip",
+                        None,
+                        "planned",
+                        Some(&detail),
+                    )
+                }),
+        );
         finish_record(&mut record, "completed", Some(0), None);
         return Ok(out);
     }
 
-    let outcome = subtransaction::run(|| apply(&manifest, &dir, compression, opts, &tables));
+    let outcome = subtransaction::run(|| apply(&manifest, &dir, compression, opts, &scope, &plan));
     match outcome {
         Ok(Ok(out)) => {
             let rows: i64 = out.iter().filter_map(|r| r.3).sum();
-            record["table_count"] = (tables.len() as i64).into();
-            finish_record(&mut record, "completed", Some(rows), None);
+            let failed = out.iter().filter(|r| r.4 == "failed").count();
+            let error = (failed > 0)
+                .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+            finish_record(&mut record, "completed", Some(rows), error);
             Ok(out)
         }
         Ok(Err(e)) => {
@@ -205,21 +266,130 @@ fn finish_record(
     autonomous::execute_or_inline("restore_upsert", record);
 }
 
+/// Foreign keys of restored tables that point at a table neither restored nor present: they
+/// are reported, never silently dropped.
+fn dangling_foreign_keys<'m>(m: &'m Manifest, scope: &Scope) -> Result<Vec<(&'m DdlItem, String)>> {
+    let mut out = Vec::new();
+    for item in m
+        .post_data
+        .iter()
+        .filter(|i| i.kind == "foreign_key" && scope.wants(i))
+    {
+        let Some(target) = &item.references else {
+            continue;
+        };
+        if !scope.restores(target) && !relation_exists(target)? {
+            out.push((
+                item,
+                format!("references {target}, which is neither restored nor present"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn has_code(e: &CaughtError, code: PgSqlErrorCode) -> bool {
     matches!(e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if r.sql_error_code() == code)
 }
 
 fn is_duplicate(e: &CaughtError) -> bool {
-    use pgrx::pg_sys::errcodes::PgSqlErrorCode::*;
-    match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => matches!(
-            r.sql_error_code(),
-            ERRCODE_DUPLICATE_OBJECT
-                | ERRCODE_DUPLICATE_TABLE
-                | ERRCODE_DUPLICATE_FUNCTION
-                | ERRCODE_DUPLICATE_SCHEMA
-        ),
-        _ => false,
+    use PgSqlErrorCode::*;
+    [
+        ERRCODE_DUPLICATE_OBJECT,
+        ERRCODE_DUPLICATE_TABLE,
+        ERRCODE_DUPLICATE_FUNCTION,
+        ERRCODE_DUPLICATE_SCHEMA,
+    ]
+    .into_iter()
+    .any(|c| has_code(e, c))
+}
+
+/// Which errors of a step are expected and how they are reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tolerate {
+    Nothing,
+    /// The object already exists: keep it (`skip`).
+    Duplicates,
+    /// The role does not exist in this cluster: a `warning`, as pg_restore does.
+    MissingRole,
+}
+
+/// Runs the steps of a restore and collects their rows.
+struct Steps {
+    on_error: OnError,
+    out: Vec<Row>,
+}
+
+impl Steps {
+    /// Run one step. With `Tolerate::Nothing` under `on_error => 'abort'` an error ends the
+    /// restore; otherwise the step runs in a subtransaction and its failure becomes a row.
+    fn run(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<()> {
+        if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
+            let rows = f()?;
+            self.out.push(row(object, kind, action, rows, "ok", None));
+            return Ok(());
+        }
+        match subtransaction::run_result(f) {
+            Ok(Ok(rows)) => self.out.push(row(object, kind, action, rows, "ok", None)),
+            Ok(Err(e)) if self.on_error == OnError::Continue => self.out.push(row(
+                object,
+                kind,
+                action,
+                None,
+                "failed",
+                Some(&e.to_string()),
+            )),
+            Ok(Err(e)) => return Err(e),
+            Err(c) if tolerate == Tolerate::Duplicates && is_duplicate(&c) => self.out.push(row(
+                object,
+                kind,
+                "skip",
+                None,
+                "ok",
+                Some("already exists"),
+            )),
+            Err(c)
+                if tolerate == Tolerate::MissingRole
+                    && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
+            {
+                self.out.push(row(
+                    object,
+                    kind,
+                    "skip",
+                    None,
+                    "warning",
+                    Some(&subtransaction::message(&c)),
+                ))
+            }
+            Err(c) if self.on_error == OnError::Continue => self.out.push(row(
+                object,
+                kind,
+                action,
+                None,
+                "failed",
+                Some(&subtransaction::message(&c)),
+            )),
+            Err(c) => c.rethrow(),
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, r: Row) {
+        self.out.push(r);
+    }
+}
+
+fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
+    move || {
+        Spi::run(&sql)?;
+        Ok(None)
     }
 }
 
@@ -228,112 +398,69 @@ fn apply(
     dir: &std::path::Path,
     compression: Compression,
     opts: &RestoreOptions,
-    tables: &[PlannedTable],
+    scope: &Scope,
+    plan: &Plan,
 ) -> Result<Vec<Row>> {
-    let mut out: Vec<Row> = Vec::new();
-    let plan_of =
-        |schema: &str, name: &str| tables.iter().find(|t| t.schema == schema && t.name == name);
+    let mut steps = Steps {
+        on_error: opts.on_error,
+        out: Vec::new(),
+    };
     // Function bodies may name tables that come later, as in pg_restore.
     Spi::run("SELECT set_config('check_function_bodies', 'off', true)")?;
-    for t in tables.iter().filter(|t| t.action == Action::Drop) {
-        Spi::run(&format!(
-            "DROP TABLE {} CASCADE",
-            quoted(&t.schema, &t.name)
-        ))?;
+    if let Some((_, to)) = &scope.target {
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
+        steps.run(
+            to.clone(),
+            "schema",
+            "create",
+            Tolerate::Nothing,
+            sql_step(sql),
+        )?;
     }
+    for t in plan.tables.iter().filter(|t| t.action == Action::Drop) {
+        let sql = format!("DROP TABLE {} CASCADE", quoted(&t.schema, &t.name));
+        steps.run(
+            t.object(),
+            "table",
+            "drop",
+            Tolerate::Nothing,
+            sql_step(sql),
+        )?;
+    }
+
     if !opts.data_only {
-        for item in &manifest.pre_data {
+        for item in manifest.pre_data.iter().filter(|i| scope.wants(i)) {
             let object = qualified(&item.schema, &item.name);
             if item.kind == "table" {
                 let schema = item.schema.as_deref().unwrap_or_default();
-                if plan_of(schema, &item.name).is_some_and(|t| t.action.runs_ddl()) {
-                    Spi::run(&item.sql)?;
-                    out.push(row(object, &item.kind, "create", None, "ok", None));
+                if let Some(t) = plan.of(schema, &item.name).filter(|t| t.action.runs_ddl()) {
+                    steps.run(
+                        t.object(),
+                        "table",
+                        "create",
+                        Tolerate::Nothing,
+                        sql_step(scope.sql(item)),
+                    )?;
                 }
                 continue;
             }
             // Types, functions, sequences, views ... that already exist are kept as they are.
-            match subtransaction::run(|| Spi::run(&item.sql)) {
-                Ok(r) => {
-                    r?;
-                    out.push(row(object, &item.kind, "create", None, "ok", None));
-                }
-                Err(caught) if is_duplicate(&caught) => {
-                    out.push(row(
-                        object,
-                        &item.kind,
-                        "skip",
-                        None,
-                        "ok",
-                        Some("already exists"),
-                    ));
-                }
-                Err(caught) => caught.rethrow(),
-            }
-        }
-    }
-    if !opts.schema_only {
-        // One TRUNCATE for all, so foreign keys among the restored tables do not block it.
-        let truncate: Vec<String> = tables
-            .iter()
-            .filter(|t| t.action == Action::Truncate)
-            .map(|t| quoted(&t.schema, &t.name))
-            .collect();
-        if !truncate.is_empty() {
-            Spi::run(&format!("TRUNCATE {}", truncate.join(", ")))?;
-        }
-        for f in &manifest.files {
-            if f.is_large_objects() {
-                let pages = restore_large_objects(&dir.join(&f.path), compression, f)?;
-                out.push(row(
-                    "large objects".into(),
-                    "large_object_data",
-                    "create",
-                    Some(pages),
-                    "ok",
-                    None,
-                ));
-                continue;
-            }
-            let object = format!("{}.{}", f.schema, f.table);
-            let action = plan_of(&f.schema, &f.table).map_or(Action::Create, |t| t.action);
-            if !action.loads_data() {
-                out.push(row(
-                    object,
-                    "table_data",
-                    "skip",
-                    None,
-                    "ok",
-                    Some("table exists"),
-                ));
-                continue;
-            }
-            let oid = table_oid(&f.schema, &f.table)?.ok_or_else(|| {
-                BackupError::unknown(format!(
-                    "table {object} does not exist and the backup has no definition for it"
-                ))
-                .with_hint(
-                    "Restore a backup that includes the schema first (this one is data_only).",
-                )
-            })?;
-            let rows = copy_from::copy_file_into(
-                oid,
-                &dir.join(&f.path),
-                compression,
-                &f.columns,
-                &f.sha256,
-            )?;
-            out.push(row(
+            steps.run(
                 object,
-                "table_data",
-                action.as_str(),
-                Some(rows as i64),
-                "ok",
-                None,
-            ));
+                &item.kind,
+                "create",
+                Tolerate::Duplicates,
+                sql_step(scope.sql(item)),
+            )?;
         }
     }
-    for item in &manifest.post_data {
+
+    if !opts.schema_only {
+        load_data(manifest, dir, compression, opts, scope, plan, &mut steps)?;
+    }
+
+    let dangling = dangling_foreign_keys(manifest, scope)?;
+    for item in manifest.post_data.iter().filter(|i| scope.wants(i)) {
         let wanted = if item.kind == "sequence_set" {
             !opts.schema_only
         } else {
@@ -342,42 +469,130 @@ fn apply(
         if !wanted {
             continue;
         }
-        // Indexes, constraints ... of a table that was kept as it is already exist.
-        let kept = item.table.as_ref().is_some_and(|q| {
-            tables
-                .iter()
-                .any(|t| quoted(&t.schema, &t.name) == *q && !t.action.runs_ddl())
-        });
-        if kept {
-            continue;
+        // Indexes, constraints ... of a table that was kept as it is already exist; its
+        // sequence is reset only when its rows were replaced.
+        if let Some(t) = item.table.as_deref().and_then(|q| plan.of_quoted(q)) {
+            let keep = if item.kind == "sequence_set" {
+                matches!(t.action, Action::Skip | Action::Append)
+            } else {
+                !t.action.runs_ddl()
+            };
+            if keep {
+                continue;
+            }
         }
         let object = qualified(&item.schema, &item.name);
-        if matches!(item.kind.as_str(), "owner" | "acl") {
-            // A role missing in this cluster costs the grant, not the restore (as pg_restore).
-            match subtransaction::run(|| Spi::run(&item.sql)) {
-                Ok(r) => {
-                    r?;
-                    out.push(row(object, &item.kind, "create", None, "ok", None));
-                }
-                Err(caught) if has_code(&caught, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) => {
-                    let message = subtransaction::message(&caught);
-                    out.push(row(
-                        object,
-                        &item.kind,
-                        "skip",
-                        None,
-                        "warning",
-                        Some(&message),
-                    ));
-                }
-                Err(caught) => caught.rethrow(),
+        if let Some((_, why)) = dangling.iter().find(|(d, _)| std::ptr::eq(*d, item)) {
+            steps.note(row(object, &item.kind, "skip", None, "warning", Some(why)));
+            continue;
+        }
+        let tolerate = if matches!(item.kind.as_str(), "owner" | "acl") {
+            Tolerate::MissingRole
+        } else {
+            Tolerate::Nothing
+        };
+        steps.run(
+            object,
+            &item.kind,
+            "create",
+            tolerate,
+            sql_step(scope.sql(item)),
+        )?;
+    }
+    Ok(steps.out)
+}
+
+fn load_data(
+    manifest: &Manifest,
+    dir: &std::path::Path,
+    compression: Compression,
+    opts: &RestoreOptions,
+    scope: &Scope,
+    plan: &Plan,
+    steps: &mut Steps,
+) -> Result<()> {
+    // One TRUNCATE for all, so foreign keys among the restored tables do not block it.
+    let truncate: Vec<String> = plan
+        .tables
+        .iter()
+        .filter(|t| t.action == Action::Truncate)
+        .map(|t| quoted(&t.schema, &t.name))
+        .collect();
+    if !truncate.is_empty() {
+        let sql = format!("TRUNCATE {}", truncate.join(", "));
+        steps.run(
+            truncate.join(", "),
+            "table",
+            "truncate",
+            Tolerate::Nothing,
+            sql_step(sql),
+        )?;
+    }
+    let previous_role = if opts.disable_triggers {
+        // User triggers and foreign key checks stay off while rows load (superuser setting;
+        // restore runs as the extension owner).
+        let old = Spi::get_one::<String>("SELECT current_setting('session_replication_role')")?;
+        Spi::run("SELECT set_config('session_replication_role', 'replica', true)")?;
+        old
+    } else {
+        None
+    };
+    for f in &manifest.files {
+        if f.is_large_objects() {
+            if scope.full {
+                let (file, columns, sha) = (dir.join(&f.path), f.columns.clone(), f.sha256.clone());
+                steps.run(
+                    "large objects".into(),
+                    "large_object_data",
+                    "create",
+                    Tolerate::Nothing,
+                    move || restore_large_objects(&file, compression, &columns, &sha).map(Some),
+                )?;
             }
             continue;
         }
-        Spi::run(&item.sql)?;
-        out.push(row(object, &item.kind, "create", None, "ok", None));
+        let Some(t) = plan.of(&f.schema, &f.table) else {
+            continue;
+        };
+        if !t.action.loads_data() {
+            steps.note(row(
+                t.object(),
+                "table_data",
+                "skip",
+                None,
+                "ok",
+                Some("table exists"),
+            ));
+            continue;
+        }
+        let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
+        let (file, columns, sha) = (dir.join(&f.path), f.columns.clone(), f.sha256.clone());
+        steps.run(
+            object.clone(),
+            "table_data",
+            t.action.as_str(),
+            Tolerate::Nothing,
+            move || {
+                let oid = table_oid(&schema, &name)?.ok_or_else(|| {
+                    BackupError::unknown(format!(
+                        "table {object} does not exist and the backup has no definition for it"
+                    ))
+                    .with_hint(
+                        "Restore a backup that includes the schema first (this one is data_only).",
+                    )
+                })?;
+                let rows = copy_from::copy_file_into(oid, &file, compression, &columns, &sha)?;
+                Ok(Some(rows as i64))
+            },
+        )?;
     }
-    Ok(out)
+    if let Some(old) = previous_role {
+        Spi::run_with_args(
+            "SELECT set_config('session_replication_role', $1, true)",
+            &[old.into()],
+        )?;
+    }
+    Ok(())
 }
 
 /// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
@@ -385,12 +600,13 @@ fn apply(
 fn restore_large_objects(
     file: &std::path::Path,
     compression: Compression,
-    f: &DataFile,
+    columns: &[String],
+    sha256: &str,
 ) -> Result<i64> {
     Spi::run("CREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea) ON COMMIT DROP")?;
     let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_lo_pages'::regclass::oid")?
         .expect("temp table exists");
-    let pages = copy_from::copy_file_into(oid, file, compression, &f.columns, &f.sha256)?;
+    let pages = copy_from::copy_file_into(oid, file, compression, columns, sha256)?;
     Spi::run(
         "SELECT pg_catalog.lo_create(l.loid)
          FROM (SELECT DISTINCT loid FROM pg_temp.pg_backup_lo_pages) l

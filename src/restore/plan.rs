@@ -30,6 +30,60 @@ impl Existing {
     }
 }
 
+/// `on_error`: one transaction for everything, or one subtransaction per object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Abort,
+    Continue,
+}
+
+impl OnError {
+    pub fn parse(s: &str) -> Result<OnError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "abort" => Ok(OnError::Abort),
+            "continue" => Ok(OnError::Continue),
+            _ => Err(BackupError::invalid(format!(
+                "invalid value for on_error: \"{}\"",
+                s.escape_default()
+            ))
+            .with_hint("Use 'abort' (all or nothing, the default) or 'continue'.")),
+        }
+    }
+}
+
+/// Resolve restore(tables => ...) against the tables of the backup (`(schema, name)` pairs).
+/// A bare name must match exactly one table of the backup.
+pub fn resolve_tables(all: &[(String, String)], names: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for name in names {
+        let (schema, rel) = super::names::parse_qualified(name)?;
+        let hits: Vec<&(String, String)> = all
+            .iter()
+            .filter(|(s, n)| *n == rel && schema.as_ref().is_none_or(|want| want == s))
+            .collect();
+        match hits.as_slice() {
+            [one] => out.push((*one).clone()),
+            [] => return Err(BackupError::unknown(format!(
+                "table \"{name}\" is not in this backup"
+            ))
+            .with_hint(
+                "See its tables with SELECT object FROM backup.restore('<id>', dry_run => true);",
+            )),
+            many => {
+                let list: Vec<String> = many.iter().map(|(s, n)| format!("{s}.{n}")).collect();
+                return Err(BackupError::invalid(format!(
+                    "table name \"{name}\" is ambiguous: {}",
+                    list.join(", ")
+                ))
+                .with_hint("Qualify it with its schema."));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// What restore does with one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -150,6 +204,34 @@ mod tests {
         assert!(check(&t, Existing::Drop, true, false, "x").is_ok());
         assert!(check(&t, Existing::Skip, false, false, "x").is_ok());
         assert_eq!(Existing::parse("nope").unwrap_err().sqlstate(), "22023");
+    }
+
+    #[test]
+    fn table_names_resolve_against_the_backup() {
+        let all = vec![
+            ("a".to_string(), "t".to_string()),
+            ("b".to_string(), "t".to_string()),
+            ("a".to_string(), "u".to_string()),
+        ];
+        assert_eq!(
+            resolve_tables(&all, &["a.t".into(), "u".into()]).unwrap(),
+            [
+                ("a".to_string(), "t".to_string()),
+                ("a".to_string(), "u".to_string())
+            ]
+        );
+        assert_eq!(
+            resolve_tables(&all, &["t".into()]).unwrap_err().sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            resolve_tables(&all, &["c.t".into()])
+                .unwrap_err()
+                .sqlstate(),
+            "42704"
+        );
+        assert_eq!(OnError::parse("Continue").unwrap(), OnError::Continue);
+        assert_eq!(OnError::parse("ignore").unwrap_err().sqlstate(), "22023");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::backup::create;
 use crate::backup::manage;
 use crate::backup::options::{CreateArgs, CreateOptions};
 use crate::error::OrRaise;
-use crate::restore::plan::Existing;
+use crate::restore::plan::{Existing, OnError};
 use crate::restore::RestoreOptions;
 use crate::{guc, security};
 
@@ -122,9 +122,14 @@ fn rescan() -> SetOfIterator<'static, String> {
 #[pg_extern]
 fn restore(
     backup_id: String,
+    tables: default!(Option<Vec<String>>, "NULL"),
+    schemas: default!(Option<Vec<String>>, "NULL"),
     existing: default!(String, "'fail'"),
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
+    target_schema: default!(Option<String>, "NULL"),
+    disable_triggers: default!(bool, false),
+    on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
 ) -> TableIterator<
@@ -140,16 +145,16 @@ fn restore(
 > {
     let caller = security::enter().or_raise();
     let opts = RestoreOptions {
+        tables,
+        schemas,
         existing: Existing::parse(&existing).or_raise(),
         schema_only,
         data_only,
+        target_schema,
+        disable_triggers,
+        on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
     };
-    if schema_only && data_only {
-        crate::error::BackupError::invalid("schema_only and data_only cannot both be true")
-            .with_hint("Leave both false to restore everything.")
-            .raise();
-    }
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
