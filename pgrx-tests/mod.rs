@@ -501,7 +501,9 @@ mod tests {
     #[pg_test]
     fn a_subset_brings_what_its_tables_need_and_reports_dangling_foreign_keys() {
         make_sample("s_sub");
-        let (id, _) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_sub}', label => 'sub')");
+        let (id, _) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_sub}', label => 'sub')",
+        );
         Spi::run("DROP SCHEMA s_sub CASCADE").unwrap();
         // orders references people, which is neither restored nor present: reported, not dropped silently.
         let fk = Spi::get_one_with_args::<String>(
@@ -512,39 +514,76 @@ mod tests {
         .unwrap();
         assert!(fk.starts_with("warning: references s_sub.people"), "{fk}");
         assert_eq!(count("SELECT count(*) FROM s_sub.orders"), 2000);
-        assert_eq!(count("SELECT count(*) FROM pg_tables WHERE schemaname = 's_sub'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM pg_tables WHERE schemaname = 's_sub'"),
+            1
+        );
         assert_eq!(count("SELECT count(*) FROM pg_indexes WHERE schemaname = 's_sub' AND tablename = 'orders'"), 2);
         // The identity sequence came back with its value.
-        assert_eq!(Spi::get_one::<i64>("INSERT INTO s_sub.orders (person, total) VALUES (1, 1) RETURNING id").unwrap(), Some(2001));
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "INSERT INTO s_sub.orders (person, total) VALUES (1, 1) RETURNING id"
+            )
+            .unwrap(),
+            Some(2001)
+        );
         // schemas => brings the rest, views included; the FK now finds people.
-        Spi::run(&format!("SELECT * FROM backup.restore('{id}', schemas => '{{s_sub}}', existing => 'skip')")).unwrap();
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', schemas => '{{s_sub}}', existing => 'skip')"
+        ))
+        .unwrap();
         assert_eq!(count("SELECT count(*) FROM s_sub.people"), 500);
         assert_eq!(count("SELECT count(*) FROM s_sub.big_orders"), 1000);
         // Names that are not in the backup are errors.
-        assert_eq!(sqlstate_of(&format!("SELECT * FROM backup.restore('{id}', tables => '{{s_sub.nope}}')")), "ERRCODE_UNDEFINED_OBJECT");
-        assert_eq!(sqlstate_of(&format!("SELECT * FROM backup.restore('{id}', schemas => '{{nope}}')")), "ERRCODE_UNDEFINED_OBJECT");
-        assert_eq!(sqlstate_of(&format!("SELECT * FROM backup.restore('{id}', on_error => 'ignore')")), "ERRCODE_INVALID_PARAMETER_VALUE");
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', tables => '{{s_sub.nope}}')"
+            )),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', schemas => '{{nope}}')"
+            )),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', on_error => 'ignore')"
+            )),
+            "ERRCODE_INVALID_PARAMETER_VALUE"
+        );
     }
 
     #[pg_test]
     fn target_schema_restores_beside_the_original() {
         make_sample("s_tgt");
         let before = fingerprint("s_tgt");
-        let (id, _) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_tgt}', label => 'tgt')");
+        let (id, _) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_tgt}', label => 'tgt')",
+        );
         Spi::run("DELETE FROM s_tgt.orders WHERE id > 100").unwrap();
         Spi::run(&format!(
             "SELECT * FROM backup.restore('{id}', tables => '{{s_tgt.people, s_tgt.orders, s_tgt.empty_one}}', target_schema => 'yesterday')"
         ))
         .unwrap();
         assert_eq!(fingerprint("yesterday"), before);
-        assert_eq!(count("SELECT count(*) FROM s_tgt.orders"), 100, "the original is untouched");
+        assert_eq!(
+            count("SELECT count(*) FROM s_tgt.orders"),
+            100,
+            "the original is untouched"
+        );
         // Its constraints point inside the new schema, its sequences are its own.
         let fk = Spi::get_one::<String>(
             "SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 'yesterday.orders'::regclass AND contype = 'f'",
         )
         .unwrap();
         assert_eq!(fk.as_deref(), Some("yesterday.people"));
-        assert_eq!(Spi::get_one::<i32>("INSERT INTO yesterday.people (name) VALUES ('x') RETURNING id").unwrap(), Some(501));
+        assert_eq!(
+            Spi::get_one::<i32>("INSERT INTO yesterday.people (name) VALUES ('x') RETURNING id")
+                .unwrap(),
+            Some(501)
+        );
         assert_eq!(
             sqlstate_of(&format!("SELECT * FROM backup.restore('{id}', target_schema => 'elsewhere', tables => '{{s_tgt.people}}', schemas => '{{public}}')")),
             "ERRCODE_UNDEFINED_OBJECT"
@@ -554,12 +593,18 @@ mod tests {
     #[pg_test]
     fn on_error_continue_restores_the_rest_and_abort_restores_nothing() {
         make_sample("s_cont");
-        let (id, _) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_cont}', label => 'cont')");
+        let (id, _) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_cont}', label => 'cont')",
+        );
         Spi::run("DELETE FROM s_cont.orders; DELETE FROM s_cont.empty_one; INSERT INTO s_cont.empty_one VALUES (7)").unwrap();
         // Appending people again breaks its primary key; orders alone would load fine.
         let call = format!("SELECT * FROM backup.restore('{id}', existing => 'append', tables => '{{s_cont.people, s_cont.orders}}')");
         assert_eq!(sqlstate_of(&call), "ERRCODE_UNIQUE_VIOLATION");
-        assert_eq!(count("SELECT count(*) FROM s_cont.orders"), 0, "abort: nothing restored");
+        assert_eq!(
+            count("SELECT count(*) FROM s_cont.orders"),
+            0,
+            "abort: nothing restored"
+        );
         let failed = Spi::get_one::<String>(&format!(
             "SELECT string_agg(object || ' ' || status, ',' ORDER BY object) FROM ({}) r WHERE kind = 'table_data'",
             call.replace("'append',", "'append', on_error => 'continue',")
@@ -568,14 +613,18 @@ mod tests {
         .unwrap();
         assert_eq!(failed, "s_cont.orders ok,s_cont.people failed");
         assert_eq!(count("SELECT count(*) FROM s_cont.orders"), 2000);
-        let err = Spi::get_one::<String>("SELECT error FROM backup.restores ORDER BY id DESC LIMIT 1").unwrap();
+        let err =
+            Spi::get_one::<String>("SELECT error FROM backup.restores ORDER BY id DESC LIMIT 1")
+                .unwrap();
         assert!(err.unwrap().contains("1 object(s) failed"));
     }
 
     #[pg_test]
     fn disable_triggers_keeps_user_triggers_quiet_while_loading() {
         make_sample("s_trg");
-        let (id, _) = one_backup("SELECT backup_id, path FROM backup.create(tables => '{s_trg.people}', label => 'trg')");
+        let (id, _) = one_backup(
+            "SELECT backup_id, path FROM backup.create(tables => '{s_trg.people}', label => 'trg')",
+        );
         Spi::run(
             "TRUNCATE s_trg.people CASCADE;
              CREATE FUNCTION s_trg.no_inserts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no inserts'; END $$;
@@ -586,7 +635,12 @@ mod tests {
         assert_eq!(sqlstate_of(&call), "ERRCODE_RAISE_EXCEPTION");
         Spi::run(&call.replace("'append'", "'append', disable_triggers => true")).unwrap();
         assert_eq!(count("SELECT count(*) FROM s_trg.people"), 500);
-        let role = Spi::get_one::<String>("SELECT current_setting('session_replication_role')").unwrap();
-        assert_eq!(role.as_deref(), Some("origin"), "triggers are back on after the load");
+        let role =
+            Spi::get_one::<String>("SELECT current_setting('session_replication_role')").unwrap();
+        assert_eq!(
+            role.as_deref(),
+            Some("origin"),
+            "triggers are back on after the load"
+        );
     }
 }

@@ -13,7 +13,7 @@ impl Retarget {
     /// Rewrite each `(from, to)`: qualified names as PostgreSQL quotes them (quote_ident).
     pub fn new(mut pairs: Vec<(String, String)>) -> Retarget {
         // Longest first, so `shop.orders_id_seq` is not taken for `shop.orders` + `_id_seq`.
-        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Retarget { pairs }
     }
 

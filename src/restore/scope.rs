@@ -199,7 +199,7 @@ impl Scope {
     }
 
     /// Tables (with data or DDL) that this restore takes, by their name in the backup.
-    pub fn tables<'a>(&'a self, m: &Manifest) -> Vec<(String, String)> {
+    pub fn tables(&self, m: &Manifest) -> Vec<(String, String)> {
         backup_tables(m)
             .into_iter()
             .filter(|t| self.relations.contains(t))
