@@ -474,6 +474,24 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(fingerprint("s_rt"), before);
+        // drop + confirm recreates the tables: a column added since is gone again.
+        Spi::run("ALTER TABLE s_rt.orders ADD COLUMN added int").unwrap();
+        assert_eq!(
+            sqlstate_of(&format!(
+                "SELECT * FROM backup.restore('{id}', existing => 'drop')"
+            )),
+            "ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE"
+        );
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', existing => 'drop', confirm => true)"
+        ))
+        .unwrap();
+        assert_eq!(fingerprint("s_rt"), before);
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 's_rt.orders'::regclass AND attname = 'added'"), 0);
+        assert_eq!(
+            sqlstate_of("INSERT INTO s_rt.orders (person, total) VALUES (9999, 1)"),
+            "ERRCODE_FOREIGN_KEY_VIOLATION"
+        );
 
         // A damaged archive is refused and the database is unchanged.
         let f = manifest(&dir).files[0].path.clone();

@@ -204,6 +204,23 @@ fn concurrent_transfers_are_seen_at_one_instant() {
     let a0 = sum_column(&table_text(&paths[0], "a"), 1);
     let a2 = sum_column(&table_text(&paths[2], "a"), 1);
     assert_ne!(a0, a2);
+    // Restored, the state still adds up.
+    let id = paths[1].file_name().unwrap().to_string_lossy().into_owned();
+    s.connect("postgres")
+        .batch_execute("CREATE DATABASE restored")
+        .unwrap();
+    let mut r = s.connect("restored");
+    r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    r.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    r.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
+    let sum: i64 = r
+        .query_one(
+            "SELECT ((SELECT sum(bal) FROM a) + (SELECT sum(bal) FROM b))::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, total);
 }
 
 #[test]
