@@ -73,6 +73,21 @@ read -r gz_t gz_bytes gz_mem < <(run_create gzip)
 read -r none_t none_bytes none_mem < <(run_create none)
 read -r gz1_t gz1_bytes gz1_mem < <(run_create gzip:1)
 level=$(psql -Atq -d bench -c "SHOW backup.compression_level")
+gz_id=$(psql -Atq -d bench -c "SELECT id FROM backup.backups WHERE compression = 'gzip:$level' AND status = 'completed' ORDER BY started_at DESC LIMIT 1")
+
+# Restore into an empty database, indexes and constraints included: pg_restore (one job, the
+# pg_dump -Fc file above) against backup.restore() of the default gzip backup.
+pgr=(); ours=()
+for r in $(seq "$RUNS"); do
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
+  t0=$(now); pg_restore -d r_pg "$out/dump.fc"; pgr+=("$(echo "$(now) - $t0" | bc)")
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours" -c "CREATE DATABASE r_ours"
+  psql -q -d r_ours -c "CREATE EXTENSION pg_backup" -c "SELECT count(*) FROM backup.rescan()" >/dev/null
+  t0=$(now); psql -q -d r_ours -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM backup.restore('$gz_id')" >/dev/null
+  ours+=("$(echo "$(now) - $t0" | bc)")
+done
+check=$(psql -Atq -d r_ours -c "SELECT (SELECT count(*) FROM pgbench_accounts) = (SELECT count(*) FROM wide) * 0 + $SCALE * 100000")
+pgr_t=$(best "${pgr[@]}"); ours_t=$(best "${ours[@]}")
 
 raw_t=$(best "${raw[@]}"); dump_t=$(best "${dump[@]}")
 ratio() { echo "scale=2; $1 / $2" | bc; }
@@ -86,6 +101,9 @@ pg_dump -Fc (gzip level 6)             $(printf %7.2f "$dump_t")   $(printf %7s 
 backup.create() gzip:$level                $(printf %7.2f "$gz_t")   $(printf %7s "$(mb "$gz_bytes")")   $(printf %-11s "$(echo "$gz_mem / 1024" | bc)") (backend) $(ratio "$gz_t" "$dump_t")
 backup.create(compression => 'gzip:1') $(printf %7.2f "$gz1_t")   $(printf %7s "$(mb "$gz1_bytes")")   $(printf %-11s "$(echo "$gz1_mem / 1024" | bc)") (backend) $(ratio "$gz1_t" "$dump_t")
 backup.create(compression => 'none')   $(printf %7.2f "$none_t")   $(printf %7s "$(mb "$none_bytes")")   $(printf %-11s "$(echo "$none_mem / 1024" | bc)") (backend) $(ratio "$none_t" "$dump_t")
+
+pg_restore (1 job, from pg_dump -Fc)      $(printf %7.2f "$pgr_t")                                   1.00 (of pg_restore)
+backup.restore() (gzip:$level archive)        $(printf %7.2f "$ours_t")                                   $(ratio "$ours_t" "$pgr_t") (of pg_restore)   rows check: $check
 
 backup.create() gzip vs raw COPY: $(ratio "$gz_t" "$raw_t")x   size vs pg_dump: $(ratio "$gz_bytes" "$dump_bytes")x
 * pg_dump: the client's max RSS. backend: the backend's peak RSS (VmHWM) minus the shared memory it maps (RssShmem).
