@@ -1,15 +1,18 @@
 //! Load one archive file into a table through PostgreSQL's COPY FROM machinery.
 //!
-//! BeginCopyFrom takes a data-source callback but no user pointer, so the open file (gunzip
-//! and SHA-256 on the fly) is parked in a thread-local for the callback to read from. The
-//! checksum is compared at end of file, before the rows can commit: a mismatch raises XX001
-//! and the transaction rolls back.
+//! A helper thread reads the file, hashes it and gunzips it into chunks; BeginCopyFrom's
+//! data-source callback hands those chunks to COPY while the backend parses and inserts: two
+//! cores at once, like pg_restore and its server. The callback has no user pointer, so the
+//! chunk channel is parked in a thread-local. The file's checksum is compared at the end,
+//! before the rows can commit: a mismatch raises XX001 and the transaction rolls back.
 
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
@@ -18,29 +21,78 @@ use crate::archive::compression::Compression;
 use crate::archive::manifest;
 use crate::error::{BackupError, Result};
 
+const CHUNK: usize = 256 << 10;
+
+/// What COPY's callback reads from: decompressed chunks sent by the feeder thread.
 struct Source {
-    reader: Box<dyn Read>,
-    error: Option<std::io::Error>,
+    chunks: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
 }
 
 thread_local! {
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
-/// Counts and hashes the compressed bytes as they are read.
+/// Hashes the compressed bytes as they are read.
 struct Hashing<R> {
     inner: R,
-    hasher: std::rc::Rc<RefCell<(Sha256, u64)>>,
+    hasher: Sha256,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut h = self.hasher.borrow_mut();
-        h.0.update(&buf[..n]);
-        h.1 += n as u64;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
+}
+
+/// The feeder: read, hash, decompress, send. Returns the file's SHA-256. Never calls into
+/// PostgreSQL; stops when the receiver is gone (the backend hit an error).
+fn feed(
+    path: PathBuf,
+    compression: Compression,
+    tx: SyncSender<Vec<u8>>,
+) -> std::io::Result<String> {
+    let file = BufReader::with_capacity(1 << 20, File::open(&path)?);
+    let mut hashing = Hashing {
+        inner: file,
+        hasher: Sha256::new(),
+    };
+    let send_all = |r: &mut dyn Read| -> std::io::Result<bool> {
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                let n = r.read(&mut chunk[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                return Ok(true);
+            }
+            chunk.truncate(filled);
+            if tx.send(chunk).is_err() {
+                return Ok(false);
+            }
+        }
+    };
+    let finished = match compression {
+        Compression::None => send_all(&mut hashing)?,
+        Compression::Gzip(_) => {
+            let mut gz = flate2::read::GzDecoder::new(&mut hashing);
+            send_all(&mut gz)?
+        }
+    };
+    if !finished {
+        return Err(std::io::Error::other("restore cancelled"));
+    }
+    // Hash whatever the decoder did not need, so the checksum covers the whole file.
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    Ok(manifest::hex(&hashing.hasher.finalize()))
 }
 
 #[pg_guard]
@@ -56,15 +108,20 @@ unsafe extern "C-unwind" fn read_source(
         let buf = unsafe { std::slice::from_raw_parts_mut(outbuf as *mut u8, maxread as usize) };
         let mut filled = 0usize;
         while filled < minread.max(1) as usize {
-            match src.reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    src.error = Some(e);
-                    break;
+            if src.pos == src.current.len() {
+                match src.chunks.recv() {
+                    Ok(chunk) => {
+                        src.current = chunk;
+                        src.pos = 0;
+                    }
+                    // The feeder is done (or failed: its result says which).
+                    Err(_) => break,
                 }
             }
+            let n = (src.current.len() - src.pos).min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&src.current[src.pos..src.pos + n]);
+            src.pos += n;
+            filled += n;
         }
         filled as i32
     })
@@ -78,32 +135,27 @@ pub fn copy_file_into(
     columns: &[String],
     expected_sha256: &str,
 ) -> Result<u64> {
-    let f = File::open(file).map_err(|e| BackupError::io("open", file, e))?;
-    let hasher = std::rc::Rc::new(RefCell::new((Sha256::new(), 0u64)));
-    let hashing = Hashing {
-        inner: BufReader::with_capacity(1 << 20, f),
-        hasher: hasher.clone(),
-    };
-    let reader: Box<dyn Read> = match compression {
-        Compression::None => Box::new(hashing),
-        Compression::Gzip(_) => Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::GzDecoder::new(hashing),
-        )),
-    };
+    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let path = file.to_path_buf();
+    let feeder: JoinHandle<std::io::Result<String>> = std::thread::Builder::new()
+        .name("pg_backup feeder".into())
+        .spawn(move || feed(path, compression, tx))
+        .map_err(|e| BackupError::io("start reader thread for", file, e))?;
     SOURCE.with(|s| {
         *s.borrow_mut() = Some(Source {
-            reader,
-            error: None,
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
         })
     });
     struct Clear;
     impl Drop for Clear {
         fn drop(&mut self) {
+            // Dropping the receiver stops the feeder if COPY ended early.
             SOURCE.with(|s| *s.borrow_mut() = None);
         }
     }
-    let _clear = Clear;
+    let clear = Clear;
     let rows = unsafe {
         let rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
@@ -142,19 +194,22 @@ pub fn copy_file_into(
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         rows
     };
-    if let Some(e) = SOURCE.with(|s| s.borrow_mut().as_mut().and_then(|s| s.error.take())) {
-        return Err(
-            BackupError::corrupt(format!("{}: cannot read: {e}", file.display()))
-                .with_hint("Run backup.verify() on this backup."),
-        );
-    }
-    // Drain whatever the decoder did not need, so the hash covers the whole file.
-    SOURCE.with(|s| {
-        if let Some(src) = s.borrow_mut().as_mut() {
-            let _ = std::io::copy(&mut src.reader, &mut std::io::sink());
+    drop(clear);
+    let actual = match feeder.join() {
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => {
+            return Err(
+                BackupError::corrupt(format!("{}: cannot read: {e}", file.display()))
+                    .with_hint("Run backup.verify() on this backup."),
+            )
         }
-    });
-    let actual = manifest::hex(&hasher.borrow().0.clone().finalize());
+        Err(_) => {
+            return Err(BackupError::corrupt(format!(
+                "{}: reader thread failed",
+                file.display()
+            )))
+        }
+    };
     if actual != expected_sha256 {
         return Err(BackupError::corrupt(format!(
             "checksum mismatch in {}: expected {expected_sha256}, found {actual}",
