@@ -83,19 +83,28 @@ FROM backup.backups b
 WHERE b.status = 'running';
 
 CREATE VIEW backup.stats AS
-SELECT coalesce(b.schedule, '(manual)') AS schedule,
+SELECT CASE WHEN grouping(coalesce(b.schedule, '(manual)')) = 1 THEN '(all)'
+            ELSE coalesce(b.schedule, '(manual)') END AS schedule,
        count(*) AS runs,
-       count(*) FILTER (WHERE b.status = 'completed') AS succeeded,
+       count(*) FILTER (WHERE b.status IN ('completed', 'deleted')) AS succeeded,
        count(*) FILTER (WHERE b.status = 'failed') AS failed,
-       round(100.0 * count(*) FILTER (WHERE b.status = 'completed') / nullif(count(*) FILTER (WHERE b.status <> 'running'), 0), 1) AS success_rate,
-       max(b.finished_at) FILTER (WHERE b.status = 'completed') AS last_success,
+       round(100.0 * count(*) FILTER (WHERE b.status IN ('completed', 'deleted'))
+             / nullif(count(*) FILTER (WHERE b.status <> 'running'), 0), 1) AS success_rate,
+       max(b.finished_at) FILTER (WHERE b.status IN ('completed', 'deleted')) AS last_success,
+       (array_agg(b.bytes ORDER BY b.started_at DESC) FILTER (WHERE b.status = 'completed'))[1] AS last_bytes,
+       (array_agg(b.finished_at - b.started_at ORDER BY b.started_at DESC) FILTER (WHERE b.status = 'completed'))[1] AS last_duration,
        avg(b.bytes) FILTER (WHERE b.status = 'completed')::bigint AS avg_bytes,
        avg(b.finished_at - b.started_at) FILTER (WHERE b.status = 'completed') AS avg_duration,
        count(*) FILTER (WHERE b.started_at > now() - interval '30 days') AS runs_30d,
-       count(*) FILTER (WHERE b.status = 'completed' AND b.started_at > now() - interval '30 days') AS succeeded_30d
+       round(100.0 * count(*) FILTER (WHERE b.status IN ('completed', 'deleted') AND b.started_at > now() - interval '30 days')
+             / nullif(count(*) FILTER (WHERE b.status <> 'running' AND b.started_at > now() - interval '30 days'), 0), 1) AS success_rate_30d,
+       avg(b.bytes) FILTER (WHERE b.status = 'completed' AND b.started_at > now() - interval '30 days')::bigint AS avg_bytes_30d,
+       avg(b.finished_at - b.started_at) FILTER (WHERE b.status = 'completed' AND b.started_at > now() - interval '30 days') AS avg_duration_30d
 FROM backup.backups b
 GROUP BY ROLLUP (coalesce(b.schedule, '(manual)'));
 
 REVOKE ALL ON ALL TABLES IN SCHEMA backup FROM PUBLIC;
 GRANT USAGE ON SCHEMA backup TO backup_operator;
 GRANT SELECT ON ALL TABLES IN SCHEMA backup TO backup_operator;
+-- Operators may pause and resume schedules by hand.
+GRANT UPDATE (enabled) ON backup.schedules TO backup_operator;

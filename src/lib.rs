@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod error;
 pub mod guc;
 pub mod restore;
+pub mod scheduler;
 pub mod security;
 pub mod sql_api;
 pub mod subtransaction;
@@ -27,6 +28,10 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     guc::init();
+    // The scheduler needs a static worker, which only shared_preload_libraries can register.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        scheduler::worker::register();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

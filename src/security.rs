@@ -40,6 +40,18 @@ pub fn enter() -> Result<Caller> {
     })
 }
 
+/// For background workers: a named role for the history, the session's search_path pinned.
+pub fn enter_as(role: &str) -> Result<Caller> {
+    let schemas: Vec<String> =
+        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
+            .unwrap_or_default();
+    Ok(Caller {
+        schemas,
+        role: role.to_string(),
+        _pin: PinnedSearchPath::new(),
+    })
+}
+
 /// Restores the caller's search_path when dropped (on success; after an error the
 /// transaction abort restores it).
 pub struct PinnedSearchPath {

@@ -28,8 +28,9 @@ fn ser_compression<S: serde::Serializer>(
     s.serialize_str(&c.name())
 }
 
-/// Raw SQL arguments, before checking.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+/// Raw SQL arguments, before checking (also what a schedule stores as its options).
+#[derive(Debug, Default, Clone, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateArgs {
     pub label: Option<String>,
     pub schemas: Option<Vec<String>>,

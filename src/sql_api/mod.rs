@@ -10,6 +10,7 @@ use crate::backup::options::{CreateArgs, CreateOptions};
 use crate::error::OrRaise;
 use crate::restore::plan::{Existing, OnError};
 use crate::restore::RestoreOptions;
+use crate::scheduler::schedules::{self, ScheduleArgs};
 use crate::{guc, security};
 
 #[allow(clippy::too_many_arguments)]
@@ -157,4 +158,129 @@ fn restore(
         confirm,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
+}
+
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[pg_extern]
+fn schedule(
+    name: String,
+    cron: String,
+    label: default!(Option<String>, "NULL"),
+    schemas: default!(Option<Vec<String>>, "NULL"),
+    tables: default!(Option<Vec<String>>, "NULL"),
+    exclude_tables: default!(Option<Vec<String>>, "NULL"),
+    exclude_data: default!(Option<Vec<String>>, "NULL"),
+    schema_only: default!(bool, false),
+    data_only: default!(bool, false),
+    format: default!(String, "'native'"),
+    compression: default!(String, "'gzip'"),
+    keep_last: default!(Option<i32>, "NULL"),
+    keep_days: default!(Option<i32>, "NULL"),
+    enabled: default!(bool, true),
+    database: default!(Option<String>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(cron, String),
+        name!(database, String),
+        name!(options, pgrx::JsonB),
+        name!(keep_last, Option<i32>),
+        name!(keep_days, Option<i32>),
+        name!(enabled, bool),
+        name!(next_run_at, Option<pgrx::datum::TimestampWithTimeZone>),
+    ),
+> {
+    let _caller = security::enter().or_raise();
+    let args = ScheduleArgs {
+        name: name.clone(),
+        cron,
+        database,
+        create: CreateArgs {
+            label,
+            schemas,
+            tables,
+            exclude_tables,
+            exclude_data,
+            schema_only: Some(schema_only),
+            data_only: Some(data_only),
+            format: Some(format),
+            compression: Some(compression),
+            verbose: None,
+        },
+        keep_last,
+        keep_days,
+        enabled,
+    };
+    schedules::upsert(args).or_raise();
+    let row = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT name, cron, database, options, keep_last, keep_days, enabled, next_run_at
+             FROM backup.schedules WHERE name = $1",
+            None,
+            &[name.into()],
+        )?;
+        let r = t.first();
+        Ok::<_, pgrx::spi::Error>((
+            r.get::<String>(1)?.unwrap_or_default(),
+            r.get::<String>(2)?.unwrap_or_default(),
+            r.get::<String>(3)?.unwrap_or_default(),
+            r.get::<pgrx::JsonB>(4)?
+                .unwrap_or(pgrx::JsonB(serde_json::Value::Null)),
+            r.get::<i32>(5)?,
+            r.get::<i32>(6)?,
+            r.get::<bool>(7)?.unwrap_or(false),
+            r.get::<pgrx::datum::TimestampWithTimeZone>(8)?,
+        ))
+    })
+    .map_err(crate::error::BackupError::from)
+    .or_raise();
+    TableIterator::once(row)
+}
+
+#[pg_extern]
+fn unschedule(name: String) -> bool {
+    let _caller = security::enter().or_raise();
+    schedules::remove(&name).or_raise()
+}
+
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn run_schedule(
+    name: String,
+) -> TableIterator<
+    'static,
+    (
+        name!(backup_id, Option<String>),
+        name!(status, String),
+        name!(tables, i64),
+        name!(rows, i64),
+        name!(bytes, i64),
+        name!(duration, Interval),
+        name!(path, Option<String>),
+        name!(error, Option<String>),
+    ),
+> {
+    let _caller = security::enter().or_raise();
+    let r = schedules::run_now(&name).or_raise();
+    if let Some(e) = &r.error {
+        pgrx::warning!("pg_backup: schedule \"{name}\" {}: {e}", r.status);
+    }
+    let duration = Interval::from_micros((r.duration_secs * 1e6) as i64);
+    TableIterator::once((
+        r.backup_id,
+        r.status,
+        r.tables,
+        r.rows,
+        r.bytes,
+        duration,
+        r.path,
+        r.error,
+    ))
+}
+
+/// Called by the trigger on backup.schedules (not for direct use).
+#[pg_extern]
+fn wake_scheduler() {
+    crate::scheduler::worker::wake_after_commit();
 }

@@ -1,0 +1,7 @@
+//! Scheduled backups: cron expressions, the schedules table, the scheduler worker and the
+//! workers that run each backup.
+
+pub mod cron;
+pub mod run;
+pub mod schedules;
+pub mod worker;

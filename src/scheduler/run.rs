@@ -1,0 +1,297 @@
+//! One scheduled run: a dynamic background worker connects to the schedule's database, takes
+//! the backup with the schedule's options, applies the schedule's retention after a success,
+//! and reports back through dynamic shared memory. The scheduler never blocks on it, so a slow
+//! or failing backup never holds up other schedules.
+
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker,
+};
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::backup::create;
+use crate::backup::manage;
+use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::error::{BackupError, Result};
+use crate::{guc, security, subtransaction};
+
+/// What the worker is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub schedule: String,
+    pub database: String,
+    pub options: serde_json::Value,
+    pub keep_last: Option<i32>,
+    pub keep_days: Option<i32>,
+}
+
+/// What it did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    /// completed, failed or skipped (already running).
+    pub status: String,
+    pub backup_id: Option<String>,
+    pub error: Option<String>,
+    pub tables: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub duration_secs: f64,
+    pub path: Option<String>,
+    pub pruned: Vec<String>,
+}
+
+const HEADER: usize = 16;
+const INPUT_MAX: usize = 16 << 10;
+const OUTPUT_MAX: usize = 16 << 10;
+const SEGMENT: usize = HEADER + INPUT_MAX + OUTPUT_MAX;
+
+/// A run in progress, owned by whoever launched it.
+pub struct RunHandle {
+    pub schedule: String,
+    worker: DynamicBackgroundWorker,
+    seg: *mut pg_sys::dsm_segment,
+}
+
+fn region(seg: *mut pg_sys::dsm_segment) -> *mut u8 {
+    unsafe { pg_sys::dsm_segment_address(seg) as *mut u8 }
+}
+
+/// Start a run worker for `req`. The segment and the worker handle live in TopMemoryContext
+/// and the session's DSM mapping, so the scheduler can keep them across transactions.
+pub fn launch(req: &RunRequest) -> Result<RunHandle> {
+    let input = serde_json::to_vec(req).expect("request serializes");
+    if input.len() > INPUT_MAX {
+        return Err(BackupError::invalid("schedule options are too large"));
+    }
+    unsafe {
+        let seg = pg_sys::dsm_create(SEGMENT, 0);
+        pg_sys::dsm_pin_mapping(seg);
+        let base = region(seg);
+        std::ptr::write_bytes(base, 0, HEADER);
+        (base.add(4) as *mut u32).write(input.len() as u32);
+        std::ptr::copy_nonoverlapping(input.as_ptr(), base.add(HEADER), input.len());
+        let handle = pg_sys::dsm_segment_handle(seg);
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let loaded = BackgroundWorkerBuilder::new(&format!("pg_backup run {}", req.schedule))
+            .set_type("pg_backup run")
+            .set_library("pg_backup")
+            .set_function("pg_backup_run_main")
+            .set_argument(Some(pg_sys::Datum::from(handle as usize)))
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(None)
+            .enable_spi_access()
+            .set_notify_pid(pg_sys::MyProcPid)
+            .load_dynamic();
+        pg_sys::MemoryContextSwitchTo(old);
+        match loaded {
+            Ok(worker) => Ok(RunHandle {
+                schedule: req.schedule.clone(),
+                worker,
+                seg,
+            }),
+            Err(_) => {
+                pg_sys::dsm_detach(seg);
+                Err(BackupError::denied(
+                    "no background worker slot is free for the scheduled backup",
+                )
+                .with_hint("Raise max_worker_processes (restart needed)."))
+            }
+        }
+    }
+}
+
+impl RunHandle {
+    /// The result once the worker has exited (None while it runs).
+    pub fn finished(&self) -> Option<RunResult> {
+        match self.worker.pid() {
+            Err(BackgroundWorkerStatus::Stopped) => Some(self.read()),
+            Err(BackgroundWorkerStatus::PostmasterDied) => Some(RunResult {
+                status: "failed".into(),
+                error: Some("postmaster died".into()),
+                ..Default::default()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Block until the worker exits (for run_schedule()).
+    pub fn wait(self) -> RunResult {
+        let seg = self.seg;
+        let _ = self.worker.wait_for_shutdown();
+        let r = read_result(seg);
+        unsafe { pg_sys::dsm_detach(seg) };
+        r
+    }
+
+    fn read(&self) -> RunResult {
+        read_result(self.seg)
+    }
+
+    pub fn release(self) {
+        unsafe { pg_sys::dsm_detach(self.seg) };
+    }
+}
+
+fn read_result(seg: *mut pg_sys::dsm_segment) -> RunResult {
+    unsafe {
+        let base = region(seg);
+        let len = (base.add(8) as *const u32).read_volatile() as usize;
+        if len == 0 {
+            return RunResult {
+                status: "failed".into(),
+                error: Some(
+                    "the run worker exited without a result (terminated or crashed)".into(),
+                ),
+                ..Default::default()
+            };
+        }
+        let bytes = std::slice::from_raw_parts(base.add(HEADER + INPUT_MAX), len.min(OUTPUT_MAX));
+        serde_json::from_slice(bytes).unwrap_or_else(|e| RunResult {
+            status: "failed".into(),
+            error: Some(format!("unreadable run result: {e}")),
+            ..Default::default()
+        })
+    }
+}
+
+fn write_result(seg: *mut pg_sys::dsm_segment, r: &RunResult) {
+    let mut out = serde_json::to_vec(r).expect("result serializes");
+    if out.len() > OUTPUT_MAX {
+        let short = RunResult {
+            error: r.error.as_ref().map(|e| e.chars().take(2000).collect()),
+            pruned: vec![],
+            ..r.clone()
+        };
+        out = serde_json::to_vec(&short).expect("result serializes");
+    }
+    unsafe {
+        let base = region(seg);
+        std::ptr::copy_nonoverlapping(
+            out.as_ptr(),
+            base.add(HEADER + INPUT_MAX),
+            out.len().min(OUTPUT_MAX),
+        );
+        (base.add(8) as *mut u32).write_volatile(out.len().min(OUTPUT_MAX) as u32);
+    }
+}
+
+/// The run itself, in the worker's transaction.
+fn execute(req: &RunRequest) -> Result<RunResult> {
+    // Never the same schedule twice at once (the scheduler's own bookkeeping aside, a manual
+    // run_schedule() may race it): a session advisory lock per schedule name.
+    let got = Spi::get_one_with_args::<bool>(
+        "SELECT pg_try_advisory_lock(hashtext('pg_backup schedule ' || $1))",
+        &[req.schedule.clone().into()],
+    )?
+    .unwrap_or(false);
+    if !got {
+        return Ok(RunResult {
+            status: "skipped".into(),
+            error: Some("the previous run is still going".into()),
+            ..Default::default()
+        });
+    }
+    let args: CreateArgs = serde_json::from_value(req.options.clone())
+        .map_err(|e| BackupError::invalid(format!("schedule options do not parse: {e}")))?;
+    let args = CreateArgs {
+        label: args.label.clone().or_else(|| Some(req.schedule.clone())),
+        ..args
+    };
+    let opts = CreateOptions::parse(args, guc::compression_level())?;
+    let caller = security::enter_as("pg_backup scheduler")?;
+    let s = create::create(&opts, &caller, Some(&req.schedule))?;
+    // Retention only after a success, and only among this schedule's backups.
+    let pruned = if req.keep_last.is_some() || req.keep_days.is_some() {
+        manage::prune(req.keep_last, req.keep_days, false, Some(&req.schedule))?
+    } else {
+        Vec::new()
+    };
+    Ok(RunResult {
+        status: "completed".into(),
+        backup_id: Some(s.backup_id),
+        error: None,
+        tables: s.tables,
+        rows: s.rows,
+        bytes: s.bytes,
+        duration_secs: s.duration.as_secs_f64(),
+        path: Some(s.path),
+        pruned,
+    })
+}
+
+/// What the backend's own die() does: ask for the process to end at the next interrupt check
+/// (COPY checks for interrupts per row), and wake it if it sleeps.
+unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
+    let saved = *libc::__errno_location();
+    (&raw mut pg_sys::InterruptPending).write_volatile(1);
+    (&raw mut pg_sys::ProcDiePending).write_volatile(1);
+    if !pg_sys::MyLatch.is_null() {
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+    *libc::__errno_location() = saved;
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
+    // SIGTERM (fast shutdown, pg_terminate_backend) must stop a running COPY at once: use the
+    // backend's own handler, which ends the process at the next interrupt check.
+    unsafe {
+        pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let handle = arg.value() as pg_sys::dsm_handle;
+    let seg = unsafe { pg_sys::dsm_attach(handle) };
+    if seg.is_null() {
+        pgrx::log!("pg_backup run: the scheduler's shared memory is gone");
+        return;
+    }
+    unsafe { pg_sys::dsm_pin_mapping(seg) };
+    let req: Option<RunRequest> = unsafe {
+        let base = region(seg);
+        let len = (base.add(4) as *const u32).read() as usize;
+        serde_json::from_slice(std::slice::from_raw_parts(
+            base.add(HEADER),
+            len.min(INPUT_MAX),
+        ))
+        .ok()
+    };
+    let Some(req) = req else {
+        write_result(
+            seg,
+            &RunResult {
+                status: "failed".into(),
+                error: Some("bad run request".into()),
+                ..Default::default()
+            },
+        );
+        return;
+    };
+    BackgroundWorker::connect_worker_to_spi(Some(&req.database), None);
+    let result = BackgroundWorker::transaction(|| {
+        // Catch everything: the failure is reported to the scheduler, and create() has
+        // already recorded the failed backup in the catalog.
+        match subtransaction::run(|| execute(&req)) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => RunResult {
+                status: "failed".into(),
+                error: Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
+                ..Default::default()
+            },
+            Err(caught) => RunResult {
+                status: "failed".into(),
+                error: Some(subtransaction::message(&caught)),
+                ..Default::default()
+            },
+        }
+    });
+    if result.status == "failed" {
+        pgrx::log!(
+            "pg_backup: scheduled backup \"{}\" failed: {}",
+            req.schedule,
+            result.error.clone().unwrap_or_default()
+        );
+    }
+    write_result(seg, &result);
+}

@@ -1,0 +1,194 @@
+//! `backup.schedules`: writing schedules (checked when written, never discovered bad later by
+//! the worker), running one now, and recording what a run did.
+
+use chrono::Utc;
+use pgrx::prelude::*;
+
+use super::cron::Schedule;
+use super::run::{self, RunRequest, RunResult};
+use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::error::{BackupError, Result};
+use crate::guc;
+
+pub struct ScheduleArgs {
+    pub name: String,
+    pub cron: String,
+    pub database: Option<String>,
+    pub create: CreateArgs,
+    pub keep_last: Option<i32>,
+    pub keep_days: Option<i32>,
+    pub enabled: bool,
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BackupError::invalid(format!("invalid schedule name \"{}\"", name.escape_default()))
+            .with_hint("A schedule name is 1 to 64 characters from A-Z a-z 0-9 . _ - and starts with a letter or digit."))
+    }
+}
+
+/// The next run of `cron` after now, as RFC 3339 (UTC); an expression that never fires is an error.
+pub fn next_run(cron: &str) -> Result<String> {
+    let s = Schedule::parse(cron)?;
+    let next = s.next_after(Utc::now()).ok_or_else(|| {
+        BackupError::invalid(format!("cron expression \"{cron}\" never fires"))
+            .with_hint("Check the day of month against the month (e.g. February has no 30th).")
+    })?;
+    Ok(next.to_rfc3339())
+}
+
+fn preloaded() -> bool {
+    Spi::get_one::<String>("SELECT current_setting('shared_preload_libraries')")
+        .ok()
+        .flatten()
+        .is_some_and(|s| {
+            s.split(',')
+                .any(|l| l.trim().trim_matches('"') == "pg_backup")
+        })
+}
+
+/// Add or replace a schedule.
+pub fn upsert(a: ScheduleArgs) -> Result<()> {
+    validate_name(&a.name)?;
+    let next = next_run(&a.cron)?;
+    // The options must make a valid backup now, not fail at 3 a.m.
+    CreateOptions::parse(a.create.clone(), guc::compression_level())?;
+    for (what, v) in [("keep_last", a.keep_last), ("keep_days", a.keep_days)] {
+        if matches!(v, Some(n) if n < 1) {
+            return Err(BackupError::invalid(format!("{what} must be at least 1"))
+                .with_hint("Leave it NULL to keep every backup of this schedule."));
+        }
+    }
+    let database = match a.database {
+        Some(d) => d,
+        None => Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default(),
+    };
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn)",
+        &[database.clone().into()],
+    )?
+    .unwrap_or(false);
+    if !exists {
+        return Err(
+            BackupError::unknown(format!("database \"{database}\" does not exist")).with_hint(
+                "database => names the database to back up; pg_backup must be installed there.",
+            ),
+        );
+    }
+    let options = serde_json::to_string(&a.create).expect("options serialize");
+    Spi::run_with_args(
+        "INSERT INTO backup.schedules (name, cron, database, options, keep_last, keep_days, enabled, next_run_at)
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8::timestamptz)
+         ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, database = EXCLUDED.database,
+           options = EXCLUDED.options, keep_last = EXCLUDED.keep_last, keep_days = EXCLUDED.keep_days,
+           enabled = EXCLUDED.enabled, next_run_at = EXCLUDED.next_run_at",
+        &[
+            a.name.into(),
+            a.cron.trim().to_string().into(),
+            database.into(),
+            options.into(),
+            a.keep_last.into(),
+            a.keep_days.into(),
+            a.enabled.into(),
+            next.into(),
+        ],
+    )?;
+    if !preloaded() {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            "pg_backup is not in shared_preload_libraries: the schedule is stored, but no scheduler worker will run it",
+            "pg_backup",
+        )
+        .set_hint("Add it in postgresql.conf: shared_preload_libraries = 'pg_backup' (restart needed).")
+        .report(PgLogLevel::WARNING);
+    } else {
+        let here = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
+        if here != guc::database() {
+            pgrx::warning!(
+                "the scheduler reads backup.schedules in database \"{}\", not \"{}\": this schedule will not run",
+                guc::database(),
+                here
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn remove(name: &str) -> Result<bool> {
+    validate_name(name)?;
+    let gone = Spi::get_one_with_args::<bool>(
+        "WITH d AS (DELETE FROM backup.schedules WHERE name = $1 RETURNING 1) SELECT EXISTS (SELECT 1 FROM d)",
+        &[name.into()],
+    )?
+    .unwrap_or(false);
+    if !gone {
+        return Err(unknown_schedule(name));
+    }
+    Ok(true)
+}
+
+pub fn unknown_schedule(name: &str) -> BackupError {
+    BackupError::unknown(format!("schedule \"{name}\" does not exist"))
+        .with_hint("See SELECT name, cron, enabled FROM backup.schedules;")
+}
+
+/// The run request for schedule `name`, from its row.
+pub fn request(name: &str) -> Result<Option<RunRequest>> {
+    let row = Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT (SELECT jsonb_build_object('schedule', name, 'database', database, 'options', options,
+                                           'keep_last', keep_last, 'keep_days', keep_days)
+                 FROM backup.schedules WHERE name = $1)",
+        &[name.into()],
+    )?;
+    Ok(match row {
+        Some(j) => Some(
+            serde_json::from_value(j.0)
+                .map_err(|e| BackupError::invalid(format!("schedule {name} is damaged: {e}")))?,
+        ),
+        None => None,
+    })
+}
+
+/// Record what a run did on its schedule row.
+pub fn record(name: &str, r: &RunResult) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id)
+         WHERE name = $1",
+        &[name.into(), r.status.clone().into(), r.backup_id.clone().into()],
+    )?;
+    Ok(())
+}
+
+/// Mark a run as started and move next_run_at past now (at most one catch-up run).
+pub fn mark_started(name: &str, cron: &str) -> Result<()> {
+    let next = Schedule::parse(cron)?
+        .next_after(Utc::now())
+        .map(|t| t.to_rfc3339());
+    Spi::run_with_args(
+        "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running', next_run_at = $2::timestamptz
+         WHERE name = $1",
+        &[name.into(), next.into()],
+    )?;
+    Ok(())
+}
+
+/// run_schedule(): the same worker the scheduler uses, waited for.
+pub fn run_now(name: &str) -> Result<RunResult> {
+    validate_name(name)?;
+    let req = request(name)?.ok_or_else(|| unknown_schedule(name))?;
+    Spi::run_with_args(
+        "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running' WHERE name = $1",
+        &[name.into()],
+    )?;
+    let result = run::launch(&req)?.wait();
+    record(name, &result)?;
+    Ok(result)
+}

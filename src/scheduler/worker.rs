@@ -1,0 +1,194 @@
+//! The scheduler: a static background worker (registered when pg_backup is in
+//! shared_preload_libraries) connected to `backup.database`. It sleeps on its latch until the
+//! next due time, a change to backup.schedules, or the end of a run; starts each due schedule
+//! in a run worker; records results; reloads on SIGHUP and exits on SIGTERM. Its own errors go
+//! to the server log with the schedule's name and never stop it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
+use pgrx::prelude::*;
+
+use super::run::{self, RunHandle};
+use super::schedules;
+use crate::{guc, subtransaction};
+
+/// pg_stat_activity.backend_type of the scheduler (how the wake-up trigger finds it).
+pub const BACKEND_TYPE: &str = "pg_backup scheduler";
+
+/// Longest sleep: a safety net only; changes and due times wake the worker themselves.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+pub fn register() {
+    BackgroundWorkerBuilder::new(BACKEND_TYPE)
+        .set_type(BACKEND_TYPE)
+        .set_library("pg_backup")
+        .set_function("pg_backup_scheduler_main")
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .enable_spi_access()
+        .load();
+}
+
+struct Due {
+    name: String,
+    cron: String,
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
+    pgrx::log!(
+        "pg_backup scheduler started in database \"{}\"",
+        guc::database()
+    );
+    let mut running: HashMap<String, RunHandle> = HashMap::new();
+    let mut sleep = Duration::ZERO;
+    while BackgroundWorker::wait_latch(Some(sleep)) {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if BackgroundWorker::sigterm_received() {
+            break;
+        }
+        sleep = tick(&mut running);
+    }
+    // Runs still going are ended by the postmaster's shutdown like any backend.
+    for (_, h) in running.drain() {
+        h.release();
+    }
+    pgrx::log!("pg_backup scheduler stopped");
+}
+
+/// One pass; returns how long to sleep.
+fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
+    let outcome = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+        subtransaction::run(|| {
+            collect_finished(running);
+            if !guc::scheduler_enabled() {
+                return MAX_SLEEP;
+            }
+            let installed = Spi::get_one::<bool>("SELECT to_regclass('backup.schedules') IS NOT NULL").ok().flatten();
+            if installed != Some(true) {
+                // CREATE EXTENSION pg_backup in backup.database wakes us through the trigger's
+                // first use; until then, check rarely.
+                return MAX_SLEEP;
+            }
+            // The backend that ran a backup may have died with it: its row says 'running'.
+            if let Err(e) = crate::backup::create::sweep_dead_runs() {
+                pgrx::log!("pg_backup scheduler: {e}");
+            }
+            for due in due_schedules() {
+                if running.contains_key(&due.name) {
+                    continue;
+                }
+                start(running, &due);
+            }
+            time_to_next()
+        })
+    }));
+    match outcome {
+        Ok(sleep) => sleep,
+        Err(e) => {
+            pgrx::log!("pg_backup scheduler: {}", subtransaction::message(&e));
+            Duration::from_secs(5)
+        }
+    }
+}
+
+fn collect_finished(running: &mut HashMap<String, RunHandle>) {
+    let done: Vec<String> = running
+        .iter()
+        .filter(|(_, h)| h.finished().is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in done {
+        let handle = running.remove(&name).expect("listed");
+        let result = handle.finished().expect("finished");
+        handle.release();
+        if let Err(e) = schedules::record(&name, &result) {
+            pgrx::log!("pg_backup scheduler: schedule \"{name}\": cannot record the run: {e}");
+        }
+    }
+}
+
+fn due_schedules() -> Vec<Due> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT name, cron FROM backup.schedules
+             WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= now() ORDER BY next_run_at",
+            None,
+            &[],
+        )?;
+        let mut v = Vec::new();
+        for r in rows {
+            v.push(Due { name: r.get::<String>(1)?.unwrap_or_default(), cron: r.get::<String>(2)?.unwrap_or_default() });
+        }
+        Ok::<_, pgrx::spi::Error>(v)
+    })
+    .unwrap_or_else(|e| {
+        pgrx::log!("pg_backup scheduler: cannot read backup.schedules: {e}");
+        Vec::new()
+    })
+}
+
+fn start(running: &mut HashMap<String, RunHandle>, due: &Due) {
+    // next_run_at moves past now first: a run missed while the server was down happens once.
+    let started = subtransaction::run(|| -> crate::error::Result<Option<RunHandle>> {
+        schedules::mark_started(&due.name, &due.cron)?;
+        let Some(req) = schedules::request(&due.name)? else {
+            return Ok(None);
+        };
+        Ok(Some(run::launch(&req)?))
+    });
+    match started {
+        Ok(Ok(Some(h))) => {
+            running.insert(due.name.clone(), h);
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => pgrx::log!("pg_backup scheduler: schedule \"{}\": {e}", due.name),
+        Err(e) => pgrx::log!(
+            "pg_backup scheduler: schedule \"{}\": {}",
+            due.name,
+            subtransaction::message(&e)
+        ),
+    }
+}
+
+/// Until the earliest next_run_at of an enabled schedule (capped).
+fn time_to_next() -> Duration {
+    let secs = Spi::get_one::<f64>(
+        "SELECT extract(epoch FROM min(next_run_at) - clock_timestamp())::float8 FROM backup.schedules WHERE enabled",
+    )
+    .ok()
+    .flatten();
+    match secs {
+        Some(s) if s <= 0.0 => Duration::from_millis(10),
+        Some(s) => Duration::from_secs_f64(s).min(MAX_SLEEP),
+        None => MAX_SLEEP,
+    }
+}
+
+/// Wake the scheduler after the current transaction commits (called by the trigger on
+/// backup.schedules), so a new or changed schedule is seen at once.
+pub fn wake_after_commit() {
+    let pid = Spi::get_one_with_args::<i32>(
+        "SELECT (SELECT pid FROM pg_stat_activity WHERE backend_type = $1 LIMIT 1)",
+        &[BACKEND_TYPE.into()],
+    )
+    .ok()
+    .flatten();
+    if let Some(pid) = pid {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || unsafe {
+            let proc_ = pg_sys::BackendPidGetProc(pid);
+            if !proc_.is_null() {
+                pg_sys::SetLatch(&mut (*proc_).procLatch);
+            }
+        });
+    }
+}
