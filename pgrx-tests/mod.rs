@@ -661,4 +661,53 @@ mod tests {
             "triggers are back on after the load"
         );
     }
+
+    #[pg_test]
+    fn schedules_are_checked_when_written() {
+        let row = Spi::get_two::<String, bool>(
+            "SELECT cron, next_run_at > now() FROM backup.schedule('nightly', '30 2 * * *', schemas => '{public}', keep_last => 7)",
+        )
+        .unwrap();
+        assert_eq!(row, (Some("30 2 * * *".into()), Some(true)));
+        let opts = Spi::get_one::<String>(
+            "SELECT options->>'compression' FROM backup.schedules WHERE name = 'nightly'",
+        )
+        .unwrap();
+        assert_eq!(opts.as_deref(), Some("gzip"));
+        // Replacing keeps one row.
+        Spi::run("SELECT * FROM backup.schedule('nightly', '@daily')").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM backup.schedules WHERE name = 'nightly'"),
+            1
+        );
+        for bad in [
+            "SELECT * FROM backup.schedule('x', '* * *')",
+            "SELECT * FROM backup.schedule('x', '0 0 30 2 *')",
+            "SELECT * FROM backup.schedule('x', '90 seconds')",
+            "SELECT * FROM backup.schedule('x', '@daily', compression => 'lz4')",
+            "SELECT * FROM backup.schedule('x', '@daily', keep_last => 0)",
+            "SELECT * FROM backup.schedule('../x', '@daily')",
+        ] {
+            assert_eq!(sqlstate_of(bad), "ERRCODE_INVALID_PARAMETER_VALUE", "{bad}");
+        }
+        assert!(hint_of("SELECT * FROM backup.schedule('x', '* * *')")
+            .unwrap()
+            .contains("five fields"));
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.schedule('x', '@daily', database => 'nope')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT backup.unschedule('nightly')").unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            sqlstate_of("SELECT backup.unschedule('nightly')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+        assert_eq!(
+            sqlstate_of("SELECT * FROM backup.run_schedule('nightly')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+    }
 }

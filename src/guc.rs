@@ -29,7 +29,13 @@ pub fn init() {
         c"Database whose backup.schedules the scheduler runs.",
         c"Like cron.database_name: the scheduler worker connects to this database.",
         &DATABASE,
-        GucContext::Postmaster,
+        // PostgreSQL refuses new postmaster-level settings after startup; loaded later (no
+        // scheduler then), the setting is only informational.
+        if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+            GucContext::Postmaster
+        } else {
+            GucContext::Sighup
+        },
         GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(

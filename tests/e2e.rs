@@ -581,3 +581,315 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database() {
     assert_eq!(a, b, "same statements, different order");
     assert_eq!(data_fingerprint(&mut src), data_fingerprint(&mut dst));
 }
+
+/// Poll `sql` (one bigint) until it reaches `want`, for at most `secs` seconds.
+fn wait_for(c: &mut Client, sql: &str, want: i64, secs: u64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n: i64 = c.query_one(sql, &[]).unwrap().get(0);
+        if n >= want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn scheduler_server() -> (Server, Client) {
+    let s = Server::start("");
+    let mut c = s.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION pg_backup; CREATE TABLE t AS SELECT generate_series(1, 1000) AS x;",
+    )
+    .unwrap();
+    (s, c)
+}
+
+#[test]
+fn a_two_second_schedule_runs_keeps_two_and_pauses() {
+    if !enabled() {
+        return;
+    }
+    let (s, mut c) = scheduler_server();
+    c.query("SELECT * FROM backup.create(label => 'manual')", &[])
+        .unwrap();
+    let row = c.query_one("SELECT next_run_at IS NOT NULL FROM backup.schedule('fast', '2 seconds', keep_last => 2)", &[]).unwrap();
+    assert!(row.get::<_, bool>(0));
+    let runs = wait_for(&mut c, "SELECT count(*) FROM backup.backups WHERE schedule = 'fast' AND status IN ('completed', 'deleted')", 4, 40);
+    assert!(runs >= 4, "only {runs} runs");
+    // Retention ran after each success: two of this schedule's backups remain, files and rows.
+    std::thread::sleep(Duration::from_millis(500));
+    c.execute(
+        "UPDATE backup.schedules SET enabled = false WHERE name = 'fast'",
+        &[],
+    )
+    .unwrap();
+    wait_for(
+        &mut c,
+        "SELECT (count(*) = 0)::int::bigint FROM backup.backups WHERE status = 'running'",
+        1,
+        20,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let kept: Vec<String> = c
+        .query(
+            "SELECT id FROM backup.backups WHERE schedule = 'fast' AND status = 'completed'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for id in &kept {
+        assert!(s.data.join("pg_backup").join(id).exists());
+    }
+    let deleted: Vec<String> = c
+        .query(
+            "SELECT id FROM backup.backups WHERE schedule = 'fast' AND status = 'deleted'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!deleted.is_empty());
+    for id in &deleted {
+        assert!(
+            !s.data.join("pg_backup").join(id).exists(),
+            "{id} still on disk"
+        );
+    }
+    let manual: String = c
+        .query_one(
+            "SELECT status FROM backup.backups WHERE label = 'manual'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(manual, "completed", "retention leaves other backups alone");
+    let r = c.query_one("SELECT last_status, last_backup_id IS NOT NULL, next_run_at > last_run_at FROM backup.schedules WHERE name = 'fast'", &[]).unwrap();
+    assert_eq!(r.get::<_, String>(0), "completed");
+    assert!(r.get::<_, bool>(1) && r.get::<_, bool>(2));
+    // Paused: no new runs.
+    let before: i64 = c
+        .query_one(
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    std::thread::sleep(Duration::from_secs(5));
+    let after: i64 = c
+        .query_one(
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after);
+    // backup.stats has the schedule with its success rate.
+    let rate: String = c
+        .query_one(
+            "SELECT success_rate::text FROM backup.stats WHERE schedule = 'fast'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rate, "100.0");
+    // run_schedule runs it now, paused or not.
+    let r = c
+        .query_one(
+            "SELECT status, backup_id FROM backup.run_schedule('fast')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "completed");
+    let id: String = r.get(1);
+    let sched: String = c
+        .query_one("SELECT schedule FROM backup.backups WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(sched, "fast");
+}
+
+#[test]
+fn a_failing_schedule_records_failures_and_keeps_running() {
+    if !enabled() {
+        return;
+    }
+    let (_s, mut c) = scheduler_server();
+    c.batch_execute("CREATE TABLE gone_soon (x int)").unwrap();
+    c.query(
+        "SELECT * FROM backup.schedule('broken', '2 seconds', tables => '{gone_soon}')",
+        &[],
+    )
+    .unwrap();
+    c.batch_execute("DROP TABLE gone_soon").unwrap();
+    let failed = wait_for(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'broken' AND status = 'failed'",
+        2,
+        30,
+    );
+    assert!(failed >= 2);
+    let err: String = c.query_one("SELECT error FROM backup.backups WHERE schedule = 'broken' AND status = 'failed' LIMIT 1", &[]).unwrap().get(0);
+    assert!(err.contains("gone_soon"), "{err}");
+    let alive: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup scheduler'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(alive, 1);
+    // Invalid cron expressions never reach the table.
+    let e = c
+        .query("SELECT * FROM backup.schedule('bad', '61 * * * *')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+}
+
+#[test]
+fn sighup_stops_new_runs_and_fast_shutdown_does_not_wait_for_a_backup() {
+    if !enabled() {
+        return;
+    }
+    let (s, mut c) = scheduler_server();
+    c.query("SELECT * FROM backup.schedule('tick', '2 seconds')", &[])
+        .unwrap();
+    wait_for(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
+        1,
+        30,
+    );
+    c.batch_execute("ALTER SYSTEM SET backup.scheduler_enabled = off")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let before: i64 = c
+        .query_one(
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    std::thread::sleep(Duration::from_secs(5));
+    let after: i64 = c
+        .query_one(
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after, "no runs while scheduler_enabled = off");
+
+    // A long scheduled backup, then a fast shutdown.
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 3000000) g;",
+    )
+    .unwrap();
+    c.batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'tick'")
+        .unwrap();
+    c.batch_execute("ALTER SYSTEM SET backup.scheduler_enabled = on")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    c.query(
+        "SELECT * FROM backup.schedule('slow', '2 seconds', compression => 'gzip:9')",
+        &[],
+    )
+    .unwrap();
+    wait_for(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'slow' AND status = 'running'",
+        1,
+        30,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let id: String = c
+        .query_one(
+            "SELECT id FROM backup.backups WHERE schedule = 'slow' AND status = 'running'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(c);
+    let t0 = Instant::now();
+    run(Command::new(format!("{BIN}/pg_ctl"))
+        .args(["-m", "fast", "-D"])
+        .arg(&s.data)
+        .arg("stop"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "fast shutdown took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        !s.data.join("pg_backup").join(&id).exists(),
+        "no archive under the final name"
+    );
+}
+
+#[test]
+fn a_pg_cron_job_can_take_backups() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start(
+        "shared_preload_libraries = 'pg_backup,pg_cron'\ncron.database_name = 'postgres'\ncron.use_background_workers = on",
+    );
+    let mut c = s.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION pg_backup; CREATE EXTENSION pg_cron; CREATE TABLE t AS SELECT 1 AS x;",
+    )
+    .unwrap();
+    // Debian 12 ships pg_cron 1.4, whose finest step is a minute (seconds came in 1.5).
+    c.query("SELECT cron.schedule('pgb', '* * * * *', $$SELECT backup.create(label => 'from-pg-cron')$$)", &[]).unwrap();
+    let n = wait_for(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE label = 'from-pg-cron' AND status = 'completed'",
+        1,
+        80,
+    );
+    assert!(n >= 1, "pg_cron's job did not produce a backup");
+}
+
+#[test]
+fn without_preloading_a_schedule_is_stored_with_a_warning_and_hint() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("shared_preload_libraries = ''");
+    let out = Command::new(format!("{BIN}/psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(&s.socket)
+        .args([
+            "-p",
+            &s.port.to_string(),
+            "-d",
+            "app",
+            "-c",
+            "SELECT name FROM backup.schedule('nightly', '@daily')",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING:  pg_backup is not in shared_preload_libraries"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("HINT:  Add it in postgresql.conf: shared_preload_libraries = 'pg_backup'"),
+        "{stderr}"
+    );
+    let n: i64 = s
+        .connect("app")
+        .query_one(
+            "SELECT count(*) FROM backup.schedules WHERE name = 'nightly'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}

@@ -73,7 +73,10 @@ fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
             if !guc::scheduler_enabled() {
                 return MAX_SLEEP;
             }
-            let installed = Spi::get_one::<bool>("SELECT to_regclass('backup.schedules') IS NOT NULL").ok().flatten();
+            let installed =
+                Spi::get_one::<bool>("SELECT to_regclass('backup.schedules') IS NOT NULL")
+                    .ok()
+                    .flatten();
             if installed != Some(true) {
                 // CREATE EXTENSION pg_backup in backup.database wakes us through the trigger's
                 // first use; until then, check rarely.
