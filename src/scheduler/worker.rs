@@ -66,6 +66,7 @@ pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
 }
 
 /// One pass; returns how long to sleep.
+#[allow(clippy::result_large_err)]
 fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
     let outcome = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
         subtransaction::run(|| {
