@@ -710,4 +710,42 @@ mod tests {
             "ERRCODE_UNDEFINED_OBJECT"
         );
     }
+
+    #[pg_test]
+    fn every_format_restores_a_subset_with_the_same_options() {
+        make_sample("s_fmt");
+        let before = fingerprint("s_fmt");
+        for format in ["sql", "json", "csv"] {
+            let (id, dir) = one_backup(&format!(
+                "SELECT backup_id, path FROM backup.create(schemas => '{{s_fmt}}', label => 'fmt-{format}', format => '{format}')"
+            ));
+            let m = manifest(&dir);
+            assert_eq!(m.format, format);
+            let bad = count(&format!(
+                "SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'"
+            ));
+            assert_eq!(bad, 0, "{format}");
+            // Only orders, whose rows are the second block/file: the others are skipped.
+            Spi::run("DELETE FROM s_fmt.orders WHERE id > 5").unwrap();
+            let planned = count(&format!(
+                "SELECT sum(rows)::bigint FROM backup.restore('{id}', tables => '{{s_fmt.orders}}', existing => 'truncate', dry_run => true)"
+            ));
+            assert_eq!(planned, 2000, "{format}");
+            Spi::run(&format!(
+                "SELECT * FROM backup.restore('{id}', tables => '{{s_fmt.orders}}', existing => 'truncate', confirm => true)"
+            ))
+            .unwrap();
+            assert_eq!(fingerprint("s_fmt"), before, "{format}");
+        }
+        // A damaged script is refused like any archive.
+        let (id, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_fmt}', label => 'fmt-bad', format => 'sql', compression => 'none')");
+        let path = dir.join("backup.sql");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("p1\\ttab", "p1\\tTAB");
+        std::fs::write(&path, text).unwrap();
+        assert!(verify_status_of(&id, "backup.sql")
+            .unwrap()
+            .starts_with("checksum_mismatch"));
+    }
 }

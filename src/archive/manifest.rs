@@ -32,6 +32,21 @@ pub struct Manifest {
     /// DDL restored after the data (indexes, constraints, triggers, policies ...), in order.
     pub post_data: Vec<DdlItem>,
     pub files: Vec<DataFile>,
+    /// sql format: the COPY blocks of the script, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script_tables: Vec<ScriptTable>,
+}
+
+/// One COPY block of a sql-format script.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScriptTable {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub rows: u64,
+    /// None for a table's rows; `large_objects` for the pages of the large objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,16 +108,39 @@ impl Manifest {
         self.files.iter().map(|f| f.rows).sum()
     }
 
+    /// The tables this backup has rows for, in order (large objects aside).
+    pub fn data_tables(&self) -> Vec<(String, String)> {
+        if self.files.iter().any(DataFile::is_script) {
+            return self
+                .script_tables
+                .iter()
+                .filter(|b| b.kind.as_deref() != Some(LARGE_OBJECTS))
+                .map(|b| (b.schema.clone(), b.table.clone()))
+                .collect();
+        }
+        self.files
+            .iter()
+            .filter(|f| f.kind.is_none())
+            .map(|f| (f.schema.clone(), f.table.clone()))
+            .collect()
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
 }
 
 pub const LARGE_OBJECTS: &str = "large_objects";
+/// The kind of the single data file of a sql-format backup.
+pub const SQL_SCRIPT: &str = "sql_script";
 
 impl DataFile {
     pub fn is_large_objects(&self) -> bool {
         self.kind.as_deref() == Some(LARGE_OBJECTS)
+    }
+
+    pub fn is_script(&self) -> bool {
+        self.kind.as_deref() == Some(SQL_SCRIPT)
     }
 }
 
@@ -166,6 +204,7 @@ pub(crate) fn sample() -> Manifest {
             raw_bytes: 4,
             sha256: "00".repeat(32),
         }],
+        script_tables: vec![],
     }
 }
 

@@ -4,5 +4,6 @@ pub mod compression;
 pub mod id;
 pub mod manifest;
 pub mod retention;
+pub mod rows;
 pub mod verify;
 pub mod writer;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::compression::Compression;
 use super::manifest::{self, DataFile, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
+use super::rows::{CopyTextCounter, CsvCounter, JsonLinesCounter, RowCounter, ScriptCounter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileStatus {
@@ -71,7 +72,7 @@ pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
     let compression = Compression::from_name(&manifest.compression).unwrap_or(Compression::None);
     for f in &manifest.files {
         known.insert(f.path.clone());
-        out.push(check_data_file(dir, f, compression, deep));
+        out.push(check_data_file(dir, &manifest, f, compression, deep));
     }
     for rel in list_files(dir) {
         if !known.contains(&rel) {
@@ -139,7 +140,39 @@ fn check_manifest(dir: &Path, out: &mut Vec<FileCheck>) -> (Option<Manifest>, bo
     }
 }
 
-fn check_data_file(dir: &Path, f: &DataFile, compression: Compression, deep: bool) -> FileCheck {
+/// The parser for one data file: by the backup's format, and by what the file holds.
+fn counter_for(manifest: &Manifest, f: &DataFile) -> Box<dyn RowCounter> {
+    if f.is_script() {
+        return Box::new(ScriptCounter::new(manifest.script_tables.clone()));
+    }
+    if f.is_large_objects() {
+        return Box::new(CopyTextCounter::new(f.columns.len()));
+    }
+    match manifest.format.as_str() {
+        "csv" => Box::new(CsvCounter::new(f.columns.len())),
+        "json" => Box::new(JsonLinesCounter::default()),
+        _ => Box::new(CopyTextCounter::new(f.columns.len())),
+    }
+}
+
+fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read) -> Result<(), String> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => counter.feed(&buf[..n]),
+            Err(e) => return Err(format!("cannot decompress: {e}")),
+        }
+    }
+}
+
+fn check_data_file(
+    dir: &Path,
+    manifest: &Manifest,
+    f: &DataFile,
+    compression: Compression,
+    deep: bool,
+) -> FileCheck {
     let path = dir.join(&f.path);
     let mut row = FileCheck::new(&f.path, FileStatus::Ok);
     row.expected_sha256 = Some(f.sha256.clone());
@@ -159,12 +192,13 @@ fn check_data_file(dir: &Path, f: &DataFile, compression: Compression, deep: boo
         bytes: 0,
     };
     let parsed = if deep {
-        let mut counter = CopyTextCounter::new(f.columns.len());
+        let mut counter = counter_for(manifest, f);
         let result = match compression {
-            Compression::None => counter.consume(&mut hashing),
-            Compression::Gzip(_) => {
-                counter.consume(&mut flate2::read::GzDecoder::new(&mut hashing))
-            }
+            Compression::None => consume(counter.as_mut(), &mut hashing),
+            Compression::Gzip(_) => consume(
+                counter.as_mut(),
+                &mut flate2::read::GzDecoder::new(&mut hashing),
+            ),
         };
         // Hash whatever the decoder did not need (e.g. trailing garbage) too.
         let _ = std::io::copy(&mut hashing, &mut std::io::sink());
@@ -222,88 +256,6 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Streaming check of COPY text format: in it a literal newline always ends a row and a
-/// literal tab always separates fields (both are backslash-escaped inside values), so rows
-/// and fields can be counted without decoding values.
-pub struct CopyTextCounter {
-    columns: usize,
-    rows: u64,
-    fields_in_row: usize,
-    row_has_bytes: bool,
-    error: Option<String>,
-}
-
-impl CopyTextCounter {
-    pub fn new(columns: usize) -> Self {
-        CopyTextCounter {
-            columns,
-            rows: 0,
-            fields_in_row: 1,
-            row_has_bytes: false,
-            error: None,
-        }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        for &b in chunk {
-            match b {
-                b'\n' => {
-                    let fields = if self.columns == 0 && !self.row_has_bytes {
-                        0
-                    } else {
-                        self.fields_in_row
-                    };
-                    if fields != self.columns {
-                        self.error = Some(format!(
-                            "row {} has {} fields, the table has {} columns",
-                            self.rows + 1,
-                            fields,
-                            self.columns
-                        ));
-                        return;
-                    }
-                    self.rows += 1;
-                    self.fields_in_row = 1;
-                    self.row_has_bytes = false;
-                }
-                b'\t' => {
-                    self.fields_in_row += 1;
-                    self.row_has_bytes = true;
-                }
-                _ => self.row_has_bytes = true,
-            }
-        }
-    }
-
-    fn consume(&mut self, r: &mut dyn Read) -> Result<(), String> {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => self.feed(&buf[..n]),
-                Err(e) => return Err(format!("cannot decompress: {e}")),
-            }
-        }
-    }
-
-    /// Row count, or why the text is not complete COPY data.
-    pub fn finish(&self) -> Result<u64, String> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        if self.row_has_bytes || self.fields_in_row != 1 {
-            return Err(format!(
-                "truncated: the last row (row {}) has no end of line",
-                self.rows + 1
-            ));
-        }
-        Ok(self.rows)
-    }
-}
-
 /// Every file under `dir`, relative, with `/` separators (for the unexpected-file check).
 fn list_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -335,7 +287,7 @@ mod tests {
     fn archive(rows: usize) -> (tempfile::TempDir, std::path::PathBuf) {
         let base = tempfile::tempdir().unwrap();
         let w = ArchiveWriter::begin(base.path(), "b1").unwrap();
-        let (rel, abs) = w.data_path(1, Compression::Gzip(1));
+        let (rel, abs) = w.data_path(1, "copy", Compression::Gzip(1));
         let text: String = (0..rows).map(|i| format!("{i}\tv\\t{i}\n")).collect();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
         gz.write_all(text.as_bytes()).unwrap();
@@ -419,22 +371,5 @@ mod tests {
             s.contains(&("data/00001.copy.gz".into(), "corrupt")),
             "{s:?}"
         );
-    }
-
-    #[test]
-    fn copy_text_counter_counts_rows_and_fields() {
-        let mut c = CopyTextCounter::new(2);
-        c.feed(b"1\ta\\nb\n2\t");
-        c.feed(b"\\N\n");
-        assert_eq!(c.finish(), Ok(2));
-        let mut c = CopyTextCounter::new(2);
-        c.feed(b"1\ta\n2\n");
-        assert!(c.finish().unwrap_err().contains("row 2 has 1 fields"));
-        let mut c = CopyTextCounter::new(1);
-        c.feed(b"1\n2");
-        assert!(c.finish().unwrap_err().contains("truncated"));
-        let mut c = CopyTextCounter::new(0);
-        c.feed(b"\n\n");
-        assert_eq!(c.finish(), Ok(2));
     }
 }

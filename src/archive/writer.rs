@@ -60,8 +60,14 @@ impl ArchiveWriter {
         })
     }
 
-    pub fn data_path(&self, index: usize, compression: Compression) -> (String, PathBuf) {
-        let rel = format!("data/{index:05}.copy{}", compression.suffix());
+    /// `data/00001.<ext>[.gz]`: `ext` says how rows are laid out (copy, csv, json).
+    pub fn data_path(
+        &self,
+        index: usize,
+        ext: &str,
+        compression: Compression,
+    ) -> (String, PathBuf) {
+        let rel = format!("data/{index:05}.{ext}{}", compression.suffix());
         let abs = self.tmp_dir.join(&rel);
         (rel, abs)
     }

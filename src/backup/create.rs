@@ -9,10 +9,15 @@ use pgrx::prelude::*;
 use super::options::CreateOptions;
 use super::select::{self, Selection};
 use crate::archive::id;
-use crate::archive::manifest::{DataFile, Manifest, FORMAT_VERSION, LARGE_OBJECTS};
+use crate::archive::manifest::{
+    DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, SQL_SCRIPT,
+};
+use crate::archive::rows::SCRIPT_END;
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::copy::copy_to;
+use crate::copy::copy_to::{CopySource, PipeWriter};
+use crate::copy::CopyFormat;
 use crate::ddl;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
@@ -184,74 +189,37 @@ fn write_archive(
         d
     };
     let writer = ArchiveWriter::begin(base, id)?;
-    let mut files = Vec::new();
     let tables: &[select::Relation] = if opts.schema_only {
         &[]
     } else {
         &sel.data_tables
     };
-    let mut last_progress = Instant::now();
-    for (i, t) in tables.iter().enumerate() {
-        pgrx::check_for_interrupts!();
-        if last_progress.elapsed() > Duration::from_secs(2) {
-            row.progress = Some(serde_json::json!({
-                "tables_done": i, "tables_total": tables.len(), "current_table": format!("{}.{}", t.schema, t.name)
-            }));
-            history::record(row);
-            last_progress = Instant::now();
-        }
-        let columns = ddl::copy_columns(t.oid)?;
-        let (rel_path, abs_path) = writer.data_path(i + 1, opts.compression);
-        let (rows, stats) = copy_to::copy_to_file(
-            copy_to::CopySource::Table(t.oid),
-            &abs_path,
-            opts.compression,
-        )?;
-        if opts.verbose {
-            pgrx::notice!(
-                "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
-                t.schema,
-                t.name,
-                rows,
-                stats.bytes,
-                stats.raw_bytes
-            );
-        }
-        files.push(DataFile {
-            path: rel_path,
-            kind: None,
-            schema: t.schema.clone(),
-            table: t.name.clone(),
-            columns,
-            rows,
-            bytes: stats.bytes,
-            raw_bytes: stats.raw_bytes,
-            sha256: stats.sha256,
-        });
-    }
-    if sel.large_objects && !opts.schema_only {
-        let count = Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")?
-            .unwrap_or(0);
-        if count > 0 {
-            let (rel_path, abs_path) = writer.data_path(files.len() + 1, opts.compression);
-            let (rows, stats) = copy_to::copy_to_file(
-                copy_to::CopySource::Query(ddl::LARGE_OBJECT_PAGES),
-                &abs_path,
-                opts.compression,
-            )?;
-            files.push(DataFile {
-                path: rel_path,
-                kind: Some(LARGE_OBJECTS.into()),
-                schema: "pg_catalog".into(),
-                table: "pg_largeobject".into(),
-                columns: vec!["loid".into(), "pageno".into(), "data".into()],
-                rows,
-                bytes: stats.bytes,
-                raw_bytes: stats.raw_bytes,
-                sha256: stats.sha256,
-            });
-        }
-    }
+    let large_objects = sel.large_objects
+        && !opts.schema_only
+        && Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")?
+            .unwrap_or(0)
+            > 0;
+    let mut progress = Progress {
+        row,
+        last: Instant::now(),
+        total: tables.len(),
+    };
+    let (files, script_tables) = if opts.format == "sql" {
+        write_script(
+            opts,
+            id,
+            &writer,
+            &ddl,
+            tables,
+            large_objects,
+            &mut progress,
+        )?
+    } else {
+        (
+            write_table_files(opts, &writer, tables, large_objects, &mut progress)?,
+            Vec::new(),
+        )
+    };
     let (database, encoding, server_version) = server_facts()?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -268,9 +236,231 @@ fn write_archive(
         pre_data: ddl.pre_data,
         post_data: ddl.post_data,
         files,
+        script_tables,
     };
     let sha = writer.finish(&manifest)?;
     Ok((manifest, sha))
+}
+
+/// Progress for backup.progress, at most every two seconds.
+struct Progress<'a> {
+    row: &'a mut BackupRow,
+    last: Instant,
+    total: usize,
+}
+
+impl Progress<'_> {
+    fn table(&mut self, done: usize, t: &select::Relation) {
+        pgrx::check_for_interrupts!();
+        if self.last.elapsed() > Duration::from_secs(2) {
+            self.row.progress = Some(serde_json::json!({
+                "tables_done": done, "tables_total": self.total, "current_table": format!("{}.{}", t.schema, t.name)
+            }));
+            history::record(self.row);
+            self.last = Instant::now();
+        }
+    }
+}
+
+fn verbose(opts: &CreateOptions, t: &select::Relation, rows: u64, detail: &str) {
+    if opts.verbose {
+        pgrx::notice!(
+            "pg_backup: {}.{}: {} rows{}",
+            t.schema,
+            t.name,
+            rows,
+            detail
+        );
+    }
+}
+
+fn quoted(schema: &str, name: &str) -> String {
+    format!(
+        "{}.{}",
+        spi::quote_identifier(schema),
+        spi::quote_identifier(name)
+    )
+}
+
+/// native, csv and json: one file per table (and one for the large objects' pages).
+fn write_table_files(
+    opts: &CreateOptions,
+    writer: &ArchiveWriter,
+    tables: &[select::Relation],
+    large_objects: bool,
+    progress: &mut Progress,
+) -> Result<Vec<DataFile>> {
+    let mut files = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        progress.table(i, t);
+        let columns = ddl::copy_columns(t.oid)?;
+        let json_query;
+        let (source, format, ext) = match opts.format.as_str() {
+            "csv" => (CopySource::Table(t.oid), CopyFormat::CsvHeader, "csv"),
+            "json" => {
+                // One JSON object per row, keys = the copied columns (generated ones excluded).
+                let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+                json_query = format!(
+                    "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
+                    cols.join(", "),
+                    quoted(&t.schema, &t.name)
+                );
+                (
+                    CopySource::Query(&json_query),
+                    CopyFormat::JsonLines,
+                    "json",
+                )
+            }
+            _ => (CopySource::Table(t.oid), CopyFormat::Text, "copy"),
+        };
+        let (rel_path, abs_path) = writer.data_path(i + 1, ext, opts.compression);
+        let (rows, stats) = copy_to::copy_to_file(source, &abs_path, opts.compression, format)?;
+        verbose(
+            opts,
+            t,
+            rows,
+            &format!(
+                ", {} bytes ({} before compression)",
+                stats.bytes, stats.raw_bytes
+            ),
+        );
+        files.push(DataFile {
+            path: rel_path,
+            kind: None,
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            columns,
+            rows,
+            bytes: stats.bytes,
+            raw_bytes: stats.raw_bytes,
+            sha256: stats.sha256,
+        });
+    }
+    if large_objects {
+        // Large objects' pages are COPY text in every format but sql.
+        let (rel_path, abs_path) = writer.data_path(files.len() + 1, "copy", opts.compression);
+        let (rows, stats) = copy_to::copy_to_file(
+            CopySource::Query(ddl::LARGE_OBJECT_PAGES),
+            &abs_path,
+            opts.compression,
+            CopyFormat::Text,
+        )?;
+        files.push(DataFile {
+            path: rel_path,
+            kind: Some(LARGE_OBJECTS.into()),
+            schema: "pg_catalog".into(),
+            table: "pg_largeobject".into(),
+            columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            rows,
+            bytes: stats.bytes,
+            raw_bytes: stats.raw_bytes,
+            sha256: stats.sha256,
+        });
+    }
+    Ok(files)
+}
+
+const LO_COLUMNS: [&str; 3] = ["loid", "pageno", "data"];
+
+/// sql: one script that psql restores without pg_backup: the DDL in order, each table's rows
+/// as a COPY ... FROM stdin block, the large objects, then the post-data DDL.
+fn write_script(
+    opts: &CreateOptions,
+    id: &str,
+    writer: &ArchiveWriter,
+    ddl: &ddl::Ddl,
+    tables: &[select::Relation],
+    large_objects: bool,
+    progress: &mut Progress,
+) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
+    let rel_path = format!("backup.sql{}", opts.compression.suffix());
+    let mut w = PipeWriter::create(&writer.tmp_dir.join(&rel_path), opts.compression)?;
+    let (database, encoding, _) = server_facts()?;
+    w.write_text(&format!(
+        "-- pg_backup {} backup {id} of database {database}\n\
+         -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
+         -- (or: gunzip -c backup.sql.gz | psql -v ON_ERROR_STOP=1)\n\
+         SET client_encoding = '{encoding}';\n\
+         SET standard_conforming_strings = on;\n\
+         SET check_function_bodies = false;\n\
+         SET client_min_messages = warning;\n\
+         SET row_security = off;\n\
+         SELECT pg_catalog.set_config('search_path', '', false);\n\n",
+        env!("CARGO_PKG_VERSION")
+    ))?;
+    for item in &ddl.pre_data {
+        w.write_text(&item.sql)?;
+        w.write_text("\n")?;
+    }
+    let mut blocks = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        progress.table(i, t);
+        let columns = ddl::copy_columns(t.oid)?;
+        let list = if columns.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                columns
+                    .iter()
+                    .map(spi::quote_identifier)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        w.write_text(&format!(
+            "\nCOPY {}{list} FROM stdin;\n",
+            quoted(&t.schema, &t.name)
+        ))?;
+        let rows = w.copy(CopySource::Table(t.oid), CopyFormat::Text)?;
+        w.write_text("\\.\n")?;
+        verbose(opts, t, rows, "");
+        blocks.push(ScriptTable {
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            columns,
+            rows,
+            kind: None,
+        });
+    }
+    if large_objects {
+        w.write_text(
+            "\nCREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea);\n\
+             COPY pg_backup_lo_pages (loid, pageno, data) FROM stdin;\n",
+        )?;
+        let rows = w.copy(CopySource::Query(ddl::LARGE_OBJECT_PAGES), CopyFormat::Text)?;
+        w.write_text(
+            "\\.\n\
+             SELECT pg_catalog.lo_put(loid, pageno::bigint * (pg_catalog.current_setting('block_size')::int / 4), data) FROM pg_backup_lo_pages;\n\
+             DROP TABLE pg_backup_lo_pages;\n",
+        )?;
+        blocks.push(ScriptTable {
+            schema: "pg_catalog".into(),
+            table: "pg_largeobject".into(),
+            columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            rows,
+            kind: Some(LARGE_OBJECTS.into()),
+        });
+    }
+    w.write_text("\n")?;
+    for item in &ddl.post_data {
+        w.write_text(&item.sql)?;
+        w.write_text("\n")?;
+    }
+    w.write_text(&format!("{SCRIPT_END}\n"))?;
+    let stats = w.finish()?;
+    let file = DataFile {
+        path: rel_path,
+        kind: Some(SQL_SCRIPT.into()),
+        schema: String::new(),
+        table: String::new(),
+        columns: Vec::new(),
+        rows: blocks.iter().map(|b| b.rows).sum(),
+        bytes: stats.bytes,
+        raw_bytes: stats.raw_bytes,
+        sha256: stats.sha256,
+    };
+    Ok((vec![file], blocks))
 }
 
 fn server_facts() -> Result<(String, String, String)> {

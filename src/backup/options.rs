@@ -63,21 +63,12 @@ impl CreateOptions {
             .unwrap_or("native")
             .trim()
             .to_ascii_lowercase();
-        match format.as_str() {
-            "native" => {}
-            "sql" | "json" | "csv" => {
-                return Err(BackupError::invalid(format!(
-                    "format \"{format}\" is not implemented yet"
-                ))
-                .with_hint("Use format => 'native' (the default)."))
-            }
-            _ => {
-                return Err(BackupError::invalid(format!(
-                    "invalid format \"{}\"",
-                    format.escape_default()
-                ))
-                .with_hint("Use 'native' (the default)."))
-            }
+        if !matches!(format.as_str(), "native" | "sql" | "json" | "csv") {
+            return Err(BackupError::invalid(format!(
+                "invalid format \"{}\"",
+                format.escape_default()
+            ))
+            .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."));
         }
         let compression =
             Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;

@@ -11,21 +11,25 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::CopyFormat;
 use crate::archive::compression::Compression;
 use crate::archive::manifest;
 use crate::error::{BackupError, Result};
 
 const CHUNK: usize = 256 << 10;
 
-/// What COPY's callback reads from: decompressed chunks sent by the feeder thread.
+/// Where COPY's callback gets its bytes: the next chunk, or None at the end of the data.
+pub type NextChunk = Box<dyn FnMut() -> Option<Vec<u8>>>;
+
+/// What COPY's callback reads from.
 struct Source {
-    chunks: Receiver<Vec<u8>>,
+    next: NextChunk,
     current: Vec<u8>,
     pos: usize,
 }
@@ -109,13 +113,13 @@ unsafe extern "C-unwind" fn read_source(
         let mut filled = 0usize;
         while filled < minread.max(1) as usize {
             if src.pos == src.current.len() {
-                match src.chunks.recv() {
-                    Ok(chunk) => {
+                match (src.next)() {
+                    Some(chunk) => {
                         src.current = chunk;
                         src.pos = 0;
                     }
-                    // The feeder is done (or failed: its result says which).
-                    Err(_) => break,
+                    // The end of the data (or of a failed feeder: its result says which).
+                    None => break,
                 }
             }
             let n = (src.current.len() - src.pos).min(buf.len() - filled);
@@ -127,13 +131,15 @@ unsafe extern "C-unwind" fn read_source(
     })
 }
 
-/// COPY `file` (text format, as written by create) into relation `rel_oid`, columns `columns`.
+/// COPY `file` (as written by create, in `format`) into relation `rel_oid`, columns `columns`,
+/// checking the file's SHA-256 at the end.
 pub fn copy_file_into(
     rel_oid: pg_sys::Oid,
     file: &Path,
     compression: Compression,
     columns: &[String],
     expected_sha256: &str,
+    format: CopyFormat,
 ) -> Result<u64> {
     let (tx, rx) = sync_channel::<Vec<u8>>(8);
     let path = file.to_path_buf();
@@ -141,9 +147,49 @@ pub fn copy_file_into(
         .name("pg_backup feeder".into())
         .spawn(move || feed(path, compression, tx))
         .map_err(|e| BackupError::io("start reader thread for", file, e))?;
+    let rows = copy_chunks_into(rel_oid, columns, format, Box::new(move || rx.recv().ok()))?;
+    let actual = match feeder.join() {
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => {
+            return Err(
+                BackupError::corrupt(format!("{}: cannot read: {e}", file.display()))
+                    .with_hint("Run backup.verify() on this backup."),
+            )
+        }
+        Err(_) => {
+            return Err(BackupError::corrupt(format!(
+                "{}: reader thread failed",
+                file.display()
+            )))
+        }
+    };
+    check_sha(file, expected_sha256, &actual)?;
+    Ok(rows)
+}
+
+pub fn check_sha(file: &Path, expected: &str, actual: &str) -> Result<()> {
+    if actual != expected {
+        return Err(BackupError::corrupt(format!(
+            "checksum mismatch in {}: expected {expected}, found {actual}",
+            file.display()
+        ))
+        .with_hint(
+            "The archive is damaged; nothing was restored. Run backup.verify() for details.",
+        ));
+    }
+    Ok(())
+}
+
+/// COPY the bytes `next` yields into relation `rel_oid`.
+pub fn copy_chunks_into(
+    rel_oid: pg_sys::Oid,
+    columns: &[String],
+    format: CopyFormat,
+    next: NextChunk,
+) -> Result<u64> {
     SOURCE.with(|s| {
         *s.borrow_mut() = Some(Source {
-            chunks: rx,
+            next,
             current: Vec::new(),
             pos: 0,
         })
@@ -151,11 +197,11 @@ pub fn copy_file_into(
     struct Clear;
     impl Drop for Clear {
         fn drop(&mut self) {
-            // Dropping the receiver stops the feeder if COPY ended early.
+            // Dropping the source stops a feeder whose COPY ended early.
             SOURCE.with(|s| *s.borrow_mut() = None);
         }
     }
-    let clear = Clear;
+    let _clear = Clear;
     let rows = unsafe {
         let rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
@@ -167,7 +213,7 @@ pub fn copy_file_into(
                 pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut std::ffi::c_void,
             );
         }
-        let options = super::server_encoding_options();
+        let options = format.options();
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         // CopyFrom finds its target as range table entry 1, as DoCopy sets it up.
         pg_sys::addRangeTableEntryForRelation(
@@ -194,30 +240,5 @@ pub fn copy_file_into(
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         rows
     };
-    drop(clear);
-    let actual = match feeder.join() {
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => {
-            return Err(
-                BackupError::corrupt(format!("{}: cannot read: {e}", file.display()))
-                    .with_hint("Run backup.verify() on this backup."),
-            )
-        }
-        Err(_) => {
-            return Err(BackupError::corrupt(format!(
-                "{}: reader thread failed",
-                file.display()
-            )))
-        }
-    };
-    if actual != expected_sha256 {
-        return Err(BackupError::corrupt(format!(
-            "checksum mismatch in {}: expected {expected_sha256}, found {actual}",
-            file.display()
-        ))
-        .with_hint(
-            "The archive is damaged; nothing was restored. Run backup.verify() for details.",
-        ));
-    }
     Ok(rows)
 }

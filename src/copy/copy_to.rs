@@ -11,6 +11,7 @@ use std::path::Path;
 
 use pgrx::prelude::*;
 
+use super::CopyFormat;
 use crate::archive::compression::Compression;
 use crate::archive::writer::{Drain, FileStats};
 use crate::error::{BackupError, Result};
@@ -41,15 +42,24 @@ pub enum CopySource<'a> {
     Query(&'a str),
 }
 
-/// COPY `source` in text format, in the server encoding, under the active snapshot, into
-/// `dest`. Returns the row count and the file's size and checksum.
+/// COPY `source` in `format`, in the server encoding, under the active snapshot, into `dest`.
+/// Returns the row count and the file's size and checksum.
 pub fn copy_to_file(
     source: CopySource,
     dest: &Path,
     compression: Compression,
+    format: CopyFormat,
 ) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
     let drain = Drain::spawn(read_end, dest.to_path_buf(), compression);
+    let rows = copy_to_pipe(source, write_end, format)?;
+    let stats = drain.join()?;
+    Ok((rows, stats))
+}
+
+/// COPY `source` into the pipe whose write end is `write_end`, then close it. Other writers of
+/// the same pipe (a script being written around the rows) keep it open.
+pub fn copy_to_pipe(source: CopySource, write_end: OwnedFd, format: CopyFormat) -> Result<u64> {
     let fd_path = CString::new(format!("/proc/self/fd/{}", write_end.as_raw_fd())).expect("no NUL");
     let query_text = match &source {
         CopySource::Query(q) => Some(CString::new(*q).expect("no NUL in our queries")),
@@ -78,10 +88,10 @@ pub fn copy_to_file(
             fd_path.as_ptr(),
             false,
             std::ptr::null_mut(),
-            super::server_encoding_options(),
+            format.options(),
         );
         // COPY opened its own descriptor for the pipe; ours must close so that EndCopyTo's
-        // close is the end of the stream.
+        // close is the end of COPY's part of the stream.
         drop(write_end);
         let rows = pg_sys::DoCopyTo(cstate);
         pg_sys::EndCopyTo(cstate);
@@ -91,6 +101,44 @@ pub fn copy_to_file(
         }
         rows
     };
-    let stats = drain.join()?;
-    Ok((rows, stats))
+    Ok(rows)
+}
+
+/// A pipe into a drain thread, for one file written in several parts (the sql format's
+/// script: statements written here, rows written by COPY).
+pub struct PipeWriter {
+    write_end: Option<OwnedFd>,
+    drain: Drain,
+}
+
+impl PipeWriter {
+    pub fn create(dest: &Path, compression: Compression) -> Result<PipeWriter> {
+        let (read_end, write_end) = pipe()?;
+        Ok(PipeWriter {
+            write_end: Some(write_end),
+            drain: Drain::spawn(read_end, dest.to_path_buf(), compression),
+        })
+    }
+
+    pub fn write_text(&mut self, text: &str) -> Result<()> {
+        let fd = self.write_end.as_ref().expect("open until finish");
+        let mut f =
+            std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+        std::io::Write::write_all(&mut *f, text.as_bytes())
+            .map_err(|e| BackupError::io("write script", Path::new("pipe"), e))
+    }
+
+    /// COPY `source` into the script (COPY gets its own descriptor of the same pipe).
+    pub fn copy(&mut self, source: CopySource, format: CopyFormat) -> Result<u64> {
+        let fd = self.write_end.as_ref().expect("open until finish");
+        let dup = fd
+            .try_clone()
+            .map_err(|e| BackupError::io("duplicate pipe for", Path::new("COPY"), e))?;
+        copy_to_pipe(source, dup, format)
+    }
+
+    pub fn finish(mut self) -> Result<FileStats> {
+        drop(self.write_end.take());
+        self.drain.join()
+    }
 }

@@ -2,20 +2,57 @@
 
 pub mod copy_from;
 pub mod copy_to;
+pub mod script;
 
 use pgrx::pg_sys;
 
-/// COPY options `(ENCODING '<server encoding>')`: archives hold text in the server encoding,
-/// whatever the session's client_encoding.
-///
-/// # Safety
-/// Allocates in the current memory context; call inside a transaction.
-pub(crate) unsafe fn server_encoding_options() -> *mut pg_sys::List {
-    let encoding = pg_sys::GetDatabaseEncodingName();
-    let opt = pg_sys::makeDefElem(
-        c"encoding".as_ptr() as *mut _,
-        pg_sys::makeString(pg_sys::pstrdup(encoding)) as *mut pg_sys::Node,
-        -1,
-    );
-    pg_sys::lappend(std::ptr::null_mut(), opt as *mut std::ffi::c_void)
+/// How rows are laid out in an archive file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// COPY text format (native and sql archives).
+    Text,
+    /// COPY CSV with a header row (csv archives).
+    CsvHeader,
+    /// One JSON document per line: a single column written as CSV with a quote and a
+    /// delimiter that JSON text never contains, so COPY neither quotes nor escapes it.
+    JsonLines,
+}
+
+unsafe fn def_elem(name: &std::ffi::CStr, value: *mut pg_sys::Node) -> *mut std::ffi::c_void {
+    pg_sys::makeDefElem(name.as_ptr() as *mut _, value, -1) as *mut std::ffi::c_void
+}
+
+unsafe fn string_node(value: &std::ffi::CStr) -> *mut pg_sys::Node {
+    pg_sys::makeString(pg_sys::pstrdup(value.as_ptr())) as *mut pg_sys::Node
+}
+
+impl CopyFormat {
+    /// COPY options for this layout, always in the server encoding (archives hold text in the
+    /// server encoding whatever the session's client_encoding).
+    ///
+    /// # Safety
+    /// Allocates in the current memory context; call inside a transaction.
+    pub(crate) unsafe fn options(self) -> *mut pg_sys::List {
+        let encoding = std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName());
+        let mut list = pg_sys::lappend(
+            std::ptr::null_mut(),
+            def_elem(c"encoding", string_node(encoding)),
+        );
+        match self {
+            CopyFormat::Text => {}
+            CopyFormat::CsvHeader => {
+                list = pg_sys::lappend(list, def_elem(c"format", string_node(c"csv")));
+                list = pg_sys::lappend(
+                    list,
+                    def_elem(c"header", pg_sys::makeBoolean(true) as *mut pg_sys::Node),
+                );
+            }
+            CopyFormat::JsonLines => {
+                list = pg_sys::lappend(list, def_elem(c"format", string_node(c"csv")));
+                list = pg_sys::lappend(list, def_elem(c"quote", string_node(c"\x01")));
+                list = pg_sys::lappend(list, def_elem(c"delimiter", string_node(c"\x02")));
+            }
+        }
+        list
+    }
 }

@@ -17,6 +17,7 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
+use crate::archive::manifest::LARGE_OBJECTS;
 use crate::archive::manifest::{DdlItem, Manifest};
 use crate::archive::verify::{self, FileStatus};
 use crate::backup::create::unknown_backup;
@@ -24,6 +25,8 @@ use crate::backup::manage::backup_dir;
 use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::copy::copy_from;
+use crate::copy::script::ScriptReader;
+use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
 use crate::subtransaction;
@@ -191,9 +194,18 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
                 let rows = manifest
                     .files
                     .iter()
-                    .find(|f| plan.of(&f.schema, &f.table).is_some_and(|p| p == t))
+                    .filter(|f| f.kind.is_none())
+                    .map(|f| (&f.schema, &f.table, f.rows))
+                    .chain(
+                        manifest
+                            .script_tables
+                            .iter()
+                            .filter(|b| b.kind.is_none())
+                            .map(|b| (&b.schema, &b.table, b.rows)),
+                    )
+                    .find(|(s, n, _)| plan.of(s, n).is_some_and(|p| p == t))
                     .filter(|_| t.action.loads_data() && !opts.schema_only)
-                    .map(|f| f.rows as i64);
+                    .map(|(_, _, rows)| rows as i64);
                 row(
                     t.object(),
                     "table",
@@ -537,54 +549,69 @@ fn load_data(
     } else {
         None
     };
-    for f in &manifest.files {
-        if f.is_large_objects() {
-            if scope.full {
-                let (file, columns, sha) = (dir.join(&f.path), f.columns.clone(), f.sha256.clone());
-                steps.run(
-                    "large objects".into(),
-                    "large_object_data",
-                    "create",
-                    Tolerate::Nothing,
-                    move || restore_large_objects(&file, compression, &columns, &sha).map(Some),
-                )?;
+    let script = match manifest.files.iter().find(|f| f.is_script()) {
+        Some(f) => Some((
+            ScriptReader::open(&dir.join(&f.path), compression)?,
+            f.sha256.clone(),
+        )),
+        None => None,
+    };
+    for unit in data_units(manifest, dir) {
+        let reader = script.as_ref().map(|(r, _)| r);
+        let wanted = if unit.large_objects {
+            scope.full
+        } else {
+            plan.of(&unit.schema, &unit.table)
+                .is_some_and(|t| t.action.loads_data())
+        };
+        if !wanted {
+            if let Some(t) = plan.of(&unit.schema, &unit.table) {
+                steps.note(row(
+                    t.object(),
+                    "table_data",
+                    "skip",
+                    None,
+                    "ok",
+                    Some("table exists"),
+                ));
+            }
+            if let Some(r) = reader {
+                r.skip_block();
             }
             continue;
         }
-        let Some(t) = plan.of(&f.schema, &f.table) else {
-            continue;
-        };
-        if !t.action.loads_data() {
-            steps.note(row(
-                t.object(),
-                "table_data",
-                "skip",
-                None,
-                "ok",
-                Some("table exists"),
-            ));
-            continue;
-        }
-        let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
-        let (file, columns, sha) = (dir.join(&f.path), f.columns.clone(), f.sha256.clone());
-        steps.run(
-            object.clone(),
-            "table_data",
-            t.action.as_str(),
-            Tolerate::Nothing,
-            move || {
+        if unit.large_objects {
+            steps.run(
+                "large objects".into(),
+                "large_object_data",
+                "create",
+                Tolerate::Nothing,
+                || restore_large_objects(&unit, compression, reader).map(Some),
+            )?;
+        } else {
+            let t = plan
+                .of(&unit.schema, &unit.table)
+                .expect("wanted tables are planned");
+            let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
+            steps.run(object.clone(), "table_data", t.action.as_str(), Tolerate::Nothing, || {
                 let oid = table_oid(&schema, &name)?.ok_or_else(|| {
-                    BackupError::unknown(format!(
-                        "table {object} does not exist and the backup has no definition for it"
-                    ))
-                    .with_hint(
-                        "Restore a backup that includes the schema first (this one is data_only).",
-                    )
+                    BackupError::unknown(format!("table {object} does not exist and the backup has no definition for it"))
+                        .with_hint("Restore a backup that includes the schema first (this one is data_only).")
                 })?;
-                let rows = copy_from::copy_file_into(oid, &file, compression, &columns, &sha)?;
+                let rows = if manifest.format == "json" {
+                    load_json(&schema, &name, &unit, compression)?
+                } else {
+                    load_rows(oid, &unit, compression, reader)?
+                };
                 Ok(Some(rows as i64))
-            },
-        )?;
+            })?;
+        }
+        if let Some(r) = reader {
+            r.finish_block();
+        }
+    }
+    if let Some((reader, sha)) = script {
+        reader.finish(&sha)?;
     }
     if let Some(old) = previous_role {
         Spi::run_with_args(
@@ -595,18 +622,109 @@ fn load_data(
     Ok(())
 }
 
+/// A table's rows (or the large objects' pages) in the archive: a file of its own, or the
+/// next COPY block of the sql format's script.
+#[derive(Clone)]
+struct DataUnit {
+    schema: String,
+    table: String,
+    columns: Vec<String>,
+    large_objects: bool,
+    file: Option<(std::path::PathBuf, String, CopyFormat)>,
+}
+
+fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
+    if m.files.iter().any(|f| f.is_script()) {
+        return m
+            .script_tables
+            .iter()
+            .map(|b| DataUnit {
+                schema: b.schema.clone(),
+                table: b.table.clone(),
+                columns: b.columns.clone(),
+                large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
+                file: None,
+            })
+            .collect();
+    }
+    m.files
+        .iter()
+        .map(|f| {
+            let format = match (f.is_large_objects(), m.format.as_str()) {
+                (false, "csv") => CopyFormat::CsvHeader,
+                (false, "json") => CopyFormat::JsonLines,
+                _ => CopyFormat::Text,
+            };
+            DataUnit {
+                schema: f.schema.clone(),
+                table: f.table.clone(),
+                columns: f.columns.clone(),
+                large_objects: f.is_large_objects(),
+                file: Some((dir.join(&f.path), f.sha256.clone(), format)),
+            }
+        })
+        .collect()
+}
+
+/// COPY a unit's rows into `oid`, as they are laid out in the archive.
+fn load_rows(
+    oid: pg_sys::Oid,
+    unit: &DataUnit,
+    compression: Compression,
+    script: Option<&ScriptReader>,
+) -> Result<u64> {
+    match (&unit.file, script) {
+        (Some((path, sha, format)), _) => {
+            copy_from::copy_file_into(oid, path, compression, &unit.columns, sha, *format)
+        }
+        (None, Some(r)) => {
+            copy_from::copy_chunks_into(oid, &unit.columns, CopyFormat::Text, r.block())
+        }
+        (None, None) => unreachable!("script units come with their reader"),
+    }
+}
+
+/// json: the lines go to a temporary table by COPY, then into the table through
+/// json_populate_record, PostgreSQL's own inverse of row_to_json (json, not jsonb, so -0
+/// and the exact spelling of numbers survive).
+fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression) -> Result<u64> {
+    Spi::run("CREATE TEMP TABLE pg_backup_json_rows (doc text) ON COMMIT DROP")?;
+    let tmp = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_json_rows'::regclass::oid")?
+        .expect("temp table exists");
+    let staged = DataUnit {
+        columns: vec!["doc".into()],
+        ..unit.clone()
+    };
+    let rows = load_rows(tmp, &staged, compression, None)?;
+    let target = quoted(schema, name);
+    let sql = if unit.columns.is_empty() {
+        format!("INSERT INTO {target} SELECT FROM pg_temp.pg_backup_json_rows")
+    } else {
+        let cols: Vec<String> = unit.columns.iter().map(spi::quote_identifier).collect();
+        let from_record: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
+        format!(
+            "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM pg_temp.pg_backup_json_rows j,
+             json_populate_record(NULL::{target}, j.doc::json) r",
+            cols.join(", "),
+            from_record.join(", ")
+        )
+    };
+    Spi::run(&sql)?;
+    Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
+    Ok(rows)
+}
+
 /// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
 /// memory), then written with lo_put; objects missing in this database are created first.
 fn restore_large_objects(
-    file: &std::path::Path,
+    unit: &DataUnit,
     compression: Compression,
-    columns: &[String],
-    sha256: &str,
+    script: Option<&ScriptReader>,
 ) -> Result<i64> {
     Spi::run("CREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea) ON COMMIT DROP")?;
     let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_lo_pages'::regclass::oid")?
         .expect("temp table exists");
-    let pages = copy_from::copy_file_into(oid, file, compression, columns, sha256)?;
+    let pages = load_rows(oid, unit, compression, script)?;
     Spi::run(
         "SELECT pg_catalog.lo_create(l.loid)
          FROM (SELECT DISTINCT loid FROM pg_temp.pg_backup_lo_pages) l

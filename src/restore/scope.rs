@@ -40,8 +40,7 @@ pub fn backup_tables(m: &Manifest) -> Vec<(String, String)> {
         .filter(|i| i.kind == "table")
         .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()))
         .collect();
-    for f in m.files.iter().filter(|f| !f.is_large_objects()) {
-        let t = (f.schema.clone(), f.table.clone());
+    for t in m.data_tables() {
         if !out.contains(&t) {
             out.push(t);
         }

@@ -1,0 +1,168 @@
+//! Reading the data of a sql-format script for backup.restore(): a thread decompresses and
+//! hashes the script and hands over the lines of each `COPY ... FROM stdin;` block, in order;
+//! the backend loads a block (or skips it) and asks for the next. The DDL comes from the
+//! manifest, as for every format.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+use super::copy_from::NextChunk;
+use crate::archive::compression::Compression;
+use crate::archive::manifest;
+use crate::error::{BackupError, Result};
+
+const CHUNK: usize = 256 << 10;
+
+enum Msg {
+    Chunk(Vec<u8>),
+    End,
+}
+
+pub struct ScriptReader {
+    rx: Rc<Receiver<Msg>>,
+    in_block: Rc<Cell<bool>>,
+    handle: JoinHandle<std::io::Result<String>>,
+    path: PathBuf,
+}
+
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn split_blocks(r: &mut dyn BufRead, tx: &SyncSender<Msg>) -> std::io::Result<bool> {
+    let mut line = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut in_block = false;
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(true);
+        }
+        if !in_block {
+            in_block = line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n");
+            continue;
+        }
+        if line == b"\\.\n" {
+            in_block = false;
+            let done = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if (!done.is_empty() && tx.send(Msg::Chunk(done)).is_err())
+                || tx.send(Msg::End).is_err()
+            {
+                return Ok(false);
+            }
+            continue;
+        }
+        chunk.extend_from_slice(&line);
+        if chunk.len() >= CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.send(Msg::Chunk(full)).is_err() {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+fn feed(path: PathBuf, compression: Compression, tx: SyncSender<Msg>) -> std::io::Result<String> {
+    let mut hashing = Hashing {
+        inner: BufReader::with_capacity(1 << 20, File::open(&path)?),
+        hasher: Sha256::new(),
+    };
+    let finished = match compression {
+        Compression::None => split_blocks(&mut BufReader::new(&mut hashing), &tx)?,
+        Compression::Gzip(_) => split_blocks(
+            &mut BufReader::with_capacity(1 << 20, flate2::read::GzDecoder::new(&mut hashing)),
+            &tx,
+        )?,
+    };
+    if !finished {
+        return Err(std::io::Error::other("restore cancelled"));
+    }
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    Ok(manifest::hex(&hashing.hasher.finalize()))
+}
+
+impl ScriptReader {
+    pub fn open(path: &Path, compression: Compression) -> Result<ScriptReader> {
+        let (tx, rx) = sync_channel::<Msg>(8);
+        let p = path.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("pg_backup script".into())
+            .spawn(move || feed(p, compression, tx))
+            .map_err(|e| BackupError::io("start reader thread for", path, e))?;
+        Ok(ScriptReader {
+            rx: Rc::new(rx),
+            in_block: Rc::new(Cell::new(false)),
+            handle,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The rows of the next block, for COPY.
+    pub fn block(&self) -> NextChunk {
+        self.in_block.set(true);
+        let (rx, in_block) = (self.rx.clone(), self.in_block.clone());
+        Box::new(move || {
+            if !in_block.get() {
+                return None;
+            }
+            match rx.recv() {
+                Ok(Msg::Chunk(c)) => Some(c),
+                Ok(Msg::End) | Err(_) => {
+                    in_block.set(false);
+                    None
+                }
+            }
+        })
+    }
+
+    /// Skip the rest of the current block (all of it, if it was not read).
+    pub fn skip_block(&self) {
+        let mut next = self.block();
+        while next().is_some() {}
+    }
+
+    /// After a block whose COPY failed half-way: drop what is left of it.
+    pub fn finish_block(&self) {
+        if self.in_block.get() {
+            self.skip_block();
+        }
+    }
+
+    /// Read to the end and check the script's checksum.
+    pub fn finish(self, expected_sha256: &str) -> Result<()> {
+        while self.rx.recv().is_ok() {}
+        let actual = match self.handle.join() {
+            Ok(Ok(sha)) => sha,
+            Ok(Err(e)) => {
+                return Err(BackupError::corrupt(format!(
+                    "{}: cannot read: {e}",
+                    self.path.display()
+                ))
+                .with_hint("Run backup.verify() on this backup."))
+            }
+            Err(_) => {
+                return Err(BackupError::corrupt(format!(
+                    "{}: reader thread failed",
+                    self.path.display()
+                )))
+            }
+        };
+        super::copy_from::check_sha(&self.path, expected_sha256, &actual)
+    }
+}
