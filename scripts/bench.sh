@@ -51,7 +51,7 @@ dump_bytes=$(stat -c %s "$out/dump.fc")
 
 # backup.create(): time, archive size and the backend's peak resident memory (VmHWM; it
 # includes the shared buffers this backend touched).
-run_create() { # $1 = compression
+run_create() { # $1 = compression, $2 = format
   local times=() mem=0 bytes=0
   for r in $(seq "$RUNS"); do
     local t0; t0=$(now)
@@ -59,7 +59,7 @@ run_create() { # $1 = compression
 \o $out/pid.txt
 SELECT pg_backend_pid();
 \o
-SELECT bytes FROM backup.create(compression => '$1');
+SELECT bytes FROM backup.create(compression => '$1', format => '${2:-native}');
 \! sh -c 'grep -E "VmHWM|RssShmem" /proc/\$(cat $out/pid.txt)/status' > $out/mem.txt
 SQL
     times+=("$(echo "$(now) - $t0" | bc)")
@@ -72,6 +72,9 @@ SQL
 read -r gz_t gz_bytes gz_mem < <(run_create gzip)
 read -r none_t none_bytes none_mem < <(run_create none)
 read -r gz1_t gz1_bytes gz1_mem < <(run_create gzip:1)
+read -r sql_t sql_bytes sql_mem < <(run_create gzip sql)
+read -r json_t json_bytes json_mem < <(run_create gzip json)
+read -r csv_t csv_bytes csv_mem < <(run_create gzip csv)
 level=$(psql -Atq -d bench -c "SHOW backup.compression_level")
 gz_id=$(psql -Atq -d bench -c "SELECT id FROM backup.backups WHERE compression = 'gzip:$level' AND status = 'completed' ORDER BY started_at DESC LIMIT 1")
 
@@ -101,6 +104,9 @@ pg_dump -Fc (gzip level 6)             $(printf %7.2f "$dump_t")   $(printf %7s 
 backup.create() gzip:$level                $(printf %7.2f "$gz_t")   $(printf %7s "$(mb "$gz_bytes")")   $(printf %-11s "$(echo "$gz_mem / 1024" | bc)") (backend) $(ratio "$gz_t" "$dump_t")
 backup.create(compression => 'gzip:1') $(printf %7.2f "$gz1_t")   $(printf %7s "$(mb "$gz1_bytes")")   $(printf %-11s "$(echo "$gz1_mem / 1024" | bc)") (backend) $(ratio "$gz1_t" "$dump_t")
 backup.create(compression => 'none')   $(printf %7.2f "$none_t")   $(printf %7s "$(mb "$none_bytes")")   $(printf %-11s "$(echo "$none_mem / 1024" | bc)") (backend) $(ratio "$none_t" "$dump_t")
+backup.create(format => 'sql')        $(printf %7.2f "$sql_t")   $(printf %7s "$(mb "$sql_bytes")")   $(printf %-11s "$(echo "$sql_mem / 1024" | bc)") (backend) $(ratio "$sql_t" "$dump_t")
+backup.create(format => 'json')       $(printf %7.2f "$json_t")   $(printf %7s "$(mb "$json_bytes")")   $(printf %-11s "$(echo "$json_mem / 1024" | bc)") (backend) $(ratio "$json_t" "$dump_t")
+backup.create(format => 'csv')        $(printf %7.2f "$csv_t")   $(printf %7s "$(mb "$csv_bytes")")   $(printf %-11s "$(echo "$csv_mem / 1024" | bc)") (backend) $(ratio "$csv_t" "$dump_t")
 
 pg_restore (1 job, from pg_dump -Fc)      $(printf %7.2f "$pgr_t")                                   1.00 (of pg_restore)
 backup.restore() (gzip:$level archive)        $(printf %7.2f "$ours_t")                                   $(ratio "$ours_t" "$pgr_t") (of pg_restore)   rows check: $check
