@@ -373,22 +373,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows, Some(10));
-        // prune dry run names what would go and removes nothing.
-        let before =
-            Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'")
-                .unwrap()
-                .unwrap();
-        let would = Spi::get_one::<i64>(
-            "SELECT count(*) FROM backup.prune(keep_last => 1, dry_run => true)",
+        // prune dry run names what would go and removes nothing. (Other tests take backups
+        // meanwhile, so only this test's backups are looked at.)
+        let would = Spi::get_one::<Vec<String>>(
+            "SELECT array_agg(p) FROM backup.prune(keep_last => 1, dry_run => true) p",
         )
         .unwrap()
+        .unwrap_or_default();
+        assert!(
+            would.contains(&ids[0]) && would.contains(&ids[1]),
+            "{would:?}"
+        );
+        let still = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM backup.backups WHERE id = ANY($1) AND status = 'completed'",
+            &[ids.clone().into()],
+        )
         .unwrap();
-        assert_eq!(would, before - 1);
-        let after =
-            Spi::get_one::<i64>("SELECT count(*) FROM backup.backups WHERE status = 'completed'")
-                .unwrap()
-                .unwrap();
-        assert_eq!(after, before);
+        assert_eq!(still, Some(3));
+        // keep_days keeps what is recent: nothing of this test goes.
+        let would = Spi::get_one::<Vec<String>>(
+            "SELECT array_agg(p) FROM backup.prune(keep_days => 1, dry_run => true) p",
+        )
+        .unwrap()
+        .unwrap_or_default();
+        assert!(!would.iter().any(|id| ids.contains(id)), "{would:?}");
     }
 
     fn fingerprint(schema: &str) -> Vec<Option<String>> {
@@ -623,6 +631,18 @@ mod tests {
             0,
             "abort: nothing restored"
         );
+        // The failed restore's history row survived its rollback (tests run concurrently:
+        // look at this backup's restores only).
+        let last_of = |id: &str| {
+            Spi::get_two_with_args::<String, String>(
+                "SELECT status, error FROM backup.restores WHERE backup_id = $1 ORDER BY id DESC LIMIT 1",
+                &[id.into()],
+            )
+            .unwrap()
+        };
+        let (status, error) = last_of(&id);
+        assert_eq!(status.as_deref(), Some("failed"));
+        assert!(error.unwrap().contains("duplicate key"));
         let failed = Spi::get_one::<String>(&format!(
             "SELECT string_agg(object || ' ' || status, ',' ORDER BY object) FROM ({}) r WHERE kind = 'table_data'",
             call.replace("'append',", "'append', on_error => 'continue',")
@@ -631,10 +651,9 @@ mod tests {
         .unwrap();
         assert_eq!(failed, "s_cont.orders ok,s_cont.people failed");
         assert_eq!(count("SELECT count(*) FROM s_cont.orders"), 2000);
-        let err =
-            Spi::get_one::<String>("SELECT error FROM backup.restores ORDER BY id DESC LIMIT 1")
-                .unwrap();
-        assert!(err.unwrap().contains("1 object(s) failed"));
+        let (status, error) = last_of(&id);
+        assert_eq!(status.as_deref(), Some("completed"));
+        assert!(error.unwrap().contains("1 object(s) failed"));
     }
 
     #[pg_test]
