@@ -213,7 +213,24 @@ pub fn copy_chunks_into(
                 pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut std::ffi::c_void,
             );
         }
-        let options = format.options();
+        let mut options = format.options();
+        // A table created by this restore, in this subtransaction, can take its
+        // rows already frozen, as pg_restore --single-transaction would: no hint bits to set
+        // and no freezing later. PostgreSQL allows it only without other open snapshots.
+        let sub = pg_sys::GetCurrentSubTransactionId();
+        if (*rel).rd_createSubid == sub && {
+            pg_sys::InvalidateCatalogSnapshot();
+            pg_sys::ThereAreNoPriorRegisteredSnapshots() && pg_sys::ThereAreNoReadyPortals()
+        } {
+            options = pg_sys::lappend(
+                options,
+                pg_sys::makeDefElem(
+                    c"freeze".as_ptr() as *mut _,
+                    pg_sys::makeBoolean(true) as *mut pg_sys::Node,
+                    -1,
+                ) as *mut std::ffi::c_void,
+            );
+        }
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         // CopyFrom finds its target as range table entry 1, as DoCopy sets it up.
         pg_sys::addRangeTableEntryForRelation(
