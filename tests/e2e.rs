@@ -213,13 +213,10 @@ fn concurrent_transfers_are_seen_at_one_instant() {
     r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
     r.query("SELECT * FROM backup.rescan()", &[]).unwrap();
     r.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
-    let sum: i64 = r
-        .query_one(
-            "SELECT ((SELECT sum(bal) FROM a) + (SELECT sum(bal) FROM b))::bigint",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let sum = count(
+        &mut r,
+        "SELECT ((SELECT sum(bal) FROM a) + (SELECT sum(bal) FROM b))::bigint",
+    );
     assert_eq!(sum, total);
 }
 
@@ -651,11 +648,16 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
     );
 }
 
+/// The one bigint `sql` returns.
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
 /// Poll `sql` (one bigint) until it reaches `want`, for at most `secs` seconds.
 fn wait_for(c: &mut Client, sql: &str, want: i64, secs: u64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let n: i64 = c.query_one(sql, &[]).unwrap().get(0);
+        let n = count(c, sql);
         if n >= want || Instant::now() > deadline {
             return n;
         }
@@ -740,21 +742,15 @@ fn a_two_second_schedule_runs_keeps_two_and_pauses() {
     assert_eq!(r.get::<_, String>(0), "completed");
     assert!(r.get::<_, bool>(1) && r.get::<_, bool>(2));
     // Paused: no new runs.
-    let before: i64 = c
-        .query_one(
-            "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let before = count(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
+    );
     std::thread::sleep(Duration::from_secs(5));
-    let after: i64 = c
-        .query_one(
-            "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let after = count(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'fast'",
+    );
     assert_eq!(before, after);
     // backup.stats has the schedule with its success rate.
     let rate: String = c
@@ -803,13 +799,10 @@ fn a_failing_schedule_records_failures_and_keeps_running() {
     assert!(failed >= 2);
     let err: String = c.query_one("SELECT error FROM backup.backups WHERE schedule = 'broken' AND status = 'failed' LIMIT 1", &[]).unwrap().get(0);
     assert!(err.contains("gone_soon"), "{err}");
-    let alive: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup scheduler'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let alive = count(
+        &mut c,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup scheduler'",
+    );
     assert_eq!(alive, 1);
     // Invalid cron expressions never reach the table.
     let e = c
@@ -836,21 +829,15 @@ fn sighup_stops_new_runs_and_fast_shutdown_does_not_wait_for_a_backup() {
         .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let before: i64 = c
-        .query_one(
-            "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let before = count(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
+    );
     std::thread::sleep(Duration::from_secs(5));
-    let after: i64 = c
-        .query_one(
-            "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let after = count(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'tick'",
+    );
     assert_eq!(before, after, "no runs while scheduler_enabled = off");
 
     // A long scheduled backup, then a fast shutdown.

@@ -1,6 +1,7 @@
 //! The archive on disk: ids, manifest, writer, verification, retention. No PostgreSQL here.
 
 pub mod compression;
+pub mod hashing;
 pub mod id;
 pub mod manifest;
 pub mod retention;

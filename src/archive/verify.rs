@@ -6,9 +6,8 @@ use std::fs::{self, File};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::compression::Compression;
+use super::hashing::HashingReader;
 use super::manifest::{self, DataFile, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use super::rows::{CopyTextCounter, CsvCounter, JsonLinesCounter, RowCounter, ScriptCounter};
 
@@ -186,12 +185,8 @@ fn check_data_file(
             }
         }
     };
-    let mut hashing = HashingReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let parsed = if deep {
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+    let parsed = deep.then(|| {
         let mut counter = counter_for(manifest, f);
         let result = match compression {
             Compression::None => consume(counter.as_mut(), &mut hashing),
@@ -200,27 +195,25 @@ fn check_data_file(
                 &mut flate2::read::GzDecoder::new(&mut hashing),
             ),
         };
-        // Hash whatever the decoder did not need (e.g. trailing garbage) too.
-        let _ = std::io::copy(&mut hashing, &mut std::io::sink());
-        Some(result.and_then(|()| counter.finish()))
-    } else {
-        if let Err(e) = std::io::copy(&mut hashing, &mut std::io::sink()) {
+        result.and_then(|()| counter.finish())
+    });
+    let (actual, bytes) = match hashing.finish() {
+        Ok(done) => done,
+        Err(e) => {
             return FileCheck {
                 detail: Some(e.to_string()),
                 status: FileStatus::Corrupt,
                 ..row
-            };
+            }
         }
-        None
     };
-    let actual = manifest::hex(&hashing.hasher.finalize());
-    row.bytes = Some(hashing.bytes);
+    row.bytes = Some(bytes);
     row.actual_sha256 = Some(actual.clone());
     if actual != f.sha256 {
         row.status = FileStatus::ChecksumMismatch;
         row.detail = Some(format!(
             "table {}.{}: {} bytes on disk, {} in the manifest",
-            f.schema, f.table, hashing.bytes, f.bytes
+            f.schema, f.table, bytes, f.bytes
         ));
         return row;
     }
@@ -239,21 +232,6 @@ fn check_data_file(
         _ => {}
     }
     row
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }
 
 /// Every file under `dir`, relative, with `/` separators (for the unexpected-file check).

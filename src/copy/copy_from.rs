@@ -15,11 +15,10 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use pgrx::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::CopyFormat;
 use crate::archive::compression::Compression;
-use crate::archive::manifest;
+use crate::archive::hashing::HashingReader;
 use crate::error::{BackupError, Result};
 
 const CHUNK: usize = 256 << 10;
@@ -38,20 +37,6 @@ thread_local! {
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
-/// Hashes the compressed bytes as they are read.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// The feeder: read, hash, decompress, send. Returns the file's SHA-256. Never calls into
 /// PostgreSQL; stops when the receiver is gone (the backend hit an error).
 fn feed(
@@ -59,11 +44,7 @@ fn feed(
     compression: Compression,
     tx: SyncSender<Vec<u8>>,
 ) -> std::io::Result<String> {
-    let file = BufReader::with_capacity(1 << 20, File::open(&path)?);
-    let mut hashing = Hashing {
-        inner: file,
-        hasher: Sha256::new(),
-    };
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
     let send_all = |r: &mut dyn Read| -> std::io::Result<bool> {
         loop {
             let mut chunk = vec![0u8; CHUNK];
@@ -94,9 +75,7 @@ fn feed(
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }
-    // Hash whatever the decoder did not need, so the checksum covers the whole file.
-    std::io::copy(&mut hashing, &mut std::io::sink())?;
-    Ok(manifest::hex(&hashing.hasher.finalize()))
+    Ok(hashing.finish()?.0)
 }
 
 #[pg_guard]

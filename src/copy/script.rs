@@ -5,17 +5,15 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
-
 use super::copy_from::NextChunk;
 use crate::archive::compression::Compression;
-use crate::archive::manifest;
+use crate::archive::hashing::HashingReader;
 use crate::error::{BackupError, Result};
 
 const CHUNK: usize = 256 << 10;
@@ -30,19 +28,6 @@ pub struct ScriptReader {
     in_block: Rc<Cell<bool>>,
     handle: JoinHandle<std::io::Result<String>>,
     path: PathBuf,
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 fn split_blocks(r: &mut dyn BufRead, tx: &SyncSender<Msg>) -> std::io::Result<bool> {
@@ -79,10 +64,7 @@ fn split_blocks(r: &mut dyn BufRead, tx: &SyncSender<Msg>) -> std::io::Result<bo
 }
 
 fn feed(path: PathBuf, compression: Compression, tx: SyncSender<Msg>) -> std::io::Result<String> {
-    let mut hashing = Hashing {
-        inner: BufReader::with_capacity(1 << 20, File::open(&path)?),
-        hasher: Sha256::new(),
-    };
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
     let finished = match compression {
         Compression::None => split_blocks(&mut BufReader::new(&mut hashing), &tx)?,
         Compression::Gzip(_) => split_blocks(
@@ -93,8 +75,7 @@ fn feed(path: PathBuf, compression: Compression, tx: SyncSender<Msg>) -> std::io
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }
-    std::io::copy(&mut hashing, &mut std::io::sink())?;
-    Ok(manifest::hex(&hashing.hasher.finalize()))
+    Ok(hashing.finish()?.0)
 }
 
 impl ScriptReader {

@@ -234,7 +234,15 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         return Ok(out);
     }
 
-    let outcome = subtransaction::run(|| apply(&manifest, &dir, compression, opts, &scope, &plan));
+    let job = Job {
+        manifest: &manifest,
+        dir: &dir,
+        compression,
+        opts,
+        scope: &scope,
+        plan: &plan,
+    };
+    let outcome = subtransaction::run(|| apply(&job));
     match outcome {
         Ok(Ok(out)) => {
             let rows: i64 = out.iter().filter_map(|r| r.3).sum();
@@ -405,21 +413,24 @@ fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
     }
 }
 
-fn apply(
-    manifest: &Manifest,
-    dir: &std::path::Path,
+/// Everything one restore works from.
+struct Job<'a> {
+    manifest: &'a Manifest,
+    dir: &'a std::path::Path,
     compression: Compression,
-    opts: &RestoreOptions,
-    scope: &Scope,
-    plan: &Plan,
-) -> Result<Vec<Row>> {
+    opts: &'a RestoreOptions,
+    scope: &'a Scope,
+    plan: &'a Plan,
+}
+
+fn apply(job: &Job) -> Result<Vec<Row>> {
     let mut steps = Steps {
-        on_error: opts.on_error,
+        on_error: job.opts.on_error,
         out: Vec::new(),
     };
     // Function bodies may name tables that come later, as in pg_restore.
     Spi::run("SELECT set_config('check_function_bodies', 'off', true)")?;
-    if let Some((_, to)) = &scope.target {
+    if let Some((_, to)) = &job.scope.target {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
         steps.run(
             to.clone(),
@@ -429,7 +440,7 @@ fn apply(
             sql_step(sql),
         )?;
     }
-    for t in plan.tables.iter().filter(|t| t.action == Action::Drop) {
+    for t in job.plan.tables.iter().filter(|t| t.action == Action::Drop) {
         let sql = format!("DROP TABLE {} CASCADE", quoted(&t.schema, &t.name));
         steps.run(
             t.object(),
@@ -440,18 +451,22 @@ fn apply(
         )?;
     }
 
-    if !opts.data_only {
-        for item in manifest.pre_data.iter().filter(|i| scope.wants(i)) {
+    if !job.opts.data_only {
+        for item in job.manifest.pre_data.iter().filter(|i| job.scope.wants(i)) {
             let object = qualified(&item.schema, &item.name);
             if item.kind == "table" {
                 let schema = item.schema.as_deref().unwrap_or_default();
-                if let Some(t) = plan.of(schema, &item.name).filter(|t| t.action.runs_ddl()) {
+                if let Some(t) = job
+                    .plan
+                    .of(schema, &item.name)
+                    .filter(|t| t.action.runs_ddl())
+                {
                     steps.run(
                         t.object(),
                         "table",
                         "create",
                         Tolerate::Nothing,
-                        sql_step(scope.sql(item)),
+                        sql_step(job.scope.sql(item)),
                     )?;
                 }
                 continue;
@@ -462,28 +477,28 @@ fn apply(
                 &item.kind,
                 "create",
                 Tolerate::Duplicates,
-                sql_step(scope.sql(item)),
+                sql_step(job.scope.sql(item)),
             )?;
         }
     }
 
-    if !opts.schema_only {
-        load_data(manifest, dir, compression, opts, scope, plan, &mut steps)?;
+    if !job.opts.schema_only {
+        load_data(job, &mut steps)?;
     }
 
-    let dangling = dangling_foreign_keys(manifest, scope)?;
-    for item in manifest.post_data.iter().filter(|i| scope.wants(i)) {
+    let dangling = dangling_foreign_keys(job.manifest, job.scope)?;
+    for item in job.manifest.post_data.iter().filter(|i| job.scope.wants(i)) {
         let wanted = if item.kind == "sequence_set" {
-            !opts.schema_only
+            !job.opts.schema_only
         } else {
-            !opts.data_only
+            !job.opts.data_only
         };
         if !wanted {
             continue;
         }
         // Indexes, constraints ... of a table that was kept as it is already exist; its
         // sequence is reset only when its rows were replaced.
-        if let Some(t) = item.table.as_deref().and_then(|q| plan.of_quoted(q)) {
+        if let Some(t) = item.table.as_deref().and_then(|q| job.plan.of_quoted(q)) {
             let keep = if item.kind == "sequence_set" {
                 matches!(t.action, Action::Skip | Action::Append)
             } else {
@@ -508,23 +523,16 @@ fn apply(
             &item.kind,
             "create",
             tolerate,
-            sql_step(scope.sql(item)),
+            sql_step(job.scope.sql(item)),
         )?;
     }
     Ok(steps.out)
 }
 
-fn load_data(
-    manifest: &Manifest,
-    dir: &std::path::Path,
-    compression: Compression,
-    opts: &RestoreOptions,
-    scope: &Scope,
-    plan: &Plan,
-    steps: &mut Steps,
-) -> Result<()> {
+fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     // One TRUNCATE for all, so foreign keys among the restored tables do not block it.
-    let truncate: Vec<String> = plan
+    let truncate: Vec<String> = job
+        .plan
         .tables
         .iter()
         .filter(|t| t.action == Action::Truncate)
@@ -540,7 +548,7 @@ fn load_data(
             sql_step(sql),
         )?;
     }
-    let previous_role = if opts.disable_triggers {
+    let previous_role = if job.opts.disable_triggers {
         // User triggers and foreign key checks stay off while rows load (superuser setting;
         // restore runs as the extension owner).
         let old = Spi::get_one::<String>("SELECT current_setting('session_replication_role')")?;
@@ -549,23 +557,24 @@ fn load_data(
     } else {
         None
     };
-    let script = match manifest.files.iter().find(|f| f.is_script()) {
+    let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
-            ScriptReader::open(&dir.join(&f.path), compression)?,
+            ScriptReader::open(&job.dir.join(&f.path), job.compression)?,
             f.sha256.clone(),
         )),
         None => None,
     };
-    for unit in data_units(manifest, dir) {
+    for unit in data_units(job.manifest, job.dir) {
         let reader = script.as_ref().map(|(r, _)| r);
         let wanted = if unit.large_objects {
-            scope.full
+            job.scope.full
         } else {
-            plan.of(&unit.schema, &unit.table)
+            job.plan
+                .of(&unit.schema, &unit.table)
                 .is_some_and(|t| t.action.loads_data())
         };
         if !wanted {
-            if let Some(t) = plan.of(&unit.schema, &unit.table) {
+            if let Some(t) = job.plan.of(&unit.schema, &unit.table) {
                 steps.note(row(
                     t.object(),
                     "table_data",
@@ -586,10 +595,11 @@ fn load_data(
                 "large_object_data",
                 "create",
                 Tolerate::Nothing,
-                || restore_large_objects(&unit, compression, reader).map(Some),
+                || restore_large_objects(&unit, job.compression, reader).map(Some),
             )?;
         } else {
-            let t = plan
+            let t = job
+                .plan
                 .of(&unit.schema, &unit.table)
                 .expect("wanted tables are planned");
             let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
@@ -598,10 +608,10 @@ fn load_data(
                     BackupError::unknown(format!("table {object} does not exist and the backup has no definition for it"))
                         .with_hint("Restore a backup that includes the schema first (this one is data_only).")
                 })?;
-                let rows = if manifest.format == "json" {
-                    load_json(&schema, &name, &unit, compression)?
+                let rows = if job.manifest.format == "json" {
+                    load_json(&schema, &name, &unit, job.compression)?
                 } else {
-                    load_rows(oid, &unit, compression, reader)?
+                    load_rows(oid, &unit, job.compression, reader)?
                 };
                 Ok(Some(rows as i64))
             })?;
