@@ -679,6 +679,13 @@ mod tests {
             Some("origin"),
             "triggers are back on after the load"
         );
+        // Settings restore changes for its own work do not outlive the call.
+        let bodies =
+            Spi::get_one::<String>("SELECT current_setting('check_function_bodies')").unwrap();
+        assert_eq!(bodies.as_deref(), Some("on"));
+        let level =
+            Spi::get_one::<String>("SELECT current_setting('client_min_messages')").unwrap();
+        assert_ne!(level.as_deref(), Some("warning"));
     }
 
     #[pg_test]

@@ -60,25 +60,33 @@ pub struct PinnedSearchPath {
 
 impl PinnedSearchPath {
     fn new() -> Self {
-        unsafe {
-            let nest_level = pg_sys::NewGUCNestLevel();
-            let context = if pg_sys::superuser() {
-                pg_sys::GucContext::PGC_SUSET
-            } else {
-                pg_sys::GucContext::PGC_USERSET
-            };
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                PINNED_SEARCH_PATH.as_ptr(),
-                context,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            PinnedSearchPath { nest_level }
-        }
+        let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+        set_for_call(c"search_path", PINNED_SEARCH_PATH);
+        PinnedSearchPath { nest_level }
+    }
+}
+
+/// Set a setting for the rest of this SQL function call only: like a function's `SET`
+/// clause, the caller's value comes back when the call returns (the Caller's nest level
+/// ends) or its transaction aborts. `SET LOCAL` would last to the end of the caller's
+/// transaction instead.
+pub fn set_for_call(name: &std::ffi::CStr, value: &std::ffi::CStr) {
+    unsafe {
+        let context = if pg_sys::superuser() {
+            pg_sys::GucContext::PGC_SUSET
+        } else {
+            pg_sys::GucContext::PGC_USERSET
+        };
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
     }
 }
 

@@ -28,7 +28,7 @@ use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
-use crate::security::Caller;
+use crate::security::{self, Caller};
 use crate::subtransaction;
 use plan::{Action, Existing, OnError, PlannedTable};
 use scope::{quoted, Scope};
@@ -429,7 +429,9 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
         out: Vec::new(),
     };
     // Function bodies may name tables that come later, as in pg_restore.
-    Spi::run("SELECT set_config('check_function_bodies', 'off', true)")?;
+    security::set_for_call(c"check_function_bodies", c"off");
+    // "schema ... already exists, skipping" and the like: the result rows say what happened.
+    security::set_for_call(c"client_min_messages", c"warning");
     if let Some((_, to)) = &job.scope.target {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
         steps.run(
@@ -548,15 +550,11 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
             sql_step(sql),
         )?;
     }
-    let previous_role = if job.opts.disable_triggers {
-        // User triggers and foreign key checks stay off while rows load (superuser setting;
-        // restore runs as the extension owner).
-        let old = Spi::get_one::<String>("SELECT current_setting('session_replication_role')")?;
-        Spi::run("SELECT set_config('session_replication_role', 'replica', true)")?;
-        old
-    } else {
-        None
-    };
+    if job.opts.disable_triggers {
+        // User triggers and foreign key checks stay off while rows load, and only then
+        // (a superuser setting; restore runs as the extension owner).
+        security::set_for_call(c"session_replication_role", c"replica");
+    }
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
             ScriptReader::open(&job.dir.join(&f.path), job.compression)?,
@@ -623,11 +621,8 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     if let Some((reader, sha)) = script {
         reader.finish(&sha)?;
     }
-    if let Some(old) = previous_role {
-        Spi::run_with_args(
-            "SELECT set_config('session_replication_role', $1, true)",
-            &[old.into()],
-        )?;
+    if job.opts.disable_triggers {
+        security::set_for_call(c"session_replication_role", c"origin");
     }
     Ok(())
 }
