@@ -774,4 +774,85 @@ mod tests {
             .unwrap()
             .starts_with("checksum_mismatch"));
     }
+
+    #[pg_test]
+    fn partitions_come_with_their_parent_and_drop_and_truncate_touch_only_the_restore() {
+        Spi::run(
+            "CREATE SCHEMA s_part;
+             CREATE TABLE s_part.ev (id int, at date) PARTITION BY RANGE (at);
+             CREATE TABLE s_part.ev_2024 PARTITION OF s_part.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+             CREATE TABLE s_part.ev_2025 PARTITION OF s_part.ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+             INSERT INTO s_part.ev SELECT g, date '2024-01-01' + g FROM generate_series(0, 699) g;
+             CREATE TABLE s_part.base (id int);
+             CREATE TABLE s_part.kid (extra text) INHERITS (s_part.base);
+             INSERT INTO s_part.base VALUES (1); INSERT INTO s_part.kid VALUES (2, 'x');
+             CREATE SEQUENCE s_part.standalone;",
+        )
+        .unwrap();
+        let (id, _) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_part}', label => 'part')",
+        );
+        Spi::run("DROP SCHEMA s_part CASCADE").unwrap();
+        // Asking for the parent brings its partitions and their rows.
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', tables => '{{s_part.ev}}')"
+        ))
+        .unwrap();
+        assert_eq!(count("SELECT count(*) FROM s_part.ev"), 700);
+        assert_eq!(
+            count("SELECT count(*) FROM pg_inherits WHERE inhparent = 's_part.ev'::regclass"),
+            2
+        );
+        // drop recreates the whole tree (the parent's DROP takes its partitions along).
+        Spi::run("DELETE FROM s_part.ev WHERE id < 100").unwrap();
+        Spi::run(&format!("SELECT * FROM backup.restore('{id}', tables => '{{s_part.ev}}', existing => 'drop', confirm => true)")).unwrap();
+        assert_eq!(count("SELECT count(*) FROM s_part.ev"), 700);
+        // Back comes the rest of the schema (existing tables kept).
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', schemas => '{{s_part}}', existing => 'skip')"
+        ))
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM s_part.base"),
+            2,
+            "base and its child kid"
+        );
+        // truncate empties ONLY the tables whose rows come back: a child of base created after
+        // the backup keeps its rows.
+        Spi::run("CREATE TABLE s_part.kid2 (z int) INHERITS (s_part.base); INSERT INTO s_part.kid2 VALUES (9, 9)").unwrap();
+        Spi::run(&format!("SELECT * FROM backup.restore('{id}', tables => '{{s_part.base}}', existing => 'truncate', confirm => true)")).unwrap();
+        assert_eq!(count("SELECT count(*) FROM s_part.kid2"), 1);
+        assert_eq!(count("SELECT count(*) FROM ONLY s_part.base"), 1);
+        // A standalone sequence that already exists keeps its value under 'skip'.
+        Spi::run("SELECT setval('s_part.standalone', 500)").unwrap();
+        Spi::run(&format!(
+            "SELECT * FROM backup.restore('{id}', schemas => '{{s_part}}', existing => 'skip')"
+        ))
+        .unwrap();
+        assert_eq!(count("SELECT last_value FROM s_part.standalone"), 500);
+    }
+
+    #[pg_test]
+    fn a_sql_script_block_stays_with_its_table_when_one_fails() {
+        make_sample("s_blk");
+        let (id, _) = one_backup("SELECT backup_id, path FROM backup.create(tables => '{s_blk.people, s_blk.orders}', data_only => true, format => 'sql', label => 'blk')");
+        // people is gone: its rows cannot load; orders must still get its own rows.
+        Spi::run("DROP TABLE s_blk.people CASCADE; TRUNCATE s_blk.orders").unwrap();
+        let rows = Spi::get_one::<String>(&format!(
+            "SELECT string_agg(object || ' ' || status, ',' ORDER BY object) FROM backup.restore('{id}', existing => 'append', on_error => 'continue') WHERE kind = 'table_data'"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(rows, "s_blk.orders ok,s_blk.people failed");
+        assert_eq!(count("SELECT count(*) FROM s_blk.orders"), 2000);
+        assert_eq!(
+            count("SELECT count(*) FROM s_blk.orders WHERE total >= 0"),
+            2000
+        );
+        // Unknown backups are not deleted, even if a folder of that name existed.
+        assert_eq!(
+            sqlstate_of("SELECT backup.delete('20200101T000000.000000Z-none')"),
+            "ERRCODE_UNDEFINED_OBJECT"
+        );
+    }
 }

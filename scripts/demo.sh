@@ -27,10 +27,10 @@ echo "== SELECT * FROM backup.verify();"
 psql -d shop -c "SELECT backup_id, file, status, bytes FROM backup.verify()"
 echo "== SELECT * FROM backup.backups;"
 psql -d shop -x -c "SELECT id, status, kind, compression, table_count, row_count, bytes, finished_at - started_at AS took, path FROM backup.backups"
-echo "== restore it into a new database: CREATE EXTENSION; SELECT backup.rescan(); SELECT * FROM backup.restore(id);"
+echo "== restore it into a new database: CREATE EXTENSION pg_backup; SELECT * FROM backup.restore(id);"
 psql -q -d postgres -c "CREATE DATABASE shop_copy"
 psql -q -d shop_copy -c "CREATE EXTENSION pg_backup"
-id=$(psql -Atq -d shop_copy -c "SELECT * FROM backup.rescan() LIMIT 1")
+id=$(psql -Atq -d shop -c "SELECT id FROM backup.backups WHERE label = 'demo'")
 psql -d shop_copy -c "SELECT object, kind, action, rows, status FROM backup.restore('$id') WHERE kind IN ('table', 'table_data', 'view')"
 psql -d shop_copy -c "SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM big_spenders) AS big_spenders"
 echo "== the archive on disk"

@@ -20,7 +20,7 @@ pub struct Caller {
 
 pub fn enter() -> Result<Caller> {
     let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
+        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
             .unwrap_or_default();
     let role = unsafe {
         let oid = pg_sys::GetOuterUserId();
@@ -43,7 +43,7 @@ pub fn enter() -> Result<Caller> {
 /// For background workers: a named role for the history, the session's search_path pinned.
 pub fn enter_as(role: &str) -> Result<Caller> {
     let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::text[]")?
+        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
             .unwrap_or_default();
     Ok(Caller {
         schemas,

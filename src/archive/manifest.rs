@@ -40,6 +40,9 @@ pub struct Manifest {
 /// One COPY block of a sql-format script.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScriptTable {
+    /// The block's first line, exactly as in the script (`COPY ... FROM stdin;`): blocks are
+    /// found by it, in order, so DDL text that looks like a COPY line is never taken for one.
+    pub header: String,
     pub schema: String,
     pub table: String,
     pub columns: Vec<String>,
@@ -59,7 +62,8 @@ pub struct DdlItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     pub sql: String,
-    /// For foreign keys: the table they reference (quoted `schema.name`).
+    /// For foreign keys: the table they reference; for tables: their parent (partitioned or
+    /// inherited); as quoted `schema.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub references: Option<String>,
 }
@@ -100,6 +104,13 @@ impl Manifest {
                 m.backup_id, m.format_version, FORMAT_VERSION
             ))
             .with_hint("Upgrade pg_backup (ALTER EXTENSION pg_backup UPDATE) to read it."));
+        }
+        // Paths become file names under the backup folder: only the shapes pg_backup writes.
+        if let Some(f) = m.files.iter().find(|f| !is_archive_path(&f.path)) {
+            return Err(BackupError::corrupt(format!(
+                "manifest.json lists an unexpected file path \"{}\"",
+                f.path.escape_default()
+            )));
         }
         Ok(m)
     }
@@ -142,6 +153,23 @@ impl DataFile {
     pub fn is_script(&self) -> bool {
         self.kind.as_deref() == Some(SQL_SCRIPT)
     }
+}
+
+/// `data/NNNNN.{copy,csv,json}[.gz]` or `backup.sql[.gz]`: never absolute, never `..`.
+pub fn is_archive_path(path: &str) -> bool {
+    let path = path.strip_suffix(".gz").unwrap_or(path);
+    if path == "backup.sql" {
+        return true;
+    }
+    let Some(name) = path.strip_prefix("data/") else {
+        return false;
+    };
+    let Some((num, ext)) = name.split_once('.') else {
+        return false;
+    };
+    num.len() == 5
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && matches!(ext, "copy" | "csv" | "json")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -218,6 +246,35 @@ mod tests {
         let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(m, back);
         assert_eq!(back.total_rows(), 2);
+    }
+
+    #[test]
+    fn file_paths_are_only_the_ones_pg_backup_writes() {
+        for ok in [
+            "data/00001.copy.gz",
+            "data/00002.csv",
+            "data/12345.json.gz",
+            "backup.sql.gz",
+        ] {
+            assert!(is_archive_path(ok), "{ok}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "data/../../x.copy",
+            "data/1.copy",
+            "data/00001.exe",
+            "data/00001.copy/..",
+            "",
+        ] {
+            assert!(!is_archive_path(bad), "{bad}");
+        }
+        let mut m = sample();
+        m.files[0].path = "../../etc/passwd".into();
+        assert_eq!(
+            Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
+            "XX001"
+        );
     }
 
     #[test]

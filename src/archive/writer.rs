@@ -73,8 +73,9 @@ impl ArchiveWriter {
     }
 
     /// Write the manifest and its checksum, fsync everything, and rename into place.
-    /// Returns the manifest's SHA-256.
-    pub fn finish(self, manifest: &Manifest) -> Result<String> {
+    /// Returns the manifest's SHA-256 and, if fsync of the parent folder failed after the
+    /// rename, why (the archive is complete; only the rename's durability is in doubt).
+    pub fn finish(self, manifest: &Manifest) -> Result<(String, Option<String>)> {
         let json = manifest.to_json();
         let sha_line = manifest::manifest_sha_line(&json);
         write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_FILE), &json)?;
@@ -86,10 +87,15 @@ impl ArchiveWriter {
         fsync_dir(&self.tmp_dir)?;
         fs::rename(&self.tmp_dir, &self.final_dir)
             .map_err(|e| BackupError::io("rename", &self.tmp_dir, e))?;
-        if let Some(parent) = self.final_dir.parent() {
-            fsync_dir(parent)?;
-        }
-        Ok(manifest::sha256_hex(&json))
+        // The archive is complete once renamed: a failed fsync of the parent folder only
+        // risks the rename itself on a crash, so it is reported, not turned into a failure
+        // that would leave a complete archive behind a failed row.
+        let warning = self
+            .final_dir
+            .parent()
+            .and_then(|parent| fsync_dir(parent).err())
+            .map(|e| e.to_string());
+        Ok((manifest::sha256_hex(&json), warning))
     }
 
     /// Remove the temporary folder of a backup that failed.

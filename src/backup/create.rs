@@ -10,7 +10,7 @@ use super::options::CreateOptions;
 use super::select::{self, Selection};
 use crate::archive::id;
 use crate::archive::manifest::{
-    DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, SQL_SCRIPT,
+    DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
@@ -39,6 +39,7 @@ pub struct Summary {
 struct InFlight {
     id: String,
     tmp_dir: PathBuf,
+    final_dir: PathBuf,
 }
 static IN_FLIGHT: Mutex<Option<InFlight>> = Mutex::new(None);
 static EXIT_CALLBACK: std::sync::Once = std::sync::Once::new();
@@ -47,6 +48,10 @@ static EXIT_CALLBACK: std::sync::Once = std::sync::Once::new();
 unsafe extern "C-unwind" fn on_backend_exit(_code: i32, _arg: pg_sys::Datum) {
     let taken = IN_FLIGHT.lock().ok().and_then(|mut g| g.take());
     if let Some(f) = taken {
+        // Renamed into place means complete: leave it; the next sweep records it as completed.
+        if f.final_dir.join(MANIFEST_FILE).exists() {
+            return;
+        }
         ArchiveWriter::abandon(&f.tmp_dir);
         history::record_exit(
             &f.id,
@@ -64,14 +69,54 @@ fn set_in_flight(v: Option<InFlight>) {
     }
 }
 
-/// Mark as failed the `running` rows whose backend is gone (server crash, kill -9).
+/// Settle the `running` rows whose backend is gone (server crash, kill -9, a termination
+/// that came too late for the exit callback): an archive that reached its final name is
+/// complete and recorded as completed; anything else is failed and its partial folder removed.
 pub fn sweep_dead_runs() -> Result<()> {
-    Spi::run(
-        "UPDATE backup.backups b SET status = 'failed', finished_at = coalesce(b.finished_at, now()), pid = NULL,
-                error = coalesce(b.error, 'backend exited before the backup finished')
-         WHERE b.status = 'running'
-           AND (b.pid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.pid))",
-    )?;
+    let dead: Vec<String> = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT b.id FROM backup.backups b
+             WHERE b.status = 'running'
+               AND (b.pid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.pid))",
+            None,
+            &[],
+        )?;
+        let mut v = Vec::new();
+        for r in rows {
+            v.push(r.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok::<_, BackupError>(v)
+    })?;
+    let base = guc::directory();
+    for id in dead.into_iter().filter(|id| id::validate(id).is_ok()) {
+        let dir = base.join(&id);
+        let manifest = std::fs::read(dir.join(MANIFEST_FILE))
+            .ok()
+            .and_then(|b| Manifest::from_json(&b).ok().map(|m| (m, b)));
+        match manifest {
+            Some((m, json)) => Spi::run_with_args(
+                "UPDATE backup.backups SET status = 'completed', finished_at = coalesce(finished_at, now()), pid = NULL,
+                        progress = NULL, table_count = $2, row_count = $3, bytes = $4, manifest_sha256 = $5
+                 WHERE id = $1 AND status = 'running'",
+                &[
+                    id.clone().into(),
+                    (m.files.len() as i32).into(),
+                    (m.total_rows() as i64).into(),
+                    (dir_size(&dir) as i64).into(),
+                    crate::archive::manifest::sha256_hex(&json).into(),
+                ],
+            )?,
+            None => {
+                ArchiveWriter::abandon(&base.join(format!("{TMP_PREFIX}{id}")));
+                Spi::run_with_args(
+                    "UPDATE backup.backups SET status = 'failed', finished_at = coalesce(finished_at, now()), pid = NULL,
+                            progress = NULL, error = coalesce(error, 'backend exited before the backup finished')
+                     WHERE id = $1 AND status = 'running'",
+                    &[id.into()],
+                )?
+            }
+        }
+    }
     Ok(())
 }
 
@@ -107,6 +152,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
     set_in_flight(Some(InFlight {
         id: id.clone(),
         tmp_dir: tmp_dir.clone(),
+        final_dir: base.join(&id),
     }));
 
     let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &mut row));
@@ -238,7 +284,10 @@ fn write_archive(
         files,
         script_tables,
     };
-    let sha = writer.finish(&manifest)?;
+    let (sha, warning) = writer.finish(&manifest)?;
+    if let Some(w) = warning {
+        pgrx::warning!("pg_backup: backup {id} is complete, but {w}");
+    }
     Ok((manifest, sha))
 }
 
@@ -408,14 +457,13 @@ fn write_script(
                     .join(", ")
             )
         };
-        w.write_text(&format!(
-            "\nCOPY {}{list} FROM stdin;\n",
-            quoted(&t.schema, &t.name)
-        ))?;
+        let header = format!("COPY {}{list} FROM stdin;", quoted(&t.schema, &t.name));
+        w.write_text(&format!("\n{header}\n"))?;
         let rows = w.copy(CopySource::Table(t.oid), CopyFormat::Text)?;
         w.write_text("\\.\n")?;
         verbose(opts, t, rows, "");
         blocks.push(ScriptTable {
+            header,
             schema: t.schema.clone(),
             table: t.name.clone(),
             columns,
@@ -424,10 +472,11 @@ fn write_script(
         });
     }
     if large_objects {
+        let header = "COPY pg_backup_lo_pages (loid, pageno, data) FROM stdin;".to_string();
         w.write_text(
-            "\nCREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea);\n\
-             COPY pg_backup_lo_pages (loid, pageno, data) FROM stdin;\n",
+            "\nCREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea);\n",
         )?;
+        w.write_text(&format!("{header}\n"))?;
         let rows = w.copy(CopySource::Query(ddl::LARGE_OBJECT_PAGES), CopyFormat::Text)?;
         w.write_text(
             "\\.\n\
@@ -435,6 +484,7 @@ fn write_script(
              DROP TABLE pg_backup_lo_pages;\n",
         )?;
         blocks.push(ScriptTable {
+            header,
             schema: "pg_catalog".into(),
             table: "pg_largeobject".into(),
             columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),

@@ -9,6 +9,7 @@ use crate::archive::id;
 use crate::archive::manifest::{self, Manifest};
 use crate::archive::retention::{self, Candidate};
 use crate::archive::verify::{self, FileCheck, FileStatus};
+use crate::catalog::autonomous;
 use crate::error::{BackupError, Result};
 use crate::guc;
 
@@ -68,16 +69,16 @@ pub fn delete(id: &str) -> Result<bool> {
         return Err(BackupError::confirm(format!("backup \"{id}\" is still running"))
             .with_hint("Wait for it to finish, or cancel it with pg_cancel_backend(pid) from backup.progress."));
     }
-    if status.is_none() && !dir.exists() {
+    // Only backups this database knows: the directory is shared by every database of the
+    // cluster, and another database's archives are not ours to remove.
+    if status.is_none() {
         return Err(unknown_backup(id));
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| BackupError::io("remove", &dir, e))?;
     }
-    Spi::run_with_args(
-        "UPDATE backup.backups SET status = 'deleted' WHERE id = $1 AND status <> 'deleted'",
-        &[id.into()],
-    )?;
+    // The files are gone whatever the caller's transaction does next: so is the row's claim.
+    autonomous::execute_or_inline("backup_mark_deleted", &serde_json::json!({ "id": id }));
     Ok(true)
 }
 
@@ -137,6 +138,7 @@ pub fn prune(
 pub fn rescan() -> Result<Vec<String>> {
     let base = guc::directory();
     let mut found = Vec::new();
+    let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
     let Ok(entries) = std::fs::read_dir(&base) else {
         return Ok(found);
     };
@@ -160,6 +162,10 @@ pub fn rescan() -> Result<Vec<String>> {
             );
             continue;
         };
+        if m.database != current_db {
+            // Another database's archive (the directory is shared by the cluster).
+            continue;
+        }
         if m.backup_id != name {
             pgrx::warning!(
                 "pg_backup: {} holds backup {}; not registered",

@@ -30,6 +30,10 @@ const STATEMENTS: &[(&str, &str)] = &[
          WHERE id = $1->>'id' AND status = 'running'",
     ),
     (
+        "backup_mark_deleted",
+        "UPDATE backup.backups SET status = 'deleted' WHERE id = $1->>'id' AND status <> 'deleted'",
+    ),
+    (
         "restore_upsert",
         "INSERT INTO backup.restores SELECT * FROM jsonb_populate_record(NULL::backup.restores, $1)
          ON CONFLICT (id) DO UPDATE SET

@@ -30,17 +30,29 @@ pub struct ScriptReader {
     path: PathBuf,
 }
 
-fn split_blocks(r: &mut dyn BufRead, tx: &SyncSender<Msg>) -> std::io::Result<bool> {
+/// Send the rows of each block, found by its exact header line, in the order of `headers`.
+fn split_blocks(
+    r: &mut dyn BufRead,
+    headers: &[String],
+    tx: &SyncSender<Msg>,
+) -> std::io::Result<bool> {
     let mut line = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut in_block = false;
+    let mut next = 0;
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(true);
         }
         if !in_block {
-            in_block = line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n");
+            if headers
+                .get(next)
+                .is_some_and(|h| line.strip_suffix(b"\n") == Some(h.as_bytes()))
+            {
+                in_block = true;
+                next += 1;
+            }
             continue;
         }
         if line == b"\\.\n" {
@@ -63,12 +75,18 @@ fn split_blocks(r: &mut dyn BufRead, tx: &SyncSender<Msg>) -> std::io::Result<bo
     }
 }
 
-fn feed(path: PathBuf, compression: Compression, tx: SyncSender<Msg>) -> std::io::Result<String> {
+fn feed(
+    path: PathBuf,
+    compression: Compression,
+    headers: Vec<String>,
+    tx: SyncSender<Msg>,
+) -> std::io::Result<String> {
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
     let finished = match compression {
-        Compression::None => split_blocks(&mut BufReader::new(&mut hashing), &tx)?,
+        Compression::None => split_blocks(&mut BufReader::new(&mut hashing), &headers, &tx)?,
         Compression::Gzip(_) => split_blocks(
             &mut BufReader::with_capacity(1 << 20, flate2::read::GzDecoder::new(&mut hashing)),
+            &headers,
             &tx,
         )?,
     };
@@ -79,12 +97,16 @@ fn feed(path: PathBuf, compression: Compression, tx: SyncSender<Msg>) -> std::io
 }
 
 impl ScriptReader {
-    pub fn open(path: &Path, compression: Compression) -> Result<ScriptReader> {
+    pub fn open(
+        path: &Path,
+        compression: Compression,
+        headers: Vec<String>,
+    ) -> Result<ScriptReader> {
         let (tx, rx) = sync_channel::<Msg>(8);
         let p = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("pg_backup script".into())
-            .spawn(move || feed(p, compression, tx))
+            .spawn(move || feed(p, compression, headers, tx))
             .map_err(|e| BackupError::io("start reader thread for", path, e))?;
         Ok(ScriptReader {
             rx: Rc::new(rx),
@@ -94,9 +116,14 @@ impl ScriptReader {
         })
     }
 
-    /// The rows of the next block, for COPY.
-    pub fn block(&self) -> NextChunk {
+    /// Start the next block: from here on it is consumed whatever happens (loaded, skipped,
+    /// or left half-read by a failed COPY), so the next block is always the next one.
+    pub fn begin_block(&self) {
         self.in_block.set(true);
+    }
+
+    /// The rows of the current block, for COPY.
+    pub fn block(&self) -> NextChunk {
         let (rx, in_block) = (self.rx.clone(), self.in_block.clone());
         Box::new(move || {
             if !in_block.get() {
@@ -112,17 +139,10 @@ impl ScriptReader {
         })
     }
 
-    /// Skip the rest of the current block (all of it, if it was not read).
-    pub fn skip_block(&self) {
-        let mut next = self.block();
-        while next().is_some() {}
-    }
-
-    /// After a block whose COPY failed half-way: drop what is left of it.
-    pub fn finish_block(&self) {
-        if self.in_block.get() {
-            self.skip_block();
-        }
+    /// Consume whatever is left of the current block.
+    pub fn end_block(&self) {
+        let mut rest = self.block();
+        while rest().is_some() {}
     }
 
     /// Read to the end and check the script's checksum.

@@ -16,8 +16,9 @@ pub struct Ddl {
     pub post_data: Vec<DdlItem>,
 }
 
-/// Queries whose rows carry a referenced table as a sixth column.
-const WITH_REFERENCES: &[&str] = &["foreign_key"];
+/// Queries whose rows carry a referenced table as a sixth column (a foreign key's target,
+/// a table's parent).
+const WITH_REFERENCES: &[&str] = &["foreign_key", "table"];
 
 fn run(queries: &[(&str, &str)], sel: &Selection) -> Result<Vec<DdlItem>> {
     let rels: Vec<pg_sys::Oid> = sel.relations.iter().map(|r| r.oid).collect();

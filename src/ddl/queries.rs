@@ -147,7 +147,11 @@ SELECT 'table', n.nspname, c.relname, NULL,
                              JOIN pg_namespace inn ON inn.oid = ic.relnamespace WHERE i.inhrelid = c.oid) || ')'
       ELSE '' END,
     CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid) ELSE '' END,
-    CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END)
+    CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END),
+  -- The parent of a partition or inheritance child, so a partial restore takes children along.
+  (SELECT format('%I.%I', pn2.nspname, pc2.relname) FROM pg_inherits i2
+   JOIN pg_class pc2 ON pc2.oid = i2.inhparent JOIN pg_namespace pn2 ON pn2.oid = pc2.relnamespace
+   WHERE i2.inhrelid = c.oid ORDER BY i2.inhseqno LIMIT 1)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits pi ON c.relispartition AND pi.inhrelid = c.oid

@@ -10,7 +10,7 @@ pub mod plan;
 pub mod retarget;
 pub mod scope;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
@@ -442,10 +442,47 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
             sql_step(sql),
         )?;
     }
-    for t in job.plan.tables.iter().filter(|t| t.action == Action::Drop) {
-        let sql = format!("DROP TABLE {} CASCADE", quoted(&t.schema, &t.name));
+    // One DROP for all, without CASCADE: partitions go with their parent, foreign keys among
+    // the dropped tables go with them, and anything outside the restore that depends on them
+    // stops the restore (nothing else is dropped behind the user's back).
+    let drop: Vec<String> = job
+        .plan
+        .tables
+        .iter()
+        .filter(|t| t.action == Action::Drop)
+        .map(|t| quoted(&t.schema, &t.name))
+        .collect();
+    if !drop.is_empty() {
+        // Views of the restore that are built on those tables are dropped too (the restore
+        // recreates them); views outside it still stop the DROP.
+        for (kind, what) in [("materialized_view", "MATERIALIZED VIEW"), ("view", "VIEW")] {
+            let views: Vec<String> = job
+                .manifest
+                .pre_data
+                .iter()
+                .filter(|i| i.kind == kind && job.scope.wants(i))
+                .map(|i| {
+                    quoted(
+                        job.scope
+                            .target_schema_of(i.schema.as_deref().unwrap_or_default()),
+                        &i.name,
+                    )
+                })
+                .collect();
+            if !views.is_empty() {
+                let sql = format!("DROP {what} IF EXISTS {}", views.join(", "));
+                steps.run(
+                    views.join(", "),
+                    kind,
+                    "drop",
+                    Tolerate::Nothing,
+                    sql_step(sql),
+                )?;
+            }
+        }
+        let sql = format!("DROP TABLE IF EXISTS {}", drop.join(", "));
         steps.run(
-            t.object(),
+            drop.join(", "),
             "table",
             "drop",
             Tolerate::Nothing,
@@ -453,6 +490,9 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
         )?;
     }
 
+    // Sequences that existed before this restore keep their values (unless their table's rows
+    // are replaced): setting one back could make new rows collide.
+    let mut kept_sequences: HashSet<String> = HashSet::new();
     if !job.opts.data_only {
         for item in job.manifest.pre_data.iter().filter(|i| job.scope.wants(i)) {
             let object = qualified(&item.schema, &item.name);
@@ -475,12 +515,15 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
             }
             // Types, functions, sequences, views ... that already exist are kept as they are.
             steps.run(
-                object,
+                object.clone(),
                 &item.kind,
                 "create",
                 Tolerate::Duplicates,
                 sql_step(job.scope.sql(item)),
             )?;
+            if item.kind == "sequence" && steps.out.last().is_some_and(|r| r.2 == "skip") {
+                kept_sequences.insert(object);
+            }
         }
     }
 
@@ -489,7 +532,21 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
     }
 
     let dangling = dangling_foreign_keys(job.manifest, job.scope)?;
-    for item in job.manifest.post_data.iter().filter(|i| job.scope.wants(i)) {
+    // Sequence values last: setval is not undone by a rollback, so it comes after everything
+    // that could still fail.
+    let (values, rest): (Vec<&DdlItem>, Vec<&DdlItem>) = job
+        .manifest
+        .post_data
+        .iter()
+        .filter(|i| job.scope.wants(i))
+        .partition(|i| i.kind == "sequence_set");
+    for item in rest.into_iter().chain(values) {
+        if item.kind == "sequence_set"
+            && item.table.is_none()
+            && kept_sequences.contains(&qualified(&item.schema, &item.name))
+        {
+            continue;
+        }
         let wanted = if item.kind == "sequence_set" {
             !job.opts.schema_only
         } else {
@@ -532,16 +589,23 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
 }
 
 fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
-    // One TRUNCATE for all, so foreign keys among the restored tables do not block it.
+    // One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
+    // the tables whose rows the backup holds (a parent's other children keep theirs).
+    let with_rows = job.manifest.data_tables();
     let truncate: Vec<String> = job
         .plan
         .tables
         .iter()
         .filter(|t| t.action == Action::Truncate)
+        .filter(|t| {
+            with_rows
+                .iter()
+                .any(|(s, n)| job.plan.of(s, n).is_some_and(|p| p == *t))
+        })
         .map(|t| quoted(&t.schema, &t.name))
         .collect();
     if !truncate.is_empty() {
-        let sql = format!("TRUNCATE {}", truncate.join(", "));
+        let sql = format!("TRUNCATE ONLY {}", truncate.join(", "));
         steps.run(
             truncate.join(", "),
             "table",
@@ -557,13 +621,25 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     }
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
-            ScriptReader::open(&job.dir.join(&f.path), job.compression)?,
+            ScriptReader::open(
+                &job.dir.join(&f.path),
+                job.compression,
+                job.manifest
+                    .script_tables
+                    .iter()
+                    .map(|b| b.header.clone())
+                    .collect(),
+            )?,
             f.sha256.clone(),
         )),
         None => None,
     };
     for unit in data_units(job.manifest, job.dir) {
         let reader = script.as_ref().map(|(r, _)| r);
+        // Each script block is consumed in turn whatever happens to its table.
+        if let Some(r) = reader {
+            r.begin_block();
+        }
         let wanted = if unit.large_objects {
             job.scope.full
         } else {
@@ -583,7 +659,7 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
                 ));
             }
             if let Some(r) = reader {
-                r.skip_block();
+                r.end_block();
             }
             continue;
         }
@@ -615,7 +691,7 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
             })?;
         }
         if let Some(r) = reader {
-            r.finish_block();
+            r.end_block();
         }
     }
     if let Some((reader, sha)) = script {

@@ -99,6 +99,24 @@ impl Scope {
                     .filter(|t| wanted_schemas.contains(&t.0))
                     .cloned(),
             );
+            // A partitioned or parent table comes with its partitions and children, down.
+            loop {
+                let names: HashSet<String> = relations.iter().map(|(s, n)| quoted(s, n)).collect();
+                let children: Vec<(String, String)> = m
+                    .pre_data
+                    .iter()
+                    .filter(|i| {
+                        i.kind == "table"
+                            && i.references.as_ref().is_some_and(|p| names.contains(p))
+                    })
+                    .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()))
+                    .filter(|t| !relations.contains(t))
+                    .collect();
+                if children.is_empty() {
+                    break;
+                }
+                relations.extend(children);
+            }
             let table_names: HashSet<String> =
                 relations.iter().map(|(s, n)| quoted(s, n)).collect();
             for i in m.pre_data.iter().filter(|i| is_relation(&i.kind)) {
@@ -118,6 +136,13 @@ impl Scope {
         let (target, retarget) = match target_schema {
             None => (None, None),
             Some(to) => {
+                if to.is_empty() || to.chars().any(|c| c == '\\' || c.is_control()) {
+                    return Err(BackupError::invalid(format!(
+                        "invalid target_schema \"{}\"",
+                        to.escape_default()
+                    ))
+                    .with_hint("Use a schema name without backslashes or control characters."));
+                }
                 let from: HashSet<&String> = relations.iter().map(|r| &r.0).collect();
                 let [from] = from.into_iter().collect::<Vec<_>>()[..] else {
                     return Err(BackupError::invalid(

@@ -92,7 +92,9 @@ fn field(
             v += step;
         }
     }
-    Ok((bits, text == "*"))
+    // As in Vixie cron and pg_cron, a field starting with '*' ("*", "*/2") counts as
+    // unrestricted for the day-of-month / day-of-week rule.
+    Ok((bits, text.starts_with('*')))
 }
 
 impl Schedule {
@@ -313,6 +315,11 @@ mod tests {
         assert_eq!(
             next("0 0 13 * 5", "2026-12-12T00:00:00Z"),
             "2026-12-13T00:00:00Z"
+        );
+        // "*/2" in day-of-month is unrestricted for that rule: only Mondays fire.
+        assert_eq!(
+            next("0 0 */2 * 1", "2026-11-23T00:00:00Z"),
+            "2026-11-30T00:00:00Z"
         );
     }
 
