@@ -59,14 +59,19 @@ fn region(seg: *mut pg_sys::dsm_segment) -> *mut u8 {
 
 /// Start a run worker for `req`. The segment and the worker handle live in TopMemoryContext
 /// and the session's DSM mapping, so the scheduler can keep them across transactions.
-pub fn launch(req: &RunRequest) -> Result<RunHandle> {
+///
+/// `across_transactions`: the scheduler keeps the segment mapped from one tick to the next;
+/// run_schedule() waits in one transaction, so an error (a cancel) unmaps it with the rest.
+pub fn launch(req: &RunRequest, across_transactions: bool) -> Result<RunHandle> {
     let input = serde_json::to_vec(req).expect("request serializes");
     if input.len() > INPUT_MAX {
         return Err(BackupError::invalid("schedule options are too large"));
     }
     unsafe {
         let seg = pg_sys::dsm_create(SEGMENT, 0);
-        pg_sys::dsm_pin_mapping(seg);
+        if across_transactions {
+            pg_sys::dsm_pin_mapping(seg);
+        }
         let base = region(seg);
         std::ptr::write_bytes(base, 0, HEADER);
         (base.add(4) as *mut u32).write(input.len() as u32);

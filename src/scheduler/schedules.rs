@@ -188,7 +188,7 @@ pub fn run_now(name: &str) -> Result<RunResult> {
         "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running' WHERE name = $1",
         &[name.into()],
     )?;
-    let result = run::launch(&req)?.wait();
+    let result = run::launch(&req, false)?.wait();
     record(name, &result)?;
     Ok(result)
 }

@@ -148,7 +148,7 @@ fn start(running: &mut HashMap<String, RunHandle>, due: &Due) {
         let Some(req) = schedules::request(&due.name)? else {
             return Ok(None);
         };
-        Ok(Some(run::launch(&req)?))
+        Ok(Some(run::launch(&req, true)?))
     });
     match started {
         Ok(Ok(Some(h))) => {
