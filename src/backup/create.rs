@@ -73,20 +73,25 @@ fn set_in_flight(v: Option<InFlight>) {
 /// that came too late for the exit callback): an archive that reached its final name is
 /// complete and recorded as completed; anything else is failed and its partial folder removed.
 pub fn sweep_dead_runs() -> Result<()> {
-    let dead: Vec<String> = Spi::connect(|c| {
+    let running: Vec<(String, Option<i32>)> = Spi::connect(|c| {
         let rows = c.select(
-            "SELECT b.id FROM backup.backups b
-             WHERE b.status = 'running'
-               AND (b.pid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.pid))",
+            "SELECT id, pid FROM backup.backups WHERE status = 'running'",
             None,
             &[],
         )?;
         let mut v = Vec::new();
         for r in rows {
-            v.push(r.get::<String>(1)?.unwrap_or_default());
+            v.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?));
         }
         Ok::<_, BackupError>(v)
     })?;
+    // Alive is asked of the process array itself, not pg_stat_activity, whose contents a
+    // transaction caches: a backup started since would look dead.
+    let dead: Vec<String> = running
+        .into_iter()
+        .filter(|(_, pid)| pid.is_none_or(|p| unsafe { pg_sys::BackendPidGetProc(p).is_null() }))
+        .map(|(id, _)| id)
+        .collect();
     let base = guc::directory();
     for id in dead.into_iter().filter(|id| id::validate(id).is_ok()) {
         let dir = base.join(&id);
