@@ -10,6 +10,6 @@ exec runuser -u "$TEST_USER" -- env \
   CARGO_HOME="/home/$TEST_USER/.cargo" \
   RUSTUP_HOME="$(rustup show home)" \
   RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \
-  PATH="/home/$TEST_USER/.cargo/bin:$cargo_bin:/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin" \
+  PATH="/home/$TEST_USER/.cargo/bin:$cargo_bin:$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir):/usr/local/bin:/usr/bin:/bin" \
   CI="${CI:-}" PGRX_TEST_SKIP="${PGRX_TEST_SKIP:-}" \
   "$@"

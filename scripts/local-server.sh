@@ -1,6 +1,6 @@
 # Sourced by demo.sh and bench.sh: a PostgreSQL 15 server owned by the script, in $PGDATA_DIR,
 # listening on a Unix socket in $SOCK_DIR and port $PGPORT, with pg_backup preloaded.
-BIN=/usr/lib/postgresql/15/bin
+BIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 export PATH="$BIN:$PATH"
 export PGHOST="$SOCK_DIR" PGPORT
 start_server() {

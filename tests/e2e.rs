@@ -11,7 +11,20 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// A PostgreSQL program of $PG_CONFIG's installation (the one `make test` installed the
+/// extension into), else of the system's PostgreSQL 15.
+fn bin(program: &str) -> String {
+    static BINDIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let pg_config = std::env::var("PG_CONFIG")
+            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+        let out = Command::new(&pg_config)
+            .arg("--bindir")
+            .output()
+            .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    });
+    format!("{}/{program}", *BINDIR)
+}
 
 struct Server {
     _dir: tempfile::TempDir,
@@ -29,7 +42,7 @@ impl Server {
         let data = dir.path().join("data");
         let socket = dir.path().to_path_buf();
         let port = 20000 + (std::process::id() % 20000) as u16;
-        run(Command::new(format!("{BIN}/initdb"))
+        run(Command::new(bin("initdb"))
             .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
             .arg(&data));
         let conf = format!(
@@ -38,7 +51,7 @@ impl Server {
             socket.display()
         );
         std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
-        run(Command::new(format!("{BIN}/pg_ctl"))
+        run(Command::new(bin("pg_ctl"))
             .args(["-w", "-l"])
             .arg(dir.path().join("log"))
             .arg("-D")
@@ -79,7 +92,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new(format!("{BIN}/pg_ctl"))
+        let _ = Command::new(bin("pg_ctl"))
             .args(["-m", "immediate", "-D"])
             .arg(&self.data)
             .arg("stop")
@@ -448,7 +461,7 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
 }
 
 fn psql_file(s: &Server, db: &str, file: &Path) {
-    run(Command::new(format!("{BIN}/psql"))
+    run(Command::new(bin("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
         .arg(&s.socket)
         .args(["-p", &s.port.to_string(), "-d", db, "-f"])
@@ -457,7 +470,7 @@ fn psql_file(s: &Server, db: &str, file: &Path) {
 
 /// `pg_dump --schema-only` without comments, SET lines and blank lines.
 fn schema_dump(s: &Server, db: &str) -> Vec<String> {
-    let out = Command::new(format!("{BIN}/pg_dump"))
+    let out = Command::new(bin("pg_dump"))
         .args(["--schema-only", "--exclude-schema=backup", "-h"])
         .arg(&s.socket)
         .args(["-p", &s.port.to_string(), "-d", db])
@@ -611,8 +624,9 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
                 .unwrap();
             let script = s.data.join("pg_backup").join(&id).join("backup.sql.gz");
             let sh = format!(
-                "gunzip -c '{}' | {BIN}/psql -X -q -v ON_ERROR_STOP=1 -h '{}' -p {} -d plain_psql",
+                "gunzip -c '{}' | {} -X -q -v ON_ERROR_STOP=1 -h '{}' -p {} -d plain_psql",
                 script.display(),
+                bin("psql"),
                 s.socket.display(),
                 s.port
             );
@@ -871,7 +885,7 @@ fn sighup_stops_new_runs_and_fast_shutdown_does_not_wait_for_a_backup() {
         .get(0);
     drop(c);
     let t0 = Instant::now();
-    run(Command::new(format!("{BIN}/pg_ctl"))
+    run(Command::new(bin("pg_ctl"))
         .args(["-m", "fast", "-D"])
         .arg(&s.data)
         .arg("stop"));
@@ -916,7 +930,7 @@ fn without_preloading_a_schedule_is_stored_with_a_warning_and_hint() {
         return;
     }
     let s = Server::start("shared_preload_libraries = ''");
-    let out = Command::new(format!("{BIN}/psql"))
+    let out = Command::new(bin("psql"))
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
         .arg(&s.socket)
         .args([
