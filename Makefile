@@ -21,6 +21,8 @@ test: setup
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
 	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test e2e -- --test-threads=1
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
 
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh
