@@ -23,6 +23,8 @@ test: setup regress-build
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
 	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test $(E2E_TESTS) -- --test-threads=1
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
 
 # pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression
 # database round trip; built once into a cache outside the checkout.
