@@ -108,11 +108,11 @@ fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
         "regression database round trip ({suite}); differences pg_dump does not leave, per restore\n"
     );
     for v in &verdicts {
-        report.push_str(&format!(
-            "\n===== {}\n{}",
-            v.summary(),
-            detail(&v.differences)
-        ));
+        report.push_str(&format!("\n===== {}\n", v.summary()));
+        for p in &v.problems {
+            report.push_str(&format!("not ok: {p}\n"));
+        }
+        report.push_str(&detail(&v.differences));
     }
     let file = tmp.join("regression-report.txt");
     std::fs::write(&file, &report).unwrap();
