@@ -8,7 +8,10 @@
 -- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
 -- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION backup."create"(
+-- issue 11: create(..., jobs) and schedule(..., jobs) take a new last argument, so the 0.1.0
+-- functions are dropped first (CREATE OR REPLACE would add an overload beside them).
+DROP FUNCTION backup."create"(TEXT, TEXT[], TEXT[], TEXT[], TEXT[], bool, bool, TEXT, TEXT, bool);
+CREATE FUNCTION backup."create"(
 	"label" TEXT DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
 	"tables" TEXT[] DEFAULT NULL,
@@ -18,7 +21,8 @@ CREATE OR REPLACE FUNCTION backup."create"(
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
 	"compression" TEXT DEFAULT 'gzip',
-	"verbose" bool DEFAULT false
+	"verbose" bool DEFAULT false,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"status" TEXT,
@@ -59,7 +63,8 @@ CREATE OR REPLACE FUNCTION backup."restore"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."schedule"(
+DROP FUNCTION backup."schedule"(TEXT, TEXT, TEXT, TEXT[], TEXT[], TEXT[], TEXT[], bool, bool, TEXT, TEXT, INT, INT, bool, TEXT);
+CREATE FUNCTION backup."schedule"(
 	"name" TEXT,
 	"cron" TEXT,
 	"label" TEXT DEFAULT NULL,
@@ -74,7 +79,8 @@ CREATE OR REPLACE FUNCTION backup."schedule"(
 	"keep_last" INT DEFAULT NULL,
 	"keep_days" INT DEFAULT NULL,
 	"enabled" bool DEFAULT true,
-	"database" TEXT DEFAULT NULL
+	"database" TEXT DEFAULT NULL,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"name" TEXT,
 	"cron" TEXT,

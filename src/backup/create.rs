@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 
 use super::options::CreateOptions;
+use super::parallel;
 use super::select::{self, Selection};
+use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
     DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
-use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
+use crate::archive::writer::{ArchiveWriter, FileStats, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
-use crate::copy::copy_to;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
 use crate::ddl;
@@ -254,6 +255,7 @@ fn write_archive(
         row,
         last: Instant::now(),
         total: tables.len(),
+        jobs: None,
     };
     let (files, script_tables) = if opts.format == "sql" {
         write_script(
@@ -301,15 +303,25 @@ struct Progress<'a> {
     row: &'a mut BackupRow,
     last: Instant,
     total: usize,
+    /// Parallel workers copying the tables (jobs => N).
+    jobs: Option<usize>,
 }
 
 impl Progress<'_> {
     fn table(&mut self, done: usize, t: &select::Relation) {
         pgrx::check_for_interrupts!();
+        self.report(done, Some(&format!("{}.{}", t.schema, t.name)));
+    }
+
+    fn report(&mut self, done: usize, current: Option<&str>) {
         if self.last.elapsed() > Duration::from_secs(2) {
-            self.row.progress = Some(serde_json::json!({
-                "tables_done": done, "tables_total": self.total, "current_table": format!("{}.{}", t.schema, t.name)
-            }));
+            let mut p = serde_json::json!({
+                "tables_done": done, "tables_total": self.total, "current_table": current
+            });
+            if let Some(j) = self.jobs {
+                p["jobs"] = j.into();
+            }
+            self.row.progress = Some(p);
             history::record(self.row);
             self.last = Instant::now();
         }
@@ -336,7 +348,8 @@ fn quoted(schema: &str, name: &str) -> String {
     )
 }
 
-/// native, csv and json: one file per table (and one for the large objects' pages).
+/// native, csv and json: one file per table (and one for the large objects' pages), written
+/// by this backend or, with `jobs => N`, by parallel workers.
 fn write_table_files(
     opts: &CreateOptions,
     writer: &ArchiveWriter,
@@ -344,77 +357,64 @@ fn write_table_files(
     large_objects: bool,
     progress: &mut Progress,
 ) -> Result<Vec<DataFile>> {
-    let mut files = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        progress.table(i, t);
-        let columns = ddl::copy_columns(t.oid)?;
-        let json_query;
-        let (source, format, ext) = match opts.format.as_str() {
-            "csv" => (CopySource::Table(t.oid), CopyFormat::CsvHeader, "csv"),
-            "json" => {
-                // One JSON object per row, keys = the copied columns (generated ones excluded).
-                let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
-                json_query = format!(
-                    "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
-                    cols.join(", "),
-                    quoted(&t.schema, &t.name)
-                );
-                (
-                    CopySource::Query(&json_query),
-                    CopyFormat::JsonLines,
-                    "json",
-                )
-            }
-            _ => (CopySource::Table(t.oid), CopyFormat::Text, "copy"),
-        };
-        let (rel_path, abs_path) = writer.data_path(i + 1, ext, opts.compression);
-        let (rows, stats) = copy_to::copy_to_file(source, &abs_path, opts.compression, format)?;
-        verbose(
-            opts,
-            t,
-            rows,
-            &format!(
-                ", {} bytes ({} before compression)",
-                stats.bytes, stats.raw_bytes
-            ),
-        );
-        files.push(DataFile {
-            path: rel_path,
-            kind: None,
-            schema: t.schema.clone(),
-            table: t.name.clone(),
-            columns,
-            rows,
-            bytes: stats.bytes,
-            raw_bytes: stats.raw_bytes,
-            sha256: stats.sha256,
-        });
-    }
+    let mut tasks = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| task::for_table(i + 1, t, &opts.format, writer, opts.compression))
+        .collect::<Result<Vec<CopyTask>>>()?;
     if large_objects {
-        // Large objects' pages are COPY text in every format but sql.
-        let (rel_path, abs_path) = writer.data_path(files.len() + 1, "copy", opts.compression);
-        let (rows, stats) = copy_to::copy_to_file(
-            CopySource::Query(ddl::LARGE_OBJECT_PAGES),
-            &abs_path,
+        tasks.push(task::for_large_objects(
+            tasks.len() + 1,
+            writer,
             opts.compression,
-            CopyFormat::Text,
-        )?;
-        files.push(DataFile {
-            path: rel_path,
-            kind: Some(LARGE_OBJECTS.into()),
-            schema: "pg_catalog".into(),
-            table: "pg_largeobject".into(),
-            columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
-            rows,
-            bytes: stats.bytes,
-            raw_bytes: stats.raw_bytes,
-            sha256: stats.sha256,
-        });
+        ));
+    }
+    if opts.jobs > 1 && tasks.len() > 1 {
+        task::measure(&mut tasks)?;
+        match parallel::start(&tasks, opts.jobs, opts.compression)? {
+            Ok(p) => {
+                progress.jobs = Some(p.workers());
+                let results = p.finish(
+                    &tasks,
+                    |t, rows, stats| verbose_file(opts, t, rows, stats),
+                    |done, current| progress.report(done, current),
+                )?;
+                return Ok(tasks
+                    .iter()
+                    .zip(results)
+                    .map(|(t, (rows, stats))| t.data_file(rows, stats))
+                    .collect());
+            }
+            Err(parallel::InProcess::Small) => {}
+            Err(parallel::InProcess::Reason(why)) => {
+                pgrx::notice!("pg_backup: jobs => {} not used: {why}; the backup is taken in this session", opts.jobs);
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if let Some(rel) = tables.get(i) {
+            progress.table(i, rel);
+        }
+        let (rows, stats) = t.run(opts.compression, false)?;
+        verbose_file(opts, t, rows, &stats);
+        files.push(t.data_file(rows, stats));
     }
     Ok(files)
 }
 
-const LO_COLUMNS: [&str; 3] = ["loid", "pageno", "data"];
+fn verbose_file(opts: &CreateOptions, t: &CopyTask, rows: u64, stats: &FileStats) {
+    if opts.verbose && t.kind.is_none() {
+        pgrx::notice!(
+            "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
+            t.schema,
+            t.table,
+            rows,
+            stats.bytes,
+            stats.raw_bytes
+        );
+    }
+}
 
 /// sql: one script that psql restores without pg_backup: the DDL in order, each table's rows
 /// as a COPY ... FROM stdin block, the large objects, then the post-data DDL.

@@ -19,7 +19,12 @@ pub struct CreateOptions {
     #[serde(serialize_with = "ser_compression")]
     pub compression: Compression,
     pub verbose: bool,
+    /// Parallel workers that copy the tables (1: this backend does).
+    pub jobs: u32,
 }
+
+/// More workers than this is a typo, not a plan (max_worker_processes bounds it anyway).
+pub const MAX_JOBS: i32 = 128;
 
 fn ser_compression<S: serde::Serializer>(
     c: &Compression,
@@ -42,6 +47,8 @@ pub struct CreateArgs {
     pub format: Option<String>,
     pub compression: Option<String>,
     pub verbose: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<i32>,
 }
 
 impl CreateOptions {
@@ -72,6 +79,17 @@ impl CreateOptions {
         }
         let compression =
             Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
+        let jobs = args.jobs.unwrap_or(1);
+        if !(1..=MAX_JOBS).contains(&jobs) {
+            return Err(BackupError::invalid(format!("invalid jobs {jobs}"))
+                .with_hint(format!("Use 1 (the default: this session copies the tables) up to {MAX_JOBS} parallel workers.")));
+        }
+        if jobs > 1 && format == "sql" {
+            return Err(BackupError::invalid(
+                "jobs > 1 needs a format with a file per table",
+            )
+            .with_hint("Use format 'native', 'csv' or 'json' with jobs, or jobs => 1 for one sql script."));
+        }
         let nonempty = |v: Option<Vec<String>>, what: &str| -> Result<Option<Vec<String>>> {
             match v {
                 Some(list) if list.is_empty() => {
@@ -92,6 +110,7 @@ impl CreateOptions {
             format,
             compression,
             verbose: args.verbose.unwrap_or(false),
+            jobs: jobs as u32,
         })
     }
 
@@ -127,6 +146,7 @@ mod tests {
         assert_eq!(o.compression, Compression::Gzip(1));
         assert_eq!(o.kind(), "full");
         assert_eq!(o.to_json()["compression"], "gzip:1");
+        assert_eq!(o.jobs, 1);
     }
 
     #[test]
@@ -147,6 +167,19 @@ mod tests {
             },
             CreateArgs {
                 tables: Some(vec![]),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(0),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(MAX_JOBS + 1),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(2),
+                format: Some("sql".into()),
                 ..Default::default()
             },
         ];

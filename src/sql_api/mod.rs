@@ -28,6 +28,7 @@ fn create_backup_0_2(
     format: default!(String, "'native'"),
     compression: default!(String, "'gzip'"),
     verbose: default!(bool, false),
+    jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
     (
@@ -51,6 +52,7 @@ fn create_backup_0_2(
         format: Some(format),
         compression: Some(compression),
         verbose: Some(verbose),
+        jobs: Some(jobs),
     };
     let caller = security::enter().or_raise();
     let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
@@ -180,6 +182,7 @@ fn schedule_0_2(
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
     database: default!(Option<String>, "NULL"),
+    jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
     (
@@ -209,6 +212,8 @@ fn schedule_0_2(
             format: Some(format),
             compression: Some(compression),
             verbose: None,
+            // Stored only when asked for, so the options of a plain schedule stay as they were.
+            jobs: (jobs != 1).then_some(jobs),
         },
         keep_last,
         keep_days,
