@@ -281,9 +281,15 @@ mod tests {
     fn worker_errors_keep_their_sqlstate() {
         let e = BackupError::from_worker("22P02", "bad input".into(), Some("fix it".into()));
         assert_eq!(e.sqlstate(), "22P02");
-        assert_eq!(e.code(), PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION);
+        assert_eq!(
+            e.code(),
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
         assert_eq!(e.hint().as_deref(), Some("fix it"));
-        assert_eq!(BackupError::from_worker("x", String::new(), None).sqlstate(), "38000");
+        assert_eq!(
+            BackupError::from_worker("x", String::new(), None).sqlstate(),
+            "38000"
+        );
         assert_eq!(
             BackupError::from_worker("57014", String::new(), None).code(),
             PgSqlErrorCode::ERRCODE_QUERY_CANCELED

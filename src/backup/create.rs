@@ -216,7 +216,7 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, row);
+    let result = write_archive(opts, id, base, &sel, row, caller.had_xid);
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
@@ -227,6 +227,7 @@ fn write_archive(
     base: &Path,
     sel: &Selection,
     row: &mut BackupRow,
+    caller_had_xid: bool,
 ) -> Result<(Manifest, String)> {
     let ddl = if opts.data_only {
         let mut d = ddl::extract(sel)?;
@@ -269,7 +270,14 @@ fn write_archive(
         )?
     } else {
         (
-            write_table_files(opts, &writer, tables, large_objects, &mut progress)?,
+            write_table_files(
+                opts,
+                &writer,
+                tables,
+                large_objects,
+                &mut progress,
+                caller_had_xid,
+            )?,
             Vec::new(),
         )
     };
@@ -356,6 +364,7 @@ fn write_table_files(
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
+    caller_had_xid: bool,
 ) -> Result<Vec<DataFile>> {
     let mut tasks = tables
         .iter()
@@ -371,9 +380,16 @@ fn write_table_files(
     }
     if opts.jobs > 1 && tasks.len() > 1 {
         task::measure(&mut tasks)?;
-        match parallel::start(&tasks, opts.jobs, opts.compression)? {
+        match parallel::start(&tasks, opts.jobs, opts.compression, caller_had_xid)? {
             Ok(p) => {
                 progress.jobs = Some(p.workers());
+                if opts.verbose {
+                    pgrx::notice!(
+                        "pg_backup: {} parallel workers copy {} files",
+                        p.workers(),
+                        tasks.len()
+                    );
+                }
                 let results = p.finish(
                     &tasks,
                     |t, rows, stats| verbose_file(opts, t, rows, stats),
@@ -387,7 +403,10 @@ fn write_table_files(
             }
             Err(parallel::InProcess::Small) => {}
             Err(parallel::InProcess::Reason(why)) => {
-                pgrx::notice!("pg_backup: jobs => {} not used: {why}; the backup is taken in this session", opts.jobs);
+                pgrx::notice!(
+                    "pg_backup: jobs => {} not used: {why}; the backup is taken in this session",
+                    opts.jobs
+                );
             }
         }
     }

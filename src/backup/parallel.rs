@@ -262,17 +262,18 @@ pub fn start(
     tasks: &[CopyTask],
     jobs: u32,
     compression: Compression,
+    caller_had_xid: bool,
 ) -> Result<std::result::Result<Parallel, InProcess>> {
     let wanted = (jobs as usize).min(tasks.len());
     if wanted < 2 {
         return Ok(Err(InProcess::Small));
     }
-    // A worker's snapshot does not know this transaction's own writes, and reading them as
-    // someone else's would even set wrong hint bits: only a transaction without an xid may
-    // share its snapshot.
-    if unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId {
+    // A worker's snapshot does not know the caller's uncommitted changes (a worker would read
+    // a row the caller inserted as aborted, and a table it altered as it was): a transaction
+    // that had changed anything before calling create() keeps the work in the session.
+    if caller_had_xid {
         return Ok(Err(InProcess::Reason(
-            "this transaction has written data, which parallel workers cannot see".into(),
+            "this transaction has uncommitted changes, which parallel workers cannot see".into(),
         )));
     }
     let order = task::largest_first(tasks);
@@ -301,7 +302,11 @@ pub fn start(
     let base = unsafe { pg_sys::dsm_segment_address(seg) as *mut u8 };
     unsafe {
         std::ptr::write_bytes(base, 0, layout.size);
-        std::ptr::copy_nonoverlapping(plan_json.as_ptr(), base.add(layout.plan_off), plan_json.len());
+        std::ptr::copy_nonoverlapping(
+            plan_json.as_ptr(),
+            base.add(layout.plan_off),
+            plan_json.len(),
+        );
         pg_sys::SerializeSnapshot(snapshot, base.add(layout.snap_off) as *mut std::ffi::c_char);
         base.cast::<Header>().write(Header {
             magic: MAGIC,
@@ -584,7 +589,8 @@ pub extern "C-unwind" fn pg_backup_copy_worker_main(arg: pg_sys::Datum) {
         return;
     }
     let slot = shared.slot(w);
-    slot.pid.store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
+    slot.pid
+        .store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
     slot.state.store(W_RUNNING, Ordering::Release);
     // Before any lock: share the leader's locks (see the module comment).
     let leader = h.leader_proc as *mut pg_sys::PGPROC;
