@@ -157,6 +157,11 @@ impl DataFile {
 
 /// `data/NNNNN.{copy,csv,json}[.gz]` or `backup.sql[.gz]`: never absolute, never `..`.
 pub fn is_archive_path(path: &str) -> bool {
+    // Encrypted files end in .age (storage::upload); the encrypted DDL of a sealed manifest.
+    if path == "ddl.json.age" {
+        return true;
+    }
+    let path = path.strip_suffix(".age").unwrap_or(path);
     let path = path.strip_suffix(".gz").unwrap_or(path);
     if path == "backup.sql" {
         return true;
@@ -255,6 +260,8 @@ mod tests {
             "data/00002.csv",
             "data/12345.json.gz",
             "backup.sql.gz",
+            "data/00001.copy.gz.age",
+            "ddl.json.age",
         ] {
             assert!(is_archive_path(ok), "{ok}");
         }

@@ -19,9 +19,7 @@ use pgrx::prelude::*;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::LARGE_OBJECTS;
 use crate::archive::manifest::{DdlItem, Manifest};
-use crate::archive::verify::{self, FileStatus};
-use crate::backup::create::unknown_backup;
-use crate::backup::manage::backup_dir;
+use crate::archive::verify::FileStatus;
 use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::copy::copy_from;
@@ -29,6 +27,7 @@ use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
 use crate::security::{self, Caller};
+use crate::storage::archive_files::{ArchiveSource, FileRef};
 use crate::subtransaction;
 use plan::{Action, Existing, OnError, PlannedTable};
 use scope::{quoted, Scope};
@@ -44,6 +43,8 @@ pub struct RestoreOptions {
     pub on_error: OnError,
     pub dry_run: bool,
     pub confirm: bool,
+    /// age secret key(s) for an encrypted backup (else backup.identity_file).
+    pub identity: Option<String>,
 }
 
 impl RestoreOptions {
@@ -138,10 +139,8 @@ impl Plan {
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
-    let dir = backup_dir(id)?;
-    if !dir.exists() {
-        return Err(unknown_backup(id));
-    }
+    // The local copy, else the remote copy the history row points to (storage::locate).
+    let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
         return Err(
             BackupError::invalid("schema_only and data_only cannot both be true")
@@ -149,7 +148,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         );
     }
     // Check every file before changing anything.
-    let bad: Vec<String> = verify::verify_archive(&dir, false)
+    let bad: Vec<String> = crate::storage::precheck(&source)
         .into_iter()
         .filter(|c| c.status != FileStatus::Ok)
         .map(|c| format!("{} ({})", c.file, c.status.as_str()))
@@ -161,9 +160,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             ),
         );
     }
-    let manifest = Manifest::from_json(
-        &std::fs::read(dir.join("manifest.json")).map_err(|e| BackupError::io("read", &dir, e))?,
-    )?;
+    let (manifest, raw_manifest) = source.manifest()?;
+    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
     let compression = Compression::from_name(&manifest.compression)?;
     let scope = Scope::build(
         &manifest,
@@ -236,7 +234,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
 
     let job = Job {
         manifest: &manifest,
-        dir: &dir,
+        source: &source,
+        encrypted,
         compression,
         opts,
         scope: &scope,
@@ -416,7 +415,8 @@ fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
 /// Everything one restore works from.
 struct Job<'a> {
     manifest: &'a Manifest,
-    dir: &'a std::path::Path,
+    source: &'a ArchiveSource,
+    encrypted: bool,
     compression: Compression,
     opts: &'a RestoreOptions,
     scope: &'a Scope,
@@ -622,7 +622,7 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
             ScriptReader::open(
-                &job.dir.join(&f.path),
+                &job.file(&f.path),
                 job.compression,
                 job.manifest
                     .script_tables
@@ -634,7 +634,7 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
         )),
         None => None,
     };
-    for unit in data_units(job.manifest, job.dir) {
+    for unit in data_units(job.manifest, job) {
         let reader = script.as_ref().map(|(r, _)| r);
         // Each script block is consumed in turn whatever happens to its table.
         if let Some(r) = reader {
@@ -711,10 +711,20 @@ struct DataUnit {
     table: String,
     columns: Vec<String>,
     large_objects: bool,
-    file: Option<(std::path::PathBuf, String, CopyFormat)>,
+    file: Option<(FileRef, String, CopyFormat)>,
 }
 
-fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
+impl Job<'_> {
+    fn file(&self, rel: &str) -> FileRef {
+        FileRef {
+            source: self.source.clone(),
+            rel: rel.to_string(),
+            encrypted: self.encrypted,
+        }
+    }
+}
+
+fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
     if m.files.iter().any(|f| f.is_script()) {
         return m
             .script_tables
@@ -741,7 +751,7 @@ fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
                 table: f.table.clone(),
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
-                file: Some((dir.join(&f.path), f.sha256.clone(), format)),
+                file: Some((job.file(&f.path), f.sha256.clone(), format)),
             }
         })
         .collect()

@@ -26,6 +26,9 @@ fn create_backup(
     format: default!(String, "'native'"),
     compression: default!(String, "'gzip'"),
     verbose: default!(bool, false),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -49,6 +52,9 @@ fn create_backup(
         format: Some(format),
         compression: Some(compression),
         verbose: Some(verbose),
+        storage,
+        keep_local: Some(keep_local),
+        encrypt_to,
     };
     let caller = security::enter().or_raise();
     let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
@@ -70,6 +76,8 @@ fn create_backup(
 fn verify(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
+    storage: default!(Option<String>, "NULL"),
+    identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -83,7 +91,13 @@ fn verify(
     ),
 > {
     let _caller = security::enter().or_raise();
-    let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
+    let rows = manage::verify(
+        backup_id.as_deref(),
+        deep,
+        storage.as_deref(),
+        identity.as_deref(),
+    )
+    .or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
         (
             id,
@@ -114,9 +128,32 @@ fn prune(
 }
 
 #[pg_extern]
-fn rescan() -> SetOfIterator<'static, String> {
+fn rescan(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
-    SetOfIterator::new(manage::rescan().or_raise())
+    SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
+}
+
+/// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
+/// are kept where only the extension owner reads them. `check` tests the target first.
+#[pg_extern]
+fn add_storage(
+    name: String,
+    url: String,
+    options: default!(Option<pgrx::JsonB>, "NULL"),
+    replace: default!(bool, false),
+    check: default!(bool, true),
+) -> bool {
+    let _caller = security::enter().or_raise();
+    let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    crate::storage::targets::add(&name, &url, &options, replace, check).or_raise();
+    true
+}
+
+/// Forget a storage target (the archives in it stay).
+#[pg_extern]
+fn drop_storage(name: String, if_exists: default!(bool, false)) -> bool {
+    let _caller = security::enter().or_raise();
+    crate::storage::targets::drop(&name, if_exists).or_raise()
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -133,6 +170,7 @@ fn restore(
     on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
+    identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -156,6 +194,7 @@ fn restore(
         on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
+        identity,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
@@ -178,6 +217,9 @@ fn schedule(
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
     database: default!(Option<String>, "NULL"),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -207,6 +249,9 @@ fn schedule(
             format: Some(format),
             compression: Some(compression),
             verbose: None,
+            storage,
+            keep_local: (!keep_local).then_some(false),
+            encrypt_to,
         },
         keep_last,
         keep_days,
