@@ -149,7 +149,7 @@ CREATE FUNCTION backup."add_storage"(
 	"url" TEXT,
 	"options" jsonb DEFAULT NULL,
 	"replace" bool DEFAULT false,
-	"check" bool DEFAULT true
+	"validate" bool DEFAULT true
 ) RETURNS bool
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'add_storage_wrapper';

@@ -134,18 +134,18 @@ fn rescan(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, S
 }
 
 /// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
-/// are kept where only the extension owner reads them. `check` tests the target first.
+/// are kept where only the extension owner reads them. `validate` tests the target first.
 #[pg_extern]
 fn add_storage(
     name: String,
     url: String,
     options: default!(Option<pgrx::JsonB>, "NULL"),
     replace: default!(bool, false),
-    check: default!(bool, true),
+    validate: default!(bool, true),
 ) -> bool {
     let _caller = security::enter().or_raise();
     let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
-    crate::storage::targets::add(&name, &url, &options, replace, check).or_raise();
+    crate::storage::targets::add(&name, &url, &options, replace, validate).or_raise();
     true
 }
 
