@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn bad_keys_are_refused_without_echoing_them() {
         let (_, secret) = keypair();
-        let e = Recipients::parse(&[secret.clone()]).unwrap_err();
+        let e = Recipients::parse(std::slice::from_ref(&secret)).unwrap_err();
         assert_eq!(e.sqlstate(), "22023");
         assert!(!e.to_string().contains(&secret[20..]));
         assert!(Recipients::parse(&["age1nope".into()]).is_err());

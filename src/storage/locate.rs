@@ -174,9 +174,12 @@ pub fn delete_remote(id: &str) -> Result<()> {
     }
 }
 
+/// An archive found in a target: id, manifest as stored, manifest parsed, total bytes.
+pub type Found = (String, Vec<u8>, Manifest, u64);
+
 /// rescan(storage): register the complete archives found in a target that the catalog does
 /// not know. Returns (id, manifest bytes, manifest) for each, for the caller to record.
-pub fn scan_remote(name: &str) -> Result<Vec<(String, Vec<u8>, Manifest, u64)>> {
+pub fn scan_remote(name: &str) -> Result<Vec<Found>> {
     let t = targets::open(name)?;
     let objects = t.store.list("").map_err(|e| e.into_backup_error(name))?;
     let mut sizes: HashMap<String, u64> = HashMap::new();

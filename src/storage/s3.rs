@@ -480,10 +480,13 @@ impl Read for RangeReader {
     }
 }
 
+/// The part numbers and ETags the uploader thread collected.
+type PartsResult = StoreResult<Vec<(u32, String)>>;
+
 struct Upload {
     id: String,
     tx: Option<SyncSender<(u32, Vec<u8>)>>,
-    handle: Option<JoinHandle<StoreResult<Vec<(u32, String)>>>>,
+    handle: Option<JoinHandle<PartsResult>>,
 }
 
 /// Buffers a part, hands full parts to an uploader thread (one part in flight while the next
