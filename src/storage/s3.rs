@@ -737,7 +737,7 @@ mod tests {
 
     #[test]
     fn content_md5_is_base64_of_the_digest() {
-        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY5PhCfg==");
+        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
     }
 
     #[test]

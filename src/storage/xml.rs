@@ -12,7 +12,7 @@ pub fn all<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
         // `<Key>` but not `<KeyCount>`.
         let Some(gt) = after.find('>') else { break };
         let attrs = &after[..gt];
-        if !(attrs.is_empty() || attrs.starts_with(' ')) {
+        if !(attrs.is_empty() || attrs.starts_with(' ') || attrs.starts_with('/')) {
             rest = after;
             continue;
         }
