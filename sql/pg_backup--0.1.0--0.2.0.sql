@@ -4,9 +4,129 @@
 -- objects of both paths (pg_dump --schema-only), so the two cannot drift apart.
 \echo Use "ALTER EXTENSION pg_backup UPDATE TO '0.2.0'" to load this file. \quit
 
--- ---------------------------------------------------------------------------------------
--- issue 12: off-site copies and encryption (storage targets, age)
--- ---------------------------------------------------------------------------------------
+-- ---------------------------------------------------------------------------------------------
+-- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
+-- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
+-- ---------------------------------------------------------------------------------------------
+-- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
+DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
+CREATE FUNCTION backup."create"(
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT 'gzip',
+	"verbose" bool DEFAULT false,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"status" TEXT,
+	"tables" bigint,
+	"rows" bigint,
+	"bytes" bigint,
+	"duration" interval,
+	"path" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
+
+-- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
+DROP FUNCTION backup."rescan"();
+CREATE FUNCTION backup."rescan"(
+	"storage" TEXT DEFAULT NULL
+) RETURNS SETOF TEXT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
+
+-- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
+DROP FUNCTION backup."restore"(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
+CREATE FUNCTION backup."restore"(
+	"backup_id" TEXT,
+	"tables" TEXT[] DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"existing" TEXT DEFAULT 'fail',
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"target_schema" TEXT DEFAULT NULL,
+	"disable_triggers" bool DEFAULT false,
+	"on_error" TEXT DEFAULT 'abort',
+	"dry_run" bool DEFAULT false,
+	"confirm" bool DEFAULT false,
+	"identity" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"object" TEXT,
+	"kind" TEXT,
+	"action" TEXT,
+	"rows" bigint,
+	"status" TEXT,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
+
+-- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
+DROP FUNCTION backup."schedule"(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
+CREATE FUNCTION backup."schedule"(
+	"name" TEXT,
+	"cron" TEXT,
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT 'gzip',
+	"keep_last" INT DEFAULT NULL,
+	"keep_days" INT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"database" TEXT DEFAULT NULL,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"cron" TEXT,
+	"database" TEXT,
+	"options" jsonb,
+	"keep_last" INT,
+	"keep_days" INT,
+	"enabled" bool,
+	"next_run_at" timestamp with time zone
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
+
+-- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
+DROP FUNCTION backup."verify"(text, boolean);
+CREATE FUNCTION backup."verify"(
+	"backup_id" TEXT DEFAULT NULL,
+	"deep" bool DEFAULT true,
+	"storage" TEXT DEFAULT NULL,
+	"identity" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"file" TEXT,
+	"status" TEXT,
+	"expected_sha256" TEXT,
+	"actual_sha256" TEXT,
+	"bytes" bigint,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
+
+-- ---------------------------------------------------------------------------------------------
+-- issue 12: off-site copies and encryption (storage targets, secrets, history columns).
+-- Same statements as sql/storage.sql.
+-- ---------------------------------------------------------------------------------------------
 ALTER TABLE backup.backups ADD COLUMN storage text, ADD COLUMN storage_url text;
 COMMENT ON COLUMN backup.backups.storage IS 'Storage target holding the remote copy (NULL: local only).';
 COMMENT ON COLUMN backup.backups.storage_url IS 'Where the remote copy is (no secrets).';
@@ -39,111 +159,6 @@ REVOKE ALL ON backup.storage_targets, backup.storage_secrets, backup.storages FR
 REVOKE ALL ON backup.storage_secrets FROM backup_operator;
 GRANT SELECT ON backup.storage_targets, backup.storages TO backup_operator;
 
-DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
-DROP FUNCTION backup."verify"(text, boolean);
-DROP FUNCTION backup."restore"(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
-DROP FUNCTION backup."rescan"();
-DROP FUNCTION backup."schedule"(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
-CREATE FUNCTION backup."create"(
-	"label" TEXT DEFAULT NULL,
-	"schemas" TEXT[] DEFAULT NULL,
-	"tables" TEXT[] DEFAULT NULL,
-	"exclude_tables" TEXT[] DEFAULT NULL,
-	"exclude_data" TEXT[] DEFAULT NULL,
-	"schema_only" bool DEFAULT false,
-	"data_only" bool DEFAULT false,
-	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
-	"verbose" bool DEFAULT false,
-	"storage" TEXT DEFAULT NULL,
-	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
-) RETURNS TABLE (
-	"backup_id" TEXT,
-	"status" TEXT,
-	"tables" bigint,
-	"rows" bigint,
-	"bytes" bigint,
-	"duration" interval,
-	"path" TEXT
-)
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'create_backup_wrapper';
-CREATE FUNCTION backup."verify"(
-	"backup_id" TEXT DEFAULT NULL,
-	"deep" bool DEFAULT true,
-	"storage" TEXT DEFAULT NULL,
-	"identity" TEXT DEFAULT NULL
-) RETURNS TABLE (
-	"backup_id" TEXT,
-	"file" TEXT,
-	"status" TEXT,
-	"expected_sha256" TEXT,
-	"actual_sha256" TEXT,
-	"bytes" bigint,
-	"detail" TEXT
-)
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'verify_wrapper';
-CREATE FUNCTION backup."restore"(
-	"backup_id" TEXT,
-	"tables" TEXT[] DEFAULT NULL,
-	"schemas" TEXT[] DEFAULT NULL,
-	"existing" TEXT DEFAULT 'fail',
-	"schema_only" bool DEFAULT false,
-	"data_only" bool DEFAULT false,
-	"target_schema" TEXT DEFAULT NULL,
-	"disable_triggers" bool DEFAULT false,
-	"on_error" TEXT DEFAULT 'abort',
-	"dry_run" bool DEFAULT false,
-	"confirm" bool DEFAULT false,
-	"identity" TEXT DEFAULT NULL
-) RETURNS TABLE (
-	"object" TEXT,
-	"kind" TEXT,
-	"action" TEXT,
-	"rows" bigint,
-	"status" TEXT,
-	"detail" TEXT
-)
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'restore_wrapper';
-CREATE FUNCTION backup."rescan"(
-	"storage" TEXT DEFAULT NULL
-) RETURNS SETOF TEXT
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'rescan_wrapper';
-CREATE FUNCTION backup."schedule"(
-	"name" TEXT,
-	"cron" TEXT,
-	"label" TEXT DEFAULT NULL,
-	"schemas" TEXT[] DEFAULT NULL,
-	"tables" TEXT[] DEFAULT NULL,
-	"exclude_tables" TEXT[] DEFAULT NULL,
-	"exclude_data" TEXT[] DEFAULT NULL,
-	"schema_only" bool DEFAULT false,
-	"data_only" bool DEFAULT false,
-	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
-	"keep_last" INT DEFAULT NULL,
-	"keep_days" INT DEFAULT NULL,
-	"enabled" bool DEFAULT true,
-	"database" TEXT DEFAULT NULL,
-	"storage" TEXT DEFAULT NULL,
-	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
-) RETURNS TABLE (
-	"name" TEXT,
-	"cron" TEXT,
-	"database" TEXT,
-	"options" jsonb,
-	"keep_last" INT,
-	"keep_days" INT,
-	"enabled" bool,
-	"next_run_at" timestamp with time zone
-)
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'schedule_wrapper';
 CREATE FUNCTION backup."add_storage"(
 	"name" TEXT,
 	"url" TEXT,
@@ -153,6 +168,7 @@ CREATE FUNCTION backup."add_storage"(
 ) RETURNS bool
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'add_storage_wrapper';
+
 CREATE FUNCTION backup."drop_storage"(
 	"name" TEXT,
 	"if_exists" bool DEFAULT false
@@ -160,6 +176,11 @@ CREATE FUNCTION backup."drop_storage"(
 STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
+
+-- ---------------------------------------------------------------------------------------------
+-- Last, as sql/finalize.sql does for a fresh install: every function of the extension is
+-- SECURITY DEFINER, not executable by PUBLIC, executable by backup_operator.
+-- ---------------------------------------------------------------------------------------------
 DO $$
 DECLARE
   f regprocedure;
@@ -167,7 +188,6 @@ BEGIN
   FOR f IN
     SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
     WHERE p.pronamespace = 'backup'::regnamespace
-      AND p.proname IN ('create', 'verify', 'restore', 'rescan', 'schedule', 'add_storage', 'drop_storage')
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO backup_operator', f);

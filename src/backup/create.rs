@@ -154,6 +154,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         storage: None,
         storage_url: None,
     };
+    history::record(&row);
     // Storage and encryption (none for a plain local backup). Resolved after the running
     // row exists, so an unknown target or a bad key also leaves a failed row.
     let output = match crate::storage::locate::prepare_output(&id, opts) {

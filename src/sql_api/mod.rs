@@ -13,9 +13,11 @@ use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
 use crate::{guc, security};
 
+mod compat;
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]
-fn create_backup(
+fn create_backup_0_2(
     label: default!(Option<String>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
     tables: default!(Option<Vec<String>>, "NULL"),
@@ -72,8 +74,8 @@ fn create_backup(
 }
 
 #[allow(clippy::type_complexity)]
-#[pg_extern]
-fn verify(
+#[pg_extern(name = "verify")]
+fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
     storage: default!(Option<String>, "NULL"),
@@ -127,8 +129,8 @@ fn prune(
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
-#[pg_extern]
-fn rescan(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
+#[pg_extern(name = "rescan")]
+fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
     SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
 }
@@ -157,8 +159,8 @@ fn drop_storage(name: String, if_exists: default!(bool, false)) -> bool {
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn restore(
+#[pg_extern(name = "restore")]
+fn restore_0_2(
     backup_id: String,
     tables: default!(Option<Vec<String>>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
@@ -200,8 +202,8 @@ fn restore(
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn schedule(
+#[pg_extern(name = "schedule")]
+fn schedule_0_2(
     name: String,
     cron: String,
     label: default!(Option<String>, "NULL"),
