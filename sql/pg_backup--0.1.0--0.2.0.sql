@@ -6,10 +6,16 @@
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
--- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
+-- 0.1.0's symbols remain in the library and only ask for this update, see
+-- src/sql_api/compat.rs). Their argument lists grew, so the 0.1.0 definitions are dropped and
+-- the 0.2.0 ones created; grants and SECURITY DEFINER are applied at the end, as on install.
 -- ---------------------------------------------------------------------------------------------
--- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
 DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
+DROP FUNCTION backup.verify(text, boolean);
+DROP FUNCTION backup.rescan();
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
+
 CREATE FUNCTION backup."create"(
 	"label" TEXT DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
@@ -19,7 +25,7 @@ CREATE FUNCTION backup."create"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"verbose" bool DEFAULT false,
 	"storage" TEXT DEFAULT NULL,
 	"keep_local" bool DEFAULT true,
@@ -36,16 +42,12 @@ CREATE FUNCTION backup."create"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
 
--- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
-DROP FUNCTION backup."rescan"();
 CREATE FUNCTION backup."rescan"(
 	"storage" TEXT DEFAULT NULL
 ) RETURNS SETOF TEXT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
 
--- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
-DROP FUNCTION backup."restore"(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
 CREATE FUNCTION backup."restore"(
 	"backup_id" TEXT,
 	"tables" TEXT[] DEFAULT NULL,
@@ -58,7 +60,8 @@ CREATE FUNCTION backup."restore"(
 	"on_error" TEXT DEFAULT 'abort',
 	"dry_run" bool DEFAULT false,
 	"confirm" bool DEFAULT false,
-	"identity" TEXT DEFAULT NULL
+	"identity" TEXT DEFAULT NULL,
+	"analyze" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -70,8 +73,6 @@ CREATE FUNCTION backup."restore"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
 
--- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
-DROP FUNCTION backup."schedule"(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
 CREATE FUNCTION backup."schedule"(
 	"name" TEXT,
 	"cron" TEXT,
@@ -83,7 +84,7 @@ CREATE FUNCTION backup."schedule"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"keep_last" INT DEFAULT NULL,
 	"keep_days" INT DEFAULT NULL,
 	"enabled" bool DEFAULT true,
@@ -104,8 +105,6 @@ CREATE FUNCTION backup."schedule"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
 
--- issue 12 added arguments: drop the 0.1.0 signature, create the new one.
-DROP FUNCTION backup."verify"(text, boolean);
 CREATE FUNCTION backup."verify"(
 	"backup_id" TEXT DEFAULT NULL,
 	"deep" bool DEFAULT true,
@@ -123,8 +122,10 @@ CREATE FUNCTION backup."verify"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
 
+
 -- ---------------------------------------------------------------------------------------------
--- issue 12: off-site copies and encryption (storage targets, secrets, history columns).
+-- issue 12: off-site copies and encryption (storage targets, secrets, history columns; the
+-- storage, keep_local, encrypt_to and identity arguments are in the functions above).
 -- Same statements as sql/storage.sql.
 -- ---------------------------------------------------------------------------------------------
 ALTER TABLE backup.backups ADD COLUMN storage text, ADD COLUMN storage_url text;

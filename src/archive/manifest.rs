@@ -155,14 +155,18 @@ impl DataFile {
     }
 }
 
-/// `data/NNNNN.{copy,csv,json}[.gz]` or `backup.sql[.gz]`: never absolute, never `..`.
+/// `data/NNNNN.{copy,csv,json}[.gz|.zst]` or `backup.sql[.gz|.zst]`: never absolute, never
+/// `..`.
 pub fn is_archive_path(path: &str) -> bool {
     // Encrypted files end in .age (storage::upload); the encrypted DDL of a sealed manifest.
     if path == "ddl.json.age" {
         return true;
     }
     let path = path.strip_suffix(".age").unwrap_or(path);
-    let path = path.strip_suffix(".gz").unwrap_or(path);
+    let path = path
+        .strip_suffix(".gz")
+        .or_else(|| path.strip_suffix(".zst"))
+        .unwrap_or(path);
     if path == "backup.sql" {
         return true;
     }
@@ -262,6 +266,8 @@ mod tests {
             "backup.sql.gz",
             "data/00001.copy.gz.age",
             "ddl.json.age",
+            "backup.sql.zst",
+            "data/00002.csv.zst",
         ] {
             assert!(is_archive_path(ok), "{ok}");
         }

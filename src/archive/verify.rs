@@ -287,12 +287,10 @@ fn check_data_file(
         } else {
             Box::new(&mut hashing)
         };
-        let result = match compression {
-            Compression::None => consume(counter.as_mut(), &mut { stored }),
-            Compression::Gzip(_) => {
-                consume(counter.as_mut(), &mut flate2::read::GzDecoder::new(stored))
-            }
-        };
+        let result = compression
+            .decoder(stored)
+            .map_err(|e| e.to_string())
+            .and_then(|mut plain| consume(counter.as_mut(), &mut plain));
         result.and_then(|()| counter.finish())
     });
     let (actual, bytes) = match hashing.finish() {

@@ -66,14 +66,8 @@ fn feed(
         }
     };
     let finished = {
-        let mut stored = file.plaintext(&mut hashing)?;
-        match compression {
-            Compression::None => send_all(&mut stored)?,
-            Compression::Gzip(_) => {
-                let mut gz = flate2::read::GzDecoder::new(stored);
-                send_all(&mut gz)?
-            }
-        }
+        let stored = file.plaintext(&mut hashing)?;
+        send_all(&mut compression.decoder(stored)?)?
     };
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));

@@ -83,14 +83,11 @@ fn feed(
 ) -> std::io::Result<String> {
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file.open_stored()?));
     let stored = file.plaintext(&mut hashing)?;
-    let finished = match compression {
-        Compression::None => split_blocks(&mut BufReader::new(stored), &headers, &tx)?,
-        Compression::Gzip(_) => split_blocks(
-            &mut BufReader::with_capacity(1 << 20, flate2::read::GzDecoder::new(stored)),
-            &headers,
-            &tx,
-        )?,
-    };
+    let finished = split_blocks(
+        &mut BufReader::with_capacity(1 << 20, compression.decoder(stored)?),
+        &headers,
+        &tx,
+    )?;
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }

@@ -26,7 +26,7 @@ fn create_backup_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     verbose: default!(bool, false),
     storage: default!(Option<String>, "NULL"),
     keep_local: default!(bool, true),
@@ -52,14 +52,14 @@ fn create_backup_0_2(
         schema_only: Some(schema_only),
         data_only: Some(data_only),
         format: Some(format),
-        compression: Some(compression),
+        compression,
         verbose: Some(verbose),
         storage,
         keep_local: Some(keep_local),
         encrypt_to,
     };
     let caller = security::enter().or_raise();
-    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((
@@ -173,6 +173,7 @@ fn restore_0_2(
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
     identity: default!(Option<String>, "NULL"),
+    analyze: default!(bool, true),
 ) -> TableIterator<
     'static,
     (
@@ -197,6 +198,7 @@ fn restore_0_2(
         dry_run,
         confirm,
         identity,
+        analyze,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
@@ -214,7 +216,7 @@ fn schedule_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
@@ -249,7 +251,7 @@ fn schedule_0_2(
             schema_only: Some(schema_only),
             data_only: Some(data_only),
             format: Some(format),
-            compression: Some(compression),
+            compression,
             verbose: None,
             storage,
             keep_local: (!keep_local).then_some(false),
