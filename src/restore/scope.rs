@@ -129,8 +129,12 @@ impl Scope {
                 for d in &e.deps {
                     let Some(&j) = index.get(d) else { continue };
                     let dep = &toc[j];
-                    // A foreign key's referenced table is reported, not brought in.
-                    if e.kind == EntryKind::ForeignKey && dep.kind.is_relation() {
+                    // A foreign key's referenced table (and its key) is reported, not
+                    // brought in.
+                    if e.kind == EntryKind::ForeignKey
+                        && (dep.kind.is_relation()
+                            || dep.belongs_to.is_some_and(|b| Some(b) != e.belongs_to))
+                    {
                         continue;
                     }
                     if !entries.contains_key(d) {

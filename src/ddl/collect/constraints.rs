@@ -152,17 +152,17 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
             let ikey = ObjKey::new(tkey.class, index);
             out.alias(ikey.class, ikey.oid, key);
             if let (Some(parent_name), Some(index_name)) = (parent_name, index_name) {
-                out.push(
-                    attach(
-                        ikey,
-                        &schema,
-                        &index_name,
-                        &table,
-                        parent_index,
-                        &parent_name,
-                    )
-                    .dep(key),
-                );
+                let mut a = attach(
+                    ikey,
+                    &schema,
+                    &index_name,
+                    &table,
+                    parent_index,
+                    &parent_name,
+                )
+                .dep(key);
+                a.belongs_to = Some(key);
+                out.push(a);
             }
         }
     }

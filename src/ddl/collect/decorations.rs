@@ -87,7 +87,7 @@ fn decorations(classes: Vec<pg_sys::Oid>, oids: Vec<pg_sys::Oid>) -> Result<Vec<
     let comment_names = KEYWORD_AND_NAME.replace("__OBJ__", "d.objoid");
     let label_names = KEYWORD_AND_NAME.replace("__OBJ__", "s.objoid");
     let sql = format!(
-        r#"WITH k(class, oid) AS (SELECT * FROM pg_catalog.unnest($1::pg_catalog.oid[], $2::pg_catalog.oid[]))
+        r#"WITH k(class, oid) AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[])))
 SELECT x.classoid, x.objoid, x.objsubid, 'c', kw, name,
        pg_catalog.format('COMMENT ON %s %s IS %L;', kw, name, x.description)
 FROM (SELECT d.*, {comment_names}

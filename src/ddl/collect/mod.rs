@@ -12,13 +12,18 @@
 //! in `out.aliases` the catalog rows that are part of one of its objects (a table's row type,
 //! a view's rewrite rule, a constraint's index), then call it from `collect` below.
 
+mod casts;
 mod constraints;
 mod database;
 mod decorations;
+mod foreign;
 mod namespaces;
+mod operators;
+mod publications;
 mod relations;
 mod routines;
 mod rules;
+mod text_search;
 mod types;
 
 use std::collections::HashMap;
@@ -169,9 +174,14 @@ pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>)> {
     namespaces::collect(cx, &mut out)?;
     types::collect(cx, &mut out)?;
     routines::collect(cx, &mut out)?;
+    operators::collect(cx, &mut out)?;
+    casts::collect(cx, &mut out)?;
+    text_search::collect(cx, &mut out)?;
+    foreign::collect(cx, &mut out)?;
     relations::collect(cx, &mut out)?;
     constraints::collect(cx, &mut out)?;
     rules::collect(cx, &mut out)?;
+    publications::collect(cx, &mut out)?;
     database::collect(cx, &mut out)?;
     add_dependencies(&mut out)?;
     decorations::collect(cx, &mut out)?;
@@ -189,7 +199,6 @@ fn add_dependencies(out: &mut Collected) -> Result<()> {
         .enumerate()
         .map(|(i, n)| (n.key, i))
         .collect();
-    // Operators and functions of an operator family depend, for pg_dump, as the family.
     let rows: Vec<(u32, u32, u32, u32, i32)> = Spi::connect(|client| {
         client
             .select(
@@ -199,16 +208,6 @@ fn add_dependencies(out: &mut Collected) -> Result<()> {
                    AND NOT (d.deptype = 'a' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                             AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'S')
-                 UNION ALL
-                 SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, o.amopfamily, d.refclassid, d.refobjid, 0
-                 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_amop o ON d.classid = 'pg_catalog.pg_amop'::pg_catalog.regclass AND d.objid = o.oid
-                 WHERE d.deptype NOT IN ('p', 'e', 'i')
-                   AND NOT (d.refclassid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND d.refobjid = o.amopfamily)
-                 UNION ALL
-                 SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, p.amprocfamily, d.refclassid, d.refobjid, 0
-                 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_amproc p ON d.classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass AND d.objid = p.oid
-                 WHERE d.deptype NOT IN ('p', 'e', 'i')
-                   AND NOT (d.refclassid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND d.refobjid = p.amprocfamily)
                  UNION ALL
                  -- Extension members stand for their extension.
                  SELECT d.classid, d.objid, d.refclassid, d.refobjid, -1 FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'",

@@ -107,7 +107,7 @@ SELECT t.tableoid, t.oid, n.nspname::text, t.typname::text, pg_catalog.pg_get_us
          CASE WHEN t.typispreferred THEN E',\n    PREFERRED = true' ELSE '' END,
          CASE WHEN t.typdefault IS NOT NULL THEN E',\n    DEFAULT = ' || pg_catalog.quote_literal(t.typdefault) ELSE '' END,
          CASE WHEN t.typelem <> 0 THEN E',\n    ELEMENT = ' || pg_catalog.format_type(t.typelem, NULL) ELSE '' END,
-         CASE WHEN t.typdelim <> ',' THEN E',\n    DELIMITER = ' || pg_catalog.quote_literal(t.typdelim) ELSE '' END,
+         CASE WHEN t.typdelim <> ',' THEN E',\n    DELIMITER = ' || pg_catalog.quote_literal(t.typdelim::text) ELSE '' END,
          CASE WHEN t.typcollation <> 0 THEN E',\n    COLLATABLE = true' ELSE '' END)
   END
 FROM pg_catalog.pg_type t
