@@ -13,9 +13,11 @@ use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
 use crate::{guc, security};
 
+mod compat;
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]
-fn create_backup(
+fn create_backup_0_2(
     label: default!(Option<String>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
     tables: default!(Option<Vec<String>>, "NULL"),
@@ -66,8 +68,8 @@ fn create_backup(
 }
 
 #[allow(clippy::type_complexity)]
-#[pg_extern]
-fn verify(
+#[pg_extern(name = "verify")]
+fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
 ) -> TableIterator<
@@ -113,15 +115,15 @@ fn prune(
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
-#[pg_extern]
-fn rescan() -> SetOfIterator<'static, String> {
+#[pg_extern(name = "rescan")]
+fn rescan_0_2() -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
     SetOfIterator::new(manage::rescan().or_raise())
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn restore(
+#[pg_extern(name = "restore")]
+fn restore_0_2(
     backup_id: String,
     tables: default!(Option<Vec<String>>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
@@ -161,8 +163,8 @@ fn restore(
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn schedule(
+#[pg_extern(name = "schedule")]
+fn schedule_0_2(
     name: String,
     cron: String,
     label: default!(Option<String>, "NULL"),
