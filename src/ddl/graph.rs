@@ -559,9 +559,9 @@ impl Graph {
                     belongs_to: n.belongs_to.and_then(|k| {
                         let mut seen = HashSet::new();
                         let mut out = BTreeSet::new();
-                        self.index
-                            .get(&k)
-                            .map(|&j| resolve(self, &ids, usize::MAX, j, &mut out, &mut seen));
+                        if let Some(&j) = self.index.get(&k) {
+                            resolve(self, &ids, usize::MAX, j, &mut out, &mut seen);
+                        }
                         out.into_iter().next().filter(|b| *b != id)
                     }),
                     deps,

@@ -404,10 +404,10 @@ impl<'j, 'a> Walk<'j, 'a> {
                 .of_entry(b)
                 .filter(|_| matches!(b.kind, EntryKind::Table | EntryKind::ForeignTable))
             {
-                let go = if e.kind == EntryKind::SequenceSet {
-                    !matches!(t.action, Action::Skip | Action::Append)
-                } else {
-                    t.action.runs_ddl()
+                let go = match e.kind {
+                    EntryKind::SequenceSet => !matches!(t.action, Action::Skip | Action::Append),
+                    EntryKind::TableData => t.action.loads_data(),
+                    _ => t.action.runs_ddl(),
                 };
                 if !go {
                     return Ok(Decision::Quiet);

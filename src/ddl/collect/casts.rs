@@ -50,6 +50,9 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                        CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' END)
          FROM pg_catalog.pg_cast c
          WHERE c.oid >= {FIRST_NORMAL_OID} AND {}
+           -- A multirange type's casts come with it.
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass
+                           AND d.objid = c.oid AND d.deptype = 'i')
          ORDER BY c.oid",
         not_extension_member("pg_catalog.pg_cast", "c.oid")
     );

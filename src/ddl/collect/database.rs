@@ -111,7 +111,11 @@ pub fn default_privileges(cx: &Context, out: &mut Collected) -> Result<()> {
     )?;
     nodes
         .into_iter()
-        .filter(|n| !n.sql.iter().all(|s| matches!(s, crate::ddl::graph::Segment::Text(t) if t.is_empty())))
+        .filter(|n| {
+            !n.sql
+                .iter()
+                .all(|s| matches!(s, crate::ddl::graph::Segment::Text(t) if t.is_empty()))
+        })
         .for_each(|n| out.push(n));
     Ok(())
 }
@@ -244,7 +248,10 @@ pub fn properties(cx: &Context, out: &mut Collected) -> Result<()> {
         sql.push(in_this_database(&if role.is_empty() {
             format!("ALTER DATABASE %I {set}")
         } else {
-            format!("ALTER ROLE {} IN DATABASE %I {set}", role.replace('%', "%%"))
+            format!(
+                "ALTER ROLE {} IN DATABASE %I {set}",
+                role.replace('%', "%%")
+            )
         }));
     }
     if !sql.is_empty() {
@@ -282,6 +289,9 @@ mod tests {
         assert_eq!(split_list("a,\"b \"\"c\"\"\""), ["a", "b \"c\""]);
         assert!(split_list("").is_empty());
         assert_eq!(dollar_quoted("x"), "$pg_backup$x$pg_backup$");
-        assert_eq!(dollar_quoted("$pg_backup$"), "$pg_backup1$$pg_backup$$pg_backup1$");
+        assert_eq!(
+            dollar_quoted("$pg_backup$"),
+            "$pg_backup1$$pg_backup$$pg_backup1$"
+        );
     }
 }

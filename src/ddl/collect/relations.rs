@@ -404,7 +404,11 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         tail.push_str(&format!("\nWITH ({})", t.reloptions.join(", ")));
     }
     tail.push(';');
-    match if foreign { "" } else { t.replica_identity.as_str() } {
+    match if foreign {
+        ""
+    } else {
+        t.replica_identity.as_str()
+    } {
         "f" => after.push(format!("ALTER {keyword} ONLY {q} REPLICA IDENTITY FULL;")),
         "n" => after.push(format!(
             "ALTER {keyword} ONLY {q} REPLICA IDENTITY NOTHING;"

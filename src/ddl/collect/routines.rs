@@ -22,6 +22,9 @@ fn functions(cx: &Context, out: &mut Collected) -> Result<()> {
                 p.oid::pg_catalog.regprocedure::text
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
          WHERE n.oid = ANY($2) AND p.prokind IN ('f', 'p', 'w') AND {}
+           -- A range type's constructors come with the type.
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                           AND d.objid = p.oid AND d.deptype = 'i')
          ORDER BY p.oid",
         not_extension_member("pg_catalog.pg_proc", "p.oid")
     );
