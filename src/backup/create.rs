@@ -424,7 +424,7 @@ fn write_script(
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
-         -- (or: gunzip -c backup.sql.gz | psql -v ON_ERROR_STOP=1)\n\
+         -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod retarget;
 pub mod runner;
 pub mod scope;
+pub mod tuning;
 
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
@@ -44,6 +45,8 @@ pub struct RestoreOptions {
     pub on_error: OnError,
     pub dry_run: bool,
     pub confirm: bool,
+    /// ANALYZE the tables that received rows, at the end (default on).
+    pub analyze: bool,
 }
 
 impl RestoreOptions {
@@ -54,6 +57,7 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
+            "analyze": self.analyze,
         })
     }
 }
@@ -120,7 +124,24 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         finish_record(&mut record, "completed", Some(0), None);
         return Ok(out);
     }
-    let outcome = subtransaction::run(|| Walk::new(&job).apply());
+    let outcome = subtransaction::run(|| {
+        let out = Walk::new(&job).apply()?;
+        if opts.analyze && !opts.schema_only {
+            // Tables whose every step succeeded and that received rows.
+            let loaded: Vec<String> = plan
+                .tables
+                .iter()
+                .filter(|t| t.action.loads_data())
+                .filter(|t| {
+                    out.iter()
+                        .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
+                })
+                .map(|t| scope::quoted(&t.schema, &t.name))
+                .collect();
+            tuning::analyze(loaded.iter().map(String::as_str))?;
+        }
+        Ok::<_, BackupError>(out)
+    });
     match outcome {
         Ok(Ok(out)) => {
             let rows: i64 = out.iter().filter_map(|r| r.3).sum();

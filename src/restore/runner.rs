@@ -631,6 +631,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"client_min_messages", c"warning");
         // Every definition in the archive is schema-qualified.
         security::set_for_call(c"search_path", c"");
+        super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
             let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
             self.runner.run(

@@ -26,7 +26,7 @@ fn create_backup_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     verbose: default!(bool, false),
 ) -> TableIterator<
     'static,
@@ -49,11 +49,11 @@ fn create_backup_0_2(
         schema_only: Some(schema_only),
         data_only: Some(data_only),
         format: Some(format),
-        compression: Some(compression),
+        compression,
         verbose: Some(verbose),
     };
     let caller = security::enter().or_raise();
-    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((
@@ -135,6 +135,7 @@ fn restore_0_2(
     on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
+    analyze: default!(bool, true),
 ) -> TableIterator<
     'static,
     (
@@ -158,6 +159,7 @@ fn restore_0_2(
         on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
+        analyze,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
@@ -175,7 +177,7 @@ fn schedule_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
@@ -207,7 +209,7 @@ fn schedule_0_2(
             schema_only: Some(schema_only),
             data_only: Some(data_only),
             format: Some(format),
-            compression: Some(compression),
+            compression,
             verbose: None,
         },
         keep_last,
