@@ -807,6 +807,44 @@ mod tests {
     }
 
     #[pg_test]
+    fn json_keeps_array_bounds_and_every_format_restores_them() {
+        Spi::run(
+            "CREATE SCHEMA s_arr;
+             CREATE DOMAIN s_arr.ints AS int[];
+             CREATE TABLE s_arr.t (id int PRIMARY KEY, a numeric[], m int[], d s_arr.ints, x text[]);
+             INSERT INTO s_arr.t VALUES
+               (1, '[0:1]={1.1,2.2}', '[2:3][1:2]={{1,2},{3,4}}', '[5:5]={7}', '[-2:-1]={\"a b\",NULL}'),
+               (2, '{1,2}', '{{1,2},{3,4}}', '{}', '{}'),
+               (3, NULL, '[4:4]={NULL}', NULL, '{\"[0:1]={x}\"}')",
+        )
+        .unwrap();
+        let rows = || {
+            Spi::get_one::<String>("SELECT string_agg(t::text, '|' ORDER BY id) FROM s_arr.t t")
+                .unwrap()
+        };
+        let before = rows();
+        let dims = || {
+            Spi::get_one::<String>(
+                "SELECT string_agg(concat_ws(' ', id, array_dims(a), array_dims(m), array_dims(d), array_dims(x)), ';' ORDER BY id) FROM s_arr.t",
+            )
+            .unwrap()
+        };
+        let want = dims();
+        for format in ["json", "native", "csv", "sql"] {
+            let (id, _) = one_backup(&format!(
+                "SELECT backup_id, path FROM backup.create(schemas => '{{s_arr}}', label => 'arr-{format}', format => '{format}')"
+            ));
+            Spi::run("TRUNCATE s_arr.t").unwrap();
+            Spi::run(&format!(
+                "SELECT * FROM backup.restore('{id}', existing => 'append')"
+            ))
+            .unwrap();
+            assert_eq!(dims(), want, "{format}: array bounds");
+            assert_eq!(rows(), before, "{format}: rows");
+        }
+    }
+
+    #[pg_test]
     fn every_format_restores_a_subset_with_the_same_options() {
         make_sample("s_fmt");
         let before = fingerprint("s_fmt");
