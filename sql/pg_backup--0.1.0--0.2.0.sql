@@ -6,11 +6,16 @@
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
--- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
+-- 0.1.0's symbols remain in the library and only ask for this update, see
+-- src/sql_api/compat.rs). Their argument lists grew, so the 0.1.0 definitions are dropped and
+-- the 0.2.0 ones created; grants and SECURITY DEFINER are applied at the end, as on install.
 -- ---------------------------------------------------------------------------------------------
--- issue 11: create(..., jobs) and schedule(..., jobs) take a new last argument, so the 0.1.0
--- functions are dropped first (CREATE OR REPLACE would add an overload beside them).
-DROP FUNCTION backup."create"(TEXT, TEXT[], TEXT[], TEXT[], TEXT[], bool, bool, TEXT, TEXT, bool);
+DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
+DROP FUNCTION backup.verify(text, boolean);
+DROP FUNCTION backup.rescan();
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
+
 CREATE FUNCTION backup."create"(
 	"label" TEXT DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
@@ -20,8 +25,11 @@ CREATE FUNCTION backup."create"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"verbose" bool DEFAULT false,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL,
 	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"backup_id" TEXT,
@@ -35,12 +43,13 @@ CREATE FUNCTION backup."create"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."rescan"() RETURNS SETOF TEXT
-STRICT
+CREATE FUNCTION backup."rescan"(
+	"storage" TEXT DEFAULT NULL
+) RETURNS SETOF TEXT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."restore"(
+CREATE FUNCTION backup."restore"(
 	"backup_id" TEXT,
 	"tables" TEXT[] DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
@@ -51,7 +60,9 @@ CREATE OR REPLACE FUNCTION backup."restore"(
 	"disable_triggers" bool DEFAULT false,
 	"on_error" TEXT DEFAULT 'abort',
 	"dry_run" bool DEFAULT false,
-	"confirm" bool DEFAULT false
+	"confirm" bool DEFAULT false,
+	"identity" TEXT DEFAULT NULL,
+	"analyze" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -63,7 +74,6 @@ CREATE OR REPLACE FUNCTION backup."restore"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
 
-DROP FUNCTION backup."schedule"(TEXT, TEXT, TEXT, TEXT[], TEXT[], TEXT[], TEXT[], bool, bool, TEXT, TEXT, INT, INT, bool, TEXT);
 CREATE FUNCTION backup."schedule"(
 	"name" TEXT,
 	"cron" TEXT,
@@ -75,11 +85,14 @@ CREATE FUNCTION backup."schedule"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"keep_last" INT DEFAULT NULL,
 	"keep_days" INT DEFAULT NULL,
 	"enabled" bool DEFAULT true,
 	"database" TEXT DEFAULT NULL,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL,
 	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"name" TEXT,
@@ -94,9 +107,11 @@ CREATE FUNCTION backup."schedule"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."verify"(
+CREATE FUNCTION backup."verify"(
 	"backup_id" TEXT DEFAULT NULL,
-	"deep" bool DEFAULT true
+	"deep" bool DEFAULT true,
+	"storage" TEXT DEFAULT NULL,
+	"identity" TEXT DEFAULT NULL
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"file" TEXT,
@@ -108,6 +123,62 @@ CREATE OR REPLACE FUNCTION backup."verify"(
 )
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
+
+
+-- ---------------------------------------------------------------------------------------------
+-- issue 12: off-site copies and encryption (storage targets, secrets, history columns; the
+-- storage, keep_local, encrypt_to and identity arguments are in the functions above).
+-- Same statements as sql/storage.sql.
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.backups ADD COLUMN storage text, ADD COLUMN storage_url text;
+COMMENT ON COLUMN backup.backups.storage IS 'Storage target holding the remote copy (NULL: local only).';
+COMMENT ON COLUMN backup.backups.storage_url IS 'Where the remote copy is (no secrets).';
+
+CREATE TABLE backup.storage_targets (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
+    url         text NOT NULL CHECK (url ~ '^(s3|file)://'),
+    options     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE backup.storage_targets IS 'Storage targets for off-site copies (no secrets here).';
+
+CREATE TABLE backup.storage_secrets (
+    name     text PRIMARY KEY REFERENCES backup.storage_targets (name) ON DELETE CASCADE,
+    secrets  jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE backup.storage_secrets IS 'Credentials of storage targets; readable by the extension owner only.';
+
+-- The targets (not their secrets) survive a plain pg_dump, like the other catalog tables.
+SELECT pg_catalog.pg_extension_config_dump('backup.storage_targets', '');
+
+CREATE VIEW backup.storages AS
+SELECT t.name, t.url, t.options,
+       (s.secrets IS NOT NULL AND s.secrets <> '{}'::jsonb) AS has_credentials,
+       t.created_at
+FROM backup.storage_targets t
+LEFT JOIN backup.storage_secrets s USING (name);
+
+REVOKE ALL ON backup.storage_targets, backup.storage_secrets, backup.storages FROM PUBLIC;
+REVOKE ALL ON backup.storage_secrets FROM backup_operator;
+GRANT SELECT ON backup.storage_targets, backup.storages TO backup_operator;
+
+CREATE FUNCTION backup."add_storage"(
+	"name" TEXT,
+	"url" TEXT,
+	"options" jsonb DEFAULT NULL,
+	"replace" bool DEFAULT false,
+	"validate" bool DEFAULT true
+) RETURNS bool
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_storage_wrapper';
+
+CREATE FUNCTION backup."drop_storage"(
+	"name" TEXT,
+	"if_exists" bool DEFAULT false
+) RETURNS bool
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
 
 -- ---------------------------------------------------------------------------------------------
 -- Last, as sql/finalize.sql does for a fresh install: every function of the extension is

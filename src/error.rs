@@ -54,6 +54,15 @@ pub enum BackupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A storage target or encryption failure, with its own SQLSTATE (see storage::Failure):
+    /// 08001 unreachable, 08006 broken connection, 28000 credentials or wrong key, 42501
+    /// denied, 42704 missing bucket, 58P01 missing object, 55000 missing key, 58030 other.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// An error raised in a parallel worker (`jobs => N`), passed on with the worker's own
     /// SQLSTATE, message and hint.
     #[error("{message}")]
@@ -125,6 +134,7 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
@@ -140,6 +150,7 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
@@ -165,6 +176,7 @@ impl BackupError {
                 "42501"
             }
             BackupError::Io { .. } => "58030",
+            BackupError::Storage { sqlstate, .. } => sqlstate,
             BackupError::Worker { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
@@ -180,6 +192,11 @@ impl BackupError {
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+            "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             other => PgSqlErrorCode::from(make_sqlstate(other)),
         }
     }

@@ -8,8 +8,12 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 static DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static COMPRESSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"zstd"));
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
+static RESTORE_MAINTENANCE_WORK_MEM: GucSetting<i32> = GucSetting::<i32>::new(512 * 1024);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -38,6 +42,14 @@ pub fn init() {
         },
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_string_guc(
+        c"backup.compression",
+        c"Compression of backups that do not name one: zstd, zstd:N, gzip, gzip:N or none.",
+        c"zstd (level 3) is faster than gzip:1 and smaller than gzip:6 (see README, Benchmarks).",
+        &COMPRESSION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"backup.compression_level",
         c"gzip level for compression => 'gzip'.",
@@ -48,6 +60,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"backup.restore_maintenance_work_mem",
+        c"maintenance_work_mem of a restore's index builds, when the session's is lower.",
+        c"0 leaves maintenance_work_mem as it is.",
+        &RESTORE_MAINTENANCE_WORK_MEM,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
     GucRegistry::define_bool_guc(
         c"backup.scheduler_enabled",
         c"Whether the scheduler worker starts scheduled backups.",
@@ -55,6 +77,22 @@ pub fn init() {
         &SCHEDULER_ENABLED,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"backup.default_storage",
+        c"Storage target that create() and schedules copy backups to when none is named.",
+        c"The name of a target from backup.storages; empty means local only.",
+        &DEFAULT_STORAGE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"backup.identity_file",
+        c"File with the age secret key(s) that decrypt encrypted backups.",
+        c"Used by restore() and verify() when no identity is passed. Superuser-only.",
+        &IDENTITY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
     );
 }
 
@@ -77,10 +115,36 @@ pub fn database() -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-pub fn compression_level() -> u32 {
-    COMPRESSION_LEVEL.get() as u32
+/// What create() and schedules use for options left NULL.
+pub fn create_defaults() -> crate::backup::options::Defaults {
+    crate::backup::options::Defaults {
+        compression: COMPRESSION
+            .get()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "zstd".into()),
+        gzip_level: COMPRESSION_LEVEL.get() as u32,
+    }
+}
+
+pub fn restore_maintenance_work_mem_kb() -> i64 {
+    RESTORE_MAINTENANCE_WORK_MEM.get() as i64
 }
 
 pub fn scheduler_enabled() -> bool {
     SCHEDULER_ENABLED.get()
+}
+
+fn nonempty(s: &GucSetting<Option<CString>>) -> Option<String> {
+    s.get()
+        .map(|v| v.to_string_lossy().trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+pub fn default_storage() -> Option<String> {
+    nonempty(&DEFAULT_STORAGE)
+}
+
+pub fn identity_file() -> Option<PathBuf> {
+    nonempty(&IDENTITY_FILE).map(PathBuf::from)
 }

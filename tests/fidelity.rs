@@ -53,7 +53,6 @@ fn answer(c: &mut postgres::Client, sql: &str) -> String {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn a_film_rental_schema_with_setof_functions_over_its_tables() {
     if !enabled() {
         return;
@@ -131,7 +130,6 @@ fn a_film_rental_schema_with_setof_functions_over_its_tables() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn tables_inherited_by_children_with_check_constraints() {
     if !enabled() {
         return;
@@ -181,7 +179,6 @@ fn tables_inherited_by_children_with_check_constraints() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn domains_whose_check_calls_a_user_function() {
     if !enabled() {
         return;
@@ -216,7 +213,6 @@ fn domains_whose_check_calls_a_user_function() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn functions_over_a_table_row_type_used_in_its_indexes_and_checks() {
     if !enabled() {
         return;
@@ -253,7 +249,6 @@ fn functions_over_a_table_row_type_used_in_its_indexes_and_checks() {
 }
 
 #[test]
-#[ignore = "issue 8: rules are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn rules_on_tables_and_views() {
     if !enabled() {
         return;
@@ -292,7 +287,6 @@ fn rules_on_tables_and_views() {
 }
 
 #[test]
-#[ignore = "issue 8: extended statistics are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn extended_statistics() {
     if !enabled() {
         return;
@@ -323,7 +317,6 @@ fn extended_statistics() {
 }
 
 #[test]
-#[ignore = "issue 8: definitions are read under the caller's search_path until the new extraction lands; run: make test-fidelity"]
 fn definitions_calling_functions_in_public_come_out_schema_qualified() {
     if !enabled() {
         return;
@@ -366,6 +359,35 @@ fn definitions_calling_functions_in_public_come_out_schema_qualified() {
             "SELECT shop.total(1)",
             "SELECT count(*) FROM shop.cheap",
             "INSERT INTO shop.item (id, label, price) VALUES (-1, 'neg', 5)",
+        ],
+    );
+}
+
+#[test]
+fn large_objects_with_owners_comments_and_grants() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE ROLE fid_lo_owner NOLOGIN;
+        CREATE ROLE fid_lo_reader NOLOGIN;
+        SELECT lo_from_bytea(424242, convert_to('a poem', 'UTF8'));
+        SELECT lo_from_bytea(424243, decode(repeat('00ff', 5000), 'hex'));
+        SELECT lo_create(424244);
+        COMMENT ON LARGE OBJECT 424242 IS 'I Wandered Lonely as a Cloud';
+        COMMENT ON LARGE OBJECT 424244 IS 'empty';
+        ALTER LARGE OBJECT 424243 OWNER TO fid_lo_owner;
+        GRANT SELECT ON LARGE OBJECT 424243 TO fid_lo_reader;
+        GRANT SELECT, UPDATE ON LARGE OBJECT 424242 TO PUBLIC;
+        CREATE TABLE doc (id int PRIMARY KEY, body oid);
+        INSERT INTO doc VALUES (1, 424242), (2, 424243);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT string_agg(oid || ':' || coalesce(obj_description(oid, 'pg_largeobject'), '-'), ',' ORDER BY oid) FROM pg_largeobject_metadata",
+            "SELECT length(lo_get(body)) FROM doc WHERE id = 2",
+            "SELECT string_agg(oid || ':' || lomowner::regrole || ':' || coalesce(lomacl::text, '-'), ',' ORDER BY oid) FROM pg_largeobject_metadata",
         ],
     );
 }

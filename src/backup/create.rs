@@ -1,7 +1,7 @@
 //! The create() core: one consistent, checksummed archive of the selected relations.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
@@ -15,6 +15,7 @@ use crate::archive::manifest::{
     DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
+use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, FileStats, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::copy::copy_to::{CopySource, PipeWriter};
@@ -152,8 +153,31 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         error: None,
         pid: Some(unsafe { pg_sys::MyProcPid }),
         progress: None,
+        storage: None,
+        storage_url: None,
     };
     history::record(&row);
+    // Storage and encryption (none for a plain local backup). Resolved after the running
+    // row exists, so an unknown target or a bad key also leaves a failed row.
+    let output = match crate::storage::locate::prepare_output(&id, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            row.status = "failed";
+            row.finished_at = Some(history::now_rfc3339());
+            row.pid = None;
+            row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
+            history::record(&row);
+            return Err(e);
+        }
+    };
+    if let Some(o) = &output {
+        row.storage = o.remote.as_ref().map(|r| r.0.clone());
+        row.storage_url = o.remote_url();
+        if !o.keep_local {
+            row.path = None;
+        }
+        history::record(&row);
+    }
     let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
     set_in_flight(Some(InFlight {
         id: id.clone(),
@@ -161,7 +185,14 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         final_dir: base.join(&id),
     }));
 
-    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &mut row));
+    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &mut row, output.as_ref()));
+    let abandon_remote = || {
+        if let Some(o) = &output {
+            crate::archive::writer::ArchiveOutput::abandon(&crate::storage::upload::SharedOutput(
+                o.clone(),
+            ));
+        }
+    };
     set_in_flight(None);
     row.finished_at = Some(history::now_rfc3339());
     row.pid = None;
@@ -171,7 +202,10 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
             row.status = "completed";
             row.table_count = Some(manifest.files.len() as i64);
             row.row_count = Some(manifest.total_rows() as i64);
-            row.bytes = Some(dir_size(&base.join(&id)) as i64);
+            row.bytes = Some(match &output {
+                Some(o) if !o.keep_local => manifest.total_bytes() as i64,
+                _ => dir_size(&base.join(&id)) as i64,
+            });
             row.manifest_sha256 = Some(sha);
             history::record(&row);
             Ok(Summary {
@@ -181,11 +215,20 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
                 rows: manifest.total_rows() as i64,
                 bytes: row.bytes.unwrap_or(0),
                 duration: started.elapsed(),
-                path: row.path.clone().unwrap_or_default(),
+                path: row
+                    .path
+                    .clone()
+                    .or_else(|| row.storage_url.clone())
+                    .unwrap_or_default(),
             })
         }
         Ok(Err(e)) => {
+            let e = match &output {
+                Some(o) => o.refine(e),
+                None => e,
+            };
             ArchiveWriter::abandon(&tmp_dir);
+            abandon_remote();
             row.status = "failed";
             row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
             history::record(&row);
@@ -193,6 +236,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         }
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);
+            abandon_remote();
             row.status = "failed";
             row.error = Some(subtransaction::message(&caught));
             history::record(&row);
@@ -208,6 +252,7 @@ fn take(
     id: &str,
     base: &Path,
     row: &mut BackupRow,
+    output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
     let sel: Selection = select::select(opts, &caller.schemas)?;
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
@@ -216,7 +261,7 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, row, caller.had_xid);
+    let result = write_archive(opts, id, base, &sel, row, output, caller.had_xid);
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
@@ -227,21 +272,15 @@ fn write_archive(
     base: &Path,
     sel: &Selection,
     row: &mut BackupRow,
+    output: Option<&Arc<crate::storage::upload::Output>>,
     caller_had_xid: bool,
 ) -> Result<(Manifest, String)> {
-    let ddl = if opts.data_only {
-        let mut d = ddl::extract(sel)?;
-        d.pre_data.clear();
-        d.post_data.retain(|i| i.kind == "sequence_set");
-        d
-    } else {
-        let mut d = ddl::extract(sel)?;
-        if opts.schema_only {
-            d.post_data.retain(|i| i.kind != "sequence_set");
-        }
-        d
-    };
-    let writer = ArchiveWriter::begin(base, id)?;
+    let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
+    let mut writer = ArchiveWriter::begin(base, id)?;
+    writer.output = output.map(|o| {
+        Arc::new(crate::storage::upload::SharedOutput(o.clone()))
+            as Arc<dyn crate::archive::writer::ArchiveOutput>
+    });
     let tables: &[select::Relation] = if opts.schema_only {
         &[]
     } else {
@@ -263,7 +302,7 @@ fn write_archive(
             opts,
             id,
             &writer,
-            &ddl,
+            &toc,
             tables,
             large_objects,
             &mut progress,
@@ -294,8 +333,9 @@ fn write_archive(
         format: opts.format.clone(),
         compression: opts.compression.name(),
         options: opts.to_json(),
-        pre_data: ddl.pre_data,
-        post_data: ddl.post_data,
+        toc,
+        pre_data: Vec::new(),
+        post_data: Vec::new(),
         files,
         script_tables,
     };
@@ -378,9 +418,23 @@ fn write_table_files(
             opts.compression,
         ));
     }
-    if opts.jobs > 1 && tasks.len() > 1 {
+    // Why the workers cannot do it: they would not see the caller's uncommitted changes, and
+    // a storage target's uploads and encryption live in this backend.
+    let in_session = if caller_had_xid {
+        Some("this transaction has uncommitted changes, which parallel workers cannot see")
+    } else if writer.output.is_some() {
+        Some("backups to a storage target or encrypted ones are written by the session itself")
+    } else {
+        None
+    };
+    if let (true, Some(why)) = (opts.jobs > 1 && tasks.len() > 1, in_session) {
+        pgrx::notice!(
+            "pg_backup: jobs => {} not used: {why}; the backup is taken in this session",
+            opts.jobs
+        );
+    } else if opts.jobs > 1 && tasks.len() > 1 {
         task::measure(&mut tasks)?;
-        match parallel::start(&tasks, opts.jobs, opts.compression, caller_had_xid)? {
+        match parallel::start(&tasks, opts.jobs, opts.compression)? {
             Ok(p) => {
                 progress.jobs = Some(p.workers());
                 if opts.verbose {
@@ -415,7 +469,7 @@ fn write_table_files(
         if let Some(rel) = tables.get(i) {
             progress.table(i, rel);
         }
-        let (rows, stats) = t.run(opts.compression, false)?;
+        let (rows, stats) = t.run(Some(writer), opts.compression)?;
         verbose_file(opts, t, rows, &stats);
         files.push(t.data_file(rows, stats));
     }
@@ -441,18 +495,22 @@ fn write_script(
     opts: &CreateOptions,
     id: &str,
     writer: &ArchiveWriter,
-    ddl: &ddl::Ddl,
+    toc: &[TocEntry],
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
 ) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
-    let rel_path = format!("backup.sql{}", opts.compression.suffix());
-    let mut w = PipeWriter::create(&writer.tmp_dir.join(&rel_path), opts.compression)?;
+    let rel_path = format!("backup.sql{}{}", opts.compression.suffix(), writer.suffix());
+    let mut w = PipeWriter::create_sink(
+        writer.open_sink(&rel_path)?,
+        &writer.tmp_dir.join(&rel_path),
+        opts.compression,
+    )?;
     let (database, encoding, _) = server_facts()?;
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
-         -- (or: gunzip -c backup.sql.gz | psql -v ON_ERROR_STOP=1)\n\
+         -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\
@@ -461,10 +519,7 @@ fn write_script(
          SELECT pg_catalog.set_config('search_path', '', false);\n\n",
         env!("CARGO_PKG_VERSION")
     ))?;
-    for item in &ddl.pre_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
-    }
+    write_entries(&mut w, toc, Pass::PreData)?;
     let mut blocks = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         progress.table(i, t);
@@ -517,9 +572,13 @@ fn write_script(
         });
     }
     w.write_text("\n")?;
-    for item in &ddl.post_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
+    for pass in [
+        Pass::PostData,
+        Pass::Acl,
+        Pass::PostAcl,
+        Pass::SequenceValues,
+    ] {
+        write_entries(&mut w, toc, pass)?;
     }
     w.write_text(&format!("{SCRIPT_END}\n"))?;
     let stats = w.finish()?;
@@ -535,6 +594,19 @@ fn write_script(
         sha256: stats.sha256,
     };
     Ok((vec![file], blocks))
+}
+
+/// The entries of one pass, in TOC order, each under a comment naming it (as pg_dump's
+/// plain format does).
+fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()> {
+    for e in toc.iter().filter(|e| e.pass() == pass && !e.sql.is_empty()) {
+        w.write_text(&format!(
+            "\n-- {}\n{}\n",
+            e.describe().replace('\n', " "),
+            e.statements()
+        ))?;
+    }
+    Ok(())
 }
 
 fn server_facts() -> Result<(String, String, String)> {

@@ -19,6 +19,14 @@ pub struct CreateOptions {
     #[serde(serialize_with = "ser_compression")]
     pub compression: Compression,
     pub verbose: bool,
+    /// A storage target to copy the archive to (else backup.default_storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Keep the local copy too (default true; false needs a storage).
+    pub keep_local: bool,
+    /// age recipients (public keys) to encrypt to, besides the storage's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
     /// Parallel workers that copy the tables (1: this backend does).
     pub jobs: u32,
 }
@@ -48,11 +56,34 @@ pub struct CreateArgs {
     pub compression: Option<String>,
     pub verbose: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_local: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_to: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<i32>,
 }
 
+/// What an option left NULL means: the settings `backup.compression` and
+/// `backup.compression_level` at the time of the call.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub compression: String,
+    pub gzip_level: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            compression: "zstd".into(),
+            gzip_level: 6,
+        }
+    }
+}
+
 impl CreateOptions {
-    pub fn parse(args: CreateArgs, default_level: u32) -> Result<CreateOptions> {
+    pub fn parse(args: CreateArgs, defaults: &Defaults) -> Result<CreateOptions> {
         if let Some(l) = &args.label {
             id::validate_label(l)?;
         }
@@ -77,8 +108,10 @@ impl CreateOptions {
             ))
             .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."));
         }
-        let compression =
-            Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
+        let compression = Compression::parse(
+            args.compression.as_deref().unwrap_or(&defaults.compression),
+            defaults.gzip_level,
+        )?;
         let jobs = args.jobs.unwrap_or(1);
         if !(1..=MAX_JOBS).contains(&jobs) {
             return Err(BackupError::invalid(format!("invalid jobs {jobs}"))
@@ -110,6 +143,19 @@ impl CreateOptions {
             format,
             compression,
             verbose: args.verbose.unwrap_or(false),
+            storage: match args.storage.filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    crate::storage::targets::validate_name(&s)?;
+                    Some(s)
+                }
+                None => None,
+            },
+            keep_local: args.keep_local.unwrap_or(true),
+            encrypt_to: {
+                let list = args.encrypt_to.unwrap_or_default();
+                crate::crypto::Recipients::parse(&list)?;
+                list
+            },
             jobs: jobs as u32,
         })
     }
@@ -141,11 +187,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_a_full_gzip_backup() {
-        let o = CreateOptions::parse(CreateArgs::default(), 1).unwrap();
-        assert_eq!(o.compression, Compression::Gzip(1));
+    fn defaults_are_a_full_zstd_backup() {
+        let o = CreateOptions::parse(CreateArgs::default(), &Defaults::default()).unwrap();
+        assert_eq!(o.compression, Compression::Zstd(3));
         assert_eq!(o.kind(), "full");
-        assert_eq!(o.to_json()["compression"], "gzip:1");
+        assert_eq!(o.to_json()["compression"], "zstd:3");
+        let gzip1 = Defaults {
+            compression: "gzip".into(),
+            gzip_level: 1,
+        };
+        let o = CreateOptions::parse(CreateArgs::default(), &gzip1).unwrap();
+        assert_eq!(o.compression, Compression::Gzip(1));
+        let explicit = CreateArgs {
+            compression: Some("gzip:9".into()),
+            ..Default::default()
+        };
+        let o = CreateOptions::parse(explicit, &gzip1).unwrap();
+        assert_eq!(o.compression, Compression::Gzip(9));
         assert_eq!(o.jobs, 1);
     }
 
@@ -186,7 +244,9 @@ mod tests {
         for args in cases {
             let what = format!("{args:?}");
             assert_eq!(
-                CreateOptions::parse(args, 1).unwrap_err().sqlstate(),
+                CreateOptions::parse(args, &Defaults::default())
+                    .unwrap_err()
+                    .sqlstate(),
                 "22023",
                 "{what}"
             );
@@ -200,7 +260,7 @@ mod tests {
                 tables: Some(vec!["t".into()]),
                 ..Default::default()
             },
-            1,
+            &Defaults::default(),
         )
         .unwrap();
         assert_eq!(o.kind(), "partial");
@@ -209,7 +269,7 @@ mod tests {
                 schema_only: Some(true),
                 ..Default::default()
             },
-            1,
+            &Defaults::default(),
         )
         .unwrap();
         assert_eq!(o.kind(), "schema");

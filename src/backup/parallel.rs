@@ -257,24 +257,16 @@ pub enum InProcess {
 }
 
 /// Start up to `jobs` workers for `tasks` (sizes measured). The active snapshot is the one
-/// they copy under; the tables are locked already.
+/// they copy under; the tables are locked already. The caller's transaction must not have
+/// changed anything (the workers would not see it) and the files must be plain local files.
 pub fn start(
     tasks: &[CopyTask],
     jobs: u32,
     compression: Compression,
-    caller_had_xid: bool,
 ) -> Result<std::result::Result<Parallel, InProcess>> {
     let wanted = (jobs as usize).min(tasks.len());
     if wanted < 2 {
         return Ok(Err(InProcess::Small));
-    }
-    // A worker's snapshot does not know the caller's uncommitted changes (a worker would read
-    // a row the caller inserted as aborted, and a table it altered as it was): a transaction
-    // that had changed anything before calling create() keeps the work in the session.
-    if caller_had_xid {
-        return Ok(Err(InProcess::Reason(
-            "this transaction has uncommitted changes, which parallel workers cannot see".into(),
-        )));
     }
     let order = task::largest_first(tasks);
     let (user, sec_context) = unsafe {
@@ -691,7 +683,7 @@ fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), Worker
             }
             slot.current.store(k as u32 + 1, Ordering::Release);
             pgrx::check_for_interrupts!();
-            let (rows, stats) = plan.tasks[k].run(compression, true)?;
+            let (rows, stats) = plan.tasks[k].run(None, compression)?;
             let r = shared.result(k);
             r.worker = w as u32;
             r.rows = rows;

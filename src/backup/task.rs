@@ -59,8 +59,27 @@ pub fn for_table(
     let (query, copy_format, ext) = match format {
         "csv" => (None, CopyFormat::CsvHeader, "csv"),
         // One JSON object per row, keys = the copied columns (generated ones excluded).
+        // An array whose lower bounds are not all 1 (its text form starts with its
+        // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would come
+        // back with bounds 1. json_populate_record reads such a string through the array's
+        // input function.
         "json" => {
-            let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+            let arrays = array_columns(t.oid)?;
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let q = spi::quote_identifier(c);
+                    if arrays.contains(c) {
+                        format!(
+                            "CASE WHEN pg_catalog.left({q}::pg_catalog.text, 1) = '[' \
+                             THEN pg_catalog.to_json({q}::pg_catalog.text) \
+                             ELSE pg_catalog.to_json({q}) END AS {q}"
+                        )
+                    } else {
+                        q
+                    }
+                })
+                .collect();
             let query = format!(
                 "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
                 cols.join(", "),
@@ -83,6 +102,17 @@ pub fn for_table(
         abs_path,
         size: 0,
     })
+}
+
+/// The columns of `rel` whose type (or a domain's base type) is an array.
+fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
+        &[rel.into()],
+    )?
+    .unwrap_or_default())
 }
 
 /// The task for the pages of every large object (COPY text in every format but sql).
@@ -131,20 +161,35 @@ pub fn largest_first(tasks: &[CopyTask]) -> Vec<usize> {
 }
 
 impl CopyTask {
-    /// COPY the rows into the file under the active snapshot. `lock`: take the table's
-    /// ACCESS SHARE lock first (a parallel worker; the backend took them all up front).
-    pub fn run(&self, compression: Compression, lock: bool) -> Result<(u64, FileStats)> {
+    /// COPY the rows into the file under the active snapshot: through `writer`'s sink (its
+    /// storage target and encryption) in the backend that took the locks, or, in a parallel
+    /// worker (`None`), into the local file after taking the table's ACCESS SHARE lock (which
+    /// the worker's lock group already holds).
+    pub fn run(
+        &self,
+        writer: Option<&ArchiveWriter>,
+        compression: Compression,
+    ) -> Result<(u64, FileStats)> {
         let source = match &self.query {
             Some(q) => CopySource::Query(q),
             None => {
                 let oid = pg_sys::Oid::from(self.oid);
-                if lock {
+                if writer.is_none() {
                     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessShareLock as i32) };
                 }
                 CopySource::Table(oid)
             }
         };
-        copy_to::copy_to_file(source, &self.abs_path, compression, self.format)
+        match writer {
+            Some(w) => copy_to::copy_to_sink(
+                source,
+                w.open_sink(&self.rel_path)?,
+                &self.abs_path,
+                compression,
+                self.format,
+            ),
+            None => copy_to::copy_to_file(source, &self.abs_path, compression, self.format),
+        }
     }
 
     /// The manifest's entry for the file this task wrote.

@@ -26,8 +26,11 @@ fn create_backup_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     verbose: default!(bool, false),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
     jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
@@ -50,12 +53,15 @@ fn create_backup_0_2(
         schema_only: Some(schema_only),
         data_only: Some(data_only),
         format: Some(format),
-        compression: Some(compression),
+        compression,
         verbose: Some(verbose),
+        storage,
+        keep_local: Some(keep_local),
+        encrypt_to,
         jobs: Some(jobs),
     };
     let caller = security::enter().or_raise();
-    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((
@@ -74,6 +80,8 @@ fn create_backup_0_2(
 fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
+    storage: default!(Option<String>, "NULL"),
+    identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -87,7 +95,13 @@ fn verify_0_2(
     ),
 > {
     let _caller = security::enter().or_raise();
-    let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
+    let rows = manage::verify(
+        backup_id.as_deref(),
+        deep,
+        storage.as_deref(),
+        identity.as_deref(),
+    )
+    .or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
         (
             id,
@@ -118,9 +132,32 @@ fn prune(
 }
 
 #[pg_extern(name = "rescan")]
-fn rescan_0_2() -> SetOfIterator<'static, String> {
+fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
-    SetOfIterator::new(manage::rescan().or_raise())
+    SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
+}
+
+/// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
+/// are kept where only the extension owner reads them. `validate` tests the target first.
+#[pg_extern]
+fn add_storage(
+    name: String,
+    url: String,
+    options: default!(Option<pgrx::JsonB>, "NULL"),
+    replace: default!(bool, false),
+    validate: default!(bool, true),
+) -> bool {
+    let _caller = security::enter().or_raise();
+    let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    crate::storage::targets::add(&name, &url, &options, replace, validate).or_raise();
+    true
+}
+
+/// Forget a storage target (the archives in it stay).
+#[pg_extern]
+fn drop_storage(name: String, if_exists: default!(bool, false)) -> bool {
+    let _caller = security::enter().or_raise();
+    crate::storage::targets::drop(&name, if_exists).or_raise()
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -137,6 +174,8 @@ fn restore_0_2(
     on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
+    identity: default!(Option<String>, "NULL"),
+    analyze: default!(bool, true),
 ) -> TableIterator<
     'static,
     (
@@ -160,6 +199,8 @@ fn restore_0_2(
         on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
+        identity,
+        analyze,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
@@ -177,11 +218,14 @@ fn schedule_0_2(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
     database: default!(Option<String>, "NULL"),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
     jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
@@ -210,8 +254,11 @@ fn schedule_0_2(
             schema_only: Some(schema_only),
             data_only: Some(data_only),
             format: Some(format),
-            compression: Some(compression),
+            compression,
             verbose: None,
+            storage,
+            keep_local: (!keep_local).then_some(false),
+            encrypt_to,
             // Stored only when asked for, so the options of a plain schedule stay as they were.
             jobs: (jobs != 1).then_some(jobs),
         },
