@@ -54,6 +54,15 @@ pub enum BackupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A storage target or encryption failure, with its own SQLSTATE (see storage::Failure):
+    /// 08001 unreachable, 08006 broken connection, 28000 credentials or wrong key, 42501
+    /// denied, 42704 missing bucket, 58P01 missing object, 55000 missing key, 58030 other.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// The database's pg_backup catalog is at another release than the library (55000): it
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
@@ -116,7 +125,8 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => *hint = Some(text.into()),
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::Storage { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
         }
@@ -130,7 +140,8 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => hint.clone(),
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::Storage { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -155,6 +166,7 @@ impl BackupError {
                 "42501"
             }
             BackupError::Io { .. } => "58030",
+            BackupError::Storage { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -169,6 +181,11 @@ impl BackupError {
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+            "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }
