@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use super::data::{self, table_oid};
 use super::plan::{self, Action, Existing, OnError, PlannedTable};
 use super::scope::{quoted, Scope, Why};
+use super::background::Batches;
 use super::RestoreOptions;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::Manifest;
@@ -105,6 +106,8 @@ pub struct Job<'a> {
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+    /// restore(atomic => false): the worker's commits.
+    pub batches: Option<&'a Batches>,
 }
 
 impl Job<'_> {
@@ -179,16 +182,19 @@ enum Outcome {
 }
 
 /// Runs the steps of a restore and collects their rows.
-pub struct Runner {
+pub struct Runner<'a> {
     on_error: OnError,
     pub out: Vec<Row>,
+    /// restore(atomic => false): commits after every so many steps.
+    batches: Option<&'a Batches>,
 }
 
-impl Runner {
-    pub fn new(on_error: OnError) -> Runner {
+impl<'a> Runner<'a> {
+    pub fn new(on_error: OnError, batches: Option<&'a Batches>) -> Runner<'a> {
         Runner {
             on_error,
             out: Vec::new(),
+            batches,
         }
     }
 
@@ -209,6 +215,21 @@ impl Runner {
 
     /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
     fn run_outcome(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<Option<bool>> {
+        let outcome = self.run_step(object, kind, action, tolerate, f)?;
+        if let Some(b) = self.batches {
+            b.step_done(&self.out)?;
+        }
+        Ok(outcome)
+    }
+
+    fn run_step(
         &mut self,
         object: String,
         kind: &str,
@@ -324,7 +345,7 @@ enum Decision {
 /// Restore everything the job says: the walk over the TOC.
 pub struct Walk<'j, 'a> {
     job: &'j Job<'a>,
-    runner: Runner,
+    runner: Runner<'a>,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
     roles: HashMap<String, bool>,
@@ -334,7 +355,7 @@ impl<'j, 'a> Walk<'j, 'a> {
     pub fn new(job: &'j Job<'a>) -> Self {
         Walk {
             job,
-            runner: Runner::new(job.opts.on_error),
+            runner: Runner::new(job.opts.on_error, job.batches),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
             roles: HashMap::new(),
