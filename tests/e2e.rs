@@ -1284,7 +1284,10 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     assert_eq!(statuses[0].0, "ok");
     assert_eq!(count(&mut r, tables), n);
     assert_eq!(
-        count(&mut r, "SELECT count(*) FROM pg_constraint WHERE conname ~ '^t[0-9]+_pkey$'"),
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_constraint WHERE conname ~ '^t[0-9]+_pkey$'"
+        ),
         n
     );
     let rows_sum: String = r
@@ -1316,7 +1319,10 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
         .unwrap_err();
     assert_eq!(sqlstate(&err), "23505", "{err:?}");
     let message = err.as_db_error().unwrap().message().to_string();
-    assert!(message.contains("were committed before the failure"), "{message}");
+    assert!(
+        message.contains("were committed before the failure"),
+        "{message}"
+    );
     let row = r
         .query_one(
             "SELECT status, error, jsonb_array_length(progress->'restored'), progress->'restored' ? 'table public.t1'
@@ -1331,7 +1337,11 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     assert!(row.get::<_, bool>(3), "t1 was committed and is listed");
     let kept = count(&mut r, tables);
     assert!(kept > 1 && kept <= n, "{kept} tables stay");
-    assert_eq!(count(&mut r, "SELECT count(*) FROM t1"), 1, "t1's rows were committed");
+    assert_eq!(
+        count(&mut r, "SELECT count(*) FROM t1"),
+        1,
+        "t1's rows were committed"
+    );
 
     // A cancel: the worker rolls back its batch, records the failure, and the call ends.
     let mut r = fresh("cancelled");

@@ -139,11 +139,12 @@ pub fn run(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>>
             return Err(BackupError::denied(
                 "no background worker slot is free for restore(atomic => false)",
             )
-            .with_hint("Raise max_worker_processes (restart needed), or wait for other workers to finish."));
+            .with_hint(
+                "Raise max_worker_processes (restart needed), or wait for other workers to finish.",
+            ));
         }
-        EXIT_CALLBACK.call_once(|| {
-            pg_sys::before_shmem_exit(Some(on_caller_exit), pg_sys::Datum::from(0))
-        });
+        EXIT_CALLBACK
+            .call_once(|| pg_sys::before_shmem_exit(Some(on_caller_exit), pg_sys::Datum::from(0)));
         if let Ok(mut g) = RUNNING.lock() {
             *g = Some(w.handle as usize);
         }

@@ -10,10 +10,10 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use super::background::Batches;
 use super::data::{self, table_oid};
 use super::plan::{self, Action, Existing, OnError, PlannedTable};
 use super::scope::{quoted, Scope, Why};
-use super::background::Batches;
 use super::RestoreOptions;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::Manifest;
