@@ -20,7 +20,7 @@ install-release: setup
 test: setup
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
-	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test e2e -- --test-threads=1
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test e2e --test restore_safety -- --test-threads=1
 
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh

@@ -6,10 +6,13 @@
 //! nothing. `'continue'`: every object in its own subtransaction; failures become result rows.
 
 pub mod names;
+pub mod ownership;
 pub mod plan;
+mod preflight;
 pub mod retarget;
 pub mod scope;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -28,8 +31,12 @@ use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
-use crate::security::{self, Caller};
+use crate::security::owner::{relation_owner, run_as, run_as_in, SchemaPrivilege};
+use crate::security::privileges::{parse_owner_statement, Restorer};
+use crate::security::redact::{self, Exposure};
+use crate::security::{self, targets, Caller};
 use crate::subtransaction;
+use ownership::Ownership;
 use plan::{Action, Existing, OnError, PlannedTable};
 use scope::{quoted, Scope};
 
@@ -138,6 +145,10 @@ impl Plan {
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    security::owner::refuse_inside_restricted_operation()?;
+    if let Some(to) = &opts.target_schema {
+        targets::check_target_schema(to)?;
+    }
     let dir = backup_dir(id)?;
     if !dir.exists() {
         return Err(unknown_backup(id));
@@ -172,6 +183,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         opts.target_schema.as_deref(),
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
+    let restorer = Restorer::of(caller);
+    let ownership = Ownership::build(&manifest);
 
     let mut record = serde_json::json!({
         "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
@@ -182,7 +195,9 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             .unwrap_or(0);
     record["id"] = restore_id.into();
     record["table_count"] = (plan.tables.len() as i64).into();
-    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id) {
+    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)
+        .and_then(|_| preflight::check(&manifest, &scope, &plan, opts, &ownership, &restorer))
+    {
         finish_record(&mut record, "failed", None, Some(e.to_string()));
         return Err(e);
     }
@@ -234,6 +249,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         return Ok(out);
     }
 
+    let current = RefCell::new(None);
     let job = Job {
         manifest: &manifest,
         dir: &dir,
@@ -241,6 +257,9 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         opts,
         scope: &scope,
         plan: &plan,
+        restorer: &restorer,
+        ownership: &ownership,
+        current: &current,
     };
     let outcome = subtransaction::run(|| apply(&job));
     match outcome {
@@ -262,13 +281,16 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Err(e)
         }
         Err(caught) => {
-            finish_record(
-                &mut record,
-                "failed",
-                None,
-                Some(subtransaction::message(&caught)),
-            );
-            caught.rethrow()
+            // The error may carry row values (or text written by user code): the history
+            // row and the caller get it without them; the server log gets all of it.
+            let step = current.borrow().clone().unwrap_or_else(|| Step {
+                kind: "restore".into(),
+                object: id.to_string(),
+                exposure: Exposure::Data,
+            });
+            let text = redact::describe(&caught, &step.kind, &step.object, step.exposure);
+            finish_record(&mut record, "failed", None, Some(text.clone()));
+            redact::raise(&caught, text)
         }
     }
 }
@@ -334,21 +356,66 @@ enum Tolerate {
     MissingRole,
 }
 
-/// Runs the steps of a restore and collects their rows.
-struct Steps {
-    on_error: OnError,
-    out: Vec<Row>,
+/// The step a restore is running, for the error if it fails.
+#[derive(Clone)]
+struct Step {
+    kind: String,
+    object: String,
+    exposure: Exposure,
 }
 
-impl Steps {
+/// Runs the steps of a restore and collects their rows.
+struct Steps<'a> {
+    on_error: OnError,
+    out: Vec<Row>,
+    current: &'a RefCell<Option<Step>>,
+}
+
+impl Steps<'_> {
     /// Run one step. With `Tolerate::Nothing` under `on_error => 'abort'` an error ends the
     /// restore; otherwise the step runs in a subtransaction and its failure becomes a row.
+    /// `exposure` says whether its errors may carry row values (then they are redacted).
+    #[allow(clippy::too_many_arguments)]
+    fn run_step(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        exposure: Exposure,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<()> {
+        *self.current.borrow_mut() = Some(Step {
+            kind: kind.to_string(),
+            object: object.clone(),
+            exposure,
+        });
+        let r = self.run_inner(object, kind, action, tolerate, exposure, f);
+        if r.is_ok() {
+            *self.current.borrow_mut() = None;
+        }
+        r
+    }
+
+    /// A step that replays DDL as the extension owner (no rows, no user code).
     fn run(
         &mut self,
         object: String,
         kind: &str,
         action: &str,
         tolerate: Tolerate,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<()> {
+        self.run_step(object, kind, action, tolerate, Exposure::Ddl, f)
+    }
+
+    fn run_inner(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        exposure: Exposure,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<()> {
         if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
@@ -379,23 +446,15 @@ impl Steps {
                 if tolerate == Tolerate::MissingRole
                     && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
             {
-                self.out.push(row(
-                    object,
-                    kind,
-                    "skip",
-                    None,
-                    "warning",
-                    Some(&subtransaction::message(&c)),
-                ))
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, "skip", None, "warning", Some(&text)))
             }
-            Err(c) if self.on_error == OnError::Continue => self.out.push(row(
-                object,
-                kind,
-                action,
-                None,
-                "failed",
-                Some(&subtransaction::message(&c)),
-            )),
+            Err(c) if self.on_error == OnError::Continue => {
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, action, None, "failed", Some(&text)))
+            }
             Err(c) => c.rethrow(),
         }
         Ok(())
@@ -421,19 +480,29 @@ struct Job<'a> {
     opts: &'a RestoreOptions,
     scope: &'a Scope,
     plan: &'a Plan,
+    restorer: &'a Restorer,
+    ownership: &'a Ownership<'a>,
+    current: &'a RefCell<Option<Step>>,
 }
 
 fn apply(job: &Job) -> Result<Vec<Row>> {
     let mut steps = Steps {
         on_error: job.opts.on_error,
         out: Vec::new(),
+        current: job.current,
     };
     // Function bodies may name tables that come later, as in pg_restore.
     security::set_for_call(c"check_function_bodies", c"off");
     // "schema ... already exists, skipping" and the like: the result rows say what happened.
     security::set_for_call(c"client_min_messages", c"warning");
     if let Some((_, to)) = &job.scope.target {
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
+        // Owned by the role that called restore, like everything it creates without an
+        // owner of its own.
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
+            spi::quote_identifier(to),
+            spi::quote_identifier(&job.restorer.name)
+        );
         steps.run(
             to.clone(),
             "schema",
@@ -503,16 +572,22 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
                     .of(schema, &item.name)
                     .filter(|t| t.action.runs_ddl())
                 {
-                    steps.run(
-                        t.object(),
-                        "table",
-                        "create",
-                        Tolerate::Nothing,
-                        sql_step(job.scope.sql(item)),
-                    )?;
+                    create_table(job, &mut steps, item, t)?;
+                    own(job, &mut steps, item, t.object())?;
                 }
                 continue;
             }
+            if item.kind == "sequence_owner" {
+                link_sequence(job, &mut steps, item, &kept_sequences)?;
+                continue;
+            }
+            // A schema that exists keeps its owner and grants, unless the caller could
+            // change them itself (its owner's privileges): then they come from the backup.
+            let keep_schema = item.kind == "schema"
+                && match schema_owner(&item.name)? {
+                    Some(o) => !job.restorer.acts_as(o),
+                    None => false,
+                };
             // Types, functions, sequences, views ... that already exist are kept as they are.
             steps.run(
                 object.clone(),
@@ -521,8 +596,12 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
                 Tolerate::Duplicates,
                 sql_step(job.scope.sql(item)),
             )?;
-            if item.kind == "sequence" && steps.out.last().is_some_and(|r| r.2 == "skip") {
-                kept_sequences.insert(object);
+            let created = steps.out.last().is_some_and(|r| r.2 != "skip");
+            if item.kind == "sequence" && !created {
+                kept_sequences.insert(object.clone());
+            }
+            if created && !keep_schema {
+                own(job, &mut steps, item, object)?;
             }
         }
     }
@@ -541,6 +620,11 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
         .filter(|i| job.scope.wants(i))
         .partition(|i| i.kind == "sequence_set");
     for item in rest.into_iter().chain(values) {
+        // Owners and grants of objects were applied when the objects were created (or
+        // kept as they are when they existed).
+        if job.ownership.is_mapped(item) {
+            continue;
+        }
         if item.kind == "sequence_set"
             && item.table.is_none()
             && kept_sequences.contains(&qualified(&item.schema, &item.name))
@@ -577,22 +661,302 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
         } else {
             Tolerate::Nothing
         };
-        steps.run(
-            object,
-            &item.kind,
-            "create",
-            tolerate,
-            sql_step(job.scope.sql(item)),
-        )?;
+        let sql = job.scope.sql(item);
+        if runs_user_code(&item.kind) && !builds_index_only(item) {
+            // Constraint validation, index builds, REFRESH: the table's owner's code, run
+            // with its owner's rights and nothing more.
+            let (role, schemas) = code_owner(job, item)?;
+            steps.run_step(
+                object,
+                &item.kind,
+                "create",
+                tolerate,
+                Exposure::Data,
+                move || {
+                    let needs: Vec<(&str, SchemaPrivilege)> = schemas
+                        .iter()
+                        .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+                        .collect();
+                    run_as_in(role, &needs, || Ok(Spi::run(&sql)?))?;
+                    Ok(None)
+                },
+            )?;
+        } else {
+            steps.run(object, &item.kind, "create", tolerate, sql_step(sql))?;
+        }
     }
     Ok(steps.out)
+}
+
+/// Post-data kinds whose statement evaluates expressions over the rows (CHECK and foreign
+/// key validation, index and exclusion builds with their expressions and predicates,
+/// REFRESH) and so runs the owner's code. Anything not known to be inert counts as code.
+fn runs_user_code(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "trigger"
+            | "row_security"
+            | "policy"
+            | "comment"
+            | "owner"
+            | "acl"
+            | "index_attach"
+            | "sequence_set"
+            | "sequence_owner"
+    )
+}
+
+/// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
+/// PostgreSQL 15 runs the whole build (expressions, predicates, uniqueness and exclusion
+/// checks) as the table's owner in a security-restricted operation itself (DefineIndex
+/// switches before it looks at any expression), checking only CREATE on the schema against
+/// the role that runs the statement; so these run as the extension owner, like pg_restore,
+/// and owners without CREATE on their table's schema still get their indexes.
+fn builds_index_only(item: &DdlItem) -> bool {
+    match item.kind.as_str() {
+        "index" => true,
+        "constraint" => matches!(
+            constraint_definition(&item.sql),
+            Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))
+        ),
+        _ => false,
+    }
+}
+
+/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
+/// found by reading the identifiers (quoted ones may hold any text).
+fn constraint_definition(sql: &str) -> Option<&str> {
+    fn identifier(s: &str) -> Option<&str> {
+        match s.strip_prefix('"') {
+            Some(mut rest) => loop {
+                let end = rest.find('"')?;
+                if rest[end + 1..].starts_with('"') {
+                    rest = &rest[end + 2..];
+                } else {
+                    return Some(&rest[end + 1..]);
+                }
+            },
+            None => {
+                let end = s.find(|c: char| c == '.' || c == ' ')?;
+                (end > 0).then(|| &s[end..])
+            }
+        }
+    }
+    let rest = sql.trim_start().strip_prefix("ALTER TABLE ")?;
+    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+    let rest = identifier(rest)?.strip_prefix('.')?;
+    let rest = identifier(rest)?.strip_prefix(" ADD CONSTRAINT ")?;
+    identifier(rest)?.strip_prefix(' ')
+}
+
+/// The role whose rights a post-data step on a table runs with: the table's current owner
+/// (set when it was created, or the owner of a table that existed). When the table cannot
+/// be found the statement fails anyway: the caller then, never the extension owner. With it,
+/// the schemas the statement names (the table's, a foreign key's target's).
+fn code_owner(job: &Job, item: &DdlItem) -> Result<(pg_sys::Oid, Vec<String>)> {
+    let target = match item.table.as_deref().and_then(|q| job.plan.of_quoted(q)) {
+        Some(t) => table_oid(&t.schema, &t.name)?,
+        None => {
+            // A materialized view (its refresh names itself) or a relation not in the plan.
+            let schema = job
+                .scope
+                .target_schema_of(item.schema.as_deref().unwrap_or_default());
+            table_oid(schema, &item.name)?
+        }
+    };
+    let mut schemas = Vec::new();
+    for oid in [target]
+        .into_iter()
+        .chain([referenced_oid(job, item)?])
+        .flatten()
+    {
+        if let Some(s) = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
+            &[oid.into()],
+        )? {
+            if !schemas.contains(&s) {
+                schemas.push(s);
+            }
+        }
+    }
+    let role = match target {
+        Some(oid) => relation_owner(oid)?,
+        None => job.restorer.oid,
+    };
+    Ok((role, schemas))
+}
+
+/// The table a foreign key references, where this restore puts it (or where it is).
+fn referenced_oid(job: &Job, item: &DdlItem) -> Result<Option<pg_sys::Oid>> {
+    let Some(r) = item
+        .references
+        .as_deref()
+        .filter(|_| item.kind == "foreign_key")
+    else {
+        return Ok(None);
+    };
+    match job.plan.of_quoted(r) {
+        Some(t) => table_oid(&t.schema, &t.name),
+        None => Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            &[r.into()],
+        )?),
+    }
+}
+
+/// CREATE TABLE. A partition is created by its parent's owner, as PostgreSQL requires of
+/// whoever runs it: creating one evaluates its bound (domain CHECKs of the key) and scans a
+/// default partition with the key's expressions. Other tables evaluate nothing and are
+/// created as the extension owner, then handed to their owner at once (`own`).
+fn create_table(job: &Job, steps: &mut Steps, item: &DdlItem, t: &PlannedTable) -> Result<()> {
+    let sql = job.scope.sql(item);
+    let partition_of = item
+        .references
+        .as_deref()
+        .filter(|_| item.sql.contains(" PARTITION OF "));
+    let Some(parent) = partition_of else {
+        return steps.run(
+            t.object(),
+            "table",
+            "create",
+            Tolerate::Nothing,
+            sql_step(sql),
+        );
+    };
+    let parent_oid = match job.plan.of_quoted(parent) {
+        Some(p) => table_oid(&p.schema, &p.name)?,
+        None => Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            &[parent.into()],
+        )?,
+    };
+    let role = match parent_oid {
+        Some(oid) => relation_owner(oid)?,
+        None => job.restorer.oid,
+    };
+    let schema = t.schema.clone();
+    steps.run_step(
+        t.object(),
+        "table",
+        "create",
+        Tolerate::Nothing,
+        Exposure::Data,
+        move || {
+            // The owner may lack CREATE on a schema the restore made (target_schema).
+            run_as_in(
+                role,
+                &[
+                    (&schema, SchemaPrivilege::Usage),
+                    (&schema, SchemaPrivilege::Create),
+                ],
+                || Ok(Spi::run(&sql)?),
+            )?;
+            Ok(None)
+        },
+    )
+}
+
+/// The current owner of schema `name`, if it exists.
+fn schema_owner(name: &str) -> Result<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[name.into()],
+    )?)
+}
+
+/// Give the object `item` just created its owner and grants, before anything can run on
+/// it. An owner role that does not exist here is replaced by the role that called restore
+/// (never the extension owner), and a row says so.
+fn own(job: &Job, steps: &mut Steps, item: &DdlItem, object: String) -> Result<()> {
+    let Some(key) = job.ownership.key_of(item) else {
+        return Ok(());
+    };
+    if let Some(owner_item) = job.ownership.owner_item(&key) {
+        let sql = job.scope.sql(owner_item);
+        if let Some(stmt) = parse_owner_statement(&sql) {
+            let owner = job.restorer.owner_for(&object, &stmt.role)?;
+            let sql = format!(
+                "ALTER {} {} OWNER TO {};",
+                stmt.objtype,
+                stmt.ident,
+                spi::quote_identifier(&owner.name)
+            );
+            steps.run(
+                object.clone(),
+                "owner",
+                "create",
+                Tolerate::Nothing,
+                sql_step(sql),
+            )?;
+            if let Some(note) = owner.note() {
+                steps.note(row(
+                    object.clone(),
+                    "owner",
+                    "substitute",
+                    None,
+                    "warning",
+                    Some(&note),
+                ));
+            }
+        }
+    }
+    for acl in job.ownership.acl_items(&key) {
+        steps.run(
+            object.clone(),
+            "acl",
+            "create",
+            Tolerate::MissingRole,
+            sql_step(job.scope.sql(acl)),
+        )?;
+    }
+    Ok(())
+}
+
+/// `ALTER SEQUENCE ... OWNED BY table.column`: PostgreSQL wants the sequence and the table
+/// to have one owner. The table got its owner when it was created; a sequence this restore
+/// created gets the same one first.
+fn link_sequence(
+    job: &Job,
+    steps: &mut Steps,
+    item: &DdlItem,
+    kept: &HashSet<String>,
+) -> Result<()> {
+    let object = qualified(&item.schema, &item.name);
+    let mut sql = job.scope.sql(item);
+    let table = item.table.as_deref().and_then(|q| job.plan.of_quoted(q));
+    if let (Some(t), false) = (table, kept.contains(&object)) {
+        if let Some(oid) = table_oid(&t.schema, &t.name)? {
+            let owner = Spi::get_one_with_args::<String>(
+                "SELECT (SELECT pg_catalog.pg_get_userbyid(relowner)::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1)",
+                &[oid.into()],
+            )?
+            .unwrap_or_default();
+            let seq = quoted(
+                job.scope
+                    .target_schema_of(item.schema.as_deref().unwrap_or_default()),
+                &item.name,
+            );
+            sql = format!(
+                "ALTER SEQUENCE {seq} OWNER TO {}; {sql}",
+                spi::quote_identifier(&owner)
+            );
+        }
+    }
+    steps.run(
+        object,
+        &item.kind,
+        "create",
+        Tolerate::Duplicates,
+        sql_step(sql),
+    )
 }
 
 fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     // One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
     // the tables whose rows the backup holds (a parent's other children keep theirs).
     let with_rows = job.manifest.data_tables();
-    let truncate: Vec<String> = job
+    let truncate: Vec<&PlannedTable> = job
         .plan
         .tables
         .iter()
@@ -602,17 +966,9 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
                 .iter()
                 .any(|(s, n)| job.plan.of(s, n).is_some_and(|p| p == *t))
         })
-        .map(|t| quoted(&t.schema, &t.name))
         .collect();
     if !truncate.is_empty() {
-        let sql = format!("TRUNCATE ONLY {}", truncate.join(", "));
-        steps.run(
-            truncate.join(", "),
-            "table",
-            "truncate",
-            Tolerate::Nothing,
-            sql_step(sql),
-        )?;
+        truncate_tables(steps, &truncate)?;
     }
     if job.opts.disable_triggers {
         // User triggers and foreign key checks stay off while rows load, and only then
@@ -664,11 +1020,14 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
             continue;
         }
         if unit.large_objects {
-            steps.run(
+            // Large objects run no code: written as the extension owner (owners were set
+            // when they were created).
+            steps.run_step(
                 "large objects".into(),
                 "large_object_data",
                 "create",
                 Tolerate::Nothing,
+                Exposure::Data,
                 || restore_large_objects(&unit, job.compression, reader).map(Some),
             )?;
         } else {
@@ -677,15 +1036,18 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
                 .of(&unit.schema, &unit.table)
                 .expect("wanted tables are planned");
             let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
-            steps.run(object.clone(), "table_data", t.action.as_str(), Tolerate::Nothing, || {
+            steps.run_step(object.clone(), "table_data", t.action.as_str(), Tolerate::Nothing, Exposure::Data, || {
                 let oid = table_oid(&schema, &name)?.ok_or_else(|| {
                     BackupError::unknown(format!("table {object} does not exist and the backup has no definition for it"))
                         .with_hint("Restore a backup that includes the schema first (this one is data_only).")
                 })?;
+                // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
+                // triggers fire while rows load: as the table's owner.
+                let owner = relation_owner(oid)?;
                 let rows = if job.manifest.format == "json" {
-                    load_json(&schema, &name, &unit, job.compression)?
+                    load_json(&schema, &name, &unit, job.compression, owner)?
                 } else {
-                    load_rows(oid, &unit, job.compression, reader)?
+                    run_as(owner, || load_rows(oid, &unit, job.compression, reader))?
                 };
                 Ok(Some(rows as i64))
             })?;
@@ -699,6 +1061,63 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
     }
     if job.opts.disable_triggers {
         security::set_for_call(c"session_replication_role", c"origin");
+    }
+    Ok(())
+}
+
+/// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner. Tables of several
+/// owners go in one statement (foreign keys among them need it) when none has such a
+/// trigger, else one statement per owner.
+fn truncate_tables(steps: &mut Steps, tables: &[&PlannedTable]) -> Result<()> {
+    let mut by_owner: Vec<(pg_sys::Oid, Vec<String>)> = Vec::new();
+    let schemas: Vec<String> = tables.iter().map(|t| t.schema.clone()).collect();
+    let mut oids = Vec::new();
+    for t in tables {
+        let Some(oid) = table_oid(&t.schema, &t.name)? else {
+            continue;
+        };
+        oids.push(oid);
+        let owner = relation_owner(oid)?;
+        let name = quoted(&t.schema, &t.name);
+        match by_owner.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, v)) => v.push(name),
+            None => by_owner.push((owner, vec![name])),
+        }
+    }
+    let all: Vec<String> = by_owner.iter().flat_map(|(_, v)| v.clone()).collect();
+    let triggers = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                        WHERE tgrelid = ANY($1) AND NOT tgisinternal AND (tgtype & 32) <> 0)",
+        &[oids.into()],
+    )?
+    .unwrap_or(true);
+    if by_owner.len() > 1 && !triggers {
+        let sql = format!("TRUNCATE ONLY {}", all.join(", "));
+        return steps.run(
+            all.join(", "),
+            "table",
+            "truncate",
+            Tolerate::Nothing,
+            sql_step(sql),
+        );
+    }
+    for (owner, names) in by_owner {
+        let sql = format!("TRUNCATE ONLY {}", names.join(", "));
+        let needs: Vec<(&str, SchemaPrivilege)> = schemas
+            .iter()
+            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+            .collect();
+        steps.run_step(
+            names.join(", "),
+            "table",
+            "truncate",
+            Tolerate::Nothing,
+            Exposure::Data,
+            || {
+                run_as_in(owner, &needs, || Ok(Spi::run(&sql)?))?;
+                Ok(None)
+            },
+        )?;
     }
     Ok(())
 }
@@ -768,7 +1187,15 @@ fn load_rows(
 /// json: the lines go to a temporary table by COPY, then into the table through
 /// json_populate_record, PostgreSQL's own inverse of row_to_json (json, not jsonb, so -0
 /// and the exact spelling of numbers survive).
-fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression) -> Result<u64> {
+fn load_json(
+    schema: &str,
+    name: &str,
+    unit: &DataUnit,
+    compression: Compression,
+    owner: pg_sys::Oid,
+) -> Result<u64> {
+    // The staging table is ours (a temporary table cannot be created in the owner's
+    // restricted context); the owner reads it for the INSERT, which runs its code.
     Spi::run("CREATE TEMP TABLE pg_backup_json_rows (doc text) ON COMMIT DROP")?;
     let tmp = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_json_rows'::regclass::oid")?
         .expect("temp table exists");
@@ -777,6 +1204,15 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
         ..unit.clone()
     };
     let rows = load_rows(tmp, &staged, compression, None)?;
+    let owner_name = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
+        &[owner.into()],
+    )?
+    .unwrap_or_default();
+    Spi::run(&format!(
+        "GRANT SELECT ON pg_temp.pg_backup_json_rows TO {}",
+        spi::quote_identifier(&owner_name)
+    ))?;
     let target = quoted(schema, name);
     let sql = if unit.columns.is_empty() {
         format!("INSERT INTO {target} SELECT FROM pg_temp.pg_backup_json_rows")
@@ -790,7 +1226,9 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
             from_record.join(", ")
         )
     };
-    Spi::run(&sql)?;
+    run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
+        Ok(Spi::run(&sql)?)
+    })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
     Ok(rows)
 }
@@ -817,4 +1255,30 @@ fn restore_large_objects(
     )?;
     Spi::run("DROP TABLE pg_temp.pg_backup_lo_pages")?;
     Ok(pages as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constraint_definition;
+
+    #[test]
+    fn constraint_definitions_are_found_past_any_name() {
+        assert_eq!(
+            constraint_definition("ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (a);"),
+            Some("PRIMARY KEY (a);")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE \"a\"\"b\".\"x ADD CONSTRAINT y UNIQUE\" ADD CONSTRAINT \"UNIQUE (a)\" CHECK ((a <> 'UNIQUE'::text));"
+            ),
+            Some("CHECK ((a <> 'UNIQUE'::text));")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE p.q ADD CONSTRAINT c EXCLUDE USING gist (r WITH &&);"
+            ),
+            Some("EXCLUDE USING gist (r WITH &&);")
+        );
+        assert_eq!(constraint_definition("CREATE INDEX i ON s.t (a);"), None);
+    }
 }
