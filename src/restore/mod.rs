@@ -737,7 +737,7 @@ fn constraint_definition(sql: &str) -> Option<&str> {
                 }
             },
             None => {
-                let end = s.find(|c: char| c == '.' || c == ' ')?;
+                let end = s.find(['.', ' '])?;
                 (end > 0).then(|| &s[end..])
             }
         }

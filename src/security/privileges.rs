@@ -14,6 +14,7 @@
 //!   CREATE on the schema;
 //! - extensions that are not installed, and objects whose owner role does not exist here,
 //!   are restored by a superuser only (the latter are then owned by that superuser).
+//!
 //! A superuser may restore anything; in every case user code runs as the object's owner
 //! (`security::owner`), never as the caller or the extension owner.
 
