@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 AS_TEST_USER := bash scripts/as-test-user.sh
 export PG_CONFIG
 
-.PHONY: setup install test unit-and-pgrx-tests e2e demo bench fmt lint
+.PHONY: setup install test unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint
 
 setup:
 	bash scripts/setup.sh
@@ -16,16 +16,32 @@ install-release: setup
 	$(AS_TEST_USER) cargo pgrx install --release --pg-config $(PG_CONFIG)
 
 # Every test: plain Rust unit tests and #[pg_test]s (cargo pgrx test), then the end-to-end
-# tests in tests/ against a server they start with shared_preload_libraries = 'pg_backup'.
-test: setup
+# tests in tests/ against a server they start with shared_preload_libraries = 'pg_backup'
+# (fidelity and regression: round trips judged against pg_dump's, see tests/common/mod.rs).
+E2E_TESTS := --test e2e --test restore_safety --test fidelity --test regression
+test: setup regress-build
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
-	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test e2e --test restore_safety -- --test-threads=1
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test $(E2E_TESTS) -- --test-threads=1
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
+
+# pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression
+# database round trip; built once into a cache outside the checkout.
+regress-build:
+	bash scripts/regress-build.sh >/dev/null
+
+# The fidelity tests only, the ones still marked #[ignore] included, with their reports
+# (tests/regression.rs writes target/tmp/regression-report.txt). TESTS=name filters.
+test-fidelity: setup regress-build
+	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test fidelity --test regression -- \
+		--test-threads=1 --include-ignored --nocapture $(TESTS)
 
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh
 
-bench: install-release
+bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
 
 fmt:

@@ -3,3 +3,131 @@
 -- sql/catalog.sql / the Rust definitions (the fresh-install path). `make test` compares the
 -- objects of both paths (pg_dump --schema-only), so the two cannot drift apart.
 \echo Use "ALTER EXTENSION pg_backup UPDATE TO '0.2.0'" to load this file. \quit
+
+-- ---------------------------------------------------------------------------------------------
+-- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
+-- 0.1.0's symbols remain in the library and only ask for this update, see
+-- src/sql_api/compat.rs). Their argument lists grew, so the 0.1.0 definitions are dropped and
+-- the 0.2.0 ones created; grants and SECURITY DEFINER are applied at the end, as on install.
+-- ---------------------------------------------------------------------------------------------
+DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
+DROP FUNCTION backup.verify(text, boolean);
+DROP FUNCTION backup.rescan();
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
+
+CREATE FUNCTION backup."create"(
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT NULL,
+	"verbose" bool DEFAULT false
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"status" TEXT,
+	"tables" bigint,
+	"rows" bigint,
+	"bytes" bigint,
+	"duration" interval,
+	"path" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
+
+CREATE FUNCTION backup."rescan"() RETURNS SETOF TEXT
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
+
+CREATE FUNCTION backup."restore"(
+	"backup_id" TEXT,
+	"tables" TEXT[] DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"existing" TEXT DEFAULT 'fail',
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"target_schema" TEXT DEFAULT NULL,
+	"disable_triggers" bool DEFAULT false,
+	"on_error" TEXT DEFAULT 'abort',
+	"dry_run" bool DEFAULT false,
+	"confirm" bool DEFAULT false,
+	"analyze" bool DEFAULT true
+) RETURNS TABLE (
+	"object" TEXT,
+	"kind" TEXT,
+	"action" TEXT,
+	"rows" bigint,
+	"status" TEXT,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
+
+CREATE FUNCTION backup."schedule"(
+	"name" TEXT,
+	"cron" TEXT,
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT NULL,
+	"keep_last" INT DEFAULT NULL,
+	"keep_days" INT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"database" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"cron" TEXT,
+	"database" TEXT,
+	"options" jsonb,
+	"keep_last" INT,
+	"keep_days" INT,
+	"enabled" bool,
+	"next_run_at" timestamp with time zone
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
+
+CREATE FUNCTION backup."verify"(
+	"backup_id" TEXT DEFAULT NULL,
+	"deep" bool DEFAULT true
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"file" TEXT,
+	"status" TEXT,
+	"expected_sha256" TEXT,
+	"actual_sha256" TEXT,
+	"bytes" bigint,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
+
+
+-- ---------------------------------------------------------------------------------------------
+-- Last, as sql/finalize.sql does for a fresh install: every function of the extension is
+-- SECURITY DEFINER, not executable by PUBLIC, executable by backup_operator.
+-- ---------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+  f regprocedure;
+BEGIN
+  FOR f IN
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'backup'::regnamespace
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO backup_operator', f);
+    EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
+  END LOOP;
+END
+$$;

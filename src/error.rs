@@ -60,6 +60,10 @@ pub enum BackupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The database's pg_backup catalog is at another release than the library (55000): it
+    /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
+    #[error("{message}")]
+    CatalogOutdated { message: String, hint: String },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
     Spi(#[from] pgrx::spi::Error),
@@ -126,6 +130,7 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::LimitExceeded { hint, .. } => *hint = Some(text.into()),
+            BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
         }
         self
@@ -140,6 +145,7 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::LimitExceeded { hint, .. } => hint.clone(),
+            BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
             }
@@ -153,7 +159,7 @@ impl BackupError {
             BackupError::InvalidOption { .. } => "22023",
             BackupError::UnknownObject { .. } => "42704",
             BackupError::ObjectExists { .. } => "42P07",
-            BackupError::ConfirmRequired { .. } => "55000",
+            BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::LimitExceeded { .. } => "53400",

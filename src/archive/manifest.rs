@@ -155,9 +155,13 @@ impl DataFile {
     }
 }
 
-/// `data/NNNNN.{copy,csv,json}[.gz]` or `backup.sql[.gz]`: never absolute, never `..`.
+/// `data/NNNNN.{copy,csv,json}[.gz|.zst]` or `backup.sql[.gz|.zst]`: never absolute, never
+/// `..`.
 pub fn is_archive_path(path: &str) -> bool {
-    let path = path.strip_suffix(".gz").unwrap_or(path);
+    let path = path
+        .strip_suffix(".gz")
+        .or_else(|| path.strip_suffix(".zst"))
+        .unwrap_or(path);
     if path == "backup.sql" {
         return true;
     }
@@ -255,6 +259,8 @@ mod tests {
             "data/00002.csv",
             "data/12345.json.gz",
             "backup.sql.gz",
+            "backup.sql.zst",
+            "data/00002.csv.zst",
         ] {
             assert!(is_archive_path(ok), "{ok}");
         }

@@ -188,13 +188,10 @@ fn check_data_file(
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let parsed = deep.then(|| {
         let mut counter = counter_for(manifest, f);
-        let result = match compression {
-            Compression::None => consume(counter.as_mut(), &mut hashing),
-            Compression::Gzip(_) => consume(
-                counter.as_mut(),
-                &mut flate2::read::GzDecoder::new(&mut hashing),
-            ),
-        };
+        let result = compression
+            .decoder(&mut hashing)
+            .map_err(|e| e.to_string())
+            .and_then(|mut plain| consume(counter.as_mut(), &mut plain));
         result.and_then(|()| counter.finish())
     });
     let (actual, bytes) = match hashing.finish() {

@@ -336,6 +336,17 @@ fn quoted(schema: &str, name: &str) -> String {
     )
 }
 
+/// The columns of `rel` whose type (or a domain's base type) is an array.
+fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
+        &[rel.into()],
+    )?
+    .unwrap_or_default())
+}
+
 /// native, csv and json: one file per table (and one for the large objects' pages).
 fn write_table_files(
     opts: &CreateOptions,
@@ -353,7 +364,26 @@ fn write_table_files(
             "csv" => (CopySource::Table(t.oid), CopyFormat::CsvHeader, "csv"),
             "json" => {
                 // One JSON object per row, keys = the copied columns (generated ones excluded).
-                let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+                // An array whose lower bounds are not all 1 (its text form starts with its
+                // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would
+                // come back with bounds 1. json_populate_record reads such a string through
+                // the array's input function.
+                let arrays = array_columns(t.oid)?;
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let q = spi::quote_identifier(c);
+                        if arrays.contains(c) {
+                            format!(
+                                "CASE WHEN pg_catalog.left({q}::pg_catalog.text, 1) = '[' \
+                                 THEN pg_catalog.to_json({q}::pg_catalog.text) \
+                                 ELSE pg_catalog.to_json({q}) END AS {q}"
+                            )
+                        } else {
+                            q
+                        }
+                    })
+                    .collect();
                 json_query = format!(
                     "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
                     cols.join(", "),
@@ -433,7 +463,7 @@ fn write_script(
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
-         -- (or: gunzip -c backup.sql.gz | psql -v ON_ERROR_STOP=1)\n\
+         -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\

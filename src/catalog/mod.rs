@@ -2,3 +2,4 @@
 
 pub mod autonomous;
 pub mod history;
+pub mod version;

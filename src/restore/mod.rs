@@ -11,6 +11,7 @@ pub mod plan;
 mod preflight;
 pub mod retarget;
 pub mod scope;
+pub mod tuning;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -51,6 +52,8 @@ pub struct RestoreOptions {
     pub on_error: OnError,
     pub dry_run: bool,
     pub confirm: bool,
+    /// ANALYZE the tables that received rows, at the end (default on).
+    pub analyze: bool,
 }
 
 impl RestoreOptions {
@@ -61,6 +64,7 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
+            "analyze": self.analyze,
         })
     }
 }
@@ -261,7 +265,24 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         ownership: &ownership,
         current: &current,
     };
-    let outcome = subtransaction::run(|| apply(&job));
+    let outcome = subtransaction::run(|| {
+        let out = apply(&job)?;
+        if opts.analyze && !opts.schema_only {
+            // Tables whose every step succeeded and that received rows.
+            let loaded: Vec<String> = plan
+                .tables
+                .iter()
+                .filter(|t| t.action.loads_data())
+                .filter(|t| {
+                    out.iter()
+                        .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
+                })
+                .map(|t| quoted(&t.schema, &t.name))
+                .collect();
+            tuning::analyze(loaded.iter().map(String::as_str))?;
+        }
+        Ok::<_, BackupError>(out)
+    });
     match outcome {
         Ok(Ok(out)) => {
             let rows: i64 = out.iter().filter_map(|r| r.3).sum();
@@ -495,6 +516,7 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
     security::set_for_call(c"check_function_bodies", c"off");
     // "schema ... already exists, skipping" and the like: the result rows say what happened.
     security::set_for_call(c"client_min_messages", c"warning");
+    tuning::raise_maintenance_settings()?;
     if let Some((_, to)) = &job.scope.target {
         // Owned by the role that called restore, like everything it creates without an
         // owner of its own.

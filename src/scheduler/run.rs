@@ -203,7 +203,7 @@ fn execute(req: &RunRequest) -> Result<RunResult> {
         label: args.label.clone().or_else(|| Some(req.schedule.clone())),
         ..args
     };
-    let opts = CreateOptions::parse(args, guc::compression_level())?;
+    let opts = CreateOptions::parse(args, &guc::create_defaults())?;
     let caller = security::enter_as("pg_backup scheduler")?;
     let s = create::create(&opts, &caller, Some(&req.schedule))?;
     // Retention only after a success, and only among this schedule's backups.

@@ -13,9 +13,11 @@ use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
 use crate::{guc, security};
 
+mod compat;
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]
-fn create_backup(
+fn create_backup_0_2(
     label: default!(Option<String>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
     tables: default!(Option<Vec<String>>, "NULL"),
@@ -24,7 +26,7 @@ fn create_backup(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     verbose: default!(bool, false),
 ) -> TableIterator<
     'static,
@@ -47,11 +49,11 @@ fn create_backup(
         schema_only: Some(schema_only),
         data_only: Some(data_only),
         format: Some(format),
-        compression: Some(compression),
+        compression,
         verbose: Some(verbose),
     };
     let caller = security::enter().or_raise();
-    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((
@@ -66,8 +68,8 @@ fn create_backup(
 }
 
 #[allow(clippy::type_complexity)]
-#[pg_extern]
-fn verify(
+#[pg_extern(name = "verify")]
+fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
 ) -> TableIterator<
@@ -113,15 +115,15 @@ fn prune(
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
-#[pg_extern]
-fn rescan() -> SetOfIterator<'static, String> {
+#[pg_extern(name = "rescan")]
+fn rescan_0_2() -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
     SetOfIterator::new(manage::rescan().or_raise())
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn restore(
+#[pg_extern(name = "restore")]
+fn restore_0_2(
     backup_id: String,
     tables: default!(Option<Vec<String>>, "NULL"),
     schemas: default!(Option<Vec<String>>, "NULL"),
@@ -133,6 +135,7 @@ fn restore(
     on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
+    analyze: default!(bool, true),
 ) -> TableIterator<
     'static,
     (
@@ -156,13 +159,14 @@ fn restore(
         on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
+        analyze,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn schedule(
+#[pg_extern(name = "schedule")]
+fn schedule_0_2(
     name: String,
     cron: String,
     label: default!(Option<String>, "NULL"),
@@ -173,7 +177,7 @@ fn schedule(
     schema_only: default!(bool, false),
     data_only: default!(bool, false),
     format: default!(String, "'native'"),
-    compression: default!(String, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
@@ -205,7 +209,7 @@ fn schedule(
             schema_only: Some(schema_only),
             data_only: Some(data_only),
             format: Some(format),
-            compression: Some(compression),
+            compression,
             verbose: None,
         },
         keep_last,
