@@ -12,6 +12,7 @@ mod tests {
     use pgrx::prelude::*;
 
     use crate::archive::manifest::Manifest;
+    use crate::archive::toc::{EntryKind, Section};
 
     /// Run `sql` and return the SQLSTATE it failed with (panics if it succeeded).
     fn sqlstate_of(sql: &str) -> String {
@@ -49,9 +50,9 @@ mod tests {
 
     /// Whether the backup holds the CREATE TABLE of `name`.
     fn defines_table(m: &Manifest, name: &str) -> bool {
-        m.pre_data
+        m.toc
             .iter()
-            .any(|d| d.kind == "table" && d.name == name)
+            .any(|e| e.kind == EntryKind::Table && e.name == name)
     }
 
     /// The lines of an archive file, decompressed as its suffix says.
@@ -113,14 +114,28 @@ mod tests {
         let lines = gunzip_lines(&dir.join(&people.path));
         assert_eq!(lines.len(), 500);
         assert!(lines[0].contains("p1\\ttab\\nnewline"), "{}", lines[0]);
-        // The DDL is in the manifest, pre and post data.
-        let pre: Vec<&str> = m.pre_data.iter().map(|d| d.kind.as_str()).collect();
+        // The DDL is in the manifest's TOC, by section, each entry after what it needs.
+        let of = |section: Section| -> Vec<&str> {
+            m.toc
+                .iter()
+                .filter(|e| e.section == section)
+                .map(|e| e.kind.as_str())
+                .collect()
+        };
+        let pre = of(Section::PreData);
         for kind in ["schema", "type", "sequence", "table", "view"] {
             assert!(pre.contains(&kind), "no {kind} in pre-data: {pre:?}");
         }
-        let post: Vec<&str> = m.post_data.iter().map(|d| d.kind.as_str()).collect();
-        for kind in ["sequence_set", "constraint", "index", "foreign_key"] {
+        assert!(of(Section::Data).contains(&"sequence_set"));
+        let post = of(Section::PostData);
+        for kind in ["constraint", "index", "foreign_key"] {
             assert!(post.contains(&kind), "no {kind} in post-data: {post:?}");
+        }
+        for (i, e) in m.toc.iter().enumerate() {
+            for d in &e.deps {
+                let at = m.toc.iter().position(|x| x.id == *d).unwrap();
+                assert!(at < i, "{} comes before what it needs", e.describe());
+            }
         }
         // Everything verifies, deep and shallow.
         for deep in [true, false] {
@@ -237,7 +252,8 @@ mod tests {
         let (id, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', schema_only => true, label => 'ddl')");
         let m = manifest(&dir);
         assert!(m.files.is_empty());
-        assert!(!m.pre_data.is_empty());
+        assert!(m.toc.iter().any(|e| e.kind == EntryKind::Table));
+        assert!(m.toc.iter().all(|e| e.section != Section::Data));
         let kind = Spi::get_one_with_args::<String>(
             "SELECT kind FROM backup.backups WHERE id = $1",
             &[id.into()],
@@ -247,7 +263,7 @@ mod tests {
 
         let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', data_only => true, compression => 'none', label => 'raw')");
         let m = manifest(&dir);
-        assert!(m.pre_data.is_empty());
+        assert!(m.toc.iter().all(|e| e.section == Section::Data));
         assert_eq!(m.compression, "none");
         let people = m.files.iter().find(|f| f.table == "people").unwrap();
         let text = std::fs::read_to_string(dir.join(&people.path)).unwrap();
@@ -284,13 +300,13 @@ mod tests {
         let m = manifest(&dir);
         assert_eq!(m.files[0].rows, 100);
         assert!(m
-            .post_data
+            .toc
             .iter()
-            .any(|d| d.kind == "policy" && d.sql.contains("USING (false)")));
+            .any(|e| e.kind == EntryKind::Policy && e.sql.contains("USING (false)")));
         assert!(m
-            .post_data
+            .toc
             .iter()
-            .any(|d| d.kind == "row_security" && d.sql.contains("FORCE")));
+            .any(|e| e.kind == EntryKind::RowSecurity && e.sql.contains("FORCE")));
     }
 
     #[pg_test]

@@ -13,6 +13,7 @@ use crate::archive::manifest::{
     DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
+use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::copy::copy_to;
@@ -227,18 +228,7 @@ fn write_archive(
     sel: &Selection,
     row: &mut BackupRow,
 ) -> Result<(Manifest, String)> {
-    let ddl = if opts.data_only {
-        let mut d = ddl::extract(sel)?;
-        d.pre_data.clear();
-        d.post_data.retain(|i| i.kind == "sequence_set");
-        d
-    } else {
-        let mut d = ddl::extract(sel)?;
-        if opts.schema_only {
-            d.post_data.retain(|i| i.kind != "sequence_set");
-        }
-        d
-    };
+    let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let writer = ArchiveWriter::begin(base, id)?;
     let tables: &[select::Relation] = if opts.schema_only {
         &[]
@@ -260,7 +250,7 @@ fn write_archive(
             opts,
             id,
             &writer,
-            &ddl,
+            &toc,
             tables,
             large_objects,
             &mut progress,
@@ -284,8 +274,9 @@ fn write_archive(
         format: opts.format.clone(),
         compression: opts.compression.name(),
         options: opts.to_json(),
-        pre_data: ddl.pre_data,
-        post_data: ddl.post_data,
+        toc,
+        pre_data: Vec::new(),
+        post_data: Vec::new(),
         files,
         script_tables,
     };
@@ -452,7 +443,7 @@ fn write_script(
     opts: &CreateOptions,
     id: &str,
     writer: &ArchiveWriter,
-    ddl: &ddl::Ddl,
+    toc: &[TocEntry],
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
@@ -472,10 +463,7 @@ fn write_script(
          SELECT pg_catalog.set_config('search_path', '', false);\n\n",
         env!("CARGO_PKG_VERSION")
     ))?;
-    for item in &ddl.pre_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
-    }
+    write_entries(&mut w, toc, Pass::PreData)?;
     let mut blocks = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         progress.table(i, t);
@@ -528,9 +516,13 @@ fn write_script(
         });
     }
     w.write_text("\n")?;
-    for item in &ddl.post_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
+    for pass in [
+        Pass::PostData,
+        Pass::Acl,
+        Pass::PostAcl,
+        Pass::SequenceValues,
+    ] {
+        write_entries(&mut w, toc, pass)?;
     }
     w.write_text(&format!("{SCRIPT_END}\n"))?;
     let stats = w.finish()?;
@@ -546,6 +538,19 @@ fn write_script(
         sha256: stats.sha256,
     };
     Ok((vec![file], blocks))
+}
+
+/// The entries of one pass, in TOC order, each under a comment naming it (as pg_dump's
+/// plain format does).
+fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()> {
+    for e in toc.iter().filter(|e| e.pass() == pass && !e.sql.is_empty()) {
+        w.write_text(&format!(
+            "\n-- {}\n{}\n",
+            e.describe().replace('\n', " "),
+            e.statements()
+        ))?;
+    }
+    Ok(())
 }
 
 fn server_facts() -> Result<(String, String, String)> {

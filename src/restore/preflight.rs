@@ -1,5 +1,5 @@
-//! The safety checks a restore passes before anything changes (issue 9): no object lands
-//! in pg_backup's schema or a system schema, the caller may make every change the restore
+//! The safety checks a restore passes before anything changes (issue 9): no entry lands in
+//! pg_backup's schema or a system schema, the caller may make every change the restore
 //! would make (`security::privileges`), and the restore fits in the lock table
 //! (`security::locks`).
 
@@ -7,11 +7,13 @@ use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
 
-use super::ownership::{Class, Ownership};
+use super::data::table_oid;
 use super::plan::Action;
+use super::runner::Plan;
 use super::scope::{quoted, Scope};
-use super::{table_oid, Plan, RestoreOptions};
-use crate::archive::manifest::{DdlItem, Manifest};
+use super::RestoreOptions;
+use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
+use crate::archive::toc::{EntryKind, Section, TocEntry};
 use crate::error::{BackupError, Result};
 use crate::security::privileges::{Change, Restorer};
 use crate::security::{locks, targets};
@@ -20,42 +22,49 @@ fn exists(sql: &str, name: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(sql, &[name.into()])?.unwrap_or(false))
 }
 
-pub(super) fn schema_exists(name: &str) -> Result<bool> {
+fn schema_exists(name: &str) -> Result<bool> {
     exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
         name,
     )
 }
 
-/// Whether the object of pre-data `item` exists in this database now (then restore keeps it
-/// as it is).
-fn object_exists(item: &DdlItem, scope: &Scope, own: &Ownership) -> Result<bool> {
-    let schema = item.schema.as_deref().unwrap_or_default();
-    match item.kind.as_str() {
-        "schema" => schema_exists(&item.name),
-        "view" | "materialized_view" | "sequence" | "table" => exists(
+/// Whether the object of pre-data entry `e` exists in this database now (restore then keeps
+/// it as it is). Kinds it cannot tell count as new, the strict side.
+fn object_exists(e: &TocEntry, scope: &Scope) -> Result<bool> {
+    let schema = e.schema.as_deref().unwrap_or_default();
+    match e.kind {
+        EntryKind::Schema => schema_exists(&e.name),
+        k if k.is_relation() => exists(
             "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-            &quoted(scope.target_schema_of(schema), &item.name),
+            &quoted(scope.target_schema_of(schema), &e.name),
         ),
-        "type" => exists(
+        EntryKind::Type | EntryKind::Domain | EntryKind::ShellType => exists(
             "SELECT pg_catalog.to_regtype($1) IS NOT NULL",
-            &quoted(schema, &item.name),
+            &quoted(schema, &e.name),
         ),
-        "collation" => exists(
+        EntryKind::Collation => exists(
             "SELECT pg_catalog.to_regcollation($1) IS NOT NULL",
-            &quoted(schema, &item.name),
+            &quoted(schema, &e.name),
         ),
-        "large_object" => exists(
+        EntryKind::LargeObject => exists(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid::pg_catalog.text = $1)",
-            &item.name,
+            &e.name,
         ),
-        "function" | "procedure" => match own.key_of(item) {
-            Some((_, ident)) => exists(
-                "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
-                &ident,
-            ),
-            None => Ok(false),
-        },
+        EntryKind::Function | EntryKind::Procedure | EntryKind::Aggregate => {
+            // `name(args)`: looked up in a subtransaction, an argument list the parser
+            // rejects counting as "not there".
+            let ident = format!("{}.{}", spi::quote_identifier(schema), e.name);
+            Ok(crate::subtransaction::run_result(|| {
+                exists(
+                    "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+                    &ident,
+                )
+            })
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or(false))
+        }
         _ => Ok(false),
     }
 }
@@ -66,30 +75,28 @@ pub(super) fn check(
     scope: &Scope,
     plan: &Plan,
     opts: &RestoreOptions,
-    own: &Ownership,
     who: &Restorer,
 ) -> Result<()> {
     check_schemas(m, scope, plan)?;
     locks::check(locks_needed(m, scope, plan)?)?;
     if !who.superuser {
-        check_privileges(m, scope, plan, opts, own, who)?;
+        check_privileges(m, scope, plan, opts, who)?;
     }
     Ok(())
 }
 
-/// No object of the restore lands in a protected schema.
+fn in_scope<'m>(m: &'m Manifest, scope: &'m Scope) -> impl Iterator<Item = &'m TocEntry> {
+    m.toc.iter().filter(|e| scope.why(e).is_some())
+}
+
+/// No entry of the restore lands in a protected schema.
 fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     let mut schemas: BTreeSet<&str> = plan.tables.iter().map(|t| t.schema.as_str()).collect();
-    for item in m
-        .pre_data
-        .iter()
-        .chain(m.post_data.iter())
-        .filter(|i| scope.wants(i) && i.kind != "extension")
-    {
-        if item.kind == "schema" {
-            schemas.insert(&item.name);
+    for e in in_scope(m, scope).filter(|e| e.kind != EntryKind::Extension) {
+        if e.kind == EntryKind::Schema {
+            schemas.insert(&e.name);
         }
-        if let Some(s) = item.schema.as_deref() {
+        if let Some(s) = e.schema.as_deref() {
             schemas.insert(s);
             schemas.insert(scope.target_schema_of(s));
         }
@@ -100,41 +107,34 @@ fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     targets::check_restore_schemas(schemas)
 }
 
+/// Whether `e` belongs to a table the restore keeps as it is.
+fn of_kept_table(e: &TocEntry, plan: &Plan) -> bool {
+    e.relation()
+        .and_then(|(s, n)| plan.of(&s, &n))
+        .is_some_and(|t| !t.action.runs_ddl())
+}
+
 /// A lower bound of the relations the restore locks until it commits: those it creates
 /// (tables, views, sequences, indexes and the indexes of constraints) and the existing
 /// tables it writes, with their indexes.
 fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
-    let keeps = |item: &DdlItem| {
-        item.table
-            .as_deref()
-            .and_then(|t| plan.of_quoted(t))
-            .is_some_and(|t| !t.action.runs_ddl())
-    };
     let mut n: u64 = 0;
-    for item in m.pre_data.iter().filter(|i| scope.wants(i)) {
-        match item.kind.as_str() {
-            "table" => {
-                let schema = item.schema.as_deref().unwrap_or_default();
-                if plan
-                    .of(schema, &item.name)
-                    .is_some_and(|t| t.action.runs_ddl())
-                {
-                    n += 1;
-                }
+    for e in in_scope(m, scope) {
+        let counts = match e.kind {
+            EntryKind::Table | EntryKind::ForeignTable => plan
+                .of(e.schema.as_deref().unwrap_or_default(), &e.name)
+                .is_none_or(|t| t.action.runs_ddl()),
+            EntryKind::View | EntryKind::MaterializedView | EntryKind::Sequence => true,
+            EntryKind::Index => !of_kept_table(e, plan),
+            EntryKind::Constraint => {
+                !of_kept_table(e, plan)
+                    && ["PRIMARY KEY", "UNIQUE", "EXCLUDE"]
+                        .iter()
+                        .any(|k| e.sql.contains(k))
             }
-            "view" | "materialized_view" | "sequence" => n += 1,
-            _ => {}
-        }
-    }
-    for item in m.post_data.iter().filter(|i| scope.wants(i) && !keeps(i)) {
-        let builds_index = match item.kind.as_str() {
-            "index" => true,
-            "constraint" => ["PRIMARY KEY", "UNIQUE", "EXCLUDE"]
-                .iter()
-                .any(|k| item.sql.contains(k)),
             _ => false,
         };
-        n += builds_index as u64;
+        n += counts as u64;
     }
     for t in plan
         .tables
@@ -153,69 +153,89 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
     Ok(n)
 }
 
+/// The owner of table (schema, name) in the backup.
+fn backup_owner<'m>(m: &'m Manifest, schema: &str, name: &str) -> Option<&'m str> {
+    m.toc
+        .iter()
+        .find(|e| {
+            matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+                && e.schema.as_deref() == Some(schema)
+                && e.name == name
+        })
+        .and_then(|e| e.owner.as_deref())
+}
+
 fn check_privileges(
     m: &Manifest,
     scope: &Scope,
     plan: &Plan,
     opts: &RestoreOptions,
-    own: &Ownership,
     who: &Restorer,
 ) -> Result<()> {
     let mut new_schemas: BTreeSet<String> = BTreeSet::new();
     let mut used_schemas: BTreeSet<String> = BTreeSet::new();
     if !opts.data_only {
-        for item in m.pre_data.iter().filter(|i| scope.wants(i)) {
-            let schema = item.schema.as_deref().unwrap_or_default();
-            let object = format!(
-                "{} {}",
-                item.kind,
-                super::qualified(&item.schema, &item.name)
-            );
-            match item.kind.as_str() {
-                "extension" => {
-                    who.check_extension(&item.name)?;
+        for e in in_scope(m, scope).filter(|e| e.section == Section::PreData) {
+            let schema = e.schema.as_deref().unwrap_or_default();
+            let object = format!("{} {}", e.kind.as_str(), e.object());
+            match e.kind {
+                EntryKind::Extension => {
+                    who.check_extension(&e.name)?;
                     continue;
                 }
-                "table" => {
-                    if !plan
-                        .of(schema, &item.name)
-                        .is_some_and(|t| t.action.runs_ddl())
-                    {
+                k if k.is_decoration() => continue,
+                EntryKind::Table | EntryKind::ForeignTable => {
+                    if !plan.of(schema, &e.name).is_none_or(|t| t.action.runs_ddl()) {
+                        continue;
+                    }
+                    if plan.of(schema, &e.name).is_none() && object_exists(e, scope)? {
                         continue;
                     }
                 }
-                "large_object" => {
-                    who.check_large_object(&item.name)?;
-                    if object_exists(item, scope, own)? {
+                EntryKind::LargeObject => {
+                    who.check_large_object(&e.name)?;
+                    if object_exists(e, scope)? {
                         continue;
                     }
                 }
                 _ => {
-                    if object_exists(item, scope, own)? {
+                    if object_exists(e, scope)? {
                         continue;
                     }
                 }
             }
             // Created by this restore: owned by the backup's owner, which the caller must be
             // able to act as, in a schema it may create objects in.
-            if let Some(role) = own.key_of(item).and_then(|k| own.backup_owner(&k)) {
-                who.owner_for(&object, &role)?;
+            if let Some(role) = &e.owner {
+                who.owner_for(&object, role)?;
             }
-            match item.kind.as_str() {
-                "schema" => {
-                    new_schemas.insert(item.name.clone());
+            match e.kind {
+                EntryKind::Schema => {
+                    new_schemas.insert(e.name.clone());
                 }
-                "large_object" => {}
-                _ => {
-                    let target = if matches!(
-                        item.kind.as_str(),
-                        "table" | "view" | "materialized_view" | "sequence"
-                    ) {
-                        scope.target_schema_of(schema)
-                    } else {
-                        schema
-                    };
-                    used_schemas.insert(target.to_string());
+                EntryKind::LargeObject => {}
+                k if k.is_relation() => {
+                    used_schemas.insert(scope.target_schema_of(schema).to_string());
+                }
+                _ if !schema.is_empty() => {
+                    used_schemas.insert(schema.to_string());
+                }
+                _ => {}
+            }
+        }
+        // Format 1: owners are entries of their own.
+        for e in in_scope(m, scope).filter(|e| e.kind == EntryKind::Owner) {
+            if let Some(st) = crate::security::privileges::parse_owner_statement(&e.sql) {
+                let kept = e
+                    .table
+                    .as_deref()
+                    .and_then(|t| plan.of(e.schema.as_deref().unwrap_or_default(), t))
+                    .is_some_and(|t| !t.action.runs_ddl());
+                if !kept && st.objtype != "SCHEMA" {
+                    who.owner_for(
+                        &format!("{} {}", st.objtype.to_lowercase(), st.ident),
+                        &st.role,
+                    )?;
                 }
             }
         }
@@ -254,14 +274,12 @@ fn check_privileges(
     }
     // Views the restore drops and recreates under existing => 'drop'.
     if plan.tables.iter().any(|t| t.action == Action::Drop) {
-        for item in m
-            .pre_data
-            .iter()
-            .filter(|i| matches!(i.kind.as_str(), "view" | "materialized_view") && scope.wants(i))
+        for e in in_scope(m, scope)
+            .filter(|e| matches!(e.kind, EntryKind::View | EntryKind::MaterializedView))
         {
-            let schema = scope.target_schema_of(item.schema.as_deref().unwrap_or_default());
-            if let Some(oid) = table_oid(schema, &item.name)? {
-                who.check_existing(&quoted(schema, &item.name), oid, Change::Drop)?;
+            let schema = scope.target_schema_of(e.schema.as_deref().unwrap_or_default());
+            if let Some(oid) = table_oid(schema, &e.name)? {
+                who.check_existing(&quoted(schema, &e.name), oid, Change::Drop)?;
             }
         }
     }
@@ -272,15 +290,25 @@ fn check_privileges(
             let Some(t) = plan.of(&s, &n).filter(|t| t.action.loads_data()) else {
                 continue;
             };
-            let owner = own.backup_owner(&(Class::Relation, quoted(&s, &n)));
+            let owner = backup_owner(m, &s, &n).map(str::to_string).or_else(|| {
+                m.toc
+                    .iter()
+                    .filter(|e| {
+                        e.kind == EntryKind::Owner
+                            && e.schema.as_deref() == Some(s.as_str())
+                            && e.table.as_deref() == Some(n.as_str())
+                    })
+                    .find_map(|e| crate::security::privileges::parse_owner_statement(&e.sql))
+                    .map(|st| st.role)
+            });
             who.check_rows(&t.object(), owner.as_deref(), table_oid(&s, &n)?)?;
         }
         let lo_data = m.files.iter().any(|f| f.is_large_objects())
             || m.script_tables
                 .iter()
-                .any(|b| b.kind.as_deref() == Some(crate::archive::manifest::LARGE_OBJECTS));
-        let lo_items = m.pre_data.iter().any(|i| i.kind == "large_object");
-        if scope.full && lo_data && !lo_items {
+                .any(|b| b.kind.as_deref() == Some(LARGE_OBJECTS));
+        let lo_entries = m.toc.iter().any(|e| e.kind == EntryKind::LargeObject);
+        if scope.full && lo_data && !lo_entries {
             return Err(BackupError::denied(
                 "this backup's large objects carry no owners (data_only); only a superuser may restore them",
             )
