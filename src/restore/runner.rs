@@ -126,7 +126,12 @@ impl Job<'_> {
     /// (the role running restore). A table still owned by it was created by this restore
     /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
     /// post-data): then the owner the backup names, or the caller when that role is missing.
-    pub fn code_owner(&self, oid: pg_sys::Oid, backup_schema: &str, name: &str) -> Result<pg_sys::Oid> {
+    pub fn code_owner(
+        &self,
+        oid: pg_sys::Oid,
+        backup_schema: &str,
+        name: &str,
+    ) -> Result<pg_sys::Oid> {
         let owner = relation_owner(oid)?;
         if owner != unsafe { pg_sys::GetUserId() } {
             return Ok(owner);
