@@ -147,11 +147,23 @@ impl Job<'_> {
             })
             .find_map(|e| parse_owner_statement(&e.sql))
             .map(|st| st.role);
-        Ok(match named {
+        let role = match named {
             Some(r) => role_oid(&r)?.unwrap_or(self.restorer.oid),
             None if self.restorer.superuser => owner,
             None => self.restorer.oid,
-        })
+        };
+        if role != owner {
+            // Its owner from now on (the archive's owner statement later changes nothing):
+            // the code runs as the role that owns the table, as PostgreSQL requires of
+            // ALTER TABLE.
+            let sql = Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
+                &[oid.into(), role.into()],
+            )?
+            .unwrap_or_default();
+            Spi::run(&sql)?;
+        }
+        Ok(role)
     }
 }
 
