@@ -15,10 +15,16 @@ pub struct Caller {
     pub schemas: Vec<String>,
     /// The role the caller acts as (SET ROLE aware), not the definer.
     pub role: String,
+    /// The caller's transaction had a transaction id before this call: it may have changed
+    /// data or definitions that only it can see (pgrx's SPI assigns one to every transaction
+    /// that runs a query, so this is looked at before ours run). Parallel workers could not
+    /// see those changes, so create(jobs => N) works in the session then.
+    pub had_xid: bool,
     _pin: PinnedSearchPath,
 }
 
 pub fn enter() -> Result<Caller> {
+    let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
     crate::catalog::version::require_current()?;
     let schemas: Vec<String> =
         Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
@@ -37,6 +43,7 @@ pub fn enter() -> Result<Caller> {
     Ok(Caller {
         schemas,
         role,
+        had_xid,
         _pin: PinnedSearchPath::new(),
     })
 }
@@ -50,6 +57,8 @@ pub fn enter_as(role: &str) -> Result<Caller> {
     Ok(Caller {
         schemas,
         role: role.to_string(),
+        // The worker's transaction holds pg_backup's own statements only.
+        had_xid: false,
         _pin: PinnedSearchPath::new(),
     })
 }
