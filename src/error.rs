@@ -47,6 +47,12 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// More than the server's configuration allows, e.g. the lock table (53400).
+    #[error("{message}")]
+    LimitExceeded {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
     Io {
@@ -117,6 +123,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn limit(message: impl Into<String>) -> Self {
+        BackupError::LimitExceeded {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         BackupError::Io {
             action,
@@ -134,6 +146,7 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::LimitExceeded { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
@@ -150,6 +163,7 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::LimitExceeded { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
@@ -169,6 +183,7 @@ impl BackupError {
             BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
+            BackupError::LimitExceeded { .. } => "53400",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -191,6 +206,7 @@ impl BackupError {
             "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
+            "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
@@ -282,6 +298,7 @@ mod tests {
         assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        assert_eq!(BackupError::limit("x").sqlstate(), "53400");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

@@ -2,6 +2,16 @@
 //! remember the caller's search_path (to resolve the caller's bare table names the way
 //! regclass would) and then pin search_path to `pg_catalog, pg_temp` for everything they run,
 //! exactly as a `SET search_path` clause would, but after that first look.
+//!
+//! Restore safety lives in the submodules: `owner` (run a step with an object owner's
+//! rights), `privileges` (what the caller may restore), `targets` (schemas never written),
+//! `redact` (error text without row values), `locks` (the lock-table limit).
+
+pub mod locks;
+pub mod owner;
+pub mod privileges;
+pub mod redact;
+pub mod targets;
 
 use pgrx::prelude::*;
 
@@ -15,6 +25,8 @@ pub struct Caller {
     pub schemas: Vec<String>,
     /// The role the caller acts as (SET ROLE aware), not the definer.
     pub role: String,
+    /// Its oid (for a background worker: the role it connected as).
+    pub oid: pg_sys::Oid,
     /// The caller's transaction had a transaction id before this call: it may have changed
     /// data or definitions that only it can see (pgrx's SPI assigns one to every transaction
     /// that runs a query, so this is looked at before ours run). Parallel workers could not
@@ -29,8 +41,8 @@ pub fn enter() -> Result<Caller> {
     let schemas: Vec<String> =
         Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
             .unwrap_or_default();
+    let oid = unsafe { pg_sys::GetOuterUserId() };
     let role = unsafe {
-        let oid = pg_sys::GetOuterUserId();
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
             String::from("unknown")
@@ -43,6 +55,7 @@ pub fn enter() -> Result<Caller> {
     Ok(Caller {
         schemas,
         role,
+        oid,
         had_xid,
         _pin: Some(PinnedSearchPath::new()),
     })
@@ -57,6 +70,7 @@ pub fn enter_as(role: &str) -> Result<Caller> {
     Ok(Caller {
         schemas,
         role: role.to_string(),
+        oid: unsafe { pg_sys::GetOuterUserId() },
         // The worker's transaction holds pg_backup's own statements only.
         had_xid: false,
         _pin: Some(PinnedSearchPath::new()),
@@ -66,11 +80,12 @@ pub fn enter_as(role: &str) -> Result<Caller> {
 /// In a background worker acting for a caller (restore(atomic => false)): the caller's
 /// search_path and role as its session had them. The worker's session is the call, so the
 /// search_path is pinned for the session (see `call_is_session`).
-pub fn enter_for(schemas: Vec<String>, role: String) -> Caller {
+pub fn enter_for(schemas: Vec<String>, role: String, oid: pg_sys::Oid) -> Caller {
     set_for_call(c"search_path", PINNED_SEARCH_PATH);
     Caller {
         schemas,
         role,
+        oid,
         had_xid: false,
         _pin: None,
     }

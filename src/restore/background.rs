@@ -18,7 +18,6 @@
 //! marks the row failed).
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ use super::runner::{self, Row};
 use super::RestoreOptions;
 use crate::catalog::autonomous::{self, Wait};
 use crate::error::{BackupError, Result};
-use crate::security::{self, Caller};
+use crate::security::{self, redact, Caller};
 use crate::session::{self, Session};
 
 /// What the worker is asked to do.
@@ -41,6 +40,7 @@ struct Request {
     opts: RestoreOptions,
     caller_schemas: Vec<String>,
     caller_role: String,
+    caller_oid: u32,
     session: Session,
 }
 
@@ -96,6 +96,7 @@ pub fn run(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>>
         opts: opts.clone(),
         caller_schemas: caller.schemas.clone(),
         caller_role: caller.role.clone(),
+        caller_oid: u32::from(caller.oid),
         session: session::capture(),
     })
     .expect("request serializes");
@@ -473,7 +474,11 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     }
     let batches = Batches::new(request.session.clone());
     begin_transaction(&request.session);
-    let caller = security::enter_for(request.caller_schemas.clone(), request.caller_role.clone());
+    let caller = security::enter_for(
+        request.caller_schemas.clone(),
+        request.caller_role.clone(),
+        pg_sys::Oid::from(request.caller_oid),
+    );
     // No subtransaction around it (a commit must be able to end the transaction): an error
     // is caught here, and the transaction aborted below.
     let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
@@ -499,17 +504,28 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
             send(&Message::Done);
             return;
         }
-        Ok(Err(e)) => (e.sqlstate().to_string(), e.to_string(), e.hint()),
-        Err(caught) => caught_error(&caught),
+        Ok(Err(e)) => {
+            let at = runner::current_entry()
+                .map(|w| format!(" (while restoring {w})"))
+                .unwrap_or_default();
+            (e.sqlstate().to_string(), format!("{e}{at}"), e.hint())
+        }
+        // Without row values (issue 9); the server log gets the whole error.
+        Err(caught) => {
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            (
+                sqlstate_of(&caught),
+                text,
+                Some("Row values are never shown or stored by pg_backup; the server log has the complete error.".to_string()),
+            )
+        }
     };
     // The current batch is rolled back; what was committed stays, and the row says what.
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
     let (sqlstate, message, hint) = failure;
-    let at = runner::current_entry()
-        .map(|w| format!(" (while restoring {w})"))
-        .unwrap_or_default();
     let (committed, progress) = batches.restored();
-    let message = format!("{message}{at}; {committed}");
+    let message = format!("{message}; {committed}");
     if batches.restore_id.get() != 0 {
         super::record_failure(
             batches.restore_id.get(),
@@ -531,21 +547,11 @@ pub fn started(restore_id: i64, batches: &Batches) {
     RESTORE_ID.store(restore_id, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn caught_error(e: &CaughtError) -> (String, String, Option<String>) {
+fn sqlstate_of(e: &CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r)
         | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => {
-            let code = r.sql_error_code() as i32;
-            let sqlstate = unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code)) }
-                .to_string_lossy()
-                .into_owned();
-            (
-                sqlstate,
-                r.message().to_string(),
-                r.hint().map(str::to_string),
-            )
-        }
+        | CaughtError::RustPanic { ereport: r, .. } => redact::sqlstate(r.sql_error_code()),
     }
 }
 

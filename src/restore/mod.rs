@@ -11,12 +11,12 @@ pub mod background;
 mod data;
 pub mod names;
 pub mod plan;
+mod preflight;
 pub mod retarget;
 pub mod runner;
 pub mod scope;
 pub mod tuning;
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
@@ -25,7 +25,9 @@ use crate::archive::verify::FileStatus;
 use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::error::{BackupError, Result};
-use crate::security::Caller;
+use crate::security::privileges::Restorer;
+use crate::security::redact;
+use crate::security::{self, targets, Caller};
 use crate::subtransaction;
 use plan::{Existing, OnError};
 use runner::{Job, Plan, Walk};
@@ -90,6 +92,10 @@ fn restore_with(
     caller: &Caller,
     batches: Option<&background::Batches>,
 ) -> Result<Vec<Row>> {
+    security::owner::refuse_inside_restricted_operation()?;
+    if let Some(to) = &opts.target_schema {
+        targets::check_target_schema(to)?;
+    }
     // The local copy, else the remote copy the history row points to (storage::locate).
     let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
@@ -121,6 +127,7 @@ fn restore_with(
         opts.target_schema.as_deref(),
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
+    let restorer = Restorer::of(caller);
 
     let mut record = serde_json::json!({
         "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
@@ -131,7 +138,11 @@ fn restore_with(
             .unwrap_or(0);
     record["id"] = restore_id.into();
     record["table_count"] = (plan.tables.len() as i64).into();
-    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id) {
+    // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
+    // changes (and for a dry run too).
+    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)
+        .and_then(|_| preflight::check(&manifest, &scope, &plan, opts, &restorer))
+    {
         finish_record(&mut record, "failed", None, Some(e.to_string()));
         return Err(e);
     }
@@ -143,6 +154,7 @@ fn restore_with(
         opts,
         scope: &scope,
         plan: &plan,
+        restorer: &restorer,
         batches,
     };
     if opts.dry_run {
@@ -201,30 +213,12 @@ fn restore_with(
             Err(e)
         }
         Err(caught) => {
-            let at = runner::current_entry();
-            let mut error = runner::describe_error(&caught);
-            if let Some(w) = &at {
-                error.push_str(&format!(" while restoring {w}"));
-            }
-            finish_record(&mut record, "failed", None, Some(error));
-            match (&caught, at) {
-                // The same error, with the entry named in its DETAIL.
-                (CaughtError::PostgresError(r) | CaughtError::ErrorReport(r), Some(w)) => {
-                    let detail = match r.detail() {
-                        Some(d) => format!("{d}\nWhile restoring {w}."),
-                        None => format!("While restoring {w}."),
-                    };
-                    let mut report =
-                        ErrorReport::new(r.sql_error_code(), r.message().to_string(), "pg_backup")
-                            .set_detail(detail);
-                    if let Some(h) = r.hint() {
-                        report = report.set_hint(h);
-                    }
-                    report.report(PgLogLevel::ERROR);
-                    unreachable!("ereport(ERROR) returned")
-                }
-                _ => caught.rethrow(),
-            }
+            // The error may carry row values (or text written by user code): the history row
+            // and the caller get it without them (issue 9); the server log gets all of it.
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            finish_record(&mut record, "failed", None, Some(text.clone()));
+            redact::raise(&caught, text)
         }
     }
 }
