@@ -47,6 +47,12 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// More than the server's configuration allows, e.g. the lock table (53400).
+    #[error("{message}")]
+    LimitExceeded {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
     Io {
@@ -100,6 +106,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn limit(message: impl Into<String>) -> Self {
+        BackupError::LimitExceeded {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         BackupError::Io {
             action,
@@ -116,7 +128,8 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => *hint = Some(text.into()),
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::LimitExceeded { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
         }
@@ -130,7 +143,8 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => hint.clone(),
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::LimitExceeded { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -148,6 +162,7 @@ impl BackupError {
             BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
+            BackupError::LimitExceeded { .. } => "53400",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -168,6 +183,7 @@ impl BackupError {
             "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
+            "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
@@ -216,6 +232,7 @@ mod tests {
         assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        assert_eq!(BackupError::limit("x").sqlstate(), "53400");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

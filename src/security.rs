@@ -2,6 +2,16 @@
 //! remember the caller's search_path (to resolve the caller's bare table names the way
 //! regclass would) and then pin search_path to `pg_catalog, pg_temp` for everything they run,
 //! exactly as a `SET search_path` clause would, but after that first look.
+//!
+//! Restore safety lives in the submodules: `owner` (run a step with an object owner's
+//! rights), `privileges` (what the caller may restore), `targets` (schemas never written),
+//! `redact` (error text without row values), `locks` (the lock-table limit).
+
+pub mod locks;
+pub mod owner;
+pub mod privileges;
+pub mod redact;
+pub mod targets;
 
 use pgrx::prelude::*;
 
@@ -15,6 +25,8 @@ pub struct Caller {
     pub schemas: Vec<String>,
     /// The role the caller acts as (SET ROLE aware), not the definer.
     pub role: String,
+    /// Its oid (for a background worker: the role it connected as).
+    pub oid: pg_sys::Oid,
     _pin: PinnedSearchPath,
 }
 
@@ -23,8 +35,8 @@ pub fn enter() -> Result<Caller> {
     let schemas: Vec<String> =
         Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
             .unwrap_or_default();
+    let oid = unsafe { pg_sys::GetOuterUserId() };
     let role = unsafe {
-        let oid = pg_sys::GetOuterUserId();
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
             String::from("unknown")
@@ -37,6 +49,7 @@ pub fn enter() -> Result<Caller> {
     Ok(Caller {
         schemas,
         role,
+        oid,
         _pin: PinnedSearchPath::new(),
     })
 }
@@ -50,6 +63,7 @@ pub fn enter_as(role: &str) -> Result<Caller> {
     Ok(Caller {
         schemas,
         role: role.to_string(),
+        oid: unsafe { pg_sys::GetOuterUserId() },
         _pin: PinnedSearchPath::new(),
     })
 }

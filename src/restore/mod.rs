@@ -10,6 +10,7 @@
 mod data;
 pub mod names;
 pub mod plan;
+mod preflight;
 pub mod retarget;
 pub mod runner;
 pub mod scope;
@@ -26,7 +27,9 @@ use crate::backup::manage::backup_dir;
 use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::error::{BackupError, Result};
-use crate::security::Caller;
+use crate::security::privileges::Restorer;
+use crate::security::redact::{self, Exposure};
+use crate::security::{self, targets, Caller};
 use crate::subtransaction;
 use plan::{Existing, OnError};
 use runner::{Job, Plan, Walk};
@@ -63,6 +66,10 @@ impl RestoreOptions {
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    security::owner::refuse_inside_restricted_operation()?;
+    if let Some(to) = &opts.target_schema {
+        targets::check_target_schema(to)?;
+    }
     let dir = backup_dir(id)?;
     if !dir.exists() {
         return Err(unknown_backup(id));
@@ -107,7 +114,10 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             .unwrap_or(0);
     record["id"] = restore_id.into();
     record["table_count"] = (plan.tables.len() as i64).into();
-    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id) {
+    let restorer = Restorer::of(caller);
+    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)
+        .and_then(|_| preflight::check(&manifest, &scope, &plan, opts, &restorer))
+    {
         finish_record(&mut record, "failed", None, Some(e.to_string()));
         return Err(e);
     }
@@ -118,6 +128,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         opts,
         scope: &scope,
         plan: &plan,
+        restorer: &restorer,
     };
     if opts.dry_run {
         let out = Walk::new(&job).plan_rows()?;
@@ -152,7 +163,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Ok(out)
         }
         Ok(Err(e)) => {
-            let at = runner::current_entry()
+            let at = runner::current_step()
+                .and_then(|s| s.entry)
                 .map(|w| format!(" (while restoring {w})"))
                 .unwrap_or_default();
             finish_record(
@@ -164,30 +176,34 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Err(e)
         }
         Err(caught) => {
-            let at = runner::current_entry();
-            let mut error = runner::describe_error(&caught);
-            if let Some(w) = &at {
+            // The error may carry row values (or text written by user code): the history
+            // row and the caller get it without them; the server log gets all of it.
+            let step = runner::current_step().unwrap_or(runner::Step {
+                kind: "restore".into(),
+                object: id.to_string(),
+                entry: None,
+                exposure: Exposure::Data,
+            });
+            let text = redact::describe(&caught, &step.kind, &step.object, step.exposure);
+            let mut error = text.clone();
+            if let Some(w) = &step.entry {
                 error.push_str(&format!(" while restoring {w}"));
             }
             finish_record(&mut record, "failed", None, Some(error));
-            match (&caught, at) {
-                // The same error, with the entry named in its DETAIL.
-                (CaughtError::PostgresError(r) | CaughtError::ErrorReport(r), Some(w)) => {
-                    let detail = match r.detail() {
-                        Some(d) => format!("{d}\nWhile restoring {w}."),
-                        None => format!("While restoring {w}."),
-                    };
-                    let mut report =
-                        ErrorReport::new(r.sql_error_code(), r.message().to_string(), "pg_backup")
-                            .set_detail(detail);
-                    if let Some(h) = r.hint() {
-                        report = report.set_hint(h);
-                    }
-                    report.report(PgLogLevel::ERROR);
-                    unreachable!("ereport(ERROR) returned")
-                }
-                _ => caught.rethrow(),
+            let code = match &caught {
+                CaughtError::PostgresError(r)
+                | CaughtError::ErrorReport(r)
+                | CaughtError::RustPanic { ereport: r, .. } => r.sql_error_code(),
+            };
+            let mut report = ErrorReport::new(code, text, "pg_backup restore").set_hint(
+                "The restore was rolled back. Row values are never shown or stored by pg_backup; \
+                 the server log has the complete error.",
+            );
+            if let Some(w) = step.entry {
+                report = report.set_detail(format!("While restoring {w}."));
             }
+            report.report(PgLogLevel::ERROR);
+            unreachable!("ereport(ERROR) returned")
         }
     }
 }

@@ -19,6 +19,9 @@ use crate::archive::manifest::Manifest;
 use crate::archive::toc::{self, EntryKind, Pass, TocEntry, PASSES};
 use crate::error::Result;
 use crate::security;
+use crate::security::owner::{relation_owner, run_as_in, SchemaPrivilege};
+use crate::security::privileges::{parse_owner_statement, Restorer};
+use crate::security::redact::{self, Exposure};
 use crate::subtransaction;
 
 /// One result row: object, kind, action, rows, status, detail.
@@ -42,18 +45,27 @@ pub fn row(
     )
 }
 
-thread_local! {
-    /// The entry being restored, for errors that leave the restore (on_error => 'abort').
-    static CURRENT: RefCell<Option<String>> = const { RefCell::new(None) };
+/// The step a restore is running, for the error if it fails (on_error => 'abort').
+#[derive(Clone)]
+pub struct Step {
+    pub kind: String,
+    pub object: String,
+    /// The TOC entry, as `TocEntry::describe` names it.
+    pub entry: Option<String>,
+    pub exposure: Exposure,
 }
 
-/// The entry the restore was working on when it stopped, as `describe()` names it.
-pub fn current_entry() -> Option<String> {
+thread_local! {
+    static CURRENT: RefCell<Option<Step>> = const { RefCell::new(None) };
+}
+
+/// The step the restore was working on when it stopped.
+pub fn current_step() -> Option<Step> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-fn set_current(what: Option<String>) {
-    CURRENT.with(|c| *c.borrow_mut() = what);
+fn set_current(step: Option<Step>) {
+    CURRENT.with(|c| *c.borrow_mut() = step);
 }
 
 /// The plan for the tables asked for, keyed by each table's quoted name in the backup.
@@ -103,6 +115,7 @@ pub struct Job<'a> {
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+    pub restorer: &'a Restorer,
 }
 
 fn has_code(e: &CaughtError, code: PgSqlErrorCode) -> bool {
@@ -119,29 +132,6 @@ fn is_duplicate(e: &CaughtError) -> bool {
     ]
     .into_iter()
     .any(|c| has_code(e, c))
-}
-
-/// A caught error as a result row's detail: message and SQLSTATE.
-pub fn describe_error(e: &CaughtError) -> String {
-    match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => format!(
-            "{} (SQLSTATE {})",
-            r.message(),
-            sqlstate_of(r.sql_error_code())
-        ),
-        other => subtransaction::message(other),
-    }
-}
-
-/// The five characters of a SQLSTATE.
-pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
-    let mut v = code as i32;
-    let mut s = String::with_capacity(5);
-    for _ in 0..5 {
-        s.push((((v & 0x3f) as u8) + b'0') as char);
-        v >>= 6;
-    }
-    s
 }
 
 /// Which errors of a step are expected and how they are reported.
@@ -190,7 +180,19 @@ impl Runner {
         tolerate: Tolerate,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<bool> {
-        self.run_outcome(object, kind, action, tolerate, f)
+        self.run_outcome(object, kind, action, tolerate, Exposure::Ddl, f)
+            .map(|o| o == Some(true))
+    }
+
+    /// A step that touches rows or runs user code: its errors are redacted.
+    pub fn run_data(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<bool> {
+        self.run_outcome(object, kind, action, Tolerate::Nothing, Exposure::Data, f)
             .map(|o| o == Some(true))
     }
 
@@ -201,6 +203,30 @@ impl Runner {
         kind: &str,
         action: &str,
         tolerate: Tolerate,
+        exposure: Exposure,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<Option<bool>> {
+        let entry = current_step().and_then(|s| s.entry);
+        set_current(Some(Step {
+            kind: kind.to_string(),
+            object: object.clone(),
+            entry,
+            exposure,
+        }));
+        let r = self.run_inner(object, kind, action, tolerate, exposure, f);
+        if r.is_ok() {
+            set_current(None);
+        }
+        r
+    }
+
+    fn run_inner(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        exposure: Exposure,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<Option<bool>> {
         if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
@@ -240,25 +266,15 @@ impl Runner {
                 if tolerate == Tolerate::MissingRole
                     && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
             {
-                self.out.push(row(
-                    object,
-                    kind,
-                    "skip",
-                    None,
-                    "warning",
-                    Some(&describe_error(&c)),
-                ));
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, "skip", None, "warning", Some(&text)));
                 Ok(Some(false))
             }
             Err(c) if self.on_error == OnError::Continue => {
-                self.out.push(row(
-                    object,
-                    kind,
-                    action,
-                    None,
-                    "failed",
-                    Some(&describe_error(&c)),
-                ));
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, action, None, "failed", Some(&text)));
                 Ok(None)
             }
             Err(c) => c.rethrow(),
@@ -285,14 +301,6 @@ fn relation_exists(quoted_name: &str) -> Result<bool> {
     .unwrap_or(false))
 }
 
-fn role_exists(role: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[role.into()],
-    )?
-    .unwrap_or(false))
-}
-
 /// What to do with one entry.
 enum Decision {
     /// Not this restore's business (no row).
@@ -306,6 +314,8 @@ enum Decision {
         action: &'static str,
         tolerate: Tolerate,
     },
+    /// The object exists and stays as it is (with its owner and grants).
+    Keep,
 }
 
 /// Restore everything the job says: the walk over the TOC.
@@ -314,7 +324,6 @@ pub struct Walk<'j, 'a> {
     runner: Runner,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
-    roles: HashMap<String, bool>,
 }
 
 impl<'j, 'a> Walk<'j, 'a> {
@@ -324,7 +333,6 @@ impl<'j, 'a> Walk<'j, 'a> {
             runner: Runner::new(job.opts.on_error),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
-            roles: HashMap::new(),
         }
     }
 
@@ -388,6 +396,29 @@ impl<'j, 'a> Walk<'j, 'a> {
                     tolerate: Tolerate::Nothing,
                 }
             });
+        }
+        if matches!(e.kind, EntryKind::Database | EntryKind::DefaultPrivileges)
+            && !self.job.restorer.superuser
+        {
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail:
+                    "only a superuser restores the database's properties and default privileges"
+                        .into(),
+            });
+        }
+        if e.kind == EntryKind::Schema && !dry_run {
+            // A schema that exists keeps its owner and grants, unless the caller could
+            // change them itself (its owner's privileges): then they come from the backup.
+            let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                &[e.name.clone().into()],
+            )?;
+            if let Some(o) = owner {
+                if !self.job.restorer.acts_as(o) {
+                    return Ok(Decision::Keep);
+                }
+            }
         }
         if let Some(why) = self.dangling(e)? {
             return Ok(Decision::Skip {
@@ -485,6 +516,14 @@ impl<'j, 'a> Walk<'j, 'a> {
                         }
                     }
                     Decision::Quiet => continue,
+                    Decision::Keep => row(
+                        object,
+                        e.kind.as_str(),
+                        "skip",
+                        None,
+                        "planned",
+                        Some("already exists"),
+                    ),
                     Decision::Skip { status, detail } => {
                         let status = if status == "ok" { "planned" } else { status };
                         row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
@@ -533,36 +572,117 @@ impl<'j, 'a> Walk<'j, 'a> {
         }
     }
 
-    /// Run one entry's statements (and its owner, if that role exists here).
-    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
-        let mut sql = self.job.scope.sql(&e.sql);
-        let mut owner_missing = None;
-        if let (Some(owner_sql), Some(owner)) = (&e.owner_sql, &e.owner) {
-            let exists = match self.roles.get(owner) {
-                Some(x) => *x,
-                None => {
-                    let x = role_exists(owner)?;
-                    self.roles.insert(owner.clone(), x);
-                    x
-                }
-            };
-            if exists {
-                sql.push('\n');
-                sql.push_str(&self.job.scope.sql(owner_sql));
+    /// The oid of a relation of the backup where this restore puts it.
+    fn relation_oid(&self, e: &TocEntry) -> Result<Option<pg_sys::Oid>> {
+        let schema = e.schema.as_deref().unwrap_or_default();
+        table_oid(self.job.scope.target_schema_of(schema), &e.name)
+    }
+
+    /// For an entry whose statement runs its table's code (CHECK and foreign key
+    /// validation, partition attachment, rules, REFRESH): the role to run it as (the
+    /// relation's owner now, or the domain's for a domain CHECK; the caller when the object
+    /// cannot be found) and the schemas it needs USAGE on. None: runs as the extension
+    /// owner (DDL that evaluates nothing; index builds switch to the table's owner
+    /// themselves).
+    fn code_owner(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
+        let runs_code = matches!(
+            e.kind,
+            EntryKind::CheckConstraint
+                | EntryKind::DomainConstraint
+                | EntryKind::ForeignKey
+                | EntryKind::TableAttach
+                | EntryKind::Rule
+                | EntryKind::MaterializedViewRefresh
+        );
+        if !runs_code {
+            return Ok(None);
+        }
+        let target = e.belongs_to.and_then(|b| self.entry(b));
+        let role = match target {
+            Some(t) if t.kind == EntryKind::Domain => Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT (SELECT typowner FROM pg_catalog.pg_type WHERE oid = pg_catalog.to_regtype($1))",
+                &[quoted(t.schema.as_deref().unwrap_or_default(), &t.name).into()],
+            )?,
+            // A partition is attached by its parent's owner.
+            Some(t) if e.kind == EntryKind::TableAttach => match e
+                .deps
+                .iter()
+                .filter_map(|d| self.entry(*d))
+                .find(|d| d.id != t.id && d.kind.is_relation())
+            {
+                Some(parent) => match self.relation_oid(parent)? {
+                    Some(oid) => Some(relation_owner(oid)?),
+                    None => None,
+                },
+                None => None,
+            },
+            Some(t) if t.kind.is_relation() => match self.relation_oid(t)? {
+                Some(oid) => Some(relation_owner(oid)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let mut schemas: Vec<String> = Vec::new();
+        for d in e
+            .deps
+            .iter()
+            .filter_map(|d| self.entry(*d))
+            .chain(target)
+            .filter(|d| d.kind.is_relation() || d.kind == EntryKind::Domain)
+        {
+            let schema = d.schema.as_deref().unwrap_or_default();
+            let s = if d.kind.is_relation() {
+                self.job.scope.target_schema_of(schema).to_string()
             } else {
-                owner_missing = Some(owner.clone());
+                schema.to_string()
+            };
+            if !schemas.contains(&s) {
+                schemas.push(s);
             }
         }
-        set_current(Some(e.describe()));
+        Ok(Some((role.unwrap_or(self.job.restorer.oid), schemas)))
+    }
+
+    /// Run one entry's statements; then, at once, its owner (a role this cluster lacks is
+    /// replaced by the caller, with a warning row) and its grants: a SECURITY DEFINER function
+    /// or a view never belongs to the extension owner while rows load.
+    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
+        let mut sql = self.job.scope.sql(&e.sql);
         let object = self.object(e);
-        let outcome = self.runner.run_outcome(
-            object.clone(),
-            e.kind.as_str(),
-            action,
-            tolerate,
-            sql_step(sql),
-        )?;
-        set_current(None);
+        if e.kind == EntryKind::SequenceOwnedBy {
+            sql = format!("{}{sql}", self.same_owner_as_table(e)?);
+        }
+        set_current(Some(Step {
+            kind: e.kind.as_str().to_string(),
+            object: object.clone(),
+            entry: Some(e.describe()),
+            exposure: Exposure::Ddl,
+        }));
+        let outcome = match self.code_owner(e)? {
+            Some((role, schemas)) => self.runner.run_outcome(
+                object.clone(),
+                e.kind.as_str(),
+                action,
+                tolerate,
+                Exposure::Data,
+                move || {
+                    let needs: Vec<(&str, SchemaPrivilege)> = schemas
+                        .iter()
+                        .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+                        .collect();
+                    run_as_in(role, &needs, || Ok(Spi::run(&sql)?))?;
+                    Ok(None)
+                },
+            )?,
+            None => self.runner.run_outcome(
+                object.clone(),
+                e.kind.as_str(),
+                action,
+                tolerate,
+                Exposure::Ddl,
+                sql_step(sql),
+            )?,
+        };
         self.outcomes.insert(
             e.id,
             match outcome {
@@ -571,15 +691,103 @@ impl<'j, 'a> Walk<'j, 'a> {
                 None => Outcome::Failed,
             },
         );
-        if let (Some(role), Some(true)) = (owner_missing, outcome) {
-            self.runner.note(row(
-                object,
+        if outcome == Some(true) {
+            self.own(e, &object)?;
+        }
+        set_current(None);
+        Ok(())
+    }
+
+    /// `ALTER SEQUENCE ... OWNED BY` wants one owner for the sequence and the table: a
+    /// sequence this restore created takes its table's owner first.
+    fn same_owner_as_table(&self, e: &TocEntry) -> Result<String> {
+        let Some(seq) = e.belongs_to.and_then(|b| self.entry(b)) else {
+            return Ok(String::new());
+        };
+        if self.outcomes.get(&seq.id) != Some(&Outcome::Created) {
+            return Ok(String::new());
+        }
+        let Some(table) = e
+            .deps
+            .iter()
+            .filter_map(|d| self.entry(*d))
+            .find(|d| matches!(d.kind, EntryKind::Table | EntryKind::ForeignTable))
+        else {
+            return Ok(String::new());
+        };
+        let Some(oid) = self.relation_oid(table)? else {
+            return Ok(String::new());
+        };
+        let owner = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT pg_catalog.pg_get_userbyid(relowner)::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1)",
+            &[oid.into()],
+        )?
+        .unwrap_or_default();
+        let schema = seq.schema.as_deref().unwrap_or_default();
+        Ok(format!(
+            "ALTER SEQUENCE {} OWNER TO {};\n",
+            quoted(self.job.scope.target_schema_of(schema), &seq.name),
+            spi::quote_identifier(&owner)
+        ))
+    }
+
+    /// The owner and grants of entry `e`, just created.
+    fn own(&mut self, e: &'a TocEntry, object: &str) -> Result<()> {
+        if let (Some(owner_sql), Some(role)) = (&e.owner_sql, &e.owner) {
+            let owner = self.job.restorer.owner_for(object, role)?;
+            let sql = match parse_owner_statement(owner_sql) {
+                Some(stmt) => format!(
+                    "ALTER {} {} OWNER TO {};",
+                    stmt.objtype,
+                    stmt.ident,
+                    spi::quote_identifier(&owner.name)
+                ),
+                None => owner_sql.clone(),
+            };
+            self.runner.run(
+                object.to_string(),
                 "owner",
-                "skip",
-                None,
-                "warning",
-                Some(&format!("role \"{role}\" does not exist")),
-            ));
+                "create",
+                Tolerate::Nothing,
+                sql_step(self.job.scope.sql(&sql)),
+            )?;
+            if let Some(note) = owner.note() {
+                self.runner.note(row(
+                    object.to_string(),
+                    "owner",
+                    "substitute",
+                    None,
+                    "warning",
+                    Some(&note),
+                ));
+            }
+        }
+        let grants: Vec<&'a TocEntry> = self
+            .job
+            .manifest
+            .toc
+            .iter()
+            .filter(|g| g.kind == EntryKind::Acl && g.belongs_to == Some(e.id))
+            .filter(|g| self.job.scope.why(g).is_some() && !self.job.opts.data_only)
+            .collect();
+        for g in grants {
+            let object = self.object(g);
+            let outcome = self.runner.run_outcome(
+                object,
+                g.kind.as_str(),
+                "create",
+                Tolerate::MissingRole,
+                Exposure::Ddl,
+                sql_step(self.job.scope.sql(&g.sql)),
+            )?;
+            self.outcomes.insert(
+                g.id,
+                if outcome.is_some() {
+                    Outcome::Created
+                } else {
+                    Outcome::Failed
+                },
+            );
         }
         Ok(())
     }
@@ -588,8 +796,24 @@ impl<'j, 'a> Walk<'j, 'a> {
         let toc = &self.job.manifest.toc;
         for e in toc.iter().filter(|e| e.pass() == pass) {
             pgrx::check_for_interrupts!();
+            if self.outcomes.contains_key(&e.id) {
+                // A grant applied with its object.
+                continue;
+            }
             match self.decide(e, false)? {
                 Decision::Quiet => {}
+                Decision::Keep => {
+                    self.outcomes.insert(e.id, Outcome::Kept);
+                    let object = self.object(e);
+                    self.runner.note(row(
+                        object,
+                        e.kind.as_str(),
+                        "skip",
+                        None,
+                        "ok",
+                        Some("already exists"),
+                    ));
+                }
                 Decision::Skip { status, detail } => {
                     if status == "failed" {
                         self.outcomes.insert(e.id, Outcome::Failed);
@@ -633,7 +857,13 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"search_path", c"");
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
-            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
+            // Owned by the role that called restore, like everything it creates without an
+            // owner of its own.
+            let sql = format!(
+                "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
+                spi::quote_identifier(to),
+                spi::quote_identifier(&job.restorer.name)
+            );
             self.runner.run(
                 to.clone(),
                 "schema",
