@@ -50,9 +50,16 @@ fn object_exists(e: &TocEntry, scope: &Scope) -> Result<bool> {
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid::pg_catalog.text = $1)",
             &e.name,
         ),
-        EntryKind::Function | EntryKind::Procedure | EntryKind::Aggregate => exists(
-            "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
-            &format!("{}.{}", spi::quote_identifier(schema), e.name),
+        // The entry's name is proname(identity arguments), argument names included.
+        EntryKind::Function | EntryKind::Procedure | EntryKind::Aggregate => Ok(
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                                WHERE n.nspname = $1
+                                  AND p.proname || '(' || CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*'
+                                       ELSE pg_catalog.pg_get_function_identity_arguments(p.oid) END || ')' = $2)",
+                &[schema.into(), e.name.clone().into()],
+            )?
+            .unwrap_or(false),
         ),
         _ => Ok(false),
     }
@@ -97,7 +104,11 @@ pub(super) fn check(
 /// Every schema an entry lands in (after target_schema), extensions aside.
 fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     let mut schemas: BTreeSet<&str> = plan.tables.iter().map(|t| t.schema.as_str()).collect();
-    for e in wanted(m, scope, plan).filter(|e| e.kind != EntryKind::Extension) {
+    // Grants and comments create nothing (grants on system catalogs are a superuser's: see
+    // the runner).
+    for e in
+        wanted(m, scope, plan).filter(|e| e.kind != EntryKind::Extension && !e.kind.is_decoration())
+    {
         if e.kind == EntryKind::Schema {
             schemas.insert(&e.name);
         }
@@ -151,6 +162,13 @@ fn check_privileges(
         for e in wanted(m, scope, plan).filter(|e| e.section != Section::Data) {
             let schema = e.schema.as_deref().unwrap_or_default();
             let object = format!("{} {}", e.kind.as_str(), e.object());
+            if e.kind == EntryKind::Owner {
+                // Format 1: owners are entries of their own.
+                if let Some(stmt) = crate::security::privileges::parse_owner_statement(&e.sql) {
+                    who.owner_for(&object, &stmt.role)?;
+                }
+                continue;
+            }
             match e.kind {
                 EntryKind::Extension => {
                     who.check_extension(&e.name)?;

@@ -397,14 +397,14 @@ impl<'j, 'a> Walk<'j, 'a> {
                 }
             });
         }
-        if matches!(e.kind, EntryKind::Database | EntryKind::DefaultPrivileges)
-            && !self.job.restorer.superuser
-        {
+        // The database's properties, default privileges and grants on system catalogs
+        // (decorations of no object of the backup) are a superuser's to restore.
+        let database_wide = matches!(e.kind, EntryKind::Database | EntryKind::DefaultPrivileges)
+            || (e.kind.is_decoration() && e.belongs_to.is_none());
+        if database_wide && !self.job.restorer.superuser {
             return Ok(Decision::Skip {
                 status: "warning",
-                detail:
-                    "only a superuser restores the database's properties and default privileges"
-                        .into(),
+                detail: "only a superuser restores the database's properties, default privileges and grants on system catalogs".into(),
             });
         }
         if e.kind == EntryKind::Schema && !dry_run {
@@ -649,6 +649,29 @@ impl<'j, 'a> Walk<'j, 'a> {
     fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
         let mut sql = self.job.scope.sql(&e.sql);
         let object = self.object(e);
+        if e.kind == EntryKind::Owner {
+            // A format-1 owner entry: the owner the caller may give (a missing role: the
+            // caller, with a warning row).
+            if let Some(stmt) = parse_owner_statement(&e.sql) {
+                let owner = self.job.restorer.owner_for(&object, &stmt.role)?;
+                sql = self.job.scope.sql(&format!(
+                    "ALTER {} {} OWNER TO {};",
+                    stmt.objtype,
+                    stmt.ident,
+                    spi::quote_identifier(&owner.name)
+                ));
+                if let Some(note) = owner.note() {
+                    self.runner.note(row(
+                        object.clone(),
+                        "owner",
+                        "substitute",
+                        None,
+                        "warning",
+                        Some(&note),
+                    ));
+                }
+            }
+        }
         if e.kind == EntryKind::SequenceOwnedBy {
             sql = format!("{}{sql}", self.same_owner_as_table(e)?);
         }

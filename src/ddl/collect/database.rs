@@ -1,7 +1,7 @@
 //! What belongs to the database rather than to a schema: large objects, default privileges,
 //! the database's own comment, settings and grants.
 
-use super::class::PG_LARGEOBJECT_METADATA;
+use super::class::{PG_LARGEOBJECT, PG_LARGEOBJECT_METADATA};
 use super::{data_key, ident, literal, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
@@ -55,6 +55,8 @@ fn large_objects(cx: &Context, out: &mut Collected) -> Result<()> {
             ),
         );
         data.deps.insert(key);
+        // Comments and security labels of large objects are recorded against pg_largeobject.
+        out.alias(PG_LARGEOBJECT, oid, key);
     }
     out.push(data);
     Ok(())

@@ -260,14 +260,37 @@ fn add_dependencies(out: &mut Collected) -> Result<()> {
         .map(|(i, n)| (i, n.key.with(Role::Object)))
         .collect();
     for (i, mv) in refreshes {
-        let reads: Vec<ObjKey> = index
+        // Through views (and their queries), down to the materialized views read.
+        let mut stack: Vec<ObjKey> = index
             .get(&mv)
             .map(|&m| out.nodes[m].deps.iter().copied().collect())
             .unwrap_or_default();
-        for d in reads {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
             let r = d.with(Role::Refresh);
-            if d.role == Role::Object && index.contains_key(&r) {
+            if index.contains_key(&r) {
                 out.nodes[i].deps.insert(r);
+                continue;
+            }
+            if let Some(&j) = index.get(&d) {
+                let n = &out.nodes[j];
+                if matches!(
+                    n.kind,
+                    crate::archive::toc::EntryKind::View
+                        | crate::archive::toc::EntryKind::ViewQuery
+                ) {
+                    stack.extend(n.deps.iter().copied());
+                    // A view's query is its part: what it reads hangs off the part.
+                    stack.extend(
+                        out.nodes
+                            .iter()
+                            .filter(|p| p.part_of == Some(d))
+                            .flat_map(|p| p.deps.iter().copied()),
+                    );
+                }
             }
         }
     }
@@ -325,6 +348,8 @@ pub mod class {
     /// pg_rewrite (catalog/pg_rewrite.h; not in pgrx's bindings).
     pub const PG_REWRITE: u32 = 2618;
     pub const PG_EXTENSION: u32 = pg_sys::ExtensionRelationId.to_u32();
+    /// pg_largeobject (catalog/pg_largeobject.h): comments on large objects name it.
+    pub const PG_LARGEOBJECT: u32 = 2613;
     /// pg_largeobject_metadata (catalog/pg_largeobject_metadata.h).
     pub const PG_LARGEOBJECT_METADATA: u32 = 2995;
     pub const PG_DATABASE: u32 = pg_sys::DatabaseRelationId.to_u32();
