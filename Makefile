@@ -18,7 +18,7 @@ install-release: setup
 # Every test: plain Rust unit tests and #[pg_test]s (cargo pgrx test), then the end-to-end
 # tests in tests/ against a server they start with shared_preload_libraries = 'pg_backup'
 # (fidelity and regression: round trips judged against pg_dump's, see tests/common/mod.rs).
-E2E_TESTS := --test e2e --test restore_safety --test fidelity --test regression
+E2E_TESTS := --test e2e --test restore_safety --test storage --test fidelity --test regression
 test: setup regress-build
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)

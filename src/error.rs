@@ -60,6 +60,15 @@ pub enum BackupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A storage target or encryption failure, with its own SQLSTATE (see storage::Failure):
+    /// 08001 unreachable, 08006 broken connection, 28000 credentials or wrong key, 42501
+    /// denied, 42704 missing bucket, 58P01 missing object, 55000 missing key, 58030 other.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// The database's pg_backup catalog is at another release than the library (55000): it
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
@@ -129,7 +138,8 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
-            | BackupError::LimitExceeded { hint, .. } => *hint = Some(text.into()),
+            | BackupError::LimitExceeded { hint, .. }
+            | BackupError::Storage { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
         }
@@ -144,7 +154,8 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
-            | BackupError::LimitExceeded { hint, .. } => hint.clone(),
+            | BackupError::LimitExceeded { hint, .. }
+            | BackupError::Storage { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -170,6 +181,7 @@ impl BackupError {
                 "42501"
             }
             BackupError::Io { .. } => "58030",
+            BackupError::Storage { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -185,6 +197,11 @@ impl BackupError {
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+            "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }

@@ -21,7 +21,8 @@ const STATEMENTS: &[(&str, &str)] = &[
            table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
            bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
            error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
-           progress = EXCLUDED.progress",
+           progress = EXCLUDED.progress, storage = EXCLUDED.storage,
+           storage_url = EXCLUDED.storage_url",
     ),
     (
         "backup_fail_if_running",

@@ -27,6 +27,9 @@ pub struct BackupRow {
     pub error: Option<String>,
     pub pid: Option<i32>,
     pub progress: Option<serde_json::Value>,
+    /// The storage target holding the remote copy, and its URL (issue 12).
+    pub storage: Option<String>,
+    pub storage_url: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {

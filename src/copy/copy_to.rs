@@ -13,8 +13,10 @@ use pgrx::prelude::*;
 
 use super::CopyFormat;
 use crate::archive::compression::Compression;
-use crate::archive::writer::{Drain, FileStats};
+use crate::archive::writer::{Drain, FileSink, FileStats};
 use crate::error::{BackupError, Result};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Pipe capacity: large enough that the backend rarely waits for the compressor.
 const PIPE_SIZE: i32 = 1 << 20;
@@ -52,6 +54,21 @@ pub fn copy_to_file(
 ) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
     let drain = Drain::spawn(read_end, dest.to_path_buf(), compression);
+    let rows = copy_to_pipe(source, write_end, format)?;
+    let stats = drain.join()?;
+    Ok((rows, stats))
+}
+
+/// Like `copy_to_file`, into a sink from `ArchiveWriter::open_sink` (storage, encryption).
+pub fn copy_to_sink(
+    source: CopySource,
+    sink: (Box<dyn FileSink>, Arc<AtomicBool>),
+    label: &Path,
+    compression: Compression,
+    format: CopyFormat,
+) -> Result<(u64, FileStats)> {
+    let (read_end, write_end) = pipe()?;
+    let drain = Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1);
     let rows = copy_to_pipe(source, write_end, format)?;
     let stats = drain.join()?;
     Ok((rows, stats))
@@ -117,6 +134,19 @@ impl PipeWriter {
         Ok(PipeWriter {
             write_end: Some(write_end),
             drain: Drain::spawn(read_end, dest.to_path_buf(), compression),
+        })
+    }
+
+    /// Like `create`, into a sink from `ArchiveWriter::open_sink`.
+    pub fn create_sink(
+        sink: (Box<dyn FileSink>, Arc<AtomicBool>),
+        label: &Path,
+        compression: Compression,
+    ) -> Result<PipeWriter> {
+        let (read_end, write_end) = pipe()?;
+        Ok(PipeWriter {
+            write_end: Some(write_end),
+            drain: Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The data pass of a restore: each table's rows (and the large objects' pages) through
 //! COPY FROM, in the layout of the archive's format.
 
+use crate::storage::archive_files::FileRef;
 use pgrx::prelude::*;
 
 use super::plan::{Action, PlannedTable};
@@ -49,7 +50,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
             ScriptReader::open(
-                &job.dir.join(&f.path),
+                &job.file(&f.path),
                 job.compression,
                 job.manifest
                     .script_tables
@@ -61,7 +62,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
         )),
         None => None,
     };
-    for unit in data_units(job.manifest, job.dir) {
+    for unit in data_units(job.manifest, job) {
         let reader = script.as_ref().map(|(r, _)| r);
         // Each script block is consumed in turn whatever happens to its table.
         if let Some(r) = reader {
@@ -143,10 +144,10 @@ struct DataUnit {
     table: String,
     columns: Vec<String>,
     large_objects: bool,
-    file: Option<(std::path::PathBuf, String, CopyFormat)>,
+    file: Option<(FileRef, String, CopyFormat)>,
 }
 
-fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
+fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
     if m.files.iter().any(|f| f.is_script()) {
         return m
             .script_tables
@@ -173,7 +174,7 @@ fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
                 table: f.table.clone(),
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
-                file: Some((dir.join(&f.path), f.sha256.clone(), format)),
+                file: Some((job.file(&f.path), f.sha256.clone(), format)),
             }
         })
         .collect()

@@ -20,10 +20,8 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
-use crate::archive::manifest::Manifest;
-use crate::archive::verify::{self, FileStatus};
-use crate::backup::create::unknown_backup;
-use crate::backup::manage::backup_dir;
+
+use crate::archive::verify::FileStatus;
 use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::error::{BackupError, Result};
@@ -50,6 +48,8 @@ pub struct RestoreOptions {
     pub confirm: bool,
     /// ANALYZE the tables that received rows, at the end (default on).
     pub analyze: bool,
+    /// age secret key(s) for an encrypted backup (else backup.identity_file).
+    pub identity: Option<String>,
 }
 
 impl RestoreOptions {
@@ -70,10 +70,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
     if let Some(to) = &opts.target_schema {
         targets::check_target_schema(to)?;
     }
-    let dir = backup_dir(id)?;
-    if !dir.exists() {
-        return Err(unknown_backup(id));
-    }
+    // The local copy, else the remote copy the history row points to (storage::locate).
+    let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
         return Err(
             BackupError::invalid("schema_only and data_only cannot both be true")
@@ -81,7 +79,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         );
     }
     // Check every file before changing anything.
-    let bad: Vec<String> = verify::verify_archive(&dir, false)
+    let bad: Vec<String> = crate::storage::precheck(&source)
         .into_iter()
         .filter(|c| c.status != FileStatus::Ok)
         .map(|c| format!("{} ({})", c.file, c.status.as_str()))
@@ -93,9 +91,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             ),
         );
     }
-    let manifest = Manifest::from_json(
-        &std::fs::read(dir.join("manifest.json")).map_err(|e| BackupError::io("read", &dir, e))?,
-    )?;
+    let (manifest, raw_manifest) = source.manifest()?;
+    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
     let compression = Compression::from_name(&manifest.compression)?;
     let scope = Scope::build(
         &manifest,
@@ -123,7 +120,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
     }
     let job = Job {
         manifest: &manifest,
-        dir: &dir,
+        source: &source,
+        encrypted,
         compression,
         opts,
         scope: &scope,

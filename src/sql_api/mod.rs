@@ -28,6 +28,9 @@ fn create_backup_0_2(
     format: default!(String, "'native'"),
     compression: default!(Option<String>, "NULL"),
     verbose: default!(bool, false),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -51,6 +54,9 @@ fn create_backup_0_2(
         format: Some(format),
         compression,
         verbose: Some(verbose),
+        storage,
+        keep_local: Some(keep_local),
+        encrypt_to,
     };
     let caller = security::enter().or_raise();
     let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
@@ -72,6 +78,8 @@ fn create_backup_0_2(
 fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(bool, true),
+    storage: default!(Option<String>, "NULL"),
+    identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -85,7 +93,13 @@ fn verify_0_2(
     ),
 > {
     let _caller = security::enter().or_raise();
-    let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
+    let rows = manage::verify(
+        backup_id.as_deref(),
+        deep,
+        storage.as_deref(),
+        identity.as_deref(),
+    )
+    .or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
         (
             id,
@@ -116,9 +130,32 @@ fn prune(
 }
 
 #[pg_extern(name = "rescan")]
-fn rescan_0_2() -> SetOfIterator<'static, String> {
+fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
     let _caller = security::enter().or_raise();
-    SetOfIterator::new(manage::rescan().or_raise())
+    SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
+}
+
+/// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
+/// are kept where only the extension owner reads them. `validate` tests the target first.
+#[pg_extern]
+fn add_storage(
+    name: String,
+    url: String,
+    options: default!(Option<pgrx::JsonB>, "NULL"),
+    replace: default!(bool, false),
+    validate: default!(bool, true),
+) -> bool {
+    let _caller = security::enter().or_raise();
+    let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    crate::storage::targets::add(&name, &url, &options, replace, validate).or_raise();
+    true
+}
+
+/// Forget a storage target (the archives in it stay).
+#[pg_extern]
+fn drop_storage(name: String, if_exists: default!(bool, false)) -> bool {
+    let _caller = security::enter().or_raise();
+    crate::storage::targets::drop(&name, if_exists).or_raise()
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -135,6 +172,7 @@ fn restore_0_2(
     on_error: default!(String, "'abort'"),
     dry_run: default!(bool, false),
     confirm: default!(bool, false),
+    identity: default!(Option<String>, "NULL"),
     analyze: default!(bool, true),
 ) -> TableIterator<
     'static,
@@ -159,6 +197,7 @@ fn restore_0_2(
         on_error: OnError::parse(&on_error).or_raise(),
         dry_run,
         confirm,
+        identity,
         analyze,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
@@ -182,6 +221,9 @@ fn schedule_0_2(
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(bool, true),
     database: default!(Option<String>, "NULL"),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -211,6 +253,9 @@ fn schedule_0_2(
             format: Some(format),
             compression,
             verbose: None,
+            storage,
+            keep_local: (!keep_local).then_some(false),
+            encrypt_to,
         },
         keep_last,
         keep_days,

@@ -38,6 +38,8 @@ fn large_objects(cx: &Context, out: &mut Collected) -> Result<()> {
     );
     for (oid, owner) in los {
         let key = ObjKey::new(PG_LARGEOBJECT_METADATA, oid);
+        // Its comment and security labels are recorded under pg_largeobject.
+        out.alias(PG_LARGEOBJECT, oid, key);
         out.push(
             Node::new(
                 key,
@@ -55,8 +57,6 @@ fn large_objects(cx: &Context, out: &mut Collected) -> Result<()> {
             ),
         );
         data.deps.insert(key);
-        // Comments and security labels of large objects are recorded against pg_largeobject.
-        out.alias(PG_LARGEOBJECT, oid, key);
     }
     out.push(data);
     Ok(())
