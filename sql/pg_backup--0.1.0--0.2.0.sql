@@ -29,7 +29,8 @@ CREATE FUNCTION backup."create"(
 	"verbose" bool DEFAULT false,
 	"storage" TEXT DEFAULT NULL,
 	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"status" TEXT,
@@ -91,7 +92,8 @@ CREATE FUNCTION backup."schedule"(
 	"database" TEXT DEFAULT NULL,
 	"storage" TEXT DEFAULT NULL,
 	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"name" TEXT,
 	"cron" TEXT,

@@ -69,6 +69,14 @@ pub enum BackupError {
         hint: Option<String>,
         sqlstate: &'static str,
     },
+    /// An error raised in a parallel worker (`jobs => N`), passed on with the worker's own
+    /// SQLSTATE, message and hint.
+    #[error("{message}")]
+    Worker {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// The database's pg_backup catalog is at another release than the library (55000): it
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
@@ -139,7 +147,8 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
-            | BackupError::Storage { hint, .. } => *hint = Some(text.into()),
+            | BackupError::Storage { hint, .. }
+            | BackupError::Worker { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Io { .. } | BackupError::Spi(_) => {}
         }
@@ -155,7 +164,8 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
-            | BackupError::Storage { hint, .. } => hint.clone(),
+            | BackupError::Storage { hint, .. }
+            | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -182,6 +192,7 @@ impl BackupError {
             }
             BackupError::Io { .. } => "58030",
             BackupError::Storage { sqlstate, .. } => sqlstate,
+            BackupError::Worker { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -202,7 +213,17 @@ impl BackupError {
             "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
             "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            other => PgSqlErrorCode::from(make_sqlstate(other)),
+        }
+    }
+
+    /// An error a parallel worker reported: `sqlstate` as the worker had it (five characters;
+    /// anything else counts as 38000, an error inside the routine).
+    pub fn from_worker(sqlstate: &str, message: String, hint: Option<String>) -> Self {
+        BackupError::Worker {
+            message,
+            hint,
+            sqlstate: intern_sqlstate(sqlstate),
         }
     }
 
@@ -217,6 +238,34 @@ impl BackupError {
         report.report(pgrx::PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")
     }
+}
+
+/// PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each.
+fn make_sqlstate(s: &str) -> i32 {
+    s.bytes()
+        .take(5)
+        .enumerate()
+        .map(|(i, c)| ((c as i32 - '0' as i32) & 0x3F) << (6 * i))
+        .sum()
+}
+
+/// A SQLSTATE as a `&'static str`: each distinct code is leaked once (there are a few hundred).
+fn intern_sqlstate(code: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let valid = code.len() == 5
+        && code
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    if !valid {
+        return "38000";
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = seen.iter().find(|s| **s == code) {
+        return s;
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 fn is_disk_full(e: &std::io::Error) -> bool {
@@ -259,6 +308,25 @@ mod tests {
         assert_eq!(
             BackupError::io("write", Path::new("/x"), other).sqlstate(),
             "58030"
+        );
+    }
+
+    #[test]
+    fn worker_errors_keep_their_sqlstate() {
+        let e = BackupError::from_worker("22P02", "bad input".into(), Some("fix it".into()));
+        assert_eq!(e.sqlstate(), "22P02");
+        assert_eq!(
+            e.code(),
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert_eq!(e.hint().as_deref(), Some("fix it"));
+        assert_eq!(
+            BackupError::from_worker("x", String::new(), None).sqlstate(),
+            "38000"
+        );
+        assert_eq!(
+            BackupError::from_worker("57014", String::new(), None).code(),
+            PgSqlErrorCode::ERRCODE_QUERY_CANCELED
         );
     }
 

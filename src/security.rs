@@ -27,10 +27,16 @@ pub struct Caller {
     pub role: String,
     /// Its oid (for a background worker: the role it connected as).
     pub oid: pg_sys::Oid,
+    /// The caller's transaction had a transaction id before this call: it may have changed
+    /// data or definitions that only it can see (pgrx's SPI assigns one to every transaction
+    /// that runs a query, so this is looked at before ours run). Parallel workers could not
+    /// see those changes, so create(jobs => N) works in the session then.
+    pub had_xid: bool,
     _pin: PinnedSearchPath,
 }
 
 pub fn enter() -> Result<Caller> {
+    let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
     crate::catalog::version::require_current()?;
     let schemas: Vec<String> =
         Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
@@ -50,6 +56,7 @@ pub fn enter() -> Result<Caller> {
         schemas,
         role,
         oid,
+        had_xid,
         _pin: PinnedSearchPath::new(),
     })
 }
@@ -64,6 +71,8 @@ pub fn enter_as(role: &str) -> Result<Caller> {
         schemas,
         role: role.to_string(),
         oid: unsafe { pg_sys::GetOuterUserId() },
+        // The worker's transaction holds pg_backup's own statements only.
+        had_xid: false,
         _pin: PinnedSearchPath::new(),
     })
 }

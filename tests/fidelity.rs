@@ -391,3 +391,33 @@ fn large_objects_with_owners_comments_and_grants() {
         ],
     );
 }
+
+#[test]
+fn grants_changed_on_system_objects() {
+    if !enabled() {
+        return;
+    }
+    // pg_dump keeps the privileges changed on pg_catalog's objects since initdb (pg_init_privs).
+    round_trip(
+        r#"
+        CREATE ROLE fid_sys_reader NOLOGIN;
+        GRANT SELECT (rolname, rolsuper) ON pg_catalog.pg_authid TO fid_sys_reader;
+        GRANT SELECT ON pg_catalog.pg_statistic TO fid_sys_reader WITH GRANT OPTION;
+        REVOKE SELECT ON pg_catalog.pg_proc FROM PUBLIC;
+        GRANT SELECT (oid, proname, prosrc) ON pg_catalog.pg_proc TO PUBLIC;
+        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_sleep(double precision) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pg_catalog.pg_sleep(double precision) TO fid_sys_reader;
+        REVOKE USAGE ON LANGUAGE sql FROM PUBLIC;
+        REVOKE USAGE ON TYPE pg_catalog.money FROM PUBLIC;
+        CREATE TABLE t (x int);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT relacl FROM pg_class WHERE oid = 'pg_catalog.pg_proc'::regclass",
+            "SELECT string_agg(attname || '=' || attacl::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_authid'::regclass AND attacl IS NOT NULL",
+            "SELECT proacl FROM pg_proc WHERE oid = 'pg_catalog.pg_sleep(double precision)'::regprocedure",
+            "SELECT lanacl FROM pg_language WHERE lanname = 'sql'",
+            "SELECT typacl FROM pg_type WHERE oid = 'pg_catalog.money'::regtype",
+        ],
+    );
+}

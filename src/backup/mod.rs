@@ -3,4 +3,6 @@
 pub mod create;
 pub mod manage;
 pub mod options;
+pub mod parallel;
 pub mod select;
+pub mod task;

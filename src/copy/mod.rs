@@ -7,7 +7,7 @@ pub mod script;
 use pgrx::pg_sys;
 
 /// How rows are laid out in an archive file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CopyFormat {
     /// COPY text format (native and sql archives).
     Text,

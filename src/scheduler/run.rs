@@ -227,7 +227,7 @@ fn execute(req: &RunRequest) -> Result<RunResult> {
 
 /// What the backend's own die() does: ask for the process to end at the next interrupt check
 /// (COPY checks for interrupts per row), and wake it if it sleeps.
-unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
+pub(crate) unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
     let saved = *libc::__errno_location();
     (&raw mut pg_sys::InterruptPending).write_volatile(1);
     (&raw mut pg_sys::ProcDiePending).write_volatile(1);

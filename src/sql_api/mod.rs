@@ -31,6 +31,7 @@ fn create_backup_0_2(
     storage: default!(Option<String>, "NULL"),
     keep_local: default!(bool, true),
     encrypt_to: default!(Option<Vec<String>>, "NULL"),
+    jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
     (
@@ -57,6 +58,7 @@ fn create_backup_0_2(
         storage,
         keep_local: Some(keep_local),
         encrypt_to,
+        jobs: Some(jobs),
     };
     let caller = security::enter().or_raise();
     let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
@@ -224,6 +226,7 @@ fn schedule_0_2(
     storage: default!(Option<String>, "NULL"),
     keep_local: default!(bool, true),
     encrypt_to: default!(Option<Vec<String>>, "NULL"),
+    jobs: default!(i32, 1),
 ) -> TableIterator<
     'static,
     (
@@ -256,6 +259,8 @@ fn schedule_0_2(
             storage,
             keep_local: (!keep_local).then_some(false),
             encrypt_to,
+            // Stored only when asked for, so the options of a plain schedule stay as they were.
+            jobs: (jobs != 1).then_some(jobs),
         },
         keep_last,
         keep_days,

@@ -11,10 +11,7 @@ use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;
 
-pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
-    if cx.whole_database {
-        system_grants(cx, out)?;
-    }
+pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
     // Every catalog row that stands for a collected object: the objects, and their aliases.
     let mut targets: HashMap<(u32, u32), ObjKey> = out
         .nodes
@@ -177,67 +174,4 @@ FROM (
             .filter(|d: &Result<Decoration>| d.as_ref().map_or(true, |d| !d.sql.is_empty()))
             .collect()
     })
-}
-
-/// Grants on the system catalogs' tables, columns and functions that differ from what
-/// initdb set (pg_init_privs), as pg_dump restores them: e.g. a column of pg_authid granted
-/// to a role. The objects themselves are not the backup's; only these grants are.
-fn system_grants(cx: &Context, out: &mut Collected) -> Result<()> {
-    let rows = super::query(
-        cx,
-        r#"WITH o AS (
-             SELECT c.tableoid AS class, c.oid, 0 AS sub, 'TABLE' AS kw, pg_catalog.format('%I.%I', n.nspname, c.relname) AS ident,
-                    NULL::text AS col, c.relacl AS acl,
-                    coalesce(ip.initprivs, pg_catalog.acldefault('r', c.relowner)) AS init, n.nspname::text AS nsp
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = c.tableoid AND ip.objoid = c.oid AND ip.objsubid = 0
-             WHERE n.nspname IN ('pg_catalog', 'information_schema') AND c.relacl IS NOT NULL
-             UNION ALL
-             SELECT c.tableoid, c.oid, a.attnum, 'TABLE', pg_catalog.format('%I.%I', n.nspname, c.relname),
-                    pg_catalog.quote_ident(a.attname), a.attacl, coalesce(ip.initprivs, '{}'::pg_catalog.aclitem[]), n.nspname::text
-             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = c.tableoid AND ip.objoid = c.oid AND ip.objsubid = a.attnum
-             WHERE n.nspname IN ('pg_catalog', 'information_schema') AND a.attnum > 0 AND NOT a.attisdropped
-               AND (a.attacl IS NOT NULL OR ip.initprivs IS NOT NULL)
-             UNION ALL
-             SELECT p.tableoid, p.oid, 0, 'FUNCTION', p.oid::pg_catalog.regprocedure::text, NULL, p.proacl,
-                    coalesce(ip.initprivs, pg_catalog.acldefault('f', p.proowner)), n.nspname::text
-             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = p.tableoid AND ip.objoid = p.oid AND ip.objsubid = 0
-             WHERE n.nspname IN ('pg_catalog', 'information_schema') AND p.proacl IS NOT NULL AND p.prokind <> 'p'
-           )
-           SELECT o.class, o.oid, o.sub, o.nsp, o.kw || ' ' || o.ident || coalesce('.' || o.col, ''),
-                  (SELECT pg_catalog.string_agg(s, E'\n' ORDER BY ord, k) FROM (
-                     SELECT 1 AS ord, d.n AS k, pg_catalog.format('REVOKE %s%s ON %s %s FROM %s;', d.privilege_type,
-                            coalesce(' (' || o.col || ')', ''), o.kw, o.ident,
-                            CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END) AS s
-                     FROM pg_catalog.aclexplode(o.init) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
-                     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(o.acl, o.init)) a
-                                       WHERE a.grantee = d.grantee AND a.privilege_type = d.privilege_type)
-                     UNION ALL
-                     SELECT 2, a.n, pg_catalog.format('GRANT %s%s ON %s %s TO %s%s;', a.privilege_type,
-                            coalesce(' (' || o.col || ')', ''), o.kw, o.ident,
-                            CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-                            CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                     FROM pg_catalog.aclexplode(coalesce(o.acl, o.init)) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
-                     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.init) d
-                                       WHERE d.grantee = a.grantee AND d.privilege_type = a.privilege_type
-                                         AND d.is_grantable = a.is_grantable)) st)
-           FROM o"#,
-        |r| {
-            Ok((
-                ObjKey::sub(r.oid(1)?, r.oid(2)?, r.int(3)?).with(Role::Acl),
-                r.string(4)?,
-                r.string(5)?,
-                r.text(6)?,
-            ))
-        },
-    )?;
-    for (key, schema, name, sql) in rows {
-        if let Some(sql) = sql.filter(|s| !s.is_empty()) {
-            out.push(Node::new(key, EntryKind::Acl, Some(&schema), &name, sql));
-        }
-    }
-    Ok(())
 }

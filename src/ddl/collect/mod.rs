@@ -23,6 +23,7 @@ mod publications;
 mod relations;
 mod routines;
 mod rules;
+mod system_acls;
 mod text_search;
 mod types;
 
@@ -183,6 +184,7 @@ pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>)> {
     rules::collect(cx, &mut out)?;
     publications::collect(cx, &mut out)?;
     database::collect(cx, &mut out)?;
+    system_acls::collect(cx, &mut out)?;
     add_dependencies(&mut out)?;
     decorations::collect(cx, &mut out)?;
     Ok(graph::sort(out.nodes))
