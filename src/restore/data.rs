@@ -92,8 +92,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
             continue;
         }
         if unit.large_objects {
-            // Large objects run no code: written as the extension owner (their owners were
-            // set when they were created).
+            // Large objects run no code: written as the extension owner.
             steps.run_data("large objects".into(), "large_object_data", "load", || {
                 restore_large_objects(&unit, job.compression, reader).map(Some)
             })?;
@@ -113,8 +112,8 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
                     )
                 })?;
                 // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
-                // triggers fire while rows load: as the table's owner.
-                let owner = relation_owner(oid)?;
+                // triggers fire while rows load: with the table owner's rights (issue 9).
+                let owner = job.code_owner(oid, &unit.schema, &unit.table)?;
                 let rows = if job.manifest.format == "json" {
                     load_json(&schema, &name, &unit, job.compression, owner)?
                 } else {
@@ -208,8 +207,8 @@ fn load_json(
     compression: Compression,
     owner: pg_sys::Oid,
 ) -> Result<u64> {
-    // The staging table is ours (a temporary table cannot be created in the owner's
-    // restricted context); the owner reads it for the INSERT, which runs its code.
+    // The staging table is ours (the owner's restricted context cannot create a temporary
+    // table); the owner reads it for the INSERT, which runs its code.
     Spi::run("CREATE TEMP TABLE pg_backup_json_rows (doc text) ON COMMIT DROP")?;
     let tmp = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_json_rows'::regclass::oid")?
         .expect("temp table exists");
@@ -235,7 +234,7 @@ fn load_json(
         let from_record: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
         format!(
             "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM pg_temp.pg_backup_json_rows j,
-             json_populate_record(NULL::{target}, j.doc::json) r",
+             pg_catalog.json_populate_record(NULL::{target}, j.doc::pg_catalog.json) r",
             cols.join(", "),
             from_record.join(", ")
         )
@@ -245,30 +244,6 @@ fn load_json(
     })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
     Ok(rows)
-}
-
-/// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
-/// memory), then written with lo_put; objects missing in this database are created first.
-fn restore_large_objects(
-    unit: &DataUnit,
-    compression: Compression,
-    script: Option<&ScriptReader>,
-) -> Result<i64> {
-    Spi::run("CREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea) ON COMMIT DROP")?;
-    let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_lo_pages'::regclass::oid")?
-        .expect("temp table exists");
-    let pages = load_rows(oid, unit, compression, script)?;
-    Spi::run(
-        "SELECT pg_catalog.lo_create(l.loid)
-         FROM (SELECT DISTINCT loid FROM pg_temp.pg_backup_lo_pages) l
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = l.loid)",
-    )?;
-    Spi::run(
-        "SELECT pg_catalog.lo_put(loid, pageno::bigint * (current_setting('block_size')::int / 4), data)
-         FROM pg_temp.pg_backup_lo_pages",
-    )?;
-    Spi::run("DROP TABLE pg_temp.pg_backup_lo_pages")?;
-    Ok(pages as i64)
 }
 
 /// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner. Tables of several
@@ -310,16 +285,38 @@ fn truncate_tables(steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
     }
     for (owner, names) in by_owner {
         let sql = format!("TRUNCATE ONLY {}", names.join(", "));
-        let needs: Vec<(String, SchemaPrivilege)> = schemas
+        let needs: Vec<(&str, SchemaPrivilege)> = schemas
             .iter()
-            .map(|s| (s.clone(), SchemaPrivilege::Usage))
+            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
             .collect();
-        steps.run_data(names.join(", "), "table", "truncate", move || {
-            let needs: Vec<(&str, SchemaPrivilege)> =
-                needs.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+        steps.run_data(names.join(", "), "table", "truncate", || {
             run_as_in(owner, &needs, || Ok(Spi::run(&sql)?))?;
             Ok(None)
         })?;
     }
     Ok(())
+}
+
+/// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
+/// memory), then written with lo_put; objects missing in this database are created first.
+fn restore_large_objects(
+    unit: &DataUnit,
+    compression: Compression,
+    script: Option<&ScriptReader>,
+) -> Result<i64> {
+    Spi::run("CREATE TEMP TABLE pg_backup_lo_pages (loid oid, pageno integer, data bytea) ON COMMIT DROP")?;
+    let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_lo_pages'::regclass::oid")?
+        .expect("temp table exists");
+    let pages = load_rows(oid, unit, compression, script)?;
+    Spi::run(
+        "SELECT pg_catalog.lo_create(l.loid)
+         FROM (SELECT DISTINCT loid FROM pg_temp.pg_backup_lo_pages) l
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = l.loid)",
+    )?;
+    Spi::run(
+        "SELECT pg_catalog.lo_put(loid, pageno::bigint * (current_setting('block_size')::int / 4), data)
+         FROM pg_temp.pg_backup_lo_pages",
+    )?;
+    Spi::run("DROP TABLE pg_temp.pg_backup_lo_pages")?;
+    Ok(pages as i64)
 }

@@ -16,7 +16,6 @@ pub mod runner;
 pub mod scope;
 pub mod tuning;
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
@@ -26,7 +25,7 @@ use crate::catalog::autonomous;
 use crate::catalog::history::now_rfc3339;
 use crate::error::{BackupError, Result};
 use crate::security::privileges::Restorer;
-use crate::security::redact::{self, Exposure};
+use crate::security::redact;
 use crate::security::{self, targets, Caller};
 use crate::subtransaction;
 use plan::{Existing, OnError};
@@ -101,6 +100,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         opts.target_schema.as_deref(),
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
+    let restorer = Restorer::of(caller);
 
     let mut record = serde_json::json!({
         "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
@@ -111,7 +111,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             .unwrap_or(0);
     record["id"] = restore_id.into();
     record["table_count"] = (plan.tables.len() as i64).into();
-    let restorer = Restorer::of(caller);
+    // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
+    // changes (and for a dry run too).
     if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)
         .and_then(|_| preflight::check(&manifest, &scope, &plan, opts, &restorer))
     {
@@ -161,8 +162,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Ok(out)
         }
         Ok(Err(e)) => {
-            let at = runner::current_step()
-                .and_then(|s| s.entry)
+            let at = runner::current_entry()
                 .map(|w| format!(" (while restoring {w})"))
                 .unwrap_or_default();
             finish_record(
@@ -174,34 +174,12 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Err(e)
         }
         Err(caught) => {
-            // The error may carry row values (or text written by user code): the history
-            // row and the caller get it without them; the server log gets all of it.
-            let step = runner::current_step().unwrap_or(runner::Step {
-                kind: "restore".into(),
-                object: id.to_string(),
-                entry: None,
-                exposure: Exposure::Data,
-            });
-            let text = redact::describe(&caught, &step.kind, &step.object, step.exposure);
-            let mut error = text.clone();
-            if let Some(w) = &step.entry {
-                error.push_str(&format!(" while restoring {w}"));
-            }
-            finish_record(&mut record, "failed", None, Some(error));
-            let code = match &caught {
-                CaughtError::PostgresError(r)
-                | CaughtError::ErrorReport(r)
-                | CaughtError::RustPanic { ereport: r, .. } => r.sql_error_code(),
-            };
-            let mut report = ErrorReport::new(code, text, "pg_backup restore").set_hint(
-                "The restore was rolled back. Row values are never shown or stored by pg_backup; \
-                 the server log has the complete error.",
-            );
-            if let Some(w) = step.entry {
-                report = report.set_detail(format!("While restoring {w}."));
-            }
-            report.report(PgLogLevel::ERROR);
-            unreachable!("ereport(ERROR) returned")
+            // The error may carry row values (or text written by user code): the history row
+            // and the caller get it without them (issue 9); the server log gets all of it.
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            finish_record(&mut record, "failed", None, Some(text.clone()));
+            redact::raise(&caught, text)
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Checks made before a restore changes anything (also for a dry run): the schemas it writes
-//! into are not protected ones, the lock table can hold what it locks, and a caller who is
-//! not a superuser may do every step (own what it creates, change what it replaces, read
-//! the rows it loads). Walks the same TOC entries the runner will.
+//! The safety checks a restore passes before anything changes (issue 9): no entry lands in
+//! pg_backup's schema or a system schema, the caller may make every change the restore
+//! would make (`security::privileges`), and the restore fits in the lock table
+//! (`security::locks`).
 
 use std::collections::BTreeSet;
 
@@ -10,9 +10,9 @@ use pgrx::prelude::*;
 use super::data::table_oid;
 use super::plan::Action;
 use super::runner::Plan;
-use super::scope::{quoted, Scope, Why};
+use super::scope::{quoted, Scope};
 use super::RestoreOptions;
-use crate::archive::manifest::Manifest;
+use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
 use crate::error::{BackupError, Result};
 use crate::security::privileges::{Change, Restorer};
@@ -22,14 +22,15 @@ fn exists(sql: &str, name: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(sql, &[name.into()])?.unwrap_or(false))
 }
 
-pub(super) fn schema_exists(name: &str) -> Result<bool> {
+fn schema_exists(name: &str) -> Result<bool> {
     exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
         name,
     )
 }
 
-/// Whether the object of `e` exists already (then the restore keeps it as it is).
+/// Whether the object of pre-data entry `e` exists in this database now (restore then keeps
+/// it as it is). Kinds it cannot tell count as new, the strict side.
 fn object_exists(e: &TocEntry, scope: &Scope) -> Result<bool> {
     let schema = e.schema.as_deref().unwrap_or_default();
     match e.kind {
@@ -50,42 +51,25 @@ fn object_exists(e: &TocEntry, scope: &Scope) -> Result<bool> {
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid::pg_catalog.text = $1)",
             &e.name,
         ),
-        // The entry's name is proname(identity arguments), argument names included.
-        EntryKind::Function | EntryKind::Procedure | EntryKind::Aggregate => Ok(
-            Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                                WHERE n.nspname = $1
-                                  AND p.proname || '(' || CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*'
-                                       ELSE pg_catalog.pg_get_function_identity_arguments(p.oid) END || ')' = $2)",
-                &[schema.into(), e.name.clone().into()],
-            )?
-            .unwrap_or(false),
-        ),
+        EntryKind::Function | EntryKind::Procedure | EntryKind::Aggregate => {
+            // `name(args)`: looked up in a subtransaction, an argument list the parser
+            // rejects counting as "not there".
+            let ident = format!("{}.{}", spi::quote_identifier(schema), e.name);
+            Ok(crate::subtransaction::run_result(|| {
+                exists(
+                    "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+                    &ident,
+                )
+            })
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or(false))
+        }
         _ => Ok(false),
     }
 }
 
-/// The entries a restore will run, as the runner decides them coarsely here (tables by
-/// their plan, what belongs to a kept table left out).
-fn wanted<'m>(
-    m: &'m Manifest,
-    scope: &'m Scope,
-    plan: &'m Plan,
-) -> impl Iterator<Item = &'m TocEntry> {
-    m.toc.iter().filter(move |e| {
-        scope.why(e).is_some()
-            && match e.relation().and_then(|(s, n)| plan.of(&s, &n)) {
-                Some(t) if !e.kind.is_relation() && e.kind != EntryKind::TableData => {
-                    t.action.runs_ddl()
-                }
-                Some(t) if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) => {
-                    t.action.runs_ddl()
-                }
-                _ => true,
-            }
-    })
-}
-
+/// Every check; an error here means nothing was changed.
 pub(super) fn check(
     m: &Manifest,
     scope: &Scope,
@@ -101,14 +85,14 @@ pub(super) fn check(
     Ok(())
 }
 
-/// Every schema an entry lands in (after target_schema), extensions aside.
+fn in_scope<'m>(m: &'m Manifest, scope: &'m Scope) -> impl Iterator<Item = &'m TocEntry> {
+    m.toc.iter().filter(|e| scope.why(e).is_some())
+}
+
+/// No entry of the restore lands in a protected schema.
 fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     let mut schemas: BTreeSet<&str> = plan.tables.iter().map(|t| t.schema.as_str()).collect();
-    // Grants and comments create nothing (grants on system catalogs are a superuser's: see
-    // the runner).
-    for e in
-        wanted(m, scope, plan).filter(|e| e.kind != EntryKind::Extension && !e.kind.is_decoration())
-    {
+    for e in in_scope(m, scope).filter(|e| e.kind != EntryKind::Extension) {
         if e.kind == EntryKind::Schema {
             schemas.insert(&e.name);
         }
@@ -123,14 +107,34 @@ fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     targets::check_restore_schemas(schemas)
 }
 
-/// A lower bound of the relations the restore locks: what it creates, the indexes it builds,
-/// the existing tables it writes and their indexes.
+/// Whether `e` belongs to a table the restore keeps as it is.
+fn of_kept_table(e: &TocEntry, plan: &Plan) -> bool {
+    e.relation()
+        .and_then(|(s, n)| plan.of(&s, &n))
+        .is_some_and(|t| !t.action.runs_ddl())
+}
+
+/// A lower bound of the relations the restore locks until it commits: those it creates
+/// (tables, views, sequences, indexes and the indexes of constraints) and the existing
+/// tables it writes, with their indexes.
 fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
     let mut n: u64 = 0;
-    for e in wanted(m, scope, plan) {
-        let builds =
-            e.kind.is_relation() || matches!(e.kind, EntryKind::Index | EntryKind::Constraint);
-        n += builds as u64;
+    for e in in_scope(m, scope) {
+        let counts = match e.kind {
+            EntryKind::Table | EntryKind::ForeignTable => plan
+                .of(e.schema.as_deref().unwrap_or_default(), &e.name)
+                .is_none_or(|t| t.action.runs_ddl()),
+            EntryKind::View | EntryKind::MaterializedView | EntryKind::Sequence => true,
+            EntryKind::Index => !of_kept_table(e, plan),
+            EntryKind::Constraint => {
+                !of_kept_table(e, plan)
+                    && ["PRIMARY KEY", "UNIQUE", "EXCLUDE"]
+                        .iter()
+                        .any(|k| e.sql.contains(k))
+            }
+            _ => false,
+        };
+        n += counts as u64;
     }
     for t in plan
         .tables
@@ -149,6 +153,18 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
     Ok(n)
 }
 
+/// The owner of table (schema, name) in the backup.
+fn backup_owner<'m>(m: &'m Manifest, schema: &str, name: &str) -> Option<&'m str> {
+    m.toc
+        .iter()
+        .find(|e| {
+            matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+                && e.schema.as_deref() == Some(schema)
+                && e.name == name
+        })
+        .and_then(|e| e.owner.as_deref())
+}
+
 fn check_privileges(
     m: &Manifest,
     scope: &Scope,
@@ -159,20 +175,22 @@ fn check_privileges(
     let mut new_schemas: BTreeSet<String> = BTreeSet::new();
     let mut used_schemas: BTreeSet<String> = BTreeSet::new();
     if !opts.data_only {
-        for e in wanted(m, scope, plan).filter(|e| e.section != Section::Data) {
+        for e in in_scope(m, scope).filter(|e| e.section == Section::PreData) {
             let schema = e.schema.as_deref().unwrap_or_default();
             let object = format!("{} {}", e.kind.as_str(), e.object());
-            if e.kind == EntryKind::Owner {
-                // Format 1: owners are entries of their own.
-                if let Some(stmt) = crate::security::privileges::parse_owner_statement(&e.sql) {
-                    who.owner_for(&object, &stmt.role)?;
-                }
-                continue;
-            }
             match e.kind {
                 EntryKind::Extension => {
                     who.check_extension(&e.name)?;
                     continue;
+                }
+                k if k.is_decoration() => continue,
+                EntryKind::Table | EntryKind::ForeignTable => {
+                    if !plan.of(schema, &e.name).is_none_or(|t| t.action.runs_ddl()) {
+                        continue;
+                    }
+                    if plan.of(schema, &e.name).is_none() && object_exists(e, scope)? {
+                        continue;
+                    }
                 }
                 EntryKind::LargeObject => {
                     who.check_large_object(&e.name)?;
@@ -180,24 +198,14 @@ fn check_privileges(
                         continue;
                     }
                 }
-                // The database's own properties and default privileges are a superuser's
-                // to restore: the runner leaves them out for anyone else, with a warning.
-                k if k.is_decoration()
-                    || matches!(k, EntryKind::Database | EntryKind::DefaultPrivileges) =>
-                {
-                    continue
-                }
                 _ => {
-                    if scope.why(e) == Some(Why::Dependency) && object_exists(e, scope)? {
-                        continue;
-                    }
-                    if !matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
-                        && object_exists(e, scope)?
-                    {
+                    if object_exists(e, scope)? {
                         continue;
                     }
                 }
             }
+            // Created by this restore: owned by the backup's owner, which the caller must be
+            // able to act as, in a schema it may create objects in.
             if let Some(role) = &e.owner {
                 who.owner_for(&object, role)?;
             }
@@ -206,22 +214,28 @@ fn check_privileges(
                     new_schemas.insert(e.name.clone());
                 }
                 EntryKind::LargeObject => {}
-                k => {
-                    if e.schema.is_some() {
-                        let target = if k.is_relation() {
-                            scope.target_schema_of(schema)
-                        } else {
-                            schema
-                        };
-                        used_schemas.insert(target.to_string());
-                    } else {
-                        // Database-wide objects (casts, languages, FDWs, event triggers,
-                        // publications ...) and the database's properties: a superuser's.
-                        return Err(BackupError::denied(format!(
-                            "permission denied to restore {object}: only a superuser may restore database-wide objects"
-                        ))
-                        .with_hint("Restore tables or schemas only (tables => or schemas =>), or ask a superuser."));
-                    }
+                k if k.is_relation() => {
+                    used_schemas.insert(scope.target_schema_of(schema).to_string());
+                }
+                _ if !schema.is_empty() => {
+                    used_schemas.insert(schema.to_string());
+                }
+                _ => {}
+            }
+        }
+        // Format 1: owners are entries of their own.
+        for e in in_scope(m, scope).filter(|e| e.kind == EntryKind::Owner) {
+            if let Some(st) = crate::security::privileges::parse_owner_statement(&e.sql) {
+                let kept = e
+                    .table
+                    .as_deref()
+                    .and_then(|t| plan.of(e.schema.as_deref().unwrap_or_default(), t))
+                    .is_some_and(|t| !t.action.runs_ddl());
+                if !kept && st.objtype != "SCHEMA" {
+                    who.owner_for(
+                        &format!("{} {}", st.objtype.to_lowercase(), st.ident),
+                        &st.role,
+                    )?;
                 }
             }
         }
@@ -239,6 +253,8 @@ fn check_privileges(
             who.check_create_in(s)?;
         }
     }
+
+    // Existing tables: what is done to them needs the matching privilege.
     for t in plan.tables.iter().filter(|t| t.exists) {
         let Some(oid) = table_oid(&t.schema, &t.name)? else {
             continue;
@@ -258,42 +274,41 @@ fn check_privileges(
     }
     // Views the restore drops and recreates under existing => 'drop'.
     if plan.tables.iter().any(|t| t.action == Action::Drop) {
-        for e in m.toc.iter().filter(|e| {
-            matches!(e.kind, EntryKind::View | EntryKind::MaterializedView)
-                && scope.why(e) == Some(Why::Requested)
-        }) {
+        for e in in_scope(m, scope)
+            .filter(|e| matches!(e.kind, EntryKind::View | EntryKind::MaterializedView))
+        {
             let schema = scope.target_schema_of(e.schema.as_deref().unwrap_or_default());
             if let Some(oid) = table_oid(schema, &e.name)? {
                 who.check_existing(&quoted(schema, &e.name), oid, Change::Drop)?;
             }
         }
     }
+
     // Rows: only those of tables whose owner the caller can act as (or can read now).
     if !opts.schema_only {
-        let owners: std::collections::HashMap<(String, String), Option<String>> = m
-            .toc
-            .iter()
-            .filter(|e| matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable))
-            .map(|e| {
-                (
-                    (e.schema.clone().unwrap_or_default(), e.name.clone()),
-                    e.owner.clone(),
-                )
-            })
-            .collect();
         for (s, n) in m.data_tables() {
             let Some(t) = plan.of(&s, &n).filter(|t| t.action.loads_data()) else {
                 continue;
             };
-            let owner = owners.get(&(s.clone(), n.clone())).cloned().flatten();
+            let owner = backup_owner(m, &s, &n).map(str::to_string).or_else(|| {
+                m.toc
+                    .iter()
+                    .filter(|e| {
+                        e.kind == EntryKind::Owner
+                            && e.schema.as_deref() == Some(s.as_str())
+                            && e.table.as_deref() == Some(n.as_str())
+                    })
+                    .find_map(|e| crate::security::privileges::parse_owner_statement(&e.sql))
+                    .map(|st| st.role)
+            });
             who.check_rows(&t.object(), owner.as_deref(), table_oid(&s, &n)?)?;
         }
         let lo_data = m.files.iter().any(|f| f.is_large_objects())
             || m.script_tables
                 .iter()
-                .any(|b| b.kind.as_deref() == Some(crate::archive::manifest::LARGE_OBJECTS));
-        let lo_items = m.toc.iter().any(|e| e.kind == EntryKind::LargeObject);
-        if scope.full && lo_data && !lo_items {
+                .any(|b| b.kind.as_deref() == Some(LARGE_OBJECTS));
+        let lo_entries = m.toc.iter().any(|e| e.kind == EntryKind::LargeObject);
+        if scope.full && lo_data && !lo_entries {
             return Err(BackupError::denied(
                 "this backup's large objects carry no owners (data_only); only a superuser may restore them",
             )

@@ -19,7 +19,7 @@ use crate::archive::manifest::Manifest;
 use crate::archive::toc::{self, EntryKind, Pass, TocEntry, PASSES};
 use crate::error::Result;
 use crate::security;
-use crate::security::owner::{relation_owner, run_as_in, SchemaPrivilege};
+use crate::security::owner::{relation_owner, role_oid, run_as_in, SchemaPrivilege};
 use crate::security::privileges::{parse_owner_statement, Restorer};
 use crate::security::redact::{self, Exposure};
 use crate::subtransaction;
@@ -45,27 +45,29 @@ pub fn row(
     )
 }
 
-/// The step a restore is running, for the error if it fails (on_error => 'abort').
-#[derive(Clone)]
-pub struct Step {
-    pub kind: String,
-    pub object: String,
-    /// The TOC entry, as `TocEntry::describe` names it.
-    pub entry: Option<String>,
-    pub exposure: Exposure,
-}
-
 thread_local! {
-    static CURRENT: RefCell<Option<Step>> = const { RefCell::new(None) };
+    /// The entry being restored, for errors that leave the restore (on_error => 'abort'),
+    /// and whether its errors may carry row values.
+    static CURRENT: RefCell<Option<(String, Exposure)>> = const { RefCell::new(None) };
 }
 
-/// The step the restore was working on when it stopped.
-pub fn current_step() -> Option<Step> {
-    CURRENT.with(|c| c.borrow().clone())
+/// The entry the restore was working on when it stopped, as `describe()` names it.
+pub fn current_entry() -> Option<String> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|(w, _)| w.clone()))
 }
 
-fn set_current(step: Option<Step>) {
-    CURRENT.with(|c| *c.borrow_mut() = step);
+/// For redacting the error that stopped the restore: (kind, object, exposure) as
+/// `security::redact::describe` takes them. Outside any entry: the restore as a whole, as
+/// data (the safe side).
+pub fn current_step() -> (String, String, Exposure) {
+    CURRENT.with(|c| match c.borrow().as_ref() {
+        Some((w, x)) => (String::new(), w.clone(), *x),
+        None => ("restore".into(), "data".into(), Exposure::Data),
+    })
+}
+
+pub fn set_current(what: Option<(String, Exposure)>) {
+    CURRENT.with(|c| *c.borrow_mut() = what);
 }
 
 /// The plan for the tables asked for, keyed by each table's quoted name in the backup.
@@ -117,7 +119,54 @@ pub struct Job<'a> {
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+    /// Who called restore: the owner of what has no owner (issue 9).
     pub restorer: &'a Restorer,
+}
+
+impl Job<'_> {
+    /// The role user code on table `oid` runs with: its owner; never the extension owner
+    /// (the role running restore). A table still owned by it was created by this restore
+    /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
+    /// post-data): then the owner the backup names, or the caller when that role is missing.
+    pub fn code_owner(
+        &self,
+        oid: pg_sys::Oid,
+        backup_schema: &str,
+        name: &str,
+    ) -> Result<pg_sys::Oid> {
+        let owner = relation_owner(oid)?;
+        if owner != unsafe { pg_sys::GetUserId() } {
+            return Ok(owner);
+        }
+        let named = self
+            .manifest
+            .toc
+            .iter()
+            .filter(|e| {
+                e.kind == EntryKind::Owner
+                    && e.schema.as_deref() == Some(backup_schema)
+                    && e.table.as_deref() == Some(name)
+            })
+            .find_map(|e| parse_owner_statement(&e.sql))
+            .map(|st| st.role);
+        let role = match named {
+            Some(r) => role_oid(&r)?.unwrap_or(self.restorer.oid),
+            None if self.restorer.superuser => owner,
+            None => self.restorer.oid,
+        };
+        if role != owner {
+            // Its owner from now on (the archive's owner statement later changes nothing):
+            // the code runs as the role that owns the table, as PostgreSQL requires of
+            // ALTER TABLE.
+            let sql = Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
+                &[oid.into(), role.into()],
+            )?
+            .unwrap_or_default();
+            Spi::run(&sql)?;
+        }
+        Ok(role)
+    }
 }
 
 impl Job<'_> {
@@ -145,6 +194,29 @@ fn is_duplicate(e: &CaughtError) -> bool {
     ]
     .into_iter()
     .any(|c| has_code(e, c))
+}
+
+/// A caught error as a result row's detail: message and SQLSTATE.
+pub fn describe_error(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => format!(
+            "{} (SQLSTATE {})",
+            r.message(),
+            sqlstate_of(r.sql_error_code())
+        ),
+        other => subtransaction::message(other),
+    }
+}
+
+/// The five characters of a SQLSTATE.
+pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
+    let mut v = code as i32;
+    let mut s = String::with_capacity(5);
+    for _ in 0..5 {
+        s.push((((v & 0x3f) as u8) + b'0') as char);
+        v >>= 6;
+    }
+    s
 }
 
 /// Which errors of a step are expected and how they are reported.
@@ -197,7 +269,7 @@ impl Runner {
             .map(|o| o == Some(true))
     }
 
-    /// A step that touches rows or runs user code: its errors are redacted.
+    /// `run` for a step that loads rows or runs user code: its errors are redacted (issue 9).
     pub fn run_data(
         &mut self,
         object: String,
@@ -205,35 +277,18 @@ impl Runner {
         action: &str,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<bool> {
-        self.run_outcome(object, kind, action, Tolerate::Nothing, Exposure::Data, f)
-            .map(|o| o == Some(true))
-    }
-
-    /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
-    fn run_outcome(
-        &mut self,
-        object: String,
-        kind: &str,
-        action: &str,
-        tolerate: Tolerate,
-        exposure: Exposure,
-        f: impl FnOnce() -> Result<Option<i64>>,
-    ) -> Result<Option<bool>> {
-        let entry = current_step().and_then(|s| s.entry);
-        set_current(Some(Step {
-            kind: kind.to_string(),
-            object: object.clone(),
-            entry,
-            exposure,
-        }));
-        let r = self.run_inner(object, kind, action, tolerate, exposure, f);
+        set_current(Some((format!("{kind} {object}"), Exposure::Data)));
+        let r = self
+            .run_outcome(object, kind, action, Tolerate::Nothing, Exposure::Data, f)
+            .map(|o| o == Some(true));
         if r.is_ok() {
             set_current(None);
         }
         r
     }
 
-    fn run_inner(
+    /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
+    fn run_outcome(
         &mut self,
         object: String,
         kind: &str,
@@ -327,8 +382,6 @@ enum Decision {
         action: &'static str,
         tolerate: Tolerate,
     },
-    /// The object exists and stays as it is (with its owner and grants).
-    Keep,
 }
 
 /// Restore everything the job says: the walk over the TOC.
@@ -409,29 +462,6 @@ impl<'j, 'a> Walk<'j, 'a> {
                     tolerate: Tolerate::Nothing,
                 }
             });
-        }
-        // The database's properties, default privileges and grants on system catalogs
-        // (decorations of no object of the backup) are a superuser's to restore.
-        let database_wide = matches!(e.kind, EntryKind::Database | EntryKind::DefaultPrivileges)
-            || (e.kind.is_decoration() && e.belongs_to.is_none());
-        if database_wide && !self.job.restorer.superuser {
-            return Ok(Decision::Skip {
-                status: "warning",
-                detail: "only a superuser restores the database's properties, default privileges and grants on system catalogs".into(),
-            });
-        }
-        if e.kind == EntryKind::Schema && !dry_run {
-            // A schema that exists keeps its owner and grants, unless the caller could
-            // change them itself (its owner's privileges): then they come from the backup.
-            let owner = Spi::get_one_with_args::<pg_sys::Oid>(
-                "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                &[e.name.clone().into()],
-            )?;
-            if let Some(o) = owner {
-                if !self.job.restorer.acts_as(o) {
-                    return Ok(Decision::Keep);
-                }
-            }
         }
         if let Some(why) = self.dangling(e)? {
             return Ok(Decision::Skip {
@@ -529,14 +559,6 @@ impl<'j, 'a> Walk<'j, 'a> {
                         }
                     }
                     Decision::Quiet => continue,
-                    Decision::Keep => row(
-                        object,
-                        e.kind.as_str(),
-                        "skip",
-                        None,
-                        "planned",
-                        Some("already exists"),
-                    ),
                     Decision::Skip { status, detail } => {
                         let status = if status == "ok" { "planned" } else { status };
                         row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
@@ -585,140 +607,98 @@ impl<'j, 'a> Walk<'j, 'a> {
         }
     }
 
-    /// The oid of a relation of the backup where this restore puts it.
-    fn relation_oid(&self, e: &TocEntry) -> Result<Option<pg_sys::Oid>> {
-        let schema = e.schema.as_deref().unwrap_or_default();
-        table_oid(self.job.scope.target_schema_of(schema), &e.name)
-    }
-
-    /// For an entry whose statement runs its table's code (CHECK and foreign key
-    /// validation, partition attachment, rules, REFRESH): the role to run it as (the
-    /// relation's owner now, or the domain's for a domain CHECK; the caller when the object
-    /// cannot be found) and the schemas it needs USAGE on. None: runs as the extension
-    /// owner (DDL that evaluates nothing; index builds switch to the table's owner
-    /// themselves).
-    fn code_owner(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
-        let runs_code = matches!(
-            e.kind,
-            EntryKind::CheckConstraint
-                | EntryKind::DomainConstraint
-                | EntryKind::ForeignKey
-                | EntryKind::TableAttach
-                | EntryKind::Rule
-                | EntryKind::MaterializedViewRefresh
-        );
-        if !runs_code {
-            return Ok(None);
-        }
-        let target = e.belongs_to.and_then(|b| self.entry(b));
-        let role = match target {
-            Some(t) if t.kind == EntryKind::Domain => Spi::get_one_with_args::<pg_sys::Oid>(
-                "SELECT (SELECT typowner FROM pg_catalog.pg_type WHERE oid = pg_catalog.to_regtype($1))",
-                &[quoted(t.schema.as_deref().unwrap_or_default(), &t.name).into()],
-            )?,
-            // A partition is attached by its parent's owner.
-            Some(t) if e.kind == EntryKind::TableAttach => match e
-                .deps
-                .iter()
-                .filter_map(|d| self.entry(*d))
-                .find(|d| d.id != t.id && d.kind.is_relation())
-            {
-                Some(parent) => match self.relation_oid(parent)? {
-                    Some(oid) => Some(relation_owner(oid)?),
-                    None => None,
-                },
-                None => None,
-            },
-            Some(t) if t.kind.is_relation() => match self.relation_oid(t)? {
-                Some(oid) => Some(relation_owner(oid)?),
-                None => None,
-            },
+    /// Run one entry's statements, then give the object its owner (issue 9): the backup's
+    /// owner, or the role that called restore when that role does not exist here (never the
+    /// extension owner). Entries that evaluate user code run with the rights of the owner of
+    /// the relation they work on (`code_role`).
+    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
+        let body = self.job.scope.sql(&e.sql);
+        let object = self.object(e);
+        let restorer = self.job.restorer;
+        // (owner statement as in the backup, the backup's owner)
+        let owner = match (&e.owner_sql, &e.owner) {
+            (Some(sql), Some(role)) => Some((self.job.scope.sql(sql), role.clone())),
+            // Format-1 owner entries (and large objects'): the statement is the entry.
+            _ if e.kind == EntryKind::Owner => parse_owner_statement(&body)
+                .filter(|st| role_oid(&st.role).ok().flatten().is_none())
+                .map(|st| (body.clone(), st.role)),
             _ => None,
         };
-        let mut schemas: Vec<String> = Vec::new();
-        for d in e
-            .deps
-            .iter()
-            .filter_map(|d| self.entry(*d))
-            .chain(target)
-            .filter(|d| d.kind.is_relation() || d.kind == EntryKind::Domain)
-        {
-            let schema = d.schema.as_deref().unwrap_or_default();
-            let s = if d.kind.is_relation() {
-                self.job.scope.target_schema_of(schema).to_string()
-            } else {
-                schema.to_string()
-            };
-            if !schemas.contains(&s) {
-                schemas.push(s);
-            }
-        }
-        Ok(Some((role.unwrap_or(self.job.restorer.oid), schemas)))
-    }
-
-    /// Run one entry's statements; then, at once, its owner (a role this cluster lacks is
-    /// replaced by the caller, with a warning row) and its grants: a SECURITY DEFINER function
-    /// or a view never belongs to the extension owner while rows load.
-    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
-        let mut sql = self.job.scope.sql(&e.sql);
-        let object = self.object(e);
-        if e.kind == EntryKind::Owner {
-            // A format-1 owner entry: the owner the caller may give (a missing role: the
-            // caller, with a warning row).
-            if let Some(stmt) = parse_owner_statement(&e.sql) {
-                let owner = self.job.restorer.owner_for(&object, &stmt.role)?;
-                sql = self.job.scope.sql(&format!(
-                    "ALTER {} {} OWNER TO {};",
-                    stmt.objtype,
-                    stmt.ident,
-                    spi::quote_identifier(&owner.name)
-                ));
-                if let Some(note) = owner.note() {
-                    self.runner.note(row(
-                        object.clone(),
-                        "owner",
-                        "substitute",
-                        None,
-                        "warning",
-                        Some(&note),
-                    ));
+        // A schema that exists keeps its owner unless the caller could change it itself
+        // (`CREATE SCHEMA IF NOT EXISTS` succeeds on it).
+        let owner = match owner {
+            Some(_) if e.kind == EntryKind::Schema => {
+                let current = Spi::get_one_with_args::<pg_sys::Oid>(
+                    "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                    &[e.name.clone().into()],
+                )?;
+                match current {
+                    Some(o) if !restorer.acts_as(o) => None,
+                    _ => owner,
                 }
             }
-        }
-        if e.kind == EntryKind::SequenceOwnedBy {
-            sql = format!("{}{sql}", self.same_owner_as_table(e)?);
-        }
-        set_current(Some(Step {
-            kind: e.kind.as_str().to_string(),
-            object: object.clone(),
-            entry: Some(e.describe()),
-            exposure: Exposure::Ddl,
-        }));
-        let outcome = match self.code_owner(e)? {
-            Some((role, schemas)) => self.runner.run_outcome(
-                object.clone(),
-                e.kind.as_str(),
-                action,
-                tolerate,
-                Exposure::Data,
-                move || {
-                    let needs: Vec<(&str, SchemaPrivilege)> = schemas
-                        .iter()
-                        .map(|s| (s.as_str(), SchemaPrivilege::Usage))
-                        .collect();
-                    run_as_in(role, &needs, || Ok(Spi::run(&sql)?))?;
-                    Ok(None)
-                },
-            )?,
-            None => self.runner.run_outcome(
-                object.clone(),
-                e.kind.as_str(),
-                action,
-                tolerate,
-                Exposure::Ddl,
-                sql_step(sql),
-            )?,
+            o => o,
         };
+        let body = if owner.as_ref().is_some_and(|(sql, _)| *sql == body) {
+            String::new()
+        } else {
+            body
+        };
+        let code = self.code_role(e)?;
+        let exposure = if code.is_some() {
+            Exposure::Data
+        } else {
+            Exposure::Ddl
+        };
+        set_current(Some((e.describe(), exposure)));
+        let note: RefCell<Option<String>> = RefCell::new(None);
+        let what = object.clone();
+        let step = || -> Result<Option<i64>> {
+            if !body.is_empty() {
+                match &code {
+                    Some((role, schemas)) => {
+                        let mut needs: Vec<(&str, SchemaPrivilege)> = schemas
+                            .iter()
+                            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+                            .collect();
+                        if e.kind == EntryKind::Table {
+                            // A partition is created in its schema by its parent's owner.
+                            needs.extend(
+                                schemas
+                                    .iter()
+                                    .map(|s| (s.as_str(), SchemaPrivilege::Create)),
+                            );
+                        }
+                        run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
+                    }
+                    None => Spi::run(&body)?,
+                }
+            }
+            if let Some((sql, role)) = &owner {
+                let chosen = restorer.owner_for(&what, role)?;
+                let sql = match (parse_owner_statement(sql), &chosen.substitute_for) {
+                    (Some(st), Some(_)) => format!(
+                        "ALTER {} {} OWNER TO {};",
+                        st.objtype,
+                        st.ident,
+                        spi::quote_identifier(&chosen.name)
+                    ),
+                    _ => sql.clone(),
+                };
+                Spi::run(&sql)?;
+                *note.borrow_mut() = chosen.note();
+            }
+            Ok(None)
+        };
+        let outcome = self.runner.run_outcome(
+            object.clone(),
+            e.kind.as_str(),
+            action,
+            tolerate,
+            exposure,
+            step,
+        )?;
+        set_current(None);
         self.outcomes.insert(
             e.id,
             match outcome {
@@ -727,129 +707,103 @@ impl<'j, 'a> Walk<'j, 'a> {
                 None => Outcome::Failed,
             },
         );
-        if outcome == Some(true) {
-            self.own(e, &object)?;
+        if let (Some(n), Some(true)) = (note.into_inner(), outcome) {
+            self.runner.note(row(
+                object,
+                "owner",
+                "substitute",
+                None,
+                "warning",
+                Some(&n),
+            ));
         }
-        set_current(None);
         Ok(())
     }
 
-    /// `ALTER SEQUENCE ... OWNED BY` wants one owner for the sequence and the table: a
-    /// sequence this restore created takes its table's owner first.
-    fn same_owner_as_table(&self, e: &TocEntry) -> Result<String> {
-        let Some(seq) = e.belongs_to.and_then(|b| self.entry(b)) else {
-            return Ok(String::new());
-        };
-        if self.outcomes.get(&seq.id) != Some(&Outcome::Created) {
-            return Ok(String::new());
-        }
-        let Some(table) = e
-            .deps
-            .iter()
-            .filter_map(|d| self.entry(*d))
-            .find(|d| matches!(d.kind, EntryKind::Table | EntryKind::ForeignTable))
-        else {
-            return Ok(String::new());
-        };
-        let Some(oid) = self.relation_oid(table)? else {
-            return Ok(String::new());
-        };
-        let owner = Spi::get_one_with_args::<String>(
-            "SELECT (SELECT pg_catalog.pg_get_userbyid(relowner)::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1)",
-            &[oid.into()],
-        )?
-        .unwrap_or_default();
-        let schema = seq.schema.as_deref().unwrap_or_default();
-        Ok(format!(
-            "ALTER SEQUENCE {} OWNER TO {};\n",
-            quoted(self.job.scope.target_schema_of(schema), &seq.name),
-            spi::quote_identifier(&owner)
-        ))
-    }
-
-    /// The owner and grants of entry `e`, just created.
-    fn own(&mut self, e: &'a TocEntry, object: &str) -> Result<()> {
-        if let (Some(owner_sql), Some(role)) = (&e.owner_sql, &e.owner) {
-            let owner = self.job.restorer.owner_for(object, role)?;
-            let sql = match parse_owner_statement(owner_sql) {
-                Some(stmt) => format!(
-                    "ALTER {} {} OWNER TO {};",
-                    stmt.objtype,
-                    stmt.ident,
-                    spi::quote_identifier(&owner.name)
-                ),
-                None => owner_sql.clone(),
+    /// The role whose rights an entry that evaluates user code runs with, and the schemas its
+    /// statement names; None for entries that evaluate nothing (run as the extension owner).
+    /// CHECK / foreign key / other non-index constraints (validation over the rows), domain
+    /// constraints (validation over every column of the domain), partition creation and
+    /// attachment (bound and default-partition checks), materialized view refreshes, and
+    /// entries of kinds this version does not know that work on a table. Index builds
+    /// (indexes, PRIMARY KEY / UNIQUE / EXCLUDE) run as the extension owner: PostgreSQL 15
+    /// runs the whole build as the table's owner in a security-restricted operation itself.
+    fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
+        let restorer = self.job.restorer;
+        let relation_of = |en: &TocEntry| -> Result<Option<pg_sys::Oid>> {
+            let (s, n) = match en.relation() {
+                Some(r) => r,
+                None => (en.schema.clone().unwrap_or_default(), en.name.clone()),
             };
-            self.runner.run(
-                object.to_string(),
-                "owner",
-                "create",
-                Tolerate::Nothing,
-                sql_step(self.job.scope.sql(&sql)),
-            )?;
-            if let Some(note) = owner.note() {
-                self.runner.note(row(
-                    object.to_string(),
-                    "owner",
-                    "substitute",
-                    None,
-                    "warning",
-                    Some(&note),
-                ));
+            table_oid(self.job.scope.target_schema_of(&s), &n)
+        };
+        let target = match e.kind {
+            EntryKind::Index => return Ok(None),
+            EntryKind::Constraint if builds_index_only(&e.sql) => return Ok(None),
+            EntryKind::Constraint
+            | EntryKind::CheckConstraint
+            | EntryKind::ForeignKey
+            | EntryKind::MaterializedViewRefresh
+            | EntryKind::TableAttach => relation_of(e)?,
+            EntryKind::Other if e.table.is_some() => relation_of(e)?,
+            EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
+                match e.belongs_to.and_then(|b| self.entry(b)) {
+                    Some(parent) => relation_of(parent)?,
+                    None => None,
+                }
+            }
+            EntryKind::DomainConstraint => {
+                let role = match &e.owner {
+                    Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
+                    None => restorer.oid,
+                };
+                let schemas = e.schema.iter().cloned().collect();
+                return Ok(Some((role, schemas)));
+            }
+            _ => return Ok(None),
+        };
+        let Some(oid) = target else {
+            // The statement will fail anyway: as the caller, never the extension owner.
+            return Ok(Some((restorer.oid, Vec::new())));
+        };
+        let mut schemas: Vec<String> = Vec::new();
+        let mut oids = vec![oid];
+        if e.kind == EntryKind::ForeignKey {
+            for d in &e.deps {
+                if let Some(dep) = self.entry(*d).filter(|d| d.kind.is_relation()) {
+                    oids.extend(relation_of(dep)?);
+                }
             }
         }
-        let grants: Vec<&'a TocEntry> = self
-            .job
-            .manifest
-            .toc
-            .iter()
-            .filter(|g| g.kind == EntryKind::Acl && g.belongs_to == Some(e.id))
-            .filter(|g| self.job.scope.why(g).is_some() && !self.job.opts.data_only)
-            .collect();
-        for g in grants {
-            let object = self.object(g);
-            let outcome = self.runner.run_outcome(
-                object,
-                g.kind.as_str(),
-                "create",
-                Tolerate::MissingRole,
-                Exposure::Ddl,
-                sql_step(self.job.scope.sql(&g.sql)),
-            )?;
-            self.outcomes.insert(
-                g.id,
-                if outcome.is_some() {
-                    Outcome::Created
-                } else {
-                    Outcome::Failed
-                },
-            );
+        if e.kind == EntryKind::Table {
+            // The partition's own schema (it is created there).
+            if let Some(s) = &e.schema {
+                schemas.push(self.job.scope.target_schema_of(s).to_string());
+            }
         }
-        Ok(())
+        for o in oids {
+            if let Some(s) = Spi::get_one_with_args::<String>(
+                "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
+                &[o.into()],
+            )? {
+                if !schemas.contains(&s) {
+                    schemas.push(s);
+                }
+            }
+        }
+        let (bs, bn) = e
+            .relation()
+            .unwrap_or((e.schema.clone().unwrap_or_default(), e.name.clone()));
+        Ok(Some((self.job.code_owner(oid, &bs, &bn)?, schemas)))
     }
 
     fn run_pass(&mut self, pass: Pass) -> Result<()> {
         let toc = &self.job.manifest.toc;
         for e in toc.iter().filter(|e| e.pass() == pass) {
             pgrx::check_for_interrupts!();
-            if self.outcomes.contains_key(&e.id) {
-                // A grant applied with its object.
-                continue;
-            }
             match self.decide(e, false)? {
                 Decision::Quiet => {}
-                Decision::Keep => {
-                    self.outcomes.insert(e.id, Outcome::Kept);
-                    let object = self.object(e);
-                    self.runner.note(row(
-                        object,
-                        e.kind.as_str(),
-                        "skip",
-                        None,
-                        "ok",
-                        Some("already exists"),
-                    ));
-                }
                 Decision::Skip { status, detail } => {
                     if status == "failed" {
                         self.outcomes.insert(e.id, Outcome::Failed);
@@ -893,8 +847,8 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"search_path", c"");
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
-            // Owned by the role that called restore, like everything it creates without an
-            // owner of its own.
+            // Owned by the role that called restore, like everything without an owner of
+            // its own in the backup (issue 9).
             let sql = format!(
                 "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
                 spi::quote_identifier(to),
@@ -975,5 +929,75 @@ impl<'j, 'a> Walk<'j, 'a> {
             sql_step(sql),
         )?;
         Ok(())
+    }
+}
+
+/// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
+fn builds_index_only(sql: &str) -> bool {
+    matches!(
+        constraint_definition(sql),
+        Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))
+    )
+}
+
+/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
+/// found by reading the identifiers (quoted ones may hold any text).
+fn constraint_definition(sql: &str) -> Option<&str> {
+    fn identifier(s: &str) -> Option<&str> {
+        match s.strip_prefix('"') {
+            Some(mut rest) => loop {
+                let end = rest.find('"')?;
+                if rest[end + 1..].starts_with('"') {
+                    rest = &rest[end + 2..];
+                } else {
+                    return Some(&rest[end + 1..]);
+                }
+            },
+            None => {
+                let end = s.find(['.', ' ', '\n'])?;
+                (end > 0).then(|| &s[end..])
+            }
+        }
+    }
+    let sql = sql.trim_start();
+    let rest = sql
+        .strip_prefix("ALTER TABLE ")
+        .or_else(|| sql.strip_prefix("ALTER FOREIGN TABLE "))?;
+    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+    let rest = identifier(rest)?.strip_prefix('.')?;
+    let rest = identifier(rest)?
+        .trim_start()
+        .strip_prefix("ADD CONSTRAINT ")?;
+    let rest = identifier(rest)?;
+    rest.starts_with([' ', '\n']).then(|| rest.trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constraint_definition;
+
+    #[test]
+    fn constraint_definitions_are_found_past_any_name() {
+        assert_eq!(
+            constraint_definition("ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (a);"),
+            Some("PRIMARY KEY (a);")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE \"a\"\"b\".\"x ADD CONSTRAINT y UNIQUE\" ADD CONSTRAINT \"UNIQUE (a)\" CHECK ((a <> 'UNIQUE'::text));"
+            ),
+            Some("CHECK ((a <> 'UNIQUE'::text));")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE p.q ADD CONSTRAINT c EXCLUDE USING gist (r WITH &&);"
+            ),
+            Some("EXCLUDE USING gist (r WITH &&);")
+        );
+        assert_eq!(
+            constraint_definition("ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k UNIQUE (a);"),
+            Some("UNIQUE (a);")
+        );
+        assert_eq!(constraint_definition("CREATE INDEX i ON s.t (a);"), None);
     }
 }

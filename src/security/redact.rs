@@ -63,10 +63,19 @@ pub fn redacted(
     object: &str,
     exposure: Exposure,
 ) -> String {
+    // Without a kind, `object` already names the step ("table data public.t (TOC entry 5)").
+    let what = if kind.is_empty() {
+        format!("while restoring {object}")
+    } else {
+        format!("{kind} {object}")
+    };
     match exposure {
+        Exposure::Ddl if kind.is_empty() => {
+            format!("{message} (SQLSTATE {}) {what}", sqlstate(code))
+        }
         Exposure::Ddl => format!("{message} (SQLSTATE {})", sqlstate(code)),
         Exposure::Data => format!(
-            "{kind} {object}: {} (SQLSTATE {}); the full error is in the server log",
+            "{what}: {} (SQLSTATE {}); the full error is in the server log",
             condition_name(code).replace('_', " "),
             sqlstate(code)
         ),

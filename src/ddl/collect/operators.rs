@@ -172,8 +172,7 @@ fn classes(cx: &Context, out: &mut Collected) -> Result<()> {
                          pg_catalog.format_type(c.opcintype, NULL), am.amname,
                          CASE WHEN f.opfname <> c.opcname OR f.opfnamespace <> c.opcnamespace
                               THEN pg_catalog.format(' FAMILY %I.%I', fn.nspname, f.opfname) ELSE '' END,
-                         -- A class without members still needs something after AS (pg_dump's
-                         -- dummy STORAGE clause, a no-op).
+                         -- A class with no member at all gets a no-op STORAGE clause, as pg_dump does.
                          coalesce(NULLIF(pg_catalog.concat_ws(E',\n    ',
                            CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || pg_catalog.format_type(c.opckeytype, NULL) END,
                            {own}), ''), 'STORAGE ' || pg_catalog.format_type(c.opcintype, NULL)))
