@@ -42,7 +42,7 @@ INSERT INTO notes
 SELECT g, v[floor(power(n, random()))::int],
        date '2020-01-01' + (g % 1500),
        array_to_string(ARRAY(SELECT v[floor(power(n, random()))::int]
-                             FROM generate_series(1, 8 + (g * 7919) % 40)), ' ')
+                             FROM generate_series(1, 8 + (g * 37) % 41)), ' ')
 FROM (SELECT array_agg(w ORDER BY rank) AS v, count(*) AS n FROM vocab) voc,
      generate_series(1, $TEXT_ROWS) g;
 VACUUM ANALYZE;
