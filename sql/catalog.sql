@@ -29,10 +29,8 @@ CREATE TABLE backup.backups (
     error           text,
     verified_at     timestamptz,
     verify_status   text CHECK (verify_status IN ('ok', 'failed')),
-    -- Not in the design's list: the backend running it (to spot runs whose backend died)
-    -- and how far along it is (for backup.progress).
-    pid             integer,
-    progress        jsonb
+    -- Not in the design's list: the process running it (to spot runs whose process died).
+    pid             integer
 );
 CREATE INDEX backups_schedule_idx ON backup.backups (schedule, started_at);
 COMMENT ON TABLE backup.backups IS 'One row per backup taken by pg_backup, also failed ones.';
@@ -48,7 +46,9 @@ CREATE TABLE backup.restores (
     table_count   integer,
     row_count     bigint,
     error         text,
-    performed_by  text
+    performed_by  text,
+    -- The process running it (to spot restores whose process died).
+    pid           integer
 );
 COMMENT ON TABLE backup.restores IS 'One row per restore or dry run, also failed ones.';
 
@@ -72,15 +72,7 @@ SELECT pg_catalog.pg_extension_config_dump('backup.backups', '');
 SELECT pg_catalog.pg_extension_config_dump('backup.restores', '');
 SELECT pg_catalog.pg_extension_config_dump('backup.schedules', '');
 
-CREATE VIEW backup.progress AS
-SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
-       now() - b.started_at AS elapsed,
-       (b.progress->>'tables_done')::int AS tables_done,
-       (b.progress->>'tables_total')::int AS tables_total,
-       (b.progress->>'current_table') AS current_table,
-       b.pid, b.created_by
-FROM backup.backups b
-WHERE b.status = 'running';
+-- backup.progress is created in finalize.sql: it reads backup.runs_in_progress().
 
 CREATE VIEW backup.stats AS
 SELECT CASE WHEN grouping(coalesce(b.schedule, '(manual)')) = 1 THEN '(all)'

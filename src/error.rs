@@ -47,12 +47,19 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// A required argument is NULL, or a list holds a NULL (22004).
+    #[error("{message}")]
+    NullArgument {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,
+        hint: Option<String>,
     },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
@@ -101,7 +108,20 @@ impl BackupError {
             action,
             path: path.to_path_buf(),
             source,
+            hint: None,
         }
+    }
+    /// A NULL where a value is needed: `what` names the argument, `hint` says what to pass.
+    pub fn null(what: &str, hint: impl Into<String>) -> Self {
+        BackupError::NullArgument {
+            message: format!("{what} must not be NULL"),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Whether this is a file system that ran out of space (or quota).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, BackupError::Io { source, .. } if is_disk_full(source))
     }
 
     /// Attach a HINT (ignored by variants that carry none).
@@ -112,8 +132,10 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => *hint = Some(text.into()),
-            BackupError::Io { .. } | BackupError::Spi(_) => {}
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::NullArgument { hint, .. }
+            | BackupError::Io { hint, .. } => *hint = Some(text.into()),
+            BackupError::Spi(_) => {}
         }
         self
     }
@@ -125,7 +147,9 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
-            | BackupError::PermissionDenied { hint, .. } => hint.clone(),
+            | BackupError::PermissionDenied { hint, .. }
+            | BackupError::NullArgument { hint, .. } => hint.clone(),
+            BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
             }
@@ -142,6 +166,7 @@ impl BackupError {
             BackupError::ConfirmRequired { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
+            BackupError::NullArgument { .. } => "22004",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -162,6 +187,7 @@ impl BackupError {
             "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
+            "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
@@ -210,6 +236,7 @@ mod tests {
         assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

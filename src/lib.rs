@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod security;
 pub mod sql_api;
 pub mod subtransaction;
+pub mod threads;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -28,8 +29,10 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     guc::init();
-    // The scheduler needs a static worker, which only shared_preload_libraries can register.
+    // The scheduler needs a static worker, and the runs in flight shared memory, which only
+    // shared_preload_libraries can provide.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        catalog::runs::init();
         scheduler::worker::register();
     }
 }

@@ -60,7 +60,9 @@ impl FileCheck {
 }
 
 /// Verify the archive in `dir`. Returns one row per file; the manifest comes first.
-pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
+/// `check` runs between chunks of every file read (the backend passes its cancel check; it
+/// may not return).
+pub fn verify_archive(dir: &Path, deep: bool, check: &dyn Fn()) -> Vec<FileCheck> {
     let mut out = Vec::new();
     let (manifest, manifest_ok) = check_manifest(dir, &mut out);
     let Some(manifest) = manifest else { return out };
@@ -71,7 +73,8 @@ pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
     let compression = Compression::from_name(&manifest.compression).unwrap_or(Compression::None);
     for f in &manifest.files {
         known.insert(f.path.clone());
-        out.push(check_data_file(dir, &manifest, f, compression, deep));
+        check();
+        out.push(check_data_file(dir, &manifest, f, compression, deep, check));
     }
     for rel in list_files(dir) {
         if !known.contains(&rel) {
@@ -149,14 +152,15 @@ fn counter_for(manifest: &Manifest, f: &DataFile) -> Box<dyn RowCounter> {
     }
     match manifest.format.as_str() {
         "csv" => Box::new(CsvCounter::new(f.columns.len())),
-        "json" => Box::new(JsonLinesCounter::default()),
+        "json" => Box::new(JsonLinesCounter::in_encoding(&manifest.encoding)),
         _ => Box::new(CopyTextCounter::new(f.columns.len())),
     }
 }
 
-fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read) -> Result<(), String> {
+fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read, check: &dyn Fn()) -> Result<(), String> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
+        check();
         match r.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => counter.feed(&buf[..n]),
@@ -171,6 +175,7 @@ fn check_data_file(
     f: &DataFile,
     compression: Compression,
     deep: bool,
+    check: &dyn Fn(),
 ) -> FileCheck {
     let path = dir.join(&f.path);
     let mut row = FileCheck::new(&f.path, FileStatus::Ok);
@@ -189,15 +194,18 @@ fn check_data_file(
     let parsed = deep.then(|| {
         let mut counter = counter_for(manifest, f);
         let result = match compression {
-            Compression::None => consume(counter.as_mut(), &mut hashing),
+            Compression::None => consume(counter.as_mut(), &mut hashing, check),
             Compression::Gzip(_) => consume(
                 counter.as_mut(),
                 &mut flate2::read::GzDecoder::new(&mut hashing),
+                check,
             ),
         };
         result.and_then(|()| counter.finish())
     });
-    let (actual, bytes) = match hashing.finish() {
+    // What is left to hash (all of it when not deep), in chunks, checking between them.
+    let rest = read_to_end(&mut hashing, check);
+    let (actual, bytes) = match rest.and_then(|()| hashing.finish()) {
         Ok(done) => done,
         Err(e) => {
             return FileCheck {
@@ -232,6 +240,16 @@ fn check_data_file(
         _ => {}
     }
     row
+}
+
+fn read_to_end(r: &mut dyn Read, check: &dyn Fn()) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        check();
+        if r.read(&mut buf)? == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Every file under `dir`, relative, with `/` separators (for the unexpected-file check).
@@ -290,7 +308,7 @@ mod tests {
     }
 
     fn statuses(dir: &Path) -> Vec<(String, &'static str)> {
-        verify_archive(dir, true)
+        verify_archive(dir, true, &|| {})
             .into_iter()
             .map(|c| (c.file, c.status.as_str()))
             .collect()
@@ -299,12 +317,24 @@ mod tests {
     #[test]
     fn a_good_archive_is_ok() {
         let (_b, dir) = archive(1000);
-        assert!(verify_archive(&dir, true)
+        assert!(verify_archive(&dir, true, &|| {})
             .iter()
             .all(|c| c.status == FileStatus::Ok));
-        assert!(verify_archive(&dir, false)
+        assert!(verify_archive(&dir, false, &|| {})
             .iter()
             .all(|c| c.status == FileStatus::Ok));
+    }
+
+    #[test]
+    fn every_file_is_read_in_chunks_with_a_check_between_them() {
+        let (_b, dir) = archive(300_000);
+        // Deep: per 64 kB of decompressed text; shallow: per MB read (here: the file's one
+        // chunk and the end).
+        for (deep, at_least) in [(true, 50), (false, 2)] {
+            let calls = std::cell::Cell::new(0u32);
+            verify_archive(&dir, deep, &|| calls.set(calls.get() + 1));
+            assert!(calls.get() >= at_least, "deep {deep}: {} checks", calls.get());
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod names;
 pub mod plan;
 pub mod retarget;
 pub mod scope;
+pub mod sequences;
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,8 +23,8 @@ use crate::archive::manifest::{DdlItem, Manifest};
 use crate::archive::verify::{self, FileStatus};
 use crate::backup::create::unknown_backup;
 use crate::backup::manage::backup_dir;
-use crate::catalog::autonomous;
-use crate::catalog::history::now_rfc3339;
+use crate::catalog::history::{now_rfc3339, RestoreRow};
+use crate::catalog::runs;
 use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
@@ -138,6 +139,54 @@ impl Plan {
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    // The row exists from the start (and the shared-memory slot before it, so no sweep takes
+    // the restore for dead); if the process dies, the sweep marks it failed.
+    let claim = runs::claim(runs::Kind::Restore, "", 0);
+    let mut record = RestoreRow {
+        id: None,
+        backup_id: id.to_string(),
+        started_at: now_rfc3339(),
+        dry_run: opts.dry_run,
+        options: opts.to_json(),
+        table_count: None,
+        performed_by: caller.role.clone(),
+        pid: unsafe { pg_sys::MyProcPid },
+    };
+    record.start();
+    if let Some(rid) = record.id {
+        claim.set_id(&rid.to_string());
+    }
+    let outcome = subtransaction::run(|| restore_steps(id, opts, caller, &mut record));
+    let result = match outcome {
+        Ok(Ok(out)) => {
+            let rows: i64 = out.iter().filter_map(|r| r.3).sum();
+            let failed = out.iter().filter(|r| r.4 == "failed").count();
+            let error = (failed > 0)
+                .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+            let rows = if opts.dry_run { 0 } else { rows };
+            record.finish("completed", Some(rows), error);
+            Ok(out)
+        }
+        Ok(Err(e)) => {
+            record.finish("failed", None, Some(format!("{e} (SQLSTATE {})", e.sqlstate())));
+            Err(e)
+        }
+        Err(caught) => {
+            record.finish("failed", None, Some(subtransaction::message(&caught)));
+            drop(claim);
+            caught.rethrow()
+        }
+    };
+    drop(claim);
+    result
+}
+
+fn restore_steps(
+    id: &str,
+    opts: &RestoreOptions,
+    _caller: &Caller,
+    record: &mut RestoreRow,
+) -> Result<Vec<Row>> {
     let dir = backup_dir(id)?;
     if !dir.exists() {
         return Err(unknown_backup(id));
@@ -149,7 +198,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         );
     }
     // Check every file before changing anything.
-    let bad: Vec<String> = verify::verify_archive(&dir, false)
+    let bad: Vec<String> = verify::verify_archive(&dir, false, &crate::copy::check_for_interrupts)
         .into_iter()
         .filter(|c| c.status != FileStatus::Ok)
         .map(|c| format!("{} ({})", c.file, c.status.as_str()))
@@ -172,20 +221,8 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         opts.target_schema.as_deref(),
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
-
-    let mut record = serde_json::json!({
-        "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
-        "options": opts.to_json(), "performed_by": caller.role,
-    });
-    let restore_id: i64 =
-        Spi::get_one("SELECT nextval(pg_get_serial_sequence('backup.restores', 'id'))")?
-            .unwrap_or(0);
-    record["id"] = restore_id.into();
-    record["table_count"] = (plan.tables.len() as i64).into();
-    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id) {
-        finish_record(&mut record, "failed", None, Some(e.to_string()));
-        return Err(e);
-    }
+    record.table_count = Some(plan.tables.len() as i64);
+    plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
     if opts.dry_run {
         let mut out: Vec<Row> = plan
             .tables
@@ -230,7 +267,6 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
                     )
                 }),
         );
-        finish_record(&mut record, "completed", Some(0), None);
         return Ok(out);
     }
 
@@ -242,48 +278,7 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         scope: &scope,
         plan: &plan,
     };
-    let outcome = subtransaction::run(|| apply(&job));
-    match outcome {
-        Ok(Ok(out)) => {
-            let rows: i64 = out.iter().filter_map(|r| r.3).sum();
-            let failed = out.iter().filter(|r| r.4 == "failed").count();
-            let error = (failed > 0)
-                .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
-            finish_record(&mut record, "completed", Some(rows), error);
-            Ok(out)
-        }
-        Ok(Err(e)) => {
-            finish_record(
-                &mut record,
-                "failed",
-                None,
-                Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
-            );
-            Err(e)
-        }
-        Err(caught) => {
-            finish_record(
-                &mut record,
-                "failed",
-                None,
-                Some(subtransaction::message(&caught)),
-            );
-            caught.rethrow()
-        }
-    }
-}
-
-fn finish_record(
-    record: &mut serde_json::Value,
-    status: &str,
-    rows: Option<i64>,
-    error: Option<String>,
-) {
-    record["status"] = status.into();
-    record["finished_at"] = now_rfc3339().into();
-    record["row_count"] = rows.into();
-    record["error"] = error.into();
-    autonomous::execute_or_inline("restore_upsert", record);
+    apply(&job)
 }
 
 /// Foreign keys of restored tables that point at a table neither restored nor present: they
@@ -585,7 +580,46 @@ fn apply(job: &Job) -> Result<Vec<Row>> {
             sql_step(job.scope.sql(item)),
         )?;
     }
+    if !job.opts.schema_only {
+        advance_sequences(job, &mut steps)?;
+    }
     Ok(steps.out)
+}
+
+/// Last, after the backup's own sequence values: a sequence owned by a table that received
+/// rows is moved past them (see `sequences`).
+fn advance_sequences(job: &Job, steps: &mut Steps) -> Result<()> {
+    let loaded: Vec<&PlannedTable> = job
+        .plan
+        .tables
+        .iter()
+        .filter(|t| t.action.loads_data())
+        .collect();
+    for t in loaded {
+        let Some(oid) = table_oid(&t.schema, &t.name)? else {
+            continue;
+        };
+        let mut moved = Vec::new();
+        steps.run(t.object(), "sequence", "advance", Tolerate::Nothing, || {
+            moved = sequences::advance_past_rows(oid)?;
+            Ok(None)
+        })?;
+        // One row per sequence that moved, instead of the step's own row.
+        if steps.out.last().is_some_and(|r| r.4 == "ok" && r.1 == "sequence") {
+            steps.out.pop();
+            for (seq, v) in &moved {
+                steps.note(row(
+                    seq.clone(),
+                    "sequence",
+                    "advance",
+                    None,
+                    "ok",
+                    Some(&format!("moved past the largest value of its column, {v}")),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
@@ -669,7 +703,11 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
                 "large_object_data",
                 "create",
                 Tolerate::Nothing,
-                || restore_large_objects(&unit, job.compression, reader).map(Some),
+                || {
+                    let pages = restore_large_objects(&unit, job.compression, reader)?;
+                    check_loaded("large objects", pages as u64, &unit)?;
+                    Ok(Some(pages))
+                },
             )?;
         } else {
             let t = job
@@ -687,6 +725,7 @@ fn load_data(job: &Job, steps: &mut Steps) -> Result<()> {
                 } else {
                     load_rows(oid, &unit, job.compression, reader)?
                 };
+                check_loaded(&object, rows, &unit)?;
                 Ok(Some(rows as i64))
             })?;
         }
@@ -712,6 +751,22 @@ struct DataUnit {
     columns: Vec<String>,
     large_objects: bool,
     file: Option<(std::path::PathBuf, String, CopyFormat)>,
+    /// Rows (or large object pages) the backup recorded: a load must find as many.
+    rows: u64,
+    /// The encoding of the archive's text (the backed-up database's).
+    encoding: String,
+}
+
+/// A restore never reports success for rows it did not load.
+fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
+    if loaded == unit.rows {
+        return Ok(());
+    }
+    Err(BackupError::corrupt(format!(
+        "{object}: {loaded} rows loaded, but the backup recorded {}",
+        unit.rows
+    ))
+    .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
 }
 
 fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
@@ -725,6 +780,8 @@ fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
                 columns: b.columns.clone(),
                 large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
                 file: None,
+                rows: b.rows,
+                encoding: m.encoding.clone(),
             })
             .collect();
     }
@@ -742,6 +799,8 @@ fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
                 file: Some((dir.join(&f.path), f.sha256.clone(), format)),
+                rows: f.rows,
+                encoding: m.encoding.clone(),
             }
         })
         .collect()
@@ -755,12 +814,22 @@ fn load_rows(
     script: Option<&ScriptReader>,
 ) -> Result<u64> {
     match (&unit.file, script) {
-        (Some((path, sha, format)), _) => {
-            copy_from::copy_file_into(oid, path, compression, &unit.columns, sha, *format)
-        }
-        (None, Some(r)) => {
-            copy_from::copy_chunks_into(oid, &unit.columns, CopyFormat::Text, r.block())
-        }
+        (Some((path, sha, format)), _) => copy_from::copy_file_into(
+            oid,
+            path,
+            compression,
+            &unit.columns,
+            sha,
+            *format,
+            &unit.encoding,
+        ),
+        (None, Some(r)) => copy_from::copy_chunks_into(
+            oid,
+            &unit.columns,
+            CopyFormat::Text,
+            &unit.encoding,
+            r.block(),
+        ),
         (None, None) => unreachable!("script units come with their reader"),
     }
 }
@@ -776,7 +845,11 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
         columns: vec!["doc".into()],
         ..unit.clone()
     };
-    let rows = load_rows(tmp, &staged, compression, None)?;
+    let staged_rows = load_rows(tmp, &staged, compression, None)?;
+    if staged_rows != unit.rows {
+        // Checked by the caller too; stop before parsing lines that are not all there.
+        return Ok(staged_rows);
+    }
     let target = quoted(schema, name);
     let sql = if unit.columns.is_empty() {
         format!("INSERT INTO {target} SELECT FROM pg_temp.pg_backup_json_rows")
@@ -790,9 +863,9 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
             from_record.join(", ")
         )
     };
-    Spi::run(&sql)?;
+    let inserted = Spi::connect_mut(|c| c.update(sql.as_str(), None, &[]).map(|t| t.len()))?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
-    Ok(rows)
+    Ok(inserted as u64)
 }
 
 /// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in
