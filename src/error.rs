@@ -47,6 +47,12 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// Something that writes, asked of a hot standby (25006).
+    #[error("{message}")]
+    ReadOnly {
+        message: String,
+        hint: Option<String>,
+    },
     /// A required argument is NULL, or a list holds a NULL (22004).
     #[error("{message}")]
     NullArgument {
@@ -119,6 +125,14 @@ impl BackupError {
         }
     }
 
+    /// `what` (a function that writes) on a hot standby.
+    pub fn on_standby(what: &str) -> Self {
+        BackupError::ReadOnly {
+            message: format!("{what} cannot run on a hot standby"),
+            hint: Some("Run it on the primary. On a standby, backup.verify() and backup.restore(..., dry_run => true) work.".into()),
+        }
+    }
+
     /// Whether this is a file system that ran out of space (or quota).
     pub fn is_disk_full(&self) -> bool {
         matches!(self, BackupError::Io { source, .. } if is_disk_full(source))
@@ -134,6 +148,7 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
+            | BackupError::ReadOnly { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::Spi(_) => {}
         }
@@ -148,7 +163,8 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
-            | BackupError::NullArgument { hint, .. } => hint.clone(),
+            | BackupError::NullArgument { hint, .. }
+            | BackupError::ReadOnly { hint, .. } => hint.clone(),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -167,6 +183,7 @@ impl BackupError {
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::NullArgument { .. } => "22004",
+            BackupError::ReadOnly { .. } => "25006",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -188,6 +205,7 @@ impl BackupError {
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
@@ -237,6 +255,7 @@ mod tests {
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
         assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
+        assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

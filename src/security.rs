@@ -19,9 +19,11 @@ pub struct Caller {
 }
 
 pub fn enter() -> Result<Caller> {
-    let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
-            .unwrap_or_default();
+    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
+        &[],
+    )?
+    .unwrap_or_default();
     let role = unsafe {
         let oid = pg_sys::GetOuterUserId();
         let name = pg_sys::GetUserNameFromId(oid, true);
@@ -42,9 +44,11 @@ pub fn enter() -> Result<Caller> {
 
 /// For background workers: a named role for the history, the session's search_path pinned.
 pub fn enter_as(role: &str) -> Result<Caller> {
-    let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
-            .unwrap_or_default();
+    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
+        &[],
+    )?
+    .unwrap_or_default();
     Ok(Caller {
         schemas,
         role: role.to_string(),

@@ -131,14 +131,19 @@ fn progress_comes_from_shared_memory_not_from_catalog_updates() {
         std::thread::sleep(Duration::from_millis(200));
     }
     backup.join().unwrap().unwrap();
-    assert!(samples.len() >= 5, "the backup was too quick to watch: {samples:?}");
+    assert!(
+        samples.len() >= 5,
+        "the backup was too quick to watch: {samples:?}"
+    );
     assert!(
         samples.iter().all(|s| s.0 == samples[0].0),
         "the catalog row was rewritten while the backup ran: {samples:?}"
     );
     assert!(samples.iter().any(|s| s.2 == Some(8)), "{samples:?}");
     assert!(
-        samples.iter().any(|s| s.3.as_deref().is_some_and(|t| t.starts_with("public.p"))),
+        samples
+            .iter()
+            .any(|s| s.3.as_deref().is_some_and(|t| t.starts_with("public.p"))),
         "{samples:?}"
     );
     let done: Vec<i32> = samples.iter().filter_map(|s| s.1).collect();
@@ -246,7 +251,10 @@ fn assert_settled_after_restart(s: &Server, id: &str) {
         .get(0);
     assert!(error.contains("exited"), "{error}");
     assert!(!s.backup_dir().join(id).exists());
-    assert!(!s.backup_dir().join(format!(".tmp-{id}")).exists(), "partial folder left");
+    assert!(
+        !s.backup_dir().join(format!(".tmp-{id}")).exists(),
+        "partial folder left"
+    );
     // And it can be deleted (0.1.0 asked to cancel a pid that no longer existed).
     let deleted: bool = c
         .query_one("SELECT backup.delete($1)", &[&id])
@@ -326,7 +334,10 @@ fn a_restore_has_its_row_from_the_start_and_it_ends_failed_when_its_process_dies
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        count(&mut t, "SELECT count(*) FROM pg_class WHERE relname = 'big'"),
+        count(
+            &mut t,
+            "SELECT count(*) FROM pg_class WHERE relname = 'big'"
+        ),
         0,
         "nothing of the killed restore is left"
     );
@@ -343,7 +354,11 @@ fn without_the_scheduler_any_pg_backup_call_settles_dead_runs() {
     s.wait_ready(60);
     let mut c = s.connect("app");
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(status(&mut c, &id), "running", "nothing else settles it here");
+    assert_eq!(
+        status(&mut c, &id),
+        "running",
+        "nothing else settles it here"
+    );
     c.query("SELECT * FROM backup.verify(deep => false)", &[])
         .unwrap();
     assert_eq!(status(&mut c, &id), "failed");
@@ -370,11 +385,8 @@ fn statement_timeout_stops_a_deep_verify_inside_one_big_file() {
         "a deep verify of the file took only {full:?}: too short to tell a prompt cancel"
     );
     let timeout = (full / 10).max(Duration::from_millis(100));
-    c.batch_execute(&format!(
-        "SET statement_timeout = {}",
-        timeout.as_millis()
-    ))
-    .unwrap();
+    c.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+        .unwrap();
     let t0 = Instant::now();
     let err = c
         .query("SELECT * FROM backup.verify($1)", &[&id])
@@ -501,10 +513,15 @@ fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 fn every_format_checks_the_rows_it_loaded_against_the_manifest() {
     let s = Server::start("");
     let mut c = s.connect("app");
-    c.batch_execute("CREATE TABLE t AS SELECT g AS id, 'x' || g AS v FROM generate_series(1, 10) g")
-        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE t AS SELECT g AS id, 'x' || g AS v FROM generate_series(1, 10) g",
+    )
+    .unwrap();
     for format in ["native", "csv", "json", "sql"] {
-        let id = create(&mut c, &format!("format => '{format}', label => 'rc-{format}'"));
+        let id = create(
+            &mut c,
+            &format!("format => '{format}', label => 'rc-{format}'"),
+        );
         // The manifest claims one row more than the file holds, with a valid checksum.
         rewrite_manifest(&s.backup_dir().join(&id), |m| {
             for f in m["files"].as_array_mut().unwrap() {
@@ -524,7 +541,11 @@ fn every_format_checks_the_rows_it_loaded_against_the_manifest() {
             .query("SELECT * FROM backup.restore($1)", &[&id])
             .unwrap_err();
         assert_eq!(sqlstate(&err), "XX001", "{format}: {err:?}");
-        assert!(message(&err).contains("10 rows loaded"), "{format}: {}", message(&err));
+        assert!(
+            message(&err).contains("10 rows loaded"),
+            "{format}: {}",
+            message(&err)
+        );
         assert!(hint(&err).is_some());
         assert_eq!(
             count(&mut t, "SELECT count(*) FROM pg_class WHERE relname = 't'"),
@@ -604,7 +625,9 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
         let f = &mut m["files"][0];
         path = f["path"].as_str().unwrap().to_string();
         let p = dir.join(&path);
-        let text = std::fs::read_to_string(&p).unwrap().replace("\"A\"", "\"\\u0000\"");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"A\"", "\"\\u0000\"");
         std::fs::write(&p, &text).unwrap();
         sha = sha256_hex(text.as_bytes());
         size = text.len();
@@ -621,9 +644,7 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
     assert_eq!(r.get::<_, String>(0), "corrupt");
     assert!(r.get::<_, String>(1).contains("u0000"));
     let mut t = fresh_database(&s, "target", "");
-    assert!(t
-        .query("SELECT * FROM backup.restore($1)", &[&id])
-        .is_err());
+    assert!(t.query("SELECT * FROM backup.restore($1)", &[&id]).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,7 +662,10 @@ fn text_is_converted_between_database_encodings() {
     .unwrap();
     for format in ["native", "csv", "json", "sql"] {
         // UTF8 into LATIN1.
-        let id = create(&mut c, &format!("tables => '{{words}}', format => '{format}'"));
+        let id = create(
+            &mut c,
+            &format!("tables => '{{words}}', format => '{format}'"),
+        );
         let mut t = fresh_database(&s, &format!("lat_{format}"), latin1);
         t.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
         let r = t
@@ -650,21 +674,28 @@ fn text_is_converted_between_database_encodings() {
         assert_eq!(r.get::<_, String>(0), "café", "{format}");
         assert_eq!(r.get::<_, i32>(1), 4, "{format}: stored as LATIN1");
         // And back: a LATIN1 backup into UTF8.
-        let back = create(&mut t, &format!("tables => '{{words}}', format => '{format}'"));
+        let back = create(
+            &mut t,
+            &format!("tables => '{{words}}', format => '{format}'"),
+        );
         let bad = count(
             &mut t,
             &format!("SELECT count(*) FROM backup.verify('{back}') WHERE status <> 'ok'"),
         );
         assert_eq!(bad, 0, "{format}: verify of a LATIN1 archive");
         let mut u = fresh_database(&s, &format!("utf_{format}"), "");
-        u.query("SELECT * FROM backup.restore($1)", &[&back]).unwrap();
+        u.query("SELECT * FROM backup.restore($1)", &[&back])
+            .unwrap();
         assert_eq!(
             text(&mut u, "SELECT string_agg(w, ',' ORDER BY id) FROM words"),
             "café,naïve",
             "{format}"
         );
         // A character LATIN1 has no equivalent for.
-        let id = create(&mut c, &format!("tables => '{{euro}}', format => '{format}'"));
+        let id = create(
+            &mut c,
+            &format!("tables => '{{euro}}', format => '{format}'"),
+        );
         let err = t
             .query("SELECT * FROM backup.restore($1)", &[&id])
             .unwrap_err();
@@ -672,7 +703,10 @@ fn text_is_converted_between_database_encodings() {
         let h = hint(&err).unwrap_or_default();
         assert!(h.contains("UTF8") && h.contains("LATIN1"), "{format}: {h}");
         assert_eq!(
-            count(&mut t, "SELECT count(*) FROM pg_class WHERE relname = 'euro'"),
+            count(
+                &mut t,
+                "SELECT count(*) FROM pg_class WHERE relname = 'euro'"
+            ),
             0
         );
     }
@@ -781,7 +815,11 @@ fn null_arguments_are_errors_with_a_hint_never_internal_errors_or_null_results()
                     problems.push(format!("{sql}: 22004 without a HINT"))
                 }
                 Ok(rows) if boolean && !setof => {
-                    if rows.first().and_then(|r| r.get::<_, Option<bool>>(0)).is_none() {
+                    if rows
+                        .first()
+                        .and_then(|r| r.get::<_, Option<bool>>(0))
+                        .is_none()
+                    {
                         problems.push(format!("{sql}: returned NULL"));
                     }
                 }
@@ -839,7 +877,7 @@ fn verify_dry_run_and_create_work_in_read_only_sessions() {
 }
 
 #[test]
-fn verify_dry_run_and_create_work_on_a_hot_standby() {
+fn verify_and_dry_run_work_on_a_hot_standby_and_create_refuses_clearly() {
     let s = Server::start("");
     let mut c = s.connect("app");
     c.batch_execute("CREATE TABLE t AS SELECT generate_series(1, 100) AS x")
@@ -869,17 +907,17 @@ fn verify_dry_run_and_create_work_on_a_hot_standby() {
         )
         .unwrap();
     assert!(!planned.is_empty());
-    // A backup of the standby: taken (its history cannot be written there; a NOTICE says so).
-    let row = r
-        .query_one(
-            "SELECT status, rows, path FROM backup.create(label => 'on-standby')",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "completed");
-    assert_eq!(row.get::<_, i64>(1), 100);
-    let path: String = row.get(2);
-    assert!(Path::new(&path).join("manifest.json").exists());
+    // What writes says so clearly (not "cannot assign TransactionIds during recovery").
+    for sql in [
+        "SELECT * FROM backup.create(label => 'on-standby')",
+        "SELECT backup.delete('x')",
+        "SELECT * FROM backup.rescan()",
+    ] {
+        let err = r.query(sql, &[]).unwrap_err();
+        assert_eq!(sqlstate(&err), "25006", "{sql}: {err:?}");
+        assert!(message(&err).contains("hot standby"), "{sql}");
+        assert!(hint(&err).unwrap_or_default().contains("primary"), "{sql}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,7 +936,11 @@ fn a_backup_deleted_while_it_is_verified_is_not_marked_failed() {
     let verifier = std::thread::spawn(move || {
         let mut v = Client::connect(&cs, NoTls).unwrap();
         v.query("SELECT * FROM backup.verify($1)", &[&vid])
-            .map(|rows| rows.iter().filter(|r| r.get::<_, String>(2) != "ok").count())
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| r.get::<_, String>(2) != "ok")
+                    .count()
+            })
     });
     wait_for(
         &mut c,
@@ -973,8 +1015,5 @@ fn sequences_are_past_the_rows_after_an_append() {
         &[&id],
     )
     .unwrap();
-    assert_eq!(
-        count(&mut t, "SELECT last_value FROM ser_id_seq"),
-        5000
-    );
+    assert_eq!(count(&mut t, "SELECT last_value FROM ser_id_seq"), 5000);
 }

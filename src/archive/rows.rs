@@ -455,19 +455,26 @@ mod tests {
             Ok(2)
         );
         assert!(count(&mut JsonLinesCounter::default(), &[b"{\"a\":1}\n[1]\n"]).is_err());
-        assert!(
-            count(&mut JsonLinesCounter::default(), &[b"{\"a\":{\"x\":\"\\u0000\"}}\n"])
-                .unwrap_err()
-                .contains("u0000")
-        );
+        assert!(count(
+            &mut JsonLinesCounter::default(),
+            &[b"{\"a\":{\"x\":\"\\u0000\"}}\n"]
+        )
+        .unwrap_err()
+        .contains("u0000"));
         assert_eq!(
-            count(&mut JsonLinesCounter::default(), &[b"{\"a\":\"\\\\u0000\"}\n"]),
+            count(
+                &mut JsonLinesCounter::default(),
+                &[b"{\"a\":\"\\\\u0000\"}\n"]
+            ),
             Ok(1),
             "an escaped backslash before u0000 is text"
         );
         // LATIN1 text (0xe9 is é) is not UTF-8 and still a JSON line.
         assert_eq!(
-            count(&mut JsonLinesCounter::in_encoding("LATIN1"), &[b"{\"a\":\"caf\xe9\"}\n"]),
+            count(
+                &mut JsonLinesCounter::in_encoding("LATIN1"),
+                &[b"{\"a\":\"caf\xe9\"}\n"]
+            ),
             Ok(1)
         );
         assert!(

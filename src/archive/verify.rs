@@ -333,7 +333,11 @@ mod tests {
         for (deep, at_least) in [(true, 50), (false, 2)] {
             let calls = std::cell::Cell::new(0u32);
             verify_archive(&dir, deep, &|| calls.set(calls.get() + 1));
-            assert!(calls.get() >= at_least, "deep {deep}: {} checks", calls.get());
+            assert!(
+                calls.get() >= at_least,
+                "deep {deep}: {} checks",
+                calls.get()
+            );
         }
     }
 

@@ -20,7 +20,7 @@ pub fn backup_dir(id: &str) -> Result<PathBuf> {
 }
 
 fn catalog_status(id: &str) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::query::one::<String>(
         "SELECT (SELECT status FROM backup.backups WHERE id = $1)",
         &[id.into()],
     )?)
@@ -51,7 +51,10 @@ pub fn verify(id: Option<&str>, deep: bool) -> Result<Vec<(String, FileCheck)>> 
     for id in ids {
         let checks =
             verify::verify_archive(&backup_dir(&id)?, deep, &crate::copy::check_for_interrupts);
-        verdicts.push((id.clone(), checks.iter().all(|c| c.status == FileStatus::Ok)));
+        verdicts.push((
+            id.clone(),
+            checks.iter().all(|c| c.status == FileStatus::Ok),
+        ));
         out.extend(checks.into_iter().map(|c| (id.clone(), c)));
     }
     // Recorded outside the caller's transaction (a verify changes nothing else, so it works in

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
-    SignalWakeFlags,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -318,13 +317,11 @@ fn in_worker(stmt: Stmt, arg: &serde_json::Value, wait: Wait) -> WorkerResult {
             match worker.pid() {
                 Err(BackgroundWorkerStatus::Stopped) => break None,
                 Err(BackgroundWorkerStatus::PostmasterDied) => break None,
-                Ok(pid) if started.elapsed() > Duration::from_millis(200) => {
-                    if blocked_by_me(pid) {
-                        // It waits for a row lock this transaction holds: it would wait
-                        // for ever, and so would we.
-                        let _ = worker.terminate().wait_for_shutdown();
-                        break Some(WorkerResult::BlockedByCaller);
-                    }
+                // It waits for a row lock this transaction holds: it would wait for ever,
+                // and so would we.
+                Ok(pid) if started.elapsed() > Duration::from_millis(200) && blocked_by_me(pid) => {
+                    let _ = worker.terminate().wait_for_shutdown();
+                    break Some(WorkerResult::BlockedByCaller);
                 }
                 _ => {}
             }
@@ -379,7 +376,8 @@ unsafe fn set_option(name: &std::ffi::CStr, value: &std::ffi::CStr) {
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    // Stopped by the caller when it waits for a lock the caller holds: it must end even then.
+    crate::signals::die_on_sigterm_then_unblock();
     let db_oid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     // History is written even where the session or the database is read-only: recording that

@@ -103,7 +103,9 @@ pub fn record_verified(results: &[(String, bool)]) {
     }
     let arg: Vec<serde_json::Value> = results
         .iter()
-        .map(|(id, ok)| serde_json::json!({ "id": id, "status": if *ok { "ok" } else { "failed" } }))
+        .map(
+            |(id, ok)| serde_json::json!({ "id": id, "status": if *ok { "ok" } else { "failed" } }),
+        )
         .collect();
     write(Stmt::VerifyRecord, serde_json::Value::Array(arg));
 }

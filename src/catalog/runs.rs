@@ -245,9 +245,8 @@ pub fn list() -> Vec<RunInfo> {
             started_us: s.started_us,
             tables_done: s.tables_done as i32,
             tables_total: s.tables_total as i32,
-            current_table: (s.table_len > 0).then(|| {
-                String::from_utf8_lossy(&s.table[..s.table_len as usize]).into_owned()
-            }),
+            current_table: (s.table_len > 0)
+                .then(|| String::from_utf8_lossy(&s.table[..s.table_len as usize]).into_owned()),
             rows_done: s.rows_done as i64,
             bytes_done: s.bytes_done as i64,
         })

@@ -4,7 +4,7 @@
 //! removed; a restore is failed. Run by the scheduler for every database when it starts (so
 //! nothing is left `running` after a restart) and by every pg_backup call in its database.
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
 use super::history::{self, Settled};
@@ -163,7 +163,7 @@ pub fn sweep_every_database() {
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_backup_sweeper_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    crate::signals::die_on_sigterm_then_unblock();
     let db_oid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     super::autonomous::set_local_mode();

@@ -123,8 +123,9 @@ pub fn copy_file_into(
 ) -> Result<u64> {
     let (tx, rx) = sync_channel::<Vec<u8>>(8);
     let path = file.to_path_buf();
-    let feeder: JoinHandle<std::io::Result<String>> = crate::threads::spawn("pg_backup feeder", move || feed(path, compression, tx))
-        .map_err(|e| BackupError::io("start reader thread for", file, e))?;
+    let feeder: JoinHandle<std::io::Result<String>> =
+        crate::threads::spawn("pg_backup feeder", move || feed(path, compression, tx))
+            .map_err(|e| BackupError::io("start reader thread for", file, e))?;
     let rows = copy_chunks_into(
         rel_oid,
         columns,

@@ -104,8 +104,10 @@ impl ScriptReader {
     ) -> Result<ScriptReader> {
         let (tx, rx) = sync_channel::<Msg>(8);
         let p = path.to_path_buf();
-        let handle = crate::threads::spawn("pg_backup script", move || feed(p, compression, headers, tx))
-            .map_err(|e| BackupError::io("start reader thread for", path, e))?;
+        let handle = crate::threads::spawn("pg_backup script", move || {
+            feed(p, compression, headers, tx)
+        })
+        .map_err(|e| BackupError::io("start reader thread for", path, e))?;
         Ok(ScriptReader {
             rx: Rc::new(rx),
             in_block: Rc::new(Cell::new(false)),

@@ -85,7 +85,8 @@ fn qualified(schema: &Option<String>, name: &str) -> String {
 }
 
 fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    // Read-only (a dry run works on a hot standby).
+    Ok(crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relname = $2)",
         &[schema.into(), name.into()],
@@ -94,11 +95,8 @@ fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
 
 fn relation_exists(quoted_name: &str) -> Result<bool> {
     Ok(
-        Spi::get_one_with_args::<bool>(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[quoted_name.into()],
-        )?
-        .unwrap_or(false),
+        crate::query::one::<bool>("SELECT to_regclass($1) IS NOT NULL", &[quoted_name.into()])?
+            .unwrap_or(false),
     )
 }
 
@@ -168,7 +166,11 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Ok(out)
         }
         Ok(Err(e)) => {
-            record.finish("failed", None, Some(format!("{e} (SQLSTATE {})", e.sqlstate())));
+            record.finish(
+                "failed",
+                None,
+                Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
+            );
             Err(e)
         }
         Err(caught) => {
@@ -605,7 +607,11 @@ fn advance_sequences(job: &Job, steps: &mut Steps) -> Result<()> {
             Ok(None)
         })?;
         // One row per sequence that moved, instead of the step's own row.
-        if steps.out.last().is_some_and(|r| r.4 == "ok" && r.1 == "sequence") {
+        if steps
+            .out
+            .last()
+            .is_some_and(|r| r.4 == "ok" && r.1 == "sequence")
+        {
             steps.out.pop();
             for (seq, v) in &moved {
                 steps.note(row(

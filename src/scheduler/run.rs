@@ -192,31 +192,34 @@ fn failed(e: &BackupError) -> RunResult {
 /// The run itself, in transactions of the worker's own: the backup's `running` row is
 /// committed before the backup starts, its end in the next transaction, the retention in a
 /// third. History is written in them directly (no separate writer; nothing else holds locks).
+#[allow(clippy::result_large_err)]
 fn execute(req: &RunRequest) -> RunResult {
     // Never the same schedule twice at once (the scheduler's own bookkeeping aside, a manual
     // run_schedule() may race it): a session advisory lock per schedule name, held until the
     // worker exits.
-    let prepared = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| -> Result<Option<(CreateOptions, create::Run)>> {
-        let got = Spi::get_one_with_args::<bool>(
-            "SELECT pg_try_advisory_lock(hashtext('pg_backup schedule ' || $1))",
-            &[req.schedule.clone().into()],
-        )?
-        .unwrap_or(false);
-        if !got {
-            return Ok(None);
-        }
-        crate::catalog::sweep::sweep()?;
-        let args: CreateArgs = serde_json::from_value(req.options.clone())
-            .map_err(|e| BackupError::invalid(format!("schedule options do not parse: {e}")))?;
-        let args = CreateArgs {
-            label: args.label.clone().or_else(|| Some(req.schedule.clone())),
-            ..args
-        };
-        let opts = CreateOptions::parse(args, guc::compression_level())?;
-        let caller = security::enter_as(SCHEDULER_ROLE)?;
-        let run = create::begin(&opts, &caller, Some(&req.schedule))?;
-        Ok(Some((opts, run)))
-    }));
+    let prepared = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(
+        || -> Result<Option<(CreateOptions, create::Run)>> {
+            let got = Spi::get_one_with_args::<bool>(
+                "SELECT pg_try_advisory_lock(hashtext('pg_backup schedule ' || $1))",
+                &[req.schedule.clone().into()],
+            )?
+            .unwrap_or(false);
+            if !got {
+                return Ok(None);
+            }
+            crate::catalog::sweep::sweep()?;
+            let args: CreateArgs = serde_json::from_value(req.options.clone())
+                .map_err(|e| BackupError::invalid(format!("schedule options do not parse: {e}")))?;
+            let args = CreateArgs {
+                label: args.label.clone().or_else(|| Some(req.schedule.clone())),
+                ..args
+            };
+            let opts = CreateOptions::parse(args, guc::compression_level())?;
+            let caller = security::enter_as(SCHEDULER_ROLE)?;
+            let run = create::begin(&opts, &caller, Some(&req.schedule))?;
+            Ok(Some((opts, run)))
+        },
+    ));
     let (opts, run) = match prepared {
         Ok(Some(p)) => p,
         Ok(None) => {
@@ -257,7 +260,10 @@ fn execute(req: &RunRequest) -> RunResult {
         match pruned {
             Ok(Ok(ids)) => ids,
             Ok(Err(e)) => {
-                pgrx::log!("pg_backup: schedule \"{}\": retention failed: {e}", req.schedule);
+                pgrx::log!(
+                    "pg_backup: schedule \"{}\": retention failed: {e}",
+                    req.schedule
+                );
                 Vec::new()
             }
             Err(caught) => {
@@ -288,27 +294,12 @@ fn execute(req: &RunRequest) -> RunResult {
 /// Who scheduled backups are recorded as created by.
 const SCHEDULER_ROLE: &str = "pg_backup scheduler";
 
-/// What the backend's own die() does: ask for the process to end at the next interrupt check
-/// (COPY checks for interrupts per row), and wake it if it sleeps.
-unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
-    let saved = *libc::__errno_location();
-    (&raw mut pg_sys::InterruptPending).write_volatile(1);
-    (&raw mut pg_sys::ProcDiePending).write_volatile(1);
-    if !pg_sys::MyLatch.is_null() {
-        pg_sys::SetLatch(pg_sys::MyLatch);
-    }
-    *libc::__errno_location() = saved;
-}
-
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     // SIGTERM (fast shutdown, pg_terminate_backend) must stop a running COPY at once: use the
     // backend's own handler, which ends the process at the next interrupt check.
-    unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    crate::signals::die_on_sigterm_then_unblock();
     let handle = arg.value() as pg_sys::dsm_handle;
     let seg = unsafe { pg_sys::dsm_attach(handle) };
     if seg.is_null() {

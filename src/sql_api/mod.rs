@@ -30,16 +30,23 @@ fn names(value: Names, name: &str) -> Option<Vec<String>> {
     value.map(|list| {
         list.into_iter()
             .map(|v| {
-                v.ok_or_else(|| {
-                    BackupError::NullArgument {
-                        message: format!("{name} must not contain NULL"),
-                        hint: Some(format!("List names as '{{schema.table, ...}}', or leave {name} out.")),
-                    }
+                v.ok_or_else(|| BackupError::NullArgument {
+                    message: format!("{name} must not contain NULL"),
+                    hint: Some(format!(
+                        "List names as '{{schema.table, ...}}', or leave {name} out."
+                    )),
                 })
             })
             .collect::<crate::error::Result<Vec<String>>>()
             .or_raise()
     })
+}
+
+/// Functions that write refuse clearly on a hot standby (rather than fail deep inside).
+fn writes(what: &str) {
+    if crate::catalog::autonomous::in_recovery() {
+        BackupError::on_standby(what).raise();
+    }
 }
 
 /// Entry to every function: the caller's context, then the dead runs of this database are
@@ -81,12 +88,33 @@ fn create_backup(
         tables: names(tables, "tables"),
         exclude_tables: names(exclude_tables, "exclude_tables"),
         exclude_data: names(exclude_data, "exclude_data"),
-        schema_only: Some(required(schema_only, "schema_only", "Pass true or false (the default).")),
-        data_only: Some(required(data_only, "data_only", "Pass true or false (the default).")),
-        format: Some(required(format, "format", "Use 'native' (the default), 'sql', 'json' or 'csv'.")),
-        compression: Some(required(compression, "compression", "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.")),
-        verbose: Some(required(verbose, "verbose", "Pass true or false (the default).")),
+        schema_only: Some(required(
+            schema_only,
+            "schema_only",
+            "Pass true or false (the default).",
+        )),
+        data_only: Some(required(
+            data_only,
+            "data_only",
+            "Pass true or false (the default).",
+        )),
+        format: Some(required(
+            format,
+            "format",
+            "Use 'native' (the default), 'sql', 'json' or 'csv'.",
+        )),
+        compression: Some(required(
+            compression,
+            "compression",
+            "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.",
+        )),
+        verbose: Some(required(
+            verbose,
+            "verbose",
+            "Pass true or false (the default).",
+        )),
     };
+    writes("backup.create()");
     let caller = enter();
     let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
@@ -119,7 +147,11 @@ fn verify(
         name!(detail, Option<String>),
     ),
 > {
-    let deep = required(deep, "deep", "Pass true (decompress and parse every file, the default) or false (checksums only).");
+    let deep = required(
+        deep,
+        "deep",
+        "Pass true (decompress and parse every file, the default) or false (checksums only).",
+    );
     let _caller = enter();
     let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
@@ -141,6 +173,7 @@ const BACKUP_ID_HINT: &str =
 #[pg_extern]
 fn delete(backup_id: Option<String>) -> bool {
     let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
+    writes("backup.delete()");
     let _caller = enter();
     manage::delete(&backup_id).or_raise()
 }
@@ -151,13 +184,21 @@ fn prune(
     keep_days: default!(Option<i32>, "NULL"),
     dry_run: default!(Option<bool>, false),
 ) -> SetOfIterator<'static, String> {
-    let dry_run = required(dry_run, "dry_run", "Pass true to only list what would be removed, or false (the default).");
+    let dry_run = required(
+        dry_run,
+        "dry_run",
+        "Pass true to only list what would be removed, or false (the default).",
+    );
+    if !dry_run {
+        writes("backup.prune()");
+    }
     let _caller = enter();
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
 #[pg_extern]
 fn rescan() -> SetOfIterator<'static, String> {
+    writes("backup.rescan()");
     let _caller = enter();
     SetOfIterator::new(manage::rescan().or_raise())
 }
@@ -211,6 +252,9 @@ fn restore(
         dry_run: required(dry_run, "dry_run", boolean),
         confirm: required(confirm, "confirm", boolean),
     };
+    if !opts.dry_run {
+        writes("backup.restore()");
+    }
     let caller = enter();
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
@@ -265,14 +309,27 @@ fn schedule(
             exclude_data: names(exclude_data, "exclude_data"),
             schema_only: Some(required(schema_only, "schema_only", boolean)),
             data_only: Some(required(data_only, "data_only", boolean)),
-            format: Some(required(format, "format", "Use 'native' (the default), 'sql', 'json' or 'csv'.")),
-            compression: Some(required(compression, "compression", "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.")),
+            format: Some(required(
+                format,
+                "format",
+                "Use 'native' (the default), 'sql', 'json' or 'csv'.",
+            )),
+            compression: Some(required(
+                compression,
+                "compression",
+                "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.",
+            )),
             verbose: None,
         },
         keep_last,
         keep_days,
-        enabled: required(enabled, "enabled", "Pass true (the default) or false to store the schedule paused."),
+        enabled: required(
+            enabled,
+            "enabled",
+            "Pass true (the default) or false to store the schedule paused.",
+        ),
     };
+    writes("backup.schedule()");
     let _caller = enter();
     schedules::upsert(args).or_raise();
     let row = Spi::connect(|c| {
@@ -305,6 +362,7 @@ const SCHEDULE_NAME_HINT: &str = "Pass a schedule name from SELECT name FROM bac
 #[pg_extern]
 fn unschedule(name: Option<String>) -> bool {
     let name = required(name, "name", SCHEDULE_NAME_HINT);
+    writes("backup.unschedule()");
     let _caller = enter();
     schedules::remove(&name).or_raise()
 }
@@ -327,6 +385,7 @@ fn run_schedule(
     ),
 > {
     let name = required(name, "name", SCHEDULE_NAME_HINT);
+    writes("backup.run_schedule()");
     let _caller = enter();
     let r = schedules::run_now(&name).or_raise();
     if let Some(e) = &r.error {

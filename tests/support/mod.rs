@@ -96,7 +96,10 @@ impl Server {
     }
 
     pub fn pg_ctl_start(&self) {
+        // A server started with RUST_BACKTRACE=1 puts backtraces into errors' DETAIL.
         run(Command::new(bin("pg_ctl"))
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .args(["-w", "-t", "120", "-l"])
             .arg(self.log())
             .arg("-D")
