@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 AS_TEST_USER := bash scripts/as-test-user.sh
 export PG_CONFIG
 
-.PHONY: setup install test unit-and-pgrx-tests e2e demo bench fmt lint
+.PHONY: setup install test unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint
 
 setup:
 	bash scripts/setup.sh
@@ -17,15 +17,31 @@ install-release: setup
 
 # Every test: plain Rust unit tests and #[pg_test]s (cargo pgrx test), then the end-to-end
 # tests in tests/ against a server they start with shared_preload_libraries = 'pg_backup'
-# (targets of their own: cargo pgrx test does not run them). The disk-full test needs a small
-# file system, which only root can mount (scripts/small-fs.sh).
-test: setup
+# (fidelity and regression: round trips judged against pg_dump's, see tests/common/mod.rs;
+# reliability: crashes, full disks, cancels, odd data and sessions). These are targets of their
+# own, which cargo pgrx test does not run. The disk-full test needs a small file system, which
+# only root can mount (scripts/small-fs.sh).
+E2E_TESTS := --test e2e --test fidelity --test regression --test reliability
+test: setup regress-build
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
-	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test e2e -- --test-threads=1
 	small_fs=$$(bash scripts/small-fs.sh mount); \
-	$(AS_TEST_USER) env PG_BACKUP_E2E=1 PG_BACKUP_SMALL_FS="$$small_fs" cargo test --test reliability -- --test-threads=1; \
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 PG_BACKUP_SMALL_FS="$$small_fs" cargo test $(E2E_TESTS) -- --test-threads=1; \
 	status=$$?; bash scripts/small-fs.sh umount; exit $$status
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
+
+# pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression
+# database round trip; built once into a cache outside the checkout.
+regress-build:
+	bash scripts/regress-build.sh >/dev/null
+
+# The fidelity tests only, the ones still marked #[ignore] included, with their reports
+# (tests/regression.rs writes target/tmp/regression-report.txt). TESTS=name filters.
+test-fidelity: setup regress-build
+	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 cargo test --test fidelity --test regression -- \
+		--test-threads=1 --include-ignored --nocapture $(TESTS)
 
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh

@@ -5,9 +5,109 @@
 \echo Use "ALTER EXTENSION pg_backup UPDATE TO '0.2.0'" to load this file. \quit
 
 -- ---------------------------------------------------------------------------------------------
+-- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
+-- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION backup."create"(
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT 'gzip',
+	"verbose" bool DEFAULT false
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"status" TEXT,
+	"tables" bigint,
+	"rows" bigint,
+	"bytes" bigint,
+	"duration" interval,
+	"path" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
+
+CREATE OR REPLACE FUNCTION backup."rescan"() RETURNS SETOF TEXT
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
+
+CREATE OR REPLACE FUNCTION backup."restore"(
+	"backup_id" TEXT,
+	"tables" TEXT[] DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"existing" TEXT DEFAULT 'fail',
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"target_schema" TEXT DEFAULT NULL,
+	"disable_triggers" bool DEFAULT false,
+	"on_error" TEXT DEFAULT 'abort',
+	"dry_run" bool DEFAULT false,
+	"confirm" bool DEFAULT false
+) RETURNS TABLE (
+	"object" TEXT,
+	"kind" TEXT,
+	"action" TEXT,
+	"rows" bigint,
+	"status" TEXT,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
+
+CREATE OR REPLACE FUNCTION backup."schedule"(
+	"name" TEXT,
+	"cron" TEXT,
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT 'gzip',
+	"keep_last" INT DEFAULT NULL,
+	"keep_days" INT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"database" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"cron" TEXT,
+	"database" TEXT,
+	"options" jsonb,
+	"keep_last" INT,
+	"keep_days" INT,
+	"enabled" bool,
+	"next_run_at" timestamp with time zone
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
+
+CREATE OR REPLACE FUNCTION backup."verify"(
+	"backup_id" TEXT DEFAULT NULL,
+	"deep" bool DEFAULT true
+) RETURNS TABLE (
+	"backup_id" TEXT,
+	"file" TEXT,
+	"status" TEXT,
+	"expected_sha256" TEXT,
+	"actual_sha256" TEXT,
+	"bytes" bigint,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
+
+-- ---------------------------------------------------------------------------------------------
 -- issue 10 (reliability)
 -- Progress comes from shared memory (backup.runs_in_progress()), not from a column updated
 -- every two seconds; restores record the process that runs them, so a dead one is settled.
+-- ---------------------------------------------------------------------------------------------
 DROP VIEW backup.progress;
 ALTER TABLE backup.backups DROP COLUMN progress;
 ALTER TABLE backup.restores ADD COLUMN pid integer;
@@ -26,9 +126,6 @@ CREATE FUNCTION backup."runs_in_progress"() RETURNS TABLE (
 STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'runs_in_progress_wrapper';
-REVOKE ALL ON FUNCTION backup.runs_in_progress() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION backup.runs_in_progress() TO backup_operator;
-ALTER FUNCTION backup.runs_in_progress() SECURITY DEFINER;
 
 CREATE VIEW backup.progress AS
 SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
@@ -40,7 +137,27 @@ LEFT JOIN backup.runs_in_progress() r ON r.kind = 'backup' AND r.id = b.id
 WHERE b.status = 'running';
 GRANT SELECT ON backup.progress TO backup_operator;
 
--- A NULL argument is an error with a HINT (22004), never a silent NULL result.
+-- A NULL argument is an error with a HINT (22004), never a silent NULL result: the functions
+-- that were STRICT are called on NULL input (same C symbols, same argument lists).
 ALTER FUNCTION backup.delete(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.unschedule(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.run_schedule(text) CALLED ON NULL INPUT;
+
+-- ---------------------------------------------------------------------------------------------
+-- Last, as sql/finalize.sql does for a fresh install: every function of the extension is
+-- SECURITY DEFINER, not executable by PUBLIC, executable by backup_operator.
+-- ---------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+  f regprocedure;
+BEGIN
+  FOR f IN
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'backup'::regnamespace
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO backup_operator', f);
+    EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
+  END LOOP;
+END
+$$;

@@ -67,6 +67,10 @@ pub enum BackupError {
         source: std::io::Error,
         hint: Option<String>,
     },
+    /// The database's pg_backup catalog is at another release than the library (55000): it
+    /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
+    #[error("{message}")]
+    CatalogOutdated { message: String, hint: String },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
     Spi(#[from] pgrx::spi::Error),
@@ -150,6 +154,7 @@ impl BackupError {
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
+            BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Spi(_) => {}
         }
         self
@@ -165,6 +170,7 @@ impl BackupError {
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. } => hint.clone(),
+            BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -179,7 +185,7 @@ impl BackupError {
             BackupError::InvalidOption { .. } => "22023",
             BackupError::UnknownObject { .. } => "42704",
             BackupError::ObjectExists { .. } => "42P07",
-            BackupError::ConfirmRequired { .. } => "55000",
+            BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::NullArgument { .. } => "22004",

@@ -19,6 +19,7 @@ pub struct Caller {
 }
 
 pub fn enter() -> Result<Caller> {
+    crate::catalog::version::require_current()?;
     let schemas: Vec<String> = crate::query::one::<Vec<String>>(
         "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
         &[],
@@ -44,6 +45,7 @@ pub fn enter() -> Result<Caller> {
 
 /// For background workers: a named role for the history, the session's search_path pinned.
 pub fn enter_as(role: &str) -> Result<Caller> {
+    crate::catalog::version::require_current()?;
     let schemas: Vec<String> = crate::query::one::<Vec<String>>(
         "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
         &[],

@@ -5,3 +5,4 @@ pub mod autonomous;
 pub mod history;
 pub mod runs;
 pub mod sweep;
+pub mod version;

@@ -15,11 +15,10 @@ use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
 use crate::error::Result;
 use crate::guc;
 
+/// pg_backup is installed here, with this library's catalog (an older one is left alone until
+/// ALTER EXTENSION pg_backup UPDATE).
 fn installed() -> Result<bool> {
-    Ok(
-        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('backup.backups') IS NOT NULL")?
-            .unwrap_or(false),
-    )
+    Ok(super::version::installed()?.as_deref() == Some(super::version::LIBRARY))
 }
 
 /// Settle the dead runs of the current database.

@@ -69,6 +69,10 @@ pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
     pgrx::log!("pg_backup scheduler stopped");
 }
 
+/// Set while the catalog is at another release than the library (logged once).
+static OUTDATED_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const OUTDATED_RECHECK: Duration = Duration::from_secs(5);
+
 /// One pass; returns how long to sleep.
 #[allow(clippy::result_large_err)]
 fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
@@ -86,6 +90,20 @@ fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
                 // CREATE EXTENSION pg_backup in backup.database wakes us through the trigger's
                 // first use; until then, check rarely.
                 return MAX_SLEEP;
+            }
+            // A new library before ALTER EXTENSION pg_backup UPDATE: run nothing against the
+            // old catalog, say so once, and look again soon (the update itself wakes nobody).
+            if let Err(e) = crate::catalog::version::require_current() {
+                if !OUTDATED_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    pgrx::warning!(
+                        "pg_backup scheduler: schedules paused: {e} ({})",
+                        e.hint().unwrap_or_default()
+                    );
+                }
+                return OUTDATED_RECHECK;
+            }
+            if OUTDATED_LOGGED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                pgrx::log!("pg_backup scheduler: catalog updated, schedules resume");
             }
             // The backend that ran a backup may have died with it: its row says 'running'.
             if let Err(e) = crate::catalog::sweep::sweep() {

@@ -57,9 +57,11 @@ fn enter() -> security::Caller {
     caller
 }
 
+mod compat;
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]
-fn create_backup(
+fn create_backup_0_2(
     label: default!(Option<String>, "NULL"),
     schemas: default!(Names, "NULL"),
     tables: default!(Names, "NULL"),
@@ -131,8 +133,8 @@ fn create_backup(
 }
 
 #[allow(clippy::type_complexity)]
-#[pg_extern]
-fn verify(
+#[pg_extern(name = "verify")]
+fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(Option<bool>, true),
 ) -> TableIterator<
@@ -196,16 +198,16 @@ fn prune(
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
-#[pg_extern]
-fn rescan() -> SetOfIterator<'static, String> {
+#[pg_extern(name = "rescan")]
+fn rescan_0_2() -> SetOfIterator<'static, String> {
     writes("backup.rescan()");
     let _caller = enter();
     SetOfIterator::new(manage::rescan().or_raise())
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn restore(
+#[pg_extern(name = "restore")]
+fn restore_0_2(
     backup_id: Option<String>,
     tables: default!(Names, "NULL"),
     schemas: default!(Names, "NULL"),
@@ -260,8 +262,8 @@ fn restore(
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern]
-fn schedule(
+#[pg_extern(name = "schedule")]
+fn schedule_0_2(
     name: Option<String>,
     cron: Option<String>,
     label: default!(Option<String>, "NULL"),

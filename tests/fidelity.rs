@@ -1,0 +1,371 @@
+//! Small schemas that pg_backup must give back as pg_dump does: each is backed up with
+//! `backup.create()` (native and sql formats), restored into a fresh database with
+//! `backup.restore()` (default abort mode) and the sql script also through plain psql, and
+//! compared with the source (pg_dump --schema-only entry by entry, rows, sequences, large
+//! objects), excusing only what `pg_dump | pg_restore` of the same database also leaves.
+//! Each schema is an ordering or qualification problem a real database has (issue 8).
+
+mod common;
+
+use common::*;
+
+/// Builds the schema in `app` and judges the round trips; then asks the source and each
+/// restored copy the same questions (`checks`: what a user would try) and wants the same
+/// answers (the first row as text, the affected row count, or the SQLSTATE of the error).
+fn round_trip(setup: &str, rt: RoundTrip, checks: &[&str]) {
+    let s = Server::start("");
+    s.connect("app").batch_execute(setup).unwrap();
+    let verdicts = judge_round_trips(&s, "app", &rt);
+    assert_verdicts("round trip", &verdicts);
+    let mut source = s.connect("app");
+    let want: Vec<String> = checks.iter().map(|q| answer(&mut source, q)).collect();
+    for db in [
+        "via_pg_backup_native",
+        "via_pg_backup_sql",
+        "via_psql_script",
+    ] {
+        let mut c = s.connect(db);
+        let got: Vec<String> = checks.iter().map(|q| answer(&mut c, q)).collect();
+        for ((q, w), g) in checks.iter().zip(&want).zip(&got) {
+            assert_eq!(g, w, "{db}: {q}");
+        }
+    }
+}
+
+fn answer(c: &mut postgres::Client, sql: &str) -> String {
+    use postgres::SimpleQueryMessage::{CommandComplete, Row};
+    match c.simple_query(sql) {
+        Err(e) => format!("ERROR {}", e.code().map_or("?", |c| c.code())),
+        Ok(msgs) => msgs
+            .iter()
+            .find_map(|m| match m {
+                Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("NULL"))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                CommandComplete(n) => Some(format!("{n} rows")),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn a_film_rental_schema_with_setof_functions_over_its_tables() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');
+        CREATE DOMAIN year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901 AND VALUE <= 2155);
+        CREATE FUNCTION _group_concat(text, text) RETURNS text LANGUAGE sql IMMUTABLE
+            AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 WHEN $1 IS NULL THEN $2 ELSE $1 || ', ' || $2 END $$;
+        CREATE AGGREGATE group_concat(text) (SFUNC = _group_concat, STYPE = text);
+        CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN NEW.last_update = CURRENT_TIMESTAMP; RETURN NEW; END $$;
+        CREATE TABLE customer (
+            customer_id serial PRIMARY KEY, store_id int NOT NULL, first_name text NOT NULL,
+            last_name text NOT NULL, email text, active boolean DEFAULT true NOT NULL,
+            create_date date DEFAULT CURRENT_DATE NOT NULL, last_update timestamptz DEFAULT now());
+        CREATE TABLE film (
+            film_id serial PRIMARY KEY, title text NOT NULL, release_year year,
+            rating mpaa_rating DEFAULT 'G', rental_rate numeric(4,2) DEFAULT 4.99 NOT NULL,
+            fulltext tsvector NOT NULL);
+        CREATE TABLE inventory (inventory_id serial PRIMARY KEY,
+            film_id int NOT NULL REFERENCES film ON UPDATE CASCADE ON DELETE RESTRICT, store_id int NOT NULL);
+        CREATE TABLE rental (rental_id serial PRIMARY KEY, rental_date timestamptz NOT NULL,
+            inventory_id int NOT NULL REFERENCES inventory, customer_id int NOT NULL REFERENCES customer,
+            return_date timestamptz, amount numeric(5,2));
+        CREATE TRIGGER last_updated BEFORE UPDATE ON customer FOR EACH ROW EXECUTE FUNCTION last_updated();
+        CREATE INDEX film_fulltext_idx ON film USING gist (fulltext);
+        CREATE FUNCTION customers_of_store(p_store int) RETURNS SETOF customer LANGUAGE sql STABLE
+            AS $$ SELECT * FROM customer WHERE store_id = p_store $$;
+        CREATE FUNCTION rewards_report(min_rentals int, min_amount numeric) RETURNS SETOF customer
+            LANGUAGE plpgsql SECURITY DEFINER AS $$
+            BEGIN
+              RETURN QUERY SELECT c.* FROM customer c WHERE c.customer_id IN (
+                SELECT r.customer_id FROM rental r GROUP BY r.customer_id
+                HAVING count(*) >= min_rentals AND sum(r.amount) >= min_amount);
+            END $$;
+        CREATE FUNCTION film_in_stock(p_film_id int, p_store_id int, OUT p_film_count int) RETURNS SETOF int
+            LANGUAGE sql AS $$ SELECT inventory_id FROM inventory WHERE film_id = $1 AND store_id = $2 $$;
+        CREATE FUNCTION last_rental(c customer) RETURNS timestamptz LANGUAGE sql STABLE
+            AS $$ SELECT max(rental_date) FROM rental r WHERE r.customer_id = c.customer_id $$;
+        CREATE VIEW customer_list AS
+            SELECT c.customer_id AS id, c.first_name || ' ' || c.last_name AS name, last_rental(c) AS last_rental
+            FROM customer c;
+        CREATE VIEW film_list AS
+            SELECT f.film_id, f.title, f.rating, group_concat(i.store_id::text) AS stores
+            FROM film f LEFT JOIN inventory i USING (film_id) GROUP BY f.film_id, f.title, f.rating;
+        CREATE MATERIALIZED VIEW rental_by_store AS
+            SELECT i.store_id, count(*) AS rentals, sum(r.amount) AS total
+            FROM rental r JOIN inventory i USING (inventory_id) GROUP BY i.store_id;
+        INSERT INTO customer (store_id, first_name, last_name, email)
+            SELECT g % 2 + 1, 'first' || g, 'last' || g, 'c' || g || '@example.org' FROM generate_series(1, 200) g;
+        INSERT INTO film (title, release_year, rating, fulltext)
+            SELECT 'film ' || g, 1990 + g % 30, (enum_range(NULL::mpaa_rating))[g % 5 + 1],
+                   to_tsvector('english', 'a film about number ' || g) FROM generate_series(1, 100) g;
+        INSERT INTO inventory (film_id, store_id) SELECT g % 100 + 1, g % 2 + 1 FROM generate_series(1, 300) g;
+        INSERT INTO rental (rental_date, inventory_id, customer_id, return_date, amount)
+            SELECT timestamptz '2024-01-01' + g * interval '3 hours', g % 300 + 1, g % 200 + 1,
+                   CASE WHEN g % 7 <> 0 THEN timestamptz '2024-01-02' + g * interval '3 hours' END, (g % 9) + 0.99
+            FROM generate_series(1, 2000) g;
+        REFRESH MATERIALIZED VIEW rental_by_store;
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT count(*), min(customer_id), max(email) FROM rewards_report(10, 40)",
+            "SELECT count(*) FROM customers_of_store(1)",
+            "SELECT count(*) FROM film_in_stock(1, 2)",
+            "SELECT id, name, last_rental FROM customer_list ORDER BY id LIMIT 1",
+            "SELECT * FROM rental_by_store ORDER BY store_id",
+            "UPDATE customer SET email = 'x' WHERE customer_id = 1 AND last_update < now()",
+            "SELECT nextval('customer_customer_id_seq')",
+            "INSERT INTO rental (rental_date, inventory_id, customer_id) VALUES (now(), 1, 999)",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn tables_inherited_by_children_with_check_constraints() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE TABLE measurement (city_id int NOT NULL, logdate date NOT NULL,
+            peaktemp int CHECK (peaktemp > -100), unitsales int,
+            CONSTRAINT positive_sales CHECK (unitsales >= 0));
+        CREATE TABLE measurement_2024 (CHECK (logdate >= '2024-01-01' AND logdate < '2025-01-01'))
+            INHERITS (measurement);
+        CREATE TABLE measurement_2025 (note text DEFAULT 'n/a',
+            CHECK (logdate >= '2025-01-01' AND logdate < '2026-01-01')) INHERITS (measurement);
+        -- A child that had its columns (and the parent's constraints) before it inherited.
+        CREATE TABLE measurement_old (extra text, city_id int NOT NULL, logdate date NOT NULL,
+            peaktemp int, unitsales int, CONSTRAINT positive_sales CHECK (unitsales >= 0),
+            CONSTRAINT measurement_peaktemp_check CHECK (peaktemp > -100));
+        ALTER TABLE measurement_old INHERIT measurement;
+        -- Two parents; a constraint added to the parent after the children existed.
+        CREATE TABLE tagged (tag text NOT NULL DEFAULT 'x' CHECK (tag <> ''));
+        CREATE TABLE measurement_tagged () INHERITS (measurement, tagged);
+        ALTER TABLE measurement ADD CONSTRAINT sane_date CHECK (logdate > '2000-01-01');
+        ALTER TABLE measurement ADD CONSTRAINT city_known CHECK (city_id > 0) NOT VALID;
+        -- A grandchild, and a constraint that is not inherited.
+        CREATE TABLE measurement_2024_q1 () INHERITS (measurement_2024);
+        CREATE TABLE local_only (a int, CONSTRAINT only_here CHECK (a > 0) NO INHERIT);
+        CREATE TABLE local_child () INHERITS (local_only);
+        INSERT INTO measurement VALUES (1, '2023-05-01', 20, 5);
+        INSERT INTO measurement_2024 SELECT g % 10 + 1, date '2024-01-01' + g, g % 40, g FROM generate_series(1, 300) g;
+        INSERT INTO measurement_2025 (city_id, logdate, peaktemp, unitsales) SELECT 2, date '2025-01-01' + g, 10, g FROM generate_series(1, 50) g;
+        INSERT INTO measurement_old VALUES ('old', 3, '2010-01-01', 1, 1);
+        INSERT INTO measurement_tagged VALUES (4, '2022-02-02', 3, 3, 'tag');
+        INSERT INTO measurement_2024_q1 VALUES (5, '2024-02-01', 7, 7);
+        INSERT INTO local_only VALUES (1);
+        INSERT INTO local_child VALUES (-1);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT count(*), sum(unitsales) FROM measurement",
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'positive_sales'",
+            "INSERT INTO measurement_2025 (city_id, logdate, unitsales) VALUES (1, '2025-03-03', -1)",
+            "INSERT INTO measurement_tagged (city_id, logdate, tag) VALUES (1, '2025-03-03', '')",
+            "INSERT INTO local_child VALUES (-5)",
+            "SELECT * FROM measurement_2025 ORDER BY logdate LIMIT 1",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn domains_whose_check_calls_a_user_function() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE SCHEMA util;
+        CREATE FUNCTION util.is_isbn(text) RETURNS boolean LANGUAGE sql IMMUTABLE
+            AS $$ SELECT $1 ~ '^[0-9]{9}[0-9X]$' $$;
+        CREATE DOMAIN isbn AS text CONSTRAINT isbn_valid CHECK (util.is_isbn(VALUE));
+        CREATE FUNCTION is_even(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0';
+        CREATE DOMAIN even_int AS int NOT NULL CONSTRAINT must_be_even CHECK (is_even(VALUE));
+        CREATE DOMAIN small_even AS even_int CHECK (VALUE < 1000);
+        CREATE FUNCTION half(even_int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 2';
+        CREATE TABLE book (id small_even PRIMARY KEY, isbn isbn, pages even_int DEFAULT 2,
+            CHECK (half(pages) < 5000));
+        CREATE TYPE shelf AS (book_id small_even, label text);
+        CREATE TABLE shelving (s shelf, position int);
+        ALTER DOMAIN isbn ADD CONSTRAINT isbn_not_blank CHECK (VALUE <> '') NOT VALID;
+        INSERT INTO book SELECT g * 2, lpad(g::text, 10, '0'), g * 4 FROM generate_series(1, 400) g;
+        INSERT INTO shelving SELECT ROW(g * 2, 'shelf ' || g)::shelf, g FROM generate_series(1, 100) g;
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT count(*), sum(half(pages)) FROM book",
+            "SELECT '3'::even_int",
+            "SELECT '12345'::isbn",
+            "INSERT INTO book VALUES (2000, '123456789X', 2)",
+            "SELECT (s).label FROM shelving ORDER BY position LIMIT 1",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn functions_over_a_table_row_type_used_in_its_indexes_and_checks() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE TABLE point3 (x int, y int, z int);
+        CREATE FUNCTION norm1(p point3) RETURNS int LANGUAGE sql IMMUTABLE
+            AS 'SELECT abs($1.x) + abs($1.y) + abs($1.z)';
+        CREATE FUNCTION make_point(int) RETURNS point3 LANGUAGE sql IMMUTABLE
+            AS 'SELECT ROW($1, -$1, 2 * $1)::point3';
+        CREATE INDEX point3_norm ON point3 (norm1(point3));
+        CREATE INDEX point3_far ON point3 (x) WHERE norm1(point3) > 100;
+        CREATE TABLE placed (id int PRIMARY KEY, p point3 DEFAULT make_point(0),
+            CONSTRAINT bounded CHECK (norm1(p) < 1000000));
+        CREATE INDEX placed_norm ON placed (norm1(p));
+        -- A CHECK over its own table's whole row: table, function and constraint form a loop.
+        CREATE TABLE span (lo int, hi int);
+        CREATE FUNCTION span_ok(span) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1.lo <= $1.hi';
+        ALTER TABLE span ADD CONSTRAINT ordered CHECK (span_ok(span));
+        INSERT INTO point3 SELECT (make_point(g)).* FROM generate_series(1, 500) g;
+        INSERT INTO placed SELECT g, make_point(g) FROM generate_series(1, 200) g;
+        INSERT INTO span SELECT g, g + 1 FROM generate_series(1, 100) g;
+        "#,
+        RoundTrip::default(),
+        &[
+            "SET enable_seqscan = off",
+            "SELECT count(*) FROM point3 WHERE norm1(point3) > 100",
+            "SELECT norm1(p) FROM placed WHERE id = 7",
+            "INSERT INTO span VALUES (5, 1)",
+            "INSERT INTO placed (id) VALUES (1000) RETURNING p",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: rules are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn rules_on_tables_and_views() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE TABLE account (id int PRIMARY KEY, balance numeric NOT NULL DEFAULT 0);
+        CREATE TABLE account_log (id int, old numeric, new numeric);
+        CREATE RULE log_balance AS ON UPDATE TO account WHERE old.balance <> new.balance
+            DO ALSO INSERT INTO account_log VALUES (old.id, old.balance, new.balance);
+        CREATE RULE keep_accounts AS ON DELETE TO account DO INSTEAD NOTHING;
+        CREATE VIEW rich AS SELECT id, balance FROM account WHERE balance > 1000;
+        CREATE RULE rich_insert AS ON INSERT TO rich DO INSTEAD
+            INSERT INTO account VALUES (new.id, new.balance);
+        CREATE RULE rich_update AS ON UPDATE TO rich DO INSTEAD
+            UPDATE account SET balance = new.balance WHERE id = old.id;
+        CREATE TABLE archive (LIKE account);
+        CREATE RULE archive_copy AS ON INSERT TO archive DO ALSO NOTIFY archive_changed;
+        ALTER TABLE archive DISABLE RULE archive_copy;
+        COMMENT ON RULE log_balance ON account IS 'audit trail of balances';
+        INSERT INTO account SELECT g, g * 10 FROM generate_series(1, 300) g;
+        UPDATE account SET balance = balance + 1 WHERE id <= 5;
+        "#,
+        RoundTrip::default(),
+        &[
+            "UPDATE account SET balance = balance + 1 WHERE id = 1",
+            "SELECT count(*) FROM account_log",
+            "DELETE FROM account WHERE id = 2",
+            "SELECT count(*) FROM account",
+            "INSERT INTO rich VALUES (1000, 5000)",
+            "UPDATE rich SET balance = 7000 WHERE id = 1000",
+            "SELECT balance FROM account WHERE id = 1000",
+            "SELECT string_agg(rulename || ':' || ev_enabled, ',' ORDER BY rulename) FROM pg_rewrite WHERE rulename <> '_RETURN'",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: extended statistics are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
+fn extended_statistics() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE TABLE obs (a int, b int, c text, d date);
+        INSERT INTO obs SELECT g % 100, g % 100 / 10, 'v' || g % 7, date '2024-01-01' + g % 365
+            FROM generate_series(1, 5000) g;
+        CREATE STATISTICS obs_ab (ndistinct, dependencies) ON a, b FROM obs;
+        CREATE STATISTICS obs_mcv (mcv) ON a, c FROM obs;
+        CREATE STATISTICS obs_expr ON (a + b), lower(c) FROM obs;
+        CREATE SCHEMA stats;
+        CREATE STATISTICS stats.obs_all ON a, b, c, d FROM obs;
+        ALTER STATISTICS obs_ab SET STATISTICS 500;
+        COMMENT ON STATISTICS obs_mcv IS 'a and c go together';
+        CREATE TABLE part (k int, v int) PARTITION BY RANGE (k);
+        CREATE TABLE part_1 PARTITION OF part FOR VALUES FROM (0) TO (1000);
+        CREATE STATISTICS part_kv ON k, v FROM part;
+        INSERT INTO part SELECT g, g % 10 FROM generate_series(0, 999) g;
+        ANALYZE obs;
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT string_agg(stxname || ':' || stxstattarget || ':' || stxkind::text, ',' ORDER BY stxname) FROM pg_statistic_ext",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "issue 8: definitions are read under the caller's search_path until the new extraction lands; run: make test-fidelity"]
+fn definitions_calling_functions_in_public_come_out_schema_qualified() {
+    if !enabled() {
+        return;
+    }
+    // The backup is taken by sessions whose search_path finds every function unqualified; the
+    // restores run with a search_path that finds none of them.
+    round_trip(
+        r#"
+        CREATE SCHEMA shop;
+        CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0';
+        CREATE FUNCTION normalized(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(trim($1))';
+        CREATE FUNCTION shop.default_label() RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'item' $$;
+        CREATE SEQUENCE shop.codes;
+        CREATE TABLE shop.item (
+            id int PRIMARY KEY CHECK (positive(id)),
+            label text NOT NULL DEFAULT shop.default_label(),
+            code text DEFAULT 'c' || nextval('shop.codes'),
+            price int CONSTRAINT price_positive CHECK (positive(price)));
+        CREATE UNIQUE INDEX item_label ON shop.item (normalized(label));
+        CREATE DOMAIN shop.qty AS int CHECK (positive(VALUE));
+        CREATE TABLE shop.line (item int REFERENCES shop.item, qty shop.qty);
+        CREATE VIEW shop.cheap AS SELECT id, normalized(label) AS label FROM shop.item WHERE positive(100 - price);
+        CREATE FUNCTION shop.total(p_item int) RETURNS bigint LANGUAGE sql STABLE
+            AS $$ SELECT sum(qty) FROM line WHERE item = p_item $$ SET search_path = shop, public;
+        ALTER TABLE shop.item ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY visible ON shop.item USING (positive(price));
+        INSERT INTO shop.item (id, label, price) SELECT g, 'Item ' || g, g FROM generate_series(1, 150) g;
+        INSERT INTO shop.line SELECT g % 150 + 1, g % 5 + 1 FROM generate_series(1, 600) g;
+        ALTER DATABASE app SET search_path = shop, public;
+        "#,
+        RoundTrip {
+            restore_search_path: Some("pg_catalog"),
+            ..Default::default()
+        },
+        &[
+            "SELECT set_config('search_path', 'pg_catalog', false)",
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'price_positive'",
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'shop.item'::regclass ORDER BY adnum",
+            "SELECT pg_get_indexdef('shop.item_label'::regclass)",
+            "SELECT shop.total(1)",
+            "SELECT count(*) FROM shop.cheap",
+            "INSERT INTO shop.item (id, label, price) VALUES (-1, 'neg', 5)",
+        ],
+    );
+}
