@@ -30,7 +30,10 @@ CREATE TABLE backup.backups (
     verified_at     timestamptz,
     verify_status   text CHECK (verify_status IN ('ok', 'failed')),
     -- Not in the design's list: the process running it (to spot runs whose process died).
-    pid             integer
+    pid             integer,
+    -- Written by 0.1.0 only: progress now lives in shared memory (see backup.progress). Kept
+    -- so that a catalog updated from 0.1.0 and a fresh one are the same.
+    progress        jsonb
 );
 CREATE INDEX backups_schedule_idx ON backup.backups (schedule, started_at);
 COMMENT ON TABLE backup.backups IS 'One row per backup taken by pg_backup, also failed ones.';

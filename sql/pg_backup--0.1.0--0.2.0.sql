@@ -106,10 +106,10 @@ AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
 -- ---------------------------------------------------------------------------------------------
 -- issue 10 (reliability)
 -- Progress comes from shared memory (backup.runs_in_progress()), not from a column updated
--- every two seconds; restores record the process that runs them, so a dead one is settled.
+-- every two seconds (backup.backups.progress stays, no longer written); restores record the
+-- process that runs them, so a dead one is settled.
 -- ---------------------------------------------------------------------------------------------
 DROP VIEW backup.progress;
-ALTER TABLE backup.backups DROP COLUMN progress;
 ALTER TABLE backup.restores ADD COLUMN pid integer;
 
 CREATE FUNCTION backup."runs_in_progress"() RETURNS TABLE (

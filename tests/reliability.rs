@@ -609,6 +609,52 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
         create(&mut c, &format!("tables => '{{{table}}}', format => 'native'"));
     }
 
+    // The check itself runs no code a user wrote (it runs as the extension owner): a domain's
+    // CHECK is not evaluated, and a cast to json written by an unprivileged role is refused.
+    c.batch_execute(
+        "CREATE TABLE calls (n int);
+         CREATE FUNCTION positive(int) RETURNS bool LANGUAGE plpgsql AS
+           'BEGIN INSERT INTO calls VALUES ($1); RETURN $1 > 0; END';
+         CREATE DOMAIN pos AS int CHECK (positive(VALUE));
+         CREATE DOMAIN jdom AS jsonb;
+         CREATE TABLE dom (v pos, a pos[], j jdom);
+         INSERT INTO dom VALUES (5, '{1,2}', '{\"k\": 1}');
+         TRUNCATE calls;",
+    )
+    .unwrap();
+    create(&mut c, "tables => '{dom}', format => 'json'");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM calls"),
+        0,
+        "a domain CHECK ran"
+    );
+    c.batch_execute("INSERT INTO dom VALUES (6, '{3}', 'null')")
+        .unwrap();
+    let err = c
+        .query(
+            "SELECT * FROM backup.create(tables => '{dom}', format => 'json')",
+            &[],
+        )
+        .unwrap_err();
+    assert!(message(&err).contains("\"j\""), "{}", message(&err));
+    c.batch_execute(
+        "CREATE ROLE mallory;
+         CREATE TYPE pair AS (a int, b int);
+         CREATE FUNCTION pair_json(pair) RETURNS json LANGUAGE sql AS 'SELECT ''{}''::json';
+         CREATE CAST (pair AS json) WITH FUNCTION pair_json(pair);
+         ALTER FUNCTION pair_json(pair) OWNER TO mallory;
+         CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES ((1, 2));",
+    )
+    .unwrap();
+    let err = c
+        .query(
+            "SELECT * FROM backup.create(tables => '{pairs}', format => 'json')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023");
+    assert!(message(&err).contains("cast to json"), "{}", message(&err));
+
     // An archive that holds \u0000 anyway (written by 0.1.0, or edited): verify(deep) says so,
     // and restore fails instead of reporting ok.
     c.batch_execute("CREATE TABLE k (id int, doc json); INSERT INTO k VALUES (1, '{\"x\":\"A\"}')")
