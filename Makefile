@@ -46,7 +46,7 @@ test-fidelity: setup regress-build
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh
 
-bench: install-release
+bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
 
 fmt:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: backup.create() against pg_dump -Fc and a raw server-side COPY TO file, on the
-# same database in one run. Prints times, ratios, sizes and peak memory.
+# same database in one run. Prints times, ratios, sizes and peak memory; then the same for
+# PostgreSQL's regression database (scripts/bench-regression.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 B=$here/target/bench
@@ -114,3 +115,6 @@ backup.restore() (gzip:$level archive)        $(printf %7.2f "$ours_t")         
 backup.create() gzip vs raw COPY: $(ratio "$gz_t" "$raw_t")x   size vs pg_dump: $(ratio "$gz_bytes" "$dump_bytes")x
 * pg_dump: the client's max RSS. backend: the backend's peak RSS (VmHWM) minus the shared memory it maps (RssShmem).
 REPORT
+
+# The regression database: many object kinds, little data (scripts/bench-regression.sh).
+bash "$here/scripts/bench-regression.sh" "$out"

@@ -9,7 +9,7 @@ PGRX_VERSION=0.18.0
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_pkgs=()
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-dev pkg-config; do
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-dev pkg-config zstd; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

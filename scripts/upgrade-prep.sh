@@ -11,7 +11,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 out=$here/target/upgrade
 mkdir -p "$out"
-export CARGO_TARGET_DIR=$here/target
+# 0.1.0 is built in a target directory of its own: in a shared one, cargo does not copy a
+# fresh build's library back to target/debug, so either build could be installed as the other.
+export CARGO_TARGET_DIR=$out/target
 
 bindir=$("$PG_CONFIG" --bindir)
 prefix=${bindir%/lib/postgresql/15/bin}
@@ -26,7 +28,7 @@ copy_pg() {
   rm -f "$1"/usr/lib/postgresql/15/lib/pg_backup* "$1"/usr/share/postgresql/15/extension/pg_backup*
 }
 
-# 0.1.0 from its tag, built with the same toolchain and target directory (dependencies are shared).
+# 0.1.0 from its tag, built with the same toolchain.
 rev=$(git -c safe.directory="*" -C "$here" rev-parse -q --verify 'v0.1.0^{commit}' 2>/dev/null) || {
   echo "upgrade-prep: tag v0.1.0 is missing from this clone (git fetch --tags)" >&2; exit 1; }
 src=$out/src-0.1.0

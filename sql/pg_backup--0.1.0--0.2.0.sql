@@ -6,9 +6,17 @@
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions whose C symbol changed (issue 13: a new library never unboxes an old argument list;
--- 0.1.0's symbols remain in the library and ask for this update, see src/sql_api/compat.rs).
+-- 0.1.0's symbols remain in the library and only ask for this update, see
+-- src/sql_api/compat.rs). Their argument lists grew, so the 0.1.0 definitions are dropped and
+-- the 0.2.0 ones created; grants and SECURITY DEFINER are applied at the end, as on install.
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION backup."create"(
+DROP FUNCTION backup."create"(text, text[], text[], text[], text[], boolean, boolean, text, text, boolean);
+DROP FUNCTION backup.verify(text, boolean);
+DROP FUNCTION backup.rescan();
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean);
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text);
+
+CREATE FUNCTION backup."create"(
 	"label" TEXT DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
 	"tables" TEXT[] DEFAULT NULL,
@@ -17,7 +25,7 @@ CREATE OR REPLACE FUNCTION backup."create"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"verbose" bool DEFAULT false
 ) RETURNS TABLE (
 	"backup_id" TEXT,
@@ -31,12 +39,12 @@ CREATE OR REPLACE FUNCTION backup."create"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."rescan"() RETURNS SETOF TEXT
+CREATE FUNCTION backup."rescan"() RETURNS SETOF TEXT
 STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."restore"(
+CREATE FUNCTION backup."restore"(
 	"backup_id" TEXT,
 	"tables" TEXT[] DEFAULT NULL,
 	"schemas" TEXT[] DEFAULT NULL,
@@ -47,7 +55,8 @@ CREATE OR REPLACE FUNCTION backup."restore"(
 	"disable_triggers" bool DEFAULT false,
 	"on_error" TEXT DEFAULT 'abort',
 	"dry_run" bool DEFAULT false,
-	"confirm" bool DEFAULT false
+	"confirm" bool DEFAULT false,
+	"analyze" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -59,7 +68,7 @@ CREATE OR REPLACE FUNCTION backup."restore"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'restore_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."schedule"(
+CREATE FUNCTION backup."schedule"(
 	"name" TEXT,
 	"cron" TEXT,
 	"label" TEXT DEFAULT NULL,
@@ -70,7 +79,7 @@ CREATE OR REPLACE FUNCTION backup."schedule"(
 	"schema_only" bool DEFAULT false,
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
-	"compression" TEXT DEFAULT 'gzip',
+	"compression" TEXT DEFAULT NULL,
 	"keep_last" INT DEFAULT NULL,
 	"keep_days" INT DEFAULT NULL,
 	"enabled" bool DEFAULT true,
@@ -88,7 +97,7 @@ CREATE OR REPLACE FUNCTION backup."schedule"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
 
-CREATE OR REPLACE FUNCTION backup."verify"(
+CREATE FUNCTION backup."verify"(
 	"backup_id" TEXT DEFAULT NULL,
 	"deep" bool DEFAULT true
 ) RETURNS TABLE (
@@ -102,6 +111,7 @@ CREATE OR REPLACE FUNCTION backup."verify"(
 )
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
+
 
 -- ---------------------------------------------------------------------------------------------
 -- issue 10 (reliability)

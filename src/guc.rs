@@ -8,7 +8,9 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 static DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static COMPRESSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"zstd"));
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
+static RESTORE_MAINTENANCE_WORK_MEM: GucSetting<i32> = GucSetting::<i32>::new(512 * 1024);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
@@ -38,6 +40,14 @@ pub fn init() {
         },
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_string_guc(
+        c"backup.compression",
+        c"Compression of backups that do not name one: zstd, zstd:N, gzip, gzip:N or none.",
+        c"zstd (level 3) is faster than gzip:1 and smaller than gzip:6 (see README, Benchmarks).",
+        &COMPRESSION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"backup.compression_level",
         c"gzip level for compression => 'gzip'.",
@@ -47,6 +57,16 @@ pub fn init() {
         9,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup.restore_maintenance_work_mem",
+        c"maintenance_work_mem of a restore's index builds, when the session's is lower.",
+        c"0 leaves maintenance_work_mem as it is.",
+        &RESTORE_MAINTENANCE_WORK_MEM,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_bool_guc(
         c"backup.scheduler_enabled",
@@ -77,8 +97,20 @@ pub fn database() -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-pub fn compression_level() -> u32 {
-    COMPRESSION_LEVEL.get() as u32
+/// What create() and schedules use for options left NULL.
+pub fn create_defaults() -> crate::backup::options::Defaults {
+    crate::backup::options::Defaults {
+        compression: COMPRESSION
+            .get()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "zstd".into()),
+        gzip_level: COMPRESSION_LEVEL.get() as u32,
+    }
+}
+
+pub fn restore_maintenance_work_mem_kb() -> i64 {
+    RESTORE_MAINTENANCE_WORK_MEM.get() as i64
 }
 
 pub fn scheduler_enabled() -> bool {

@@ -134,12 +134,19 @@ fn table_text(dir: &Path, table: &str) -> String {
         .iter()
         .find(|f| f["table"] == table)
         .unwrap();
+    let path = f["path"].as_str().unwrap();
+    let file = std::fs::File::open(dir.join(path)).unwrap();
     let mut s = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(dir.join(f["path"].as_str().unwrap())).unwrap(),
-    )
-    .read_to_string(&mut s)
-    .unwrap();
+    if path.ends_with(".zst") {
+        zstd::stream::read::Decoder::new(file)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+    } else {
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut s)
+            .unwrap();
+    }
     s
 }
 
@@ -584,9 +591,17 @@ fn assert_same_schema(s: &Server, a_db: &str, b_db: &str) {
 }
 
 fn backup_id(c: &mut Client, format: &str) -> String {
-    c.query_one(&format!("SELECT backup_id FROM backup.create(label => 'fidelity-{format}', format => '{format}')"), &[])
-        .unwrap()
-        .get(0)
+    backup_id_with(c, format, None)
+}
+
+/// A backup in `format`, with `compression` or the default (backup.compression).
+fn backup_id_with(c: &mut Client, format: &str, compression: Option<&str>) -> String {
+    c.query_one(
+        "SELECT backup_id FROM backup.create(label => 'fidelity-' || $1, format => $1, compression => $2)",
+        &[&format, &compression],
+    )
+    .unwrap()
+    .get(0)
 }
 
 #[test]
@@ -599,8 +614,15 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
     psql_file(&s, "app", &fixture);
     let mut src = s.connect("app");
     let fingerprint = data_fingerprint(&mut src);
-    for format in ["native", "sql", "csv"] {
-        let id = backup_id(&mut src, format);
+    for (format, compression) in [
+        ("native", None),
+        ("native", Some("gzip")),
+        ("native", Some("none")),
+        ("sql", None),
+        ("sql", Some("gzip:1")),
+        ("csv", Some("zstd:9")),
+    ] {
+        let id = backup_id_with(&mut src, format, compression);
         let bad: i64 = src
             .query_one(
                 "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
@@ -609,7 +631,10 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
             .unwrap()
             .get(0);
         assert_eq!(bad, 0, "{format}: verify");
-        let db = format!("copy_{format}");
+        let db = format!(
+            "copy_{format}_{}",
+            compression.unwrap_or("default").replace(':', "_")
+        );
         restore_into(&s, &db, &id);
         assert_same_schema(&s, "app", &db);
         assert_eq!(
@@ -618,24 +643,30 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
             "{format}: data"
         );
         if format == "sql" {
-            // The script alone, through psql, into a database without pg_backup.
+            // The script alone, through the compressor's own tool and psql, into a database
+            // without pg_backup: zstd -dc for the default, gunzip -c for gzip.
+            let (file, unpack) = match compression {
+                None => ("backup.sql.zst", "zstd -dc"),
+                Some(_) => ("backup.sql.gz", "gunzip -c"),
+            };
+            let plain = format!("{db}_psql");
             s.connect("postgres")
-                .batch_execute("CREATE DATABASE plain_psql")
+                .batch_execute(&format!("CREATE DATABASE {plain}"))
                 .unwrap();
-            let script = s.data.join("pg_backup").join(&id).join("backup.sql.gz");
+            let script = s.data.join("pg_backup").join(&id).join(file);
             let sh = format!(
-                "gunzip -c '{}' | {} -X -q -v ON_ERROR_STOP=1 -h '{}' -p {} -d plain_psql",
+                "{unpack} '{}' | {} -X -q -v ON_ERROR_STOP=1 -h '{}' -p {} -d {plain}",
                 script.display(),
                 bin("psql"),
                 s.socket.display(),
                 s.port
             );
             run(Command::new("sh").args(["-c", &sh]));
-            assert_same_schema(&s, "app", "plain_psql");
+            assert_same_schema(&s, "app", &plain);
             assert_eq!(
-                data_fingerprint(&mut s.connect("plain_psql")),
+                data_fingerprint(&mut s.connect(&plain)),
                 fingerprint,
-                "sql via psql: data"
+                "sql via {unpack} | psql: data"
             );
         }
     }

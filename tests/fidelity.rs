@@ -53,7 +53,6 @@ fn answer(c: &mut postgres::Client, sql: &str) -> String {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn a_film_rental_schema_with_setof_functions_over_its_tables() {
     if !enabled() {
         return;
@@ -131,7 +130,6 @@ fn a_film_rental_schema_with_setof_functions_over_its_tables() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn tables_inherited_by_children_with_check_constraints() {
     if !enabled() {
         return;
@@ -181,7 +179,6 @@ fn tables_inherited_by_children_with_check_constraints() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn domains_whose_check_calls_a_user_function() {
     if !enabled() {
         return;
@@ -216,7 +213,6 @@ fn domains_whose_check_calls_a_user_function() {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn functions_over_a_table_row_type_used_in_its_indexes_and_checks() {
     if !enabled() {
         return;
@@ -253,7 +249,6 @@ fn functions_over_a_table_row_type_used_in_its_indexes_and_checks() {
 }
 
 #[test]
-#[ignore = "issue 8: rules are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn rules_on_tables_and_views() {
     if !enabled() {
         return;
@@ -292,7 +287,6 @@ fn rules_on_tables_and_views() {
 }
 
 #[test]
-#[ignore = "issue 8: extended statistics are left out of backups until the dependency-ordered TOC lands; run: make test-fidelity"]
 fn extended_statistics() {
     if !enabled() {
         return;
@@ -323,7 +317,6 @@ fn extended_statistics() {
 }
 
 #[test]
-#[ignore = "issue 8: definitions are read under the caller's search_path until the new extraction lands; run: make test-fidelity"]
 fn definitions_calling_functions_in_public_come_out_schema_qualified() {
     if !enabled() {
         return;

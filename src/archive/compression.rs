@@ -1,30 +1,45 @@
-//! The `compression` option: `gzip` (level from backup.compression_level), `gzip:1`..`gzip:9`, `none`.
+//! The `compression` option: `zstd` (level 3), `zstd:1`..`zstd:19`, `gzip` (level from
+//! backup.compression_level), `gzip:1`..`gzip:9`, `none`; and the one place that turns a
+//! compression into a stream encoder (writing) or decoder (verify, restore).
+
+use std::io::{Read, Write};
+
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
 
 use crate::error::{BackupError, Result};
+
+/// zstd's own default level: about gzip:1's speed with a better ratio than gzip:6.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
     Gzip(u32),
+    Zstd(i32),
 }
 
 impl Compression {
-    pub fn parse(text: &str, default_level: u32) -> Result<Compression> {
+    /// `gzip_level` is backup.compression_level, used by a bare `gzip`.
+    pub fn parse(text: &str, gzip_level: u32) -> Result<Compression> {
         let t = text.trim().to_ascii_lowercase();
         let bad = || {
             BackupError::invalid(format!("invalid compression \"{}\"", text.escape_default()))
-                .with_hint("Use 'gzip', 'gzip:1' .. 'gzip:9' or 'none'.")
+                .with_hint(
+                    "Use 'zstd', 'zstd:1' .. 'zstd:19', 'gzip', 'gzip:1' .. 'gzip:9' or 'none'.",
+                )
         };
-        match t.as_str() {
-            "none" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip(default_level.clamp(1, 9))),
-            _ => {
-                let level = t.strip_prefix("gzip:").ok_or_else(bad)?;
-                match level.parse::<u32>() {
-                    Ok(n @ 1..=9) => Ok(Compression::Gzip(n)),
-                    _ => Err(bad()),
-                }
-            }
+        let (method, level) = match t.split_once(':') {
+            Some((m, l)) => (m, Some(l.parse::<i64>().map_err(|_| bad())?)),
+            None => (t.as_str(), None),
+        };
+        match (method, level) {
+            ("none", None) => Ok(Compression::None),
+            ("gzip", None) => Ok(Compression::Gzip(gzip_level.clamp(1, 9))),
+            ("gzip", Some(n @ 1..=9)) => Ok(Compression::Gzip(n as u32)),
+            ("zstd", None) => Ok(Compression::Zstd(ZSTD_DEFAULT_LEVEL)),
+            ("zstd", Some(n @ 1..=19)) => Ok(Compression::Zstd(n as i32)),
+            _ => Err(bad()),
         }
     }
 
@@ -32,20 +47,81 @@ impl Compression {
         match self {
             Compression::None => "",
             Compression::Gzip(_) => ".gz",
+            Compression::Zstd(_) => ".zst",
         }
     }
 
-    /// As recorded in the manifest and the catalog: `gzip:N` or `none`.
+    /// As recorded in the manifest and the catalog: `zstd:N`, `gzip:N` or `none`.
     pub fn name(self) -> String {
         match self {
             Compression::None => "none".into(),
             Compression::Gzip(n) => format!("gzip:{n}"),
+            Compression::Zstd(n) => format!("zstd:{n}"),
         }
     }
 
     /// Read back what `name()` wrote.
     pub fn from_name(name: &str) -> Result<Compression> {
         Compression::parse(name, 6)
+    }
+
+    /// A writer that compresses into `sink`; `finish()` ends the stream and returns the sink.
+    pub fn encoder<W: Write>(self, sink: W) -> std::io::Result<Encoder<W>> {
+        Ok(match self {
+            Compression::None => Encoder::Plain(sink),
+            Compression::Gzip(level) => {
+                Encoder::Gzip(GzEncoder::new(sink, flate2::Compression::new(level)))
+            }
+            Compression::Zstd(level) => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(sink, level)?)
+            }
+        })
+    }
+
+    /// A reader of the decompressed bytes of `source`.
+    pub fn decoder<'a, R: Read + 'a>(self, source: R) -> std::io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(source),
+            // Multi-member: `cat a.gz b.gz` is one valid stream, as gunzip reads it.
+            Compression::Gzip(_) => Box::new(MultiGzDecoder::new(source)),
+            Compression::Zstd(_) => Box::new(zstd::stream::read::Decoder::new(source)?),
+        })
+    }
+}
+
+/// A compressing writer (see `Compression::encoder`).
+pub enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Write the stream's trailer and hand back the sink (not flushed: the caller owns it).
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
     }
 }
 
@@ -61,16 +137,71 @@ mod tests {
             Compression::Gzip(9)
         );
         assert_eq!(Compression::parse("none", 3).unwrap(), Compression::None);
-        for bad in ["gzip:0", "gzip:10", "zstd", "", "gzip:"] {
+        assert_eq!(
+            Compression::parse("zstd", 3).unwrap(),
+            Compression::Zstd(ZSTD_DEFAULT_LEVEL)
+        );
+        assert_eq!(
+            Compression::parse(" Zstd:19 ", 3).unwrap(),
+            Compression::Zstd(19)
+        );
+        for bad in [
+            "gzip:0", "gzip:10", "zstd:0", "zstd:20", "zstd:-1", "lz4", "", "gzip:", "zstd:x",
+            "none:1",
+        ] {
             assert_eq!(
                 Compression::parse(bad, 3).unwrap_err().sqlstate(),
                 "22023",
                 "{bad}"
             );
         }
-        assert_eq!(
-            Compression::from_name(&Compression::Gzip(4).name()).unwrap(),
-            Compression::Gzip(4)
-        );
+        for c in [
+            Compression::None,
+            Compression::Gzip(4),
+            Compression::Zstd(1),
+            Compression::Zstd(19),
+        ] {
+            assert_eq!(Compression::from_name(&c.name()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn every_compression_round_trips() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{i}\trow {}\n", i % 97).into_bytes())
+            .collect();
+        for c in [
+            Compression::None,
+            Compression::Gzip(1),
+            Compression::Zstd(3),
+        ] {
+            let mut e = c.encoder(Vec::new()).unwrap();
+            e.write_all(&text).unwrap();
+            let packed = e.finish().unwrap();
+            if c != Compression::None {
+                assert!(packed.len() < text.len() / 2, "{c:?} compresses");
+            }
+            let mut back = Vec::new();
+            c.decoder(&packed[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, text, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error() {
+        for c in [Compression::Gzip(1), Compression::Zstd(3)] {
+            let mut e = c.encoder(Vec::new()).unwrap();
+            e.write_all(&[7u8; 100_000]).unwrap();
+            let packed = e.finish().unwrap();
+            let cut = &packed[..packed.len() - 4];
+            let mut back = Vec::new();
+            assert!(
+                c.decoder(cut).unwrap().read_to_end(&mut back).is_err(),
+                "{c:?}"
+            );
+        }
     }
 }

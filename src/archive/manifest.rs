@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: a table of contents (`toc`); 1 (0.1.0): two ordered DDL lists, still read.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
 
@@ -27,9 +29,15 @@ pub struct Manifest {
     pub compression: String,
     /// The create() options as given, for the record and for `rescan()`.
     pub options: serde_json::Value,
-    /// DDL restored before the data (schemas, types, tables, views ...), in order.
+    /// Every object of the backup, in restore order (format 2; a format-1 manifest's DDL
+    /// lists are turned into one on read).
+    #[serde(default)]
+    pub toc: Vec<TocEntry>,
+    /// Format 1 only: DDL restored before the data, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_data: Vec<DdlItem>,
-    /// DDL restored after the data (indexes, constraints, triggers, policies ...), in order.
+    /// Format 1 only: DDL restored after the data, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_data: Vec<DdlItem>,
     pub files: Vec<DataFile>,
     /// sql format: the COPY blocks of the script, in order.
@@ -96,7 +104,7 @@ impl Manifest {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(bytes)
+        let mut m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| BackupError::corrupt(format!("manifest.json does not parse: {e}")))?;
         if m.format_version > FORMAT_VERSION {
             return Err(BackupError::invalid(format!(
@@ -111,6 +119,9 @@ impl Manifest {
                 "manifest.json lists an unexpected file path \"{}\"",
                 f.path.escape_default()
             )));
+        }
+        if m.format_version < 2 {
+            m.toc = toc::from_v1(&m.pre_data, &m.post_data);
         }
         Ok(m)
     }
@@ -155,9 +166,13 @@ impl DataFile {
     }
 }
 
-/// `data/NNNNN.{copy,csv,json}[.gz]` or `backup.sql[.gz]`: never absolute, never `..`.
+/// `data/NNNNN.{copy,csv,json}[.gz|.zst]` or `backup.sql[.gz|.zst]`: never absolute, never
+/// `..`.
 pub fn is_archive_path(path: &str) -> bool {
-    let path = path.strip_suffix(".gz").unwrap_or(path);
+    let path = path
+        .strip_suffix(".gz")
+        .or_else(|| path.strip_suffix(".zst"))
+        .unwrap_or(path);
     if path == "backup.sql" {
         return true;
     }
@@ -212,14 +227,20 @@ pub(crate) fn sample() -> Manifest {
         format: "native".into(),
         compression: "gzip:1".into(),
         options: serde_json::json!({"schemas": ["public"]}),
-        pre_data: vec![DdlItem {
-            kind: "table".into(),
+        toc: vec![TocEntry {
+            id: 1,
+            kind: toc::EntryKind::Table,
+            section: toc::Section::PreData,
             schema: Some("public".into()),
             name: "t".into(),
             table: None,
+            owner: Some("alice".into()),
+            belongs_to: None,
+            deps: vec![],
             sql: "CREATE TABLE public.t (a integer);".into(),
-            references: None,
+            owner_sql: Some("ALTER TABLE public.t OWNER TO alice;".into()),
         }],
+        pre_data: vec![],
         post_data: vec![],
         files: vec![DataFile {
             path: "data/00001.copy.gz".into(),
@@ -255,6 +276,8 @@ mod tests {
             "data/00002.csv",
             "data/12345.json.gz",
             "backup.sql.gz",
+            "backup.sql.zst",
+            "data/00002.csv.zst",
         ] {
             assert!(is_archive_path(ok), "{ok}");
         }
@@ -275,6 +298,27 @@ mod tests {
             Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
             "XX001"
         );
+    }
+
+    #[test]
+    fn format_1_manifests_are_read_into_a_toc() {
+        let mut m = sample();
+        m.format_version = 1;
+        m.toc.clear();
+        m.pre_data = vec![DdlItem {
+            kind: "table".into(),
+            schema: Some("public".into()),
+            name: "t".into(),
+            table: None,
+            sql: "CREATE TABLE public.t (a integer);".into(),
+            references: None,
+        }];
+        let json = m.to_json();
+        assert!(!String::from_utf8_lossy(&json).contains("\"toc\": [{"));
+        let back = Manifest::from_json(&json).unwrap();
+        assert_eq!(back.toc.len(), 1);
+        assert_eq!(back.toc[0].kind, toc::EntryKind::Table);
+        assert_eq!(back.toc[0].sql, "CREATE TABLE public.t (a integer);");
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod id;
 pub mod manifest;
 pub mod retention;
 pub mod rows;
+pub mod toc;
 pub mod verify;
 pub mod writer;

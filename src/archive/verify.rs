@@ -193,14 +193,10 @@ fn check_data_file(
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let parsed = deep.then(|| {
         let mut counter = counter_for(manifest, f);
-        let result = match compression {
-            Compression::None => consume(counter.as_mut(), &mut hashing, check),
-            Compression::Gzip(_) => consume(
-                counter.as_mut(),
-                &mut flate2::read::GzDecoder::new(&mut hashing),
-                check,
-            ),
-        };
+        let result = compression
+            .decoder(&mut hashing)
+            .map_err(|e| e.to_string())
+            .and_then(|mut plain| consume(counter.as_mut(), &mut plain, check));
         result.and_then(|()| counter.finish())
     });
     // What is left to hash (all of it when not deep), in chunks, checking between them.

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::compression::Compression;
@@ -169,13 +168,9 @@ pub fn drain_to_file(
         hasher: Sha256::new(),
         bytes: 0,
     };
-    let mut out: Box<dyn WriteFinish> = match compression {
-        Compression::None => Box::new(std::io::BufWriter::with_capacity(1 << 20, sink)),
-        Compression::Gzip(level) => Box::new(GzEncoder::new(
-            std::io::BufWriter::with_capacity(1 << 20, sink),
-            flate2::Compression::new(level),
-        )),
-    };
+    let mut out = compression
+        .encoder(std::io::BufWriter::with_capacity(1 << 20, sink))
+        .map_err(|e| BackupError::io("start compressing", path, e))?;
     let mut reader = PollingReader { fd: source, cancel };
     let mut buf = vec![0u8; 1 << 20];
     let mut raw_bytes = 0u64;
@@ -191,7 +186,8 @@ pub fn drain_to_file(
             .map_err(|e| BackupError::io("write", path, e))?;
     }
     let sink = out
-        .finish_into()
+        .finish()
+        .and_then(|buffered| buffered.into_inner().map_err(|e| e.into_error()))
         .map_err(|e| BackupError::io("write", path, e))?;
     sink.file
         .sync_all()
@@ -201,23 +197,6 @@ pub fn drain_to_file(
         bytes: sink.bytes,
         sha256: manifest::hex(&sink.hasher.finalize()),
     })
-}
-
-/// Finishing a stack of writers (gzip trailer, buffer flush) and getting the file back.
-trait WriteFinish: Write {
-    fn finish_into(self: Box<Self>) -> std::io::Result<HashingFile>;
-}
-
-impl WriteFinish for std::io::BufWriter<HashingFile> {
-    fn finish_into(self: Box<Self>) -> std::io::Result<HashingFile> {
-        self.into_inner().map_err(|e| e.into_error())
-    }
-}
-
-impl WriteFinish for GzEncoder<std::io::BufWriter<HashingFile>> {
-    fn finish_into(self: Box<Self>) -> std::io::Result<HashingFile> {
-        (*self).finish()?.into_inner().map_err(|e| e.into_error())
-    }
 }
 
 /// Reads a pipe with poll() so that a cancel request is seen within 100 ms even when the

@@ -15,6 +15,7 @@ use crate::archive::manifest::{
     DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
+use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::catalog::runs;
@@ -271,18 +272,7 @@ fn write_archive(
     sel: &Selection,
     claim: &runs::Claim,
 ) -> Result<(Manifest, String)> {
-    let ddl = if opts.data_only {
-        let mut d = ddl::extract(sel)?;
-        d.pre_data.clear();
-        d.post_data.retain(|i| i.kind == "sequence_set");
-        d
-    } else {
-        let mut d = ddl::extract(sel)?;
-        if opts.schema_only {
-            d.post_data.retain(|i| i.kind != "sequence_set");
-        }
-        d
-    };
+    let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let writer = ArchiveWriter::begin(base, id)?;
     let tables: &[select::Relation] = if opts.schema_only {
         &[]
@@ -305,7 +295,7 @@ fn write_archive(
             opts,
             id,
             &writer,
-            &ddl,
+            &toc,
             tables,
             large_objects,
             &mut progress,
@@ -329,8 +319,9 @@ fn write_archive(
         format: opts.format.clone(),
         compression: opts.compression.name(),
         options: opts.to_json(),
-        pre_data: ddl.pre_data,
-        post_data: ddl.post_data,
+        toc,
+        pre_data: Vec::new(),
+        post_data: Vec::new(),
         files,
         script_tables,
     };
@@ -385,6 +376,17 @@ fn quoted(schema: &str, name: &str) -> String {
     )
 }
 
+/// The columns of `rel` whose type (or a domain's base type) is an array.
+fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
+        &[rel.into()],
+    )?
+    .unwrap_or_default())
+}
+
 /// native, csv and json: one file per table (and one for the large objects' pages).
 fn write_table_files(
     opts: &CreateOptions,
@@ -404,7 +406,26 @@ fn write_table_files(
                 // Refused up front if a value would not come back as it was.
                 json_check::check(t, &columns)?;
                 // One JSON object per row, keys = the copied columns (generated ones excluded).
-                let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+                // An array whose lower bounds are not all 1 (its text form starts with its
+                // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would
+                // come back with bounds 1. json_populate_record reads such a string through
+                // the array's input function.
+                let arrays = array_columns(t.oid)?;
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let q = spi::quote_identifier(c);
+                        if arrays.contains(c) {
+                            format!(
+                                "CASE WHEN pg_catalog.left({q}::pg_catalog.text, 1) = '[' \
+                                 THEN pg_catalog.to_json({q}::pg_catalog.text) \
+                                 ELSE pg_catalog.to_json({q}) END AS {q}"
+                            )
+                        } else {
+                            q
+                        }
+                    })
+                    .collect();
                 json_query = format!(
                     "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
                     cols.join(", "),
@@ -474,7 +495,7 @@ fn write_script(
     opts: &CreateOptions,
     id: &str,
     writer: &ArchiveWriter,
-    ddl: &ddl::Ddl,
+    toc: &[TocEntry],
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
@@ -485,7 +506,7 @@ fn write_script(
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
-         -- (or: gunzip -c backup.sql.gz | psql -v ON_ERROR_STOP=1)\n\
+         -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\
@@ -494,10 +515,7 @@ fn write_script(
          SELECT pg_catalog.set_config('search_path', '', false);\n\n",
         env!("CARGO_PKG_VERSION")
     ))?;
-    for item in &ddl.pre_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
-    }
+    write_entries(&mut w, toc, Pass::PreData)?;
     let mut blocks = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         progress.table(i, t);
@@ -551,9 +569,13 @@ fn write_script(
         });
     }
     w.write_text("\n")?;
-    for item in &ddl.post_data {
-        w.write_text(&item.sql)?;
-        w.write_text("\n")?;
+    for pass in [
+        Pass::PostData,
+        Pass::Acl,
+        Pass::PostAcl,
+        Pass::SequenceValues,
+    ] {
+        write_entries(&mut w, toc, pass)?;
     }
     w.write_text(&format!("{SCRIPT_END}\n"))?;
     let stats = w.finish()?;
@@ -569,6 +591,19 @@ fn write_script(
         sha256: stats.sha256,
     };
     Ok((vec![file], blocks))
+}
+
+/// The entries of one pass, in TOC order, each under a comment naming it (as pg_dump's
+/// plain format does).
+fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()> {
+    for e in toc.iter().filter(|e| e.pass() == pass && !e.sql.is_empty()) {
+        w.write_text(&format!(
+            "\n-- {}\n{}\n",
+            e.describe().replace('\n', " "),
+            e.statements()
+        ))?;
+    }
+    Ok(())
 }
 
 fn server_facts() -> Result<(String, String, String)> {

@@ -44,8 +44,25 @@ pub struct CreateArgs {
     pub verbose: Option<bool>,
 }
 
+/// What an option left NULL means: the settings `backup.compression` and
+/// `backup.compression_level` at the time of the call.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub compression: String,
+    pub gzip_level: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            compression: "zstd".into(),
+            gzip_level: 6,
+        }
+    }
+}
+
 impl CreateOptions {
-    pub fn parse(args: CreateArgs, default_level: u32) -> Result<CreateOptions> {
+    pub fn parse(args: CreateArgs, defaults: &Defaults) -> Result<CreateOptions> {
         if let Some(l) = &args.label {
             id::validate_label(l)?;
         }
@@ -70,8 +87,10 @@ impl CreateOptions {
             ))
             .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."));
         }
-        let compression =
-            Compression::parse(args.compression.as_deref().unwrap_or("gzip"), default_level)?;
+        let compression = Compression::parse(
+            args.compression.as_deref().unwrap_or(&defaults.compression),
+            defaults.gzip_level,
+        )?;
         let nonempty = |v: Option<Vec<String>>, what: &str| -> Result<Option<Vec<String>>> {
             match v {
                 Some(list) if list.is_empty() => {
@@ -122,11 +141,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_a_full_gzip_backup() {
-        let o = CreateOptions::parse(CreateArgs::default(), 1).unwrap();
-        assert_eq!(o.compression, Compression::Gzip(1));
+    fn defaults_are_a_full_zstd_backup() {
+        let o = CreateOptions::parse(CreateArgs::default(), &Defaults::default()).unwrap();
+        assert_eq!(o.compression, Compression::Zstd(3));
         assert_eq!(o.kind(), "full");
-        assert_eq!(o.to_json()["compression"], "gzip:1");
+        assert_eq!(o.to_json()["compression"], "zstd:3");
+        let gzip1 = Defaults {
+            compression: "gzip".into(),
+            gzip_level: 1,
+        };
+        let o = CreateOptions::parse(CreateArgs::default(), &gzip1).unwrap();
+        assert_eq!(o.compression, Compression::Gzip(1));
+        let explicit = CreateArgs {
+            compression: Some("gzip:9".into()),
+            ..Default::default()
+        };
+        let o = CreateOptions::parse(explicit, &gzip1).unwrap();
+        assert_eq!(o.compression, Compression::Gzip(9));
     }
 
     #[test]
@@ -153,7 +184,9 @@ mod tests {
         for args in cases {
             let what = format!("{args:?}");
             assert_eq!(
-                CreateOptions::parse(args, 1).unwrap_err().sqlstate(),
+                CreateOptions::parse(args, &Defaults::default())
+                    .unwrap_err()
+                    .sqlstate(),
                 "22023",
                 "{what}"
             );
@@ -167,7 +200,7 @@ mod tests {
                 tables: Some(vec!["t".into()]),
                 ..Default::default()
             },
-            1,
+            &Defaults::default(),
         )
         .unwrap();
         assert_eq!(o.kind(), "partial");
@@ -176,7 +209,7 @@ mod tests {
                 schema_only: Some(true),
                 ..Default::default()
             },
-            1,
+            &Defaults::default(),
         )
         .unwrap();
         assert_eq!(o.kind(), "schema");

@@ -10,7 +10,7 @@ pub struct Relation {
     pub oid: pg_sys::Oid,
     pub schema: String,
     pub name: String,
-    /// pg_class.relkind: r, p, v, m, S.
+    /// pg_class.relkind: r, p, v, m, S, f.
     pub kind: char,
 }
 
@@ -31,7 +31,7 @@ pub struct Selection {
 const CANDIDATES: &str = r#"
 SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'

@@ -65,13 +65,7 @@ fn feed(
             }
         }
     };
-    let finished = match compression {
-        Compression::None => send_all(&mut hashing)?,
-        Compression::Gzip(_) => {
-            let mut gz = flate2::read::GzDecoder::new(&mut hashing);
-            send_all(&mut gz)?
-        }
-    };
+    let finished = send_all(&mut compression.decoder(&mut hashing)?)?;
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }

@@ -82,14 +82,11 @@ fn feed(
     tx: SyncSender<Msg>,
 ) -> std::io::Result<String> {
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
-    let finished = match compression {
-        Compression::None => split_blocks(&mut BufReader::new(&mut hashing), &headers, &tx)?,
-        Compression::Gzip(_) => split_blocks(
-            &mut BufReader::with_capacity(1 << 20, flate2::read::GzDecoder::new(&mut hashing)),
-            &headers,
-            &tx,
-        )?,
-    };
+    let finished = split_blocks(
+        &mut BufReader::with_capacity(1 << 20, compression.decoder(&mut hashing)?),
+        &headers,
+        &tx,
+    )?;
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }

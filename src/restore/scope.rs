@@ -1,28 +1,36 @@
-//! Which objects of a backup a restore touches, and under which names.
+//! Which entries of a backup's TOC a restore takes, and under which names.
 //!
-//! A full restore takes everything. `tables` / `schemas` take those tables (or every table of
-//! those schemas) with what they need: their schema, the types, collations and functions of
-//! that schema, their sequences, indexes, constraints, triggers, policies, comments, owners and
-//! grants; `schemas` also takes the schema's views. `target_schema` moves the restored relations
-//! of one schema into another (see `retarget`).
+//! A full restore takes every entry. `tables` / `schemas` take those relations (or every
+//! object of those schemas), the entries that come with them (a table's partitions and
+//! children, its owned sequences, indexes, constraints, triggers, policies, rows, comments
+//! and grants), and the dependency closure they need (schemas, types, functions ...; a
+//! relation needed only as a dependency is created if missing, without its rows). A foreign
+//! key never pulls in the table it references: it is reported if that table is neither
+//! restored nor present. `target_schema` moves the restored relations of one schema into
+//! another (see `retarget`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::spi::quote_identifier;
 
 use super::plan;
 use super::retarget::Retarget;
-use crate::archive::manifest::{DdlItem, Manifest};
+use crate::archive::manifest::Manifest;
+use crate::archive::toc::{self, EntryKind, TocEntry};
 use crate::error::{BackupError, Result};
+
+/// Why an entry is part of the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Asked for (or part of what was asked for).
+    Requested,
+    /// Needed by what was asked for: created only if missing.
+    Dependency,
+}
 
 pub struct Scope {
     pub full: bool,
-    /// Relations restored, by their name in the backup: (schema, name).
-    relations: HashSet<(String, String)>,
-    /// The same, as quoted `schema.name` (the form of `DdlItem::table`).
-    quoted: HashSet<String>,
-    /// Schemas whose objects (types, functions ...) come along.
-    schemas: HashSet<String>,
+    pub entries: HashMap<u32, Why>,
     /// `(from, to)` when target_schema is given.
     pub target: Option<(String, String)>,
     retarget: Option<Retarget>,
@@ -32,13 +40,13 @@ pub fn quoted(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_identifier(schema), quote_identifier(name))
 }
 
-/// Tables of the backup: those it defines and those it only has data for.
+/// Tables of the backup, by their name in it: those it defines and those it has rows for.
 pub fn backup_tables(m: &Manifest) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = m
-        .pre_data
+        .toc
         .iter()
-        .filter(|i| i.kind == "table")
-        .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()))
+        .filter(|e| matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable))
+        .map(|e| (e.schema.clone().unwrap_or_default(), e.name.clone()))
         .collect();
     for t in m.data_tables() {
         if !out.contains(&t) {
@@ -48,10 +56,6 @@ pub fn backup_tables(m: &Manifest) -> Vec<(String, String)> {
     out
 }
 
-fn is_relation(kind: &str) -> bool {
-    matches!(kind, "table" | "view" | "materialized_view" | "sequence")
-}
-
 impl Scope {
     pub fn build(
         m: &Manifest,
@@ -59,13 +63,13 @@ impl Scope {
         schemas: Option<&[String]>,
         target_schema: Option<&str>,
     ) -> Result<Scope> {
-        let all_tables = backup_tables(m);
+        let toc = &m.toc;
         let full = tables.is_none() && schemas.is_none();
-        let backup_schemas: HashSet<String> = m
-            .pre_data
+        let all_tables = backup_tables(m);
+        let backup_schemas: HashSet<String> = toc
             .iter()
-            .filter(|i| i.kind == "schema")
-            .map(|i| i.name.clone())
+            .filter(|e| e.kind == EntryKind::Schema)
+            .map(|e| e.name.clone())
             .chain(all_tables.iter().map(|t| t.0.clone()))
             .collect();
         let wanted_schemas: HashSet<String> = schemas.unwrap_or_default().iter().cloned().collect();
@@ -79,59 +83,67 @@ impl Scope {
                 );
             }
         }
-        let mut relations: HashSet<(String, String)> = HashSet::new();
+        let mut entries: HashMap<u32, Why> = HashMap::new();
         if full {
-            relations.extend(all_tables.iter().cloned());
-            relations.extend(
-                m.pre_data
-                    .iter()
-                    .filter(|i| is_relation(&i.kind))
-                    .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone())),
-            );
+            entries.extend(toc.iter().map(|e| (e.id, Why::Requested)));
         } else {
-            relations.extend(plan::resolve_tables(
-                &all_tables,
-                tables.unwrap_or_default(),
-            )?);
-            relations.extend(
-                all_tables
-                    .iter()
-                    .filter(|t| wanted_schemas.contains(&t.0))
-                    .cloned(),
-            );
-            // A partitioned or parent table comes with its partitions and children, down.
-            loop {
-                let names: HashSet<String> = relations.iter().map(|(s, n)| quoted(s, n)).collect();
-                let children: Vec<(String, String)> = m
-                    .pre_data
-                    .iter()
-                    .filter(|i| {
-                        i.kind == "table"
-                            && i.references.as_ref().is_some_and(|p| names.contains(p))
-                    })
-                    .map(|i| (i.schema.clone().unwrap_or_default(), i.name.clone()))
-                    .filter(|t| !relations.contains(t))
+            let asked: HashSet<(String, String)> =
+                plan::resolve_tables(&all_tables, tables.unwrap_or_default())?
+                    .into_iter()
                     .collect();
-                if children.is_empty() {
+            // The roots: the relations asked for, everything of the schemas asked for
+            // (database-wide objects aside), and data entries of those tables.
+            for e in toc {
+                let in_schema = e
+                    .schema
+                    .as_ref()
+                    .is_some_and(|s| wanted_schemas.contains(s))
+                    && !e.kind.is_decoration();
+                let is_asked = e.relation().is_some_and(|r| asked.contains(&r))
+                    && (e.kind.is_relation() || e.kind == EntryKind::TableData);
+                let is_schema = e.kind == EntryKind::Schema && wanted_schemas.contains(&e.name);
+                if (in_schema && e.belongs_to.is_none()) || is_asked || is_schema {
+                    entries.insert(e.id, Why::Requested);
+                }
+            }
+            // What comes with them, down: partitions and children, owned sequences,
+            // indexes, constraints, rows, comments, grants ... (to a fixed point).
+            loop {
+                let before = entries.len();
+                for e in toc {
+                    if let Some(b) = e.belongs_to {
+                        if entries.get(&b) == Some(&Why::Requested) {
+                            entries.insert(e.id, Why::Requested);
+                        }
+                    }
+                }
+                if entries.len() == before {
                     break;
                 }
-                relations.extend(children);
             }
-            let table_names: HashSet<String> =
-                relations.iter().map(|(s, n)| quoted(s, n)).collect();
-            for i in m.pre_data.iter().filter(|i| is_relation(&i.kind)) {
-                let schema = i.schema.clone().unwrap_or_default();
-                let in_schema = wanted_schemas.contains(&schema);
-                let owned = i.kind == "sequence"
-                    && i.table.as_ref().is_some_and(|t| table_names.contains(t));
-                if in_schema || owned {
-                    relations.insert((schema, i.name.clone()));
+            // What they need, up: created if missing.
+            let index = toc::by_id(toc);
+            let mut stack: Vec<u32> = entries.keys().copied().collect();
+            while let Some(id) = stack.pop() {
+                let e = &toc[index[&id]];
+                for d in &e.deps {
+                    let Some(&j) = index.get(d) else { continue };
+                    let dep = &toc[j];
+                    // A foreign key's referenced table (and its key) is reported, not
+                    // brought in.
+                    if e.kind == EntryKind::ForeignKey
+                        && (dep.kind.is_relation()
+                            || dep.belongs_to.is_some_and(|b| Some(b) != e.belongs_to))
+                    {
+                        continue;
+                    }
+                    if !entries.contains_key(d) {
+                        entries.insert(*d, Why::Dependency);
+                        stack.push(*d);
+                    }
                 }
             }
         }
-        let quoted_names: HashSet<String> = relations.iter().map(|(s, n)| quoted(s, n)).collect();
-        let mut needed: HashSet<String> = if full { backup_schemas } else { wanted_schemas };
-        needed.extend(relations.iter().map(|r| r.0.clone()));
 
         let (target, retarget) = match target_schema {
             None => (None, None),
@@ -143,74 +155,59 @@ impl Scope {
                     ))
                     .with_hint("Use a schema name without backslashes or control characters."));
                 }
-                let from: HashSet<&String> = relations.iter().map(|r| &r.0).collect();
+                let restored: Vec<&TocEntry> = toc
+                    .iter()
+                    .filter(|e| entries.get(&e.id) == Some(&Why::Requested))
+                    .filter(|e| e.kind.is_relation() || e.kind == EntryKind::TableData)
+                    .collect();
+                let from: HashSet<&str> = restored
+                    .iter()
+                    .filter_map(|e| e.schema.as_deref())
+                    .collect();
                 let [from] = from.into_iter().collect::<Vec<_>>()[..] else {
                     return Err(BackupError::invalid(
                         "target_schema needs a restore of tables from one schema",
                     )
                     .with_hint("Pick them with tables => '{s.a, s.b}' or schemas => '{s}'."));
                 };
-                // Identity sequences have no DDL of their own but appear in setval calls.
-                let mut names: Vec<String> = relations.iter().map(|r| r.1.clone()).collect();
+                // Identity sequences have no entry of their own but appear in setval calls.
+                let mut names: HashSet<String> = restored.iter().map(|e| e.name.clone()).collect();
                 names.extend(
-                    m.post_data
-                        .iter()
-                        .filter(|i| {
-                            i.kind == "sequence_set"
-                                && i.table.as_ref().is_some_and(|t| quoted_names.contains(t))
+                    toc.iter()
+                        .filter(|e| {
+                            e.kind == EntryKind::SequenceSet
+                                && entries.get(&e.id) == Some(&Why::Requested)
+                                && e.schema.as_deref() == Some(from)
                         })
-                        .map(|i| i.name.clone()),
+                        .map(|e| e.name.clone()),
                 );
                 let pairs = names
                     .iter()
                     .map(|n| (quoted(from, n), quoted(to, n)))
                     .collect();
                 (
-                    Some((from.clone(), to.to_string())),
+                    Some((from.to_string(), to.to_string())),
                     Some(Retarget::new(pairs)),
                 )
             }
         };
         Ok(Scope {
             full,
-            relations,
-            quoted: quoted_names,
-            schemas: needed,
+            entries,
             target,
             retarget,
         })
     }
 
-    /// Whether `item` is part of this restore.
-    pub fn wants(&self, item: &DdlItem) -> bool {
-        let schema = item.schema.clone().unwrap_or_default();
-        match item.kind.as_str() {
-            k if is_relation(k) => self.relations.contains(&(schema, item.name.clone())),
-            "large_object" => self.full,
-            "extension" => true,
-            "schema" => self.schemas.contains(&item.name),
-            "sequence_set" if item.table.is_none() => {
-                self.relations.contains(&(schema, item.name.clone()))
-            }
-            _ => match (&item.table, &item.schema) {
-                (Some(t), _) => self.quoted.contains(t),
-                (None, Some(s)) => self.schemas.contains(s),
-                // Large object owners.
-                (None, None) => self.full,
-            },
-        }
+    pub fn why(&self, e: &TocEntry) -> Option<Why> {
+        self.entries.get(&e.id).copied()
     }
 
-    /// Whether the quoted name `t` (as in the backup) is restored.
-    pub fn restores(&self, t: &str) -> bool {
-        self.quoted.contains(t)
-    }
-
-    /// The SQL to run for `item`, moved to target_schema if asked.
-    pub fn sql(&self, item: &DdlItem) -> String {
+    /// The SQL to run for `e`, moved to target_schema if asked.
+    pub fn sql(&self, text: &str) -> String {
         match &self.retarget {
-            Some(r) => r.apply(&item.sql),
-            None => item.sql.clone(),
+            Some(r) => r.apply(text),
+            None => text.to_string(),
         }
     }
 
@@ -222,11 +219,24 @@ impl Scope {
         }
     }
 
-    /// Tables (with data or DDL) that this restore takes, by their name in the backup.
+    /// Tables (with rows or a definition) that this restore takes as asked, by their name in
+    /// the backup.
     pub fn tables(&self, m: &Manifest) -> Vec<(String, String)> {
+        let wanted: HashSet<(String, String)> = m
+            .toc
+            .iter()
+            .filter(|e| self.why(e) == Some(Why::Requested))
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EntryKind::Table | EntryKind::ForeignTable | EntryKind::TableData
+                )
+            })
+            .filter_map(|e| e.relation())
+            .collect();
         backup_tables(m)
             .into_iter()
-            .filter(|t| self.relations.contains(t))
+            .filter(|t| wanted.contains(t))
             .collect()
     }
 }

@@ -7,6 +7,8 @@
 
 use pgrx::prelude::*;
 
+use super::data::table_oid;
+use super::runner::{row, Job, Runner, Tolerate};
 use crate::error::Result;
 
 /// A sequence owned by an integer column of a table.
@@ -76,4 +78,34 @@ pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
         }
     }
     Ok(moved)
+}
+
+/// For every table of the plan that received rows: its sequences, each reported as a
+/// `sequence` / `advance` row when it moved.
+pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
+    for t in job.plan.tables.iter().filter(|t| t.action.loads_data()) {
+        let Some(oid) = table_oid(&t.schema, &t.name)? else {
+            continue;
+        };
+        let mut moved = Vec::new();
+        let ok = runner.run(t.object(), "sequence", "advance", Tolerate::Nothing, || {
+            moved = advance_past_rows(oid)?;
+            Ok(None)
+        })?;
+        if ok {
+            // One row per sequence that moved, instead of the step's own row.
+            runner.out.pop();
+            for (seq, v) in moved {
+                runner.note(row(
+                    seq,
+                    "sequence",
+                    "advance",
+                    None,
+                    "ok",
+                    Some(&format!("moved past the largest value of its column, {v}")),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

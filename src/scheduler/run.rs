@@ -214,7 +214,7 @@ fn execute(req: &RunRequest) -> RunResult {
                 label: args.label.clone().or_else(|| Some(req.schedule.clone())),
                 ..args
             };
-            let opts = CreateOptions::parse(args, guc::compression_level())?;
+            let opts = CreateOptions::parse(args, &guc::create_defaults())?;
             let caller = security::enter_as(SCHEDULER_ROLE)?;
             let run = create::begin(&opts, &caller, Some(&req.schedule))?;
             Ok(Some((opts, run)))

@@ -60,7 +60,7 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
     validate_name(&a.name)?;
     let next = next_run(&a.cron)?;
     // The options must make a valid backup now, not fail at 3 a.m.
-    CreateOptions::parse(a.create.clone(), guc::compression_level())?;
+    CreateOptions::parse(a.create.clone(), &guc::create_defaults())?;
     for (what, v) in [("keep_last", a.keep_last), ("keep_days", a.keep_days)] {
         if matches!(v, Some(n) if n < 1) {
             return Err(BackupError::invalid(format!("{what} must be at least 1"))

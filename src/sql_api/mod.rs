@@ -70,7 +70,7 @@ fn create_backup_0_2(
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
     format: default!(Option<String>, "'native'"),
-    compression: default!(Option<String>, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     verbose: default!(Option<bool>, false),
 ) -> TableIterator<
     'static,
@@ -105,11 +105,8 @@ fn create_backup_0_2(
             "format",
             "Use 'native' (the default), 'sql', 'json' or 'csv'.",
         )),
-        compression: Some(required(
-            compression,
-            "compression",
-            "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.",
-        )),
+        // NULL: the default (backup.compression).
+        compression,
         verbose: Some(required(
             verbose,
             "verbose",
@@ -118,7 +115,7 @@ fn create_backup_0_2(
     };
     writes("backup.create()");
     let caller = enter();
-    let opts = CreateOptions::parse(args, guc::compression_level()).or_raise();
+    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((
@@ -219,6 +216,7 @@ fn restore_0_2(
     on_error: default!(Option<String>, "'abort'"),
     dry_run: default!(Option<bool>, false),
     confirm: default!(Option<bool>, false),
+    analyze: default!(Option<bool>, true),
 ) -> TableIterator<
     'static,
     (
@@ -253,6 +251,7 @@ fn restore_0_2(
         .or_raise(),
         dry_run: required(dry_run, "dry_run", boolean),
         confirm: required(confirm, "confirm", boolean),
+        analyze: required(analyze, "analyze", "Pass true (the default) or false."),
     };
     if !opts.dry_run {
         writes("backup.restore()");
@@ -274,7 +273,7 @@ fn schedule_0_2(
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
     format: default!(Option<String>, "'native'"),
-    compression: default!(Option<String>, "'gzip'"),
+    compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(Option<bool>, true),
@@ -316,11 +315,7 @@ fn schedule_0_2(
                 "format",
                 "Use 'native' (the default), 'sql', 'json' or 'csv'.",
             )),
-            compression: Some(required(
-                compression,
-                "compression",
-                "Use 'gzip' (the default), 'gzip:1' .. 'gzip:9' or 'none'.",
-            )),
+            compression,
             verbose: None,
         },
         keep_last,

@@ -275,15 +275,15 @@ pub fn restore_script_with_psql(
 ) -> Option<String> {
     s.create_db(db);
     let dir = archive_dir(s, id);
-    let script = ["backup.sql.gz", "backup.sql"]
+    let script = ["backup.sql.zst", "backup.sql.gz", "backup.sql"]
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no backup.sql[.gz] in {}", dir.display()));
-    let cat = if script.extension().is_some_and(|e| e == "gz") {
-        "gunzip -c"
-    } else {
-        "cat"
+        .unwrap_or_else(|| panic!("no backup.sql[.zst|.gz] in {}", dir.display()));
+    let cat = match script.extension().and_then(|e| e.to_str()) {
+        Some("gz") => "gunzip -c",
+        Some("zst") => "zstd -dc",
+        _ => "cat",
     };
     let sh = format!(
         "{cat} '{}' | '{}' -X -q -v ON_ERROR_STOP=1 -h '{}' -p {} -d {db} 2>&1 >/dev/null",

@@ -1,0 +1,762 @@
+//! The table of contents (TOC) of a backup, as in pg_dump's archiver: one entry per object,
+//! with a stable id, its kind, section, owner, the ids it depends on and its SQL. Entries are
+//! stored in restore order (the order `ddl::graph` sorted them into); a restore walks them.
+//!
+//! Plain Rust (serde), unit-tested without a server. Archives of format 1 (0.1.0) carried two
+//! ordered lists of DDL items instead; `from_v1` turns them into a TOC on read.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::DdlItem;
+
+/// pg_dump's three sections: what COPY needs, the rows, what comes after the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    PreData,
+    Data,
+    PostData,
+}
+
+/// What an entry creates. Serialized in snake_case, which is also the `kind` column of
+/// restore()'s result rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Schema,
+    Extension,
+    Language,
+    Collation,
+    Transform,
+    ShellType,
+    Type,
+    Domain,
+    /// A domain's CHECK constraint split off its CREATE DOMAIN to break a loop.
+    DomainConstraint,
+    Cast,
+    Function,
+    Procedure,
+    Aggregate,
+    AccessMethod,
+    Operator,
+    OperatorFamily,
+    OperatorClass,
+    Conversion,
+    TextSearchParser,
+    TextSearchTemplate,
+    TextSearchDictionary,
+    TextSearchConfiguration,
+    ForeignDataWrapper,
+    Server,
+    UserMapping,
+    Table,
+    ForeignTable,
+    View,
+    MaterializedView,
+    Sequence,
+    SequenceOwnedBy,
+    /// ALTER TABLE parent ATTACH PARTITION child.
+    TableAttach,
+    /// A column default split off its CREATE TABLE (or a view column's default).
+    Default,
+    /// A table's CHECK constraint split off its CREATE TABLE (or a NOT VALID one).
+    CheckConstraint,
+    /// A view's query split off a placeholder view: CREATE OR REPLACE VIEW.
+    ViewQuery,
+    LargeObject,
+    TableData,
+    SequenceSet,
+    LargeObjectData,
+    Constraint,
+    Index,
+    IndexAttach,
+    Statistics,
+    Rule,
+    Trigger,
+    ForeignKey,
+    Policy,
+    RowSecurity,
+    Publication,
+    PublicationTable,
+    PublicationSchema,
+    Subscription,
+    DefaultPrivileges,
+    EventTrigger,
+    MaterializedViewRefresh,
+    Comment,
+    SecurityLabel,
+    Acl,
+    /// ALTER ... OWNER TO as an entry of its own (format-1 archives and large objects).
+    Owner,
+    /// Properties of the database itself: COMMENT ON DATABASE, ALTER DATABASE ... SET.
+    Database,
+    /// Anything a format-1 archive named that this version does not know.
+    Other,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        use EntryKind::*;
+        match self {
+            Schema => "schema",
+            Extension => "extension",
+            Language => "language",
+            Collation => "collation",
+            Transform => "transform",
+            ShellType => "shell_type",
+            Type => "type",
+            Domain => "domain",
+            DomainConstraint => "domain_constraint",
+            Cast => "cast",
+            Function => "function",
+            Procedure => "procedure",
+            Aggregate => "aggregate",
+            AccessMethod => "access_method",
+            Operator => "operator",
+            OperatorFamily => "operator_family",
+            OperatorClass => "operator_class",
+            Conversion => "conversion",
+            TextSearchParser => "text_search_parser",
+            TextSearchTemplate => "text_search_template",
+            TextSearchDictionary => "text_search_dictionary",
+            TextSearchConfiguration => "text_search_configuration",
+            ForeignDataWrapper => "foreign_data_wrapper",
+            Server => "server",
+            UserMapping => "user_mapping",
+            Table => "table",
+            ForeignTable => "foreign_table",
+            View => "view",
+            MaterializedView => "materialized_view",
+            Sequence => "sequence",
+            SequenceOwnedBy => "sequence_owned_by",
+            TableAttach => "table_attach",
+            Default => "default",
+            CheckConstraint => "check_constraint",
+            ViewQuery => "view_query",
+            LargeObject => "large_object",
+            TableData => "table_data",
+            SequenceSet => "sequence_set",
+            LargeObjectData => "large_object_data",
+            Constraint => "constraint",
+            Index => "index",
+            IndexAttach => "index_attach",
+            Statistics => "statistics",
+            Rule => "rule",
+            Trigger => "trigger",
+            ForeignKey => "foreign_key",
+            Policy => "policy",
+            RowSecurity => "row_security",
+            Publication => "publication",
+            PublicationTable => "publication_table",
+            PublicationSchema => "publication_schema",
+            Subscription => "subscription",
+            DefaultPrivileges => "default_privileges",
+            EventTrigger => "event_trigger",
+            MaterializedViewRefresh => "materialized_view_refresh",
+            Comment => "comment",
+            SecurityLabel => "security_label",
+            Acl => "acl",
+            Owner => "owner",
+            Database => "database",
+            Other => "other",
+        }
+    }
+
+    /// The section an entry of this kind belongs to (a loop breaker may postpone a
+    /// pre-data entry to post-data).
+    pub fn section(self) -> Section {
+        use EntryKind::*;
+        match self {
+            TableData | SequenceSet | LargeObjectData => Section::Data,
+            Constraint
+            | Index
+            | IndexAttach
+            | Statistics
+            | Rule
+            | Trigger
+            | ForeignKey
+            | Policy
+            | RowSecurity
+            | Publication
+            | PublicationTable
+            | PublicationSchema
+            | Subscription
+            | DefaultPrivileges
+            | EventTrigger
+            | MaterializedViewRefresh
+            | DomainConstraint
+            | CheckConstraint
+            | ViewQuery => Section::PostData,
+            _ => Section::PreData,
+        }
+    }
+
+    /// pg_dump_sort.c's type priority: the tie-break of the topological sort.
+    pub fn priority(self) -> u8 {
+        use EntryKind::*;
+        match self {
+            Schema => 1,
+            Language => 2,
+            Collation => 3,
+            Transform => 4,
+            Extension => 5,
+            ShellType | Type | Domain => 6,
+            Cast => 7,
+            Function | Procedure => 8,
+            Aggregate => 9,
+            AccessMethod => 10,
+            Operator => 11,
+            OperatorFamily | OperatorClass => 12,
+            Conversion => 13,
+            TextSearchParser => 14,
+            TextSearchTemplate => 15,
+            TextSearchDictionary => 16,
+            TextSearchConfiguration => 17,
+            ForeignDataWrapper => 18,
+            Server => 19,
+            UserMapping => 19,
+            Table | ForeignTable | View | MaterializedView | Sequence | SequenceOwnedBy => 20,
+            TableAttach => 21,
+            Default => 23,
+            LargeObject => 24,
+            TableData => 26,
+            SequenceSet => 27,
+            LargeObjectData => 28,
+            Constraint | CheckConstraint | DomainConstraint | ViewQuery => 30,
+            Index => 31,
+            IndexAttach => 32,
+            Statistics => 33,
+            Rule => 34,
+            Trigger => 35,
+            ForeignKey => 36,
+            Policy | RowSecurity => 37,
+            Publication => 38,
+            PublicationTable => 39,
+            PublicationSchema => 40,
+            Subscription => 41,
+            DefaultPrivileges => 42,
+            EventTrigger => 43,
+            MaterializedViewRefresh => 44,
+            // Decorations sort right after what they decorate (they depend on it).
+            Comment | SecurityLabel | Acl | Owner | Database | Other => 45,
+        }
+    }
+
+    /// Relations: the kinds `tables` / `schemas` / `existing` talk about.
+    pub fn is_relation(self) -> bool {
+        use EntryKind::*;
+        matches!(
+            self,
+            Table | ForeignTable | View | MaterializedView | Sequence
+        )
+    }
+
+    /// Kinds replayed in pg_restore's ACL pass, after every other entry of the main pass:
+    /// a REVOKE from the owner must not stop the owner's own later steps.
+    pub fn in_acl_pass(self) -> bool {
+        matches!(self, EntryKind::Acl | EntryKind::DefaultPrivileges)
+    }
+
+    /// Kinds replayed after the ACL pass, as pg_restore does: event triggers must not fire
+    /// on the restore's own DDL, and materialized views are refreshed with the final grants.
+    pub fn in_post_acl_pass(self) -> bool {
+        matches!(
+            self,
+            EntryKind::EventTrigger | EntryKind::MaterializedViewRefresh
+        )
+    }
+
+    /// Entries that only decorate another entry (they come and go with it).
+    pub fn is_decoration(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Comment | EntryKind::SecurityLabel | EntryKind::Acl | EntryKind::Owner
+        )
+    }
+
+    /// A format-1 kind string.
+    pub fn from_v1(kind: &str) -> EntryKind {
+        use EntryKind::*;
+        match kind {
+            "schema" => Schema,
+            "extension" => Extension,
+            "collation" => Collation,
+            "type" => Type,
+            "function" => Function,
+            "procedure" => Procedure,
+            "sequence" => Sequence,
+            "table" => Table,
+            "sequence_owner" => SequenceOwnedBy,
+            "view" => View,
+            "materialized_view" => MaterializedView,
+            "large_object" => LargeObject,
+            "sequence_set" => SequenceSet,
+            "index" => Index,
+            "constraint" => Constraint,
+            "foreign_key" => ForeignKey,
+            "trigger" => Trigger,
+            "policy" => Policy,
+            "row_security" => RowSecurity,
+            "comment" => Comment,
+            "owner" => Owner,
+            "acl" => Acl,
+            "materialized_view_refresh" => MaterializedViewRefresh,
+            "default" => Default,
+            _ => Other,
+        }
+    }
+}
+
+/// The passes of a restore, in order, as pg_restore runs them: the sections, then the grants,
+/// then what must see the final grants (event triggers, materialized view refreshes), and
+/// sequence values last (setval is not undone by a rollback, so it follows everything that
+/// could still fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pass {
+    PreData,
+    Data,
+    PostData,
+    Acl,
+    PostAcl,
+    SequenceValues,
+}
+
+pub const PASSES: [Pass; 6] = [
+    Pass::PreData,
+    Pass::Data,
+    Pass::PostData,
+    Pass::Acl,
+    Pass::PostAcl,
+    Pass::SequenceValues,
+];
+
+/// One object of the backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TocEntry {
+    /// Unique in the archive; `deps` refer to it.
+    pub id: u32,
+    pub kind: EntryKind,
+    pub section: Section,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The object's name as pg_dump tags it: `t`, `f(integer)`, `TABLE t` for a comment.
+    pub name: String,
+    /// For an entry that belongs to a relation (index, constraint, trigger, rule, policy,
+    /// default, table data, a relation's comment or grant ...): that relation's name, in
+    /// `schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The entry this one comes and goes with: a table's index, constraint, trigger, rows;
+    /// a partition's or inheritance child's parent; an object's comment or grant; an owned
+    /// sequence's table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub belongs_to: Option<u32>,
+    /// Ids of the entries that must be restored before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<u32>,
+    /// The statements that create the object (empty for data entries).
+    pub sql: String,
+    /// `ALTER ... OWNER TO ...`, run after `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_sql: Option<String>,
+}
+
+impl TocEntry {
+    /// `schema.name` as people read it (result rows, messages).
+    pub fn object(&self) -> String {
+        match &self.schema {
+            // A decoration's name is the object it decorates, already qualified.
+            Some(s) if !self.kind.is_decoration() => format!("{s}.{}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
+    /// The restore pass this entry runs in.
+    pub fn pass(&self) -> Pass {
+        if self.kind == EntryKind::SequenceSet {
+            Pass::SequenceValues
+        } else if self.kind.in_acl_pass() {
+            Pass::Acl
+        } else if self.kind.in_post_acl_pass() {
+            Pass::PostAcl
+        } else {
+            match self.section {
+                Section::PreData => Pass::PreData,
+                Section::Data => Pass::Data,
+                Section::PostData => Pass::PostData,
+            }
+        }
+    }
+
+    /// The statements of the entry: its SQL, then its owner.
+    pub fn statements(&self) -> String {
+        match &self.owner_sql {
+            Some(o) if !self.sql.is_empty() => format!("{}\n{o}", self.sql),
+            _ => self.sql.clone(),
+        }
+    }
+
+    /// How the entry is named in errors: `TABLE public.t (TOC entry 12)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} (TOC entry {})",
+            self.kind.as_str().replace('_', " "),
+            self.object(),
+            self.id
+        )
+    }
+
+    /// The relation this entry belongs to, if any: (schema, name).
+    pub fn relation(&self) -> Option<(String, String)> {
+        if self.kind.is_relation() {
+            return Some((self.schema.clone().unwrap_or_default(), self.name.clone()));
+        }
+        self.table
+            .as_ref()
+            .map(|t| (self.schema.clone().unwrap_or_default(), t.clone()))
+    }
+}
+
+/// Index of a TOC by id.
+pub fn by_id(toc: &[TocEntry]) -> HashMap<u32, usize> {
+    toc.iter().enumerate().map(|(i, e)| (e.id, i)).collect()
+}
+
+/// Everything `roots` need, transitively (their dependencies), roots included.
+pub fn dependency_closure(toc: &[TocEntry], roots: &HashSet<u32>) -> HashSet<u32> {
+    let index = by_id(toc);
+    let mut out: HashSet<u32> = HashSet::new();
+    let mut stack: Vec<u32> = roots.iter().copied().collect();
+    while let Some(id) = stack.pop() {
+        if !out.insert(id) {
+            continue;
+        }
+        if let Some(&i) = index.get(&id) {
+            stack.extend(toc[i].deps.iter().copied().filter(|d| !out.contains(d)));
+        }
+    }
+    out
+}
+
+/// Turn the two DDL lists of a format-1 manifest into a TOC in the same order. Format 1 kept
+/// no dependencies; they are rebuilt from what it did keep: an entry that names a table
+/// depends on it, a foreign key on the table it references, a child table on its parent,
+/// everything on its schema, and a relation on the non-relation objects (types, functions,
+/// collations) of its schema and on the extensions, which is what a 0.1.0 subset restore
+/// brought along.
+pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
+    let quoted =
+        |schema: &str, name: &str| format!("{}.{}", quote_ident(schema), quote_ident(name));
+    let mut toc: Vec<TocEntry> = Vec::new();
+    let mut relations: HashMap<String, u32> = HashMap::new();
+    let mut schemas: HashMap<String, u32> = HashMap::new();
+    let items = pre_data
+        .iter()
+        .map(|i| (i, Section::PreData))
+        .chain(post_data.iter().map(|i| (i, Section::PostData)));
+    for (n, (item, section)) in items.enumerate() {
+        let kind = EntryKind::from_v1(&item.kind);
+        let section = if kind == EntryKind::SequenceSet {
+            Section::Data
+        } else {
+            section
+        };
+        let id = n as u32 + 1;
+        let schema = item.schema.clone();
+        if kind == EntryKind::Schema {
+            schemas.insert(item.name.clone(), id);
+        }
+        if kind.is_relation() {
+            relations.insert(
+                quoted(schema.as_deref().unwrap_or_default(), &item.name),
+                id,
+            );
+        }
+        // `table` was quoted `schema.name`; entries keep the bare name in their schema.
+        let table = item.table.as_ref().map(|t| unquote_last(t));
+        toc.push(TocEntry {
+            id,
+            kind,
+            section,
+            schema,
+            name: item.name.clone(),
+            table,
+            owner: None,
+            belongs_to: None,
+            deps: Vec::new(),
+            sql: item.sql.clone(),
+            owner_sql: None,
+        });
+    }
+    let shared: Vec<(Option<String>, u32, EntryKind)> = toc
+        .iter()
+        .filter(|e| {
+            e.section == Section::PreData
+                && !e.kind.is_relation()
+                && e.table.is_none()
+                && !matches!(e.kind, EntryKind::Schema | EntryKind::LargeObject)
+        })
+        .map(|e| (e.schema.clone(), e.id, e.kind))
+        .collect();
+    let v1 = pre_data.iter().chain(post_data.iter());
+    for (e, item) in toc.iter_mut().zip(v1) {
+        let mut deps = BTreeSet::new();
+        if let Some(s) = e.schema.as_ref().and_then(|s| schemas.get(s)) {
+            if *s != e.id {
+                deps.insert(*s);
+            }
+        }
+        for q in [&item.table, &item.references].into_iter().flatten() {
+            if let Some(t) = relations.get(q) {
+                if *t != e.id {
+                    deps.insert(*t);
+                }
+            }
+        }
+        if e.kind.is_relation() {
+            for (schema, id, kind) in &shared {
+                if *id < e.id && (kind == &EntryKind::Extension || *schema == e.schema) {
+                    deps.insert(*id);
+                }
+            }
+        }
+        e.deps = deps.into_iter().collect();
+        // What the entry came with in 0.1.0's subsets: its table (a child: its parent).
+        e.belongs_to = item
+            .table
+            .as_ref()
+            .or(item
+                .references
+                .as_ref()
+                .filter(|_| e.kind == EntryKind::Table))
+            .and_then(|q| relations.get(q))
+            .copied()
+            .filter(|t| *t != e.id);
+    }
+    // A sequence value without a table is its sequence's; a schema-level decoration is its
+    // object's (same schema and name).
+    let named: HashMap<(Option<String>, String), u32> = toc
+        .iter()
+        .filter(|e| !e.kind.is_decoration() && e.kind != EntryKind::SequenceSet)
+        .map(|e| ((e.schema.clone(), e.name.clone()), e.id))
+        .collect();
+    for e in toc.iter_mut().filter(|e| e.belongs_to.is_none()) {
+        if e.kind == EntryKind::SequenceSet || e.kind.is_decoration() {
+            e.belongs_to = named.get(&(e.schema.clone(), e.name.clone())).copied();
+        }
+    }
+    toc
+}
+
+/// `"a b".c` -> `c`, `s.t` -> `t`: the relation part of a quoted qualified name.
+fn unquote_last(q: &str) -> String {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts.pop().unwrap_or_default()
+}
+
+/// PostgreSQL's quote_ident for the names a format-1 archive used.
+fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain && !is_reserved(s) {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// Reserved words quote_ident would quote (the ones likely as names).
+fn is_reserved(s: &str) -> bool {
+    matches!(
+        s,
+        "all"
+            | "analyse"
+            | "analyze"
+            | "and"
+            | "any"
+            | "array"
+            | "as"
+            | "asc"
+            | "asymmetric"
+            | "both"
+            | "case"
+            | "cast"
+            | "check"
+            | "collate"
+            | "column"
+            | "constraint"
+            | "create"
+            | "current_catalog"
+            | "current_date"
+            | "current_role"
+            | "current_time"
+            | "current_timestamp"
+            | "current_user"
+            | "default"
+            | "deferrable"
+            | "desc"
+            | "distinct"
+            | "do"
+            | "else"
+            | "end"
+            | "except"
+            | "false"
+            | "fetch"
+            | "for"
+            | "foreign"
+            | "from"
+            | "grant"
+            | "group"
+            | "having"
+            | "in"
+            | "initially"
+            | "intersect"
+            | "into"
+            | "lateral"
+            | "leading"
+            | "limit"
+            | "localtime"
+            | "localtimestamp"
+            | "not"
+            | "null"
+            | "offset"
+            | "on"
+            | "only"
+            | "or"
+            | "order"
+            | "placing"
+            | "primary"
+            | "references"
+            | "returning"
+            | "select"
+            | "session_user"
+            | "some"
+            | "symmetric"
+            | "table"
+            | "then"
+            | "to"
+            | "trailing"
+            | "true"
+            | "union"
+            | "unique"
+            | "user"
+            | "using"
+            | "variadic"
+            | "when"
+            | "where"
+            | "window"
+            | "with"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(kind: &str, schema: &str, name: &str, table: Option<&str>) -> DdlItem {
+        DdlItem {
+            kind: kind.into(),
+            schema: Some(schema.into()),
+            name: name.into(),
+            table: table.map(str::to_string),
+            sql: format!("-- {kind} {name}"),
+            references: None,
+        }
+    }
+
+    #[test]
+    fn kinds_serialize_as_their_names() {
+        for k in [
+            EntryKind::TableData,
+            EntryKind::ForeignKey,
+            EntryKind::TextSearchConfiguration,
+            EntryKind::MaterializedViewRefresh,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().into())
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(Section::PostData).unwrap(),
+            serde_json::json!("post-data")
+        );
+    }
+
+    #[test]
+    fn sections_follow_pg_dump() {
+        assert_eq!(EntryKind::Table.section(), Section::PreData);
+        assert_eq!(EntryKind::TableData.section(), Section::Data);
+        assert_eq!(EntryKind::Index.section(), Section::PostData);
+        assert!(EntryKind::Schema.priority() < EntryKind::Function.priority());
+        assert!(EntryKind::Function.priority() < EntryKind::Table.priority());
+        assert!(EntryKind::Index.priority() < EntryKind::ForeignKey.priority());
+    }
+
+    #[test]
+    fn format_1_lists_become_a_toc_with_dependencies() {
+        let mut fk = item("foreign_key", "s", "orders_person_fkey", Some("s.orders"));
+        fk.references = Some("s.people".into());
+        let pre = vec![
+            item("schema", "s", "s", None),
+            item("type", "s", "mood", None),
+            item("table", "s", "people", None),
+            item("table", "s", "orders", None),
+            item("table", "S 2", "x", None),
+        ];
+        let post = vec![
+            item("index", "s", "orders_person_idx", Some("s.orders")),
+            fk,
+            item("sequence_set", "s", "people_id_seq", Some("s.people")),
+        ];
+        let toc = from_v1(&pre, &post);
+        assert_eq!(toc.len(), 8);
+        let get = |name: &str| toc.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(get("people").deps, vec![1, 2], "schema and its type");
+        assert_eq!(get("orders_person_idx").table.as_deref(), Some("orders"));
+        assert_eq!(get("orders_person_idx").deps, vec![1, 4]);
+        assert_eq!(get("orders_person_fkey").deps, vec![1, 3, 4]);
+        assert_eq!(get("people_id_seq").section, Section::Data);
+        assert_eq!(get("people_id_seq").belongs_to, Some(3));
+        assert_eq!(get("orders_person_fkey").belongs_to, Some(4));
+        assert_eq!(
+            get("x").deps,
+            Vec::<u32>::new(),
+            "another schema's type is not its"
+        );
+        let closure = dependency_closure(&toc, &[get("orders_person_fkey").id].into());
+        assert_eq!(closure, [1, 2, 3, 4, 7].into());
+    }
+
+    #[test]
+    fn quoted_names_split_like_sql() {
+        assert_eq!(unquote_last("s.t"), "t");
+        assert_eq!(unquote_last("\"a.b\".\"c\"\"d\""), "c\"d");
+        assert_eq!(quote_ident("Mixed"), "\"Mixed\"");
+        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_ident("plain_1"), "plain_1");
+    }
+}

@@ -1,0 +1,175 @@
+//! What decorates the collected objects: comments, security labels and grants, each an entry
+//! of its own that depends on its object (as in pg_dump's TOC). Objects are named the way
+//! PostgreSQL identifies them (pg_identify_object), so one query serves every object kind.
+
+use std::collections::HashMap;
+
+use pgrx::prelude::*;
+
+use super::{Collected, Context, Row};
+use crate::archive::toc::EntryKind;
+use crate::ddl::graph::{Node, ObjKey, Role};
+use crate::error::Result;
+
+pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
+    // Every catalog row that stands for a collected object: the objects, and their aliases.
+    let mut targets: HashMap<(u32, u32), ObjKey> = out
+        .nodes
+        .iter()
+        .filter(|n| n.key.role == Role::Object)
+        .map(|n| ((n.key.class, n.key.oid), n.key))
+        .collect();
+    for (k, v) in &out.aliases {
+        targets.entry(*k).or_insert(*v);
+    }
+    let (classes, oids): (Vec<pg_sys::Oid>, Vec<pg_sys::Oid>) = targets
+        .keys()
+        .map(|(c, o)| (pg_sys::Oid::from(*c), pg_sys::Oid::from(*o)))
+        .unzip();
+    let sections: HashMap<ObjKey, (crate::archive::toc::Section, Option<String>)> = out
+        .nodes
+        .iter()
+        .map(|n| (n.key, (n.section, n.schema.clone())))
+        .collect();
+    let mut add =
+        |class: u32, oid: u32, sub: i32, role: Role, kind: EntryKind, name: String, sql: String| {
+            let Some(target) = targets.get(&(class, oid)) else {
+                return;
+            };
+            let (section, schema) = sections
+                .get(target)
+                .cloned()
+                .unwrap_or((crate::archive::toc::Section::PreData, None));
+            let mut node = Node::new(
+                ObjKey::sub(class, oid, sub).with(role),
+                kind,
+                schema.as_deref(),
+                &name,
+                sql,
+            )
+            .of(*target);
+            node.section = section;
+            out.nodes.push(node);
+        };
+    let rows = decorations(classes, oids)?;
+    for d in rows {
+        add(d.class, d.oid, d.sub, d.role, d.kind, d.name, d.sql);
+    }
+    Ok(())
+}
+
+struct Decoration {
+    class: u32,
+    oid: u32,
+    sub: i32,
+    role: Role,
+    kind: EntryKind,
+    name: String,
+    sql: String,
+}
+
+/// The keyword COMMENT ON / SECURITY LABEL ON use for an object, from pg_identify_object's
+/// type, and the object's name for them.
+const KEYWORD_AND_NAME: &str = r#"
+  CASE
+    WHEN i.type LIKE '% column' THEN 'COLUMN'
+    WHEN i.type IN ('table constraint', 'domain constraint') THEN 'CONSTRAINT'
+    WHEN i.type = 'foreign-data wrapper' THEN 'FOREIGN DATA WRAPPER'
+    WHEN i.type = 'statistics object' THEN 'STATISTICS'
+    ELSE pg_catalog.upper(i.type) END,
+  CASE
+    WHEN i.type = 'domain constraint' THEN
+      (SELECT pg_catalog.format('%I ON DOMAIN %s', co.conname, co.contypid::pg_catalog.regtype)
+       FROM pg_catalog.pg_constraint co WHERE co.oid = __OBJ__)
+    ELSE i.identity END"#;
+
+fn decorations(classes: Vec<pg_sys::Oid>, oids: Vec<pg_sys::Oid>) -> Result<Vec<Decoration>> {
+    let comment_names = KEYWORD_AND_NAME.replace("__OBJ__", "d.objoid");
+    let label_names = KEYWORD_AND_NAME.replace("__OBJ__", "s.objoid");
+    let sql = format!(
+        r#"WITH k(class, oid) AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[])))
+SELECT x.classoid, x.objoid, x.objsubid, 'c', kw, name,
+       pg_catalog.format('COMMENT ON %s %s IS %L;', kw, name, x.description)
+FROM (SELECT d.*, {comment_names}
+      FROM pg_catalog.pg_description d JOIN k ON k.class = d.classoid AND k.oid = d.objoid
+      CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, d.objsubid) i) AS x(objoid, classoid, objsubid, description, kw, name)
+UNION ALL
+SELECT x.classoid, x.objoid, x.objsubid, 's', kw, name,
+       pg_catalog.format('SECURITY LABEL FOR %I ON %s %s IS %L;', x.provider, kw, name, x.label)
+FROM (SELECT s.*, {label_names}
+      FROM pg_catalog.pg_seclabel s JOIN k ON k.class = s.classoid AND k.oid = s.objoid
+      CROSS JOIN LATERAL pg_catalog.pg_identify_object(s.classoid, s.objoid, s.objsubid) i) AS x(objoid, classoid, objsubid, provider, label, kw, name)
+UNION ALL
+SELECT o.class, o.oid, o.sub, 'a', o.kw, o.ident || coalesce('.' || o.col, ''),
+       (SELECT pg_catalog.string_agg(s, E'\n' ORDER BY ord, n) FROM (
+          SELECT 1 AS ord, d.n, pg_catalog.format('REVOKE %s ON %s %s FROM %s;', d.privilege_type, o.kw, o.ident,
+                 CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END) AS s
+          FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
+          WHERE o.col IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.acl) a
+                                             WHERE a.grantee = d.grantee AND a.privilege_type = d.privilege_type)
+          UNION ALL
+          SELECT 2, a.n, pg_catalog.format('GRANT %s%s ON %s %s TO %s%s;', a.privilege_type, coalesce(' (' || o.col || ')', ''), o.kw, o.ident,
+                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+          FROM pg_catalog.aclexplode(o.acl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+          WHERE o.col IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) d
+                                                WHERE d.grantee = a.grantee AND d.privilege_type = a.privilege_type
+                                                  AND d.is_grantable = a.is_grantable)) AS st)
+FROM (
+  SELECT c.tableoid AS class, c.oid, 0 AS sub, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kw,
+         pg_catalog.format('%I.%I', n.nspname, c.relname) AS ident, c.relowner AS owner, c.relacl AS acl,
+         (CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char" AS objtype, NULL::text AS col
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relacl IS NOT NULL
+  UNION ALL
+  SELECT c.tableoid, c.oid, a.attnum, 'TABLE', pg_catalog.format('%I.%I', n.nspname, c.relname), c.relowner, a.attacl,
+         'c'::"char", pg_catalog.quote_ident(a.attname)
+  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT p.tableoid, p.oid, 0, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure::text,
+         p.proowner, p.proacl, 'f'::"char", NULL FROM pg_catalog.pg_proc p WHERE p.proacl IS NOT NULL
+  UNION ALL
+  SELECT t.tableoid, t.oid, 0, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.format('%I.%I', n.nspname, t.typname),
+         t.typowner, t.typacl, 'T'::"char", NULL
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typacl IS NOT NULL
+  UNION ALL
+  SELECT n.tableoid, n.oid, 0, 'SCHEMA', pg_catalog.quote_ident(n.nspname), n.nspowner, n.nspacl, 'n'::"char", NULL
+  FROM pg_catalog.pg_namespace n WHERE n.nspacl IS NOT NULL
+  UNION ALL
+  SELECT l.tableoid, l.oid, 0, 'LANGUAGE', pg_catalog.quote_ident(l.lanname), l.lanowner, l.lanacl, 'l'::"char", NULL
+  FROM pg_catalog.pg_language l WHERE l.lanacl IS NOT NULL
+  UNION ALL
+  SELECT f.tableoid, f.oid, 0, 'FOREIGN DATA WRAPPER', pg_catalog.quote_ident(f.fdwname), f.fdwowner, f.fdwacl, 'F'::"char", NULL
+  FROM pg_catalog.pg_foreign_data_wrapper f WHERE f.fdwacl IS NOT NULL
+  UNION ALL
+  SELECT s.tableoid, s.oid, 0, 'FOREIGN SERVER', pg_catalog.quote_ident(s.srvname), s.srvowner, s.srvacl, 'S'::"char", NULL
+  FROM pg_catalog.pg_foreign_server s WHERE s.srvacl IS NOT NULL
+  UNION ALL
+  SELECT m.tableoid, m.oid, 0, 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, 'L'::"char", NULL
+  FROM pg_catalog.pg_largeobject_metadata m WHERE m.lomacl IS NOT NULL
+) o JOIN k ON k.class = o.class AND k.oid = o.oid"#
+    );
+    Spi::connect(|client| {
+        client
+            .select(&sql, None, &[classes.into(), oids.into()])?
+            .map(|r| {
+                let r = Row(&r);
+                let (role, kind) = match r.string(4)?.as_str() {
+                    "c" => (Role::Comment, EntryKind::Comment),
+                    "s" => (Role::SecurityLabel, EntryKind::SecurityLabel),
+                    _ => (Role::Acl, EntryKind::Acl),
+                };
+                Ok(Decoration {
+                    class: r.oid(1)?,
+                    oid: r.oid(2)?,
+                    sub: r.int(3)?,
+                    role,
+                    kind,
+                    name: format!("{} {}", r.string(5)?, r.string(6)?),
+                    sql: r.string(7)?,
+                })
+            })
+            .filter(|d: &Result<Decoration>| d.as_ref().map_or(true, |d| !d.sql.is_empty()))
+            .collect()
+    })
+}

@@ -1,0 +1,717 @@
+//! The restore runner: walks the TOC pass by pass (pre-data, data, post-data, grants, what
+//! must follow the grants, sequence values), decides for each entry of the restore what to do
+//! with it (create, keep what exists, skip with its table), runs it, and names it in every
+//! error.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+use super::data::{self, table_oid};
+use super::plan::{self, Action, Existing, OnError, PlannedTable};
+use super::scope::{quoted, Scope, Why};
+use super::RestoreOptions;
+use crate::archive::compression::Compression;
+use crate::archive::manifest::Manifest;
+use crate::archive::toc::{self, EntryKind, Pass, TocEntry, PASSES};
+use crate::error::Result;
+use crate::security;
+use crate::subtransaction;
+
+/// One result row: object, kind, action, rows, status, detail.
+pub type Row = (String, String, String, Option<i64>, String, Option<String>);
+
+pub fn row(
+    object: String,
+    kind: &str,
+    action: &str,
+    rows: Option<i64>,
+    status: &str,
+    detail: Option<&str>,
+) -> Row {
+    (
+        object,
+        kind.into(),
+        action.into(),
+        rows,
+        status.into(),
+        detail.map(str::to_string),
+    )
+}
+
+thread_local! {
+    /// The entry being restored, for errors that leave the restore (on_error => 'abort').
+    static CURRENT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The entry the restore was working on when it stopped, as `describe()` names it.
+pub fn current_entry() -> Option<String> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+pub fn set_current(what: Option<String>) {
+    CURRENT.with(|c| *c.borrow_mut() = what);
+}
+
+/// The plan for the tables asked for, keyed by each table's quoted name in the backup.
+pub struct Plan {
+    pub tables: Vec<PlannedTable>,
+    by_backup_name: HashMap<String, usize>,
+}
+
+impl Plan {
+    pub fn build(m: &Manifest, scope: &Scope, existing: Existing) -> Result<Plan> {
+        let mut tables = Vec::new();
+        let mut by_backup_name = HashMap::new();
+        for (schema, name) in scope.tables(m) {
+            let target = scope.target_schema_of(&schema).to_string();
+            let exists = table_oid(&target, &name)?.is_some();
+            by_backup_name.insert(quoted(&schema, &name), tables.len());
+            tables.push(PlannedTable {
+                action: plan::action_for(exists, existing),
+                schema: target,
+                name,
+                exists,
+            });
+        }
+        Ok(Plan {
+            tables,
+            by_backup_name,
+        })
+    }
+
+    pub fn of(&self, backup_schema: &str, name: &str) -> Option<&PlannedTable> {
+        self.by_backup_name
+            .get(&quoted(backup_schema, name))
+            .map(|i| &self.tables[*i])
+    }
+
+    fn of_entry(&self, e: &TocEntry) -> Option<&PlannedTable> {
+        let (s, n) = e.relation()?;
+        self.of(&s, &n)
+    }
+}
+
+/// Everything one restore works from.
+pub struct Job<'a> {
+    pub manifest: &'a Manifest,
+    pub dir: &'a std::path::Path,
+    pub compression: Compression,
+    pub opts: &'a RestoreOptions,
+    pub scope: &'a Scope,
+    pub plan: &'a Plan,
+}
+
+fn has_code(e: &CaughtError, code: PgSqlErrorCode) -> bool {
+    matches!(e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if r.sql_error_code() == code)
+}
+
+fn is_duplicate(e: &CaughtError) -> bool {
+    use PgSqlErrorCode::*;
+    [
+        ERRCODE_DUPLICATE_OBJECT,
+        ERRCODE_DUPLICATE_TABLE,
+        ERRCODE_DUPLICATE_FUNCTION,
+        ERRCODE_DUPLICATE_SCHEMA,
+    ]
+    .into_iter()
+    .any(|c| has_code(e, c))
+}
+
+/// A caught error as a result row's detail: message and SQLSTATE.
+pub fn describe_error(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => format!(
+            "{} (SQLSTATE {})",
+            r.message(),
+            sqlstate_of(r.sql_error_code())
+        ),
+        other => subtransaction::message(other),
+    }
+}
+
+/// The five characters of a SQLSTATE.
+pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
+    let mut v = code as i32;
+    let mut s = String::with_capacity(5);
+    for _ in 0..5 {
+        s.push((((v & 0x3f) as u8) + b'0') as char);
+        v >>= 6;
+    }
+    s
+}
+
+/// Which errors of a step are expected and how they are reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tolerate {
+    Nothing,
+    /// The object already exists: keep it (`skip`).
+    Duplicates,
+    /// A role the statement names does not exist in this cluster: a `warning`, as
+    /// pg_restore does (grants).
+    MissingRole,
+}
+
+/// What happened to an entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Its statements ran.
+    Created,
+    /// It already existed and was kept.
+    Kept,
+    Failed,
+}
+
+/// Runs the steps of a restore and collects their rows.
+pub struct Runner {
+    on_error: OnError,
+    pub out: Vec<Row>,
+}
+
+impl Runner {
+    pub fn new(on_error: OnError) -> Runner {
+        Runner {
+            on_error,
+            out: Vec::new(),
+        }
+    }
+
+    /// Run one step. With `Tolerate::Nothing` under `on_error => 'abort'` an error ends the
+    /// restore; otherwise the step runs in a subtransaction and its failure becomes a row.
+    /// Returns whether it succeeded (false: failed or kept as it was).
+    pub fn run(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<bool> {
+        self.run_outcome(object, kind, action, tolerate, f)
+            .map(|o| o == Some(true))
+    }
+
+    /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
+    fn run_outcome(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<Option<bool>> {
+        if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
+            let rows = f()?;
+            self.out.push(row(object, kind, action, rows, "ok", None));
+            return Ok(Some(true));
+        }
+        match subtransaction::run_result(f) {
+            Ok(Ok(rows)) => {
+                self.out.push(row(object, kind, action, rows, "ok", None));
+                Ok(Some(true))
+            }
+            Ok(Err(e)) if self.on_error == OnError::Continue => {
+                self.out.push(row(
+                    object,
+                    kind,
+                    action,
+                    None,
+                    "failed",
+                    Some(&format!("{e} (SQLSTATE {})", e.sqlstate())),
+                ));
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(c) if tolerate == Tolerate::Duplicates && is_duplicate(&c) => {
+                self.out.push(row(
+                    object,
+                    kind,
+                    "skip",
+                    None,
+                    "ok",
+                    Some("already exists"),
+                ));
+                Ok(Some(false))
+            }
+            Err(c)
+                if tolerate == Tolerate::MissingRole
+                    && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
+            {
+                self.out.push(row(
+                    object,
+                    kind,
+                    "skip",
+                    None,
+                    "warning",
+                    Some(&describe_error(&c)),
+                ));
+                Ok(Some(false))
+            }
+            Err(c) if self.on_error == OnError::Continue => {
+                self.out.push(row(
+                    object,
+                    kind,
+                    action,
+                    None,
+                    "failed",
+                    Some(&describe_error(&c)),
+                ));
+                Ok(None)
+            }
+            Err(c) => c.rethrow(),
+        }
+    }
+
+    pub fn note(&mut self, r: Row) {
+        self.out.push(r);
+    }
+}
+
+pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
+    move || {
+        Spi::run(&sql)?;
+        Ok(None)
+    }
+}
+
+fn relation_exists(quoted_name: &str) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[quoted_name.into()],
+    )?
+    .unwrap_or(false))
+}
+
+fn role_exists(role: &str) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[role.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// What to do with one entry.
+enum Decision {
+    /// Not this restore's business (no row).
+    Quiet,
+    /// Left out, with a row saying why.
+    Skip {
+        status: &'static str,
+        detail: String,
+    },
+    Run {
+        action: &'static str,
+        tolerate: Tolerate,
+    },
+}
+
+/// Restore everything the job says: the walk over the TOC.
+pub struct Walk<'j, 'a> {
+    job: &'j Job<'a>,
+    runner: Runner,
+    outcomes: HashMap<u32, Outcome>,
+    index: HashMap<u32, usize>,
+    roles: HashMap<String, bool>,
+}
+
+impl<'j, 'a> Walk<'j, 'a> {
+    pub fn new(job: &'j Job<'a>) -> Self {
+        Walk {
+            job,
+            runner: Runner::new(job.opts.on_error),
+            outcomes: HashMap::new(),
+            index: toc::by_id(&job.manifest.toc),
+            roles: HashMap::new(),
+        }
+    }
+
+    fn entry(&self, id: u32) -> Option<&'a TocEntry> {
+        self.index.get(&id).map(|&i| &self.job.manifest.toc[i])
+    }
+
+    /// Foreign keys and other entries that need a relation neither restored nor present.
+    fn dangling(&self, e: &TocEntry) -> Result<Option<String>> {
+        if e.kind != EntryKind::ForeignKey {
+            return Ok(None);
+        }
+        for d in &e.deps {
+            let Some(dep) = self.entry(*d) else { continue };
+            if !dep.kind.is_relation() || self.job.scope.entries.contains_key(d) {
+                continue;
+            }
+            let schema = dep.schema.as_deref().unwrap_or_default();
+            let name = quoted(self.job.scope.target_schema_of(schema), &dep.name);
+            if !relation_exists(&name)? {
+                return Ok(Some(format!(
+                    "references {}, which is neither restored nor present",
+                    quoted(schema, &dep.name)
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    fn decide(&self, e: &TocEntry, dry_run: bool) -> Result<Decision> {
+        let opts = self.job.opts;
+        let Some(why) = self.job.scope.why(e) else {
+            return Ok(Decision::Quiet);
+        };
+        let pass = e.pass();
+        let is_data = matches!(pass, Pass::Data | Pass::SequenceValues);
+        if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
+            return Ok(Decision::Quiet);
+        }
+        // A table asked for: what `existing` says.
+        if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
+            return Ok(match self.job.plan.of_entry(e) {
+                Some(t) if t.action.runs_ddl() => Decision::Run {
+                    action: "create",
+                    tolerate: Tolerate::Nothing,
+                },
+                _ => Decision::Quiet,
+            });
+        }
+        if e.kind.is_relation() && why == Why::Dependency {
+            let schema = e.schema.as_deref().unwrap_or_default();
+            let name = quoted(self.job.scope.target_schema_of(schema), &e.name);
+            return Ok(if relation_exists(&name)? {
+                Decision::Skip {
+                    status: "ok",
+                    detail: "already exists".into(),
+                }
+            } else {
+                Decision::Run {
+                    action: "create",
+                    tolerate: Tolerate::Nothing,
+                }
+            });
+        }
+        if let Some(why) = self.dangling(e)? {
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail: why,
+            });
+        }
+        if let Some(b) = e.belongs_to.and_then(|b| self.entry(b)) {
+            // What belongs to a table follows the table: kept tables keep their indexes,
+            // constraints ...; a sequence value is set only where the rows were replaced.
+            if let Some(t) = self
+                .job
+                .plan
+                .of_entry(b)
+                .filter(|_| matches!(b.kind, EntryKind::Table | EntryKind::ForeignTable))
+            {
+                let go = match e.kind {
+                    EntryKind::SequenceSet => !matches!(t.action, Action::Skip | Action::Append),
+                    EntryKind::TableData => t.action.loads_data(),
+                    _ => t.action.runs_ddl(),
+                };
+                if !go {
+                    return Ok(Decision::Quiet);
+                }
+            } else if !dry_run {
+                // Anything else follows its object: not if the object was kept or failed.
+                match self.outcomes.get(&b.id) {
+                    Some(Outcome::Created) => {}
+                    Some(Outcome::Failed) => {
+                        return Ok(Decision::Skip {
+                            status: "failed",
+                            detail: format!("{} was not restored", b.describe()),
+                        })
+                    }
+                    Some(Outcome::Kept) => return Ok(Decision::Quiet),
+                    None if self.job.scope.why(b).is_none() => {}
+                    None => return Ok(Decision::Quiet),
+                }
+            }
+        }
+        let tolerate = if e.section == toc::Section::PreData
+            && !e.kind.is_decoration()
+            && !matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+        {
+            // Types, functions, sequences, views ... that already exist are kept.
+            Tolerate::Duplicates
+        } else {
+            Tolerate::Nothing
+        };
+        Ok(Decision::Run {
+            action: "create",
+            tolerate,
+        })
+    }
+
+    /// A dry run: what would happen to each entry, changing nothing.
+    pub fn plan_rows(mut self) -> Result<Vec<Row>> {
+        let rows_of: HashMap<(String, String), u64> = self
+            .job
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.kind.is_none())
+            .map(|f| ((f.schema.clone(), f.table.clone()), f.rows))
+            .chain(
+                self.job
+                    .manifest
+                    .script_tables
+                    .iter()
+                    .filter(|b| b.kind.is_none())
+                    .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
+            )
+            .collect();
+        let toc = &self.job.manifest.toc;
+        for pass in PASSES {
+            for e in toc.iter().filter(|e| e.pass() == pass) {
+                let object = self.object(e);
+                let r = match self.decide(e, true)? {
+                    Decision::Quiet if e.kind == EntryKind::Table => {
+                        match self
+                            .job
+                            .plan
+                            .of_entry(e)
+                            .filter(|_| !self.job.opts.data_only)
+                        {
+                            Some(t) => row(
+                                object,
+                                e.kind.as_str(),
+                                t.action.as_str(),
+                                None,
+                                "planned",
+                                None,
+                            ),
+                            None => continue,
+                        }
+                    }
+                    Decision::Quiet => continue,
+                    Decision::Skip { status, detail } => {
+                        let status = if status == "ok" { "planned" } else { status };
+                        row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
+                    }
+                    Decision::Run { action, .. } => {
+                        let (action, rows) = match e.kind {
+                            EntryKind::TableData => {
+                                let planned = e
+                                    .relation()
+                                    .and_then(|(s, n)| self.job.plan.of(&s, &n))
+                                    .filter(|t| t.action.loads_data());
+                                match planned {
+                                    Some(_) => (
+                                        "load",
+                                        e.relation()
+                                            .and_then(|r| rows_of.get(&r))
+                                            .map(|r| *r as i64),
+                                    ),
+                                    None => ("skip", None),
+                                }
+                            }
+                            EntryKind::Table => (
+                                self.job
+                                    .plan
+                                    .of_entry(e)
+                                    .map(|t| t.action.as_str())
+                                    .unwrap_or(action),
+                                None,
+                            ),
+                            _ => (action, None),
+                        };
+                        row(object, e.kind.as_str(), action, rows, "planned", None)
+                    }
+                };
+                self.runner.note(r);
+            }
+        }
+        Ok(self.runner.out)
+    }
+
+    /// How result rows name an entry: relations under their restored name.
+    fn object(&self, e: &TocEntry) -> String {
+        match (&e.schema, e.kind.is_decoration()) {
+            (Some(s), false) => format!("{}.{}", self.job.scope.target_schema_of(s), e.name),
+            _ => e.object(),
+        }
+    }
+
+    /// Run one entry's statements (and its owner, if that role exists here).
+    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
+        let mut sql = self.job.scope.sql(&e.sql);
+        let mut owner_missing = None;
+        if let (Some(owner_sql), Some(owner)) = (&e.owner_sql, &e.owner) {
+            let exists = match self.roles.get(owner) {
+                Some(x) => *x,
+                None => {
+                    let x = role_exists(owner)?;
+                    self.roles.insert(owner.clone(), x);
+                    x
+                }
+            };
+            if exists {
+                sql.push('\n');
+                sql.push_str(&self.job.scope.sql(owner_sql));
+            } else {
+                owner_missing = Some(owner.clone());
+            }
+        }
+        set_current(Some(e.describe()));
+        let object = self.object(e);
+        let outcome = self.runner.run_outcome(
+            object.clone(),
+            e.kind.as_str(),
+            action,
+            tolerate,
+            sql_step(sql),
+        )?;
+        set_current(None);
+        self.outcomes.insert(
+            e.id,
+            match outcome {
+                Some(true) => Outcome::Created,
+                Some(false) => Outcome::Kept,
+                None => Outcome::Failed,
+            },
+        );
+        if let (Some(role), Some(true)) = (owner_missing, outcome) {
+            self.runner.note(row(
+                object,
+                "owner",
+                "skip",
+                None,
+                "warning",
+                Some(&format!("role \"{role}\" does not exist")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_pass(&mut self, pass: Pass) -> Result<()> {
+        let toc = &self.job.manifest.toc;
+        for e in toc.iter().filter(|e| e.pass() == pass) {
+            pgrx::check_for_interrupts!();
+            match self.decide(e, false)? {
+                Decision::Quiet => {}
+                Decision::Skip { status, detail } => {
+                    if status == "failed" {
+                        self.outcomes.insert(e.id, Outcome::Failed);
+                    }
+                    let object = self.object(e);
+                    self.runner.note(row(
+                        object,
+                        e.kind.as_str(),
+                        "skip",
+                        None,
+                        status,
+                        Some(&detail),
+                    ))
+                }
+                Decision::Run { action, tolerate } => {
+                    if e.sql.is_empty() {
+                        self.outcomes.insert(e.id, Outcome::Created);
+                        continue;
+                    }
+                    // Grants to roles this cluster lacks are reported as warnings.
+                    let tolerate = if matches!(e.kind, EntryKind::Acl | EntryKind::Owner) {
+                        Tolerate::MissingRole
+                    } else {
+                        tolerate
+                    };
+                    self.run_entry(e, action, tolerate)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole restore.
+    pub fn apply(mut self) -> Result<Vec<Row>> {
+        let job = self.job;
+        // Function bodies may name tables that come later, as in pg_restore.
+        security::set_for_call(c"check_function_bodies", c"off");
+        // "schema ... already exists, skipping" and the like: the result rows say what happened.
+        security::set_for_call(c"client_min_messages", c"warning");
+        // Every definition in the archive is schema-qualified.
+        security::set_for_call(c"search_path", c"");
+        super::tuning::raise_maintenance_settings()?;
+        if let Some((_, to)) = &job.scope.target {
+            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
+            self.runner.run(
+                to.clone(),
+                "schema",
+                "create",
+                Tolerate::Nothing,
+                sql_step(sql),
+            )?;
+        }
+        self.drop_replaced()?;
+        for pass in PASSES {
+            if pass == Pass::Data {
+                if !job.opts.schema_only {
+                    data::load_data(job, &mut self.runner)?;
+                }
+                continue;
+            }
+            self.run_pass(pass)?;
+        }
+        // Last, after the backup's own sequence values (issue 10).
+        if !job.opts.schema_only {
+            super::sequences::advance(job, &mut self.runner)?;
+        }
+        Ok(self.runner.out)
+    }
+
+    /// existing => 'drop': one DROP for all, without CASCADE: partitions go with their
+    /// parent, foreign keys among the dropped tables go with them, and anything outside the
+    /// restore that depends on them stops the restore (nothing else is dropped behind the
+    /// user's back). Views of the restore built on them are dropped first (it recreates
+    /// them).
+    fn drop_replaced(&mut self) -> Result<()> {
+        let job = self.job;
+        let drop: Vec<String> = job
+            .plan
+            .tables
+            .iter()
+            .filter(|t| t.action == Action::Drop)
+            .map(|t| quoted(&t.schema, &t.name))
+            .collect();
+        if drop.is_empty() {
+            return Ok(());
+        }
+        for (kind, what) in [
+            (EntryKind::MaterializedView, "MATERIALIZED VIEW"),
+            (EntryKind::View, "VIEW"),
+        ] {
+            let views: Vec<String> = job
+                .manifest
+                .toc
+                .iter()
+                .filter(|e| e.kind == kind && job.scope.why(e) == Some(Why::Requested))
+                .map(|e| {
+                    quoted(
+                        job.scope
+                            .target_schema_of(e.schema.as_deref().unwrap_or_default()),
+                        &e.name,
+                    )
+                })
+                .collect();
+            if !views.is_empty() {
+                let sql = format!("DROP {what} IF EXISTS {}", views.join(", "));
+                self.runner.run(
+                    views.join(", "),
+                    kind.as_str(),
+                    "drop",
+                    Tolerate::Nothing,
+                    sql_step(sql),
+                )?;
+            }
+        }
+        let sql = format!("DROP TABLE IF EXISTS {}", drop.join(", "));
+        self.runner.run(
+            drop.join(", "),
+            "table",
+            "drop",
+            Tolerate::Nothing,
+            sql_step(sql),
+        )?;
+        Ok(())
+    }
+}
