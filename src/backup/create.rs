@@ -403,8 +403,6 @@ fn write_table_files(
         let (source, format, ext) = match opts.format.as_str() {
             "csv" => (CopySource::Table(t.oid), CopyFormat::CsvHeader, "csv"),
             "json" => {
-                // Refused up front if a value would not come back as it was.
-                json_check::check(t, &columns)?;
                 // One JSON object per row, keys = the copied columns (generated ones excluded).
                 // An array whose lower bounds are not all 1 (its text form starts with its
                 // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would
@@ -426,6 +424,8 @@ fn write_table_files(
                         }
                     })
                     .collect();
+                // Refused up front if a value would not come back as it was.
+                json_check::check(t, &columns, &cols)?;
                 json_query = format!(
                     "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
                     cols.join(", "),

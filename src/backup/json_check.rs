@@ -195,18 +195,16 @@ fn columns(t: &Relation, names: &[String]) -> Result<Vec<Column>> {
     Ok(out)
 }
 
-/// Refuse `t` for the json format unless every value of `names` comes back as it was.
-pub fn check(t: &Relation, names: &[String]) -> Result<()> {
+/// Refuse `t` for the json format unless every value of `names` comes back as it was, written
+/// as the export writes it: `exported` is the export's select list (one expression per
+/// column, named as the column, over the table's columns).
+pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> {
     let cols = columns(t, names)?;
     let checked: Vec<&Column> = cols.iter().filter(|c| c.check_type.is_some()).collect();
     if checked.is_empty() {
         return Ok(());
     }
     let table = quoted(t);
-    let list: Vec<String> = cols
-        .iter()
-        .map(|c| spi::quote_identifier(&c.name))
-        .collect();
     let record: Vec<String> = checked
         .iter()
         .map(|c| {
@@ -222,18 +220,19 @@ pub fn check(t: &Relation, names: &[String]) -> Result<()> {
         .map(|c| {
             let q = spi::quote_identifier(&c.name);
             format!(
-                "({lit}, x.{q}::pg_catalog.text IS DISTINCT FROM r.{q}::pg_catalog.text)",
+                "({lit}, t0.{q}::pg_catalog.text IS DISTINCT FROM r.{q}::pg_catalog.text)",
                 lit = spi::quote_literal(&c.name),
             )
         })
         .collect();
     // The first column whose value differs after the round trip, in the first row that has one.
     let sql = format!(
-        "SELECT (SELECT v.col FROM (SELECT {list} FROM ONLY {table}) x,
+        "SELECT (SELECT v.col FROM ONLY {table} t0,
+                 LATERAL (SELECT {list}) x,
                  LATERAL pg_catalog.json_to_record(pg_catalog.row_to_json(x.*)) AS r({record}),
                  LATERAL (VALUES {differs}) v(col, bad)
                  WHERE v.bad LIMIT 1)",
-        list = list.join(", "),
+        list = exported.join(", "),
         record = record.join(", "),
         differs = differs.join(", "),
     );
