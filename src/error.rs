@@ -67,6 +67,15 @@ pub enum BackupError {
         source: std::io::Error,
         hint: Option<String>,
     },
+    /// A storage target or encryption failure, with its own SQLSTATE (see storage::Failure):
+    /// 08001 unreachable, 08006 broken connection, 28000 credentials or wrong key, 42501
+    /// denied, 42704 missing bucket, 58P01 missing object, 55000 missing key, 58030 other.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// The database's pg_backup catalog is at another release than the library (55000): it
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
@@ -153,6 +162,7 @@ impl BackupError {
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
+            | BackupError::Storage { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Spi(_) => {}
@@ -169,7 +179,8 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
-            | BackupError::ReadOnly { hint, .. } => hint.clone(),
+            | BackupError::ReadOnly { hint, .. }
+            | BackupError::Storage { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
@@ -197,6 +208,7 @@ impl BackupError {
                 "42501"
             }
             BackupError::Io { .. } => "58030",
+            BackupError::Storage { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -213,6 +225,11 @@ impl BackupError {
             "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+            "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }

@@ -12,6 +12,8 @@ static COMPRESSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
 static RESTORE_MAINTENANCE_WORK_MEM: GucSetting<i32> = GucSetting::<i32>::new(512 * 1024);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -76,6 +78,22 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"backup.default_storage",
+        c"Storage target that create() and schedules copy backups to when none is named.",
+        c"The name of a target from backup.storages; empty means local only.",
+        &DEFAULT_STORAGE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"backup.identity_file",
+        c"File with the age secret key(s) that decrypt encrypted backups.",
+        c"Used by restore() and verify() when no identity is passed. Superuser-only.",
+        &IDENTITY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
 }
 
 /// The backup directory: the setting, or `pg_backup` under the data directory.
@@ -115,4 +133,18 @@ pub fn restore_maintenance_work_mem_kb() -> i64 {
 
 pub fn scheduler_enabled() -> bool {
     SCHEDULER_ENABLED.get()
+}
+
+fn nonempty(s: &GucSetting<Option<CString>>) -> Option<String> {
+    s.get()
+        .map(|v| v.to_string_lossy().trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+pub fn default_storage() -> Option<String> {
+    nonempty(&DEFAULT_STORAGE)
+}
+
+pub fn identity_file() -> Option<PathBuf> {
+    nonempty(&IDENTITY_FILE).map(PathBuf::from)
 }

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod backup;
 pub mod catalog;
 pub mod copy;
+pub mod crypto;
 pub mod ddl;
 pub mod error;
 pub mod guc;
@@ -16,12 +17,14 @@ pub mod scheduler;
 pub mod security;
 pub mod signals;
 pub mod sql_api;
+pub mod storage;
 pub mod subtransaction;
 pub mod threads;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!("../sql/storage.sql", name = "storage");
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

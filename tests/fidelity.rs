@@ -362,3 +362,62 @@ fn definitions_calling_functions_in_public_come_out_schema_qualified() {
         ],
     );
 }
+
+#[test]
+fn large_objects_with_owners_comments_and_grants() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE ROLE fid_lo_owner NOLOGIN;
+        CREATE ROLE fid_lo_reader NOLOGIN;
+        SELECT lo_from_bytea(424242, convert_to('a poem', 'UTF8'));
+        SELECT lo_from_bytea(424243, decode(repeat('00ff', 5000), 'hex'));
+        SELECT lo_create(424244);
+        COMMENT ON LARGE OBJECT 424242 IS 'I Wandered Lonely as a Cloud';
+        COMMENT ON LARGE OBJECT 424244 IS 'empty';
+        ALTER LARGE OBJECT 424243 OWNER TO fid_lo_owner;
+        GRANT SELECT ON LARGE OBJECT 424243 TO fid_lo_reader;
+        GRANT SELECT, UPDATE ON LARGE OBJECT 424242 TO PUBLIC;
+        CREATE TABLE doc (id int PRIMARY KEY, body oid);
+        INSERT INTO doc VALUES (1, 424242), (2, 424243);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT string_agg(oid || ':' || coalesce(obj_description(oid, 'pg_largeobject'), '-'), ',' ORDER BY oid) FROM pg_largeobject_metadata",
+            "SELECT length(lo_get(body)) FROM doc WHERE id = 2",
+            "SELECT string_agg(oid || ':' || lomowner::regrole || ':' || coalesce(lomacl::text, '-'), ',' ORDER BY oid) FROM pg_largeobject_metadata",
+        ],
+    );
+}
+
+#[test]
+fn grants_changed_on_system_objects() {
+    if !enabled() {
+        return;
+    }
+    // pg_dump keeps the privileges changed on pg_catalog's objects since initdb (pg_init_privs).
+    round_trip(
+        r#"
+        CREATE ROLE fid_sys_reader NOLOGIN;
+        GRANT SELECT (rolname, rolsuper) ON pg_catalog.pg_authid TO fid_sys_reader;
+        GRANT SELECT ON pg_catalog.pg_statistic TO fid_sys_reader WITH GRANT OPTION;
+        REVOKE SELECT ON pg_catalog.pg_proc FROM PUBLIC;
+        GRANT SELECT (oid, proname, prosrc) ON pg_catalog.pg_proc TO PUBLIC;
+        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_sleep(double precision) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pg_catalog.pg_sleep(double precision) TO fid_sys_reader;
+        REVOKE USAGE ON LANGUAGE sql FROM PUBLIC;
+        REVOKE USAGE ON TYPE pg_catalog.money FROM PUBLIC;
+        CREATE TABLE t (x int);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT relacl FROM pg_class WHERE oid = 'pg_catalog.pg_proc'::regclass",
+            "SELECT string_agg(attname || '=' || attacl::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_authid'::regclass AND attacl IS NOT NULL",
+            "SELECT proacl FROM pg_proc WHERE oid = 'pg_catalog.pg_sleep(double precision)'::regprocedure",
+            "SELECT lanacl FROM pg_language WHERE lanname = 'sql'",
+            "SELECT typacl FROM pg_type WHERE oid = 'pg_catalog.money'::regtype",
+        ],
+    );
+}

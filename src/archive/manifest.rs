@@ -169,6 +169,11 @@ impl DataFile {
 /// `data/NNNNN.{copy,csv,json}[.gz|.zst]` or `backup.sql[.gz|.zst]`: never absolute, never
 /// `..`.
 pub fn is_archive_path(path: &str) -> bool {
+    // Encrypted files end in .age (storage::upload); the encrypted DDL of a sealed manifest.
+    if path == "ddl.json.age" {
+        return true;
+    }
+    let path = path.strip_suffix(".age").unwrap_or(path);
     let path = path
         .strip_suffix(".gz")
         .or_else(|| path.strip_suffix(".zst"))
@@ -276,6 +281,8 @@ mod tests {
             "data/00002.csv",
             "data/12345.json.gz",
             "backup.sql.gz",
+            "data/00001.copy.gz.age",
+            "ddl.json.age",
             "backup.sql.zst",
             "data/00002.csv.zst",
         ] {

@@ -24,6 +24,33 @@ pub struct ArchiveWriter {
     pub id: String,
     pub tmp_dir: PathBuf,
     pub final_dir: PathBuf,
+    /// Where files go besides (or instead of) the local folder, and how they are sealed:
+    /// a storage target and/or age encryption (storage::upload). None: local files only.
+    pub output: Option<Arc<dyn ArchiveOutput>>,
+}
+
+/// Where the stored bytes of one archive file go (after compression and encryption):
+/// `finish_sink` makes them durable and returns their size and SHA-256.
+pub trait FileSink: Write + Send {
+    fn finish_sink(self: Box<Self>) -> Result<(u64, String)>;
+}
+
+/// The hook for off-site copies and encryption (implemented in storage::upload).
+pub trait ArchiveOutput: Send + Sync {
+    /// The sink for archive file `rel`, whose local path is `local`.
+    fn open(&self, rel: &str, local: &Path) -> Result<Box<dyn FileSink>>;
+    /// Set when the backup fails: uploads in flight stop.
+    fn cancel_flag(&self) -> Arc<AtomicBool>;
+    /// Whether the archive is also kept in the local folder.
+    fn keep_local(&self) -> bool;
+    /// Suffix of every stored file (`.age` when encrypted).
+    fn suffix(&self) -> &'static str;
+    /// The manifest as stored (DDL sealed when encrypted).
+    fn seal_manifest(&self, json: Vec<u8>, tmp_dir: &Path) -> Result<Vec<u8>>;
+    /// Store the manifest (last) once every file is stored.
+    fn finish(&self, manifest_json: &[u8], sha_line: &[u8]) -> Result<()>;
+    /// Remove whatever a failed backup left in the storage (best effort).
+    fn abandon(&self);
 }
 
 /// Create `dir` (and parents) as 0700 if missing.
@@ -56,7 +83,26 @@ impl ArchiveWriter {
             id: id.to_string(),
             tmp_dir,
             final_dir,
+            output: None,
         })
+    }
+
+    /// The sink for archive file `rel` (local file, or the output's) and the flag that
+    /// cancels it.
+    pub fn open_sink(&self, rel: &str) -> Result<(Box<dyn FileSink>, Arc<AtomicBool>)> {
+        let local = self.tmp_dir.join(rel);
+        match &self.output {
+            Some(o) => Ok((o.open(rel, &local)?, o.cancel_flag())),
+            None => Ok((
+                Box::new(HashingFile::create(&local)?),
+                Arc::new(AtomicBool::new(false)),
+            )),
+        }
+    }
+
+    /// Suffix of stored files (`.age` when encrypted).
+    pub fn suffix(&self) -> &'static str {
+        self.output.as_ref().map(|o| o.suffix()).unwrap_or("")
     }
 
     /// `data/00001.<ext>[.gz]`: `ext` says how rows are laid out (copy, csv, json).
@@ -66,7 +112,11 @@ impl ArchiveWriter {
         ext: &str,
         compression: Compression,
     ) -> (String, PathBuf) {
-        let rel = format!("data/{index:05}.{ext}{}", compression.suffix());
+        let rel = format!(
+            "data/{index:05}.{ext}{}{}",
+            compression.suffix(),
+            self.suffix()
+        );
         let abs = self.tmp_dir.join(&rel);
         (rel, abs)
     }
@@ -75,8 +125,20 @@ impl ArchiveWriter {
     /// Returns the manifest's SHA-256 and, if fsync of the parent folder failed after the
     /// rename, why (the archive is complete; only the rename's durability is in doubt).
     pub fn finish(self, manifest: &Manifest) -> Result<(String, Option<String>)> {
-        let json = manifest.to_json();
+        let mut json = manifest.to_json();
+        if let Some(o) = &self.output {
+            json = o.seal_manifest(json, &self.tmp_dir)?;
+        }
         let sha_line = manifest::manifest_sha_line(&json);
+        // The storage copy first, manifest last: the local rename below is then the last
+        // step, and a failure before it leaves nothing complete anywhere.
+        if let Some(o) = &self.output {
+            o.finish(&json, sha_line.as_bytes())?;
+            if !o.keep_local() {
+                Self::abandon(&self.tmp_dir);
+                return Ok((manifest::sha256_hex(&json), None));
+            }
+        }
         write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_FILE), &json)?;
         write_file_synced(
             &self.tmp_dir.join(manifest::MANIFEST_SHA_FILE),
@@ -130,10 +192,35 @@ pub struct FileStats {
 }
 
 /// A writer that hashes and counts what reaches the file.
-struct HashingFile {
+pub struct HashingFile {
     file: File,
     hasher: Sha256,
     bytes: u64,
+}
+
+impl HashingFile {
+    pub fn create(path: &Path) -> Result<HashingFile> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| BackupError::io("create file", path, e))?;
+        Ok(HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
+    }
+}
+
+impl FileSink for HashingFile {
+    fn finish_sink(self: Box<Self>) -> Result<(u64, String)> {
+        self.file
+            .sync_all()
+            .map_err(|e| BackupError::io("fsync", Path::new("archive file"), e))?;
+        Ok((self.bytes, manifest::hex(&self.hasher.finalize())))
+    }
 }
 
 impl Write for HashingFile {
@@ -157,17 +244,18 @@ pub fn drain_to_file(
     compression: Compression,
     cancel: &AtomicBool,
 ) -> Result<FileStats> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| BackupError::io("create file", path, e))?;
-    let sink = HashingFile {
-        file,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let sink = HashingFile::create(path)?;
+    drain_to_sink(source, Box::new(sink), path, compression, cancel)
+}
+
+/// Like `drain_to_file`, into any sink (`path` names the file in errors).
+pub fn drain_to_sink(
+    source: OwnedFd,
+    sink: Box<dyn FileSink>,
+    path: &Path,
+    compression: Compression,
+    cancel: &AtomicBool,
+) -> Result<FileStats> {
     let mut out = compression
         .encoder(std::io::BufWriter::with_capacity(1 << 20, sink))
         .map_err(|e| BackupError::io("start compressing", path, e))?;
@@ -189,13 +277,11 @@ pub fn drain_to_file(
         .finish()
         .and_then(|buffered| buffered.into_inner().map_err(|e| e.into_error()))
         .map_err(|e| BackupError::io("write", path, e))?;
-    sink.file
-        .sync_all()
-        .map_err(|e| BackupError::io("fsync", path, e))?;
+    let (bytes, sha256) = sink.finish_sink()?;
     Ok(FileStats {
         raw_bytes,
-        bytes: sink.bytes,
-        sha256: manifest::hex(&sink.hasher.finalize()),
+        bytes,
+        sha256,
     })
 }
 
@@ -269,6 +355,26 @@ impl Drain {
             cancel,
             handle: Some(handle),
         })
+    }
+
+    /// Drain into `sink` (from ArchiveWriter::open_sink); `cancel` is the sink's flag, so
+    /// dropping the drain also stops the sink's uploads.
+    pub fn spawn_sink(
+        source: OwnedFd,
+        sink: Box<dyn FileSink>,
+        path: PathBuf,
+        compression: Compression,
+        cancel: Arc<AtomicBool>,
+    ) -> Drain {
+        let flag = cancel.clone();
+        let handle = crate::storage::threads::spawn("pg_backup drain", move || {
+            drain_to_sink(source, sink, &path, compression, &flag)
+        })
+        .expect("spawn drain thread");
+        Drain {
+            cancel,
+            handle: Some(handle),
+        }
     }
 
     pub fn join(mut self) -> Result<FileStats> {

@@ -1,7 +1,7 @@
 //! The create() core: one consistent, checksummed archive of the selected relations.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys::panic::CaughtError;
@@ -38,7 +38,7 @@ pub struct Summary {
     pub path: String,
 }
 
-/// The backup this process is writing, for the exit callback (pg_terminate_backend ends a
+/// The backup this backend is writing, for the exit callback (pg_terminate_backend ends a
 /// backend with FATAL, which skips every Rust frame).
 struct InFlight {
     id: String,
@@ -82,6 +82,15 @@ pub struct Run {
     tmp_dir: PathBuf,
     started: Instant,
     claim: runs::Claim,
+    output: Option<Arc<crate::storage::upload::Output>>,
+}
+
+pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> Result<Summary> {
+    let run = begin(opts, caller, schedule)?;
+    match take_and_finish(run, opts, caller) {
+        Ok(r) => r,
+        Err(caught) => caught.rethrow(),
+    }
 }
 
 /// Record the backup as `running` (in shared memory first, so no sweep takes it for dead).
@@ -91,7 +100,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
     id::validate(&id)?;
     let base = guc::directory();
     let claim = runs::claim(runs::Kind::Backup, &id, 0);
-    let row = BackupRow {
+    let mut row = BackupRow {
         id: id.clone(),
         label: opts.label.clone(),
         status: "running",
@@ -110,8 +119,31 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         created_by: Some(caller.role.clone()),
         error: None,
         pid: Some(unsafe { pg_sys::MyProcPid }),
+        storage: None,
+        storage_url: None,
     };
     history::record(&row);
+    // Storage and encryption (none for a plain local backup). Resolved after the running
+    // row exists, so an unknown target or a bad key also leaves a failed row.
+    let output = match crate::storage::locate::prepare_output(&id, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            row.status = "failed";
+            row.finished_at = Some(history::now_rfc3339());
+            row.pid = None;
+            row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
+            history::record(&row);
+            return Err(e);
+        }
+    };
+    if let Some(o) = &output {
+        row.storage = o.remote.as_ref().map(|r| r.0.clone());
+        row.storage_url = o.remote_url();
+        if !o.keep_local {
+            row.path = None;
+        }
+        history::record(&row);
+    }
     let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
     set_in_flight(Some(InFlight {
         id: id.clone(),
@@ -125,6 +157,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         tmp_dir,
         started,
         claim,
+        output,
     })
 }
 
@@ -143,8 +176,16 @@ pub fn take_and_finish(
         tmp_dir,
         started,
         claim,
+        output,
     } = run;
-    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &claim));
+    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &claim, output.as_ref()));
+    let abandon_remote = || {
+        if let Some(o) = &output {
+            crate::archive::writer::ArchiveOutput::abandon(&crate::storage::upload::SharedOutput(
+                o.clone(),
+            ));
+        }
+    };
     set_in_flight(None);
     row.finished_at = Some(history::now_rfc3339());
     row.pid = None;
@@ -153,7 +194,10 @@ pub fn take_and_finish(
             row.status = "completed";
             row.table_count = Some(manifest.files.len() as i64);
             row.row_count = Some(manifest.total_rows() as i64);
-            row.bytes = Some(dir_size(&base.join(&id)) as i64);
+            row.bytes = Some(match &output {
+                Some(o) if !o.keep_local => manifest.total_bytes() as i64,
+                _ => dir_size(&base.join(&id)) as i64,
+            });
             row.manifest_sha256 = Some(sha);
             history::record(&row);
             Ok(Ok(Summary {
@@ -163,11 +207,20 @@ pub fn take_and_finish(
                 rows: manifest.total_rows() as i64,
                 bytes: row.bytes.unwrap_or(0),
                 duration: started.elapsed(),
-                path: row.path.clone().unwrap_or_default(),
+                path: row
+                    .path
+                    .clone()
+                    .or_else(|| row.storage_url.clone())
+                    .unwrap_or_default(),
             }))
         }
         Ok(Err(e)) => {
+            let e = match &output {
+                Some(o) => o.refine(e),
+                None => e,
+            };
             ArchiveWriter::abandon(&tmp_dir);
+            abandon_remote();
             row.status = "failed";
             row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
             history::record(&row);
@@ -175,6 +228,7 @@ pub fn take_and_finish(
         }
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);
+            abandon_remote();
             row.status = "failed";
             row.error = Some(subtransaction::message(&caught));
             history::record(&row);
@@ -186,14 +240,6 @@ pub fn take_and_finish(
     result
 }
 
-pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> Result<Summary> {
-    let run = begin(opts, caller, schedule)?;
-    match take_and_finish(run, opts, caller) {
-        Ok(r) => r,
-        Err(caught) => caught.rethrow(),
-    }
-}
-
 /// Everything that happens under the one snapshot. Runs inside a subtransaction.
 fn take(
     opts: &CreateOptions,
@@ -201,6 +247,7 @@ fn take(
     id: &str,
     base: &Path,
     claim: &runs::Claim,
+    output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
     let sel: Selection = select::select(opts, &caller.schemas)?;
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
@@ -209,7 +256,7 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, claim);
+    let result = write_archive(opts, id, base, &sel, claim, output);
     let result = match result {
         Err(e) if e.is_disk_full() => {
             let hint = disk_full_hint(base, id, &sel);
@@ -220,7 +267,6 @@ fn take(
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
-
 /// What a user needs when backup.directory fills up: how much room there was, how much the
 /// backup had written, and how big the data it reads is.
 fn disk_full_hint(base: &Path, id: &str, sel: &Selection) -> String {
@@ -271,9 +317,14 @@ fn write_archive(
     base: &Path,
     sel: &Selection,
     claim: &runs::Claim,
+    output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
     let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
-    let writer = ArchiveWriter::begin(base, id)?;
+    let mut writer = ArchiveWriter::begin(base, id)?;
+    writer.output = output.map(|o| {
+        Arc::new(crate::storage::upload::SharedOutput(o.clone()))
+            as Arc<dyn crate::archive::writer::ArchiveOutput>
+    });
     let tables: &[select::Relation] = if opts.schema_only {
         &[]
     } else {
@@ -440,7 +491,13 @@ fn write_table_files(
             _ => (CopySource::Table(t.oid), CopyFormat::Text, "copy"),
         };
         let (rel_path, abs_path) = writer.data_path(i + 1, ext, opts.compression);
-        let (rows, stats) = copy_to::copy_to_file(source, &abs_path, opts.compression, format)?;
+        let (rows, stats) = copy_to::copy_to_sink(
+            source,
+            writer.open_sink(&rel_path)?,
+            &abs_path,
+            opts.compression,
+            format,
+        )?;
         progress.copied(rows, stats.bytes);
         verbose(
             opts,
@@ -466,8 +523,9 @@ fn write_table_files(
     if large_objects {
         // Large objects' pages are COPY text in every format but sql.
         let (rel_path, abs_path) = writer.data_path(files.len() + 1, "copy", opts.compression);
-        let (rows, stats) = copy_to::copy_to_file(
+        let (rows, stats) = copy_to::copy_to_sink(
             CopySource::Query(ddl::LARGE_OBJECT_PAGES),
+            writer.open_sink(&rel_path)?,
             &abs_path,
             opts.compression,
             CopyFormat::Text,
@@ -500,8 +558,12 @@ fn write_script(
     large_objects: bool,
     progress: &mut Progress,
 ) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
-    let rel_path = format!("backup.sql{}", opts.compression.suffix());
-    let mut w = PipeWriter::create(&writer.tmp_dir.join(&rel_path), opts.compression)?;
+    let rel_path = format!("backup.sql{}{}", opts.compression.suffix(), writer.suffix());
+    let mut w = PipeWriter::create_sink(
+        writer.open_sink(&rel_path)?,
+        &writer.tmp_dir.join(&rel_path),
+        opts.compression,
+    )?;
     let (database, encoding, _) = server_facts()?;
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\

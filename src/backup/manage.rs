@@ -26,21 +26,29 @@ fn catalog_status(id: &str) -> Result<Option<String>> {
     )?)
 }
 
-/// Per-file rows for one backup, or for every completed one when `id` is None.
-pub fn verify(id: Option<&str>, deep: bool) -> Result<Vec<(String, FileCheck)>> {
+/// Per-file rows for one backup, or for every completed one when `id` is None. `storage`
+/// names the copy to check (default: the local one, else the remote one of the history row);
+/// `identity` decrypts an encrypted backup for a deep check.
+pub fn verify(
+    id: Option<&str>,
+    deep: bool,
+    storage: Option<&str>,
+    identity: Option<&str>,
+) -> Result<Vec<(String, FileCheck)>> {
     let ids: Vec<String> = match id {
         Some(id) => {
             id::validate(id)?;
-            if catalog_status(id)?.is_none() && !backup_dir(id)?.exists() {
+            if catalog_status(id)?.is_none() && !backup_dir(id)?.exists() && storage.is_none() {
                 return Err(unknown_backup(id));
             }
             vec![id.to_string()]
         }
         None => Spi::connect(|c| {
             c.select(
-                "SELECT id FROM backup.backups WHERE status = 'completed' ORDER BY started_at",
+                "SELECT id FROM backup.backups WHERE status = 'completed'
+                   AND ($1::text IS NULL OR storage = $1) ORDER BY started_at",
                 None,
-                &[],
+                &[storage.map(str::to_string).into()],
             )?
             .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
             .collect::<Result<Vec<_>>>()
@@ -48,14 +56,21 @@ pub fn verify(id: Option<&str>, deep: bool) -> Result<Vec<(String, FileCheck)>> 
     };
     let mut out = Vec::new();
     let mut verdicts = Vec::new();
-    for id in ids {
-        let checks =
-            verify::verify_archive(&backup_dir(&id)?, deep, &crate::copy::check_for_interrupts);
+    for one in ids {
+        let checks = match crate::storage::locate(&one, storage, identity) {
+            Ok(src) => verify::verify_source(&src, deep, &crate::copy::check_for_interrupts),
+            // One backup's copy is unreachable: say so in its row, go on with the others.
+            Err(e) if id.is_none() => {
+                vec![FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)
+                    .detail(format!("{e} (SQLSTATE {})", e.sqlstate()))]
+            }
+            Err(e) => return Err(e),
+        };
         verdicts.push((
-            id.clone(),
+            one.clone(),
             checks.iter().all(|c| c.status == FileStatus::Ok),
         ));
-        out.extend(checks.into_iter().map(|c| (id.clone(), c)));
+        out.extend(checks.into_iter().map(|c| (one.clone(), c)));
     }
     // Recorded outside the caller's transaction (a verify changes nothing else, so it works in
     // a read-only session), and only on backups still completed: one deleted meanwhile is not
@@ -89,8 +104,10 @@ pub fn delete(id: &str) -> Result<bool> {
     if status.is_none() {
         return Err(unknown_backup(id));
     }
-    // The row says deleted before a file goes: a verify that finds the files vanishing then
-    // never marks the backup failed.
+    // The remote copy first: if the storage cannot be reached, nothing changes.
+    crate::storage::locate::delete_remote(id)?;
+    // The row says deleted before a local file goes: a verify that finds the files vanishing
+    // then never marks the backup failed.
     history::mark_deleted(id);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| {
@@ -155,8 +172,66 @@ pub fn prune(
     Ok(gone)
 }
 
-/// Register archives in the directory that the catalog does not know.
-pub fn rescan() -> Result<Vec<String>> {
+/// Register archives found in a storage target that the catalog does not know: the
+/// disaster-recovery path (a new server, an empty database, the bucket).
+fn rescan_storage(name: &str) -> Result<Vec<String>> {
+    let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
+    let mut found = Vec::new();
+    let mut other_db = 0;
+    for (id, raw, m, size) in crate::storage::locate::scan_remote(name)? {
+        if catalog_status(&id)?.is_some() {
+            continue;
+        }
+        if m.database != current_db {
+            other_db += 1;
+            continue;
+        }
+        let url = crate::storage::targets::open(name)?.store.url();
+        Spi::run_with_args(
+            "INSERT INTO backup.backups (id, label, status, kind, format, compression, options, started_at,
+                                         finished_at, table_count, row_count, bytes, manifest_sha256, path, created_by,
+                                         storage, storage_url)
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6::jsonb, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, NULL, 'rescan', $12, $13)",
+            &[
+                id.clone().into(),
+                m.label.clone().into(),
+                kind_of(&m).into(),
+                m.format.clone().into(),
+                m.compression.clone().into(),
+                m.options.to_string().into(),
+                m.created_at.clone().into(),
+                (m.files.len() as i32).into(),
+                (m.total_rows() as i64).into(),
+                (size as i64).into(),
+                manifest::sha256_hex(&raw).into(),
+                name.to_string().into(),
+                format!("{url}{id}/").into(),
+            ],
+        )?;
+        found.push(id);
+    }
+    if other_db > 0 {
+        pgrx::notice!("pg_backup: {other_db} archive(s) in storage \"{name}\" belong to other databases and were not registered");
+    }
+    Ok(found)
+}
+
+fn kind_of(m: &Manifest) -> &'static str {
+    match (
+        m.options["schema_only"].as_bool(),
+        m.options["data_only"].as_bool(),
+    ) {
+        (Some(true), _) => "schema",
+        (_, Some(true)) => "data",
+        _ => "full",
+    }
+}
+
+/// Register archives in the directory (or in storage `storage`) that the catalog does not know.
+pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
+    if let Some(name) = storage {
+        return rescan_storage(name);
+    }
     let base = guc::directory();
     let mut found = Vec::new();
     let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();

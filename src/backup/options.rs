@@ -19,6 +19,14 @@ pub struct CreateOptions {
     #[serde(serialize_with = "ser_compression")]
     pub compression: Compression,
     pub verbose: bool,
+    /// A storage target to copy the archive to (else backup.default_storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Keep the local copy too (default true; false needs a storage).
+    pub keep_local: bool,
+    /// age recipients (public keys) to encrypt to, besides the storage's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
 }
 
 fn ser_compression<S: serde::Serializer>(
@@ -42,6 +50,12 @@ pub struct CreateArgs {
     pub format: Option<String>,
     pub compression: Option<String>,
     pub verbose: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_local: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_to: Option<Vec<String>>,
 }
 
 /// What an option left NULL means: the settings `backup.compression` and
@@ -111,6 +125,19 @@ impl CreateOptions {
             format,
             compression,
             verbose: args.verbose.unwrap_or(false),
+            storage: match args.storage.filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    crate::storage::targets::validate_name(&s)?;
+                    Some(s)
+                }
+                None => None,
+            },
+            keep_local: args.keep_local.unwrap_or(true),
+            encrypt_to: {
+                let list = args.encrypt_to.unwrap_or_default();
+                crate::crypto::Recipients::parse(&list)?;
+                list
+            },
         })
     }
 

@@ -84,7 +84,8 @@ impl Stmt {
                      status = EXCLUDED.status, finished_at = EXCLUDED.finished_at,
                      table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
                      bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
-                     error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path
+                     error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
+                     storage = EXCLUDED.storage, storage_url = EXCLUDED.storage_url
                    RETURNING 1)
                  SELECT count(*)::text FROM w"
             }

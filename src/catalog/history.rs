@@ -29,6 +29,9 @@ pub struct BackupRow {
     pub created_by: Option<String>,
     pub error: Option<String>,
     pub pid: Option<i32>,
+    /// The storage target holding the remote copy, and its URL (issue 12).
+    pub storage: Option<String>,
+    pub storage_url: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -8,9 +8,8 @@
 
 use std::cell::RefCell;
 use std::ffi::CString;
-use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
@@ -20,6 +19,7 @@ use super::CopyFormat;
 use crate::archive::compression::Compression;
 use crate::archive::hashing::HashingReader;
 use crate::error::{BackupError, Result};
+use crate::storage::archive_files::FileRef;
 
 const CHUNK: usize = 256 << 10;
 
@@ -40,11 +40,11 @@ thread_local! {
 /// The feeder: read, hash, decompress, send. Returns the file's SHA-256. Never calls into
 /// PostgreSQL; stops when the receiver is gone (the backend hit an error).
 fn feed(
-    path: PathBuf,
+    file: FileRef,
     compression: Compression,
     tx: SyncSender<Vec<u8>>,
 ) -> std::io::Result<String> {
-    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file.open_stored()?));
     let send_all = |r: &mut dyn Read| -> std::io::Result<bool> {
         loop {
             let mut chunk = vec![0u8; CHUNK];
@@ -65,7 +65,10 @@ fn feed(
             }
         }
     };
-    let finished = send_all(&mut compression.decoder(&mut hashing)?)?;
+    let finished = {
+        let stored = file.plaintext(&mut hashing)?;
+        send_all(&mut compression.decoder(stored)?)?
+    };
     if !finished {
         return Err(std::io::Error::other("restore cancelled"));
     }
@@ -108,7 +111,7 @@ unsafe extern "C-unwind" fn read_source(
 /// checking the file's SHA-256 at the end.
 pub fn copy_file_into(
     rel_oid: pg_sys::Oid,
-    file: &Path,
+    file: &FileRef,
     compression: Compression,
     columns: &[String],
     expected_sha256: &str,
@@ -116,10 +119,12 @@ pub fn copy_file_into(
     encoding: &str,
 ) -> Result<u64> {
     let (tx, rx) = sync_channel::<Vec<u8>>(8);
-    let path = file.to_path_buf();
+    let source = file.clone();
     let feeder: JoinHandle<std::io::Result<String>> =
-        crate::threads::spawn("pg_backup feeder", move || feed(path, compression, tx))
-            .map_err(|e| BackupError::io("start reader thread for", file, e))?;
+        crate::storage::threads::spawn("pg_backup feeder", move || feed(source, compression, tx))
+            .map_err(|e| BackupError::io("start reader thread for", &file.display(), e))?;
+    let path = file.display();
+    let file = path.as_path();
     let rows = copy_chunks_into(
         rel_oid,
         columns,

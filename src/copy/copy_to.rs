@@ -13,9 +13,11 @@ use pgrx::prelude::*;
 
 use super::CopyFormat;
 use crate::archive::compression::Compression;
-use crate::archive::writer::{Drain, FileStats};
+use crate::archive::writer::{Drain, FileSink, FileStats};
 use crate::error::{BackupError, Result};
 use crate::subtransaction;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Pipe capacity: large enough that the backend rarely waits for the compressor.
 const PIPE_SIZE: i32 = 1 << 20;
@@ -77,6 +79,27 @@ fn copy_in_subtransaction(
         // copy_to_pipe reports no Rust errors of its own after COPY started.
         Ok(Err(e)) => e.raise(),
         Err(caught) => Err(caught),
+    }
+}
+
+/// Like `copy_to_file`, into a sink from `ArchiveWriter::open_sink` (storage, encryption).
+pub fn copy_to_sink(
+    source: CopySource,
+    sink: (Box<dyn FileSink>, Arc<AtomicBool>),
+    label: &Path,
+    compression: Compression,
+    format: CopyFormat,
+) -> Result<(u64, FileStats)> {
+    let (read_end, write_end) = pipe()?;
+    let drain = Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1);
+    match copy_in_subtransaction(source, write_end, format) {
+        Ok(rows) => Ok((rows, drain.join()?)),
+        // COPY stopped because the drain did (a full disk closes the pipe: EPIPE): the
+        // drain's error is the one that says what happened.
+        Err(caught) => match drain.join() {
+            Err(e) => Err(e),
+            Ok(_) => caught.rethrow(),
+        },
     }
 }
 
@@ -150,6 +173,19 @@ impl PipeWriter {
             Some(Err(e)) => e,
             _ => fallback,
         }
+    }
+
+    /// Like `create`, into a sink from `ArchiveWriter::open_sink`.
+    pub fn create_sink(
+        sink: (Box<dyn FileSink>, Arc<AtomicBool>),
+        label: &Path,
+        compression: Compression,
+    ) -> Result<PipeWriter> {
+        let (read_end, write_end) = pipe()?;
+        Ok(PipeWriter {
+            write_end: Some(write_end),
+            drain: Some(Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1)),
+        })
     }
 
     pub fn write_text(&mut self, text: &str) -> Result<()> {

@@ -4,9 +4,8 @@
 //! manifest, as for every format.
 
 use std::cell::Cell;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -16,6 +15,7 @@ use crate::archive::compression::Compression;
 use crate::archive::hashing::HashingReader;
 use crate::archive::rows::HeaderMatcher;
 use crate::error::{BackupError, Result};
+use crate::storage::archive_files::FileRef;
 
 const CHUNK: usize = 256 << 10;
 
@@ -76,14 +76,15 @@ fn split_blocks(
 }
 
 fn feed(
-    path: PathBuf,
+    file: FileRef,
     compression: Compression,
     headers: Vec<String>,
     tx: SyncSender<Msg>,
 ) -> std::io::Result<String> {
-    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, File::open(&path)?));
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file.open_stored()?));
+    let stored = file.plaintext(&mut hashing)?;
     let finished = split_blocks(
-        &mut BufReader::with_capacity(1 << 20, compression.decoder(&mut hashing)?),
+        &mut BufReader::with_capacity(1 << 20, compression.decoder(stored)?),
         &headers,
         &tx,
     )?;
@@ -95,13 +96,15 @@ fn feed(
 
 impl ScriptReader {
     pub fn open(
-        path: &Path,
+        file: &FileRef,
         compression: Compression,
         headers: Vec<String>,
     ) -> Result<ScriptReader> {
         let (tx, rx) = sync_channel::<Msg>(8);
-        let p = path.to_path_buf();
-        let handle = crate::threads::spawn("pg_backup script", move || {
+        let p = file.clone();
+        let path = file.display();
+        let path = path.as_path();
+        let handle = crate::storage::threads::spawn("pg_backup script", move || {
             feed(p, compression, headers, tx)
         })
         .map_err(|e| BackupError::io("start reader thread for", path, e))?;

@@ -1,6 +1,7 @@
 //! The data pass of a restore: each table's rows (and the large objects' pages) through
 //! COPY FROM, in the layout of the archive's format.
 
+use crate::storage::archive_files::FileRef;
 use pgrx::prelude::*;
 
 use super::plan::Action;
@@ -57,7 +58,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
             ScriptReader::open(
-                &job.dir.join(&f.path),
+                &job.file(&f.path),
                 job.compression,
                 job.manifest
                     .script_tables
@@ -69,7 +70,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
         )),
         None => None,
     };
-    for unit in data_units(job.manifest, job.dir) {
+    for unit in data_units(job.manifest, job) {
         let reader = script.as_ref().map(|(r, _)| r);
         // Each script block is consumed in turn whatever happens to its table.
         if let Some(r) = reader {
@@ -151,7 +152,7 @@ struct DataUnit {
     table: String,
     columns: Vec<String>,
     large_objects: bool,
-    file: Option<(std::path::PathBuf, String, CopyFormat)>,
+    file: Option<(FileRef, String, CopyFormat)>,
     /// Rows (or large object pages) the backup recorded: a load must find as many.
     rows: u64,
     /// The encoding of the archive's text (the backed-up database's).
@@ -170,7 +171,7 @@ fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
     .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
 }
 
-fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
+fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
     if m.files.iter().any(|f| f.is_script()) {
         return m
             .script_tables
@@ -199,7 +200,7 @@ fn data_units(m: &Manifest, dir: &std::path::Path) -> Vec<DataUnit> {
                 table: f.table.clone(),
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
-                file: Some((dir.join(&f.path), f.sha256.clone(), format)),
+                file: Some((job.file(&f.path), f.sha256.clone(), format)),
                 rows: f.rows,
                 encoding: m.encoding.clone(),
             }

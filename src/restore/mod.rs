@@ -20,10 +20,8 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
-use crate::archive::manifest::Manifest;
-use crate::archive::verify::{self, FileStatus};
-use crate::backup::create::unknown_backup;
-use crate::backup::manage::backup_dir;
+
+use crate::archive::verify::FileStatus;
 use crate::catalog::history::{now_rfc3339, RestoreRow};
 use crate::catalog::runs;
 use crate::error::{BackupError, Result};
@@ -48,6 +46,8 @@ pub struct RestoreOptions {
     pub confirm: bool,
     /// ANALYZE the tables that received rows, at the end (default on).
     pub analyze: bool,
+    /// age secret key(s) for an encrypted backup (else backup.identity_file).
+    pub identity: Option<String>,
 }
 
 impl RestoreOptions {
@@ -138,18 +138,16 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
 }
 
 fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Result<Vec<Row>> {
-    let dir = backup_dir(id)?;
-    if !dir.exists() {
-        return Err(unknown_backup(id));
-    }
+    // The local copy, else the remote copy the history row points to (storage::locate).
+    let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
         return Err(
             BackupError::invalid("schema_only and data_only cannot both be true")
                 .with_hint("Leave both false to restore everything."),
         );
     }
-    // Check every file before changing anything (a cancel is seen within a few MB).
-    let bad: Vec<String> = verify::verify_archive(&dir, false, &crate::copy::check_for_interrupts)
+    // Check every file before changing anything.
+    let bad: Vec<String> = crate::storage::precheck(&source)
         .into_iter()
         .filter(|c| c.status != FileStatus::Ok)
         .map(|c| format!("{} ({})", c.file, c.status.as_str()))
@@ -161,9 +159,8 @@ fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Re
             ),
         );
     }
-    let manifest = Manifest::from_json(
-        &std::fs::read(dir.join("manifest.json")).map_err(|e| BackupError::io("read", &dir, e))?,
-    )?;
+    let (manifest, raw_manifest) = source.manifest()?;
+    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
     let compression = Compression::from_name(&manifest.compression)?;
     let scope = Scope::build(
         &manifest,
@@ -176,7 +173,8 @@ fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Re
     plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
     let job = Job {
         manifest: &manifest,
-        dir: &dir,
+        source: &source,
+        encrypted,
         compression,
         opts,
         scope: &scope,

@@ -98,11 +98,24 @@ impl Plan {
 /// Everything one restore works from.
 pub struct Job<'a> {
     pub manifest: &'a Manifest,
-    pub dir: &'a std::path::Path,
+    /// Where the archive is read from (local folder or storage target; issue 12).
+    pub source: &'a crate::storage::archive_files::ArchiveSource,
+    pub encrypted: bool,
     pub compression: Compression,
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+}
+
+impl Job<'_> {
+    /// Archive file `rel`, to be read (and decrypted) on a feeder thread.
+    pub fn file(&self, rel: &str) -> crate::storage::archive_files::FileRef {
+        crate::storage::archive_files::FileRef {
+            source: self.source.clone(),
+            rel: rel.to_string(),
+            encrypted: self.encrypted,
+        }
+    }
 }
 
 fn has_code(e: &CaughtError, code: PgSqlErrorCode) -> bool {

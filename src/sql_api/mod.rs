@@ -72,6 +72,9 @@ fn create_backup_0_2(
     format: default!(Option<String>, "'native'"),
     compression: default!(Option<String>, "NULL"),
     verbose: default!(Option<bool>, false),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(Option<bool>, true),
+    encrypt_to: default!(Names, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -112,6 +115,13 @@ fn create_backup_0_2(
             "verbose",
             "Pass true or false (the default).",
         )),
+        storage,
+        keep_local: Some(required(
+            keep_local,
+            "keep_local",
+            "Pass true (keep the local copy, the default) or false.",
+        )),
+        encrypt_to: names(encrypt_to, "encrypt_to"),
     };
     writes("backup.create()");
     let caller = enter();
@@ -134,6 +144,8 @@ fn create_backup_0_2(
 fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
     deep: default!(Option<bool>, true),
+    storage: default!(Option<String>, "NULL"),
+    identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -152,7 +164,13 @@ fn verify_0_2(
         "Pass true (decompress and parse every file, the default) or false (checksums only).",
     );
     let _caller = enter();
-    let rows = manage::verify(backup_id.as_deref(), deep).or_raise();
+    let rows = manage::verify(
+        backup_id.as_deref(),
+        deep,
+        storage.as_deref(),
+        identity.as_deref(),
+    )
+    .or_raise();
     TableIterator::new(rows.into_iter().map(|(id, c)| {
         (
             id,
@@ -196,10 +214,45 @@ fn prune(
 }
 
 #[pg_extern(name = "rescan")]
-fn rescan_0_2() -> SetOfIterator<'static, String> {
+fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
     writes("backup.rescan()");
     let _caller = enter();
-    SetOfIterator::new(manage::rescan().or_raise())
+    SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
+}
+
+/// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
+/// are kept where only the extension owner reads them. `validate` tests the target first.
+#[pg_extern]
+fn add_storage(
+    name: Option<String>,
+    url: Option<String>,
+    options: default!(Option<pgrx::JsonB>, "NULL"),
+    replace: default!(Option<bool>, false),
+    validate: default!(Option<bool>, true),
+) -> bool {
+    let name = required(name, "name", "Pass a name for the target, e.g. 'offsite'.");
+    let url = required(url, "url", "Pass s3://bucket/prefix or file:///path.");
+    let replace = required(replace, "replace", "Pass true or false (the default).");
+    let validate = required(validate, "validate", "Pass true (the default) or false.");
+    writes("backup.add_storage()");
+    let _caller = enter();
+    let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    crate::storage::targets::add(&name, &url, &options, replace, validate).or_raise();
+    true
+}
+
+/// Forget a storage target (the archives in it stay).
+#[pg_extern]
+fn drop_storage(name: Option<String>, if_exists: default!(Option<bool>, false)) -> bool {
+    let name = required(
+        name,
+        "name",
+        "Pass a name from SELECT name FROM backup.storages;",
+    );
+    let if_exists = required(if_exists, "if_exists", "Pass true or false (the default).");
+    writes("backup.drop_storage()");
+    let _caller = enter();
+    crate::storage::targets::drop(&name, if_exists).or_raise()
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -216,6 +269,7 @@ fn restore_0_2(
     on_error: default!(Option<String>, "'abort'"),
     dry_run: default!(Option<bool>, false),
     confirm: default!(Option<bool>, false),
+    identity: default!(Option<String>, "NULL"),
     analyze: default!(Option<bool>, true),
 ) -> TableIterator<
     'static,
@@ -251,6 +305,7 @@ fn restore_0_2(
         .or_raise(),
         dry_run: required(dry_run, "dry_run", boolean),
         confirm: required(confirm, "confirm", boolean),
+        identity,
         analyze: required(analyze, "analyze", "Pass true (the default) or false."),
     };
     if !opts.dry_run {
@@ -278,6 +333,9 @@ fn schedule_0_2(
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(Option<bool>, true),
     database: default!(Option<String>, "NULL"),
+    storage: default!(Option<String>, "NULL"),
+    keep_local: default!(bool, true),
+    encrypt_to: default!(Option<Vec<String>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -317,6 +375,9 @@ fn schedule_0_2(
             )),
             compression,
             verbose: None,
+            storage,
+            keep_local: (!keep_local).then_some(false),
+            encrypt_to,
         },
         keep_last,
         keep_days,

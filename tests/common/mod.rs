@@ -1047,7 +1047,19 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
 
 /// Prints the verdicts; panics with their summaries unless every pg_backup verdict is ok.
 pub fn assert_verdicts(what: &str, verdicts: &[Verdict]) {
-    let report: Vec<String> = verdicts.iter().map(Verdict::summary).collect();
+    // Each failing verdict with the first lines of its differences.
+    let report: Vec<String> = verdicts
+        .iter()
+        .map(|v| {
+            let mut s = v.summary();
+            if !v.ok() {
+                for l in detail(&v.differences).lines().take(40) {
+                    let _ = write!(s, "\n      {l}");
+                }
+            }
+            s
+        })
+        .collect();
     let report = report.join("\n  ");
     assert!(
         verdicts.iter().skip(1).all(Verdict::ok),

@@ -1,7 +1,7 @@
 //! What belongs to the database rather than to a schema: large objects, default privileges,
 //! the database's own comment, settings and grants.
 
-use super::class::PG_LARGEOBJECT_METADATA;
+use super::class::{PG_LARGEOBJECT, PG_LARGEOBJECT_METADATA};
 use super::{data_key, ident, literal, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
@@ -38,6 +38,8 @@ fn large_objects(cx: &Context, out: &mut Collected) -> Result<()> {
     );
     for (oid, owner) in los {
         let key = ObjKey::new(PG_LARGEOBJECT_METADATA, oid);
+        // Its comment and security labels are recorded under pg_largeobject.
+        out.alias(PG_LARGEOBJECT, oid, key);
         out.push(
             Node::new(
                 key,

@@ -23,6 +23,7 @@ mod publications;
 mod relations;
 mod routines;
 mod rules;
+mod system_acls;
 mod text_search;
 mod types;
 
@@ -183,6 +184,7 @@ pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>)> {
     rules::collect(cx, &mut out)?;
     publications::collect(cx, &mut out)?;
     database::collect(cx, &mut out)?;
+    system_acls::collect(cx, &mut out)?;
     add_dependencies(&mut out)?;
     decorations::collect(cx, &mut out)?;
     Ok(graph::sort(out.nodes))
@@ -327,5 +329,8 @@ pub mod class {
     pub const PG_EXTENSION: u32 = pg_sys::ExtensionRelationId.to_u32();
     /// pg_largeobject_metadata (catalog/pg_largeobject_metadata.h).
     pub const PG_LARGEOBJECT_METADATA: u32 = 2995;
+    /// pg_largeobject (catalog/pg_largeobject.h): comments and security labels on a large
+    /// object name this catalog, not pg_largeobject_metadata.
+    pub const PG_LARGEOBJECT: u32 = 2613;
     pub const PG_DATABASE: u32 = pg_sys::DatabaseRelationId.to_u32();
 }

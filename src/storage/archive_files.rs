@@ -1,0 +1,299 @@
+//! Reading an archive wherever it is: the local folder or a storage target, encrypted or not.
+//! verify() and restore() read every file through an `ArchiveSource`, so a backup whose local
+//! copy is gone is checked and restored from its remote copy, streaming (never a whole file
+//! in memory), and an encrypted backup is decrypted on the fly.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::upload::{unseal_json, DDL_FILE};
+use super::Store;
+use crate::archive::manifest::{self, Manifest, MANIFEST_FILE};
+use crate::crypto::{self, Identities};
+use crate::error::{BackupError, Result};
+
+#[derive(Clone)]
+pub enum Location {
+    Local(PathBuf),
+    Remote { name: String, store: Arc<dyn Store> },
+}
+
+#[derive(Clone)]
+pub struct ArchiveSource {
+    pub id: String,
+    pub location: Location,
+    /// Keys to decrypt an encrypted backup (restore's identity, or backup.identity_file).
+    pub identities: Option<Identities>,
+}
+
+/// The `encryption` section of a sealed manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sealed {
+    pub recipients: Vec<String>,
+    pub ddl_file: String,
+    pub ddl_sha256: String,
+}
+
+impl Sealed {
+    pub fn of(manifest_json: &[u8]) -> Option<Sealed> {
+        let v: Value = serde_json::from_slice(manifest_json).ok()?;
+        let e = v.get("encryption")?;
+        Some(Sealed {
+            recipients: e["recipients"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ddl_file: e["ddl_file"].as_str().unwrap_or(DDL_FILE).to_string(),
+            ddl_sha256: e["ddl_sha256"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+impl ArchiveSource {
+    pub fn local(id: &str, dir: &Path) -> ArchiveSource {
+        ArchiveSource {
+            id: id.to_string(),
+            location: Location::Local(dir.to_path_buf()),
+            identities: None,
+        }
+    }
+
+    pub fn remote(id: &str, name: &str, store: Arc<dyn Store>) -> ArchiveSource {
+        ArchiveSource {
+            id: id.to_string(),
+            location: Location::Remote {
+                name: name.to_string(),
+                store,
+            },
+            identities: None,
+        }
+    }
+
+    pub fn with_identities(mut self, ids: Option<Identities>) -> ArchiveSource {
+        self.identities = ids;
+        self
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        match &self.location {
+            Location::Local(d) => d.display().to_string(),
+            Location::Remote { name, store } => {
+                format!("{}{}/ (storage \"{name}\")", store.url(), self.id)
+            }
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self.location, Location::Remote { .. })
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.id)
+    }
+
+    /// The stored bytes of file `rel`, as a stream.
+    pub fn open(&self, rel: &str) -> std::io::Result<Box<dyn Read + Send>> {
+        match &self.location {
+            Location::Local(d) => Ok(Box::new(std::fs::File::open(d.join(rel))?)),
+            Location::Remote { store, .. } => store.get(&self.key(rel)).map_err(|e| e.io()),
+        }
+    }
+
+    /// A small file (the manifest) whole.
+    pub fn read_small(&self, rel: &str) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open(rel)?.take(1 << 30).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Every file of the archive, relative, with its size.
+    pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
+        match &self.location {
+            Location::Local(d) => {
+                let mut out = Vec::new();
+                let mut stack = vec![d.clone()];
+                while let Some(dir) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        match e.metadata() {
+                            Ok(m) if m.is_dir() => stack.push(p),
+                            Ok(m) => {
+                                if let Ok(rel) = p.strip_prefix(d) {
+                                    out.push((rel.to_string_lossy().into_owned(), m.len()));
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+            Location::Remote { store, .. } => {
+                let prefix = format!("{}/", self.id);
+                Ok(store
+                    .list(&prefix)
+                    .map_err(|e| e.io())?
+                    .into_iter()
+                    .filter_map(|o| o.key.strip_prefix(&prefix).map(|k| (k.to_string(), o.size)))
+                    .collect())
+            }
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        match &self.location {
+            Location::Local(d) => d.join(MANIFEST_FILE).exists(),
+            Location::Remote { .. } => self
+                .list()
+                .map(|l| l.iter().any(|(k, _)| k == MANIFEST_FILE))
+                .unwrap_or(false),
+        }
+    }
+
+    /// Turn an I/O error into the extension's error: a storage failure keeps its SQLSTATE.
+    pub fn error(&self, action: &'static str, rel: &str, e: std::io::Error) -> BackupError {
+        match &self.location {
+            Location::Local(d) => BackupError::io(action, &d.join(rel), e),
+            Location::Remote { name, .. } => BackupError::Storage {
+                message: format!(
+                    "storage \"{name}\": could not {action} {}: {e}",
+                    self.key(rel)
+                ),
+                hint: None,
+                sqlstate: match e.kind() {
+                    std::io::ErrorKind::NotFound => "58P01",
+                    std::io::ErrorKind::PermissionDenied => "42501",
+                    _ => "08006",
+                },
+            },
+        }
+    }
+
+    /// The identities, or the error that says how to give them.
+    pub fn require_identities(&self) -> Result<&Identities> {
+        self.identities.as_ref().ok_or_else(|| BackupError::Storage {
+            message: format!("backup {} is encrypted and no identity was given", self.id),
+            hint: Some("Pass identity => 'AGE-SECRET-KEY-1...' or have a superuser set backup.identity_file to the key file.".into()),
+            sqlstate: "55000",
+        })
+    }
+
+    /// Wrap the stored bytes of an encrypted file so that reading gives the plaintext.
+    pub fn decrypt<'a, R: Read + Send + 'a>(
+        &self,
+        r: R,
+        rel: &str,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
+        let ids = self.require_identities()?;
+        Ok(Box::new(DecryptingReader {
+            inner: ids.decrypt(r, rel)?,
+        }))
+    }
+
+    /// The manifest as stored, and parsed with its DDL (decrypted when sealed: that needs the
+    /// identities).
+    pub fn manifest(&self) -> Result<(Manifest, Vec<u8>)> {
+        let raw = self
+            .read_small(MANIFEST_FILE)
+            .map_err(|e| self.error("read", MANIFEST_FILE, e))?;
+        let Some(sealed) = Sealed::of(&raw) else {
+            return Ok((Manifest::from_json(&raw)?, raw));
+        };
+        if !crate::archive::manifest::is_archive_path(&sealed.ddl_file) {
+            return Err(BackupError::corrupt(
+                "manifest.json names an unexpected DDL file",
+            ));
+        }
+        let ddl = self
+            .read_small(&sealed.ddl_file)
+            .map_err(|e| self.error("read", &sealed.ddl_file, e))?;
+        if manifest::sha256_hex(&ddl) != sealed.ddl_sha256 {
+            return Err(BackupError::corrupt(format!(
+                "backup {}: {} does not match its checksum",
+                self.id, sealed.ddl_file
+            )));
+        }
+        let mut plain = Vec::new();
+        self.require_identities()?
+            .decrypt(&ddl[..], &sealed.ddl_file)?
+            .read_to_end(&mut plain)
+            .map_err(|e| {
+                BackupError::corrupt(format!(
+                    "{}: {}",
+                    sealed.ddl_file,
+                    crypto::describe_read_error(&e)
+                ))
+            })?;
+        let mut value: Value = serde_json::from_slice(&raw)
+            .map_err(|e| BackupError::corrupt(format!("manifest.json does not parse: {e}")))?;
+        unseal_json(&mut value, &plain)?;
+        let full = serde_json::to_vec(&value).expect("serializes");
+        Ok((Manifest::from_json(&full)?, raw))
+    }
+}
+
+/// age's reader, with authentication failures named as such.
+struct DecryptingReader<R: Read> {
+    inner: age::stream::StreamReader<R>,
+}
+
+impl<R: Read> Read for DecryptingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                crypto::describe_read_error(&e),
+            )
+        })
+    }
+}
+
+/// One file of an archive, to be read on a helper thread (restore's feeders).
+#[derive(Clone)]
+pub struct FileRef {
+    pub source: ArchiveSource,
+    pub rel: String,
+    pub encrypted: bool,
+}
+
+impl FileRef {
+    /// For messages: the local path, or the object's URL.
+    pub fn display(&self) -> PathBuf {
+        match &self.source.location {
+            Location::Local(d) => d.join(&self.rel),
+            Location::Remote { store, .. } => {
+                PathBuf::from(format!("{}{}/{}", store.url(), self.source.id, self.rel))
+            }
+        }
+    }
+
+    /// The stored bytes (hash these).
+    pub fn open_stored(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        self.source.open(&self.rel)
+    }
+
+    /// The compressed plaintext over the stored bytes `r`: decrypted when encrypted.
+    pub fn plaintext<'a, R: Read + Send + 'a>(
+        &self,
+        r: R,
+    ) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+        if !self.encrypted {
+            return Ok(Box::new(r));
+        }
+        self.source
+            .decrypt(r, &self.rel)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}

@@ -1,0 +1,220 @@
+//! `file:///path`: a second disk or a mounted NAS. Objects are files under the root; each is
+//! written under a temporary name, fsynced and renamed, so a reader never sees half a file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::{Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
+
+pub struct FileStore {
+    pub root: PathBuf,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    let failure = match e.kind() {
+        std::io::ErrorKind::NotFound => Failure::NotFound,
+        std::io::ErrorKind::PermissionDenied => Failure::Denied,
+        _ => Failure::Other,
+    };
+    StoreError::new(
+        failure,
+        format!("could not {what} \"{}\": {e}", path.display()),
+    )
+}
+
+impl FileStore {
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+}
+
+struct FileWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<File>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl ObjectWriter for FileWriter {
+    fn write_all(&mut self, buf: &[u8]) -> StoreResult<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(StoreError::new(Failure::Cancelled, "cancelled"));
+        }
+        self.file
+            .as_mut()
+            .expect("open until finish")
+            .write_all(buf)
+            .map_err(|e| io_err("write", &self.tmp, e))
+    }
+
+    fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        let f = self.file.take().expect("open until finish");
+        f.sync_all().map_err(|e| io_err("fsync", &self.tmp, e))?;
+        drop(f);
+        fs::rename(&self.tmp, &self.dest).map_err(|e| io_err("rename", &self.tmp, e))?;
+        if let Some(parent) = self.dest.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("fsync directory", parent, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Store for FileStore {
+    fn url(&self) -> String {
+        format!("file://{}/", self.root.display())
+    }
+
+    fn create(&self, key: &str, cancel: Arc<AtomicBool>) -> StoreResult<Box<dyn ObjectWriter>> {
+        let dest = self.path(key);
+        let parent = dest.parent().expect("keys have a folder").to_path_buf();
+        if !self.root.is_dir() {
+            return Err(StoreError::new(
+                Failure::NoBucket,
+                format!("folder \"{}\" does not exist", self.root.display()),
+            ));
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(|e| io_err("create directory", &parent, e))?;
+        let name = dest
+            .file_name()
+            .expect("keys name a file")
+            .to_string_lossy();
+        let tmp = parent.join(format!(".{name}.partial"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err("create file", &tmp, e))?;
+        Ok(Box::new(FileWriter {
+            tmp,
+            dest,
+            file: Some(file),
+            cancel,
+        }))
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Box<dyn Read + Send>> {
+        let p = self.path(key);
+        Ok(Box::new(File::open(&p).map_err(|e| io_err("open", &p, e))?))
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Object>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if dir == self.root && e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::new(
+                        Failure::NoBucket,
+                        format!("folder \"{}\" does not exist", self.root.display()),
+                    ))
+                }
+                Err(e) => return Err(io_err("list", &dir, e)),
+            };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                let path = e.path();
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key = rel.to_string_lossy().into_owned();
+                if key.starts_with(prefix) && !key.rsplit('/').next().unwrap_or("").starts_with('.')
+                {
+                    out.push(Object {
+                        key,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        let p = self.path(key);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &p, e)),
+        }
+        // Remove folders left empty (the backup's own, then data/).
+        let mut dir = p.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(&d).is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if !self.root.is_dir() {
+            return Err(StoreError::new(
+                Failure::NoBucket,
+                format!("folder \"{}\" does not exist", self.root.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_appear_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore {
+            root: dir.path().to_path_buf(),
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut w = store.create("b1/data/00001.copy", cancel.clone()).unwrap();
+        w.write_all(b"hello").unwrap();
+        assert!(store.list("b1/").unwrap().is_empty());
+        w.finish().unwrap();
+        let mut w2 = store.create("b1/manifest.json", cancel).unwrap();
+        w2.write_all(b"x").unwrap();
+        drop(w2);
+        assert_eq!(
+            store.list("b1/").unwrap(),
+            vec![Object {
+                key: "b1/data/00001.copy".into(),
+                size: 5
+            }]
+        );
+        assert_eq!(store.read_all("b1/data/00001.copy").unwrap(), b"hello");
+        store.delete("b1/data/00001.copy").unwrap();
+        assert!(!dir.path().join("b1").exists());
+        let missing = FileStore {
+            root: dir.path().join("nope"),
+        };
+        assert_eq!(missing.check().unwrap_err().failure, Failure::NoBucket);
+    }
+}
