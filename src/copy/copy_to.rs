@@ -184,7 +184,13 @@ impl PipeWriter {
         let (read_end, write_end) = pipe()?;
         Ok(PipeWriter {
             write_end: Some(write_end),
-            drain: Some(Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1)),
+            drain: Some(Drain::spawn_sink(
+                read_end,
+                sink.0,
+                label.to_path_buf(),
+                compression,
+                sink.1,
+            )),
         })
     }
 

@@ -334,8 +334,8 @@ fn schedule_0_2(
     enabled: default!(Option<bool>, true),
     database: default!(Option<String>, "NULL"),
     storage: default!(Option<String>, "NULL"),
-    keep_local: default!(bool, true),
-    encrypt_to: default!(Option<Vec<String>>, "NULL"),
+    keep_local: default!(Option<bool>, true),
+    encrypt_to: default!(Names, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -376,8 +376,13 @@ fn schedule_0_2(
             compression,
             verbose: None,
             storage,
-            keep_local: (!keep_local).then_some(false),
-            encrypt_to,
+            keep_local: (!required(
+                keep_local,
+                "keep_local",
+                "Pass true (keep the local copy, the default) or false.",
+            ))
+            .then_some(false),
+            encrypt_to: names(encrypt_to, "encrypt_to"),
         },
         keep_last,
         keep_days,
