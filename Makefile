@@ -21,7 +21,7 @@ install-release: setup
 # reliability: crashes, full disks, cancels, odd data and sessions). These are targets of their
 # own, which cargo pgrx test does not run. The disk-full test needs a small file system, which
 # only root can mount (scripts/small-fs.sh).
-E2E_TESTS := --test e2e --test storage --test fidelity --test regression --test reliability
+E2E_TESTS := --test e2e --test restore_safety --test storage --test fidelity --test regression --test reliability
 test: setup regress-build
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)

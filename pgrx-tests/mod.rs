@@ -710,7 +710,12 @@ mod tests {
         };
         let (status, error) = last_of(&id);
         assert_eq!(status.as_deref(), Some("failed"));
-        assert!(error.unwrap().contains("duplicate key"));
+        // Without the key's value (issue 9): the SQLSTATE and its condition name.
+        let error = error.unwrap();
+        assert!(
+            error.contains("unique violation") && error.contains("23505"),
+            "{error}"
+        );
         let failed = Spi::get_one::<String>(&format!(
             "SELECT string_agg(object || ' ' || status, ',' ORDER BY object) FROM ({}) r WHERE kind = 'table_data'",
             call.replace("'append',", "'append', on_error => 'continue',")

@@ -51,7 +51,10 @@ CREATE TABLE backup.restores (
     error         text,
     performed_by  text,
     -- The process running it (to spot restores whose process died).
-    pid           integer
+    pid           integer,
+    -- restore(atomic => false): the steps committed so far (and, after a failure, the list
+    -- of what stays restored).
+    progress      jsonb
 );
 COMMENT ON TABLE backup.restores IS 'One row per restore or dry run, also failed ones.';
 

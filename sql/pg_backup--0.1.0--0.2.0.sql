@@ -29,7 +29,8 @@ CREATE FUNCTION backup."create"(
 	"verbose" bool DEFAULT false,
 	"storage" TEXT DEFAULT NULL,
 	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"backup_id" TEXT,
 	"status" TEXT,
@@ -61,7 +62,8 @@ CREATE FUNCTION backup."restore"(
 	"dry_run" bool DEFAULT false,
 	"confirm" bool DEFAULT false,
 	"identity" TEXT DEFAULT NULL,
-	"analyze" bool DEFAULT true
+	"analyze" bool DEFAULT true,
+	"atomic" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -91,7 +93,8 @@ CREATE FUNCTION backup."schedule"(
 	"database" TEXT DEFAULT NULL,
 	"storage" TEXT DEFAULT NULL,
 	"keep_local" bool DEFAULT true,
-	"encrypt_to" TEXT[] DEFAULT NULL
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"name" TEXT,
 	"cron" TEXT,
@@ -140,7 +143,8 @@ CREATE FUNCTION backup."runs_in_progress"() RETURNS TABLE (
 	"tables_total" INT,
 	"current_table" TEXT,
 	"rows_done" bigint,
-	"bytes_done" bigint
+	"bytes_done" bigint,
+	"jobs" INT
 )
 STRICT
 LANGUAGE c
@@ -150,7 +154,7 @@ CREATE VIEW backup.progress AS
 SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
        now() - b.started_at AS elapsed,
        r.tables_done, r.tables_total, r.current_table,
-       b.pid, b.created_by, r.rows_done, r.bytes_done
+       b.pid, b.created_by, r.rows_done, r.bytes_done, r.jobs
 FROM backup.backups b
 LEFT JOIN backup.runs_in_progress() r ON r.kind = 'backup' AND r.id = b.id
 WHERE b.status = 'running';
@@ -161,6 +165,8 @@ GRANT SELECT ON backup.progress TO backup_operator;
 ALTER FUNCTION backup.delete(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.unschedule(text) CALLED ON NULL INPUT;
 ALTER FUNCTION backup.run_schedule(text) CALLED ON NULL INPUT;
+
+-- ---------------------------------------------------------------------------------------------
 -- issue 12: off-site copies and encryption (storage targets, secrets, history columns; the
 -- storage, keep_local, encrypt_to and identity arguments are in the functions above).
 -- Same statements as sql/storage.sql.
@@ -213,6 +219,12 @@ CREATE FUNCTION backup."drop_storage"(
 ) RETURNS bool
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
+
+-- ---------------------------------------------------------------------------------------------
+-- issue 11: restore(atomic => false) records the steps it has committed (its jobs argument on
+-- create() and schedule(), and atomic on restore(), are in the functions above).
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.restores ADD COLUMN progress jsonb;
 
 -- ---------------------------------------------------------------------------------------------
 -- Last, as sql/finalize.sql does for a fresh install: every function of the extension is

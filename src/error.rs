@@ -59,6 +59,12 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// More than the server's configuration allows, e.g. the lock table (53400).
+    #[error("{message}")]
+    LimitExceeded {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
     Io {
@@ -72,6 +78,14 @@ pub enum BackupError {
     /// denied, 42704 missing bucket, 58P01 missing object, 55000 missing key, 58030 other.
     #[error("{message}")]
     Storage {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
+    /// An error raised in a parallel worker (`jobs => N`), passed on with the worker's own
+    /// SQLSTATE, message and hint.
+    #[error("{message}")]
+    Worker {
         message: String,
         hint: Option<String>,
         sqlstate: &'static str,
@@ -122,6 +136,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn limit(message: impl Into<String>) -> Self {
+        BackupError::LimitExceeded {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         BackupError::Io {
             action,
@@ -162,7 +182,9 @@ impl BackupError {
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
+            | BackupError::LimitExceeded { hint, .. }
             | BackupError::Storage { hint, .. }
+            | BackupError::Worker { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Spi(_) => {}
@@ -180,7 +202,9 @@ impl BackupError {
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
-            | BackupError::Storage { hint, .. } => hint.clone(),
+            | BackupError::LimitExceeded { hint, .. }
+            | BackupError::Storage { hint, .. }
+            | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
@@ -201,6 +225,7 @@ impl BackupError {
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::NullArgument { .. } => "22004",
             BackupError::ReadOnly { .. } => "25006",
+            BackupError::LimitExceeded { .. } => "53400",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -209,6 +234,7 @@ impl BackupError {
             }
             BackupError::Io { .. } => "58030",
             BackupError::Storage { sqlstate, .. } => sqlstate,
+            BackupError::Worker { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -224,13 +250,24 @@ impl BackupError {
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
             "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            other => PgSqlErrorCode::from(make_sqlstate(other)),
+        }
+    }
+
+    /// An error a parallel worker reported: `sqlstate` as the worker had it (five characters;
+    /// anything else counts as 38000, an error inside the routine).
+    pub fn from_worker(sqlstate: &str, message: String, hint: Option<String>) -> Self {
+        BackupError::Worker {
+            message,
+            hint,
+            sqlstate: intern_sqlstate(sqlstate),
         }
     }
 
@@ -245,6 +282,34 @@ impl BackupError {
         report.report(pgrx::PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")
     }
+}
+
+/// PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each.
+fn make_sqlstate(s: &str) -> i32 {
+    s.bytes()
+        .take(5)
+        .enumerate()
+        .map(|(i, c)| ((c as i32 - '0' as i32) & 0x3F) << (6 * i))
+        .sum()
+}
+
+/// A SQLSTATE as a `&'static str`: each distinct code is leaked once (there are a few hundred).
+fn intern_sqlstate(code: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let valid = code.len() == 5
+        && code
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    if !valid {
+        return "38000";
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = seen.iter().find(|s| **s == code) {
+        return s;
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 fn is_disk_full(e: &std::io::Error) -> bool {
@@ -279,6 +344,7 @@ mod tests {
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
         assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
         assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
+        assert_eq!(BackupError::limit("x").sqlstate(), "53400");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),
@@ -288,6 +354,25 @@ mod tests {
         assert_eq!(
             BackupError::io("write", Path::new("/x"), other).sqlstate(),
             "58030"
+        );
+    }
+
+    #[test]
+    fn worker_errors_keep_their_sqlstate() {
+        let e = BackupError::from_worker("22P02", "bad input".into(), Some("fix it".into()));
+        assert_eq!(e.sqlstate(), "22P02");
+        assert_eq!(
+            e.code(),
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert_eq!(e.hint().as_deref(), Some("fix it"));
+        assert_eq!(
+            BackupError::from_worker("x", String::new(), None).sqlstate(),
+            "38000"
+        );
+        assert_eq!(
+            BackupError::from_worker("57014", String::new(), None).code(),
+            PgSqlErrorCode::ERRCODE_QUERY_CANCELED
         );
     }
 

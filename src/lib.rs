@@ -15,6 +15,7 @@ pub mod query;
 pub mod restore;
 pub mod scheduler;
 pub mod security;
+pub mod session;
 pub mod signals;
 pub mod sql_api;
 pub mod storage;

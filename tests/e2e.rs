@@ -150,6 +150,20 @@ fn table_text(dir: &Path, table: &str) -> String {
     s
 }
 
+/// A connection that keeps the NOTICEs the server sends it.
+fn connect_with_notices(s: &Server, db: &str) -> (Client, Arc<std::sync::Mutex<Vec<String>>>) {
+    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let c = s
+        .conn_str(db, None)
+        .parse::<postgres::Config>()
+        .unwrap()
+        .notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()))
+        .connect(NoTls)
+        .unwrap();
+    (c, notices)
+}
+
 fn sum_column(text: &str, col: usize) -> i64 {
     text.lines()
         .map(|l| l.split('\t').nth(col).unwrap().parse::<i64>().unwrap())
@@ -195,15 +209,31 @@ fn concurrent_transfers_are_seen_at_one_instant() {
         }));
     }
     std::thread::sleep(Duration::from_millis(300));
+    // In this session, then twice with two parallel workers (the leader's snapshot shared).
+    let (mut c, notices) = connect_with_notices(&s, "app");
     let mut paths = Vec::new();
-    for i in 0..3 {
+    for (i, jobs) in [1, 2, 2].into_iter().enumerate() {
+        notices.lock().unwrap().clear();
         let row = c
             .query_one(
-                &format!("SELECT path FROM backup.create(tables => '{{a,b}}', label => 'xfer{i}')"),
+                &format!(
+                    "SELECT path FROM backup.create(tables => '{{a,b}}', label => 'xfer{i}', jobs => {jobs}, verbose => true)"
+                ),
                 &[],
             )
             .unwrap();
         paths.push(PathBuf::from(row.get::<_, String>(0)));
+        let parallel = notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("2 parallel workers copy"));
+        assert_eq!(
+            parallel,
+            jobs == 2,
+            "xfer{i}: {:?}",
+            notices.lock().unwrap()
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let transfers: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
@@ -224,7 +254,7 @@ fn concurrent_transfers_are_seen_at_one_instant() {
     let a0 = sum_column(&table_text(&paths[0], "a"), 1);
     let a2 = sum_column(&table_text(&paths[2], "a"), 1);
     assert_ne!(a0, a2);
-    // Restored, the state still adds up.
+    // Restored (a backup written by the parallel workers), the state still adds up.
     let id = paths[1].file_name().unwrap().to_string_lossy().into_owned();
     s.connect("postgres")
         .batch_execute("CREATE DATABASE restored")
@@ -993,4 +1023,363 @@ fn without_preloading_a_schedule_is_stored_with_a_warning_and_hint() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// Running pg_backup copy workers (jobs => N) of the server.
+fn copy_workers(c: &mut Client) -> i64 {
+    count(
+        c,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup copy worker'",
+    )
+}
+
+fn wait_until_no_copy_workers(c: &mut Client) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while copy_workers(c) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the copy workers are still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_no_archive(s: &Server, id: &str) {
+    let base = s.data.join("pg_backup");
+    assert!(!base.join(id).exists(), "no archive under the final name");
+    assert!(
+        !base.join(format!(".tmp-{id}")).exists(),
+        "the partial archive is removed"
+    );
+}
+
+#[test]
+fn a_failing_parallel_worker_fails_the_backup_with_its_error() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    // The json format turns an enum into JSON through its cast, which fails for one row: in
+    // whichever worker copies that table.
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 300000) g;
+         CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 1000) g;
+         CREATE TYPE fuse AS ENUM ('quiet', 'lit');
+         CREATE FUNCTION fuse_json(fuse) RETURNS json LANGUAGE plpgsql AS
+           $$BEGIN IF $1 = 'lit' THEN RAISE EXCEPTION 'the fuse is lit' USING ERRCODE = '22012'; END IF;
+                   RETURN to_json($1::text); END$$;
+         CREATE CAST (fuse AS json) WITH FUNCTION fuse_json(fuse);
+         CREATE TABLE bomb (id int, f fuse);
+         INSERT INTO bomb SELECT g, CASE WHEN g = 5000 THEN 'lit' ELSE 'quiet' END::fuse
+         FROM generate_series(1, 10000) g;",
+    )
+    .unwrap();
+    let err = c
+        .query(
+            "SELECT * FROM backup.create(label => 'boom', format => 'json', jobs => 2)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22012", "the worker's SQLSTATE: {err:?}");
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert_eq!(message.as_deref(), Some("the fuse is lit"), "{err:?}");
+    let row = c
+        .query_one(
+            "SELECT id, status, error FROM backup.backups WHERE label = 'boom'",
+            &[],
+        )
+        .unwrap();
+    let id: String = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "failed");
+    assert!(row.get::<_, String>(2).contains("the fuse is lit"));
+    assert_no_archive(&s, &id);
+    wait_until_no_copy_workers(&mut c);
+    // The same backup without that table works, and its archive verifies.
+    let row = c
+        .query_one(
+            "SELECT backup_id, status, tables FROM backup.create(label => 'fine', format => 'json', jobs => 2, exclude_tables => '{bomb}')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(1), "completed");
+    assert_eq!(row.get::<_, i64>(2), 2);
+    let id: String = row.get(0);
+    let bad = count(
+        &mut c,
+        &format!("SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'"),
+    );
+    assert_eq!(bad, 0);
+}
+
+#[test]
+fn a_cancelled_or_terminated_parallel_backup_stops_its_workers() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute(
+        "CREATE TABLE big1 AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload
+         FROM generate_series(1, 1500000) g;
+         CREATE TABLE big2 AS SELECT * FROM big1;",
+    )
+    .unwrap();
+    for (label, stop) in [
+        ("cancelled", "pg_cancel_backend"),
+        ("terminated", "pg_terminate_backend"),
+    ] {
+        let cs = s.conn_str("app", None);
+        let sql = format!(
+            "SELECT * FROM backup.create(label => '{label}', compression => 'gzip:9', jobs => 2)"
+        );
+        let backup = std::thread::spawn(move || {
+            let mut c = Client::connect(&cs, NoTls).unwrap();
+            c.query(&sql, &[]).map(|_| ()).map_err(|e| sqlstate(&e))
+        });
+        // Running, with both workers, and progress says so.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (id, pid) = loop {
+            let rows = c
+                .query(
+                    "SELECT backup_id, pid FROM backup.progress WHERE label = $1 AND jobs = 2",
+                    &[&label],
+                )
+                .unwrap();
+            if let Some(r) = rows.first() {
+                break (r.get::<_, String>(0), r.get::<_, i32>(1));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{label}: no progress with 2 jobs"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(copy_workers(&mut c), 2, "{label}");
+        let asked = Instant::now();
+        c.query(&format!("SELECT {stop}($1)"), &[&pid]).unwrap();
+        let outcome = backup.join().unwrap();
+        if label == "cancelled" {
+            assert_eq!(outcome, Err("57014".to_string()));
+        } else {
+            assert!(outcome.is_err(), "the backup must not complete");
+        }
+        wait_until_no_copy_workers(&mut c);
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{label}: workers stopped promptly ({:?})",
+            asked.elapsed()
+        );
+        let st = wait_for(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.backups WHERE id = '{id}' AND status = 'failed'"),
+            1,
+            20,
+        );
+        assert_eq!(st, 1, "{label}: a failed row");
+        assert_no_archive(&s, &id);
+    }
+}
+
+#[test]
+fn more_jobs_than_worker_slots_still_back_up() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let (mut c, notices) = connect_with_notices(&s, "app");
+    let ddl: String = (1..=30)
+        .map(|i| format!("CREATE TABLE t{i} AS SELECT g AS id FROM generate_series(1, {i}) g;"))
+        .collect();
+    c.batch_execute(&ddl).unwrap();
+    let row = c
+        .query_one(
+            "SELECT status, tables, rows FROM backup.create(label => 'many', jobs => 64)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(row.get::<_, i64>(1), 30);
+    assert_eq!(row.get::<_, i64>(2), (1..=30).sum::<i64>());
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("parallel workers could start (max_worker_processes = 16)")),
+        "{notices:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("record history")),
+        "a worker slot is left for the history writer: {notices:?}"
+    );
+    // Out of range is refused before anything starts.
+    let err = c
+        .query("SELECT * FROM backup.create(jobs => 0)", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023");
+}
+
+#[test]
+fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() {
+    if !enabled() {
+        return;
+    }
+    // A small lock table, so that a few hundred tables are already too many for one
+    // transaction (with the default settings the same happens at a few thousand: make bench).
+    let s = Server::start("max_locks_per_transaction = 16");
+    let mut c = s.connect("app");
+    let n = 800;
+    for chunk in (1..=n).collect::<Vec<i64>>().chunks(50) {
+        let ddl: String = chunk
+            .iter()
+            .map(|i| {
+                format!("CREATE TABLE t{i} (id int PRIMARY KEY, v text); INSERT INTO t{i} VALUES (1, 'row of {i}');")
+            })
+            .collect();
+        c.batch_execute(&ddl).unwrap();
+    }
+    let id: String = c
+        .query_one("SELECT backup_id FROM backup.create(label => 'many')", &[])
+        .unwrap()
+        .get(0);
+    let fresh = |name: &str| {
+        s.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut r = s.connect(name);
+        r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+        r
+    };
+    let tables = "SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]+$' AND relkind = 'r'";
+
+    // All or nothing: one transaction cannot lock every table.
+    let mut r = fresh("atomic");
+    let err = r
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        ["53200", "53400"].contains(&sqlstate(&err).as_str()),
+        "{err:?}"
+    );
+    assert_eq!(count(&mut r, tables), 0, "an atomic restore leaves nothing");
+
+    // Not inside a transaction block: its commits could not be rolled back with it.
+    let mut t = r.transaction().unwrap();
+    let err = t
+        .query("SELECT * FROM backup.restore($1, atomic => false)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "25001", "{err:?}");
+    t.rollback().unwrap();
+
+    // Batches: everything restores, and the history row says so.
+    let rows = r
+        .query(
+            "SELECT status, count(*) FROM backup.restore($1, atomic => false) GROUP BY 1",
+            &[&id],
+        )
+        .unwrap();
+    let statuses: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, "ok");
+    assert_eq!(count(&mut r, tables), n);
+    assert_eq!(
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_constraint WHERE conname ~ '^t[0-9]+_pkey$'"
+        ),
+        n
+    );
+    let rows_sum: String = r
+        .query_one("SELECT string_agg(v, ',' ORDER BY v) FROM (SELECT v FROM t1 UNION ALL SELECT v FROM t800) x", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_sum, "row of 1,row of 800");
+    let row = r
+        .query_one(
+            "SELECT status, row_count, error, progress IS NULL FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(n));
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(copy_workers(&mut r), 0);
+
+    // A failure half-way: what was committed stays, and the row lists it.
+    let mut r = fresh("halfway");
+    r.batch_execute("CREATE TABLE t700 (id int PRIMARY KEY, v text); INSERT INTO t700 VALUES (1, 'already here');")
+        .unwrap();
+    let err = r
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let message = err.as_db_error().unwrap().message().to_string();
+    assert!(
+        message.contains("were committed before the failure"),
+        "{message}"
+    );
+    let row = r
+        .query_one(
+            "SELECT status, error, jsonb_array_length(progress->'restored'), progress->'restored' ? 'table public.t1'
+             FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("23505"));
+    let listed: i32 = row.get(2);
+    assert!(listed > 0);
+    assert!(row.get::<_, bool>(3), "t1 was committed and is listed");
+    let kept = count(&mut r, tables);
+    assert!(kept > 1 && kept <= n, "{kept} tables stay");
+    assert_eq!(
+        count(&mut r, "SELECT count(*) FROM t1"),
+        1,
+        "t1's rows were committed"
+    );
+
+    // A cancel: the worker rolls back its batch, records the failure, and the call ends.
+    let mut r = fresh("cancelled");
+    let cs = s.conn_str("cancelled", None);
+    let id2 = id.clone();
+    let restore = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        c.query("SELECT * FROM backup.restore($1, atomic => false)", &[&id2])
+            .map(|_| ())
+            .map_err(|e| sqlstate(&e))
+    });
+    let pid = loop {
+        let rows = r
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'cancelled' AND query ~ 'atomic => false' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap();
+        if let Some(p) = rows.first() {
+            break p.get::<_, i32>(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_for(&mut r, tables, 50, 60);
+    r.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    assert_eq!(restore.join().unwrap(), Err("57014".to_string()));
+    let st: String = r
+        .query_one(
+            "SELECT status FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "failed");
+    assert_eq!(
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup restore worker'"
+        ),
+        0
+    );
 }

@@ -421,3 +421,23 @@ fn grants_changed_on_system_objects() {
         ],
     );
 }
+
+#[test]
+fn an_empty_operator_class_and_a_comment_on_a_zero_argument_aggregate() {
+    if !enabled() {
+        return;
+    }
+    // Both from PostgreSQL's regression database: an operator class without members (pg_dump
+    // writes a no-op STORAGE clause) and `COMMENT ON AGGREGATE newcnt(*)`.
+    round_trip(
+        r#"
+        CREATE OPERATOR CLASS emptyopclass FOR TYPE int4 USING btree AS STORAGE int4;
+        CREATE AGGREGATE newcnt (*) (sfunc = int8inc, stype = int8, initcond = '0', parallel = safe);
+        COMMENT ON AGGREGATE newcnt (*) IS 'an agg(*) comment';
+        CREATE AGGREGATE newcnt ("any") (sfunc = int8inc_any, stype = int8, initcond = '0');
+        COMMENT ON AGGREGATE newcnt ("any") IS 'an agg(any) comment';
+        "#,
+        RoundTrip::default(),
+        &["SELECT newcnt(*), newcnt(x) FROM generate_series(1, 5) x"],
+    );
+}

@@ -7,19 +7,19 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use super::json_check;
 use super::options::CreateOptions;
+use super::parallel;
 use super::select::{self, Selection};
+use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
     DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
-use crate::archive::writer::{ArchiveWriter, TMP_PREFIX};
+use crate::archive::writer::{ArchiveWriter, FileStats, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::catalog::runs;
-use crate::copy::copy_to;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
 use crate::ddl;
@@ -256,7 +256,7 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, claim, output);
+    let result = write_archive(opts, id, base, &sel, claim, output, caller.had_xid);
     let result = match result {
         Err(e) if e.is_disk_full() => {
             let hint = disk_full_hint(base, id, &sel);
@@ -318,6 +318,7 @@ fn write_archive(
     sel: &Selection,
     claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
+    caller_had_xid: bool,
 ) -> Result<(Manifest, String)> {
     let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let mut writer = ArchiveWriter::begin(base, id)?;
@@ -353,7 +354,14 @@ fn write_archive(
         )?
     } else {
         (
-            write_table_files(opts, &writer, tables, large_objects, &mut progress)?,
+            write_table_files(
+                opts,
+                &writer,
+                tables,
+                large_objects,
+                &mut progress,
+                caller_had_xid,
+            )?,
             Vec::new(),
         )
     };
@@ -393,12 +401,14 @@ struct Progress<'a> {
 impl Progress<'_> {
     fn table(&mut self, done: usize, t: &select::Relation) {
         pgrx::check_for_interrupts!();
-        self.claim.progress(
-            done,
-            &format!("{}.{}", t.schema, t.name),
-            self.rows,
-            self.bytes,
-        );
+        self.report(done, Some(&format!("{}.{}", t.schema, t.name)));
+    }
+
+    /// Table `done + 1` (`current`) is being copied; from the parallel leader too.
+    fn report(&mut self, done: usize, current: Option<&str>) {
+        pgrx::check_for_interrupts!();
+        self.claim
+            .progress(done, current.unwrap_or(""), self.rows, self.bytes);
     }
 
     fn copied(&mut self, rows: u64, bytes: u64) {
@@ -427,125 +437,99 @@ fn quoted(schema: &str, name: &str) -> String {
     )
 }
 
-/// The columns of `rel` whose type (or a domain's base type) is an array.
-fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
-    Ok(Spi::get_one_with_args::<Vec<String>>(
-        "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
-         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
-        &[rel.into()],
-    )?
-    .unwrap_or_default())
-}
-
-/// native, csv and json: one file per table (and one for the large objects' pages).
+/// native, csv and json: one file per table (and one for the large objects' pages), written
+/// by this backend or, with `jobs => N`, by parallel workers.
 fn write_table_files(
     opts: &CreateOptions,
     writer: &ArchiveWriter,
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
+    caller_had_xid: bool,
 ) -> Result<Vec<DataFile>> {
-    let mut files = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        progress.table(i, t);
-        let columns = ddl::copy_columns(t.oid)?;
-        let json_query;
-        let (source, format, ext) = match opts.format.as_str() {
-            "csv" => (CopySource::Table(t.oid), CopyFormat::CsvHeader, "csv"),
-            "json" => {
-                // One JSON object per row, keys = the copied columns (generated ones excluded).
-                // An array whose lower bounds are not all 1 (its text form starts with its
-                // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would
-                // come back with bounds 1. json_populate_record reads such a string through
-                // the array's input function.
-                let arrays = array_columns(t.oid)?;
-                let cols: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        let q = spi::quote_identifier(c);
-                        if arrays.contains(c) {
-                            format!(
-                                "CASE WHEN pg_catalog.left({q}::pg_catalog.text, 1) = '[' \
-                                 THEN pg_catalog.to_json({q}::pg_catalog.text) \
-                                 ELSE pg_catalog.to_json({q}) END AS {q}"
-                            )
-                        } else {
-                            q
-                        }
-                    })
-                    .collect();
-                // Refused up front if a value would not come back as it was.
-                json_check::check(t, &columns, &cols)?;
-                json_query = format!(
-                    "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
-                    cols.join(", "),
-                    quoted(&t.schema, &t.name)
-                );
-                (
-                    CopySource::Query(&json_query),
-                    CopyFormat::JsonLines,
-                    "json",
-                )
-            }
-            _ => (CopySource::Table(t.oid), CopyFormat::Text, "copy"),
-        };
-        let (rel_path, abs_path) = writer.data_path(i + 1, ext, opts.compression);
-        let (rows, stats) = copy_to::copy_to_sink(
-            source,
-            writer.open_sink(&rel_path)?,
-            &abs_path,
-            opts.compression,
-            format,
-        )?;
-        progress.copied(rows, stats.bytes);
-        verbose(
-            opts,
-            t,
-            rows,
-            &format!(
-                ", {} bytes ({} before compression)",
-                stats.bytes, stats.raw_bytes
-            ),
-        );
-        files.push(DataFile {
-            path: rel_path,
-            kind: None,
-            schema: t.schema.clone(),
-            table: t.name.clone(),
-            columns,
-            rows,
-            bytes: stats.bytes,
-            raw_bytes: stats.raw_bytes,
-            sha256: stats.sha256,
-        });
-    }
+    let mut tasks = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| task::for_table(i + 1, t, &opts.format, writer, opts.compression))
+        .collect::<Result<Vec<CopyTask>>>()?;
     if large_objects {
-        // Large objects' pages are COPY text in every format but sql.
-        let (rel_path, abs_path) = writer.data_path(files.len() + 1, "copy", opts.compression);
-        let (rows, stats) = copy_to::copy_to_sink(
-            CopySource::Query(ddl::LARGE_OBJECT_PAGES),
-            writer.open_sink(&rel_path)?,
-            &abs_path,
+        tasks.push(task::for_large_objects(
+            tasks.len() + 1,
+            writer,
             opts.compression,
-            CopyFormat::Text,
-        )?;
-        files.push(DataFile {
-            path: rel_path,
-            kind: Some(LARGE_OBJECTS.into()),
-            schema: "pg_catalog".into(),
-            table: "pg_largeobject".into(),
-            columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
-            rows,
-            bytes: stats.bytes,
-            raw_bytes: stats.raw_bytes,
-            sha256: stats.sha256,
-        });
+        ));
+    }
+    // Why the workers cannot do it: they would not see the caller's uncommitted changes, and
+    // a storage target's uploads and encryption live in this backend.
+    let in_session = if caller_had_xid {
+        Some("this transaction has uncommitted changes, which parallel workers cannot see")
+    } else if writer.output.is_some() {
+        Some("backups to a storage target or encrypted ones are written by the session itself")
+    } else {
+        None
+    };
+    if let (true, Some(why)) = (opts.jobs > 1 && tasks.len() > 1, in_session) {
+        pgrx::notice!(
+            "pg_backup: jobs => {} not used: {why}; the backup is taken in this session",
+            opts.jobs
+        );
+    } else if opts.jobs > 1 && tasks.len() > 1 {
+        task::measure(&mut tasks)?;
+        match parallel::start(&tasks, opts.jobs, opts.compression)? {
+            Ok(p) => {
+                progress.claim.set_jobs(p.workers());
+                if opts.verbose {
+                    pgrx::notice!(
+                        "pg_backup: {} parallel workers copy {} files",
+                        p.workers(),
+                        tasks.len()
+                    );
+                }
+                let results = p.finish(
+                    &tasks,
+                    |t, rows, stats| verbose_file(opts, t, rows, stats),
+                    |done, current| progress.report(done, current),
+                )?;
+                return Ok(tasks
+                    .iter()
+                    .zip(results)
+                    .map(|(t, (rows, stats))| t.data_file(rows, stats))
+                    .collect());
+            }
+            Err(parallel::InProcess::Small) => {}
+            Err(parallel::InProcess::Reason(why)) => {
+                pgrx::notice!(
+                    "pg_backup: jobs => {} not used: {why}; the backup is taken in this session",
+                    opts.jobs
+                );
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if let Some(rel) = tables.get(i) {
+            progress.table(i, rel);
+        }
+        let (rows, stats) = t.run(Some(writer), opts.compression)?;
+        progress.copied(rows, stats.bytes);
+        verbose_file(opts, t, rows, &stats);
+        files.push(t.data_file(rows, stats));
     }
     Ok(files)
 }
 
-const LO_COLUMNS: [&str; 3] = ["loid", "pageno", "data"];
+fn verbose_file(opts: &CreateOptions, t: &CopyTask, rows: u64, stats: &FileStats) {
+    if opts.verbose && t.kind.is_none() {
+        pgrx::notice!(
+            "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
+            t.schema,
+            t.table,
+            rows,
+            stats.bytes,
+            stats.raw_bytes
+        );
+    }
+}
 
 /// sql: one script that psql restores without pg_backup: the DDL in order, each table's rows
 /// as a COPY ... FROM stdin block, the large objects, then the post-data DDL.

@@ -27,7 +27,12 @@ pub struct CreateOptions {
     /// age recipients (public keys) to encrypt to, besides the storage's own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encrypt_to: Vec<String>,
+    /// Parallel workers that copy the tables (1: this backend does).
+    pub jobs: u32,
 }
+
+/// More workers than this is a typo, not a plan (max_worker_processes bounds it anyway).
+pub const MAX_JOBS: i32 = 128;
 
 fn ser_compression<S: serde::Serializer>(
     c: &Compression,
@@ -56,6 +61,8 @@ pub struct CreateArgs {
     pub keep_local: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt_to: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<i32>,
 }
 
 /// What an option left NULL means: the settings `backup.compression` and
@@ -105,6 +112,17 @@ impl CreateOptions {
             args.compression.as_deref().unwrap_or(&defaults.compression),
             defaults.gzip_level,
         )?;
+        let jobs = args.jobs.unwrap_or(1);
+        if !(1..=MAX_JOBS).contains(&jobs) {
+            return Err(BackupError::invalid(format!("invalid jobs {jobs}"))
+                .with_hint(format!("Use 1 (the default: this session copies the tables) up to {MAX_JOBS} parallel workers.")));
+        }
+        if jobs > 1 && format == "sql" {
+            return Err(BackupError::invalid(
+                "jobs > 1 needs a format with a file per table",
+            )
+            .with_hint("Use format 'native', 'csv' or 'json' with jobs, or jobs => 1 for one sql script."));
+        }
         let nonempty = |v: Option<Vec<String>>, what: &str| -> Result<Option<Vec<String>>> {
             match v {
                 Some(list) if list.is_empty() => {
@@ -138,6 +156,7 @@ impl CreateOptions {
                 crate::crypto::Recipients::parse(&list)?;
                 list
             },
+            jobs: jobs as u32,
         })
     }
 
@@ -185,6 +204,7 @@ mod tests {
         };
         let o = CreateOptions::parse(explicit, &gzip1).unwrap();
         assert_eq!(o.compression, Compression::Gzip(9));
+        assert_eq!(o.jobs, 1);
     }
 
     #[test]
@@ -205,6 +225,19 @@ mod tests {
             },
             CreateArgs {
                 tables: Some(vec![]),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(0),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(MAX_JOBS + 1),
+                ..Default::default()
+            },
+            CreateArgs {
+                jobs: Some(2),
+                format: Some("sql".into()),
                 ..Default::default()
             },
         ];

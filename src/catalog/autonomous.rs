@@ -44,10 +44,12 @@ pub enum Stmt {
     RestoreFinish,
     /// A restore whose process is gone.
     RestoreFailDead,
+    /// restore(atomic => false)'s worker, terminated: what it committed stays.
+    RestoreFailIfRunning,
 }
 
 impl Stmt {
-    const ALL: [Stmt; 8] = [
+    const ALL: [Stmt; 9] = [
         Stmt::BackupUpsert,
         Stmt::BackupSettle,
         Stmt::BackupFailIfRunning,
@@ -56,6 +58,7 @@ impl Stmt {
         Stmt::RestoreStart,
         Stmt::RestoreFinish,
         Stmt::RestoreFailDead,
+        Stmt::RestoreFailIfRunning,
     ];
 
     fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Stmt {
             Stmt::RestoreStart => "restore_start",
             Stmt::RestoreFinish => "restore_finish",
             Stmt::RestoreFailDead => "restore_fail_dead",
+            Stmt::RestoreFailIfRunning => "restore_fail_if_running",
         }
     }
 
@@ -137,8 +141,17 @@ impl Stmt {
                 "WITH w AS (
                    UPDATE backup.restores SET status = $1->>'status', finished_at = now(), pid = NULL,
                           table_count = coalesce(($1->>'table_count')::int, table_count),
-                          row_count = ($1->>'row_count')::bigint, error = $1->>'error'
+                          row_count = ($1->>'row_count')::bigint, error = $1->>'error',
+                          progress = NULL
                    WHERE id = ($1->>'id')::bigint
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::RestoreFailIfRunning => {
+                "WITH w AS (
+                   UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL,
+                          error = coalesce($1->>'error', 'restore worker exited')
+                   WHERE id = ($1->>'id')::bigint AND status = 'running'
                    RETURNING 1)
                  SELECT count(*)::text FROM w"
             }

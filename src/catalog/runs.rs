@@ -38,6 +38,8 @@ pub struct Slot {
     tables_total: u32,
     rows_done: u64,
     bytes_done: u64,
+    /// Parallel workers copying the tables (create(jobs => N)); 0 = the session alone.
+    jobs: u32,
 }
 
 impl Slot {
@@ -54,6 +56,7 @@ impl Slot {
         tables_total: 0,
         rows_done: 0,
         bytes_done: 0,
+        jobs: 0,
     };
 
     fn id(&self) -> &str {
@@ -164,6 +167,11 @@ impl Claim {
         self.with_slot(|s| s.set_id(id));
     }
 
+    /// The number of parallel workers copying the tables.
+    pub fn set_jobs(&self, jobs: usize) {
+        self.with_slot(|s| s.jobs = jobs as u32);
+    }
+
     pub fn set_total(&self, tables_total: usize) {
         self.with_slot(|s| s.tables_total = tables_total as u32);
     }
@@ -218,6 +226,7 @@ pub struct RunInfo {
     pub current_table: Option<String>,
     pub rows_done: i64,
     pub bytes_done: i64,
+    pub jobs: Option<i32>,
 }
 
 /// The runs of the current database.
@@ -249,6 +258,7 @@ pub fn list() -> Vec<RunInfo> {
                 .then(|| String::from_utf8_lossy(&s.table[..s.table_len as usize]).into_owned()),
             rows_done: s.rows_done as i64,
             bytes_done: s.bytes_done as i64,
+            jobs: (s.jobs > 0).then_some(s.jobs as i32),
         })
         .collect()
 }

@@ -30,7 +30,7 @@ pub fn recv_checking_interrupts<T>(rx: &Receiver<T>) -> Option<T> {
 }
 
 /// How rows are laid out in an archive file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CopyFormat {
     /// COPY text format (native and sql archives).
     Text,

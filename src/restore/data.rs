@@ -4,7 +4,7 @@
 use crate::storage::archive_files::FileRef;
 use pgrx::prelude::*;
 
-use super::plan::Action;
+use super::plan::{Action, PlannedTable};
 use super::runner::{row, sql_step, Job, Runner, Tolerate};
 use super::scope::quoted;
 use crate::archive::compression::Compression;
@@ -14,6 +14,7 @@ use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
 use crate::security;
+use crate::security::owner::{relation_owner, run_as, run_as_in, SchemaPrivilege};
 
 pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
     // Read-only (a dry run plans on a hot standby).
@@ -28,7 +29,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
     // One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
     // the tables whose rows the backup holds (a parent's other children keep theirs).
     let with_rows = job.manifest.data_tables();
-    let truncate: Vec<String> = job
+    let truncate: Vec<&PlannedTable> = job
         .plan
         .tables
         .iter()
@@ -38,17 +39,9 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
                 .iter()
                 .any(|(s, n)| job.plan.of(s, n).is_some_and(|p| p == *t))
         })
-        .map(|t| quoted(&t.schema, &t.name))
         .collect();
     if !truncate.is_empty() {
-        let sql = format!("TRUNCATE ONLY {}", truncate.join(", "));
-        steps.run(
-            truncate.join(", "),
-            "table",
-            "truncate",
-            Tolerate::Nothing,
-            sql_step(sql),
-        )?;
+        truncate_tables(steps, &truncate)?;
     }
     if job.opts.disable_triggers {
         // User triggers and foreign key checks stay off while rows load, and only then
@@ -100,32 +93,34 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
             continue;
         }
         if unit.large_objects {
-            steps.run(
-                "large objects".into(),
-                "large_object_data",
-                "load",
-                Tolerate::Nothing,
-                || {
-                    let pages = restore_large_objects(&unit, job.compression, reader)?;
-                    check_loaded("large objects", pages as u64, &unit)?;
-                    Ok(Some(pages))
-                },
-            )?;
+            // Large objects run no code: written as the extension owner.
+            steps.run_data("large objects".into(), "large_object_data", "load", || {
+                let pages = restore_large_objects(&unit, job.compression, reader)?;
+                check_loaded("large objects", pages as u64, &unit)?;
+                Ok(Some(pages))
+            })?;
         } else {
             let t = job
                 .plan
                 .of(&unit.schema, &unit.table)
                 .expect("wanted tables are planned");
             let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
-            steps.run(object.clone(), "table_data", "load", Tolerate::Nothing, || {
+            steps.run_data(object.clone(), "table_data", "load", || {
                 let oid = table_oid(&schema, &name)?.ok_or_else(|| {
-                    BackupError::unknown(format!("table {object} does not exist and the backup has no definition for it"))
-                        .with_hint("Restore a backup that includes the schema first (this one is data_only).")
+                    BackupError::unknown(format!(
+                        "table {object} does not exist and the backup has no definition for it"
+                    ))
+                    .with_hint(
+                        "Restore a backup that includes the schema first (this one is data_only).",
+                    )
                 })?;
+                // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
+                // triggers fire while rows load: with the table owner's rights (issue 9).
+                let owner = job.code_owner(oid, &unit.schema, &unit.table)?;
                 let rows = if job.manifest.format == "json" {
-                    load_json(&schema, &name, &unit, job.compression)?
+                    load_json(&schema, &name, &unit, job.compression, owner)?
                 } else {
-                    load_rows(oid, &unit, job.compression, reader)?
+                    run_as(owner, || load_rows(oid, &unit, job.compression, reader))?
                 };
                 check_loaded(&object, rows, &unit)?;
                 Ok(Some(rows as i64))
@@ -239,7 +234,15 @@ fn load_rows(
 /// json: the lines go to a temporary table by COPY, then into the table through
 /// json_populate_record, PostgreSQL's own inverse of row_to_json (json, not jsonb, so -0
 /// and the exact spelling of numbers survive).
-fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression) -> Result<u64> {
+fn load_json(
+    schema: &str,
+    name: &str,
+    unit: &DataUnit,
+    compression: Compression,
+    owner: pg_sys::Oid,
+) -> Result<u64> {
+    // The staging table is ours (the owner's restricted context cannot create a temporary
+    // table); the owner reads it for the INSERT, which runs its code.
     Spi::run("CREATE TEMP TABLE pg_backup_json_rows (doc text) ON COMMIT DROP")?;
     let tmp = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_temp.pg_backup_json_rows'::regclass::oid")?
         .expect("temp table exists");
@@ -252,6 +255,15 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
         // The caller reports it; do not parse lines that are not all there.
         return Ok(staged_rows);
     }
+    let owner_name = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
+        &[owner.into()],
+    )?
+    .unwrap_or_default();
+    Spi::run(&format!(
+        "GRANT SELECT ON pg_temp.pg_backup_json_rows TO {}",
+        spi::quote_identifier(&owner_name)
+    ))?;
     let target = quoted(schema, name);
     let sql = if unit.columns.is_empty() {
         format!("INSERT INTO {target} SELECT FROM pg_temp.pg_backup_json_rows")
@@ -260,15 +272,70 @@ fn load_json(schema: &str, name: &str, unit: &DataUnit, compression: Compression
         let from_record: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
         format!(
             "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM pg_temp.pg_backup_json_rows j,
-             json_populate_record(NULL::{target}, j.doc::json) r",
+             pg_catalog.json_populate_record(NULL::{target}, j.doc::pg_catalog.json) r",
             cols.join(", "),
             from_record.join(", ")
         )
     };
     // What the INSERT stored (a trigger or rule may skip rows).
-    let inserted = Spi::connect_mut(|c| c.update(sql.as_str(), None, &[]).map(|t| t.len()))?;
+    let inserted = run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
+        Ok(Spi::connect_mut(|c| {
+            c.update(sql.as_str(), None, &[]).map(|t| t.len())
+        })?)
+    })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
     Ok(inserted as u64)
+}
+
+/// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner. Tables of several
+/// owners go in one statement (foreign keys among them need it) when none has such a
+/// trigger, else one statement per owner.
+fn truncate_tables(steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
+    let mut by_owner: Vec<(pg_sys::Oid, Vec<String>)> = Vec::new();
+    let schemas: Vec<String> = tables.iter().map(|t| t.schema.clone()).collect();
+    let mut oids = Vec::new();
+    for t in tables {
+        let Some(oid) = table_oid(&t.schema, &t.name)? else {
+            continue;
+        };
+        oids.push(oid);
+        let owner = relation_owner(oid)?;
+        let name = quoted(&t.schema, &t.name);
+        match by_owner.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, v)) => v.push(name),
+            None => by_owner.push((owner, vec![name])),
+        }
+    }
+    let all: Vec<String> = by_owner.iter().flat_map(|(_, v)| v.clone()).collect();
+    let triggers = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                        WHERE tgrelid = ANY($1) AND NOT tgisinternal AND (tgtype & 32) <> 0)",
+        &[oids.into()],
+    )?
+    .unwrap_or(true);
+    if by_owner.len() > 1 && !triggers {
+        let sql = format!("TRUNCATE ONLY {}", all.join(", "));
+        steps.run(
+            all.join(", "),
+            "table",
+            "truncate",
+            Tolerate::Nothing,
+            sql_step(sql),
+        )?;
+        return Ok(());
+    }
+    for (owner, names) in by_owner {
+        let sql = format!("TRUNCATE ONLY {}", names.join(", "));
+        let needs: Vec<(&str, SchemaPrivilege)> = schemas
+            .iter()
+            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+            .collect();
+        steps.run_data(names.join(", "), "table", "truncate", || {
+            run_as_in(owner, &needs, || Ok(Spi::run(&sql)?))?;
+            Ok(None)
+        })?;
+    }
+    Ok(())
 }
 
 /// Large objects: their pages are loaded into a temporary table by COPY (on disk, not in

@@ -7,16 +7,17 @@
 //! nothing; an error names the entry it stopped at. `'continue'`: every entry in its own
 //! subtransaction; failures become result rows.
 
+pub mod background;
 mod data;
 pub mod names;
 pub mod plan;
+mod preflight;
 pub mod retarget;
 pub mod runner;
 pub mod scope;
 pub mod sequences;
 pub mod tuning;
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
 use crate::archive::compression::Compression;
@@ -25,7 +26,9 @@ use crate::archive::verify::FileStatus;
 use crate::catalog::history::{now_rfc3339, RestoreRow};
 use crate::catalog::runs;
 use crate::error::{BackupError, Result};
-use crate::security::Caller;
+use crate::security::privileges::Restorer;
+use crate::security::redact;
+use crate::security::{self, targets, Caller};
 use crate::subtransaction;
 use plan::{Existing, OnError};
 use runner::{Job, Plan, Walk};
@@ -33,6 +36,7 @@ use scope::Scope;
 
 pub use runner::Row;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RestoreOptions {
     pub tables: Option<Vec<String>>,
     pub schemas: Option<Vec<String>>,
@@ -48,6 +52,8 @@ pub struct RestoreOptions {
     pub analyze: bool,
     /// age secret key(s) for an encrypted backup (else backup.identity_file).
     pub identity: Option<String>,
+    /// false: commit as it goes, in a background worker (see `background`).
+    pub atomic: bool,
 }
 
 impl RestoreOptions {
@@ -58,14 +64,42 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
-            "analyze": self.analyze,
+            "analyze": self.analyze, "atomic": self.atomic,
         })
     }
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    if !opts.atomic && !opts.dry_run {
+        return background::run(id, opts, caller);
+    }
+    restore_with(id, opts, caller, None)
+}
+
+/// The restore of `restore(atomic => false)`, in its worker: commits every so many steps.
+/// Errors leave as they are; the worker records them with what was committed.
+pub fn restore_batched(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    batches: &background::Batches,
+) -> Result<Vec<Row>> {
+    restore_with(id, opts, caller, Some(batches))
+}
+
+fn restore_with(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    batches: Option<&background::Batches>,
+) -> Result<Vec<Row>> {
+    security::owner::refuse_inside_restricted_operation()?;
+    if let Some(to) = &opts.target_schema {
+        targets::check_target_schema(to)?;
+    }
     // The row exists from the start (and the shared-memory slot before it, so no sweep takes
-    // the restore for dead); if the process dies, the sweep marks it failed.
+    // the restore for dead); if the process dies, the sweep marks it failed. History rows are
+    // written by catalog::history (never in the caller's transaction).
     let claim = runs::claim(runs::Kind::Restore, "", 0);
     let mut record = RestoreRow {
         id: None,
@@ -82,7 +116,22 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         claim.set_id(&rid.to_string());
     }
     runner::set_current(None);
-    let outcome = subtransaction::run(|| restore_steps(id, opts, &mut record));
+    if let Some(b) = batches {
+        // restore(atomic => false)'s worker: no outer subtransaction (each batch commits);
+        // a failure is recorded by the worker with what was committed (background.rs).
+        if let Some(rid) = record.id {
+            background::started(rid, b);
+        }
+        let out = restore_steps(id, opts, caller, &mut record, batches)?;
+        let rows: i64 = out.iter().filter_map(|r| r.3).sum();
+        let failed = out.iter().filter(|r| r.4 == "failed").count();
+        let error = (failed > 0)
+            .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+        record.finish("completed", Some(rows), error);
+        drop(claim);
+        return Ok(out);
+    }
+    let outcome = subtransaction::run(|| restore_steps(id, opts, caller, &mut record, None));
     let result = match outcome {
         Ok(Ok(out)) => {
             let rows: i64 = out.iter().filter_map(|r| r.3).sum();
@@ -105,31 +154,13 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             Err(e)
         }
         Err(caught) => {
-            let at = runner::current_entry();
-            let mut error = runner::describe_error(&caught);
-            if let Some(w) = &at {
-                error.push_str(&format!(" while restoring {w}"));
-            }
-            record.finish("failed", None, Some(error));
+            // The error may carry row values (or text written by user code): the history row
+            // and the caller get it without them (issue 9); the server log gets all of it.
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            record.finish("failed", None, Some(text.clone()));
             drop(claim);
-            match (&caught, at) {
-                // The same error, with the entry named in its DETAIL.
-                (CaughtError::PostgresError(r) | CaughtError::ErrorReport(r), Some(w)) => {
-                    let detail = match r.detail() {
-                        Some(d) => format!("{d}\nWhile restoring {w}."),
-                        None => format!("While restoring {w}."),
-                    };
-                    let mut report =
-                        ErrorReport::new(r.sql_error_code(), r.message().to_string(), "pg_backup")
-                            .set_detail(detail);
-                    if let Some(h) = r.hint() {
-                        report = report.set_hint(h);
-                    }
-                    report.report(PgLogLevel::ERROR);
-                    unreachable!("ereport(ERROR) returned")
-                }
-                _ => caught.rethrow(),
-            }
+            redact::raise(&caught, text)
         }
     };
     // Only now: until the row says how it ended, the slot says the restore is alive.
@@ -137,7 +168,13 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
     result
 }
 
-fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Result<Vec<Row>> {
+fn restore_steps(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    record: &mut RestoreRow,
+    batches: Option<&background::Batches>,
+) -> Result<Vec<Row>> {
     // The local copy, else the remote copy the history row points to (storage::locate).
     let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
@@ -169,8 +206,12 @@ fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Re
         opts.target_schema.as_deref(),
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
+    let restorer = Restorer::of(caller);
     record.table_count = Some(plan.tables.len() as i64);
+    // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
+    // changes (and for a dry run too).
     plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
+    preflight::check(&manifest, &scope, &plan, opts, &restorer)?;
     let job = Job {
         manifest: &manifest,
         source: &source,
@@ -179,24 +220,61 @@ fn restore_steps(id: &str, opts: &RestoreOptions, record: &mut RestoreRow) -> Re
         opts,
         scope: &scope,
         plan: &plan,
+        restorer: &restorer,
+        batches,
     };
     if opts.dry_run {
         return Walk::new(&job).plan_rows();
     }
     let out = Walk::new(&job).apply()?;
+    if let Some(b) = batches {
+        b.commit(&out)?;
+        if opts.analyze && !opts.schema_only {
+            // ANALYZE's locks count too: in batches like the rest.
+            for t in loaded_tables(&plan, &out) {
+                tuning::analyze([t.as_str()])?;
+                b.step_done(&out)?;
+            }
+        }
+        return Ok(out);
+    }
     if opts.analyze && !opts.schema_only {
-        // Tables whose every step succeeded and that received rows.
-        let loaded: Vec<String> = plan
-            .tables
-            .iter()
-            .filter(|t| t.action.loads_data())
-            .filter(|t| {
-                out.iter()
-                    .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
-            })
-            .map(|t| scope::quoted(&t.schema, &t.name))
-            .collect();
+        let loaded = loaded_tables(&plan, &out);
         tuning::analyze(loaded.iter().map(String::as_str))?;
     }
     Ok(out)
+}
+
+/// Tables whose every step succeeded and that received rows (quoted names).
+fn loaded_tables(plan: &Plan, out: &[Row]) -> Vec<String> {
+    plan.tables
+        .iter()
+        .filter(|t| t.action.loads_data())
+        .filter(|t| {
+            out.iter()
+                .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
+        })
+        .map(|t| scope::quoted(&t.schema, &t.name))
+        .collect()
+}
+
+/// A batched restore that failed: what was committed stays and the row says so. Runs in the
+/// worker's own transaction after its batch was rolled back (no lock on the row is held).
+pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value) {
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let done = Spi::run_with_args(
+        "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2, progress = $3
+         WHERE id = $1",
+        &[restore_id.into(), error.into(), pgrx::JsonB(progress).into()],
+    );
+    if let Err(e) = done {
+        pgrx::warning!("pg_backup: could not record the failed restore {restore_id}: {e}");
+    }
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+    }
 }

@@ -10,6 +10,7 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use super::background::Batches;
 use super::data::{self, table_oid};
 use super::plan::{self, Action, Existing, OnError, PlannedTable};
 use super::scope::{quoted, Scope, Why};
@@ -19,6 +20,9 @@ use crate::archive::manifest::Manifest;
 use crate::archive::toc::{self, EntryKind, Pass, TocEntry, PASSES};
 use crate::error::Result;
 use crate::security;
+use crate::security::owner::{relation_owner, role_oid, run_as_in, SchemaPrivilege};
+use crate::security::privileges::{parse_owner_statement, Restorer};
+use crate::security::redact::{self, Exposure};
 use crate::subtransaction;
 
 /// One result row: object, kind, action, rows, status, detail.
@@ -43,16 +47,27 @@ pub fn row(
 }
 
 thread_local! {
-    /// The entry being restored, for errors that leave the restore (on_error => 'abort').
-    static CURRENT: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The entry being restored, for errors that leave the restore (on_error => 'abort'),
+    /// and whether its errors may carry row values.
+    static CURRENT: RefCell<Option<(String, Exposure)>> = const { RefCell::new(None) };
 }
 
 /// The entry the restore was working on when it stopped, as `describe()` names it.
 pub fn current_entry() -> Option<String> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|c| c.borrow().as_ref().map(|(w, _)| w.clone()))
 }
 
-pub fn set_current(what: Option<String>) {
+/// For redacting the error that stopped the restore: (kind, object, exposure) as
+/// `security::redact::describe` takes them. Outside any entry: the restore as a whole, as
+/// data (the safe side).
+pub fn current_step() -> (String, String, Exposure) {
+    CURRENT.with(|c| match c.borrow().as_ref() {
+        Some((w, x)) => (String::new(), w.clone(), *x),
+        None => ("restore".into(), "data".into(), Exposure::Data),
+    })
+}
+
+pub fn set_current(what: Option<(String, Exposure)>) {
     CURRENT.with(|c| *c.borrow_mut() = what);
 }
 
@@ -105,6 +120,56 @@ pub struct Job<'a> {
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+    /// restore(atomic => false): the worker's commits.
+    pub batches: Option<&'a Batches>,
+    /// Who called restore: the owner of what has no owner (issue 9).
+    pub restorer: &'a Restorer,
+}
+
+impl Job<'_> {
+    /// The role user code on table `oid` runs with: its owner; never the extension owner
+    /// (the role running restore). A table still owned by it was created by this restore
+    /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
+    /// post-data): then the owner the backup names, or the caller when that role is missing.
+    pub fn code_owner(
+        &self,
+        oid: pg_sys::Oid,
+        backup_schema: &str,
+        name: &str,
+    ) -> Result<pg_sys::Oid> {
+        let owner = relation_owner(oid)?;
+        if owner != unsafe { pg_sys::GetUserId() } {
+            return Ok(owner);
+        }
+        let named = self
+            .manifest
+            .toc
+            .iter()
+            .filter(|e| {
+                e.kind == EntryKind::Owner
+                    && e.schema.as_deref() == Some(backup_schema)
+                    && e.table.as_deref() == Some(name)
+            })
+            .find_map(|e| parse_owner_statement(&e.sql))
+            .map(|st| st.role);
+        let role = match named {
+            Some(r) => role_oid(&r)?.unwrap_or(self.restorer.oid),
+            None if self.restorer.superuser => owner,
+            None => self.restorer.oid,
+        };
+        if role != owner {
+            // Its owner from now on (the archive's owner statement later changes nothing):
+            // the code runs as the role that owns the table, as PostgreSQL requires of
+            // ALTER TABLE.
+            let sql = crate::query::one::<String>(
+                "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
+                &[oid.into(), role.into()],
+            )?
+            .unwrap_or_default();
+            Spi::run(&sql)?;
+        }
+        Ok(role)
+    }
 }
 
 impl Job<'_> {
@@ -179,16 +244,19 @@ enum Outcome {
 }
 
 /// Runs the steps of a restore and collects their rows.
-pub struct Runner {
+pub struct Runner<'a> {
     on_error: OnError,
     pub out: Vec<Row>,
+    /// restore(atomic => false): commits after every so many steps.
+    batches: Option<&'a Batches>,
 }
 
-impl Runner {
-    pub fn new(on_error: OnError) -> Runner {
+impl<'a> Runner<'a> {
+    pub fn new(on_error: OnError, batches: Option<&'a Batches>) -> Runner<'a> {
         Runner {
             on_error,
             out: Vec::new(),
+            batches,
         }
     }
 
@@ -203,8 +271,26 @@ impl Runner {
         tolerate: Tolerate,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<bool> {
-        self.run_outcome(object, kind, action, tolerate, f)
+        self.run_outcome(object, kind, action, tolerate, Exposure::Ddl, f)
             .map(|o| o == Some(true))
+    }
+
+    /// `run` for a step that loads rows or runs user code: its errors are redacted (issue 9).
+    pub fn run_data(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<bool> {
+        set_current(Some((format!("{kind} {object}"), Exposure::Data)));
+        let r = self
+            .run_outcome(object, kind, action, Tolerate::Nothing, Exposure::Data, f)
+            .map(|o| o == Some(true));
+        if r.is_ok() {
+            set_current(None);
+        }
+        r
     }
 
     /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
@@ -214,6 +300,23 @@ impl Runner {
         kind: &str,
         action: &str,
         tolerate: Tolerate,
+        exposure: Exposure,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<Option<bool>> {
+        let outcome = self.run_step(object, kind, action, tolerate, exposure, f)?;
+        if let Some(b) = self.batches {
+            b.step_done(&self.out)?;
+        }
+        Ok(outcome)
+    }
+
+    fn run_step(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        exposure: Exposure,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<Option<bool>> {
         if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
@@ -253,25 +356,15 @@ impl Runner {
                 if tolerate == Tolerate::MissingRole
                     && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
             {
-                self.out.push(row(
-                    object,
-                    kind,
-                    "skip",
-                    None,
-                    "warning",
-                    Some(&describe_error(&c)),
-                ));
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, "skip", None, "warning", Some(&text)));
                 Ok(Some(false))
             }
             Err(c) if self.on_error == OnError::Continue => {
-                self.out.push(row(
-                    object,
-                    kind,
-                    action,
-                    None,
-                    "failed",
-                    Some(&describe_error(&c)),
-                ));
+                let text = redact::describe(&c, kind, &object, exposure);
+                self.out
+                    .push(row(object, kind, action, None, "failed", Some(&text)));
                 Ok(None)
             }
             Err(c) => c.rethrow(),
@@ -291,17 +384,9 @@ pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
 }
 
 fn relation_exists(quoted_name: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::query::one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[quoted_name.into()],
-    )?
-    .unwrap_or(false))
-}
-
-fn role_exists(role: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[role.into()],
     )?
     .unwrap_or(false))
 }
@@ -324,20 +409,18 @@ enum Decision {
 /// Restore everything the job says: the walk over the TOC.
 pub struct Walk<'j, 'a> {
     job: &'j Job<'a>,
-    runner: Runner,
+    runner: Runner<'a>,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
-    roles: HashMap<String, bool>,
 }
 
 impl<'j, 'a> Walk<'j, 'a> {
     pub fn new(job: &'j Job<'a>) -> Self {
         Walk {
             job,
-            runner: Runner::new(job.opts.on_error),
+            runner: Runner::new(job.opts.on_error, job.batches),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
-            roles: HashMap::new(),
         }
     }
 
@@ -546,34 +629,96 @@ impl<'j, 'a> Walk<'j, 'a> {
         }
     }
 
-    /// Run one entry's statements (and its owner, if that role exists here).
+    /// Run one entry's statements, then give the object its owner (issue 9): the backup's
+    /// owner, or the role that called restore when that role does not exist here (never the
+    /// extension owner). Entries that evaluate user code run with the rights of the owner of
+    /// the relation they work on (`code_role`).
     fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
-        let mut sql = self.job.scope.sql(&e.sql);
-        let mut owner_missing = None;
-        if let (Some(owner_sql), Some(owner)) = (&e.owner_sql, &e.owner) {
-            let exists = match self.roles.get(owner) {
-                Some(x) => *x,
-                None => {
-                    let x = role_exists(owner)?;
-                    self.roles.insert(owner.clone(), x);
-                    x
-                }
-            };
-            if exists {
-                sql.push('\n');
-                sql.push_str(&self.job.scope.sql(owner_sql));
-            } else {
-                owner_missing = Some(owner.clone());
-            }
-        }
-        set_current(Some(e.describe()));
+        let body = self.job.scope.sql(&e.sql);
         let object = self.object(e);
+        let restorer = self.job.restorer;
+        // (owner statement as in the backup, the backup's owner)
+        let owner = match (&e.owner_sql, &e.owner) {
+            (Some(sql), Some(role)) => Some((self.job.scope.sql(sql), role.clone())),
+            // Format-1 owner entries (and large objects'): the statement is the entry.
+            _ if e.kind == EntryKind::Owner => parse_owner_statement(&body)
+                .filter(|st| role_oid(&st.role).ok().flatten().is_none())
+                .map(|st| (body.clone(), st.role)),
+            _ => None,
+        };
+        // A schema that exists keeps its owner unless the caller could change it itself
+        // (`CREATE SCHEMA IF NOT EXISTS` succeeds on it).
+        let owner = match owner {
+            Some(_) if e.kind == EntryKind::Schema => {
+                let current = crate::query::one::<pg_sys::Oid>(
+                    "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                    &[e.name.clone().into()],
+                )?;
+                match current {
+                    Some(o) if !restorer.acts_as(o) => None,
+                    _ => owner,
+                }
+            }
+            o => o,
+        };
+        let body = if owner.as_ref().is_some_and(|(sql, _)| *sql == body) {
+            String::new()
+        } else {
+            body
+        };
+        let code = self.code_role(e)?;
+        let exposure = if code.is_some() {
+            Exposure::Data
+        } else {
+            Exposure::Ddl
+        };
+        set_current(Some((e.describe(), exposure)));
+        let note: RefCell<Option<String>> = RefCell::new(None);
+        let what = object.clone();
+        let step = || -> Result<Option<i64>> {
+            if !body.is_empty() {
+                match &code {
+                    Some((role, schemas)) => {
+                        let mut needs: Vec<(&str, SchemaPrivilege)> = schemas
+                            .iter()
+                            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+                            .collect();
+                        if e.kind == EntryKind::Table {
+                            // A partition is created in its schema by its parent's owner.
+                            needs.extend(
+                                schemas
+                                    .iter()
+                                    .map(|s| (s.as_str(), SchemaPrivilege::Create)),
+                            );
+                        }
+                        run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
+                    }
+                    None => Spi::run(&body)?,
+                }
+            }
+            if let Some((sql, role)) = &owner {
+                let chosen = restorer.owner_for(&what, role)?;
+                let sql = match (parse_owner_statement(sql), &chosen.substitute_for) {
+                    (Some(st), Some(_)) => format!(
+                        "ALTER {} {} OWNER TO {};",
+                        st.objtype,
+                        st.ident,
+                        spi::quote_identifier(&chosen.name)
+                    ),
+                    _ => sql.clone(),
+                };
+                Spi::run(&sql)?;
+                *note.borrow_mut() = chosen.note();
+            }
+            Ok(None)
+        };
         let outcome = self.runner.run_outcome(
             object.clone(),
             e.kind.as_str(),
             action,
             tolerate,
-            sql_step(sql),
+            exposure,
+            step,
         )?;
         set_current(None);
         self.outcomes.insert(
@@ -584,17 +729,95 @@ impl<'j, 'a> Walk<'j, 'a> {
                 None => Outcome::Failed,
             },
         );
-        if let (Some(role), Some(true)) = (owner_missing, outcome) {
+        if let (Some(n), Some(true)) = (note.into_inner(), outcome) {
             self.runner.note(row(
                 object,
                 "owner",
-                "skip",
+                "substitute",
                 None,
                 "warning",
-                Some(&format!("role \"{role}\" does not exist")),
+                Some(&n),
             ));
         }
         Ok(())
+    }
+
+    /// The role whose rights an entry that evaluates user code runs with, and the schemas its
+    /// statement names; None for entries that evaluate nothing (run as the extension owner).
+    /// CHECK / foreign key / other non-index constraints (validation over the rows), domain
+    /// constraints (validation over every column of the domain), partition creation and
+    /// attachment (bound and default-partition checks), materialized view refreshes, and
+    /// entries of kinds this version does not know that work on a table. Index builds
+    /// (indexes, PRIMARY KEY / UNIQUE / EXCLUDE) run as the extension owner: PostgreSQL 15
+    /// runs the whole build as the table's owner in a security-restricted operation itself.
+    fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
+        let restorer = self.job.restorer;
+        let relation_of = |en: &TocEntry| -> Result<Option<pg_sys::Oid>> {
+            let (s, n) = match en.relation() {
+                Some(r) => r,
+                None => (en.schema.clone().unwrap_or_default(), en.name.clone()),
+            };
+            table_oid(self.job.scope.target_schema_of(&s), &n)
+        };
+        let target = match e.kind {
+            EntryKind::Index => return Ok(None),
+            EntryKind::Constraint if builds_index_only(&e.sql) => return Ok(None),
+            EntryKind::Constraint
+            | EntryKind::CheckConstraint
+            | EntryKind::ForeignKey
+            | EntryKind::MaterializedViewRefresh
+            | EntryKind::TableAttach => relation_of(e)?,
+            EntryKind::Other if e.table.is_some() => relation_of(e)?,
+            EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
+                match e.belongs_to.and_then(|b| self.entry(b)) {
+                    Some(parent) => relation_of(parent)?,
+                    None => None,
+                }
+            }
+            EntryKind::DomainConstraint => {
+                let role = match &e.owner {
+                    Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
+                    None => restorer.oid,
+                };
+                let schemas = e.schema.iter().cloned().collect();
+                return Ok(Some((role, schemas)));
+            }
+            _ => return Ok(None),
+        };
+        let Some(oid) = target else {
+            // The statement will fail anyway: as the caller, never the extension owner.
+            return Ok(Some((restorer.oid, Vec::new())));
+        };
+        let mut schemas: Vec<String> = Vec::new();
+        let mut oids = vec![oid];
+        if e.kind == EntryKind::ForeignKey {
+            for d in &e.deps {
+                if let Some(dep) = self.entry(*d).filter(|d| d.kind.is_relation()) {
+                    oids.extend(relation_of(dep)?);
+                }
+            }
+        }
+        if e.kind == EntryKind::Table {
+            // The partition's own schema (it is created there).
+            if let Some(s) = &e.schema {
+                schemas.push(self.job.scope.target_schema_of(s).to_string());
+            }
+        }
+        for o in oids {
+            if let Some(s) = crate::query::one::<String>(
+                "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
+                &[o.into()],
+            )? {
+                if !schemas.contains(&s) {
+                    schemas.push(s);
+                }
+            }
+        }
+        let (bs, bn) = e
+            .relation()
+            .unwrap_or((e.schema.clone().unwrap_or_default(), e.name.clone()));
+        Ok(Some((self.job.code_owner(oid, &bs, &bn)?, schemas)))
     }
 
     fn run_pass(&mut self, pass: Pass) -> Result<()> {
@@ -646,7 +869,13 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"search_path", c"");
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
-            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", spi::quote_identifier(to));
+            // Owned by the role that called restore, like everything without an owner of
+            // its own in the backup (issue 9).
+            let sql = format!(
+                "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
+                spi::quote_identifier(to),
+                spi::quote_identifier(&job.restorer.name)
+            );
             self.runner.run(
                 to.clone(),
                 "schema",
@@ -726,5 +955,75 @@ impl<'j, 'a> Walk<'j, 'a> {
             sql_step(sql),
         )?;
         Ok(())
+    }
+}
+
+/// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
+fn builds_index_only(sql: &str) -> bool {
+    matches!(
+        constraint_definition(sql),
+        Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))
+    )
+}
+
+/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
+/// found by reading the identifiers (quoted ones may hold any text).
+fn constraint_definition(sql: &str) -> Option<&str> {
+    fn identifier(s: &str) -> Option<&str> {
+        match s.strip_prefix('"') {
+            Some(mut rest) => loop {
+                let end = rest.find('"')?;
+                if rest[end + 1..].starts_with('"') {
+                    rest = &rest[end + 2..];
+                } else {
+                    return Some(&rest[end + 1..]);
+                }
+            },
+            None => {
+                let end = s.find(['.', ' ', '\n'])?;
+                (end > 0).then(|| &s[end..])
+            }
+        }
+    }
+    let sql = sql.trim_start();
+    let rest = sql
+        .strip_prefix("ALTER TABLE ")
+        .or_else(|| sql.strip_prefix("ALTER FOREIGN TABLE "))?;
+    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+    let rest = identifier(rest)?.strip_prefix('.')?;
+    let rest = identifier(rest)?
+        .trim_start()
+        .strip_prefix("ADD CONSTRAINT ")?;
+    let rest = identifier(rest)?;
+    rest.starts_with([' ', '\n']).then(|| rest.trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constraint_definition;
+
+    #[test]
+    fn constraint_definitions_are_found_past_any_name() {
+        assert_eq!(
+            constraint_definition("ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (a);"),
+            Some("PRIMARY KEY (a);")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE \"a\"\"b\".\"x ADD CONSTRAINT y UNIQUE\" ADD CONSTRAINT \"UNIQUE (a)\" CHECK ((a <> 'UNIQUE'::text));"
+            ),
+            Some("CHECK ((a <> 'UNIQUE'::text));")
+        );
+        assert_eq!(
+            constraint_definition(
+                "ALTER TABLE p.q ADD CONSTRAINT c EXCLUDE USING gist (r WITH &&);"
+            ),
+            Some("EXCLUDE USING gist (r WITH &&);")
+        );
+        assert_eq!(
+            constraint_definition("ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k UNIQUE (a);"),
+            Some("UNIQUE (a);")
+        );
+        assert_eq!(constraint_definition("CREATE INDEX i ON s.t (a);"), None);
     }
 }

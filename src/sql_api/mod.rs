@@ -75,6 +75,7 @@ fn create_backup_0_2(
     storage: default!(Option<String>, "NULL"),
     keep_local: default!(Option<bool>, true),
     encrypt_to: default!(Names, "NULL"),
+    jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
@@ -122,6 +123,11 @@ fn create_backup_0_2(
             "Pass true (keep the local copy, the default) or false.",
         )),
         encrypt_to: names(encrypt_to, "encrypt_to"),
+        jobs: Some(required(
+            jobs,
+            "jobs",
+            "Pass a number of parallel workers of 1 (the default) or more.",
+        )),
     };
     writes("backup.create()");
     let caller = enter();
@@ -271,6 +277,7 @@ fn restore_0_2(
     confirm: default!(Option<bool>, false),
     identity: default!(Option<String>, "NULL"),
     analyze: default!(Option<bool>, true),
+    atomic: default!(Option<bool>, true),
 ) -> TableIterator<
     'static,
     (
@@ -307,6 +314,11 @@ fn restore_0_2(
         confirm: required(confirm, "confirm", boolean),
         identity,
         analyze: required(analyze, "analyze", "Pass true (the default) or false."),
+        atomic: required(
+            atomic,
+            "atomic",
+            "Pass true (all or nothing, the default) or false (commit as it goes).",
+        ),
     };
     if !opts.dry_run {
         writes("backup.restore()");
@@ -336,6 +348,7 @@ fn schedule_0_2(
     storage: default!(Option<String>, "NULL"),
     keep_local: default!(Option<bool>, true),
     encrypt_to: default!(Names, "NULL"),
+    jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
@@ -383,6 +396,15 @@ fn schedule_0_2(
             ))
             .then_some(false),
             encrypt_to: names(encrypt_to, "encrypt_to"),
+            // Stored only when asked for, so the options of a plain schedule stay as they were.
+            jobs: {
+                let jobs = required(
+                    jobs,
+                    "jobs",
+                    "Pass a number of parallel workers of 1 (the default) or more.",
+                );
+                (jobs != 1).then_some(jobs)
+            },
         },
         keep_last,
         keep_days,
@@ -489,6 +511,7 @@ fn runs_in_progress() -> TableIterator<
         name!(current_table, Option<String>),
         name!(rows_done, i64),
         name!(bytes_done, i64),
+        name!(jobs, Option<i32>),
     ),
 > {
     // Unix epoch to PostgreSQL's (2000-01-01) in microseconds.
@@ -504,6 +527,7 @@ fn runs_in_progress() -> TableIterator<
             r.current_table,
             r.rows_done,
             r.bytes_done,
+            r.jobs,
         )
     }))
 }

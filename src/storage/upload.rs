@@ -339,7 +339,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut m = manifest::sample();
-        m.pre_data[0].sql = "CREATE TABLE public.t (a text DEFAULT 'very secret');".into();
+        m.toc[0].sql = "CREATE TABLE public.t (a text DEFAULT 'very secret');".into();
         let json = m.to_json();
         let (mut value, ddl) = seal_json(&json, &r).unwrap();
         let text = value.to_string();

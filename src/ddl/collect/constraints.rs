@@ -90,8 +90,10 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
     // Foreign keys cloned onto partitions by their parent's are not separate objects.
     let sql = format!(
         "SELECT co.tableoid, co.oid, n.nspname::text, co.conname::text, c.relname::text, co.contype::text,
-                pg_catalog.format('ALTER %sTABLE ONLY %I.%I\n    ADD CONSTRAINT %I %s;',
+                pg_catalog.format('ALTER %sTABLE %s%I.%I\n    ADD CONSTRAINT %I %s;',
                        CASE WHEN c.relkind = 'f' THEN 'FOREIGN ' ELSE '' END,
+                       -- A foreign key of a partitioned table cannot be added to it ONLY.
+                       CASE WHEN co.contype = 'f' AND c.relkind = 'p' THEN '' ELSE 'ONLY ' END,
                        n.nspname, c.relname, co.conname, pg_catalog.pg_get_constraintdef(co.oid))
                 || CASE WHEN i.oid IS NOT NULL THEN {INDEX_EXTRAS} ELSE '' END,
                 co.conindid,

@@ -78,9 +78,13 @@ const KEYWORD_AND_NAME: &str = r#"
     WHEN i.type = 'statistics object' THEN 'STATISTICS'
     ELSE pg_catalog.upper(i.type) END,
   CASE
+    -- An aggregate without arguments is named agg(*).
+    WHEN i.type = 'aggregate' AND i.identity LIKE '%()' THEN pg_catalog.left(i.identity, -2) || '(*)'
     WHEN i.type = 'domain constraint' THEN
       (SELECT pg_catalog.format('%I ON DOMAIN %s', co.conname, co.contypid::pg_catalog.regtype)
        FROM pg_catalog.pg_constraint co WHERE co.oid = __OBJ__)
+    -- An aggregate without arguments is named agg(*).
+    WHEN i.type = 'aggregate' AND i.identity ~ '\(\)$' THEN pg_catalog.regexp_replace(i.identity, '\(\)$', '(*)')
     ELSE i.identity END"#;
 
 fn decorations(classes: Vec<pg_sys::Oid>, oids: Vec<pg_sys::Oid>) -> Result<Vec<Decoration>> {

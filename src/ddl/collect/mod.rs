@@ -262,14 +262,37 @@ fn add_dependencies(out: &mut Collected) -> Result<()> {
         .map(|(i, n)| (i, n.key.with(Role::Object)))
         .collect();
     for (i, mv) in refreshes {
-        let reads: Vec<ObjKey> = index
+        // Through views (and their queries), down to the materialized views read.
+        let mut stack: Vec<ObjKey> = index
             .get(&mv)
             .map(|&m| out.nodes[m].deps.iter().copied().collect())
             .unwrap_or_default();
-        for d in reads {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
             let r = d.with(Role::Refresh);
-            if d.role == Role::Object && index.contains_key(&r) {
+            if index.contains_key(&r) {
                 out.nodes[i].deps.insert(r);
+                continue;
+            }
+            if let Some(&j) = index.get(&d) {
+                let n = &out.nodes[j];
+                if matches!(
+                    n.kind,
+                    crate::archive::toc::EntryKind::View
+                        | crate::archive::toc::EntryKind::ViewQuery
+                ) {
+                    stack.extend(n.deps.iter().copied());
+                    // A view's query is its part: what it reads hangs off the part.
+                    stack.extend(
+                        out.nodes
+                            .iter()
+                            .filter(|p| p.part_of == Some(d))
+                            .flat_map(|p| p.deps.iter().copied()),
+                    );
+                }
             }
         }
     }

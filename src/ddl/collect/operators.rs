@@ -172,9 +172,10 @@ fn classes(cx: &Context, out: &mut Collected) -> Result<()> {
                          pg_catalog.format_type(c.opcintype, NULL), am.amname,
                          CASE WHEN f.opfname <> c.opcname OR f.opfnamespace <> c.opcnamespace
                               THEN pg_catalog.format(' FAMILY %I.%I', fn.nspname, f.opfname) ELSE '' END,
-                         pg_catalog.concat_ws(E',\n    ',
+                         -- A class with no member at all gets a no-op STORAGE clause, as pg_dump does.
+                         coalesce(NULLIF(pg_catalog.concat_ws(E',\n    ',
                            CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || pg_catalog.format_type(c.opckeytype, NULL) END,
-                           {own}))
+                           {own}), ''), 'STORAGE ' || pg_catalog.format_type(c.opcintype, NULL)))
            FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_namespace n ON n.oid = c.opcnamespace
            JOIN pg_catalog.pg_am am ON am.oid = c.opcmethod
            JOIN pg_catalog.pg_opfamily f ON f.oid = c.opcfamily JOIN pg_catalog.pg_namespace fn ON fn.oid = f.opfnamespace

@@ -61,6 +61,10 @@ struct Column {
     options: Option<String>,
     fdw_options: Option<String>,
     identity_sequence: Option<String>,
+    /// A parent generates this column: the child inherits the expression.
+    parent_generated: bool,
+    /// A parent has a default for this column.
+    parent_default: bool,
 }
 
 struct Check {
@@ -116,13 +120,19 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
   (SELECT pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(o.option_name) || ' ' || pg_catalog.quote_literal(o.option_value)
           FROM pg_catalog.pg_options_to_table(a.attfdwoptions) o ORDER BY o.option_name), ', ')
    WHERE a.attfdwoptions IS NOT NULL),
-  (SELECT pg_catalog.format('SEQUENCE NAME %I.%I START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s%s',
+  (SELECT pg_catalog.format('SEQUENCE NAME %I.%I START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s%s%s',
           sn.nspname, sc.relname, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache,
-          CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END)
+          CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END,
+          CASE WHEN sc.relpersistence = c.relpersistence THEN ''
+               WHEN sc.relpersistence = 'u' THEN ' UNLOGGED' ELSE ' LOGGED' END)
    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
    JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_catalog.pg_sequence s ON s.seqrelid = sc.oid
    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-     AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i' AND a.attidentity <> '')
+     AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i' AND a.attidentity <> ''),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
+          AND pa.attname = a.attname AND pa.attgenerated <> '' WHERE i.inhrelid = a.attrelid),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
+          AND pa.attname = a.attname AND pa.attgenerated = '' AND pa.atthasdef WHERE i.inhrelid = a.attrelid)
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -188,6 +198,8 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             options: opt(r.text(17)?),
             fdw_options: opt(r.text(18)?),
             identity_sequence: r.text(19)?,
+            parent_generated: r.bool(20)?,
+            parent_default: r.bool(21)?,
         })
     })?;
     let checks = query(cx, CHECKS, |r| {
@@ -265,6 +277,10 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
             if c.not_null && !c.inherited_not_null {
                 after.push(format!("ALTER {keyword} ONLY {col} SET NOT NULL;"));
             }
+            // No default of its own where a parent has one: the child's is NULL.
+            if c.parent_default && c.default.is_none() && c.generated.is_empty() {
+                after.push(format!("ALTER {keyword} ONLY {col} SET DEFAULT NULL;"));
+            }
         } else if t.of_type.is_some() && default_part.is_none() && !c.not_null {
             // A typed table's column is its type's.
         } else {
@@ -287,11 +303,19 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
             }
             sql.push(Segment::Text(def));
             if c.generated == "s" {
-                if let Some((_, expr)) = &c.default {
+                // An inheritance child takes a parent's generation expression (and may not
+                // write one: no syntax for it); a partition is created on its own first.
+                if let Some((_, expr)) = c
+                    .default
+                    .as_ref()
+                    .filter(|_| !c.parent_generated || is_partition)
+                {
                     sql.push(Segment::Text(format!(
                         " GENERATED ALWAYS AS ({expr}) STORED"
                     )));
                 }
+            } else if c.parent_default && c.default.is_none() {
+                sql.push(Segment::Text(" DEFAULT NULL".into()));
             } else if let Some((mut n, expr)) = default_part {
                 sql.push(Segment::Part {
                     key: n.key,
@@ -536,7 +560,21 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
                   ARRAY(SELECT DISTINCT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0)::pg_catalog.oid[],
                   (SELECT pg_catalog.quote_ident(am.amname) FROM pg_catalog.pg_am am WHERE am.oid = c.relam AND am.amname <> 'heap'),
-                  c.relispopulated
+                  c.relispopulated,
+                  (SELECT pg_catalog.string_agg(x.s, '' ORDER BY x.k, x.o) FROM (
+                     SELECT a.attnum AS k, 1 AS o,
+                            pg_catalog.format(E'\nALTER TABLE ONLY %I.%I ALTER COLUMN %I SET STATISTICS %s;', n.nspname, c.relname, a.attname, a.attstattarget) AS s
+                     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attstattarget >= 0
+                     UNION ALL
+                     SELECT a.attnum, 2, pg_catalog.format(E'\nALTER TABLE ONLY %I.%I ALTER COLUMN %I SET STORAGE %s;', n.nspname, c.relname, a.attname,
+                            CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END)
+                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attstorage <> t.typstorage
+                     UNION ALL
+                     SELECT a.attnum, 3, pg_catalog.format(E'\nALTER TABLE ONLY %I.%I ALTER COLUMN %I SET COMPRESSION %s;', n.nspname, c.relname, a.attname,
+                            CASE a.attcompression WHEN 'p' THEN 'pglz' ELSE 'lz4' END)
+                     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attcompression <> '') x
+                   WHERE c.relkind = 'm')
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE c.oid = ANY($1) AND c.relkind IN ('v', 'm')
            ORDER BY c.oid"#,
@@ -561,6 +599,7 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                     .collect(),
                 access_method: r.text(14)?,
                 populated: r.bool(15)?,
+                column_options: r.text(16)?.unwrap_or_default(),
             })
         },
     )?;
@@ -584,6 +623,9 @@ struct ViewRow {
     column_types: Vec<u32>,
     access_method: Option<String>,
     populated: bool,
+    /// ALTER TABLE ... ALTER COLUMN statements (materialized views: statistics, storage,
+    /// compression).
+    column_options: String,
 }
 
 fn view(v: ViewRow, cx: &Context, out: &mut Collected) {
@@ -605,7 +647,10 @@ fn view(v: ViewRow, cx: &Context, out: &mut Collected) {
             EntryKind::MaterializedView,
             Some(&v.schema),
             &v.name,
-            format!("CREATE MATERIALIZED VIEW {q}{am}{with} AS\n{query}\n  WITH NO DATA;"),
+            format!(
+                "CREATE MATERIALIZED VIEW {q}{am}{with} AS\n{query}\n  WITH NO DATA;{}",
+                v.column_options
+            ),
         )
         .owned(
             Some(v.owner.clone()),

@@ -35,12 +35,19 @@ fn functions(cx: &Context, out: &mut Collected) -> Result<()> {
         } else {
             (EntryKind::Function, "FUNCTION")
         };
+        // CREATE, not CREATE OR REPLACE: a function that exists where the backup is
+        // restored is kept (and reported), never silently replaced.
+        let def = r.string(7)?;
+        let def = match def.strip_prefix("CREATE OR REPLACE ") {
+            Some(rest) => format!("CREATE {rest}"),
+            None => def,
+        };
         Ok(Node::new(
             ObjKey::new(r.oid(1)?, r.oid(2)?),
             kind,
             Some(&schema),
             &name,
-            r.string(7)?,
+            def,
         )
         .owned(
             Some(owner.clone()),

@@ -70,14 +70,26 @@ fn triggers(cx: &Context, out: &mut Collected) -> Result<()> {
          FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = ANY($1) AND NOT t.tgisinternal AND t.tgparentid = 0
-         ORDER BY t.oid",
+         UNION ALL
+         -- A trigger cloned onto a partition comes with its parent's; only an enabled state
+         -- of its own is restored.
+         SELECT t.tableoid, t.oid, n.nspname::text, t.tgname::text, c.relname::text,
+                '', t.tgenabled::text, pg_catalog.format('%I.%I', n.nspname, c.relname),
+                c.tableoid, c.oid
+         FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid
+         WHERE c.oid = ANY($1) AND t.tgparentid <> 0 AND t.tgenabled <> pt.tgenabled
+         ORDER BY 2",
         |r| {
             let (name, table, q) = (r.string(4)?, r.string(5)?, r.string(8)?);
-            let sql = format!(
-                "{}{}",
-                r.string(6)?,
-                enabled_state(&q, "TRIGGER", &name, &r.string(7)?)
-            );
+            let state = enabled_state(&q, "TRIGGER", &name, &r.string(7)?);
+            let create = r.string(6)?;
+            let sql = if create.is_empty() {
+                state.trim_start().to_string()
+            } else {
+                format!("{create}{state}")
+            };
             Ok(Node::new(
                 ObjKey::new(r.oid(1)?, r.oid(2)?),
                 EntryKind::Trigger,

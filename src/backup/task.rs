@@ -1,0 +1,237 @@
+//! One data file of an archive as a unit of work: which rows (a table or one of our own
+//! queries), in which layout, into which file. The backend runs them one after the other;
+//! with `jobs => N` parallel workers run them (see `parallel`), from the same description.
+
+use std::path::PathBuf;
+
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::select::Relation;
+use crate::archive::compression::Compression;
+use crate::archive::manifest::{DataFile, LARGE_OBJECTS};
+use crate::archive::writer::{ArchiveWriter, FileStats};
+use crate::copy::copy_to::{self, CopySource};
+use crate::copy::CopyFormat;
+use crate::ddl;
+use crate::error::Result;
+
+/// Columns of the large objects' pages file (as in pg_largeobject).
+pub const LO_COLUMNS: [&str; 3] = ["loid", "pageno", "data"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyTask {
+    /// The table (InvalidOid for the large objects' pages).
+    pub oid: u32,
+    pub schema: String,
+    pub table: String,
+    /// None for a table's rows; `large_objects` for the pages of every large object.
+    pub kind: Option<String>,
+    /// Columns in COPY order (generated columns are not copied).
+    pub columns: Vec<String>,
+    /// None: COPY the table itself; else one of our own queries (never user text).
+    pub query: Option<String>,
+    pub format: CopyFormat,
+    /// Relative to the archive folder (the manifest's path) and absolute (where to write).
+    pub rel_path: String,
+    pub abs_path: PathBuf,
+    /// Bytes on disk (heap and TOAST), to hand out the largest tables first.
+    pub size: i64,
+}
+
+fn quoted(schema: &str, name: &str) -> String {
+    format!(
+        "{}.{}",
+        spi::quote_identifier(schema),
+        spi::quote_identifier(name)
+    )
+}
+
+/// The task for table `t`, the `index`th data file of the archive.
+pub fn for_table(
+    index: usize,
+    t: &Relation,
+    format: &str,
+    writer: &ArchiveWriter,
+    compression: Compression,
+) -> Result<CopyTask> {
+    let columns = ddl::copy_columns(t.oid)?;
+    let (query, copy_format, ext) = match format {
+        "csv" => (None, CopyFormat::CsvHeader, "csv"),
+        // One JSON object per row, keys = the copied columns (generated ones excluded).
+        // An array whose lower bounds are not all 1 (its text form starts with its
+        // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would come
+        // back with bounds 1. json_populate_record reads such a string through the array's
+        // input function.
+        "json" => {
+            let arrays = array_columns(t.oid)?;
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let q = spi::quote_identifier(c);
+                    if arrays.contains(c) {
+                        format!(
+                            "CASE WHEN pg_catalog.left({q}::pg_catalog.text, 1) = '[' \
+                             THEN pg_catalog.to_json({q}::pg_catalog.text) \
+                             ELSE pg_catalog.to_json({q}) END AS {q}"
+                        )
+                    } else {
+                        q
+                    }
+                })
+                .collect();
+            // Refused up front if a value would not come back as it was.
+            super::json_check::check(t, &columns, &cols)?;
+            let query = format!(
+                "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
+                cols.join(", "),
+                quoted(&t.schema, &t.name)
+            );
+            (Some(query), CopyFormat::JsonLines, "json")
+        }
+        _ => (None, CopyFormat::Text, "copy"),
+    };
+    let (rel_path, abs_path) = writer.data_path(index, ext, compression);
+    Ok(CopyTask {
+        oid: u32::from(t.oid),
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        kind: None,
+        columns,
+        query,
+        format: copy_format,
+        rel_path,
+        abs_path,
+        size: 0,
+    })
+}
+
+/// The columns of `rel` whose type (or a domain's base type) is an array.
+fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
+    Ok(Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
+        &[rel.into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// The task for the pages of every large object (COPY text in every format but sql).
+pub fn for_large_objects(
+    index: usize,
+    writer: &ArchiveWriter,
+    compression: Compression,
+) -> CopyTask {
+    let (rel_path, abs_path) = writer.data_path(index, "copy", compression);
+    CopyTask {
+        oid: 0,
+        schema: "pg_catalog".into(),
+        table: "pg_largeobject".into(),
+        kind: Some(LARGE_OBJECTS.into()),
+        columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        query: Some(ddl::LARGE_OBJECT_PAGES.to_string()),
+        format: CopyFormat::Text,
+        rel_path,
+        abs_path,
+        size: 0,
+    }
+}
+
+/// Fill in `size` for every task (one catalog query for all of them).
+pub fn measure(tasks: &mut [CopyTask]) -> Result<()> {
+    let oids: Vec<pg_sys::Oid> = tasks.iter().map(|t| pg_sys::Oid::from(t.oid)).collect();
+    let sizes: Vec<i64> = Spi::get_one_with_args::<Vec<i64>>(
+        "SELECT array_agg(CASE WHEN o = 0 THEN (SELECT pg_catalog.pg_table_size('pg_catalog.pg_largeobject'))
+                               ELSE coalesce(pg_catalog.pg_table_size(o), 0) END ORDER BY n)
+         FROM unnest($1::pg_catalog.oid[]) WITH ORDINALITY u(o, n)",
+        &[oids.into()],
+    )?
+    .unwrap_or_default();
+    for (t, s) in tasks.iter_mut().zip(sizes) {
+        t.size = s;
+    }
+    Ok(())
+}
+
+/// The order in which workers take the tasks: largest first (as pg_dump -j does), so the
+/// last table to finish is a small one. Returns indexes into `tasks`.
+pub fn largest_first(tasks: &[CopyTask]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    order.sort_by(|&a, &b| tasks[b].size.cmp(&tasks[a].size).then(a.cmp(&b)));
+    order
+}
+
+impl CopyTask {
+    /// COPY the rows into the file under the active snapshot: through `writer`'s sink (its
+    /// storage target and encryption) in the backend that took the locks, or, in a parallel
+    /// worker (`None`), into the local file after taking the table's ACCESS SHARE lock (which
+    /// the worker's lock group already holds).
+    pub fn run(
+        &self,
+        writer: Option<&ArchiveWriter>,
+        compression: Compression,
+    ) -> Result<(u64, FileStats)> {
+        let source = match &self.query {
+            Some(q) => CopySource::Query(q),
+            None => {
+                let oid = pg_sys::Oid::from(self.oid);
+                if writer.is_none() {
+                    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessShareLock as i32) };
+                }
+                CopySource::Table(oid)
+            }
+        };
+        match writer {
+            Some(w) => copy_to::copy_to_sink(
+                source,
+                w.open_sink(&self.rel_path)?,
+                &self.abs_path,
+                compression,
+                self.format,
+            ),
+            None => copy_to::copy_to_file(source, &self.abs_path, compression, self.format),
+        }
+    }
+
+    /// The manifest's entry for the file this task wrote.
+    pub fn data_file(&self, rows: u64, stats: FileStats) -> DataFile {
+        DataFile {
+            path: self.rel_path.clone(),
+            kind: self.kind.clone(),
+            schema: self.schema.clone(),
+            table: self.table.clone(),
+            columns: self.columns.clone(),
+            rows,
+            bytes: stats.bytes,
+            raw_bytes: stats.raw_bytes,
+            sha256: stats.sha256,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(size: i64) -> CopyTask {
+        CopyTask {
+            oid: 1,
+            schema: "s".into(),
+            table: "t".into(),
+            kind: None,
+            columns: vec![],
+            query: None,
+            format: CopyFormat::Text,
+            rel_path: String::new(),
+            abs_path: PathBuf::new(),
+            size,
+        }
+    }
+
+    #[test]
+    fn largest_tables_go_first_ties_in_archive_order() {
+        let tasks: Vec<CopyTask> = [5, 100, 0, 100, 7].into_iter().map(task).collect();
+        assert_eq!(largest_first(&tasks), vec![1, 3, 4, 0, 2]);
+    }
+}

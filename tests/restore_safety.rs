@@ -1,0 +1,750 @@
+//! Restore safety, end to end on a real server (issue 9): user code runs with its owner's
+//! rights only, whoever restores; pg_backup's schema and the system schemas are never
+//! restore targets; errors never carry row values; restores too big for the lock table are
+//! refused before anything changes. Run by `make test` (PG_BACKUP_E2E=1).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use postgres::{Client, NoTls};
+
+fn bin(program: &str) -> String {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
+    format!(
+        "{}/{program}",
+        String::from_utf8(out.stdout).unwrap().trim()
+    )
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn start(extra_conf: &str) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("pg_backup_safety")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let socket = dir.path().to_path_buf();
+        let port = 20000 + ((std::process::id() + 7) % 20000) as u16;
+        run(Command::new(bin("initdb"))
+            .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data));
+        let conf = format!(
+            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
+             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n{extra_conf}\n",
+            socket.display()
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
+        run(Command::new(bin("pg_ctl"))
+            .args(["-w", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .arg("start"));
+        let s = Server {
+            _dir: dir,
+            data,
+            socket,
+            port,
+        };
+        s.create_db("app");
+        s
+    }
+
+    /// A database with pg_backup installed.
+    fn create_db(&self, db: &str) {
+        self.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        self.connect(db)
+            .batch_execute("CREATE EXTENSION pg_backup")
+            .unwrap();
+    }
+
+    fn connect_as(&self, db: &str, user: Option<&str>) -> Client {
+        let me = std::env::var("USER").unwrap_or_else(|_| "pgtest".into());
+        let cs = format!(
+            "host={} port={} dbname={db} user={}",
+            self.socket.display(),
+            self.port,
+            user.unwrap_or(&me)
+        );
+        Client::connect(&cs, NoTls).unwrap()
+    }
+
+    fn connect(&self, db: &str) -> Client {
+        self.connect_as(db, None)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new(bin("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output();
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn enabled() -> bool {
+    let on = std::env::var("PG_BACKUP_E2E").as_deref() == Ok("1");
+    if !on {
+        eprintln!("skipped: set PG_BACKUP_E2E=1 (make test does) to run the end-to-end tests");
+    }
+    on
+}
+
+fn sqlstate(e: &postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+fn one_i64(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+fn strings(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Roles with rolsuper, the bootstrap superuser aside.
+fn superusers(c: &mut Client) -> Vec<String> {
+    strings(
+        c,
+        "SELECT rolname::text FROM pg_roles WHERE rolsuper AND oid <> 10 ORDER BY 1",
+    )
+}
+
+/// The full error text a client sees (message, detail, hint, context).
+fn full_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!(
+            "{} | {:?} | {:?} | {:?}",
+            d.message(),
+            d.detail(),
+            d.hint(),
+            d.where_()
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// What `intruder`, who may only create objects in public, leaves for restores to run:
+/// `public.evil(int)` records who runs it and tries to make intruder a superuser, quietly
+/// (so a restore that runs it as a superuser would succeed and escalate).
+/// `public.evil_id(int)` is the same behind an IMMUTABLE face (for generated columns,
+/// index, exclusion and partition key expressions) and returns its argument.
+const ATTACK: &str = r#"
+CREATE FUNCTION public.evil(x int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  INSERT INTO audit.seen VALUES (current_user::text, x);
+  BEGIN
+    EXECUTE 'ALTER ROLE intruder SUPERUSER';
+  EXCEPTION WHEN OTHERS THEN NULL;
+  END;
+  RETURN true;
+END $f$;
+CREATE FUNCTION public.evil_id(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN
+  PERFORM public.evil(x);
+  RETURN x;
+END $f$;
+CREATE TABLE public.check_t (a int CHECK (public.evil(a)));
+CREATE TABLE public.gen_t (a int, b int GENERATED ALWAYS AS (public.evil_id(a)) STORED);
+CREATE TABLE public.part_t (a int) PARTITION BY LIST (public.evil_id(a));
+CREATE TABLE public.part_t_1 PARTITION OF public.part_t FOR VALUES IN (1);
+CREATE TABLE public.part_t_2 PARTITION OF public.part_t FOR VALUES IN (2);
+CREATE TABLE public.idx_t (a int);
+CREATE INDEX idx_t_evil ON public.idx_t (public.evil_id(a));
+CREATE TABLE public.excl_t (a int, EXCLUDE USING btree (public.evil_id(a) WITH =));
+CREATE DOMAIN dom_s.dom AS int CHECK (public.evil(VALUE));
+CREATE TABLE dom_s.dom_t (a dom_s.dom);
+CREATE TABLE public.trig_t (a int);
+CREATE FUNCTION public.trig_f() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  PERFORM public.evil(NEW.a);
+  RETURN NEW;
+END $f$;
+CREATE TRIGGER trig_t_evil BEFORE INSERT ON public.trig_t FOR EACH ROW EXECUTE FUNCTION public.trig_f();
+CREATE TABLE public.rule_t (a int);
+CREATE RULE rule_t_evil AS ON INSERT TO public.rule_t DO ALSO SELECT public.evil(NEW.a);
+INSERT INTO public.check_t VALUES (1), (2);
+INSERT INTO public.gen_t (a) VALUES (1), (2);
+INSERT INTO public.part_t VALUES (1), (2);
+INSERT INTO public.idx_t VALUES (1), (2);
+INSERT INTO public.excl_t VALUES (1), (2);
+INSERT INTO dom_s.dom_t VALUES (1), (2);
+INSERT INTO public.trig_t VALUES (1), (2);
+INSERT INTO public.rule_t VALUES (1), (2);
+CREATE MATERIALIZED VIEW public.mv AS SELECT public.evil(a) AS e FROM public.check_t;
+"#;
+
+/// Tables of the attack, one per way user code runs during a restore. (The domain lives in
+/// a schema of its own, `dom_s`, restored after public: its CHECK calls public.evil.)
+const NEW_TABLES: &str =
+    "{public.check_t, public.gen_t, public.part_t, public.idx_t, public.excl_t}";
+
+/// The audit table and the roles, in database `db` (roles are per cluster: once is enough
+/// for them).
+fn prepare_audit(c: &mut Client) {
+    c.batch_execute(
+        "CREATE SCHEMA audit; CREATE TABLE audit.seen (who text, x int);
+         GRANT USAGE ON SCHEMA audit TO PUBLIC; GRANT INSERT, SELECT ON audit.seen TO PUBLIC;",
+    )
+    .unwrap();
+}
+
+fn seen(c: &mut Client) -> (i64, Vec<String>) {
+    (
+        one_i64(c, "SELECT count(*) FROM audit.seen"),
+        strings(c, "SELECT DISTINCT who FROM audit.seen ORDER BY 1"),
+    )
+}
+
+fn owners(c: &mut Client) -> Vec<String> {
+    strings(
+        c,
+        "SELECT c.relname || ':' || pg_get_userbyid(c.relowner) FROM pg_class c
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'i')
+         UNION ALL
+         SELECT p.proname || ':' || pg_get_userbyid(p.proowner) FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace
+         UNION ALL
+         SELECT t.typname || ':' || pg_get_userbyid(t.typowner) FROM pg_type t
+         WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'd'
+         ORDER BY 1",
+    )
+}
+
+#[test]
+fn user_code_never_runs_with_more_rights_than_its_owner() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE intruder LOGIN; GRANT CREATE ON SCHEMA public TO intruder;
+         CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE ROLE stranger_op LOGIN; GRANT backup_operator TO stranger_op;
+         CREATE SCHEMA dom_s; GRANT USAGE, CREATE ON SCHEMA dom_s TO intruder;",
+    )
+    .unwrap();
+    prepare_audit(&mut su);
+    s.connect_as("app", Some("intruder"))
+        .batch_execute(ATTACK)
+        .unwrap();
+    let before = owners(&mut su);
+    assert!(
+        before.iter().all(|o| o.ends_with(":intruder")),
+        "{before:?}"
+    );
+    let dom_owners = |c: &mut Client| {
+        strings(
+            c,
+            "SELECT 'dom_t:' || pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'dom_s.dom_t'::regclass
+             UNION ALL SELECT 'dom:' || pg_get_userbyid(typowner) FROM pg_type WHERE oid = 'dom_s.dom'::regtype",
+        )
+    };
+    assert_eq!(dom_owners(&mut su), ["dom_t:intruder", "dom:intruder"]);
+    let (n0, who) = seen(&mut su);
+    assert_eq!(who, ["intruder"]);
+    let native: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(label => 'attack', schemas => '{public}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let dom: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(label => 'attack-domain', schemas => '{dom_s}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let json: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(label => 'attack-json', format => 'json', schemas => '{public}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    // 1. A superuser restores everything into a fresh database.
+    s.create_db("su_copy");
+    let mut dst = s.connect("su_copy");
+    prepare_audit(&mut dst);
+    dst.batch_execute("GRANT CREATE ON SCHEMA public TO intruder")
+        .unwrap();
+    let rows = dst
+        .query(
+            "SELECT object, kind, status, detail FROM backup.restore($1) WHERE status <> 'ok'",
+            &[&native],
+        )
+        .unwrap();
+    let problems = |rows: Vec<postgres::Row>| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, Option<String>>(3)
+                )
+            })
+            .collect()
+    };
+    assert_eq!(problems(rows), Vec::<String>::new());
+    let (n_public, _) = seen(&mut dst);
+    let rows = dst
+        .query(
+            "SELECT object, kind, status, detail FROM backup.restore($1) WHERE status <> 'ok'",
+            &[&dom],
+        )
+        .unwrap();
+    assert_eq!(problems(rows), Vec::<String>::new());
+    assert_eq!(dom_owners(&mut dst), ["dom_t:intruder", "dom:intruder"]);
+    let (n, who) = seen(&mut dst);
+    assert!(n_public > 0, "the restore ran the user code (CHECK, generated, partition key, index, exclusion, REFRESH)");
+    assert!(
+        n >= n_public + 2,
+        "the domain CHECK ran on the restored rows"
+    );
+    assert_eq!(who, ["intruder"], "user code ran as its owner only");
+    assert_eq!(superusers(&mut dst), Vec::<String>::new());
+    assert_eq!(
+        owners(&mut dst),
+        before,
+        "restored objects keep their owners"
+    );
+    for t in ["check_t", "gen_t", "part_t", "idx_t", "excl_t"] {
+        assert_eq!(
+            one_i64(&mut dst, &format!("SELECT count(*) FROM public.{t}")),
+            2,
+            "{t}"
+        );
+    }
+    assert_eq!(one_i64(&mut dst, "SELECT count(*) FROM dom_s.dom_t"), 2);
+    assert_eq!(one_i64(&mut dst, "SELECT count(*) FROM public.mv"), 2);
+
+    // 2. Into existing tables, the trigger (COPY) and the rule (the json format's INSERT)
+    //    fire as their owner, for a superuser's restore.
+    let (n1, _) = seen(&mut su);
+    assert_eq!(n1, n0);
+    su.query(
+        "SELECT * FROM backup.restore($1, tables => '{public.trig_t}', existing => 'append')",
+        &[&native],
+    )
+    .unwrap();
+    su.query(
+        "SELECT * FROM backup.restore($1, tables => '{public.rule_t}', existing => 'append')",
+        &[&json],
+    )
+    .unwrap();
+    su.query(
+        "SELECT * FROM backup.restore($1, existing => 'append')",
+        &[&dom],
+    )
+    .unwrap();
+    let (n2, who) = seen(&mut su);
+    assert!(
+        n2 >= n1 + 6,
+        "trigger, rule and domain CHECK fired ({n1} -> {n2})"
+    );
+    assert_eq!(who, ["intruder"]);
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.trig_t"), 4);
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.rule_t"), 4);
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+
+    // 3. An operator without intruder's privileges may not restore intruder's objects at
+    //    all (42501, nothing changed) ...
+    s.create_db("op_copy");
+    let mut dst = s.connect("op_copy");
+    prepare_audit(&mut dst);
+    dst.batch_execute("GRANT CREATE ON SCHEMA public TO intruder, operator, stranger_op")
+        .unwrap();
+    let mut stranger = s.connect_as("op_copy", Some("stranger_op"));
+    let e = stranger
+        .query(
+            &format!("SELECT * FROM backup.restore($1, tables => '{NEW_TABLES}')"),
+            &[&native],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(e.as_db_error().unwrap().hint().is_some());
+    assert_eq!(
+        one_i64(
+            &mut dst,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ),
+        0
+    );
+    // Nor append to intruder's table in the source database (no INSERT on it).
+    let e = s
+        .connect_as("app", Some("stranger_op"))
+        .query(
+            "SELECT * FROM backup.restore($1, tables => '{public.trig_t}', existing => 'append')",
+            &[&native],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+
+    // ... and one who has them (a member of intruder) restores it with intruder's rights.
+    su.batch_execute("GRANT intruder TO operator").unwrap();
+    let mut op = s.connect_as("op_copy", Some("operator"));
+    op.query(
+        &format!("SELECT * FROM backup.restore($1, tables => '{NEW_TABLES}')"),
+        &[&native],
+    )
+    .unwrap();
+    let (n, who) = seen(&mut dst);
+    assert!(n > 0);
+    assert_eq!(who, ["intruder"]);
+    let restored = owners(&mut dst);
+    assert!(
+        restored.iter().all(|o| o.ends_with(":intruder")) && restored.len() > 10,
+        "{restored:?}"
+    );
+    let mut op_app = s.connect_as("app", Some("operator"));
+    let (n3, _) = seen(&mut su);
+    op_app
+        .query(
+            "SELECT * FROM backup.restore($1, tables => '{public.trig_t}', existing => 'append')",
+            &[&native],
+        )
+        .unwrap();
+    op_app
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&dom],
+        )
+        .unwrap();
+    let (n4, who) = seen(&mut su);
+    assert!(
+        n4 >= n3 + 4,
+        "trigger and domain CHECK fired ({n3} -> {n4})"
+    );
+    assert_eq!(who, ["intruder"]);
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    assert_eq!(superusers(&mut dst), Vec::<String>::new());
+}
+
+#[test]
+fn an_operator_cannot_make_itself_superuser_with_its_own_table() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         GRANT CREATE ON SCHEMA public TO operator;",
+    )
+    .unwrap();
+    prepare_audit(&mut su);
+    let mut op = s.connect_as("app", Some("operator"));
+    op.batch_execute(
+        r#"CREATE FUNCTION public.promote(x int) RETURNS boolean LANGUAGE plpgsql AS $f$
+           BEGIN
+             INSERT INTO audit.seen VALUES (current_user::text, x);
+             BEGIN
+               EXECUTE 'ALTER ROLE operator SUPERUSER';
+             EXCEPTION WHEN OTHERS THEN NULL;
+             END;
+             RETURN true;
+           END $f$;
+           CREATE TABLE public.mine (a int CHECK (public.promote(a)));
+           INSERT INTO public.mine VALUES (1), (2), (3);"#,
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    op.query(
+        "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+        &[&id],
+    )
+    .unwrap();
+    op.query(
+        "SELECT * FROM backup.restore($1, existing => 'append')",
+        &[&id],
+    )
+    .unwrap();
+    let (n, who) = seen(&mut su);
+    assert!(n >= 9, "the CHECK ran on every restored row ({n})");
+    assert_eq!(who, ["operator"]);
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.mine"), 6);
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'mine'"
+        ),
+        ["operator"]
+    );
+}
+
+#[test]
+fn catalog_and_system_schemas_are_never_restore_targets() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         GRANT CREATE ON DATABASE app TO operator;
+         CREATE SCHEMA shop; GRANT ALL ON SCHEMA shop TO operator;
+         CREATE TABLE shop.backups (LIKE backup.backups INCLUDING DEFAULTS);
+         ALTER TABLE shop.backups OWNER TO operator;
+         CREATE TABLE shop.restores (id bigint, backup_id text);
+         ALTER TABLE shop.restores OWNER TO operator;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("operator"));
+    op.batch_execute(
+        "INSERT INTO shop.backups (id, status, created_by) VALUES ('forged', 'completed', 'ceo');
+         INSERT INTO shop.restores VALUES (1, 'x');",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{shop}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let history = |c: &mut Client| {
+        (
+            one_i64(c, "SELECT count(*) FROM backup.backups"),
+            one_i64(c, "SELECT count(*) FROM backup.backups WHERE id = 'forged'"),
+        )
+    };
+    let before = history(&mut su);
+    for (who, c) in [("operator", &mut op), ("superuser", &mut su)] {
+        for target in [
+            "backup",
+            "Backup",
+            "BACKUP",
+            "\"backup\"",
+            " backup",
+            "pg_catalog",
+            "PG_CATALOG",
+            "\"pg_catalog\"",
+            "information_schema",
+            "Information_Schema",
+            "pg_toast",
+            "pg_temp",
+            "pg_temp_1",
+        ] {
+            for existing in ["append", "truncate"] {
+                let e = c
+                    .query(
+                        "SELECT * FROM backup.restore($1, schemas => '{shop}', target_schema => $2,
+                                                      existing => $3, confirm => true)",
+                        &[&id, &target, &existing],
+                    )
+                    .unwrap_err();
+                let state = sqlstate(&e);
+                assert!(
+                    state == "42501" || state == "22023",
+                    "{who} {target}: {state} {}",
+                    full_error(&e)
+                );
+                assert!(
+                    e.as_db_error().and_then(|d| d.hint()).is_some(),
+                    "{who} {target}: a HINT"
+                );
+            }
+        }
+    }
+    assert_eq!(history(&mut su), before, "pg_backup's catalog is unchanged");
+    assert_eq!(before.1, 0);
+    // An ordinary schema works.
+    op.query(
+        "SELECT * FROM backup.restore($1, schemas => '{shop}', target_schema => 'shop_copy')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(
+        one_i64(&mut su, "SELECT count(*) FROM shop_copy.backups"),
+        1
+    );
+    assert_eq!(history(&mut su), before);
+}
+
+#[test]
+fn restore_errors_never_carry_row_values() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE TABLE public.secrets (v text PRIMARY KEY);
+         INSERT INTO public.secrets VALUES ('TOPSECRET-1'), ('TOPSECRET-2');",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    // The table now has another type: the backed-up values no longer fit.
+    su.batch_execute(
+        "DROP TABLE public.secrets; CREATE TABLE public.secrets (v integer PRIMARY KEY);",
+    )
+    .unwrap();
+    for on_error in ["abort", "continue"] {
+        let result = su.query(
+            "SELECT object, status, detail FROM backup.restore($1, existing => 'append', on_error => $2)",
+            &[&id, &on_error],
+        );
+        let returned = match result {
+            Err(e) => {
+                assert_eq!(sqlstate(&e), "22P02", "{}", full_error(&e));
+                full_error(&e)
+            }
+            Ok(rows) => {
+                let failed: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(1) == "failed")
+                    .map(|r| {
+                        format!(
+                            "{} {:?}",
+                            r.get::<_, String>(0),
+                            r.get::<_, Option<String>>(2)
+                        )
+                    })
+                    .collect();
+                assert_eq!(failed.len(), 1, "{on_error}: {failed:?}");
+                assert!(failed[0].contains("22P02"), "{failed:?}");
+                failed.join("\n")
+            }
+        };
+        assert!(!returned.contains("TOPSECRET"), "{on_error}: {returned}");
+        let stored: String = su
+            .query_one(
+                "SELECT coalesce(error, '') FROM backup.restores ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(!stored.is_empty(), "{on_error}: the failure is recorded");
+        assert!(!stored.contains("TOPSECRET"), "{on_error}: {stored}");
+    }
+    // A unique violation carries the key in its DETAIL: not here either.
+    su.batch_execute(
+        "DROP TABLE public.secrets; CREATE TABLE public.secrets (v text PRIMARY KEY);
+         INSERT INTO public.secrets VALUES ('TOPSECRET-1');",
+    )
+    .unwrap();
+    let e = su
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23505");
+    assert!(!full_error(&e).contains("TOPSECRET"), "{}", full_error(&e));
+    let stored = strings(&mut su, "SELECT coalesce(error, '') FROM backup.restores");
+    assert!(
+        stored.iter().all(|e| !e.contains("TOPSECRET")),
+        "{stored:?}"
+    );
+    // Operators read the history; the server log keeps the whole story.
+    let mut op = s.connect_as("app", Some("operator"));
+    let visible = strings(&mut op, "SELECT coalesce(error, '') FROM backup.restores");
+    assert!(visible.iter().all(|e| !e.contains("TOPSECRET")));
+    assert!(
+        s.log().contains("TOPSECRET-1"),
+        "the server log has the details"
+    );
+}
+
+#[test]
+fn a_restore_larger_than_the_lock_table_is_refused_before_anything_changes() {
+    if !enabled() {
+        return;
+    }
+    // 10 * (10 + 0) = 100 locks in the documented lock table.
+    let s = Server::start("max_locks_per_transaction = 10\nmax_connections = 10");
+    let mut su = s.connect("app");
+    for i in 0..60 {
+        su.batch_execute(&format!(
+            "CREATE TABLE public.t{i} (id int PRIMARY KEY); INSERT INTO public.t{i} VALUES ({i});"
+        ))
+        .unwrap();
+    }
+    let id: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    drop(su);
+    s.create_db("copy");
+    let mut dst = s.connect("copy");
+    let e = dst
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "53400", "{}", full_error(&e));
+    let hint = e
+        .as_db_error()
+        .unwrap()
+        .hint()
+        .unwrap_or_default()
+        .to_string();
+    assert!(hint.contains("max_locks_per_transaction"), "{hint}");
+    assert!(hint.contains("tables =>"), "{hint}");
+    assert_eq!(
+        one_i64(
+            &mut dst,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ),
+        0,
+        "nothing changed"
+    );
+    // In parts, it fits.
+    dst.query(
+        "SELECT * FROM backup.restore($1, tables => '{public.t1, public.t2, public.t3}')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(one_i64(&mut dst, "SELECT count(*) FROM public.t2"), 1);
+}
