@@ -4,7 +4,6 @@
 //! restore that needs more can never succeed, and would fail half-way with "out of shared
 //! memory". It is refused before anything changes instead.
 
-
 use crate::error::{BackupError, Result};
 
 /// The lock table's size as the documentation states it.

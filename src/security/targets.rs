@@ -9,7 +9,6 @@
 //! look-alike schema), and by what the exact name resolves to in this database (the
 //! extension's namespace, or a namespace PostgreSQL itself created).
 
-
 use crate::error::{BackupError, Result};
 
 /// The name as someone may have meant it: spaces around it, one level of identifier quotes
