@@ -128,6 +128,9 @@ pub fn sweep_dead_runs() -> Result<()> {
 }
 
 pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> Result<Summary> {
+    // Rows and definitions are written as pg_dump writes them, whatever the session's
+    // DateStyle or standard_conforming_strings: a restore elsewhere reads them back exactly.
+    crate::security::pin_literal_settings();
     sweep_dead_runs()?;
     let started = Instant::now();
     let id = id::generate(chrono::Utc::now(), opts.label.as_deref());

@@ -671,6 +671,9 @@ fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), Worker
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(plan.user), plan.sec_context);
     }
+    // Rows are written as the leader writes them (DateStyle ISO, ...), whatever this worker's
+    // server defaults say; the settings end with the worker's transaction.
+    crate::security::pin_literal_settings();
     let slot = shared.slot(w);
     let outcome = subtransaction::run_result(|| -> Result<()> {
         loop {

@@ -728,6 +728,26 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// entries of kinds this version does not know that work on a table. Index builds
     /// (indexes, PRIMARY KEY / UNIQUE / EXCLUDE) run as the extension owner: PostgreSQL 15
     /// runs the whole build as the table's owner in a security-restricted operation itself.
+    /// Whether creating the entry can call user code: it has stored generated columns or a
+    /// partition key (whose expressions CREATE TABLE plans, calling immutable functions with
+    /// constant arguments; the functions need not be in the backup), or depends on routines,
+    /// operators or casts of the backup.
+    fn calls_user_code(&self, e: &TocEntry) -> bool {
+        if e.sql.contains("GENERATED ALWAYS AS (") || e.sql.contains(" PARTITION BY ") {
+            return true;
+        }
+        e.deps.iter().filter_map(|d| self.entry(*d)).any(|d| {
+            matches!(
+                d.kind,
+                EntryKind::Function
+                    | EntryKind::Procedure
+                    | EntryKind::Aggregate
+                    | EntryKind::Operator
+                    | EntryKind::Cast
+            )
+        })
+    }
+
     fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
         let restorer = self.job.restorer;
         let relation_of = |en: &TocEntry| -> Result<Option<pg_sys::Oid>> {
@@ -751,6 +771,21 @@ impl<'j, 'a> Walk<'j, 'a> {
                     Some(parent) => relation_of(parent)?,
                     None => None,
                 }
+            }
+            // CREATE TABLE evaluates user code when it plans a generated column's or a
+            // partition key's expression: an immutable function with constant arguments is
+            // called right then. Such a table is created as its owner.
+            EntryKind::Table if self.calls_user_code(e) => {
+                let role = match &e.owner {
+                    Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
+                    None => restorer.oid,
+                };
+                let schemas = e
+                    .schema
+                    .iter()
+                    .map(|s| self.job.scope.target_schema_of(s).to_string())
+                    .collect();
+                return Ok(Some((role, schemas)));
             }
             EntryKind::DomainConstraint => {
                 let role = match &e.owner {
@@ -843,8 +878,12 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"check_function_bodies", c"off");
         // "schema ... already exists, skipping" and the like: the result rows say what happened.
         security::set_for_call(c"client_min_messages", c"warning");
-        // Every definition in the archive is schema-qualified.
-        security::set_for_call(c"search_path", c"");
+        // Every definition in the archive is schema-qualified. pg_temp is named last: left
+        // out, the caller's temporary tables and types would be searched before pg_catalog.
+        security::set_for_call(c"search_path", c"pg_catalog, pg_temp");
+        // Literals and dates in the archive are read as they were written, whatever the
+        // caller's session says (a backslash in a string must never end it early).
+        security::pin_literal_settings();
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
