@@ -48,7 +48,10 @@ CREATE TABLE backup.restores (
     table_count   integer,
     row_count     bigint,
     error         text,
-    performed_by  text
+    performed_by  text,
+    -- restore(atomic => false): the steps committed so far (and, after a failure, the list
+    -- of what stays restored).
+    progress      jsonb
 );
 COMMENT ON TABLE backup.restores IS 'One row per restore or dry run, also failed ones.';
 

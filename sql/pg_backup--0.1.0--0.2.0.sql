@@ -62,7 +62,8 @@ CREATE FUNCTION backup."restore"(
 	"dry_run" bool DEFAULT false,
 	"confirm" bool DEFAULT false,
 	"identity" TEXT DEFAULT NULL,
-	"analyze" bool DEFAULT true
+	"analyze" bool DEFAULT true,
+	"atomic" bool DEFAULT true
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -179,6 +180,12 @@ CREATE FUNCTION backup."drop_storage"(
 STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
+
+-- ---------------------------------------------------------------------------------------------
+-- issue 11: restore(atomic => false) records the steps it has committed (its jobs argument on
+-- create() and schedule(), and atomic on restore(), are in the functions above).
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.restores ADD COLUMN progress jsonb;
 
 -- ---------------------------------------------------------------------------------------------
 -- Last, as sql/finalize.sql does for a fresh install: every function of the extension is

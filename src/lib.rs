@@ -14,6 +14,7 @@ pub mod guc;
 pub mod restore;
 pub mod scheduler;
 pub mod security;
+pub mod session;
 pub mod sql_api;
 pub mod storage;
 pub mod subtransaction;

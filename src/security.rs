@@ -32,7 +32,7 @@ pub struct Caller {
     /// that runs a query, so this is looked at before ours run). Parallel workers could not
     /// see those changes, so create(jobs => N) works in the session then.
     pub had_xid: bool,
-    _pin: PinnedSearchPath,
+    _pin: Option<PinnedSearchPath>,
 }
 
 pub fn enter() -> Result<Caller> {
@@ -57,7 +57,7 @@ pub fn enter() -> Result<Caller> {
         role,
         oid,
         had_xid,
-        _pin: PinnedSearchPath::new(),
+        _pin: Some(PinnedSearchPath::new()),
     })
 }
 
@@ -73,8 +73,22 @@ pub fn enter_as(role: &str) -> Result<Caller> {
         oid: unsafe { pg_sys::GetOuterUserId() },
         // The worker's transaction holds pg_backup's own statements only.
         had_xid: false,
-        _pin: PinnedSearchPath::new(),
+        _pin: Some(PinnedSearchPath::new()),
     })
+}
+
+/// In a background worker acting for a caller (restore(atomic => false)): the caller's
+/// search_path and role as its session had them. The worker's session is the call, so the
+/// search_path is pinned for the session (see `call_is_session`).
+pub fn enter_for(schemas: Vec<String>, role: String, oid: pg_sys::Oid) -> Caller {
+    set_for_call(c"search_path", PINNED_SEARCH_PATH);
+    Caller {
+        schemas,
+        role,
+        oid,
+        had_xid: false,
+        _pin: None,
+    }
 }
 
 /// Restores the caller's search_path when dropped (on success; after an error the
@@ -107,6 +121,13 @@ pub fn pin_literal_settings() {
 /// ends) or its transaction aborts. `SET LOCAL` would last to the end of the caller's
 /// transaction instead.
 pub fn set_for_call(name: &std::ffi::CStr, value: &std::ffi::CStr) {
+    // A background worker that commits as it goes (restore(atomic => false)) is the call: its
+    // settings must outlive each of its transactions.
+    let action = if CALL_IS_SESSION.get() {
+        pg_sys::GucAction::GUC_ACTION_SET
+    } else {
+        pg_sys::GucAction::GUC_ACTION_SAVE
+    };
     unsafe {
         let context = if pg_sys::superuser() {
             pg_sys::GucContext::PGC_SUSET
@@ -118,12 +139,23 @@ pub fn set_for_call(name: &std::ffi::CStr, value: &std::ffi::CStr) {
             value.as_ptr(),
             context,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
+            action,
             true,
             0,
             false,
         );
     }
+}
+
+thread_local! {
+    static CALL_IS_SESSION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// For a background worker whose whole session is one call that commits along the way:
+/// `set_for_call` then sets for the session (GUC_ACTION_SAVE values would end with each
+/// transaction).
+pub fn call_is_session() {
+    CALL_IS_SESSION.set(true);
 }
 
 impl Drop for PinnedSearchPath {

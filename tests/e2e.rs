@@ -1219,3 +1219,168 @@ fn more_jobs_than_worker_slots_still_back_up() {
         .unwrap_err();
     assert_eq!(sqlstate(&err), "22023");
 }
+
+#[test]
+fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() {
+    if !enabled() {
+        return;
+    }
+    // A small lock table, so that a few hundred tables are already too many for one
+    // transaction (with the default settings the same happens at a few thousand: make bench).
+    let s = Server::start("max_locks_per_transaction = 16");
+    let mut c = s.connect("app");
+    let n = 800;
+    for chunk in (1..=n).collect::<Vec<i64>>().chunks(50) {
+        let ddl: String = chunk
+            .iter()
+            .map(|i| {
+                format!("CREATE TABLE t{i} (id int PRIMARY KEY, v text); INSERT INTO t{i} VALUES (1, 'row of {i}');")
+            })
+            .collect();
+        c.batch_execute(&ddl).unwrap();
+    }
+    let id: String = c
+        .query_one("SELECT backup_id FROM backup.create(label => 'many')", &[])
+        .unwrap()
+        .get(0);
+    let fresh = |name: &str| {
+        s.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut r = s.connect(name);
+        r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+        r
+    };
+    let tables = "SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]+$' AND relkind = 'r'";
+
+    // All or nothing: one transaction cannot lock every table.
+    let mut r = fresh("atomic");
+    let err = r
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        ["53200", "53400"].contains(&sqlstate(&err).as_str()),
+        "{err:?}"
+    );
+    assert_eq!(count(&mut r, tables), 0, "an atomic restore leaves nothing");
+
+    // Not inside a transaction block: its commits could not be rolled back with it.
+    let mut t = r.transaction().unwrap();
+    let err = t
+        .query("SELECT * FROM backup.restore($1, atomic => false)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "25001", "{err:?}");
+    t.rollback().unwrap();
+
+    // Batches: everything restores, and the history row says so.
+    let rows = r
+        .query(
+            "SELECT status, count(*) FROM backup.restore($1, atomic => false) GROUP BY 1",
+            &[&id],
+        )
+        .unwrap();
+    let statuses: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, "ok");
+    assert_eq!(count(&mut r, tables), n);
+    assert_eq!(
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_constraint WHERE conname ~ '^t[0-9]+_pkey$'"
+        ),
+        n
+    );
+    let rows_sum: String = r
+        .query_one("SELECT string_agg(v, ',' ORDER BY v) FROM (SELECT v FROM t1 UNION ALL SELECT v FROM t800) x", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_sum, "row of 1,row of 800");
+    let row = r
+        .query_one(
+            "SELECT status, row_count, error, progress IS NULL FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(n));
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(copy_workers(&mut r), 0);
+
+    // A failure half-way: what was committed stays, and the row lists it.
+    let mut r = fresh("halfway");
+    r.batch_execute("CREATE TABLE t700 (id int PRIMARY KEY, v text); INSERT INTO t700 VALUES (1, 'already here');")
+        .unwrap();
+    let err = r
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let message = err.as_db_error().unwrap().message().to_string();
+    assert!(
+        message.contains("were committed before the failure"),
+        "{message}"
+    );
+    let row = r
+        .query_one(
+            "SELECT status, error, jsonb_array_length(progress->'restored'), progress->'restored' ? 'table public.t1'
+             FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("23505"));
+    let listed: i32 = row.get(2);
+    assert!(listed > 0);
+    assert!(row.get::<_, bool>(3), "t1 was committed and is listed");
+    let kept = count(&mut r, tables);
+    assert!(kept > 1 && kept <= n, "{kept} tables stay");
+    assert_eq!(
+        count(&mut r, "SELECT count(*) FROM t1"),
+        1,
+        "t1's rows were committed"
+    );
+
+    // A cancel: the worker rolls back its batch, records the failure, and the call ends.
+    let mut r = fresh("cancelled");
+    let cs = s.conn_str("cancelled", None);
+    let id2 = id.clone();
+    let restore = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        c.query("SELECT * FROM backup.restore($1, atomic => false)", &[&id2])
+            .map(|_| ())
+            .map_err(|e| sqlstate(&e))
+    });
+    let pid = loop {
+        let rows = r
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'cancelled' AND query ~ 'atomic => false' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap();
+        if let Some(p) = rows.first() {
+            break p.get::<_, i32>(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_for(&mut r, tables, 50, 60);
+    r.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    assert_eq!(restore.join().unwrap(), Err("57014".to_string()));
+    let st: String = r
+        .query_one(
+            "SELECT status FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "failed");
+    assert_eq!(
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup restore worker'"
+        ),
+        0
+    );
+}

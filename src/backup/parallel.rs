@@ -15,7 +15,7 @@
 //! workers (and waits for them, so the archive folder can be removed); a worker's error stops
 //! the others and fails the backup with the worker's SQLSTATE and message.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,34 +29,16 @@ use super::task::{self, CopyTask};
 use crate::archive::compression::Compression;
 use crate::archive::writer::FileStats;
 use crate::error::{BackupError, Result};
+use crate::session::{self, Session};
 use crate::subtransaction;
-
-/// Settings that change how COPY writes values (dates, floats, bytea, money, regclass names,
-/// row security): each worker takes the leader's, so its files are what the leader would write.
-const OUTPUT_SETTINGS: &[&str] = &[
-    "DateStyle",
-    "IntervalStyle",
-    "TimeZone",
-    "extra_float_digits",
-    "bytea_output",
-    "lc_monetary",
-    "lc_numeric",
-    "xmloption",
-    "search_path",
-    "quote_all_identifiers",
-    "row_security",
-    "standard_conforming_strings",
-];
 
 /// What every worker needs to know, as JSON in the shared segment.
 #[derive(Debug, Serialize, Deserialize)]
 struct Plan {
-    database: u32,
-    /// The leader's current user and security context (inside create(), SECURITY DEFINER:
-    /// the extension owner), so a worker has exactly the leader's rights.
-    user: u32,
-    sec_context: i32,
-    settings: Vec<(String, String)>,
+    /// The leader's database, current user and security context (inside create(), SECURITY
+    /// DEFINER: the extension owner) and output settings: a worker has exactly its rights and
+    /// writes exactly the bytes it would.
+    session: Session,
     compression: String,
     /// In the order workers take them (largest first).
     tasks: Vec<CopyTask>,
@@ -269,20 +251,8 @@ pub fn start(
         return Ok(Err(InProcess::Small));
     }
     let order = task::largest_first(tasks);
-    let (user, sec_context) = unsafe {
-        let mut user = pg_sys::InvalidOid;
-        let mut sec = 0;
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
-        (user, sec)
-    };
     let plan = Plan {
-        database: u32::from(unsafe { pg_sys::MyDatabaseId }),
-        user: u32::from(user),
-        sec_context,
-        settings: OUTPUT_SETTINGS
-            .iter()
-            .map(|name| (name.to_string(), current_setting(name)))
-            .collect(),
+        session: session::capture(),
         compression: compression.name(),
         tasks: order.iter().map(|&i| tasks[i].clone()).collect(),
     };
@@ -340,7 +310,7 @@ pub fn start(
             None => break,
         }
     }
-    let max = current_setting("max_worker_processes");
+    let max = session::current_setting("max_worker_processes");
     if p.workers.len() < wanted {
         // The worker slots ran out: give one back, so pg_backup's history writer (and
         // whoever else needs a worker) still finds one while the backup runs.
@@ -362,14 +332,6 @@ pub fn start(
     }
     shared.header().go.store(GO, Ordering::Release);
     Ok(Ok(p))
-}
-
-fn current_setting(name: &str) -> String {
-    let c = CString::new(name).expect("no NUL");
-    unsafe {
-        let v = pg_sys::GetConfigOptionByName(c.as_ptr(), std::ptr::null_mut(), false);
-        CStr::from_ptr(v).to_string_lossy().into_owned()
-    }
 }
 
 /// Register worker `w`; its handle lives in TopMemoryContext (the exit callback uses it).
@@ -621,23 +583,7 @@ pub extern "C-unwind" fn pg_backup_copy_worker_main(arg: pg_sys::Datum) {
 
 fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), WorkerError> {
     let h = shared.header();
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(plan.database)), None);
-    // The leader's output settings, for the session.
-    unsafe {
-        pg_sys::StartTransactionCommand();
-        for (name, value) in &plan.settings {
-            let (n, v) = (CString::new(name.as_str()), CString::new(value.as_str()));
-            if let (Ok(n), Ok(v)) = (n, v) {
-                pg_sys::SetConfigOption(
-                    n.as_ptr(),
-                    v.as_ptr(),
-                    pg_sys::GucContext::PGC_SUSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                );
-            }
-        }
-        pg_sys::CommitTransactionCommand();
-    }
+    plan.session.connect();
     // Wait for the leader's GO (it may still send this worker back unused).
     loop {
         match h.go.load(Ordering::Acquire) {
@@ -669,10 +615,10 @@ fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), Worker
         let snapshot = pg_sys::RestoreSnapshot(shared.snapshot_ptr());
         pg_sys::RestoreTransactionSnapshot(snapshot, h.leader_proc as *mut std::ffi::c_void);
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(plan.user), plan.sec_context);
     }
-    // Rows are written as the leader writes them (DateStyle ISO, ...), whatever this worker's
-    // server defaults say; the settings end with the worker's transaction.
+    plan.session.become_user();
+    // Rows are written as the leader writes them (DateStyle ISO, ...): the leader pinned these
+    // before its settings were captured; pinned again here in case a capture missed one.
     crate::security::pin_literal_settings();
     let slot = shared.slot(w);
     let outcome = subtransaction::run_result(|| -> Result<()> {

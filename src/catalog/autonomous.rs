@@ -40,7 +40,14 @@ const STATEMENTS: &[(&str, &str)] = &[
          ON CONFLICT (id) DO UPDATE SET
            status = EXCLUDED.status, finished_at = EXCLUDED.finished_at,
            table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
-           error = EXCLUDED.error",
+           error = EXCLUDED.error, progress = EXCLUDED.progress",
+    ),
+    (
+        // restore(atomic => false)'s worker, terminated: what it committed stays.
+        "restore_fail_if_running",
+        "UPDATE backup.restores SET status = 'failed', finished_at = now(),
+                error = coalesce($1->>'error', 'restore worker exited')
+         WHERE id = ($1->>'id')::bigint AND status = 'running'",
     ),
 ];
 

@@ -7,6 +7,7 @@
 //! nothing; an error names the entry it stopped at. `'continue'`: every entry in its own
 //! subtransaction; failures become result rows.
 
+pub mod background;
 mod data;
 pub mod names;
 pub mod plan;
@@ -34,6 +35,7 @@ use scope::Scope;
 
 pub use runner::Row;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RestoreOptions {
     pub tables: Option<Vec<String>>,
     pub schemas: Option<Vec<String>>,
@@ -49,6 +51,8 @@ pub struct RestoreOptions {
     pub analyze: bool,
     /// age secret key(s) for an encrypted backup (else backup.identity_file).
     pub identity: Option<String>,
+    /// false: commit as it goes, in a background worker (see `background`).
+    pub atomic: bool,
 }
 
 impl RestoreOptions {
@@ -59,12 +63,35 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
-            "analyze": self.analyze,
+            "analyze": self.analyze, "atomic": self.atomic,
         })
     }
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    if !opts.atomic && !opts.dry_run {
+        return background::run(id, opts, caller);
+    }
+    restore_with(id, opts, caller, None)
+}
+
+/// The restore of `restore(atomic => false)`, in its worker: commits every so many steps.
+/// Errors leave as they are; the worker records them with what was committed.
+pub fn restore_batched(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    batches: &background::Batches,
+) -> Result<Vec<Row>> {
+    restore_with(id, opts, caller, Some(batches))
+}
+
+fn restore_with(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    batches: Option<&background::Batches>,
+) -> Result<Vec<Row>> {
     security::owner::refuse_inside_restricted_operation()?;
     if let Some(to) = &opts.target_schema {
         targets::check_target_schema(to)?;
@@ -128,26 +155,38 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
         scope: &scope,
         plan: &plan,
         restorer: &restorer,
+        batches,
     };
     if opts.dry_run {
         let out = Walk::new(&job).plan_rows()?;
         finish_record(&mut record, "completed", Some(0), None);
         return Ok(out);
     }
+    if let Some(b) = batches {
+        // The running row first (committed on its own), then each commit updates it.
+        autonomous::execute_or_inline("restore_upsert", &record);
+        background::started(restore_id, b);
+        let out = Walk::new(&job).apply()?;
+        b.commit(&out)?;
+        if opts.analyze && !opts.schema_only {
+            // ANALYZE's locks count too: in batches like the rest.
+            for t in loaded_tables(&plan, &out) {
+                tuning::analyze([t.as_str()])?;
+                b.step_done(&out)?;
+            }
+        }
+        let rows: i64 = out.iter().filter_map(|r| r.3).sum();
+        let failed = out.iter().filter(|r| r.4 == "failed").count();
+        let error = (failed > 0)
+            .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+        record["progress"] = serde_json::Value::Null;
+        finish_record(&mut record, "completed", Some(rows), error);
+        return Ok(out);
+    }
     let outcome = subtransaction::run(|| {
         let out = Walk::new(&job).apply()?;
         if opts.analyze && !opts.schema_only {
-            // Tables whose every step succeeded and that received rows.
-            let loaded: Vec<String> = plan
-                .tables
-                .iter()
-                .filter(|t| t.action.loads_data())
-                .filter(|t| {
-                    out.iter()
-                        .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
-                })
-                .map(|t| scope::quoted(&t.schema, &t.name))
-                .collect();
+            let loaded = loaded_tables(&plan, &out);
             tuning::analyze(loaded.iter().map(String::as_str))?;
         }
         Ok::<_, BackupError>(out)
@@ -181,6 +220,39 @@ pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<R
             finish_record(&mut record, "failed", None, Some(text.clone()));
             redact::raise(&caught, text)
         }
+    }
+}
+
+/// Tables whose every step succeeded and that received rows (quoted names).
+fn loaded_tables(plan: &Plan, out: &[Row]) -> Vec<String> {
+    plan.tables
+        .iter()
+        .filter(|t| t.action.loads_data())
+        .filter(|t| {
+            out.iter()
+                .any(|r| r.0 == t.object() && r.4 == "ok" && r.3.is_some())
+        })
+        .map(|t| scope::quoted(&t.schema, &t.name))
+        .collect()
+}
+
+/// A batched restore that failed: what was committed stays and the row says so.
+pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value) {
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let done = Spi::run_with_args(
+        "UPDATE backup.restores SET status = 'failed', finished_at = now(), error = $2, progress = $3
+         WHERE id = $1",
+        &[restore_id.into(), error.into(), pgrx::JsonB(progress).into()],
+    );
+    if let Err(e) = done {
+        pgrx::warning!("pg_backup: could not record the failed restore {restore_id}: {e}");
+    }
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
     }
 }
 

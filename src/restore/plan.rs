@@ -2,7 +2,7 @@
 
 use crate::error::{BackupError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Existing {
     Fail,
     Skip,
@@ -31,7 +31,7 @@ impl Existing {
 }
 
 /// `on_error`: one transaction for everything, or one subtransaction per object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OnError {
     Abort,
     Continue,

@@ -78,7 +78,10 @@ pub(super) fn check(
     who: &Restorer,
 ) -> Result<()> {
     check_schemas(m, scope, plan)?;
-    locks::check(locks_needed(m, scope, plan)?)?;
+    // restore(atomic => false) commits in batches sized to the lock table.
+    if opts.atomic {
+        locks::check(locks_needed(m, scope, plan)?)?;
+    }
     if !who.superuser {
         check_privileges(m, scope, plan, opts, who)?;
     }

@@ -10,6 +10,7 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use super::background::Batches;
 use super::data::{self, table_oid};
 use super::plan::{self, Action, Existing, OnError, PlannedTable};
 use super::scope::{quoted, Scope, Why};
@@ -119,6 +120,8 @@ pub struct Job<'a> {
     pub opts: &'a RestoreOptions,
     pub scope: &'a Scope,
     pub plan: &'a Plan,
+    /// restore(atomic => false): the worker's commits.
+    pub batches: Option<&'a Batches>,
     /// Who called restore: the owner of what has no owner (issue 9).
     pub restorer: &'a Restorer,
 }
@@ -241,16 +244,19 @@ enum Outcome {
 }
 
 /// Runs the steps of a restore and collects their rows.
-pub struct Runner {
+pub struct Runner<'a> {
     on_error: OnError,
     pub out: Vec<Row>,
+    /// restore(atomic => false): commits after every so many steps.
+    batches: Option<&'a Batches>,
 }
 
-impl Runner {
-    pub fn new(on_error: OnError) -> Runner {
+impl<'a> Runner<'a> {
+    pub fn new(on_error: OnError, batches: Option<&'a Batches>) -> Runner<'a> {
         Runner {
             on_error,
             out: Vec::new(),
+            batches,
         }
     }
 
@@ -289,6 +295,22 @@ impl Runner {
 
     /// Some(true) ran, Some(false) kept (already there), None failed (continue mode).
     fn run_outcome(
+        &mut self,
+        object: String,
+        kind: &str,
+        action: &str,
+        tolerate: Tolerate,
+        exposure: Exposure,
+        f: impl FnOnce() -> Result<Option<i64>>,
+    ) -> Result<Option<bool>> {
+        let outcome = self.run_step(object, kind, action, tolerate, exposure, f)?;
+        if let Some(b) = self.batches {
+            b.step_done(&self.out)?;
+        }
+        Ok(outcome)
+    }
+
+    fn run_step(
         &mut self,
         object: String,
         kind: &str,
@@ -387,7 +409,7 @@ enum Decision {
 /// Restore everything the job says: the walk over the TOC.
 pub struct Walk<'j, 'a> {
     job: &'j Job<'a>,
-    runner: Runner,
+    runner: Runner<'a>,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
 }
@@ -396,7 +418,7 @@ impl<'j, 'a> Walk<'j, 'a> {
     pub fn new(job: &'j Job<'a>) -> Self {
         Walk {
             job,
-            runner: Runner::new(job.opts.on_error),
+            runner: Runner::new(job.opts.on_error, job.batches),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
         }

@@ -37,7 +37,7 @@ pub fn check_against(needed: u64, capacity: u64) -> Result<()> {
             "this restore locks at least {needed} relations in one transaction, more than the lock table holds ({capacity})"
         ))
         .with_hint(format!(
-            "Raise max_locks_per_transaction (now {per_backend}; the lock table holds max_locks_per_transaction * (max_connections + max_prepared_transactions), a restart is needed), or restore in parts with tables => '{{...}}' or schemas => '{{...}}'. Nothing was changed."
+            "Raise max_locks_per_transaction (now {per_backend}; the lock table holds max_locks_per_transaction * (max_connections + max_prepared_transactions), a restart is needed), restore with atomic => false (it commits in batches), or restore in parts with tables => '{{...}}' or schemas => '{{...}}'. Nothing was changed."
         )));
     }
     Ok(())

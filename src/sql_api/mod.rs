@@ -176,6 +176,7 @@ fn restore_0_2(
     confirm: default!(bool, false),
     identity: default!(Option<String>, "NULL"),
     analyze: default!(bool, true),
+    atomic: default!(bool, true),
 ) -> TableIterator<
     'static,
     (
@@ -201,6 +202,7 @@ fn restore_0_2(
         confirm,
         identity,
         analyze,
+        atomic,
     };
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
