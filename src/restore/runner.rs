@@ -460,6 +460,18 @@ impl<'j, 'a> Walk<'j, 'a> {
         if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
             return Ok(Decision::Quiet);
         }
+        if !self.job.restorer.superuser && superuser_only(e) {
+            // These act beyond objects the caller could own (every session's DDL, the whole
+            // database, the system catalogs): the extension owner must not apply them for an
+            // operator.
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail: format!(
+                    "only a superuser restores {}; restore it as a superuser or recreate it by hand",
+                    e.describe()
+                ),
+            });
+        }
         // A table asked for: what `existing` says.
         if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
             return Ok(match self.job.plan.of_entry(e) {
@@ -1031,6 +1043,32 @@ fn constraint_definition(sql: &str) -> Option<&str> {
         .strip_prefix("ADD CONSTRAINT ")?;
     let rest = identifier(rest)?;
     rest.starts_with([' ', '\n']).then(|| rest.trim_start())
+}
+
+/// Entries only a superuser may have applied: what PostgreSQL reserves to superusers
+/// (event triggers, languages, foreign-data wrappers, access methods, transforms,
+/// subscriptions), what reaches beyond one's own objects (database settings, default
+/// privileges, casts, publications), and anything on the system schemas' objects.
+fn superuser_only(e: &TocEntry) -> bool {
+    matches!(
+        e.kind,
+        EntryKind::EventTrigger
+            | EntryKind::Language
+            | EntryKind::ForeignDataWrapper
+            | EntryKind::AccessMethod
+            | EntryKind::Transform
+            | EntryKind::Cast
+            | EntryKind::Subscription
+            | EntryKind::Publication
+            | EntryKind::PublicationTable
+            | EntryKind::PublicationSchema
+            | EntryKind::DefaultPrivileges
+            | EntryKind::Database
+            | EntryKind::UserMapping
+    ) || e
+        .schema
+        .as_deref()
+        .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
 #[cfg(test)]
