@@ -852,3 +852,54 @@ fn the_callers_session_cannot_steer_a_restore() {
         assert_eq!(superusers(&mut su), Vec::<String>::new(), "{who}");
     }
 }
+
+/// A data_only backup records no owner: its rows are judged by the table of that name in the
+/// database the backup was taken of. Restored in another database, where an operator could
+/// have made a table of that name its own, they are refused.
+#[test]
+fn an_operator_cannot_read_rows_through_a_same_named_table_in_another_database() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE SCHEMA hr; CREATE TABLE hr.salaries (who text, amount int);
+         INSERT INTO hr.salaries VALUES ('ceo', 999999);",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("operator"));
+    assert!(op.query("SELECT * FROM hr.salaries", &[]).is_err());
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{hr}', data_only => true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    s.create_db("other");
+    let mut su2 = s.connect("other");
+    su2.batch_execute("GRANT CREATE ON DATABASE other TO operator; SELECT * FROM backup.rescan()")
+        .unwrap();
+    let mut op2 = s.connect_as("other", Some("operator"));
+    op2.batch_execute("CREATE SCHEMA hr; CREATE TABLE hr.salaries (who text, amount int)")
+        .unwrap();
+    let e = op2
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(
+        full_error(&e).contains("restore the rows of hr.salaries"),
+        "{}",
+        full_error(&e)
+    );
+    assert_eq!(
+        one_i64(&mut su2, "SELECT count(*) FROM hr.salaries"),
+        0,
+        "no row reached the operator's table"
+    );
+}
