@@ -903,3 +903,47 @@ fn an_operator_cannot_read_rows_through_a_same_named_table_in_another_database()
         "no row reached the operator's table"
     );
 }
+
+/// Rows are loaded with the table owner's rights; into an existing table whose row-level
+/// security applies to the operator (INSERT granted, policies restricting it), the restore is
+/// refused, as PostgreSQL's own COPY FROM is.
+#[test]
+fn appending_never_gets_past_row_level_security() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE TABLE public.notes (owner text, body text);
+         INSERT INTO public.notes VALUES ('operator', 'mine'), ('ceo', 'not yours');
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY own ON public.notes USING (owner = current_user) WITH CHECK (owner = current_user);
+         GRANT SELECT, INSERT ON public.notes TO operator;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.notes}', data_only => true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut op = s.connect_as("app", Some("operator"));
+    let e = op
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM public.notes WHERE owner = 'ceo'"
+        ),
+        1,
+        "no row written past the policy"
+    );
+}
