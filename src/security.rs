@@ -109,6 +109,17 @@ impl PinnedSearchPath {
     }
 }
 
+/// The settings under which pg_backup writes and reads definitions and rows, as pg_dump
+/// pins them on its connection: string literals standard, dates ISO, floats exact. Set for
+/// the call only (see `set_for_call`).
+pub fn pin_literal_settings() {
+    set_for_call(c"standard_conforming_strings", c"on");
+    set_for_call(c"DateStyle", c"ISO, MDY");
+    set_for_call(c"IntervalStyle", c"postgres");
+    set_for_call(c"extra_float_digits", c"3");
+    set_for_call(c"xmloption", c"content");
+}
+
 /// Set a setting for the rest of this SQL function call only: like a function's `SET`
 /// clause, the caller's value comes back when the call returns (the Caller's nest level
 /// ends) or its transaction aborts. `SET LOCAL` would last to the end of the caller's

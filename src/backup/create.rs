@@ -178,6 +178,9 @@ pub fn take_and_finish(
         claim,
         output,
     } = run;
+    // Rows and definitions are written as pg_dump writes them, whatever the session's
+    // DateStyle or standard_conforming_strings: a restore elsewhere reads them back exactly.
+    crate::security::pin_literal_settings();
     let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &claim, output.as_ref()));
     let abandon_remote = || {
         if let Some(o) = &output {

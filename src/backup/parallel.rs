@@ -617,6 +617,9 @@ fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), Worker
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     plan.session.become_user();
+    // Rows are written as the leader writes them (DateStyle ISO, ...): the leader pinned these
+    // before its settings were captured; pinned again here in case a capture missed one.
+    crate::security::pin_literal_settings();
     let slot = shared.slot(w);
     let outcome = subtransaction::run_result(|| -> Result<()> {
         loop {

@@ -161,7 +161,28 @@ impl Restorer {
                 "Choose existing => 'skip' for it, restore a subset with tables =>, or ask its owner or a superuser.",
             ));
         }
+        // Rows are loaded with the owner's rights, past row-level security; PostgreSQL's own
+        // COPY FROM refuses a table whose policies apply to the caller, and so does restore.
+        if matches!(change, Change::Append | Change::Truncate) && self.rls_applies(oid)? {
+            return Err(denied(
+                format!("permission denied to load rows into existing table {object}: its row-level security policies apply to \"{}\"", self.name),
+                "Ask the table's owner or a superuser to restore its rows, or restore it under another name with target_schema =>.",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether row-level security applies to the caller on table `oid` (enabled, and the
+    /// caller neither bypasses it nor owns the table without FORCE).
+    fn rls_applies(&self, oid: pg_sys::Oid) -> Result<bool> {
+        Ok(crate::query::one::<bool>(
+            "SELECT c.relrowsecurity
+                    AND NOT (SELECT r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.oid = $2)
+                    AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role($2, c.relowner, 'USAGE'))
+             FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[oid.into(), self.oid.into()],
+        )?
+        .unwrap_or(false))
     }
 
     /// `disable_triggers` on an existing table: only its owner may switch its triggers off.
