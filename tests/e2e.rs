@@ -1155,6 +1155,12 @@ fn a_cancelled_or_terminated_parallel_backup_stops_its_workers() {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
+        // The leader advertises its jobs as it starts them: wait until both show up.
+        let started = Instant::now() + Duration::from_secs(30);
+        while copy_workers(&mut c) < 2 {
+            assert!(Instant::now() < started, "{label}: both copy workers run");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(copy_workers(&mut c), 2, "{label}");
         let asked = Instant::now();
         c.query(&format!("SELECT {stop}($1)"), &[&pid]).unwrap();
