@@ -29,9 +29,10 @@ CREATE TABLE backup.backups (
     error           text,
     verified_at     timestamptz,
     verify_status   text CHECK (verify_status IN ('ok', 'failed')),
-    -- Not in the design's list: the backend running it (to spot runs whose backend died)
-    -- and how far along it is (for backup.progress).
+    -- Not in the design's list: the process running it (to spot runs whose process died).
     pid             integer,
+    -- Written by 0.1.0 only: progress now lives in shared memory (see backup.progress). Kept
+    -- so that a catalog updated from 0.1.0 and a fresh one are the same.
     progress        jsonb
 );
 CREATE INDEX backups_schedule_idx ON backup.backups (schedule, started_at);
@@ -49,6 +50,8 @@ CREATE TABLE backup.restores (
     row_count     bigint,
     error         text,
     performed_by  text,
+    -- The process running it (to spot restores whose process died).
+    pid           integer,
     -- restore(atomic => false): the steps committed so far (and, after a failure, the list
     -- of what stays restored).
     progress      jsonb
@@ -75,15 +78,7 @@ SELECT pg_catalog.pg_extension_config_dump('backup.backups', '');
 SELECT pg_catalog.pg_extension_config_dump('backup.restores', '');
 SELECT pg_catalog.pg_extension_config_dump('backup.schedules', '');
 
-CREATE VIEW backup.progress AS
-SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
-       now() - b.started_at AS elapsed,
-       (b.progress->>'tables_done')::int AS tables_done,
-       (b.progress->>'tables_total')::int AS tables_total,
-       (b.progress->>'current_table') AS current_table,
-       b.pid, b.created_by
-FROM backup.backups b
-WHERE b.status = 'running';
+-- backup.progress is created in finalize.sql: it reads backup.runs_in_progress().
 
 CREATE VIEW backup.stats AS
 SELECT CASE WHEN grouping(coalesce(b.schedule, '(manual)')) = 1 THEN '(all)'

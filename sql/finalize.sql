@@ -11,6 +11,17 @@ $$;
 CREATE TRIGGER schedules_changed AFTER INSERT OR UPDATE OR DELETE ON backup.schedules
   FOR EACH STATEMENT EXECUTE FUNCTION backup.schedules_changed();
 
+-- What is running now and how far along, from the shared memory the running processes write.
+CREATE VIEW backup.progress AS
+SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
+       now() - b.started_at AS elapsed,
+       r.tables_done, r.tables_total, r.current_table,
+       b.pid, b.created_by, r.rows_done, r.bytes_done, r.jobs
+FROM backup.backups b
+LEFT JOIN backup.runs_in_progress() r ON r.kind = 'backup' AND r.id = b.id
+WHERE b.status = 'running';
+GRANT SELECT ON backup.progress TO backup_operator;
+
 DO $$
 DECLARE
   f regprocedure;

@@ -125,6 +125,46 @@ CREATE FUNCTION backup."verify"(
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_0_2_wrapper';
 
+-- ---------------------------------------------------------------------------------------------
+-- issue 10 (reliability)
+-- Progress comes from shared memory (backup.runs_in_progress()), not from a column updated
+-- every two seconds (backup.backups.progress stays, no longer written); restores record the
+-- process that runs them, so a dead one is settled.
+-- ---------------------------------------------------------------------------------------------
+DROP VIEW backup.progress;
+ALTER TABLE backup.restores ADD COLUMN pid integer;
+
+CREATE FUNCTION backup."runs_in_progress"() RETURNS TABLE (
+	"kind" TEXT,
+	"id" TEXT,
+	"pid" INT,
+	"started_at" timestamp with time zone,
+	"tables_done" INT,
+	"tables_total" INT,
+	"current_table" TEXT,
+	"rows_done" bigint,
+	"bytes_done" bigint,
+	"jobs" INT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'runs_in_progress_wrapper';
+
+CREATE VIEW backup.progress AS
+SELECT b.id AS backup_id, b.label, b.schedule, b.started_at,
+       now() - b.started_at AS elapsed,
+       r.tables_done, r.tables_total, r.current_table,
+       b.pid, b.created_by, r.rows_done, r.bytes_done, r.jobs
+FROM backup.backups b
+LEFT JOIN backup.runs_in_progress() r ON r.kind = 'backup' AND r.id = b.id
+WHERE b.status = 'running';
+GRANT SELECT ON backup.progress TO backup_operator;
+
+-- A NULL argument is an error with a HINT (22004), never a silent NULL result: the functions
+-- that were STRICT are called on NULL input (same C symbols, same argument lists).
+ALTER FUNCTION backup.delete(text) CALLED ON NULL INPUT;
+ALTER FUNCTION backup.unschedule(text) CALLED ON NULL INPUT;
+ALTER FUNCTION backup.run_schedule(text) CALLED ON NULL INPUT;
 
 -- ---------------------------------------------------------------------------------------------
 -- issue 12: off-site copies and encryption (storage targets, secrets, history columns; the
@@ -177,7 +217,6 @@ CREATE FUNCTION backup."drop_storage"(
 	"name" TEXT,
 	"if_exists" bool DEFAULT false
 ) RETURNS bool
-STRICT
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
 

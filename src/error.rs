@@ -47,6 +47,18 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// Something that writes, asked of a hot standby (25006).
+    #[error("{message}")]
+    ReadOnly {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A required argument is NULL, or a list holds a NULL (22004).
+    #[error("{message}")]
+    NullArgument {
+        message: String,
+        hint: Option<String>,
+    },
     /// More than the server's configuration allows, e.g. the lock table (53400).
     #[error("{message}")]
     LimitExceeded {
@@ -59,6 +71,7 @@ pub enum BackupError {
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,
+        hint: Option<String>,
     },
     /// A storage target or encryption failure, with its own SQLSTATE (see storage::Failure):
     /// 08001 unreachable, 08006 broken connection, 28000 credentials or wrong key, 42501
@@ -134,7 +147,28 @@ impl BackupError {
             action,
             path: path.to_path_buf(),
             source,
+            hint: None,
         }
+    }
+    /// A NULL where a value is needed: `what` names the argument, `hint` says what to pass.
+    pub fn null(what: &str, hint: impl Into<String>) -> Self {
+        BackupError::NullArgument {
+            message: format!("{what} must not be NULL"),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// `what` (a function that writes) on a hot standby.
+    pub fn on_standby(what: &str) -> Self {
+        BackupError::ReadOnly {
+            message: format!("{what} cannot run on a hot standby"),
+            hint: Some("Run it on the primary. On a standby, backup.verify() and backup.restore(..., dry_run => true) work.".into()),
+        }
+    }
+
+    /// Whether this is a file system that ran out of space (or quota).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, BackupError::Io { source, .. } if is_disk_full(source))
     }
 
     /// Attach a HINT (ignored by variants that carry none).
@@ -146,11 +180,14 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::NullArgument { hint, .. }
+            | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
             | BackupError::Storage { hint, .. }
-            | BackupError::Worker { hint, .. } => *hint = Some(text.into()),
+            | BackupError::Worker { hint, .. }
+            | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
-            BackupError::Io { .. } | BackupError::Spi(_) => {}
+            BackupError::Spi(_) => {}
         }
         self
     }
@@ -163,10 +200,13 @@ impl BackupError {
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::NullArgument { hint, .. }
+            | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
+            BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
             }
@@ -183,6 +223,8 @@ impl BackupError {
             BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
             BackupError::PermissionDenied { .. } => "42501",
+            BackupError::NullArgument { .. } => "22004",
+            BackupError::ReadOnly { .. } => "25006",
             BackupError::LimitExceeded { .. } => "53400",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
@@ -206,6 +248,8 @@ impl BackupError {
             "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
+            "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -298,6 +342,8 @@ mod tests {
         assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
+        assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
         assert_eq!(BackupError::limit("x").sqlstate(), "53400");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(

@@ -11,13 +11,16 @@ pub mod crypto;
 pub mod ddl;
 pub mod error;
 pub mod guc;
+pub mod query;
 pub mod restore;
 pub mod scheduler;
 pub mod security;
 pub mod session;
+pub mod signals;
 pub mod sql_api;
 pub mod storage;
 pub mod subtransaction;
+pub mod threads;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -32,8 +35,10 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     guc::init();
-    // The scheduler needs a static worker, which only shared_preload_libraries can register.
+    // The scheduler needs a static worker, and the runs in flight shared memory, which only
+    // shared_preload_libraries can provide.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        catalog::runs::init();
         scheduler::worker::register();
     }
 }

@@ -38,9 +38,11 @@ pub struct Caller {
 pub fn enter() -> Result<Caller> {
     let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
     crate::catalog::version::require_current()?;
-    let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
-            .unwrap_or_default();
+    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
+        &[],
+    )?
+    .unwrap_or_default();
     let oid = unsafe { pg_sys::GetOuterUserId() };
     let role = unsafe {
         let name = pg_sys::GetUserNameFromId(oid, true);
@@ -64,9 +66,11 @@ pub fn enter() -> Result<Caller> {
 /// For background workers: a named role for the history, the session's search_path pinned.
 pub fn enter_as(role: &str) -> Result<Caller> {
     crate::catalog::version::require_current()?;
-    let schemas: Vec<String> =
-        Spi::get_one::<Vec<String>>("SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]")?
-            .unwrap_or_default();
+    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
+        &[],
+    )?
+    .unwrap_or_default();
     Ok(Caller {
         schemas,
         role: role.to_string(),
@@ -103,6 +107,17 @@ impl PinnedSearchPath {
         set_for_call(c"search_path", PINNED_SEARCH_PATH);
         PinnedSearchPath { nest_level }
     }
+}
+
+/// The settings under which pg_backup writes and reads definitions and rows, as pg_dump
+/// pins them on its connection: string literals standard, dates ISO, floats exact. Set for
+/// the call only (see `set_for_call`).
+pub fn pin_literal_settings() {
+    set_for_call(c"standard_conforming_strings", c"on");
+    set_for_call(c"DateStyle", c"ISO, MDY");
+    set_for_call(c"IntervalStyle", c"postgres");
+    set_for_call(c"extra_float_digits", c"3");
+    set_for_call(c"xmloption", c"content");
 }
 
 /// Set a setting for the rest of this SQL function call only: like a function's `SET`

@@ -1142,8 +1142,7 @@ fn a_cancelled_or_terminated_parallel_backup_stops_its_workers() {
         let (id, pid) = loop {
             let rows = c
                 .query(
-                    "SELECT id, pid FROM backup.backups
-                     WHERE label = $1 AND status = 'running' AND progress->>'jobs' = '2'",
+                    "SELECT backup_id, pid FROM backup.progress WHERE label = $1 AND jobs = 2",
                     &[&label],
                 )
                 .unwrap();
@@ -1156,6 +1155,12 @@ fn a_cancelled_or_terminated_parallel_backup_stops_its_workers() {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
+        // The leader advertises its jobs as it starts them: wait until both show up.
+        let started = Instant::now() + Duration::from_secs(30);
+        while copy_workers(&mut c) < 2 {
+            assert!(Instant::now() < started, "{label}: both copy workers run");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(copy_workers(&mut c), 2, "{label}");
         let asked = Instant::now();
         c.query(&format!("SELECT {stop}($1)"), &[&pid]).unwrap();

@@ -69,7 +69,6 @@ fn run_parallel_schedule(s: &Server, build: &Path, out: &Path) -> String {
 }
 
 #[test]
-#[ignore = "issue 8: fails until the dependency-ordered TOC lands (restore() of the regression database aborts); run: make test-fidelity"]
 fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
     if !enabled() {
         return;

@@ -748,3 +748,202 @@ fn a_restore_larger_than_the_lock_table_is_refused_before_anything_changes() {
     .unwrap();
     assert_eq!(one_i64(&mut dst, "SELECT count(*) FROM public.t2"), 1);
 }
+
+/// Found by the independent review of issue 9: the caller's session must not steer a
+/// restore. (1) Temporary tables and types of the caller are never taken for catalog or
+/// built-in ones; (2) standard_conforming_strings, DateStyle and IntervalStyle of the session
+/// change neither what a backup writes nor how a restore reads it; (3) CREATE TABLE plans
+/// generated-column expressions, calling an immutable function with constant arguments right
+/// then: such a table is created as its owner.
+#[test]
+fn the_callers_session_cannot_steer_a_restore() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE intruder LOGIN; GRANT CREATE ON SCHEMA public TO intruder;
+         CREATE ROLE operator LOGIN; GRANT backup_operator TO operator; GRANT intruder TO operator;",
+    )
+    .unwrap();
+    prepare_audit(&mut su);
+    let mut bad = s.connect_as("app", Some("intruder"));
+    bad.batch_execute(
+        r#"CREATE FUNCTION public.record(x int) RETURNS void LANGUAGE plpgsql AS $f$
+           BEGIN
+             INSERT INTO audit.seen VALUES (current_user::text, x);
+             BEGIN
+               EXECUTE 'ALTER ROLE intruder SUPERUSER';
+             EXCEPTION WHEN OTHERS THEN NULL;
+             END;
+           END $f$;
+           -- Immutable, so the planner calls it when its argument is a constant.
+           CREATE FUNCTION public.k(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+           BEGIN
+             PERFORM public.record(x);
+             RETURN x;
+           END $f$;
+           CREATE TABLE public.gen (a int, b int GENERATED ALWAYS AS (a + public.k(0)) STORED);
+           INSERT INTO public.gen (a) VALUES (1), (2);
+           CREATE TABLE public.lit (id int PRIMARY KEY, s text DEFAULT E'back\\slash '' quote',
+                                    d date DEFAULT '2024-02-01', i interval DEFAULT '1 day 02:00');
+           INSERT INTO public.lit (id) VALUES (1);
+           INSERT INTO public.lit VALUES (2, E'a\\b', '2024-12-31', '-3 mons');"#,
+    )
+    .unwrap();
+    let rows = |c: &mut Client| {
+        strings(
+            c,
+            "SELECT format('%s|%s|%s|%s', id, s, d, i) FROM public.lit
+             UNION ALL
+             SELECT (SELECT string_agg(pg_get_expr(adbin, adrelid), ';' ORDER BY adnum)
+                     FROM pg_attrdef WHERE adrelid = 'public.lit'::regclass)
+             ORDER BY 1",
+        )
+    };
+    let want = rows(&mut su);
+    // The backup is taken by a session with unusual settings.
+    su.batch_execute("SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard'")
+        .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.gen, public.lit}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    su.batch_execute("RESET DateStyle; RESET IntervalStyle; DROP TABLE public.gen, public.lit; TRUNCATE audit.seen")
+        .unwrap();
+    // The restoring session: non-standard strings and dates, and temporary lookalikes of
+    // catalog tables and built-in types.
+    for (who, db_user) in [("superuser", None), ("operator", Some("operator"))] {
+        let mut c = s.connect_as("app", db_user);
+        c.batch_execute(
+            "SET standard_conforming_strings = off; SET DateStyle = 'SQL, MDY';
+             SET IntervalStyle = 'iso_8601';
+             CREATE TEMP TABLE pg_class (oid oid, relname name, relnamespace oid, relowner oid);
+             CREATE TEMP TABLE pg_namespace (oid oid, nspname name);",
+        )
+        .unwrap();
+        let r = c.query(
+            "SELECT object, status, detail FROM backup.restore($1, existing => 'drop', confirm => true)
+             WHERE status NOT IN ('ok', 'skipped')",
+            &[&id],
+        );
+        let problems: Vec<String> = r
+            .unwrap_or_else(|e| panic!("{who}: {}", full_error(&e)))
+            .iter()
+            .map(|r| format!("{:?}", (r.get::<_, String>(0), r.get::<_, String>(1))))
+            .collect();
+        assert!(problems.is_empty(), "{who}: {problems:#?}");
+        drop(c);
+        assert_eq!(rows(&mut su), want, "{who}: literals, dates and intervals");
+        assert_eq!(
+            one_i64(&mut su, "SELECT sum(b) FROM public.gen"),
+            3,
+            "{who}: generated column"
+        );
+        let (_, ran_as) = seen(&mut su);
+        assert!(
+            ran_as.iter().all(|r| r == "intruder"),
+            "{who}: k() ran as {ran_as:?}"
+        );
+        assert_eq!(superusers(&mut su), Vec::<String>::new(), "{who}");
+    }
+}
+
+/// A data_only backup records no owner: its rows are judged by the table of that name in the
+/// database the backup was taken of. Restored in another database, where an operator could
+/// have made a table of that name its own, they are refused.
+#[test]
+fn an_operator_cannot_read_rows_through_a_same_named_table_in_another_database() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE SCHEMA hr; CREATE TABLE hr.salaries (who text, amount int);
+         INSERT INTO hr.salaries VALUES ('ceo', 999999);",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("operator"));
+    assert!(op.query("SELECT * FROM hr.salaries", &[]).is_err());
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{hr}', data_only => true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    s.create_db("other");
+    let mut su2 = s.connect("other");
+    su2.batch_execute("GRANT CREATE ON DATABASE other TO operator; SELECT * FROM backup.rescan()")
+        .unwrap();
+    let mut op2 = s.connect_as("other", Some("operator"));
+    op2.batch_execute("CREATE SCHEMA hr; CREATE TABLE hr.salaries (who text, amount int)")
+        .unwrap();
+    let e = op2
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(
+        full_error(&e).contains("restore the rows of hr.salaries"),
+        "{}",
+        full_error(&e)
+    );
+    assert_eq!(
+        one_i64(&mut su2, "SELECT count(*) FROM hr.salaries"),
+        0,
+        "no row reached the operator's table"
+    );
+}
+
+/// Rows are loaded with the table owner's rights; into an existing table whose row-level
+/// security applies to the operator (INSERT granted, policies restricting it), the restore is
+/// refused, as PostgreSQL's own COPY FROM is.
+#[test]
+fn appending_never_gets_past_row_level_security() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE TABLE public.notes (owner text, body text);
+         INSERT INTO public.notes VALUES ('operator', 'mine'), ('ceo', 'not yours');
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY own ON public.notes USING (owner = current_user) WITH CHECK (owner = current_user);
+         GRANT SELECT, INSERT ON public.notes TO operator;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.notes}', data_only => true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut op = s.connect_as("app", Some("operator"));
+    let e = op
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM public.notes WHERE owner = 'ceo'"
+        ),
+        1,
+        "no row written past the policy"
+    );
+}

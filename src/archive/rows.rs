@@ -205,20 +205,92 @@ impl Lines {
     }
 }
 
+/// Whether JSON text holds the escape `\u0000` (an escaped backslash followed by `u0000` is
+/// not one). Backslashes occur in JSON text only as escapes inside strings.
+pub fn has_nul_escape(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Finds a COPY block's header, which spans several lines when a name holds a newline
+/// (`COPY "a\nb" ...`): fed line by line (without the newline), it says when the last line of
+/// `header` has just been seen, every earlier line of it having come right before.
+#[derive(Default)]
+pub struct HeaderMatcher {
+    matched_lines: usize,
+}
+
+impl HeaderMatcher {
+    pub fn feed(&mut self, line: &[u8], header: &str) -> bool {
+        let lines: Vec<&[u8]> = header.as_bytes().split(|b| *b == b'\n').collect();
+        if lines.get(self.matched_lines) == Some(&line) {
+            self.matched_lines += 1;
+        } else {
+            self.matched_lines = usize::from(lines[0] == line);
+        }
+        if self.matched_lines == lines.len() {
+            self.matched_lines = 0;
+            return true;
+        }
+        false
+    }
+}
+
 /// One JSON object per line.
 #[derive(Default)]
 pub struct JsonLinesCounter {
     lines: Lines,
     rows: u64,
     error: Option<String>,
+    /// The text is in a server encoding other than UTF-8 (the backed-up database's).
+    not_utf8: bool,
+}
+
+impl JsonLinesCounter {
+    /// Lines in `encoding` (a PostgreSQL encoding name).
+    pub fn in_encoding(encoding: &str) -> Self {
+        let e = encoding.to_ascii_uppercase().replace(['-', '_'], "");
+        JsonLinesCounter {
+            not_utf8: !(e == "UTF8" || e == "SQLASCII"),
+            ..Default::default()
+        }
+    }
 }
 
 impl RowCounter for JsonLinesCounter {
     fn feed(&mut self, chunk: &[u8]) {
-        let (rows, error) = (&mut self.rows, &mut self.error);
+        let (rows, error, not_utf8) = (&mut self.rows, &mut self.error, self.not_utf8);
         self.lines.feed(chunk, |line| {
             if error.is_none() {
+                // Every server encoding keeps ASCII as is and puts no ASCII byte inside a
+                // multi-byte character: standing in for the other bytes keeps the JSON syntax.
+                let ascii;
+                let line = if not_utf8 {
+                    ascii = line
+                        .iter()
+                        .map(|b| if *b >= 0x80 { b'x' } else { *b })
+                        .collect::<Vec<u8>>();
+                    &ascii[..]
+                } else {
+                    line
+                };
                 match serde_json::from_slice::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Object(_)) if has_nul_escape(line) => {
+                        *error = Some(format!(
+                            "line {} holds the escape \\u0000, which no PostgreSQL text or jsonb value can hold: restore cannot load this row",
+                            *rows + 1
+                        ))
+                    }
                     Ok(serde_json::Value::Object(_)) => *rows += 1,
                     Ok(_) => *error = Some(format!("line {} is not a JSON object", *rows + 1)),
                     Err(e) => *error = Some(format!("line {} is not JSON: {e}", *rows + 1)),
@@ -249,6 +321,7 @@ pub const SCRIPT_END: &str = "-- pg_backup: end of script";
 pub struct ScriptCounter {
     tables: Vec<ScriptTable>,
     lines: Lines,
+    header: HeaderMatcher,
     block: Option<usize>,
     next_block: usize,
     block_rows: u64,
@@ -262,6 +335,7 @@ impl ScriptCounter {
         ScriptCounter {
             tables,
             lines: Lines::default(),
+            header: HeaderMatcher::default(),
             block: None,
             next_block: 0,
             block_rows: 0,
@@ -275,8 +349,9 @@ impl ScriptCounter {
 impl RowCounter for ScriptCounter {
     fn feed(&mut self, chunk: &[u8]) {
         let s = &mut *self;
-        let (tables, block, next_block, block_rows, total, last_line, error) = (
+        let (tables, header, block, next_block, block_rows, total, last_line, error) = (
             &s.tables,
+            &mut s.header,
             &mut s.block,
             &mut s.next_block,
             &mut s.block_rows,
@@ -304,7 +379,7 @@ impl RowCounter for ScriptCounter {
                 }
                 None if tables
                     .get(*next_block)
-                    .is_some_and(|t| t.header.as_bytes() == line) =>
+                    .is_some_and(|t| header.feed(line, &t.header)) =>
                 {
                     *block = Some(*next_block);
                     *next_block += 1;
@@ -380,6 +455,28 @@ mod tests {
             Ok(2)
         );
         assert!(count(&mut JsonLinesCounter::default(), &[b"{\"a\":1}\n[1]\n"]).is_err());
+        assert!(count(
+            &mut JsonLinesCounter::default(),
+            &[b"{\"a\":{\"x\":\"\\u0000\"}}\n"]
+        )
+        .unwrap_err()
+        .contains("u0000"));
+        assert_eq!(
+            count(
+                &mut JsonLinesCounter::default(),
+                &[b"{\"a\":\"\\\\u0000\"}\n"]
+            ),
+            Ok(1),
+            "an escaped backslash before u0000 is text"
+        );
+        // LATIN1 text (0xe9 is é) is not UTF-8 and still a JSON line.
+        assert_eq!(
+            count(
+                &mut JsonLinesCounter::in_encoding("LATIN1"),
+                &[b"{\"a\":\"caf\xe9\"}\n"]
+            ),
+            Ok(1)
+        );
         assert!(
             count(&mut JsonLinesCounter::default(), &[b"{\"a\":1}\n{\"a\""])
                 .unwrap_err()
@@ -410,6 +507,18 @@ mod tests {
             count(&mut ScriptCounter::new(vec![t(3)]), &[script.as_bytes()])
                 .unwrap_err()
                 .contains("2 rows in the script")
+        );
+        // A name with a newline makes a header of two lines.
+        let two = ScriptTable {
+            header: "COPY s.\"a\nb\" (\"c\nd\") FROM stdin;".into(),
+            ..t(1)
+        };
+        let script2 = format!(
+            "COPY s.\"a\n\nb\" FROM stdin;\nCOPY s.\"a\nb\" (\"c\nd\") FROM stdin;\nx\n\\.\n{SCRIPT_END}\n"
+        );
+        assert_eq!(
+            count(&mut ScriptCounter::new(vec![two]), &[script2.as_bytes()]),
+            Ok(1)
         );
         let cut = &script.as_bytes()[..script.len() - 10];
         assert!(count(&mut ScriptCounter::new(vec![t(2)]), &[cut])

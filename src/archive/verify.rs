@@ -65,18 +65,20 @@ impl FileCheck {
 }
 
 /// Verify the archive in `dir`. Returns one row per file; the manifest comes first.
-pub fn verify_archive(dir: &Path, deep: bool) -> Vec<FileCheck> {
+/// `check` runs between chunks of every file read (the backend passes its cancel check; it
+/// may not return).
+pub fn verify_archive(dir: &Path, deep: bool, check: &dyn Fn()) -> Vec<FileCheck> {
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    verify_source(&ArchiveSource::local(&id, dir), deep)
+    verify_source(&ArchiveSource::local(&id, dir), deep, check)
 }
 
 /// Verify the archive wherever it is (local folder or storage target, encrypted or not).
 /// An encrypted archive is checked without its key when `deep` is false (the checksums are
 /// of the encrypted files); `deep` decrypts with the source's identities.
-pub fn verify_source(src: &ArchiveSource, deep: bool) -> Vec<FileCheck> {
+pub fn verify_source(src: &ArchiveSource, deep: bool, check: &dyn Fn()) -> Vec<FileCheck> {
     let mut out = Vec::new();
     let listing = src.list();
     let (manifest, sealed) = check_manifest(src, deep, &mut out);
@@ -94,7 +96,16 @@ pub fn verify_source(src: &ArchiveSource, deep: bool) -> Vec<FileCheck> {
     let no_key = decrypt && deep && src.identities.is_none();
     for f in &manifest.files {
         known.insert(f.path.clone());
-        let mut row = check_data_file(src, &manifest, f, compression, deep && !no_key, decrypt);
+        check();
+        let mut row = check_data_file(
+            src,
+            &manifest,
+            f,
+            compression,
+            deep && !no_key,
+            decrypt,
+            check,
+        );
         if no_key && row.status == FileStatus::Ok {
             row.detail =
                 Some("encrypted: checksum checked; contents not (no identity given)".into());
@@ -240,14 +251,15 @@ fn counter_for(manifest: &Manifest, f: &DataFile) -> Box<dyn RowCounter> {
     }
     match manifest.format.as_str() {
         "csv" => Box::new(CsvCounter::new(f.columns.len())),
-        "json" => Box::new(JsonLinesCounter::default()),
+        "json" => Box::new(JsonLinesCounter::in_encoding(&manifest.encoding)),
         _ => Box::new(CopyTextCounter::new(f.columns.len())),
     }
 }
 
-fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read) -> Result<(), String> {
+fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read, check: &dyn Fn()) -> Result<(), String> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
+        check();
         match r.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => counter.feed(&buf[..n]),
@@ -263,6 +275,7 @@ fn check_data_file(
     compression: Compression,
     deep: bool,
     decrypt: bool,
+    check: &dyn Fn(),
 ) -> FileCheck {
     let mut row = FileCheck::new(&f.path, FileStatus::Ok);
     row.expected_sha256 = Some(f.sha256.clone());
@@ -290,10 +303,12 @@ fn check_data_file(
         let result = compression
             .decoder(stored)
             .map_err(|e| e.to_string())
-            .and_then(|mut plain| consume(counter.as_mut(), &mut plain));
+            .and_then(|mut plain| consume(counter.as_mut(), &mut plain, check));
         result.and_then(|()| counter.finish())
     });
-    let (actual, bytes) = match hashing.finish() {
+    // What is left to hash (all of it when not deep), in chunks, checking between them.
+    let rest = read_to_end(&mut hashing, check);
+    let (actual, bytes) = match rest.and_then(|()| hashing.finish()) {
         Ok(done) => done,
         Err(e) => {
             return FileCheck {
@@ -328,6 +343,16 @@ fn check_data_file(
         _ => {}
     }
     row
+}
+
+fn read_to_end(r: &mut dyn Read, check: &dyn Fn()) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        check();
+        if r.read(&mut buf)? == 0 {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -366,7 +391,7 @@ mod tests {
     }
 
     fn statuses(dir: &Path) -> Vec<(String, &'static str)> {
-        verify_archive(dir, true)
+        verify_archive(dir, true, &|| {})
             .into_iter()
             .map(|c| (c.file, c.status.as_str()))
             .collect()
@@ -375,10 +400,10 @@ mod tests {
     #[test]
     fn a_good_archive_is_ok() {
         let (_b, dir) = archive(1000);
-        assert!(verify_archive(&dir, true)
+        assert!(verify_archive(&dir, true, &|| {})
             .iter()
             .all(|c| c.status == FileStatus::Ok));
-        assert!(verify_archive(&dir, false)
+        assert!(verify_archive(&dir, false, &|| {})
             .iter()
             .all(|c| c.status == FileStatus::Ok));
     }

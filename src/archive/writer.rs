@@ -374,17 +374,18 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn spawn(source: OwnedFd, path: PathBuf, compression: Compression) -> Drain {
+    pub fn spawn(source: OwnedFd, path: PathBuf, compression: Compression) -> Result<Drain> {
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
-        let handle = std::thread::Builder::new()
-            .name("pg_backup drain".into())
-            .spawn(move || drain_to_file(source, &path, compression, &flag))
-            .expect("spawn drain thread");
-        Drain {
+        let shown = path.clone();
+        let handle = crate::threads::spawn("pg_backup drain", move || {
+            drain_to_file(source, &path, compression, &flag)
+        })
+        .map_err(|e| BackupError::io("start writer thread for", &shown, e))?;
+        Ok(Drain {
             cancel,
             handle: Some(handle),
-        }
+        })
     }
 
     /// Drain into `sink` (from ArchiveWriter::open_sink); `cancel` is the sink's flag, so
@@ -447,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.copy.gz");
         let (r, mut w) = pipe();
-        let drain = Drain::spawn(r, path.clone(), Compression::Gzip(1));
+        let drain = Drain::spawn(r, path.clone(), Compression::Gzip(1)).unwrap();
         let line = b"1\thello\n";
         for _ in 0..100_000 {
             w.write_all(line).unwrap();
@@ -474,7 +475,7 @@ mod tests {
     fn dropping_a_drain_cancels_it_even_if_the_writer_stays_open() {
         let dir = tempfile::tempdir().unwrap();
         let (r, w) = pipe();
-        let drain = Drain::spawn(r, dir.path().join("x"), Compression::None);
+        let drain = Drain::spawn(r, dir.path().join("x"), Compression::None).unwrap();
         drop(drain); // must return although `w` is still open
         drop(w);
     }

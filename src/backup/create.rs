@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use super::options::CreateOptions;
@@ -18,6 +19,7 @@ use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, FileStats, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
+use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
 use crate::ddl;
@@ -71,68 +73,33 @@ fn set_in_flight(v: Option<InFlight>) {
     }
 }
 
-/// Settle the `running` rows whose backend is gone (server crash, kill -9, a termination
-/// that came too late for the exit callback): an archive that reached its final name is
-/// complete and recorded as completed; anything else is failed and its partial folder removed.
-pub fn sweep_dead_runs() -> Result<()> {
-    let running: Vec<(String, Option<i32>)> = Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT id, pid FROM backup.backups WHERE status = 'running'",
-            None,
-            &[],
-        )?;
-        let mut v = Vec::new();
-        for r in rows {
-            v.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?));
-        }
-        Ok::<_, BackupError>(v)
-    })?;
-    // Alive is asked of the process array itself, not pg_stat_activity, whose contents a
-    // transaction caches: a backup started since would look dead.
-    let dead: Vec<String> = running
-        .into_iter()
-        .filter(|(_, pid)| pid.is_none_or(|p| unsafe { pg_sys::BackendPidGetProc(p).is_null() }))
-        .map(|(id, _)| id)
-        .collect();
-    let base = guc::directory();
-    for id in dead.into_iter().filter(|id| id::validate(id).is_ok()) {
-        let dir = base.join(&id);
-        let manifest = std::fs::read(dir.join(MANIFEST_FILE))
-            .ok()
-            .and_then(|b| Manifest::from_json(&b).ok().map(|m| (m, b)));
-        match manifest {
-            Some((m, json)) => Spi::run_with_args(
-                "UPDATE backup.backups SET status = 'completed', finished_at = coalesce(finished_at, now()), pid = NULL,
-                        progress = NULL, table_count = $2, row_count = $3, bytes = $4, manifest_sha256 = $5
-                 WHERE id = $1 AND status = 'running'",
-                &[
-                    id.clone().into(),
-                    (m.files.len() as i32).into(),
-                    (m.total_rows() as i64).into(),
-                    (dir_size(&dir) as i64).into(),
-                    crate::archive::manifest::sha256_hex(&json).into(),
-                ],
-            )?,
-            None => {
-                ArchiveWriter::abandon(&base.join(format!("{TMP_PREFIX}{id}")));
-                Spi::run_with_args(
-                    "UPDATE backup.backups SET status = 'failed', finished_at = coalesce(finished_at, now()), pid = NULL,
-                            progress = NULL, error = coalesce(error, 'backend exited before the backup finished')
-                     WHERE id = $1 AND status = 'running'",
-                    &[id.into()],
-                )?
-            }
-        }
-    }
-    Ok(())
+/// A backup between its `running` row and its end. Plain data, so that a background worker
+/// can record the start in one transaction and take the backup in the next.
+pub struct Run {
+    pub id: String,
+    row: BackupRow,
+    base: PathBuf,
+    tmp_dir: PathBuf,
+    started: Instant,
+    claim: runs::Claim,
+    output: Option<Arc<crate::storage::upload::Output>>,
 }
 
 pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> Result<Summary> {
-    sweep_dead_runs()?;
+    let run = begin(opts, caller, schedule)?;
+    match take_and_finish(run, opts, caller) {
+        Ok(r) => r,
+        Err(caught) => caught.rethrow(),
+    }
+}
+
+/// Record the backup as `running` (in shared memory first, so no sweep takes it for dead).
+pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> Result<Run> {
     let started = Instant::now();
     let id = id::generate(chrono::Utc::now(), opts.label.as_deref());
     id::validate(&id)?;
     let base = guc::directory();
+    let claim = runs::claim(runs::Kind::Backup, &id, 0);
     let mut row = BackupRow {
         id: id.clone(),
         label: opts.label.clone(),
@@ -152,7 +119,6 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         created_by: Some(caller.role.clone()),
         error: None,
         pid: Some(unsafe { pg_sys::MyProcPid }),
-        progress: None,
         storage: None,
         storage_url: None,
     };
@@ -184,8 +150,38 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
         tmp_dir: tmp_dir.clone(),
         final_dir: base.join(&id),
     }));
+    Ok(Run {
+        id,
+        row,
+        base,
+        tmp_dir,
+        started,
+        claim,
+        output,
+    })
+}
 
-    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &mut row, output.as_ref()));
+/// Take the backup begun by `begin` and record how it ended. A PostgreSQL error comes back
+/// caught (its subtransaction rolled back), for the caller to raise again or report.
+#[allow(clippy::result_large_err)]
+pub fn take_and_finish(
+    run: Run,
+    opts: &CreateOptions,
+    caller: &Caller,
+) -> std::result::Result<Result<Summary>, CaughtError> {
+    let Run {
+        id,
+        mut row,
+        base,
+        tmp_dir,
+        started,
+        claim,
+        output,
+    } = run;
+    // Rows and definitions are written as pg_dump writes them, whatever the session's
+    // DateStyle or standard_conforming_strings: a restore elsewhere reads them back exactly.
+    crate::security::pin_literal_settings();
+    let outcome = subtransaction::run(|| take(opts, caller, &id, &base, &claim, output.as_ref()));
     let abandon_remote = || {
         if let Some(o) = &output {
             crate::archive::writer::ArchiveOutput::abandon(&crate::storage::upload::SharedOutput(
@@ -196,8 +192,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
     set_in_flight(None);
     row.finished_at = Some(history::now_rfc3339());
     row.pid = None;
-    row.progress = None;
-    match outcome {
+    let result = match outcome {
         Ok(Ok((manifest, sha))) => {
             row.status = "completed";
             row.table_count = Some(manifest.files.len() as i64);
@@ -208,7 +203,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
             });
             row.manifest_sha256 = Some(sha);
             history::record(&row);
-            Ok(Summary {
+            Ok(Ok(Summary {
                 backup_id: id.clone(),
                 status: "completed".into(),
                 tables: manifest.files.len() as i64,
@@ -220,7 +215,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
                     .clone()
                     .or_else(|| row.storage_url.clone())
                     .unwrap_or_default(),
-            })
+            }))
         }
         Ok(Err(e)) => {
             let e = match &output {
@@ -232,7 +227,7 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
             row.status = "failed";
             row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
             history::record(&row);
-            Err(e)
+            Ok(Err(e))
         }
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);
@@ -240,9 +235,12 @@ pub fn create(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> 
             row.status = "failed";
             row.error = Some(subtransaction::message(&caught));
             history::record(&row);
-            caught.rethrow()
+            Err(caught)
         }
-    }
+    };
+    // Only now: until the row says how it ended, the slot says the run is alive.
+    drop(claim);
+    result
 }
 
 /// Everything that happens under the one snapshot. Runs inside a subtransaction.
@@ -251,7 +249,7 @@ fn take(
     caller: &Caller,
     id: &str,
     base: &Path,
-    row: &mut BackupRow,
+    claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
     // The catalog queries over thousands of tables cross jit_above_cost, and compiling them
@@ -264,9 +262,59 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, row, output, caller.had_xid);
+    let result = write_archive(opts, id, base, &sel, claim, output, caller.had_xid);
+    let result = match result {
+        Err(e) if e.is_disk_full() => {
+            let hint = disk_full_hint(base, id, &sel);
+            Err(e.with_hint(hint))
+        }
+        other => other,
+    };
     unsafe { pg_sys::PopActiveSnapshot() };
     result
+}
+/// What a user needs when backup.directory fills up: how much room there was, how much the
+/// backup had written, and how big the data it reads is.
+fn disk_full_hint(base: &Path, id: &str, sel: &Selection) -> String {
+    let written = dir_size(&base.join(format!("{TMP_PREFIX}{id}")));
+    let free = free_space(base);
+    let oids: Vec<pg_sys::Oid> = sel.data_tables.iter().map(|r| r.oid).collect();
+    let tables = Spi::get_one_with_args::<i64>(
+        "SELECT coalesce(sum(pg_catalog.pg_table_size(o)), 0)::bigint FROM unnest($1::oid[]) o",
+        &[oids.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0);
+    format!(
+        "backup.directory is {}: its file system had {} free when the backup stopped after writing {}; \
+         the tables it reads take {} in the database (less once compressed). Free that much space there, \
+         or point backup.directory at a disk with room: ALTER SYSTEM SET backup.directory = '/path'; SELECT pg_reload_conf();",
+        base.display(),
+        free.map(pretty_size).unwrap_or_else(|| "an unknown amount".into()),
+        pretty_size(written),
+        pretty_size(tables.max(0) as u64),
+    )
+}
+
+fn free_space(dir: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a zeroed struct to fill.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Sizes as pg_size_pretty writes them.
+fn pretty_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 10.0 * 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", v.round() as u64, UNITS[unit])
 }
 
 fn write_archive(
@@ -274,7 +322,7 @@ fn write_archive(
     id: &str,
     base: &Path,
     sel: &Selection,
-    row: &mut BackupRow,
+    claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
     caller_had_xid: bool,
 ) -> Result<(Manifest, String)> {
@@ -294,11 +342,11 @@ fn write_archive(
         && Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")?
             .unwrap_or(0)
             > 0;
+    claim.set_total(tables.len());
     let mut progress = Progress {
-        row,
-        last: Instant::now(),
-        total: tables.len(),
-        jobs: None,
+        claim,
+        rows: 0,
+        bytes: 0,
     };
     let (files, script_tables) = if opts.format == "sql" {
         write_script(
@@ -349,13 +397,11 @@ fn write_archive(
     Ok((manifest, sha))
 }
 
-/// Progress for backup.progress, at most every two seconds.
+/// Progress for backup.progress, in shared memory (see catalog::runs).
 struct Progress<'a> {
-    row: &'a mut BackupRow,
-    last: Instant,
-    total: usize,
-    /// Parallel workers copying the tables (jobs => N).
-    jobs: Option<usize>,
+    claim: &'a runs::Claim,
+    rows: u64,
+    bytes: u64,
 }
 
 impl Progress<'_> {
@@ -364,18 +410,16 @@ impl Progress<'_> {
         self.report(done, Some(&format!("{}.{}", t.schema, t.name)));
     }
 
+    /// Table `done + 1` (`current`) is being copied; from the parallel leader too.
     fn report(&mut self, done: usize, current: Option<&str>) {
-        if self.last.elapsed() > Duration::from_secs(2) {
-            let mut p = serde_json::json!({
-                "tables_done": done, "tables_total": self.total, "current_table": current
-            });
-            if let Some(j) = self.jobs {
-                p["jobs"] = j.into();
-            }
-            self.row.progress = Some(p);
-            history::record(self.row);
-            self.last = Instant::now();
-        }
+        pgrx::check_for_interrupts!();
+        self.claim
+            .progress(done, current.unwrap_or(""), self.rows, self.bytes);
+    }
+
+    fn copied(&mut self, rows: u64, bytes: u64) {
+        self.rows += rows;
+        self.bytes += bytes;
     }
 }
 
@@ -442,7 +486,7 @@ fn write_table_files(
         task::measure(&mut tasks)?;
         match parallel::start(&tasks, opts.jobs, opts.compression)? {
             Ok(p) => {
-                progress.jobs = Some(p.workers());
+                progress.claim.set_jobs(p.workers());
                 if opts.verbose {
                     pgrx::notice!(
                         "pg_backup: {} parallel workers copy {} files",
@@ -476,6 +520,7 @@ fn write_table_files(
             progress.table(i, rel);
         }
         let (rows, stats) = t.run(Some(writer), opts.compression)?;
+        progress.copied(rows, stats.bytes);
         verbose_file(opts, t, rows, &stats);
         files.push(t.data_file(rows, stats));
     }
@@ -545,6 +590,7 @@ fn write_script(
         let header = format!("COPY {}{list} FROM stdin;", quoted(&t.schema, &t.name));
         w.write_text(&format!("\n{header}\n"))?;
         let rows = w.copy(CopySource::Table(t.oid), CopyFormat::Text)?;
+        progress.copied(rows, 0);
         w.write_text("\\.\n")?;
         verbose(opts, t, rows, "");
         blocks.push(ScriptTable {
@@ -625,23 +671,7 @@ fn server_facts() -> Result<(String, String, String)> {
     Ok((db.unwrap_or_default(), enc, ver.unwrap_or_default()))
 }
 
-pub fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
+pub use crate::catalog::sweep::dir_size;
 
 /// The error for a backup id that the catalog does not know.
 pub fn unknown_backup(id: &str) -> BackupError {

@@ -9,7 +9,7 @@ use crate::archive::id;
 use crate::archive::manifest::{self, Manifest};
 use crate::archive::retention::{self, Candidate};
 use crate::archive::verify::{self, FileCheck, FileStatus};
-use crate::catalog::autonomous;
+use crate::catalog::{history, runs};
 use crate::error::{BackupError, Result};
 use crate::guc;
 
@@ -20,7 +20,7 @@ pub fn backup_dir(id: &str) -> Result<PathBuf> {
 }
 
 fn catalog_status(id: &str) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::query::one::<String>(
         "SELECT (SELECT status FROM backup.backups WHERE id = $1)",
         &[id.into()],
     )?)
@@ -44,23 +44,21 @@ pub fn verify(
             vec![id.to_string()]
         }
         None => Spi::connect(|c| {
-            let rows = c.select(
+            c.select(
                 "SELECT id FROM backup.backups WHERE status = 'completed'
                    AND ($1::text IS NULL OR storage = $1) ORDER BY started_at",
                 None,
                 &[storage.map(str::to_string).into()],
-            )?;
-            let mut v = Vec::new();
-            for r in rows {
-                v.push(r.get::<String>(1)?.unwrap_or_default());
-            }
-            Ok::<_, BackupError>(v)
+            )?
+            .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()
         })?,
     };
     let mut out = Vec::new();
+    let mut verdicts = Vec::new();
     for one in ids {
         let checks = match crate::storage::locate(&one, storage, identity) {
-            Ok(src) => verify::verify_source(&src, deep),
+            Ok(src) => verify::verify_source(&src, deep, &crate::copy::check_for_interrupts),
             // One backup's copy is unreachable: say so in its row, go on with the others.
             Err(e) if id.is_none() => {
                 vec![FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)
@@ -68,23 +66,36 @@ pub fn verify(
             }
             Err(e) => return Err(e),
         };
-        let ok = checks.iter().all(|c| c.status == FileStatus::Ok);
-        Spi::run_with_args(
-            "UPDATE backup.backups SET verified_at = now(), verify_status = $2 WHERE id = $1",
-            &[
-                one.clone().into(),
-                (if ok { "ok" } else { "failed" }).into(),
-            ],
-        )?;
+        verdicts.push((
+            one.clone(),
+            checks.iter().all(|c| c.status == FileStatus::Ok),
+        ));
         out.extend(checks.into_iter().map(|c| (one.clone(), c)));
     }
+    // Recorded outside the caller's transaction (a verify changes nothing else, so it works in
+    // a read-only session), and only on backups still completed: one deleted meanwhile is not
+    // "failed".
+    history::record_verified(&verdicts);
     Ok(out)
 }
 
 pub fn delete(id: &str) -> Result<bool> {
     let dir = backup_dir(id)?;
-    let status = catalog_status(id)?;
-    if status.as_deref() == Some("running") {
+    let (status, pid) = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT status, pid FROM backup.backups WHERE id = $1",
+            None,
+            &[id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, BackupError>((None, None));
+        }
+        let r = t.first();
+        Ok((r.get::<String>(1)?, r.get::<i32>(2)?))
+    })?;
+    // A row that says running but whose process is gone is settled by the sweep; the row may
+    // not say so yet in this transaction's snapshot.
+    if status.as_deref() == Some("running") && runs::alive(runs::Kind::Backup, id, pid) {
         return Err(BackupError::confirm(format!("backup \"{id}\" is still running"))
             .with_hint("Wait for it to finish, or cancel it with pg_cancel_backend(pid) from backup.progress."));
     }
@@ -95,11 +106,17 @@ pub fn delete(id: &str) -> Result<bool> {
     }
     // The remote copy first: if the storage cannot be reached, nothing changes.
     crate::storage::locate::delete_remote(id)?;
+    // The row says deleted before a local file goes: a verify that finds the files vanishing
+    // then never marks the backup failed.
+    history::mark_deleted(id);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| BackupError::io("remove", &dir, e))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| {
+            BackupError::io("remove", &dir, e).with_hint(format!(
+                "The backup is marked deleted; remove what is left of {} by hand.",
+                dir.display()
+            ))
+        })?;
     }
-    // The files are gone whatever the caller's transaction does next: so is the row's claim.
-    autonomous::execute_or_inline("backup_mark_deleted", &serde_json::json!({ "id": id }));
     Ok(true)
 }
 

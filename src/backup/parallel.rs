@@ -526,7 +526,7 @@ impl Drop for Parallel {
 pub extern "C-unwind" fn pg_backup_copy_worker_main(arg: pg_sys::Datum) {
     // TerminateBackgroundWorker must stop a COPY at its next row, as it would a backend's.
     unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(crate::scheduler::run::die_on_sigterm));
+        pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let w: usize = BackgroundWorker::get_extra().parse().unwrap_or(usize::MAX);
@@ -617,6 +617,9 @@ fn work(shared: Shared, w: usize, plan: &Plan) -> std::result::Result<(), Worker
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     plan.session.become_user();
+    // Rows are written as the leader writes them (DateStyle ISO, ...): the leader pinned these
+    // before its settings were captured; pinned again here in case a capture missed one.
+    crate::security::pin_literal_settings();
     let slot = shared.slot(w);
     let outcome = subtransaction::run_result(|| -> Result<()> {
         loop {

@@ -108,6 +108,8 @@ pub fn for_table(
                     }
                 })
                 .collect();
+            // Refused up front if a value would not come back as it was.
+            super::json_check::check(t, &columns, &cols)?;
             let query = format!(
                 "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
                 cols.join(", "),

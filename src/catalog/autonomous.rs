@@ -1,99 +1,311 @@
-//! Autonomous catalog writes: a history row must survive the error (or the rollback) of the
-//! transaction that describes it, as pg_cron's job_run_details does. PostgreSQL has no
-//! autonomous transactions, so a short-lived dynamic background worker runs one fixed
-//! statement in its own transaction. The statement is chosen from `STATEMENTS` by name (never
-//! SQL text from the caller); its one argument is a jsonb row passed through dynamic shared
-//! memory.
+//! Catalog writes that must outlive the caller's transaction: a history row survives the error
+//! (or the rollback) of the transaction that describes it, as pg_cron's job_run_details does.
+//!
+//! PostgreSQL has no autonomous transactions, so in a user's session a short-lived dynamic
+//! background worker runs one fixed statement in a transaction of its own. The statement is
+//! chosen from `Stmt` (never SQL text from the caller); its one argument is a jsonb value passed
+//! through dynamic shared memory, and the worker hands back the statement's one text result.
+//!
+//! Three rules keep it from ever hanging or failing the caller:
+//! - pg_backup's own background workers own their transactions: there the statement runs in
+//!   the current transaction (`set_local_mode`), which the worker commits itself.
+//! - The caller never waits on a worker that waits for a lock the caller holds (PostgreSQL's
+//!   deadlock detector cannot see that wait): while waiting it asks whether the worker is
+//!   blocked by it, and if so stops the worker and writes in its own transaction instead.
+//! - The worker writes even when the session or the database is read-only
+//!   (default_transaction_read_only); on a hot standby nothing can be written, and the caller
+//!   is told so (`Outcome::Standby`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-/// The only statements the worker runs.
-const STATEMENTS: &[(&str, &str)] = &[
-    (
-        "backup_upsert",
-        "INSERT INTO backup.backups SELECT * FROM jsonb_populate_record(NULL::backup.backups, $1)
-         ON CONFLICT (id) DO UPDATE SET
-           status = EXCLUDED.status, finished_at = EXCLUDED.finished_at,
-           table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
-           bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
-           error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
-           progress = EXCLUDED.progress, storage = EXCLUDED.storage,
-           storage_url = EXCLUDED.storage_url",
-    ),
-    (
-        "backup_fail_if_running",
-        "UPDATE backup.backups SET status = 'failed', finished_at = now(), pid = NULL,
-                error = coalesce($1->>'error', 'backend exited')
-         WHERE id = $1->>'id' AND status = 'running'",
-    ),
-    (
-        "backup_mark_deleted",
-        "UPDATE backup.backups SET status = 'deleted' WHERE id = $1->>'id' AND status <> 'deleted'",
-    ),
-    (
-        "restore_upsert",
-        "INSERT INTO backup.restores SELECT * FROM jsonb_populate_record(NULL::backup.restores, $1)
-         ON CONFLICT (id) DO UPDATE SET
-           status = EXCLUDED.status, finished_at = EXCLUDED.finished_at,
-           table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
-           error = EXCLUDED.error, progress = EXCLUDED.progress",
-    ),
-    (
-        // restore(atomic => false)'s worker, terminated: what it committed stays.
-        "restore_fail_if_running",
-        "UPDATE backup.restores SET status = 'failed', finished_at = now(),
-                error = coalesce($1->>'error', 'restore worker exited')
-         WHERE id = ($1->>'id')::bigint AND status = 'running'",
-    ),
-];
+use crate::subtransaction;
 
-const HEADER: usize = 8;
-const STATUS_PENDING: u32 = 0;
-const STATUS_DONE: u32 = 1;
+/// The only statements the writer runs. Each returns one text value (or NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stmt {
+    /// Insert or update a `backup.backups` row (all columns pg_backup writes).
+    BackupUpsert,
+    /// A backup whose process is gone: completed (archive in place) or failed.
+    BackupSettle,
+    /// From an exit callback: the backup that was running is failed.
+    BackupFailIfRunning,
+    BackupMarkDeleted,
+    /// verify(): `[{id, status}]`; only completed backups get a verify status.
+    VerifyRecord,
+    /// A restore's row at its start; returns the new id.
+    RestoreStart,
+    RestoreFinish,
+    /// A restore whose process is gone.
+    RestoreFailDead,
+    /// restore(atomic => false)'s worker, terminated: what it committed stays.
+    RestoreFailIfRunning,
+}
+
+impl Stmt {
+    const ALL: [Stmt; 9] = [
+        Stmt::BackupUpsert,
+        Stmt::BackupSettle,
+        Stmt::BackupFailIfRunning,
+        Stmt::BackupMarkDeleted,
+        Stmt::VerifyRecord,
+        Stmt::RestoreStart,
+        Stmt::RestoreFinish,
+        Stmt::RestoreFailDead,
+        Stmt::RestoreFailIfRunning,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stmt::BackupUpsert => "backup_upsert",
+            Stmt::BackupSettle => "backup_settle",
+            Stmt::BackupFailIfRunning => "backup_fail_if_running",
+            Stmt::BackupMarkDeleted => "backup_mark_deleted",
+            Stmt::VerifyRecord => "verify_record",
+            Stmt::RestoreStart => "restore_start",
+            Stmt::RestoreFinish => "restore_finish",
+            Stmt::RestoreFailDead => "restore_fail_dead",
+            Stmt::RestoreFailIfRunning => "restore_fail_if_running",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Stmt> {
+        Stmt::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Stmt::BackupUpsert => {
+                "WITH w AS (
+                   INSERT INTO backup.backups SELECT * FROM jsonb_populate_record(NULL::backup.backups, $1)
+                   ON CONFLICT (id) DO UPDATE SET
+                     status = EXCLUDED.status, finished_at = EXCLUDED.finished_at,
+                     table_count = EXCLUDED.table_count, row_count = EXCLUDED.row_count,
+                     bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
+                     error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
+                     storage = EXCLUDED.storage, storage_url = EXCLUDED.storage_url
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::BackupSettle => {
+                "WITH w AS (
+                   UPDATE backup.backups SET status = $1->>'status', finished_at = coalesce(finished_at, now()),
+                          pid = NULL,
+                          table_count = coalesce(($1->>'table_count')::int, table_count),
+                          row_count = coalesce(($1->>'row_count')::bigint, row_count),
+                          bytes = coalesce(($1->>'bytes')::bigint, bytes),
+                          manifest_sha256 = coalesce($1->>'manifest_sha256', manifest_sha256),
+                          error = CASE WHEN $1->>'status' = 'failed' THEN coalesce(error, $1->>'error') ELSE error END
+                   WHERE id = $1->>'id' AND status = 'running'
+                     AND pid IS NOT DISTINCT FROM ($1->>'pid')::int
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::BackupFailIfRunning => {
+                "WITH w AS (
+                   UPDATE backup.backups SET status = 'failed', finished_at = now(), pid = NULL,
+                          error = coalesce($1->>'error', 'backend exited')
+                   WHERE id = $1->>'id' AND status = 'running'
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::BackupMarkDeleted => {
+                "WITH w AS (
+                   UPDATE backup.backups SET status = 'deleted'
+                   WHERE id = $1->>'id' AND status <> 'deleted'
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::VerifyRecord => {
+                "WITH w AS (
+                   UPDATE backup.backups b SET verified_at = now(), verify_status = v.status
+                   FROM jsonb_to_recordset($1) AS v(id text, status text)
+                   WHERE b.id = v.id AND b.status = 'completed'
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::RestoreStart => {
+                "INSERT INTO backup.restores (backup_id, started_at, status, dry_run, options, table_count, performed_by, pid)
+                 SELECT r.backup_id, coalesce(r.started_at, now()), 'running', r.dry_run, coalesce(r.options, '{}'),
+                        r.table_count, r.performed_by, r.pid
+                 FROM jsonb_populate_record(NULL::backup.restores, $1) r
+                 RETURNING id::text"
+            }
+            Stmt::RestoreFinish => {
+                "WITH w AS (
+                   UPDATE backup.restores SET status = $1->>'status', finished_at = now(), pid = NULL,
+                          table_count = coalesce(($1->>'table_count')::int, table_count),
+                          row_count = ($1->>'row_count')::bigint, error = $1->>'error',
+                          progress = NULL
+                   WHERE id = ($1->>'id')::bigint
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::RestoreFailIfRunning => {
+                "WITH w AS (
+                   UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL,
+                          error = coalesce($1->>'error', 'restore worker exited')
+                   WHERE id = ($1->>'id')::bigint AND status = 'running'
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::RestoreFailDead => {
+                "WITH w AS (
+                   UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL,
+                          error = coalesce(error, $1->>'error')
+                   WHERE id = ($1->>'id')::bigint AND status = 'running'
+                     AND pid IS NOT DISTINCT FROM ($1->>'pid')::int
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+        }
+    }
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed (or, in local mode, part of the current transaction); the statement's result.
+    Written(Option<String>),
+    /// Written in the caller's transaction (no worker could do it, or the row was locked by the
+    /// caller): it lasts only if that transaction commits.
+    InCallersTransaction(Option<String>),
+    /// A hot standby: nothing can be written.
+    Standby,
+    /// It could not be written at all (a WARNING said why).
+    Failed,
+}
+
+impl Outcome {
+    pub fn result(&self) -> Option<&str> {
+        match self {
+            Outcome::Written(r) | Outcome::InCallersTransaction(r) => r.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Set by pg_backup's own background workers: they run outside any user's transaction, so
+/// history is written in their own transactions.
+static LOCAL_MODE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_local_mode() {
+    LOCAL_MODE.store(true, Ordering::Relaxed);
+}
+
+pub fn in_recovery() -> bool {
+    unsafe { pg_sys::RecoveryInProgress() }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// Wait until the row is committed (normal use).
+    /// Wait until the statement is committed (normal use).
     Yes,
     /// Start the worker and return (from an exit callback, where waiting is not allowed).
     No,
 }
 
-/// Run statement `name` with `arg` in a transaction of its own. Returns whether it committed
-/// (always false with `Wait::No`, which cannot know).
-pub fn execute(name: &'static str, arg: &serde_json::Value, wait: Wait) -> bool {
-    assert!(
-        STATEMENTS.iter().any(|(n, _)| *n == name),
-        "unknown autonomous statement {name}"
-    );
-    let payload = serde_json::json!({ "stmt": name, "arg": arg })
+// Segment layout: status u32, input length u32, output length u32 (u32::MAX = NULL), padding,
+// then the input (statement name and argument as JSON), then the output.
+const HEADER: usize = 16;
+const OUTPUT_MAX: usize = 1024;
+const STATUS_PENDING: u32 = 0;
+const STATUS_DONE: u32 = 1;
+
+/// Run `stmt` with `arg` so that it outlives the caller's transaction.
+pub fn execute(stmt: Stmt, arg: &serde_json::Value, wait: Wait) -> Outcome {
+    if in_recovery() {
+        return Outcome::Standby;
+    }
+    if LOCAL_MODE.load(Ordering::Relaxed) && wait == Wait::Yes {
+        return match run_here(stmt, arg) {
+            Ok(r) => Outcome::Written(r),
+            Err(e) => {
+                pgrx::warning!("pg_backup: could not record history: {e}");
+                Outcome::Failed
+            }
+        };
+    }
+    match in_worker(stmt, arg, wait) {
+        WorkerResult::Done(r) => Outcome::Written(r),
+        WorkerResult::Started => Outcome::Written(None),
+        WorkerResult::NoWorker => {
+            if wait == Wait::No {
+                return Outcome::Failed;
+            }
+            pgrx::warning!(
+                "pg_backup: could not start a background worker to record history; recording it in the current transaction"
+            );
+            in_callers_transaction(stmt, arg)
+        }
+        WorkerResult::BlockedByCaller => in_callers_transaction(stmt, arg),
+        WorkerResult::WorkerFailed => {
+            pgrx::warning!(
+                "pg_backup: the history writer failed (see the server log); history not recorded"
+            );
+            Outcome::Failed
+        }
+    }
+}
+
+fn run_here(stmt: Stmt, arg: &serde_json::Value) -> Result<Option<String>, pgrx::spi::Error> {
+    Spi::get_one_with_args::<String>(stmt.sql(), &[JsonB(arg.clone()).into()])
+}
+
+/// In a subtransaction, so that a failure (a read-only transaction) is a WARNING, not the end
+/// of the caller's transaction.
+fn in_callers_transaction(stmt: Stmt, arg: &serde_json::Value) -> Outcome {
+    match subtransaction::run_result(|| run_here(stmt, arg)) {
+        Ok(Ok(r)) => Outcome::InCallersTransaction(r),
+        Ok(Err(e)) => {
+            pgrx::warning!("pg_backup: could not record history: {e}");
+            Outcome::Failed
+        }
+        Err(caught) => {
+            pgrx::warning!(
+                "pg_backup: could not record history: {}",
+                subtransaction::message(&caught)
+            );
+            Outcome::Failed
+        }
+    }
+}
+
+enum WorkerResult {
+    Done(Option<String>),
+    Started,
+    NoWorker,
+    BlockedByCaller,
+    WorkerFailed,
+}
+
+fn in_worker(stmt: Stmt, arg: &serde_json::Value, wait: Wait) -> WorkerResult {
+    let payload = serde_json::json!({ "stmt": stmt.name(), "arg": arg })
         .to_string()
         .into_bytes();
     unsafe {
-        let seg = pg_sys::dsm_create(HEADER + payload.len(), 0);
+        let seg = pg_sys::dsm_create(HEADER + payload.len() + OUTPUT_MAX, 0);
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
         (base as *mut u32).write(STATUS_PENDING);
         (base.add(4) as *mut u32).write(payload.len() as u32);
+        (base.add(8) as *mut u32).write(u32::MAX);
         std::ptr::copy_nonoverlapping(payload.as_ptr(), base.add(HEADER), payload.len());
         let handle = pg_sys::dsm_segment_handle(seg);
-        if wait == Wait::No {
-            // The segment must outlive this (exiting) backend; the worker unpins it.
-            pg_sys::dsm_pin_segment(seg);
-        }
+        // The segment outlives this process's mapping (a cancel while waiting, an exiting
+        // backend): the worker unpins it once it has attached.
+        pg_sys::dsm_pin_segment(seg);
         let builder = BackgroundWorkerBuilder::new("pg_backup history writer")
             .set_type("pg_backup history writer")
             .set_library("pg_backup")
             .set_function("pg_backup_history_writer_main")
             .set_argument(Some(pg_sys::Datum::from(handle as usize)))
-            .set_extra(&format!(
-                "{}:{}",
-                u32::from(pg_sys::MyDatabaseId),
-                u8::from(wait == Wait::No)
-            ))
+            .set_extra(&u32::from(pg_sys::MyDatabaseId).to_string())
             .set_start_time(BgWorkerStartTime::ConsistentState)
             .set_restart_time(None)
             .enable_spi_access();
@@ -102,52 +314,92 @@ pub fn execute(name: &'static str, arg: &serde_json::Value, wait: Wait) -> bool 
         } else {
             builder
         };
-        let ok = match builder.load_dynamic() {
-            Ok(worker) if wait == Wait::Yes => {
-                let _ = worker.wait_for_shutdown();
-                (base as *const u32).read_volatile() == STATUS_DONE
-            }
-            Ok(_) => false,
+        let worker = match builder.load_dynamic() {
+            Ok(w) => w,
             Err(_) => {
-                if wait == Wait::No {
-                    pg_sys::dsm_unpin_segment(handle);
-                }
-                false
+                pg_sys::dsm_unpin_segment(handle);
+                pg_sys::dsm_detach(seg);
+                return WorkerResult::NoWorker;
             }
         };
+        if wait == Wait::No {
+            pg_sys::dsm_detach(seg);
+            return WorkerResult::Started;
+        }
+        let started = Instant::now();
+        let result = loop {
+            match worker.pid() {
+                Err(BackgroundWorkerStatus::Stopped) => break None,
+                Err(BackgroundWorkerStatus::PostmasterDied) => break None,
+                // It waits for a row lock this transaction holds: it would wait for ever,
+                // and so would we.
+                Ok(pid) if started.elapsed() > Duration::from_millis(200) && blocked_by_me(pid) => {
+                    let _ = worker.terminate().wait_for_shutdown();
+                    break Some(WorkerResult::BlockedByCaller);
+                }
+                _ => {}
+            }
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                100,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            pgrx::check_for_interrupts!();
+        };
+        let outcome = match result {
+            Some(r) => r,
+            None if (base as *const u32).read_volatile() == STATUS_DONE => {
+                let len = (base.add(8) as *const u32).read_volatile();
+                WorkerResult::Done((len != u32::MAX).then(|| {
+                    let bytes = std::slice::from_raw_parts(
+                        base.add(HEADER + payload.len()),
+                        (len as usize).min(OUTPUT_MAX),
+                    );
+                    String::from_utf8_lossy(bytes).into_owned()
+                }))
+            }
+            None => WorkerResult::WorkerFailed,
+        };
         pg_sys::dsm_detach(seg);
-        ok
+        outcome
     }
 }
 
-/// Like `execute(.., Wait::Yes)`, but when no worker could run it (max_worker_processes
-/// reached) the statement runs in the caller's transaction instead, with a WARNING: the row
-/// then lasts only if that transaction commits.
-pub fn execute_or_inline(name: &'static str, arg: &serde_json::Value) {
-    if execute(name, arg, Wait::Yes) {
-        return;
-    }
-    pgrx::warning!(
-        "pg_backup: could not start a background worker to record history; recording it in the current transaction"
+/// Whether process `pid` waits for a lock this backend holds.
+fn blocked_by_me(pid: i32) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids($1))",
+        &[pid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+unsafe fn set_option(name: &std::ffi::CStr, value: &std::ffi::CStr) {
+    pg_sys::SetConfigOption(
+        name.as_ptr(),
+        value.as_ptr(),
+        pg_sys::GucContext::PGC_SUSET,
+        pg_sys::GucSource::PGC_S_OVERRIDE,
     );
-    let sql = STATEMENTS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .expect("known statement");
-    if let Err(e) = Spi::run_with_args(sql, &[JsonB(arg.clone()).into()]) {
-        pgrx::warning!("pg_backup: could not record history: {e}");
-    }
 }
 
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
-    let extra = BackgroundWorker::get_extra().to_string();
-    let (db, pinned) = extra.split_once(':').unwrap_or((&extra, "0"));
-    let db_oid = pg_sys::Oid::from(db.parse::<u32>().unwrap_or(0));
+    // Stopped by the caller when it waits for a lock the caller holds: it must end even then.
+    crate::signals::die_on_sigterm_then_unblock();
+    let db_oid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
+    // History is written even where the session or the database is read-only: recording that
+    // a read-only action happened changes nothing the user's data depends on.
+    unsafe {
+        set_option(c"default_transaction_read_only", c"off");
+        set_option(c"statement_timeout", c"0");
+    }
     let handle = arg.value() as pg_sys::dsm_handle;
     let (seg, payload) = unsafe {
         let seg = pg_sys::dsm_attach(handle);
@@ -155,27 +407,33 @@ pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
             pgrx::log!("pg_backup history writer: shared memory segment is gone");
             return;
         }
+        pg_sys::dsm_unpin_segment(handle);
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
         let len = (base.add(4) as *const u32).read() as usize;
         let payload = std::slice::from_raw_parts(base.add(HEADER), len).to_vec();
-        if pinned == "1" {
-            pg_sys::dsm_unpin_segment(handle);
-        }
         (seg, payload)
     };
     let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-    let name = parsed["stmt"].as_str().unwrap_or_default().to_string();
-    let Some(sql) = STATEMENTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s) else {
-        pgrx::log!("pg_backup history writer: unknown statement {name:?}");
+    let Some(stmt) = Stmt::from_name(parsed["stmt"].as_str().unwrap_or_default()) else {
+        pgrx::log!("pg_backup history writer: unknown statement");
         return;
     };
     let arg = parsed["arg"].clone();
-    BackgroundWorker::transaction(move || {
-        Spi::run_with_args(sql, &[JsonB(arg).into()]).expect("history statement");
+    let result = BackgroundWorker::transaction(move || {
+        run_here(stmt, &arg).unwrap_or_else(|e| panic!("pg_backup history statement: {e}"))
     });
     unsafe {
-        let base = pg_sys::dsm_segment_address(seg) as *mut u32;
-        base.write_volatile(STATUS_DONE);
+        let base = pg_sys::dsm_segment_address(seg) as *mut u8;
+        let out = base.add(HEADER + payload.len());
+        match result {
+            Some(text) => {
+                let n = text.len().min(OUTPUT_MAX);
+                std::ptr::copy_nonoverlapping(text.as_ptr(), out, n);
+                (base.add(8) as *mut u32).write_volatile(n as u32);
+            }
+            None => (base.add(8) as *mut u32).write_volatile(u32::MAX),
+        }
+        (base as *mut u32).write_volatile(STATUS_DONE);
         pg_sys::dsm_detach(seg);
     }
 }

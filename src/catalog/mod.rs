@@ -1,5 +1,8 @@
-//! The catalog tables (`backup.backups`, `backup.restores`) and how rows reach them.
+//! The catalog tables (`backup.backups`, `backup.restores`), how rows reach them, and the runs
+//! in flight (shared memory) that tell live runs from dead ones.
 
 pub mod autonomous;
 pub mod history;
+pub mod runs;
+pub mod sweep;
 pub mod version;

@@ -13,8 +13,10 @@ pub const LIBRARY: &str = env!("CARGO_PKG_VERSION");
 
 /// The catalog release installed in the current database, if pg_backup is installed here.
 pub fn installed() -> Result<Option<String>> {
-    Ok(Spi::get_one::<String>(
-        "SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname = 'pg_backup'",
+    // Read-only: every entry point checks, also on a hot standby.
+    Ok(crate::query::one::<String>(
+        "SELECT (SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname = 'pg_backup')",
+        &[],
     )?)
 }
 

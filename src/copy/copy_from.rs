@@ -116,6 +116,7 @@ pub fn copy_file_into(
     columns: &[String],
     expected_sha256: &str,
     format: CopyFormat,
+    encoding: &str,
 ) -> Result<u64> {
     let (tx, rx) = sync_channel::<Vec<u8>>(8);
     let source = file.clone();
@@ -124,7 +125,13 @@ pub fn copy_file_into(
             .map_err(|e| BackupError::io("start reader thread for", &file.display(), e))?;
     let path = file.display();
     let file = path.as_path();
-    let rows = copy_chunks_into(rel_oid, columns, format, Box::new(move || rx.recv().ok()))?;
+    let rows = copy_chunks_into(
+        rel_oid,
+        columns,
+        format,
+        encoding,
+        Box::new(move || super::recv_checking_interrupts(&rx)),
+    )?;
     let actual = match feeder.join() {
         Ok(Ok(sha)) => sha,
         Ok(Err(e)) => {
@@ -157,13 +164,77 @@ pub fn check_sha(file: &Path, expected: &str, actual: &str) -> Result<()> {
     Ok(())
 }
 
-/// COPY the bytes `next` yields into relation `rel_oid`.
+/// While COPY converts an archive's text: an encoding error says what to do about it.
+struct EncodingHint {
+    hint: CString,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn encoding_error_hint(arg: *mut std::ffi::c_void) {
+    use pgrx::pg_sys::errcodes::PgSqlErrorCode::*;
+    let code = pg_sys::geterrcode();
+    if code == ERRCODE_UNTRANSLATABLE_CHARACTER as i32
+        || code == ERRCODE_CHARACTER_NOT_IN_REPERTOIRE as i32
+    {
+        let h = &*(arg as *const EncodingHint);
+        pg_sys::errhint_plural(c"%s".as_ptr(), c"%s".as_ptr(), 1, h.hint.as_ptr());
+    }
+}
+
+/// Pops the error context callback however the COPY ends.
+struct ContextGuard {
+    previous: *mut pg_sys::ErrorContextCallback,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        unsafe { pg_sys::error_context_stack = self.previous };
+    }
+}
+
+fn encoding_hint(archive_encoding: &str) -> String {
+    let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
+        .to_string_lossy()
+        .into_owned();
+    if archive_encoding.eq_ignore_ascii_case(&here) {
+        format!("The backup's text is not valid {archive_encoding}: the archive is damaged. Run backup.verify() on it.")
+    } else {
+        format!(
+            "The backup is in encoding {archive_encoding} and this database in {here}, which has no equivalent for this character. \
+             Restore into a database created with an encoding that holds it, e.g. CREATE DATABASE ... ENCODING '{archive_encoding}' TEMPLATE template0."
+        )
+    }
+}
+
+/// COPY the bytes `next` yields into relation `rel_oid`; the bytes are text in `encoding`,
+/// converted to the database's encoding as COPY does for a client_encoding.
 pub fn copy_chunks_into(
     rel_oid: pg_sys::Oid,
     columns: &[String],
     format: CopyFormat,
+    encoding: &str,
     next: NextChunk,
 ) -> Result<u64> {
+    let encoding_c = CString::new(encoding)
+        .map_err(|_| BackupError::corrupt("the manifest's encoding name holds a NUL"))?;
+    if unsafe { pg_sys::pg_char_to_encoding(encoding_c.as_ptr()) } < 0 {
+        return Err(BackupError::corrupt(format!(
+            "the backup's encoding \"{}\" is not one PostgreSQL knows",
+            encoding.escape_default()
+        )));
+    }
+    let hint = EncodingHint {
+        hint: CString::new(encoding_hint(encoding)).unwrap_or_default(),
+    };
+    let mut callback = pg_sys::ErrorContextCallback {
+        previous: unsafe { pg_sys::error_context_stack },
+        callback: Some(encoding_error_hint),
+        arg: &hint as *const EncodingHint as *mut std::ffi::c_void,
+    };
+    let _context = ContextGuard {
+        previous: callback.previous,
+    };
+    unsafe { pg_sys::error_context_stack = &mut callback };
     SOURCE.with(|s| {
         *s.borrow_mut() = Some(Source {
             next,
@@ -190,7 +261,7 @@ pub fn copy_chunks_into(
                 pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut std::ffi::c_void,
             );
         }
-        let mut options = format.options();
+        let mut options = format.options_in(&encoding_c);
         // A table created by this restore, in this subtransaction, can take its
         // rows already frozen, as pg_restore --single-transaction would: no hint bits to set
         // and no freezing later. PostgreSQL allows it only without other open snapshots.

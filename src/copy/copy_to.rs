@@ -15,6 +15,7 @@ use super::CopyFormat;
 use crate::archive::compression::Compression;
 use crate::archive::writer::{Drain, FileSink, FileStats};
 use crate::error::{BackupError, Result};
+use crate::subtransaction;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -53,10 +54,32 @@ pub fn copy_to_file(
     format: CopyFormat,
 ) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
-    let drain = Drain::spawn(read_end, dest.to_path_buf(), compression);
-    let rows = copy_to_pipe(source, write_end, format)?;
-    let stats = drain.join()?;
-    Ok((rows, stats))
+    let drain = Drain::spawn(read_end, dest.to_path_buf(), compression)?;
+    match copy_in_subtransaction(source, write_end, format) {
+        Ok(rows) => Ok((rows, drain.join()?)),
+        // COPY stopped because the drain did (a full disk closes the pipe: EPIPE): the
+        // drain's error is the one that says what happened.
+        Err(caught) => match drain.join() {
+            Err(e) => Err(e),
+            Ok(_) => caught.rethrow(),
+        },
+    }
+}
+
+/// COPY in a subtransaction of its own, so that after an error the caller can still ask the
+/// drain thread why (the subtransaction is rolled back, the session stays usable).
+#[allow(clippy::result_large_err)]
+fn copy_in_subtransaction(
+    source: CopySource,
+    write_end: OwnedFd,
+    format: CopyFormat,
+) -> std::result::Result<u64, pgrx::pg_sys::panic::CaughtError> {
+    match subtransaction::run_result(|| copy_to_pipe(source, write_end, format)) {
+        Ok(Ok(rows)) => Ok(rows),
+        // copy_to_pipe reports no Rust errors of its own after COPY started.
+        Ok(Err(e)) => e.raise(),
+        Err(caught) => Err(caught),
+    }
 }
 
 /// Like `copy_to_file`, into a sink from `ArchiveWriter::open_sink` (storage, encryption).
@@ -69,9 +92,15 @@ pub fn copy_to_sink(
 ) -> Result<(u64, FileStats)> {
     let (read_end, write_end) = pipe()?;
     let drain = Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1);
-    let rows = copy_to_pipe(source, write_end, format)?;
-    let stats = drain.join()?;
-    Ok((rows, stats))
+    match copy_in_subtransaction(source, write_end, format) {
+        Ok(rows) => Ok((rows, drain.join()?)),
+        // COPY stopped because the drain did (a full disk closes the pipe: EPIPE): the
+        // drain's error is the one that says what happened.
+        Err(caught) => match drain.join() {
+            Err(e) => Err(e),
+            Ok(_) => caught.rethrow(),
+        },
+    }
 }
 
 /// COPY `source` into the pipe whose write end is `write_end`, then close it. Other writers of
@@ -125,7 +154,7 @@ pub fn copy_to_pipe(source: CopySource, write_end: OwnedFd, format: CopyFormat) 
 /// script: statements written here, rows written by COPY).
 pub struct PipeWriter {
     write_end: Option<OwnedFd>,
-    drain: Drain,
+    drain: Option<Drain>,
 }
 
 impl PipeWriter {
@@ -133,8 +162,17 @@ impl PipeWriter {
         let (read_end, write_end) = pipe()?;
         Ok(PipeWriter {
             write_end: Some(write_end),
-            drain: Drain::spawn(read_end, dest.to_path_buf(), compression),
+            drain: Some(Drain::spawn(read_end, dest.to_path_buf(), compression)?),
         })
+    }
+
+    /// The drain's own error when it stopped (a full disk), else `fallback`.
+    fn drain_error(&mut self, fallback: BackupError) -> BackupError {
+        drop(self.write_end.take());
+        match self.drain.take().map(Drain::join) {
+            Some(Err(e)) => e,
+            _ => fallback,
+        }
     }
 
     /// Like `create`, into a sink from `ArchiveWriter::open_sink`.
@@ -146,7 +184,13 @@ impl PipeWriter {
         let (read_end, write_end) = pipe()?;
         Ok(PipeWriter {
             write_end: Some(write_end),
-            drain: Drain::spawn_sink(read_end, sink.0, label.to_path_buf(), compression, sink.1),
+            drain: Some(Drain::spawn_sink(
+                read_end,
+                sink.0,
+                label.to_path_buf(),
+                compression,
+                sink.1,
+            )),
         })
     }
 
@@ -154,8 +198,10 @@ impl PipeWriter {
         let fd = self.write_end.as_ref().expect("open until finish");
         let mut f =
             std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
-        std::io::Write::write_all(&mut *f, text.as_bytes())
-            .map_err(|e| BackupError::io("write script", Path::new("pipe"), e))
+        std::io::Write::write_all(&mut *f, text.as_bytes()).map_err(|e| {
+            let fallback = BackupError::io("write script", Path::new("pipe"), e);
+            self.drain_error(fallback)
+        })
     }
 
     /// COPY `source` into the script (COPY gets its own descriptor of the same pipe).
@@ -164,11 +210,20 @@ impl PipeWriter {
         let dup = fd
             .try_clone()
             .map_err(|e| BackupError::io("duplicate pipe for", Path::new("COPY"), e))?;
-        copy_to_pipe(source, dup, format)
+        match copy_in_subtransaction(source, dup, format) {
+            Ok(rows) => Ok(rows),
+            Err(caught) => {
+                drop(self.write_end.take());
+                match self.drain.take().map(Drain::join) {
+                    Some(Err(e)) => Err(e),
+                    _ => caught.rethrow(),
+                }
+            }
+        }
     }
 
     pub fn finish(mut self) -> Result<FileStats> {
         drop(self.write_end.take());
-        self.drain.join()
+        self.drain.take().expect("joined once").join()
     }
 }

@@ -4,7 +4,30 @@ pub mod copy_from;
 pub mod copy_to;
 pub mod script;
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
 use pgrx::pg_sys;
+
+/// The backend's side of every loop that waits for, reads, hashes or decompresses archive
+/// data: a cancel (or statement_timeout, or pg_terminate_backend) takes effect here. Helper
+/// threads never call it (they run with every signal blocked, see `threads`).
+pub fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
+}
+
+/// Receive from a helper thread, checking for a cancel at least every 100 ms while waiting.
+/// None when the thread is done (or gone).
+pub fn recv_checking_interrupts<T>(rx: &Receiver<T>) -> Option<T> {
+    loop {
+        check_for_interrupts();
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(v) => return Some(v),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
 
 /// How rows are laid out in an archive file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,7 +56,15 @@ impl CopyFormat {
     /// # Safety
     /// Allocates in the current memory context; call inside a transaction.
     pub(crate) unsafe fn options(self) -> *mut pg_sys::List {
-        let encoding = std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName());
+        self.options_in(std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()))
+    }
+
+    /// COPY options for this layout with the text in `encoding` (on restore: the encoding of
+    /// the database that was backed up, which COPY converts from, as psql's client_encoding).
+    ///
+    /// # Safety
+    /// Allocates in the current memory context; call inside a transaction.
+    pub(crate) unsafe fn options_in(self, encoding: &std::ffi::CStr) -> *mut pg_sys::List {
         let mut list = pg_sys::lappend(
             std::ptr::null_mut(),
             def_elem(c"encoding", string_node(encoding)),

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use super::copy_from::NextChunk;
 use crate::archive::compression::Compression;
 use crate::archive::hashing::HashingReader;
+use crate::archive::rows::HeaderMatcher;
 use crate::error::{BackupError, Result};
 use crate::storage::archive_files::FileRef;
 
@@ -40,16 +41,15 @@ fn split_blocks(
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut in_block = false;
     let mut next = 0;
+    let mut matcher = HeaderMatcher::default();
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(true);
         }
         if !in_block {
-            if headers
-                .get(next)
-                .is_some_and(|h| line.strip_suffix(b"\n") == Some(h.as_bytes()))
-            {
+            let bare = line.strip_suffix(b"\n").unwrap_or(&line);
+            if headers.get(next).is_some_and(|h| matcher.feed(bare, h)) {
                 in_block = true;
                 next += 1;
             }
@@ -129,9 +129,9 @@ impl ScriptReader {
             if !in_block.get() {
                 return None;
             }
-            match rx.recv() {
-                Ok(Msg::Chunk(c)) => Some(c),
-                Ok(Msg::End) | Err(_) => {
+            match super::recv_checking_interrupts(&rx) {
+                Some(Msg::Chunk(c)) => Some(c),
+                Some(Msg::End) | None => {
                     in_block.set(false);
                     None
                 }
@@ -139,7 +139,7 @@ impl ScriptReader {
         })
     }
 
-    /// Consume whatever is left of the current block.
+    /// Consume whatever is left of the current block (a cancel is seen between chunks).
     pub fn end_block(&self) {
         let mut rest = self.block();
         while rest().is_some() {}
@@ -147,7 +147,7 @@ impl ScriptReader {
 
     /// Read to the end and check the script's checksum.
     pub fn finish(self, expected_sha256: &str) -> Result<()> {
-        while self.rx.recv().is_ok() {}
+        while super::recv_checking_interrupts(&self.rx).is_some() {}
         let actual = match self.handle.join() {
             Ok(Ok(sha)) => sha,
             Ok(Err(e)) => {

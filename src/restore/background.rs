@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::runner::{self, Row};
 use super::RestoreOptions;
-use crate::catalog::autonomous::{self, Wait};
+use crate::catalog::autonomous::{self, Stmt, Wait};
 use crate::error::{BackupError, Result};
 use crate::security::{self, redact, Caller};
 use crate::session::{self, Session};
@@ -403,7 +403,7 @@ unsafe extern "C-unwind" fn on_worker_exit(_code: i32, _arg: pg_sys::Datum) {
     let id = RESTORE_ID.swap(0, std::sync::atomic::Ordering::Relaxed);
     if id != 0 {
         autonomous::execute(
-            "restore_fail_if_running",
+            Stmt::RestoreFailIfRunning,
             &serde_json::json!({
                 "id": id,
                 "error": "the restore worker was terminated; the steps committed before stay restored (see progress)"
@@ -432,7 +432,7 @@ unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
 #[allow(clippy::result_large_err)]
 pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(crate::scheduler::run::die_on_sigterm));
+        pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
         pg_sys::pqsignal(libc::SIGINT, Some(cancel_on_sigint));
         pg_sys::BackgroundWorkerUnblockSignals();
     }

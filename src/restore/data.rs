@@ -17,7 +17,8 @@ use crate::security;
 use crate::security::owner::{relation_owner, run_as, run_as_in, SchemaPrivilege};
 
 pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    // Read-only (a dry run plans on a hot standby).
+    Ok(crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relname = $2)",
         &[schema.into(), name.into()],
@@ -94,7 +95,9 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
         if unit.large_objects {
             // Large objects run no code: written as the extension owner.
             steps.run_data("large objects".into(), "large_object_data", "load", || {
-                restore_large_objects(&unit, job.compression, reader).map(Some)
+                let pages = restore_large_objects(&unit, job.compression, reader)?;
+                check_loaded("large objects", pages as u64, &unit)?;
+                Ok(Some(pages))
             })?;
         } else {
             let t = job
@@ -119,6 +122,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
                 } else {
                     run_as(owner, || load_rows(oid, &unit, job.compression, reader))?
                 };
+                check_loaded(&object, rows, &unit)?;
                 Ok(Some(rows as i64))
             })?;
         }
@@ -144,6 +148,22 @@ struct DataUnit {
     columns: Vec<String>,
     large_objects: bool,
     file: Option<(FileRef, String, CopyFormat)>,
+    /// Rows (or large object pages) the backup recorded: a load must find as many.
+    rows: u64,
+    /// The encoding of the archive's text (the backed-up database's).
+    encoding: String,
+}
+
+/// A restore never reports success for rows it did not load.
+fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
+    if loaded == unit.rows {
+        return Ok(());
+    }
+    Err(BackupError::corrupt(format!(
+        "{object}: {loaded} rows loaded, but the backup recorded {}",
+        unit.rows
+    ))
+    .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
 }
 
 fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
@@ -157,6 +177,8 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 columns: b.columns.clone(),
                 large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
                 file: None,
+                rows: b.rows,
+                encoding: m.encoding.clone(),
             })
             .collect();
     }
@@ -174,6 +196,8 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
                 file: Some((job.file(&f.path), f.sha256.clone(), format)),
+                rows: f.rows,
+                encoding: m.encoding.clone(),
             }
         })
         .collect()
@@ -187,12 +211,22 @@ fn load_rows(
     script: Option<&ScriptReader>,
 ) -> Result<u64> {
     match (&unit.file, script) {
-        (Some((path, sha, format)), _) => {
-            copy_from::copy_file_into(oid, path, compression, &unit.columns, sha, *format)
-        }
-        (None, Some(r)) => {
-            copy_from::copy_chunks_into(oid, &unit.columns, CopyFormat::Text, r.block())
-        }
+        (Some((path, sha, format)), _) => copy_from::copy_file_into(
+            oid,
+            path,
+            compression,
+            &unit.columns,
+            sha,
+            *format,
+            &unit.encoding,
+        ),
+        (None, Some(r)) => copy_from::copy_chunks_into(
+            oid,
+            &unit.columns,
+            CopyFormat::Text,
+            &unit.encoding,
+            r.block(),
+        ),
         (None, None) => unreachable!("script units come with their reader"),
     }
 }
@@ -216,7 +250,11 @@ fn load_json(
         columns: vec!["doc".into()],
         ..unit.clone()
     };
-    let rows = load_rows(tmp, &staged, compression, None)?;
+    let staged_rows = load_rows(tmp, &staged, compression, None)?;
+    if staged_rows != unit.rows {
+        // The caller reports it; do not parse lines that are not all there.
+        return Ok(staged_rows);
+    }
     let owner_name = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
         &[owner.into()],
@@ -239,11 +277,14 @@ fn load_json(
             from_record.join(", ")
         )
     };
-    run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
-        Ok(Spi::run(&sql)?)
+    // What the INSERT stored (a trigger or rule may skip rows).
+    let inserted = run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
+        Ok(Spi::connect_mut(|c| {
+            c.update(sql.as_str(), None, &[]).map(|t| t.len())
+        })?)
     })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
-    Ok(rows)
+    Ok(inserted as u64)
 }
 
 /// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner. Tables of several

@@ -15,6 +15,7 @@ mod preflight;
 pub mod retarget;
 pub mod runner;
 pub mod scope;
+pub mod sequences;
 pub mod tuning;
 
 use pgrx::prelude::*;
@@ -22,8 +23,8 @@ use pgrx::prelude::*;
 use crate::archive::compression::Compression;
 
 use crate::archive::verify::FileStatus;
-use crate::catalog::autonomous;
-use crate::catalog::history::now_rfc3339;
+use crate::catalog::history::{now_rfc3339, RestoreRow};
+use crate::catalog::runs;
 use crate::error::{BackupError, Result};
 use crate::security::privileges::Restorer;
 use crate::security::redact;
@@ -96,6 +97,84 @@ fn restore_with(
     if let Some(to) = &opts.target_schema {
         targets::check_target_schema(to)?;
     }
+    // The row exists from the start (and the shared-memory slot before it, so no sweep takes
+    // the restore for dead); if the process dies, the sweep marks it failed. History rows are
+    // written by catalog::history (never in the caller's transaction).
+    let claim = runs::claim(runs::Kind::Restore, "", 0);
+    let mut record = RestoreRow {
+        id: None,
+        backup_id: id.to_string(),
+        started_at: now_rfc3339(),
+        dry_run: opts.dry_run,
+        options: opts.to_json(),
+        table_count: None,
+        performed_by: caller.role.clone(),
+        pid: unsafe { pg_sys::MyProcPid },
+    };
+    record.start();
+    if let Some(rid) = record.id {
+        claim.set_id(&rid.to_string());
+    }
+    runner::set_current(None);
+    if let Some(b) = batches {
+        // restore(atomic => false)'s worker: no outer subtransaction (each batch commits);
+        // a failure is recorded by the worker with what was committed (background.rs).
+        if let Some(rid) = record.id {
+            background::started(rid, b);
+        }
+        let out = restore_steps(id, opts, caller, &mut record, batches)?;
+        let rows: i64 = out.iter().filter_map(|r| r.3).sum();
+        let failed = out.iter().filter(|r| r.4 == "failed").count();
+        let error = (failed > 0)
+            .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+        record.finish("completed", Some(rows), error);
+        drop(claim);
+        return Ok(out);
+    }
+    let outcome = subtransaction::run(|| restore_steps(id, opts, caller, &mut record, None));
+    let result = match outcome {
+        Ok(Ok(out)) => {
+            let rows: i64 = out.iter().filter_map(|r| r.3).sum();
+            let failed = out.iter().filter(|r| r.4 == "failed").count();
+            let error = (failed > 0)
+                .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
+            let rows = if opts.dry_run { 0 } else { rows };
+            record.finish("completed", Some(rows), error);
+            Ok(out)
+        }
+        Ok(Err(e)) => {
+            let at = runner::current_entry()
+                .map(|w| format!(" (while restoring {w})"))
+                .unwrap_or_default();
+            record.finish(
+                "failed",
+                None,
+                Some(format!("{e} (SQLSTATE {}){at}", e.sqlstate())),
+            );
+            Err(e)
+        }
+        Err(caught) => {
+            // The error may carry row values (or text written by user code): the history row
+            // and the caller get it without them (issue 9); the server log gets all of it.
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            record.finish("failed", None, Some(text.clone()));
+            drop(claim);
+            redact::raise(&caught, text)
+        }
+    };
+    // Only now: until the row says how it ended, the slot says the restore is alive.
+    drop(claim);
+    result
+}
+
+fn restore_steps(
+    id: &str,
+    opts: &RestoreOptions,
+    caller: &Caller,
+    record: &mut RestoreRow,
+    batches: Option<&background::Batches>,
+) -> Result<Vec<Row>> {
     // The local copy, else the remote copy the history row points to (storage::locate).
     let source = crate::storage::locate(id, None, opts.identity.as_deref())?;
     if opts.schema_only && opts.data_only {
@@ -128,24 +207,11 @@ fn restore_with(
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
     let restorer = Restorer::of(caller);
-
-    let mut record = serde_json::json!({
-        "backup_id": id, "started_at": now_rfc3339(), "status": "running", "dry_run": opts.dry_run,
-        "options": opts.to_json(), "performed_by": caller.role,
-    });
-    let restore_id: i64 =
-        Spi::get_one("SELECT nextval(pg_get_serial_sequence('backup.restores', 'id'))")?
-            .unwrap_or(0);
-    record["id"] = restore_id.into();
-    record["table_count"] = (plan.tables.len() as i64).into();
+    record.table_count = Some(plan.tables.len() as i64);
     // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
     // changes (and for a dry run too).
-    if let Err(e) = plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)
-        .and_then(|_| preflight::check(&manifest, &scope, &plan, opts, &restorer))
-    {
-        finish_record(&mut record, "failed", None, Some(e.to_string()));
-        return Err(e);
-    }
+    plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
+    preflight::check(&manifest, &scope, &plan, opts, &restorer)?;
     let job = Job {
         manifest: &manifest,
         source: &source,
@@ -158,15 +224,10 @@ fn restore_with(
         batches,
     };
     if opts.dry_run {
-        let out = Walk::new(&job).plan_rows()?;
-        finish_record(&mut record, "completed", Some(0), None);
-        return Ok(out);
+        return Walk::new(&job).plan_rows();
     }
+    let out = Walk::new(&job).apply()?;
     if let Some(b) = batches {
-        // The running row first (committed on its own), then each commit updates it.
-        autonomous::execute_or_inline("restore_upsert", &record);
-        background::started(restore_id, b);
-        let out = Walk::new(&job).apply()?;
         b.commit(&out)?;
         if opts.analyze && !opts.schema_only {
             // ANALYZE's locks count too: in batches like the rest.
@@ -175,52 +236,13 @@ fn restore_with(
                 b.step_done(&out)?;
             }
         }
-        let rows: i64 = out.iter().filter_map(|r| r.3).sum();
-        let failed = out.iter().filter(|r| r.4 == "failed").count();
-        let error = (failed > 0)
-            .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
-        record["progress"] = serde_json::Value::Null;
-        finish_record(&mut record, "completed", Some(rows), error);
         return Ok(out);
     }
-    let outcome = subtransaction::run(|| {
-        let out = Walk::new(&job).apply()?;
-        if opts.analyze && !opts.schema_only {
-            let loaded = loaded_tables(&plan, &out);
-            tuning::analyze(loaded.iter().map(String::as_str))?;
-        }
-        Ok::<_, BackupError>(out)
-    });
-    match outcome {
-        Ok(Ok(out)) => {
-            let rows: i64 = out.iter().filter_map(|r| r.3).sum();
-            let failed = out.iter().filter(|r| r.4 == "failed").count();
-            let error = (failed > 0)
-                .then(|| format!("{failed} object(s) failed; see the rows with status 'failed'"));
-            finish_record(&mut record, "completed", Some(rows), error);
-            Ok(out)
-        }
-        Ok(Err(e)) => {
-            let at = runner::current_entry()
-                .map(|w| format!(" (while restoring {w})"))
-                .unwrap_or_default();
-            finish_record(
-                &mut record,
-                "failed",
-                None,
-                Some(format!("{e} (SQLSTATE {}){at}", e.sqlstate())),
-            );
-            Err(e)
-        }
-        Err(caught) => {
-            // The error may carry row values (or text written by user code): the history row
-            // and the caller get it without them (issue 9); the server log gets all of it.
-            let (kind, object, exposure) = runner::current_step();
-            let text = redact::describe(&caught, &kind, &object, exposure);
-            finish_record(&mut record, "failed", None, Some(text.clone()));
-            redact::raise(&caught, text)
-        }
+    if opts.analyze && !opts.schema_only {
+        let loaded = loaded_tables(&plan, &out);
+        tuning::analyze(loaded.iter().map(String::as_str))?;
     }
+    Ok(out)
 }
 
 /// Tables whose every step succeeded and that received rows (quoted names).
@@ -239,14 +261,15 @@ fn loaded_tables(plan: &Plan, out: &[Row]) -> Vec<String> {
         .collect()
 }
 
-/// A batched restore that failed: what was committed stays and the row says so.
+/// A batched restore that failed: what was committed stays and the row says so. Runs in the
+/// worker's own transaction after its batch was rolled back (no lock on the row is held).
 pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value) {
     unsafe {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     let done = Spi::run_with_args(
-        "UPDATE backup.restores SET status = 'failed', finished_at = now(), error = $2, progress = $3
+        "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2, progress = $3
          WHERE id = $1",
         &[restore_id.into(), error.into(), pgrx::JsonB(progress).into()],
     );
@@ -257,17 +280,4 @@ pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value)
         pg_sys::PopActiveSnapshot();
         pg_sys::CommitTransactionCommand();
     }
-}
-
-fn finish_record(
-    record: &mut serde_json::Value,
-    status: &str,
-    rows: Option<i64>,
-    error: Option<String>,
-) {
-    record["status"] = status.into();
-    record["finished_at"] = now_rfc3339().into();
-    record["row_count"] = rows.into();
-    record["error"] = error.into();
-    autonomous::execute_or_inline("restore_upsert", record);
 }

@@ -19,7 +19,7 @@ use crate::security::privileges::{Change, Restorer};
 use crate::security::{locks, targets};
 
 fn exists(sql: &str, name: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(sql, &[name.into()])?.unwrap_or(false))
+    Ok(crate::query::one::<bool>(sql, &[name.into()])?.unwrap_or(false))
 }
 
 fn schema_exists(name: &str) -> Result<bool> {
@@ -145,7 +145,7 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
         .filter(|t| t.exists && t.action != Action::Skip)
     {
         if let Some(oid) = table_oid(&t.schema, &t.name)? {
-            let indexes = Spi::get_one_with_args::<i64>(
+            let indexes = crate::query::one::<i64>(
                 "SELECT count(*) FROM pg_catalog.pg_index WHERE indrelid = $1",
                 &[oid.into()],
             )?
@@ -304,7 +304,15 @@ fn check_privileges(
                     .find_map(|e| crate::security::privileges::parse_owner_statement(&e.sql))
                     .map(|st| st.role)
             });
-            who.check_rows(&t.object(), owner.as_deref(), table_oid(&s, &n)?)?;
+            // Without a recorded owner, the rows are judged by the table of that name here: only
+            // meaningful when the backup was taken of this very database (elsewhere, a table of
+            // the same name could be the caller's own).
+            let original = if owner.is_some() || m.database == current_database()? {
+                table_oid(&s, &n)?
+            } else {
+                None
+            };
+            who.check_rows(&t.object(), owner.as_deref(), original)?;
         }
         let lo_data = m.files.iter().any(|f| f.is_large_objects())
             || m.script_tables
@@ -319,4 +327,11 @@ fn check_privileges(
         }
     }
     Ok(())
+}
+
+fn current_database() -> Result<String> {
+    Ok(
+        crate::query::one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text", &[])?
+            .unwrap_or_default(),
+    )
 }

@@ -161,7 +161,7 @@ impl Job<'_> {
             // Its owner from now on (the archive's owner statement later changes nothing):
             // the code runs as the role that owns the table, as PostgreSQL requires of
             // ALTER TABLE.
-            let sql = Spi::get_one_with_args::<String>(
+            let sql = crate::query::one::<String>(
                 "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
                 &[oid.into(), role.into()],
             )?
@@ -384,7 +384,7 @@ pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
 }
 
 fn relation_exists(quoted_name: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::query::one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[quoted_name.into()],
     )?
@@ -459,6 +459,18 @@ impl<'j, 'a> Walk<'j, 'a> {
         let is_data = matches!(pass, Pass::Data | Pass::SequenceValues);
         if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
             return Ok(Decision::Quiet);
+        }
+        if !self.job.restorer.superuser && superuser_only(e) {
+            // These act beyond objects the caller could own (every session's DDL, the whole
+            // database, the system catalogs): the extension owner must not apply them for an
+            // operator.
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail: format!(
+                    "only a superuser restores {}; restore it as a superuser or recreate it by hand",
+                    e.describe()
+                ),
+            });
         }
         // A table asked for: what `existing` says.
         if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
@@ -650,7 +662,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         // (`CREATE SCHEMA IF NOT EXISTS` succeeds on it).
         let owner = match owner {
             Some(_) if e.kind == EntryKind::Schema => {
-                let current = Spi::get_one_with_args::<pg_sys::Oid>(
+                let current = crate::query::one::<pg_sys::Oid>(
                     "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
                     &[e.name.clone().into()],
                 )?;
@@ -750,6 +762,26 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// entries of kinds this version does not know that work on a table. Index builds
     /// (indexes, PRIMARY KEY / UNIQUE / EXCLUDE) run as the extension owner: PostgreSQL 15
     /// runs the whole build as the table's owner in a security-restricted operation itself.
+    /// Whether creating the entry can call user code: it has stored generated columns or a
+    /// partition key (whose expressions CREATE TABLE plans, calling immutable functions with
+    /// constant arguments; the functions need not be in the backup), or depends on routines,
+    /// operators or casts of the backup.
+    fn calls_user_code(&self, e: &TocEntry) -> bool {
+        if e.sql.contains("GENERATED ALWAYS AS (") || e.sql.contains(" PARTITION BY ") {
+            return true;
+        }
+        e.deps.iter().filter_map(|d| self.entry(*d)).any(|d| {
+            matches!(
+                d.kind,
+                EntryKind::Function
+                    | EntryKind::Procedure
+                    | EntryKind::Aggregate
+                    | EntryKind::Operator
+                    | EntryKind::Cast
+            )
+        })
+    }
+
     fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
         let restorer = self.job.restorer;
         let relation_of = |en: &TocEntry| -> Result<Option<pg_sys::Oid>> {
@@ -773,6 +805,21 @@ impl<'j, 'a> Walk<'j, 'a> {
                     Some(parent) => relation_of(parent)?,
                     None => None,
                 }
+            }
+            // CREATE TABLE evaluates user code when it plans a generated column's or a
+            // partition key's expression: an immutable function with constant arguments is
+            // called right then. Such a table is created as its owner.
+            EntryKind::Table if self.calls_user_code(e) => {
+                let role = match &e.owner {
+                    Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
+                    None => restorer.oid,
+                };
+                let schemas = e
+                    .schema
+                    .iter()
+                    .map(|s| self.job.scope.target_schema_of(s).to_string())
+                    .collect();
+                return Ok(Some((role, schemas)));
             }
             EntryKind::DomainConstraint => {
                 let role = match &e.owner {
@@ -804,7 +851,7 @@ impl<'j, 'a> Walk<'j, 'a> {
             }
         }
         for o in oids {
-            if let Some(s) = Spi::get_one_with_args::<String>(
+            if let Some(s) = crate::query::one::<String>(
                 "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
                 &[o.into()],
@@ -865,8 +912,12 @@ impl<'j, 'a> Walk<'j, 'a> {
         security::set_for_call(c"check_function_bodies", c"off");
         // "schema ... already exists, skipping" and the like: the result rows say what happened.
         security::set_for_call(c"client_min_messages", c"warning");
-        // Every definition in the archive is schema-qualified.
-        security::set_for_call(c"search_path", c"");
+        // Every definition in the archive is schema-qualified. pg_temp is named last: left
+        // out, the caller's temporary tables and types would be searched before pg_catalog.
+        security::set_for_call(c"search_path", c"pg_catalog, pg_temp");
+        // Literals and dates in the archive are read as they were written, whatever the
+        // caller's session says (a backslash in a string must never end it early).
+        security::pin_literal_settings();
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
@@ -893,6 +944,10 @@ impl<'j, 'a> Walk<'j, 'a> {
                 continue;
             }
             self.run_pass(pass)?;
+        }
+        // Last, after the backup's own sequence values (issue 10).
+        if !job.opts.schema_only {
+            super::sequences::advance(job, &mut self.runner)?;
         }
         Ok(self.runner.out)
     }
@@ -992,6 +1047,32 @@ fn constraint_definition(sql: &str) -> Option<&str> {
         .strip_prefix("ADD CONSTRAINT ")?;
     let rest = identifier(rest)?;
     rest.starts_with([' ', '\n']).then(|| rest.trim_start())
+}
+
+/// Entries only a superuser may have applied: what PostgreSQL reserves to superusers
+/// (event triggers, languages, foreign-data wrappers, access methods, transforms,
+/// subscriptions), what reaches beyond one's own objects (database settings, default
+/// privileges, casts, publications), and anything on the system schemas' objects.
+fn superuser_only(e: &TocEntry) -> bool {
+    matches!(
+        e.kind,
+        EntryKind::EventTrigger
+            | EntryKind::Language
+            | EntryKind::ForeignDataWrapper
+            | EntryKind::AccessMethod
+            | EntryKind::Transform
+            | EntryKind::Cast
+            | EntryKind::Subscription
+            | EntryKind::Publication
+            | EntryKind::PublicationTable
+            | EntryKind::PublicationSchema
+            | EntryKind::DefaultPrivileges
+            | EntryKind::Database
+            | EntryKind::UserMapping
+    ) || e
+        .schema
+        .as_deref()
+        .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
 #[cfg(test)]

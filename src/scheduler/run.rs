@@ -181,38 +181,104 @@ fn write_result(seg: *mut pg_sys::dsm_segment, r: &RunResult) {
     }
 }
 
-/// The run itself, in the worker's transaction.
-fn execute(req: &RunRequest) -> Result<RunResult> {
-    // Never the same schedule twice at once (the scheduler's own bookkeeping aside, a manual
-    // run_schedule() may race it): a session advisory lock per schedule name.
-    let got = Spi::get_one_with_args::<bool>(
-        "SELECT pg_try_advisory_lock(hashtext('pg_backup schedule ' || $1))",
-        &[req.schedule.clone().into()],
-    )?
-    .unwrap_or(false);
-    if !got {
-        return Ok(RunResult {
-            status: "skipped".into(),
-            error: Some("the previous run is still going".into()),
-            ..Default::default()
-        });
+fn failed(e: &BackupError) -> RunResult {
+    RunResult {
+        status: "failed".into(),
+        error: Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
+        ..Default::default()
     }
-    let args: CreateArgs = serde_json::from_value(req.options.clone())
-        .map_err(|e| BackupError::invalid(format!("schedule options do not parse: {e}")))?;
-    let args = CreateArgs {
-        label: args.label.clone().or_else(|| Some(req.schedule.clone())),
-        ..args
+}
+
+/// The run itself, in transactions of the worker's own: the backup's `running` row is
+/// committed before the backup starts, its end in the next transaction, the retention in a
+/// third. History is written in them directly (no separate writer; nothing else holds locks).
+#[allow(clippy::result_large_err)]
+fn execute(req: &RunRequest) -> RunResult {
+    // Never the same schedule twice at once (the scheduler's own bookkeeping aside, a manual
+    // run_schedule() may race it): a session advisory lock per schedule name, held until the
+    // worker exits.
+    let prepared = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(
+        || -> Result<Option<(CreateOptions, create::Run)>> {
+            let got = Spi::get_one_with_args::<bool>(
+                "SELECT pg_try_advisory_lock(hashtext('pg_backup schedule ' || $1))",
+                &[req.schedule.clone().into()],
+            )?
+            .unwrap_or(false);
+            if !got {
+                return Ok(None);
+            }
+            crate::catalog::sweep::sweep()?;
+            let args: CreateArgs = serde_json::from_value(req.options.clone())
+                .map_err(|e| BackupError::invalid(format!("schedule options do not parse: {e}")))?;
+            let args = CreateArgs {
+                label: args.label.clone().or_else(|| Some(req.schedule.clone())),
+                ..args
+            };
+            let opts = CreateOptions::parse(args, &guc::create_defaults())?;
+            let caller = security::enter_as(SCHEDULER_ROLE)?;
+            let run = create::begin(&opts, &caller, Some(&req.schedule))?;
+            Ok(Some((opts, run)))
+        },
+    ));
+    let (opts, run) = match prepared {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return RunResult {
+                status: "skipped".into(),
+                error: Some("the previous run is still going".into()),
+                ..Default::default()
+            }
+        }
+        Err(e) => return failed(&e),
     };
-    let opts = CreateOptions::parse(args, &guc::create_defaults())?;
-    let caller = security::enter_as("pg_backup scheduler")?;
-    let s = create::create(&opts, &caller, Some(&req.schedule))?;
+    // create() catches what goes wrong while taking the backup and records it as failed.
+    let taken = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+        let caller = match security::enter_as(SCHEDULER_ROLE) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        create::take_and_finish(run, &opts, &caller)
+    }));
+    let s = match taken {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return failed(&e),
+        Err(caught) => {
+            return RunResult {
+                status: "failed".into(),
+                error: Some(subtransaction::message(&caught)),
+                ..Default::default()
+            }
+        }
+    };
     // Retention only after a success, and only among this schedule's backups.
     let pruned = if req.keep_last.is_some() || req.keep_days.is_some() {
-        manage::prune(req.keep_last, req.keep_days, false, Some(&req.schedule))?
+        let pruned = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+            subtransaction::run(|| {
+                manage::prune(req.keep_last, req.keep_days, false, Some(&req.schedule))
+            })
+        }));
+        match pruned {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                pgrx::log!(
+                    "pg_backup: schedule \"{}\": retention failed: {e}",
+                    req.schedule
+                );
+                Vec::new()
+            }
+            Err(caught) => {
+                pgrx::log!(
+                    "pg_backup: schedule \"{}\": retention failed: {}",
+                    req.schedule,
+                    subtransaction::message(&caught)
+                );
+                Vec::new()
+            }
+        }
     } else {
         Vec::new()
     };
-    Ok(RunResult {
+    RunResult {
         status: "completed".into(),
         backup_id: Some(s.backup_id),
         error: None,
@@ -222,30 +288,18 @@ fn execute(req: &RunRequest) -> Result<RunResult> {
         duration_secs: s.duration.as_secs_f64(),
         path: Some(s.path),
         pruned,
-    })
+    }
 }
 
-/// What the backend's own die() does: ask for the process to end at the next interrupt check
-/// (COPY checks for interrupts per row), and wake it if it sleeps.
-pub(crate) unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
-    let saved = *libc::__errno_location();
-    (&raw mut pg_sys::InterruptPending).write_volatile(1);
-    (&raw mut pg_sys::ProcDiePending).write_volatile(1);
-    if !pg_sys::MyLatch.is_null() {
-        pg_sys::SetLatch(pg_sys::MyLatch);
-    }
-    *libc::__errno_location() = saved;
-}
+/// Who scheduled backups are recorded as created by.
+const SCHEDULER_ROLE: &str = "pg_backup scheduler";
 
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     // SIGTERM (fast shutdown, pg_terminate_backend) must stop a running COPY at once: use the
     // backend's own handler, which ends the process at the next interrupt check.
-    unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    crate::signals::die_on_sigterm_then_unblock();
     let handle = arg.value() as pg_sys::dsm_handle;
     let seg = unsafe { pg_sys::dsm_attach(handle) };
     if seg.is_null() {
@@ -274,23 +328,20 @@ pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
         return;
     };
     BackgroundWorker::connect_worker_to_spi(Some(&req.database), None);
-    let result = BackgroundWorker::transaction(|| {
-        // Catch everything: the failure is reported to the scheduler, and create() has
-        // already recorded the failed backup in the catalog.
-        match subtransaction::run(|| execute(&req)) {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => RunResult {
-                status: "failed".into(),
-                error: Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
-                ..Default::default()
-            },
-            Err(caught) => RunResult {
-                status: "failed".into(),
-                error: Some(subtransaction::message(&caught)),
-                ..Default::default()
-            },
-        }
-    });
+    crate::catalog::autonomous::set_local_mode();
+    // A scheduled backup runs even where sessions are read-only by default (its history must
+    // be written).
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"default_transaction_read_only".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
+    // An ERROR that escapes ends this worker; the scheduler then records "exited without a
+    // result" and the sweep settles the backup's row.
+    let result = execute(&req);
     if result.status == "failed" {
         pgrx::log!(
             "pg_backup: scheduled backup \"{}\" failed: {}",

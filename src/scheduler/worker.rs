@@ -43,10 +43,14 @@ struct Due {
 pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
+    crate::catalog::autonomous::set_local_mode();
     pgrx::log!(
         "pg_backup scheduler started in database \"{}\"",
         guc::database()
     );
+    // After a restart (a crash, an immediate shutdown) no run is left `running`: every
+    // database's dead runs are settled now, not at its next pg_backup call.
+    crate::catalog::sweep::sweep_every_database();
     let mut running: HashMap<String, RunHandle> = HashMap::new();
     let mut sleep = Duration::ZERO;
     while BackgroundWorker::wait_latch(Some(sleep)) {
@@ -102,7 +106,7 @@ fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
                 pgrx::log!("pg_backup scheduler: catalog updated, schedules resume");
             }
             // The backend that ran a backup may have died with it: its row says 'running'.
-            if let Err(e) = crate::backup::create::sweep_dead_runs() {
+            if let Err(e) = crate::catalog::sweep::sweep() {
                 pgrx::log!("pg_backup scheduler: {e}");
             }
             for due in due_schedules() {

@@ -4,16 +4,15 @@
 //! restore that needs more can never succeed, and would fail half-way with "out of shared
 //! memory". It is refused before anything changes instead.
 
-use pgrx::prelude::*;
-
 use crate::error::{BackupError, Result};
 
 /// The lock table's size as the documentation states it.
 pub fn lock_table_capacity() -> Result<u64> {
-    let n = Spi::get_one::<i64>(
+    let n = crate::query::one::<i64>(
         "SELECT current_setting('max_locks_per_transaction')::bigint
                 * (current_setting('max_connections')::bigint
                    + current_setting('max_prepared_transactions')::bigint)",
+        &[],
     )?
     .unwrap_or(i64::MAX);
     Ok(n.max(0) as u64)
@@ -29,7 +28,7 @@ pub fn check(needed: u64) -> Result<()> {
 pub fn check_against(needed: u64, capacity: u64) -> Result<()> {
     if needed > capacity {
         let per_backend =
-            Spi::get_one::<String>("SELECT current_setting('max_locks_per_transaction')")
+            crate::query::one::<String>("SELECT current_setting('max_locks_per_transaction')", &[])
                 .ok()
                 .flatten()
                 .unwrap_or_default();

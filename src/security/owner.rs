@@ -128,7 +128,7 @@ impl SchemaPrivilege {
 /// The current owner of relation `oid` (for steps on tables that exist: their owner's code
 /// is what runs).
 pub fn relation_owner(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>(
+    crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1)",
         &[oid.into()],
     )?
@@ -137,7 +137,7 @@ pub fn relation_owner(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
 
 /// A role's oid, None when no role of that name exists in this cluster.
 pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    Ok(crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)",
         &[name.into()],
     )?)

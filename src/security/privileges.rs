@@ -161,7 +161,28 @@ impl Restorer {
                 "Choose existing => 'skip' for it, restore a subset with tables =>, or ask its owner or a superuser.",
             ));
         }
+        // Rows are loaded with the owner's rights, past row-level security; PostgreSQL's own
+        // COPY FROM refuses a table whose policies apply to the caller, and so does restore.
+        if matches!(change, Change::Append | Change::Truncate) && self.rls_applies(oid)? {
+            return Err(denied(
+                format!("permission denied to load rows into existing table {object}: its row-level security policies apply to \"{}\"", self.name),
+                "Ask the table's owner or a superuser to restore its rows, or restore it under another name with target_schema =>.",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether row-level security applies to the caller on table `oid` (enabled, and the
+    /// caller neither bypasses it nor owns the table without FORCE).
+    fn rls_applies(&self, oid: pg_sys::Oid) -> Result<bool> {
+        Ok(crate::query::one::<bool>(
+            "SELECT c.relrowsecurity
+                    AND NOT (SELECT r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.oid = $2)
+                    AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role($2, c.relowner, 'USAGE'))
+             FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[oid.into(), self.oid.into()],
+        )?
+        .unwrap_or(false))
     }
 
     /// `disable_triggers` on an existing table: only its owner may switch its triggers off.
@@ -178,7 +199,7 @@ impl Restorer {
     /// The restore creates schema `schema`.
     pub fn check_create_schema(&self, schema: &str) -> Result<()> {
         if self.superuser
-            || Spi::get_one_with_args::<bool>(
+            || crate::query::one::<bool>(
                 "SELECT pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'CREATE')",
                 &[self.oid.into()],
             )?
@@ -195,7 +216,7 @@ impl Restorer {
     /// The restore creates objects in the existing schema `schema`.
     pub fn check_create_in(&self, schema: &str) -> Result<()> {
         if self.superuser
-            || Spi::get_one_with_args::<bool>(
+            || crate::query::one::<bool>(
                 "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, 'CREATE')
                          FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
                 &[self.oid.into(), schema.into()],
@@ -216,7 +237,7 @@ impl Restorer {
     /// The backup needs extension `name`: one that is not installed is created by a
     /// superuser only (its script runs with the extension owner's rights).
     pub fn check_extension(&self, name: &str) -> Result<()> {
-        let installed = Spi::get_one_with_args::<bool>(
+        let installed = crate::query::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1)",
             &[name.into()],
         )?
@@ -236,7 +257,7 @@ impl Restorer {
         if self.superuser {
             return Ok(());
         }
-        let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        let owner = crate::query::one::<pg_sys::Oid>(
             "SELECT (SELECT lomowner FROM pg_catalog.pg_largeobject_metadata WHERE oid::pg_catalog.text = $1)",
             &[loid.into()],
         )?;
@@ -250,7 +271,7 @@ impl Restorer {
     }
 
     fn has_table_privilege(&self, oid: pg_sys::Oid, what: &str) -> Result<bool> {
-        Ok(Spi::get_one_with_args::<bool>(
+        Ok(crate::query::one::<bool>(
             "SELECT pg_catalog.has_table_privilege($1, $2, $3)",
             &[self.oid.into(), oid.into(), what.into()],
         )?

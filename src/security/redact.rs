@@ -103,11 +103,25 @@ fn log_full(r: &ErrorReportWithLevel, kind: &str, object: &str) {
 
 /// Raise a redacted copy of `e` as the restore's own ERROR, keeping its SQLSTATE.
 pub fn raise(e: &CaughtError, text: String) -> ! {
-    ErrorReport::new(report(e).sql_error_code(), text, "pg_backup restore")
-        .set_hint(
-            "The restore was rolled back. Row values are never shown or stored by pg_backup; \
-             the server log has the complete error.",
-        )
+    let r = report(e);
+    let code = r.sql_error_code();
+    let mut hint = String::from(
+        "The restore was rolled back. Row values are never shown or stored by pg_backup; \
+         the server log has the complete error.",
+    );
+    // An encoding error's hint is pg_backup's own (copy_from: which encodings, what to do);
+    // it names encodings, never values.
+    if matches!(
+        code,
+        PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER
+            | PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE
+    ) {
+        if let Some(h) = r.hint() {
+            hint = format!("{h} {hint}");
+        }
+    }
+    ErrorReport::new(code, text, "pg_backup restore")
+        .set_hint(hint)
         .report(PgLogLevel::ERROR);
     unreachable!("ereport(ERROR) returned")
 }

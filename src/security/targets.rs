@@ -9,8 +9,6 @@
 //! look-alike schema), and by what the exact name resolves to in this database (the
 //! extension's namespace, or a namespace PostgreSQL itself created).
 
-use pgrx::prelude::*;
-
 use crate::error::{BackupError, Result};
 
 /// The name as someone may have meant it: spaces around it, one level of identifier quotes
@@ -38,16 +36,14 @@ pub fn is_protected_name(name: &str, extension_schema: &str) -> bool {
 
 /// The schema pg_backup is installed in.
 pub fn extension_schema() -> Result<String> {
-    Ok(Spi::get_one::<String>(
-        "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e
-                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_backup')",
-    )?
+    Ok(crate::query::one::<String>("SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e
+                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_backup')", &[])?
     .unwrap_or_else(|| "backup".into()))
 }
 
 /// Whether the schema named exactly `name` exists and is the extension's or a system one.
 fn resolves_to_protected(name: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::query::one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1
                 AND (n.oid = (SELECT extnamespace FROM pg_catalog.pg_extension WHERE extname = 'pg_backup')
                      OR n.nspname ~ '^pg_' OR n.nspname = 'information_schema'))",

@@ -7,11 +7,55 @@ use pgrx::prelude::*;
 use crate::backup::create;
 use crate::backup::manage;
 use crate::backup::options::{CreateArgs, CreateOptions};
-use crate::error::OrRaise;
+use crate::catalog::{runs, sweep};
+use crate::error::{BackupError, OrRaise};
 use crate::restore::plan::{Existing, OnError};
 use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
 use crate::{guc, security};
+
+/// A text[] argument: NULL means "not given"; a NULL inside is an error.
+type Names = Option<Vec<Option<String>>>;
+
+/// A required argument (a NULL is 22004 with a HINT, never pgrx's internal error or a NULL
+/// result).
+fn required<T>(value: Option<T>, name: &str, hint: &str) -> T {
+    value
+        .ok_or_else(|| BackupError::null(name, hint))
+        .or_raise()
+}
+
+/// A list of names without NULLs.
+fn names(value: Names, name: &str) -> Option<Vec<String>> {
+    value.map(|list| {
+        list.into_iter()
+            .map(|v| {
+                v.ok_or_else(|| BackupError::NullArgument {
+                    message: format!("{name} must not contain NULL"),
+                    hint: Some(format!(
+                        "List names as '{{schema.table, ...}}', or leave {name} out."
+                    )),
+                })
+            })
+            .collect::<crate::error::Result<Vec<String>>>()
+            .or_raise()
+    })
+}
+
+/// Functions that write refuse clearly on a hot standby (rather than fail deep inside).
+fn writes(what: &str) {
+    if crate::catalog::autonomous::in_recovery() {
+        BackupError::on_standby(what).raise();
+    }
+}
+
+/// Entry to every function: the caller's context, then the dead runs of this database are
+/// settled (a crashed backup's row does not stay `running`).
+fn enter() -> security::Caller {
+    let caller = security::enter().or_raise();
+    sweep::on_call();
+    caller
+}
 
 mod compat;
 
@@ -19,19 +63,19 @@ mod compat;
 #[pg_extern(name = "create")]
 fn create_backup_0_2(
     label: default!(Option<String>, "NULL"),
-    schemas: default!(Option<Vec<String>>, "NULL"),
-    tables: default!(Option<Vec<String>>, "NULL"),
-    exclude_tables: default!(Option<Vec<String>>, "NULL"),
-    exclude_data: default!(Option<Vec<String>>, "NULL"),
-    schema_only: default!(bool, false),
-    data_only: default!(bool, false),
-    format: default!(String, "'native'"),
+    schemas: default!(Names, "NULL"),
+    tables: default!(Names, "NULL"),
+    exclude_tables: default!(Names, "NULL"),
+    exclude_data: default!(Names, "NULL"),
+    schema_only: default!(Option<bool>, false),
+    data_only: default!(Option<bool>, false),
+    format: default!(Option<String>, "'native'"),
     compression: default!(Option<String>, "NULL"),
-    verbose: default!(bool, false),
+    verbose: default!(Option<bool>, false),
     storage: default!(Option<String>, "NULL"),
-    keep_local: default!(bool, true),
-    encrypt_to: default!(Option<Vec<String>>, "NULL"),
-    jobs: default!(i32, 1),
+    keep_local: default!(Option<bool>, true),
+    encrypt_to: default!(Names, "NULL"),
+    jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
@@ -46,21 +90,47 @@ fn create_backup_0_2(
 > {
     let args = CreateArgs {
         label,
-        schemas,
-        tables,
-        exclude_tables,
-        exclude_data,
-        schema_only: Some(schema_only),
-        data_only: Some(data_only),
-        format: Some(format),
+        schemas: names(schemas, "schemas"),
+        tables: names(tables, "tables"),
+        exclude_tables: names(exclude_tables, "exclude_tables"),
+        exclude_data: names(exclude_data, "exclude_data"),
+        schema_only: Some(required(
+            schema_only,
+            "schema_only",
+            "Pass true or false (the default).",
+        )),
+        data_only: Some(required(
+            data_only,
+            "data_only",
+            "Pass true or false (the default).",
+        )),
+        format: Some(required(
+            format,
+            "format",
+            "Use 'native' (the default), 'sql', 'json' or 'csv'.",
+        )),
+        // NULL: the default (backup.compression).
         compression,
-        verbose: Some(verbose),
+        verbose: Some(required(
+            verbose,
+            "verbose",
+            "Pass true or false (the default).",
+        )),
         storage,
-        keep_local: Some(keep_local),
-        encrypt_to,
-        jobs: Some(jobs),
+        keep_local: Some(required(
+            keep_local,
+            "keep_local",
+            "Pass true (keep the local copy, the default) or false.",
+        )),
+        encrypt_to: names(encrypt_to, "encrypt_to"),
+        jobs: Some(required(
+            jobs,
+            "jobs",
+            "Pass a number of parallel workers of 1 (the default) or more.",
+        )),
     };
-    let caller = security::enter().or_raise();
+    writes("backup.create()");
+    let caller = enter();
     let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
@@ -79,7 +149,7 @@ fn create_backup_0_2(
 #[pg_extern(name = "verify")]
 fn verify_0_2(
     backup_id: default!(Option<String>, "NULL"),
-    deep: default!(bool, true),
+    deep: default!(Option<bool>, true),
     storage: default!(Option<String>, "NULL"),
     identity: default!(Option<String>, "NULL"),
 ) -> TableIterator<
@@ -94,7 +164,12 @@ fn verify_0_2(
         name!(detail, Option<String>),
     ),
 > {
-    let _caller = security::enter().or_raise();
+    let deep = required(
+        deep,
+        "deep",
+        "Pass true (decompress and parse every file, the default) or false (checksums only).",
+    );
+    let _caller = enter();
     let rows = manage::verify(
         backup_id.as_deref(),
         deep,
@@ -115,9 +190,14 @@ fn verify_0_2(
     }))
 }
 
+const BACKUP_ID_HINT: &str =
+    "Pass a backup id from SELECT id, status FROM backup.backups ORDER BY started_at DESC;";
+
 #[pg_extern]
-fn delete(backup_id: String) -> bool {
-    let _caller = security::enter().or_raise();
+fn delete(backup_id: Option<String>) -> bool {
+    let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
+    writes("backup.delete()");
+    let _caller = enter();
     manage::delete(&backup_id).or_raise()
 }
 
@@ -125,15 +205,24 @@ fn delete(backup_id: String) -> bool {
 fn prune(
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
-    dry_run: default!(bool, false),
+    dry_run: default!(Option<bool>, false),
 ) -> SetOfIterator<'static, String> {
-    let _caller = security::enter().or_raise();
+    let dry_run = required(
+        dry_run,
+        "dry_run",
+        "Pass true to only list what would be removed, or false (the default).",
+    );
+    if !dry_run {
+        writes("backup.prune()");
+    }
+    let _caller = enter();
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
 #[pg_extern(name = "rescan")]
 fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
-    let _caller = security::enter().or_raise();
+    writes("backup.rescan()");
+    let _caller = enter();
     SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
 }
 
@@ -141,13 +230,18 @@ fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'stati
 /// are kept where only the extension owner reads them. `validate` tests the target first.
 #[pg_extern]
 fn add_storage(
-    name: String,
-    url: String,
+    name: Option<String>,
+    url: Option<String>,
     options: default!(Option<pgrx::JsonB>, "NULL"),
-    replace: default!(bool, false),
-    validate: default!(bool, true),
+    replace: default!(Option<bool>, false),
+    validate: default!(Option<bool>, true),
 ) -> bool {
-    let _caller = security::enter().or_raise();
+    let name = required(name, "name", "Pass a name for the target, e.g. 'offsite'.");
+    let url = required(url, "url", "Pass s3://bucket/prefix or file:///path.");
+    let replace = required(replace, "replace", "Pass true or false (the default).");
+    let validate = required(validate, "validate", "Pass true (the default) or false.");
+    writes("backup.add_storage()");
+    let _caller = enter();
     let options = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
     crate::storage::targets::add(&name, &url, &options, replace, validate).or_raise();
     true
@@ -155,28 +249,35 @@ fn add_storage(
 
 /// Forget a storage target (the archives in it stay).
 #[pg_extern]
-fn drop_storage(name: String, if_exists: default!(bool, false)) -> bool {
-    let _caller = security::enter().or_raise();
+fn drop_storage(name: Option<String>, if_exists: default!(Option<bool>, false)) -> bool {
+    let name = required(
+        name,
+        "name",
+        "Pass a name from SELECT name FROM backup.storages;",
+    );
+    let if_exists = required(if_exists, "if_exists", "Pass true or false (the default).");
+    writes("backup.drop_storage()");
+    let _caller = enter();
     crate::storage::targets::drop(&name, if_exists).or_raise()
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "restore")]
 fn restore_0_2(
-    backup_id: String,
-    tables: default!(Option<Vec<String>>, "NULL"),
-    schemas: default!(Option<Vec<String>>, "NULL"),
-    existing: default!(String, "'fail'"),
-    schema_only: default!(bool, false),
-    data_only: default!(bool, false),
+    backup_id: Option<String>,
+    tables: default!(Names, "NULL"),
+    schemas: default!(Names, "NULL"),
+    existing: default!(Option<String>, "'fail'"),
+    schema_only: default!(Option<bool>, false),
+    data_only: default!(Option<bool>, false),
     target_schema: default!(Option<String>, "NULL"),
-    disable_triggers: default!(bool, false),
-    on_error: default!(String, "'abort'"),
-    dry_run: default!(bool, false),
-    confirm: default!(bool, false),
+    disable_triggers: default!(Option<bool>, false),
+    on_error: default!(Option<String>, "'abort'"),
+    dry_run: default!(Option<bool>, false),
+    confirm: default!(Option<bool>, false),
     identity: default!(Option<String>, "NULL"),
-    analyze: default!(bool, true),
-    atomic: default!(bool, true),
+    analyze: default!(Option<bool>, true),
+    atomic: default!(Option<bool>, true),
 ) -> TableIterator<
     'static,
     (
@@ -188,47 +289,66 @@ fn restore_0_2(
         name!(detail, Option<String>),
     ),
 > {
-    let caller = security::enter().or_raise();
+    let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
+    let boolean = "Pass true or false (the default).";
     let opts = RestoreOptions {
-        tables,
-        schemas,
-        existing: Existing::parse(&existing).or_raise(),
-        schema_only,
-        data_only,
+        tables: names(tables, "tables"),
+        schemas: names(schemas, "schemas"),
+        existing: Existing::parse(&required(
+            existing,
+            "existing",
+            "Use 'fail' (the default), 'skip', 'truncate', 'drop' or 'append'.",
+        ))
+        .or_raise(),
+        schema_only: required(schema_only, "schema_only", boolean),
+        data_only: required(data_only, "data_only", boolean),
         target_schema,
-        disable_triggers,
-        on_error: OnError::parse(&on_error).or_raise(),
-        dry_run,
-        confirm,
+        disable_triggers: required(disable_triggers, "disable_triggers", boolean),
+        on_error: OnError::parse(&required(
+            on_error,
+            "on_error",
+            "Use 'abort' (the default) or 'continue'.",
+        ))
+        .or_raise(),
+        dry_run: required(dry_run, "dry_run", boolean),
+        confirm: required(confirm, "confirm", boolean),
         identity,
-        analyze,
-        atomic,
+        analyze: required(analyze, "analyze", "Pass true (the default) or false."),
+        atomic: required(
+            atomic,
+            "atomic",
+            "Pass true (all or nothing, the default) or false (commit as it goes).",
+        ),
     };
+    if !opts.dry_run {
+        writes("backup.restore()");
+    }
+    let caller = enter();
     TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "schedule")]
 fn schedule_0_2(
-    name: String,
-    cron: String,
+    name: Option<String>,
+    cron: Option<String>,
     label: default!(Option<String>, "NULL"),
-    schemas: default!(Option<Vec<String>>, "NULL"),
-    tables: default!(Option<Vec<String>>, "NULL"),
-    exclude_tables: default!(Option<Vec<String>>, "NULL"),
-    exclude_data: default!(Option<Vec<String>>, "NULL"),
-    schema_only: default!(bool, false),
-    data_only: default!(bool, false),
-    format: default!(String, "'native'"),
+    schemas: default!(Names, "NULL"),
+    tables: default!(Names, "NULL"),
+    exclude_tables: default!(Names, "NULL"),
+    exclude_data: default!(Names, "NULL"),
+    schema_only: default!(Option<bool>, false),
+    data_only: default!(Option<bool>, false),
+    format: default!(Option<String>, "'native'"),
     compression: default!(Option<String>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
-    enabled: default!(bool, true),
+    enabled: default!(Option<bool>, true),
     database: default!(Option<String>, "NULL"),
     storage: default!(Option<String>, "NULL"),
-    keep_local: default!(bool, true),
-    encrypt_to: default!(Option<Vec<String>>, "NULL"),
-    jobs: default!(i32, 1),
+    keep_local: default!(Option<bool>, true),
+    encrypt_to: default!(Names, "NULL"),
+    jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
@@ -242,32 +362,60 @@ fn schedule_0_2(
         name!(next_run_at, Option<pgrx::datum::TimestampWithTimeZone>),
     ),
 > {
-    let _caller = security::enter().or_raise();
+    let name = required(name, "name", SCHEDULE_NAME_HINT);
+    let cron = required(
+        cron,
+        "cron",
+        "Pass a cron expression, e.g. '30 2 * * *' (02:30 UTC daily), '@hourly' or '10 seconds'.",
+    );
+    let boolean = "Pass true or false (the default).";
     let args = ScheduleArgs {
         name: name.clone(),
         cron,
         database,
         create: CreateArgs {
             label,
-            schemas,
-            tables,
-            exclude_tables,
-            exclude_data,
-            schema_only: Some(schema_only),
-            data_only: Some(data_only),
-            format: Some(format),
+            schemas: names(schemas, "schemas"),
+            tables: names(tables, "tables"),
+            exclude_tables: names(exclude_tables, "exclude_tables"),
+            exclude_data: names(exclude_data, "exclude_data"),
+            schema_only: Some(required(schema_only, "schema_only", boolean)),
+            data_only: Some(required(data_only, "data_only", boolean)),
+            format: Some(required(
+                format,
+                "format",
+                "Use 'native' (the default), 'sql', 'json' or 'csv'.",
+            )),
             compression,
             verbose: None,
             storage,
-            keep_local: (!keep_local).then_some(false),
-            encrypt_to,
+            keep_local: (!required(
+                keep_local,
+                "keep_local",
+                "Pass true (keep the local copy, the default) or false.",
+            ))
+            .then_some(false),
+            encrypt_to: names(encrypt_to, "encrypt_to"),
             // Stored only when asked for, so the options of a plain schedule stay as they were.
-            jobs: (jobs != 1).then_some(jobs),
+            jobs: {
+                let jobs = required(
+                    jobs,
+                    "jobs",
+                    "Pass a number of parallel workers of 1 (the default) or more.",
+                );
+                (jobs != 1).then_some(jobs)
+            },
         },
         keep_last,
         keep_days,
-        enabled,
+        enabled: required(
+            enabled,
+            "enabled",
+            "Pass true (the default) or false to store the schedule paused.",
+        ),
     };
+    writes("backup.schedule()");
+    let _caller = enter();
     schedules::upsert(args).or_raise();
     let row = Spi::connect(|c| {
         let t = c.select(
@@ -294,16 +442,20 @@ fn schedule_0_2(
     TableIterator::once(row)
 }
 
+const SCHEDULE_NAME_HINT: &str = "Pass a schedule name from SELECT name FROM backup.schedules;";
+
 #[pg_extern]
-fn unschedule(name: String) -> bool {
-    let _caller = security::enter().or_raise();
+fn unschedule(name: Option<String>) -> bool {
+    let name = required(name, "name", SCHEDULE_NAME_HINT);
+    writes("backup.unschedule()");
+    let _caller = enter();
     schedules::remove(&name).or_raise()
 }
 
 #[allow(clippy::type_complexity)]
 #[pg_extern]
 fn run_schedule(
-    name: String,
+    name: Option<String>,
 ) -> TableIterator<
     'static,
     (
@@ -317,7 +469,9 @@ fn run_schedule(
         name!(error, Option<String>),
     ),
 > {
-    let _caller = security::enter().or_raise();
+    let name = required(name, "name", SCHEDULE_NAME_HINT);
+    writes("backup.run_schedule()");
+    let _caller = enter();
     let r = schedules::run_now(&name).or_raise();
     if let Some(e) = &r.error {
         pgrx::warning!("pg_backup: schedule \"{name}\" {}: {e}", r.status);
@@ -339,4 +493,41 @@ fn run_schedule(
 #[pg_extern]
 fn wake_scheduler() {
     crate::scheduler::worker::wake_after_commit();
+}
+
+/// The backups and restores running in this database and how far along they are, from shared
+/// memory (what `backup.progress` shows; empty without shared_preload_libraries).
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn runs_in_progress() -> TableIterator<
+    'static,
+    (
+        name!(kind, String),
+        name!(id, String),
+        name!(pid, i32),
+        name!(started_at, Option<pgrx::datum::TimestampWithTimeZone>),
+        name!(tables_done, i32),
+        name!(tables_total, i32),
+        name!(current_table, Option<String>),
+        name!(rows_done, i64),
+        name!(bytes_done, i64),
+        name!(jobs, Option<i32>),
+    ),
+> {
+    // Unix epoch to PostgreSQL's (2000-01-01) in microseconds.
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    TableIterator::new(runs::list().into_iter().map(|r| {
+        (
+            r.kind.to_string(),
+            r.id,
+            r.pid,
+            pgrx::datum::TimestampWithTimeZone::try_from(r.started_us - PG_EPOCH_OFFSET_US).ok(),
+            r.tables_done,
+            r.tables_total,
+            r.current_table,
+            r.rows_done,
+            r.bytes_done,
+            r.jobs,
+        )
+    }))
 }

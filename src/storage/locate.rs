@@ -77,7 +77,7 @@ pub fn locate(id: &str, storage: Option<&str>, identity: Option<&str>) -> Result
 /// as they stream in; a mismatch fails the restore, which then rolls back).
 pub fn precheck(src: &ArchiveSource) -> Vec<FileCheck> {
     if !src.is_remote() {
-        return verify::verify_source(src, false);
+        return verify::verify_source(src, false, &crate::copy::check_for_interrupts);
     }
     let mut out = Vec::new();
     let listing: HashMap<String, u64> = match src.list() {

@@ -365,6 +365,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     }
     // CHECK constraints: local ones inline (a partition's inherited ones too: ATTACH
     // expects them), NOT VALID ones after the data, inherited ones come with INHERITS.
+    let mut inline_checks = 0;
     for ch in checks {
         let add = format!(
             "ALTER {keyword} {q} ADD CONSTRAINT {} {};",
@@ -389,9 +390,18 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         if !ch.local && !is_partition {
             continue;
         }
-        if items == 0 {
-            // No column list to write it into (a typed table, a table without columns).
-            parts.push(n.of(t.key));
+        if items == 0 || inline_checks > 0 {
+            // No column of its own (an inheritance child, a typed table): the list holds
+            // only CHECK constraints, written as text (a split-off one would leave a
+            // dangling comma); the constraint's dependencies are the table's.
+            sql.push(Segment::Text(format!(
+                "{}\n    CONSTRAINT {} {}",
+                if inline_checks == 0 { " (" } else { "," },
+                ident(&ch.name),
+                ch.def
+            )));
+            inline_checks += 1;
+            out.alias(ch.key.class, ch.key.oid, t.key);
             continue;
         }
         sql.push(Segment::Part {
@@ -404,7 +414,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         parts.push(n);
     }
     let mut tail = String::new();
-    if items > 0 {
+    if items > 0 || inline_checks > 0 {
         tail.push_str("\n)");
     } else if t.of_type.is_none() {
         tail.push_str(" (\n)");

@@ -1,0 +1,16 @@
+//! Read-only queries. pgrx's `Spi::get_one`, `get_two` and `run` first ask for a transaction id
+//! (they take every statement for one that may write), which a hot standby refuses ("cannot
+//! assign TransactionIds during recovery"). What must work on a standby (verify, a restore's
+//! dry run, the checks on entry) reads through these instead.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::Error;
+
+/// The first column of the first row (an error when there is no row, as `Spi::get_one`).
+pub fn one<T: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Option<T>, Error> {
+    Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>())
+}

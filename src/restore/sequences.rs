@@ -1,0 +1,111 @@
+//! After rows are loaded, the sequences that number them must not hand out a number the table
+//! already holds: every sequence owned by a column of a table that received rows (serial,
+//! identity) is moved past that column's largest value (smallest, for descending sequences).
+//! It is never moved back, so a value the backup recorded, or a higher one already in this
+//! database, stays. This matters most for `existing => 'append'`, where the backup's sequence
+//! value is not applied (it could be behind the rows already there).
+
+use pgrx::prelude::*;
+
+use super::data::table_oid;
+use super::runner::{row, Job, Runner, Tolerate};
+use crate::error::Result;
+
+/// A sequence owned by an integer column of a table.
+struct Owned {
+    sequence: String,
+    table: String,
+    column: String,
+    ascending: bool,
+}
+
+fn owned_sequences(table: pg_sys::Oid) -> Result<Vec<Owned>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT s.oid::pg_catalog.regclass::pg_catalog.text,
+                    t.oid::pg_catalog.regclass::pg_catalog.text,
+                    pg_catalog.quote_ident(a.attname), q.seqincrement > 0
+             FROM pg_catalog.pg_depend d
+             JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+             JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
+             JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+               AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
+               AND a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype,
+                                  'pg_catalog.int8'::pg_catalog.regtype)
+             ORDER BY 1",
+            None,
+            &[table.into()],
+        )?
+        .map(|r| {
+            Ok(Owned {
+                sequence: r.get::<String>(1)?.unwrap_or_default(),
+                table: r.get::<String>(2)?.unwrap_or_default(),
+                column: r.get::<String>(3)?.unwrap_or_default(),
+                ascending: r.get::<bool>(4)?.unwrap_or(true),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+    })
+}
+
+/// Move the sequences owned by `table` past its rows. Returns `(sequence, new value)` for each
+/// one that moved.
+pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
+    let mut moved = Vec::new();
+    for o in owned_sequences(table)? {
+        // The extreme value in the table, and where the sequence stands (its next value would
+        // be past `last_value` only once it was called).
+        let (agg, cmp) = if o.ascending {
+            ("max", ">")
+        } else {
+            ("min", "<")
+        };
+        let sql = format!(
+            "SELECT (SELECT pg_catalog.setval($1::pg_catalog.regclass, x.v)
+                     FROM (SELECT {agg}({col})::bigint AS v FROM {table}) x,
+                          (SELECT last_value, is_called FROM {sequence}) s
+                     WHERE x.v IS NOT NULL
+                       AND (x.v {cmp} s.last_value OR (x.v = s.last_value AND NOT s.is_called)))",
+            col = o.column,
+            table = o.table,
+            sequence = o.sequence,
+        );
+        if let Some(v) = Spi::get_one_with_args::<i64>(&sql, &[o.sequence.clone().into()])? {
+            moved.push((o.sequence, v));
+        }
+    }
+    Ok(moved)
+}
+
+/// For every table of the plan that received rows: its sequences, each reported as a
+/// `sequence` / `advance` row when it moved.
+pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
+    for t in job.plan.tables.iter().filter(|t| t.action.loads_data()) {
+        let Some(oid) = table_oid(&t.schema, &t.name)? else {
+            continue;
+        };
+        let mut moved = Vec::new();
+        let ok = runner.run(t.object(), "sequence", "advance", Tolerate::Nothing, || {
+            moved = advance_past_rows(oid)?;
+            Ok(None)
+        })?;
+        if ok {
+            // One row per sequence that moved, instead of the step's own row.
+            runner.out.pop();
+            for (seq, v) in moved {
+                runner.note(row(
+                    seq,
+                    "sequence",
+                    "advance",
+                    None,
+                    "ok",
+                    Some(&format!("moved past the largest value of its column, {v}")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

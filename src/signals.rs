@@ -1,0 +1,29 @@
+//! Signal handling of pg_backup's background workers.
+
+use pgrx::pg_sys;
+
+/// What a backend's own die() does on SIGTERM: ask for the process to end at the next
+/// interrupt check (COPY checks per row, a lock wait checks too), and wake it if it sleeps.
+/// pgrx's handler only sets a flag that nothing checks while the worker waits inside
+/// PostgreSQL, so a worker waiting for a lock would never end.
+///
+/// # Safety
+/// A signal handler: installed with `pqsignal`, never called directly.
+pub unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
+    let saved = *libc::__errno_location();
+    (&raw mut pg_sys::InterruptPending).write_volatile(1);
+    (&raw mut pg_sys::ProcDiePending).write_volatile(1);
+    if !pg_sys::MyLatch.is_null() {
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+    *libc::__errno_location() = saved;
+}
+
+/// In a worker's main function, before anything else: SIGTERM ends the worker at the next
+/// interrupt check.
+pub fn die_on_sigterm_then_unblock() {
+    unsafe {
+        pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
