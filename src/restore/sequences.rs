@@ -80,10 +80,18 @@ pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
     Ok(moved)
 }
 
-/// For every table of the plan that received rows: its sequences, each reported as a
-/// `sequence` / `advance` row when it moved.
+/// For every table whose rows were added to the rows it had (`existing => 'append'`): its
+/// sequences, each reported as a `sequence` / `advance` row when it moved. A table created,
+/// dropped or truncated by the restore holds exactly the backup's rows and gets the backup's
+/// sequence values, as pg_restore sets them (a source whose sequence stood behind its column's
+/// largest value is given back as it was).
 pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
-    for t in job.plan.tables.iter().filter(|t| t.action.loads_data()) {
+    for t in job
+        .plan
+        .tables
+        .iter()
+        .filter(|t| t.action == crate::restore::plan::Action::Append)
+    {
         let Some(oid) = table_oid(&t.schema, &t.name)? else {
             continue;
         };
