@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares what tests/upgrade.rs needs, as the test user, after `cargo pgrx install`:
 #   target/upgrade/old: a private copy of PostgreSQL 15 with pg_backup 0.1.0, built from the
-#                       v0.1.0 tag (the release users have installed);
+#                       0.1.0 release source (the release users have installed);
 #   target/upgrade/new: the same with 0.1.0's install script and the current build on top,
 #                       which is what a user has after installing the new package.
 # Both are relocated copies of $PG_CONFIG's installation (PostgreSQL finds its files relative
@@ -28,13 +28,17 @@ copy_pg() {
   rm -f "$1"/usr/lib/postgresql/15/lib/pg_backup* "$1"/usr/share/postgresql/15/extension/pg_backup*
 }
 
-# 0.1.0 from its tag, built with the same toolchain.
-rev=$(git -c safe.directory="*" -C "$here" rev-parse -q --verify 'v0.1.0^{commit}' 2>/dev/null) || {
-  echo "upgrade-prep: tag v0.1.0 is missing from this clone (git fetch --tags)" >&2; exit 1; }
+# 0.1.0's source is kept in the repository (tests/fixtures/release/), exactly `git archive v0.1.0`:
+# CI runs in a fresh clone that may have neither tags nor history, and the released build
+# must not depend on either. Its checksum pins it to the release.
+tarball=$here/tests/fixtures/release/pg_backup-0.1.0.tar.gz
+want=2a45a8ddf687593837317aa66a56b14ce381158aae573b8a32e4e6fc8dca891e
+rev=$(sha256sum "$tarball" | cut -d' ' -f1)
+[ "$rev" = "$want" ] || { echo "upgrade-prep: $tarball does not match the 0.1.0 release (sha256 $rev)" >&2; exit 1; }
 src=$out/src-0.1.0
 if [ "$(cat "$src/.rev" 2>/dev/null)" != "$rev" ]; then
   rm -rf "$src"; mkdir -p "$src"
-  git -c safe.directory="*" -C "$here" archive "$rev" | tar -x -C "$src"
+  tar -xzf "$tarball" -C "$src" --strip-components=1
   echo "$rev" > "$src/.rev"
 fi
 pkg=$out/pkg-0.1.0

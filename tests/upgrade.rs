@@ -1,5 +1,5 @@
 //! Upgrades, as a user lives them: a server running the released pg_backup 0.1.0 (built from
-//! the v0.1.0 tag by scripts/upgrade-prep.sh) gets the new build installed over it, then
+//! the 0.1.0 release source, tests/fixtures/release, by scripts/upgrade-prep.sh) gets the new build installed over it, then
 //! `ALTER EXTENSION pg_backup UPDATE`. Also: archives written by 0.1.0 (kept in
 //! tests/fixtures/archive-0.1.0) verify and restore with the current code.
 //!
