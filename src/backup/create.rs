@@ -252,6 +252,9 @@ fn take(
     claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
+    // The catalog queries over thousands of tables cross jit_above_cost, and compiling them
+    // costs more than it saves (a third of the time for 10,000 tables); for this call only.
+    crate::security::set_for_call(c"jit", c"off");
     let sel: Selection = select::select(opts, &caller.schemas)?;
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
@@ -452,8 +455,11 @@ fn write_table_files(
 ) -> Result<Vec<DataFile>> {
     let mut tasks = tables
         .iter()
+        .zip(task::columns_of(tables)?)
         .enumerate()
-        .map(|(i, t)| task::for_table(i + 1, t, &opts.format, writer, opts.compression))
+        .map(|(i, (t, columns))| {
+            task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
+        })
         .collect::<Result<Vec<CopyTask>>>()?;
     if large_objects {
         tasks.push(task::for_large_objects(
