@@ -117,7 +117,7 @@ zs_id=$(psql -Atq -d bench -c "SELECT id FROM backup.backups WHERE compression =
 
 # Restore into an empty database, indexes and constraints included: pg_restore (one job, the
 # pg_dump -Fc file above; two jobs, the -Fd directory) against backup.restore() of the default
-# (zstd) backup, atomic and atomic => false.
+# (zstd) backup, atomic, atomic => false and jobs => 2.
 restore_ours() { # $1 = database, $2 = extra arguments
   psql -q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
   psql -q -d "$1" -c "CREATE EXTENSION pg_backup" -c "SELECT count(*) FROM backup.rescan()" >/dev/null
@@ -125,7 +125,7 @@ restore_ours() { # $1 = database, $2 = extra arguments
   psql -q -d "$1" -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM backup.restore('$zs_id'$2)" >/dev/null
   echo "$(now) - $t0" | bc
 }
-pgr=(); pgrj=(); ours=(); ours_na=()
+pgr=(); pgrj=(); ours=(); ours_na=(); ours_j2=()
 for r in $(seq "$RUNS"); do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
   t0=$(now); pg_restore -d r_pg "$out/dump.fc"; pgr+=("$(echo "$(now) - $t0" | bc)")
@@ -133,9 +133,11 @@ for r in $(seq "$RUNS"); do
   t0=$(now); pg_restore -j2 -d r_pgj "$out/dump.fd"; pgrj+=("$(echo "$(now) - $t0" | bc)")
   ours+=("$(restore_ours r_ours "")")
   ours_na+=("$(restore_ours r_ours_na ", atomic => false")")
+  ours_j2+=("$(restore_ours r_ours_j2 ", atomic => false, jobs => 2")")
 done
 check=$(psql -Atq -d r_ours -c "SELECT (SELECT count(*) FROM pgbench_accounts) = $SCALE * 100000 AND (SELECT count(*) FROM notes) = $TEXT_ROWS")
-pgr_t=$(best "${pgr[@]}"); pgrj_t=$(best "${pgrj[@]}"); ours_t=$(best "${ours[@]}"); ours_na_t=$(best "${ours_na[@]}")
+check_j2=$(psql -Atq -d r_ours_j2 -c "SELECT (SELECT count(*) FROM pgbench_accounts) = $SCALE * 100000 AND (SELECT count(*) FROM notes) = $TEXT_ROWS AND (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname IN ('pgbench_accounts', 'wide', 'notes')) = 3")
+pgr_t=$(best "${pgr[@]}"); pgrj_t=$(best "${pgrj[@]}"); ours_t=$(best "${ours[@]}"); ours_na_t=$(best "${ours_na[@]}"); ours_j2_t=$(best "${ours_j2[@]}")
 
 raw_t=$(best "${raw[@]}"); dump_t=$(best "${dump[@]}"); dumpj_t=$(best "${dumpj[@]}")
 ratio() { echo "scale=2; $1 / $2" | bc; }
@@ -168,13 +170,14 @@ pg_restore (1 job, from pg_dump -Fc)           $(printf %7.2f "$pgr_t")   1.00  
 pg_restore -j2 (from pg_dump -Fd)              $(printf %7.2f "$pgrj_t")   $(ratio "$pgrj_t" "$pgr_t")                   1.00
 backup.restore() (zstd:3 archive)              $(printf %7.2f "$ours_t")   $(ratio "$ours_t" "$pgr_t")                   $(ratio "$ours_t" "$pgrj_t")      rows check: $check
 backup.restore(atomic => false)                $(printf %7.2f "$ours_na_t")   $(ratio "$ours_na_t" "$pgr_t")                   $(ratio "$ours_na_t" "$pgrj_t")
+backup.restore(atomic => false, jobs => 2)     $(printf %7.2f "$ours_j2_t")   $(ratio "$ours_j2_t" "$pgr_t")                   $(ratio "$ours_j2_t" "$pgrj_t")      rows check: $check_j2
 
 backup.create() zstd vs raw COPY: $(ratio "$zs_t" "$raw_t")x   size vs pg_dump -Fc: $(ratio "$zs_bytes" "$dump_bytes")x
 * pg_dump: the client's max RSS. backend: the backend's peak RSS (VmHWM) minus the shared memory it maps (RssShmem); with jobs => 2 the session's (each worker's is of the same kind).
 REPORT
 
 # Disk space for the next parts: the restored copies and the archives go.
-for d in r_pg r_pgj r_ours r_ours_na; do psql -q -d postgres -c "DROP DATABASE IF EXISTS $d"; done
+for d in r_pg r_pgj r_ours r_ours_na r_ours_j2; do psql -q -d postgres -c "DROP DATABASE IF EXISTS $d"; done
 psql -q -d bench -c "SELECT count(backup.delete(id)) FROM backup.backups WHERE status = 'completed'" >/dev/null
 rm -rf "$out/dump.fd" "$out"/raw_*
 

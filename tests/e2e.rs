@@ -1440,3 +1440,297 @@ fn parallel_workers_write_what_the_session_would() {
     );
     assert_eq!(in_session, by_workers, "the same bytes, file by file");
 }
+
+/// The most job workers of restore(jobs => N) seen at once while `f` runs (polled).
+fn max_job_workers_during<T>(s: &Server, f: impl FnOnce() -> T) -> (T, i64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cs = s.conn_str("postgres", None);
+    let flag = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        let mut most = 0;
+        while !flag.load(Ordering::Relaxed) {
+            most = most.max(job_workers(&mut c));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        most
+    });
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    (out, watcher.join().unwrap())
+}
+
+fn job_workers(c: &mut Client) -> i64 {
+    count(
+        c,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup restore job worker'",
+    )
+}
+
+/// No restore worker of any kind is left, within `secs` seconds.
+fn assert_restore_workers_gone(c: &mut Client, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = count(
+            c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('pg_backup restore worker', 'pg_backup restore job worker')",
+        );
+        if n == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} restore worker(s) still run after {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn fresh_db(s: &Server, name: &str) -> Client {
+    s.connect("postgres")
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let mut r = s.connect(name);
+    r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    r
+}
+
+#[test]
+fn restore_with_jobs_spreads_rows_and_indexes_over_workers_and_restores_faithfully() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    // Foreign keys, indexes (one on an expression), CHECKs, identity and serial sequences,
+    // a partitioned table, a trigger, and a table of another owner whose CHECK only passes
+    // when rows load with that owner's rights (never the workers' own).
+    c.batch_execute(
+        "CREATE ROLE alice;
+         CREATE SCHEMA shop; GRANT USAGE ON SCHEMA shop TO alice;
+         CREATE FUNCTION shop.loaded_by_owner(t text) RETURNS boolean LANGUAGE sql
+             AS $$ SELECT current_user = 'alice' $$;
+         CREATE TABLE shop.customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE);
+         CREATE TABLE shop.orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             customer_id bigint NOT NULL REFERENCES shop.customers, amount numeric(12,2) CHECK (amount >= 0),
+             placed_at timestamptz NOT NULL);
+         CREATE INDEX orders_customer ON shop.orders (customer_id);
+         CREATE INDEX orders_placed ON shop.orders (placed_at);
+         CREATE TABLE shop.items (order_id bigint REFERENCES shop.orders ON DELETE CASCADE, sku text,
+             qty int CHECK (qty > 0), PRIMARY KEY (order_id, sku));
+         CREATE INDEX items_sku ON shop.items (lower(sku));
+         CREATE TABLE shop.events (id int, at date NOT NULL, payload text) PARTITION BY RANGE (at);
+         CREATE TABLE shop.events_2024 PARTITION OF shop.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE shop.events_2025 PARTITION OF shop.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         ALTER TABLE shop.events ADD PRIMARY KEY (id, at);
+         CREATE INDEX events_payload ON shop.events (payload);
+         CREATE FUNCTION shop.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.placed_at := now(); RETURN NEW; END $$;
+         CREATE TRIGGER orders_stamp BEFORE INSERT ON shop.orders FOR EACH ROW WHEN (NEW.placed_at IS NULL) EXECUTE FUNCTION shop.stamp();
+         CREATE TABLE shop.audit (id serial PRIMARY KEY, note text CHECK (shop.loaded_by_owner(note)));
+         ALTER TABLE shop.audit OWNER TO alice;
+         INSERT INTO shop.customers (name, email) SELECT 'customer ' || i, 'c' || i || '@example.org' FROM generate_series(1, 20000) i;
+         INSERT INTO shop.orders (customer_id, amount, placed_at)
+             SELECT 1 + i % 20000, (i % 997) / 10.0, '2025-01-01'::timestamptz + i * interval '1 minute' FROM generate_series(1, 100000) i;
+         INSERT INTO shop.items SELECT 1 + i / 2, 'sku-' || (i % 2), 1 + i % 5 FROM generate_series(0, 199999) i;
+         INSERT INTO shop.events SELECT i, '2024-01-01'::date + i % 700, repeat('x', i % 50) FROM generate_series(1, 50000) i;
+         SET ROLE alice; INSERT INTO shop.audit (note) SELECT 'note ' || i FROM generate_series(1, 1000) i; RESET ROLE;
+         SELECT setval('shop.customers_id_seq', 30000);",
+    )
+    .unwrap();
+    let source = data_fingerprint(&mut c);
+    for format in ["native", "sql"] {
+        let id = backup_id(&mut c, format);
+        let db = format!("jobs_{format}");
+        let mut r = fresh_db(&s, &db);
+        let (rows, most) = max_job_workers_during(&s, || {
+            r.query(
+                "SELECT object, kind, status, detail FROM backup.restore($1, atomic => false, jobs => 2)",
+                &[&id],
+            )
+            .unwrap()
+        });
+        let problems: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get::<_, String>(2) != "ok")
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, Option<String>>(3)
+                )
+            })
+            .collect();
+        assert!(problems.is_empty(), "{format}: {problems:#?}");
+        assert!(
+            most >= 2,
+            "{format}: two job workers at once (most seen: {most})"
+        );
+        assert_same_schema(&s, "app", &db);
+        assert_eq!(
+            data_fingerprint(&mut r),
+            source,
+            "{format}: rows and sequences"
+        );
+        let row = r
+            .query_one(
+                "SELECT status, row_count, error, options->>'jobs' FROM backup.restores ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "completed");
+        assert_eq!(row.get::<_, Option<i64>>(1), Some(371_000));
+        assert_eq!(row.get::<_, Option<String>>(2), None);
+        assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("2"));
+        assert_restore_workers_gone(&mut r, 10);
+    }
+}
+
+#[test]
+fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_cancel() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    let mut ddl = String::new();
+    for i in 1..=12 {
+        ddl.push_str(&format!(
+            "CREATE TABLE t{i} (id int PRIMARY KEY, v text); INSERT INTO t{i} SELECT g, 'row ' || g FROM generate_series(1, 2000) g;"
+        ));
+    }
+    ddl.push_str(
+        "CREATE TABLE big1 (id int, v text); CREATE TABLE big2 (id int, v text);
+         INSERT INTO big1 SELECT g, md5(g::text) FROM generate_series(1, 1500000) g;
+         INSERT INTO big2 SELECT g, md5(g::text) FROM generate_series(1, 1500000) g;
+         CREATE INDEX ON big1 (v); CREATE INDEX ON big2 (v);",
+    );
+    c.batch_execute(&ddl).unwrap();
+    let id = backup_id(&mut c, "native");
+
+    // jobs => N commits as it goes: not with atomic => true; and a sensible number.
+    let mut r = fresh_db(&s, "refused");
+    for (sql, what) in [
+        ("SELECT * FROM backup.restore($1, jobs => 2)", "atomic"),
+        (
+            "SELECT * FROM backup.restore($1, atomic => true, jobs => 2)",
+            "atomic",
+        ),
+        (
+            "SELECT * FROM backup.restore($1, atomic => false, jobs => 0)",
+            "jobs",
+        ),
+    ] {
+        let err = r.query(sql, &[&id]).unwrap_err();
+        assert_eq!(sqlstate(&err), "22023", "{sql}: {err:?}");
+        let db = err.as_db_error().unwrap();
+        assert!(db.message().contains(what), "{}", db.message());
+        assert!(db.hint().is_some(), "{sql}: a hint");
+    }
+    assert_eq!(
+        count(&mut r, "SELECT count(*) FROM pg_class WHERE relname = 't1'"),
+        0
+    );
+
+    // A worker's entry fails (rows that clash with a table kept as it is): the restore
+    // fails naming it, and the history row lists what was committed.
+    let clash =
+        "CREATE TABLE t7 (id int PRIMARY KEY, v text); INSERT INTO t7 VALUES (5, 'here before');";
+    let mut r = fresh_db(&s, "failing");
+    r.batch_execute(clash).unwrap();
+    let err = r
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false, jobs => 2)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let message = err.as_db_error().unwrap().message().to_string();
+    assert!(message.contains("public.t7"), "names the entry: {message}");
+    assert!(!message.contains("row 5"), "no row values: {message}");
+    let row = r
+        .query_one(
+            "SELECT status, error, jsonb_array_length(progress->'restored') FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("public.t7"));
+    assert!(row.get::<_, i32>(2) > 0, "the committed entries are listed");
+    assert_restore_workers_gone(&mut r, 10);
+
+    // on_error => 'continue': that entry fails alone, everything else is restored.
+    let mut r = fresh_db(&s, "continuing");
+    r.batch_execute(clash).unwrap();
+    let rows = r
+        .query(
+            "SELECT object, kind, status FROM backup.restore($1, existing => 'append', on_error => 'continue', atomic => false, jobs => 2)
+             WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap();
+    let failed: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![(
+            "public.t7".to_string(),
+            "table_data".to_string(),
+            "failed".to_string()
+        )]
+    );
+    assert_eq!(count(&mut r, "SELECT count(*) FROM t12"), 2000);
+    assert_eq!(count(&mut r, "SELECT count(*) FROM big2"), 1_500_000);
+    assert_eq!(count(&mut r, "SELECT count(*) FROM t7"), 1);
+
+    // A cancel of the caller stops the leader and every job worker promptly.
+    let mut r = fresh_db(&s, "cancelled_jobs");
+    let cs = s.conn_str("cancelled_jobs", None);
+    let id2 = id.clone();
+    let restore = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        c.query(
+            "SELECT * FROM backup.restore($1, atomic => false, jobs => 2)",
+            &[&id2],
+        )
+        .map(|_| ())
+        .map_err(|e| sqlstate(&e))
+    });
+    assert_eq!(
+        wait_for(
+            &mut r,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_backup restore job worker'",
+            2,
+            60
+        ),
+        2,
+        "two job workers run"
+    );
+    let pid: i32 = r
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE datname = 'cancelled_jobs' AND query ~ 'jobs => 2' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let asked = Instant::now();
+    r.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    assert_eq!(restore.join().unwrap(), Err("57014".to_string()));
+    assert_restore_workers_gone(&mut r, 10);
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "stopped promptly: {:?}",
+        asked.elapsed()
+    );
+    let st: String = r
+        .query_one(
+            "SELECT status FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "failed");
+}

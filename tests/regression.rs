@@ -100,6 +100,7 @@ fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
         "regression",
         &RoundTrip {
             formats: &Format::ALL,
+            jobs: Some(2),
             ..Default::default()
         },
     );

@@ -33,15 +33,15 @@ use crate::error::{BackupError, Result};
 use crate::security::{self, redact, Caller};
 use crate::session::{self, Session};
 
-/// What the worker is asked to do.
-#[derive(Serialize, Deserialize)]
-struct Request {
-    backup_id: String,
-    opts: RestoreOptions,
-    caller_schemas: Vec<String>,
-    caller_role: String,
-    caller_oid: u32,
-    session: Session,
+/// What the worker is asked to do (and, with jobs => N, each of its job workers).
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct Request {
+    pub(super) backup_id: String,
+    pub(super) opts: RestoreOptions,
+    pub(super) caller_schemas: Vec<String>,
+    pub(super) caller_role: String,
+    pub(super) caller_oid: u32,
+    pub(super) session: Session,
 }
 
 /// What the worker sends back, message by message.
@@ -297,6 +297,8 @@ pub struct Batches {
     /// Steps per transaction.
     size: usize,
     session: Session,
+    /// What the worker was asked (restore(jobs => N) hands it on to its job workers).
+    pub(super) request: Request,
     steps_in_batch: Cell<usize>,
     /// Result rows covered by a commit.
     committed: Cell<usize>,
@@ -304,6 +306,8 @@ pub struct Batches {
     last_committed: RefCell<Option<String>>,
     /// The committed steps that restored something (kind and object), in order.
     restored: RefCell<Vec<String>>,
+    /// restore(jobs => N)'s workers ran the final ANALYZE.
+    pub(super) analyzed: Cell<bool>,
 }
 
 /// Entries per transaction: small enough that a batch's locks (a table, its TOAST table and
@@ -314,18 +318,20 @@ pub fn batch_size(max_locks_per_transaction: i64) -> usize {
 }
 
 impl Batches {
-    fn new(session: Session) -> Batches {
+    fn new(request: &Request) -> Batches {
         let locks = session::current_setting("max_locks_per_transaction")
             .parse::<i64>()
             .unwrap_or(64);
         Batches {
             size: batch_size(locks),
-            session,
+            session: request.session.clone(),
+            request: request.clone(),
             steps_in_batch: Cell::new(0),
             committed: Cell::new(0),
             restore_id: Cell::new(0),
             last_committed: RefCell::new(None),
             restored: RefCell::new(Vec::new()),
+            analyzed: Cell::new(false),
         }
     }
 
@@ -357,6 +363,15 @@ impl Batches {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
         }
+        self.absorb(out);
+        self.steps_in_batch.set(0);
+        begin_transaction(&self.session);
+        Ok(())
+    }
+
+    /// The rows of `out` not yet counted are committed (by this worker's last commit, or by
+    /// the job worker that reported them).
+    pub fn absorb(&self, out: &[Row]) {
         self.restored.borrow_mut().extend(
             out[self.committed.get().min(out.len())..]
                 .iter()
@@ -364,10 +379,7 @@ impl Batches {
                 .map(|r| format!("{} {}", r.1, r.0)),
         );
         self.committed.set(out.len());
-        *self.last_committed.borrow_mut() = last;
-        self.steps_in_batch.set(0);
-        begin_transaction(&self.session);
-        Ok(())
+        *self.last_committed.borrow_mut() = out.last().map(|r| format!("{} {}", r.1, r.0));
     }
 
     /// What the history row of a failed restore says was committed.
@@ -387,7 +399,7 @@ impl Batches {
     }
 }
 
-fn begin_transaction(session: &Session) {
+pub(super) fn begin_transaction(session: &Session) {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -415,7 +427,7 @@ unsafe extern "C-unwind" fn on_worker_exit(_code: i32, _arg: pg_sys::Datum) {
 
 /// What a backend's StatementCancelHandler does: the next interrupt check raises
 /// "canceling statement due to user request" (57014), which the worker catches like any error.
-unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
+pub(super) unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
     let saved = *libc::__errno_location();
     if !pg_sys::proc_exit_inprogress {
         (&raw mut pg_sys::InterruptPending).write_volatile(1);
@@ -475,7 +487,7 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(0));
     }
-    let batches = Batches::new(request.session.clone());
+    let batches = Batches::new(&request);
     begin_transaction(&request.session);
     let caller = security::enter_for(
         request.caller_schemas.clone(),
@@ -507,22 +519,8 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
             send(&Message::Done);
             return;
         }
-        Ok(Err(e)) => {
-            let at = runner::current_entry()
-                .map(|w| format!(" (while restoring {w})"))
-                .unwrap_or_default();
-            (e.sqlstate().to_string(), format!("{e}{at}"), e.hint())
-        }
-        // Without row values (issue 9); the server log gets the whole error.
-        Err(caught) => {
-            let (kind, object, exposure) = runner::current_step();
-            let text = redact::describe(&caught, &kind, &object, exposure);
-            (
-                sqlstate_of(&caught),
-                text,
-                Some("Row values are never shown or stored by pg_backup; the server log has the complete error.".to_string()),
-            )
-        }
+        Ok(Err(e)) => failure_of(Ok(e)),
+        Err(caught) => failure_of(Err(caught)),
     };
     // The current batch is rolled back; what was committed stays, and the row says what.
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
@@ -542,6 +540,31 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
         message,
         hint,
     });
+}
+
+/// An error that ends a restore worker (or a job worker): SQLSTATE, message naming the entry
+/// it stopped at, hint. Errors PostgreSQL raised go without row values (issue 9); the server
+/// log gets the whole error.
+pub(super) fn failure_of(
+    e: std::result::Result<BackupError, CaughtError>,
+) -> (String, String, Option<String>) {
+    match e {
+        Ok(e) => {
+            let at = runner::current_entry()
+                .map(|w| format!(" (while restoring {w})"))
+                .unwrap_or_default();
+            (e.sqlstate().to_string(), format!("{e}{at}"), e.hint())
+        }
+        Err(caught) => {
+            let (kind, object, exposure) = runner::current_step();
+            let text = redact::describe(&caught, &kind, &object, exposure);
+            (
+                sqlstate_of(&caught),
+                text,
+                Some("Row values are never shown or stored by pg_backup; the server log has the complete error.".to_string()),
+            )
+        }
+    }
 }
 
 /// The restore's history row exists from here on (for the exit callback).

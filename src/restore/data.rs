@@ -26,28 +26,7 @@ pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
 }
 
 pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
-    // One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
-    // the tables whose rows the backup holds (a parent's other children keep theirs).
-    let with_rows = job.manifest.data_tables();
-    let truncate: Vec<&PlannedTable> = job
-        .plan
-        .tables
-        .iter()
-        .filter(|t| t.action == Action::Truncate)
-        .filter(|t| {
-            with_rows
-                .iter()
-                .any(|(s, n)| job.plan.of(s, n).is_some_and(|p| p == *t))
-        })
-        .collect();
-    if !truncate.is_empty() {
-        truncate_tables(steps, &truncate)?;
-    }
-    if job.opts.disable_triggers {
-        // User triggers and foreign key checks stay off while rows load, and only then
-        // (a superuser setting; restore runs as the extension owner).
-        security::set_for_call(c"session_replication_role", c"replica");
-    }
+    truncate_replaced(job, steps)?;
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
             ScriptReader::open(
@@ -69,63 +48,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
         if let Some(r) = reader {
             r.begin_block();
         }
-        let wanted = if unit.large_objects {
-            job.scope.full
-        } else {
-            job.plan
-                .of(&unit.schema, &unit.table)
-                .is_some_and(|t| t.action.loads_data())
-        };
-        if !wanted {
-            if let Some(t) = job.plan.of(&unit.schema, &unit.table) {
-                steps.note(row(
-                    t.object(),
-                    "table_data",
-                    "skip",
-                    None,
-                    "ok",
-                    Some("table exists"),
-                ));
-            }
-            if let Some(r) = reader {
-                r.end_block();
-            }
-            continue;
-        }
-        if unit.large_objects {
-            // Large objects run no code: written as the extension owner.
-            steps.run_data("large objects".into(), "large_object_data", "load", || {
-                let pages = restore_large_objects(&unit, job.compression, reader)?;
-                check_loaded("large objects", pages as u64, &unit)?;
-                Ok(Some(pages))
-            })?;
-        } else {
-            let t = job
-                .plan
-                .of(&unit.schema, &unit.table)
-                .expect("wanted tables are planned");
-            let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
-            steps.run_data(object.clone(), "table_data", "load", || {
-                let oid = table_oid(&schema, &name)?.ok_or_else(|| {
-                    BackupError::unknown(format!(
-                        "table {object} does not exist and the backup has no definition for it"
-                    ))
-                    .with_hint(
-                        "Restore a backup that includes the schema first (this one is data_only).",
-                    )
-                })?;
-                // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
-                // triggers fire while rows load: with the table owner's rights (issue 9).
-                let owner = job.code_owner(oid, &unit.schema, &unit.table)?;
-                let rows = if job.manifest.format == "json" {
-                    load_json(&schema, &name, &unit, job.compression, owner)?
-                } else {
-                    run_as(owner, || load_rows(oid, &unit, job.compression, reader))?
-                };
-                check_loaded(&object, rows, &unit)?;
-                Ok(Some(rows as i64))
-            })?;
-        }
+        load_unit(job, steps, &unit, reader)?;
         if let Some(r) = reader {
             r.end_block();
         }
@@ -133,23 +56,119 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
     if let Some((reader, sha)) = script {
         reader.finish(&sha)?;
     }
+    Ok(())
+}
+
+/// One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
+/// the tables whose rows the backup holds (a parent's other children keep theirs).
+pub fn truncate_replaced(job: &Job, steps: &mut Runner) -> Result<()> {
+    let with_rows = job.manifest.data_tables();
+    let truncate: Vec<&PlannedTable> = job
+        .plan
+        .tables
+        .iter()
+        .filter(|t| t.action == Action::Truncate)
+        .filter(|t| {
+            with_rows
+                .iter()
+                .any(|(s, n)| job.plan.of(s, n).is_some_and(|p| p == *t))
+        })
+        .collect();
+    if !truncate.is_empty() {
+        truncate_tables(steps, &truncate)?;
+    }
+    Ok(())
+}
+
+/// Load one unit's rows (a row saying it was skipped if its table is kept). User triggers
+/// and foreign key checks stay off while rows load with disable_triggers, and only then (a
+/// superuser setting; restore runs as the extension owner).
+pub fn load_unit(
+    job: &Job,
+    steps: &mut Runner,
+    unit: &DataUnit,
+    reader: Option<&ScriptReader>,
+) -> Result<()> {
+    if !unit_wanted(job, unit) {
+        if let Some(t) = job.plan.of(&unit.schema, &unit.table) {
+            steps.note(row(
+                t.object(),
+                "table_data",
+                "skip",
+                None,
+                "ok",
+                Some("table exists"),
+            ));
+        }
+        return Ok(());
+    }
+    if job.opts.disable_triggers {
+        security::set_for_call(c"session_replication_role", c"replica");
+    }
+    if unit.large_objects {
+        // Large objects run no code: written as the extension owner.
+        steps.run_data("large objects".into(), "large_object_data", "load", || {
+            let pages = restore_large_objects(unit, job.compression, reader)?;
+            check_loaded("large objects", pages as u64, unit)?;
+            Ok(Some(pages))
+        })?;
+    } else {
+        let t = job
+            .plan
+            .of(&unit.schema, &unit.table)
+            .expect("wanted tables are planned");
+        let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
+        steps.run_data(object.clone(), "table_data", "load", || {
+            let oid = table_oid(&schema, &name)?.ok_or_else(|| {
+                BackupError::unknown(format!(
+                    "table {object} does not exist and the backup has no definition for it"
+                ))
+                .with_hint(
+                    "Restore a backup that includes the schema first (this one is data_only).",
+                )
+            })?;
+            // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
+            // triggers fire while rows load: with the table owner's rights (issue 9).
+            let owner = job.code_owner(oid, &unit.schema, &unit.table)?;
+            let rows = if job.manifest.format == "json" {
+                load_json(&schema, &name, unit, job.compression, owner)?
+            } else {
+                run_as(owner, || load_rows(oid, unit, job.compression, reader))?
+            };
+            check_loaded(&object, rows, unit)?;
+            Ok(Some(rows as i64))
+        })?;
+    }
     if job.opts.disable_triggers {
         security::set_for_call(c"session_replication_role", c"origin");
     }
     Ok(())
 }
 
+/// Whether the restore loads this unit's rows.
+pub fn unit_wanted(job: &Job, unit: &DataUnit) -> bool {
+    if unit.large_objects {
+        job.scope.full
+    } else {
+        job.plan
+            .of(&unit.schema, &unit.table)
+            .is_some_and(|t| t.action.loads_data())
+    }
+}
+
 /// A table's rows (or the large objects' pages) in the archive: a file of its own, or the
 /// next COPY block of the sql format's script.
 #[derive(Clone)]
-struct DataUnit {
-    schema: String,
-    table: String,
+pub struct DataUnit {
+    pub schema: String,
+    pub table: String,
     columns: Vec<String>,
-    large_objects: bool,
+    pub large_objects: bool,
     file: Option<(FileRef, String, CopyFormat)>,
     /// Rows (or large object pages) the backup recorded: a load must find as many.
     rows: u64,
+    /// Bytes of its file (the biggest start first in a parallel restore).
+    pub bytes: u64,
     /// The encoding of the archive's text (the backed-up database's).
     encoding: String,
 }
@@ -166,7 +185,9 @@ fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
     .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
 }
 
-fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
+/// The units of rows in the archive, in its order. The sql format's script is read in order
+/// (one block after the other): its units have no file of their own.
+pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
     if m.files.iter().any(|f| f.is_script()) {
         return m
             .script_tables
@@ -178,6 +199,7 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
                 file: None,
                 rows: b.rows,
+                bytes: 0,
                 encoding: m.encoding.clone(),
             })
             .collect();
@@ -197,6 +219,7 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 large_objects: f.is_large_objects(),
                 file: Some((job.file(&f.path), f.sha256.clone(), format)),
                 rows: f.rows,
+                bytes: f.bytes,
                 encoding: m.encoding.clone(),
             }
         })

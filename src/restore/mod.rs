@@ -10,10 +10,12 @@
 pub mod background;
 mod data;
 pub mod names;
+mod parallel;
 pub mod plan;
 mod preflight;
 pub mod retarget;
 pub mod runner;
+pub mod schedule;
 pub mod scope;
 pub mod sequences;
 pub mod tuning;
@@ -54,6 +56,14 @@ pub struct RestoreOptions {
     pub identity: Option<String>,
     /// false: commit as it goes, in a background worker (see `background`).
     pub atomic: bool,
+    /// More than 1: rows and post-data entries over that many workers (see `parallel`);
+    /// needs atomic => false.
+    #[serde(default = "one")]
+    pub jobs: i32,
+}
+
+fn one() -> i32 {
+    1
 }
 
 impl RestoreOptions {
@@ -64,16 +74,37 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
-            "analyze": self.analyze, "atomic": self.atomic,
+            "analyze": self.analyze, "atomic": self.atomic, "jobs": self.jobs,
         })
     }
 }
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
+    check_jobs(opts)?;
     if !opts.atomic && !opts.dry_run {
         return background::run(id, opts, caller);
     }
     restore_with(id, opts, caller, None)
+}
+
+/// jobs => N: a number of workers, for a restore that commits as it goes.
+fn check_jobs(opts: &RestoreOptions) -> Result<()> {
+    if !(1..=parallel::MAX_JOBS).contains(&opts.jobs) {
+        return Err(BackupError::invalid(format!(
+            "jobs must be between 1 and {}, not {}",
+            parallel::MAX_JOBS,
+            opts.jobs
+        ))
+        .with_hint("Pass jobs => 1 (the default) to restore in one worker, or the number of parallel workers."));
+    }
+    if opts.jobs > 1 && opts.atomic {
+        return Err(BackupError::invalid(format!(
+            "restore(jobs => {}) commits as it goes and cannot be atomic",
+            opts.jobs
+        ))
+        .with_hint("Add atomic => false (each worker commits its own steps, as pg_restore -j does), or leave jobs at 1 for an all-or-nothing restore."));
+    }
+    Ok(())
 }
 
 /// The restore of `restore(atomic => false)`, in its worker: commits every so many steps.
@@ -229,7 +260,7 @@ fn restore_steps(
     let out = Walk::new(&job).apply()?;
     if let Some(b) = batches {
         b.commit(&out)?;
-        if opts.analyze && !opts.schema_only {
+        if opts.analyze && !opts.schema_only && !b.analyzed.get() {
             // ANALYZE's locks count too: in batches like the rest.
             for t in loaded_tables(&plan, &out) {
                 tuning::analyze([t.as_str()])?;

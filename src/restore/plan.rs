@@ -85,7 +85,7 @@ pub fn resolve_tables(all: &[(String, String)], names: &[String]) -> Result<Vec<
 }
 
 /// What restore does with one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Create,
     Skip,
@@ -114,7 +114,7 @@ impl Action {
 }
 
 /// One table of the backup and what restore does with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedTable {
     pub schema: String,
     pub name: String,

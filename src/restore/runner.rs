@@ -98,6 +98,21 @@ impl Plan {
         })
     }
 
+    /// The plan the leader of restore(jobs => N) made, in a job worker (planned again now,
+    /// the tables it created would count as existing).
+    pub fn from_tables(m: &Manifest, scope: &Scope, tables: Vec<PlannedTable>) -> Plan {
+        let by_backup_name = scope
+            .tables(m)
+            .into_iter()
+            .zip(0..tables.len())
+            .map(|((schema, name), i)| (quoted(&schema, &name), i))
+            .collect();
+        Plan {
+            tables,
+            by_backup_name,
+        }
+    }
+
     pub fn of(&self, backup_schema: &str, name: &str) -> Option<&PlannedTable> {
         self.by_backup_name
             .get(&quoted(backup_schema, name))
@@ -223,7 +238,7 @@ pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
 }
 
 /// Which errors of a step are expected and how they are reported.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Tolerate {
     Nothing,
     /// The object already exists: keep it (`skip`).
@@ -234,8 +249,8 @@ pub enum Tolerate {
 }
 
 /// What happened to an entry.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
     /// Its statements ran.
     Created,
     /// It already existed and was kept.
@@ -392,7 +407,7 @@ fn relation_exists(quoted_name: &str) -> Result<bool> {
 }
 
 /// What to do with one entry.
-enum Decision {
+pub enum Decision {
     /// Not this restore's business (no row).
     Quiet,
     /// Left out, with a row saying why.
@@ -408,9 +423,9 @@ enum Decision {
 
 /// Restore everything the job says: the walk over the TOC.
 pub struct Walk<'j, 'a> {
-    job: &'j Job<'a>,
-    runner: Runner<'a>,
-    outcomes: HashMap<u32, Outcome>,
+    pub(super) job: &'j Job<'a>,
+    pub(super) runner: Runner<'a>,
+    pub(super) outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
 }
 
@@ -424,7 +439,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         }
     }
 
-    fn entry(&self, id: u32) -> Option<&'a TocEntry> {
+    pub(super) fn entry(&self, id: u32) -> Option<&'a TocEntry> {
         self.index.get(&id).map(|&i| &self.job.manifest.toc[i])
     }
 
@@ -450,7 +465,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         Ok(None)
     }
 
-    fn decide(&self, e: &TocEntry, dry_run: bool) -> Result<Decision> {
+    pub(super) fn decide(&self, e: &TocEntry, dry_run: bool) -> Result<Decision> {
         let opts = self.job.opts;
         let Some(why) = self.job.scope.why(e) else {
             return Ok(Decision::Quiet);
@@ -634,7 +649,7 @@ impl<'j, 'a> Walk<'j, 'a> {
     }
 
     /// How result rows name an entry: relations under their restored name.
-    fn object(&self, e: &TocEntry) -> String {
+    pub(super) fn object(&self, e: &TocEntry) -> String {
         match (&e.schema, e.kind.is_decoration()) {
             (Some(s), false) => format!("{}.{}", self.job.scope.target_schema_of(s), e.name),
             _ => e.object(),
@@ -645,7 +660,12 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// owner, or the role that called restore when that role does not exist here (never the
     /// extension owner). Entries that evaluate user code run with the rights of the owner of
     /// the relation they work on (`code_role`).
-    fn run_entry(&mut self, e: &'a TocEntry, action: &str, tolerate: Tolerate) -> Result<()> {
+    pub(super) fn run_entry(
+        &mut self,
+        e: &'a TocEntry,
+        action: &str,
+        tolerate: Tolerate,
+    ) -> Result<()> {
         let body = self.job.scope.sql(&e.sql);
         let object = self.object(e);
         let restorer = self.job.restorer;
@@ -867,58 +887,57 @@ impl<'j, 'a> Walk<'j, 'a> {
         Ok(Some((self.job.code_owner(oid, &bs, &bn)?, schemas)))
     }
 
-    fn run_pass(&mut self, pass: Pass) -> Result<()> {
+    pub(super) fn run_pass(&mut self, pass: Pass) -> Result<()> {
         let toc = &self.job.manifest.toc;
         for e in toc.iter().filter(|e| e.pass() == pass) {
             pgrx::check_for_interrupts!();
-            match self.decide(e, false)? {
-                Decision::Quiet => {}
-                Decision::Skip { status, detail } => {
-                    if status == "failed" {
-                        self.outcomes.insert(e.id, Outcome::Failed);
-                    }
-                    let object = self.object(e);
-                    self.runner.note(row(
-                        object,
-                        e.kind.as_str(),
-                        "skip",
-                        None,
-                        status,
-                        Some(&detail),
-                    ))
-                }
-                Decision::Run { action, tolerate } => {
-                    if e.sql.is_empty() {
-                        self.outcomes.insert(e.id, Outcome::Created);
-                        continue;
-                    }
-                    // Grants to roles this cluster lacks are reported as warnings.
-                    let tolerate = if matches!(e.kind, EntryKind::Acl | EntryKind::Owner) {
-                        Tolerate::MissingRole
-                    } else {
-                        tolerate
-                    };
-                    self.run_entry(e, action, tolerate)?;
-                }
+            if let Some((action, tolerate)) = self.settle(e)? {
+                self.run_entry(e, action, tolerate)?;
             }
         }
         Ok(())
     }
 
+    /// Decide about an entry: what it needs run (action, tolerate), or None when the decision
+    /// settled it (a row noted, or nothing to do).
+    pub(super) fn settle(&mut self, e: &TocEntry) -> Result<Option<(&'static str, Tolerate)>> {
+        match self.decide(e, false)? {
+            Decision::Quiet => Ok(None),
+            Decision::Skip { status, detail } => {
+                if status == "failed" {
+                    self.outcomes.insert(e.id, Outcome::Failed);
+                }
+                let object = self.object(e);
+                self.runner.note(row(
+                    object,
+                    e.kind.as_str(),
+                    "skip",
+                    None,
+                    status,
+                    Some(&detail),
+                ));
+                Ok(None)
+            }
+            Decision::Run { action, tolerate } => {
+                if e.sql.is_empty() {
+                    self.outcomes.insert(e.id, Outcome::Created);
+                    return Ok(None);
+                }
+                // Grants to roles this cluster lacks are reported as warnings.
+                let tolerate = if matches!(e.kind, EntryKind::Acl | EntryKind::Owner) {
+                    Tolerate::MissingRole
+                } else {
+                    tolerate
+                };
+                Ok(Some((action, tolerate)))
+            }
+        }
+    }
+
     /// The whole restore.
     pub fn apply(mut self) -> Result<Vec<Row>> {
         let job = self.job;
-        // Function bodies may name tables that come later, as in pg_restore.
-        security::set_for_call(c"check_function_bodies", c"off");
-        // "schema ... already exists, skipping" and the like: the result rows say what happened.
-        security::set_for_call(c"client_min_messages", c"warning");
-        // Every definition in the archive is schema-qualified. pg_temp is named last: left
-        // out, the caller's temporary tables and types would be searched before pg_catalog.
-        security::set_for_call(c"search_path", c"pg_catalog, pg_temp");
-        // Literals and dates in the archive are read as they were written, whatever the
-        // caller's session says (a backslash in a string must never end it early).
-        security::pin_literal_settings();
-        super::tuning::raise_maintenance_settings()?;
+        restore_settings()?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
             // its own in the backup (issue 9).
@@ -936,7 +955,16 @@ impl<'j, 'a> Walk<'j, 'a> {
             )?;
         }
         self.drop_replaced()?;
+        // restore(jobs => N): rows and post-data over N workers (restore/parallel.rs).
+        let parallel = job.opts.jobs > 1 && job.batches.is_some();
         for pass in PASSES {
+            if parallel && pass == Pass::Data {
+                super::parallel::data_and_post_data(&mut self)?;
+                continue;
+            }
+            if parallel && pass == Pass::PostData {
+                continue;
+            }
             if pass == Pass::Data {
                 if !job.opts.schema_only {
                     data::load_data(job, &mut self.runner)?;
@@ -1009,8 +1037,23 @@ impl<'j, 'a> Walk<'j, 'a> {
     }
 }
 
+/// The settings every restore runs with (also each worker of restore(jobs => N)).
+pub fn restore_settings() -> Result<()> {
+    // Function bodies may name tables that come later, as in pg_restore.
+    security::set_for_call(c"check_function_bodies", c"off");
+    // "schema ... already exists, skipping" and the like: the result rows say what happened.
+    security::set_for_call(c"client_min_messages", c"warning");
+    // Every definition in the archive is schema-qualified. pg_temp is named last: left
+    // out, the caller's temporary tables and types would be searched before pg_catalog.
+    security::set_for_call(c"search_path", c"pg_catalog, pg_temp");
+    // Literals and dates in the archive are read as they were written, whatever the
+    // caller's session says (a backslash in a string must never end it early).
+    security::pin_literal_settings();
+    super::tuning::raise_maintenance_settings()
+}
+
 /// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
-fn builds_index_only(sql: &str) -> bool {
+pub fn builds_index_only(sql: &str) -> bool {
     matches!(
         constraint_definition(sql),
         Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))

@@ -278,6 +278,7 @@ fn restore_0_2(
     identity: default!(Option<String>, "NULL"),
     analyze: default!(Option<bool>, true),
     atomic: default!(Option<bool>, true),
+    jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
@@ -318,6 +319,11 @@ fn restore_0_2(
             atomic,
             "atomic",
             "Pass true (all or nothing, the default) or false (commit as it goes).",
+        ),
+        jobs: required(
+            jobs,
+            "jobs",
+            "Pass 1 (the default) or the number of parallel workers (with atomic => false).",
         ),
     };
     if !opts.dry_run {

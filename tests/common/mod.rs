@@ -224,6 +224,18 @@ pub fn restore_with_pg_backup(
     on_error: &str,
     search_path: Option<&str>,
 ) -> RestoreOutcome {
+    restore_with_pg_backup_using(s, db, id, on_error, search_path, "")
+}
+
+/// `restore_with_pg_backup` with more arguments of restore() (`, atomic => false, ...`).
+pub fn restore_with_pg_backup_using(
+    s: &Server,
+    db: &str,
+    id: &str,
+    on_error: &str,
+    search_path: Option<&str>,
+    more_args: &str,
+) -> RestoreOutcome {
     s.create_db(db);
     let mut c = s.connect(db);
     c.batch_execute("CREATE EXTENSION pg_backup").unwrap();
@@ -233,7 +245,7 @@ pub fn restore_with_pg_backup(
     }
     c.query("SELECT * FROM backup.rescan()", &[]).unwrap();
     match c.query(
-        "SELECT object, kind, action, status, detail FROM backup.restore($1, on_error => $2)",
+        &format!("SELECT object, kind, action, status, detail FROM backup.restore($1, on_error => $2{more_args})"),
         &[&id, &on_error],
     ) {
         Err(e) => RestoreOutcome {
@@ -938,6 +950,8 @@ pub struct RoundTrip<'a> {
     /// search_path of the sessions that restore (backup.restore() and psql): a restore must not
     /// depend on the restoring session's search_path.
     pub restore_search_path: Option<&'a str>,
+    /// Also restore the native format with `restore(atomic => false, jobs => N)`.
+    pub jobs: Option<i32>,
 }
 
 impl Default for RoundTrip<'_> {
@@ -945,6 +959,7 @@ impl Default for RoundTrip<'_> {
         RoundTrip {
             formats: &[Format::Native, Format::Sql],
             restore_search_path: None,
+            jobs: None,
         }
     }
 }
@@ -1028,6 +1043,26 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
             ));
         } else {
             verdicts.push(judge(how, &target, t0, None, outcome.problems));
+        }
+        if let Some(jobs) = rt.jobs.filter(|_| format == Format::Native) {
+            // The same archive over parallel workers (their own transactions and order).
+            let t0 = now();
+            let target = format!("via_pg_backup_jobs_{jobs}");
+            let outcome = restore_with_pg_backup_using(
+                s,
+                &target,
+                &id,
+                "abort",
+                rt.restore_search_path,
+                &format!(", atomic => false, jobs => {jobs}"),
+            );
+            verdicts.push(judge(
+                format!("backup.restore(atomic => false, jobs => {jobs}) of format 'native'"),
+                &target,
+                t0,
+                outcome.error,
+                outcome.problems,
+            ));
         }
         if format == Format::Sql {
             let t0 = now();

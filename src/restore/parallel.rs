@@ -1,0 +1,920 @@
+//! `restore(..., jobs => N, atomic => false)`: the rows and the post-data entries (indexes,
+//! constraints, triggers ...) spread over N background workers, as pg_restore -j does.
+//!
+//! The restore worker of atomic => false (`background`) is the leader: it restores the
+//! pre-data entries, truncates what `existing => 'truncate'` replaces, reads the sql
+//! format's script (one file, read in order) and loads the large objects itself, commits,
+//! and then hands out the rest item by item: each table's rows (the biggest first) and each
+//! post-data entry, an item once every item it depends on is done (an entry on a table
+//! waits for the table's rows, as pg_restore repoints such dependencies) and never beside a
+//! running item it would wait for on a lock (`schedule`). The leader decides about each
+//! entry just before handing it out (as the serial walk would: skipped with its failed
+//! table, kept ...), so the job workers only run what they get. Then it restores the grants
+//! and everything after them itself.
+//!
+//! Each job worker acts as the caller exactly as the leader does (`session`: user, security
+//! context, settings; `security::enter_for`; restore's own settings), runs the statements of
+//! an entry through the same `Walk::run_entry` (code-running entries as the table's owner),
+//! commits each item on its own and reports its result rows. The leader adds them to the
+//! result and to the history row's `progress` (what stays restored if the restore fails).
+//!
+//! An error of an item under on_error => 'abort' ends the restore: the leader cancels the
+//! other workers (their current items roll back), records which items were committed and
+//! raises the error, which names the entry. A cancel of the calling session reaches the
+//! leader, which cancels every worker the same way. A worker that cannot start is done
+//! without; with none, the leader restores everything itself.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::background::{self, begin_transaction, failure_of, Request};
+use super::data::{self, DataUnit};
+use super::plan::PlannedTable;
+use super::runner::{self, Job, Outcome, Plan, Row, Tolerate, Walk};
+use super::schedule::{Item, Lock, Scheduler};
+use super::scope::{quoted, Scope};
+use crate::archive::compression::Compression;
+use crate::archive::toc::{EntryKind, Pass, TocEntry};
+use crate::error::{BackupError, Result};
+use crate::security::{self, privileges::Restorer};
+
+/// jobs => N takes at most this many workers.
+pub const MAX_JOBS: i32 = 64;
+
+const MAGIC: u32 = 0x7062_726a;
+const QUEUE_SIZE: usize = 64 << 10;
+
+/// What each job worker is given: the restore worker's request and the plan it made.
+#[derive(Serialize, Deserialize)]
+struct JobRequest {
+    base: Request,
+    tables: Vec<PlannedTable>,
+}
+
+/// Leader -> job worker.
+#[derive(Serialize, Deserialize)]
+enum Task {
+    /// The rows of `data_units()[unit]`.
+    Data { unit: usize },
+    /// TOC entry `id`, as decided by the leader.
+    Entry {
+        id: u32,
+        action: String,
+        tolerate: Tolerate,
+    },
+    /// ANALYZE of a table that received rows (quoted name).
+    Analyze { table: String },
+}
+
+/// Job worker -> leader.
+#[derive(Serialize, Deserialize)]
+enum Report {
+    /// The task is committed; its result rows and (for an entry) its outcome.
+    Done {
+        rows: Vec<Row>,
+        outcome: Option<Outcome>,
+    },
+    /// The worker stopped with this error (its task rolled back).
+    Failed {
+        sqlstate: String,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+#[repr(C)]
+struct Header {
+    magic: u32,
+    workers: u32,
+    request_off: usize,
+    request_len: usize,
+    queues_off: usize,
+}
+
+fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Worker `w`'s queues: (leader -> worker, worker -> leader).
+fn queue_offsets(h: &Header, w: usize) -> (usize, usize) {
+    let to = h.queues_off + 2 * w * QUEUE_SIZE;
+    (to, to + QUEUE_SIZE)
+}
+
+/// One item of the parallel part.
+#[derive(Clone, Copy)]
+enum Work<'a> {
+    Data(usize),
+    Entry(&'a TocEntry),
+    /// ANALYZE of `plan.tables[i]`, once its rows and post-data entries are in.
+    Analyze(usize),
+}
+
+/// The leader's part: rows, then post-data, over the job workers.
+pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
+    let job = walk.job;
+    let b = job
+        .batches
+        .expect("restore(jobs => N) runs in the restore worker");
+    let units = data::data_units(job.manifest, job);
+    let mut loads: Vec<usize> = Vec::new();
+    if !job.opts.schema_only {
+        if job.manifest.files.iter().any(|f| f.is_script()) {
+            // One script, read in order: its rows load here.
+            data::load_data(job, &mut walk.runner)?;
+        } else {
+            data::truncate_replaced(job, &mut walk.runner)?;
+            for (i, u) in units.iter().enumerate() {
+                if u.large_objects || !data::unit_wanted(job, u) {
+                    data::load_unit(job, &mut walk.runner, u, None)?;
+                } else {
+                    loads.push(i);
+                }
+            }
+        }
+    }
+    // Largest first: the longest load must not start last.
+    loads.sort_by_key(|&i| std::cmp::Reverse(units[i].bytes));
+    let post: Vec<&TocEntry> = job
+        .manifest
+        .toc
+        .iter()
+        .filter(|e| e.pass() == Pass::PostData)
+        .collect();
+    let mut work: Vec<Work> = loads.iter().map(|&i| Work::Data(i)).collect();
+    work.extend(post.iter().map(|e| Work::Entry(e)));
+    // The final ANALYZE too (restore_steps leaves it to the workers then).
+    let analyze = job.opts.analyze && !job.opts.schema_only;
+    if analyze {
+        work.extend(
+            job.plan
+                .tables
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.action.loads_data())
+                .map(|(i, _)| Work::Analyze(i)),
+        );
+    }
+    let items = plan_items(walk, &units, &work);
+    // Tables whose rows loaded (their ANALYZE runs), as restore_steps' loaded_tables() says.
+    let mut loaded: HashSet<String> = HashSet::new();
+    note_loaded(&mut loaded, &walk.runner.out);
+    // Everything so far is committed: the workers see it, and the leader holds no lock.
+    b.commit(&walk.runner.out)?;
+    let mut pool = Pool::start(b, job.plan, (job.opts.jobs as usize).min(work.len()))?;
+    if pool.workers.is_empty() {
+        // No worker could start: the leader restores the rest itself, in order.
+        log!("pg_backup: no background worker could start for restore(jobs => {}); the restore goes on in one worker", job.opts.jobs);
+        for &w in &work {
+            match w {
+                Work::Data(u) => data::load_unit(job, &mut walk.runner, &units[u], None)?,
+                Work::Entry(e) => {
+                    if let Some((action, tolerate)) = walk.settle(e)? {
+                        walk.run_entry(e, action, tolerate)?;
+                    }
+                }
+                // restore_steps analyzes.
+                Work::Analyze(_) => {}
+            }
+        }
+        return Ok(());
+    }
+    let mut sched = Scheduler::new(items);
+    let mut last_progress = Instant::now();
+    while !sched.all_done() {
+        refresh_snapshot();
+        while let Some(w) = pool.idle() {
+            let Some(i) = sched.start_next() else { break };
+            let task = match work[i] {
+                Work::Data(u) => Task::Data { unit: u },
+                Work::Entry(e) => match walk.settle(e)? {
+                    None => {
+                        sched.finish(i);
+                        continue;
+                    }
+                    Some((action, tolerate)) => Task::Entry {
+                        id: e.id,
+                        action: action.to_string(),
+                        tolerate,
+                    },
+                },
+                Work::Analyze(t) => {
+                    let t = &job.plan.tables[t];
+                    if !loaded.contains(&t.object()) {
+                        sched.finish(i);
+                        continue;
+                    }
+                    Task::Analyze {
+                        table: quoted(&t.schema, &t.name),
+                    }
+                }
+            };
+            pool.send(w, i, &task)?;
+        }
+        if sched.all_done() {
+            break;
+        }
+        if sched.running() == 0 {
+            // Everything left was settled by the leader in this round; go on.
+            continue;
+        }
+        match pool.wait(walk, b) {
+            Ok((item, Report::Done { rows, outcome })) => {
+                if let (Work::Entry(e), Some(o)) = (work[item], outcome) {
+                    walk.outcomes.insert(e.id, o);
+                }
+                note_loaded(&mut loaded, &rows);
+                walk.runner.out.extend(rows);
+                b.absorb(&walk.runner.out);
+                sched.finish(item);
+                if last_progress.elapsed() > Duration::from_secs(1) {
+                    b.commit(&walk.runner.out)?;
+                    last_progress = Instant::now();
+                }
+            }
+            Ok((_, Report::Failed { .. })) => unreachable!("wait() returns failures as errors"),
+            Err(e) => {
+                pool.stop(walk, b, true);
+                return Err(e);
+            }
+        }
+    }
+    pool.stop(walk, b, false);
+    b.analyzed.set(analyze);
+    b.commit(&walk.runner.out)?;
+    Ok(())
+}
+
+fn note_loaded(loaded: &mut HashSet<String>, rows: &[Row]) {
+    for r in rows {
+        if r.4 == "ok" && r.3.is_some() {
+            loaded.insert(r.0.clone());
+        }
+    }
+}
+
+/// A new snapshot for the leader's decisions: what the workers committed counts.
+fn refresh_snapshot() {
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            pg_sys::PopActiveSnapshot();
+        }
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+}
+
+/// Dependencies and locks of each item (see `schedule`).
+fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
+    let toc = &walk.job.manifest.toc;
+    let relations: HashMap<(String, String), &TocEntry> = toc
+        .iter()
+        .filter(|e| e.kind.is_relation())
+        .filter_map(|e| e.relation().map(|r| (r, e)))
+        .collect();
+    // The table standing for a partition or inheritance tree: its topmost parent.
+    let root = |rel: (String, String)| -> String {
+        let mut at = rel;
+        for _ in 0..64 {
+            let parent = relations
+                .get(&at)
+                .filter(|e| matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable))
+                .and_then(|e| e.belongs_to)
+                .and_then(|p| walk.entry(p))
+                .filter(|p| matches!(p.kind, EntryKind::Table | EntryKind::ForeignTable))
+                .and_then(|p| p.relation());
+            match parent {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        quoted(&at.0, &at.1)
+    };
+    // The relation an entry works on: its own, or that of what it belongs to.
+    let relation_of = |e: &TocEntry| -> Option<(String, String)> {
+        let mut at = e;
+        for _ in 0..8 {
+            if let Some(r) = at.relation() {
+                return Some(r);
+            }
+            at = walk.entry(at.belongs_to?)?;
+        }
+        None
+    };
+    let mut load_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut item_of: HashMap<u32, usize> = HashMap::new();
+    // Post-data items on each table (by its name in the backup).
+    let mut on_table: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, &w) in work.iter().enumerate() {
+        match w {
+            Work::Data(u) => {
+                load_of.insert((units[u].schema.clone(), units[u].table.clone()), i);
+            }
+            Work::Entry(e) => {
+                item_of.insert(e.id, i);
+                if let Some(r) = relation_of(e) {
+                    on_table.entry(r).or_default().push(i);
+                }
+            }
+            Work::Analyze(_) => {}
+        }
+    }
+    // The backup's name of each planned table.
+    let backup_names: Vec<(String, String)> = walk.job.scope.tables(walk.job.manifest);
+    work.iter()
+        .map(|&w| match w {
+            Work::Data(u) => Item {
+                deps: Vec::new(),
+                locks: vec![(
+                    root((units[u].schema.clone(), units[u].table.clone())),
+                    Lock::Load,
+                )],
+            },
+            Work::Entry(e) => {
+                let mut deps = Vec::new();
+                let mut tables: Vec<(String, String)> = Vec::new();
+                if let Some(r) = relation_of(e) {
+                    tables.push(r);
+                }
+                for d in e.deps.iter().chain(e.belongs_to.iter()) {
+                    if let Some(&i) = item_of.get(d) {
+                        deps.push(i);
+                    }
+                    // An entry on a table (or naming one: a foreign key's other table) waits
+                    // for the table's rows.
+                    if let Some(rel) = walk
+                        .entry(*d)
+                        .filter(|x| x.kind.is_relation() || x.kind == EntryKind::TableData)
+                        .and_then(|x| x.relation())
+                    {
+                        if e.kind == EntryKind::ForeignKey && !tables.contains(&rel) {
+                            tables.push(rel.clone());
+                        }
+                        if let Some(&i) = load_of.get(&rel) {
+                            deps.push(i);
+                        }
+                    }
+                }
+                if let Some(&i) = tables.first().and_then(|r| load_of.get(r)) {
+                    deps.push(i);
+                }
+                let mode = match e.kind {
+                    EntryKind::Index => Lock::Share,
+                    _ => Lock::Exclusive,
+                };
+                let mut locks: Vec<(String, Lock)> =
+                    tables.into_iter().map(|r| (root(r), mode)).collect();
+                locks.sort_by(|a, b| a.0.cmp(&b.0));
+                locks.dedup_by(|a, b| a.0 == b.0);
+                Item { deps, locks }
+            }
+            // After the table's rows and everything on it (expression indexes have
+            // statistics of their own).
+            Work::Analyze(t) => match backup_names.get(t) {
+                Some(name) => {
+                    let mut deps: Vec<usize> = on_table.get(name).cloned().unwrap_or_default();
+                    deps.extend(load_of.get(name));
+                    Item {
+                        deps,
+                        locks: vec![(root(name.clone()), Lock::Exclusive)],
+                    }
+                }
+                None => Item::default(),
+            },
+        })
+        .collect()
+}
+
+/// The leader's job workers.
+struct Pool {
+    seg: *mut pg_sys::dsm_segment,
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    handle: *mut pg_sys::BackgroundWorkerHandle,
+    to: *mut pg_sys::shm_mq_handle,
+    from: *mut pg_sys::shm_mq_handle,
+    /// The item it works on.
+    busy: Option<usize>,
+    /// Its queue to the leader is closed (it exited).
+    gone: bool,
+}
+
+/// Handles of this process's job workers, for the exit callback.
+static LAUNCHED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static EXIT_CALLBACK: std::sync::Once = std::sync::Once::new();
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_leader_exit(_code: i32, _arg: pg_sys::Datum) {
+    let handles = LAUNCHED
+        .lock()
+        .map(|mut g| std::mem::take(&mut *g))
+        .unwrap_or_default();
+    for h in handles {
+        pg_sys::TerminateBackgroundWorker(h as *mut pg_sys::BackgroundWorkerHandle);
+    }
+}
+
+impl Pool {
+    fn start(b: &background::Batches, plan: &Plan, wanted: usize) -> Result<Pool> {
+        let request = serde_json::to_vec(&JobRequest {
+            base: b.request.clone(),
+            tables: plan.tables.clone(),
+        })
+        .expect("request serializes");
+        let request_off = align8(std::mem::size_of::<Header>());
+        let queues_off = align8(request_off + request.len());
+        let size = queues_off + 2 * wanted.max(1) * QUEUE_SIZE;
+        let mut pool = Pool {
+            seg: std::ptr::null_mut(),
+            workers: Vec::new(),
+        };
+        if wanted == 0 {
+            return Ok(pool);
+        }
+        EXIT_CALLBACK.call_once(|| unsafe {
+            pg_sys::before_shmem_exit(Some(on_leader_exit), pg_sys::Datum::from(0))
+        });
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            pool.seg = pg_sys::dsm_create(size, 0);
+            // Beyond this transaction (the leader commits while the workers run).
+            pg_sys::dsm_pin_mapping(pool.seg);
+            let base = pg_sys::dsm_segment_address(pool.seg) as *mut u8;
+            let header = Header {
+                magic: MAGIC,
+                workers: wanted as u32,
+                request_off,
+                request_len: request.len(),
+                queues_off,
+            };
+            std::ptr::copy_nonoverlapping(request.as_ptr(), base.add(request_off), request.len());
+            let handle = pg_sys::dsm_segment_handle(pool.seg);
+            for w in 0..wanted {
+                let (to_off, from_off) = queue_offsets(&header, w);
+                let to = pg_sys::shm_mq_create(base.add(to_off).cast(), QUEUE_SIZE);
+                pg_sys::shm_mq_set_sender(to, pg_sys::MyProc);
+                let from = pg_sys::shm_mq_create(base.add(from_off).cast(), QUEUE_SIZE);
+                pg_sys::shm_mq_set_receiver(from, pg_sys::MyProc);
+            }
+            base.cast::<Header>().write(header);
+            for w in 0..wanted {
+                let Some(h) = launch(handle, w) else { break };
+                let (to_off, from_off) = queue_offsets(&*base.cast::<Header>(), w);
+                let mut pid: pg_sys::pid_t = 0;
+                if pg_sys::WaitForBackgroundWorkerStartup(h, &mut pid)
+                    != pg_sys::BgwHandleStatus::BGWH_STARTED
+                {
+                    pg_sys::pfree(h.cast());
+                    continue;
+                }
+                if let Ok(mut g) = LAUNCHED.lock() {
+                    g.push(h as usize);
+                }
+                pool.workers.push(Worker {
+                    handle: h,
+                    to: pg_sys::shm_mq_attach(base.add(to_off).cast(), pool.seg, h),
+                    from: pg_sys::shm_mq_attach(base.add(from_off).cast(), pool.seg, h),
+                    busy: None,
+                    gone: false,
+                });
+            }
+            pg_sys::MemoryContextSwitchTo(old);
+        }
+        if pool.workers.len() < wanted {
+            let max = crate::session::current_setting("max_worker_processes");
+            log!(
+                "pg_backup: only {} of {wanted} restore workers could start (max_worker_processes = {max}); the restore goes on with {}",
+                pool.workers.len(),
+                pool.workers.len()
+            );
+        }
+        Ok(pool)
+    }
+
+    fn idle(&self) -> Option<usize> {
+        self.workers
+            .iter()
+            .position(|w| w.busy.is_none() && !w.gone)
+    }
+
+    fn send(&mut self, w: usize, item: usize, task: &Task) -> Result<()> {
+        let bytes = serde_json::to_vec(task).expect("task serializes");
+        let r = unsafe {
+            pg_sys::shm_mq_send(
+                self.workers[w].to,
+                bytes.len(),
+                bytes.as_ptr().cast(),
+                false,
+                true,
+            )
+        };
+        if r != pg_sys::shm_mq_result::SHM_MQ_SUCCESS {
+            return Err(worker_gone());
+        }
+        self.workers[w].busy = Some(item);
+        Ok(())
+    }
+
+    /// The next report of a busy worker: (its item, the report). A failure, a worker gone
+    /// and a cancel of the leader are errors (the caller stops the pool).
+    fn wait(&mut self, walk: &mut Walk, b: &background::Batches) -> Result<(usize, Report)> {
+        loop {
+            for w in 0..self.workers.len() {
+                let Some(item) = self.workers[w].busy else {
+                    continue;
+                };
+                match self.receive(w) {
+                    Received::Report(Report::Done { rows, outcome }) => {
+                        self.workers[w].busy = None;
+                        return Ok((item, Report::Done { rows, outcome }));
+                    }
+                    Received::Report(Report::Failed {
+                        sqlstate,
+                        message,
+                        hint,
+                    }) => {
+                        self.workers[w].busy = None;
+                        self.workers[w].gone = true;
+                        return Err(BackupError::from_worker(&sqlstate, message, hint));
+                    }
+                    Received::Gone => {
+                        self.workers[w].busy = None;
+                        return Err(worker_gone());
+                    }
+                    Received::Nothing => {}
+                }
+            }
+            if interrupted() {
+                // A cancel: every worker rolls its item back; what they committed before is
+                // recorded, then the cancel is raised here.
+                self.stop(walk, b, true);
+                pgrx::check_for_interrupts!();
+                return Err(BackupError::from_worker(
+                    "57014",
+                    "canceling statement due to user request".into(),
+                    None,
+                ));
+            }
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
+                        as i32,
+                    100,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
+        }
+    }
+
+    fn receive(&mut self, w: usize) -> Received {
+        if self.workers[w].gone {
+            return Received::Gone;
+        }
+        let mut len: pg_sys::Size = 0;
+        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        let r = unsafe { pg_sys::shm_mq_receive(self.workers[w].from, &mut len, &mut data, true) };
+        match r {
+            pg_sys::shm_mq_result::SHM_MQ_SUCCESS => {
+                let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
+                match serde_json::from_slice::<Report>(bytes) {
+                    Ok(report) => Received::Report(report),
+                    Err(e) => Received::Report(Report::Failed {
+                        sqlstate: "XX000".into(),
+                        message: format!("unreadable message from a restore job worker: {e}"),
+                        hint: None,
+                    }),
+                }
+            }
+            pg_sys::shm_mq_result::SHM_MQ_DETACHED => {
+                self.workers[w].gone = true;
+                Received::Gone
+            }
+            _ => Received::Nothing,
+        }
+    }
+
+    /// End the workers: at once (`cancel`: their current items roll back) or once they are
+    /// idle. Items they committed and reported meanwhile are added to the result.
+    fn stop(&mut self, walk: &mut Walk, b: &background::Batches, cancel: bool) {
+        if self.seg.is_null() {
+            return;
+        }
+        if cancel {
+            for w in &self.workers {
+                if let Some(pid) = pid_of(w.handle) {
+                    unsafe { libc::kill(pid, libc::SIGINT) };
+                }
+            }
+            // Reports already on their way: committed items.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && self.workers.iter().any(|w| w.busy.is_some()) {
+                for w in 0..self.workers.len() {
+                    if self.workers[w].busy.is_none() {
+                        continue;
+                    }
+                    match self.receive(w) {
+                        Received::Report(Report::Done { rows, .. }) => {
+                            self.workers[w].busy = None;
+                            walk.runner.out.extend(rows);
+                        }
+                        Received::Report(Report::Failed { .. }) | Received::Gone => {
+                            self.workers[w].busy = None;
+                        }
+                        Received::Nothing => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            b.absorb(&walk.runner.out);
+        }
+        self.release();
+    }
+
+    /// Detach (the workers see their queues close and exit) and wait for them.
+    fn release(&mut self) {
+        if self.seg.is_null() {
+            return;
+        }
+        unsafe { pg_sys::dsm_detach(self.seg) };
+        self.seg = std::ptr::null_mut();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for w in &self.workers {
+            while Instant::now() < deadline && pid_of(w.handle).is_some() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if pid_of(w.handle).is_some() {
+                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
+            }
+        }
+        if let Ok(mut g) = LAUNCHED.lock() {
+            g.retain(|h| !self.workers.iter().any(|w| w.handle as usize == *h));
+        }
+        for w in self.workers.drain(..) {
+            unsafe { pg_sys::pfree(w.handle.cast()) };
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for w in &self.workers {
+                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
+            }
+            return;
+        }
+        for w in &self.workers {
+            if w.busy.is_some() {
+                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
+            }
+        }
+        self.release();
+    }
+}
+
+enum Received {
+    Report(Report),
+    Gone,
+    Nothing,
+}
+
+fn worker_gone() -> BackupError {
+    BackupError::from_worker(
+        "57P01",
+        "a pg_backup restore job worker exited before its item was done (terminated or crashed); what was committed stays, see backup.restores".into(),
+        Some("See the server log and SELECT * FROM backup.restores ORDER BY id DESC LIMIT 1;".into()),
+    )
+}
+
+fn pid_of(h: *mut pg_sys::BackgroundWorkerHandle) -> Option<i32> {
+    let mut pid: pg_sys::pid_t = 0;
+    let status = unsafe { pg_sys::GetBackgroundWorkerPid(h, &mut pid) };
+    (status == pg_sys::BgwHandleStatus::BGWH_STARTED).then_some(pid)
+}
+
+/// A cancel or termination is pending for this process.
+fn interrupted() -> bool {
+    unsafe {
+        (&raw const pg_sys::QueryCancelPending).read_volatile() != 0
+            || (&raw const pg_sys::ProcDiePending).read_volatile() != 0
+    }
+}
+
+/// Register job worker `w` (its handle lives in TopMemoryContext).
+fn launch(seg: pg_sys::dsm_handle, w: usize) -> Option<*mut pg_sys::BackgroundWorkerHandle> {
+    let builder = BackgroundWorkerBuilder::new(&format!("pg_backup restore job worker {w}"))
+        .set_type("pg_backup restore job worker")
+        .set_library("pg_backup")
+        .set_function("pg_backup_restore_job_main")
+        .set_argument(Some(pg_sys::Datum::from((seg as usize) | (w << 32))))
+        .set_start_time(BgWorkerStartTime::ConsistentState)
+        .set_restart_time(None)
+        .enable_spi_access()
+        .set_notify_pid(unsafe { pg_sys::MyProcPid });
+    let mut bgw = pg_sys::BackgroundWorker::from(&builder);
+    let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+    let ok = unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut bgw, &mut handle) };
+    ok.then_some(handle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The job worker.
+// ---------------------------------------------------------------------------------------------
+
+#[pg_guard]
+#[no_mangle]
+#[allow(clippy::result_large_err)]
+pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
+    unsafe {
+        pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
+        pg_sys::pqsignal(libc::SIGINT, Some(background::cancel_on_sigint));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let v = arg.value();
+    let (handle, w) = ((v & 0xffff_ffff) as pg_sys::dsm_handle, v >> 32);
+    let seg = unsafe { pg_sys::dsm_attach(handle) };
+    if seg.is_null() {
+        return;
+    }
+    unsafe { pg_sys::dsm_pin_mapping(seg) };
+    let base = unsafe { pg_sys::dsm_segment_address(seg) as *mut u8 };
+    let header = unsafe { &*(base as *const Header) };
+    if header.magic != MAGIC || w >= header.workers as usize {
+        return;
+    }
+    let (to_off, from_off) = queue_offsets(header, w);
+    let (inbox, outbox) = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let to = base.add(to_off) as *mut pg_sys::shm_mq;
+        pg_sys::shm_mq_set_receiver(to, pg_sys::MyProc);
+        let from = base.add(from_off) as *mut pg_sys::shm_mq;
+        pg_sys::shm_mq_set_sender(from, pg_sys::MyProc);
+        let q = (
+            pg_sys::shm_mq_attach(to, seg, std::ptr::null_mut()),
+            pg_sys::shm_mq_attach(from, seg, std::ptr::null_mut()),
+        );
+        pg_sys::MemoryContextSwitchTo(old);
+        q
+    };
+    let send = |r: &Report| {
+        let bytes = serde_json::to_vec(r).expect("report serializes");
+        unsafe {
+            pg_sys::shm_mq_send(outbox, bytes.len(), bytes.as_ptr().cast(), false, true);
+        }
+    };
+    let request: JobRequest = match serde_json::from_slice(unsafe {
+        std::slice::from_raw_parts(base.add(header.request_off), header.request_len)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            send(&Report::Failed {
+                sqlstate: "XX000".into(),
+                message: format!("pg_backup restore job worker: unreadable request: {e}"),
+                hint: None,
+            });
+            return;
+        }
+    };
+    let session = request.base.session.clone();
+    session.connect();
+    security::call_is_session();
+    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        Ok(work(&request, inbox, &send))
+    }))
+    .catch_others(Err)
+    .execute();
+    let failure = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => failure_of(Ok(e)),
+        Err(caught) => failure_of(Err(caught)),
+    };
+    unsafe { pg_sys::AbortOutOfAnyTransaction() };
+    let (sqlstate, message, hint) = failure;
+    send(&Report::Failed {
+        sqlstate,
+        message,
+        hint,
+    });
+}
+
+/// Set up as the leader did, then run tasks until the leader closes the queue.
+fn work(
+    request: &JobRequest,
+    inbox: *mut pg_sys::shm_mq_handle,
+    send: &dyn Fn(&Report),
+) -> Result<()> {
+    let base = &request.base;
+    let opts = &base.opts;
+    begin_transaction(&base.session);
+    let caller = security::enter_for(
+        base.caller_schemas.clone(),
+        base.caller_role.clone(),
+        pg_sys::Oid::from(base.caller_oid),
+    );
+    runner::restore_settings()?;
+    let source = crate::storage::locate(&base.backup_id, None, opts.identity.as_deref())?;
+    let (manifest, raw_manifest) = source.manifest()?;
+    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
+    let compression = Compression::from_name(&manifest.compression)?;
+    let scope = Scope::build(
+        &manifest,
+        opts.tables.as_deref(),
+        opts.schemas.as_deref(),
+        opts.target_schema.as_deref(),
+    )?;
+    let plan = Plan::from_tables(&manifest, &scope, request.tables.clone());
+    let restorer = Restorer::of(&caller);
+    let job = Job {
+        manifest: &manifest,
+        source: &source,
+        encrypted,
+        compression,
+        opts,
+        scope: &scope,
+        plan: &plan,
+        restorer: &restorer,
+        batches: None,
+    };
+    let mut walk = Walk::new(&job);
+    let units = data::data_units(&manifest, &job);
+    commit();
+    while let Some(task) = next_task(inbox)? {
+        begin_transaction(&base.session);
+        let outcome = match task {
+            Task::Data { unit } => {
+                let u = units.get(unit).ok_or_else(|| {
+                    BackupError::from_worker("XX000", format!("no data unit {unit}"), None)
+                })?;
+                data::load_unit(&job, &mut walk.runner, u, None)?;
+                None
+            }
+            Task::Entry {
+                id,
+                action,
+                tolerate,
+            } => {
+                let e = walk.entry(id).ok_or_else(|| {
+                    BackupError::from_worker("XX000", format!("no TOC entry {id}"), None)
+                })?;
+                walk.run_entry(e, &action, tolerate)?;
+                walk.outcomes.get(&id).copied()
+            }
+            Task::Analyze { table } => {
+                super::tuning::analyze([table.as_str()])?;
+                None
+            }
+        };
+        commit();
+        send(&Report::Done {
+            rows: std::mem::take(&mut walk.runner.out),
+            outcome,
+        });
+    }
+    Ok(())
+}
+
+fn commit() {
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            pg_sys::PopActiveSnapshot();
+        }
+        pg_sys::CommitTransactionCommand();
+    }
+}
+
+/// The next task; None when the leader is done (its queue closed). A cancel while idle ends
+/// the worker like one during a task.
+fn next_task(inbox: *mut pg_sys::shm_mq_handle) -> Result<Option<Task>> {
+    loop {
+        let mut len: pg_sys::Size = 0;
+        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        let r = unsafe { pg_sys::shm_mq_receive(inbox, &mut len, &mut data, true) };
+        match r {
+            pg_sys::shm_mq_result::SHM_MQ_SUCCESS => {
+                let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
+                return serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                    BackupError::from_worker("XX000", format!("unreadable task: {e}"), None)
+                });
+            }
+            pg_sys::shm_mq_result::SHM_MQ_DETACHED => return Ok(None),
+            _ => {}
+        }
+        pgrx::check_for_interrupts!();
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                1000,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+    }
+}
