@@ -63,7 +63,8 @@ CREATE FUNCTION backup."restore"(
 	"confirm" bool DEFAULT false,
 	"identity" TEXT DEFAULT NULL,
 	"analyze" bool DEFAULT true,
-	"atomic" bool DEFAULT true
+	"atomic" bool DEFAULT true,
+	"jobs" INT DEFAULT 1
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,
@@ -222,7 +223,7 @@ AS 'MODULE_PATHNAME', 'drop_storage_wrapper';
 
 -- ---------------------------------------------------------------------------------------------
 -- issue 11: restore(atomic => false) records the steps it has committed (its jobs argument on
--- create() and schedule(), and atomic on restore(), are in the functions above).
+-- create() and schedule(), and atomic and jobs on restore(), are in the functions above).
 -- ---------------------------------------------------------------------------------------------
 ALTER TABLE backup.restores ADD COLUMN progress jsonb;
 

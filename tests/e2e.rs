@@ -1686,6 +1686,22 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     assert_eq!(count(&mut r, "SELECT count(*) FROM big2"), 1_500_000);
     assert_eq!(count(&mut r, "SELECT count(*) FROM t7"), 1);
 
+    // More workers than max_worker_processes (16) has slots: the restore goes on with those
+    // that could start.
+    let mut r = fresh_db(&s, "many_jobs");
+    let (rows, most) = max_job_workers_during(&s, || {
+        r.query(
+            "SELECT status FROM backup.restore($1, atomic => false, jobs => 40) WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap()
+    });
+    assert!(rows.is_empty());
+    assert!((2..16).contains(&most), "{most} job workers");
+    assert_eq!(count(&mut r, "SELECT count(*) FROM big1"), 1_500_000);
+    assert_eq!(count(&mut r, "SELECT count(*) FROM t12"), 2000);
+    assert_restore_workers_gone(&mut r, 10);
+
     // A cancel of the caller stops the leader and every job worker promptly.
     let mut r = fresh_db(&s, "cancelled_jobs");
     let cs = s.conn_str("cancelled_jobs", None);

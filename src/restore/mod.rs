@@ -146,6 +146,10 @@ fn restore_with(
     if let Some(rid) = record.id {
         claim.set_id(&rid.to_string());
     }
+    if batches.is_some() && opts.jobs > 1 {
+        // restore(jobs => N): backup.progress shows the workers asked for.
+        claim.set_jobs(opts.jobs as usize);
+    }
     runner::set_current(None);
     if let Some(b) = batches {
         // restore(atomic => false)'s worker: no outer subtransaction (each batch commits);

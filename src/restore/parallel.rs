@@ -485,6 +485,20 @@ impl Pool {
             }
             pg_sys::MemoryContextSwitchTo(old);
         }
+        if pool.workers.len() < wanted && pool.workers.len() > 1 {
+            // The worker slots ran out: give one back, so that pg_backup's history writer,
+            // parallel queries and whoever else needs a worker still find one.
+            if let Some(w) = pool.workers.pop() {
+                unsafe {
+                    pg_sys::TerminateBackgroundWorker(w.handle);
+                    pg_sys::WaitForBackgroundWorkerShutdown(w.handle);
+                }
+                if let Ok(mut g) = LAUNCHED.lock() {
+                    g.retain(|h| *h != w.handle as usize);
+                }
+                unsafe { pg_sys::pfree(w.handle.cast()) };
+            }
+        }
         if pool.workers.len() < wanted {
             let max = crate::session::current_setting("max_worker_processes");
             log!(
