@@ -67,6 +67,9 @@ pub enum EntryKind {
     ViewQuery,
     LargeObject,
     TableData,
+    /// The rows of an extension's configuration table (pg_extension_config_dump): the table
+    /// comes with CREATE EXTENSION, these rows are added to it.
+    ExtensionData,
     SequenceSet,
     LargeObjectData,
     Constraint,
@@ -137,6 +140,7 @@ impl EntryKind {
             ViewQuery => "view_query",
             LargeObject => "large_object",
             TableData => "table_data",
+            ExtensionData => "extension_data",
             SequenceSet => "sequence_set",
             LargeObjectData => "large_object_data",
             Constraint => "constraint",
@@ -169,7 +173,7 @@ impl EntryKind {
     pub fn section(self) -> Section {
         use EntryKind::*;
         match self {
-            TableData | SequenceSet | LargeObjectData => Section::Data,
+            TableData | ExtensionData | SequenceSet | LargeObjectData => Section::Data,
             Constraint
             | Index
             | IndexAttach
@@ -221,7 +225,7 @@ impl EntryKind {
             TableAttach => 21,
             Default => 23,
             LargeObject => 24,
-            TableData => 26,
+            TableData | ExtensionData => 26,
             SequenceSet => 27,
             LargeObjectData => 28,
             Constraint | CheckConstraint | DomainConstraint | ViewQuery => 30,

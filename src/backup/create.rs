@@ -13,7 +13,8 @@ use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
-    DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
+    DataFile, Manifest, ScriptTable, EXTENSION_DATA, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE,
+    SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
@@ -23,6 +24,7 @@ use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
 use crate::ddl;
+use crate::ddl::collect::ConfigTable;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
 use crate::{guc, subtransaction};
@@ -252,7 +254,8 @@ fn take(
     claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
-    let sel: Selection = select::select(opts, &caller.schemas)?;
+    let mut sel: Selection = select::select(opts, &caller.schemas)?;
+    sel.superuser = unsafe { pg_sys::superuser_arg(caller.oid) };
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
     for r in &sel.relations {
@@ -323,7 +326,7 @@ fn write_archive(
     output: Option<&Arc<crate::storage::upload::Output>>,
     caller_had_xid: bool,
 ) -> Result<(Manifest, String)> {
-    let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
+    let (toc, config) = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let mut writer = ArchiveWriter::begin(base, id)?;
     writer.output = output.map(|o| {
         Arc::new(crate::storage::upload::SharedOutput(o.clone()))
@@ -352,6 +355,7 @@ fn write_archive(
             &writer,
             &toc,
             tables,
+            &config,
             large_objects,
             &mut progress,
         )?
@@ -361,6 +365,7 @@ fn write_archive(
                 opts,
                 &writer,
                 tables,
+                &config,
                 large_objects,
                 &mut progress,
                 caller_had_xid,
@@ -446,6 +451,7 @@ fn write_table_files(
     opts: &CreateOptions,
     writer: &ArchiveWriter,
     tables: &[select::Relation],
+    config: &[ConfigTable],
     large_objects: bool,
     progress: &mut Progress,
     caller_had_xid: bool,
@@ -455,6 +461,17 @@ fn write_table_files(
         .enumerate()
         .map(|(i, t)| task::for_table(i + 1, t, &opts.format, writer, opts.compression))
         .collect::<Result<Vec<CopyTask>>>()?;
+    // Extension configuration rows, loaded after the tables in this order (foreign keys).
+    for c in config {
+        let index = tasks.len() + 1;
+        tasks.push(task::for_config_table(
+            index,
+            c,
+            &opts.format,
+            writer,
+            opts.compression,
+        )?);
+    }
     if large_objects {
         tasks.push(task::for_large_objects(
             tasks.len() + 1,
@@ -542,6 +559,7 @@ fn write_script(
     writer: &ArchiveWriter,
     toc: &[TocEntry],
     tables: &[select::Relation],
+    config: &[ConfigTable],
     large_objects: bool,
     progress: &mut Progress,
 ) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
@@ -594,6 +612,32 @@ fn write_script(
             columns,
             rows,
             kind: None,
+        });
+    }
+    // Extension configuration rows: appended to the tables CREATE EXTENSION made (above).
+    for c in config {
+        let columns = ddl::copy_columns(c.oid)?;
+        let list: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+        let header = format!(
+            "COPY {} ({}) FROM stdin;",
+            quoted(&c.schema, &c.name),
+            list.join(", ")
+        );
+        w.write_text(&format!("\n{header}\n"))?;
+        let query = task::config_query(c, &columns);
+        let rows = {
+            let _path = ddl::collect::EmptySearchPath::set();
+            w.copy(CopySource::Query(&query), CopyFormat::Text)?
+        };
+        progress.copied(rows, 0);
+        w.write_text("\\.\n")?;
+        blocks.push(ScriptTable {
+            header,
+            schema: c.schema.clone(),
+            table: c.name.clone(),
+            columns,
+            rows,
+            kind: Some(EXTENSION_DATA.into()),
         });
     }
     if large_objects {

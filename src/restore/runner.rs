@@ -4,7 +4,7 @@
 //! error.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
@@ -412,16 +412,28 @@ pub struct Walk<'j, 'a> {
     runner: Runner<'a>,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
+    /// Extensions the database had before this restore: their configuration rows are kept
+    /// (see data::config_decision).
+    preexisting: HashSet<String>,
 }
 
 impl<'j, 'a> Walk<'j, 'a> {
-    pub fn new(job: &'j Job<'a>) -> Self {
-        Walk {
+    pub fn new(job: &'j Job<'a>) -> Result<Self> {
+        // Read-only (a dry run plans on a hot standby).
+        let preexisting = crate::query::one::<Vec<String>>(
+            "SELECT pg_catalog.coalesce(pg_catalog.array_agg(extname::pg_catalog.text), '{}') FROM pg_catalog.pg_extension",
+            &[],
+        )?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+        Ok(Walk {
             job,
             runner: Runner::new(job.opts.on_error, job.batches),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
-        }
+            preexisting,
+        })
     }
 
     fn entry(&self, id: u32) -> Option<&'a TocEntry> {
@@ -472,6 +484,15 @@ impl<'j, 'a> Walk<'j, 'a> {
                 ),
             });
         }
+        if !self.job.restorer.superuser
+            && e.kind.is_decoration()
+            && e.belongs_to
+                .and_then(|b| self.entry(b))
+                .is_some_and(superuser_only)
+        {
+            // Goes with its object, which is reported.
+            return Ok(Decision::Quiet);
+        }
         // A table asked for: what `existing` says.
         if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
             return Ok(match self.job.plan.of_entry(e) {
@@ -502,6 +523,23 @@ impl<'j, 'a> Walk<'j, 'a> {
                 status: "warning",
                 detail: why,
             });
+        }
+        if let Some(b) = e
+            .belongs_to
+            .and_then(|b| self.entry(b))
+            .filter(|b| b.kind == EntryKind::Extension && e.kind == EntryKind::SequenceSet)
+        {
+            // An extension's configuration sequence: set with its rows (an appended table's
+            // sequences are moved past the rows instead).
+            return Ok(
+                match data::config_decision(Some(b), &self.preexisting, opts.existing) {
+                    data::ConfigLoad::Load { append: false } => Decision::Run {
+                        action: "create",
+                        tolerate: Tolerate::Nothing,
+                    },
+                    _ => Decision::Quiet,
+                },
+            );
         }
         if let Some(b) = e.belongs_to.and_then(|b| self.entry(b)) {
             // What belongs to a table follows the table: kept tables keep their indexes,
@@ -569,6 +607,25 @@ impl<'j, 'a> Walk<'j, 'a> {
                     .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
             )
             .collect();
+        // Rows of extension configuration tables.
+        let config_rows: HashMap<(String, String), u64> = self
+            .job
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.is_extension_data())
+            .map(|f| ((f.schema.clone(), f.table.clone()), f.rows))
+            .chain(
+                self.job
+                    .manifest
+                    .script_tables
+                    .iter()
+                    .filter(|b| {
+                        b.kind.as_deref() == Some(crate::archive::manifest::EXTENSION_DATA)
+                    })
+                    .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
+            )
+            .collect();
         let toc = &self.job.manifest.toc;
         for pass in PASSES {
             for e in toc.iter().filter(|e| e.pass() == pass) {
@@ -596,6 +653,23 @@ impl<'j, 'a> Walk<'j, 'a> {
                     Decision::Skip { status, detail } => {
                         let status = if status == "ok" { "planned" } else { status };
                         row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
+                    }
+                    Decision::Run { .. } if e.kind == EntryKind::ExtensionData => {
+                        let (schema, name) = (e.schema.clone().unwrap_or_default(), e.name.clone());
+                        let ext = data::config_entries(self.job, &schema, &name).and_then(|x| x.1);
+                        match data::config_decision(ext, &self.preexisting, self.job.opts.existing) {
+                            data::ConfigLoad::Load { append } => row(
+                                object,
+                                e.kind.as_str(),
+                                if append { "append" } else { "load" },
+                                config_rows.get(&(schema, name)).map(|r| *r as i64),
+                                "planned",
+                                None,
+                            ),
+                            data::ConfigLoad::Keep(why) => {
+                                row(object, e.kind.as_str(), "skip", None, "warning", Some(&why))
+                            }
+                        }
                     }
                     Decision::Run { action, .. } => {
                         let (action, rows) = match e.kind {
@@ -679,7 +753,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
-        let exposure = if code.is_some() {
+        // A subscription's statement holds its connection string (maybe a password): its
+        // errors are redacted like those of steps that touch rows.
+        let exposure = if code.is_some() || e.kind == EntryKind::Subscription {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -939,7 +1015,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         for pass in PASSES {
             if pass == Pass::Data {
                 if !job.opts.schema_only {
-                    data::load_data(job, &mut self.runner)?;
+                    data::load_data(job, &mut self.runner, &self.preexisting)?;
                 }
                 continue;
             }
