@@ -421,7 +421,7 @@ impl<'j, 'a> Walk<'j, 'a> {
     pub fn new(job: &'j Job<'a>) -> Result<Self> {
         // Read-only (a dry run plans on a hot standby).
         let preexisting = crate::query::one::<Vec<String>>(
-            "SELECT pg_catalog.coalesce(pg_catalog.array_agg(extname::pg_catalog.text), '{}') FROM pg_catalog.pg_extension",
+            "SELECT COALESCE(pg_catalog.array_agg(extname::pg_catalog.text), '{}') FROM pg_catalog.pg_extension",
             &[],
         )?
         .unwrap_or_default()
@@ -529,15 +529,19 @@ impl<'j, 'a> Walk<'j, 'a> {
             .and_then(|b| self.entry(b))
             .filter(|b| b.kind == EntryKind::Extension && e.kind == EntryKind::SequenceSet)
         {
-            // An extension's configuration sequence: set with its rows (an appended table's
-            // sequences are moved past the rows instead).
+            // An extension's configuration sequence: set with its rows; after rows appended
+            // to a configuration the database had, only ever moved forward.
             return Ok(
                 match data::config_decision(Some(b), &self.preexisting, opts.existing) {
                     data::ConfigLoad::Load { append: false } => Decision::Run {
                         action: "create",
                         tolerate: Tolerate::Nothing,
                     },
-                    _ => Decision::Quiet,
+                    data::ConfigLoad::Load { append: true } => Decision::Run {
+                        action: "advance",
+                        tolerate: Tolerate::Nothing,
+                    },
+                    data::ConfigLoad::Keep(_) => Decision::Quiet,
                 },
             );
         }
@@ -764,6 +768,10 @@ impl<'j, 'a> Walk<'j, 'a> {
         let note: RefCell<Option<String>> = RefCell::new(None);
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
+            if action == "advance" && e.kind == EntryKind::SequenceSet {
+                advance_sequence(&quoted(e.schema.as_deref().unwrap_or_default(), &e.name), &body)?;
+                return Ok(None);
+            }
             if !body.is_empty() {
                 match &code {
                     Some((role, schemas)) => {
@@ -1083,6 +1091,34 @@ impl<'j, 'a> Walk<'j, 'a> {
         )?;
         Ok(())
     }
+}
+
+/// Run `setval` (a sequence value entry) on `sequence` without ever moving it back: numbers
+/// the database handed out before stay used.
+fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
+    let read = format!(
+        "SELECT s.last_value, s.is_called, q.seqincrement > 0 FROM {sequence} s, pg_catalog.pg_sequence q
+         WHERE q.seqrelid = '{}'::pg_catalog.regclass",
+        sequence.replace('\'', "''")
+    );
+    let (before, called, ascending) = Spi::get_three::<i64, bool, bool>(&read)?;
+    Spi::run(setval)?;
+    let (after, _, _) = Spi::get_three::<i64, bool, bool>(&read)?;
+    let (Some(before), Some(after)) = (before, after) else {
+        return Ok(());
+    };
+    let behind = if ascending.unwrap_or(true) {
+        after < before
+    } else {
+        after > before
+    };
+    if behind {
+        Spi::run_with_args(
+            "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2, $3)",
+            &[sequence.into(), before.into(), called.unwrap_or(true).into()],
+        )?;
+    }
+    Ok(())
 }
 
 /// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.

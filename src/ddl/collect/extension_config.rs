@@ -48,9 +48,9 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
             client
                 .select(
                     "SELECT e.tableoid, e.oid, e.extname::pg_catalog.text, c.oid, n.nspname::pg_catalog.text,
-                            c.relname::pg_catalog.text, c.relkind::pg_catalog.text, pg_catalog.coalesce(x.cond, '')
+                            c.relname::pg_catalog.text, c.relkind::pg_catalog.text, COALESCE(x.cond, '')
                      FROM pg_catalog.pg_extension e
-                     CROSS JOIN LATERAL pg_catalog.unnest(e.extconfig, e.extcondition) AS x(rel, cond)
+                     CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) AS x(rel, cond)
                      JOIN pg_catalog.pg_class c ON c.oid = x.rel
                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                      WHERE e.oid = ANY($1) AND e.extname <> 'pg_backup'
