@@ -791,3 +791,43 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(SECRET)).collect();
     assert!(leaks.is_empty(), "the connection string leaked: {leaks:#?}");
 }
+
+#[test]
+fn on_error_continue_loads_rows_into_the_tables_it_created() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    // A subscription whose default slot name (its own name) is no valid slot name: PostgreSQL
+    // accepts it with connect = false, but cannot create it again (pg_restore fails on it too).
+    app.batch_execute(
+        "CREATE TABLE public.t (a int PRIMARY KEY); INSERT INTO public.t SELECT generate_series(1, 3);
+         CREATE SUBSCRIPTION \"Bad Slot\" CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false);",
+    )
+    .unwrap();
+    let id: String = app
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    s.create_db("target");
+    let mut target = s.connect("target");
+    target.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    target.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    let rows = restore_rows(
+        &mut target,
+        "SELECT * FROM backup.restore($1, on_error => 'continue')",
+        &id,
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("public.t table_data load ok")),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("Bad Slot subscription create failed")),
+        "{rows:#?}"
+    );
+    assert_eq!(first(&mut target, "SELECT sum(a) FROM public.t"), "6");
+}

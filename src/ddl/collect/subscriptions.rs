@@ -137,10 +137,22 @@ struct Subscription {
 impl Subscription {
     /// pg_dump's statement, option for option.
     fn create_sql(&self) -> String {
+        self.create_sql_quoted(&|s| ident(s), &|s| literal(s))
+    }
+
+    /// `create_sql` with the quoting functions given (plain Rust tests have no server).
+    fn create_sql_quoted(
+        &self,
+        ident: &dyn Fn(&str) -> String,
+        literal: &dyn Fn(&str) -> String,
+    ) -> String {
         let publications: Vec<String> = self.publications.iter().map(|p| ident(p)).collect();
         let mut options = format!(
             "connect = false, slot_name = {}",
-            self.slot.as_deref().map(literal).unwrap_or_else(|| "NONE".into())
+            self.slot
+                .as_deref()
+                .map(literal)
+                .unwrap_or_else(|| "NONE".into())
         );
         if self.binary {
             options.push_str(", binary = true");
@@ -166,5 +178,63 @@ impl Subscription {
             literal(&self.conninfo),
             publications.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Subscription;
+
+    fn sub() -> Subscription {
+        Subscription {
+            class: 6100,
+            oid: 1,
+            name: "s".into(),
+            owner: "o".into(),
+            conninfo: "dbname=x password='it''s'".into(),
+            slot: Some("s".into()),
+            synchronous_commit: "off".into(),
+            publications: vec!["p".into(), "Pub B".into()],
+            binary: false,
+            streaming: false,
+            two_phase: false,
+            disable_on_error: false,
+            comment: None,
+            labels: vec![],
+        }
+    }
+
+    fn sql(s: &Subscription) -> String {
+        let ident = |x: &str| {
+            if x.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                x.to_string()
+            } else {
+                format!("\"{}\"", x.replace('"', "\"\""))
+            }
+        };
+        let literal = |x: &str| format!("'{}'", x.replace('\'', "''"));
+        s.create_sql_quoted(&ident, &literal)
+    }
+
+    #[test]
+    fn defaults_are_left_out_and_the_rest_written_as_pg_dump_does() {
+        let s = sub();
+        assert_eq!(
+            sql(&s),
+            "CREATE SUBSCRIPTION s CONNECTION 'dbname=x password=''it''''s''' PUBLICATION p, \"Pub B\" WITH (connect = false, slot_name = 's');"
+        );
+        let mut all = sub();
+        all.slot = None;
+        all.binary = true;
+        all.streaming = true;
+        all.two_phase = true;
+        all.disable_on_error = true;
+        all.synchronous_commit = "local".into();
+        let sql = sql(&all);
+        assert!(
+            sql.ends_with("slot_name = NONE, binary = true, streaming = on, two_phase = on, disable_on_error = true, synchronous_commit = local);"),
+            "{sql}"
+        );
+        assert!(sql.contains("PUBLICATION p, \"Pub B\" WITH"), "{sql}");
     }
 }
