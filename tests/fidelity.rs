@@ -577,7 +577,10 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     );
     let rows = restore_rows(&mut kept, "SELECT * FROM backup.restore($1)", &id);
     for r in [&planned, &rows] {
-        let config: Vec<&String> = r.iter().filter(|l| l.contains(" extension_data ")).collect();
+        let config: Vec<&String> = r
+            .iter()
+            .filter(|l| l.contains(" extension_data "))
+            .collect();
         assert_eq!(config.len(), 2, "{r:#?}");
         assert!(
             config
@@ -587,7 +590,10 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
         );
     }
     let after: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut kept, q)).collect();
-    assert_eq!(after, before, "the database's own configuration was changed");
+    assert_eq!(
+        after, before,
+        "the database's own configuration was changed"
+    );
     assert_eq!(first(&mut kept, "SELECT note FROM public.t"), "one");
 
     // existing => 'append': the backup's rows are added, the sequence moves past them.
@@ -691,7 +697,11 @@ fn subscriptions_come_back_as_pg_dump_writes_them() {
     assert_verdicts("subscriptions", &verdicts);
     let want = subscriptions(&mut app);
     assert_eq!(want.len(), 3, "{want:?}");
-    for db in ["via_pg_backup_native", "via_pg_backup_sql", "via_psql_script"] {
+    for db in [
+        "via_pg_backup_native",
+        "via_pg_backup_sql",
+        "via_psql_script",
+    ] {
         assert_eq!(subscriptions(&mut s.connect(db)), want, "{db}");
     }
 }
@@ -780,8 +790,14 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
         "{rows:#?}"
     );
     seen.extend(rows);
-    match target.query("SELECT * FROM backup.restore($1, existing => 'skip')", &[&id]) {
-        Ok(r) => panic!("restore succeeded over an existing subscription: {} rows", r.len()),
+    match target.query(
+        "SELECT * FROM backup.restore($1, existing => 'skip')",
+        &[&id],
+    ) {
+        Ok(r) => panic!(
+            "restore succeeded over an existing subscription: {} rows",
+            r.len()
+        ),
         Err(e) => seen.push(describe(&e)),
     }
     seen.push(first(

@@ -141,7 +141,10 @@ fn build(
                 .collect();
             // Refused up front if a value would not come back as it was.
             super::json_check::check(t, &columns, &cols)?;
-            let query = format!("SELECT row_to_json(x.*) FROM ({}) x", rows_of(&cols.join(", ")));
+            let query = format!(
+                "SELECT row_to_json(x.*) FROM ({}) x",
+                rows_of(&cols.join(", "))
+            );
             (Some(query), CopyFormat::JsonLines, "json")
         }
         _ => (filter.map(|_| rows_of(&listed())), CopyFormat::Text, "copy"),
@@ -228,8 +231,8 @@ impl CopyTask {
         compression: Compression,
     ) -> Result<(u64, FileStats)> {
         // A configuration table's condition is read as pg_dump reads it.
-        let _path = (self.kind.as_deref() == Some(EXTENSION_DATA))
-            .then(ddl::collect::EmptySearchPath::set);
+        let _path =
+            (self.kind.as_deref() == Some(EXTENSION_DATA)).then(ddl::collect::EmptySearchPath::set);
         let source = match &self.query {
             Some(q) => CopySource::Query(q),
             None => {

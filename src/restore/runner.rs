@@ -624,9 +624,7 @@ impl<'j, 'a> Walk<'j, 'a> {
                     .manifest
                     .script_tables
                     .iter()
-                    .filter(|b| {
-                        b.kind.as_deref() == Some(crate::archive::manifest::EXTENSION_DATA)
-                    })
+                    .filter(|b| b.kind.as_deref() == Some(crate::archive::manifest::EXTENSION_DATA))
                     .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
             )
             .collect();
@@ -661,7 +659,8 @@ impl<'j, 'a> Walk<'j, 'a> {
                     Decision::Run { .. } if e.kind == EntryKind::ExtensionData => {
                         let (schema, name) = (e.schema.clone().unwrap_or_default(), e.name.clone());
                         let ext = data::config_entries(self.job, &schema, &name).and_then(|x| x.1);
-                        match data::config_decision(ext, &self.preexisting, self.job.opts.existing) {
+                        match data::config_decision(ext, &self.preexisting, self.job.opts.existing)
+                        {
                             data::ConfigLoad::Load { append } => row(
                                 object,
                                 e.kind.as_str(),
@@ -769,7 +768,10 @@ impl<'j, 'a> Walk<'j, 'a> {
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
             if action == "advance" && e.kind == EntryKind::SequenceSet {
-                advance_sequence(&quoted(e.schema.as_deref().unwrap_or_default(), &e.name), &body)?;
+                advance_sequence(
+                    &quoted(e.schema.as_deref().unwrap_or_default(), &e.name),
+                    &body,
+                )?;
                 return Ok(None);
             }
             if !body.is_empty() {
@@ -1115,7 +1117,11 @@ fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
     if behind {
         Spi::run_with_args(
             "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2, $3)",
-            &[sequence.into(), before.into(), called.unwrap_or(true).into()],
+            &[
+                sequence.into(),
+                before.into(),
+                called.unwrap_or(true).into(),
+            ],
         )?;
     }
     Ok(())

@@ -43,8 +43,8 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     if extensions.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(u32, u32, String, u32, String, String, String, String)> =
-        Spi::connect(|client| {
+    let rows: Vec<(u32, u32, String, u32, String, String, String, String)> = Spi::connect(
+        |client| {
             client
                 .select(
                     "SELECT e.tableoid, e.oid, e.extname::pg_catalog.text, c.oid, n.nspname::pg_catalog.text,
@@ -74,7 +74,8 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                     ))
                 })
                 .collect::<Result<Vec<_>>>()
-        })?;
+        },
+    )?;
     let mut tables = Vec::new();
     for (ext_class, ext_oid, extension, oid, schema, name, relkind, filter) in rows {
         let ext = ObjKey::new(ext_class, ext_oid);
@@ -156,7 +157,10 @@ fn in_foreign_key_order(tables: Vec<ConfigTable>) -> Result<Vec<ConfigTable>> {
             needs[f].insert(t);
         }
     }
-    Ok(order(&needs).into_iter().map(|i| tables[i].clone()).collect())
+    Ok(order(&needs)
+        .into_iter()
+        .map(|i| tables[i].clone())
+        .collect())
 }
 
 /// Indexes `0..needs.len()` so that each comes after those it needs, lowest index first
