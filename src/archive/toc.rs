@@ -68,7 +68,9 @@ pub enum EntryKind {
     LargeObject,
     TableData,
     /// The rows of an extension's configuration table (pg_extension_config_dump): the table
-    /// comes with CREATE EXTENSION, these rows are added to it.
+    /// comes with CREATE EXTENSION, these rows are added to it (the entry's SQL is empty, the
+    /// rows are a data file). For a configuration sequence: its `setval`, run with the other
+    /// sequence values.
     ExtensionData,
     SequenceSet,
     LargeObjectData,
@@ -381,7 +383,9 @@ impl TocEntry {
 
     /// The restore pass this entry runs in.
     pub fn pass(&self) -> Pass {
-        if self.kind == EntryKind::SequenceSet {
+        if self.kind == EntryKind::SequenceSet
+            || (self.kind == EntryKind::ExtensionData && !self.sql.is_empty())
+        {
             Pass::SequenceValues
         } else if self.kind.in_acl_pass() {
             Pass::Acl

@@ -70,7 +70,10 @@ pub fn config_entries<'a>(
 ) -> Option<(&'a TocEntry, Option<&'a TocEntry>)> {
     let toc = &job.manifest.toc;
     let e = toc.iter().find(|e| {
-        e.kind == EntryKind::ExtensionData && e.schema.as_deref() == Some(schema) && e.name == table
+        e.kind == EntryKind::ExtensionData
+            && e.sql.is_empty()
+            && e.schema.as_deref() == Some(schema)
+            && e.name == table
     })?;
     job.scope.why(e)?;
     let ext = e

@@ -524,15 +524,15 @@ impl<'j, 'a> Walk<'j, 'a> {
                 detail: why,
             });
         }
-        if let Some(b) = e
-            .belongs_to
-            .and_then(|b| self.entry(b))
-            .filter(|b| b.kind == EntryKind::Extension && e.kind == EntryKind::SequenceSet)
-        {
+        if e.kind == EntryKind::ExtensionData && !e.sql.is_empty() {
             // An extension's configuration sequence: set with its rows; after rows appended
             // to a configuration the database had, only ever moved forward.
+            let ext = e
+                .belongs_to
+                .and_then(|b| self.entry(b))
+                .filter(|b| b.kind == EntryKind::Extension);
             return Ok(
-                match data::config_decision(Some(b), &self.preexisting, opts.existing) {
+                match data::config_decision(ext, &self.preexisting, opts.existing) {
                     data::ConfigLoad::Load { append: false } => Decision::Run {
                         action: "create",
                         tolerate: Tolerate::Nothing,
@@ -656,7 +656,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                         let status = if status == "ok" { "planned" } else { status };
                         row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
                     }
-                    Decision::Run { .. } if e.kind == EntryKind::ExtensionData => {
+                    Decision::Run { .. }
+                        if e.kind == EntryKind::ExtensionData && e.sql.is_empty() =>
+                    {
                         let (schema, name) = (e.schema.clone().unwrap_or_default(), e.name.clone());
                         let ext = data::config_entries(self.job, &schema, &name).and_then(|x| x.1);
                         match data::config_decision(ext, &self.preexisting, self.job.opts.existing)
@@ -767,7 +769,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         let note: RefCell<Option<String>> = RefCell::new(None);
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
-            if action == "advance" && e.kind == EntryKind::SequenceSet {
+            if action == "advance" && e.kind == EntryKind::ExtensionData {
                 advance_sequence(
                     &quoted(e.schema.as_deref().unwrap_or_default(), &e.name),
                     &body,

@@ -87,7 +87,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
             out.push(
                 Node::new(
                     data_key(PG_CLASS, oid),
-                    EntryKind::SequenceSet,
+                    EntryKind::ExtensionData,
                     Some(&schema),
                     &name,
                     format!(
