@@ -348,28 +348,16 @@ fn write_archive(
         rows: 0,
         bytes: 0,
     };
+    let data = DataSet {
+        tables,
+        config: &config,
+        large_objects,
+    };
     let (files, script_tables) = if opts.format == "sql" {
-        write_script(
-            opts,
-            id,
-            &writer,
-            &toc,
-            tables,
-            &config,
-            large_objects,
-            &mut progress,
-        )?
+        write_script(opts, id, &writer, &toc, &data, &mut progress)?
     } else {
         (
-            write_table_files(
-                opts,
-                &writer,
-                tables,
-                &config,
-                large_objects,
-                &mut progress,
-                caller_had_xid,
-            )?,
+            write_table_files(opts, &writer, &data, &mut progress, caller_had_xid)?,
             Vec::new(),
         )
     };
@@ -397,6 +385,13 @@ fn write_archive(
         pgrx::warning!("pg_backup: backup {id} is complete, but {w}");
     }
     Ok((manifest, sha))
+}
+
+/// The rows an archive holds: tables, extension configuration rows, large objects.
+struct DataSet<'a> {
+    tables: &'a [select::Relation],
+    config: &'a [ConfigTable],
+    large_objects: bool,
 }
 
 /// Progress for backup.progress, in shared memory (see catalog::runs).
@@ -450,12 +445,15 @@ fn quoted(schema: &str, name: &str) -> String {
 fn write_table_files(
     opts: &CreateOptions,
     writer: &ArchiveWriter,
-    tables: &[select::Relation],
-    config: &[ConfigTable],
-    large_objects: bool,
+    data: &DataSet,
     progress: &mut Progress,
     caller_had_xid: bool,
 ) -> Result<Vec<DataFile>> {
+    let DataSet {
+        tables,
+        config,
+        large_objects,
+    } = *data;
     let mut tasks = tables
         .iter()
         .enumerate()
@@ -558,11 +556,14 @@ fn write_script(
     id: &str,
     writer: &ArchiveWriter,
     toc: &[TocEntry],
-    tables: &[select::Relation],
-    config: &[ConfigTable],
-    large_objects: bool,
+    data: &DataSet,
     progress: &mut Progress,
 ) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
+    let DataSet {
+        tables,
+        config,
+        large_objects,
+    } = *data;
     let rel_path = format!("backup.sql{}{}", opts.compression.suffix(), writer.suffix());
     let mut w = PipeWriter::create_sink(
         writer.open_sink(&rel_path)?,

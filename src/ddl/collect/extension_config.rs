@@ -17,6 +17,9 @@ use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;
 
+/// (extension's catalog, extension, its name, relation, schema, name, relkind, condition)
+type ConfigRow = (u32, u32, String, u32, String, String, String, String);
+
 /// A configuration table whose rows the backup writes.
 #[derive(Debug, Clone)]
 pub struct ConfigTable {
@@ -43,9 +46,8 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     if extensions.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(u32, u32, String, u32, String, String, String, String)> = Spi::connect(
-        |client| {
-            client
+    let rows: Vec<ConfigRow> = Spi::connect(|client| {
+        client
                 .select(
                     "SELECT e.tableoid, e.oid, e.extname::pg_catalog.text, c.oid, n.nspname::pg_catalog.text,
                             c.relname::pg_catalog.text, c.relkind::pg_catalog.text, COALESCE(x.cond, '')
@@ -74,8 +76,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                     ))
                 })
                 .collect::<Result<Vec<_>>>()
-        },
-    )?;
+    })?;
     let mut tables = Vec::new();
     for (ext_class, ext_oid, extension, oid, schema, name, relkind, filter) in rows {
         let ext = ObjKey::new(ext_class, ext_oid);
