@@ -488,6 +488,11 @@ const CONFIG_EXTENSION: &str = r#"
         ('standard.level', 'ANALYZE'), ('site.tab', E'line\nbreak');
     CREATE TABLE public.t (id int PRIMARY KEY, note text);
     INSERT INTO public.t VALUES (1, 'one');
+    -- Grants on the extension's own objects, changed since CREATE EXTENSION (pg_init_privs).
+    DO $$ BEGIN CREATE ROLE cfg_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+    GRANT SELECT ON pgb_fixture.settings TO cfg_reader;
+    GRANT UPDATE (value) ON pgb_fixture.settings TO cfg_reader;
+    REVOKE SELECT ON pgb_fixture.jobs FROM PUBLIC;
 "#;
 
 const CONFIG_CHECKS: [&str; 3] = [

@@ -485,6 +485,22 @@ impl<'j, 'a> Walk<'j, 'a> {
             });
         }
         if !self.job.restorer.superuser
+            && e.kind == EntryKind::Acl
+            && e.belongs_to
+                .and_then(|b| self.entry(b))
+                .is_some_and(|b| b.kind == EntryKind::Extension)
+        {
+            // Grants on an extension's own objects (changed since CREATE EXTENSION): they
+            // belong to the extension's owner, a superuser.
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail: format!(
+                    "only a superuser restores {}; restore it as a superuser or grant it by hand",
+                    e.describe()
+                ),
+            });
+        }
+        if !self.job.restorer.superuser
             && e.kind.is_decoration()
             && e.belongs_to
                 .and_then(|b| self.entry(b))
