@@ -125,12 +125,13 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
     if !job.opts.schema_only {
         if job.manifest.files.iter().any(|f| f.is_script()) {
             // One script, read in order: its rows load here.
-            data::load_data(job, &mut walk.runner)?;
+            data::load_data(job, &mut walk.runner, &walk.preexisting)?;
         } else {
             data::truncate_replaced(job, &mut walk.runner)?;
             for (i, u) in units.iter().enumerate() {
-                if u.large_objects || !data::unit_wanted(job, u) {
-                    data::load_unit(job, &mut walk.runner, u, None)?;
+                // Large objects and extensions' configuration rows load here.
+                if u.large_objects || u.extension || !data::unit_wanted(job, u) {
+                    data::load_unit(job, &mut walk.runner, u, None, &walk.preexisting)?;
                 } else {
                     loads.push(i);
                 }
@@ -171,7 +172,9 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
         log!("pg_backup: no background worker could start for restore(jobs => {}); the restore goes on in one worker", job.opts.jobs);
         for &w in &work {
             match w {
-                Work::Data(u) => data::load_unit(job, &mut walk.runner, &units[u], None)?,
+                Work::Data(u) => {
+                    data::load_unit(job, &mut walk.runner, &units[u], None, &walk.preexisting)?
+                }
                 Work::Entry(e) => {
                     if let Some((action, tolerate)) = walk.settle(e)? {
                         walk.run_entry(e, action, tolerate)?;
@@ -856,7 +859,7 @@ fn work(
         restorer: &restorer,
         batches: None,
     };
-    let mut walk = Walk::new(&job);
+    let mut walk = Walk::new(&job)?;
     let units = data::data_units(&manifest, &job);
     commit();
     while let Some(task) = next_task(inbox)? {
@@ -866,7 +869,8 @@ fn work(
                 let u = units.get(unit).ok_or_else(|| {
                     BackupError::from_worker("XX000", format!("no data unit {unit}"), None)
                 })?;
-                data::load_unit(&job, &mut walk.runner, u, None)?;
+                // Table rows only (the leader loads extensions' configuration rows).
+                data::load_unit(&job, &mut walk.runner, u, None, &walk.preexisting)?;
                 None
             }
             Task::Entry {
