@@ -519,6 +519,7 @@ fn extension_configuration_tables_keep_their_rows_in_every_format() {
         &RoundTrip {
             formats: &Format::ALL,
             restore_search_path: None,
+            jobs: None,
         },
     );
     assert_verdicts("extension configuration rows", &verdicts);
