@@ -562,6 +562,7 @@ fn write_script(
          SET client_min_messages = warning;\n\
          SET row_security = off;\n\
          SET default_tablespace = '';\n\
+         SET default_table_access_method = heap;\n\
          SELECT pg_catalog.set_config('search_path', '', false);\n\n",
         env!("CARGO_PKG_VERSION")
     ))?;

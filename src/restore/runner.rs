@@ -980,6 +980,9 @@ impl<'j, 'a> Walk<'j, 'a> {
         // Relations go where the backup had them (entry by entry), never where the calling
         // session's default_tablespace points.
         job.placement.select(None)?;
+        // Tables without an access method of their own in the backup are heap tables (the
+        // collector writes USING for the others), as pg_restore's per-entry setting says.
+        security::set_for_call(c"default_table_access_method", c"heap");
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
