@@ -466,10 +466,15 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
         return;
     }
     let s = Server::start("");
-    let setup = format!(
-        r#"
-        CREATE TABLESPACE fast LOCATION '{}';
-        CREATE TABLESPACE "Slow Disk" LOCATION '{}';
+    for (name, dir) in [("fast", "fast"), ("\"Slow Disk\"", "slow")] {
+        s.connect("app")
+            .batch_execute(&format!(
+                "CREATE TABLESPACE {name} LOCATION '{}'",
+                tablespace_dir(&s, dir)
+            ))
+            .unwrap();
+    }
+    let setup = r#"
         CREATE ROLE ts_owner;
         GRANT CREATE ON TABLESPACE fast TO ts_owner;
         CREATE TABLE plain (id int PRIMARY KEY USING INDEX TABLESPACE "Slow Disk", v text) TABLESPACE fast;
@@ -495,15 +500,10 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
         INSERT INTO parted SELECT g, DATE '2026-01-01' + g FROM generate_series(0, 29) g;
         INSERT INTO theirs VALUES (1), (2);
         REFRESH MATERIALIZED VIEW mv;
-        "#,
-        tablespace_dir(&s, "fast"),
-        tablespace_dir(&s, "slow")
-    );
-    // The sessions that restore have default_tablespace pointing elsewhere: it must not
-    // matter.
+        "#;
     round_trip_on(
         &s,
-        &setup,
+        setup,
         RoundTrip::default(),
         &[PLACEMENT, "SELECT count(*) FROM parted_3", "SELECT sum(id) FROM mv"],
     );

@@ -965,10 +965,12 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         d.display().to_string()
     };
     let mut su = s.connect("app");
-    su.batch_execute(&format!(
-        "CREATE TABLESPACE open_ts LOCATION '{}';
-         CREATE TABLESPACE secret_ts LOCATION '{}';
-         CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+    for (name, at) in [("open_ts", dir("open")), ("secret_ts", dir("secret"))] {
+        su.batch_execute(&format!("CREATE TABLESPACE {name} LOCATION '{at}'"))
+            .unwrap();
+    }
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
          CREATE ROLE owner_r; CREATE ROLE mid_r; CREATE ROLE end_r;
          GRANT owner_r TO operator;
          GRANT CREATE ON TABLESPACE open_ts TO owner_r;
@@ -985,9 +987,7 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
          ALTER TABLE app_s.hidden OWNER TO owner_r;
          INSERT INTO app_s.t VALUES (1, 'one'), (2, 'two');
          INSERT INTO app_s.hidden VALUES (7);",
-        dir("open"),
-        dir("secret")
-    ))
+    )
     .unwrap();
     let id: String = su
         .query_one(

@@ -33,33 +33,30 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The statements of an ACL entry: the REVOKEs, the grants of the owner, then the grants of
-/// other grantors, each after the grants that give its grantor the grant option (a role can
-/// pass on only what it holds WITH GRANT OPTION), under its grantor's session authorization.
+/// The statements of an ACL entry: the REVOKEs, then the grants in their order in the ACL,
+/// except that a grant by a role other than the owner waits for the grants that give its
+/// grantor the grant option (a role can pass on only what it holds WITH GRANT OPTION); those
+/// run under their grantor's session authorization.
 /// Grants whose grantor never receives the option here keep their order at the end (their
 /// grantor holds it through another entry, e.g. a column grant by a role with the option on
 /// the whole table).
 pub fn statements(owner: &str, revokes: &[String], grants: Vec<Grant>) -> String {
-    let (mut ordered, mut pending): (Vec<Grant>, Vec<Grant>) =
-        grants.into_iter().partition(|g| g.grantor == owner);
+    // The privileges' own order (the ACL array's, which is also the order pg_dump writes
+    // them in and the order GRANTs append them in), each as soon as its grantor holds the
+    // grant option.
+    let mut pending = grants;
+    let mut ordered: Vec<Grant> = Vec::new();
     let mut holders: HashSet<(String, String)> = HashSet::new();
-    let hold = |holders: &mut HashSet<(String, String)>, g: &Grant| {
-        if let (true, Some(r)) = (g.grantable, &g.grantee) {
-            holders.insert((r.clone(), g.privilege.clone()));
-        }
-    };
-    for g in &ordered {
-        hold(&mut holders, g);
-    }
     loop {
-        let Some(i) = pending
-            .iter()
-            .position(|g| holders.contains(&(g.grantor.clone(), g.privilege.clone())))
-        else {
+        let Some(i) = pending.iter().position(|g| {
+            g.grantor == owner || holders.contains(&(g.grantor.clone(), g.privilege.clone()))
+        }) else {
             break;
         };
         let g = pending.remove(i);
-        hold(&mut holders, &g);
+        if let (true, Some(r)) = (g.grantable, &g.grantee) {
+            holders.insert((r.clone(), g.privilege.clone()));
+        }
         ordered.push(g);
     }
     ordered.extend(pending);
@@ -221,6 +218,22 @@ mod tests {
             ]
         );
         assert!(has_grantors(&sql));
+    }
+
+    #[test]
+    fn the_acl_order_is_kept_where_the_grant_options_allow() {
+        let grants = vec![
+            grant("alice", "bob", "SELECT", true),
+            grant("bob", "carol", "SELECT", false),
+            grant("alice", "dave", "DELETE", false),
+        ];
+        let sql = statements("alice", &[], grants.clone());
+        let order: Vec<&str> = sql
+            .lines()
+            .filter(|l| l.starts_with("GRANT"))
+            .collect();
+        let want: Vec<&str> = grants.iter().map(|g| g.sql.as_str()).collect();
+        assert_eq!(order, want);
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
         .iter()
         .map(|n| (n.key, (n.section, n.schema.clone())))
         .collect();
+    // A grant on an object of a schema comes after the schema's grants: whoever passes on a
+    // privilege (SET SESSION AUTHORIZATION in the sql script) needs USAGE on the schema first.
+    let schema_keys: HashMap<String, ObjKey> = out
+        .nodes
+        .iter()
+        .filter(|n| n.kind == EntryKind::Schema)
+        .map(|n| (n.name.clone(), n.key))
+        .collect();
     let mut add =
         |class: u32, oid: u32, sub: i32, role: Role, kind: EntryKind, name: String, sql: String| {
             let Some(target) = targets.get(&(class, oid)) else {
@@ -49,6 +57,9 @@ pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
                 sql,
             )
             .of(*target);
+            if let (Role::Acl, Some(k)) = (role, schema.as_ref().and_then(|s| schema_keys.get(s))) {
+                node = node.dep(k.with(Role::Acl));
+            }
             if role == Role::Acl && sub != 0 {
                 // A column's grants after the table's: a table-level REVOKE clears column
                 // grants too, and a grantor may hold its grant option on the whole table.
@@ -100,7 +111,7 @@ fn decorations(classes: Vec<pg_sys::Oid>, oids: Vec<pg_sys::Oid>) -> Result<Vec<
         r#"WITH k(class, oid) AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[])))
 SELECT x.classoid, x.objoid, x.objsubid, 'c', kw, name,
        pg_catalog.format('COMMENT ON %s %s IS %L;', kw, name, x.description),
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL
+       NULL::text, NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[]
 FROM (SELECT d.*, {comment_names}
       FROM pg_catalog.pg_description d JOIN k ON k.class = d.classoid AND k.oid = d.objoid
       CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, d.objsubid) i) AS x(objoid, classoid, objsubid, description, kw, name)
