@@ -456,7 +456,8 @@ fn tablespace_dir(s: &Server, name: &str) -> String {
 
 /// Where every relation of schema public lives: `name:tablespace` (`-` for the database's
 /// default), in name order.
-const PLACEMENT: &str = "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
+const PLACEMENT: &str =
+    "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
      FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
      WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'i', 'I')";
 
@@ -505,7 +506,11 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
         &s,
         setup,
         RoundTrip::default(),
-        &[PLACEMENT, "SELECT count(*) FROM parted_3", "SELECT sum(id) FROM mv"],
+        &[
+            PLACEMENT,
+            "SELECT count(*) FROM parted_3",
+            "SELECT sum(id) FROM mv",
+        ],
     );
     let mut c = s.connect("via_pg_backup_native");
     assert_eq!(
@@ -521,18 +526,32 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
         .unwrap();
     s.create_db("no_ts");
     let mut c = s.connect("no_ts");
-    c.batch_execute("CREATE EXTENSION pg_backup; SELECT * FROM backup.rescan(); SET default_tablespace = fast")
-        .unwrap();
+    c.batch_execute(
+        "CREATE EXTENSION pg_backup; SELECT * FROM backup.rescan(); SET default_tablespace = fast",
+    )
+    .unwrap();
     let e = c
         .query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap_err();
     let db = e.as_db_error().unwrap();
     assert_eq!(db.code().code(), "42704", "{e:?}");
     assert!(db.message().contains("\"Slow Disk\""), "{}", db.message());
-    assert!(db.hint().unwrap_or_default().contains("no_tablespaces"), "{db:?}");
-    assert_eq!(answer(&mut c, "SELECT count(*) FROM pg_class WHERE relname = 'plain'"), "0");
-    c.query("SELECT * FROM backup.restore($1, no_tablespaces => true)", &[&id])
-        .unwrap();
+    assert!(
+        db.hint().unwrap_or_default().contains("no_tablespaces"),
+        "{db:?}"
+    );
+    assert_eq!(
+        answer(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relname = 'plain'"
+        ),
+        "0"
+    );
+    c.query(
+        "SELECT * FROM backup.restore($1, no_tablespaces => true)",
+        &[&id],
+    )
+    .unwrap();
     assert_eq!(
         answer(&mut c, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND reltablespace <> 0"),
         "0",

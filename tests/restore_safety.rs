@@ -1000,7 +1000,8 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
                   SELECT pg_get_userbyid(e.grantor) || '>' || pg_get_userbyid(e.grantee) || ':' || e.privilege_type
                          || CASE WHEN e.is_grantable THEN '*' ELSE '' END AS x
                   FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) e WHERE c.oid = 'app_s.t'::regclass) s";
-    let placement = "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
+    let placement =
+        "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
                      FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
                      WHERE c.relnamespace = 'app_s'::regnamespace AND c.relkind IN ('r', 'i')";
     let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
@@ -1025,7 +1026,8 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
 
     // The whole schema: app_s.hidden's owner may not create in secret_ts: refused up front.
     let (mut su1, mut op1) = fresh("t1");
-    op1.batch_execute("SET default_tablespace = secret_ts").unwrap();
+    op1.batch_execute("SET default_tablespace = secret_ts")
+        .unwrap();
     let e = op1
         .query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap_err();
@@ -1037,7 +1039,10 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         full_error(&e)
     );
     assert_eq!(
-        one_i64(&mut su1, "SELECT count(*) FROM pg_namespace WHERE nspname = 'app_s'"),
+        one_i64(
+            &mut su1,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'app_s'"
+        ),
         0,
         "nothing changed"
     );
@@ -1071,8 +1076,11 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
 
     // The table alone, in its tablespace (owner_r has CREATE on open_ts).
     let (mut su2, mut op2) = fresh("t2");
-    op2.query("SELECT * FROM backup.restore($1, tables => '{app_s.t}')", &[&id])
-        .unwrap();
+    op2.query(
+        "SELECT * FROM backup.restore($1, tables => '{app_s.t}')",
+        &[&id],
+    )
+    .unwrap();
     assert_eq!(
         text(&mut su2, placement),
         "t:open_ts, t_b:open_ts, t_pkey:open_ts"
@@ -1094,7 +1102,8 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
     s.create_db("t4");
     let mut su4 = s.connect("t4");
     su4.batch_execute("SELECT * FROM backup.rescan()").unwrap();
-    su4.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
+    su4.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
     assert_eq!(
         text(&mut su4, placement),
         "hidden:secret_ts, t:open_ts, t_b:open_ts, t_pkey:open_ts"

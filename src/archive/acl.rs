@@ -228,10 +228,7 @@ mod tests {
             grant("alice", "dave", "DELETE", false),
         ];
         let sql = statements("alice", &[], grants.clone());
-        let order: Vec<&str> = sql
-            .lines()
-            .filter(|l| l.starts_with("GRANT"))
-            .collect();
+        let order: Vec<&str> = sql.lines().filter(|l| l.starts_with("GRANT")).collect();
         let want: Vec<&str> = grants.iter().map(|g| g.sql.as_str()).collect();
         assert_eq!(order, want);
     }

@@ -131,9 +131,7 @@ fn check_tablespaces(
         let Some(ts) = placement.of(e) else { continue };
         // A relation needed only as a dependency that exists is kept, with its indexes.
         if let Some((s, n)) = e.relation() {
-            if plan.of(&s, &n).is_none()
-                && table_oid(scope.target_schema_of(&s), &n)?.is_some()
-            {
+            if plan.of(&s, &n).is_none() && table_oid(scope.target_schema_of(&s), &n)?.is_some() {
                 continue;
             }
         }

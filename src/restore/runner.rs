@@ -1103,9 +1103,8 @@ fn grant_as_grantors(
                     .iter()
                     .map(|s| (*s, SchemaPrivilege::Usage))
                     .collect();
-                match subtransaction::run_result(|| {
-                    run_as_in(oid, &needs, || Ok(Spi::run(&sql)?))
-                }) {
+                match subtransaction::run_result(|| run_as_in(oid, &needs, || Ok(Spi::run(&sql)?)))
+                {
                     Ok(Ok(())) => continue,
                     Ok(Err(e)) => format!("as \"{grantor}\": {e}"),
                     Err(c) => format!("as \"{grantor}\": {}", describe_error(&c)),

@@ -192,8 +192,13 @@ CROSS JOIN LATERAL (
                 };
                 let sql = if kind == EntryKind::Acl {
                     let owner = r.string(8)?;
-                    let (grantors, grantees, privileges, grantable, statements) =
-                        (r.texts(10)?, r.texts(11)?, r.texts(12)?, r.texts(13)?, r.texts(14)?);
+                    let (grantors, grantees, privileges, grantable, statements) = (
+                        r.texts(10)?,
+                        r.texts(11)?,
+                        r.texts(12)?,
+                        r.texts(13)?,
+                        r.texts(14)?,
+                    );
                     let grants = (0..statements.len())
                         .map(|i| acl::Grant {
                             grantor: grantors[i].clone(),
