@@ -47,12 +47,9 @@ pub fn statements(owner: &str, revokes: &[String], grants: Vec<Grant>) -> String
     let mut pending = grants;
     let mut ordered: Vec<Grant> = Vec::new();
     let mut holders: HashSet<(String, String)> = HashSet::new();
-    loop {
-        let Some(i) = pending.iter().position(|g| {
-            g.grantor == owner || holders.contains(&(g.grantor.clone(), g.privilege.clone()))
-        }) else {
-            break;
-        };
+    while let Some(i) = pending.iter().position(|g| {
+        g.grantor == owner || holders.contains(&(g.grantor.clone(), g.privilege.clone()))
+    }) {
         let g = pending.remove(i);
         if let (true, Some(r)) = (g.grantable, &g.grantee) {
             holders.insert((r.clone(), g.privilege.clone()));
