@@ -1098,6 +1098,41 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
     assert!(rows.is_empty(), "{} rows not ok", rows.len());
     assert_eq!(text(&mut su3, grants), source_grants);
 
+    // A whole-database backup carries the database's grants and grants on system objects
+    // that a superuser made: an operator's restore of it applies none of them.
+    su.batch_execute(
+        "GRANT SELECT ON pg_catalog.pg_authid TO operator; GRANT CREATE ON DATABASE app TO end_r;",
+    )
+    .unwrap();
+    let whole: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    su.batch_execute("REVOKE SELECT ON pg_catalog.pg_authid FROM operator")
+        .unwrap();
+    let (mut su5, mut op5) = fresh("t5");
+    let rows = op5
+        .query(
+            "SELECT object, status FROM backup.restore($1, no_tablespaces => true) WHERE kind = 'acl' AND status <> 'ok'",
+            &[&whole],
+        )
+        .unwrap();
+    assert!(rows.len() >= 2, "the two grants are skipped with warnings");
+    assert!(
+        rows.iter().all(|r| r.get::<_, String>(1) == "warning"),
+        "{} rows",
+        rows.len()
+    );
+    assert_eq!(
+        text(
+            &mut su5,
+            "SELECT has_table_privilege('operator', 'pg_catalog.pg_authid', 'SELECT')::text
+                    || ' ' || has_database_privilege('end_r', 't5', 'CREATE')::text"
+        ),
+        "false false"
+    );
+    assert_eq!(superusers(&mut su5), Vec::<String>::new());
+
     // A superuser restores everything where the backup had it.
     s.create_db("t4");
     let mut su4 = s.connect("t4");

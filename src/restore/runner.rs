@@ -430,6 +430,15 @@ impl<'j, 'a> Walk<'j, 'a> {
         self.index.get(&id).map(|&i| &self.job.manifest.toc[i])
     }
 
+    /// A grant entry of a format-2 archive that decorates no object of the backup: the
+    /// database's own grants and grants on system objects (pg_catalog, built-in languages).
+    /// The caller owns neither, so only a superuser applies them: run by the extension owner
+    /// for anyone else they would grant what the caller could not (say SELECT on
+    /// pg_catalog.pg_authid, or CREATE on the database restored into).
+    fn unattached_grant(&self, e: &TocEntry) -> bool {
+        e.kind == EntryKind::Acl && e.belongs_to.is_none() && self.job.manifest.format_version >= 2
+    }
+
     /// Foreign keys and other entries that need a relation neither restored nor present.
     fn dangling(&self, e: &TocEntry) -> Result<Option<String>> {
         if e.kind != EntryKind::ForeignKey {
@@ -462,7 +471,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
             return Ok(Decision::Quiet);
         }
-        if !self.job.restorer.superuser && superuser_only(e) {
+        if !self.job.restorer.superuser && (superuser_only(e) || self.unattached_grant(e)) {
             // These act beyond objects the caller could own (every session's DDL, the whole
             // database, the system catalogs): the extension owner must not apply them for an
             // operator.
