@@ -127,8 +127,9 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// The role user code on table `oid` runs with: its owner; never the extension owner
-    /// (the role running restore). A table still owned by it was created by this restore
+    /// The role user code on table `oid` runs with: its owner (or, for a caller without its
+    /// owner's privileges that appends to it, the caller: `Restorer::code_role_on`); never the
+    /// extension owner (the role running restore). A table still owned by it was created by this restore
     /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
     /// post-data): then the owner the backup names, or the caller when that role is missing.
     pub fn code_owner(
@@ -139,7 +140,7 @@ impl Job<'_> {
     ) -> Result<pg_sys::Oid> {
         let owner = relation_owner(oid)?;
         if owner != unsafe { pg_sys::GetUserId() } {
-            return Ok(owner);
+            return Ok(self.restorer.code_role_on(owner));
         }
         let named = self
             .manifest
@@ -679,7 +680,11 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
-        let exposure = if code.is_some() {
+        // Index builds run as the table's owner inside PostgreSQL itself, but their errors
+        // carry keys and expression values (`Key (v)=(...) is duplicated`, an index
+        // expression's `invalid input syntax ... "<value>"`), as do constraint validations:
+        // redacted like the rows they come from (issue 9).
+        let exposure = if code.is_some() || reads_rows(e.kind) {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -1007,6 +1012,24 @@ impl<'j, 'a> Walk<'j, 'a> {
         )?;
         Ok(())
     }
+}
+
+/// Kinds whose statement reads the rows of a table (index builds, constraint validation,
+/// partition attachment, refresh) or whose kind this version does not know: their errors may
+/// carry row values.
+fn reads_rows(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Index
+            | EntryKind::IndexAttach
+            | EntryKind::Constraint
+            | EntryKind::CheckConstraint
+            | EntryKind::ForeignKey
+            | EntryKind::DomainConstraint
+            | EntryKind::TableAttach
+            | EntryKind::MaterializedViewRefresh
+            | EntryKind::Other
+    )
 }
 
 /// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
