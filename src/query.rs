@@ -8,9 +8,22 @@ use pgrx::prelude::*;
 use pgrx::spi::Error;
 
 /// The first column of the first row (an error when there is no row, as `Spi::get_one`).
+///
+/// Under a fresh snapshot that sees every change made so far in this transaction: a
+/// read-only SPI query otherwise runs under the active snapshot, the calling statement's,
+/// which does not see what the call itself created since (a restore with on_error =>
+/// 'continue' looked up a table it had just created, from inside a subtransaction that had no
+/// transaction id yet, and found none).
 pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
-    Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>())
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    // On an ERROR the (sub)transaction abort pops the snapshot.
+    let r = Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>());
+    unsafe { pg_sys::PopActiveSnapshot() };
+    r
 }

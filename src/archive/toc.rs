@@ -585,11 +585,9 @@ fn attach_v1_owners(toc: Vec<TocEntry>) -> Vec<TocEntry> {
             "SCHEMA" => toc
                 .iter()
                 .position(|e| e.kind == EntryKind::Schema && e.name == name),
-            "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" | "FOREIGN TABLE" => {
-                toc.iter().position(|e| {
-                    e.kind.is_relation() && e.schema == schema && e.name == name
-                })
-            }
+            "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" | "FOREIGN TABLE" => toc
+                .iter()
+                .position(|e| e.kind.is_relation() && e.schema == schema && e.name == name),
             "TYPE" | "DOMAIN" => toc.iter().position(|e| {
                 matches!(e.kind, EntryKind::Type | EntryKind::Domain)
                     && e.schema == schema
@@ -606,8 +604,7 @@ fn attach_v1_owners(toc: Vec<TocEntry>) -> Vec<TocEntry> {
                         .iter()
                         .copied()
                         .filter(|&r| {
-                            toc[r].schema == schema
-                                && toc[r].name.starts_with(&format!("{name}("))
+                            toc[r].schema == schema && toc[r].name.starts_with(&format!("{name}("))
                         })
                         .collect();
                     (same.len() == 1).then(|| same[0])

@@ -153,7 +153,7 @@ fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTri
             "SELECT t.tgrelid::pg_catalog.regclass::pg_catalog.text, t.tgname::pg_catalog.text,
                     t.tgenabled::pg_catalog.text
              FROM pg_catalog.pg_trigger t
-             WHERE t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1))
+             WHERE (t.tgrelid = $1 OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1)))
                AND t.tgenabled <> 'D' AND ($2 OR NOT t.tgisinternal)
              ORDER BY t.tgrelid, t.tgname",
             None,
@@ -174,6 +174,8 @@ fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTri
             spi::quote_identifier(name)
         ))?;
     }
+    // The load opens the table next: its cached trigger list must already say "off".
+    unsafe { pg_sys::CommandCounterIncrement() };
     Ok(triggers)
 }
 
