@@ -18,12 +18,19 @@ pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
-    unsafe {
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    // Not in parallel mode (create(jobs => N)): no new command or snapshot may start there,
+    // and nothing changes either.
+    let fresh = unsafe { !pg_sys::IsInParallelMode() };
+    if fresh {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
     }
     // On an ERROR the (sub)transaction abort pops the snapshot.
     let r = Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>());
-    unsafe { pg_sys::PopActiveSnapshot() };
+    if fresh {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
     r
 }

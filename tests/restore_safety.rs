@@ -1356,6 +1356,29 @@ fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
     assert_eq!(rows[0].get::<_, String>(2), "warning");
     assert_eq!(last(&mut su), 1000);
     assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.orders"), 1001);
+    // With UPDATE on it, it moves; the column's largest value is not shown to a caller that
+    // cannot read the table.
+    su.batch_execute("GRANT UPDATE ON SEQUENCE public.orders_id_seq TO operator")
+        .unwrap();
+    op.batch_execute("UPDATE m.orders SET id = 6000").unwrap();
+    let id3: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{m}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let details = strings(
+        &mut op,
+        &format!(
+            "SELECT coalesce(detail, '') FROM backup.restore('{id3}', schemas => '{{m}}', target_schema => 'public',
+                                                          existing => 'append')
+             WHERE kind = 'sequence' AND action = 'advance'"
+        ),
+    );
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(!details[0].contains("6000"), "{details:?}");
+    assert_eq!(last(&mut su), 6000);
 }
 
 /// pg_backup acts with the rights of the role that is current when its function is called
@@ -1451,7 +1474,8 @@ fn the_caller_is_the_current_user_at_the_call() {
 /// its own, would run the operator's code with the owner's rights. Sessions with temporary
 /// objects are refused. (2) The rows are the operator's own: the table's triggers run as the
 /// operator, as for its own INSERT, never as the owner (a trigger or CHECK on current_user
-/// would otherwise take the rows for the owner's).
+/// would otherwise take the rows for the owner's). (3) Appending never hands the table to the
+/// operator (a superuser's table used to be re-owned to it before its rows loaded).
 #[test]
 fn appending_to_another_roles_table_never_borrows_its_rights() {
     if !enabled() {
@@ -1480,14 +1504,16 @@ fn appending_to_another_roles_table_never_borrows_its_rights() {
          CREATE TRIGGER audit BEFORE INSERT ON public.ledger FOR EACH ROW EXECUTE FUNCTION public.ledger_audit();
          GRANT INSERT ON public.ledger TO mallory;
          GRANT INSERT ON public.ledger_log TO mallory;
-         RESET ROLE;",
+         RESET ROLE;
+         CREATE TABLE public.inbox (entry text); GRANT INSERT ON public.inbox TO mallory;",
     )
     .unwrap();
     let mut m = s.connect_as("app", Some("mallory"));
     assert!(m.query("SELECT * FROM public.salaries", &[]).is_err());
     m.batch_execute(
         "CREATE SCHEMA m; CREATE TABLE m.ledger (entry text, by_role text);
-         INSERT INTO m.ledger VALUES ('refund 1000', 'payroll');",
+         INSERT INTO m.ledger VALUES ('refund 1000', 'payroll');
+         CREATE TABLE m.inbox (entry text); INSERT INTO m.inbox VALUES ('hello');",
     )
     .unwrap();
     let id: String = m
@@ -1550,4 +1576,94 @@ fn appending_to_another_roles_table_never_borrows_its_rights() {
     );
     assert_eq!(can_read(&mut su), 0);
     assert_eq!(superusers(&mut su), Vec::<String>::new());
+    // (3) A table of the extension owner's (a superuser's) that the operator may insert into
+    // stays the superuser's.
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.inbox"), 1);
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'public.inbox'::regclass"
+        ),
+        [std::env::var("USER").unwrap_or_else(|_| "pgtest".into())]
+    );
+}
+
+/// Tables and triggers of a caller that is not a superuser are created as their owner, so
+/// PostgreSQL's own checks apply: an operator's table cannot become an inheritance child of
+/// another role's table through a restore (that role's UPDATEs would then fire the operator's
+/// row triggers with that role's rights), and a trigger needs EXECUTE on its function.
+#[test]
+fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE mallory LOGIN; GRANT backup_operator TO mallory;
+         GRANT CREATE ON DATABASE app TO mallory; GRANT CREATE ON SCHEMA public TO mallory;
+         CREATE ROLE victim; GRANT CREATE ON SCHEMA public TO victim;
+         CREATE TABLE public.accounts (id int, balance int);
+         ALTER TABLE public.accounts OWNER TO victim;
+         INSERT INTO public.accounts VALUES (1, 100);
+         CREATE FUNCTION public.payout() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         BEGIN RETURN NEW; END $f$;
+         ALTER FUNCTION public.payout() OWNER TO victim;
+         REVOKE EXECUTE ON FUNCTION public.payout() FROM PUBLIC;",
+    )
+    .unwrap();
+    let mut m = s.connect_as("app", Some("mallory"));
+    m.batch_execute(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.accounts (id int, balance int);
+         CREATE TABLE m.kid () INHERITS (m.accounts);
+         INSERT INTO m.kid VALUES (2, 1000000);",
+    )
+    .unwrap();
+    let id: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let e = m
+        .query(
+            "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                          existing => 'skip')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.accounts'::regclass"
+        ),
+        0
+    );
+    assert_eq!(one_i64(&mut su, "SELECT sum(balance) FROM public.accounts"), 100);
+    // A trigger on the operator's own table calling a function it could execute when it
+    // made the trigger, and no longer may (PostgreSQL checks EXECUTE only at CREATE TRIGGER).
+    su.batch_execute("GRANT EXECUTE ON FUNCTION public.payout() TO mallory")
+        .unwrap();
+    m.batch_execute(
+        "CREATE SCHEMA n; CREATE TABLE n.t (a int);
+         CREATE TRIGGER t BEFORE INSERT ON n.t FOR EACH ROW EXECUTE FUNCTION public.payout();",
+    )
+    .unwrap();
+    let id2: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{n}')", &[])
+        .unwrap()
+        .get(0);
+    su.batch_execute("REVOKE EXECUTE ON FUNCTION public.payout() FROM mallory")
+        .unwrap();
+    m.batch_execute("DROP SCHEMA n CASCADE").unwrap();
+    let r = m.query("SELECT * FROM backup.restore($1)", &[&id2]);
+    let e = r.expect_err("the trigger on the victim's function was created");
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'public.payout()'::regprocedure"
+        ),
+        0
+    );
 }

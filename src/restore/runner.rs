@@ -128,10 +128,12 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     /// The role user code on table `oid` runs with: its owner (or, for a caller without its
-    /// owner's privileges that appends to it, the caller: `Restorer::code_role_on`); never the
-    /// extension owner (the role running restore). A table still owned by it was created by this restore
-    /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
-    /// post-data): then the owner the backup names, or the caller when that role is missing.
+    /// owner's privileges that appends to it, the caller: `Restorer::code_role_on`); never
+    /// the extension owner (the role running restore) on behalf of another role. A table
+    /// this restore created that is still the extension owner's came from an archive that
+    /// did not give it its owner at once: it is handed to the owner the backup names (or the
+    /// caller when that role is missing) first. A table that existed before the restore
+    /// keeps its owner, whoever owns it.
     pub fn code_owner(
         &self,
         oid: pg_sys::Oid,
@@ -139,7 +141,11 @@ impl Job<'_> {
         name: &str,
     ) -> Result<pg_sys::Oid> {
         let owner = relation_owner(oid)?;
-        if owner != unsafe { pg_sys::GetUserId() } {
+        let created_here = self
+            .plan
+            .of(backup_schema, name)
+            .is_none_or(|t| t.action.runs_ddl());
+        if owner != unsafe { pg_sys::GetUserId() } || !created_here {
             return Ok(self.restorer.code_role_on(owner));
         }
         let named = self
@@ -684,7 +690,13 @@ impl<'j, 'a> Walk<'j, 'a> {
         // carry keys and expression values (`Key (v)=(...) is duplicated`, an index
         // expression's `invalid input syntax ... "<value>"`), as do constraint validations:
         // redacted like the rows they come from (issue 9).
-        let exposure = if code.is_some() || reads_rows(e.kind) {
+        // Entries run as their owner only so that PostgreSQL checks the owner's privileges
+        // evaluate nothing over rows: their errors stay as PostgreSQL wrote them.
+        let checks_only = matches!(e.kind, EntryKind::ForeignTable | EntryKind::Trigger)
+            || (e.kind == EntryKind::Table
+                && !e.sql.contains(" PARTITION OF ")
+                && !self.calls_user_code(e));
+        let exposure = if (code.is_some() && !checks_only) || reads_rows(e.kind) {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -700,8 +712,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                             .iter()
                             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
                             .collect();
-                        if e.kind == EntryKind::Table {
-                            // A partition is created in its schema by its parent's owner.
+                        if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) {
+                            // A table (a partition: by its parent's owner) is created in its
+                            // schema.
                             needs.extend(
                                 schemas
                                     .iter()
@@ -805,6 +818,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             | EntryKind::MaterializedViewRefresh
             | EntryKind::TableAttach => relation_of(e)?,
             EntryKind::Other if e.table.is_some() => relation_of(e)?,
+            // A trigger is created by its table's owner for a caller that is not a superuser:
+            // PostgreSQL checks EXECUTE on its function only then, never when it fires.
+            EntryKind::Trigger if !restorer.superuser => relation_of(e)?,
             EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
                 match e.belongs_to.and_then(|b| self.entry(b)) {
                     Some(parent) => relation_of(parent)?,
@@ -814,7 +830,14 @@ impl<'j, 'a> Walk<'j, 'a> {
             // CREATE TABLE evaluates user code when it plans a generated column's or a
             // partition key's expression: an immutable function with constant arguments is
             // called right then. Such a table is created as its owner.
-            EntryKind::Table if self.calls_user_code(e) => {
+            // For a caller that is not a superuser every table is created as its owner:
+            // PostgreSQL then checks what the owner could do (INHERITS needs the parent's
+            // ownership, column types and a foreign table's server need USAGE), which the
+            // extension owner would skip (a table of the caller's inheriting another role's
+            // would run the caller's triggers when that role updates its own table).
+            EntryKind::Table | EntryKind::ForeignTable
+                if self.calls_user_code(e) || !restorer.superuser =>
+            {
                 let role = match &e.owner {
                     Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
                     None => restorer.oid,

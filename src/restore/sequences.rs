@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 
 use super::data::table_oid;
-use super::runner::{row, Job, Runner, Tolerate};
+use super::runner::{row, Job, Runner};
 use crate::error::Result;
 
 /// A sequence owned by an integer column of a table.
@@ -106,10 +106,18 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
         };
         let mut moved = Vec::new();
         let restorer = job.restorer;
-        let ok = runner.run(t.object(), "sequence", "advance", Tolerate::Nothing, || {
+        // Its errors (setval out of bounds) carry the column's largest value: redacted.
+        let ok = runner.run_data(t.object(), "sequence", "advance", || {
             moved = advance_past_rows(oid, |seq| restorer.may_update_sequence(seq))?;
             Ok(None)
         })?;
+        // The value itself only for a caller that may read the table's rows.
+        let show = restorer.superuser
+            || crate::query::one::<bool>(
+                "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
+                &[restorer.oid.into(), oid.into()],
+            )?
+            .unwrap_or(false);
         if ok {
             // One row per sequence that moved, instead of the step's own row.
             runner.out.pop();
@@ -121,7 +129,11 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
                         "advance",
                         None,
                         "ok",
-                        Some(&format!("moved past the largest value of its column, {v}")),
+                        Some(&if show {
+                            format!("moved past the largest value of its column, {v}")
+                        } else {
+                            "moved past the largest value of its column".to_string()
+                        }),
                     ),
                     None => row(
                         seq,
