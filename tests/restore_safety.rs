@@ -1362,10 +1362,7 @@ fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
         .unwrap();
     op.batch_execute("UPDATE m.orders SET id = 6000").unwrap();
     let id3: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{m}')",
-            &[],
-        )
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
         .unwrap()
         .get(0);
     let details = strings(
@@ -1639,7 +1636,10 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
         ),
         0
     );
-    assert_eq!(one_i64(&mut su, "SELECT sum(balance) FROM public.accounts"), 100);
+    assert_eq!(
+        one_i64(&mut su, "SELECT sum(balance) FROM public.accounts"),
+        100
+    );
     // A trigger on the operator's own table calling a function it could execute when it
     // made the trigger, and no longer may (PostgreSQL checks EXECUTE only at CREATE TRIGGER).
     su.batch_execute("GRANT EXECUTE ON FUNCTION public.payout() TO mallory")
@@ -1663,6 +1663,46 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
         one_i64(
             &mut su,
             "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'public.payout()'::regprocedure"
+        ),
+        0
+    );
+    // What only a superuser may create (a LEAKPROOF function: it sees past security barriers
+    // and row-level security; an operator family) does not come back through an operator's
+    // restore, even when a superuser once gave it to the operator.
+    su.batch_execute(
+        "CREATE SCHEMA o AUTHORIZATION mallory;
+         CREATE FUNCTION o.peek(int) RETURNS boolean LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT true';
+         ALTER FUNCTION o.peek(int) OWNER TO mallory;
+         CREATE OPERATOR FAMILY o.fam USING btree;
+         ALTER OPERATOR FAMILY o.fam USING btree OWNER TO mallory;",
+    )
+    .unwrap();
+    let id3: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{o}')", &[])
+        .unwrap()
+        .get(0);
+    m.batch_execute("DROP SCHEMA o CASCADE").unwrap();
+    let rows = m
+        .query(
+            "SELECT kind || ' ' || status FROM backup.restore($1, on_error => 'continue')
+             WHERE kind IN ('function', 'operator_family')
+             ORDER BY 1",
+            &[&id3],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ["function failed", "operator_family warning"]);
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_proc WHERE proleakproof AND proname = 'peek'"
+        ),
+        0
+    );
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_opfamily WHERE opfname = 'fam'"
         ),
         0
     );

@@ -692,7 +692,8 @@ impl<'j, 'a> Walk<'j, 'a> {
         // redacted like the rows they come from (issue 9).
         // Entries run as their owner only so that PostgreSQL checks the owner's privileges
         // evaluate nothing over rows: their errors stay as PostgreSQL wrote them.
-        let checks_only = matches!(e.kind, EntryKind::ForeignTable | EntryKind::Trigger)
+        let checks_only = (created_as_owner(e.kind) && e.kind != EntryKind::Table)
+            || e.kind == EntryKind::Trigger
             || (e.kind == EntryKind::Table
                 && !e.sql.contains(" PARTITION OF ")
                 && !self.calls_user_code(e));
@@ -712,7 +713,7 @@ impl<'j, 'a> Walk<'j, 'a> {
                             .iter()
                             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
                             .collect();
-                        if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) {
+                        if created_as_owner(e.kind) {
                             // A table (a partition: by its parent's owner) is created in its
                             // schema.
                             needs.extend(
@@ -835,17 +836,31 @@ impl<'j, 'a> Walk<'j, 'a> {
             // ownership, column types and a foreign table's server need USAGE), which the
             // extension owner would skip (a table of the caller's inheriting another role's
             // would run the caller's triggers when that role updates its own table).
-            EntryKind::Table | EntryKind::ForeignTable
-                if self.calls_user_code(e) || !restorer.superuser =>
+            // Routines likewise: the owner needs USAGE on the language (untrusted ones are a
+            // superuser's) and on the types, EXECUTE on an aggregate's functions.
+            EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+                if (e.kind == EntryKind::Table && self.calls_user_code(e))
+                    || !restorer.superuser =>
             {
                 let role = match &e.owner {
                     Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
                     None => restorer.oid,
                 };
+                // Relations move with target_schema; routines stay where they were.
                 let schemas = e
                     .schema
                     .iter()
-                    .map(|s| self.job.scope.target_schema_of(s).to_string())
+                    .map(|s| {
+                        if e.kind.is_relation() || e.kind == EntryKind::ForeignTable {
+                            self.job.scope.target_schema_of(s).to_string()
+                        } else {
+                            s.clone()
+                        }
+                    })
                     .collect();
                 return Ok(Some((role, schemas)));
             }
@@ -1037,6 +1052,19 @@ impl<'j, 'a> Walk<'j, 'a> {
     }
 }
 
+/// Kinds a caller that is not a superuser creates as their owner (see `code_role`), in their
+/// schema.
+fn created_as_owner(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+    )
+}
+
 /// Kinds whose statement reads the rows of a table (index builds, constraint validation,
 /// partition attachment, refresh) or whose kind this version does not know: their errors may
 /// carry row values.
@@ -1115,10 +1143,16 @@ fn superuser_only(e: &TocEntry) -> bool {
             | EntryKind::DefaultPrivileges
             | EntryKind::Database
             | EntryKind::UserMapping
-    ) || e
-        .schema
-        .as_deref()
-        .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
+            // CREATE OPERATOR CLASS / FAMILY, text search parsers and templates, base types:
+            // PostgreSQL lets only superusers make them.
+            | EntryKind::OperatorClass
+            | EntryKind::OperatorFamily
+            | EntryKind::TextSearchParser
+            | EntryKind::TextSearchTemplate
+    ) || (e.kind == EntryKind::Type && e.sql.contains("INPUT = "))
+        || e.schema
+            .as_deref()
+            .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
 #[cfg(test)]
