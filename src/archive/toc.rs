@@ -621,6 +621,27 @@ fn attach_v1_owners(toc: Vec<TocEntry>) -> Vec<TocEntry> {
         attached.insert(toc[i].id);
     }
     toc.retain(|e| !attached.contains(&e.id));
+    // 0.1.0 wrote no owner statement for a sequence owned by a column (ALTER TABLE ... OWNER
+    // took it along, at the end): it gets its table's owner, which OWNED BY requires once the
+    // table has its owner at once.
+    let owners: HashMap<u32, String> = toc
+        .iter()
+        .filter_map(|e| e.owner.clone().map(|o| (e.id, o)))
+        .collect();
+    for e in toc
+        .iter_mut()
+        .filter(|e| e.kind == EntryKind::Sequence && e.owner.is_none())
+    {
+        if let Some(role) = e.belongs_to.and_then(|t| owners.get(&t)) {
+            e.owner_sql = Some(format!(
+                "ALTER SEQUENCE {}.{} OWNER TO {};",
+                quote_ident(e.schema.as_deref().unwrap_or_default()),
+                quote_ident(&e.name),
+                quote_ident(role)
+            ));
+            e.owner = Some(role.clone());
+        }
+    }
     toc
 }
 
@@ -874,6 +895,29 @@ mod tests {
             .map(|e| e.sql.as_str())
             .collect();
         assert_eq!(left, ["ALTER LARGE OBJECT 16400 OWNER TO hal;"]);
+    }
+
+    #[test]
+    fn format_1_serial_sequences_get_their_tables_owner() {
+        let pre = vec![
+            item("sequence", "s", "t_id_seq", Some("s.t")),
+            item("table", "s", "t", None),
+        ];
+        let post = vec![DdlItem {
+            kind: "owner".into(),
+            schema: Some("s".into()),
+            name: "t".into(),
+            table: Some("s.t".into()),
+            sql: "ALTER TABLE s.t OWNER TO \"Bob\";".into(),
+            references: None,
+        }];
+        let toc = from_v1(&pre, &post);
+        let seq = toc.iter().find(|e| e.name == "t_id_seq").unwrap();
+        assert_eq!(seq.owner.as_deref(), Some("Bob"));
+        assert_eq!(
+            seq.owner_sql.as_deref(),
+            Some("ALTER SEQUENCE s.t_id_seq OWNER TO \"Bob\";")
+        );
     }
 
     #[test]
