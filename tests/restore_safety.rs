@@ -1706,4 +1706,55 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
         ),
         0
     );
+    // The grants of an existing schema of another role are not the operator's to rewrite,
+    // whatever its backup says (CREATE SCHEMA IF NOT EXISTS keeps the schema).
+    su.batch_execute(
+        "CREATE ROLE clerk; CREATE SCHEMA shared;
+         GRANT USAGE, CREATE ON SCHEMA shared TO mallory; GRANT USAGE ON SCHEMA shared TO PUBLIC;
+         COMMENT ON SCHEMA shared IS 'the DBA''s';",
+    )
+    .unwrap();
+    m.batch_execute("CREATE TABLE shared.t (a int)").unwrap();
+    let id4: String = m
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{shared}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    su.batch_execute(
+        "REVOKE USAGE ON SCHEMA shared FROM PUBLIC; COMMENT ON SCHEMA shared IS 'changed';",
+    )
+    .unwrap();
+    m.batch_execute("DROP TABLE shared.t").unwrap();
+    let rows = m
+        .query(
+            "SELECT kind || ' ' || status FROM backup.restore($1) WHERE kind IN ('acl', 'comment')
+             ORDER BY 1",
+            &[&id4],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ["acl warning", "comment warning"]);
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT has_schema_privilege('clerk', 'shared', 'USAGE')::int::int8"
+        ),
+        0
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT obj_description('shared'::regnamespace, 'pg_namespace')"
+        ),
+        ["changed"]
+    );
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE oid = 'shared.t'::regclass"
+        ),
+        1
+    );
 }

@@ -479,6 +479,32 @@ impl<'j, 'a> Walk<'j, 'a> {
                 ),
             });
         }
+        // A schema that already exists is "created" again (CREATE SCHEMA IF NOT EXISTS) and
+        // keeps its owner unless the caller acts as it; its grants, comment and labels are
+        // that owner's business too: an operator with CREATE on another role's schema must
+        // not rewrite its grants through a backup that says otherwise.
+        if e.kind.is_decoration() && !self.job.restorer.superuser {
+            if let Some(b) = e
+                .belongs_to
+                .and_then(|b| self.entry(b))
+                .filter(|b| b.kind == EntryKind::Schema)
+            {
+                let owner = crate::query::one::<pg_sys::Oid>(
+                    "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                    &[b.name.clone().into()],
+                )?;
+                if owner.is_some_and(|o| !self.job.restorer.acts_as(o)) {
+                    return Ok(Decision::Skip {
+                        status: "warning",
+                        detail: format!(
+                            "schema {} exists and belongs to another role: its {} is left as it is",
+                            b.name,
+                            e.kind.as_str()
+                        ),
+                    });
+                }
+            }
+        }
         // A table asked for: what `existing` says.
         if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
             return Ok(match self.job.plan.of_entry(e) {
