@@ -155,7 +155,7 @@ fn load_config_rows(
             check_loaded(&object, rows, unit)?;
             if append {
                 // Numbers handed out after the restore must not collide with the rows added.
-                super::sequences::advance_past_rows(oid)?;
+                super::sequences::advance_past_rows(oid, |seq| job.restorer.may_update_sequence(seq))?;
             }
             Ok(Some(rows as i64))
         },
