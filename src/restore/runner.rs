@@ -506,8 +506,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                     &[b.name.clone().into()],
                 )?;
                 if owner.is_some_and(|o| !self.job.restorer.acts_as(o)) {
+                    // Kept as it is, like any object the restore keeps.
                     return Ok(Decision::Skip {
-                        status: "warning",
+                        status: "ok",
                         detail: format!(
                             "schema {} exists and belongs to another role: its {} is left as it is",
                             b.name,
