@@ -18,6 +18,7 @@ pub mod runner;
 pub mod schedule;
 pub mod scope;
 pub mod sequences;
+pub mod tablespaces;
 pub mod tuning;
 
 use pgrx::prelude::*;
@@ -56,6 +57,10 @@ pub struct RestoreOptions {
     pub identity: Option<String>,
     /// false: commit as it goes, in a background worker (see `background`).
     pub atomic: bool,
+    /// Every relation in the database's default tablespace, whatever the backup recorded
+    /// (pg_restore --no-tablespaces; see `tablespaces`).
+    #[serde(default)]
+    pub no_tablespaces: bool,
     /// More than 1: rows and post-data entries over that many workers (see `parallel`);
     /// needs atomic => false.
     #[serde(default = "one")]
@@ -74,7 +79,8 @@ impl RestoreOptions {
             "schema_only": self.schema_only, "data_only": self.data_only,
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
-            "analyze": self.analyze, "atomic": self.atomic, "jobs": self.jobs,
+            "analyze": self.analyze, "atomic": self.atomic,
+            "no_tablespaces": self.no_tablespaces, "jobs": self.jobs,
         })
     }
 }
@@ -125,6 +131,9 @@ fn restore_with(
     batches: Option<&background::Batches>,
 ) -> Result<Vec<Row>> {
     security::owner::refuse_inside_restricted_operation()?;
+    if !opts.dry_run {
+        security::owner::refuse_temporary_objects()?;
+    }
     if let Some(to) = &opts.target_schema {
         targets::check_target_schema(to)?;
     }
@@ -242,11 +251,12 @@ fn restore_steps(
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
     let restorer = Restorer::of(caller);
+    let placement = tablespaces::Placement::new(opts.no_tablespaces)?;
     record.table_count = Some(plan.tables.len() as i64);
     // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
     // changes (and for a dry run too).
     plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
-    preflight::check(&manifest, &scope, &plan, opts, &restorer)?;
+    preflight::check(&manifest, &scope, &plan, opts, &restorer, &placement)?;
     let job = Job {
         manifest: &manifest,
         source: &source,
@@ -256,6 +266,7 @@ fn restore_steps(
         scope: &scope,
         plan: &plan,
         restorer: &restorer,
+        placement: &placement,
         batches,
     };
     if opts.dry_run {

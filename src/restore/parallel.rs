@@ -835,7 +835,6 @@ fn work(
         base.caller_role.clone(),
         pg_sys::Oid::from(base.caller_oid),
     );
-    runner::restore_settings()?;
     let source = crate::storage::locate(&base.backup_id, None, opts.identity.as_deref())?;
     let (manifest, raw_manifest) = source.manifest()?;
     let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
@@ -848,6 +847,7 @@ fn work(
     )?;
     let plan = Plan::from_tables(&manifest, &scope, request.tables.clone());
     let restorer = Restorer::of(&caller);
+    let placement = super::tablespaces::Placement::new(opts.no_tablespaces)?;
     let job = Job {
         manifest: &manifest,
         source: &source,
@@ -857,8 +857,10 @@ fn work(
         scope: &scope,
         plan: &plan,
         restorer: &restorer,
+        placement: &placement,
         batches: None,
     };
+    runner::restore_settings(&job)?;
     let mut walk = Walk::new(&job)?;
     let units = data::data_units(&manifest, &job);
     commit();

@@ -11,6 +11,7 @@ use super::data::table_oid;
 use super::plan::Action;
 use super::runner::Plan;
 use super::scope::{quoted, Scope};
+use super::tablespaces::{self, Placement};
 use super::RestoreOptions;
 use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
@@ -76,8 +77,10 @@ pub(super) fn check(
     plan: &Plan,
     opts: &RestoreOptions,
     who: &Restorer,
+    placement: &Placement,
 ) -> Result<()> {
     check_schemas(m, scope, plan)?;
+    check_tablespaces(m, scope, plan, opts, who, placement)?;
     // restore(atomic => false) commits in batches sized to the lock table.
     if opts.atomic {
         locks::check(locks_needed(m, scope, plan)?)?;
@@ -110,6 +113,50 @@ fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
     targets::check_restore_schemas(schemas)
 }
 
+/// Every tablespace the restore places a relation or index in exists here, and (for a
+/// caller who is not a superuser) the role that will own it may create objects there.
+fn check_tablespaces(
+    m: &Manifest,
+    scope: &Scope,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    who: &Restorer,
+    placement: &Placement,
+) -> Result<()> {
+    if opts.data_only {
+        return Ok(());
+    }
+    let mut placed: Vec<(&TocEntry, &str)> = Vec::new();
+    for e in in_scope(m, scope).filter(|e| !of_kept_table(e, plan)) {
+        let Some(ts) = placement.of(e) else { continue };
+        // A relation needed only as a dependency that exists is kept, with its indexes.
+        if let Some((s, n)) = e.relation() {
+            if plan.of(&s, &n).is_none() && table_oid(scope.target_schema_of(&s), &n)?.is_some() {
+                continue;
+            }
+        }
+        placed.push((e, ts));
+    }
+    tablespaces::check_exist(placed.iter().map(|(_, ts)| *ts))?;
+    if who.superuser {
+        return Ok(());
+    }
+    let index = crate::archive::toc::by_id(&m.toc);
+    for (e, ts) in placed {
+        let owner = e.owner.as_deref().or_else(|| {
+            e.belongs_to
+                .and_then(|b| index.get(&b))
+                .and_then(|&i| m.toc[i].owner.as_deref())
+        });
+        if let Some(owner) = owner {
+            let object = format!("{} {}", e.kind.as_str(), e.object());
+            let role = who.owner_for(&object, owner)?;
+            tablespaces::check_create(role.oid, ts, &object)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `e` belongs to a table the restore keeps as it is.
 fn of_kept_table(e: &TocEntry, plan: &Plan) -> bool {
     e.relation()
@@ -117,9 +164,9 @@ fn of_kept_table(e: &TocEntry, plan: &Plan) -> bool {
         .is_some_and(|t| !t.action.runs_ddl())
 }
 
-/// A lower bound of the relations the restore locks until it commits: those it creates
-/// (tables, views, sequences, indexes and the indexes of constraints) and the existing
-/// tables it writes, with their indexes.
+/// A lower bound of the locks the restore holds until it commits: on the relations it
+/// creates (tables, views, sequences, indexes and the indexes of constraints), the existing
+/// tables it writes with their indexes, and the large objects it restores.
 fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
     let mut n: u64 = 0;
     for e in in_scope(m, scope) {
@@ -128,6 +175,9 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
                 .of(e.schema.as_deref().unwrap_or_default(), &e.name)
                 .is_none_or(|t| t.action.runs_ddl()),
             EntryKind::View | EntryKind::MaterializedView | EntryKind::Sequence => true,
+            // Each large object's owner statement (and grant, comment) locks it until the
+            // commit: pg_restore's known "out of shared memory" with many large objects.
+            EntryKind::LargeObject => true,
             EntryKind::Index => !of_kept_table(e, plan),
             EntryKind::Constraint => {
                 !of_kept_table(e, plan)
@@ -270,6 +320,9 @@ fn check_privileges(
         };
         if let Some(c) = change {
             who.check_existing(&t.object(), oid, c)?;
+        }
+        if t.action == Action::Truncate && !opts.schema_only {
+            who.check_sequence_reset(&t.object(), oid)?;
         }
         if opts.disable_triggers && t.action.loads_data() && !opts.schema_only {
             who.check_disable_triggers(&t.object(), oid)?;

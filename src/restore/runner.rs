@@ -139,13 +139,18 @@ pub struct Job<'a> {
     pub batches: Option<&'a Batches>,
     /// Who called restore: the owner of what has no owner (issue 9).
     pub restorer: &'a Restorer,
+    /// Which tablespace each entry is created in.
+    pub placement: &'a super::tablespaces::Placement,
 }
 
 impl Job<'_> {
-    /// The role user code on table `oid` runs with: its owner; never the extension owner
-    /// (the role running restore). A table still owned by it was created by this restore
-    /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
-    /// post-data): then the owner the backup names, or the caller when that role is missing.
+    /// The role user code on table `oid` runs with: its owner (or, for a caller without its
+    /// owner's privileges that appends to it, the caller: `Restorer::code_role_on`); never
+    /// the extension owner (the role running restore) on behalf of another role. A table
+    /// this restore created that is still the extension owner's came from an archive that
+    /// did not give it its owner at once: it is handed to the owner the backup names (or the
+    /// caller when that role is missing) first. A table that existed before the restore
+    /// keeps its owner, whoever owns it.
     pub fn code_owner(
         &self,
         oid: pg_sys::Oid,
@@ -153,8 +158,12 @@ impl Job<'_> {
         name: &str,
     ) -> Result<pg_sys::Oid> {
         let owner = relation_owner(oid)?;
-        if owner != unsafe { pg_sys::GetUserId() } {
-            return Ok(owner);
+        let created_here = self
+            .plan
+            .of(backup_schema, name)
+            .is_none_or(|t| t.action.runs_ddl());
+        if owner != unsafe { pg_sys::GetUserId() } || !created_here {
+            return Ok(self.restorer.code_role_on(owner));
         }
         let named = self
             .manifest
@@ -455,6 +464,15 @@ impl<'j, 'a> Walk<'j, 'a> {
         self.index.get(&id).map(|&i| &self.job.manifest.toc[i])
     }
 
+    /// A grant entry of a format-2 archive that decorates no object of the backup: the
+    /// database's own grants and grants on system objects (pg_catalog, built-in languages).
+    /// The caller owns neither, so only a superuser applies them: run by the extension owner
+    /// for anyone else they would grant what the caller could not (say SELECT on
+    /// pg_catalog.pg_authid, or CREATE on the database restored into).
+    fn unattached_grant(&self, e: &TocEntry) -> bool {
+        e.kind == EntryKind::Acl && e.belongs_to.is_none() && self.job.manifest.format_version >= 2
+    }
+
     /// Foreign keys and other entries that need a relation neither restored nor present.
     fn dangling(&self, e: &TocEntry) -> Result<Option<String>> {
         if e.kind != EntryKind::ForeignKey {
@@ -487,7 +505,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
             return Ok(Decision::Quiet);
         }
-        if !self.job.restorer.superuser && superuser_only(e) {
+        if !self.job.restorer.superuser && (superuser_only(e) || self.unattached_grant(e)) {
             // These act beyond objects the caller could own (every session's DDL, the whole
             // database, the system catalogs): the extension owner must not apply them for an
             // operator.
@@ -498,6 +516,33 @@ impl<'j, 'a> Walk<'j, 'a> {
                     e.describe()
                 ),
             });
+        }
+        // A schema that already exists is "created" again (CREATE SCHEMA IF NOT EXISTS) and
+        // keeps its owner unless the caller acts as it; its grants, comment and labels are
+        // that owner's business too: an operator with CREATE on another role's schema must
+        // not rewrite its grants through a backup that says otherwise.
+        if e.kind.is_decoration() && !self.job.restorer.superuser {
+            if let Some(b) = e
+                .belongs_to
+                .and_then(|b| self.entry(b))
+                .filter(|b| b.kind == EntryKind::Schema)
+            {
+                let owner = crate::query::one::<pg_sys::Oid>(
+                    "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                    &[b.name.clone().into()],
+                )?;
+                if owner.is_some_and(|o| !self.job.restorer.acts_as(o)) {
+                    // Kept as it is, like any object the restore keeps.
+                    return Ok(Decision::Skip {
+                        status: "ok",
+                        detail: format!(
+                            "schema {} exists and belongs to another role: its {} is left as it is",
+                            b.name,
+                            e.kind.as_str()
+                        ),
+                    });
+                }
+            }
         }
         if !self.job.restorer.superuser
             && e.kind == EntryKind::Acl
@@ -794,9 +839,37 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
+        // The tablespace its statements create storage in (None: the database's default).
+        let tablespace = self.job.placement.of(e);
+        // Grants by roles other than the owner, run as those roles where allowed.
+        let grantors = e.kind == EntryKind::Acl && crate::archive::acl::has_grantors(&body);
+        let acl_schema = e
+            .schema
+            .as_deref()
+            .map(|s| self.job.scope.target_schema_of(s).to_string());
+        let grant_note: RefCell<Option<String>> = RefCell::new(None);
+        let placement = self.job.placement;
+        let placement_role = match (tablespace, &owner) {
+            (Some(_), None) if !restorer.superuser => Some(self.placement_role(e)),
+            _ => None,
+        };
+        // Index builds run as the table's owner inside PostgreSQL itself, but their errors
+        // carry keys and expression values (`Key (v)=(...) is duplicated`, an index
+        // expression's `invalid input syntax ... "<value>"`), as do constraint validations:
+        // redacted like the rows they come from (issue 9).
+        // Entries run as their owner only so that PostgreSQL checks the owner's privileges
+        // evaluate nothing over rows: their errors stay as PostgreSQL wrote them.
+        let checks_only = (created_as_owner(e.kind) && e.kind != EntryKind::Table)
+            || e.kind == EntryKind::Trigger
+            || (e.kind == EntryKind::Table
+                && !e.sql.contains(" PARTITION OF ")
+                && !self.calls_user_code(e));
         // A subscription's statement holds its connection string (maybe a password): its
         // errors are redacted like those of steps that touch rows.
-        let exposure = if code.is_some() || e.kind == EntryKind::Subscription {
+        let exposure = if (code.is_some() && !checks_only)
+            || reads_rows(e.kind)
+            || e.kind == EntryKind::Subscription
+        {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -812,6 +885,17 @@ impl<'j, 'a> Walk<'j, 'a> {
                 )?;
                 return Ok(None);
             }
+            if let Some(ts) = tablespace {
+                if !restorer.superuser {
+                    let role = match (&owner, placement_role) {
+                        (Some((_, role)), _) => restorer.owner_for(&what, role)?.oid,
+                        (None, Some(r)) => r?,
+                        (None, None) => restorer.oid,
+                    };
+                    super::tablespaces::check_create(role, ts, &what)?;
+                }
+                placement.select(Some(ts))?;
+            }
             if !body.is_empty() {
                 match &code {
                     Some((role, schemas)) => {
@@ -819,8 +903,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                             .iter()
                             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
                             .collect();
-                        if e.kind == EntryKind::Table {
-                            // A partition is created in its schema by its parent's owner.
+                        if created_as_owner(e.kind) {
+                            // A table (a partition: by its parent's owner) is created in its
+                            // schema.
                             needs.extend(
                                 schemas
                                     .iter()
@@ -829,8 +914,15 @@ impl<'j, 'a> Walk<'j, 'a> {
                         }
                         run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
                     }
+                    None if grantors => {
+                        *grant_note.borrow_mut() =
+                            grant_as_grantors(&body, restorer, acl_schema.as_deref())?;
+                    }
                     None => Spi::run(&body)?,
                 }
+            }
+            if tablespace.is_some() {
+                placement.select(None)?;
             }
             if let Some((sql, role)) = &owner {
                 let chosen = restorer.owner_for(&what, role)?;
@@ -865,6 +957,19 @@ impl<'j, 'a> Walk<'j, 'a> {
                 None => Outcome::Failed,
             },
         );
+        if let (Some(n), Some(true)) = (grant_note.into_inner(), outcome) {
+            // The entry's own row says which grants lost their grantor, and why.
+            if let Some(r) = self
+                .runner
+                .out
+                .iter_mut()
+                .rev()
+                .find(|r| r.0 == object && r.1 == e.kind.as_str())
+            {
+                r.4 = "warning".into();
+                r.5 = Some(n);
+            }
+        }
         if let (Some(n), Some(true)) = (note.into_inner(), outcome) {
             self.runner.note(row(
                 object,
@@ -906,6 +1011,18 @@ impl<'j, 'a> Walk<'j, 'a> {
         })
     }
 
+    /// The role whose CREATE privilege on its tablespace an entry without an owner of its
+    /// own needs: the owner of its table (an index, a constraint's index), as PostgreSQL
+    /// runs index builds as the table's owner; the caller when there is no table.
+    fn placement_role(&self, e: &TocEntry) -> Result<pg_sys::Oid> {
+        if let Some((s, n)) = e.relation() {
+            if let Some(oid) = table_oid(self.job.scope.target_schema_of(&s), &n)? {
+                return relation_owner(oid);
+            }
+        }
+        Ok(self.job.restorer.oid)
+    }
+
     fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
         let restorer = self.job.restorer;
         let relation_of = |en: &TocEntry| -> Result<Option<pg_sys::Oid>> {
@@ -924,6 +1041,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             | EntryKind::MaterializedViewRefresh
             | EntryKind::TableAttach => relation_of(e)?,
             EntryKind::Other if e.table.is_some() => relation_of(e)?,
+            // A trigger is created by its table's owner for a caller that is not a superuser:
+            // PostgreSQL checks EXECUTE on its function only then, never when it fires.
+            EntryKind::Trigger if !restorer.superuser => relation_of(e)?,
             EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
                 match e.belongs_to.and_then(|b| self.entry(b)) {
                     Some(parent) => relation_of(parent)?,
@@ -933,15 +1053,36 @@ impl<'j, 'a> Walk<'j, 'a> {
             // CREATE TABLE evaluates user code when it plans a generated column's or a
             // partition key's expression: an immutable function with constant arguments is
             // called right then. Such a table is created as its owner.
-            EntryKind::Table if self.calls_user_code(e) => {
+            // For a caller that is not a superuser every table is created as its owner:
+            // PostgreSQL then checks what the owner could do (INHERITS needs the parent's
+            // ownership, column types and a foreign table's server need USAGE), which the
+            // extension owner would skip (a table of the caller's inheriting another role's
+            // would run the caller's triggers when that role updates its own table).
+            // Routines likewise: the owner needs USAGE on the language (untrusted ones are a
+            // superuser's) and on the types, EXECUTE on an aggregate's functions.
+            EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+                if (e.kind == EntryKind::Table && self.calls_user_code(e))
+                    || !restorer.superuser =>
+            {
                 let role = match &e.owner {
                     Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
                     None => restorer.oid,
                 };
+                // Relations move with target_schema; routines stay where they were.
                 let schemas = e
                     .schema
                     .iter()
-                    .map(|s| self.job.scope.target_schema_of(s).to_string())
+                    .map(|s| {
+                        if e.kind.is_relation() || e.kind == EntryKind::ForeignTable {
+                            self.job.scope.target_schema_of(s).to_string()
+                        } else {
+                            s.clone()
+                        }
+                    })
                     .collect();
                 return Ok(Some((role, schemas)));
             }
@@ -1041,7 +1182,7 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// The whole restore.
     pub fn apply(mut self) -> Result<Vec<Row>> {
         let job = self.job;
-        restore_settings()?;
+        restore_settings(job)?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
             // its own in the backup (issue 9).
@@ -1142,7 +1283,7 @@ impl<'j, 'a> Walk<'j, 'a> {
 }
 
 /// The settings every restore runs with (also each worker of restore(jobs => N)).
-pub fn restore_settings() -> Result<()> {
+pub fn restore_settings(job: &Job) -> Result<()> {
     // Function bodies may name tables that come later, as in pg_restore.
     security::set_for_call(c"check_function_bodies", c"off");
     // "schema ... already exists, skipping" and the like: the result rows say what happened.
@@ -1153,7 +1294,89 @@ pub fn restore_settings() -> Result<()> {
     // Literals and dates in the archive are read as they were written, whatever the
     // caller's session says (a backslash in a string must never end it early).
     security::pin_literal_settings();
+    // Relations go where the backup had them (entry by entry), never where the calling
+    // session's default_tablespace points.
+    job.placement.select(None)?;
+    // Tables without an access method of their own in the backup are heap tables (the
+    // collector writes USING for the others), as pg_restore's per-entry setting says.
+    security::set_for_call(c"default_table_access_method", c"heap");
     super::tuning::raise_maintenance_settings()
+}
+
+/// Run an ACL entry whose grants have grantors other than the owner (archive/acl.rs): each
+/// such part as its grantor, so that PostgreSQL records the same grantor as in the backup,
+/// when the caller may act as that role (a superuser, or a caller with that role's
+/// privileges); otherwise, or if the grant fails as that role, as the extension owner, which
+/// PostgreSQL records as a grant by the object's owner. Never with more rights than the
+/// caller has: the grantor's own rights, in a security-restricted operation, with USAGE on
+/// the object's schema for that statement only (`run_as_in`). Returns what lost its grantor.
+fn grant_as_grantors(
+    body: &str,
+    restorer: &Restorer,
+    schema: Option<&str>,
+) -> Result<Option<String>> {
+    let mut lost: Vec<String> = Vec::new();
+    for (grantor, sql) in crate::archive::acl::segments(body) {
+        let Some(grantor) = grantor else {
+            Spi::run(&sql)?;
+            continue;
+        };
+        let why = match role_oid(&grantor)? {
+            None => format!("role \"{grantor}\" does not exist in this cluster"),
+            Some(oid) if !restorer.acts_as(oid) => format!(
+                "\"{}\" does not have the privileges of role \"{grantor}\"",
+                restorer.name
+            ),
+            Some(oid) => {
+                let needs: Vec<(&str, SchemaPrivilege)> = schema
+                    .iter()
+                    .map(|s| (*s, SchemaPrivilege::Usage))
+                    .collect();
+                match subtransaction::run_result(|| run_as_in(oid, &needs, || Ok(Spi::run(&sql)?)))
+                {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("as \"{grantor}\": {e}"),
+                    Err(c) => format!("as \"{grantor}\": {}", describe_error(&c)),
+                }
+            }
+        };
+        Spi::run(&sql)?;
+        lost.push(format!(
+            "granted by the owner instead of \"{grantor}\" ({why})"
+        ));
+    }
+    Ok((!lost.is_empty()).then(|| lost.join("; ")))
+}
+
+/// Kinds a caller that is not a superuser creates as their owner (see `code_role`), in their
+/// schema.
+fn created_as_owner(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+    )
+}
+
+/// Kinds whose statement reads the rows of a table (index builds, constraint validation,
+/// partition attachment, refresh) or whose kind this version does not know: their errors may
+/// carry row values.
+fn reads_rows(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Index
+            | EntryKind::IndexAttach
+            | EntryKind::Constraint
+            | EntryKind::CheckConstraint
+            | EntryKind::ForeignKey
+            | EntryKind::DomainConstraint
+            | EntryKind::TableAttach
+            | EntryKind::MaterializedViewRefresh
+            | EntryKind::Other
+    )
 }
 
 /// Run `setval` (a sequence value entry) on `sequence` without ever moving it back: numbers
@@ -1248,10 +1471,16 @@ fn superuser_only(e: &TocEntry) -> bool {
             | EntryKind::DefaultPrivileges
             | EntryKind::Database
             | EntryKind::UserMapping
-    ) || e
-        .schema
-        .as_deref()
-        .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
+            // CREATE OPERATOR CLASS / FAMILY, text search parsers and templates, base types:
+            // PostgreSQL lets only superusers make them.
+            | EntryKind::OperatorClass
+            | EntryKind::OperatorFamily
+            | EntryKind::TextSearchParser
+            | EntryKind::TextSearchTemplate
+    ) || (e.kind == EntryKind::Type && e.sql.contains("INPUT = "))
+        || e.schema
+            .as_deref()
+            .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
 #[cfg(test)]
