@@ -114,7 +114,12 @@ pub fn copy_to_queue(
     format: CopyFormat,
 ) -> Result<u64> {
     let (read_end, write_end) = pipe()?;
-    queue.push(read_end, open, label.to_path_buf(), &crate::copy::check_for_interrupts)?;
+    queue.push(
+        read_end,
+        open,
+        label.to_path_buf(),
+        &crate::copy::check_for_interrupts,
+    )?;
     match copy_in_subtransaction(source, write_end, format) {
         Ok(rows) => Ok(rows),
         // As in copy_to_file: the thread's error when it stopped first.
