@@ -13,6 +13,8 @@ EXTRA_CONF="shared_buffers = 512MB
 max_wal_size = 4GB
 fsync = off"
 . "$here/scripts/local-server.sh"
+# "database ... does not exist, skipping" and the like stay out of the report.
+export PGOPTIONS="-c client_min_messages=warning"
 # The databases, archives (under the data directory) and dumps take gigabytes: gone at the
 # end (BENCH_KEEP=1 keeps them to look at).
 cleanup() {
