@@ -155,6 +155,7 @@ for r in $(seq "$RUNS"); do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_na"
   if [ "$has_jobs" = t ]; then
     ours_j2+=("$(restore_ours r_ours_j2 ", atomic => false, jobs => 2")")
+    check_j2=$(psql -Atq -d r_ours_j2 -c "SELECT (SELECT count(*) FROM pgbench_accounts) = $SCALE * 100000 AND (SELECT count(*) FROM notes) = $TEXT_ROWS AND (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname IN ('pgbench_accounts', 'wide', 'notes')) = 3")
     psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_j2"
   fi
 done
@@ -163,7 +164,7 @@ pgr_t=$(best "${pgr[@]}"); pgrj_t=$(best "${pgrj[@]}"); ours_t=$(best "${ours[@]
 ours_nz_t=$(best "${ours_nz[@]}")
 if [ "$has_jobs" = t ]; then
   ours_j2_t=$(best "${ours_j2[@]}")
-  j2_row=$(printf '%-46s %7.2f   %-21s %s' "backup.restore(atomic => false, jobs => 2)" "$ours_j2_t" "$(ratio "$ours_j2_t" "$pgr_t")" "$(ratio "$ours_j2_t" "$pgrj_t")")
+  j2_row=$(printf '%-46s %7.2f   %-21s %-9s rows check: %s' "backup.restore(atomic => false, jobs => 2)" "$ours_j2_t" "$(ratio "$ours_j2_t" "$pgr_t")" "$(ratio "$ours_j2_t" "$pgrj_t")" "$check_j2")
 else
   j2_row="backup.restore(jobs => 2)                      not in this build"
 fi
