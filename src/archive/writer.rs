@@ -746,8 +746,9 @@ mod tests {
 
     fn pipe() -> (OwnedFd, File) {
         let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds is a valid array of two ints. O_CLOEXEC: a process another test starts
+        // meanwhile must not inherit the write end (the drain would never see the end).
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         use std::os::fd::FromRawFd;
         // SAFETY: both fds were just created and are owned here.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
