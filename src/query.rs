@@ -12,5 +12,11 @@ pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
-    Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>())
+    // Statements may name objects with non-ASCII names (converted to the database's encoding).
+    let stmt = crate::text::statement(sql);
+    Spi::connect(|c| {
+        c.select(stmt.as_c_str(), Some(1), args)?
+            .first()
+            .get_one::<T>()
+    })
 }

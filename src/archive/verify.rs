@@ -244,7 +244,11 @@ fn check_sealed_ddl(src: &ArchiveSource, s: &Sealed, deep: bool) -> FileCheck {
 /// The parser for one data file: by the backup's format, and by what the file holds.
 fn counter_for(manifest: &Manifest, f: &DataFile) -> Box<dyn RowCounter> {
     if f.is_script() {
-        return Box::new(ScriptCounter::new(manifest.script_tables.clone()));
+        let encoding = manifest.encoding.clone();
+        return Box::new(
+            ScriptCounter::new(manifest.script_tables.clone())
+                .with_headers_in(|h| crate::text::to_encoding(h, &encoding)),
+        );
     }
     if f.is_large_objects() {
         return Box::new(CopyTextCounter::new(f.columns.len()));

@@ -108,13 +108,16 @@ pub fn for_table(
 
 /// The columns of `rel` whose type (or a domain's base type) is an array.
 fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
-    Ok(Spi::get_one_with_args::<Vec<String>>(
+    Ok(Spi::get_one_with_args::<Vec<crate::text::Text>>(
         "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
         &[rel.into()],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default()
+    .into_iter()
+    .map(String::from)
+    .collect())
 }
 
 /// The task for the pages of every large object (COPY text in every format but sql).

@@ -21,7 +21,7 @@ pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
     Ok(crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relname = $2)",
-        &[schema.into(), name.into()],
+        &[crate::text::arg(schema), crate::text::arg(name)],
     )?)
 }
 
@@ -56,7 +56,7 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
                 job.manifest
                     .script_tables
                     .iter()
-                    .map(|b| b.header.clone())
+                    .map(|b| crate::text::to_encoding(&b.header, &job.manifest.encoding))
                     .collect(),
             )?,
             f.sha256.clone(),
@@ -255,12 +255,13 @@ fn load_json(
         // The caller reports it; do not parse lines that are not all there.
         return Ok(staged_rows);
     }
-    let owner_name = Spi::get_one_with_args::<String>(
+    let owner_name = Spi::get_one_with_args::<crate::text::Text>(
         "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
         &[owner.into()],
     )?
-    .unwrap_or_default();
-    Spi::run(&format!(
+    .unwrap_or_default()
+    .0;
+    crate::text::run(&format!(
         "GRANT SELECT ON pg_temp.pg_backup_json_rows TO {}",
         spi::quote_identifier(&owner_name)
     ))?;
@@ -280,7 +281,8 @@ fn load_json(
     // What the INSERT stored (a trigger or rule may skip rows).
     let inserted = run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
         Ok(Spi::connect_mut(|c| {
-            c.update(sql.as_str(), None, &[]).map(|t| t.len())
+            c.update(crate::text::statement(&sql).as_c_str(), None, &[])
+                .map(|t| t.len())
         })?)
     })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
@@ -331,7 +333,7 @@ fn truncate_tables(steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
             .collect();
         steps.run_data(names.join(", "), "table", "truncate", || {
-            run_as_in(owner, &needs, || Ok(Spi::run(&sql)?))?;
+            run_as_in(owner, &needs, || Ok(crate::text::run(&sql)?))?;
             Ok(None)
         })?;
     }

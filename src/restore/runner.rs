@@ -161,12 +161,13 @@ impl Job<'_> {
             // Its owner from now on (the archive's owner statement later changes nothing):
             // the code runs as the role that owns the table, as PostgreSQL requires of
             // ALTER TABLE.
-            let sql = crate::query::one::<String>(
+            let sql = crate::query::one::<crate::text::Text>(
                 "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
                 &[oid.into(), role.into()],
             )?
-            .unwrap_or_default();
-            Spi::run(&sql)?;
+            .unwrap_or_default()
+            .0;
+            crate::text::run(&sql)?;
         }
         Ok(role)
     }
@@ -378,7 +379,7 @@ impl<'a> Runner<'a> {
 
 pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
     move || {
-        Spi::run(&sql)?;
+        crate::text::run(&sql)?;
         Ok(None)
     }
 }
@@ -386,7 +387,7 @@ pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
 fn relation_exists(quoted_name: &str) -> Result<bool> {
     Ok(crate::query::one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[quoted_name.into()],
+        &[crate::text::arg(quoted_name)],
     )?
     .unwrap_or(false))
 }
@@ -664,7 +665,7 @@ impl<'j, 'a> Walk<'j, 'a> {
             Some(_) if e.kind == EntryKind::Schema => {
                 let current = crate::query::one::<pg_sys::Oid>(
                     "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                    &[e.name.clone().into()],
+                    &[crate::text::arg(e.name.clone())],
                 )?;
                 match current {
                     Some(o) if !restorer.acts_as(o) => None,
@@ -703,9 +704,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                                     .map(|s| (s.as_str(), SchemaPrivilege::Create)),
                             );
                         }
-                        run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
+                        run_as_in(*role, &needs, || Ok(crate::text::run(&body)?))?;
                     }
-                    None => Spi::run(&body)?,
+                    None => crate::text::run(&body)?,
                 }
             }
             if let Some((sql, role)) = &owner {
@@ -719,7 +720,7 @@ impl<'j, 'a> Walk<'j, 'a> {
                     ),
                     _ => sql.clone(),
                 };
-                Spi::run(&sql)?;
+                crate::text::run(&sql)?;
                 *note.borrow_mut() = chosen.note();
             }
             Ok(None)
@@ -851,11 +852,13 @@ impl<'j, 'a> Walk<'j, 'a> {
             }
         }
         for o in oids {
-            if let Some(s) = crate::query::one::<String>(
+            if let Some(s) = crate::query::one::<crate::text::Text>(
                 "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
                 &[o.into()],
-            )? {
+            )?
+            .map(String::from)
+            {
                 if !schemas.contains(&s) {
                     schemas.push(s);
                 }

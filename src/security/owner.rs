@@ -78,17 +78,18 @@ pub fn run_as_in<T>(
     needs: &[(&str, SchemaPrivilege)],
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    let name = Spi::get_one_with_args::<String>(
+    let name = Spi::get_one_with_args::<crate::text::Text>(
         "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
         &[role.into()],
     )?
-    .unwrap_or_default();
+    .unwrap_or_default()
+    .0;
     let mut granted = Vec::new();
     for (schema, privilege) in needs {
         let has = Spi::get_one_with_args::<bool>(
             "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, $3)
                      FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
-            &[role.into(), (*schema).into(), privilege.as_str().into()],
+            &[role.into(), crate::text::arg(*schema), privilege.as_str().into()],
         )?;
         if has == Some(false) {
             let on = format!(
@@ -96,13 +97,13 @@ pub fn run_as_in<T>(
                 privilege.as_str(),
                 spi::quote_identifier(schema)
             );
-            Spi::run(&format!("GRANT {on} TO {}", spi::quote_identifier(&name)))?;
+            crate::text::run(&format!("GRANT {on} TO {}", spi::quote_identifier(&name)))?;
             granted.push(on);
         }
     }
     let out = run_as(role, f)?;
     for on in granted {
-        Spi::run(&format!(
+        crate::text::run(&format!(
             "REVOKE {on} FROM {}",
             spi::quote_identifier(&name)
         ))?;

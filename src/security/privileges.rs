@@ -219,7 +219,7 @@ impl Restorer {
             || crate::query::one::<bool>(
                 "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, 'CREATE')
                          FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
-                &[self.oid.into(), schema.into()],
+                &[self.oid.into(), crate::text::arg(schema)],
             )?
             .unwrap_or(true)
         {
@@ -239,7 +239,7 @@ impl Restorer {
     pub fn check_extension(&self, name: &str) -> Result<()> {
         let installed = crate::query::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1)",
-            &[name.into()],
+            &[crate::text::arg(name)],
         )?
         .unwrap_or(false);
         if installed || self.superuser {
