@@ -173,6 +173,11 @@ backup.create() zstd vs raw COPY: $(ratio "$zs_t" "$raw_t")x   size vs pg_dump -
 * pg_dump: the client's max RSS. backend: the backend's peak RSS (VmHWM) minus the shared memory it maps (RssShmem); with jobs => 2 the session's (each worker's is of the same kind).
 REPORT
 
+# Disk space for the next parts: the restored copies and the archives go.
+for d in r_pg r_pgj r_ours r_ours_na; do psql -q -d postgres -c "DROP DATABASE IF EXISTS $d"; done
+psql -q -d bench -c "SELECT count(backup.delete(id)) FROM backup.backups WHERE status = 'completed'" >/dev/null
+rm -rf "$out/dump.fd" "$out"/raw_*
+
 # The regression database: many object kinds, little data (scripts/bench-regression.sh).
 bash "$here/scripts/bench-regression.sh" "$out"
 

@@ -1389,3 +1389,54 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
         0
     );
 }
+
+#[test]
+fn parallel_workers_write_what_the_session_would() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let (mut c, notices) = connect_with_notices(&s, "app");
+    // Settings that change how COPY writes values: the workers must take the session's.
+    c.batch_execute(
+        "SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard';
+         SET extra_float_digits = 0; SET bytea_output = 'escape'; SET TimeZone = 'Asia/Kolkata';
+         CREATE TABLE a (id int, d date, t timestamptz, i interval, f float8, b bytea, m money);
+         INSERT INTO a SELECT g, date '2024-01-31' + g, timestamptz '2024-01-31 12:00+00' + g * interval '1 hour',
+                g * interval '1 day 2 hours', 1.0 / g, decode(md5(g::text), 'hex'), g * 1.25
+         FROM generate_series(1, 5000) g;
+         CREATE TABLE b AS SELECT * FROM a;",
+    )
+    .unwrap();
+    let digests = |c: &mut Client, jobs: i32| -> Vec<String> {
+        let path: String = c
+            .query_one(
+                &format!("SELECT path FROM backup.create(tables => '{{a,b}}', compression => 'none', jobs => {jobs}, verbose => true)"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(Path::new(&path).join("manifest.json")).unwrap())
+                .unwrap();
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {} {}", f["table"], f["raw_bytes"], f["sha256"]))
+            .collect()
+    };
+    let in_session = digests(&mut c, 1);
+    notices.lock().unwrap().clear();
+    let by_workers = digests(&mut c, 2);
+    assert!(
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("2 parallel workers copy")),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert_eq!(in_session, by_workers, "the same bytes, file by file");
+}

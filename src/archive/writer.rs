@@ -139,12 +139,13 @@ impl ArchiveWriter {
                 return Ok((manifest::sha256_hex(&json), None));
             }
         }
+        // Every file is on disk before the manifest that vouches for it.
+        fsync_tree(&self.tmp_dir)?;
         write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_FILE), &json)?;
         write_file_synced(
             &self.tmp_dir.join(manifest::MANIFEST_SHA_FILE),
             sha_line.as_bytes(),
         )?;
-        fsync_dir(&self.tmp_dir.join("data"))?;
         fsync_dir(&self.tmp_dir)?;
         fs::rename(&self.tmp_dir, &self.final_dir)
             .map_err(|e| BackupError::io("rename", &self.tmp_dir, e))?;
@@ -216,11 +217,41 @@ impl HashingFile {
 
 impl FileSink for HashingFile {
     fn finish_sink(self: Box<Self>) -> Result<(u64, String)> {
-        self.file
-            .sync_all()
-            .map_err(|e| BackupError::io("fsync", Path::new("archive file"), e))?;
+        // Durable later, all files at once (ArchiveWriter::finish): one fsync per file here
+        // costs a journal commit each, which for thousands of small tables is most of the
+        // backup's time. Writeback starts now, so the fsync at the end finds little to do.
+        // SAFETY: a valid open descriptor; the call only schedules writeback.
+        unsafe {
+            libc::sync_file_range(
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                0,
+                0,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
         Ok((self.bytes, manifest::hex(&self.hasher.finalize())))
     }
+}
+
+/// fsync every file under `dir` (the archive's data files, written without one), then the
+/// folders: after this the archive's contents are on disk, before its manifest is written.
+pub fn fsync_tree(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| BackupError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BackupError::io("read directory", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| BackupError::io("stat", &path, e))?;
+        if kind.is_dir() {
+            fsync_tree(&path)?;
+        } else if kind.is_file() {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| BackupError::io("fsync", &path, e))?;
+        }
+    }
+    fsync_dir(dir)
 }
 
 impl Write for HashingFile {

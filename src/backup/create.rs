@@ -252,6 +252,11 @@ fn take(
     claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
 ) -> Result<(Manifest, String)> {
+    // The catalog queries over thousands of tables cross jit_above_cost, and compiling them
+    // costs more than it saves (a third of the time for 10,000 tables); for this call only,
+    // and the caller's setting is back for the rows (the json format's query gains from it).
+    let caller_jit = crate::session::current_setting("jit");
+    crate::security::set_for_call(c"jit", c"off");
     let sel: Selection = select::select(opts, &caller.schemas)?;
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
@@ -259,7 +264,11 @@ fn take(
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let result = write_archive(opts, id, base, &sel, claim, output, caller.had_xid);
+    let in_session = InSession {
+        had_xid: caller.had_xid,
+        jit: caller_jit,
+    };
+    let result = write_archive(opts, id, base, &sel, claim, output, &in_session);
     let result = match result {
         Err(e) if e.is_disk_full() => {
             let hint = disk_full_hint(base, id, &sel);
@@ -321,7 +330,7 @@ fn write_archive(
     sel: &Selection,
     claim: &runs::Claim,
     output: Option<&Arc<crate::storage::upload::Output>>,
-    caller_had_xid: bool,
+    caller: &InSession,
 ) -> Result<(Manifest, String)> {
     let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let mut writer = ArchiveWriter::begin(base, id)?;
@@ -363,7 +372,7 @@ fn write_archive(
                 tables,
                 large_objects,
                 &mut progress,
-                caller_had_xid,
+                caller,
             )?,
             Vec::new(),
         )
@@ -392,6 +401,13 @@ fn write_archive(
         pgrx::warning!("pg_backup: backup {id} is complete, but {w}");
     }
     Ok((manifest, sha))
+}
+
+/// What the calling session had, for the data copy: whether its transaction had written
+/// (parallel workers could not see it) and its jit setting (off for the catalog queries).
+struct InSession {
+    had_xid: bool,
+    jit: String,
 }
 
 /// Progress for backup.progress, in shared memory (see catalog::runs).
@@ -448,12 +464,15 @@ fn write_table_files(
     tables: &[select::Relation],
     large_objects: bool,
     progress: &mut Progress,
-    caller_had_xid: bool,
+    caller: &InSession,
 ) -> Result<Vec<DataFile>> {
     let mut tasks = tables
         .iter()
+        .zip(task::columns_of(tables)?)
         .enumerate()
-        .map(|(i, t)| task::for_table(i + 1, t, &opts.format, writer, opts.compression))
+        .map(|(i, (t, columns))| {
+            task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
+        })
         .collect::<Result<Vec<CopyTask>>>()?;
     if large_objects {
         tasks.push(task::for_large_objects(
@@ -464,7 +483,10 @@ fn write_table_files(
     }
     // Why the workers cannot do it: they would not see the caller's uncommitted changes, and
     // a storage target's uploads and encryption live in this backend.
-    let in_session = if caller_had_xid {
+    if let Ok(jit) = std::ffi::CString::new(caller.jit.as_str()) {
+        crate::security::set_for_call(c"jit", &jit);
+    }
+    let in_session = if caller.had_xid {
         Some("this transaction has uncommitted changes, which parallel workers cannot see")
     } else if writer.output.is_some() {
         Some("backups to a storage target or encrypted ones are written by the session itself")

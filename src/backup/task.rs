@@ -47,15 +47,43 @@ fn quoted(schema: &str, name: &str) -> String {
     )
 }
 
-/// The task for table `t`, the `index`th data file of the archive.
+/// The COPY columns of each table (as `ddl::copy_columns`), with one query for all: a
+/// backup of thousands of small tables would otherwise spend its time planning this one.
+pub fn columns_of(tables: &[Relation]) -> Result<Vec<Vec<String>>> {
+    let oids: Vec<pg_sys::Oid> = tables.iter().map(|t| t.oid).collect();
+    let mut out = vec![Vec::new(); tables.len()];
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT u.n, coalesce(array_agg(a.attname::pg_catalog.text ORDER BY a.attnum)
+                                  FILTER (WHERE a.attname IS NOT NULL), '{}')
+             FROM unnest($1::pg_catalog.oid[]) WITH ORDINALITY u(o, n)
+             LEFT JOIN pg_catalog.pg_attribute a
+               ON a.attrelid = u.o AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             GROUP BY u.n",
+            None,
+            &[oids.into()],
+        )?;
+        for r in rows {
+            let n = r.get::<i64>(1)?.unwrap_or(0) as usize;
+            if let Some(slot) = n.checked_sub(1).and_then(|i| out.get_mut(i)) {
+                *slot = r.get::<Vec<String>>(2)?.unwrap_or_default();
+            }
+        }
+        Ok::<_, crate::error::BackupError>(())
+    })?;
+    Ok(out)
+}
+
+/// The task for table `t` (whose COPY columns are `columns`), the `index`th data file of the
+/// archive.
 pub fn for_table(
     index: usize,
     t: &Relation,
+    columns: Vec<String>,
     format: &str,
     writer: &ArchiveWriter,
     compression: Compression,
 ) -> Result<CopyTask> {
-    let columns = ddl::copy_columns(t.oid)?;
     let (query, copy_format, ext) = match format {
         "csv" => (None, CopyFormat::CsvHeader, "csv"),
         // One JSON object per row, keys = the copied columns (generated ones excluded).

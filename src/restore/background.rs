@@ -261,6 +261,9 @@ impl Worker {
         if !self.seg.is_null() && !std::thread::panicking() {
             unsafe { pg_sys::dsm_detach(self.seg) };
         }
+        if !self.handle.is_null() {
+            unsafe { pg_sys::pfree(self.handle.cast()) };
+        }
         self.seg = std::ptr::null_mut();
         self.handle = std::ptr::null_mut();
     }
