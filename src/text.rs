@@ -156,9 +156,8 @@ impl IntoDatum for Text {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         let bytes = to_server(&self.0);
         // SAFETY: copies the bytes into a palloc'd text.
-        let t = unsafe {
-            pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32)
-        };
+        let t =
+            unsafe { pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32) };
         Some(pg_sys::Datum::from(t))
     }
 
@@ -331,7 +330,9 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Text {
             .unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
 
-    unsafe fn unbox_nullable_arg(arg: pgrx::callconv::Arg<'_, 'fcx>) -> pgrx::nullable::Nullable<Self> {
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
         // SAFETY: as the trait requires.
         unsafe { arg.unbox_arg_using_from_datum() }.into()
     }

@@ -337,7 +337,10 @@ pub struct ScriptCounter {
 impl ScriptCounter {
     pub fn new(tables: Vec<ScriptTable>) -> Self {
         ScriptCounter {
-            headers: tables.iter().map(|t| t.header.as_bytes().to_vec()).collect(),
+            headers: tables
+                .iter()
+                .map(|t| t.header.as_bytes().to_vec())
+                .collect(),
             tables,
             lines: Lines::default(),
             header: HeaderMatcher::default(),

@@ -366,14 +366,7 @@ fn write_archive(
         )?
     } else {
         (
-            write_table_files(
-                opts,
-                &writer,
-                tables,
-                large_objects,
-                &mut progress,
-                caller,
-            )?,
+            write_table_files(opts, &writer, tables, large_objects, &mut progress, caller)?,
             Vec::new(),
         )
     };

@@ -66,7 +66,12 @@ pub fn columns_of(tables: &[Relation]) -> Result<Vec<Vec<String>>> {
         for r in rows {
             let n = r.get::<i64>(1)?.unwrap_or(0) as usize;
             if let Some(slot) = n.checked_sub(1).and_then(|i| out.get_mut(i)) {
-                *slot = r.get::<Vec<String>>(2)?.unwrap_or_default();
+                *slot = r
+                    .get::<Vec<crate::text::Text>>(2)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
             }
         }
         Ok::<_, crate::error::BackupError>(())

@@ -330,12 +330,10 @@ fn check_privileges(
 }
 
 fn current_database() -> Result<String> {
-    Ok(
-        crate::query::one::<crate::text::Text>(
-            "SELECT pg_catalog.current_database()::pg_catalog.text",
-            &[],
-        )?
-        .unwrap_or_default()
-        .0,
-    )
+    Ok(crate::query::one::<crate::text::Text>(
+        "SELECT pg_catalog.current_database()::pg_catalog.text",
+        &[],
+    )?
+    .unwrap_or_default()
+    .0)
 }

@@ -73,7 +73,8 @@ pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
             table = o.table,
             sequence = o.sequence,
         );
-        if let Some(v) = crate::text::one_mut::<i64>(&sql, &[crate::text::arg(o.sequence.clone())])? {
+        if let Some(v) = crate::text::one_mut::<i64>(&sql, &[crate::text::arg(o.sequence.clone())])?
+        {
             moved.push((o.sequence, v));
         }
     }

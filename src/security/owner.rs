@@ -89,7 +89,11 @@ pub fn run_as_in<T>(
         let has = Spi::get_one_with_args::<bool>(
             "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, $3)
                      FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
-            &[role.into(), crate::text::arg(*schema), privilege.as_str().into()],
+            &[
+                role.into(),
+                crate::text::arg(*schema),
+                privilege.as_str().into(),
+            ],
         )?;
         if has == Some(false) {
             let on = format!(

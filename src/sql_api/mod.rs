@@ -32,12 +32,13 @@ fn names(value: Names, name: &str) -> Option<Vec<String>> {
     value.map(|list| {
         list.into_iter()
             .map(|v| {
-                v.map(String::from).ok_or_else(|| BackupError::NullArgument {
-                    message: format!("{name} must not contain NULL"),
-                    hint: Some(format!(
-                        "List names as '{{schema.table, ...}}', or leave {name} out."
-                    )),
-                })
+                v.map(String::from)
+                    .ok_or_else(|| BackupError::NullArgument {
+                        message: format!("{name} must not contain NULL"),
+                        hint: Some(format!(
+                            "List names as '{{schema.table, ...}}', or leave {name} out."
+                        )),
+                    })
             })
             .collect::<crate::error::Result<Vec<String>>>()
             .or_raise()
