@@ -307,19 +307,6 @@ impl IntoDatum for Json {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::ascii_json;
-
-    #[test]
-    fn json_text_is_ascii_with_escapes() {
-        let v = serde_json::json!({"label": "été 😀", "n": 1});
-        let s = ascii_json(&v);
-        assert!(s.is_ascii(), "{s}");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
-    }
-}
-
 // As an argument and a result of a SQL function, as pgrx does for String.
 // SAFETY: a text argument is a text varlena, read by `FromDatum`.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Text {
@@ -349,5 +336,18 @@ unsafe impl pgrx::callconv::BoxRet for Text {
             Some(d) => unsafe { fcinfo.return_raw_datum(d) },
             None => fcinfo.return_null(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ascii_json;
+
+    #[test]
+    fn json_text_is_ascii_with_escapes() {
+        let v = serde_json::json!({"label": "été 😀", "n": 1});
+        let s = ascii_json(&v);
+        assert!(s.is_ascii(), "{s}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
     }
 }
