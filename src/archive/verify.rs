@@ -288,6 +288,7 @@ fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read, check: &dyn Fn()) -> 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_data_file(
     src: &ArchiveSource,
     manifest: &Manifest,
