@@ -57,6 +57,13 @@ if [ "$(id -u)" = 0 ]; then
   [ -f "$here/Cargo.lock" ] && chmod a+rw "$here/Cargo.lock"
 fi
 
+# Test fixture extensions (plain SQL, no library): configuration tables for the tests of their
+# rows (tests/fidelity.rs). Into $PG_CONFIG's extension directory, as `cargo pgrx install` puts
+# pg_backup there (writable for the test user, see above).
+for f in "$here"/tests/fixtures/extensions/*.control "$here"/tests/fixtures/extensions/*.sql; do
+  cmp -s "$f" "$extdir/$(basename "$f")" || install -m 0644 "$f" "$extdir/"
+done
+
 # cargo pgrx init against the system PostgreSQL 15 (no download), once per user.
 "$here/scripts/as-test-user.sh" bash -c "grep -qs '^pg15' \"\$HOME/.pgrx/config.toml\" || cargo pgrx init --pg15 '$PG_CONFIG' >/dev/null"
 echo "setup: ok"

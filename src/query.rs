@@ -8,15 +8,24 @@ use pgrx::prelude::*;
 use pgrx::spi::Error;
 
 /// The first column of the first row (an error when there is no row, as `Spi::get_one`).
+///
+/// A read-only SPI query reads with the caller's active snapshot as it is; this one reads
+/// with a fresh one, so it sees what this transaction did since (a restore's steps in
+/// released subtransactions under on_error => 'continue' created the tables it looks up).
 pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
     // Statements may name objects with non-ASCII names (converted to the database's encoding).
     let stmt = crate::text::statement(sql);
-    Spi::connect(|c| {
+    // SAFETY: pushed and popped around the query; an error raised inside aborts the
+    // (sub)transaction, whose cleanup pops what it pushed.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let r = Spi::connect(|c| {
         c.select(stmt.as_c_str(), Some(1), args)?
             .first()
             .get_one::<T>()
-    })
+    });
+    unsafe { pg_sys::PopActiveSnapshot() };
+    r
 }

@@ -245,6 +245,28 @@ pub fn to_encoding(s: &str, encoding: &str) -> Vec<u8> {
     }
 }
 
+/// The first three columns of the first row of a read-only query (as [`one`]).
+#[allow(clippy::type_complexity)]
+pub fn three<A, B, C>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<(Option<A>, Option<B>, Option<C>), pgrx::spi::Error>
+where
+    A: FromDatum + IntoDatum,
+    B: FromDatum + IntoDatum,
+    C: FromDatum + IntoDatum,
+{
+    let stmt = statement(sql);
+    Spi::connect(|c| {
+        let t = c.select(stmt.as_c_str(), Some(1), args)?;
+        if t.is_empty() {
+            Ok((None, None, None))
+        } else {
+            t.first().get_three::<A, B, C>()
+        }
+    })
+}
+
 /// As [`one`], for a statement that may write (e.g. calls setval).
 pub fn one_mut<T: FromDatum + IntoDatum>(
     sql: &str,

@@ -441,3 +441,414 @@ fn an_empty_operator_class_and_a_comment_on_a_zero_argument_aggregate() {
         &["SELECT newcnt(*), newcnt(x) FROM generate_series(1, 5) x"],
     );
 }
+
+/// A session of `role` (a LOGIN role of the test's cluster, trust authentication).
+fn connect_as(s: &Server, db: &str, role: &str) -> postgres::Client {
+    postgres::Client::connect(
+        &format!(
+            "host={} port={} dbname={db} user={role}",
+            s.socket.display(),
+            s.port
+        ),
+        postgres::NoTls,
+    )
+    .unwrap()
+}
+
+/// A restore's rows as text, one per row: object kind action status detail.
+fn restore_rows(c: &mut postgres::Client, sql: &str, id: &str) -> Vec<String> {
+    c.query(sql, &[&id])
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r.get::<_, String>("object"),
+                r.get::<_, String>("kind"),
+                r.get::<_, String>("action"),
+                r.get::<_, String>("status"),
+                r.get::<_, Option<String>>("detail").unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn first(c: &mut postgres::Client, sql: &str) -> String {
+    answer(c, sql)
+}
+
+/// The fixture extension (tests/fixtures/extensions, installed by make setup): two
+/// configuration tables (one with a condition, one referencing the other) and a
+/// configuration sequence, plus the rows a user added.
+const CONFIG_EXTENSION: &str = r#"
+    CREATE EXTENSION pgb_config_fixture;
+    INSERT INTO pgb_fixture.settings VALUES ('site.name', 'Ünïcode ''quoted''', false),
+                                            ('site.tab', E'a\tb\\c', false);
+    INSERT INTO pgb_fixture.jobs (setting, command) VALUES ('site.name', 'VACUUM'),
+        ('standard.level', 'ANALYZE'), ('site.tab', E'line\nbreak');
+    CREATE TABLE public.t (id int PRIMARY KEY, note text);
+    INSERT INTO public.t VALUES (1, 'one');
+    -- Grants on the extension's own objects, changed since CREATE EXTENSION (pg_init_privs).
+    DO $$ BEGIN CREATE ROLE cfg_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+    GRANT SELECT ON pgb_fixture.settings TO cfg_reader;
+    GRANT UPDATE (value) ON pgb_fixture.settings TO cfg_reader;
+    REVOKE SELECT ON pgb_fixture.jobs FROM PUBLIC;
+"#;
+
+const CONFIG_CHECKS: [&str; 3] = [
+    "SELECT string_agg(key || '=' || value || '/' || standard, ',' ORDER BY key) FROM pgb_fixture.settings",
+    "SELECT string_agg(jobid || ':' || setting || ':' || command, ',' ORDER BY jobid) FROM pgb_fixture.jobs",
+    "SELECT last_value || ' ' || is_called FROM pgb_fixture.job_ids",
+];
+
+#[test]
+fn extension_configuration_tables_keep_their_rows_in_every_format() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    app.batch_execute(CONFIG_EXTENSION).unwrap();
+    // pg_backup's own catalog tables are configuration tables too: its history and schedules
+    // describe this server, and never travel in a backup.
+    app.batch_execute("SELECT * FROM backup.schedule('nightly', '0 3 * * *')")
+        .unwrap();
+    let verdicts = judge_round_trips(
+        &s,
+        "app",
+        &RoundTrip {
+            formats: &Format::ALL,
+            restore_search_path: None,
+        },
+    );
+    assert_verdicts("extension configuration rows", &verdicts);
+    let want: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut app, q)).collect();
+    assert!(want[0].contains("site.name"), "{want:?}");
+    for db in [
+        "via_pg_backup_native",
+        "via_pg_backup_sql",
+        "via_pg_backup_json",
+        "via_pg_backup_csv",
+        "via_psql_script",
+    ] {
+        let mut c = s.connect(db);
+        for (q, w) in CONFIG_CHECKS.iter().zip(&want) {
+            assert_eq!(&first(&mut c, q), w, "{db}: {q}");
+        }
+        if db != "via_psql_script" {
+            assert_eq!(
+                first(&mut c, "SELECT count(*) FROM backup.schedules"),
+                "0",
+                "{db}: the source's schedules came along"
+            );
+        }
+    }
+}
+
+#[test]
+fn extension_configuration_rows_into_a_database_that_has_the_extension() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    app.batch_execute(CONFIG_EXTENSION).unwrap();
+    let id: String = app
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    let source: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut app, q)).collect();
+
+    // A database with the extension and a configuration of its own: kept, and said so.
+    let prepare = |db: &str| {
+        s.create_db(db);
+        let mut c = s.connect(db);
+        c.batch_execute(
+            "CREATE EXTENSION pg_backup; CREATE EXTENSION pgb_config_fixture;
+             INSERT INTO pgb_fixture.settings VALUES ('local.only', 'mine', false);
+             INSERT INTO pgb_fixture.jobs VALUES (100, 'local.only', 'local');
+             SELECT setval('pgb_fixture.job_ids', 100);",
+        )
+        .unwrap();
+        c.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+        c
+    };
+    let mut kept = prepare("kept");
+    let before: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut kept, q)).collect();
+    let planned = restore_rows(
+        &mut kept,
+        "SELECT * FROM backup.restore($1, dry_run => true)",
+        &id,
+    );
+    let rows = restore_rows(&mut kept, "SELECT * FROM backup.restore($1)", &id);
+    for r in [&planned, &rows] {
+        let config: Vec<&String> = r
+            .iter()
+            .filter(|l| l.contains(" extension_data "))
+            .collect();
+        assert_eq!(config.len(), 2, "{r:#?}");
+        assert!(
+            config
+                .iter()
+                .all(|l| l.contains(" skip warning ") && l.contains("existed before this restore")),
+            "{config:#?}"
+        );
+    }
+    let after: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut kept, q)).collect();
+    assert_eq!(
+        after, before,
+        "the database's own configuration was changed"
+    );
+    assert_eq!(first(&mut kept, "SELECT note FROM public.t"), "one");
+
+    // existing => 'append': the backup's rows are added, the sequence moves past them.
+    let mut appended = prepare("appended");
+    let rows = restore_rows(
+        &mut appended,
+        "SELECT * FROM backup.restore($1, existing => 'append')",
+        &id,
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("pgb_fixture.jobs extension_data append ok")),
+        "{rows:#?}"
+    );
+    assert_eq!(
+        first(
+            &mut appended,
+            "SELECT string_agg(key, ',' ORDER BY key) FROM pgb_fixture.settings"
+        ),
+        "local.only,site.name,site.tab,standard.level,standard.retention"
+    );
+    assert_eq!(
+        first(&mut appended, "SELECT count(*) FROM pgb_fixture.jobs"),
+        "4"
+    );
+    // The database's own numbers stay taken: its sequence is not moved back to the backup's.
+    assert_eq!(
+        first(&mut appended, "SELECT nextval('pgb_fixture.job_ids')"),
+        "101"
+    );
+
+    // A fresh database gets exactly the source's configuration.
+    s.create_db("fresh");
+    let mut fresh = s.connect("fresh");
+    fresh.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    fresh.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    restore_rows(&mut fresh, "SELECT * FROM backup.restore($1)", &id);
+    let got: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut fresh, q)).collect();
+    assert_eq!(got, source);
+
+    // exclude_data leaves a configuration table's rows out, as pg_dump --exclude-table-data.
+    let partial: String = app
+        .query_one(
+            "SELECT backup_id FROM backup.create(exclude_data => '{pgb_fixture.jobs}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let planned = restore_rows(
+        &mut app,
+        "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
+        &partial,
+    );
+    let config: Vec<&String> = planned
+        .iter()
+        .filter(|l| l.contains(" extension_data "))
+        .collect();
+    assert_eq!(config.len(), 1, "{planned:#?}");
+    assert!(config[0].starts_with("pgb_fixture.settings "), "{config:?}");
+}
+
+/// A password in a subscription's connection string: a superuser's secret.
+const SECRET: &str = "pw-Xy9-sub-secret";
+
+fn subscriptions(c: &mut postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT format('%s %s %s %s %s %s %s %s %s %s', s.subname, s.subowner::regrole, s.subconninfo,
+                       s.subslotname, s.subpublications, s.subbinary, s.substream, s.subtwophasestate <> 'd',
+                       s.subdisableonerr, s.subsynccommit) || ' ' || coalesce(shobj_description(s.oid, 'pg_subscription'), '-')
+         FROM pg_subscription s WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+         ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn subscriptions_come_back_as_pg_dump_writes_them() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    app.batch_execute(&format!(
+        r#"CREATE ROLE "Sub Owner" SUPERUSER;
+           CREATE TABLE public.t (a int PRIMARY KEY);
+           CREATE SUBSCRIPTION sub_all CONNECTION 'host=/nonexistent port=5 dbname=nowhere user=rep password={SECRET}'
+               PUBLICATION pub_a, "Pub B"
+               WITH (connect = false, slot_name = 'slot_a', binary = true, streaming = on, two_phase = on,
+                     disable_on_error = true, synchronous_commit = 'local');
+           COMMENT ON SUBSCRIPTION sub_all IS 'replicates a''s tables';
+           ALTER SUBSCRIPTION sub_all OWNER TO "Sub Owner";
+           CREATE SUBSCRIPTION sub_plain CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false);
+           CREATE SUBSCRIPTION sub_noslot CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false, slot_name = NONE);"#
+    ))
+    .unwrap();
+    let verdicts = judge_round_trips(&s, "app", &RoundTrip::default());
+    assert_verdicts("subscriptions", &verdicts);
+    let want = subscriptions(&mut app);
+    assert_eq!(want.len(), 3, "{want:?}");
+    for db in [
+        "via_pg_backup_native",
+        "via_pg_backup_sql",
+        "via_psql_script",
+    ] {
+        assert_eq!(subscriptions(&mut s.connect(db)), want, "{db}");
+    }
+}
+
+#[test]
+fn an_operator_never_sees_a_subscriptions_connection_string() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(&format!(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE TABLE public.t (a int); ALTER TABLE public.t OWNER TO operator;
+         INSERT INTO public.t VALUES (1), (2);
+         CREATE SUBSCRIPTION sub1 CONNECTION 'dbname=nowhere user=rep password={SECRET}' PUBLICATION p
+             WITH (connect = false);
+         COMMENT ON SUBSCRIPTION sub1 IS 'the comment';"
+    ))
+    .unwrap();
+    let id: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+
+    // The operator's own backup leaves the subscription out.
+    let mut op = connect_as(&s, "app", "operator");
+    let own: String = op
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    let planned = restore_rows(
+        &mut op,
+        "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
+        &own,
+    );
+    assert!(
+        !planned.iter().any(|l| l.contains("subscription")),
+        "{planned:#?}"
+    );
+
+    // The operator restores the superuser's backup: the subscription is skipped and said so;
+    // nothing the operator reads holds the connection string.
+    s.create_db("target");
+    s.connect("target")
+        .batch_execute("CREATE EXTENSION pg_backup; GRANT CREATE ON SCHEMA public TO operator;")
+        .unwrap();
+    let mut op = connect_as(&s, "target", "operator");
+    op.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    let mut seen = Vec::new();
+    for sql in [
+        "SELECT * FROM backup.restore($1, dry_run => true)",
+        "SELECT * FROM backup.restore($1)",
+    ] {
+        let rows = restore_rows(&mut op, sql, &id);
+        let sub: Vec<&String> = rows.iter().filter(|l| l.contains("subscription")).collect();
+        assert_eq!(sub.len(), 1, "{rows:#?}");
+        assert!(
+            sub[0].starts_with("sub1 subscription skip warning only a superuser"),
+            "{sub:?}"
+        );
+        seen.extend(rows);
+    }
+    assert_eq!(first(&mut op, "SELECT count(*) FROM public.t"), "2");
+    for table in ["backup.restores", "backup.backups"] {
+        seen.push(first(
+            &mut op,
+            &format!("SELECT string_agg(x::text, ' ') FROM {table} x"),
+        ));
+    }
+    let mut target = s.connect("target");
+    assert_eq!(subscriptions(&mut target), Vec::<String>::new());
+
+    // A superuser's restore that fails at the subscription: the error is redacted too.
+    target
+        .batch_execute("CREATE SUBSCRIPTION sub1 CONNECTION 'dbname=other' PUBLICATION q WITH (connect = false)")
+        .unwrap();
+    let rows = restore_rows(
+        &mut target,
+        "SELECT * FROM backup.restore($1, existing => 'skip', on_error => 'continue')",
+        &id,
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("sub1 subscription create failed")),
+        "{rows:#?}"
+    );
+    seen.extend(rows);
+    match target.query(
+        "SELECT * FROM backup.restore($1, existing => 'skip')",
+        &[&id],
+    ) {
+        Ok(r) => panic!(
+            "restore succeeded over an existing subscription: {} rows",
+            r.len()
+        ),
+        Err(e) => seen.push(describe(&e)),
+    }
+    seen.push(first(
+        &mut target,
+        "SELECT string_agg(x::text, ' ') FROM backup.restores x",
+    ));
+    let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(SECRET)).collect();
+    assert!(leaks.is_empty(), "the connection string leaked: {leaks:#?}");
+}
+
+#[test]
+fn on_error_continue_loads_rows_into_the_tables_it_created() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    // A subscription whose default slot name (its own name) is no valid slot name: PostgreSQL
+    // accepts it with connect = false, but cannot create it again (pg_restore fails on it too).
+    app.batch_execute(
+        "CREATE TABLE public.t (a int PRIMARY KEY); INSERT INTO public.t SELECT generate_series(1, 3);
+         CREATE SUBSCRIPTION \"Bad Slot\" CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false);",
+    )
+    .unwrap();
+    let id: String = app
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    s.create_db("target");
+    let mut target = s.connect("target");
+    target.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    target.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    let rows = restore_rows(
+        &mut target,
+        "SELECT * FROM backup.restore($1, on_error => 'continue')",
+        &id,
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("public.t table_data load ok")),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("Bad Slot subscription create failed")),
+        "{rows:#?}"
+    );
+    assert_eq!(first(&mut target, "SELECT sum(a) FROM public.t"), "6");
+}

@@ -130,13 +130,14 @@ impl Manifest {
         self.files.iter().map(|f| f.rows).sum()
     }
 
-    /// The tables this backup has rows for, in order (large objects aside).
+    /// The tables this backup has rows for, in order (large objects and extension
+    /// configuration rows aside).
     pub fn data_tables(&self) -> Vec<(String, String)> {
         if self.files.iter().any(DataFile::is_script) {
             return self
                 .script_tables
                 .iter()
-                .filter(|b| b.kind.as_deref() != Some(LARGE_OBJECTS))
+                .filter(|b| b.kind.is_none())
                 .map(|b| (b.schema.clone(), b.table.clone()))
                 .collect();
         }
@@ -153,12 +154,19 @@ impl Manifest {
 }
 
 pub const LARGE_OBJECTS: &str = "large_objects";
+/// The kind of a file (or script block) holding the rows of an extension's configuration
+/// table (`schema`/`table` name it): loaded after CREATE EXTENSION, see restore::data.
+pub const EXTENSION_DATA: &str = "extension_data";
 /// The kind of the single data file of a sql-format backup.
 pub const SQL_SCRIPT: &str = "sql_script";
 
 impl DataFile {
     pub fn is_large_objects(&self) -> bool {
         self.kind.as_deref() == Some(LARGE_OBJECTS)
+    }
+
+    pub fn is_extension_data(&self) -> bool {
+        self.kind.as_deref() == Some(EXTENSION_DATA)
     }
 
     pub fn is_script(&self) -> bool {

@@ -67,6 +67,11 @@ pub enum EntryKind {
     ViewQuery,
     LargeObject,
     TableData,
+    /// The rows of an extension's configuration table (pg_extension_config_dump): the table
+    /// comes with CREATE EXTENSION, these rows are added to it (the entry's SQL is empty, the
+    /// rows are a data file). For a configuration sequence: its `setval`, run with the other
+    /// sequence values.
+    ExtensionData,
     SequenceSet,
     LargeObjectData,
     Constraint,
@@ -137,6 +142,7 @@ impl EntryKind {
             ViewQuery => "view_query",
             LargeObject => "large_object",
             TableData => "table_data",
+            ExtensionData => "extension_data",
             SequenceSet => "sequence_set",
             LargeObjectData => "large_object_data",
             Constraint => "constraint",
@@ -169,7 +175,7 @@ impl EntryKind {
     pub fn section(self) -> Section {
         use EntryKind::*;
         match self {
-            TableData | SequenceSet | LargeObjectData => Section::Data,
+            TableData | ExtensionData | SequenceSet | LargeObjectData => Section::Data,
             Constraint
             | Index
             | IndexAttach
@@ -221,7 +227,7 @@ impl EntryKind {
             TableAttach => 21,
             Default => 23,
             LargeObject => 24,
-            TableData => 26,
+            TableData | ExtensionData => 26,
             SequenceSet => 27,
             LargeObjectData => 28,
             Constraint | CheckConstraint | DomainConstraint | ViewQuery => 30,
@@ -377,7 +383,9 @@ impl TocEntry {
 
     /// The restore pass this entry runs in.
     pub fn pass(&self) -> Pass {
-        if self.kind == EntryKind::SequenceSet {
+        if self.kind == EntryKind::SequenceSet
+            || (self.kind == EntryKind::ExtensionData && !self.sql.is_empty())
+        {
             Pass::SequenceValues
         } else if self.kind.in_acl_pass() {
             Pass::Acl

@@ -13,7 +13,8 @@ use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
-    DataFile, Manifest, ScriptTable, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE, SQL_SCRIPT,
+    DataFile, Manifest, ScriptTable, EXTENSION_DATA, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE,
+    SQL_SCRIPT,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
@@ -23,6 +24,7 @@ use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
 use crate::ddl;
+use crate::ddl::collect::ConfigTable;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
 use crate::{guc, subtransaction};
@@ -257,7 +259,8 @@ fn take(
     // and the caller's setting is back for the rows (the json format's query gains from it).
     let caller_jit = crate::session::current_setting("jit");
     crate::security::set_for_call(c"jit", c"off");
-    let sel: Selection = select::select(opts, &caller.schemas)?;
+    let mut sel: Selection = select::select(opts, &caller.schemas)?;
+    sel.superuser = unsafe { pg_sys::superuser_arg(caller.oid) };
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
     for r in &sel.relations {
@@ -332,7 +335,7 @@ fn write_archive(
     output: Option<&Arc<crate::storage::upload::Output>>,
     caller: &InSession,
 ) -> Result<(Manifest, String)> {
-    let toc = ddl::extract(sel, opts.schema_only, opts.data_only)?;
+    let (toc, config) = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let mut writer = ArchiveWriter::begin(base, id)?;
     writer.output = output.map(|o| {
         Arc::new(crate::storage::upload::SharedOutput(o.clone()))
@@ -354,19 +357,16 @@ fn write_archive(
         rows: 0,
         bytes: 0,
     };
+    let data = DataSet {
+        tables,
+        config: &config,
+        large_objects,
+    };
     let (files, script_tables) = if opts.format == "sql" {
-        write_script(
-            opts,
-            id,
-            &writer,
-            &toc,
-            tables,
-            large_objects,
-            &mut progress,
-        )?
+        write_script(opts, id, &writer, &toc, &data, &mut progress)?
     } else {
         (
-            write_table_files(opts, &writer, tables, large_objects, &mut progress, caller)?,
+            write_table_files(opts, &writer, &data, &mut progress, caller)?,
             Vec::new(),
         )
     };
@@ -394,6 +394,13 @@ fn write_archive(
         pgrx::warning!("pg_backup: backup {id} is complete, but {w}");
     }
     Ok((manifest, sha))
+}
+
+/// The rows an archive holds: tables, extension configuration rows, large objects.
+struct DataSet<'a> {
+    tables: &'a [select::Relation],
+    config: &'a [ConfigTable],
+    large_objects: bool,
 }
 
 /// What the calling session had, for the data copy: whether its transaction had written
@@ -454,11 +461,15 @@ fn quoted(schema: &str, name: &str) -> String {
 fn write_table_files(
     opts: &CreateOptions,
     writer: &ArchiveWriter,
-    tables: &[select::Relation],
-    large_objects: bool,
+    data: &DataSet,
     progress: &mut Progress,
     caller: &InSession,
 ) -> Result<Vec<DataFile>> {
+    let DataSet {
+        tables,
+        config,
+        large_objects,
+    } = *data;
     let mut tasks = tables
         .iter()
         .zip(task::columns_of(tables)?)
@@ -467,6 +478,17 @@ fn write_table_files(
             task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
         })
         .collect::<Result<Vec<CopyTask>>>()?;
+    // Extension configuration rows, loaded after the tables in this order (foreign keys).
+    for c in config {
+        let index = tasks.len() + 1;
+        tasks.push(task::for_config_table(
+            index,
+            c,
+            &opts.format,
+            writer,
+            opts.compression,
+        )?);
+    }
     if large_objects {
         tasks.push(task::for_large_objects(
             tasks.len() + 1,
@@ -556,10 +578,14 @@ fn write_script(
     id: &str,
     writer: &ArchiveWriter,
     toc: &[TocEntry],
-    tables: &[select::Relation],
-    large_objects: bool,
+    data: &DataSet,
     progress: &mut Progress,
 ) -> Result<(Vec<DataFile>, Vec<ScriptTable>)> {
+    let DataSet {
+        tables,
+        config,
+        large_objects,
+    } = *data;
     let rel_path = format!("backup.sql{}{}", opts.compression.suffix(), writer.suffix());
     let mut w = PipeWriter::create_sink(
         writer.open_sink(&rel_path)?,
@@ -609,6 +635,32 @@ fn write_script(
             columns,
             rows,
             kind: None,
+        });
+    }
+    // Extension configuration rows: appended to the tables CREATE EXTENSION made (above).
+    for c in config {
+        let columns = ddl::copy_columns(c.oid)?;
+        let list: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+        let header = format!(
+            "COPY {} ({}) FROM stdin;",
+            quoted(&c.schema, &c.name),
+            list.join(", ")
+        );
+        w.write_text(&format!("\n{header}\n"))?;
+        let query = task::config_query(c, &columns);
+        let rows = {
+            let _path = ddl::collect::EmptySearchPath::set();
+            w.copy(CopySource::Query(&query), CopyFormat::Text)?
+        };
+        progress.copied(rows, 0);
+        w.write_text("\\.\n")?;
+        blocks.push(ScriptTable {
+            header,
+            schema: c.schema.clone(),
+            table: c.name.clone(),
+            columns,
+            rows,
+            kind: Some(EXTENSION_DATA.into()),
         });
     }
     if large_objects {

@@ -26,6 +26,12 @@ pub struct Selection {
     /// Large objects belong to the database, not to a schema: only whole-database backups
     /// carry them, as with pg_dump.
     pub large_objects: bool,
+    /// Relations named in exclude_tables / exclude_data: extension configuration tables among
+    /// them keep their rows out of the backup, as with pg_dump.
+    pub excluded: Vec<pg_sys::Oid>,
+    /// The backup is taken by a superuser (set by the caller of `select`): only then does it
+    /// hold subscriptions, whose connection strings are superuser secrets.
+    pub superuser: bool,
 }
 
 /// Relations pg_backup can see: not system, not temporary, not ours, not an extension's.
@@ -152,14 +158,17 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         all.iter().map(|r| r.oid).collect()
     };
 
+    let mut excluded = Vec::new();
     for t in &opts.exclude_tables {
         let oid = resolve(t, caller_schemas)?;
         chosen.retain(|o| *o != oid);
+        excluded.push(oid);
     }
     let mut no_data = Vec::new();
     for t in &opts.exclude_data {
         no_data.push(resolve(t, caller_schemas)?);
     }
+    excluded.extend(no_data.iter().copied());
 
     let relations: Vec<Relation> = all
         .iter()
@@ -214,5 +223,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         data_tables,
         schema_oids,
         large_objects: opts.tables.is_none() && opts.schemas.is_none(),
+        excluded,
+        superuser: false,
     })
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::select::Relation;
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{DataFile, LARGE_OBJECTS};
+use crate::archive::manifest::{DataFile, EXTENSION_DATA, LARGE_OBJECTS};
 use crate::archive::writer::{ArchiveWriter, FileStats};
 use crate::copy::copy_to::{self, CopySource};
 use crate::copy::CopyFormat;
@@ -25,7 +25,8 @@ pub struct CopyTask {
     pub oid: u32,
     pub schema: String,
     pub table: String,
-    /// None for a table's rows; `large_objects` for the pages of every large object.
+    /// None for a table's rows; `large_objects` for the pages of every large object;
+    /// `extension_data` for the rows of an extension's configuration table.
     pub kind: Option<String>,
     /// Columns in COPY order (generated columns are not copied).
     pub columns: Vec<String>,
@@ -89,8 +90,76 @@ pub fn for_table(
     writer: &ArchiveWriter,
     compression: Compression,
 ) -> Result<CopyTask> {
+    build(index, t, columns, None, format, writer, compression)
+}
+
+/// The task for the rows of an extension's configuration table: those its condition selects
+/// (all for an empty one), read with an empty search_path as pg_dump reads them.
+pub fn for_config_table(
+    index: usize,
+    c: &ddl::collect::ConfigTable,
+    format: &str,
+    writer: &ArchiveWriter,
+    compression: Compression,
+) -> Result<CopyTask> {
+    let t = Relation {
+        oid: c.oid,
+        schema: c.schema.clone(),
+        name: c.name.clone(),
+        kind: 'r',
+    };
+    let columns = ddl::copy_columns(c.oid)?;
+    build(
+        index,
+        &t,
+        columns,
+        Some(&c.filter),
+        format,
+        writer,
+        compression,
+    )
+}
+
+/// `SELECT <columns> FROM ONLY <table> <condition>`: the rows of a configuration table.
+pub fn config_query(c: &ddl::collect::ConfigTable, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+    format!(
+        "SELECT {} FROM ONLY {} {}",
+        cols.join(", "),
+        quoted(&c.schema, &c.name),
+        c.filter
+    )
+}
+
+fn build(
+    index: usize,
+    t: &Relation,
+    columns: Vec<String>,
+    filter: Option<&str>,
+    format: &str,
+    writer: &ArchiveWriter,
+    compression: Compression,
+) -> Result<CopyTask> {
+    let rows_of = |cols: &str| {
+        format!(
+            "SELECT {cols} FROM ONLY {} {}",
+            quoted(&t.schema, &t.name),
+            filter.unwrap_or_default()
+        )
+    };
+    let listed = || {
+        columns
+            .iter()
+            .map(spi::quote_identifier)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (query, copy_format, ext) = match format {
-        "csv" => (None, CopyFormat::CsvHeader, "csv"),
+        "csv" => (
+            filter.map(|_| rows_of(&listed())),
+            CopyFormat::CsvHeader,
+            "csv",
+        ),
         // One JSON object per row, keys = the copied columns (generated ones excluded).
         // An array whose lower bounds are not all 1 (its text form starts with its
         // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would come
@@ -116,20 +185,19 @@ pub fn for_table(
             // Refused up front if a value would not come back as it was.
             super::json_check::check(t, &columns, &cols)?;
             let query = format!(
-                "SELECT row_to_json(x.*) FROM (SELECT {} FROM ONLY {}) x",
-                cols.join(", "),
-                quoted(&t.schema, &t.name)
+                "SELECT row_to_json(x.*) FROM ({}) x",
+                rows_of(&cols.join(", "))
             );
             (Some(query), CopyFormat::JsonLines, "json")
         }
-        _ => (None, CopyFormat::Text, "copy"),
+        _ => (filter.map(|_| rows_of(&listed())), CopyFormat::Text, "copy"),
     };
     let (rel_path, abs_path) = writer.data_path(index, ext, compression);
     Ok(CopyTask {
         oid: u32::from(t.oid),
         schema: t.schema.clone(),
         table: t.name.clone(),
-        kind: None,
+        kind: filter.map(|_| EXTENSION_DATA.to_string()),
         columns,
         query,
         format: copy_format,
@@ -208,6 +276,9 @@ impl CopyTask {
         writer: Option<&ArchiveWriter>,
         compression: Compression,
     ) -> Result<(u64, FileStats)> {
+        // A configuration table's condition is read as pg_dump reads it.
+        let _path =
+            (self.kind.as_deref() == Some(EXTENSION_DATA)).then(ddl::collect::EmptySearchPath::set);
         let source = match &self.query {
             Some(q) => CopySource::Query(q),
             None => {

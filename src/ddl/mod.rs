@@ -12,10 +12,15 @@ use crate::backup::select::Selection;
 use crate::error::Result;
 
 /// The TOC of a backup of `sel`. `schema_only` leaves the data entries out, `data_only`
-/// keeps only them (and the sequence values).
-pub fn extract(sel: &Selection, schema_only: bool, data_only: bool) -> Result<Vec<TocEntry>> {
+/// keeps only them (and the sequence values). Also the extension configuration tables whose
+/// rows the backup holds, in load order.
+pub fn extract(
+    sel: &Selection,
+    schema_only: bool,
+    data_only: bool,
+) -> Result<(Vec<TocEntry>, Vec<collect::ConfigTable>)> {
     let cx = collect::Context::from_selection(sel, schema_only);
-    let (mut toc, warnings) = collect::collect(&cx)?;
+    let (mut toc, warnings, config) = collect::collect(&cx)?;
     for w in warnings {
         pgrx::warning!("pg_backup: {}", w.0);
     }
@@ -26,7 +31,7 @@ pub fn extract(sel: &Selection, schema_only: bool, data_only: bool) -> Result<Ve
             e.deps.retain(|d| ids.contains(d));
         }
     }
-    Ok(toc)
+    Ok((toc, config))
 }
 
 /// The pages of every large object, streamed by COPY like a table.

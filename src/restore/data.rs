@@ -4,11 +4,12 @@
 use crate::storage::archive_files::FileRef;
 use pgrx::prelude::*;
 
-use super::plan::{Action, PlannedTable};
+use super::plan::{Action, Existing, PlannedTable};
 use super::runner::{row, sql_step, Job, Runner, Tolerate};
 use super::scope::quoted;
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
+use crate::archive::manifest::{Manifest, EXTENSION_DATA, LARGE_OBJECTS};
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
@@ -25,7 +26,149 @@ pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
     )?)
 }
 
-pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
+/// What a restore does with the rows of an extension's configuration table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigLoad {
+    /// Load them: after the extension's own rows (`append`: into a configuration table that
+    /// was there before this restore).
+    Load { append: bool },
+    /// Leave the table as it is, for this reason.
+    Keep(String),
+}
+
+/// The rule for an extension's configuration rows (and sequences): they come with their
+/// extension. Into an extension this restore creates they are loaded after CREATE EXTENSION
+/// (as pg_restore does); an extension that was there before the restore (`preexisting`; or
+/// unknown, in a data-only backup) keeps its configuration (a target's own settings, and
+/// pg_cron-like job lists, are not overwritten), unless `existing => 'append'` asks to add
+/// the backup's rows to it.
+pub fn config_decision(
+    extension: Option<&TocEntry>,
+    preexisting: &std::collections::HashSet<String>,
+    existing: Existing,
+) -> ConfigLoad {
+    match extension {
+        Some(x) if !preexisting.contains(&x.name) => ConfigLoad::Load { append: false },
+        _ if existing == Existing::Append => ConfigLoad::Load { append: true },
+        Some(x) => ConfigLoad::Keep(format!(
+            "extension {} existed before this restore: its configuration rows were kept (existing => 'append' adds the backup's)",
+            x.name
+        )),
+        None => ConfigLoad::Keep(
+            "its extension is not created by this restore: its configuration rows were kept (existing => 'append' adds the backup's)"
+                .into(),
+        ),
+    }
+}
+
+/// The TOC entry of a configuration table's rows (if this restore takes it) and its
+/// extension's entry (if the backup has it).
+pub fn config_entries<'a>(
+    job: &Job<'a>,
+    schema: &str,
+    table: &str,
+) -> Option<(&'a TocEntry, Option<&'a TocEntry>)> {
+    let toc = &job.manifest.toc;
+    let e = toc.iter().find(|e| {
+        e.kind == EntryKind::ExtensionData
+            && e.sql.is_empty()
+            && e.schema.as_deref() == Some(schema)
+            && e.name == table
+    })?;
+    job.scope.why(e)?;
+    let ext = e
+        .belongs_to
+        .and_then(|b| toc.iter().find(|x| x.id == b))
+        .filter(|x| x.kind == EntryKind::Extension);
+    Some((e, ext))
+}
+
+/// The rows of an extension's configuration table: appended (COPY / the json INSERT) to
+/// the rows the extension has, as the table's owner (its triggers, defaults and checks are
+/// the extension's code); an operator only into a table whose owner it can act as.
+fn load_config_rows(
+    job: &Job,
+    steps: &mut Runner,
+    unit: &DataUnit,
+    reader: Option<&ScriptReader>,
+    preexisting: &std::collections::HashSet<String>,
+) -> Result<()> {
+    let Some((_, ext)) = config_entries(job, &unit.schema, &unit.table) else {
+        return Ok(());
+    };
+    let object = format!("{}.{}", unit.schema, unit.table);
+    let append = match config_decision(ext, preexisting, job.opts.existing) {
+        ConfigLoad::Load { append } => append,
+        ConfigLoad::Keep(why) => {
+            steps.note(row(
+                object,
+                EntryKind::ExtensionData.as_str(),
+                "skip",
+                None,
+                "warning",
+                Some(&why),
+            ));
+            return Ok(());
+        }
+    };
+    let oid = table_oid(&unit.schema, &unit.table)?;
+    if let (Some(oid), false) = (oid, job.restorer.superuser) {
+        // Loaded as the table's owner: only by a caller who can act as that role.
+        let may = crate::query::one::<bool>(
+            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2",
+            &[job.restorer.oid.into(), oid.into()],
+        )?
+        .unwrap_or(false);
+        if !may {
+            steps.note(row(
+                object,
+                EntryKind::ExtensionData.as_str(),
+                "skip",
+                None,
+                "warning",
+                Some(&format!(
+                    "role {} cannot act as the owner of this configuration table: its rows were not restored; a superuser restores them",
+                    job.restorer.name
+                )),
+            ));
+            return Ok(());
+        }
+    }
+    let action = if append { "append" } else { "load" };
+    let (schema, name) = (unit.schema.clone(), unit.table.clone());
+    steps.run_data(
+        object.clone(),
+        EntryKind::ExtensionData.as_str(),
+        action,
+        || {
+            let oid = oid.ok_or_else(|| {
+                BackupError::unknown(format!(
+                    "configuration table {object} does not exist: its extension did not create it"
+                ))
+                .with_hint("Restore into a database where the backup's extensions can be created (the same extension versions), or leave the rows out with schema_only => true.")
+            })?;
+            let owner = relation_owner(oid)?;
+            let rows = if job.manifest.format == "json" {
+                load_json(&schema, &name, unit, job.compression, owner)?
+            } else {
+                run_as(owner, || load_rows(oid, unit, job.compression, reader))?
+            };
+            check_loaded(&object, rows, unit)?;
+            if append {
+                // Numbers handed out after the restore must not collide with the rows added.
+                super::sequences::advance_past_rows(oid)?;
+            }
+            Ok(Some(rows as i64))
+        },
+    )?;
+    Ok(())
+}
+
+pub fn load_data(
+    job: &Job,
+    steps: &mut Runner,
+    preexisting: &std::collections::HashSet<String>,
+) -> Result<()> {
     // One TRUNCATE for all, so foreign keys among the restored tables do not block it; ONLY
     // the tables whose rows the backup holds (a parent's other children keep theirs).
     let with_rows = job.manifest.data_tables();
@@ -68,6 +211,13 @@ pub fn load_data(job: &Job, steps: &mut Runner) -> Result<()> {
         // Each script block is consumed in turn whatever happens to its table.
         if let Some(r) = reader {
             r.begin_block();
+        }
+        if unit.extension {
+            load_config_rows(job, steps, &unit, reader, preexisting)?;
+            if let Some(r) = reader {
+                r.end_block();
+            }
+            continue;
         }
         let wanted = if unit.large_objects {
             job.scope.full
@@ -147,6 +297,8 @@ struct DataUnit {
     table: String,
     columns: Vec<String>,
     large_objects: bool,
+    /// The rows of an extension's configuration table.
+    extension: bool,
     file: Option<(FileRef, String, CopyFormat)>,
     /// Rows (or large object pages) the backup recorded: a load must find as many.
     rows: u64,
@@ -176,6 +328,7 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 table: b.table.clone(),
                 columns: b.columns.clone(),
                 large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
+                extension: b.kind.as_deref() == Some(EXTENSION_DATA),
                 file: None,
                 rows: b.rows,
                 encoding: m.encoding.clone(),
@@ -195,6 +348,7 @@ fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 table: f.table.clone(),
                 columns: f.columns.clone(),
                 large_objects: f.is_large_objects(),
+                extension: f.is_extension_data(),
                 file: Some((job.file(&f.path), f.sha256.clone(), format)),
                 rows: f.rows,
                 encoding: m.encoding.clone(),

@@ -224,9 +224,9 @@ fn restore_steps(
         batches,
     };
     if opts.dry_run {
-        return Walk::new(&job).plan_rows();
+        return Walk::new(&job)?.plan_rows();
     }
-    let out = Walk::new(&job).apply()?;
+    let out = Walk::new(&job)?.apply()?;
     if let Some(b) = batches {
         b.commit(&out)?;
         if opts.analyze && !opts.schema_only {

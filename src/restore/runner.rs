@@ -4,7 +4,7 @@
 //! error.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
@@ -413,16 +413,28 @@ pub struct Walk<'j, 'a> {
     runner: Runner<'a>,
     outcomes: HashMap<u32, Outcome>,
     index: HashMap<u32, usize>,
+    /// Extensions the database had before this restore: their configuration rows are kept
+    /// (see data::config_decision).
+    preexisting: HashSet<String>,
 }
 
 impl<'j, 'a> Walk<'j, 'a> {
-    pub fn new(job: &'j Job<'a>) -> Self {
-        Walk {
+    pub fn new(job: &'j Job<'a>) -> Result<Self> {
+        // Read-only (a dry run plans on a hot standby).
+        let preexisting = crate::query::one::<Vec<String>>(
+            "SELECT COALESCE(pg_catalog.array_agg(extname::pg_catalog.text), '{}') FROM pg_catalog.pg_extension",
+            &[],
+        )?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+        Ok(Walk {
             job,
             runner: Runner::new(job.opts.on_error, job.batches),
             outcomes: HashMap::new(),
             index: toc::by_id(&job.manifest.toc),
-        }
+            preexisting,
+        })
     }
 
     fn entry(&self, id: u32) -> Option<&'a TocEntry> {
@@ -473,6 +485,31 @@ impl<'j, 'a> Walk<'j, 'a> {
                 ),
             });
         }
+        if !self.job.restorer.superuser
+            && e.kind == EntryKind::Acl
+            && e.belongs_to
+                .and_then(|b| self.entry(b))
+                .is_some_and(|b| b.kind == EntryKind::Extension)
+        {
+            // Grants on an extension's own objects (changed since CREATE EXTENSION): they
+            // belong to the extension's owner, a superuser.
+            return Ok(Decision::Skip {
+                status: "warning",
+                detail: format!(
+                    "only a superuser restores {}; restore it as a superuser or grant it by hand",
+                    e.describe()
+                ),
+            });
+        }
+        if !self.job.restorer.superuser
+            && e.kind.is_decoration()
+            && e.belongs_to
+                .and_then(|b| self.entry(b))
+                .is_some_and(superuser_only)
+        {
+            // Goes with its object, which is reported.
+            return Ok(Decision::Quiet);
+        }
         // A table asked for: what `existing` says.
         if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) && why == Why::Requested {
             return Ok(match self.job.plan.of_entry(e) {
@@ -503,6 +540,27 @@ impl<'j, 'a> Walk<'j, 'a> {
                 status: "warning",
                 detail: why,
             });
+        }
+        if e.kind == EntryKind::ExtensionData && !e.sql.is_empty() {
+            // An extension's configuration sequence: set with its rows; after rows appended
+            // to a configuration the database had, only ever moved forward.
+            let ext = e
+                .belongs_to
+                .and_then(|b| self.entry(b))
+                .filter(|b| b.kind == EntryKind::Extension);
+            return Ok(
+                match data::config_decision(ext, &self.preexisting, opts.existing) {
+                    data::ConfigLoad::Load { append: false } => Decision::Run {
+                        action: "create",
+                        tolerate: Tolerate::Nothing,
+                    },
+                    data::ConfigLoad::Load { append: true } => Decision::Run {
+                        action: "advance",
+                        tolerate: Tolerate::Nothing,
+                    },
+                    data::ConfigLoad::Keep(_) => Decision::Quiet,
+                },
+            );
         }
         if let Some(b) = e.belongs_to.and_then(|b| self.entry(b)) {
             // What belongs to a table follows the table: kept tables keep their indexes,
@@ -570,6 +628,23 @@ impl<'j, 'a> Walk<'j, 'a> {
                     .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
             )
             .collect();
+        // Rows of extension configuration tables.
+        let config_rows: HashMap<(String, String), u64> = self
+            .job
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.is_extension_data())
+            .map(|f| ((f.schema.clone(), f.table.clone()), f.rows))
+            .chain(
+                self.job
+                    .manifest
+                    .script_tables
+                    .iter()
+                    .filter(|b| b.kind.as_deref() == Some(crate::archive::manifest::EXTENSION_DATA))
+                    .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
+            )
+            .collect();
         let toc = &self.job.manifest.toc;
         for pass in PASSES {
             for e in toc.iter().filter(|e| e.pass() == pass) {
@@ -597,6 +672,26 @@ impl<'j, 'a> Walk<'j, 'a> {
                     Decision::Skip { status, detail } => {
                         let status = if status == "ok" { "planned" } else { status };
                         row(object, e.kind.as_str(), "skip", None, status, Some(&detail))
+                    }
+                    Decision::Run { .. }
+                        if e.kind == EntryKind::ExtensionData && e.sql.is_empty() =>
+                    {
+                        let (schema, name) = (e.schema.clone().unwrap_or_default(), e.name.clone());
+                        let ext = data::config_entries(self.job, &schema, &name).and_then(|x| x.1);
+                        match data::config_decision(ext, &self.preexisting, self.job.opts.existing)
+                        {
+                            data::ConfigLoad::Load { append } => row(
+                                object,
+                                e.kind.as_str(),
+                                if append { "append" } else { "load" },
+                                config_rows.get(&(schema, name)).map(|r| *r as i64),
+                                "planned",
+                                None,
+                            ),
+                            data::ConfigLoad::Keep(why) => {
+                                row(object, e.kind.as_str(), "skip", None, "warning", Some(&why))
+                            }
+                        }
                     }
                     Decision::Run { action, .. } => {
                         let (action, rows) = match e.kind {
@@ -680,7 +775,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
-        let exposure = if code.is_some() {
+        // A subscription's statement holds its connection string (maybe a password): its
+        // errors are redacted like those of steps that touch rows.
+        let exposure = if code.is_some() || e.kind == EntryKind::Subscription {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -689,6 +786,13 @@ impl<'j, 'a> Walk<'j, 'a> {
         let note: RefCell<Option<String>> = RefCell::new(None);
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
+            if action == "advance" && e.kind == EntryKind::ExtensionData {
+                advance_sequence(
+                    &quoted(e.schema.as_deref().unwrap_or_default(), &e.name),
+                    &body,
+                )?;
+                return Ok(None);
+            }
             if !body.is_empty() {
                 match &code {
                     Some((role, schemas)) => {
@@ -942,7 +1046,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         for pass in PASSES {
             if pass == Pass::Data {
                 if !job.opts.schema_only {
-                    data::load_data(job, &mut self.runner)?;
+                    data::load_data(job, &mut self.runner, &self.preexisting)?;
                 }
                 continue;
             }
@@ -1010,6 +1114,38 @@ impl<'j, 'a> Walk<'j, 'a> {
         )?;
         Ok(())
     }
+}
+
+/// Run `setval` (a sequence value entry) on `sequence` without ever moving it back: numbers
+/// the database handed out before stay used.
+fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
+    let read = format!(
+        "SELECT s.last_value, s.is_called, q.seqincrement > 0 FROM {sequence} s, pg_catalog.pg_sequence q
+         WHERE q.seqrelid = '{}'::pg_catalog.regclass",
+        sequence.replace('\'', "''")
+    );
+    let (before, called, ascending) = crate::text::three::<i64, bool, bool>(&read, &[])?;
+    crate::text::run(setval)?;
+    let (after, _, _) = crate::text::three::<i64, bool, bool>(&read, &[])?;
+    let (Some(before), Some(after)) = (before, after) else {
+        return Ok(());
+    };
+    let behind = if ascending.unwrap_or(true) {
+        after < before
+    } else {
+        after > before
+    };
+    if behind {
+        Spi::run_with_args(
+            "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2, $3)",
+            &[
+                crate::text::arg(sequence),
+                before.into(),
+                called.unwrap_or(true).into(),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.

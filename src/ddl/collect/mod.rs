@@ -16,6 +16,7 @@ mod casts;
 mod constraints;
 mod database;
 mod decorations;
+mod extension_config;
 mod foreign;
 mod namespaces;
 mod operators;
@@ -23,6 +24,7 @@ mod publications;
 mod relations;
 mod routines;
 mod rules;
+mod subscriptions;
 mod system_acls;
 mod text_search;
 mod types;
@@ -38,6 +40,8 @@ use super::graph::{self, LoopWarning, Node, ObjKey, Role};
 use crate::archive::toc::TocEntry;
 use crate::backup::select::Selection;
 use crate::error::{BackupError, Result};
+
+pub use extension_config::ConfigTable;
 
 /// What to collect.
 pub struct Context {
@@ -55,6 +59,11 @@ pub struct Context {
     pub sequence_values: bool,
     /// Whether large objects are backed up.
     pub large_objects: bool,
+    /// Relations left out by exclude_tables / exclude_data (extension configuration tables
+    /// included, as with pg_dump).
+    pub excluded: Vec<pg_sys::Oid>,
+    /// The backup is taken by a superuser: subscriptions (superuser secrets) come along.
+    pub superuser: bool,
 }
 
 impl Context {
@@ -70,6 +79,8 @@ impl Context {
             whole_database: sel.large_objects,
             sequence_values: !schema_only,
             large_objects: sel.large_objects && !schema_only,
+            excluded: sel.excluded.clone(),
+            superuser: sel.superuser,
         }
     }
 }
@@ -81,6 +92,8 @@ pub struct Collected {
     /// Catalog rows that are part of a collected object: pg_depend rows naming them count as
     /// naming that object. Keyed by (catalog oid, object oid).
     pub aliases: HashMap<(u32, u32), ObjKey>,
+    /// Extension configuration tables whose rows the backup writes, in load order.
+    pub config: Vec<ConfigTable>,
 }
 
 impl Collected {
@@ -178,11 +191,13 @@ pub fn not_extension_member(class: &str, oid: &str) -> String {
     )
 }
 
-/// Collect everything `cx` selects and sort it into a TOC.
-pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>)> {
+/// Collect everything `cx` selects and sort it into a TOC; also the extension configuration
+/// tables whose rows the backup writes.
+pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>, Vec<ConfigTable>)> {
     let _path = EmptySearchPath::set();
     let mut out = Collected::default();
     namespaces::collect(cx, &mut out)?;
+    extension_config::collect(cx, &mut out)?;
     types::collect(cx, &mut out)?;
     routines::collect(cx, &mut out)?;
     operators::collect(cx, &mut out)?;
@@ -193,11 +208,14 @@ pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>)> {
     constraints::collect(cx, &mut out)?;
     rules::collect(cx, &mut out)?;
     publications::collect(cx, &mut out)?;
+    subscriptions::collect(cx, &mut out)?;
     database::collect(cx, &mut out)?;
     system_acls::collect(cx, &mut out)?;
     add_dependencies(&mut out)?;
     decorations::collect(cx, &mut out)?;
-    Ok(graph::sort(out.nodes))
+    let config = std::mem::take(&mut out.config);
+    let (toc, warnings) = graph::sort(out.nodes);
+    Ok((toc, warnings, config))
 }
 
 /// pg_depend's dependencies among the collected objects (as pg_dump's getDependencies):
@@ -320,12 +338,12 @@ fn add_dependencies(out: &mut Collected) -> Result<()> {
 
 /// `search_path` is empty while objects are collected (every name comes out qualified) and
 /// back to what it was afterwards, as a function's SET clause would do.
-struct EmptySearchPath {
+pub(crate) struct EmptySearchPath {
     nest_level: i32,
 }
 
 impl EmptySearchPath {
-    fn set() -> Self {
+    pub(crate) fn set() -> Self {
         let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
         crate::security::set_for_call(c"search_path", c"");
         EmptySearchPath { nest_level }

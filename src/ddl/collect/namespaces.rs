@@ -29,14 +29,15 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     )?;
     schemas.into_iter().for_each(|n| out.push(n));
 
-    // Extensions of the selected schemas, and those whose types the selected tables use
-    // (not plpgsql, which every database has, nor pg_backup itself). Their member objects
-    // are created by CREATE EXTENSION and never collected.
+    // Every extension of a whole-database backup (as pg_dump: also those installed in
+    // pg_catalog, like pg_cron), else those of the selected schemas and those whose types the
+    // selected tables use (not plpgsql, which every database has, nor pg_backup itself).
+    // Their member objects are created by CREATE EXTENSION and never collected.
     let sql = format!(
         "SELECT e.tableoid, e.oid, e.extname::text, n.nspname::text
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
          WHERE e.extname NOT IN ('plpgsql', 'pg_backup')
-           AND (n.oid = ANY($2) OR EXISTS (
+           AND ({} OR n.oid = ANY($2) OR EXISTS (
                  SELECT 1 FROM pg_catalog.pg_depend d
                  JOIN pg_catalog.pg_attribute a ON d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
                       AND a.atttypid = d.objid AND a.attrelid = ANY($1)
@@ -44,6 +45,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                    AND d.refobjid = e.oid AND d.deptype = 'e'))
            AND {}
          ORDER BY e.extname",
+        cx.whole_database,
         not_extension_member("pg_catalog.pg_extension", "e.oid")
     );
     let extensions = query(cx, &sql, |r| {
