@@ -9,23 +9,34 @@ use pgrx::spi::Error;
 
 /// The first column of the first row (an error when there is no row, as `Spi::get_one`).
 ///
-/// A read-only SPI query reads with the caller's active snapshot as it is; this one reads
-/// with a fresh one, so it sees what this transaction did since (a restore's steps in
-/// released subtransactions under on_error => 'continue' created the tables it looks up).
+/// Under a fresh snapshot that sees every change made so far in this transaction: a
+/// read-only SPI query otherwise runs under the active snapshot, the calling statement's,
+/// which does not see what the call itself created since (a restore with on_error =>
+/// 'continue' looked up a table it had just created, from inside a subtransaction that had no
+/// transaction id yet, and found none).
 pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
     // Statements may name objects with non-ASCII names (converted to the database's encoding).
     let stmt = crate::text::statement(sql);
-    // SAFETY: pushed and popped around the query; an error raised inside aborts the
-    // (sub)transaction, whose cleanup pops what it pushed.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    // Not in parallel mode (create(jobs => N)): no new command or snapshot may start there,
+    // and nothing changes either.
+    let fresh = unsafe { !pg_sys::IsInParallelMode() };
+    if fresh {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+    }
+    // On an ERROR the (sub)transaction abort pops the snapshot.
     let r = Spi::connect(|c| {
         c.select(stmt.as_c_str(), Some(1), args)?
             .first()
             .get_one::<T>()
     });
-    unsafe { pg_sys::PopActiveSnapshot() };
+    if fresh {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
     r
 }
