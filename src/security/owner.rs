@@ -144,7 +144,7 @@ pub fn relation_owner(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
 pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
     Ok(crate::query::one::<pg_sys::Oid>(
         "SELECT (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[name.into()],
+        &[crate::text::arg(name)],
     )?)
 }
 
