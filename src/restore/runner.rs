@@ -1097,13 +1097,7 @@ impl<'j, 'a> Walk<'j, 'a> {
             }
         }
         for o in oids {
-            if let Some(s) = crate::query::one::<crate::text::Text>(
-                "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
-                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
-                &[o.into()],
-            )?
-            .map(String::from)
-            {
+            if let Some(s) = crate::security::owner::relation_schema(o) {
                 if !schemas.contains(&s) {
                     schemas.push(s);
                 }
