@@ -240,7 +240,15 @@ BEGIN
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO backup_operator', f);
-    EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', f);
+    -- The functions users call are SECURITY INVOKER and switch to the extension owner
+    -- themselves after taking current_user as the caller (src/security.rs, INVOKER_FUNCTIONS;
+    -- issue 9): a SECURITY DEFINER function of another role that calls them gets that role's
+    -- rights, never those of the session's role. The rest (trigger, progress) are DEFINER.
+    EXECUTE format('ALTER FUNCTION %s SECURITY %s', f,
+                   CASE WHEN (SELECT proname FROM pg_catalog.pg_proc WHERE oid = f) = ANY (ARRAY[
+                          'create', 'verify', 'delete', 'prune', 'rescan', 'add_storage',
+                          'drop_storage', 'restore', 'schedule', 'unschedule', 'run_schedule'])
+                        THEN 'INVOKER' ELSE 'DEFINER' END);
   END LOOP;
 END
 $$;

@@ -9,26 +9,28 @@ use pgrx::spi::Error;
 
 /// The first column of the first row (an error when there is no row, as `Spi::get_one`).
 ///
-/// A read-only SPI query reads with the caller's active snapshot as it is, command id
-/// included; this one reads with a copy brought up to the current command, so it sees what
-/// this transaction did since (a restore's steps in released subtransactions under
-/// on_error => 'continue' created the tables it looks up), and still nothing other
-/// transactions committed after the snapshot (a backup keeps its one view).
+/// Under a fresh snapshot that sees every change made so far in this transaction: a
+/// read-only SPI query otherwise runs under the active snapshot, the calling statement's,
+/// which does not see what the call itself created since (a restore with on_error =>
+/// 'continue' looked up a table it had just created, from inside a subtransaction that had no
+/// transaction id yet, and found none).
 pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
-    // SAFETY: pushed and popped around the query; an error raised inside aborts the
-    // (sub)transaction, whose cleanup pops what it pushed.
-    unsafe {
-        if pg_sys::ActiveSnapshotSet() {
-            pg_sys::PushCopiedSnapshot(pg_sys::GetActiveSnapshot());
-            pg_sys::UpdateActiveSnapshotCommandId();
-        } else {
+    // Not in parallel mode (create(jobs => N)): no new command or snapshot may start there,
+    // and nothing changes either.
+    let fresh = unsafe { !pg_sys::IsInParallelMode() };
+    if fresh {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
     }
+    // On an ERROR the (sub)transaction abort pops the snapshot.
     let r = Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>());
-    unsafe { pg_sys::PopActiveSnapshot() };
+    if fresh {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
     r
 }

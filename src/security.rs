@@ -1,7 +1,13 @@
-//! Running as the extension owner safely: our functions are SECURITY DEFINER, so on entry they
-//! remember the caller's search_path (to resolve the caller's bare table names the way
-//! regclass would) and then pin search_path to `pg_catalog, pg_temp` for everything they run,
-//! exactly as a `SET search_path` clause would, but after that first look.
+//! Running as the extension owner safely. The SQL functions a user calls are SECURITY
+//! INVOKER: on entry (`enter`) they take the role that is current at the call as the caller
+//! (as any SQL function sees it: `current_user`, SET ROLE and SECURITY DEFINER frames
+//! included), remember the caller's search_path (to resolve the caller's bare table names the
+//! way regclass would), and only then switch to the extension owner for the rest of the call
+//! (`SetUserIdAndSecContext`, as a SECURITY DEFINER call would) and pin search_path to
+//! `pg_catalog, pg_temp`, exactly as a `SET search_path` clause would, but after that first
+//! look. (Until 0.2.0 the functions were SECURITY DEFINER and the caller was the session's
+//! outer role: a SECURITY DEFINER function of an untrusted role, run by a superuser, made the
+//! call a superuser's.)
 //!
 //! Restore safety lives in the submodules: `owner` (run a step with an object owner's
 //! rights), `privileges` (what the caller may restore), `targets` (schemas never written),
@@ -32,19 +38,13 @@ pub struct Caller {
     /// that runs a query, so this is looked at before ours run). Parallel workers could not
     /// see those changes, so create(jobs => N) works in the session then.
     pub had_xid: bool,
+    // Dropped in this order: the settings first, then the caller's user id comes back.
     _pin: Option<PinnedSearchPath>,
+    _as_owner: Option<AsExtensionOwner>,
 }
 
-pub fn enter() -> Result<Caller> {
-    let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
-    crate::catalog::version::require_current()?;
-    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
-        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
-        &[],
-    )?
-    .unwrap_or_default();
-    let oid = unsafe { pg_sys::GetOuterUserId() };
-    let role = unsafe {
+fn role_name(oid: pg_sys::Oid) -> String {
+    unsafe {
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
             String::from("unknown")
@@ -53,14 +53,119 @@ pub fn enter() -> Result<Caller> {
                 .to_string_lossy()
                 .into_owned()
         }
-    };
+    }
+}
+
+/// The SQL functions that call `enter()`: SECURITY INVOKER (sql/finalize.sql); every other
+/// function of the extension is SECURITY DEFINER.
+pub const INVOKER_FUNCTIONS: &[&str] = &[
+    "create",
+    "verify",
+    "delete",
+    "prune",
+    "rescan",
+    "add_storage",
+    "drop_storage",
+    "restore",
+    "schedule",
+    "unschedule",
+    "run_schedule",
+];
+
+/// The extension owner, whose rights the functions work with.
+fn extension_owner() -> Result<Option<pg_sys::Oid>> {
+    Ok(crate::query::one::<pg_sys::Oid>(
+        "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_backup')",
+        &[],
+    )?)
+}
+
+/// The role that called: the current user at the call. Only if this database's functions are
+/// still SECURITY DEFINER (a catalog from before 0.2.0, which the version check refuses next)
+/// is the current user the definer, and the session's outer role is all that is known.
+fn calling_role(owner: Option<pg_sys::Oid>) -> Result<pg_sys::Oid> {
+    let current = unsafe { pg_sys::GetUserId() };
+    if Some(current) != owner {
+        return Ok(current);
+    }
+    let definer = crate::query::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_extension e
+                        ON e.extname = 'pg_backup' AND p.pronamespace = e.extnamespace
+                        WHERE p.prosecdef AND p.proname = ANY($1))",
+        &[INVOKER_FUNCTIONS.to_vec().into()],
+    )?
+    .unwrap_or(false);
+    Ok(if definer {
+        unsafe { pg_sys::GetOuterUserId() }
+    } else {
+        current
+    })
+}
+
+pub fn enter() -> Result<Caller> {
+    let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
+    // As the caller: its own view of its search_path ($user is the caller's name, schemas it
+    // may not use are left out, as regclass would).
+    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+        "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
+        &[],
+    )?
+    .unwrap_or_default();
+    let owner = extension_owner()?;
+    let oid = calling_role(owner)?;
+    let as_owner = owner.map(|o| AsExtensionOwner::enter(o, oid));
+    crate::catalog::version::require_current()?;
     Ok(Caller {
         schemas,
-        role,
+        role: role_name(oid),
         oid,
         had_xid,
         _pin: Some(PinnedSearchPath::new()),
+        _as_owner: as_owner,
     })
+}
+
+/// The rest of a call runs as the extension owner, as inside a SECURITY DEFINER function: the
+/// security context gains SECURITY_LOCAL_USERID_CHANGE (no SET ROLE / SET SESSION
+/// AUTHORIZATION inside) and keeps a restricted operation restricted. The caller's user id
+/// and context come back when the call returns (Drop) or, after an error, by the
+/// (sub)transaction abort, as for fmgr's SECURITY DEFINER calls.
+struct AsExtensionOwner {
+    saved_user: pg_sys::Oid,
+    saved_context: i32,
+    saved_caller: Option<pg_sys::Oid>,
+}
+
+impl AsExtensionOwner {
+    fn enter(owner: pg_sys::Oid, caller: pg_sys::Oid) -> AsExtensionOwner {
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_context = 0;
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        AsExtensionOwner {
+            saved_user,
+            saved_context,
+            saved_caller: CALLER.replace(Some(caller)),
+        }
+    }
+}
+
+impl Drop for AsExtensionOwner {
+    fn drop(&mut self) {
+        CALLER.set(self.saved_caller);
+        unsafe { pg_sys::SetUserIdAndSecContext(self.saved_user, self.saved_context) };
+    }
+}
+
+/// The role current when the running SQL function was called, while it runs (None outside a
+/// call, and in background workers).
+pub fn caller_oid() -> Option<pg_sys::Oid> {
+    CALLER.get()
 }
 
 /// For background workers: a named role for the history, the session's search_path pinned.
@@ -78,6 +183,7 @@ pub fn enter_as(role: &str) -> Result<Caller> {
         // The worker's transaction holds pg_backup's own statements only.
         had_xid: false,
         _pin: Some(PinnedSearchPath::new()),
+        _as_owner: None,
     })
 }
 
@@ -92,6 +198,7 @@ pub fn enter_for(schemas: Vec<String>, role: String, oid: pg_sys::Oid) -> Caller
         oid,
         had_xid: false,
         _pin: None,
+        _as_owner: None,
     }
 }
 
@@ -152,6 +259,7 @@ pub fn set_for_call(name: &std::ffi::CStr, value: &std::ffi::CStr) {
 }
 
 thread_local! {
+    static CALLER: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
     static CALL_IS_SESSION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 

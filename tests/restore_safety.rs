@@ -751,7 +751,7 @@ fn a_restore_larger_than_the_lock_table_is_refused_before_anything_changes() {
 
 /// Found by the independent review of issue 9: the caller's session must not steer a
 /// restore. (1) Temporary tables and types of the caller are never taken for catalog or
-/// built-in ones; (2) standard_conforming_strings, DateStyle and IntervalStyle of the session
+/// built-in ones (a session that has any is refused: other roles' code would see them); (2) standard_conforming_strings, DateStyle and IntervalStyle of the session
 /// change neither what a backup writes nor how a restore reads it; (3) CREATE TABLE plans
 /// generated-column expressions, calling an immutable function with constant arguments right
 /// then: such a table is created as its owner.
@@ -826,6 +826,21 @@ fn the_callers_session_cannot_steer_a_restore() {
              CREATE TEMP TABLE pg_namespace (oid oid, nspname name);",
         )
         .unwrap();
+        // Temporary objects could steer other roles' code (their search_path always holds
+        // pg_temp): refused, with the way out in the HINT.
+        let e = c
+            .query(
+                "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+                &[&id],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{who}: {}", full_error(&e));
+        assert!(
+            full_error(&e).contains("DISCARD TEMP"),
+            "{}",
+            full_error(&e)
+        );
+        c.batch_execute("DISCARD TEMP").unwrap();
         let r = c.query(
             "SELECT object, status, detail FROM backup.restore($1, existing => 'drop', confirm => true)
              WHERE status NOT IN ('ok', 'skipped')",
@@ -945,5 +960,801 @@ fn appending_never_gets_past_row_level_security() {
         ),
         1,
         "no row written past the policy"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A backup id of database `db`: its directory in the server's backup directory.
+fn backup_dir(c: &mut Client) -> PathBuf {
+    // The directory exists once the extension has looked at it.
+    let _ = c.query("SELECT * FROM backup.rescan()", &[]);
+    let data: String = c
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .unwrap()
+        .get(0);
+    PathBuf::from(data).join("pg_backup")
+}
+
+/// Write an archive as pg_backup 0.1.0 wrote them (manifest format_version 1: two lists of DDL
+/// items, owners as post-data items of their own) with one uncompressed data file per table.
+fn write_format_1_archive(
+    dir: &std::path::Path,
+    id: &str,
+    db: &str,
+    pre_data: serde_json::Value,
+    post_data: serde_json::Value,
+    tables: &[(&str, &str, &[&str], &str, u64)],
+) {
+    let archive = dir.join(id);
+    std::fs::create_dir_all(archive.join("data")).unwrap();
+    let mut files = Vec::new();
+    for (n, (schema, table, columns, rows, count)) in tables.iter().enumerate() {
+        let path = format!("data/{:05}.copy", n + 1);
+        std::fs::write(archive.join(&path), rows).unwrap();
+        files.push(serde_json::json!({
+            "path": path, "schema": schema, "table": table, "columns": columns,
+            "rows": count, "bytes": rows.len(), "raw_bytes": rows.len(),
+            "sha256": sha256_hex(rows.as_bytes()),
+        }));
+    }
+    let manifest = serde_json::json!({
+        "format_version": 1, "pg_backup_version": "0.1.0", "backup_id": id,
+        "label": "fmt1", "created_at": "2026-11-23T19:04:08.964055Z",
+        "server_version": "15.20", "database": db, "encoding": "UTF8", "format": "native",
+        "compression": "none",
+        "options": {"compression": "none", "data_only": false, "exclude_data": [],
+                    "exclude_tables": [], "format": "native", "label": "fmt1",
+                    "schema_only": false, "schemas": null, "tables": null, "verbose": false},
+        "pre_data": pre_data, "post_data": post_data, "files": files,
+    });
+    let json = serde_json::to_vec_pretty(&manifest).unwrap();
+    std::fs::write(archive.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        archive.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+}
+
+/// Archives written by 0.1.0 set owners in post-data, after the rows: their functions used to
+/// belong to the extension owner while rows loaded, so a SECURITY DEFINER function called by
+/// a generated column (or a CHECK, a default, an index expression) ran with superuser rights.
+/// Every object now gets its owner right after it is created, as in format 2.
+#[test]
+fn format_1_archives_give_objects_their_owner_before_any_code_runs() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute("CREATE ROLE intruder LOGIN; GRANT CREATE ON SCHEMA public TO intruder;")
+        .unwrap();
+    prepare_audit(&mut su);
+    let escalate = "CREATE FUNCTION public.escalate() RETURNS integer LANGUAGE plpgsql SECURITY DEFINER AS $f$\nBEGIN\n  INSERT INTO audit.seen VALUES (current_user::text, 0);\n  BEGIN\n    EXECUTE 'ALTER ROLE intruder SUPERUSER';\n  EXCEPTION WHEN OTHERS THEN NULL;\n  END;\n  RETURN 1;\nEND $f$;";
+    let gen = "CREATE FUNCTION public.gen(x integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $f$\nBEGIN\n  RETURN x + public.escalate() - 1;\nEND $f$;";
+    let pre = serde_json::json!([
+        {"kind": "function", "schema": "public", "name": "escalate()", "sql": escalate},
+        {"kind": "function", "schema": "public", "name": "gen(x integer)", "sql": gen},
+        {"kind": "table", "schema": "public", "name": "t",
+         "sql": "CREATE TABLE public.t (a integer, b integer GENERATED ALWAYS AS (public.gen(a)) STORED);"},
+        {"kind": "view", "schema": "public", "name": "v",
+         "sql": "CREATE VIEW public.v AS SELECT t.a FROM public.t;"},
+    ]);
+    let post = serde_json::json!([
+        {"kind": "owner", "schema": "public", "name": "t", "table": "public.t",
+         "sql": "ALTER TABLE public.t OWNER TO intruder;"},
+        {"kind": "owner", "schema": "public", "name": "v", "table": "public.v",
+         "sql": "ALTER VIEW public.v OWNER TO intruder;"},
+        {"kind": "owner", "schema": "public", "name": "escalate",
+         "sql": "ALTER ROUTINE public.escalate() OWNER TO intruder;"},
+        {"kind": "owner", "schema": "public", "name": "gen",
+         "sql": "ALTER ROUTINE public.gen(integer) OWNER TO intruder;"},
+    ]);
+    let id = "20261123T190408.000001Z-fmt1-definer";
+    let dir = backup_dir(&mut su);
+    write_format_1_archive(
+        &dir,
+        id,
+        "app",
+        pre,
+        post,
+        &[("public", "t", &["a"], "1\n2\n3\n", 3)],
+    );
+    let found = strings(&mut su, "SELECT * FROM backup.rescan()");
+    assert!(found.iter().any(|f| f == id), "{found:?}");
+    let rows = su
+        .query(
+            "SELECT object, kind, status, detail FROM backup.restore($1) WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    assert!(rows.is_empty(), "{:?}", rows.len());
+    assert_eq!(one_i64(&mut su, "SELECT sum(b) FROM public.t"), 6);
+    let (n, who) = seen(&mut su);
+    assert!(n >= 3, "the definer function ran for every row ({n})");
+    assert_eq!(
+        who,
+        ["intruder"],
+        "the SECURITY DEFINER function already belonged to its owner"
+    );
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    assert_eq!(
+        owners(&mut su),
+        ["escalate:intruder", "gen:intruder", "t:intruder"]
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'public.v'::regclass"
+        ),
+        ["intruder"]
+    );
+}
+
+/// Index builds and constraint validations read the rows: their errors (an index expression's
+/// `invalid input syntax ... "<value>"`, a duplicate key) are redacted like the rows' own.
+#[test]
+fn index_build_errors_never_carry_row_values() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE FUNCTION public.norm(v text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT v';
+         CREATE TABLE public.s (v text);
+         CREATE INDEX s_norm ON public.s (public.norm(v));
+         INSERT INTO public.s VALUES ('TOPSECRET-1'), ('TOPSECRET-2');",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.s}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // The function the index calls now fails on the values (a restore keeps an existing one).
+    su.batch_execute(
+        "DROP TABLE public.s;
+         CREATE OR REPLACE FUNCTION public.norm(v text) RETURNS text LANGUAGE sql IMMUTABLE
+           AS 'SELECT (v::integer)::text';",
+    )
+    .unwrap();
+    for on_error in ["abort", "continue"] {
+        let returned = match su.query(
+            "SELECT object, status, coalesce(detail, '') FROM backup.restore($1, on_error => $2)",
+            &[&id, &on_error],
+        ) {
+            Err(e) => {
+                assert_eq!(sqlstate(&e), "22P02", "{}", full_error(&e));
+                full_error(&e)
+            }
+            Ok(rows) => {
+                let failed: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(1) == "failed")
+                    .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(2)))
+                    .collect();
+                assert_eq!(failed.len(), 1, "{on_error}: {failed:?}");
+                assert!(failed[0].contains("22P02"), "{failed:?}");
+                su.batch_execute("DROP TABLE public.s").unwrap();
+                failed.join("\n")
+            }
+        };
+        assert!(!returned.contains("TOPSECRET"), "{on_error}: {returned}");
+        let stored = strings(&mut su, "SELECT coalesce(error, '') FROM backup.restores");
+        assert!(
+            stored.iter().all(|e| !e.contains("TOPSECRET")),
+            "{on_error}: {stored:?}"
+        );
+    }
+    let mut op = s.connect_as("app", Some("operator"));
+    let visible = strings(&mut op, "SELECT coalesce(error, '') FROM backup.restores");
+    assert!(visible.iter().any(|e| e.contains("22P02")), "{visible:?}");
+    assert!(visible.iter().all(|e| !e.contains("TOPSECRET")));
+    assert!(s.log().contains("TOPSECRET-1"), "the server log has it");
+}
+
+/// `disable_triggers => true`: a superuser gets pg_restore --disable-triggers (every trigger,
+/// foreign key checks included, off while the table loads); anyone else only its own user
+/// triggers: rows that break a foreign key never get in. Every trigger gets its state back.
+#[test]
+fn disable_triggers_never_lets_an_operator_past_a_foreign_key() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         GRANT CREATE ON DATABASE app TO operator; GRANT CREATE ON SCHEMA public TO operator;
+         CREATE TABLE public.parent (id int PRIMARY KEY); INSERT INTO public.parent VALUES (1);
+         GRANT REFERENCES ON public.parent TO operator;",
+    )
+    .unwrap();
+    prepare_audit(&mut su);
+    let mut op = s.connect_as("app", Some("operator"));
+    op.batch_execute(
+        "CREATE TABLE public.child (id int, pid int REFERENCES public.parent);
+         CREATE FUNCTION public.note() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN INSERT INTO audit.seen VALUES (current_user::text, NEW.id); RETURN NEW; END $f$;
+         CREATE TRIGGER note BEFORE INSERT ON public.child FOR EACH ROW EXECUTE FUNCTION public.note();
+         CREATE TRIGGER note_always BEFORE INSERT ON public.child FOR EACH ROW EXECUTE FUNCTION public.note();
+         ALTER TABLE public.child ENABLE ALWAYS TRIGGER note_always;
+         CREATE SCHEMA m;
+         CREATE TABLE m.child (id int, pid int);
+         INSERT INTO m.child VALUES (1, 1), (2, 99);",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let states = |c: &mut Client| {
+        strings(
+            c,
+            "SELECT tgname || ':' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.child'::regclass ORDER BY tgisinternal, tgname",
+        )
+    };
+    let before = states(&mut su);
+    assert_eq!(
+        before.len(),
+        4,
+        "two user triggers, two FK triggers: {before:?}"
+    );
+    let call = "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                          existing => 'append', disable_triggers => true)";
+    let e = op.query(call, &[&id]).unwrap_err();
+    assert_eq!(sqlstate(&e), "23503", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM public.child WHERE pid NOT IN (SELECT id FROM public.parent)"
+        ),
+        0,
+        "no row past the foreign key"
+    );
+    assert_eq!(states(&mut su), before);
+    // Rows that fit go in without the user triggers.
+    op.batch_execute("DELETE FROM m.child WHERE pid = 99")
+        .unwrap();
+    let id2: String = op
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let (n0, _) = seen(&mut su);
+    op.query(call, &[&id2]).unwrap();
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.child"), 1);
+    assert_eq!(seen(&mut su).0, n0, "user triggers were off");
+    assert_eq!(states(&mut su), before, "and are back as they were");
+    // A superuser gets pg_restore's semantics: foreign key checks off too.
+    su.query(call, &[&id]).unwrap();
+    assert_eq!(
+        one_i64(&mut su, "SELECT count(*) FROM public.child WHERE pid = 99"),
+        1
+    );
+    assert_eq!(seen(&mut su).0, n0);
+    assert_eq!(states(&mut su), before);
+}
+
+/// Each large object's owner statement locks it until the restore commits: large objects
+/// count in the up-front lock-table check.
+#[test]
+fn large_objects_count_against_the_lock_table() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("max_locks_per_transaction = 10\nmax_connections = 10");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE TABLE public.t (id int); INSERT INTO public.t VALUES (1);
+         SELECT lo_from_bytea(0, convert_to('page ' || i, 'UTF8')) FROM generate_series(1, 150) i;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    s.create_db("copy");
+    let mut dst = s.connect("copy");
+    let e = dst
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "53400", "{}", full_error(&e));
+    assert!(
+        e.as_db_error()
+            .and_then(|d| d.hint())
+            .is_some_and(|h| h.contains("max_locks_per_transaction")),
+        "{}",
+        full_error(&e)
+    );
+    assert_eq!(
+        one_i64(&mut dst, "SELECT count(*) FROM pg_largeobject_metadata"),
+        0
+    );
+    assert_eq!(
+        one_i64(
+            &mut dst,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ),
+        0,
+        "nothing changed"
+    );
+}
+
+/// `existing => 'truncate'` sets the table's sequences back to the backup's values, as
+/// TRUNCATE ... RESTART IDENTITY does: only the sequence's owner may. After 'append' a
+/// sequence moves forward only with UPDATE on it.
+#[test]
+fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         GRANT CREATE ON DATABASE app TO operator;
+         CREATE ROLE payroll; GRANT CREATE ON SCHEMA public TO payroll;
+         SET ROLE payroll;
+         CREATE TABLE public.orders (id serial PRIMARY KEY, what text);
+         INSERT INTO public.orders (what) SELECT 'order ' || i FROM generate_series(1, 1000) i;
+         GRANT INSERT, TRUNCATE ON public.orders TO operator;
+         RESET ROLE;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("operator"));
+    op.batch_execute(
+        "CREATE SCHEMA m; CREATE TABLE m.orders (id serial PRIMARY KEY, what text);
+         INSERT INTO m.orders (what) VALUES ('mine');",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let last = |c: &mut Client| one_i64(c, "SELECT last_value FROM public.orders_id_seq");
+    let e = op
+        .query(
+            "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                          existing => 'truncate', confirm => true)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(
+        full_error(&e).contains("orders_id_seq"),
+        "{}",
+        full_error(&e)
+    );
+    assert_eq!(last(&mut su), 1000);
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.orders"), 1000);
+    // Appending works (INSERT), but the sequence stays where it is: no UPDATE on it.
+    op.batch_execute("UPDATE m.orders SET id = 5000").unwrap();
+    let id2: String = op
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let rows = op
+        .query(
+            "SELECT object, action, status FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                                              existing => 'append')
+             WHERE kind = 'sequence' AND object LIKE '%orders_id_seq' AND status <> 'ok'",
+            &[&id2],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    assert_eq!(rows.len(), 1, "a warning row for the sequence left alone");
+    assert_eq!(rows[0].get::<_, String>(2), "warning");
+    assert_eq!(last(&mut su), 1000);
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.orders"), 1001);
+    // With UPDATE on it, it moves; the column's largest value is not shown to a caller that
+    // cannot read the table.
+    su.batch_execute("GRANT UPDATE ON SEQUENCE public.orders_id_seq TO operator")
+        .unwrap();
+    op.batch_execute("UPDATE m.orders SET id = 6000").unwrap();
+    let id3: String = op
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let details = strings(
+        &mut op,
+        &format!(
+            "SELECT coalesce(detail, '') FROM backup.restore('{id3}', schemas => '{{m}}', target_schema => 'public',
+                                                          existing => 'append')
+             WHERE kind = 'sequence' AND action = 'advance'"
+        ),
+    );
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(!details[0].contains("6000"), "{details:?}");
+    assert_eq!(last(&mut su), 6000);
+}
+
+/// pg_backup acts with the rights of the role that is current when its function is called
+/// (current_user, as any SQL function sees it): a SECURITY DEFINER function of an operator,
+/// run by a superuser, gets only the operator's rights; SET ROLE counts; and a role that
+/// calls another role's SECURITY DEFINER wrapper gets at most that role's rights.
+#[test]
+fn the_caller_is_the_current_user_at_the_call() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         GRANT CREATE ON SCHEMA public TO operator;
+         CREATE ROLE clerk LOGIN;
+         CREATE ROLE victim; CREATE TABLE public.vault (v text); ALTER TABLE public.vault OWNER TO victim;
+         INSERT INTO public.vault VALUES ('gold');",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.vault}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    su.batch_execute("INSERT INTO public.vault VALUES ('added later')")
+        .unwrap();
+    let vault = |c: &mut Client| one_i64(c, "SELECT count(*) FROM public.vault");
+    let mut op = s.connect_as("app", Some("operator"));
+    op.batch_execute(&format!(
+        "CREATE FUNCTION public.trap() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         BEGIN
+           PERFORM * FROM backup.restore('{id}', existing => 'drop', confirm => true);
+         END $f$;
+         CREATE FUNCTION public.trap_storage() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         BEGIN
+           PERFORM backup.add_storage('loot', 'file:///tmp/pg_backup_loot', validate => false);
+         END $f$;
+         GRANT EXECUTE ON FUNCTION public.trap() TO clerk;"
+    ))
+    .unwrap();
+    // A superuser runs the operator's functions: they act as the operator.
+    for f in ["public.trap()", "public.trap_storage()"] {
+        let e = su.query(&format!("SELECT {f}"), &[]).unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{f}: {}", full_error(&e));
+    }
+    assert_eq!(vault(&mut su), 2, "the vault was not replaced");
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM backup.storages"), 0);
+    // SET ROLE counts.
+    su.batch_execute("SET ROLE operator").unwrap();
+    let e = su
+        .query(
+            "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    su.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(vault(&mut su), 2);
+    // A clerk gets no more than the definer has (the operator: refused) ...
+    let mut clerk = s.connect_as("app", Some("clerk"));
+    let e = clerk.query("SELECT public.trap()", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    // ... and exactly what a superuser's wrapper delegates to it.
+    su.batch_execute(&format!(
+        "CREATE FUNCTION public.nightly_restore() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS $f$
+           SELECT count(*) FROM backup.restore('{id}', existing => 'drop', confirm => true)
+         $f$;
+         GRANT EXECUTE ON FUNCTION public.nightly_restore() TO clerk;"
+    ))
+    .unwrap();
+    clerk
+        .query("SELECT public.nightly_restore()", &[])
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    assert_eq!(vault(&mut su), 1, "restored as the backup had it");
+    let by = strings(
+        &mut su,
+        "SELECT performed_by FROM backup.restores ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(
+        by,
+        [std::env::var("USER").unwrap_or_else(|_| "pgtest".into())]
+    );
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+}
+
+/// Attacks on appending into another role's table with INSERT on it. (1) The owner's code
+/// (a trigger) resolves unqualified names through the search_path, which always holds the
+/// session's temporary schema: an operator's temporary table of that name, with a trigger of
+/// its own, would run the operator's code with the owner's rights. Sessions with temporary
+/// objects are refused. (2) The rows are the operator's own: the table's triggers run as the
+/// operator, as for its own INSERT, never as the owner (a trigger or CHECK on current_user
+/// would otherwise take the rows for the owner's). (3) Appending never hands the table to the
+/// operator (a superuser's table used to be re-owned to it before its rows loaded).
+#[test]
+fn appending_to_another_roles_table_never_borrows_its_rights() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE mallory LOGIN; GRANT backup_operator TO mallory;
+         GRANT CREATE ON DATABASE app TO mallory;
+         CREATE ROLE payroll; GRANT CREATE ON SCHEMA public TO payroll;
+         SET ROLE payroll;
+         CREATE TABLE public.salaries (who text, amount int);
+         INSERT INTO public.salaries VALUES ('ceo', 999999);
+         CREATE TABLE public.ledger_log (entry text, by_role text);
+         CREATE TABLE public.ledger (entry text, by_role text DEFAULT current_user
+                                     CHECK (by_role = current_user));
+         -- The usual hardening of a function: its own search_path (pg_temp is still
+         -- searched first, implicitly).
+         CREATE FUNCTION public.ledger_audit() RETURNS trigger LANGUAGE plpgsql
+           SET search_path = public AS $f$
+         BEGIN
+           INSERT INTO ledger_log VALUES (NEW.entry, current_user::text);
+           RETURN NEW;
+         END $f$;
+         CREATE TRIGGER audit BEFORE INSERT ON public.ledger FOR EACH ROW EXECUTE FUNCTION public.ledger_audit();
+         GRANT INSERT ON public.ledger TO mallory;
+         GRANT INSERT ON public.ledger_log TO mallory;
+         RESET ROLE;
+         CREATE TABLE public.inbox (entry text); GRANT INSERT ON public.inbox TO mallory;",
+    )
+    .unwrap();
+    let mut m = s.connect_as("app", Some("mallory"));
+    assert!(m.query("SELECT * FROM public.salaries", &[]).is_err());
+    m.batch_execute(
+        "CREATE SCHEMA m; CREATE TABLE m.ledger (entry text, by_role text);
+         INSERT INTO m.ledger VALUES ('refund 1000', 'payroll');
+         CREATE TABLE m.inbox (entry text); INSERT INTO m.inbox VALUES ('hello');",
+    )
+    .unwrap();
+    let id: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    m.batch_execute(
+        "CREATE TEMP TABLE ledger_log (entry text, by_role text);
+         GRANT INSERT ON ledger_log TO PUBLIC;
+         CREATE FUNCTION pg_temp.steal() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+           EXECUTE 'GRANT SELECT ON public.salaries TO mallory';
+           RETURN NEW;
+         END $f$;
+         CREATE TRIGGER steal BEFORE INSERT ON ledger_log FOR EACH ROW EXECUTE FUNCTION pg_temp.steal();",
+    )
+    .unwrap();
+    let call = "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                          existing => 'append')";
+    let e = m.query(call, &[&id]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(
+        full_error(&e).contains("DISCARD TEMP"),
+        "{}",
+        full_error(&e)
+    );
+    let can_read = |c: &mut Client| {
+        one_i64(
+            c,
+            "SELECT has_table_privilege('mallory', 'public.salaries', 'SELECT')::int::int8",
+        )
+    };
+    assert_eq!(can_read(&mut su), 0);
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.ledger"), 0);
+    // Without temporary objects: the rows go in as mallory's own, and say so.
+    m.batch_execute("DISCARD TEMP").unwrap();
+    let r = m.query(call, &[&id]);
+    match r {
+        // The CHECK (by_role = current_user) refuses a row that claims to be payroll's.
+        Err(e) => assert_eq!(sqlstate(&e), "23514", "{}", full_error(&e)),
+        Ok(rows) => panic!("the forged row got in: {}", rows.len()),
+    }
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.ledger"), 0);
+    m.batch_execute("UPDATE m.ledger SET by_role = 'mallory'")
+        .unwrap();
+    let id2: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    m.query(call, &[&id2])
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    assert_eq!(
+        strings(&mut su, "SELECT entry || ':' || by_role FROM public.ledger"),
+        ["refund 1000:mallory"]
+    );
+    assert_eq!(
+        strings(&mut su, "SELECT by_role FROM public.ledger_log"),
+        ["mallory"],
+        "the owner's trigger ran as the role that appended"
+    );
+    assert_eq!(can_read(&mut su), 0);
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    // (3) A table of the extension owner's (a superuser's) that the operator may insert into
+    // stays the superuser's.
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.inbox"), 1);
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'public.inbox'::regclass"
+        ),
+        [std::env::var("USER").unwrap_or_else(|_| "pgtest".into())]
+    );
+}
+
+/// Tables and triggers of a caller that is not a superuser are created as their owner, so
+/// PostgreSQL's own checks apply: an operator's table cannot become an inheritance child of
+/// another role's table through a restore (that role's UPDATEs would then fire the operator's
+/// row triggers with that role's rights), and a trigger needs EXECUTE on its function.
+#[test]
+fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE mallory LOGIN; GRANT backup_operator TO mallory;
+         GRANT CREATE ON DATABASE app TO mallory; GRANT CREATE ON SCHEMA public TO mallory;
+         CREATE ROLE victim; GRANT CREATE ON SCHEMA public TO victim;
+         CREATE TABLE public.accounts (id int, balance int);
+         ALTER TABLE public.accounts OWNER TO victim;
+         INSERT INTO public.accounts VALUES (1, 100);
+         CREATE FUNCTION public.payout() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         BEGIN RETURN NEW; END $f$;
+         ALTER FUNCTION public.payout() OWNER TO victim;
+         REVOKE EXECUTE ON FUNCTION public.payout() FROM PUBLIC;",
+    )
+    .unwrap();
+    let mut m = s.connect_as("app", Some("mallory"));
+    m.batch_execute(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.accounts (id int, balance int);
+         CREATE TABLE m.kid () INHERITS (m.accounts);
+         INSERT INTO m.kid VALUES (2, 1000000);",
+    )
+    .unwrap();
+    let id: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
+        .unwrap()
+        .get(0);
+    let e = m
+        .query(
+            "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
+                                          existing => 'skip')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.accounts'::regclass"
+        ),
+        0
+    );
+    assert_eq!(
+        one_i64(&mut su, "SELECT sum(balance) FROM public.accounts"),
+        100
+    );
+    // A trigger on the operator's own table calling a function it could execute when it
+    // made the trigger, and no longer may (PostgreSQL checks EXECUTE only at CREATE TRIGGER).
+    su.batch_execute("GRANT EXECUTE ON FUNCTION public.payout() TO mallory")
+        .unwrap();
+    m.batch_execute(
+        "CREATE SCHEMA n; CREATE TABLE n.t (a int);
+         CREATE TRIGGER t BEFORE INSERT ON n.t FOR EACH ROW EXECUTE FUNCTION public.payout();",
+    )
+    .unwrap();
+    let id2: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{n}')", &[])
+        .unwrap()
+        .get(0);
+    su.batch_execute("REVOKE EXECUTE ON FUNCTION public.payout() FROM mallory")
+        .unwrap();
+    m.batch_execute("DROP SCHEMA n CASCADE").unwrap();
+    let r = m.query("SELECT * FROM backup.restore($1)", &[&id2]);
+    let e = r.expect_err("the trigger on the victim's function was created");
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'public.payout()'::regprocedure"
+        ),
+        0
+    );
+    // What only a superuser may create (a LEAKPROOF function: it sees past security barriers
+    // and row-level security; an operator family) does not come back through an operator's
+    // restore, even when a superuser once gave it to the operator.
+    su.batch_execute(
+        "CREATE SCHEMA o AUTHORIZATION mallory;
+         CREATE FUNCTION o.peek(int) RETURNS boolean LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT true';
+         ALTER FUNCTION o.peek(int) OWNER TO mallory;
+         CREATE OPERATOR FAMILY o.fam USING btree;
+         ALTER OPERATOR FAMILY o.fam USING btree OWNER TO mallory;",
+    )
+    .unwrap();
+    let id3: String = m
+        .query_one("SELECT backup_id FROM backup.create(schemas => '{o}')", &[])
+        .unwrap()
+        .get(0);
+    m.batch_execute("DROP SCHEMA o CASCADE").unwrap();
+    let rows = m
+        .query(
+            "SELECT kind || ' ' || status FROM backup.restore($1, on_error => 'continue')
+             WHERE kind IN ('function', 'operator_family')
+             ORDER BY 1",
+            &[&id3],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ["function failed", "operator_family warning"]);
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_proc WHERE proleakproof AND proname = 'peek'"
+        ),
+        0
+    );
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_opfamily WHERE opfname = 'fam'"
+        ),
+        0
+    );
+    // The grants of an existing schema of another role are not the operator's to rewrite,
+    // whatever its backup says (CREATE SCHEMA IF NOT EXISTS keeps the schema).
+    su.batch_execute(
+        "CREATE ROLE clerk; CREATE SCHEMA shared;
+         GRANT USAGE, CREATE ON SCHEMA shared TO mallory; GRANT USAGE ON SCHEMA shared TO PUBLIC;
+         COMMENT ON SCHEMA shared IS 'the DBA''s';",
+    )
+    .unwrap();
+    m.batch_execute("CREATE TABLE shared.t (a int)").unwrap();
+    let id4: String = m
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{shared}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    su.batch_execute(
+        "REVOKE USAGE ON SCHEMA shared FROM PUBLIC; COMMENT ON SCHEMA shared IS 'changed';",
+    )
+    .unwrap();
+    m.batch_execute("DROP TABLE shared.t").unwrap();
+    let rows = m
+        .query(
+            "SELECT kind || ' ' || action || ' ' || status FROM backup.restore($1)
+             WHERE kind IN ('acl', 'comment') ORDER BY 1",
+            &[&id4],
+        )
+        .unwrap_or_else(|e| panic!("{}", full_error(&e)));
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ["acl skip ok", "comment skip ok"]);
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT has_schema_privilege('clerk', 'shared', 'USAGE')::int::int8"
+        ),
+        0
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT obj_description('shared'::regnamespace, 'pg_namespace')"
+        ),
+        ["changed"]
+    );
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE oid = 'shared.t'::regclass"
+        ),
+        1
     );
 }

@@ -557,6 +557,99 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
             e.belongs_to = named.get(&(e.schema.clone(), e.name.clone())).copied();
         }
     }
+    attach_v1_owners(toc)
+}
+
+/// Format 1 kept every `ALTER ... OWNER TO` as a post-data item of its own, so a restore
+/// created functions, views, types and tables as the extension owner and handed them over
+/// only after the rows were loaded: a SECURITY DEFINER function (or a view) called while rows
+/// load or indexes build would have run with the extension owner's rights (issue 9). Each
+/// owner statement is moved onto its object's entry (`owner`, `owner_sql`), as format 2
+/// writes them, so the runner gives the object its owner right after creating it. Large
+/// objects keep their owner entries (as in format 2); a statement whose object is not found
+/// stays an entry of its own.
+fn attach_v1_owners(toc: Vec<TocEntry>) -> Vec<TocEntry> {
+    use crate::security::privileges::parse_owner_statement;
+    let mut toc = toc;
+    // 0.1.0 wrote routines and their owner statements in the same order (both by oid, over
+    // the same functions): the n-th ROUTINE statement is the n-th function's.
+    let routines: Vec<usize> = toc
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.kind, EntryKind::Function | EntryKind::Procedure))
+        .map(|(i, _)| i)
+        .collect();
+    let mut next_routine = 0;
+    let mut attached: HashSet<u32> = HashSet::new();
+    for i in 0..toc.len() {
+        if toc[i].kind != EntryKind::Owner {
+            continue;
+        }
+        let Some(st) = parse_owner_statement(&toc[i].sql) else {
+            continue;
+        };
+        let (schema, name) = (toc[i].schema.clone(), toc[i].name.clone());
+        let target = match st.objtype.as_str() {
+            "SCHEMA" => toc
+                .iter()
+                .position(|e| e.kind == EntryKind::Schema && e.name == name),
+            "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" | "FOREIGN TABLE" => toc
+                .iter()
+                .position(|e| e.kind.is_relation() && e.schema == schema && e.name == name),
+            "TYPE" | "DOMAIN" => toc.iter().position(|e| {
+                matches!(e.kind, EntryKind::Type | EntryKind::Domain)
+                    && e.schema == schema
+                    && e.name == name
+            }),
+            "ROUTINE" | "FUNCTION" | "PROCEDURE" => {
+                let by_order = routines.get(next_routine).copied().filter(|&r| {
+                    toc[r].schema == schema && toc[r].name.starts_with(&format!("{name}("))
+                });
+                next_routine += 1;
+                by_order.or_else(|| {
+                    // Out of step: only an unambiguous name will do.
+                    let same: Vec<usize> = routines
+                        .iter()
+                        .copied()
+                        .filter(|&r| {
+                            toc[r].schema == schema && toc[r].name.starts_with(&format!("{name}("))
+                        })
+                        .collect();
+                    (same.len() == 1).then(|| same[0])
+                })
+            }
+            _ => None,
+        };
+        let Some(t) = target.filter(|&t| toc[t].owner_sql.is_none()) else {
+            continue;
+        };
+        let sql = toc[i].sql.clone();
+        toc[t].owner = Some(st.role);
+        toc[t].owner_sql = Some(sql);
+        attached.insert(toc[i].id);
+    }
+    toc.retain(|e| !attached.contains(&e.id));
+    // 0.1.0 wrote no owner statement for a sequence owned by a column (ALTER TABLE ... OWNER
+    // took it along, at the end): it gets its table's owner, which OWNED BY requires once the
+    // table has its owner at once.
+    let owners: HashMap<u32, String> = toc
+        .iter()
+        .filter_map(|e| e.owner.clone().map(|o| (e.id, o)))
+        .collect();
+    for e in toc
+        .iter_mut()
+        .filter(|e| e.kind == EntryKind::Sequence && e.owner.is_none())
+    {
+        if let Some(role) = e.belongs_to.and_then(|t| owners.get(&t)) {
+            e.owner_sql = Some(format!(
+                "ALTER SEQUENCE {}.{} OWNER TO {};",
+                quote_ident(e.schema.as_deref().unwrap_or_default()),
+                quote_ident(&e.name),
+                quote_ident(role)
+            ));
+            e.owner = Some(role.clone());
+        }
+    }
     toc
 }
 
@@ -757,6 +850,82 @@ mod tests {
         );
         let closure = dependency_closure(&toc, &[get("orders_person_fkey").id].into());
         assert_eq!(closure, [1, 2, 3, 4, 7].into());
+    }
+
+    #[test]
+    fn format_1_owners_go_onto_their_objects() {
+        let mut f1 = item("function", "s", "f(a integer)", None);
+        f1.sql = "CREATE FUNCTION s.f(a integer) ...".into();
+        let f2 = item("function", "s", "f(b text)", None);
+        let g = item("procedure", "s", "g()", None);
+        let pre = vec![
+            item("schema", "s", "s", None),
+            item("type", "s", "mood", None),
+            f1,
+            f2,
+            g,
+            item("table", "s", "t", None),
+            item("view", "s", "v", None),
+        ];
+        let owner = |schema: &str, name: &str, table: Option<&str>, sql: &str| DdlItem {
+            kind: "owner".into(),
+            schema: Some(schema.into()),
+            name: name.into(),
+            table: table.map(str::to_string),
+            sql: sql.into(),
+            references: None,
+        };
+        let post = vec![
+            owner("s", "s", None, "ALTER SCHEMA s OWNER TO alice;"),
+            owner("s", "t", Some("s.t"), "ALTER TABLE s.t OWNER TO bob;"),
+            owner("s", "v", Some("s.v"), "ALTER VIEW s.v OWNER TO \"Carol\";"),
+            owner("s", "f", None, "ALTER ROUTINE s.f(integer) OWNER TO dan;"),
+            owner("s", "f", None, "ALTER ROUTINE s.f(text) OWNER TO erin;"),
+            owner("s", "g", None, "ALTER ROUTINE s.g() OWNER TO frank;"),
+            owner("s", "mood", None, "ALTER TYPE s.mood OWNER TO gina;"),
+            owner("", "16400", None, "ALTER LARGE OBJECT 16400 OWNER TO hal;"),
+        ];
+        let toc = from_v1(&pre, &post);
+        let owner_of = |name: &str| {
+            let e = toc.iter().find(|e| e.name == name).unwrap();
+            (e.owner.clone().unwrap_or_default(), e.owner_sql.is_some())
+        };
+        assert_eq!(owner_of("s"), ("alice".into(), true));
+        assert_eq!(owner_of("t"), ("bob".into(), true));
+        assert_eq!(owner_of("v"), ("Carol".into(), true));
+        assert_eq!(owner_of("f(a integer)"), ("dan".into(), true));
+        assert_eq!(owner_of("f(b text)"), ("erin".into(), true));
+        assert_eq!(owner_of("g()"), ("frank".into(), true));
+        assert_eq!(owner_of("mood"), ("gina".into(), true));
+        let left: Vec<&str> = toc
+            .iter()
+            .filter(|e| e.kind == EntryKind::Owner)
+            .map(|e| e.sql.as_str())
+            .collect();
+        assert_eq!(left, ["ALTER LARGE OBJECT 16400 OWNER TO hal;"]);
+    }
+
+    #[test]
+    fn format_1_serial_sequences_get_their_tables_owner() {
+        let pre = vec![
+            item("sequence", "s", "t_id_seq", Some("s.t")),
+            item("table", "s", "t", None),
+        ];
+        let post = vec![DdlItem {
+            kind: "owner".into(),
+            schema: Some("s".into()),
+            name: "t".into(),
+            table: Some("s.t".into()),
+            sql: "ALTER TABLE s.t OWNER TO \"Bob\";".into(),
+            references: None,
+        }];
+        let toc = from_v1(&pre, &post);
+        let seq = toc.iter().find(|e| e.name == "t_id_seq").unwrap();
+        assert_eq!(seq.owner.as_deref(), Some("Bob"));
+        assert_eq!(
+            seq.owner_sql.as_deref(),
+            Some("ALTER SEQUENCE s.t_id_seq OWNER TO \"Bob\";")
+        );
     }
 
     #[test]

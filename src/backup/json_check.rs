@@ -240,16 +240,22 @@ pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> 
         Ok(Ok(None)) => Ok(()),
         Ok(Ok(Some(column))) => Err(refuse(t, &column, "holds a value that json does not give back as it was (a JSON null in a json or jsonb column comes back as SQL NULL; an array whose lower bound is not 1, or a json value with spaces around it, comes back changed)")),
         Ok(Err(e)) => Err(e),
-        // Reading the JSON back failed: \u0000 in a json value is the known case.
+        // Reading the JSON back failed: \u0000 in a json value is the known case. The error
+        // may quote the value (every operator reads the history row): its text goes to the
+        // server log only, the SQLSTATE stays.
         Err(caught) => {
             let column = nul_column(t, names)?.unwrap_or_else(|| "?".into());
+            let object = format!("{}.{}", t.schema, t.name);
+            let text = crate::security::redact::describe(
+                &caught,
+                "table_data",
+                &object,
+                crate::security::redact::Exposure::Data,
+            );
             Err(refuse(
                 t,
                 &column,
-                &format!(
-                    "holds a value that json cannot give back ({})",
-                    subtransaction::message(&caught)
-                ),
+                &format!("holds a value that json cannot give back ({text})"),
             ))
         }
     }

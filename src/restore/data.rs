@@ -14,7 +14,6 @@ use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
-use crate::security;
 use crate::security::owner::{relation_owner, run_as, run_as_in, SchemaPrivilege};
 
 pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
@@ -156,7 +155,7 @@ fn load_config_rows(
             check_loaded(&object, rows, unit)?;
             if append {
                 // Numbers handed out after the restore must not collide with the rows added.
-                super::sequences::advance_past_rows(oid)?;
+                super::sequences::advance_past_rows(oid, |seq| job.restorer.may_update_sequence(seq))?;
             }
             Ok(Some(rows as i64))
         },
@@ -184,12 +183,7 @@ pub fn load_data(
         })
         .collect();
     if !truncate.is_empty() {
-        truncate_tables(steps, &truncate)?;
-    }
-    if job.opts.disable_triggers {
-        // User triggers and foreign key checks stay off while rows load, and only then
-        // (a superuser setting; restore runs as the extension owner).
-        security::set_for_call(c"session_replication_role", c"replica");
+        truncate_tables(job, steps, &truncate)?;
     }
     let script = match job.manifest.files.iter().find(|f| f.is_script()) {
         Some(f) => Some((
@@ -267,11 +261,19 @@ pub fn load_data(
                 // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
                 // triggers fire while rows load: with the table owner's rights (issue 9).
                 let owner = job.code_owner(oid, &unit.schema, &unit.table)?;
+                // disable_triggers: off for this table's load only, in the same step (a
+                // batched restore never commits a table with its triggers off).
+                let disabled = if job.opts.disable_triggers {
+                    disable_triggers(oid, job.restorer.superuser)?
+                } else {
+                    Vec::new()
+                };
                 let rows = if job.manifest.format == "json" {
                     load_json(&schema, &name, &unit, job.compression, owner)?
                 } else {
                     run_as(owner, || load_rows(oid, &unit, job.compression, reader))?
                 };
+                restore_triggers(&disabled)?;
                 check_loaded(&object, rows, &unit)?;
                 Ok(Some(rows as i64))
             })?;
@@ -283,8 +285,62 @@ pub fn load_data(
     if let Some((reader, sha)) = script {
         reader.finish(&sha)?;
     }
-    if job.opts.disable_triggers {
-        security::set_for_call(c"session_replication_role", c"origin");
+    Ok(())
+}
+
+/// A trigger `disable_triggers` switched off: (relation, trigger name, its `tgenabled`).
+type DisabledTrigger = (String, String, String);
+
+/// `disable_triggers => true`: the triggers of table `oid` (and of its partitions, where rows
+/// are routed) that would fire are switched off for the load. For a superuser every trigger,
+/// foreign key checks included, as `pg_restore --disable-triggers` does (`DISABLE TRIGGER
+/// ALL`); for anyone else only user triggers: PostgreSQL lets only superusers disable the
+/// internal triggers that check foreign keys, so rows that violate a foreign key never get in.
+/// Each trigger gets back exactly the state it had (`restore_triggers`), in the same step.
+fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTrigger>> {
+    let triggers: Vec<DisabledTrigger> = Spi::connect(|c| {
+        c.select(
+            "SELECT t.tgrelid::pg_catalog.regclass::pg_catalog.text, t.tgname::pg_catalog.text,
+                    t.tgenabled::pg_catalog.text
+             FROM pg_catalog.pg_trigger t
+             WHERE (t.tgrelid = $1 OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1)))
+               AND t.tgenabled <> 'D' AND ($2 OR NOT t.tgisinternal)
+             ORDER BY t.tgrelid, t.tgname",
+            None,
+            &[oid.into(), superuser.into()],
+        )?
+        .map(|r| {
+            Ok((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<String>(3)?.unwrap_or_default(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })?;
+    for (rel, name, _) in &triggers {
+        Spi::run(&format!(
+            "ALTER TABLE ONLY {rel} DISABLE TRIGGER {}",
+            spi::quote_identifier(name)
+        ))?;
+    }
+    // The load opens the table next: its cached trigger list must already say "off".
+    unsafe { pg_sys::CommandCounterIncrement() };
+    Ok(triggers)
+}
+
+/// Give the triggers `disable_triggers` switched off their state back.
+fn restore_triggers(disabled: &[DisabledTrigger]) -> Result<()> {
+    for (rel, name, state) in disabled {
+        let how = match state.as_str() {
+            "A" => "ENABLE ALWAYS",
+            "R" => "ENABLE REPLICA",
+            _ => "ENABLE",
+        };
+        Spi::run(&format!(
+            "ALTER TABLE ONLY {rel} {how} TRIGGER {}",
+            spi::quote_identifier(name)
+        ))?;
     }
     Ok(())
 }
@@ -441,10 +497,11 @@ fn load_json(
     Ok(inserted as u64)
 }
 
-/// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner. Tables of several
+/// TRUNCATE fires the tables' ON TRUNCATE triggers: run as their owner (or the caller,
+/// `Restorer::code_role_on`). Tables of several
 /// owners go in one statement (foreign keys among them need it) when none has such a
 /// trigger, else one statement per owner.
-fn truncate_tables(steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
+fn truncate_tables(job: &Job, steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
     let mut by_owner: Vec<(pg_sys::Oid, Vec<String>)> = Vec::new();
     let schemas: Vec<String> = tables.iter().map(|t| t.schema.clone()).collect();
     let mut oids = Vec::new();
@@ -453,7 +510,7 @@ fn truncate_tables(steps: &mut Runner, tables: &[&PlannedTable]) -> Result<()> {
             continue;
         };
         oids.push(oid);
-        let owner = relation_owner(oid)?;
+        let owner = job.restorer.code_role_on(relation_owner(oid)?);
         let name = quoted(&t.schema, &t.name);
         match by_owner.iter_mut().find(|(o, _)| *o == owner) {
             Some((_, v)) => v.push(name),

@@ -94,6 +94,9 @@ fn restore_with(
     batches: Option<&background::Batches>,
 ) -> Result<Vec<Row>> {
     security::owner::refuse_inside_restricted_operation()?;
+    if !opts.dry_run {
+        security::owner::refuse_temporary_objects()?;
+    }
     if let Some(to) = &opts.target_schema {
         targets::check_target_schema(to)?;
     }

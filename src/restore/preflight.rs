@@ -117,9 +117,9 @@ fn of_kept_table(e: &TocEntry, plan: &Plan) -> bool {
         .is_some_and(|t| !t.action.runs_ddl())
 }
 
-/// A lower bound of the relations the restore locks until it commits: those it creates
-/// (tables, views, sequences, indexes and the indexes of constraints) and the existing
-/// tables it writes, with their indexes.
+/// A lower bound of the locks the restore holds until it commits: on the relations it
+/// creates (tables, views, sequences, indexes and the indexes of constraints), the existing
+/// tables it writes with their indexes, and the large objects it restores.
 fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
     let mut n: u64 = 0;
     for e in in_scope(m, scope) {
@@ -128,6 +128,9 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
                 .of(e.schema.as_deref().unwrap_or_default(), &e.name)
                 .is_none_or(|t| t.action.runs_ddl()),
             EntryKind::View | EntryKind::MaterializedView | EntryKind::Sequence => true,
+            // Each large object's owner statement (and grant, comment) locks it until the
+            // commit: pg_restore's known "out of shared memory" with many large objects.
+            EntryKind::LargeObject => true,
             EntryKind::Index => !of_kept_table(e, plan),
             EntryKind::Constraint => {
                 !of_kept_table(e, plan)
@@ -270,6 +273,9 @@ fn check_privileges(
         };
         if let Some(c) = change {
             who.check_existing(&t.object(), oid, c)?;
+        }
+        if t.action == Action::Truncate && !opts.schema_only {
+            who.check_sequence_reset(&t.object(), oid)?;
         }
         if opts.disable_triggers && t.action.loads_data() && !opts.schema_only {
             who.check_disable_triggers(&t.object(), oid)?;

@@ -127,10 +127,13 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// The role user code on table `oid` runs with: its owner; never the extension owner
-    /// (the role running restore). A table still owned by it was created by this restore
-    /// from an archive that sets owners late (format 1: `ALTER TABLE ... OWNER TO` in
-    /// post-data): then the owner the backup names, or the caller when that role is missing.
+    /// The role user code on table `oid` runs with: its owner (or, for a caller without its
+    /// owner's privileges that appends to it, the caller: `Restorer::code_role_on`); never
+    /// the extension owner (the role running restore) on behalf of another role. A table
+    /// this restore created that is still the extension owner's came from an archive that
+    /// did not give it its owner at once: it is handed to the owner the backup names (or the
+    /// caller when that role is missing) first. A table that existed before the restore
+    /// keeps its owner, whoever owns it.
     pub fn code_owner(
         &self,
         oid: pg_sys::Oid,
@@ -138,8 +141,12 @@ impl Job<'_> {
         name: &str,
     ) -> Result<pg_sys::Oid> {
         let owner = relation_owner(oid)?;
-        if owner != unsafe { pg_sys::GetUserId() } {
-            return Ok(owner);
+        let created_here = self
+            .plan
+            .of(backup_schema, name)
+            .is_none_or(|t| t.action.runs_ddl());
+        if owner != unsafe { pg_sys::GetUserId() } || !created_here {
+            return Ok(self.restorer.code_role_on(owner));
         }
         let named = self
             .manifest
@@ -484,6 +491,33 @@ impl<'j, 'a> Walk<'j, 'a> {
                 ),
             });
         }
+        // A schema that already exists is "created" again (CREATE SCHEMA IF NOT EXISTS) and
+        // keeps its owner unless the caller acts as it; its grants, comment and labels are
+        // that owner's business too: an operator with CREATE on another role's schema must
+        // not rewrite its grants through a backup that says otherwise.
+        if e.kind.is_decoration() && !self.job.restorer.superuser {
+            if let Some(b) = e
+                .belongs_to
+                .and_then(|b| self.entry(b))
+                .filter(|b| b.kind == EntryKind::Schema)
+            {
+                let owner = crate::query::one::<pg_sys::Oid>(
+                    "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                    &[b.name.clone().into()],
+                )?;
+                if owner.is_some_and(|o| !self.job.restorer.acts_as(o)) {
+                    // Kept as it is, like any object the restore keeps.
+                    return Ok(Decision::Skip {
+                        status: "ok",
+                        detail: format!(
+                            "schema {} exists and belongs to another role: its {} is left as it is",
+                            b.name,
+                            e.kind.as_str()
+                        ),
+                    });
+                }
+            }
+        }
         if !self.job.restorer.superuser
             && e.kind == EntryKind::Acl
             && e.belongs_to
@@ -774,9 +808,23 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
+        // Index builds run as the table's owner inside PostgreSQL itself, but their errors
+        // carry keys and expression values (`Key (v)=(...) is duplicated`, an index
+        // expression's `invalid input syntax ... "<value>"`), as do constraint validations:
+        // redacted like the rows they come from (issue 9).
+        // Entries run as their owner only so that PostgreSQL checks the owner's privileges
+        // evaluate nothing over rows: their errors stay as PostgreSQL wrote them.
+        let checks_only = (created_as_owner(e.kind) && e.kind != EntryKind::Table)
+            || e.kind == EntryKind::Trigger
+            || (e.kind == EntryKind::Table
+                && !e.sql.contains(" PARTITION OF ")
+                && !self.calls_user_code(e));
         // A subscription's statement holds its connection string (maybe a password): its
         // errors are redacted like those of steps that touch rows.
-        let exposure = if code.is_some() || e.kind == EntryKind::Subscription {
+        let exposure = if (code.is_some() && !checks_only)
+            || reads_rows(e.kind)
+            || e.kind == EntryKind::Subscription
+        {
             Exposure::Data
         } else {
             Exposure::Ddl
@@ -799,8 +847,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                             .iter()
                             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
                             .collect();
-                        if e.kind == EntryKind::Table {
-                            // A partition is created in its schema by its parent's owner.
+                        if created_as_owner(e.kind) {
+                            // A table (a partition: by its parent's owner) is created in its
+                            // schema.
                             needs.extend(
                                 schemas
                                     .iter()
@@ -904,6 +953,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             | EntryKind::MaterializedViewRefresh
             | EntryKind::TableAttach => relation_of(e)?,
             EntryKind::Other if e.table.is_some() => relation_of(e)?,
+            // A trigger is created by its table's owner for a caller that is not a superuser:
+            // PostgreSQL checks EXECUTE on its function only then, never when it fires.
+            EntryKind::Trigger if !restorer.superuser => relation_of(e)?,
             EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
                 match e.belongs_to.and_then(|b| self.entry(b)) {
                     Some(parent) => relation_of(parent)?,
@@ -913,15 +965,36 @@ impl<'j, 'a> Walk<'j, 'a> {
             // CREATE TABLE evaluates user code when it plans a generated column's or a
             // partition key's expression: an immutable function with constant arguments is
             // called right then. Such a table is created as its owner.
-            EntryKind::Table if self.calls_user_code(e) => {
+            // For a caller that is not a superuser every table is created as its owner:
+            // PostgreSQL then checks what the owner could do (INHERITS needs the parent's
+            // ownership, column types and a foreign table's server need USAGE), which the
+            // extension owner would skip (a table of the caller's inheriting another role's
+            // would run the caller's triggers when that role updates its own table).
+            // Routines likewise: the owner needs USAGE on the language (untrusted ones are a
+            // superuser's) and on the types, EXECUTE on an aggregate's functions.
+            EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+                if (e.kind == EntryKind::Table && self.calls_user_code(e))
+                    || !restorer.superuser =>
+            {
                 let role = match &e.owner {
                     Some(o) => role_oid(o)?.unwrap_or(restorer.oid),
                     None => restorer.oid,
                 };
+                // Relations move with target_schema; routines stay where they were.
                 let schemas = e
                     .schema
                     .iter()
-                    .map(|s| self.job.scope.target_schema_of(s).to_string())
+                    .map(|s| {
+                        if e.kind.is_relation() || e.kind == EntryKind::ForeignTable {
+                            self.job.scope.target_schema_of(s).to_string()
+                        } else {
+                            s.clone()
+                        }
+                    })
                     .collect();
                 return Ok(Some((role, schemas)));
             }
@@ -1113,6 +1186,37 @@ impl<'j, 'a> Walk<'j, 'a> {
     }
 }
 
+/// Kinds a caller that is not a superuser creates as their owner (see `code_role`), in their
+/// schema.
+fn created_as_owner(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Table
+            | EntryKind::ForeignTable
+            | EntryKind::Function
+            | EntryKind::Procedure
+            | EntryKind::Aggregate
+    )
+}
+
+/// Kinds whose statement reads the rows of a table (index builds, constraint validation,
+/// partition attachment, refresh) or whose kind this version does not know: their errors may
+/// carry row values.
+fn reads_rows(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Index
+            | EntryKind::IndexAttach
+            | EntryKind::Constraint
+            | EntryKind::CheckConstraint
+            | EntryKind::ForeignKey
+            | EntryKind::DomainConstraint
+            | EntryKind::TableAttach
+            | EntryKind::MaterializedViewRefresh
+            | EntryKind::Other
+    )
+}
+
 /// Run `setval` (a sequence value entry) on `sequence` without ever moving it back: numbers
 /// the database handed out before stay used.
 fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
@@ -1205,10 +1309,16 @@ fn superuser_only(e: &TocEntry) -> bool {
             | EntryKind::DefaultPrivileges
             | EntryKind::Database
             | EntryKind::UserMapping
-    ) || e
-        .schema
-        .as_deref()
-        .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
+            // CREATE OPERATOR CLASS / FAMILY, text search parsers and templates, base types:
+            // PostgreSQL lets only superusers make them.
+            | EntryKind::OperatorClass
+            | EntryKind::OperatorFamily
+            | EntryKind::TextSearchParser
+            | EntryKind::TextSearchTemplate
+    ) || (e.kind == EntryKind::Type && e.sql.contains("INPUT = "))
+        || e.schema
+            .as_deref()
+            .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
 #[cfg(test)]

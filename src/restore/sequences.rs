@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 
 use super::data::table_oid;
-use super::runner::{row, Job, Runner, Tolerate};
+use super::runner::{row, Job, Runner};
 use crate::error::Result;
 
 /// A sequence owned by an integer column of a table.
@@ -53,9 +53,18 @@ fn owned_sequences(table: pg_sys::Oid) -> Result<Vec<Owned>> {
 
 /// Move the sequences owned by `table` past its rows. Returns `(sequence, new value)` for each
 /// one that moved.
-pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
+pub fn advance_past_rows(
+    table: pg_sys::Oid,
+    may_update: impl Fn(&str) -> Result<bool>,
+) -> Result<Vec<(String, Option<i64>)>> {
     let mut moved = Vec::new();
     for o in owned_sequences(table)? {
+        // setval needs UPDATE on the sequence: one the caller may not change is left where
+        // it is (and reported).
+        if !may_update(&o.sequence)? {
+            moved.push((o.sequence, None));
+            continue;
+        }
         // The extreme value in the table, and where the sequence stands (its next value would
         // be past `last_value` only once it was called).
         let (agg, cmp) = if o.ascending {
@@ -74,7 +83,7 @@ pub fn advance_past_rows(table: pg_sys::Oid) -> Result<Vec<(String, i64)>> {
             sequence = o.sequence,
         );
         if let Some(v) = Spi::get_one_with_args::<i64>(&sql, &[o.sequence.clone().into()])? {
-            moved.push((o.sequence, v));
+            moved.push((o.sequence, Some(v)));
         }
     }
     Ok(moved)
@@ -96,22 +105,48 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
             continue;
         };
         let mut moved = Vec::new();
-        let ok = runner.run(t.object(), "sequence", "advance", Tolerate::Nothing, || {
-            moved = advance_past_rows(oid)?;
+        let restorer = job.restorer;
+        // Its errors (setval out of bounds) carry the column's largest value: redacted.
+        let ok = runner.run_data(t.object(), "sequence", "advance", || {
+            moved = advance_past_rows(oid, |seq| restorer.may_update_sequence(seq))?;
             Ok(None)
         })?;
+        // The value itself only for a caller that may read the table's rows.
+        let show = restorer.superuser
+            || crate::query::one::<bool>(
+                "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
+                &[restorer.oid.into(), oid.into()],
+            )?
+            .unwrap_or(false);
         if ok {
             // One row per sequence that moved, instead of the step's own row.
             runner.out.pop();
             for (seq, v) in moved {
-                runner.note(row(
-                    seq,
-                    "sequence",
-                    "advance",
-                    None,
-                    "ok",
-                    Some(&format!("moved past the largest value of its column, {v}")),
-                ));
+                runner.note(match v {
+                    Some(v) => row(
+                        seq,
+                        "sequence",
+                        "advance",
+                        None,
+                        "ok",
+                        Some(&if show {
+                            format!("moved past the largest value of its column, {v}")
+                        } else {
+                            "moved past the largest value of its column".to_string()
+                        }),
+                    ),
+                    None => row(
+                        seq,
+                        "sequence",
+                        "skip",
+                        None,
+                        "warning",
+                        Some(&format!(
+                            "not moved past the appended rows: \"{}\" has no UPDATE privilege on it",
+                            restorer.name
+                        )),
+                    ),
+                });
             }
         }
     }

@@ -33,7 +33,7 @@ pub fn check_against(needed: u64, capacity: u64) -> Result<()> {
                 .flatten()
                 .unwrap_or_default();
         return Err(BackupError::limit(format!(
-            "this restore locks at least {needed} relations in one transaction, more than the lock table holds ({capacity})"
+            "this restore locks at least {needed} objects (relations, large objects) in one transaction, more than the lock table holds ({capacity})"
         ))
         .with_hint(format!(
             "Raise max_locks_per_transaction (now {per_backend}; the lock table holds max_locks_per_transaction * (max_connections + max_prepared_transactions), a restart is needed), restore with atomic => false (it commits in batches), or restore in parts with tables => '{{...}}' or schemas => '{{...}}'. Nothing was changed."

@@ -155,3 +155,27 @@ pub fn refuse_inside_restricted_operation() -> Result<()> {
     }
     Ok(())
 }
+
+/// Whether the calling session holds temporary tables or types. The user code a restore runs
+/// with its owners' rights (triggers, CHECKs, defaults of other roles) resolves unqualified
+/// table and type names through the search_path, and the session's temporary schema is always
+/// on it: a caller's temporary table of the name such code writes to, with a trigger of the
+/// caller's, would run the caller's code with the owner's rights. PostgreSQL 15 cannot take
+/// pg_temp off the path, and code in a security-restricted operation cannot create temporary
+/// objects, so a session without any when the restore starts stays without any. Refused.
+pub fn refuse_temporary_objects() -> Result<()> {
+    let any = crate::query::one::<bool>(
+        "SELECT pg_catalog.pg_my_temp_schema() <> 0
+                AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()))",
+        &[],
+    )?
+    .unwrap_or(false);
+    if any {
+        return Err(BackupError::denied(
+            "backup.restore() cannot run in a session that has temporary tables or types",
+        )
+        .with_hint("Restore code of other roles would see them on its search_path. Run DISCARD TEMP; (or restore from a new session) first."));
+    }
+    Ok(())
+}

@@ -77,6 +77,21 @@ impl Restorer {
         self.superuser || unsafe { pg_sys::has_privs_of_role(self.oid, role) }
     }
 
+    /// The role user code on an existing table owned by `owner` runs with while this caller
+    /// loads or truncates it: the owner, when the caller is a superuser or has the owner's
+    /// privileges; otherwise the caller itself. A caller with only INSERT (TRUNCATE) on
+    /// another role's table gets what its own `INSERT` / `COPY` would do there: the table's
+    /// triggers, defaults and CHECKs run as the caller (as for any INSERT in PostgreSQL),
+    /// never with the owner's rights, which the caller could otherwise borrow through them
+    /// (a trigger that writes `current_user`, a CHECK on it, code that acts on the row).
+    pub fn code_role_on(&self, owner: pg_sys::Oid) -> pg_sys::Oid {
+        if self.acts_as(owner) {
+            owner
+        } else {
+            self.oid
+        }
+    }
+
     /// The role that will own an object the backup says `backup_owner` owns.
     pub fn owner_for(&self, object: &str, backup_owner: &str) -> Result<Owner> {
         match super::owner::role_oid(backup_owner)? {
@@ -181,6 +196,54 @@ impl Restorer {
                     AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role($2, c.relowner, 'USAGE'))
              FROM pg_catalog.pg_class c WHERE c.oid = $1",
             &[oid.into(), self.oid.into()],
+        )?
+        .unwrap_or(false))
+    }
+
+    /// `existing => 'truncate'` gives the sequences owned by the table's columns (serial,
+    /// identity) the backup's values, moving them back: what `TRUNCATE ... RESTART IDENTITY`
+    /// does, which PostgreSQL allows only to the owner of each sequence.
+    pub fn check_sequence_reset(&self, object: &str, table: pg_sys::Oid) -> Result<()> {
+        if self.superuser {
+            return Ok(());
+        }
+        let owned: Vec<(String, pg_sys::Oid)> = Spi::connect(|c| {
+            c.select(
+                "SELECT s.oid::pg_catalog.regclass::pg_catalog.text, s.relowner
+                 FROM pg_catalog.pg_depend d
+                 JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
+                 ORDER BY 1",
+                None,
+                &[table.into()],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+        })?;
+        match owned.iter().find(|(_, owner)| !self.acts_as(*owner)) {
+            Some((seq, _)) => Err(denied(
+                format!("permission denied to reset sequence {seq} of existing table {object}: truncating and reloading sets it back to the backup's value, which needs the privileges of its owner (as TRUNCATE ... RESTART IDENTITY does)"),
+                "Use existing => 'append' (the sequence then only moves forward, with UPDATE on it), or ask the sequence's owner or a superuser.",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the caller may move sequence `seq` forward (setval needs UPDATE on it).
+    pub fn may_update_sequence(&self, seq: &str) -> Result<bool> {
+        if self.superuser {
+            return Ok(true);
+        }
+        Ok(crate::query::one::<bool>(
+            "SELECT pg_catalog.has_sequence_privilege($1, $2::pg_catalog.regclass, 'UPDATE')",
+            &[self.oid.into(), seq.into()],
         )?
         .unwrap_or(false))
     }

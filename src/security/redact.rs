@@ -86,10 +86,7 @@ pub fn redacted(
 fn log_full(r: &ErrorReportWithLevel, kind: &str, object: &str) {
     let mut report = ErrorReport::new(
         r.sql_error_code(),
-        format!(
-            "pg_backup: restore of {kind} {object} failed: {}",
-            r.message()
-        ),
+        format!("pg_backup: {kind} {object} failed: {}", r.message()),
         "pg_backup restore",
     );
     if let Some(d) = r.detail() {

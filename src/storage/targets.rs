@@ -344,8 +344,11 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
     }
 }
 
+/// The role that called add_storage / drop_storage (the current user at the call), not the
+/// extension owner the call runs as.
 fn caller_is_superuser() -> bool {
-    unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) }
+    let caller = crate::security::caller_oid().unwrap_or(unsafe { pg_sys::GetOuterUserId() });
+    unsafe { pg_sys::superuser_arg(caller) }
 }
 
 fn require_superuser(what: &str) -> Result<()> {
