@@ -63,7 +63,8 @@ CREATE FUNCTION backup."restore"(
 	"confirm" bool DEFAULT false,
 	"identity" TEXT DEFAULT NULL,
 	"analyze" bool DEFAULT true,
-	"atomic" bool DEFAULT true
+	"atomic" bool DEFAULT true,
+	"no_tablespaces" bool DEFAULT false
 ) RETURNS TABLE (
 	"object" TEXT,
 	"kind" TEXT,

@@ -14,8 +14,13 @@ use common::*;
 /// answers (the first row as text, the affected row count, or the SQLSTATE of the error).
 fn round_trip(setup: &str, rt: RoundTrip, checks: &[&str]) {
     let s = Server::start("");
+    round_trip_on(&s, setup, rt, checks);
+}
+
+/// `round_trip` on a server the caller started (and may still use).
+fn round_trip_on(s: &Server, setup: &str, rt: RoundTrip, checks: &[&str]) {
     s.connect("app").batch_execute(setup).unwrap();
-    let verdicts = judge_round_trips(&s, "app", &rt);
+    let verdicts = judge_round_trips(s, "app", &rt);
     assert_verdicts("round trip", &verdicts);
     let mut source = s.connect("app");
     let want: Vec<String> = checks.iter().map(|q| answer(&mut source, q)).collect();
@@ -439,6 +444,185 @@ fn an_empty_operator_class_and_a_comment_on_a_zero_argument_aggregate() {
         "#,
         RoundTrip::default(),
         &["SELECT newcnt(*), newcnt(x) FROM generate_series(1, 5) x"],
+    );
+}
+
+/// A directory for a tablespace, under the server's own temporary directory.
+fn tablespace_dir(s: &Server, name: &str) -> String {
+    let dir = s.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
+
+/// Where every relation of schema public lives: `name:tablespace` (`-` for the database's
+/// default), in name order.
+const PLACEMENT: &str =
+    "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
+     FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'i', 'I')";
+
+#[test]
+fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    for (name, dir) in [("fast", "fast"), ("\"Slow Disk\"", "slow")] {
+        s.connect("app")
+            .batch_execute(&format!(
+                "CREATE TABLESPACE {name} LOCATION '{}'",
+                tablespace_dir(&s, dir)
+            ))
+            .unwrap();
+    }
+    let setup = r#"
+        CREATE ROLE ts_owner;
+        GRANT CREATE ON TABLESPACE fast TO ts_owner;
+        CREATE TABLE plain (id int PRIMARY KEY USING INDEX TABLESPACE "Slow Disk", v text) TABLESPACE fast;
+        CREATE INDEX plain_v ON plain (v) TABLESPACE "Slow Disk";
+        CREATE INDEX plain_lower_v ON plain (lower(v)) WITH (fillfactor = 50);
+        CREATE TABLE pairs (a int, b int,
+            CONSTRAINT pairs_ab UNIQUE (a, b) WITH (fillfactor = 70) USING INDEX TABLESPACE fast,
+            CONSTRAINT pairs_b EXCLUDE USING btree (b WITH =) WITH (fillfactor = 80) USING INDEX TABLESPACE "Slow Disk",
+            CONSTRAINT pairs_a UNIQUE (a) WITH (fillfactor = 60) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TABLE parted (k int, d date) PARTITION BY RANGE (k) TABLESPACE fast;
+        CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+        CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (10) TO (20) TABLESPACE pg_default;
+        CREATE TABLE parted_3 PARTITION OF parted FOR VALUES FROM (20) TO (30) TABLESPACE "Slow Disk";
+        CREATE INDEX parted_k ON parted (k) TABLESPACE "Slow Disk";
+        CREATE MATERIALIZED VIEW mv TABLESPACE fast AS SELECT id, v FROM plain;
+        CREATE INDEX mv_id ON mv (id) TABLESPACE fast;
+        CREATE TABLE theirs (x int PRIMARY KEY USING INDEX TABLESPACE fast) TABLESPACE fast;
+        ALTER TABLE theirs OWNER TO ts_owner;
+        CREATE TABLE moved (x int);
+        ALTER TABLE moved SET TABLESPACE "Slow Disk";
+        INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, 50) g;
+        INSERT INTO pairs SELECT g, g FROM generate_series(1, 20) g;
+        INSERT INTO parted SELECT g, DATE '2026-01-01' + g FROM generate_series(0, 29) g;
+        INSERT INTO theirs VALUES (1), (2);
+        REFRESH MATERIALIZED VIEW mv;
+        "#;
+    round_trip_on(
+        &s,
+        setup,
+        RoundTrip::default(),
+        &[
+            PLACEMENT,
+            "SELECT count(*) FROM parted_3",
+            "SELECT sum(id) FROM mv",
+        ],
+    );
+    let mut c = s.connect("via_pg_backup_native");
+    assert_eq!(
+        answer(&mut c, "SELECT spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE relname = 'pairs_ab'"),
+        "fast"
+    );
+
+    // A cluster without one of the tablespaces: refused before anything changes, or
+    // everything in the database's default with no_tablespaces => true.
+    let id = create_backup(&s, "app", Format::Native).unwrap();
+    s.connect("postgres")
+        .batch_execute(r#"ALTER TABLESPACE "Slow Disk" RENAME TO elsewhere"#)
+        .unwrap();
+    s.create_db("no_ts");
+    let mut c = s.connect("no_ts");
+    c.batch_execute(
+        "CREATE EXTENSION pg_backup; SELECT * FROM backup.rescan(); SET default_tablespace = fast",
+    )
+    .unwrap();
+    let e = c
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42704", "{e:?}");
+    assert!(db.message().contains("\"Slow Disk\""), "{}", db.message());
+    assert!(
+        db.hint().unwrap_or_default().contains("no_tablespaces"),
+        "{db:?}"
+    );
+    assert_eq!(
+        answer(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relname = 'plain'"
+        ),
+        "0"
+    );
+    c.query(
+        "SELECT * FROM backup.restore($1, no_tablespaces => true)",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(
+        answer(&mut c, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND reltablespace <> 0"),
+        "0",
+        "no_tablespaces: everything in the database's default tablespace (not the session's)"
+    );
+    assert_eq!(answer(&mut c, "SELECT count(*) FROM parted"), "30");
+    s.connect("postgres")
+        .batch_execute(r#"ALTER TABLESPACE elsewhere RENAME TO "Slow Disk""#)
+        .unwrap();
+}
+
+/// Every privilege of the objects of schema gs with its grantor.
+const GRANTS: &str = "SELECT string_agg(x, ', ' ORDER BY x) FROM (
+       SELECT c.relname || coalesce('.' || a.attname, '') || ':' || pg_get_userbyid(e.grantor) || '>' ||
+              CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(e.grantee) END || ':' || e.privilege_type ||
+              CASE WHEN e.is_grantable THEN '*' ELSE '' END AS x
+       FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL
+       CROSS JOIN LATERAL aclexplode(coalesce(a.attacl, c.relacl)) e
+       WHERE c.relnamespace = 'gs'::regnamespace
+       UNION ALL
+       SELECT p.proname || ':' || pg_get_userbyid(e.grantor) || '>' ||
+              CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(e.grantee) END || ':' || e.privilege_type
+       FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) e WHERE p.pronamespace = 'gs'::regnamespace
+       UNION ALL
+       SELECT t.typname || ':' || pg_get_userbyid(e.grantor) || '>' ||
+              CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(e.grantee) END || ':' || e.privilege_type
+       FROM pg_type t CROSS JOIN LATERAL aclexplode(t.typacl) e WHERE t.typnamespace = 'gs'::regnamespace
+       UNION ALL
+       SELECT 'schema:' || pg_get_userbyid(e.grantor) || '>' ||
+              CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(e.grantee) END || ':' || e.privilege_type
+       FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) e WHERE n.nspname = 'gs') s";
+
+#[test]
+fn grants_passed_on_with_grant_option_keep_their_grantors() {
+    if !enabled() {
+        return;
+    }
+    round_trip(
+        r#"
+        CREATE ROLE g_owner; CREATE ROLE g_mid; CREATE ROLE "G End"; CREATE ROLE g_leaf;
+        CREATE SCHEMA gs AUTHORIZATION g_owner;
+        SET ROLE g_owner;
+        CREATE TABLE gs.t (a int, b text, c date);
+        CREATE SEQUENCE gs.s;
+        CREATE FUNCTION gs.f(x int) RETURNS int LANGUAGE sql AS 'SELECT x';
+        CREATE TYPE gs.ty AS (x int);
+        REVOKE EXECUTE ON FUNCTION gs.f(int) FROM PUBLIC;
+        GRANT USAGE ON SCHEMA gs TO g_mid WITH GRANT OPTION;
+        GRANT SELECT, UPDATE ON gs.t TO g_mid WITH GRANT OPTION;
+        GRANT INSERT (b) ON gs.t TO g_mid WITH GRANT OPTION;
+        GRANT EXECUTE ON FUNCTION gs.f(int) TO g_mid WITH GRANT OPTION;
+        GRANT USAGE ON SEQUENCE gs.s TO g_mid WITH GRANT OPTION;
+        GRANT USAGE ON TYPE gs.ty TO g_mid WITH GRANT OPTION;
+        ALTER DEFAULT PRIVILEGES IN SCHEMA gs GRANT SELECT ON TABLES TO g_leaf;
+        SET ROLE g_mid;
+        GRANT USAGE ON SCHEMA gs TO "G End";
+        GRANT SELECT ON gs.t TO "G End" WITH GRANT OPTION;
+        GRANT UPDATE ON gs.t TO PUBLIC;
+        GRANT SELECT (a, c) ON gs.t TO g_leaf;
+        GRANT INSERT (b) ON gs.t TO "G End";
+        GRANT EXECUTE ON FUNCTION gs.f(int) TO "G End";
+        GRANT USAGE ON SEQUENCE gs.s TO "G End";
+        GRANT USAGE ON TYPE gs.ty TO "G End";
+        SET ROLE "G End";
+        GRANT SELECT ON gs.t TO g_leaf;
+        RESET ROLE;
+        -- The owner's own grant after the re-grants in the ACL arrays.
+        GRANT DELETE ON gs.t TO g_leaf;
+        "#,
+        RoundTrip::default(),
+        &[GRANTS],
     );
 }
 

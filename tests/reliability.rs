@@ -270,6 +270,18 @@ fn a_backend_killed_during_create_leaves_nothing_running_after_the_restart() {
     let (h, id, pid) = slow_backup(&s, "killed");
     kill(pid, SIGKILL);
     assert!(!h.join().unwrap(), "the backup must not complete");
+    // The client sees the reset before the postmaster has reaped its child: a connection made
+    // in between is ended by the crash restart. Wait for the restart to be over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(s.log())
+        .unwrap_or_default()
+        .matches("database system is ready to accept connections")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no crash restart in the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     s.wait_ready(60);
     assert_settled_after_restart(&s, &id);
 }

@@ -1758,3 +1758,201 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
         1
     );
 }
+
+/// Tablespaces and grantors (issue 8) seen from an operator's restore: the placement of a
+/// relation never uses rights its owner lacks, and a grant passed on WITH GRANT OPTION keeps
+/// its grantor only when the operator may act as that grantor; otherwise it is recorded as
+/// the owner's (said in the row), and nobody ends up with a privilege the backup did not
+/// give them.
+#[test]
+fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let dir = |n: &str| {
+        let d = s._dir.path().join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d.display().to_string()
+    };
+    let mut su = s.connect("app");
+    for (name, at) in [("open_ts", dir("open")), ("secret_ts", dir("secret"))] {
+        su.batch_execute(&format!("CREATE TABLESPACE {name} LOCATION '{at}'"))
+            .unwrap();
+    }
+    su.batch_execute(
+        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
+         CREATE ROLE owner_r; CREATE ROLE mid_r; CREATE ROLE end_r;
+         GRANT owner_r TO operator;
+         GRANT CREATE ON TABLESPACE open_ts TO owner_r;
+         CREATE SCHEMA app_s AUTHORIZATION owner_r;
+         SET ROLE owner_r;
+         CREATE TABLE app_s.t (a int PRIMARY KEY USING INDEX TABLESPACE open_ts, b text) TABLESPACE open_ts;
+         CREATE INDEX t_b ON app_s.t (b) TABLESPACE open_ts;
+         GRANT USAGE ON SCHEMA app_s TO mid_r;
+         GRANT SELECT ON app_s.t TO mid_r WITH GRANT OPTION;
+         SET ROLE mid_r;
+         GRANT SELECT ON app_s.t TO end_r;
+         RESET ROLE;
+         CREATE TABLE app_s.hidden (x int) TABLESPACE secret_ts;
+         ALTER TABLE app_s.hidden OWNER TO owner_r;
+         INSERT INTO app_s.t VALUES (1, 'one'), (2, 'two');
+         INSERT INTO app_s.hidden VALUES (7);",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{app_s}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let grants = "SELECT coalesce(string_agg(x, ', ' ORDER BY x), '') FROM (
+                  SELECT pg_get_userbyid(e.grantor) || '>' || pg_get_userbyid(e.grantee) || ':' || e.privilege_type
+                         || CASE WHEN e.is_grantable THEN '*' ELSE '' END AS x
+                  FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) e WHERE c.oid = 'app_s.t'::regclass) s";
+    let placement =
+        "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
+                     FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+                     WHERE c.relnamespace = 'app_s'::regnamespace AND c.relkind IN ('r', 'i')";
+    let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
+    let source_grants = text(&mut su, grants);
+    assert!(
+        source_grants.contains("mid_r>end_r:SELECT,")
+            && source_grants.contains("owner_r>mid_r:SELECT*"),
+        "{source_grants}"
+    );
+    let set = |s: &str| -> std::collections::BTreeSet<String> {
+        s.split(", ").map(str::to_string).collect()
+    };
+    let fresh = |name: &str| -> (Client, Client) {
+        s.create_db(name);
+        let mut su = s.connect(name);
+        su.batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {name} TO operator; SELECT * FROM backup.rescan()"
+        ))
+        .unwrap();
+        (su, s.connect_as(name, Some("operator")))
+    };
+
+    // The whole schema: app_s.hidden's owner may not create in secret_ts: refused up front.
+    let (mut su1, mut op1) = fresh("t1");
+    op1.batch_execute("SET default_tablespace = secret_ts")
+        .unwrap();
+    let e = op1
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert!(full_error(&e).contains("secret_ts"), "{}", full_error(&e));
+    assert!(
+        e.as_db_error().and_then(|d| d.hint()).is_some(),
+        "{}",
+        full_error(&e)
+    );
+    assert_eq!(
+        one_i64(
+            &mut su1,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'app_s'"
+        ),
+        0,
+        "nothing changed"
+    );
+
+    // Into the default tablespace instead (not the session's default_tablespace, which the
+    // owner may not use either); mid_r's grant is recorded as the owner's, and its row says so.
+    let rows = op1
+        .query(
+            "SELECT kind, status, detail FROM backup.restore($1, no_tablespaces => true)",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(
+        text(&mut su1, placement),
+        "hidden:-, t:-, t_b:-, t_pkey:-",
+        "no_tablespaces: the database's default"
+    );
+    let warned: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(0) == "acl" && r.get::<_, String>(1) == "warning")
+        .map(|r| r.get::<_, Option<String>>(2).unwrap_or_default())
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("mid_r"), "{warned:?}");
+    assert_eq!(
+        set(&text(&mut su1, grants)),
+        set(&source_grants.replace("mid_r>end_r", "owner_r>end_r")),
+        "the same privileges, the re-grant by the owner"
+    );
+    assert_eq!(superusers(&mut su1), Vec::<String>::new());
+
+    // The table alone, in its tablespace (owner_r has CREATE on open_ts).
+    let (mut su2, mut op2) = fresh("t2");
+    op2.query(
+        "SELECT * FROM backup.restore($1, tables => '{app_s.t}')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(
+        text(&mut su2, placement),
+        "t:open_ts, t_b:open_ts, t_pkey:open_ts"
+    );
+
+    // An operator that may act as mid_r restores mid_r's grant as mid_r's.
+    su.batch_execute("GRANT mid_r TO operator").unwrap();
+    let (mut su3, mut op3) = fresh("t3");
+    let rows = op3
+        .query(
+            "SELECT status FROM backup.restore($1, tables => '{app_s.t}') WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap();
+    assert!(rows.is_empty(), "{} rows not ok", rows.len());
+    assert_eq!(text(&mut su3, grants), source_grants);
+
+    // A whole-database backup carries the database's grants and grants on system objects
+    // that a superuser made: an operator's restore of it applies none of them.
+    su.batch_execute(
+        "GRANT SELECT ON pg_catalog.pg_authid TO operator; GRANT CREATE ON DATABASE app TO end_r;",
+    )
+    .unwrap();
+    let whole: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    su.batch_execute("REVOKE SELECT ON pg_catalog.pg_authid FROM operator")
+        .unwrap();
+    let (mut su5, mut op5) = fresh("t5");
+    let rows = op5
+        .query(
+            "SELECT object, status FROM backup.restore($1, no_tablespaces => true) WHERE kind = 'acl' AND status <> 'ok'",
+            &[&whole],
+        )
+        .unwrap();
+    assert!(rows.len() >= 2, "the two grants are skipped with warnings");
+    assert!(
+        rows.iter().all(|r| r.get::<_, String>(1) == "warning"),
+        "{} rows",
+        rows.len()
+    );
+    assert_eq!(
+        text(
+            &mut su5,
+            "SELECT has_table_privilege('operator', 'pg_catalog.pg_authid', 'SELECT')::text
+                    || ' ' || has_database_privilege('end_r', 't5', 'CREATE')::text"
+        ),
+        "false false"
+    );
+    assert_eq!(superusers(&mut su5), Vec::<String>::new());
+
+    // A superuser restores everything where the backup had it.
+    s.create_db("t4");
+    let mut su4 = s.connect("t4");
+    su4.batch_execute("SELECT * FROM backup.rescan()").unwrap();
+    su4.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(
+        text(&mut su4, placement),
+        "hidden:secret_ts, t:open_ts, t_b:open_ts, t_pkey:open_ts"
+    );
+    assert_eq!(text(&mut su4, grants), source_grants);
+}

@@ -252,6 +252,7 @@ pub(crate) fn sample() -> Manifest {
             deps: vec![],
             sql: "CREATE TABLE public.t (a integer);".into(),
             owner_sql: Some("ALTER TABLE public.t OWNER TO alice;".into()),
+            tablespace: None,
         }],
         pre_data: vec![],
         post_data: vec![],

@@ -1,5 +1,6 @@
 //! The archive on disk: ids, manifest, writer, verification, retention. No PostgreSQL here.
 
+pub mod acl;
 pub mod compression;
 pub mod hashing;
 pub mod id;

@@ -369,6 +369,12 @@ pub struct TocEntry {
     /// `ALTER ... OWNER TO ...`, run after `sql`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_sql: Option<String>,
+    /// The tablespace a relation or index is created in when it is not the database's
+    /// default one (pg_dump's per-entry tablespace): restore sets `default_tablespace` to it
+    /// for the entry's statements. None: the database's default tablespace (or an entry that
+    /// creates no storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace: Option<String>,
 }
 
 impl TocEntry {
@@ -498,6 +504,7 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
             deps: Vec::new(),
             sql: item.sql.clone(),
             owner_sql: None,
+            tablespace: None,
         });
     }
     let shared: Vec<(Option<String>, u32, EntryKind)> = toc

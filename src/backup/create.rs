@@ -602,6 +602,8 @@ fn write_script(
          SET check_function_bodies = false;\n\
          SET client_min_messages = warning;\n\
          SET row_security = off;\n\
+         SET default_tablespace = '';\n\
+         SET default_table_access_method = heap;\n\
          SELECT pg_catalog.set_config('search_path', '', false);\n\n",
         env!("CARGO_PKG_VERSION")
     ))?;
@@ -713,8 +715,17 @@ fn write_script(
 /// plain format does).
 fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()> {
     for e in toc.iter().filter(|e| e.pass() == pass && !e.sql.is_empty()) {
+        // As pg_dump's plain format: the entry's tablespace around it (a string literal:
+        // default_tablespace takes the name itself).
+        let (set, reset) = match &e.tablespace {
+            Some(ts) => (
+                format!("SET default_tablespace = {};\n", spi::quote_literal(ts)),
+                "SET default_tablespace = '';\n",
+            ),
+            None => (String::new(), ""),
+        };
         w.write_text(&format!(
-            "\n-- {}\n{}\n",
+            "\n-- {}\n{set}{}\n{reset}",
             e.describe().replace('\n', " "),
             e.statements()
         ))?;

@@ -118,6 +118,8 @@ pub struct Node {
     /// Set for a part written inside another object's SQL (see `Segment::Part`); its own
     /// `sql` is what runs if it is split off.
     pub part_of: Option<ObjKey>,
+    /// See `TocEntry::tablespace`.
+    pub tablespace: Option<String>,
 }
 
 impl Node {
@@ -142,6 +144,7 @@ impl Node {
             deps: BTreeSet::new(),
             belongs_to: None,
             part_of: None,
+            tablespace: None,
         }
     }
     /// Comes and goes with `key` (and depends on it).
@@ -161,6 +164,11 @@ impl Node {
     }
     pub fn dep(mut self, key: ObjKey) -> Node {
         self.deps.insert(key);
+        self
+    }
+    /// Created in `tablespace` (None or "": the database's default).
+    pub fn in_tablespace(mut self, tablespace: Option<String>) -> Node {
+        self.tablespace = tablespace.filter(|t| !t.is_empty());
         self
     }
 }
@@ -567,6 +575,7 @@ impl Graph {
                     deps,
                     sql: self.render(n),
                     owner_sql: n.owner_sql.clone(),
+                    tablespace: n.tablespace.clone(),
                 }
             })
             .collect()

@@ -16,6 +16,7 @@ pub mod retarget;
 pub mod runner;
 pub mod scope;
 pub mod sequences;
+pub mod tablespaces;
 pub mod tuning;
 
 use pgrx::prelude::*;
@@ -54,6 +55,10 @@ pub struct RestoreOptions {
     pub identity: Option<String>,
     /// false: commit as it goes, in a background worker (see `background`).
     pub atomic: bool,
+    /// Every relation in the database's default tablespace, whatever the backup recorded
+    /// (pg_restore --no-tablespaces; see `tablespaces`).
+    #[serde(default)]
+    pub no_tablespaces: bool,
 }
 
 impl RestoreOptions {
@@ -65,6 +70,7 @@ impl RestoreOptions {
             "target_schema": self.target_schema, "disable_triggers": self.disable_triggers,
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
             "analyze": self.analyze, "atomic": self.atomic,
+            "no_tablespaces": self.no_tablespaces,
         })
     }
 }
@@ -210,11 +216,12 @@ fn restore_steps(
     )?;
     let plan = Plan::build(&manifest, &scope, opts.existing)?;
     let restorer = Restorer::of(caller);
+    let placement = tablespaces::Placement::new(opts.no_tablespaces)?;
     record.table_count = Some(plan.tables.len() as i64);
     // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
     // changes (and for a dry run too).
     plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
-    preflight::check(&manifest, &scope, &plan, opts, &restorer)?;
+    preflight::check(&manifest, &scope, &plan, opts, &restorer, &placement)?;
     let job = Job {
         manifest: &manifest,
         source: &source,
@@ -224,6 +231,7 @@ fn restore_steps(
         scope: &scope,
         plan: &plan,
         restorer: &restorer,
+        placement: &placement,
         batches,
     };
     if opts.dry_run {

@@ -11,6 +11,7 @@ use super::data::table_oid;
 use super::plan::Action;
 use super::runner::Plan;
 use super::scope::{quoted, Scope};
+use super::tablespaces::{self, Placement};
 use super::RestoreOptions;
 use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
@@ -76,8 +77,10 @@ pub(super) fn check(
     plan: &Plan,
     opts: &RestoreOptions,
     who: &Restorer,
+    placement: &Placement,
 ) -> Result<()> {
     check_schemas(m, scope, plan)?;
+    check_tablespaces(m, scope, plan, opts, who, placement)?;
     // restore(atomic => false) commits in batches sized to the lock table.
     if opts.atomic {
         locks::check(locks_needed(m, scope, plan)?)?;
@@ -108,6 +111,50 @@ fn check_schemas(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<()> {
         schemas.insert(to);
     }
     targets::check_restore_schemas(schemas)
+}
+
+/// Every tablespace the restore places a relation or index in exists here, and (for a
+/// caller who is not a superuser) the role that will own it may create objects there.
+fn check_tablespaces(
+    m: &Manifest,
+    scope: &Scope,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    who: &Restorer,
+    placement: &Placement,
+) -> Result<()> {
+    if opts.data_only {
+        return Ok(());
+    }
+    let mut placed: Vec<(&TocEntry, &str)> = Vec::new();
+    for e in in_scope(m, scope).filter(|e| !of_kept_table(e, plan)) {
+        let Some(ts) = placement.of(e) else { continue };
+        // A relation needed only as a dependency that exists is kept, with its indexes.
+        if let Some((s, n)) = e.relation() {
+            if plan.of(&s, &n).is_none() && table_oid(scope.target_schema_of(&s), &n)?.is_some() {
+                continue;
+            }
+        }
+        placed.push((e, ts));
+    }
+    tablespaces::check_exist(placed.iter().map(|(_, ts)| *ts))?;
+    if who.superuser {
+        return Ok(());
+    }
+    let index = crate::archive::toc::by_id(&m.toc);
+    for (e, ts) in placed {
+        let owner = e.owner.as_deref().or_else(|| {
+            e.belongs_to
+                .and_then(|b| index.get(&b))
+                .and_then(|&i| m.toc[i].owner.as_deref())
+        });
+        if let Some(owner) = owner {
+            let object = format!("{} {}", e.kind.as_str(), e.object());
+            let role = who.owner_for(&object, owner)?;
+            tablespaces::check_create(role.oid, ts, &object)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `e` belongs to a table the restore keeps as it is.

@@ -124,6 +124,8 @@ pub struct Job<'a> {
     pub batches: Option<&'a Batches>,
     /// Who called restore: the owner of what has no owner (issue 9).
     pub restorer: &'a Restorer,
+    /// Which tablespace each entry is created in.
+    pub placement: &'a super::tablespaces::Placement,
 }
 
 impl Job<'_> {
@@ -447,6 +449,15 @@ impl<'j, 'a> Walk<'j, 'a> {
         self.index.get(&id).map(|&i| &self.job.manifest.toc[i])
     }
 
+    /// A grant entry of a format-2 archive that decorates no object of the backup: the
+    /// database's own grants and grants on system objects (pg_catalog, built-in languages).
+    /// The caller owns neither, so only a superuser applies them: run by the extension owner
+    /// for anyone else they would grant what the caller could not (say SELECT on
+    /// pg_catalog.pg_authid, or CREATE on the database restored into).
+    fn unattached_grant(&self, e: &TocEntry) -> bool {
+        e.kind == EntryKind::Acl && e.belongs_to.is_none() && self.job.manifest.format_version >= 2
+    }
+
     /// Foreign keys and other entries that need a relation neither restored nor present.
     fn dangling(&self, e: &TocEntry) -> Result<Option<String>> {
         if e.kind != EntryKind::ForeignKey {
@@ -479,7 +490,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
             return Ok(Decision::Quiet);
         }
-        if !self.job.restorer.superuser && superuser_only(e) {
+        if !self.job.restorer.superuser && (superuser_only(e) || self.unattached_grant(e)) {
             // These act beyond objects the caller could own (every session's DDL, the whole
             // database, the system catalogs): the extension owner must not apply them for an
             // operator.
@@ -808,6 +819,20 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
+        // The tablespace its statements create storage in (None: the database's default).
+        let tablespace = self.job.placement.of(e);
+        // Grants by roles other than the owner, run as those roles where allowed.
+        let grantors = e.kind == EntryKind::Acl && crate::archive::acl::has_grantors(&body);
+        let acl_schema = e
+            .schema
+            .as_deref()
+            .map(|s| self.job.scope.target_schema_of(s).to_string());
+        let grant_note: RefCell<Option<String>> = RefCell::new(None);
+        let placement = self.job.placement;
+        let placement_role = match (tablespace, &owner) {
+            (Some(_), None) if !restorer.superuser => Some(self.placement_role(e)),
+            _ => None,
+        };
         // Index builds run as the table's owner inside PostgreSQL itself, but their errors
         // carry keys and expression values (`Key (v)=(...) is duplicated`, an index
         // expression's `invalid input syntax ... "<value>"`), as do constraint validations:
@@ -840,6 +865,17 @@ impl<'j, 'a> Walk<'j, 'a> {
                 )?;
                 return Ok(None);
             }
+            if let Some(ts) = tablespace {
+                if !restorer.superuser {
+                    let role = match (&owner, placement_role) {
+                        (Some((_, role)), _) => restorer.owner_for(&what, role)?.oid,
+                        (None, Some(r)) => r?,
+                        (None, None) => restorer.oid,
+                    };
+                    super::tablespaces::check_create(role, ts, &what)?;
+                }
+                placement.select(Some(ts))?;
+            }
             if !body.is_empty() {
                 match &code {
                     Some((role, schemas)) => {
@@ -858,8 +894,15 @@ impl<'j, 'a> Walk<'j, 'a> {
                         }
                         run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
                     }
+                    None if grantors => {
+                        *grant_note.borrow_mut() =
+                            grant_as_grantors(&body, restorer, acl_schema.as_deref())?;
+                    }
                     None => Spi::run(&body)?,
                 }
+            }
+            if tablespace.is_some() {
+                placement.select(None)?;
             }
             if let Some((sql, role)) = &owner {
                 let chosen = restorer.owner_for(&what, role)?;
@@ -894,6 +937,19 @@ impl<'j, 'a> Walk<'j, 'a> {
                 None => Outcome::Failed,
             },
         );
+        if let (Some(n), Some(true)) = (grant_note.into_inner(), outcome) {
+            // The entry's own row says which grants lost their grantor, and why.
+            if let Some(r) = self
+                .runner
+                .out
+                .iter_mut()
+                .rev()
+                .find(|r| r.0 == object && r.1 == e.kind.as_str())
+            {
+                r.4 = "warning".into();
+                r.5 = Some(n);
+            }
+        }
         if let (Some(n), Some(true)) = (note.into_inner(), outcome) {
             self.runner.note(row(
                 object,
@@ -933,6 +989,18 @@ impl<'j, 'a> Walk<'j, 'a> {
                     | EntryKind::Cast
             )
         })
+    }
+
+    /// The role whose CREATE privilege on its tablespace an entry without an owner of its
+    /// own needs: the owner of its table (an index, a constraint's index), as PostgreSQL
+    /// runs index builds as the table's owner; the caller when there is no table.
+    fn placement_role(&self, e: &TocEntry) -> Result<pg_sys::Oid> {
+        if let Some((s, n)) = e.relation() {
+            if let Some(oid) = table_oid(self.job.scope.target_schema_of(&s), &n)? {
+                return relation_owner(oid);
+            }
+        }
+        Ok(self.job.restorer.oid)
     }
 
     fn code_role(&self, e: &TocEntry) -> Result<Option<(pg_sys::Oid, Vec<String>)>> {
@@ -1095,6 +1163,12 @@ impl<'j, 'a> Walk<'j, 'a> {
         // Literals and dates in the archive are read as they were written, whatever the
         // caller's session says (a backslash in a string must never end it early).
         security::pin_literal_settings();
+        // Relations go where the backup had them (entry by entry), never where the calling
+        // session's default_tablespace points.
+        job.placement.select(None)?;
+        // Tables without an access method of their own in the backup are heap tables (the
+        // collector writes USING for the others), as pg_restore's per-entry setting says.
+        security::set_for_call(c"default_table_access_method", c"heap");
         super::tuning::raise_maintenance_settings()?;
         if let Some((_, to)) = &job.scope.target {
             // Owned by the role that called restore, like everything without an owner of
@@ -1184,6 +1258,51 @@ impl<'j, 'a> Walk<'j, 'a> {
         )?;
         Ok(())
     }
+}
+
+/// Run an ACL entry whose grants have grantors other than the owner (archive/acl.rs): each
+/// such part as its grantor, so that PostgreSQL records the same grantor as in the backup,
+/// when the caller may act as that role (a superuser, or a caller with that role's
+/// privileges); otherwise, or if the grant fails as that role, as the extension owner, which
+/// PostgreSQL records as a grant by the object's owner. Never with more rights than the
+/// caller has: the grantor's own rights, in a security-restricted operation, with USAGE on
+/// the object's schema for that statement only (`run_as_in`). Returns what lost its grantor.
+fn grant_as_grantors(
+    body: &str,
+    restorer: &Restorer,
+    schema: Option<&str>,
+) -> Result<Option<String>> {
+    let mut lost: Vec<String> = Vec::new();
+    for (grantor, sql) in crate::archive::acl::segments(body) {
+        let Some(grantor) = grantor else {
+            Spi::run(&sql)?;
+            continue;
+        };
+        let why = match role_oid(&grantor)? {
+            None => format!("role \"{grantor}\" does not exist in this cluster"),
+            Some(oid) if !restorer.acts_as(oid) => format!(
+                "\"{}\" does not have the privileges of role \"{grantor}\"",
+                restorer.name
+            ),
+            Some(oid) => {
+                let needs: Vec<(&str, SchemaPrivilege)> = schema
+                    .iter()
+                    .map(|s| (*s, SchemaPrivilege::Usage))
+                    .collect();
+                match subtransaction::run_result(|| run_as_in(oid, &needs, || Ok(Spi::run(&sql)?)))
+                {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("as \"{grantor}\": {e}"),
+                    Err(c) => format!("as \"{grantor}\": {}", describe_error(&c)),
+                }
+            }
+        };
+        Spi::run(&sql)?;
+        lost.push(format!(
+            "granted by the owner instead of \"{grantor}\" ({why})"
+        ));
+    }
+    Ok((!lost.is_empty()).then(|| lost.join("; ")))
 }
 
 /// Kinds a caller that is not a superuser creates as their owner (see `code_role`), in their

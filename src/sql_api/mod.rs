@@ -278,6 +278,7 @@ fn restore_0_2(
     identity: default!(Option<String>, "NULL"),
     analyze: default!(Option<bool>, true),
     atomic: default!(Option<bool>, true),
+    no_tablespaces: default!(Option<bool>, false),
 ) -> TableIterator<
     'static,
     (
@@ -318,6 +319,11 @@ fn restore_0_2(
             atomic,
             "atomic",
             "Pass true (all or nothing, the default) or false (commit as it goes).",
+        ),
+        no_tablespaces: required(
+            no_tablespaces,
+            "no_tablespaces",
+            "Pass false (the default: relations go back to the tablespaces the backup recorded) or true (all into the database's default tablespace).",
         ),
     };
     if !opts.dry_run {

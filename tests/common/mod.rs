@@ -405,10 +405,11 @@ impl SchemaDump {
                 continue;
             }
             // Lines outside the entries: session settings, the \restrict key (random per
-            // dump), the "--" frames of headers, blank lines.
+            // dump), the "--" frames of headers, blank lines. `SET SESSION AUTHORIZATION`
+            // inside a grant entry names the grantor of the grants that follow: kept.
             if line.is_empty()
                 || line == "--"
-                || line.starts_with("SET ")
+                || (line.starts_with("SET ") && !line.starts_with("SET SESSION AUTHORIZATION "))
                 || line.starts_with("SELECT pg_catalog.set_config")
                 || line.starts_with("\\restrict")
                 || line.starts_with("\\unrestrict")

@@ -29,7 +29,8 @@ fn indexes(cx: &Context, out: &mut Collected) -> Result<()> {
                 (SELECT pg_catalog.format('%I.%I', pn.nspname, pi.relname) FROM pg_catalog.pg_inherits ih
                  JOIN pg_catalog.pg_class pi ON pi.oid = ih.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pi.relnamespace
                  WHERE ih.inhrelid = i.oid),
-                c.tableoid, c.oid
+                c.tableoid, c.oid,
+                (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = i.reltablespace)
          FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
          JOIN pg_catalog.pg_class c ON c.oid = x.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p', 'm')
@@ -46,13 +47,15 @@ fn indexes(cx: &Context, out: &mut Collected) -> Result<()> {
             r.oid(7)?,
             r.text(8)?,
             ObjKey::new(r.oid(9)?, r.oid(10)?),
+            r.text(11)?,
         ))
     })?;
-    for (key, schema, name, table, sql, parent, parent_name, table_key) in rows {
+    for (key, schema, name, table, sql, parent, parent_name, table_key, tablespace) in rows {
         out.push(
             Node::new(key, EntryKind::Index, Some(&schema), &name, sql)
                 .table(&table)
-                .of(table_key),
+                .of(table_key)
+                .in_tablespace(tablespace),
         );
         if let Some(parent_name) = parent_name {
             out.push(attach(key, &schema, &name, &table, parent, &parent_name));
@@ -94,7 +97,14 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
                        CASE WHEN c.relkind = 'f' THEN 'FOREIGN ' ELSE '' END,
                        -- A foreign key of a partitioned table cannot be added to it ONLY.
                        CASE WHEN co.contype = 'f' AND c.relkind = 'p' THEN '' ELSE 'ONLY ' END,
-                       n.nspname, c.relname, co.conname, pg_catalog.pg_get_constraintdef(co.oid))
+                       n.nspname, c.relname, co.conname,
+                       -- pg_get_constraintdef leaves out the index options of a primary key
+                       -- or unique constraint (pg_dump writes them itself): before DEFERRABLE.
+                       CASE WHEN co.contype IN ('p', 'u') AND i.reloptions IS NOT NULL THEN
+                         pg_catalog.left(pg_catalog.pg_get_constraintdef(co.oid),
+                                         pg_catalog.length(pg_catalog.pg_get_constraintdef(co.oid)) - pg_catalog.length(sfx.s))
+                         || ' WITH (' || pg_catalog.array_to_string(i.reloptions, ', ') || ')' || sfx.s
+                       ELSE pg_catalog.pg_get_constraintdef(co.oid) END)
                 || CASE WHEN i.oid IS NOT NULL THEN {INDEX_EXTRAS} ELSE '' END,
                 co.conindid,
                 (SELECT ih.inhparent FROM pg_catalog.pg_inherits ih WHERE ih.inhrelid = co.conindid),
@@ -102,11 +112,14 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
                  JOIN pg_catalog.pg_class pi ON pi.oid = ih.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pi.relnamespace
                  WHERE ih.inhrelid = co.conindid),
                 (SELECT ii.relname::text FROM pg_catalog.pg_class ii WHERE ii.oid = co.conindid),
-                c.tableoid, c.oid
+                c.tableoid, c.oid,
+                (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = i.reltablespace)
          FROM pg_catalog.pg_constraint co JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = co.conindid AND co.contype IN ('p', 'u', 'x')
          LEFT JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+         CROSS JOIN LATERAL (SELECT CASE WHEN co.condeferrable THEN ' DEFERRABLE' ELSE '' END
+                                    || CASE WHEN co.condeferred THEN ' INITIALLY DEFERRED' ELSE '' END AS s) sfx
          WHERE c.oid = ANY($1) AND co.contype IN ('p', 'u', 'x', 'f')
            AND NOT (co.contype = 'f' AND co.conparentid <> 0)
          ORDER BY co.oid"
@@ -124,6 +137,7 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
             r.text(10)?,
             r.text(11)?,
             ObjKey::new(r.oid(12)?, r.oid(13)?),
+            r.text(14)?,
         ))
     })?;
     for (
@@ -138,6 +152,7 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
         parent_name,
         index_name,
         tkey,
+        tablespace,
     ) in rows
     {
         let kind = if contype == "f" {
@@ -148,7 +163,8 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
         out.push(
             Node::new(key, kind, Some(&schema), &format!("{table} {name}"), sql)
                 .table(&table)
-                .of(tkey),
+                .of(tkey)
+                .in_tablespace(tablespace),
         );
         if kind == EntryKind::Constraint && index != 0 {
             let ikey = ObjKey::new(tkey.class, index);

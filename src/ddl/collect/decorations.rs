@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 
 use super::{Collected, Context, Row};
+use crate::archive::acl;
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;
@@ -31,6 +32,14 @@ pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
         .iter()
         .map(|n| (n.key, (n.section, n.schema.clone())))
         .collect();
+    // A grant on an object of a schema comes after the schema's grants: whoever passes on a
+    // privilege (SET SESSION AUTHORIZATION in the sql script) needs USAGE on the schema first.
+    let schema_keys: HashMap<String, ObjKey> = out
+        .nodes
+        .iter()
+        .filter(|n| n.kind == EntryKind::Schema)
+        .map(|n| (n.name.clone(), n.key))
+        .collect();
     let mut add =
         |class: u32, oid: u32, sub: i32, role: Role, kind: EntryKind, name: String, sql: String| {
             let Some(target) = targets.get(&(class, oid)) else {
@@ -48,6 +57,14 @@ pub fn collect(_cx: &Context, out: &mut Collected) -> Result<()> {
                 sql,
             )
             .of(*target);
+            if let (Role::Acl, Some(k)) = (role, schema.as_ref().and_then(|s| schema_keys.get(s))) {
+                node = node.dep(k.with(Role::Acl));
+            }
+            if role == Role::Acl && sub != 0 {
+                // A column's grants after the table's: a table-level REVOKE clears column
+                // grants too, and a grantor may hold its grant option on the whole table.
+                node = node.dep(ObjKey::sub(class, oid, 0).with(Role::Acl));
+            }
             node.section = section;
             out.nodes.push(node);
         };
@@ -93,32 +110,30 @@ fn decorations(classes: Vec<pg_sys::Oid>, oids: Vec<pg_sys::Oid>) -> Result<Vec<
     let sql = format!(
         r#"WITH k(class, oid) AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[])))
 SELECT x.classoid, x.objoid, x.objsubid, 'c', kw, name,
-       pg_catalog.format('COMMENT ON %s %s IS %L;', kw, name, x.description)
+       pg_catalog.format('COMMENT ON %s %s IS %L;', kw, name, x.description),
+       NULL::text, NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[]
 FROM (SELECT d.*, {comment_names}
       FROM pg_catalog.pg_description d JOIN k ON k.class = d.classoid AND k.oid = d.objoid
       CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, d.objsubid) i) AS x(objoid, classoid, objsubid, description, kw, name)
 UNION ALL
 SELECT x.classoid, x.objoid, x.objsubid, 's', kw, name,
-       pg_catalog.format('SECURITY LABEL FOR %I ON %s %s IS %L;', x.provider, kw, name, x.label)
+       pg_catalog.format('SECURITY LABEL FOR %I ON %s %s IS %L;', x.provider, kw, name, x.label),
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM (SELECT s.*, {label_names}
       FROM pg_catalog.pg_seclabel s JOIN k ON k.class = s.classoid AND k.oid = s.objoid
       CROSS JOIN LATERAL pg_catalog.pg_identify_object(s.classoid, s.objoid, s.objsubid) i) AS x(objoid, classoid, objsubid, provider, label, kw, name)
 UNION ALL
-SELECT o.class, o.oid, o.sub, 'a', o.kw, o.ident || coalesce('.' || o.col, ''),
-       (SELECT pg_catalog.string_agg(s, E'\n' ORDER BY ord, n) FROM (
-          SELECT 1 AS ord, d.n, pg_catalog.format('REVOKE %s ON %s %s FROM %s;', d.privilege_type, o.kw, o.ident,
-                 CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END) AS s
-          FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
-          WHERE o.col IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.acl) a
-                                             WHERE a.grantee = d.grantee AND a.privilege_type = d.privilege_type)
-          UNION ALL
-          SELECT 2, a.n, pg_catalog.format('GRANT %s%s ON %s %s TO %s%s;', a.privilege_type, coalesce(' (' || o.col || ')', ''), o.kw, o.ident,
-                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-          FROM pg_catalog.aclexplode(o.acl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
-          WHERE o.col IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) d
-                                                WHERE d.grantee = a.grantee AND d.privilege_type = a.privilege_type
-                                                  AND d.is_grantable = a.is_grantable)) AS st)
+SELECT o.class, o.oid, o.sub, 'a', o.kw, o.ident || coalesce('.' || o.col, ''), NULL::text,
+       pg_catalog.pg_get_userbyid(o.owner)::text,
+       -- The owner's default privileges the object no longer has.
+       ARRAY(SELECT pg_catalog.format('REVOKE %s ON %s %s FROM %s;', d.privilege_type, o.kw, o.ident,
+                    CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END)
+             FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
+             WHERE o.col IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.acl) a
+                                                WHERE a.grantee = d.grantee AND a.privilege_type = d.privilege_type)
+             ORDER BY d.n)::text[],
+       -- Every privilege it has beyond those, with its grantor (archive/acl.rs orders them).
+       g.grantors, g.grantees, g.privileges, g.grantable, g.statements
 FROM (
   SELECT c.tableoid AS class, c.oid, 0 AS sub, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kw,
          pg_catalog.format('%I.%I', n.nspname, c.relname) AS ident, c.relowner AS owner, c.relacl AS acl,
@@ -151,7 +166,19 @@ FROM (
   UNION ALL
   SELECT m.tableoid, m.oid, 0, 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, 'L'::"char", NULL
   FROM pg_catalog.pg_largeobject_metadata m WHERE m.lomacl IS NOT NULL
-) o JOIN k ON k.class = o.class AND k.oid = o.oid"#
+) o JOIN k ON k.class = o.class AND k.oid = o.oid
+CROSS JOIN LATERAL (
+  SELECT pg_catalog.array_agg(pg_catalog.pg_get_userbyid(a.grantor)::text ORDER BY a.n) AS grantors,
+         pg_catalog.array_agg(CASE WHEN a.grantee = 0 THEN '' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END ORDER BY a.n) AS grantees,
+         pg_catalog.array_agg(a.privilege_type ORDER BY a.n) AS privileges,
+         pg_catalog.array_agg(a.is_grantable::text ORDER BY a.n) AS grantable,
+         pg_catalog.array_agg(pg_catalog.format('GRANT %s%s ON %s %s TO %s%s;', a.privilege_type, coalesce(' (' || o.col || ')', ''), o.kw, o.ident,
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) ORDER BY a.n) AS statements
+  FROM pg_catalog.aclexplode(o.acl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+  WHERE o.col IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) d
+                                        WHERE d.grantee = a.grantee AND d.privilege_type = a.privilege_type
+                                          AND d.is_grantable = a.is_grantable AND d.grantor = a.grantor)) g"#
     );
     Spi::connect(|client| {
         client
@@ -163,6 +190,28 @@ FROM (
                     "s" => (Role::SecurityLabel, EntryKind::SecurityLabel),
                     _ => (Role::Acl, EntryKind::Acl),
                 };
+                let sql = if kind == EntryKind::Acl {
+                    let owner = r.string(8)?;
+                    let (grantors, grantees, privileges, grantable, statements) = (
+                        r.texts(10)?,
+                        r.texts(11)?,
+                        r.texts(12)?,
+                        r.texts(13)?,
+                        r.texts(14)?,
+                    );
+                    let grants = (0..statements.len())
+                        .map(|i| acl::Grant {
+                            grantor: grantors[i].clone(),
+                            grantee: Some(grantees[i].clone()).filter(|g| !g.is_empty()),
+                            privilege: privileges[i].clone(),
+                            grantable: grantable[i] == "true",
+                            sql: statements[i].clone(),
+                        })
+                        .collect();
+                    acl::statements(&owner, &r.texts(9)?, grants)
+                } else {
+                    r.string(7)?
+                };
                 Ok(Decoration {
                     class: r.oid(1)?,
                     oid: r.oid(2)?,
@@ -170,7 +219,7 @@ FROM (
                     role,
                     kind,
                     name: format!("{} {}", r.string(5)?, r.string(6)?),
-                    sql: r.string(7)?,
+                    sql,
                 })
             })
             .filter(|d: &Result<Decoration>| d.as_ref().map_or(true, |d| !d.sql.is_empty()))

@@ -41,6 +41,8 @@ struct Table {
     replica_identity: String,
     /// The first parent (partitioned table or inheritance parent), 0 if none.
     parent: u32,
+    /// Not the database's default tablespace: its name.
+    tablespace: Option<String>,
 }
 
 struct Column {
@@ -97,7 +99,8 @@ SELECT c.tableoid, c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_get_us
           FROM pg_catalog.pg_options_to_table(ft.ftoptions) o ORDER BY o.option_name), ', ')
    FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid),
   c.relreplident::text,
-  (SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno LIMIT 1)
+  (SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno LIMIT 1),
+  (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace AND c.relkind <> 'f')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p', 'f')
 ORDER BY c.oid"#;
@@ -174,6 +177,7 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
                 .map(|s| (s, r.text(17).ok().flatten().unwrap_or_default())),
             replica_identity: r.string(18)?,
             parent: r.oid(19)?,
+            tablespace: r.text(20)?,
         })
     })?;
     let columns = query(cx, COLUMNS, |r| {
@@ -465,6 +469,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         Some(owner_sql(keyword, &q, &t.owner)),
     );
     node.sql = sql;
+    node = node.in_tablespace(t.tablespace.clone());
     if t.parent != 0 {
         node.belongs_to = Some(ObjKey::new(PG_CLASS, t.parent));
     }
@@ -584,7 +589,8 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                      SELECT a.attnum, 3, pg_catalog.format(E'\nALTER TABLE ONLY %I.%I ALTER COLUMN %I SET COMPRESSION %s;', n.nspname, c.relname, a.attname,
                             CASE a.attcompression WHEN 'p' THEN 'pglz' ELSE 'lz4' END)
                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attcompression <> '') x
-                   WHERE c.relkind = 'm')
+                   WHERE c.relkind = 'm'),
+                  (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace)
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE c.oid = ANY($1) AND c.relkind IN ('v', 'm')
            ORDER BY c.oid"#,
@@ -610,6 +616,7 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                 access_method: r.text(14)?,
                 populated: r.bool(15)?,
                 column_options: r.text(16)?.unwrap_or_default(),
+                tablespace: r.text(17)?,
             })
         },
     )?;
@@ -636,6 +643,8 @@ struct ViewRow {
     /// ALTER TABLE ... ALTER COLUMN statements (materialized views: statistics, storage,
     /// compression).
     column_options: String,
+    /// A materialized view's tablespace when not the database's default.
+    tablespace: Option<String>,
 }
 
 fn view(v: ViewRow, cx: &Context, out: &mut Collected) {
@@ -665,7 +674,8 @@ fn view(v: ViewRow, cx: &Context, out: &mut Collected) {
         .owned(
             Some(v.owner.clone()),
             Some(owner_sql("MATERIALIZED VIEW", &q, &v.owner)),
-        );
+        )
+        .in_tablespace(v.tablespace.clone());
         for t in &v.column_types {
             node.deps.insert(ObjKey::new(PG_TYPE, *t));
         }
