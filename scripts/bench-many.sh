@@ -59,3 +59,4 @@ pg_restore (1 job) into a new database         $(printf %7.2f "$pgr_t")   1.00
 $(show "backup.restore() (one transaction)" "$atomic" "$pgr_t")
 $(show "backup.restore(atomic => false)" "$batched" "$pgr_t")   tables check: $check
 REPORT
+psql -q -d postgres -c "DROP DATABASE IF EXISTS r_many_pg" -c "DROP DATABASE IF EXISTS r_many_ours" 2>/dev/null || true

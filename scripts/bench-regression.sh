@@ -91,3 +91,4 @@ $(show "backup.create()" "$ours_full" "$dump_full")
 pg_restore (1 job) into a new database       $(printf %7.2f "$pgr_t")   1.00
 $(show "backup.restore() into a new database" "$ours_restore" "$pgr_t")
 REPORT
+psql -q -d postgres -c "DROP DATABASE IF EXISTS r_regr_pg" -c "DROP DATABASE IF EXISTS r_regr_ours" 2>/dev/null || true

@@ -13,7 +13,15 @@ EXTRA_CONF="shared_buffers = 512MB
 max_wal_size = 4GB
 fsync = off"
 . "$here/scripts/local-server.sh"
-trap stop_server EXIT
+# "database ... does not exist, skipping" and the like stay out of the report.
+export PGOPTIONS="-c client_min_messages=warning"
+# The databases, archives (under the data directory) and dumps take gigabytes: gone at the
+# end (BENCH_KEEP=1 keeps them to look at).
+cleanup() {
+  stop_server
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$PGDATA_DIR" "$B/out"/*.dump "$B/out"/dump.* "$B/out"/raw_*; fi
+}
+trap cleanup EXIT
 start_server
 out=$B/out; rm -rf "$out"; mkdir -p "$out"
 psql -q -d postgres -c "CREATE DATABASE bench"
@@ -102,18 +110,21 @@ SQL
   echo "$(best "${times[@]}") $bytes $mem"
 }
 read -r zs_t zs_bytes zs_mem < <(run_create zstd)
-read -r zs1_t zs1_bytes zs1_mem < <(run_create zstd:1)
-read -r zs9_t zs9_bytes zs9_mem < <(run_create zstd:9)
-read -r zs6_t zs6_bytes zs6_mem < <(run_create zstd:6)
-read -r j2_t j2_bytes j2_mem < <(run_create zstd native 2)
-read -r gz_t gz_bytes gz_mem < <(run_create gzip)
-read -r none_t none_bytes none_mem < <(run_create none)
-read -r gz1_t gz1_bytes gz1_mem < <(run_create gzip:1)
-read -r sql_t sql_bytes sql_mem < <(run_create gzip sql)
-read -r json_t json_bytes json_mem < <(run_create gzip json)
-read -r csv_t csv_bytes csv_mem < <(run_create gzip csv)
-level=$(psql -Atq -d bench -c "SHOW backup.compression_level")
 zs_id=$(psql -Atq -d bench -c "SELECT id FROM backup.backups WHERE compression = 'zstd:3' AND status = 'completed' ORDER BY started_at DESC LIMIT 1")
+# Disk space: only the default backup is kept (the restores below read it).
+prune() { psql -Atq -d bench -c "SELECT count(backup.delete(id)) FROM backup.backups WHERE status = 'completed' AND id <> '$zs_id'" >/dev/null; }
+prune
+read -r zs1_t zs1_bytes zs1_mem < <(run_create zstd:1); prune
+read -r zs9_t zs9_bytes zs9_mem < <(run_create zstd:9); prune
+read -r zs6_t zs6_bytes zs6_mem < <(run_create zstd:6); prune
+read -r j2_t j2_bytes j2_mem < <(run_create zstd native 2); prune
+read -r gz_t gz_bytes gz_mem < <(run_create gzip); prune
+read -r none_t none_bytes none_mem < <(run_create none); prune
+read -r gz1_t gz1_bytes gz1_mem < <(run_create gzip:1); prune
+read -r sql_t sql_bytes sql_mem < <(run_create gzip sql); prune
+read -r json_t json_bytes json_mem < <(run_create gzip json); prune
+read -r csv_t csv_bytes csv_mem < <(run_create gzip csv); prune
+level=$(psql -Atq -d bench -c "SHOW backup.compression_level")
 
 # Restore into an empty database, indexes and constraints included: pg_restore (one job, the
 # pg_dump -Fc file above; two jobs, the -Fd directory) against backup.restore() of the default
@@ -125,17 +136,38 @@ restore_ours() { # $1 = database, $2 = extra arguments
   psql -q -d "$1" -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM backup.restore('$zs_id'$2)" >/dev/null
   echo "$(now) - $t0" | bc
 }
-pgr=(); pgrj=(); ours=(); ours_na=()
+# restore(jobs => N) where this build has it (non-atomic: N workers load tables and build
+# indexes at once, as pg_restore -j does).
+has_jobs=$(psql -Atq -d bench -c "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'backup'::regnamespace AND proname = 'restore' AND 'jobs' = ANY (proargnames))")
+pgr=(); pgrj=(); ours=(); ours_na=(); ours_nz=(); ours_j2=()
 for r in $(seq "$RUNS"); do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
   t0=$(now); pg_restore -d r_pg "$out/dump.fc"; pgr+=("$(echo "$(now) - $t0" | bc)")
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pg"
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pgj" -c "CREATE DATABASE r_pgj"
   t0=$(now); pg_restore -j2 -d r_pgj "$out/dump.fd"; pgrj+=("$(echo "$(now) - $t0" | bc)")
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pgj"
   ours+=("$(restore_ours r_ours "")")
+  # pg_restore leaves statistics to a later (auto)ANALYZE: the same work, without it.
+  ours_nz+=("$(restore_ours r_ours_nz ", \"analyze\" => false")")
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_nz"
   ours_na+=("$(restore_ours r_ours_na ", atomic => false")")
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_na"
+  if [ "$has_jobs" = t ]; then
+    ours_j2+=("$(restore_ours r_ours_j2 ", atomic => false, jobs => 2")")
+    check_j2=$(psql -Atq -d r_ours_j2 -c "SELECT (SELECT count(*) FROM pgbench_accounts) = $SCALE * 100000 AND (SELECT count(*) FROM notes) = $TEXT_ROWS AND (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname IN ('pgbench_accounts', 'wide', 'notes')) = 3")
+    psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_j2"
+  fi
 done
 check=$(psql -Atq -d r_ours -c "SELECT (SELECT count(*) FROM pgbench_accounts) = $SCALE * 100000 AND (SELECT count(*) FROM notes) = $TEXT_ROWS")
 pgr_t=$(best "${pgr[@]}"); pgrj_t=$(best "${pgrj[@]}"); ours_t=$(best "${ours[@]}"); ours_na_t=$(best "${ours_na[@]}")
+ours_nz_t=$(best "${ours_nz[@]}")
+if [ "$has_jobs" = t ]; then
+  ours_j2_t=$(best "${ours_j2[@]}")
+  j2_row=$(printf '%-46s %7.2f   %-21s %-9s rows check: %s' "backup.restore(atomic => false, jobs => 2)" "$ours_j2_t" "$(ratio "$ours_j2_t" "$pgr_t")" "$(ratio "$ours_j2_t" "$pgrj_t")" "$check_j2")
+else
+  j2_row="backup.restore(jobs => 2)                      not in this build"
+fi
 
 raw_t=$(best "${raw[@]}"); dump_t=$(best "${dump[@]}"); dumpj_t=$(best "${dumpj[@]}")
 ratio() { echo "scale=2; $1 / $2" | bc; }
@@ -166,15 +198,17 @@ backup.create(jobs => 2) vs pg_dump -Fd -j2: $(ratio "$j2_t" "$dumpj_t")x
 restore into an empty database                 seconds   ratio to pg_restore   to pg_restore -j2
 pg_restore (1 job, from pg_dump -Fc)           $(printf %7.2f "$pgr_t")   1.00                  $(ratio "$pgr_t" "$pgrj_t")
 pg_restore -j2 (from pg_dump -Fd)              $(printf %7.2f "$pgrj_t")   $(ratio "$pgrj_t" "$pgr_t")                   1.00
-backup.restore() (zstd:3 archive)              $(printf %7.2f "$ours_t")   $(ratio "$ours_t" "$pgr_t")                   $(ratio "$ours_t" "$pgrj_t")      rows check: $check
+backup.restore() (zstd:3 archive, ANALYZE)     $(printf %7.2f "$ours_t")   $(ratio "$ours_t" "$pgr_t")                   $(ratio "$ours_t" "$pgrj_t")      rows check: $check
+backup.restore(analyze => false)               $(printf %7.2f "$ours_nz_t")   $(ratio "$ours_nz_t" "$pgr_t")                   $(ratio "$ours_nz_t" "$pgrj_t")
 backup.restore(atomic => false)                $(printf %7.2f "$ours_na_t")   $(ratio "$ours_na_t" "$pgr_t")                   $(ratio "$ours_na_t" "$pgrj_t")
+$j2_row
 
 backup.create() zstd vs raw COPY: $(ratio "$zs_t" "$raw_t")x   size vs pg_dump -Fc: $(ratio "$zs_bytes" "$dump_bytes")x
 * pg_dump: the client's max RSS. backend: the backend's peak RSS (VmHWM) minus the shared memory it maps (RssShmem); with jobs => 2 the session's (each worker's is of the same kind).
 REPORT
 
 # Disk space for the next parts: the restored copies and the archives go.
-for d in r_pg r_pgj r_ours r_ours_na; do psql -q -d postgres -c "DROP DATABASE IF EXISTS $d"; done
+for d in r_pg r_pgj r_ours r_ours_na r_ours_nz r_ours_j2; do psql -q -d postgres -c "DROP DATABASE IF EXISTS $d"; done
 psql -q -d bench -c "SELECT count(backup.delete(id)) FROM backup.backups WHERE status = 'completed'" >/dev/null
 rm -rf "$out/dump.fd" "$out"/raw_*
 

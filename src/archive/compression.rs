@@ -66,7 +66,7 @@ impl Compression {
     }
 
     /// A writer that compresses into `sink`; `finish()` ends the stream and returns the sink.
-    pub fn encoder<W: Write>(self, sink: W) -> std::io::Result<Encoder<W>> {
+    pub fn encoder<W: Write>(self, sink: W) -> std::io::Result<Encoder<'static, W>> {
         Ok(match self {
             Compression::None => Encoder::Plain(sink),
             Compression::Gzip(level) => {
@@ -89,14 +89,50 @@ impl Compression {
     }
 }
 
-/// A compressing writer (see `Compression::encoder`).
-pub enum Encoder<W: Write> {
-    Plain(W),
-    Gzip(GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+/// Encoders for many files one after the other (a backup's drain queue): zstd's context,
+/// megabytes of window and match tables, is allocated once and only reset for each file, so
+/// a backup of thousands of small tables does not allocate and clear it thousands of times.
+pub struct Compressor {
+    compression: Compression,
+    zstd: Option<zstd::zstd_safe::CCtx<'static>>,
 }
 
-impl<W: Write> Encoder<W> {
+impl Compressor {
+    pub fn new(compression: Compression) -> std::io::Result<Compressor> {
+        let zstd = match compression {
+            Compression::Zstd(level) => {
+                let mut cx = zstd::zstd_safe::CCtx::create();
+                cx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
+                    .map_err(|code| {
+                        std::io::Error::other(zstd::zstd_safe::get_error_name(code).to_string())
+                    })?;
+                Some(cx)
+            }
+            _ => None,
+        };
+        Ok(Compressor { compression, zstd })
+    }
+
+    /// Like `Compression::encoder`: the same stream, from the reused context. Each encoder
+    /// starts a new frame (the context's session is reset, its parameters kept).
+    pub fn encoder<W: Write>(&mut self, sink: W) -> std::io::Result<Encoder<'_, W>> {
+        match (&mut self.zstd, self.compression) {
+            (Some(cx), _) => Ok(Encoder::Zstd(zstd::stream::write::Encoder::with_context(
+                sink, cx,
+            ))),
+            (None, c) => c.encoder(sink),
+        }
+    }
+}
+
+/// A compressing writer (see `Compression::encoder`).
+pub enum Encoder<'a, W: Write> {
+    Plain(W),
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'a, W>),
+}
+
+impl<W: Write> Encoder<'_, W> {
     /// Write the stream's trailer and hand back the sink (not flushed: the caller owns it).
     pub fn finish(self) -> std::io::Result<W> {
         match self {
@@ -107,7 +143,7 @@ impl<W: Write> Encoder<W> {
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write> Write for Encoder<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Encoder::Plain(w) => w.write(buf),
@@ -187,6 +223,37 @@ mod tests {
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, text, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_reused_compressor_writes_independent_streams() {
+        for c in [
+            Compression::None,
+            Compression::Gzip(1),
+            Compression::Zstd(3),
+            Compression::Zstd(19),
+        ] {
+            let mut cx = Compressor::new(c).unwrap();
+            // A stream left unfinished (a failed file) leaves nothing in the next one.
+            {
+                let mut e = cx.encoder(Vec::new()).unwrap();
+                e.write_all(&[9u8; 300_000]).unwrap();
+            }
+            for i in 0..3u32 {
+                let text: Vec<u8> = (0..20_000 * (i + 1))
+                    .flat_map(|n| format!("{n}\t{i}\n").into_bytes())
+                    .collect();
+                let mut e = cx.encoder(Vec::new()).unwrap();
+                e.write_all(&text).unwrap();
+                let packed = e.finish().unwrap();
+                let mut back = Vec::new();
+                c.decoder(&packed[..])
+                    .unwrap()
+                    .read_to_end(&mut back)
+                    .unwrap();
+                assert_eq!(back, text, "{c:?} stream {i}");
+            }
         }
     }
 

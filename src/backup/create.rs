@@ -18,7 +18,7 @@ use crate::archive::manifest::{
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
-use crate::archive::writer::{ArchiveWriter, FileStats, TMP_PREFIX};
+use crate::archive::writer::{ArchiveWriter, DrainQueue, FileStats, TMP_PREFIX};
 use crate::catalog::history::{self, BackupRow};
 use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
@@ -545,15 +545,46 @@ fn write_table_files(
             }
         }
     }
+    // One drain thread for every file, in order: the next table's COPY starts while the
+    // thread still compresses the last one, and no table pays for a thread of its own.
+    let mut queue = DrainQueue::start(opts.compression, writer.cancel_flag())?;
+    let mut rows = Vec::with_capacity(tasks.len());
     let mut files = Vec::with_capacity(tasks.len());
+    let done = |files: &mut Vec<DataFile>,
+                rows: &[u64],
+                progress: &mut Progress,
+                stats: Vec<FileStats>| {
+        for s in stats {
+            let Some(t) = tasks.get(files.len()) else {
+                break;
+            };
+            progress.copied(0, s.bytes);
+            verbose_file(opts, t, rows[files.len()], &s);
+            files.push(t.data_file(rows[files.len()], s));
+        }
+    };
     for (i, t) in tasks.iter().enumerate() {
         if let Some(rel) = tables.get(i) {
             progress.table(i, rel);
         }
-        let (rows, stats) = t.run(Some(writer), opts.compression)?;
-        progress.copied(rows, stats.bytes);
-        verbose_file(opts, t, rows, &stats);
-        files.push(t.data_file(rows, stats));
+        let n = t.run_queued(writer, &mut queue)?;
+        progress.copied(n, 0);
+        rows.push(n);
+        let ready = queue.ready()?;
+        done(&mut files, &rows, progress, ready);
+    }
+    let rest = queue.finish(&crate::copy::check_for_interrupts)?;
+    done(&mut files, &rows, progress, rest);
+    if files.len() != tasks.len() {
+        return Err(BackupError::io(
+            "write",
+            Path::new("data files"),
+            std::io::Error::other(format!(
+                "{} of {} data files were written",
+                files.len(),
+                tasks.len()
+            )),
+        ));
     }
     Ok(files)
 }

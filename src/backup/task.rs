@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::select::Relation;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{DataFile, EXTENSION_DATA, LARGE_OBJECTS};
-use crate::archive::writer::{ArchiveWriter, FileStats};
+use crate::archive::writer::{ArchiveWriter, DrainQueue, FileStats};
 use crate::copy::copy_to::{self, CopySource};
 use crate::copy::CopyFormat;
 use crate::ddl;
@@ -291,6 +291,25 @@ impl CopyTask {
             ),
             None => copy_to::copy_to_file(source, &self.abs_path, compression, self.format),
         }
+    }
+
+    /// `run` in the backend through `writer`'s drain queue: returns the row count; the
+    /// file's size and checksum come from the queue.
+    pub fn run_queued(&self, writer: &ArchiveWriter, queue: &mut DrainQueue) -> Result<u64> {
+        // As in `run`: a configuration table's condition is read as pg_dump reads it.
+        let _path =
+            (self.kind.as_deref() == Some(EXTENSION_DATA)).then(ddl::collect::EmptySearchPath::set);
+        let source = match &self.query {
+            Some(q) => CopySource::Query(q),
+            None => CopySource::Table(pg_sys::Oid::from(self.oid)),
+        };
+        copy_to::copy_to_queue(
+            source,
+            queue,
+            writer.sink_opener(&self.rel_path)?,
+            &self.abs_path,
+            self.format,
+        )
     }
 
     /// The manifest's entry for the file this task wrote.

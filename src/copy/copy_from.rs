@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use pgrx::prelude::*;
@@ -119,10 +119,14 @@ pub fn copy_file_into(
     encoding: &str,
 ) -> Result<u64> {
     let (tx, rx) = sync_channel::<Vec<u8>>(8);
-    let source = file.clone();
-    let feeder: JoinHandle<std::io::Result<String>> =
-        crate::storage::threads::spawn("pg_backup feeder", move || feed(source, compression, tx))
-            .map_err(|e| BackupError::io("start reader thread for", &file.display(), e))?;
+    let (done_tx, done) = sync_channel::<std::io::Result<String>>(1);
+    Feeder::run(FeedJob {
+        file: file.clone(),
+        compression,
+        chunks: tx,
+        done: done_tx,
+    })
+    .map_err(|e| BackupError::io("start reader thread for", &file.display(), e))?;
     let path = file.display();
     let file = path.as_path();
     let rows = copy_chunks_into(
@@ -132,15 +136,16 @@ pub fn copy_file_into(
         encoding,
         Box::new(move || super::recv_checking_interrupts(&rx)),
     )?;
-    let actual = match feeder.join() {
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => {
+    // The data ended, so the feeder is finishing this file: its checksum comes at once.
+    let actual = match super::recv_checking_interrupts(&done) {
+        Some(Ok(sha)) => sha,
+        Some(Err(e)) => {
             return Err(
                 BackupError::corrupt(format!("{}: cannot read: {e}", file.display()))
                     .with_hint("Run backup.verify() on this backup."),
             )
         }
-        Err(_) => {
+        None => {
             return Err(BackupError::corrupt(format!(
                 "{}: reader thread failed",
                 file.display()
@@ -149,6 +154,70 @@ pub fn copy_file_into(
     };
     check_sha(file, expected_sha256, &actual)?;
     Ok(rows)
+}
+
+/// One file for the feeder thread: where its chunks go and where its checksum goes.
+struct FeedJob {
+    file: FileRef,
+    compression: Compression,
+    chunks: SyncSender<Vec<u8>>,
+    done: SyncSender<std::io::Result<String>>,
+}
+
+/// The backend's feeder thread, kept from one file to the next: a restore of thousands of
+/// small tables starts one thread, not one per table. It ends by itself after a second
+/// without work (and with the process).
+struct Feeder {
+    jobs: SyncSender<FeedJob>,
+}
+
+thread_local! {
+    static FEEDER: RefCell<Option<Feeder>> = const { RefCell::new(None) };
+}
+
+/// How long an idle feeder thread waits for the next file before it ends.
+const FEEDER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Feeder {
+    /// Hand `job` to the feeder thread, starting one if there is none (or it has ended).
+    /// Waits (checking for a cancel) while the thread still finishes the last file.
+    fn run(job: FeedJob) -> std::io::Result<()> {
+        FEEDER.with(|f| {
+            let mut slot = f.borrow_mut();
+            let mut job = job;
+            // A rendezvous: the job is taken by a waiting thread, or comes back.
+            if let Some(feeder) = slot.as_ref() {
+                loop {
+                    match feeder.jobs.try_send(job) {
+                        Ok(()) => return Ok(()),
+                        Err(TrySendError::Full(back)) => {
+                            job = back;
+                            super::check_for_interrupts();
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                        Err(TrySendError::Disconnected(back)) => {
+                            job = back;
+                            break;
+                        }
+                    }
+                }
+            }
+            let (jobs, queued) = sync_channel::<FeedJob>(0);
+            let _: JoinHandle<()> =
+                crate::storage::threads::spawn("pg_backup feeder", move || {
+                    while let Ok(job) = queued.recv_timeout(FEEDER_IDLE) {
+                        let result = feed(job.file, job.compression, job.chunks);
+                        // The backend may be gone from this file (an error ended its COPY).
+                        let _ = job.done.send(result);
+                    }
+                })?;
+            let sent = jobs.send(job).map_err(|_| {
+                std::io::Error::other("the reader thread ended before it took the file")
+            });
+            *slot = Some(Feeder { jobs });
+            sent
+        })
+    }
 }
 
 pub fn check_sha(file: &Path, expected: &str, actual: &str) -> Result<()> {

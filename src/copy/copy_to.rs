@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 
 use super::CopyFormat;
 use crate::archive::compression::Compression;
-use crate::archive::writer::{Drain, FileSink, FileStats};
+use crate::archive::writer::{Drain, DrainQueue, FileSink, FileStats, OpenSink};
 use crate::error::{BackupError, Result};
 use crate::subtransaction;
 use std::sync::atomic::AtomicBool;
@@ -99,6 +99,33 @@ pub fn copy_to_sink(
         Err(caught) => match drain.join() {
             Err(e) => Err(e),
             Ok(_) => caught.rethrow(),
+        },
+    }
+}
+
+/// Like `copy_to_sink`, through a backup's `DrainQueue`: the queue's thread drains the
+/// file, and its size and checksum come from the queue later (in queue order). Returns
+/// the row count.
+pub fn copy_to_queue(
+    source: CopySource,
+    queue: &mut DrainQueue,
+    open: OpenSink,
+    label: &Path,
+    format: CopyFormat,
+) -> Result<u64> {
+    let (read_end, write_end) = pipe()?;
+    queue.push(
+        read_end,
+        open,
+        label.to_path_buf(),
+        &crate::copy::check_for_interrupts,
+    )?;
+    match copy_in_subtransaction(source, write_end, format) {
+        Ok(rows) => Ok(rows),
+        // As in copy_to_file: the thread's error when it stopped first.
+        Err(caught) => match queue.failure() {
+            Some(e) => Err(e),
+            None => caught.rethrow(),
         },
     }
 }

@@ -1096,11 +1096,7 @@ impl<'j, 'a> Walk<'j, 'a> {
             }
         }
         for o in oids {
-            if let Some(s) = crate::query::one::<String>(
-                "SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
-                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1)",
-                &[o.into()],
-            )? {
+            if let Some(s) = crate::security::owner::relation_schema(o) {
                 if !schemas.contains(&s) {
                     schemas.push(s);
                 }

@@ -78,18 +78,28 @@ pub fn run_as_in<T>(
     needs: &[(&str, SchemaPrivilege)],
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    let name = Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
-        &[role.into()],
-    )?
-    .unwrap_or_default();
+    // From the system cache, as pg_get_userbyid() and has_schema_privilege() read it.
+    // SAFETY: a cache lookup; NULL when the role is gone.
+    let name = unsafe {
+        let n = pg_sys::GetUserNameFromId(role, true);
+        if n.is_null() {
+            format!("unknown (OID={})", role.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(n).to_string_lossy().into_owned()
+        }
+    };
     let mut granted = Vec::new();
     for (schema, privilege) in needs {
-        let has = Spi::get_one_with_args::<bool>(
-            "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, $3)
-                     FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
-            &[role.into(), (*schema).into(), privilege.as_str().into()],
-        )?;
+        let has = schema_oid(schema).map(|nsp| {
+            let mode = match privilege {
+                SchemaPrivilege::Usage => pg_sys::ACL_USAGE,
+                SchemaPrivilege::Create => pg_sys::ACL_CREATE,
+            };
+            // SAFETY: a privilege check by oids (superusers pass, as in has_schema_privilege).
+            let result =
+                unsafe { pg_sys::pg_namespace_aclcheck(nsp, role, mode as pg_sys::AclMode) };
+            result == pg_sys::AclResult::ACLCHECK_OK
+        });
         if has == Some(false) {
             let on = format!(
                 "{} ON SCHEMA {}",
@@ -128,19 +138,70 @@ impl SchemaPrivilege {
 /// The current owner of relation `oid` (for steps on tables that exist: their owner's code
 /// is what runs).
 pub fn relation_owner(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
-    crate::query::one::<pg_sys::Oid>(
-        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1)",
-        &[oid.into()],
-    )?
-    .ok_or_else(|| BackupError::unknown(format!("relation {} does not exist", oid.to_u32())))
+    // From the system cache (a restore asks for every table and constraint it touches; a
+    // query each was a planned SPI statement). Read-only: fine on a hot standby.
+    // SAFETY: a cache lookup by oid; the tuple is released before returning.
+    let owner = unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            None
+        } else {
+            let owner =
+                (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+            pg_sys::ReleaseSysCache(tuple);
+            Some(owner)
+        }
+    };
+    owner.ok_or_else(|| BackupError::unknown(format!("relation {} does not exist", oid.to_u32())))
 }
 
 /// A role's oid, None when no role of that name exists in this cluster.
 pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
-    Ok(crate::query::one::<pg_sys::Oid>(
-        "SELECT (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[name.into()],
-    )?)
+    // A name with a NUL names no role.
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    // SAFETY: a NUL-terminated name; missing_ok, so no error for an unknown role.
+    let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+    Ok((oid != pg_sys::InvalidOid).then_some(oid))
+}
+
+/// A schema's oid (None: no such schema), from the system cache.
+pub fn schema_oid(name: &str) -> Option<pg_sys::Oid> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name; missing_ok.
+    let oid = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// The oid of relation `name` in schema `schema` (None: there is none), from the system
+/// cache: the same answer as a pg_class query, without planning one.
+pub fn relation_oid(schema: &str, name: &str) -> Option<pg_sys::Oid> {
+    let nsp = schema_oid(schema)?;
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name and a schema oid.
+    let oid = unsafe { pg_sys::get_relname_relid(c.as_ptr(), nsp) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// The name of the schema relation `oid` is in.
+pub fn relation_schema(oid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: cache lookups by oid; get_namespace_name returns a palloc'd copy or NULL.
+    unsafe {
+        let nsp = pg_sys::get_rel_namespace(oid);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let name = pg_sys::get_namespace_name(nsp);
+        (!name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
 }
 
 /// Whether restore() was called from code that already runs in a security-restricted
