@@ -20,6 +20,7 @@ pub mod signals;
 pub mod sql_api;
 pub mod storage;
 pub mod subtransaction;
+pub mod text;
 pub mod threads;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -18,6 +18,8 @@ pub fn one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>, Error> {
+    // Statements may name objects with non-ASCII names (converted to the database's encoding).
+    let stmt = crate::text::statement(sql);
     // Not in parallel mode (create(jobs => N)): no new command or snapshot may start there,
     // and nothing changes either.
     let fresh = unsafe { !pg_sys::IsInParallelMode() };
@@ -28,7 +30,11 @@ pub fn one<T: FromDatum + IntoDatum>(
         }
     }
     // On an ERROR the (sub)transaction abort pops the snapshot.
-    let r = Spi::connect(|c| c.select(sql, Some(1), args)?.first().get_one::<T>());
+    let r = Spi::connect(|c| {
+        c.select(stmt.as_c_str(), Some(1), args)?
+            .first()
+            .get_one::<T>()
+    });
     if fresh {
         unsafe { pg_sys::PopActiveSnapshot() };
     }

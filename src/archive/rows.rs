@@ -231,8 +231,9 @@ pub struct HeaderMatcher {
 }
 
 impl HeaderMatcher {
-    pub fn feed(&mut self, line: &[u8], header: &str) -> bool {
-        let lines: Vec<&[u8]> = header.as_bytes().split(|b| *b == b'\n').collect();
+    /// `header` in the bytes of the file's encoding.
+    pub fn feed(&mut self, line: &[u8], header: &[u8]) -> bool {
+        let lines: Vec<&[u8]> = header.split(|b| *b == b'\n').collect();
         if lines.get(self.matched_lines) == Some(&line) {
             self.matched_lines += 1;
         } else {
@@ -322,6 +323,9 @@ pub struct ScriptCounter {
     tables: Vec<ScriptTable>,
     lines: Lines,
     header: HeaderMatcher,
+    /// Each block's header line in the script's bytes (the manifest holds it as UTF-8; the
+    /// script is in the backed-up database's encoding).
+    headers: Vec<Vec<u8>>,
     block: Option<usize>,
     next_block: usize,
     block_rows: u64,
@@ -333,6 +337,10 @@ pub struct ScriptCounter {
 impl ScriptCounter {
     pub fn new(tables: Vec<ScriptTable>) -> Self {
         ScriptCounter {
+            headers: tables
+                .iter()
+                .map(|t| t.header.as_bytes().to_vec())
+                .collect(),
             tables,
             lines: Lines::default(),
             header: HeaderMatcher::default(),
@@ -346,11 +354,20 @@ impl ScriptCounter {
     }
 }
 
+impl ScriptCounter {
+    /// The headers as the script's encoding writes them (`to_bytes` converts from UTF-8).
+    pub fn with_headers_in(mut self, to_bytes: impl Fn(&str) -> Vec<u8>) -> Self {
+        self.headers = self.tables.iter().map(|t| to_bytes(&t.header)).collect();
+        self
+    }
+}
+
 impl RowCounter for ScriptCounter {
     fn feed(&mut self, chunk: &[u8]) {
         let s = &mut *self;
-        let (tables, header, block, next_block, block_rows, total, last_line, error) = (
+        let (tables, headers, header, block, next_block, block_rows, total, last_line, error) = (
             &s.tables,
+            &s.headers,
             &mut s.header,
             &mut s.block,
             &mut s.next_block,
@@ -377,9 +394,9 @@ impl RowCounter for ScriptCounter {
                     *block_rows += 1;
                     *total += 1;
                 }
-                None if tables
+                None if headers
                     .get(*next_block)
-                    .is_some_and(|t| header.feed(line, &t.header)) =>
+                    .is_some_and(|h| header.feed(line, h)) =>
                 {
                     *block = Some(*next_block);
                     *next_block += 1;

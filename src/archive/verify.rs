@@ -79,6 +79,18 @@ pub fn verify_archive(dir: &Path, deep: bool, check: &dyn Fn()) -> Vec<FileCheck
 /// An encrypted archive is checked without its key when `deep` is false (the checksums are
 /// of the encrypted files); `deep` decrypts with the source's identities.
 pub fn verify_source(src: &ArchiveSource, deep: bool, check: &dyn Fn()) -> Vec<FileCheck> {
+    verify_source_in(src, deep, check, &|h, _| h.as_bytes().to_vec())
+}
+
+/// As [`verify_source`]; `encode(text, encoding)` gives UTF-8 text in the bytes of the named
+/// database encoding (the backend passes `text::to_encoding`: a sql-format script is written
+/// in the backed-up database's encoding, and its block headers are found by their bytes).
+pub fn verify_source_in(
+    src: &ArchiveSource,
+    deep: bool,
+    check: &dyn Fn(),
+    encode: &dyn Fn(&str, &str) -> Vec<u8>,
+) -> Vec<FileCheck> {
     let mut out = Vec::new();
     let listing = src.list();
     let (manifest, sealed) = check_manifest(src, deep, &mut out);
@@ -105,6 +117,7 @@ pub fn verify_source(src: &ArchiveSource, deep: bool, check: &dyn Fn()) -> Vec<F
             deep && !no_key,
             decrypt,
             check,
+            encode,
         );
         if no_key && row.status == FileStatus::Ok {
             row.detail =
@@ -242,9 +255,16 @@ fn check_sealed_ddl(src: &ArchiveSource, s: &Sealed, deep: bool) -> FileCheck {
 }
 
 /// The parser for one data file: by the backup's format, and by what the file holds.
-fn counter_for(manifest: &Manifest, f: &DataFile) -> Box<dyn RowCounter> {
+fn counter_for(
+    manifest: &Manifest,
+    f: &DataFile,
+    encode: &dyn Fn(&str, &str) -> Vec<u8>,
+) -> Box<dyn RowCounter> {
     if f.is_script() {
-        return Box::new(ScriptCounter::new(manifest.script_tables.clone()));
+        return Box::new(
+            ScriptCounter::new(manifest.script_tables.clone())
+                .with_headers_in(|h| encode(h, &manifest.encoding)),
+        );
     }
     if f.is_large_objects() {
         return Box::new(CopyTextCounter::new(f.columns.len()));
@@ -268,6 +288,7 @@ fn consume(counter: &mut dyn RowCounter, r: &mut dyn Read, check: &dyn Fn()) -> 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_data_file(
     src: &ArchiveSource,
     manifest: &Manifest,
@@ -276,6 +297,7 @@ fn check_data_file(
     deep: bool,
     decrypt: bool,
     check: &dyn Fn(),
+    encode: &dyn Fn(&str, &str) -> Vec<u8>,
 ) -> FileCheck {
     let mut row = FileCheck::new(&f.path, FileStatus::Ok);
     row.expected_sha256 = Some(f.sha256.clone());
@@ -291,7 +313,7 @@ fn check_data_file(
     };
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let parsed = deep.then(|| {
-        let mut counter = counter_for(manifest, f);
+        let mut counter = counter_for(manifest, f, encode);
         let stored: Box<dyn Read + Send + '_> = if decrypt {
             match src.decrypt(&mut hashing, &f.path) {
                 Ok(r) => r,

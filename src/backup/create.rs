@@ -765,9 +765,10 @@ fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()>
 }
 
 fn server_facts() -> Result<(String, String, String)> {
-    let (db, ver) = Spi::get_two::<String, String>(
+    let (db, ver) = Spi::get_two::<crate::text::Text, String>(
         "SELECT current_database()::text, current_setting('server_version')",
     )?;
+    let db = db.map(String::from);
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();

@@ -109,11 +109,12 @@ fn parts(oid: pg_sys::Oid, out: &mut Vec<pg_sys::Oid>, depth: u32) -> Result<boo
 }
 
 fn format_type(oid: pg_sys::Oid, typmod: i32) -> Result<String> {
-    Ok(crate::query::one::<String>(
+    Ok(crate::query::one::<crate::text::Text>(
         "SELECT pg_catalog.format_type($1, $2)",
         &[oid.into(), typmod.into()],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default()
+    .0)
 }
 
 /// The type to read a column's JSON back as: its own, or with domains replaced by their base
@@ -170,7 +171,7 @@ fn columns(t: &Relation, names: &[String]) -> Result<Vec<Column>> {
             let r = c.select(
                 "SELECT atttypid, atttypmod FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2",
                 Some(1),
-                &[t.oid.into(), name.clone().into()],
+                &[t.oid.into(), crate::text::arg(name.clone())],
             )?;
             let r = r.first();
             Ok::<_, BackupError>((
@@ -236,7 +237,7 @@ pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> 
         record = record.join(", "),
         differs = differs.join(", "),
     );
-    match subtransaction::run_result(|| Ok::<_, BackupError>(Spi::get_one::<String>(&sql)?)) {
+    match subtransaction::run_result(|| Ok::<_, BackupError>(crate::text::one_mut::<crate::text::Text>(&sql, &[])?.map(String::from))) {
         Ok(Ok(None)) => Ok(()),
         Ok(Ok(Some(column))) => Err(refuse(t, &column, "holds a value that json does not give back as it was (a JSON null in a json or jsonb column comes back as SQL NULL; an array whose lower bound is not 1, or a json value with spaces around it, comes back changed)")),
         Ok(Err(e)) => Err(e),

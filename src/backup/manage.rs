@@ -58,7 +58,12 @@ pub fn verify(
     let mut verdicts = Vec::new();
     for one in ids {
         let checks = match crate::storage::locate(&one, storage, identity) {
-            Ok(src) => verify::verify_source(&src, deep, &crate::copy::check_for_interrupts),
+            Ok(src) => verify::verify_source_in(
+                &src,
+                deep,
+                &crate::copy::check_for_interrupts,
+                &crate::text::to_encoding,
+            ),
             // One backup's copy is unreachable: say so in its row, go on with the others.
             Err(e) if id.is_none() => {
                 vec![FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)

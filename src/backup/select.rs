@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 
 use super::options::CreateOptions;
 use crate::error::{BackupError, Result};
+use crate::text::{self, Text};
 
 #[derive(Debug, Clone)]
 pub struct Relation {
@@ -53,9 +54,10 @@ ORDER BY c.oid"#;
 /// caller's `search_path` for bare names.
 pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
     let parts: Vec<String> =
-        Spi::get_one_with_args::<Vec<String>>("SELECT parse_ident($1)::text[]", &[name.into()])
+        Spi::get_one_with_args::<Vec<Text>>("SELECT parse_ident($1)::text[]", &[text::arg(name)])
             .ok()
             .flatten()
+            .map(|v| v.into_iter().map(String::from).collect::<Vec<String>>())
             .ok_or_else(|| {
                 BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
                     .with_hint(
@@ -78,7 +80,7 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
                  JOIN pg_namespace n ON n.nspname = s.nsp
                  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2
                  ORDER BY s.ord LIMIT 1)",
-        &[schemas.into(), rel.into()],
+        &[text::args(&schemas), text::arg(rel)],
     )?;
     found.ok_or_else(|| {
         BackupError::unknown(format!("relation \"{name}\" does not exist")).with_hint(
@@ -94,8 +96,8 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         for row in rows {
             out.push(Relation {
                 oid: row.get(1)?.expect("oid"),
-                schema: row.get(2)?.expect("schema"),
-                name: row.get(3)?.expect("name"),
+                schema: row.get::<Text>(2)?.expect("schema").0,
+                name: row.get::<Text>(3)?.expect("name").0,
                 kind: row
                     .get::<String>(4)?
                     .and_then(|s| s.chars().next())
@@ -147,7 +149,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         for s in schemas {
             let exists = Spi::get_one_with_args::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                &[s.clone().into()],
+                &[text::arg(s.clone())],
             )?
             .unwrap_or(false);
             if !exists {
@@ -202,7 +204,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
             )?;
             let mut v = Vec::new();
             for row in rows {
-                v.push(row.get::<String>(1)?.unwrap_or_default());
+                v.push(row.get::<Text>(1)?.unwrap_or_default().0);
             }
             Ok::<_, BackupError>(v)
         })?,
@@ -217,7 +219,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         let rows = client.select(
             "SELECT oid FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname",
             None,
-            &[schema_names.into()],
+            &[text::args(&schema_names)],
         )?;
         let mut v = Vec::new();
         for row in rows {

@@ -67,7 +67,12 @@ pub fn columns_of(tables: &[Relation]) -> Result<Vec<Vec<String>>> {
         for r in rows {
             let n = r.get::<i64>(1)?.unwrap_or(0) as usize;
             if let Some(slot) = n.checked_sub(1).and_then(|i| out.get_mut(i)) {
-                *slot = r.get::<Vec<String>>(2)?.unwrap_or_default();
+                *slot = r
+                    .get::<Vec<crate::text::Text>>(2)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
             }
         }
         Ok::<_, crate::error::BackupError>(())
@@ -204,13 +209,16 @@ fn build(
 
 /// The columns of `rel` whose type (or a domain's base type) is an array.
 fn array_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
-    Ok(Spi::get_one_with_args::<Vec<String>>(
+    Ok(Spi::get_one_with_args::<Vec<crate::text::Text>>(
         "SELECT coalesce(array_agg(a.attname::pg_catalog.text), '{}') FROM pg_catalog.pg_attribute a
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typcategory = 'A'",
         &[rel.into()],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default()
+    .into_iter()
+    .map(String::from)
+    .collect())
 }
 
 /// The task for the pages of every large object (COPY text in every format but sql).

@@ -23,7 +23,6 @@ use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
 };
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 use crate::subtransaction;
 
@@ -255,7 +254,7 @@ pub fn execute(stmt: Stmt, arg: &serde_json::Value, wait: Wait) -> Outcome {
 }
 
 fn run_here(stmt: Stmt, arg: &serde_json::Value) -> Result<Option<String>, pgrx::spi::Error> {
-    Spi::get_one_with_args::<String>(stmt.sql(), &[JsonB(arg.clone()).into()])
+    Spi::get_one_with_args::<String>(stmt.sql(), &[crate::text::Json(arg.clone()).into()])
 }
 
 /// In a subtransaction, so that a failure (a read-only transaction) is a WARNING, not the end

@@ -323,7 +323,8 @@ pub fn copy_chunks_into(
         let rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
         for c in columns {
-            let c = CString::new(c.as_str())
+            // Names are UTF-8 in the archive; the catalog's are in the database's encoding.
+            let c = CString::new(crate::text::to_server(c).into_owned())
                 .map_err(|_| BackupError::corrupt("column name with NUL"))?;
             attnames = pg_sys::lappend(
                 attnames,

@@ -135,7 +135,7 @@ pub fn copy_to_queue(
 pub fn copy_to_pipe(source: CopySource, write_end: OwnedFd, format: CopyFormat) -> Result<u64> {
     let fd_path = CString::new(format!("/proc/self/fd/{}", write_end.as_raw_fd())).expect("no NUL");
     let query_text = match &source {
-        CopySource::Query(q) => Some(CString::new(*q).expect("no NUL in our queries")),
+        CopySource::Query(q) => Some(crate::text::statement(q)),
         CopySource::Table(_) => None,
     };
     let rows = unsafe {
@@ -225,7 +225,9 @@ impl PipeWriter {
         let fd = self.write_end.as_ref().expect("open until finish");
         let mut f =
             std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
-        std::io::Write::write_all(&mut *f, text.as_bytes()).map_err(|e| {
+        // The script is in the database's encoding, as the rows COPY writes into it.
+        let bytes = crate::text::to_server(text);
+        std::io::Write::write_all(&mut *f, &bytes).map_err(|e| {
             let fallback = BackupError::io("write script", Path::new("pipe"), e);
             self.drain_error(fallback)
         })

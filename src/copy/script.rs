@@ -34,7 +34,7 @@ pub struct ScriptReader {
 /// Send the rows of each block, found by its exact header line, in the order of `headers`.
 fn split_blocks(
     r: &mut dyn BufRead,
-    headers: &[String],
+    headers: &[Vec<u8>],
     tx: &SyncSender<Msg>,
 ) -> std::io::Result<bool> {
     let mut line = Vec::new();
@@ -78,7 +78,7 @@ fn split_blocks(
 fn feed(
     file: FileRef,
     compression: Compression,
-    headers: Vec<String>,
+    headers: Vec<Vec<u8>>,
     tx: SyncSender<Msg>,
 ) -> std::io::Result<String> {
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file.open_stored()?));
@@ -98,7 +98,7 @@ impl ScriptReader {
     pub fn open(
         file: &FileRef,
         compression: Compression,
-        headers: Vec<String>,
+        headers: Vec<Vec<u8>>,
     ) -> Result<ScriptReader> {
         let (tx, rx) = sync_channel::<Msg>(8);
         let p = file.clone();

@@ -40,10 +40,13 @@ pub const LARGE_OBJECT_PAGES: &str =
 
 /// The columns COPY writes for a table, in order (generated columns are not copied).
 pub fn copy_columns(rel: pg_sys::Oid) -> Result<Vec<String>> {
-    Ok(Spi::get_one_with_args::<Vec<String>>(
+    Ok(Spi::get_one_with_args::<Vec<crate::text::Text>>(
         "SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}') FROM pg_attribute
          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
         &[rel.into()],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default()
+    .into_iter()
+    .map(String::from)
+    .collect())
 }

@@ -349,7 +349,7 @@ impl Batches {
             "UPDATE backup.restores SET progress = $2, row_count = $3 WHERE id = $1",
             &[
                 self.restore_id.get().into(),
-                pgrx::JsonB(progress).into(),
+                crate::text::Json(progress).into(),
                 rows.into(),
             ],
         )?;

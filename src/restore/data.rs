@@ -190,7 +190,7 @@ pub fn load_data(
                 job.manifest
                     .script_tables
                     .iter()
-                    .map(|b| b.header.clone())
+                    .map(|b| crate::text::to_encoding(&b.header, &job.manifest.encoding))
                     .collect(),
             )?,
             f.sha256.clone(),
@@ -308,15 +308,15 @@ fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTri
         )?
         .map(|r| {
             Ok((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
+                r.get::<crate::text::Text>(2)?.unwrap_or_default().0,
                 r.get::<String>(3)?.unwrap_or_default(),
             ))
         })
         .collect::<Result<Vec<_>>>()
     })?;
     for (rel, name, _) in &triggers {
-        Spi::run(&format!(
+        crate::text::run(&format!(
             "ALTER TABLE ONLY {rel} DISABLE TRIGGER {}",
             spi::quote_identifier(name)
         ))?;
@@ -334,7 +334,7 @@ fn restore_triggers(disabled: &[DisabledTrigger]) -> Result<()> {
             "R" => "ENABLE REPLICA",
             _ => "ENABLE",
         };
-        Spi::run(&format!(
+        crate::text::run(&format!(
             "ALTER TABLE ONLY {rel} {how} TRIGGER {}",
             spi::quote_identifier(name)
         ))?;
@@ -462,12 +462,13 @@ fn load_json(
         // The caller reports it; do not parse lines that are not all there.
         return Ok(staged_rows);
     }
-    let owner_name = Spi::get_one_with_args::<String>(
+    let owner_name = Spi::get_one_with_args::<crate::text::Text>(
         "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
         &[owner.into()],
     )?
-    .unwrap_or_default();
-    Spi::run(&format!(
+    .unwrap_or_default()
+    .0;
+    crate::text::run(&format!(
         "GRANT SELECT ON pg_temp.pg_backup_json_rows TO {}",
         spi::quote_identifier(&owner_name)
     ))?;
@@ -487,7 +488,8 @@ fn load_json(
     // What the INSERT stored (a trigger or rule may skip rows).
     let inserted = run_as_in(owner, &[(schema, SchemaPrivilege::Usage)], || {
         Ok(Spi::connect_mut(|c| {
-            c.update(sql.as_str(), None, &[]).map(|t| t.len())
+            c.update(crate::text::statement(&sql).as_c_str(), None, &[])
+                .map(|t| t.len())
         })?)
     })?;
     Spi::run("DROP TABLE pg_temp.pg_backup_json_rows")?;
@@ -539,7 +541,7 @@ fn truncate_tables(job: &Job, steps: &mut Runner, tables: &[&PlannedTable]) -> R
             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
             .collect();
         steps.run_data(names.join(", "), "table", "truncate", || {
-            run_as_in(owner, &needs, || Ok(Spi::run(&sql)?))?;
+            run_as_in(owner, &needs, || Ok(crate::text::run(&sql)?))?;
             Ok(None)
         })?;
     }

@@ -282,7 +282,11 @@ pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value)
     let done = Spi::run_with_args(
         "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2, progress = $3
          WHERE id = $1",
-        &[restore_id.into(), error.into(), pgrx::JsonB(progress).into()],
+        &[
+            restore_id.into(),
+            crate::text::arg(error),
+            crate::text::Json(progress).into(),
+        ],
     );
     if let Err(e) = done {
         pgrx::warning!("pg_backup: could not record the failed restore {restore_id}: {e}");

@@ -20,7 +20,7 @@ use crate::security::privileges::{Change, Restorer};
 use crate::security::{locks, targets};
 
 fn exists(sql: &str, name: &str) -> Result<bool> {
-    Ok(crate::query::one::<bool>(sql, &[name.into()])?.unwrap_or(false))
+    Ok(crate::query::one::<bool>(sql, &[crate::text::arg(name)])?.unwrap_or(false))
 }
 
 fn schema_exists(name: &str) -> Result<bool> {
@@ -383,8 +383,10 @@ fn check_privileges(
 }
 
 fn current_database() -> Result<String> {
-    Ok(
-        crate::query::one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text", &[])?
-            .unwrap_or_default(),
-    )
+    Ok(crate::query::one::<crate::text::Text>(
+        "SELECT pg_catalog.current_database()::pg_catalog.text",
+        &[],
+    )?
+    .unwrap_or_default()
+    .0)
 }

@@ -170,12 +170,13 @@ impl Job<'_> {
             // Its owner from now on (the archive's owner statement later changes nothing):
             // the code runs as the role that owns the table, as PostgreSQL requires of
             // ALTER TABLE.
-            let sql = crate::query::one::<String>(
+            let sql = crate::query::one::<crate::text::Text>(
                 "SELECT pg_catalog.format('ALTER TABLE %s OWNER TO %I', $1::pg_catalog.regclass, pg_catalog.pg_get_userbyid($2))",
                 &[oid.into(), role.into()],
             )?
-            .unwrap_or_default();
-            Spi::run(&sql)?;
+            .unwrap_or_default()
+            .0;
+            crate::text::run(&sql)?;
         }
         Ok(role)
     }
@@ -387,7 +388,7 @@ impl<'a> Runner<'a> {
 
 pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
     move || {
-        Spi::run(&sql)?;
+        crate::text::run(&sql)?;
         Ok(None)
     }
 }
@@ -395,7 +396,7 @@ pub fn sql_step(sql: String) -> impl FnOnce() -> Result<Option<i64>> {
 fn relation_exists(quoted_name: &str) -> Result<bool> {
     Ok(crate::query::one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[quoted_name.into()],
+        &[crate::text::arg(quoted_name)],
     )?
     .unwrap_or(false))
 }
@@ -804,7 +805,7 @@ impl<'j, 'a> Walk<'j, 'a> {
             Some(_) if e.kind == EntryKind::Schema => {
                 let current = crate::query::one::<pg_sys::Oid>(
                     "SELECT (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                    &[e.name.clone().into()],
+                    &[crate::text::arg(e.name.clone())],
                 )?;
                 match current {
                     Some(o) if !restorer.acts_as(o) => None,
@@ -892,13 +893,13 @@ impl<'j, 'a> Walk<'j, 'a> {
                                     .map(|s| (s.as_str(), SchemaPrivilege::Create)),
                             );
                         }
-                        run_as_in(*role, &needs, || Ok(Spi::run(&body)?))?;
+                        run_as_in(*role, &needs, || Ok(crate::text::run(&body)?))?;
                     }
                     None if grantors => {
                         *grant_note.borrow_mut() =
                             grant_as_grantors(&body, restorer, acl_schema.as_deref())?;
                     }
-                    None => Spi::run(&body)?,
+                    None => crate::text::run(&body)?,
                 }
             }
             if tablespace.is_some() {
@@ -915,7 +916,7 @@ impl<'j, 'a> Walk<'j, 'a> {
                     ),
                     _ => sql.clone(),
                 };
-                Spi::run(&sql)?;
+                crate::text::run(&sql)?;
                 *note.borrow_mut() = chosen.note();
             }
             Ok(None)
@@ -1271,7 +1272,7 @@ fn grant_as_grantors(
     let mut lost: Vec<String> = Vec::new();
     for (grantor, sql) in crate::archive::acl::segments(body) {
         let Some(grantor) = grantor else {
-            Spi::run(&sql)?;
+            crate::text::run(&sql)?;
             continue;
         };
         let why = match role_oid(&grantor)? {
@@ -1285,15 +1286,16 @@ fn grant_as_grantors(
                     .iter()
                     .map(|s| (*s, SchemaPrivilege::Usage))
                     .collect();
-                match subtransaction::run_result(|| run_as_in(oid, &needs, || Ok(Spi::run(&sql)?)))
-                {
+                match subtransaction::run_result(|| {
+                    run_as_in(oid, &needs, || Ok(crate::text::run(&sql)?))
+                }) {
                     Ok(Ok(())) => continue,
                     Ok(Err(e)) => format!("as \"{grantor}\": {e}"),
                     Err(c) => format!("as \"{grantor}\": {}", describe_error(&c)),
                 }
             }
         };
-        Spi::run(&sql)?;
+        crate::text::run(&sql)?;
         lost.push(format!(
             "granted by the owner instead of \"{grantor}\" ({why})"
         ));
@@ -1340,9 +1342,9 @@ fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
          WHERE q.seqrelid = '{}'::pg_catalog.regclass",
         sequence.replace('\'', "''")
     );
-    let (before, called, ascending) = Spi::get_three::<i64, bool, bool>(&read)?;
-    Spi::run(setval)?;
-    let (after, _, _) = Spi::get_three::<i64, bool, bool>(&read)?;
+    let (before, called, ascending) = crate::text::three::<i64, bool, bool>(&read, &[])?;
+    crate::text::run(setval)?;
+    let (after, _, _) = crate::text::three::<i64, bool, bool>(&read, &[])?;
     let (Some(before), Some(after)) = (before, after) else {
         return Ok(());
     };
@@ -1355,7 +1357,7 @@ fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
         Spi::run_with_args(
             "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2, $3)",
             &[
-                sequence.into(),
+                crate::text::arg(sequence),
                 before.into(),
                 called.unwrap_or(true).into(),
             ],

@@ -41,9 +41,9 @@ fn owned_sequences(table: pg_sys::Oid) -> Result<Vec<Owned>> {
         )?
         .map(|r| {
             Ok(Owned {
-                sequence: r.get::<String>(1)?.unwrap_or_default(),
-                table: r.get::<String>(2)?.unwrap_or_default(),
-                column: r.get::<String>(3)?.unwrap_or_default(),
+                sequence: r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
+                table: r.get::<crate::text::Text>(2)?.unwrap_or_default().0,
+                column: r.get::<crate::text::Text>(3)?.unwrap_or_default().0,
                 ascending: r.get::<bool>(4)?.unwrap_or(true),
             })
         })
@@ -82,7 +82,8 @@ pub fn advance_past_rows(
             table = o.table,
             sequence = o.sequence,
         );
-        if let Some(v) = Spi::get_one_with_args::<i64>(&sql, &[o.sequence.clone().into()])? {
+        if let Some(v) = crate::text::one_mut::<i64>(&sql, &[crate::text::arg(o.sequence.clone())])?
+        {
             moved.push((o.sequence, Some(v)));
         }
     }

@@ -29,13 +29,14 @@ pub struct Placement {
 
 impl Placement {
     pub fn new(no_tablespaces: bool) -> Result<Placement> {
-        let database_default = crate::query::one::<String>(
+        let database_default = crate::query::one::<crate::text::Text>(
             "SELECT t.spcname::pg_catalog.text FROM pg_catalog.pg_database d
              JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace
              WHERE d.datname = pg_catalog.current_database()",
             &[],
         )?
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .0;
         Ok(Placement {
             database_default,
             ignore: no_tablespaces,
@@ -56,7 +57,8 @@ impl Placement {
 
     /// `default_tablespace` for the statements that follow (None: the database's default).
     pub fn select(&self, tablespace: Option<&str>) -> Result<()> {
-        let value = std::ffi::CString::new(tablespace.unwrap_or_default()).map_err(|_| {
+        let name = crate::text::to_server(tablespace.unwrap_or_default()).into_owned();
+        let value = std::ffi::CString::new(name).map_err(|_| {
             BackupError::invalid("a tablespace name in the backup holds a NUL character")
         })?;
         crate::security::set_for_call(c"default_tablespace", &value);
@@ -99,16 +101,16 @@ pub fn check_exist<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<()> {
 pub fn check_create(role: pg_sys::Oid, tablespace: &str, object: &str) -> Result<()> {
     let allowed = crate::query::one::<bool>(
         "SELECT pg_catalog.has_tablespace_privilege($1, $2, 'CREATE')",
-        &[role.into(), tablespace.into()],
+        &[role.into(), crate::text::arg(tablespace)],
     )?;
     if allowed.unwrap_or(false) {
         return Ok(());
     }
-    let name = crate::query::one::<String>(
+    let name = crate::query::one::<crate::text::Text>(
         "SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text",
         &[role.into()],
     )?;
-    let name = name.unwrap_or_default();
+    let name = name.unwrap_or_default().0;
     Err(BackupError::denied(format!(
         "permission denied to restore {object} into tablespace \"{tablespace}\": its owner \"{name}\" does not have CREATE on it"
     ))

@@ -40,7 +40,7 @@ pub fn raise_maintenance_settings() -> Result<()> {
 /// indexes, extended statistics) as the table's owner itself.
 pub fn analyze<'a>(tables: impl IntoIterator<Item = &'a str>) -> Result<()> {
     for t in tables {
-        Spi::run(&format!("ANALYZE {t}"))?;
+        crate::text::run(&format!("ANALYZE {t}"))?;
     }
     Ok(())
 }

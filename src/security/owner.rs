@@ -85,7 +85,7 @@ pub fn run_as_in<T>(
         if n.is_null() {
             format!("unknown (OID={})", role.to_u32())
         } else {
-            std::ffi::CStr::from_ptr(n).to_string_lossy().into_owned()
+            crate::text::to_utf8(std::ffi::CStr::from_ptr(n).to_bytes())
         }
     };
     let mut granted = Vec::new();
@@ -106,13 +106,13 @@ pub fn run_as_in<T>(
                 privilege.as_str(),
                 spi::quote_identifier(schema)
             );
-            Spi::run(&format!("GRANT {on} TO {}", spi::quote_identifier(&name)))?;
+            crate::text::run(&format!("GRANT {on} TO {}", spi::quote_identifier(&name)))?;
             granted.push(on);
         }
     }
     let out = run_as(role, f)?;
     for on in granted {
-        Spi::run(&format!(
+        crate::text::run(&format!(
             "REVOKE {on} FROM {}",
             spi::quote_identifier(&name)
         ))?;
@@ -161,7 +161,7 @@ pub fn relation_owner(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
 /// A role's oid, None when no role of that name exists in this cluster.
 pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
     // A name with a NUL names no role.
-    let Ok(c) = std::ffi::CString::new(name) else {
+    let Ok(c) = std::ffi::CString::new(crate::text::to_server(name).into_owned()) else {
         return Ok(None);
     };
     // SAFETY: a NUL-terminated name; missing_ok, so no error for an unknown role.
@@ -171,7 +171,7 @@ pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
 
 /// A schema's oid (None: no such schema), from the system cache.
 pub fn schema_oid(name: &str) -> Option<pg_sys::Oid> {
-    let c = std::ffi::CString::new(name).ok()?;
+    let c = std::ffi::CString::new(crate::text::to_server(name).into_owned()).ok()?;
     // SAFETY: a NUL-terminated name; missing_ok.
     let oid = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)
@@ -181,7 +181,7 @@ pub fn schema_oid(name: &str) -> Option<pg_sys::Oid> {
 /// cache: the same answer as a pg_class query, without planning one.
 pub fn relation_oid(schema: &str, name: &str) -> Option<pg_sys::Oid> {
     let nsp = schema_oid(schema)?;
-    let c = std::ffi::CString::new(name).ok()?;
+    let c = std::ffi::CString::new(crate::text::to_server(name).into_owned()).ok()?;
     // SAFETY: a NUL-terminated name and a schema oid.
     let oid = unsafe { pg_sys::get_relname_relid(c.as_ptr(), nsp) };
     (oid != pg_sys::InvalidOid).then_some(oid)
@@ -196,11 +196,7 @@ pub fn relation_schema(oid: pg_sys::Oid) -> Option<String> {
             return None;
         }
         let name = pg_sys::get_namespace_name(nsp);
-        (!name.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        })
+        (!name.is_null()).then(|| crate::text::to_utf8(std::ffi::CStr::from_ptr(name).to_bytes()))
     }
 }
 

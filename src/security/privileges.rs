@@ -221,7 +221,7 @@ impl Restorer {
             )?
             .map(|r| {
                 Ok((
-                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
                     r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
                 ))
             })
@@ -243,7 +243,7 @@ impl Restorer {
         }
         Ok(crate::query::one::<bool>(
             "SELECT pg_catalog.has_sequence_privilege($1, $2::pg_catalog.regclass, 'UPDATE')",
-            &[self.oid.into(), seq.into()],
+            &[self.oid.into(), crate::text::arg(seq)],
         )?
         .unwrap_or(false))
     }
@@ -282,7 +282,7 @@ impl Restorer {
             || crate::query::one::<bool>(
                 "SELECT (SELECT pg_catalog.has_schema_privilege($1, n.oid, 'CREATE')
                          FROM pg_catalog.pg_namespace n WHERE n.nspname = $2)",
-                &[self.oid.into(), schema.into()],
+                &[self.oid.into(), crate::text::arg(schema)],
             )?
             .unwrap_or(true)
         {
@@ -302,7 +302,7 @@ impl Restorer {
     pub fn check_extension(&self, name: &str) -> Result<()> {
         let installed = crate::query::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1)",
-            &[name.into()],
+            &[crate::text::arg(name)],
         )?
         .unwrap_or(false);
         if installed || self.superuser {

@@ -36,9 +36,9 @@ pub fn is_protected_name(name: &str, extension_schema: &str) -> bool {
 
 /// The schema pg_backup is installed in.
 pub fn extension_schema() -> Result<String> {
-    Ok(crate::query::one::<String>("SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e
+    Ok(crate::query::one::<crate::text::Text>("SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e
                  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_backup')", &[])?
-    .unwrap_or_else(|| "backup".into()))
+    .map_or_else(|| "backup".into(), String::from))
 }
 
 /// Whether the schema named exactly `name` exists and is the extension's or a system one.
@@ -47,7 +47,7 @@ fn resolves_to_protected(name: &str) -> Result<bool> {
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1
                 AND (n.oid = (SELECT extnamespace FROM pg_catalog.pg_extension WHERE extname = 'pg_backup')
                      OR n.nspname ~ '^pg_' OR n.nspname = 'information_schema'))",
-        &[name.into()],
+        &[crate::text::arg(name)],
     )?
     .unwrap_or(false))
 }

@@ -12,10 +12,12 @@ use crate::error::{BackupError, OrRaise};
 use crate::restore::plan::{Existing, OnError};
 use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
+use crate::text::Text;
 use crate::{guc, security};
 
-/// A text[] argument: NULL means "not given"; a NULL inside is an error.
-type Names = Option<Vec<Option<String>>>;
+/// A text[] argument: NULL means "not given"; a NULL inside is an error. Text arguments that
+/// may hold names or labels are read as [`Text`] (UTF-8 whatever the database's encoding).
+type Names = Option<Vec<Option<Text>>>;
 
 /// A required argument (a NULL is 22004 with a HINT, never pgrx's internal error or a NULL
 /// result).
@@ -30,12 +32,13 @@ fn names(value: Names, name: &str) -> Option<Vec<String>> {
     value.map(|list| {
         list.into_iter()
             .map(|v| {
-                v.ok_or_else(|| BackupError::NullArgument {
-                    message: format!("{name} must not contain NULL"),
-                    hint: Some(format!(
-                        "List names as '{{schema.table, ...}}', or leave {name} out."
-                    )),
-                })
+                v.map(String::from)
+                    .ok_or_else(|| BackupError::NullArgument {
+                        message: format!("{name} must not contain NULL"),
+                        hint: Some(format!(
+                            "List names as '{{schema.table, ...}}', or leave {name} out."
+                        )),
+                    })
             })
             .collect::<crate::error::Result<Vec<String>>>()
             .or_raise()
@@ -62,7 +65,7 @@ mod compat;
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]
 fn create_backup_0_2(
-    label: default!(Option<String>, "NULL"),
+    label: default!(Option<Text>, "NULL"),
     schemas: default!(Names, "NULL"),
     tables: default!(Names, "NULL"),
     exclude_tables: default!(Names, "NULL"),
@@ -89,7 +92,7 @@ fn create_backup_0_2(
     ),
 > {
     let args = CreateArgs {
-        label,
+        label: label.map(String::from),
         schemas: names(schemas, "schemas"),
         tables: names(tables, "tables"),
         exclude_tables: names(exclude_tables, "exclude_tables"),
@@ -270,7 +273,7 @@ fn restore_0_2(
     existing: default!(Option<String>, "'fail'"),
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
-    target_schema: default!(Option<String>, "NULL"),
+    target_schema: default!(Option<Text>, "NULL"),
     disable_triggers: default!(Option<bool>, false),
     on_error: default!(Option<String>, "'abort'"),
     dry_run: default!(Option<bool>, false),
@@ -282,12 +285,12 @@ fn restore_0_2(
 ) -> TableIterator<
     'static,
     (
-        name!(object, String),
+        name!(object, Text),
         name!(kind, String),
         name!(action, String),
         name!(rows, Option<i64>),
         name!(status, String),
-        name!(detail, Option<String>),
+        name!(detail, Option<Text>),
     ),
 > {
     let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
@@ -303,7 +306,7 @@ fn restore_0_2(
         .or_raise(),
         schema_only: required(schema_only, "schema_only", boolean),
         data_only: required(data_only, "data_only", boolean),
-        target_schema,
+        target_schema: target_schema.map(String::from),
         disable_triggers: required(disable_triggers, "disable_triggers", boolean),
         on_error: OnError::parse(&required(
             on_error,
@@ -330,7 +333,11 @@ fn restore_0_2(
         writes("backup.restore()");
     }
     let caller = enter();
-    TableIterator::new(crate::restore::restore(&backup_id, &opts, &caller).or_raise())
+    let rows = crate::restore::restore(&backup_id, &opts, &caller).or_raise();
+    TableIterator::new(
+        rows.into_iter()
+            .map(|(o, k, a, n, s, d)| (Text(o), k, a, n, s, d.map(Text))),
+    )
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -338,7 +345,7 @@ fn restore_0_2(
 fn schedule_0_2(
     name: Option<String>,
     cron: Option<String>,
-    label: default!(Option<String>, "NULL"),
+    label: default!(Option<Text>, "NULL"),
     schemas: default!(Names, "NULL"),
     tables: default!(Names, "NULL"),
     exclude_tables: default!(Names, "NULL"),
@@ -380,7 +387,7 @@ fn schedule_0_2(
         cron,
         database,
         create: CreateArgs {
-            label,
+            label: label.map(String::from),
             schemas: names(schemas, "schemas"),
             tables: names(tables, "tables"),
             exclude_tables: names(exclude_tables, "exclude_tables"),

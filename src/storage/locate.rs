@@ -77,7 +77,12 @@ pub fn locate(id: &str, storage: Option<&str>, identity: Option<&str>) -> Result
 /// as they stream in; a mismatch fails the restore, which then rolls back).
 pub fn precheck(src: &ArchiveSource) -> Vec<FileCheck> {
     if !src.is_remote() {
-        return verify::verify_source(src, false, &crate::copy::check_for_interrupts);
+        return verify::verify_source_in(
+            src,
+            false,
+            &crate::copy::check_for_interrupts,
+            &crate::text::to_encoding,
+        );
     }
     let mut out = Vec::new();
     let listing: HashMap<String, u64> = match src.list() {

@@ -115,9 +115,17 @@ impl Server {
     }
 
     /// After a kill -9 of a backend the postmaster restarts everything by itself: wait until
-    /// connections are accepted again.
+    /// it has (its log says it reinitialized; until then the old processes may still accept a
+    /// connection that the restart then resets), then until connections are accepted again.
     pub fn wait_ready(&self, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
+        while !std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .contains("terminated; reinitializing")
+        {
+            assert!(Instant::now() < deadline, "the server did not restart");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         loop {
             if let Ok(mut c) = Client::connect(&self.conn_str("postgres", None), NoTls) {
                 if c.simple_query("SELECT 1").is_ok() {

@@ -34,6 +34,8 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
 
+use crate::text::Text;
+
 use super::graph::{self, LoopWarning, Node, ObjKey, Role};
 use crate::archive::toc::TocEntry;
 use crate::backup::select::Selection;
@@ -111,11 +113,13 @@ impl Collected {
 pub struct Row<'a>(&'a SpiHeapTupleData<'a>);
 
 impl Row<'_> {
+    /// Text columns are read through [`crate::text::Text`]: UTF-8 whatever the database's
+    /// encoding.
     pub fn text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.0.get::<String>(i)?)
+        Ok(self.0.get::<Text>(i)?.map(String::from))
     }
     pub fn string(&self, i: usize) -> Result<String> {
-        Ok(self.0.get::<String>(i)?.unwrap_or_default())
+        Ok(self.text(i)?.unwrap_or_default())
     }
     pub fn oid(&self, i: usize) -> Result<u32> {
         Ok(self
@@ -131,7 +135,13 @@ impl Row<'_> {
         Ok(self.0.get::<bool>(i)?.unwrap_or_default())
     }
     pub fn texts(&self, i: usize) -> Result<Vec<String>> {
-        Ok(self.0.get::<Vec<String>>(i)?.unwrap_or_default())
+        Ok(self
+            .0
+            .get::<Vec<Text>>(i)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::from)
+            .collect())
     }
 }
 

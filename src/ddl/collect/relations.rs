@@ -811,7 +811,7 @@ fn data(cx: &Context, out: &mut Collected) -> Result<()> {
     for (oid, schema, name, owner_table) in seqs {
         let q = qualified(&schema, &name);
         let (value, called) =
-            Spi::get_two::<i64, bool>(&format!("SELECT last_value, is_called FROM {q}"))?;
+            crate::text::two::<i64, bool>(&format!("SELECT last_value, is_called FROM {q}"), &[])?;
         let mut node = Node::new(
             data_key(PG_CLASS, oid),
             EntryKind::SequenceSet,
