@@ -843,6 +843,47 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
         .collect();
     assert_eq!(config.len(), 1, "{planned:#?}");
     assert!(config[0].starts_with("pgb_fixture.settings "), "{config:?}");
+
+    // tables => may name a configuration table, at backup (its rows, as pg_dump -t) and at
+    // restore (the extension comes along as what they need).
+    let named: String = app
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{pgb_fixture.settings}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for (backup, restore) in [
+        (&named, "SELECT * FROM backup.restore($1)"),
+        (
+            &id,
+            "SELECT * FROM backup.restore($1, tables => '{pgb_fixture.settings}')",
+        ),
+    ] {
+        s.create_db("subset");
+        let mut subset = s.connect("subset");
+        subset
+            .batch_execute("CREATE EXTENSION pg_backup; CREATE EXTENSION pgb_config_fixture")
+            .unwrap();
+        subset.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+        // An extension the database has keeps its rows; append adds the backup's.
+        let rows = restore_rows(
+            &mut subset,
+            &restore.replace("($1", "($1, existing => 'append'"),
+            backup,
+        );
+        assert!(
+            rows.iter()
+                .any(|l| l.starts_with("pgb_fixture.settings extension_data append ok")),
+            "{restore}: {rows:#?}"
+        );
+        assert_eq!(first(&mut subset, CONFIG_CHECKS[0]), source[0], "{restore}");
+        assert_eq!(
+            first(&mut subset, "SELECT count(*) FROM pgb_fixture.jobs"),
+            "0",
+            "{restore}"
+        );
+    }
 }
 
 /// A password in a subscription's connection string: a superuser's secret.

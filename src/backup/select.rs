@@ -29,6 +29,9 @@ pub struct Selection {
     /// Relations named in exclude_tables / exclude_data: extension configuration tables among
     /// them keep their rows out of the backup, as with pg_dump.
     pub excluded: Vec<pg_sys::Oid>,
+    /// Extension configuration tables named in `tables`: their rows are backed up (the table
+    /// itself comes with its extension).
+    pub config_tables: Vec<pg_sys::Oid>,
     /// The backup is taken by a superuser (set by the caller of `select`): only then does it
     /// hold subscriptions, whose connection strings are superuser secrets.
     pub superuser: bool,
@@ -104,6 +107,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         Ok::<_, BackupError>(out)
     })?;
 
+    let mut config_tables = Vec::new();
     let mut chosen: Vec<pg_sys::Oid> = if let Some(tables) = &opts.tables {
         // Like pg_dump -t (which wins over -n): exactly these relations, plus the partitions
         // of a partitioned table and the sequences the tables own.
@@ -111,8 +115,13 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         for t in tables {
             let oid = resolve(t, caller_schemas)?;
             if !all.iter().any(|r| r.oid == oid) {
+                // An extension's configuration table: its rows, as pg_dump -t takes them.
+                if is_config_table(oid)? {
+                    config_tables.push(oid);
+                    continue;
+                }
                 return Err(BackupError::invalid(format!("relation \"{t}\" cannot be backed up"))
-                    .with_hint("System catalogs, temporary tables and extension members are not backed up."));
+                    .with_hint("System catalogs, temporary tables and extension members are not backed up (an extension's configuration tables are: their rows)."));
             }
             oids.push(oid);
         }
@@ -224,6 +233,17 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         schema_oids,
         large_objects: opts.tables.is_none() && opts.schemas.is_none(),
         excluded,
+        config_tables,
         superuser: false,
     })
+}
+
+/// Whether `oid` is a configuration table or sequence of an extension (pg_backup's own aside).
+fn is_config_table(oid: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                        WHERE $1 = ANY (e.extconfig) AND e.extname <> 'pg_backup')",
+        &[oid.into()],
+    )?
+    .unwrap_or(false))
 }

@@ -53,6 +53,17 @@ pub fn backup_tables(m: &Manifest) -> Vec<(String, String)> {
             out.push(t);
         }
     }
+    // Extensions' configuration tables, whose rows the backup holds: `tables` may name them.
+    for e in m
+        .toc
+        .iter()
+        .filter(|e| e.kind == EntryKind::ExtensionData && e.sql.is_empty())
+    {
+        let t = (e.schema.clone().unwrap_or_default(), e.name.clone());
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
     out
 }
 
@@ -100,9 +111,16 @@ impl Scope {
                     .is_some_and(|s| wanted_schemas.contains(s))
                     && !e.kind.is_decoration();
                 let is_asked = e.relation().is_some_and(|r| asked.contains(&r))
-                    && (e.kind.is_relation() || e.kind == EntryKind::TableData);
+                    && (e.kind.is_relation()
+                        || e.kind == EntryKind::TableData
+                        || e.kind == EntryKind::ExtensionData);
                 let is_schema = e.kind == EntryKind::Schema && wanted_schemas.contains(&e.name);
-                if (in_schema && e.belongs_to.is_none()) || is_asked || is_schema {
+                // An extension's configuration rows belong to their extension, and are still
+                // part of the schema they are in (as pg_restore -n takes them).
+                let of_schema = in_schema
+                    && (e.belongs_to.is_none()
+                        || (e.kind == EntryKind::ExtensionData && e.sql.is_empty()));
+                if of_schema || is_asked || is_schema {
                     entries.insert(e.id, Why::Requested);
                 }
             }

@@ -5,8 +5,9 @@
 //! EXTENSION, but the rows the condition selects (all of them for an empty condition) are
 //! the user's and are backed up as data, and a configuration sequence's value is set. They
 //! are part of their extension: backed up whenever the extension is (pg_backup's own
-//! extension never is: its catalog describes this server's archives, not the database),
-//! left out by `exclude_tables` / `exclude_data` and by `schema_only`.
+//! extension never is: its catalog describes this server's archives, not the database), and
+//! when `tables` names them (as pg_dump -t); left out by `exclude_tables` / `exclude_data`
+//! and by `schema_only`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -43,7 +44,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
         .filter(|n| n.kind == EntryKind::Extension)
         .map(|n| pg_sys::Oid::from(n.key.oid))
         .collect();
-    if extensions.is_empty() {
+    if extensions.is_empty() && cx.config_tables.is_empty() {
         return Ok(());
     }
     let rows: Vec<ConfigRow> = Spi::connect(|client| {
@@ -55,12 +56,16 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                      CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) AS x(rel, cond)
                      JOIN pg_catalog.pg_class c ON c.oid = x.rel
                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                     WHERE e.oid = ANY($1) AND e.extname <> 'pg_backup'
+                     WHERE (e.oid = ANY($1) OR c.oid = ANY($3)) AND e.extname <> 'pg_backup'
                        AND c.relkind IN ('r', 'S') AND c.relpersistence <> 't'
                        AND NOT (c.oid = ANY($2))
                      ORDER BY e.extname, n.nspname, c.relname",
                     None,
-                    &[extensions.into(), cx.excluded.clone().into()],
+                    &[
+                        extensions.into(),
+                        cx.excluded.clone().into(),
+                        cx.config_tables.clone().into(),
+                    ],
                 )?
                 .map(|r| {
                     let r = Row(&r);

@@ -62,6 +62,9 @@ pub struct Context {
     /// Relations left out by exclude_tables / exclude_data (extension configuration tables
     /// included, as with pg_dump).
     pub excluded: Vec<pg_sys::Oid>,
+    /// Extension configuration tables asked for by name (`tables`): their rows come along
+    /// whether or not their extension does.
+    pub config_tables: Vec<pg_sys::Oid>,
     /// The backup is taken by a superuser: subscriptions (superuser secrets) come along.
     pub superuser: bool,
 }
@@ -80,6 +83,7 @@ impl Context {
             sequence_values: !schema_only,
             large_objects: sel.large_objects && !schema_only,
             excluded: sel.excluded.clone(),
+            config_tables: sel.config_tables.clone(),
             superuser: sel.superuser,
         }
     }
