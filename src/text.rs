@@ -35,6 +35,24 @@ fn is_utf8_database() -> bool {
     database_encoding() == pg_sys::pg_enc::PG_UTF8 as i32
 }
 
+/// The result of one of PostgreSQL's conversion functions, which return their input pointer
+/// when there was nothing to convert and a NUL-terminated palloc'd copy otherwise.
+///
+/// # Safety
+/// `p` is what such a function returned for `input`.
+unsafe fn converted(p: *const std::ffi::c_char, input: &[u8]) -> Cow<'_, [u8]> {
+    if p == input.as_ptr().cast() {
+        Cow::Borrowed(input)
+    } else {
+        // SAFETY: a NUL-terminated palloc'd string, freed once copied.
+        unsafe {
+            let v = CStr::from_ptr(p).to_bytes().to_vec();
+            pg_sys::pfree(p.cast_mut().cast());
+            Cow::Owned(v)
+        }
+    }
+}
+
 /// The database's bytes as UTF-8. A database in SQL_ASCII has no encoding to convert from:
 /// its bytes must already be UTF-8, and bytes that are not are an error (22021).
 pub fn to_utf8(bytes: &[u8]) -> String {
@@ -45,21 +63,14 @@ pub fn to_utf8(bytes: &[u8]) -> String {
     let converted: Vec<u8> = if is_utf8_database() {
         bytes.to_vec()
     } else {
-        // SAFETY: a valid slice; the result is either the input (no conversion) or a
-        // NUL-terminated palloc'd string.
+        // SAFETY: a valid slice, given back as `converted` expects.
         unsafe {
             let p = pg_sys::pg_server_to_any(
                 bytes.as_ptr().cast(),
                 bytes.len() as i32,
                 pg_sys::pg_enc::PG_UTF8 as i32,
             );
-            if p.cast_const() == bytes.as_ptr().cast() {
-                bytes.to_vec()
-            } else {
-                let v = CStr::from_ptr(p).to_bytes().to_vec();
-                pg_sys::pfree(p.cast());
-                v
-            }
+            converted(p, bytes).into_owned()
         }
     };
     match String::from_utf8(converted) {
@@ -82,20 +93,14 @@ pub fn to_server(s: &str) -> Cow<'_, [u8]> {
     if s.is_ascii() || is_utf8_database() {
         return Cow::Borrowed(s.as_bytes());
     }
-    // SAFETY: a valid slice; the result is either the input or a NUL-terminated palloc'd string.
+    // SAFETY: a valid slice, given back as `converted` expects.
     unsafe {
         let p = pg_sys::pg_any_to_server(
             s.as_ptr().cast(),
             s.len() as i32,
             pg_sys::pg_enc::PG_UTF8 as i32,
         );
-        if p.cast_const() == s.as_ptr().cast() {
-            Cow::Borrowed(s.as_bytes())
-        } else {
-            let v = CStr::from_ptr(p).to_bytes().to_vec();
-            pg_sys::pfree(p.cast());
-            Cow::Owned(v)
-        }
+        converted(p, s.as_bytes())
     }
 }
 
@@ -176,24 +181,8 @@ pub fn args(v: &[String]) -> DatumWithOid<'static> {
     v.iter().map(|s| Text(s.clone())).collect::<Vec<_>>().into()
 }
 
-/// The first column of the first row of a read-only query that may hold non-ASCII names
-/// (`None` when there is no row or the value is NULL).
-pub fn one<T: FromDatum + IntoDatum>(
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Option<T>, pgrx::spi::Error> {
-    let stmt = statement(sql);
-    Spi::connect(|c| {
-        let t = c.select(stmt.as_c_str(), Some(1), args)?;
-        if t.is_empty() {
-            Ok(None)
-        } else {
-            t.first().get_one::<T>()
-        }
-    })
-}
-
-/// The first two columns of the first row of a read-only query (as [`one`]).
+/// The first two columns of the first row of a read-only query that may hold non-ASCII names
+/// (`None`s when there is no row).
 pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
@@ -235,17 +224,11 @@ pub fn to_encoding(s: &str, encoding: &str) -> Vec<u8> {
             pg_sys::pg_enc::PG_UTF8 as i32,
             target,
         );
-        if p.cast_const() == s.as_ptr() {
-            s.as_bytes().to_vec()
-        } else {
-            let v = CStr::from_ptr(p.cast()).to_bytes().to_vec();
-            pg_sys::pfree(p.cast());
-            v
-        }
+        converted(p.cast_const().cast(), s.as_bytes()).into_owned()
     }
 }
 
-/// The first three columns of the first row of a read-only query (as [`one`]).
+/// The first three columns of the first row of a read-only query (as [`two`]).
 #[allow(clippy::type_complexity)]
 pub fn three<A, B, C>(
     sql: &str,
@@ -267,7 +250,8 @@ where
     })
 }
 
-/// As [`one`], for a statement that may write (e.g. calls setval).
+/// The first column of the first row of a statement that may write (e.g. calls setval) and
+/// may hold non-ASCII names. (Read-only lookups: `crate::query::one`, which converts too.)
 pub fn one_mut<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
