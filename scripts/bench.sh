@@ -149,7 +149,7 @@ for r in $(seq "$RUNS"); do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_pgj"
   ours+=("$(restore_ours r_ours "")")
   # pg_restore leaves statistics to a later (auto)ANALYZE: the same work, without it.
-  ours_nz+=("$(restore_ours r_ours_nz ", \"analyze\" => false")")
+  ours_nz+=("$(restore_ours r_ours_nz ", run_analyze => false")")
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_nz"
   ours_na+=("$(restore_ours r_ours_na ", atomic => false")")
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_ours_na"
@@ -199,7 +199,7 @@ restore into an empty database                 seconds   ratio to pg_restore   t
 pg_restore (1 job, from pg_dump -Fc)           $(printf %7.2f "$pgr_t")   1.00                  $(ratio "$pgr_t" "$pgrj_t")
 pg_restore -j2 (from pg_dump -Fd)              $(printf %7.2f "$pgrj_t")   $(ratio "$pgrj_t" "$pgr_t")                   1.00
 backup.restore() (zstd:3 archive, ANALYZE)     $(printf %7.2f "$ours_t")   $(ratio "$ours_t" "$pgr_t")                   $(ratio "$ours_t" "$pgrj_t")      rows check: $check
-backup.restore(analyze => false)               $(printf %7.2f "$ours_nz_t")   $(ratio "$ours_nz_t" "$pgr_t")                   $(ratio "$ours_nz_t" "$pgrj_t")
+backup.restore(run_analyze => false)           $(printf %7.2f "$ours_nz_t")   $(ratio "$ours_nz_t" "$pgr_t")                   $(ratio "$ours_nz_t" "$pgrj_t")
 backup.restore(atomic => false)                $(printf %7.2f "$ours_na_t")   $(ratio "$ours_na_t" "$pgr_t")                   $(ratio "$ours_na_t" "$pgrj_t")
 $j2_row
 

@@ -896,7 +896,7 @@ fn null_arguments_are_errors_with_a_hint_never_internal_errors_or_null_results()
         "on_error",
         "dry_run",
         "confirm",
-        "analyze",
+        "run_analyze",
     ] {
         let sql = format!("SELECT * FROM backup.restore('{id}', \"{arg}\" => NULL)");
         match c.query(&sql, &[]) {

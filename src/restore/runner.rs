@@ -876,6 +876,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             Exposure::Ddl
         };
         set_current(Some((e.describe(), exposure)));
+        let attach_as_restorer = e.kind == EntryKind::TableAttach
+            && code.is_some()
+            && self.attach_evaluates_nothing(e)?;
         let note: RefCell<Option<String>> = RefCell::new(None);
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
@@ -899,6 +902,23 @@ impl<'j, 'a> Walk<'j, 'a> {
             }
             if !body.is_empty() {
                 match &code {
+                    Some((role, schemas))
+                        if e.kind == EntryKind::ForeignKey
+                            && add_foreign_key(&body, *role, schemas, restorer)? => {}
+                    Some(_) if attach_as_restorer => {
+                        // Issue 16: attaching needs the ownership of both tables; with
+                        // different owners neither owner can, the caller can as pg_restore
+                        // does (a superuser; an operator with the privileges of both). Both
+                        // are empty (rows come later), so checking the partition's rows
+                        // against its bound (and the default partition's) evaluates nothing.
+                        if restorer.superuser {
+                            crate::text::run(&body)?;
+                        } else {
+                            crate::security::owner::run_as(restorer.oid, || {
+                                crate::text::run(&body)
+                            })?;
+                        }
+                    }
                     Some((role, schemas)) => {
                         let mut needs: Vec<(&str, SchemaPrivilege)> = schemas
                             .iter()
@@ -1010,6 +1030,73 @@ impl<'j, 'a> Walk<'j, 'a> {
                     | EntryKind::Cast
             )
         })
+    }
+
+    /// Whether partition `e` is attached by the caller itself (issue 16): the partition and
+    /// its parent have different owners (as either, PostgreSQL refuses: it needs the
+    /// ownership of both), and the partition, its own partitions and the parent's default
+    /// partition are plain tables without rows, so that ATTACH checks no row (and calls no
+    /// foreign-data wrapper). Otherwise it runs as the partition's owner, as before.
+    fn attach_evaluates_nothing(&self, e: &TocEntry) -> Result<bool> {
+        let Some((s, n)) = e.relation() else {
+            return Ok(false);
+        };
+        let Some(child) = table_oid(self.job.scope.target_schema_of(&s), &n)? else {
+            return Ok(false);
+        };
+        let parent = e
+            .deps
+            .iter()
+            .filter_map(|d| self.entry(*d))
+            .find(|d| d.kind == EntryKind::Table);
+        let Some(parent) = parent else {
+            return Ok(false);
+        };
+        let parent_schema = parent.schema.as_deref().unwrap_or_default();
+        let Some(parent) = table_oid(self.job.scope.target_schema_of(parent_schema), &parent.name)?
+        else {
+            return Ok(false);
+        };
+        if relation_owner(child)? == relation_owner(parent)? {
+            return Ok(false);
+        }
+        // The relations whose rows ATTACH would check, if all are plain (or partitioned)
+        // tables; NULL otherwise.
+        let tables = crate::query::one::<Vec<pg_sys::Oid>>(
+            "SELECT CASE WHEN pg_catalog.bool_and(c.relkind IN ('r', 'p')) THEN pg_catalog.array_agg(c.oid) END
+             FROM (SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t
+                   UNION
+                   SELECT t.relid FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class d ON d.oid = i.inhrelid AND d.relispartition
+                        AND pg_catalog.pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
+                   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(d.oid) t
+                   WHERE i.inhparent = $2) r
+             JOIN pg_catalog.pg_class c ON c.oid = r.relid",
+            &[child.into(), parent.into()],
+        )?;
+        let Some(tables) = tables else {
+            return Ok(false);
+        };
+        for t in tables {
+            // As the restoring superuser: no policy applies, no code runs.
+            let any = crate::query::one::<bool>(
+                &format!(
+                    "SELECT EXISTS (SELECT FROM ONLY {})",
+                    crate::query::one::<crate::text::Text>(
+                        "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+                        &[t.into()]
+                    )?
+                    .unwrap_or_default()
+                    .0
+                ),
+                &[],
+            )?
+            .unwrap_or(true);
+            if any {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The role whose CREATE privilege on its tablespace an entry without an owner of its
@@ -1417,9 +1504,167 @@ pub fn builds_index_only(sql: &str) -> bool {
     )
 }
 
+/// A foreign key (issue 16): added NOT VALID (nothing is evaluated) by the role that called
+/// restore, as pg_restore adds it as the role running it: PostgreSQL checks that role's
+/// ownership of the table and its REFERENCES on the table referenced (a superuser's restore
+/// passes, as the superuser who made such a key in the source did, when the owner could not
+/// have; an operator passes only with the privileges of both tables' owners, as when it adds
+/// the key itself). The validation, which runs the key's equality operators and casts over
+/// the rows, runs as the table's owner (`owner`, with USAGE on `schemas` for the statement),
+/// as every other step that evaluates user code. Returns false, having changed nothing, for a
+/// statement of another shape (then it runs as the owner, as before).
+fn add_foreign_key(
+    body: &str,
+    owner: pg_sys::Oid,
+    schemas: &[String],
+    restorer: &Restorer,
+) -> Result<bool> {
+    let as_caller = |sql: &str| -> Result<()> {
+        if restorer.superuser {
+            Ok(crate::text::run(sql)?)
+        } else {
+            Ok(crate::security::owner::run_as(restorer.oid, || {
+                crate::text::run(sql)
+            })?)
+        }
+    };
+    let as_owner = |role: pg_sys::Oid, extra: Option<&str>, sql: &str| -> Result<()> {
+        let mut needs: Vec<(&str, SchemaPrivilege)> = schemas
+            .iter()
+            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
+            .collect();
+        needs.extend(extra.map(|s| (s, SchemaPrivilege::Usage)));
+        run_as_in(role, &needs, || Ok(crate::text::run(sql)?))
+    };
+    if let Some((add, validate)) = foreign_key_in_two(body) {
+        as_caller(&add)?;
+        if let Some(validate) = validate {
+            as_owner(owner, None, &validate)?;
+        }
+        return Ok(true);
+    }
+    partitioned_foreign_key(body, as_caller, as_owner)
+}
+
+/// A partitioned table's foreign key (issue 16), which PostgreSQL 15 cannot add NOT VALID:
+/// added bottom-up, so that the rows are checked as their table's owner and the statements
+/// that check privileges run as the caller (see `foreign_key_in_two`). Each leaf partition
+/// gets the key NOT VALID (as the caller) and validated (as the leaf's owner); then each
+/// partitioned level, deepest first, and the table itself get it as the caller: PostgreSQL
+/// takes a partition's valid key of the same definition and name as the parent's own
+/// (tryAttachPartitionForeignKey) and checks no row again. Returns false, having changed
+/// nothing, when the statement is not of that shape or a partition already has a constraint
+/// of that name (then the key is added as the table's owner, as before).
+fn partitioned_foreign_key(
+    body: &str,
+    as_caller: impl Fn(&str) -> Result<()>,
+    as_owner: impl Fn(pg_sys::Oid, Option<&str>, &str) -> Result<()>,
+) -> Result<bool> {
+    let Some((relation, name, definition)) = constraint_parts(body) else {
+        return Ok(false);
+    };
+    let Some(definition) = definition.trim_end().strip_suffix(';') else {
+        return Ok(false);
+    };
+    if relation.starts_with("ONLY ")
+        || !definition.starts_with("FOREIGN KEY")
+        || definition.ends_with(" NOT VALID")
+        || body.trim_start().starts_with("ALTER FOREIGN TABLE ")
+    {
+        return Ok(false);
+    }
+    // Partitions below the table, deepest first: (regclass text, is a leaf, owner, schema,
+    // whether a constraint of that name exists on it).
+    let rows: Vec<(String, bool, pg_sys::Oid, String, bool)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.relid::pg_catalog.regclass::pg_catalog.text, t.isleaf, c.relowner, n.nspname::pg_catalog.text,
+                        EXISTS (SELECT FROM pg_catalog.pg_constraint co WHERE co.conrelid = t.relid AND co.conname = $2)
+                 FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t
+                 JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE t.level > 0 ORDER BY t.level DESC, t.relid",
+                None,
+                &[
+                    crate::text::arg(relation),
+                    crate::text::arg(unquote_identifier(name)),
+                ],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
+                    r.get::<bool>(2)?.unwrap_or(false),
+                    r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+                    r.get::<crate::text::Text>(4)?.unwrap_or_default().0,
+                    r.get::<bool>(5)?.unwrap_or(true),
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+    })?;
+    if rows.iter().any(|r| r.4) {
+        return Ok(false);
+    }
+    for (partition, leaf, owner, schema, _) in &rows {
+        if *leaf {
+            as_caller(&format!(
+                "ALTER TABLE ONLY {partition} ADD CONSTRAINT {name} {definition} NOT VALID;"
+            ))?;
+            as_owner(
+                *owner,
+                Some(schema),
+                &format!("ALTER TABLE ONLY {partition} VALIDATE CONSTRAINT {name};"),
+            )?;
+        } else {
+            as_caller(&format!(
+                "ALTER TABLE {partition} ADD CONSTRAINT {name} {definition};"
+            ))?;
+        }
+    }
+    as_caller(body)?;
+    Ok(true)
+}
+
+/// An identifier as written (`%I`) back to the name.
+fn unquote_identifier(ident: &str) -> String {
+    match ident.strip_prefix('"').and_then(|i| i.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => ident.to_string(),
+    }
+}
+
+/// A foreign key's statement as two (issue 16): the same `ADD CONSTRAINT` with NOT VALID
+/// (checks privileges, evaluates nothing), and the `VALIDATE CONSTRAINT` that checks the rows
+/// (None when the backup's key was NOT VALID itself). None for a statement of another shape
+/// and for a partitioned table's key (added without ONLY), which PostgreSQL 15 cannot add
+/// NOT VALID.
+fn foreign_key_in_two(sql: &str) -> Option<(String, Option<String>)> {
+    let (relation, name, definition) = constraint_parts(sql)?;
+    if !relation.starts_with("ONLY ") || !definition.starts_with("FOREIGN KEY") {
+        return None;
+    }
+    let definition = definition.trim_end().strip_suffix(';')?.trim_end();
+    if definition.ends_with(" NOT VALID") {
+        return Some((sql.to_string(), None));
+    }
+    let keyword = if sql.trim_start().starts_with("ALTER FOREIGN TABLE ") {
+        "ALTER FOREIGN TABLE"
+    } else {
+        "ALTER TABLE"
+    };
+    Some((
+        format!("{keyword} {relation} ADD CONSTRAINT {name} {definition} NOT VALID;"),
+        Some(format!("{keyword} {relation} VALIDATE CONSTRAINT {name};")),
+    ))
+}
+
 /// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
 /// found by reading the identifiers (quoted ones may hold any text).
 fn constraint_definition(sql: &str) -> Option<&str> {
+    constraint_parts(sql).map(|(_, _, d)| d)
+}
+
+/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the relation
+/// (with ONLY), the name and the definition, as written.
+fn constraint_parts(sql: &str) -> Option<(&str, &str, &str)> {
     fn identifier(s: &str) -> Option<&str> {
         match s.strip_prefix('"') {
             Some(mut rest) => loop {
@@ -1437,16 +1682,20 @@ fn constraint_definition(sql: &str) -> Option<&str> {
         }
     }
     let sql = sql.trim_start();
-    let rest = sql
+    let start = sql
         .strip_prefix("ALTER TABLE ")
         .or_else(|| sql.strip_prefix("ALTER FOREIGN TABLE "))?;
-    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+    let rest = start.strip_prefix("ONLY ").unwrap_or(start);
     let rest = identifier(rest)?.strip_prefix('.')?;
-    let rest = identifier(rest)?
+    let after_relation = identifier(rest)?;
+    let relation = &start[..start.len() - after_relation.len()];
+    let name_start = after_relation
         .trim_start()
         .strip_prefix("ADD CONSTRAINT ")?;
-    let rest = identifier(rest)?;
-    rest.starts_with([' ', '\n']).then(|| rest.trim_start())
+    let rest = identifier(name_start)?;
+    let name = &name_start[..name_start.len() - rest.len()];
+    rest.starts_with([' ', '\n'])
+        .then(|| (relation, name, rest.trim_start()))
 }
 
 /// Entries only a superuser may have applied: what PostgreSQL reserves to superusers
@@ -1483,7 +1732,7 @@ fn superuser_only(e: &TocEntry) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constraint_definition;
+    use super::{constraint_definition, foreign_key_in_two};
 
     #[test]
     fn constraint_definitions_are_found_past_any_name() {
@@ -1508,5 +1757,39 @@ mod tests {
             Some("UNIQUE (a);")
         );
         assert_eq!(constraint_definition("CREATE INDEX i ON s.t (a);"), None);
+    }
+
+    #[test]
+    fn foreign_keys_split_into_not_valid_and_validate() {
+        assert_eq!(
+            foreign_key_in_two(
+                "ALTER TABLE ONLY storage.buckets\n    ADD CONSTRAINT buckets_owner_fkey FOREIGN KEY (owner) REFERENCES auth.users(id);"
+            ),
+            Some((
+                "ALTER TABLE ONLY storage.buckets ADD CONSTRAINT buckets_owner_fkey FOREIGN KEY (owner) REFERENCES auth.users(id) NOT VALID;".into(),
+                Some("ALTER TABLE ONLY storage.buckets VALIDATE CONSTRAINT buckets_owner_fkey;".into())
+            ))
+        );
+        assert_eq!(
+            foreign_key_in_two(
+                "ALTER TABLE ONLY \"a b\".\"c\"\"d\"\n    ADD CONSTRAINT \"x y\" FOREIGN KEY (a) REFERENCES s.t(a) ON DELETE CASCADE DEFERRABLE;"
+            ),
+            Some((
+                "ALTER TABLE ONLY \"a b\".\"c\"\"d\" ADD CONSTRAINT \"x y\" FOREIGN KEY (a) REFERENCES s.t(a) ON DELETE CASCADE DEFERRABLE NOT VALID;".into(),
+                Some("ALTER TABLE ONLY \"a b\".\"c\"\"d\" VALIDATE CONSTRAINT \"x y\";".into())
+            ))
+        );
+        // Already NOT VALID in the backup: as it is, nothing to validate.
+        let sql = "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a) NOT VALID;";
+        assert_eq!(foreign_key_in_two(sql), Some((sql.to_string(), None)));
+        // A partitioned table's key (no ONLY) and other constraints: not split.
+        assert_eq!(
+            foreign_key_in_two("ALTER TABLE s.p\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a);"),
+            None
+        );
+        assert_eq!(
+            foreign_key_in_two("ALTER TABLE ONLY s.t\n    ADD CONSTRAINT c CHECK ((a > 0));"),
+            None
+        );
     }
 }

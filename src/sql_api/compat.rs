@@ -49,3 +49,6 @@ superseded!(
     restore_wrapper / pg_finfo_restore_wrapper,
     schedule_wrapper / pg_finfo_schedule_wrapper,
 );
+
+// 0.2.0 -> 0.3.0: restore took run_analyze (issue 16).
+superseded!(restore_0_2_wrapper / pg_finfo_restore_0_2_wrapper);

@@ -266,7 +266,7 @@ fn drop_storage(name: Option<String>, if_exists: default!(Option<bool>, false)) 
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "restore")]
-fn restore_0_2(
+fn restore_0_3(
     backup_id: Option<String>,
     tables: default!(Names, "NULL"),
     schemas: default!(Names, "NULL"),
@@ -279,10 +279,11 @@ fn restore_0_2(
     dry_run: default!(Option<bool>, false),
     confirm: default!(Option<bool>, false),
     identity: default!(Option<String>, "NULL"),
-    analyze: default!(Option<bool>, true),
+    analyze: default!(Option<bool>, "NULL"),
     atomic: default!(Option<bool>, true),
     no_tablespaces: default!(Option<bool>, false),
     jobs: default!(Option<i32>, 1),
+    run_analyze: default!(Option<bool>, true),
 ) -> TableIterator<
     'static,
     (
@@ -318,7 +319,16 @@ fn restore_0_2(
         dry_run: required(dry_run, "dry_run", boolean),
         confirm: required(confirm, "confirm", boolean),
         identity,
-        analyze: required(analyze, "analyze", "Pass true (the default) or false."),
+        // ANALYZE is a reserved word: `analyze => false` needs quotes ("analyze" => false,
+        // as 0.2.0 callers wrote it). run_analyze works unquoted; a non-NULL "analyze" decides.
+        analyze: match analyze {
+            Some(a) => a,
+            None => required(
+                run_analyze,
+                "run_analyze",
+                "Pass true (the default) or false.",
+            ),
+        },
         atomic: required(
             atomic,
             "atomic",

@@ -116,6 +116,14 @@ FROM (SELECT d.*, {comment_names}
       FROM pg_catalog.pg_description d JOIN k ON k.class = d.classoid AND k.oid = d.objoid
       CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classoid, d.objoid, d.objsubid) i) AS x(objoid, classoid, objsubid, description, kw, name)
 UNION ALL
+-- The public schema without its comment: initdb gave it one, which a restore finds in place
+-- (pg_dump writes the same statement).
+SELECT n.tableoid, n.oid, 0, 'c', 'SCHEMA', 'public', 'COMMENT ON SCHEMA public IS '''';',
+       NULL::text, NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[], NULL::text[]
+FROM pg_catalog.pg_namespace n JOIN k ON k.class = n.tableoid AND k.oid = n.oid
+WHERE n.nspname = 'public'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_description d WHERE d.classoid = n.tableoid AND d.objoid = n.oid AND d.objsubid = 0)
+UNION ALL
 SELECT x.classoid, x.objoid, x.objsubid, 's', kw, name,
        pg_catalog.format('SECURITY LABEL FOR %I ON %s %s IS %L;', x.provider, kw, name, x.label),
        NULL, NULL, NULL, NULL, NULL, NULL, NULL
@@ -128,7 +136,7 @@ SELECT o.class, o.oid, o.sub, 'a', o.kw, o.ident || coalesce('.' || o.col, ''), 
        -- The owner's default privileges the object no longer has.
        ARRAY(SELECT pg_catalog.format('REVOKE %s ON %s %s FROM %s;', d.privilege_type, o.kw, o.ident,
                     CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END)
-             FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
+             FROM pg_catalog.aclexplode(o.base) WITH ORDINALITY AS d(grantor, grantee, privilege_type, is_grantable, n)
              WHERE o.col IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.acl) a
                                                 WHERE a.grantee = d.grantee AND a.privilege_type = d.privilege_type)
              ORDER BY d.n)::text[],
@@ -143,7 +151,7 @@ FROM (
   SELECT c.tableoid, c.oid, a.attnum, 'TABLE', pg_catalog.format('%I.%I', n.nspname, c.relname), c.relowner, a.attacl,
          'c'::"char", pg_catalog.quote_ident(a.attname)
   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE a.attacl IS NOT NULL AND NOT a.attisdropped
   UNION ALL
   SELECT p.tableoid, p.oid, 0, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::pg_catalog.regprocedure::text,
          p.proowner, p.proacl, 'f'::"char", NULL FROM pg_catalog.pg_proc p WHERE p.proacl IS NOT NULL
@@ -166,7 +174,12 @@ FROM (
   UNION ALL
   SELECT m.tableoid, m.oid, 0, 'LARGE OBJECT', m.oid::text, m.lomowner, m.lomacl, 'L'::"char", NULL
   FROM pg_catalog.pg_largeobject_metadata m WHERE m.lomacl IS NOT NULL
-) o JOIN k ON k.class = o.class AND k.oid = o.oid
+) o0 JOIN k ON k.class = o0.class AND k.oid = o0.oid
+-- What the object starts with where it is created: what initdb set up (pg_init_privs: the
+-- public schema, which a restore finds in place: `REVOKE USAGE ON SCHEMA public FROM PUBLIC`
+-- must come back), else the owner's default (as pg_dump's base ACL).
+LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = o0.class AND ip.objoid = o0.oid AND ip.objsubid = o0.sub
+CROSS JOIN LATERAL (SELECT o0.*, coalesce(ip.initprivs, pg_catalog.acldefault(o0.objtype, o0.owner)) AS base) o
 CROSS JOIN LATERAL (
   SELECT pg_catalog.array_agg(pg_catalog.pg_get_userbyid(a.grantor)::text ORDER BY a.n) AS grantors,
          pg_catalog.array_agg(CASE WHEN a.grantee = 0 THEN '' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END ORDER BY a.n) AS grantees,
@@ -176,7 +189,7 @@ CROSS JOIN LATERAL (
                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) ORDER BY a.n) AS statements
   FROM pg_catalog.aclexplode(o.acl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
-  WHERE o.col IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(pg_catalog.acldefault(o.objtype, o.owner)) d
+  WHERE o.col IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.base) d
                                         WHERE d.grantee = a.grantee AND d.privilege_type = a.privilege_type
                                           AND d.is_grantable = a.is_grantable AND d.grantor = a.grantor)) g"#
     );

@@ -6,7 +6,9 @@
 //! The same for the member objects of the extensions the backup takes (pg_dump's
 //! checkExtensionMembership): their grants as changes from what the extension's script set up
 //! (pg_init_privs), e.g. `GRANT USAGE ON SCHEMA cron TO app`; each entry comes with (and after)
-//! its extension.
+//! its extension. A whole-database backup also takes those of the extensions initdb installed
+//! (plpgsql, never collected: `REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC`), as pg_dump does
+//! for extensions in the range of oids initdb assigns.
 
 use super::{query, Collected, Context};
 use crate::archive::toc::EntryKind;
@@ -66,10 +68,14 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
 /// initial ACL (a column's default, NULL, is no privileges at all).
 const SYSTEM_ACLS: &str = r#"
 WITH m AS (
-  -- Members of the collected extensions (their extension's oid).
-  SELECT d.classid AS class, d.objid AS oid, d.refobjid AS ext FROM pg_catalog.pg_depend d
+  -- Members of the collected extensions (their extension's oid), and in a whole-database
+  -- backup those of the extensions initdb installs (plpgsql: never collected, every database
+  -- has it; pg_dump likewise dumps only their members' grants), which belong to no entry (0).
+  SELECT d.classid AS class, d.objid AS oid,
+         CASE WHEN d.refobjid = ANY(__EXTENSIONS__) THEN d.refobjid ELSE 0::pg_catalog.oid END AS ext
+  FROM pg_catalog.pg_depend d
   WHERE d.deptype = 'e' AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-    AND d.refobjid = ANY(__EXTENSIONS__)
+    AND (d.refobjid = ANY(__EXTENSIONS__) OR (__WHOLE__ AND d.refobjid < 16384))
 ),
 o AS (
   SELECT c.tableoid AS class, c.oid, 0 AS sub, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kw,
@@ -89,7 +95,8 @@ o AS (
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = c.tableoid AND ip.objoid = c.oid AND ip.objsubid = a.attnum
   LEFT JOIN m ON m.class = c.tableoid AND m.oid = c.oid
-  WHERE ((__WHOLE__ AND n.nspname = 'pg_catalog') OR m.ext IS NOT NULL) AND a.attnum > 0 AND NOT a.attisdropped
+  -- System columns too (GRANT SELECT (tableoid) ON pg_catalog.pg_proc), as pg_dump reads them.
+  WHERE ((__WHOLE__ AND n.nspname = 'pg_catalog') OR m.ext IS NOT NULL) AND NOT a.attisdropped
     AND (a.attacl IS NOT NULL OR ip.initprivs IS NOT NULL)
   UNION ALL
   SELECT p.tableoid, p.oid, 0, 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL,
