@@ -253,6 +253,7 @@ pub(crate) fn sample() -> Manifest {
             sql: "CREATE TABLE public.t (a integer);".into(),
             owner_sql: Some("ALTER TABLE public.t OWNER TO alice;".into()),
             tablespace: None,
+            builtin_code_only: false,
         }],
         pre_data: vec![],
         post_data: vec![],

@@ -375,6 +375,15 @@ pub struct TocEntry {
     /// creates no storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tablespace: Option<String>,
+    /// A table whose creation evaluates only PostgreSQL's built-in code (issue 16): its stored
+    /// generated columns' and partition key's expressions, which CREATE TABLE and ATTACH
+    /// PARTITION plan (calling immutable functions with constant arguments), use no function,
+    /// operator, operator class, type or collation made after initdb. A superuser's restore
+    /// creates such a table itself, as pg_restore does, so that no privilege the owner gets
+    /// only in the grants pass is missing; other tables with such expressions are created as
+    /// their owner. False in archives that do not say (earlier releases).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builtin_code_only: bool,
 }
 
 impl TocEntry {
@@ -505,6 +514,7 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
             sql: item.sql.clone(),
             owner_sql: None,
             tablespace: None,
+            builtin_code_only: false,
         });
     }
     let shared: Vec<(Option<String>, u32, EntryKind)> = toc

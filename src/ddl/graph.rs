@@ -120,6 +120,8 @@ pub struct Node {
     pub part_of: Option<ObjKey>,
     /// See `TocEntry::tablespace`.
     pub tablespace: Option<String>,
+    /// See `TocEntry::builtin_code_only`.
+    pub builtin_code_only: bool,
 }
 
 impl Node {
@@ -145,6 +147,7 @@ impl Node {
             belongs_to: None,
             part_of: None,
             tablespace: None,
+            builtin_code_only: false,
         }
     }
     /// Comes and goes with `key` (and depends on it).
@@ -576,6 +579,7 @@ impl Graph {
                     sql: self.render(n),
                     owner_sql: n.owner_sql.clone(),
                     tablespace: n.tablespace.clone(),
+                    builtin_code_only: n.builtin_code_only,
                 }
             })
             .collect()

@@ -1017,6 +1017,11 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// constant arguments; the functions need not be in the backup), or depends on routines,
     /// operators or casts of the backup.
     fn calls_user_code(&self, e: &TocEntry) -> bool {
+        if e.builtin_code_only {
+            // The backup says (issue 16): what CREATE TABLE evaluates is built-in code (a
+            // default or a CHECK is never evaluated by it).
+            return false;
+        }
         if e.sql.contains("GENERATED ALWAYS AS (") || e.sql.contains(" PARTITION BY ") {
             return true;
         }
@@ -1034,9 +1039,10 @@ impl<'j, 'a> Walk<'j, 'a> {
 
     /// Whether partition `e` is attached by the caller itself (issue 16): the partition and
     /// its parent have different owners (as either, PostgreSQL refuses: it needs the
-    /// ownership of both), and the partition, its own partitions and the parent's default
-    /// partition are plain tables without rows, so that ATTACH checks no row (and calls no
-    /// foreign-data wrapper). Otherwise it runs as the partition's owner, as before.
+    /// ownership of both), the parent's partition key evaluates only built-in code, and the
+    /// partition, its own partitions and the parent's default partition are plain tables
+    /// without rows, so that ATTACH checks no row (and calls no foreign-data wrapper).
+    /// Otherwise it runs as the partition's owner, as before.
     fn attach_evaluates_nothing(&self, e: &TocEntry) -> Result<bool> {
         let Some((s, n)) = e.relation() else {
             return Ok(false);
@@ -1049,7 +1055,9 @@ impl<'j, 'a> Walk<'j, 'a> {
             .iter()
             .filter_map(|d| self.entry(*d))
             .find(|d| d.kind == EntryKind::Table);
-        let Some(parent) = parent else {
+        // ATTACH plans the parent's partition key expressions (calling immutable functions
+        // with constant arguments) even when no row is checked.
+        let Some(parent) = parent.filter(|p| p.builtin_code_only) else {
             return Ok(false);
         };
         let parent_schema = parent.schema.as_deref().unwrap_or_default();
@@ -1064,13 +1072,16 @@ impl<'j, 'a> Walk<'j, 'a> {
         // tables; NULL otherwise.
         let tables = crate::query::one::<Vec<pg_sys::Oid>>(
             "SELECT CASE WHEN pg_catalog.bool_and(c.relkind IN ('r', 'p')) THEN pg_catalog.array_agg(c.oid) END
-             FROM (SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t
-                   UNION
-                   SELECT t.relid FROM pg_catalog.pg_inherits i
-                   JOIN pg_catalog.pg_class d ON d.oid = i.inhrelid AND d.relispartition
-                        AND pg_catalog.pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
-                   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(d.oid) t
-                   WHERE i.inhparent = $2) r
+             FROM (WITH d AS (
+                     SELECT i.inhrelid AS oid FROM pg_catalog.pg_inherits i
+                     JOIN pg_catalog.pg_class d ON d.oid = i.inhrelid AND d.relispartition
+                          AND pg_catalog.pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
+                     WHERE i.inhparent = $2)
+                   -- (pg_partition_tree gives nothing for a table outside any tree)
+                   SELECT $1 AS relid
+                   UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t
+                   UNION SELECT d.oid FROM d
+                   UNION SELECT t.relid FROM d CROSS JOIN LATERAL pg_catalog.pg_partition_tree(d.oid) t) r
              JOIN pg_catalog.pg_class c ON c.oid = r.relid",
             &[child.into(), parent.into()],
         )?;

@@ -43,6 +43,8 @@ struct Table {
     parent: u32,
     /// Not the database's default tablespace: its name.
     tablespace: Option<String>,
+    /// See `TocEntry::builtin_code_only`.
+    builtin_code_only: bool,
 }
 
 struct Column {
@@ -100,7 +102,21 @@ SELECT c.tableoid, c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_get_us
    FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid),
   c.relreplident::text,
   (SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno LIMIT 1),
-  (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace AND c.relkind <> 'f')
+  (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace AND c.relkind <> 'f'),
+  -- What CREATE TABLE / ATTACH PARTITION evaluate (stored generated columns, the partition
+  -- key) uses nothing made after initdb (TocEntry::builtin_code_only).
+  NOT EXISTS (
+    SELECT FROM pg_catalog.pg_depend d
+    WHERE ((d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.objsubid = 0
+            AND c.relkind = 'p')
+           OR (d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid IN (
+                 SELECT ad.oid FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a
+                   ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum AND a.attgenerated <> ''
+                 WHERE ad.adrelid = c.oid)))
+      AND d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
+                           'pg_catalog.pg_opclass'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass,
+                           'pg_catalog.pg_collation'::pg_catalog.regclass)
+      AND d.refobjid >= 16384)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p', 'f')
 ORDER BY c.oid"#;
@@ -178,6 +194,7 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             replica_identity: r.string(18)?,
             parent: r.oid(19)?,
             tablespace: r.text(20)?,
+            builtin_code_only: r.bool(21)?,
         })
     })?;
     let columns = query(cx, COLUMNS, |r| {
@@ -470,6 +487,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     );
     node.sql = sql;
     node = node.in_tablespace(t.tablespace.clone());
+    node.builtin_code_only = t.builtin_code_only;
     if t.parent != 0 {
         node.belongs_to = Some(ObjKey::new(PG_CLASS, t.parent));
     }
