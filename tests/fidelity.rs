@@ -428,6 +428,63 @@ fn grants_changed_on_system_objects() {
 }
 
 #[test]
+fn grants_and_comments_on_objects_the_target_already_has() {
+    if !enabled() {
+        return;
+    }
+    // Issue 16: a superuser's restore applies what pg_dump carries for objects every new
+    // database has: a built-in extension's language (plpgsql), a system column, the public
+    // schema's grants (from pg_init_privs) and its removed comment.
+    round_trip(
+        r#"
+        REVOKE ALL ON LANGUAGE plpgsql FROM PUBLIC;
+        GRANT SELECT (tableoid) ON TABLE pg_catalog.pg_proc TO PUBLIC;
+        COMMENT ON SCHEMA public IS '';
+        REVOKE USAGE ON SCHEMA public FROM PUBLIC;
+        CREATE ROLE fid_public_user NOLOGIN;
+        GRANT CREATE ON SCHEMA public TO fid_public_user;
+        CREATE TABLE t (x int);
+        "#,
+        RoundTrip::default(),
+        &[
+            "SELECT lanacl FROM pg_language WHERE lanname = 'plpgsql'",
+            "SELECT attacl FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_proc'::regclass AND attname = 'tableoid'",
+            "SELECT coalesce(obj_description('public'::regnamespace, 'pg_namespace'), 'no comment')",
+            "SELECT nspacl FROM pg_namespace WHERE nspname = 'public'",
+        ],
+    );
+}
+
+/// Issue 16: what Supabase's migrations leave (tests/fixtures/supabase_shaped.sql).
+const SUPABASE_SHAPED: &str = include_str!("fixtures/supabase_shaped.sql");
+
+#[test]
+fn a_supabase_shaped_database_restores_as_a_superuser() {
+    if !enabled() {
+        return;
+    }
+    // Foreign keys a superuser made from tables whose owner has no REFERENCES on the table
+    // referenced, a partition of another owner, extension members with changed grants: a
+    // superuser's restore gives them back as pg_restore does (also over two workers).
+    round_trip(
+        SUPABASE_SHAPED,
+        RoundTrip {
+            jobs: Some(2),
+            ..RoundTrip::default()
+        },
+        &[
+            "SELECT string_agg(conrelid::regclass || ' ' || conname || ' ' || convalidated, ', ' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f'",
+            "INSERT INTO storage.buckets (id, name, owner) VALUES ('x', 'x', '00000000-0000-0000-0000-000000009999')",
+            "INSERT INTO storage.events VALUES ('2025-02-02', '00000000-0000-0000-0000-000000009999', 'x')",
+            "SELECT count(*), count(DISTINCT u.id) FROM storage.objects o JOIN auth.users u ON u.id = o.owner",
+            "SELECT string_agg(relname || ':' || relowner::regrole, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'events%'",
+            "SELECT string_agg(p.oid::regprocedure || ' ' || coalesce(p.proacl::text, '-'), ', ' ORDER BY p.oid::regprocedure::text) FROM pg_proc p WHERE p.pronamespace = 'extensions'::regnamespace AND p.proacl IS NOT NULL",
+            "SELECT string_agg(name || ' ' || array_to_string(path_tokens, '/') || ' ' || updated_at, ',' ORDER BY name) FROM storage.objects WHERE name LIKE 'folder/1%'",
+        ],
+    );
+}
+
+#[test]
 fn an_empty_operator_class_and_a_comment_on_a_zero_argument_aggregate() {
     if !enabled() {
         return;

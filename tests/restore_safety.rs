@@ -1815,7 +1815,6 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ', ' ORDER BY c.relname)
                      FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
                      WHERE c.relnamespace = 'app_s'::regnamespace AND c.relkind IN ('r', 'i')";
-    let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
     let source_grants = text(&mut su, grants);
     assert!(
         source_grants.contains("mid_r>end_r:SELECT,")
@@ -1955,4 +1954,264 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         "hidden:secret_ts, t:open_ts, t_b:open_ts, t_pkey:open_ts"
     );
     assert_eq!(text(&mut su4, grants), source_grants);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 16: a superuser's restore of what pg_restore restores, with no role gaining anything.
+
+/// What every role (PUBLIC too; PostgreSQL's own pg_* roles aside) may do in the database of
+/// `c` (outside pg_backup's schema): on every relation, column (beyond what the table grants),
+/// sequence, routine, type, schema and language, with the owner of each: one line each.
+fn privileges(c: &mut Client) -> std::collections::BTreeSet<String> {
+    strings(
+        c,
+        r#"
+WITH r AS (SELECT rolname::text AS name FROM pg_roles WHERE rolname !~ '^pg_' UNION ALL SELECT 'public'),
+rel AS (SELECT c.oid, c.relkind, c.relowner, format('%I.%I', n.nspname, c.relname) AS name
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname <> 'backup' AND n.nspname !~ '^pg_toast'),
+fn AS (SELECT p.oid, p.proowner FROM pg_proc p WHERE p.pronamespace <> 'backup'::regnamespace),
+ty AS (SELECT t.oid, t.typowner FROM pg_type t WHERE t.typnamespace <> 'backup'::regnamespace)
+SELECT r.name || ' ' || p || ' ON ' || rel.name FROM r, rel,
+  unnest(CASE WHEN rel.relkind = 'S' THEN ARRAY['USAGE', 'SELECT', 'UPDATE']
+              ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] END) p
+WHERE CASE WHEN rel.relkind = 'S' THEN has_sequence_privilege(r.name, rel.oid, p) ELSE has_table_privilege(r.name, rel.oid, p) END
+UNION ALL
+SELECT r.name || ' ' || p || ' ON COLUMN ' || rel.name || '.' || quote_ident(a.attname)
+FROM r, rel JOIN pg_attribute a ON a.attrelid = rel.oid AND NOT a.attisdropped, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) p
+WHERE rel.relkind <> 'S' AND has_column_privilege(r.name, rel.oid, a.attnum, p) AND NOT has_table_privilege(r.name, rel.oid, p)
+UNION ALL
+SELECT r.name || ' EXECUTE ON ' || fn.oid::regprocedure FROM r, fn WHERE has_function_privilege(r.name, fn.oid, 'EXECUTE')
+UNION ALL
+SELECT r.name || ' USAGE ON TYPE ' || ty.oid::regtype FROM r, ty WHERE has_type_privilege(r.name, ty.oid, 'USAGE')
+UNION ALL
+SELECT r.name || ' ' || p || ' ON SCHEMA ' || quote_ident(n.nspname) FROM r, pg_namespace n, unnest(ARRAY['USAGE', 'CREATE']) p
+WHERE n.nspname <> 'backup' AND has_schema_privilege(r.name, n.oid, p)
+UNION ALL
+SELECT r.name || ' USAGE ON LANGUAGE ' || l.lanname FROM r, pg_language l WHERE has_language_privilege(r.name, l.oid, 'USAGE')
+UNION ALL
+SELECT 'owner of ' || rel.name || ': ' || pg_get_userbyid(rel.relowner) FROM rel
+UNION ALL
+SELECT 'owner of ' || fn.oid::regprocedure || ': ' || pg_get_userbyid(fn.proowner) FROM fn
+UNION ALL
+SELECT 'owner of type ' || ty.oid::regtype || ': ' || pg_get_userbyid(ty.typowner) FROM ty
+UNION ALL
+SELECT 'owner of schema ' || quote_ident(n.nspname) || ': ' || pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE n.nspname <> 'backup'
+"#,
+    )
+    .into_iter()
+    .collect()
+}
+
+/// The one text value `sql` returns.
+fn text(c: &mut Client, sql: &str) -> String {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Every role's attributes and memberships (the cluster's).
+fn roles(c: &mut Client) -> Vec<String> {
+    strings(
+        c,
+        "SELECT rolname || ' ' || concat_ws(',', rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin,
+                                            rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil)
+         FROM pg_roles
+         UNION ALL
+         SELECT member::regrole || ' in ' || roleid::regrole || ' ' || admin_option FROM pg_auth_members
+         ORDER BY 1",
+    )
+}
+
+/// Code of sb_storage_admin's (the owner of schema storage) in a CHECK, a generated column,
+/// an index expression and a trigger: it records who runs it (through a recorder of the
+/// superuser's that any role may call) and quietly tries to take what its owner lacks.
+const AUDITED_CODE: &str = r#"
+CREATE TABLE public.seen (who text, db text, what text);
+CREATE FUNCTION public.note_seen(who text, what text) RETURNS void LANGUAGE sql SECURITY DEFINER
+  AS $f$ INSERT INTO public.seen VALUES (who, current_database(), what) $f$;
+SET ROLE sb_storage_admin;
+CREATE FUNCTION storage.noted(what text, x text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  PERFORM public.note_seen(current_user::text, what);
+  BEGIN EXECUTE 'ALTER ROLE sb_storage_admin SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  BEGIN EXECUTE 'GRANT SELECT, REFERENCES ON auth.users TO sb_storage_admin'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  BEGIN EXECUTE 'GRANT USAGE ON SCHEMA auth TO sb_anon'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  BEGIN EXECUTE 'GRANT sb_auth_admin TO sb_storage_admin'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  RETURN true;
+END $f$;
+CREATE FUNCTION storage.noted_id(what text, x text) RETURNS text LANGUAGE plpgsql IMMUTABLE
+  AS $f$ BEGIN PERFORM storage.noted(what, x); RETURN x; END $f$;
+CREATE FUNCTION storage.audited_trigger() RETURNS trigger LANGUAGE plpgsql
+  AS $f$ BEGIN PERFORM storage.noted('trigger', NEW.name); RETURN NEW; END $f$;
+CREATE TABLE storage.audited (
+  name text CHECK (storage.noted('check', name)),
+  tag text GENERATED ALWAYS AS (storage.noted_id('generated', name)) STORED
+);
+CREATE INDEX audited_expression ON storage.audited (storage.noted_id('index', name));
+CREATE TRIGGER audited_t BEFORE INSERT ON storage.audited FOR EACH ROW EXECUTE FUNCTION storage.audited_trigger();
+INSERT INTO storage.audited (name) VALUES ('a'), ('b');
+RESET ROLE;
+-- A key a superuser made NOT VALID (its rows do not match): it stays so.
+ALTER TABLE storage.audited ADD CONSTRAINT audited_bucket FOREIGN KEY (name) REFERENCES storage.buckets (id) NOT VALID;
+"#;
+
+#[test]
+fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(include_str!("fixtures/supabase_shaped.sql"))
+        .unwrap();
+    su.batch_execute(AUDITED_CODE).unwrap();
+    su.batch_execute(
+        "CREATE ROLE sb_operator LOGIN; GRANT backup_operator TO sb_operator;
+         GRANT sb_auth_admin, sb_storage_admin TO sb_operator;
+         CREATE ROLE sb_stranger LOGIN; GRANT backup_operator TO sb_stranger; GRANT sb_storage_admin TO sb_stranger;",
+    )
+    .unwrap();
+    let whole: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    let parts: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{auth,storage}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let cluster = roles(&mut su);
+    let source = privileges(&mut su);
+    let who_ran = "SELECT coalesce(string_agg(DISTINCT who || ':' || what, ', ' ORDER BY who || ':' || what), '') FROM public.seen WHERE db = current_database()";
+
+    // A superuser's restore into a new database: everything, exactly as in the source.
+    s.create_db("r_super");
+    let mut r = s.connect("r_super");
+    r.batch_execute("SELECT * FROM backup.rescan()").unwrap();
+    let not_ok = strings(
+        &mut r,
+        &format!(
+            "SELECT object || ' ' || kind || ' ' || status || ' ' || coalesce(detail, '')
+             FROM backup.restore('{whole}') WHERE status <> 'ok'"
+        ),
+    );
+    assert_eq!(not_ok, Vec::<String>::new());
+    // The owners' code ran as their owner, never as the restoring superuser (triggers are
+    // created after the rows, as pg_restore does: they do not fire).
+    assert_eq!(
+        strings(&mut r, who_ran),
+        vec!["sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index".to_string()]
+    );
+    assert_eq!(roles(&mut r), cluster, "no role attribute or membership changed");
+    let restored = privileges(&mut r);
+    let gained: Vec<&String> = restored.difference(&source).collect();
+    let lost: Vec<&String> = source.difference(&restored).collect();
+    assert!(gained.is_empty(), "gained: {gained:#?}");
+    assert!(lost.is_empty(), "not restored: {lost:#?}");
+    assert_eq!(
+        text(
+            &mut r,
+            "SELECT string_agg(conname || ' ' || convalidated, ', ' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND connamespace <> 'backup'::regnamespace"
+        ),
+        "audited_bucket false, buckets_owner_fkey true, events_owner_fkey true, objects_bucket_id_fkey true, objects_owner_fkey true"
+    );
+    assert_eq!(privileges(&mut su), source, "the source is unchanged");
+
+    // An operator with the privileges of both owners restores their schemas into a
+    // database a superuser prepared (extensions are a superuser's to install): what it could
+    // do itself, as the security model says. Grants on the extensions' members are a
+    // superuser's: skipped with warnings.
+    s.create_db("r_op");
+    let mut rsu = s.connect("r_op");
+    rsu.batch_execute(
+        "SELECT * FROM backup.rescan();
+         CREATE SCHEMA extensions;
+         CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
+         CREATE EXTENSION \"uuid-ossp\" WITH SCHEMA extensions;
+         GRANT USAGE ON SCHEMA extensions TO sb_anon, sb_authenticated, sb_service_role, sb_storage_admin;
+         CREATE TABLE public.seen (who text, db text, what text);
+         CREATE FUNCTION public.note_seen(who text, what text) RETURNS void LANGUAGE sql SECURITY DEFINER
+           AS $f$ INSERT INTO public.seen VALUES (who, current_database(), what) $f$;
+         GRANT CREATE ON DATABASE r_op TO sb_operator, sb_stranger;",
+    )
+    .unwrap();
+    let before = privileges(&mut rsu);
+    // Without the privileges of auth's owner: refused before anything changes.
+    let mut stranger = s.connect_as("r_op", Some("sb_stranger"));
+    let e = stranger
+        .query("SELECT * FROM backup.restore($1)", &[&parts])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+    assert_eq!(privileges(&mut rsu), before);
+    let mut op = s.connect_as("r_op", Some("sb_operator"));
+    let not_ok = strings(
+        &mut op,
+        &format!(
+            "SELECT object || ' ' || kind || ' ' || status FROM backup.restore('{parts}') WHERE status <> 'ok'"
+        ),
+    );
+    assert_eq!(not_ok, Vec::<String>::new());
+    assert_eq!(
+        strings(&mut rsu, who_ran),
+        vec!["sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index".to_string()]
+    );
+    assert_eq!(roles(&mut rsu), cluster, "no role attribute or membership changed");
+    let after = privileges(&mut rsu);
+    let gained: Vec<&String> = after
+        .iter()
+        .filter(|p| !before.contains(*p) && !source.contains(*p))
+        .collect();
+    assert!(gained.is_empty(), "gained: {gained:#?}");
+    assert_eq!(
+        one_i64(
+            &mut rsu,
+            "SELECT count(*) FROM storage.objects o JOIN auth.users u ON u.id = o.owner"
+        ),
+        200
+    );
+    assert_eq!(
+        text(
+            &mut rsu,
+            "SELECT string_agg(conname || ' ' || convalidated, ', ' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND connamespace <> 'backup'::regnamespace"
+        ),
+        "audited_bucket false, buckets_owner_fkey true, events_owner_fkey true, objects_bucket_id_fkey true, objects_owner_fkey true"
+    );
+}
+
+#[test]
+fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
+    if !enabled() {
+        return;
+    }
+    // Issue 16: ANALYZE is a reserved word; `analyze => false` is a syntax error.
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute("CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 1000) g")
+        .unwrap();
+    let id: String = su
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    let analyzed = "SELECT coalesce(max(analyze_count), 0) FROM pg_stat_user_tables WHERE relname = 't'";
+    for (db, args, want) in [
+        ("a_unquoted", "run_analyze => false", 0),
+        ("a_default", "", 1),
+        ("a_quoted", "\"analyze\" => false", 0),
+        ("a_both", "\"analyze\" => true, run_analyze => false", 1),
+    ] {
+        s.create_db(db);
+        let mut c = s.connect(db);
+        c.batch_execute("SELECT * FROM backup.rescan()").unwrap();
+        let sql = format!(
+            "SELECT count(*) FROM backup.restore('{id}'{}{args}) WHERE status <> 'ok'",
+            if args.is_empty() { "" } else { ", " }
+        );
+        assert_eq!(one_i64(&mut c, &sql), 0, "{sql}");
+        assert_eq!(one_i64(&mut c, "SELECT count(*) FROM t"), 1000);
+        // The statistics collector's counters are per database and flushed at commit.
+        c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        let mut fresh = s.connect(db);
+        assert_eq!(one_i64(&mut fresh, analyzed), want, "{db}: {args}");
+    }
 }
