@@ -473,7 +473,7 @@ fn a_supabase_shaped_database_restores_as_a_superuser() {
             ..RoundTrip::default()
         },
         &[
-            "SELECT string_agg(conrelid::regclass || ' ' || conname || ' ' || convalidated, ', ' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f'",
+            "SELECT string_agg(conrelid::regclass || ' ' || conname || ' ' || convalidated, ', ' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'storage'::regnamespace",
             "INSERT INTO storage.buckets (id, name, owner) VALUES ('x', 'x', '00000000-0000-0000-0000-000000009999')",
             "INSERT INTO storage.events VALUES ('2025-02-02', '00000000-0000-0000-0000-000000009999', 'x')",
             "SELECT count(*), count(DISTINCT u.id) FROM storage.objects o JOIN auth.users u ON u.id = o.owner",
