@@ -2101,9 +2101,16 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
     // created after the rows, as pg_restore does: they do not fire).
     assert_eq!(
         strings(&mut r, who_ran),
-        vec!["sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index".to_string()]
+        vec![
+            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index"
+                .to_string()
+        ]
     );
-    assert_eq!(roles(&mut r), cluster, "no role attribute or membership changed");
+    assert_eq!(
+        roles(&mut r),
+        cluster,
+        "no role attribute or membership changed"
+    );
     let restored = privileges(&mut r);
     let gained: Vec<&String> = restored.difference(&source).collect();
     let lost: Vec<&String> = source.difference(&restored).collect();
@@ -2154,9 +2161,16 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
     assert_eq!(not_ok, Vec::<String>::new());
     assert_eq!(
         strings(&mut rsu, who_ran),
-        vec!["sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index".to_string()]
+        vec![
+            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index"
+                .to_string()
+        ]
     );
-    assert_eq!(roles(&mut rsu), cluster, "no role attribute or membership changed");
+    assert_eq!(
+        roles(&mut rsu),
+        cluster,
+        "no role attribute or membership changed"
+    );
     let after = privileges(&mut rsu);
     let gained: Vec<&String> = after
         .iter()
@@ -2193,7 +2207,8 @@ fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
         .query_one("SELECT backup_id FROM backup.create()", &[])
         .unwrap()
         .get(0);
-    let analyzed = "SELECT coalesce(max(analyze_count), 0) FROM pg_stat_user_tables WHERE relname = 't'";
+    let analyzed =
+        "SELECT coalesce(max(analyze_count), 0) FROM pg_stat_user_tables WHERE relname = 't'";
     for (db, args, want) in [
         ("a_unquoted", "run_analyze => false", 0),
         ("a_default", "", 1),
@@ -2210,7 +2225,8 @@ fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
         assert_eq!(one_i64(&mut c, &sql), 0, "{sql}");
         assert_eq!(one_i64(&mut c, "SELECT count(*) FROM t"), 1000);
         // The statistics collector's counters are per database and flushed at commit.
-        c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
         let mut fresh = s.connect(db);
         assert_eq!(one_i64(&mut fresh, analyzed), want, "{db}: {args}");
     }

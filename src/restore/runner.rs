@@ -1795,7 +1795,9 @@ mod tests {
         assert_eq!(foreign_key_in_two(sql), Some((sql.to_string(), None)));
         // A partitioned table's key (no ONLY) and other constraints: not split.
         assert_eq!(
-            foreign_key_in_two("ALTER TABLE s.p\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a);"),
+            foreign_key_in_two(
+                "ALTER TABLE s.p\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a);"
+            ),
             None
         );
         assert_eq!(
