@@ -2050,6 +2050,13 @@ CREATE INDEX audited_expression ON storage.audited (storage.noted_id('index', na
 CREATE TRIGGER audited_t BEFORE INSERT ON storage.audited FOR EACH ROW EXECUTE FUNCTION storage.audited_trigger();
 INSERT INTO storage.audited (name) VALUES ('a'), ('b');
 RESET ROLE;
+-- A CHECK over the table's own row type: restored after its function, split off the table.
+CREATE FUNCTION storage.bucket_ok(b storage.buckets) RETURNS boolean LANGUAGE sql
+  AS $f$ SELECT storage.noted('split check', b.id) $f$;
+ALTER FUNCTION storage.bucket_ok(storage.buckets) OWNER TO sb_storage_admin;
+SET ROLE sb_storage_admin;
+ALTER TABLE storage.buckets ADD CONSTRAINT bucket_ok CHECK (storage.bucket_ok(buckets.*));
+RESET ROLE;
 -- A key a superuser made NOT VALID (its rows do not match): it stays so.
 ALTER TABLE storage.audited ADD CONSTRAINT audited_bucket FOREIGN KEY (name) REFERENCES storage.buckets (id) NOT VALID;
 "#;
@@ -2102,7 +2109,7 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
     assert_eq!(
         strings(&mut r, who_ran),
         vec![
-            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index"
+            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index, sb_storage_admin:split check"
                 .to_string()
         ]
     );
@@ -2162,7 +2169,7 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
     assert_eq!(
         strings(&mut rsu, who_ran),
         vec![
-            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index"
+            "sb_storage_admin:check, sb_storage_admin:generated, sb_storage_admin:index, sb_storage_admin:split check"
                 .to_string()
         ]
     );

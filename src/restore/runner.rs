@@ -903,8 +903,12 @@ impl<'j, 'a> Walk<'j, 'a> {
             if !body.is_empty() {
                 match &code {
                     Some((role, schemas))
-                        if e.kind == EntryKind::ForeignKey
-                            && add_foreign_key(&body, *role, schemas, restorer)? => {}
+                        if matches!(
+                            e.kind,
+                            EntryKind::ForeignKey
+                                | EntryKind::CheckConstraint
+                                | EntryKind::DomainConstraint
+                        ) && add_constraint(&body, *role, schemas, restorer)? => {}
                     Some(_) if attach_as_restorer => {
                         // Issue 16: attaching needs the ownership of both tables; with
                         // different owners neither owner can, the caller can as pg_restore
@@ -1522,9 +1526,12 @@ pub fn builds_index_only(sql: &str) -> bool {
 /// have; an operator passes only with the privileges of both tables' owners, as when it adds
 /// the key itself). The validation, which runs the key's equality operators and casts over
 /// the rows, runs as the table's owner (`owner`, with USAGE on `schemas` for the statement),
-/// as every other step that evaluates user code. Returns false, having changed nothing, for a
-/// statement of another shape (then it runs as the owner, as before).
-fn add_foreign_key(
+/// as every other step that evaluates user code. In a superuser's restore a CHECK (of a table
+/// or a domain) is split the same way: the names in its expression are looked up by the
+/// superuser (the owner may get USAGE on their schemas only in the grants pass), its
+/// expression is evaluated over the rows by the owner. Returns false, having changed nothing,
+/// for a statement of another shape (then it runs as the owner, as before).
+fn add_constraint(
     body: &str,
     owner: pg_sys::Oid,
     schemas: &[String],
@@ -1547,7 +1554,7 @@ fn add_foreign_key(
         needs.extend(extra.map(|s| (s, SchemaPrivilege::Usage)));
         run_as_in(role, &needs, || Ok(crate::text::run(sql)?))
     };
-    if let Some((add, validate)) = foreign_key_in_two(body) {
+    if let Some((add, validate)) = constraint_in_two(body, restorer.superuser) {
         as_caller(&add)?;
         if let Some(validate) = validate {
             as_owner(owner, None, &validate)?;
@@ -1559,7 +1566,7 @@ fn add_foreign_key(
 
 /// A partitioned table's foreign key (issue 16), which PostgreSQL 15 cannot add NOT VALID:
 /// added bottom-up, so that the rows are checked as their table's owner and the statements
-/// that check privileges run as the caller (see `foreign_key_in_two`). Each leaf partition
+/// that check privileges run as the caller (see `constraint_in_two`). Each leaf partition
 /// gets the key NOT VALID (as the caller) and validated (as the leaf's owner); then each
 /// partitioned level, deepest first, and the table itself get it as the caller: PostgreSQL
 /// takes a partition's valid key of the same definition and name as the parent's own
@@ -1571,7 +1578,7 @@ fn partitioned_foreign_key(
     as_caller: impl Fn(&str) -> Result<()>,
     as_owner: impl Fn(pg_sys::Oid, Option<&str>, &str) -> Result<()>,
 ) -> Result<bool> {
-    let Some((relation, name, definition)) = constraint_parts(body) else {
+    let Some((keyword, relation, name, definition)) = constraint_parts(body) else {
         return Ok(false);
     };
     let Some(definition) = definition.trim_end().strip_suffix(';') else {
@@ -1580,7 +1587,7 @@ fn partitioned_foreign_key(
     if relation.starts_with("ONLY ")
         || !definition.starts_with("FOREIGN KEY")
         || definition.ends_with(" NOT VALID")
-        || body.trim_start().starts_with("ALTER FOREIGN TABLE ")
+        || keyword != "ALTER TABLE"
     {
         return Ok(false);
     }
@@ -1642,25 +1649,25 @@ fn unquote_identifier(ident: &str) -> String {
     }
 }
 
-/// A foreign key's statement as two (issue 16): the same `ADD CONSTRAINT` with NOT VALID
-/// (checks privileges, evaluates nothing), and the `VALIDATE CONSTRAINT` that checks the rows
-/// (None when the backup's key was NOT VALID itself). None for a statement of another shape
-/// and for a partitioned table's key (added without ONLY), which PostgreSQL 15 cannot add
-/// NOT VALID.
-fn foreign_key_in_two(sql: &str) -> Option<(String, Option<String>)> {
-    let (relation, name, definition) = constraint_parts(sql)?;
-    if !relation.starts_with("ONLY ") || !definition.starts_with("FOREIGN KEY") {
+/// A foreign key's (or with `checks`, a CHECK's) statement as two (issue 16): the same
+/// `ADD CONSTRAINT` with NOT VALID (checks privileges, evaluates nothing), and the `VALIDATE
+/// CONSTRAINT` that checks the rows (None when the backup's constraint was NOT VALID itself,
+/// and for a foreign table's CHECK, which PostgreSQL never checks). None for a statement of
+/// another shape and for a partitioned table's key (added without ONLY), which PostgreSQL 15
+/// cannot add NOT VALID.
+fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
+    let (keyword, relation, name, definition) = constraint_parts(sql)?;
+    let foreign_key = definition.starts_with("FOREIGN KEY")
+        && relation.starts_with("ONLY ")
+        && keyword != "ALTER DOMAIN";
+    let check = checks && definition.starts_with("CHECK");
+    if !foreign_key && !check {
         return None;
     }
     let definition = definition.trim_end().strip_suffix(';')?.trim_end();
-    if definition.ends_with(" NOT VALID") {
+    if definition.ends_with(" NOT VALID") || (check && keyword == "ALTER FOREIGN TABLE") {
         return Some((sql.to_string(), None));
     }
-    let keyword = if sql.trim_start().starts_with("ALTER FOREIGN TABLE ") {
-        "ALTER FOREIGN TABLE"
-    } else {
-        "ALTER TABLE"
-    };
     Some((
         format!("{keyword} {relation} ADD CONSTRAINT {name} {definition} NOT VALID;"),
         Some(format!("{keyword} {relation} VALIDATE CONSTRAINT {name};")),
@@ -1670,12 +1677,13 @@ fn foreign_key_in_two(sql: &str) -> Option<(String, Option<String>)> {
 /// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
 /// found by reading the identifiers (quoted ones may hold any text).
 fn constraint_definition(sql: &str) -> Option<&str> {
-    constraint_parts(sql).map(|(_, _, d)| d)
+    constraint_parts(sql).map(|(_, _, _, d)| d)
 }
 
-/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the relation
-/// (with ONLY), the name and the definition, as written.
-fn constraint_parts(sql: &str) -> Option<(&str, &str, &str)> {
+/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>` (or ALTER FOREIGN
+/// TABLE, ALTER DOMAIN): the command, the relation (with ONLY), the name and the definition,
+/// as written.
+fn constraint_parts(sql: &str) -> Option<(&'static str, &str, &str, &str)> {
     fn identifier(s: &str) -> Option<&str> {
         match s.strip_prefix('"') {
             Some(mut rest) => loop {
@@ -1693,9 +1701,9 @@ fn constraint_parts(sql: &str) -> Option<(&str, &str, &str)> {
         }
     }
     let sql = sql.trim_start();
-    let start = sql
-        .strip_prefix("ALTER TABLE ")
-        .or_else(|| sql.strip_prefix("ALTER FOREIGN TABLE "))?;
+    let (keyword, start) = ["ALTER TABLE", "ALTER FOREIGN TABLE", "ALTER DOMAIN"]
+        .into_iter()
+        .find_map(|k| Some((k, sql.strip_prefix(k)?.strip_prefix(' ')?)))?;
     let rest = start.strip_prefix("ONLY ").unwrap_or(start);
     let rest = identifier(rest)?.strip_prefix('.')?;
     let after_relation = identifier(rest)?;
@@ -1706,7 +1714,7 @@ fn constraint_parts(sql: &str) -> Option<(&str, &str, &str)> {
     let rest = identifier(name_start)?;
     let name = &name_start[..name_start.len() - rest.len()];
     rest.starts_with([' ', '\n'])
-        .then(|| (relation, name, rest.trim_start()))
+        .then(|| (keyword, relation, name, rest.trim_start()))
 }
 
 /// Entries only a superuser may have applied: what PostgreSQL reserves to superusers
@@ -1743,7 +1751,7 @@ fn superuser_only(e: &TocEntry) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{constraint_definition, foreign_key_in_two};
+    use super::{constraint_definition, constraint_in_two};
 
     #[test]
     fn constraint_definitions_are_found_past_any_name() {
@@ -1771,10 +1779,11 @@ mod tests {
     }
 
     #[test]
-    fn foreign_keys_split_into_not_valid_and_validate() {
+    fn foreign_keys_and_checks_split_into_not_valid_and_validate() {
         assert_eq!(
-            foreign_key_in_two(
-                "ALTER TABLE ONLY storage.buckets\n    ADD CONSTRAINT buckets_owner_fkey FOREIGN KEY (owner) REFERENCES auth.users(id);"
+            constraint_in_two(
+                "ALTER TABLE ONLY storage.buckets\n    ADD CONSTRAINT buckets_owner_fkey FOREIGN KEY (owner) REFERENCES auth.users(id);",
+                false
             ),
             Some((
                 "ALTER TABLE ONLY storage.buckets ADD CONSTRAINT buckets_owner_fkey FOREIGN KEY (owner) REFERENCES auth.users(id) NOT VALID;".into(),
@@ -1782,8 +1791,9 @@ mod tests {
             ))
         );
         assert_eq!(
-            foreign_key_in_two(
-                "ALTER TABLE ONLY \"a b\".\"c\"\"d\"\n    ADD CONSTRAINT \"x y\" FOREIGN KEY (a) REFERENCES s.t(a) ON DELETE CASCADE DEFERRABLE;"
+            constraint_in_two(
+                "ALTER TABLE ONLY \"a b\".\"c\"\"d\"\n    ADD CONSTRAINT \"x y\" FOREIGN KEY (a) REFERENCES s.t(a) ON DELETE CASCADE DEFERRABLE;",
+                false
             ),
             Some((
                 "ALTER TABLE ONLY \"a b\".\"c\"\"d\" ADD CONSTRAINT \"x y\" FOREIGN KEY (a) REFERENCES s.t(a) ON DELETE CASCADE DEFERRABLE NOT VALID;".into(),
@@ -1792,16 +1802,43 @@ mod tests {
         );
         // Already NOT VALID in the backup: as it is, nothing to validate.
         let sql = "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a) NOT VALID;";
-        assert_eq!(foreign_key_in_two(sql), Some((sql.to_string(), None)));
-        // A partitioned table's key (no ONLY) and other constraints: not split.
+        assert_eq!(constraint_in_two(sql, true), Some((sql.to_string(), None)));
+        // A partitioned table's key (no ONLY): not split (partitioned_foreign_key).
         assert_eq!(
-            foreign_key_in_two(
-                "ALTER TABLE s.p\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a);"
+            constraint_in_two(
+                "ALTER TABLE s.p\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a);",
+                true
             ),
             None
         );
+        // CHECKs only when asked (a superuser's restore), of tables and domains.
+        let check = "ALTER TABLE s.t ADD CONSTRAINT c CHECK ((a > 0)) NO INHERIT;";
+        assert_eq!(constraint_in_two(check, false), None);
         assert_eq!(
-            foreign_key_in_two("ALTER TABLE ONLY s.t\n    ADD CONSTRAINT c CHECK ((a > 0));"),
+            constraint_in_two(check, true),
+            Some((
+                "ALTER TABLE s.t ADD CONSTRAINT c CHECK ((a > 0)) NO INHERIT NOT VALID;".into(),
+                Some("ALTER TABLE s.t VALIDATE CONSTRAINT c;".into())
+            ))
+        );
+        assert_eq!(
+            constraint_in_two(
+                "ALTER DOMAIN s.d ADD CONSTRAINT \"D\" CHECK ((VALUE > 0));",
+                true
+            ),
+            Some((
+                "ALTER DOMAIN s.d ADD CONSTRAINT \"D\" CHECK ((VALUE > 0)) NOT VALID;".into(),
+                Some("ALTER DOMAIN s.d VALIDATE CONSTRAINT \"D\";".into())
+            ))
+        );
+        // PostgreSQL never checks a foreign table's CHECK.
+        let foreign = "ALTER FOREIGN TABLE s.f ADD CONSTRAINT c CHECK ((a > 0));";
+        assert_eq!(
+            constraint_in_two(foreign, true),
+            Some((foreign.to_string(), None))
+        );
+        assert_eq!(
+            constraint_in_two("ALTER TABLE ONLY s.t ADD CONSTRAINT u UNIQUE (a);", true),
             None
         );
     }
