@@ -1197,3 +1197,65 @@ fn a_postgis_database_with_custom_srids_generated_columns_rasters_and_a_topology
         }
     }
 }
+
+/// The same class in another extension (postgresql-15-unit, installed by make setup): unit's
+/// type input function looks a unit's name up in its table unit_units (a read-only SPI query)
+/// for every value like '5 N' that COPY reads, and a site's own units are configuration rows
+/// of that table, which a generated column needs while the rows load (issue 16).
+#[test]
+fn a_type_whose_input_function_reads_its_extensions_table() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    app.batch_execute(
+        r#"
+        CREATE EXTENSION unit;
+        INSERT INTO unit_units (name, unit, definition, dump) VALUES ('stride', '0.75 m', 'a walking step', true);
+        CREATE SCHEMA track;
+        CREATE TABLE track.runs (
+          id int PRIMARY KEY,
+          force unit NOT NULL,
+          distance unit NOT NULL,
+          strides double precision GENERATED ALWAYS AS (distance @@ 'stride') STORED
+        );
+        CREATE INDEX runs_force ON track.runs (force);
+        INSERT INTO track.runs (id, force, distance)
+          SELECT g, (g || ' N')::unit, (g || ' stride')::unit FROM generate_series(1, 50) g;
+        "#,
+    )
+    .unwrap();
+    let verdicts = judge_round_trips(
+        &s,
+        "app",
+        &RoundTrip {
+            formats: &Format::ALL,
+            jobs: Some(2),
+            ..Default::default()
+        },
+    );
+    assert_verdicts("a database with unit columns", &verdicts);
+    let checks = [
+        "SELECT count(*), sum(strides), string_agg(force::text || '/' || distance::text, ',' ORDER BY id) FROM track.runs WHERE id <= 3",
+        "SELECT name, unit::text, definition FROM unit_units WHERE name = 'stride'",
+        "SELECT count(*) FROM track.runs WHERE force > '40 N'",
+        "INSERT INTO track.runs (id, force, distance) VALUES (1000, '2 kN', '4 stride')",
+        "SELECT strides FROM track.runs WHERE id = 1000",
+    ];
+    let want: Vec<String> = checks.iter().map(|q| first(&mut app, q)).collect();
+    assert!(want[0].starts_with("3|6|1 N/750 mm"), "{want:?}");
+    for db in [
+        "via_pg_backup_native",
+        "via_pg_backup_sql",
+        "via_pg_backup_json",
+        "via_pg_backup_csv",
+        "via_psql_script",
+        "via_pg_backup_jobs_2",
+    ] {
+        let mut c = s.connect(db);
+        for (q, w) in checks.iter().zip(&want) {
+            assert_eq!(&first(&mut c, q), w, "{db}: {q}");
+        }
+    }
+}
