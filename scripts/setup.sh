@@ -9,11 +9,12 @@ PGRX_VERSION=0.18.0
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_pkgs=()
-# postgresql-15-postgis-3: the PostGIS round trip (tests/fidelity.rs, issue 16).
+# postgresql-15-postgis-3, postgresql-15-unit: extensions whose C code reads their own tables
+# while rows load, the PostGIS and unit round trips (tests/fidelity.rs, issue 16).
 # age: the command-line tool the storage tests decrypt a backup file with (issue 12).
 # bc, time: make bench computes its ratios with bc and measures pg_dump's memory with
 # /usr/bin/time.
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 clang libclang-dev pkg-config zstd age bc time; do
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -20,23 +20,51 @@ pub fn one<T: FromDatum + IntoDatum>(
 ) -> Result<Option<T>, Error> {
     // Statements may name objects with non-ASCII names (converted to the database's encoding).
     let stmt = crate::text::statement(sql);
-    // Not in parallel mode (create(jobs => N)): no new command or snapshot may start there,
-    // and nothing changes either.
-    let fresh = unsafe { !pg_sys::IsInParallelMode() };
-    if fresh {
-        unsafe {
-            pg_sys::CommandCounterIncrement();
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-    }
-    // On an ERROR the (sub)transaction abort pops the snapshot.
-    let r = Spi::connect(|c| {
+    let _fresh = FreshSnapshot::push();
+    Spi::connect(|c| {
         c.select(stmt.as_c_str(), Some(1), args)?
             .first()
             .get_one::<T>()
-    });
-    if fresh {
-        unsafe { pg_sys::PopActiveSnapshot() };
+    })
+}
+
+/// While it lives, the active snapshot is a fresh one that sees every change this transaction
+/// made so far (a new command first), as PostgreSQL gives each statement of a session.
+///
+/// Code that pg_backup runs without a statement of its own (COPY FROM called directly, and
+/// read-only SPI queries) otherwise runs under the active snapshot of the statement that
+/// called restore(): one taken before the restore created anything. Extension C code that
+/// looks things up with a read-only SPI query while rows are written (PostGIS's
+/// spatial_ref_sys for a geography value or ST_Transform in a generated column, a type's
+/// input function reading its extension's tables) then finds nothing of what CREATE
+/// EXTENSION and the configuration rows put there moments before.
+///
+/// Not in parallel mode (create(jobs => N)): no new command or snapshot may start there, and
+/// nothing changes either. Popped on drop; after an ERROR the (sub)transaction abort pops it.
+pub struct FreshSnapshot {
+    pushed: bool,
+}
+
+impl FreshSnapshot {
+    pub fn push() -> FreshSnapshot {
+        // SAFETY: inside a transaction (every caller runs in one); no-ops in parallel mode.
+        let pushed = unsafe { !pg_sys::IsInParallelMode() };
+        if pushed {
+            unsafe {
+                pg_sys::CommandCounterIncrement();
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            }
+        }
+        FreshSnapshot { pushed }
     }
-    r
+}
+
+impl Drop for FreshSnapshot {
+    fn drop(&mut self) {
+        // While an ERROR unwinds, snapshots pushed by the code that failed may still be above
+        // ours: the abort of the (sub)transaction pops them all.
+        if self.pushed && !std::thread::panicking() {
+            unsafe { pg_sys::PopActiveSnapshot() };
+        }
+    }
 }

@@ -478,7 +478,8 @@ fn write_table_files(
             task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
         })
         .collect::<Result<Vec<CopyTask>>>()?;
-    // Extension configuration rows, loaded after the tables in this order (foreign keys).
+    // Extension configuration rows, in this order (their foreign keys'); restore() loads them
+    // before the tables' rows, which can need them (restore::data::data_units).
     for c in config {
         let index = tasks.len() + 1;
         tasks.push(task::for_config_table(
@@ -640,6 +641,34 @@ fn write_script(
     ))?;
     write_entries(&mut w, toc, Pass::PreData)?;
     let mut blocks = Vec::new();
+    // Extension configuration rows first: appended to the tables CREATE EXTENSION made
+    // (above), before the tables' rows, which can need them while they load (a custom SRID
+    // of spatial_ref_sys for a geography value or a generated column's ST_Transform).
+    for c in config {
+        let columns = ddl::copy_columns(c.oid)?;
+        let list: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
+        let header = format!(
+            "COPY {} ({}) FROM stdin;",
+            quoted(&c.schema, &c.name),
+            list.join(", ")
+        );
+        w.write_text(&format!("\n{header}\n"))?;
+        let query = task::config_query(c, &columns);
+        let rows = {
+            let _path = ddl::collect::EmptySearchPath::set();
+            w.copy(CopySource::Query(&query), CopyFormat::Text)?
+        };
+        progress.copied(rows, 0);
+        w.write_text("\\.\n")?;
+        blocks.push(ScriptTable {
+            header,
+            schema: c.schema.clone(),
+            table: c.name.clone(),
+            columns,
+            rows,
+            kind: Some(EXTENSION_DATA.into()),
+        });
+    }
     for (i, t) in tables.iter().enumerate() {
         progress.table(i, t);
         let columns = ddl::copy_columns(t.oid)?;
@@ -668,32 +697,6 @@ fn write_script(
             columns,
             rows,
             kind: None,
-        });
-    }
-    // Extension configuration rows: appended to the tables CREATE EXTENSION made (above).
-    for c in config {
-        let columns = ddl::copy_columns(c.oid)?;
-        let list: Vec<String> = columns.iter().map(spi::quote_identifier).collect();
-        let header = format!(
-            "COPY {} ({}) FROM stdin;",
-            quoted(&c.schema, &c.name),
-            list.join(", ")
-        );
-        w.write_text(&format!("\n{header}\n"))?;
-        let query = task::config_query(c, &columns);
-        let rows = {
-            let _path = ddl::collect::EmptySearchPath::set();
-            w.copy(CopySource::Query(&query), CopyFormat::Text)?
-        };
-        progress.copied(rows, 0);
-        w.write_text("\\.\n")?;
-        blocks.push(ScriptTable {
-            header,
-            schema: c.schema.clone(),
-            table: c.name.clone(),
-            columns,
-            rows,
-            kind: Some(EXTENSION_DATA.into()),
         });
     }
     if large_objects {

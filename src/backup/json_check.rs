@@ -198,14 +198,25 @@ fn columns(t: &Relation, names: &[String]) -> Result<Vec<Column>> {
 
 /// Refuse `t` for the json format unless every value of `names` comes back as it was, written
 /// as the export writes it: `exported` is the export's select list (one expression per
-/// column, named as the column, over the table's columns).
-pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> {
+/// column, named as the column, over the table's columns). `filter`: the condition of an
+/// extension's configuration table (`WHERE ...`): only the rows the backup holds are checked
+/// (unit's own unit_units rows do not all come back as they were; a site's units do).
+pub fn check(
+    t: &Relation,
+    names: &[String],
+    exported: &[String],
+    filter: Option<&str>,
+) -> Result<()> {
     let cols = columns(t, names)?;
     let checked: Vec<&Column> = cols.iter().filter(|c| c.check_type.is_some()).collect();
     if checked.is_empty() {
         return Ok(());
     }
-    let table = quoted(t);
+    // The condition in a scope of its own: its bare column names are the table's.
+    let table = match filter {
+        Some(f) if !f.trim().is_empty() => format!("(SELECT * FROM ONLY {} {f})", quoted(t)),
+        _ => format!("ONLY {}", quoted(t)),
+    };
     let record: Vec<String> = checked
         .iter()
         .map(|c| {
@@ -228,7 +239,7 @@ pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> 
         .collect();
     // The first column whose value differs after the round trip, in the first row that has one.
     let sql = format!(
-        "SELECT (SELECT v.col FROM ONLY {table} t0,
+        "SELECT (SELECT v.col FROM {table} t0,
                  LATERAL (SELECT {list}) x,
                  LATERAL pg_catalog.json_to_record(pg_catalog.row_to_json(x.*)) AS r({record}),
                  LATERAL (VALUES {differs}) v(col, bad)
@@ -245,7 +256,7 @@ pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> 
         // may quote the value (every operator reads the history row): its text goes to the
         // server log only, the SQLSTATE stays.
         Err(caught) => {
-            let column = nul_column(t, names)?.unwrap_or_else(|| "?".into());
+            let column = nul_column(&table, names)?.unwrap_or_else(|| "?".into());
             let object = format!("{}.{}", t.schema, t.name);
             let text = crate::security::redact::describe(
                 &caught,
@@ -262,14 +273,14 @@ pub fn check(t: &Relation, names: &[String], exported: &[String]) -> Result<()> 
     }
 }
 
-/// The first column holding the escape \u0000 in its JSON form.
-fn nul_column(t: &Relation, columns: &[String]) -> Result<Option<String>> {
-    let table = quoted(t);
+/// The first column holding the escape \u0000 in its JSON form, in the rows of `table` (a
+/// FROM item, as `check` reads them).
+fn nul_column(table: &str, columns: &[String]) -> Result<Option<String>> {
     for name in columns {
         let c = spi::quote_identifier(name);
         let found = Spi::get_one_with_args::<bool>(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM ONLY {table} WHERE pg_catalog.to_json({c})::pg_catalog.text ~ $1)"
+                "SELECT EXISTS (SELECT 1 FROM {table} t0 WHERE pg_catalog.to_json(t0.{c})::pg_catalog.text ~ $1)"
             ),
             &[NUL_ESCAPE.into()],
         )?

@@ -183,7 +183,7 @@ fn build(
                 })
                 .collect();
             // Refused up front if a value would not come back as it was.
-            super::json_check::check(t, &columns, &cols)?;
+            super::json_check::check(t, &columns, &cols, filter)?;
             let query = format!(
                 "SELECT row_to_json(x.*) FROM ({}) x",
                 rows_of(&cols.join(", "))

@@ -319,6 +319,14 @@ pub fn copy_chunks_into(
         }
     }
     let _clear = Clear;
+    // As a COPY statement has (PortalRunUtility): a snapshot of its own that sees what this
+    // restore did before it. Without it the rows were written under the snapshot of the
+    // statement that called restore(), and extension code that reads its own tables while
+    // rows load (PostGIS's spatial_ref_sys for a geography value, a generated column's
+    // ST_Transform) found none of the rows CREATE EXTENSION and the configuration data had
+    // put there: "Cannot find SRID (4326) in spatial_ref_sys" (issue 16). Taken before the
+    // table is opened, like the statement's.
+    let _fresh = crate::query::FreshSnapshot::push();
     let rows = unsafe {
         let rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();

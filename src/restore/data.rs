@@ -389,8 +389,14 @@ fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
     .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
 }
 
-/// The units of rows in the archive, in its order. The sql format's script is read in order
-/// (one block after the other): its units have no file of their own.
+/// The units of rows in the archive: extensions' configuration rows first (in the archive's
+/// order, which is their foreign keys'), then the tables' and the large objects', in the
+/// archive's order. The rows of a table can need them: extension code that reads its own
+/// tables while rows are written (a geography value or a generated column's ST_Transform in
+/// a custom SRID of spatial_ref_sys, a unit of unit_units) must find them there, as CREATE
+/// EXTENSION's own rows are. The sql format's script is read in order (one block after the
+/// other; create() writes the configuration rows first there too): its units have no file
+/// of their own.
 pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
     if m.files.iter().any(|f| f.is_script()) {
         return m
@@ -409,8 +415,10 @@ pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
             })
             .collect();
     }
-    m.files
-        .iter()
+    let (config, rest): (Vec<_>, Vec<_>) = m.files.iter().partition(|f| f.is_extension_data());
+    config
+        .into_iter()
+        .chain(rest)
         .map(|f| {
             let format = match (f.is_large_objects(), m.format.as_str()) {
                 (false, "csv") => CopyFormat::CsvHeader,

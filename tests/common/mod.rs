@@ -194,15 +194,29 @@ impl Format {
 
 /// `backup.create(format => ...)` of `db`; the backup id.
 pub fn create_backup(s: &Server, db: &str, format: Format) -> Result<String, String> {
+    create_backup_with_jobs(s, db, format, 1)
+}
+
+/// `backup.create(format => ..., jobs => N)` of `db`; the backup id.
+pub fn create_backup_with_jobs(
+    s: &Server,
+    db: &str,
+    format: Format,
+    jobs: i32,
+) -> Result<String, String> {
     s.connect(db)
         .query_one(
-            "SELECT backup_id FROM backup.create(label => $1, format => $2)",
-            &[&format!("fidelity-{}", format.name()), &format.name()],
+            "SELECT backup_id FROM backup.create(label => $1, format => $2, jobs => $3)",
+            &[
+                &format!("fidelity-{}", format.name()),
+                &format.name(),
+                &jobs,
+            ],
         )
         .map(|r| r.get(0))
         .map_err(|e| {
             format!(
-                "backup.create(format => '{}'): {}",
+                "backup.create(format => '{}', jobs => {jobs}): {}",
                 format.name(),
                 describe(&e)
             )
@@ -953,6 +967,9 @@ pub struct RoundTrip<'a> {
     pub restore_search_path: Option<&'a str>,
     /// Also restore the native format with `restore(atomic => false, jobs => N)`.
     pub jobs: Option<i32>,
+    /// Also back the native format up with `create(jobs => N)` (parallel copy workers) and
+    /// restore that, into `via_pg_backup_create_jobs_N`.
+    pub create_jobs: Option<i32>,
 }
 
 impl Default for RoundTrip<'_> {
@@ -961,6 +978,7 @@ impl Default for RoundTrip<'_> {
             formats: &[Format::Native, Format::Sql],
             restore_search_path: None,
             jobs: None,
+            create_jobs: None,
         }
     }
 }
@@ -1044,6 +1062,29 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
             ));
         } else {
             verdicts.push(judge(how, &target, t0, None, outcome.problems));
+        }
+        if let Some(jobs) = rt.create_jobs.filter(|_| format == Format::Native) {
+            // The same data copied by parallel workers (each in its own snapshot-sharing
+            // transaction), restored as usual.
+            let t0 = now();
+            let target = format!("via_pg_backup_create_jobs_{jobs}");
+            let how =
+                format!("backup.create(jobs => {jobs}) then backup.restore() of format 'native'");
+            match create_backup_with_jobs(s, db, format, jobs) {
+                Err(e) => verdicts.push(Verdict {
+                    how,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    failure: Some(e),
+                    problems: vec![],
+                    differences: vec![],
+                    moved: 0,
+                }),
+                Ok(id) => {
+                    let outcome =
+                        restore_with_pg_backup(s, &target, &id, "abort", rt.restore_search_path);
+                    verdicts.push(judge(how, &target, t0, outcome.error, outcome.problems));
+                }
+            }
         }
         if let Some(jobs) = rt.jobs.filter(|_| format == Format::Native) {
             // The same archive over parallel workers (their own transactions and order).
