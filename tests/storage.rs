@@ -431,7 +431,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
     let rows = op
         .query("SELECT file, status, detail FROM backup.verify($1)", &[&id])
         .unwrap();
-    assert_eq!(rows.len(), 3, "manifest and two data files");
+    assert_eq!(rows.len(), 4, "manifest, its signature and two data files");
     for r in &rows {
         assert_eq!(
             r.get::<_, String>(1),
@@ -469,7 +469,7 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
         return;
     }
     let s3 = S3::start();
-    let (id, before, schema_before) = {
+    let (id, before, schema_before, old_key) = {
         let pg = Server::start();
         let mut c = pg.connect("app");
         s3.add(&mut c, "offsite", "dr");
@@ -482,12 +482,28 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
             !pg.backup_dir().join(&id).exists(),
             "keep_local => false keeps nothing locally"
         );
-        (id, fingerprint(&mut c), pg.schema_dump("app"))
+        // Kept off the server, with the age key if there is one: what the new server needs to
+        // trust this one's archives.
+        let key: String = c
+            .query_one("SELECT public_key FROM backup.signing_key()", &[])
+            .unwrap()
+            .get(0);
+        (id, fingerprint(&mut c), pg.schema_dump("app"), key)
         // The server and its data directory are gone here.
     };
     let pg = Server::start();
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "dr");
+    // The new server has a key of its own: the old server's archives are not trusted yet.
+    let found: Vec<String> = c
+        .query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    c.query("SELECT backup.trust_key('old-prod', $1)", &[&old_key])
+        .unwrap();
     let found: Vec<String> = c
         .query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
         .unwrap()
@@ -970,6 +986,12 @@ fn untrusted(c: &mut Client, sql: &str, args: &[&(dyn postgres::types::ToSql + S
     e
 }
 
+fn msg(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
 fn hint_of(e: &postgres::Error) -> String {
     e.as_db_error()
         .and_then(|d| d.hint())
@@ -1027,7 +1049,7 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     let found = strings(&mut op, "SELECT * FROM backup.rescan(storage => 'nas')");
     assert!(!found.contains(&remote), "registered: {found:?}");
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
-    assert!(e.to_string().contains("does not match its signature"), "{e}");
+    assert!(msg(&e).contains("does not match its signature"), "{}", msg(&e));
     untrusted(
         &mut op,
         "SELECT * FROM backup.verify($1, storage => 'nas')",
@@ -1062,7 +1084,7 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     // superuser who accepts unsigned archives of earlier releases.
     std::fs::remove_file(pg.backup_dir().join(&forged).join("manifest.sig")).unwrap();
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
-    assert!(e.to_string().contains("not signed"), "{e}");
+    assert!(msg(&e).contains("not signed"), "{}", msg(&e));
     su.batch_execute("SET backup.allow_unsigned = on").unwrap();
     let e = untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&forged]);
     assert!(hint_of(&e).contains("0.3.0"), "{}", hint_of(&e));
@@ -1184,22 +1206,22 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     ca.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 7)")
         .unwrap();
     let id = create(&mut ca, "").unwrap();
+    let (b, mut su, _nas) = signed_setup();
+    std::fs::create_dir_all(b.backup_dir()).unwrap();
+    copy_dir(&a.backup_dir().join(&id), &b.backup_dir().join(&id));
+    assert!(!strings(&mut su, "SELECT * FROM backup.rescan()").contains(&id));
+
     let r = ca
         .query_one("SELECT public_key, key_id FROM backup.signing_key()", &[])
         .unwrap();
     let (a_key, a_id): (String, String) = (r.get(0), r.get(1));
-
-    let (b, mut su, _nas) = signed_setup();
     let b_id: String = su
         .query_one("SELECT key_id FROM backup.signing_key()", &[])
         .unwrap()
         .get(0);
     assert_ne!(a_id, b_id, "each cluster has its own key");
-    copy_dir(&a.backup_dir().join(&id), &b.backup_dir().join(&id));
-
-    assert!(!strings(&mut su, "SELECT * FROM backup.rescan()").contains(&id));
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
-    assert!(e.to_string().contains(&a_id), "{e}");
+    assert!(msg(&e).contains(&a_id), "{}", msg(&e));
     assert!(hint_of(&e).contains("trust_key"), "{}", hint_of(&e));
     untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&id]);
 

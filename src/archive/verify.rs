@@ -494,6 +494,51 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_is_checked_on_the_manifest_read_and_an_untrusted_archive_goes_no_further() {
+        use crate::archive::signature::{self, SecretKey, TrustedKey, Verdict};
+        let (_b, dir) = archive(10);
+        let src = ArchiveSource::local("b1", &dir);
+        let with = |keys: Vec<TrustedKey>| {
+            let sig = fs::read(dir.join(SIGNATURE_FILE)).ok();
+            verify_source_in(
+                &src,
+                true,
+                &|| {},
+                &|h, _| h.as_bytes().to_vec(),
+                Some(&move |raw: &[u8]| match signature::check(raw, sig.as_deref(), &keys) {
+                    Verdict::Trusted { key_id, .. } => Ok(format!("signed by {key_id}")),
+                    other => Err(format!("{other:?}")),
+                }),
+            )
+            .into_iter()
+            .map(|c| (c.file, c.status.as_str()))
+            .collect::<Vec<_>>()
+        };
+        let mine = SecretKey::from_seed([1; 32]).public();
+        let rows = with(vec![TrustedKey {
+            name: "k".into(),
+            key: mine,
+        }]);
+        assert_eq!(rows[1], (SIGNATURE_FILE.to_string(), "ok"));
+        assert!(rows.iter().all(|r| r.1 == "ok"), "{rows:?}");
+        // Another key only: the manifest.sig row says so, and no data file is read.
+        let other = SecretKey::from_seed([2; 32]).public();
+        let rows = with(vec![TrustedKey {
+            name: "o".into(),
+            key: other,
+        }]);
+        assert_eq!(
+            rows,
+            [
+                (MANIFEST_FILE.to_string(), "ok"),
+                (SIGNATURE_FILE.to_string(), "corrupt")
+            ]
+        );
+        fs::remove_file(dir.join(SIGNATURE_FILE)).unwrap();
+        assert_eq!(with(vec![])[1], (SIGNATURE_FILE.to_string(), "missing"));
+    }
+
+    #[test]
     fn edited_manifest_is_a_mismatch() {
         let (_b, dir) = archive(10);
         let p = dir.join(MANIFEST_FILE);

@@ -216,7 +216,7 @@ pub fn authenticate(
                 return Ok(Authenticity::UnsignedAccepted { version });
             }
             let hint = if !earlier {
-                format!("pg_backup {} and later sign every archive, and this one says it was written by pg_backup {version}: its manifest.sig was removed, or the archive was forged. Restore another backup.", "0.3.0")
+                format!("pg_backup 0.3.0 and later sign every archive, and this one says it was written by pg_backup {version}: its manifest.sig was removed, or the archive was forged. Restore another backup.")
             } else if superuser {
                 "Archives of pg_backup 0.1.0 and 0.2.0 carry no signature. If you trust where this one comes from, SET backup.allow_unsigned = on for this session and run the command again (it is logged).".to_string()
             } else {
