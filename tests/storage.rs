@@ -976,7 +976,11 @@ fn strings(c: &mut Client, sql: &str) -> Vec<String> {
 }
 
 /// `sql` fails with 28P01 (not signed by a trusted key) and a HINT; the error.
-fn untrusted(c: &mut Client, sql: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> postgres::Error {
+fn untrusted(
+    c: &mut Client,
+    sql: &str,
+    args: &[&(dyn postgres::types::ToSql + Sync)],
+) -> postgres::Error {
     let e = c.query(sql, args).map(|_| ()).unwrap_err();
     assert_eq!(sqlstate(&e), "28P01", "{sql}: {e:?}");
     assert!(
@@ -1049,7 +1053,11 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     let found = strings(&mut op, "SELECT * FROM backup.rescan(storage => 'nas')");
     assert!(!found.contains(&remote), "registered: {found:?}");
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
-    assert!(msg(&e).contains("does not match its signature"), "{}", msg(&e));
+    assert!(
+        msg(&e).contains("does not match its signature"),
+        "{}",
+        msg(&e)
+    );
     untrusted(
         &mut op,
         "SELECT * FROM backup.verify($1, storage => 'nas')",
@@ -1067,7 +1075,10 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
         .is_err());
     assert!(!is_superuser(&mut su, "op"));
     assert_eq!(
-        strings(&mut su, "SELECT relname::text FROM pg_class WHERE relname = 't'"),
+        strings(
+            &mut su,
+            "SELECT relname::text FROM pg_class WHERE relname = 't'"
+        ),
         Vec::<String>::new(),
         "nothing was restored"
     );
@@ -1091,9 +1102,12 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     assert!(!is_superuser(&mut su, "op"));
 
     // The genuine archive restores, and verify names its signer.
-    op.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
+    op.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
     assert_eq!(
-        op.query_one("SELECT count(*) FROM t", &[]).unwrap().get::<_, i64>(0),
+        op.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
         5
     );
     let detail: String = op
@@ -1146,8 +1160,9 @@ fn a_forged_encrypted_archive_is_refused() {
             "id": 1, "kind": "schema", "section": "pre-data", "schema": null, "name": "evil",
             "owner": null, "deps": [],
             "sql": "CREATE SCHEMA evil; ALTER ROLE op SUPERUSER;"}]});
-        let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .unwrap();
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .unwrap();
         let mut w = enc.wrap_output(Vec::new()).unwrap();
         w.write_all(&serde_json::to_vec(&ddl).unwrap()).unwrap();
         let sealed = w.finish().unwrap();
@@ -1176,7 +1191,10 @@ fn a_forged_encrypted_archive_is_refused() {
     );
     assert!(!is_superuser(&mut su, "op"));
     assert_eq!(
-        strings(&mut su, "SELECT nspname::text FROM pg_namespace WHERE nspname = 'evil'"),
+        strings(
+            &mut su,
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = 'evil'"
+        ),
         Vec::<String>::new()
     );
     // The genuine encrypted archive verifies and restores.
@@ -1187,7 +1205,9 @@ fn a_forged_encrypted_archive_is_refused() {
     )
     .unwrap();
     assert_eq!(
-        su.query_one("SELECT count(*) FROM t", &[]).unwrap().get::<_, i64>(0),
+        su.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
         5
     );
 }
@@ -1252,7 +1272,10 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     );
     assert_eq!(listed.len(), 1);
     assert!(listed[0].starts_with(&format!("a {a_id} ")), "{listed:?}");
-    assert_eq!(strings(&mut su, "SELECT * FROM backup.rescan()"), vec![id.clone()]);
+    assert_eq!(
+        strings(&mut su, "SELECT * FROM backup.rescan()"),
+        vec![id.clone()]
+    );
     let rows = su
         .query(
             "SELECT file, status, coalesce(detail, '') FROM backup.verify($1)",
@@ -1262,9 +1285,12 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     assert!(rows.iter().all(|r| r.get::<_, String>(1) == "ok"));
     assert!(rows.iter().any(|r| r.get::<_, String>(0) == "manifest.sig"
         && r.get::<_, String>(2).contains(&format!("{a_id} (a)"))));
-    su.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
+    su.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
     assert_eq!(
-        su.query_one("SELECT count(*) FROM t", &[]).unwrap().get::<_, i64>(0),
+        su.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
         7
     );
 
@@ -1316,7 +1342,11 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
         ["on"]
     );
     untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&old]);
-    untrusted(&mut op, "SELECT * FROM backup.restore($1, dry_run => true)", &[&old]);
+    untrusted(
+        &mut op,
+        "SELECT * FROM backup.restore($1, dry_run => true)",
+        &[&old],
+    );
     assert!(!strings(&mut op, "SELECT * FROM backup.rescan()").contains(&old));
 
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&old]);
@@ -1341,7 +1371,8 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
         .unwrap();
     assert!(rows.iter().all(|r| r.get::<_, String>(1) == "ok"));
     assert!(rows.iter().any(|r| r.get::<_, String>(0) == "manifest.sig"
-        && r.get::<_, String>(2).contains("unsigned archive of pg_backup 0.2.0")));
+        && r.get::<_, String>(2)
+            .contains("unsigned archive of pg_backup 0.2.0")));
     assert!(
         notices
             .lock()
@@ -1355,7 +1386,9 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
     su2.query("SELECT * FROM backup.restore($1)", &[&old])
         .unwrap();
     assert_eq!(
-        su2.query_one("SELECT count(*) FROM t", &[]).unwrap().get::<_, i64>(0),
+        su2.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
         3
     );
     let options: String = su2
@@ -1382,7 +1415,11 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
     )
     .unwrap();
     untrusted(&mut su2, "SELECT * FROM backup.verify($1)", &[&old]);
-    std::fs::write(dir.join("manifest.sig"), "pg_backup signature v1\ngarbage\n").unwrap();
+    std::fs::write(
+        dir.join("manifest.sig"),
+        "pg_backup signature v1\ngarbage\n",
+    )
+    .unwrap();
     untrusted(&mut su2, "SELECT * FROM backup.restore($1)", &[&old]);
 }
 
@@ -1408,7 +1445,10 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
     let r = op
         .query_one("SELECT public_key, key_id FROM backup.signing_key()", &[])
         .unwrap();
-    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), (public.clone(), key_id.clone()));
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1)),
+        (public.clone(), key_id.clone())
+    );
     let key_file = pg.data.join(signing::KEY_FILE);
     let key = signing::cluster_key(&pg.data);
     assert_eq!(public, signing::public_key_text(&key));

@@ -308,12 +308,22 @@ mod tests {
         let back = SecretKey::parse_file(&k.to_file_text()).unwrap();
         assert_eq!(back.public(), k.public());
         let text = k.public().to_text();
-        assert!(text.starts_with("ed25519:") && text.len() == 8 + 44, "{text}");
+        assert!(
+            text.starts_with("ed25519:") && text.len() == 8 + 44,
+            "{text}"
+        );
         assert_eq!(PublicKey::parse(&text).unwrap(), k.public());
-        assert_eq!(PublicKey::parse(&format!("  {text}\n")).unwrap(), k.public());
+        assert_eq!(
+            PublicKey::parse(&format!("  {text}\n")).unwrap(),
+            k.public()
+        );
         assert_eq!(k.public().key_id().len(), 16);
         for bad in ["", "ed25519:", "ed25519:AAAA", "rsa:abc", &text[8..]] {
-            assert_eq!(PublicKey::parse(bad).unwrap_err().sqlstate(), "22023", "{bad}");
+            assert_eq!(
+                PublicKey::parse(bad).unwrap_err().sqlstate(),
+                "22023",
+                "{bad}"
+            );
         }
         // The identity point is a weak key: refused.
         let mut identity = [0u8; 32];

@@ -442,8 +442,11 @@ mod tests {
             raw_bytes: text.len() as u64,
             sha256: manifest::sha256_hex(&bytes),
         }];
-        w.finish(&m, &crate::archive::signature::SecretKey::from_seed([1; 32]))
-            .unwrap();
+        w.finish(
+            &m,
+            &crate::archive::signature::SecretKey::from_seed([1; 32]),
+        )
+        .unwrap();
         let dir = base.path().join("b1");
         (base, dir)
     }
@@ -505,10 +508,12 @@ mod tests {
                 true,
                 &|| {},
                 &|h, _| h.as_bytes().to_vec(),
-                Some(&move |raw: &[u8]| match signature::check(raw, sig.as_deref(), &keys) {
-                    Verdict::Trusted { key_id, .. } => Ok(format!("signed by {key_id}")),
-                    other => Err(format!("{other:?}")),
-                }),
+                Some(
+                    &move |raw: &[u8]| match signature::check(raw, sig.as_deref(), &keys) {
+                        Verdict::Trusted { key_id, .. } => Ok(format!("signed by {key_id}")),
+                        other => Err(format!("{other:?}")),
+                    },
+                ),
             )
             .into_iter()
             .map(|c| (c.file, c.status.as_str()))

@@ -321,10 +321,11 @@ pub fn untrust_key(caller: pg_sys::Oid, name: &str) -> Result<bool> {
     )?
     .unwrap_or(0);
     if removed == 0 {
-        return Err(
-            BackupError::unknown(format!("no trusted key is named \"{}\"", name.escape_default()))
-                .with_hint("See SELECT name, key_id FROM backup.trusted_keys;"),
-        );
+        return Err(BackupError::unknown(format!(
+            "no trusted key is named \"{}\"",
+            name.escape_default()
+        ))
+        .with_hint("See SELECT name, key_id FROM backup.trusted_keys;"));
     }
     Ok(true)
 }
@@ -334,7 +335,6 @@ fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
