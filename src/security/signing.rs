@@ -186,8 +186,15 @@ pub fn authenticate(
     caller: pg_sys::Oid,
     quiet: bool,
 ) -> Result<Authenticity> {
-    let sig = match src.read_small(SIGNATURE_FILE) {
-        Ok(b) => Some(b),
+    // A signature is a few lines: more than 4 kB of it is no signature (and is not read).
+    let sig = match src.open(SIGNATURE_FILE) {
+        Ok(r) => {
+            let mut bytes = Vec::new();
+            r.take(4096)
+                .read_to_end(&mut bytes)
+                .map_err(|e| src.error("read", SIGNATURE_FILE, e))?;
+            Some(bytes)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(src.error("read", SIGNATURE_FILE, e)),
     };
