@@ -151,7 +151,7 @@ mod tests {
             &[id.clone().into()],
         )
         .unwrap();
-        assert_eq!(files, Some(4)); // manifest + 3 data files
+        assert_eq!(files, Some(5)); // manifest, its signature (manifest.sig) + 3 data files
         let vs = Spi::get_one_with_args::<String>(
             "SELECT verify_status FROM backup.backups WHERE id = $1",
             &[id.into()],

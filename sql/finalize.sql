@@ -39,7 +39,8 @@ BEGIN
     EXECUTE format('ALTER FUNCTION %s SECURITY %s', f,
                    CASE WHEN (SELECT proname FROM pg_catalog.pg_proc WHERE oid = f) = ANY (ARRAY[
                           'create', 'verify', 'delete', 'prune', 'rescan', 'add_storage',
-                          'drop_storage', 'restore', 'schedule', 'unschedule', 'run_schedule'])
+                          'drop_storage', 'restore', 'schedule', 'unschedule', 'run_schedule',
+                          'trust_key', 'untrust_key'])
                         THEN 'INVOKER' ELSE 'DEFINER' END);
   END LOOP;
 END

@@ -51,6 +51,51 @@ ALTER FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text
 -- ---------------------------------------------------------------------------------------------
 -- Issue 17: signed archives (signing key, trusted keys).
 -- ---------------------------------------------------------------------------------------------
+-- As sql/signing.sql on a fresh install.
+CREATE TABLE backup.trusted_keys (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
+    public_key  text NOT NULL UNIQUE CHECK (public_key ~ '^ed25519:[A-Za-z0-9+/]{43}=$'),
+    key_id      text NOT NULL UNIQUE CHECK (key_id ~ '^[0-9a-f]{16}$'),
+    added_by    text NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE backup.trusted_keys IS 'Public keys of other servers whose signed archives verify and restore here.';
+SELECT pg_catalog.pg_extension_config_dump('backup.trusted_keys', '');
+REVOKE ALL ON backup.trusted_keys FROM PUBLIC;
+GRANT SELECT ON backup.trusted_keys TO backup_operator;
+
+CREATE FUNCTION backup."signing_key"() RETURNS TABLE (
+	"public_key" TEXT,
+	"key_id" TEXT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'signing_key_wrapper';
+
+CREATE FUNCTION backup."trust_key"(
+	"name" TEXT,
+	"public_key" TEXT
+) RETURNS TEXT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'trust_key_wrapper';
+
+CREATE FUNCTION backup."untrust_key"(
+	"name" TEXT
+) RETURNS bool
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'untrust_key_wrapper';
+
+-- As sql/finalize.sql does: not executable by PUBLIC, executable by backup_operator;
+-- signing_key() runs as the extension owner (it shows the public key only), trust_key() and
+-- untrust_key() as the caller, who must be a superuser (checked on the calling role).
+REVOKE ALL ON FUNCTION backup.signing_key(), backup.trust_key(text, text),
+                       backup.untrust_key(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.signing_key(), backup.trust_key(text, text),
+                          backup.untrust_key(text) TO backup_operator;
+ALTER FUNCTION backup.signing_key() SECURITY DEFINER;
+ALTER FUNCTION backup.trust_key(text, text) SECURITY INVOKER;
+ALTER FUNCTION backup.untrust_key(text) SECURITY INVOKER;
+
 
 
 -- ---------------------------------------------------------------------------------------------

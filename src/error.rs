@@ -41,6 +41,13 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// An archive that is not signed by a trusted key, or whose signature does not match its
+    /// manifest (28P01: it failed authentication; see archive::signature).
+    #[error("{message}")]
+    Untrusted {
+        message: String,
+        hint: Option<String>,
+    },
     /// The caller may not do this (42501).
     #[error("{message}")]
     PermissionDenied {
@@ -130,6 +137,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn untrusted(message: impl Into<String>) -> Self {
+        BackupError::Untrusted {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn denied(message: impl Into<String>) -> Self {
         BackupError::PermissionDenied {
             message: message.into(),
@@ -179,6 +192,7 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
+            | BackupError::Untrusted { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
@@ -199,6 +213,7 @@ impl BackupError {
             | BackupError::ObjectExists { hint, .. }
             | BackupError::ConfirmRequired { hint, .. }
             | BackupError::Corrupt { hint, .. }
+            | BackupError::Untrusted { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
@@ -222,6 +237,7 @@ impl BackupError {
             BackupError::ObjectExists { .. } => "42P07",
             BackupError::ConfirmRequired { .. } | BackupError::CatalogOutdated { .. } => "55000",
             BackupError::Corrupt { .. } => "XX001",
+            BackupError::Untrusted { .. } => "28P01",
             BackupError::PermissionDenied { .. } => "42501",
             BackupError::NullArgument { .. } => "22004",
             BackupError::ReadOnly { .. } => "25006",
@@ -255,6 +271,7 @@ impl BackupError {
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "28P01" => PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
             "58P01" => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
             "57014" => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             other => PgSqlErrorCode::from(make_sqlstate(other)),
@@ -342,6 +359,11 @@ mod tests {
         assert_eq!(BackupError::confirm("x").sqlstate(), "55000");
         assert_eq!(BackupError::corrupt("x").sqlstate(), "XX001");
         assert_eq!(BackupError::denied("x").sqlstate(), "42501");
+        assert_eq!(BackupError::untrusted("x").sqlstate(), "28P01");
+        assert_eq!(
+            BackupError::untrusted("x").code(),
+            PgSqlErrorCode::ERRCODE_INVALID_PASSWORD
+        );
         assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
         assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
         assert_eq!(BackupError::limit("x").sqlstate(), "53400");

@@ -14,6 +14,7 @@ static RESTORE_MAINTENANCE_WORK_MEM: GucSetting<i32> = GucSetting::<i32>::new(51
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static ALLOW_UNSIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -94,6 +95,14 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_bool_guc(
+        c"backup.allow_unsigned",
+        c"Whether a superuser's verify(), restore() and rescan() accept unsigned archives of pg_backup 0.1.0 and 0.2.0.",
+        c"Archives of 0.3.0 and later are always signed; a bad signature is never accepted. Superuser-only; every use is logged.",
+        &ALLOW_UNSIGNED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }
 
 /// The backup directory: the setting, or `pg_backup` under the data directory.
@@ -147,4 +156,10 @@ pub fn default_storage() -> Option<String> {
 
 pub fn identity_file() -> Option<PathBuf> {
     nonempty(&IDENTITY_FILE).map(PathBuf::from)
+}
+
+/// backup.allow_unsigned: a superuser accepts unsigned archives of releases before 0.3.0
+/// (security::signing decides; only a superuser caller's setting counts).
+pub fn allow_unsigned() -> bool {
+    ALLOW_UNSIGNED.get()
 }

@@ -27,6 +27,7 @@ pub mod threads;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/storage.sql", name = "storage");
+extension_sql_file!("../sql/signing.sql", name = "signing");
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

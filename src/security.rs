@@ -17,6 +17,7 @@ pub mod locks;
 pub mod owner;
 pub mod privileges;
 pub mod redact;
+pub mod signing;
 pub mod targets;
 
 use pgrx::prelude::*;
@@ -70,6 +71,8 @@ pub const INVOKER_FUNCTIONS: &[&str] = &[
     "schedule",
     "unschedule",
     "run_schedule",
+    "trust_key",
+    "untrust_key",
 ];
 
 /// The extension owner, whose rights the functions work with.

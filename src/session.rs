@@ -33,6 +33,9 @@ const SETTINGS: &[&str] = &[
     "work_mem",
     "maintenance_work_mem",
     "max_parallel_maintenance_workers",
+    // A superuser's explicit acceptance of unsigned archives of earlier releases (the worker
+    // checks the archive's signature again; security::signing).
+    "backup.allow_unsigned",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -507,19 +507,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Change an archive's manifest with `edit` and write it back with a matching checksum.
-fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+/// Change an archive's manifest with `edit` and write it back with a matching checksum,
+/// signed again with the key of the server whose data directory is `data` (what is tested
+/// is what comes after the signature check).
+fn rewrite_manifest(data: &Path, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     edit(&mut m);
     let mut json = serde_json::to_vec_pretty(&m).unwrap();
     json.push(b'\n');
     std::fs::write(&p, &json).unwrap();
-    std::fs::write(
-        dir.join("manifest.sha256"),
-        format!("{}  manifest.json\n", sha256_hex(&json)),
-    )
-    .unwrap();
+    resign(dir, data);
 }
 
 #[test]
@@ -536,7 +534,7 @@ fn every_format_checks_the_rows_it_loaded_against_the_manifest() {
             &format!("format => '{format}', label => 'rc-{format}'"),
         );
         // The manifest claims one row more than the file holds, with a valid checksum.
-        rewrite_manifest(&s.backup_dir().join(&id), |m| {
+        rewrite_manifest(&s.data, &s.backup_dir().join(&id), |m| {
             for f in m["files"].as_array_mut().unwrap() {
                 let rows = f["rows"].as_u64().unwrap();
                 f["rows"] = (rows + 1).into();
@@ -679,7 +677,7 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
     let mut sha = String::new();
     let mut size = 0;
     let mut path = String::new();
-    rewrite_manifest(&dir, |m| {
+    rewrite_manifest(&s.data, &dir, |m| {
         let f = &mut m["files"][0];
         path = f["path"].as_str().unwrap().to_string();
         let p = dir.join(&path);

@@ -431,7 +431,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
     let rows = op
         .query("SELECT file, status, detail FROM backup.verify($1)", &[&id])
         .unwrap();
-    assert_eq!(rows.len(), 3, "manifest and two data files");
+    assert_eq!(rows.len(), 4, "manifest, its signature and two data files");
     for r in &rows {
         assert_eq!(
             r.get::<_, String>(1),
@@ -469,7 +469,7 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
         return;
     }
     let s3 = S3::start();
-    let (id, before, schema_before) = {
+    let (id, before, schema_before, old_key) = {
         let pg = Server::start();
         let mut c = pg.connect("app");
         s3.add(&mut c, "offsite", "dr");
@@ -482,12 +482,28 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
             !pg.backup_dir().join(&id).exists(),
             "keep_local => false keeps nothing locally"
         );
-        (id, fingerprint(&mut c), pg.schema_dump("app"))
+        // Kept off the server, with the age key if there is one: what the new server needs to
+        // trust this one's archives.
+        let key: String = c
+            .query_one("SELECT public_key FROM backup.signing_key()", &[])
+            .unwrap()
+            .get(0);
+        (id, fingerprint(&mut c), pg.schema_dump("app"), key)
         // The server and its data directory are gone here.
     };
     let pg = Server::start();
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "dr");
+    // The new server has a key of its own: the old server's archives are not trusted yet.
+    let found: Vec<String> = c
+        .query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    c.query("SELECT backup.trust_key('old-prod', $1)", &[&old_key])
+        .unwrap();
     let found: Vec<String> = c
         .query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
         .unwrap()
@@ -889,4 +905,609 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
         .query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap_err();
     assert_eq!(sqlstate(&e), "XX001", "{e:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed archives (issue 17). The test plays the attacker who can write backup.directory or a
+// file:// target's folder but holds no key and has no database login: it copies a genuine
+// archive under a new id, changes what it likes and recomputes manifest.sha256 (a plain hash
+// anyone can recompute). Only the signature in manifest.sig, by a key in the data directory,
+// tells the archive from the forgery.
+
+#[path = "support/signing.rs"]
+mod signing;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The attacker's copy of the archive in `from` as backup `id` in `to`, its manifest changed
+/// by `edit` and its checksum recomputed; manifest.sig is copied as it was.
+fn forge(from: &Path, to: &Path, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    copy_dir(from, to);
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    m["backup_id"] = id.into();
+    edit(&mut m);
+    let mut json = serde_json::to_vec_pretty(&m).unwrap();
+    json.push(b'\n');
+    std::fs::write(to.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        to.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+}
+
+/// Append `ALTER ROLE op SUPERUSER;` to the SQL of the first TOC entry.
+fn escalate(m: &mut serde_json::Value) {
+    let sql = m["toc"][0]["sql"].as_str().unwrap().to_string();
+    m["toc"][0]["sql"] = format!("{sql}\nALTER ROLE op SUPERUSER;").into();
+}
+
+fn is_superuser(c: &mut Client, role: &str) -> bool {
+    c.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role])
+        .unwrap()
+        .get(0)
+}
+
+fn strings(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// `sql` fails with 28P01 (not signed by a trusted key) and a HINT; the error.
+fn untrusted(
+    c: &mut Client,
+    sql: &str,
+    args: &[&(dyn postgres::types::ToSql + Sync)],
+) -> postgres::Error {
+    let e = c.query(sql, args).map(|_| ()).unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01", "{sql}: {e:?}");
+    assert!(
+        e.as_db_error().and_then(|d| d.hint()).is_some(),
+        "{sql}: no HINT: {e:?}"
+    );
+    e
+}
+
+fn msg(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn hint_of(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .and_then(|d| d.hint())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A server, the operator `op` (backup_operator, may create tables in public) and a file://
+/// target `nas` in a folder the attacker can write.
+fn signed_setup() -> (Server, Client, PathBuf) {
+    let pg = Server::start();
+    let mut su = pg.connect("app");
+    let nas = pg.data.parent().unwrap().join("nas");
+    std::fs::create_dir_all(&nas).unwrap();
+    su.batch_execute(&format!(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;
+         SELECT backup.add_storage('nas', 'file://{}');",
+        nas.display()
+    ))
+    .unwrap();
+    (pg, su, nas)
+}
+
+/// The attack of issue 17: a statement appended to a TOC entry's SQL of one of op's archives,
+/// manifest.sha256 recomputed, the archive put back under a new id, in backup.directory and
+/// in the file:// target. rescan does not register it, verify and restore refuse it (28P01)
+/// before anything changes, and op never becomes superuser. Without its manifest.sig (an
+/// archive claiming 0.3.0) it is refused too, even by a superuser who accepts unsigned
+/// archives of earlier releases.
+#[test]
+fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut su, nas) = signed_setup();
+    let mut op = pg.connect_as("app", "op");
+    op.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5)")
+        .unwrap();
+    let id = create(&mut op, "storage => 'nas'").unwrap();
+    for dir in [pg.backup_dir().join(&id), nas.join(&id)] {
+        assert!(dir.join("manifest.sig").exists(), "{dir:?} is signed");
+    }
+    let forged = format!("{id}-forged");
+    forge(
+        &pg.backup_dir().join(&id),
+        &pg.backup_dir().join(&forged),
+        &forged,
+        escalate,
+    );
+    let remote = format!("{id}-remote");
+    forge(&nas.join(&id), &nas.join(&remote), &remote, escalate);
+
+    let found = strings(&mut op, "SELECT * FROM backup.rescan()");
+    assert!(!found.contains(&forged), "registered: {found:?}");
+    let found = strings(&mut op, "SELECT * FROM backup.rescan(storage => 'nas')");
+    assert!(!found.contains(&remote), "registered: {found:?}");
+    let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
+    assert!(
+        msg(&e).contains("does not match its signature"),
+        "{}",
+        msg(&e)
+    );
+    untrusted(
+        &mut op,
+        "SELECT * FROM backup.verify($1, storage => 'nas')",
+        &[&remote],
+    );
+    op.batch_execute("DROP TABLE t").unwrap();
+    untrusted(&mut op, "SELECT * FROM backup.restore($1)", &[&forged]);
+    untrusted(
+        &mut op,
+        "SELECT * FROM backup.restore($1, dry_run => true)",
+        &[&forged],
+    );
+    assert!(op
+        .query("SELECT * FROM backup.restore($1)", &[&remote])
+        .is_err());
+    assert!(!is_superuser(&mut su, "op"));
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT relname::text FROM pg_class WHERE relname = 't'"
+        ),
+        Vec::<String>::new(),
+        "nothing was restored"
+    );
+    let failed: String = su
+        .query_one(
+            "SELECT error FROM backup.restores WHERE backup_id = $1 ORDER BY id DESC LIMIT 1",
+            &[&forged],
+        )
+        .unwrap()
+        .get(0);
+    assert!(failed.contains("28P01"), "{failed}");
+
+    // Without manifest.sig, the archive still says it was written by 0.3.0: refused even by a
+    // superuser who accepts unsigned archives of earlier releases.
+    std::fs::remove_file(pg.backup_dir().join(&forged).join("manifest.sig")).unwrap();
+    let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
+    assert!(msg(&e).contains("not signed"), "{}", msg(&e));
+    su.batch_execute("SET backup.allow_unsigned = on").unwrap();
+    let e = untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&forged]);
+    assert!(hint_of(&e).contains("0.3.0"), "{}", hint_of(&e));
+    assert!(!is_superuser(&mut su, "op"));
+
+    // The genuine archive restores, and verify names its signer.
+    op.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(
+        op.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        5
+    );
+    let detail: String = op
+        .query_one(
+            "SELECT detail FROM backup.verify($1) WHERE file = 'manifest.sig' AND status = 'ok'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(detail.contains("this server"), "{detail}");
+
+    // tests/support's resign() signs it as the server would (for tests that must get past
+    // the signature to test what comes after it).
+    signing::resign(&pg.backup_dir().join(&forged), &pg.data);
+    let bad: i64 = op
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&forged],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+}
+
+/// age gives secrecy, not authenticity: with the public recipient alone (in clear in
+/// manifest.json) an attacker writes DDL that decrypts fine. The signature check refuses it
+/// before anything is decrypted or run.
+#[test]
+fn a_forged_encrypted_archive_is_refused() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut su, _nas) = signed_setup();
+    su.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5)")
+        .unwrap();
+    let key = age::x25519::Identity::generate();
+    let public = key.to_public().to_string();
+    let secret = key.to_string().expose_secret().to_string();
+    let id = create(&mut su, &format!("encrypt_to => '{{{public}}}'")).unwrap();
+    let forged = format!("{id}-forged");
+    let dir = pg.backup_dir().join(&forged);
+    forge(&pg.backup_dir().join(&id), &dir, &forged, |m| {
+        // What the attacker reads in clear: the recipient. What it writes: its own DDL.
+        let recipient: age::x25519::Recipient = m["encryption"]["recipients"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ddl = serde_json::json!({"toc": [{
+            "id": 1, "kind": "schema", "section": "pre-data", "schema": null, "name": "evil",
+            "owner": null, "deps": [],
+            "sql": "CREATE SCHEMA evil; ALTER ROLE op SUPERUSER;"}]});
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .unwrap();
+        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        w.write_all(&serde_json::to_vec(&ddl).unwrap()).unwrap();
+        let sealed = w.finish().unwrap();
+        std::fs::write(dir.join("ddl.json.age"), &sealed).unwrap();
+        m["encryption"]["ddl_sha256"] = sha256_hex(&sealed).into();
+        m["encryption"]["ddl_bytes"] = sealed.len().into();
+        m["files"] = serde_json::json!([]);
+    });
+    std::fs::remove_dir_all(dir.join("data")).unwrap();
+    untrusted(
+        &mut su,
+        "SELECT * FROM backup.verify($1, identity => $2)",
+        &[&forged, &secret],
+    );
+    untrusted(
+        &mut su,
+        "SELECT * FROM backup.restore($1, identity => $2)",
+        &[&forged, &secret],
+    );
+    // Unsigned (and claiming 0.3.0): refused the same way.
+    std::fs::remove_file(dir.join("manifest.sig")).unwrap();
+    untrusted(
+        &mut su,
+        "SELECT * FROM backup.restore($1, identity => $2)",
+        &[&forged, &secret],
+    );
+    assert!(!is_superuser(&mut su, "op"));
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = 'evil'"
+        ),
+        Vec::<String>::new()
+    );
+    // The genuine encrypted archive verifies and restores.
+    su.batch_execute("DROP TABLE t").unwrap();
+    su.query(
+        "SELECT * FROM backup.restore($1, identity => $2)",
+        &[&id, &secret],
+    )
+    .unwrap();
+    assert_eq!(
+        su.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        5
+    );
+}
+
+/// Disaster recovery and copies between servers: an archive of another cluster is signed by
+/// that cluster's key. It is refused (with a HINT naming trust_key and its key id) until a
+/// superuser trusts that key, then registers, verifies and restores; untrust_key takes the
+/// trust back. Operators can neither trust keys nor write the table.
+#[test]
+fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
+    if !enabled() {
+        return;
+    }
+    let a = Server::start();
+    let mut ca = a.connect("app");
+    ca.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 7)")
+        .unwrap();
+    let id = create(&mut ca, "").unwrap();
+    let (b, mut su, _nas) = signed_setup();
+    std::fs::create_dir_all(b.backup_dir()).unwrap();
+    copy_dir(&a.backup_dir().join(&id), &b.backup_dir().join(&id));
+    assert!(!strings(&mut su, "SELECT * FROM backup.rescan()").contains(&id));
+
+    let r = ca
+        .query_one("SELECT public_key, key_id FROM backup.signing_key()", &[])
+        .unwrap();
+    let (a_key, a_id): (String, String) = (r.get(0), r.get(1));
+    let b_id: String = su
+        .query_one("SELECT key_id FROM backup.signing_key()", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(a_id, b_id, "each cluster has its own key");
+    let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
+    assert!(msg(&e).contains(&a_id), "{}", msg(&e));
+    assert!(hint_of(&e).contains("trust_key"), "{}", hint_of(&e));
+    untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&id]);
+
+    let mut op = b.connect_as("app", "op");
+    let e = op
+        .query("SELECT backup.trust_key('a', $1)", &[&a_key])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let e = op
+        .batch_execute(&format!(
+            "INSERT INTO backup.trusted_keys (name, public_key, key_id, added_by) VALUES ('a', '{a_key}', '{a_id}', 'op')"
+        ))
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let e = su
+        .query("SELECT backup.trust_key('bad', 'ed25519:AAAA')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023", "{e:?}");
+
+    let got: String = su
+        .query_one("SELECT backup.trust_key('a', $1)", &[&a_key])
+        .unwrap()
+        .get(0);
+    assert_eq!(got, a_id);
+    let listed: Vec<String> = strings(
+        &mut op,
+        "SELECT name || ' ' || key_id || ' ' || added_by FROM backup.trusted_keys",
+    );
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].starts_with(&format!("a {a_id} ")), "{listed:?}");
+    assert_eq!(
+        strings(&mut su, "SELECT * FROM backup.rescan()"),
+        vec![id.clone()]
+    );
+    let rows = su
+        .query(
+            "SELECT file, status, coalesce(detail, '') FROM backup.verify($1)",
+            &[&id],
+        )
+        .unwrap();
+    assert!(rows.iter().all(|r| r.get::<_, String>(1) == "ok"));
+    assert!(rows.iter().any(|r| r.get::<_, String>(0) == "manifest.sig"
+        && r.get::<_, String>(2).contains(&format!("{a_id} (a)"))));
+    su.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(
+        su.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        7
+    );
+
+    let e = op.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    assert!(su
+        .query_one("SELECT backup.untrust_key('a')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
+    let e = su.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{e:?}");
+}
+
+/// Archives of 0.1.0 and 0.2.0 carry no signature. Refused by default; a superuser may accept
+/// them, explicitly, with backup.allow_unsigned (logged: a WARNING to the client, a LOG line
+/// in the server log, and the restore's history options). A non-superuser can never: it may
+/// not SET the setting, and a value a superuser set for its role counts for nothing. A
+/// present but bad signature is never accepted.
+#[test]
+fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut su, _nas) = signed_setup();
+    su.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 3)")
+        .unwrap();
+    let id = create(&mut su, "").unwrap();
+    // What 0.2.0 wrote: the same files, no manifest.sig.
+    let old = format!("{id}-v020");
+    let dir = pg.backup_dir().join(&old);
+    forge(&pg.backup_dir().join(&id), &dir, &old, |m| {
+        m["pg_backup_version"] = "0.2.0".into();
+    });
+    std::fs::remove_file(dir.join("manifest.sig")).unwrap();
+
+    let mut op = pg.connect_as("app", "op");
+    let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&old]);
+    assert!(hint_of(&e).contains("only a superuser"), "{}", hint_of(&e));
+    let e = op
+        .batch_execute("SET backup.allow_unsigned = on")
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    su.batch_execute("ALTER ROLE op SET backup.allow_unsigned = on")
+        .unwrap();
+    let mut op = pg.connect_as("app", "op");
+    assert_eq!(
+        strings(&mut op, "SELECT current_setting('backup.allow_unsigned')"),
+        ["on"]
+    );
+    untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&old]);
+    untrusted(
+        &mut op,
+        "SELECT * FROM backup.restore($1, dry_run => true)",
+        &[&old],
+    );
+    assert!(!strings(&mut op, "SELECT * FROM backup.rescan()").contains(&old));
+
+    let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&old]);
+    assert!(
+        hint_of(&e).contains("SET backup.allow_unsigned = on"),
+        "{}",
+        hint_of(&e)
+    );
+
+    // The superuser's explicit override, with the notices it gets.
+    let notices = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = notices.clone();
+    let mut cfg: postgres::Config = pg.conn_str("app", None).parse().unwrap();
+    cfg.notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()));
+    let mut su2 = cfg.connect(NoTls).unwrap();
+    su2.batch_execute("SET backup.allow_unsigned = on").unwrap();
+    let rows = su2
+        .query(
+            "SELECT file, status, coalesce(detail, '') FROM backup.verify($1)",
+            &[&old],
+        )
+        .unwrap();
+    assert!(rows.iter().all(|r| r.get::<_, String>(1) == "ok"));
+    assert!(rows.iter().any(|r| r.get::<_, String>(0) == "manifest.sig"
+        && r.get::<_, String>(2)
+            .contains("unsigned archive of pg_backup 0.2.0")));
+    assert!(
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains(&old) && n.contains("backup.allow_unsigned")),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    su2.batch_execute("DROP TABLE t").unwrap();
+    su2.query("SELECT * FROM backup.restore($1)", &[&old])
+        .unwrap();
+    assert_eq!(
+        su2.query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        3
+    );
+    let options: String = su2
+        .query_one(
+            "SELECT options->'allow_unsigned'->>'pg_backup_version' FROM backup.restores
+             WHERE backup_id = $1 AND status = 'completed'",
+            &[&old],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(options, "0.2.0");
+    assert!(strings(&mut su2, "SELECT * FROM backup.rescan()").contains(&old));
+    let log = std::fs::read_to_string(pg.data.parent().unwrap().join("log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("LOG:") && l.contains(&old) && l.contains("allow_unsigned")),
+        "the override is in the server log"
+    );
+
+    // A bad signature is never overridable.
+    std::fs::write(
+        dir.join("manifest.sig"),
+        std::fs::read(pg.backup_dir().join(&id).join("manifest.sig")).unwrap(),
+    )
+    .unwrap();
+    untrusted(&mut su2, "SELECT * FROM backup.verify($1)", &[&old]);
+    std::fs::write(
+        dir.join("manifest.sig"),
+        "pg_backup signature v1\ngarbage\n",
+    )
+    .unwrap();
+    untrusted(&mut su2, "SELECT * FROM backup.restore($1)", &[&old]);
+}
+
+/// signing_key(): the public half for backup_operator (not for other roles), the same key
+/// every time, never the secret; the key file is 0600 in the data directory, outside
+/// backup.directory, and in no archive. Every kind of archive carries manifest.sig.
+#[test]
+fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut su, _nas) = signed_setup();
+    su.batch_execute(
+        "CREATE ROLE nobody LOGIN;
+         CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, 'x' || g FROM generate_series(1, 20) g;",
+    )
+    .unwrap();
+    let mut op = pg.connect_as("app", "op");
+    let r = op
+        .query_one("SELECT public_key, key_id FROM backup.signing_key()", &[])
+        .unwrap();
+    let (public, key_id): (String, String) = (r.get(0), r.get(1));
+    let r = op
+        .query_one("SELECT public_key, key_id FROM backup.signing_key()", &[])
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1)),
+        (public.clone(), key_id.clone())
+    );
+    let key_file = pg.data.join(signing::KEY_FILE);
+    let key = signing::cluster_key(&pg.data);
+    assert_eq!(public, signing::public_key_text(&key));
+    assert_eq!(key_id, signing::key_id(&key));
+    let secret_b64 = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("ed25519-secret:").map(str::to_string))
+        .unwrap();
+    assert!(!public.contains(&secret_b64));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!key_file.starts_with(pg.backup_dir()));
+    let mut nobody = pg.connect_as("app", "nobody");
+    let e = nobody
+        .query("SELECT * FROM backup.signing_key()", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+
+    for args in [
+        "",
+        "format => 'sql'",
+        "format => 'csv', compression => 'none'",
+        "format => 'json'",
+        "jobs => 2",
+        "storage => 'nas', keep_local => false",
+    ] {
+        let id = create(&mut op, args).unwrap();
+        let sig_row: Vec<String> = op
+            .query(
+                "SELECT status || ' ' || coalesce(detail, '') FROM backup.verify($1) WHERE file = 'manifest.sig'",
+                &[&id],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            sig_row,
+            [format!("ok signed by key {key_id} (this server)")],
+            "{args}"
+        );
+        let dir = if args.contains("keep_local => false") {
+            _nas.join(&id)
+        } else {
+            pg.backup_dir().join(&id)
+        };
+        assert!(dir.join("manifest.sig").exists(), "{args}");
+        for f in files_under(&dir) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes
+                    .windows(secret_b64.len())
+                    .any(|w| w == secret_b64.as_bytes()),
+                "the secret key is in {f:?}"
+            );
+        }
+    }
 }

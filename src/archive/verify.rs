@@ -9,6 +9,7 @@ use super::compression::Compression;
 use super::hashing::HashingReader;
 use super::manifest::{self, DataFile, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use super::rows::{CopyTextCounter, CsvCounter, JsonLinesCounter, RowCounter, ScriptCounter};
+use super::signature::SIGNATURE_FILE;
 use crate::storage::archive_files::{ArchiveSource, Sealed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,25 +80,37 @@ pub fn verify_archive(dir: &Path, deep: bool, check: &dyn Fn()) -> Vec<FileCheck
 /// An encrypted archive is checked without its key when `deep` is false (the checksums are
 /// of the encrypted files); `deep` decrypts with the source's identities.
 pub fn verify_source(src: &ArchiveSource, deep: bool, check: &dyn Fn()) -> Vec<FileCheck> {
-    verify_source_in(src, deep, check, &|h, _| h.as_bytes().to_vec())
+    verify_source_in(src, deep, check, &|h, _| h.as_bytes().to_vec(), None)
 }
+
+/// Checks the signature of a manifest's bytes (the server passes
+/// security::signing::authenticate): Ok with what to say of it, or Err with why the archive
+/// is not trusted.
+pub type Authenticator<'a> = &'a dyn Fn(&[u8]) -> Result<String, String>;
 
 /// As [`verify_source`]; `encode(text, encoding)` gives UTF-8 text in the bytes of the named
 /// database encoding (the backend passes `text::to_encoding`: a sql-format script is written
 /// in the backed-up database's encoding, and its block headers are found by their bytes).
+/// With `authenticate`, an intact manifest's signature is checked next (a row for
+/// `manifest.sig`), and an archive that is not trusted is checked no further.
 pub fn verify_source_in(
     src: &ArchiveSource,
     deep: bool,
     check: &dyn Fn(),
     encode: &dyn Fn(&str, &str) -> Vec<u8>,
+    authenticate: Option<Authenticator>,
 ) -> Vec<FileCheck> {
     let mut out = Vec::new();
     let listing = src.list();
-    let (manifest, sealed) = check_manifest(src, deep, &mut out);
+    let (manifest, sealed) = check_manifest(src, deep, authenticate, &mut out);
     let Some(manifest) = manifest else { return out };
-    let mut known: BTreeSet<String> = [MANIFEST_FILE.to_string(), MANIFEST_SHA_FILE.to_string()]
-        .into_iter()
-        .collect();
+    let mut known: BTreeSet<String> = [
+        MANIFEST_FILE.to_string(),
+        MANIFEST_SHA_FILE.to_string(),
+        SIGNATURE_FILE.to_string(),
+    ]
+    .into_iter()
+    .collect();
     if let Some(s) = &sealed {
         known.insert(s.ddl_file.clone());
     }
@@ -148,6 +161,7 @@ pub fn verify_source_in(
 fn check_manifest(
     src: &ArchiveSource,
     deep: bool,
+    authenticate: Option<Authenticator>,
     out: &mut Vec<FileCheck>,
 ) -> (Option<Manifest>, Option<Sealed>) {
     let json = match src.read_small(MANIFEST_FILE) {
@@ -188,7 +202,28 @@ fn check_manifest(
     // The sealed manifest parses without its DDL (file list and checksums are in clear).
     match Manifest::from_json(&json) {
         Ok(m) => {
+            let intact = row.status == FileStatus::Ok;
             out.push(row);
+            // Who wrote it: checked on the very bytes just read (a manifest that does not
+            // match its checksum is already failed).
+            if let (true, Some(auth)) = (intact, authenticate) {
+                match auth(&json) {
+                    Ok(said) => {
+                        out.push(FileCheck::new(SIGNATURE_FILE, FileStatus::Ok).detail(said))
+                    }
+                    Err(why) => {
+                        let absent = matches!(src.open(SIGNATURE_FILE),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                        let status = if absent {
+                            FileStatus::Missing
+                        } else {
+                            FileStatus::Corrupt
+                        };
+                        out.push(FileCheck::new(SIGNATURE_FILE, status).detail(why));
+                        return (None, None);
+                    }
+                }
+            }
             if let Some(s) = &sealed {
                 out.push(check_sealed_ddl(src, s, deep));
             }
@@ -407,7 +442,11 @@ mod tests {
             raw_bytes: text.len() as u64,
             sha256: manifest::sha256_hex(&bytes),
         }];
-        w.finish(&m).unwrap();
+        w.finish(
+            &m,
+            &crate::archive::signature::SecretKey::from_seed([1; 32]),
+        )
+        .unwrap();
         let dir = base.path().join("b1");
         (base, dir)
     }
@@ -455,6 +494,53 @@ mod tests {
             s.contains(&("data/stray.txt".into(), "unexpected")),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn the_signature_is_checked_on_the_manifest_read_and_an_untrusted_archive_goes_no_further() {
+        use crate::archive::signature::{self, SecretKey, TrustedKey, Verdict};
+        let (_b, dir) = archive(10);
+        let src = ArchiveSource::local("b1", &dir);
+        let with = |keys: Vec<TrustedKey>| {
+            let sig = fs::read(dir.join(SIGNATURE_FILE)).ok();
+            verify_source_in(
+                &src,
+                true,
+                &|| {},
+                &|h, _| h.as_bytes().to_vec(),
+                Some(
+                    &move |raw: &[u8]| match signature::check(raw, sig.as_deref(), &keys) {
+                        Verdict::Trusted { key_id, .. } => Ok(format!("signed by {key_id}")),
+                        other => Err(format!("{other:?}")),
+                    },
+                ),
+            )
+            .into_iter()
+            .map(|c| (c.file, c.status.as_str()))
+            .collect::<Vec<_>>()
+        };
+        let mine = SecretKey::from_seed([1; 32]).public();
+        let rows = with(vec![TrustedKey {
+            name: "k".into(),
+            key: mine,
+        }]);
+        assert_eq!(rows[1], (SIGNATURE_FILE.to_string(), "ok"));
+        assert!(rows.iter().all(|r| r.1 == "ok"), "{rows:?}");
+        // Another key only: the manifest.sig row says so, and no data file is read.
+        let other = SecretKey::from_seed([2; 32]).public();
+        let rows = with(vec![TrustedKey {
+            name: "o".into(),
+            key: other,
+        }]);
+        assert_eq!(
+            rows,
+            [
+                (MANIFEST_FILE.to_string(), "ok"),
+                (SIGNATURE_FILE.to_string(), "corrupt")
+            ]
+        );
+        fs::remove_file(dir.join(SIGNATURE_FILE)).unwrap();
+        assert_eq!(with(vec![])[1], (SIGNATURE_FILE.to_string(), "missing"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::compression::{Compression, Compressor};
 use super::manifest::{self, Manifest};
+use super::signature::SecretKey;
 use crate::error::{BackupError, Result};
 
 /// Prefix of folders still being written; `rescan()` and `verify()` never take them for backups.
@@ -52,8 +53,8 @@ pub trait ArchiveOutput: Send + Sync {
     fn suffix(&self) -> &'static str;
     /// The manifest as stored (DDL sealed when encrypted).
     fn seal_manifest(&self, json: Vec<u8>, tmp_dir: &Path) -> Result<Vec<u8>>;
-    /// Store the manifest (last) once every file is stored.
-    fn finish(&self, manifest_json: &[u8], sha_line: &[u8]) -> Result<()>;
+    /// Store the manifest (last, after its checksum and signature) once every file is stored.
+    fn finish(&self, manifest_json: &[u8], sha_line: &[u8], signature: &[u8]) -> Result<()>;
     /// Remove whatever a failed backup left in the storage (best effort).
     fn abandon(&self);
 }
@@ -152,19 +153,21 @@ impl ArchiveWriter {
         (rel, abs)
     }
 
-    /// Write the manifest and its checksum, fsync everything, and rename into place.
+    /// Write the manifest, its checksum and its signature (by `key`, over the manifest as
+    /// stored: sealed when encrypted), fsync everything, and rename into place.
     /// Returns the manifest's SHA-256 and, if fsync of the parent folder failed after the
     /// rename, why (the archive is complete; only the rename's durability is in doubt).
-    pub fn finish(self, manifest: &Manifest) -> Result<(String, Option<String>)> {
+    pub fn finish(self, manifest: &Manifest, key: &SecretKey) -> Result<(String, Option<String>)> {
         let mut json = manifest.to_json();
         if let Some(o) = &self.output {
             json = o.seal_manifest(json, &self.tmp_dir)?;
         }
         let sha_line = manifest::manifest_sha_line(&json);
+        let signature = key.sign(&json);
         // The storage copy first, manifest last: the local rename below is then the last
         // step, and a failure before it leaves nothing complete anywhere.
         if let Some(o) = &self.output {
-            o.finish(&json, sha_line.as_bytes())?;
+            o.finish(&json, sha_line.as_bytes(), signature.as_bytes())?;
             if !o.keep_local() {
                 Self::abandon(&self.tmp_dir);
                 return Ok((manifest::sha256_hex(&json), None));
@@ -176,6 +179,10 @@ impl ArchiveWriter {
         write_file_synced(
             &self.tmp_dir.join(manifest::MANIFEST_SHA_FILE),
             sha_line.as_bytes(),
+        )?;
+        write_file_synced(
+            &self.tmp_dir.join(super::signature::SIGNATURE_FILE),
+            signature.as_bytes(),
         )?;
         fsync_dir(&self.tmp_dir)?;
         fs::rename(&self.tmp_dir, &self.final_dir)
@@ -903,9 +910,21 @@ mod tests {
         let mut m = manifest::sample();
         m.files.clear();
         let tmp = w.tmp_dir.clone();
-        w.finish(&m).unwrap();
+        let key = SecretKey::from_seed([9; 32]);
+        w.finish(&m, &key).unwrap();
         assert!(!tmp.exists());
         assert!(dir.path().join("b1/manifest.json").exists());
+        // Signed with the key, over the manifest's bytes as written.
+        let json = fs::read(dir.path().join("b1/manifest.json")).unwrap();
+        let sig = fs::read(dir.path().join("b1/manifest.sig")).unwrap();
+        let trusted = [crate::archive::signature::TrustedKey {
+            name: "k".into(),
+            key: key.public(),
+        }];
+        assert!(matches!(
+            crate::archive::signature::check(&json, Some(&sig), &trusted),
+            crate::archive::signature::Verdict::Trusted { .. }
+        ));
         assert!(ArchiveWriter::begin(dir.path(), "b1").is_err());
         assert!(ArchiveWriter::begin(dir.path(), "../x").is_err());
     }

@@ -335,6 +335,8 @@ fn write_archive(
     output: Option<&Arc<crate::storage::upload::Output>>,
     caller: &InSession,
 ) -> Result<(Manifest, String)> {
+    // The cluster's signing key (made on first need): every archive is signed (issue 17).
+    let key = crate::security::signing::load_or_create()?;
     let (toc, config) = ddl::extract(sel, opts.schema_only, opts.data_only)?;
     let mut writer = ArchiveWriter::begin(base, id)?;
     writer.output = output.map(|o| {
@@ -389,7 +391,7 @@ fn write_archive(
         files,
         script_tables,
     };
-    let (sha, warning) = writer.finish(&manifest)?;
+    let (sha, warning) = writer.finish(&manifest, &key)?;
     if let Some(w) = warning {
         pgrx::warning!("pg_backup: backup {id} is complete, but {w}");
     }

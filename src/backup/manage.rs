@@ -12,6 +12,8 @@ use crate::archive::verify::{self, FileCheck, FileStatus};
 use crate::catalog::{history, runs};
 use crate::error::{BackupError, Result};
 use crate::guc;
+use crate::security::signing;
+use crate::storage::archive_files::ArchiveSource;
 
 /// The folder of backup `id`: validated before it becomes a path.
 pub fn backup_dir(id: &str) -> Result<PathBuf> {
@@ -56,13 +58,26 @@ pub fn verify(
     };
     let mut out = Vec::new();
     let mut verdicts = Vec::new();
+    let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     for one in ids {
+        // Not signed by a trusted key (issue 17): verify(id) refuses with the reason; a verify
+        // of every backup says it in the backup's manifest.sig row and goes on.
+        let untrusted: std::cell::RefCell<Option<BackupError>> = Default::default();
         let checks = match crate::storage::locate(&one, storage, identity) {
             Ok(src) => verify::verify_source_in(
                 &src,
                 deep,
                 &crate::copy::check_for_interrupts,
                 &crate::text::to_encoding,
+                Some(&|raw: &[u8]| {
+                    signing::authenticate(&src, raw, caller, false)
+                        .map(|a| a.describe())
+                        .map_err(|e| {
+                            let said = format!("{e} (SQLSTATE {})", e.sqlstate());
+                            *untrusted.borrow_mut() = Some(e);
+                            said
+                        })
+                }),
             ),
             // One backup's copy is unreachable: say so in its row, go on with the others.
             Err(e) if id.is_none() => {
@@ -71,6 +86,10 @@ pub fn verify(
             }
             Err(e) => return Err(e),
         };
+        if let (Some(e), Some(_)) = (untrusted.into_inner(), id) {
+            history::record_verified(&[(one.clone(), false)]);
+            return Err(e);
+        }
         verdicts.push((
             one.clone(),
             checks.iter().all(|c| c.status == FileStatus::Ok),
@@ -191,7 +210,12 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
             other_db += 1;
             continue;
         }
-        let url = crate::storage::targets::open(name)?.store.url();
+        let target = crate::storage::targets::open(name)?;
+        let src = ArchiveSource::remote(&id, name, target.store.clone());
+        if !registrable(&src, &raw) {
+            continue;
+        }
+        let url = target.store.url();
         Spi::run_with_args(
             "INSERT INTO backup.backups (id, label, status, kind, format, compression, options, started_at,
                                          finished_at, table_count, row_count, bytes, manifest_sha256, path, created_by,
@@ -219,6 +243,29 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         pgrx::notice!("pg_backup: {other_db} archive(s) in storage \"{name}\" belong to other databases and were not registered");
     }
     Ok(found)
+}
+
+/// rescan() registers only archives signed by a trusted key (or unsigned ones of earlier
+/// releases a superuser accepts with backup.allow_unsigned): a forged archive never becomes a
+/// catalog row that prune or a restore would take for a backup. The others get a WARNING
+/// saying why, with the error's HINT.
+fn registrable(src: &ArchiveSource, raw: &[u8]) -> bool {
+    let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
+    match signing::authenticate(src, raw, caller, false) {
+        Ok(_) => true,
+        Err(e) => {
+            let mut report = pgrx::pg_sys::panic::ErrorReport::new(
+                e.code(),
+                format!("pg_backup: {e}; not registered"),
+                "pg_backup",
+            );
+            if let Some(h) = e.hint() {
+                report = report.set_hint(h);
+            }
+            report.report(pgrx::PgLogLevel::WARNING);
+            false
+        }
+    }
 }
 
 fn kind_of(m: &Manifest) -> &'static str {
@@ -273,6 +320,9 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
                 dir.display(),
                 m.backup_id
             );
+            continue;
+        }
+        if !registrable(&ArchiveSource::local(&name, &dir), &json) {
             continue;
         }
         let kind = match (

@@ -41,6 +41,9 @@ pub enum Stmt {
     /// A restore's row at its start; returns the new id.
     RestoreStart,
     RestoreFinish,
+    /// Merge `options` into a restore's recorded options (a fact learnt on the way, e.g. that
+    /// an unsigned archive was accepted).
+    RestoreNote,
     /// A restore whose process is gone.
     RestoreFailDead,
     /// restore(atomic => false)'s worker, terminated: what it committed stays.
@@ -48,7 +51,7 @@ pub enum Stmt {
 }
 
 impl Stmt {
-    const ALL: [Stmt; 9] = [
+    const ALL: [Stmt; 10] = [
         Stmt::BackupUpsert,
         Stmt::BackupSettle,
         Stmt::BackupFailIfRunning,
@@ -56,6 +59,7 @@ impl Stmt {
         Stmt::VerifyRecord,
         Stmt::RestoreStart,
         Stmt::RestoreFinish,
+        Stmt::RestoreNote,
         Stmt::RestoreFailDead,
         Stmt::RestoreFailIfRunning,
     ];
@@ -69,6 +73,7 @@ impl Stmt {
             Stmt::VerifyRecord => "verify_record",
             Stmt::RestoreStart => "restore_start",
             Stmt::RestoreFinish => "restore_finish",
+            Stmt::RestoreNote => "restore_note",
             Stmt::RestoreFailDead => "restore_fail_dead",
             Stmt::RestoreFailIfRunning => "restore_fail_if_running",
         }
@@ -142,6 +147,13 @@ impl Stmt {
                           table_count = coalesce(($1->>'table_count')::int, table_count),
                           row_count = ($1->>'row_count')::bigint, error = $1->>'error',
                           progress = NULL
+                   WHERE id = ($1->>'id')::bigint
+                   RETURNING 1)
+                 SELECT count(*)::text FROM w"
+            }
+            Stmt::RestoreNote => {
+                "WITH w AS (
+                   UPDATE backup.restores SET options = options || coalesce($1->'options', '{}')
                    WHERE id = ($1->>'id')::bigint
                    RETURNING 1)
                  SELECT count(*)::text FROM w"

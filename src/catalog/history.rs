@@ -137,6 +137,17 @@ impl RestoreRow {
         self.id = outcome.result().and_then(|r| r.parse().ok());
     }
 
+    /// Record `key: value` in the row's options now (e.g. that an unsigned archive was
+    /// accepted), whatever happens to the restore next.
+    pub fn note(&mut self, key: &str, value: serde_json::Value) {
+        self.options[key] = value.clone();
+        let Some(id) = self.id else { return };
+        write(
+            Stmt::RestoreNote,
+            serde_json::json!({ "id": id, "options": { key: value } }),
+        );
+    }
+
     /// `status`: completed or failed.
     pub fn finish(&self, status: &str, rows: Option<i64>, error: Option<String>) {
         let Some(id) = self.id else { return };

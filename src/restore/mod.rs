@@ -31,6 +31,7 @@ use crate::catalog::runs;
 use crate::error::{BackupError, Result};
 use crate::security::privileges::Restorer;
 use crate::security::redact;
+use crate::security::signing;
 use crate::security::{self, targets, Caller};
 use crate::subtransaction;
 use plan::{Existing, OnError};
@@ -240,7 +241,19 @@ fn restore_steps(
             ),
         );
     }
-    let (manifest, raw_manifest) = source.manifest()?;
+    // Who wrote it (issue 17), on the very bytes about to be used, before anything is made
+    // of them: signed by a trusted key, or (a superuser's explicit choice, recorded) an
+    // unsigned archive of an earlier release.
+    let (manifest, raw_manifest) = source.manifest(|raw| {
+        let accepted = signing::authenticate(&source, raw, caller.oid, false)?;
+        if let signing::Authenticity::UnsignedAccepted { version } = accepted {
+            record.note(
+                "allow_unsigned",
+                serde_json::json!({ "pg_backup_version": version }),
+            );
+        }
+        Ok(())
+    })?;
     let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
     let compression = Compression::from_name(&manifest.compression)?;
     let scope = Scope::build(

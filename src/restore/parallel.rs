@@ -836,7 +836,11 @@ fn work(
         pg_sys::Oid::from(base.caller_oid),
     );
     let source = crate::storage::locate(&base.backup_id, None, opts.identity.as_deref())?;
-    let (manifest, raw_manifest) = source.manifest()?;
+    // The leader checked the signature of the manifest it read; this worker reads it again and
+    // checks what it read (quietly: the leader said it).
+    let (manifest, raw_manifest) = source.manifest(|raw| {
+        crate::security::signing::authenticate(&source, raw, caller.oid, true).map(|_| ())
+    })?;
     let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
     let compression = Compression::from_name(&manifest.compression)?;
     let scope = Scope::build(

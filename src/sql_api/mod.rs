@@ -61,6 +61,7 @@ fn enter() -> security::Caller {
 }
 
 mod compat;
+mod signing;
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(name = "create")]

@@ -203,11 +203,16 @@ impl ArchiveSource {
     }
 
     /// The manifest as stored, and parsed with its DDL (decrypted when sealed: that needs the
-    /// identities).
-    pub fn manifest(&self) -> Result<(Manifest, Vec<u8>)> {
+    /// identities). `authenticate` is given the bytes as read before anything is made of them
+    /// (restore passes security::signing's check: what is parsed is what was checked).
+    pub fn manifest(
+        &self,
+        authenticate: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<(Manifest, Vec<u8>)> {
         let raw = self
             .read_small(MANIFEST_FILE)
             .map_err(|e| self.error("read", MANIFEST_FILE, e))?;
+        authenticate(&raw)?;
         let Some(sealed) = Sealed::of(&raw) else {
             return Ok((Manifest::from_json(&raw)?, raw));
         };

@@ -77,11 +77,13 @@ pub fn locate(id: &str, storage: Option<&str>, identity: Option<&str>) -> Result
 /// as they stream in; a mismatch fails the restore, which then rolls back).
 pub fn precheck(src: &ArchiveSource) -> Vec<FileCheck> {
     if !src.is_remote() {
+        // The signature is checked on the bytes restore uses (security::signing).
         return verify::verify_source_in(
             src,
             false,
             &crate::copy::check_for_interrupts,
             &crate::text::to_encoding,
+            None,
         );
     }
     let mut out = Vec::new();

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ObjectWriter, Store, StoreError};
 use crate::archive::manifest::{self, MANIFEST_FILE, MANIFEST_SHA_FILE};
+use crate::archive::signature::SIGNATURE_FILE;
 use crate::archive::writer::{write_file_synced, ArchiveOutput, FileSink, HashingFile};
 use crate::crypto::{self, Recipients};
 use crate::error::{BackupError, Result};
@@ -248,11 +249,14 @@ impl ArchiveOutput for SharedOutput {
         Ok(out)
     }
 
-    fn finish(&self, manifest_json: &[u8], sha_line: &[u8]) -> Result<()> {
+    fn finish(&self, manifest_json: &[u8], sha_line: &[u8], signature: &[u8]) -> Result<()> {
         let o = &self.0;
         if let Some((_, store)) = &o.remote {
             store
                 .put(&o.key(MANIFEST_SHA_FILE), sha_line)
+                .map_err(|e| o.store_error(e))?;
+            store
+                .put(&o.key(SIGNATURE_FILE), signature)
                 .map_err(|e| o.store_error(e))?;
             store
                 .put(&o.key(MANIFEST_FILE), manifest_json)

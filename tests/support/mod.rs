@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
+pub mod signing;
+pub use signing::resign;
+
 /// A PostgreSQL program of $PG_CONFIG's installation (the one `make test` installed the
 /// extension into).
 pub fn bin(program: &str) -> String {
