@@ -6,6 +6,7 @@ pub mod hashing;
 pub mod id;
 pub mod manifest;
 pub mod retention;
+pub mod shapes;
 pub mod rows;
 pub mod toc;
 pub mod verify;

@@ -13,6 +13,7 @@ pub mod names;
 mod parallel;
 pub mod plan;
 mod preflight;
+pub mod statements;
 pub mod retarget;
 pub mod runner;
 pub mod schedule;
