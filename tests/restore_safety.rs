@@ -1983,14 +1983,18 @@ fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     .unwrap();
 }
 
-/// The TOC entry of `kind` in a manifest.
-fn toc_entry<'a>(m: &'a mut serde_json::Value, kind: &str) -> &'a mut serde_json::Value {
+/// The TOC entry of `kind` named `name` (as the TOC names it) in a manifest.
+fn toc_entry<'a>(
+    m: &'a mut serde_json::Value,
+    kind: &str,
+    name: &str,
+) -> &'a mut serde_json::Value {
     m["toc"]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|e| e["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} entry"))
+        .find(|e| e["kind"] == kind && e["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} entry {name}"))
 }
 
 fn append_sql(e: &mut serde_json::Value, field: &str, sql: &str) {
@@ -2044,66 +2048,77 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     let cases: Vec<(&str, Edit)> = vec![
         ("ALTER ROLE after a comment", |m| {
             append_sql(
-                toc_entry(m, "comment"),
+                toc_entry(m, "comment", "TABLE public.mine"),
                 "sql",
                 "ALTER ROLE op SUPERUSER;",
             )
         }),
         ("ALTER ROLE after a CREATE TABLE", |m| {
-            append_sql(toc_entry(m, "table"), "sql", "ALTER ROLE op SUPERUSER;")
+            append_sql(
+                toc_entry(m, "table", "mine"),
+                "sql",
+                "ALTER ROLE op SUPERUSER;",
+            )
         }),
         ("ALTER ROLE after an owner statement", |m| {
             append_sql(
-                toc_entry(m, "table"),
+                toc_entry(m, "table", "mine"),
                 "owner_sql",
                 "ALTER ROLE op SUPERUSER;",
             )
         }),
         ("a second table in a table entry", |m| {
             append_sql(
-                toc_entry(m, "table"),
+                toc_entry(m, "table", "mine"),
                 "sql",
                 "CREATE TABLE public.other (x int);",
             )
         }),
         ("a table in an index entry", |m| {
-            set_sql(toc_entry(m, "index"), "CREATE TABLE public.other (x int);")
+            set_sql(
+                toc_entry(m, "index", "mine_b"),
+                "CREATE TABLE public.other (x int);",
+            )
         }),
         ("an index of another table", |m| {
             set_sql(
-                toc_entry(m, "index"),
+                toc_entry(m, "index", "mine_b"),
                 "CREATE INDEX mine_b ON pg_catalog.pg_class (relname);",
             )
         }),
         ("a DO block", |m| {
             set_sql(
-                toc_entry(m, "comment"),
+                toc_entry(m, "comment", "TABLE public.mine"),
                 "DO $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; END$$;",
             )
         }),
         ("SET ROLE", |m| {
-            append_sql(toc_entry(m, "comment"), "sql", "SET ROLE NONE;")
+            append_sql(
+                toc_entry(m, "comment", "TABLE public.mine"),
+                "sql",
+                "SET ROLE NONE;",
+            )
         }),
         ("COPY TO PROGRAM", |m| {
             set_sql(
-                toc_entry(m, "comment"),
+                toc_entry(m, "comment", "TABLE public.mine"),
                 "COPY (SELECT 1) TO PROGRAM 'true';",
             )
         }),
         ("a function called in a SELECT", |m| {
             set_sql(
-                toc_entry(m, "constraint"),
+                toc_entry(m, "constraint", "mine mine_pkey"),
                 "SELECT pg_catalog.pg_reload_conf();",
             )
         }),
         ("SQL that does not parse", |m| {
-            append_sql(toc_entry(m, "table"), "sql", "ALTER ROLE;")
+            append_sql(toc_entry(m, "table", "mine"), "sql", "ALTER ROLE;")
         }),
     ];
     let check = |c: &mut Client, su: &mut Client, case: &str| {
-        let e = c
-            .query("SELECT * FROM backup.restore($1)", &[&id])
-            .unwrap_err();
+        let r = c.query("SELECT * FROM backup.restore($1)", &[&id]);
+        assert_eq!(superusers(su), Vec::<String>::new(), "{case}");
+        let e = r.unwrap_err();
         assert_eq!(sqlstate(&e), "2F003", "{case}: {}", full_error(&e));
         let hint = e
             .as_db_error()
@@ -2185,12 +2200,18 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
     op.batch_execute("DROP TABLE public.mine").unwrap();
     tamper(&mut su, &id, |m| {
         append_sql(
-            toc_entry(m, "acl"),
+            toc_entry(m, "acl", "TABLE public.mine"),
             "sql",
             "GRANT SELECT ON TABLE public.victim TO op;",
         )
     });
-    let _ = op.query("SELECT * FROM backup.restore($1)", &[&id]);
+    let rows = op
+        .query(
+            "SELECT kind, status FROM backup.restore($1) WHERE object = 'TABLE public.mine'",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2, "its comment and its grant");
     assert_eq!(
         text(
             &mut su,
@@ -2212,7 +2233,7 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
     op.batch_execute("DROP TABLE public.mine").unwrap();
     tamper(&mut su, &id, |m| {
         set_sql(
-            toc_entry(m, "comment"),
+            toc_entry(m, "comment", "TABLE public.mine"),
             "COMMENT ON TABLE public.victim IS 'rewritten';",
         )
     });
