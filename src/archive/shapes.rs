@@ -216,7 +216,10 @@ impl Command {
             Command::Call { function, .. } => format!("SELECT {function}(...)"),
             other => {
                 let s = format!("{other:?}");
-                s.split([' ', '(', '{']).next().unwrap_or_default().to_string()
+                s.split([' ', '(', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
             }
         }
     }
@@ -458,7 +461,14 @@ impl Shape {
                 only(actions, &|a| *a == TableAction::ChangeOwner)
             }
             (S::CreateTable, Command::CreateTable { rel, .. }) => on_entry(rel),
-            (S::TableSettings, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::TableSettings,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 matches!(relkind, Relkind::Table | Relkind::ForeignTable)
                     && on_entry(rel)
                     && only(actions, &|a| {
@@ -479,7 +489,14 @@ impl Shape {
             (S::CreateMaterializedView, Command::CreateMaterializedView { rel, with_data }) => {
                 !with_data && on_entry(rel)
             }
-            (S::MaterializedViewSettings, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::MaterializedViewSettings,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 matches!(relkind, Relkind::Table | Relkind::MaterializedView)
                     && on_entry(rel)
                     && only(actions, &|a| {
@@ -495,7 +512,14 @@ impl Shape {
             (S::SequenceOwnedBy, Command::AlterSequence { rel, owned_by_only }) => {
                 *owned_by_only && on_entry(rel)
             }
-            (S::SetDefault, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::SetDefault,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 matches!(
                     relkind,
                     Relkind::Table | Relkind::ForeignTable | Relkind::View
@@ -505,7 +529,14 @@ impl Shape {
             (S::CreateIndex, Command::CreateIndex { table: t, name }) => {
                 on_table(t) && name.as_deref() == Some(n.name)
             }
-            (S::IndexSettings, Command::AlterTable { relkind, rel, actions }) => match relkind {
+            (
+                S::IndexSettings,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => match relkind {
                 Relkind::Table => {
                     on_table(rel)
                         && only(actions, &|a| {
@@ -519,36 +550,74 @@ impl Shape {
                 }
                 _ => false,
             },
-            (S::AddConstraint(kinds), Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::AddConstraint(kinds),
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 matches!(relkind, Relkind::Table | Relkind::ForeignTable)
                     && on_table(rel)
                     && actions.len() == 1
                     && matches!(&actions[0], TableAction::AddConstraint(k) if kinds.contains(k))
             }
-            (S::AttachTable, Command::AlterTable { relkind, actions, .. }) => {
+            (
+                S::AttachTable,
+                Command::AlterTable {
+                    relkind, actions, ..
+                },
+            ) => {
                 *relkind == Relkind::Table
                     && actions.len() == 1
                     && matches!(&actions[0], TableAction::AttachPartition(p) if on_entry(p))
             }
-            (S::AttachIndex, Command::AlterTable { relkind, actions, .. }) => {
+            (
+                S::AttachIndex,
+                Command::AlterTable {
+                    relkind, actions, ..
+                },
+            ) => {
                 *relkind == Relkind::Index
                     && actions.len() == 1
                     && matches!(&actions[0], TableAction::AttachPartition(p) if on_entry(p))
             }
             (S::CreateRule, Command::CreateRule { table: t, replace }) => !replace && on_table(t),
-            (S::CreateRule, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::CreateRule,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 *relkind == Relkind::Table
                     && on_table(rel)
                     && only(actions, &|a| *a == TableAction::RuleState)
             }
             (S::CreateTrigger, Command::CreateTrigger { table: t }) => on_table(t),
-            (S::CreateTrigger, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::CreateTrigger,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 *relkind == Relkind::Table
                     && on_table(rel)
                     && only(actions, &|a| *a == TableAction::TriggerState)
             }
             (S::CreatePolicy, Command::CreatePolicy { table: t }) => on_table(t),
-            (S::RowSecurity, Command::AlterTable { relkind, rel, actions }) => {
+            (
+                S::RowSecurity,
+                Command::AlterTable {
+                    relkind,
+                    rel,
+                    actions,
+                },
+            ) => {
                 *relkind == Relkind::Table
                     && on_table(rel)
                     && only(actions, &|a| *a == TableAction::RowSecurity)
@@ -577,12 +646,20 @@ impl Shape {
                 **c,
                 Command::AlterDatabaseSet | Command::AlterRoleInDatabaseSet
             ),
-            (S::SetSequenceValue, Command::Call { function, constants }) => {
-                *constants && function == "pg_catalog.setval"
-            }
-            (S::CreateLargeObject, Command::Call { function, constants }) => {
-                *constants && function == "pg_catalog.lo_create"
-            }
+            (
+                S::SetSequenceValue,
+                Command::Call {
+                    function,
+                    constants,
+                },
+            ) => *constants && function == "pg_catalog.setval",
+            (
+                S::CreateLargeObject,
+                Command::Call {
+                    function,
+                    constants,
+                },
+            ) => *constants && function == "pg_catalog.lo_create",
             _ => false,
         }
     }
@@ -774,10 +851,7 @@ mod tests {
                 "GrantRoleStmt",
                 "CreateRoleStmt",
             ] {
-                assert!(
-                    check(kind, &n, &[other(node)]).is_err(),
-                    "{kind:?} {node}"
-                );
+                assert!(check(kind, &n, &[other(node)]).is_err(), "{kind:?} {node}");
             }
         }
     }
@@ -839,7 +913,12 @@ mod tests {
             vec![TableAction::AddConstraint(ConstraintKind::PrimaryKey)],
         );
         let cluster = alter(Relkind::Table, "s", "t", vec![TableAction::ClusterOn]);
-        let stats = alter(Relkind::Index, "s", "t_pkey", vec![TableAction::SetStatistics]);
+        let stats = alter(
+            Relkind::Index,
+            "s",
+            "t_pkey",
+            vec![TableAction::SetStatistics],
+        );
         assert_eq!(
             check(EntryKind::Constraint, &n, &[pk.clone(), cluster, stats]),
             Ok(())
@@ -862,7 +941,10 @@ mod tests {
             table: Rel::new(Some("s"), "t"),
         };
         let state = alter(Relkind::Table, "s", "t", vec![TableAction::TriggerState]);
-        assert_eq!(check(EntryKind::Trigger, &n, &[trig.clone(), state]), Ok(()));
+        assert_eq!(
+            check(EntryKind::Trigger, &n, &[trig.clone(), state]),
+            Ok(())
+        );
         assert!(check(EntryKind::Trigger, &n, &[trig.clone(), trig]).is_err());
     }
 
@@ -949,10 +1031,7 @@ mod tests {
     #[test]
     fn owner_statements_are_one_owner_change() {
         let n = names("s", "t", None);
-        assert_eq!(
-            check_owner_statement(&[Command::ChangeOwner], &n),
-            Ok(())
-        );
+        assert_eq!(check_owner_statement(&[Command::ChangeOwner], &n), Ok(()));
         let table = alter(Relkind::Table, "s", "t", vec![TableAction::ChangeOwner]);
         assert_eq!(check_owner_statement(&[table.clone()], &n), Ok(()));
         assert!(check_owner_statement(&[table.clone(), Command::ChangeOwner], &n).is_err());

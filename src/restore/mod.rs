@@ -13,12 +13,12 @@ pub mod names;
 mod parallel;
 pub mod plan;
 mod preflight;
-pub mod statements;
 pub mod retarget;
 pub mod runner;
 pub mod schedule;
 pub mod scope;
 pub mod sequences;
+pub mod statements;
 pub mod tablespaces;
 pub mod tuning;
 

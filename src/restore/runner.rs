@@ -994,13 +994,8 @@ impl<'j, 'a> Walk<'j, 'a> {
             if !body.is_empty() {
                 match &runs_as {
                     _ if grantors => {
-                        *grant_note.borrow_mut() = grant_as_grantors(
-                            e,
-                            &body,
-                            moved_to,
-                            restorer,
-                            acl_schema.as_deref(),
-                        )?;
+                        *grant_note.borrow_mut() =
+                            grant_as_grantors(e, &body, moved_to, restorer, acl_schema.as_deref())?;
                     }
                     Some((role, needs)) => {
                         let needs: Vec<(&str, SchemaPrivilege)> =
@@ -1114,7 +1109,10 @@ impl<'j, 'a> Walk<'j, 'a> {
     /// entry's owner (which the caller acts as; preflight checked that), creating in its
     /// schema; else the caller, using the schemas its statements name. A schema is created
     /// by the caller (its owner is given afterwards).
-    fn statement_role(&self, e: &TocEntry) -> Result<(pg_sys::Oid, Vec<(String, SchemaPrivilege)>)> {
+    fn statement_role(
+        &self,
+        e: &TocEntry,
+    ) -> Result<(pg_sys::Oid, Vec<(String, SchemaPrivilege)>)> {
         let restorer = self.job.restorer;
         let schemas = self_schemas(e, self.job.scope.moved_to(e));
         let mut needs: Vec<(String, SchemaPrivilege)> = schemas
@@ -1127,11 +1125,7 @@ impl<'j, 'a> Walk<'j, 'a> {
         };
         match owner {
             Some(oid) if restorer.acts_as(oid) => {
-                needs.extend(
-                    schemas
-                        .iter()
-                        .map(|s| (s.clone(), SchemaPrivilege::Create)),
-                );
+                needs.extend(schemas.iter().map(|s| (s.clone(), SchemaPrivilege::Create)));
                 Ok((oid, needs))
             }
             _ => Ok((restorer.oid, needs)),

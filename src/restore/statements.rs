@@ -61,12 +61,8 @@ pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<St
 
 /// Check `sql`, entry e's owner statement: exactly one ALTER ... OWNER TO.
 pub fn check_owner(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
-    let parsed = parse(sql).map_err(|why| {
-        refused(
-            e,
-            &format!("its owner statement does not parse: {why}"),
-        )
-    })?;
+    let parsed = parse(sql)
+        .map_err(|why| refused(e, &format!("its owner statement does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.into_iter().map(|p| p.command).collect();
     shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
 }
@@ -93,10 +89,7 @@ fn refusal(e: &TocEntry, r: Refusal) -> BackupError {
             e,
             &format!("statement {at} creates its object a second time"),
         ),
-        Refusal::OwnerStatement => refused(
-            e,
-            "its owner statement is not one ALTER ... OWNER TO",
-        ),
+        Refusal::OwnerStatement => refused(e, "its owner statement is not one ALTER ... OWNER TO"),
     }
 }
 
@@ -144,9 +137,7 @@ unsafe fn statements(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
         let text = crate::text::to_utf8(&bytes[start..end]);
         let (command, text) = match command((*raw).stmt)? {
             Expanded::Plain(command) => (command, text),
-            Expanded::InDatabase(command, inner) => {
-                (Command::InDatabase(Box::new(command)), inner)
-            }
+            Expanded::InDatabase(command, inner) => (Command::InDatabase(Box::new(command)), inner),
         };
         out.push(Parsed { command, text });
     }
@@ -328,8 +319,7 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
         NodeTag::T_CreateExtensionStmt => {
             let s = n as *mut pg_sys::CreateExtensionStmt;
             Command::CreateExtension {
-                plain: (*s).if_not_exists
-                    && def_names((*s).options).iter().all(|d| d == "schema"),
+                plain: (*s).if_not_exists && def_names((*s).options).iter().all(|d| d == "schema"),
             }
         }
         NodeTag::T_CreatePLangStmt => Command::CreateLanguage,
@@ -678,10 +668,7 @@ mod tests {
             .as_deref(),
             Some("COMMENT ON DATABASE %I IS 'it''s 100%%'")
         );
-        assert_eq!(
-            decode_literal("E'a\\\\b''c'").as_deref(),
-            Some("a\\b'c")
-        );
+        assert_eq!(decode_literal("E'a\\\\b''c'").as_deref(), Some("a\\b'c"));
         assert_eq!(decode_literal("E'a\\nb'"), None);
         assert_eq!(decode_literal("'a'b'"), None);
         assert_eq!(
