@@ -886,7 +886,10 @@ mod tests {
             "t",
             vec![TableAction::AddConstraint(ConstraintKind::ForeignKey)],
         );
-        assert_eq!(check(EntryKind::ForeignKey, &n, &[fk.clone()]), Ok(()));
+        assert_eq!(
+            check(EntryKind::ForeignKey, &n, std::slice::from_ref(&fk)),
+            Ok(())
+        );
         assert!(check(EntryKind::Constraint, &n, &[fk]).is_err());
         let other_table = alter(
             Relkind::Table,
@@ -967,7 +970,10 @@ mod tests {
             "p_idx",
             vec![TableAction::AttachPartition(Rel::new(Some("s"), "p1"))],
         );
-        assert_eq!(check(EntryKind::IndexAttach, &n, &[index.clone()]), Ok(()));
+        assert_eq!(
+            check(EntryKind::IndexAttach, &n, std::slice::from_ref(&index)),
+            Ok(())
+        );
         // Format 1 called it `index_attach`, which this version reads as `other`.
         assert_eq!(check(EntryKind::Other, &n, &[index]), Ok(()));
     }
@@ -1020,7 +1026,10 @@ mod tests {
             on: Target::Database,
             all_in_schema: false,
         }));
-        assert_eq!(check(EntryKind::Acl, &n, &[on_db.clone()]), Ok(()));
+        assert_eq!(
+            check(EntryKind::Acl, &n, std::slice::from_ref(&on_db)),
+            Ok(())
+        );
         assert!(check(EntryKind::Database, &n, &[on_db]).is_err());
         let settings = Command::InDatabase(Box::new(Command::AlterRoleInDatabaseSet));
         assert_eq!(check(EntryKind::Database, &n, &[settings]), Ok(()));
@@ -1033,7 +1042,10 @@ mod tests {
         let n = names("s", "t", None);
         assert_eq!(check_owner_statement(&[Command::ChangeOwner], &n), Ok(()));
         let table = alter(Relkind::Table, "s", "t", vec![TableAction::ChangeOwner]);
-        assert_eq!(check_owner_statement(&[table.clone()], &n), Ok(()));
+        assert_eq!(
+            check_owner_statement(std::slice::from_ref(&table), &n),
+            Ok(())
+        );
         assert!(check_owner_statement(&[table.clone(), Command::ChangeOwner], &n).is_err());
         assert!(check_owner_statement(&[other("AlterRoleStmt")], &n).is_err());
         assert!(check_owner_statement(&[], &n).is_err());
