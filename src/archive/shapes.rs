@@ -694,6 +694,11 @@ fn creates(shape: Shape) -> bool {
             | S::DatabaseSettings
             | S::CreateRule
             | S::CreateTrigger
+            // Entries of several statements of one form: ENABLE and FORCE ROW LEVEL
+            // SECURITY, a role's default privileges, an object's labels.
+            | S::RowSecurity
+            | S::AlterDefaultPrivileges
+            | S::SecurityLabel
     )
 }
 
@@ -1050,6 +1055,26 @@ mod tests {
         assert!(check_owner_statement(&[other("AlterRoleStmt")], &n).is_err());
         assert!(check_owner_statement(&[], &n).is_err());
         assert!(check(EntryKind::Owner, &n, &[table]).is_ok());
+    }
+
+    #[test]
+    fn entries_of_several_statements_of_one_form() {
+        let n = names("s", "t", None);
+        let rls = alter(Relkind::Table, "s", "t", vec![TableAction::RowSecurity]);
+        assert_eq!(
+            check(EntryKind::RowSecurity, &n, &[rls.clone(), rls]),
+            Ok(())
+        );
+        let d = Command::AlterDefaultPrivileges;
+        assert_eq!(
+            check(EntryKind::DefaultPrivileges, &n, &[d.clone(), d.clone(), d]),
+            Ok(())
+        );
+        let c = Command::Comment(Target::Object);
+        assert_eq!(
+            check(EntryKind::Comment, &n, &[c.clone(), c]),
+            Err(Refusal::Repeated { at: 2 })
+        );
     }
 
     #[test]
