@@ -54,6 +54,14 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// An archive's TOC entry holds a statement its kind never holds, or SQL that does not
+    /// parse (2F003, prohibited_sql_statement_attempted): refused before anything changes
+    /// (restore/statements.rs).
+    #[error("{message}")]
+    StatementRefused {
+        message: String,
+        hint: Option<String>,
+    },
     /// Something that writes, asked of a hot standby (25006).
     #[error("{message}")]
     ReadOnly {
@@ -149,6 +157,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn refused(message: impl Into<String>) -> Self {
+        BackupError::StatementRefused {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn limit(message: impl Into<String>) -> Self {
         BackupError::LimitExceeded {
             message: message.into(),
@@ -194,6 +208,7 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::Untrusted { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::StatementRefused { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
@@ -215,6 +230,7 @@ impl BackupError {
             | BackupError::Corrupt { hint, .. }
             | BackupError::Untrusted { hint, .. }
             | BackupError::PermissionDenied { hint, .. }
+            | BackupError::StatementRefused { hint, .. }
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
@@ -239,6 +255,7 @@ impl BackupError {
             BackupError::Corrupt { .. } => "XX001",
             BackupError::Untrusted { .. } => "28P01",
             BackupError::PermissionDenied { .. } => "42501",
+            BackupError::StatementRefused { .. } => "2F003",
             BackupError::NullArgument { .. } => "22004",
             BackupError::ReadOnly { .. } => "25006",
             BackupError::LimitExceeded { .. } => "53400",
@@ -263,6 +280,7 @@ impl BackupError {
             "55000" => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "XX001" => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             "42501" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "2F003" => PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED,
             "53100" => PgSqlErrorCode::ERRCODE_DISK_FULL,
             "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
@@ -367,6 +385,11 @@ mod tests {
         assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
         assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
         assert_eq!(BackupError::limit("x").sqlstate(), "53400");
+        assert_eq!(BackupError::refused("x").sqlstate(), "2F003");
+        assert_eq!(
+            BackupError::refused("x").code(),
+            PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
+        );
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

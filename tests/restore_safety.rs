@@ -2065,6 +2065,62 @@ ALTER TABLE storage.audited ADD CONSTRAINT audited_bucket FOREIGN KEY (name) REF
 
 #[test]
 fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
+/// What someone who can write the archive's folder (backup.directory, a file:// target, a
+/// bucket) does to an archive: change its manifest, then recompute every checksum a reader
+/// checks (each data file's sha256 in the manifest, manifest.sha256). One function, so that
+/// re-signing (issue 17's signatures) goes here too.
+fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let archive = backup_dir(c).join(id);
+    let json = std::fs::read(archive.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    edit(&mut m);
+    if let Some(files) = m["files"].as_array_mut() {
+        for f in files {
+            let path = archive.join(f["path"].as_str().unwrap_or_default());
+            if let Ok(bytes) = std::fs::read(&path) {
+                f["sha256"] = serde_json::Value::String(sha256_hex(&bytes));
+            }
+        }
+    }
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(archive.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        archive.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+}
+
+/// The TOC entry of `kind` named `name` (as the TOC names it) in a manifest.
+fn toc_entry<'a>(
+    m: &'a mut serde_json::Value,
+    kind: &str,
+    name: &str,
+) -> &'a mut serde_json::Value {
+    m["toc"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["kind"] == kind && e["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} entry {name}"))
+}
+
+fn append_sql(e: &mut serde_json::Value, field: &str, sql: &str) {
+    let before = e[field].as_str().unwrap_or_default().to_string();
+    e[field] = serde_json::Value::String(format!("{before}\n{sql}"));
+}
+
+fn set_sql(e: &mut serde_json::Value, sql: &str) {
+    e["sql"] = serde_json::Value::String(sql.to_string());
+}
+
+/// Issue 17: a TOC entry's SQL is data. A statement added to an entry (the entry's kind
+/// never holds it), a second object created by an entry, or one kind's statement in another
+/// kind's entry is refused with 2F003 before anything changes, whoever restores, even when
+/// every checksum matches. 0.2.0 ran an entry that "evaluates nothing" (a comment, an owner
+/// statement) as the extension owner: `ALTER ROLE op SUPERUSER` made the operator superuser.
+#[test]
+fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     if !enabled() {
         return;
     }
@@ -2086,6 +2142,21 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
     let parts: String = su
         .query_one(
             "SELECT backup_id FROM backup.create(schemas => '{auth,storage}')",
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE TABLE public.mine (a int PRIMARY KEY, b text);
+         CREATE INDEX mine_b ON public.mine (b);
+         COMMENT ON TABLE public.mine IS 'mine';
+         INSERT INTO public.mine SELECT i, 'row ' || i FROM generate_series(1, 10) i;",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
             &[],
         )
         .unwrap()
@@ -2238,5 +2309,302 @@ fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
             .unwrap();
         let mut fresh = s.connect(db);
         assert_eq!(one_i64(&mut fresh, analyzed), want, "{db}: {args}");
+    op.batch_execute("DROP TABLE public.mine").unwrap();
+    let manifest = backup_dir(&mut su).join(&id).join("manifest.json");
+    let sha = backup_dir(&mut su).join(&id).join("manifest.sha256");
+    let (original, original_sha) = (
+        std::fs::read(&manifest).unwrap(),
+        std::fs::read(&sha).unwrap(),
+    );
+    type Edit = fn(&mut serde_json::Value);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("ALTER ROLE after a comment", |m| {
+            append_sql(
+                toc_entry(m, "comment", "TABLE public.mine"),
+                "sql",
+                "ALTER ROLE op SUPERUSER;",
+            )
+        }),
+        ("ALTER ROLE after a CREATE TABLE", |m| {
+            append_sql(
+                toc_entry(m, "table", "mine"),
+                "sql",
+                "ALTER ROLE op SUPERUSER;",
+            )
+        }),
+        ("ALTER ROLE after an owner statement", |m| {
+            append_sql(
+                toc_entry(m, "table", "mine"),
+                "owner_sql",
+                "ALTER ROLE op SUPERUSER;",
+            )
+        }),
+        ("a second table in a table entry", |m| {
+            append_sql(
+                toc_entry(m, "table", "mine"),
+                "sql",
+                "CREATE TABLE public.other (x int);",
+            )
+        }),
+        ("a table in an index entry", |m| {
+            set_sql(
+                toc_entry(m, "index", "mine_b"),
+                "CREATE TABLE public.other (x int);",
+            )
+        }),
+        ("an index of another table", |m| {
+            set_sql(
+                toc_entry(m, "index", "mine_b"),
+                "CREATE INDEX mine_b ON pg_catalog.pg_class (relname);",
+            )
+        }),
+        ("a DO block", |m| {
+            set_sql(
+                toc_entry(m, "comment", "TABLE public.mine"),
+                "DO $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; END$$;",
+            )
+        }),
+        ("SET ROLE", |m| {
+            append_sql(
+                toc_entry(m, "comment", "TABLE public.mine"),
+                "sql",
+                "SET ROLE NONE;",
+            )
+        }),
+        ("COPY TO PROGRAM", |m| {
+            set_sql(
+                toc_entry(m, "comment", "TABLE public.mine"),
+                "COPY (SELECT 1) TO PROGRAM 'true';",
+            )
+        }),
+        ("a function called in a SELECT", |m| {
+            set_sql(
+                toc_entry(m, "constraint", "mine mine_pkey"),
+                "SELECT pg_catalog.pg_reload_conf();",
+            )
+        }),
+        ("SQL that does not parse", |m| {
+            append_sql(toc_entry(m, "table", "mine"), "sql", "ALTER ROLE;")
+        }),
+    ];
+    let check = |c: &mut Client, su: &mut Client, case: &str| {
+        let r = c.query("SELECT * FROM backup.restore($1)", &[&id]);
+        assert_eq!(superusers(su), Vec::<String>::new(), "{case}");
+        let e = r.unwrap_err();
+        assert_eq!(sqlstate(&e), "2F003", "{case}: {}", full_error(&e));
+        let hint = e
+            .as_db_error()
+            .and_then(|d| d.hint())
+            .unwrap_or_default()
+            .to_string();
+        assert!(hint.contains("TOC entry"), "{case}: {}", full_error(&e));
+        assert_eq!(superusers(su), Vec::<String>::new(), "{case}");
+        assert_eq!(
+            strings(
+                su,
+                "SELECT coalesce(to_regclass('public.mine')::text, '-') || ' ' || coalesce(to_regclass('public.other')::text, '-')"
+            ),
+            ["- -"],
+            "{case}: nothing changed"
+        );
+    };
+    for (case, edit) in &cases {
+        std::fs::write(&manifest, &original).unwrap();
+        std::fs::write(&sha, &original_sha).unwrap();
+        tamper(&mut su, &id, edit);
+        // verify() finds every file as its manifest says.
+        let bad = one_i64(
+            &mut su,
+            &format!("SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'"),
+        );
+        assert_eq!(bad, 0, "{case}: the checksums match");
+        check(&mut op, &mut su, case);
+    }
+    // A superuser's restore refuses the same way.
+    std::fs::write(&manifest, &original).unwrap();
+    std::fs::write(&sha, &original_sha).unwrap();
+    tamper(&mut su, &id, cases[0].1);
+    let mut superuser = s.connect("app");
+    check(&mut superuser, &mut su, "as a superuser");
+    // The archive as pg_backup wrote it restores.
+    std::fs::write(&manifest, &original).unwrap();
+    std::fs::write(&sha, &original_sha).unwrap();
+    op.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.mine"), 10);
+}
+
+/// Issue 17: for a caller that is not a superuser, no entry runs as the extension owner. A
+/// grant or a comment entry (which "evaluate nothing") ran as the extension owner in 0.2.0:
+/// one naming another role's table granted the operator SELECT on it, or rewrote its comment.
+/// They run as the caller now, with exactly what it could do itself.
+#[test]
+fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;
+         CREATE TABLE public.victim (x int); INSERT INTO public.victim VALUES (42);
+         COMMENT ON TABLE public.victim IS 'victim';",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE TABLE public.mine (a int); INSERT INTO public.mine VALUES (1);
+         COMMENT ON TABLE public.mine IS 'mine';
+         GRANT SELECT ON public.mine TO PUBLIC;",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
+
+    let archive = backup_dir(&mut su).join(&id);
+    let original: Vec<(std::path::PathBuf, Vec<u8>)> = ["manifest.json", "manifest.sha256"]
+        .iter()
+        .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
+        .collect();
+    let put_back = || {
+        for (path, bytes) in &original {
+            std::fs::write(path, bytes).unwrap();
+        }
+    };
+
+    // A grant on another role's table, added to op's grant entry: granted by op, who may
+    // not.
+    op.batch_execute("DROP TABLE public.mine").unwrap();
+    tamper(&mut su, &id, |m| {
+        append_sql(
+            toc_entry(m, "acl", "TABLE public.mine"),
+            "sql",
+            "GRANT SELECT ON TABLE public.victim TO op;",
+        )
+    });
+    let e = op
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .map(|rows| rows.len());
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT has_table_privilege('op', 'public.victim', 'SELECT')::text"
+        ),
+        "false",
+        "the grant ran as op, not as the extension owner"
+    );
+    let e = e.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+
+    // A comment on another role's table instead of op's own: op may not.
+    put_back();
+    tamper(&mut su, &id, |m| {
+        set_sql(
+            toc_entry(m, "comment", "TABLE public.mine"),
+            "COMMENT ON TABLE public.victim IS 'rewritten';",
+        )
+    });
+    let e = op
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .map(|rows| rows.len());
+    assert_eq!(
+        text(&mut su, "SELECT obj_description('public.victim'::regclass)"),
+        "victim"
+    );
+    let e = e.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{}", full_error(&e));
+
+    // As pg_backup wrote it, op's restore gives op's table its comment and grant.
+    put_back();
+    op.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT obj_description('public.mine'::regclass) || ' ' || has_table_privilege('public', 'public.mine', 'SELECT')::text"
+        ),
+        "mine true"
+    );
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+}
+
+/// Issue 17: with on_error => 'continue', a role that may only create tables in a schema
+/// got a superuser's rows: while the restore recreated a dropped table, it held an
+/// uncommitted CREATE TABLE of the same name; the restore's CREATE failed and its data pass
+/// loaded the rows into that role's table anyway. Rows go only into a table this restore
+/// created, or one that was there before (and that `existing` was checked against), serially
+/// and with jobs => 2.
+#[test]
+fn a_table_created_by_another_session_during_a_restore_gets_none_of_its_rows() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE creator LOGIN; GRANT CREATE ON SCHEMA public TO creator;
+         CREATE TABLE public.secret (a int, note text);
+         INSERT INTO public.secret SELECT i, 'secret ' || i FROM generate_series(1, 20) i;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.secret}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for (how, call) in [
+        (
+            "serially",
+            "SELECT kind, status FROM backup.restore($1, on_error => 'continue')",
+        ),
+        (
+            "with jobs => 2",
+            "SELECT kind, status FROM backup.restore($1, on_error => 'continue', atomic => false, jobs => 2)",
+        ),
+    ] {
+        su.batch_execute("DROP TABLE IF EXISTS public.secret")
+            .unwrap();
+        let mut attacker = s.connect_as("app", Some("creator"));
+        attacker
+            .batch_execute("BEGIN; CREATE TABLE public.secret (a int, note text);")
+            .unwrap();
+        // The attacker's transaction stays open while the restore runs into it.
+        let held = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            attacker.batch_execute("COMMIT").unwrap();
+        });
+        let rows = su.query(call, &[&id]).unwrap();
+        held.join().unwrap();
+        let statuses: Vec<(String, String)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert!(
+            statuses.contains(&("table".to_string(), "failed".to_string())),
+            "{how}: the restore's CREATE failed: {statuses:?}"
+        );
+        assert!(
+            !statuses.contains(&("table_data".to_string(), "ok".to_string())),
+            "{how}: {statuses:?}"
+        );
+        assert_eq!(
+            strings(
+                &mut su,
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'public.secret'::regclass"
+            ),
+            ["creator"],
+            "{how}"
+        );
+        assert_eq!(
+            one_i64(&mut su, "SELECT count(*) FROM public.secret"),
+            0,
+            "{how}: none of the rows went into the other role's table"
+        );
     }
 }

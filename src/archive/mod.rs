@@ -7,6 +7,7 @@ pub mod id;
 pub mod manifest;
 pub mod retention;
 pub mod rows;
+pub mod shapes;
 pub mod signature;
 pub mod toc;
 pub mod verify;

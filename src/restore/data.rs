@@ -258,6 +258,8 @@ pub fn load_unit(
             .of(&unit.schema, &unit.table)
             .expect("wanted tables are planned");
         let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
+        let destination = job.plan.destination(&unit.schema, &unit.table);
+        let created = t.action.runs_ddl();
         steps.run_data(object.clone(), "table_data", "load", || {
             let oid = table_oid(&schema, &name)?.ok_or_else(|| {
                 BackupError::unknown(format!(
@@ -267,6 +269,16 @@ pub fn load_unit(
                     "Restore a backup that includes the schema first (this one is data_only).",
                 )
             })?;
+            if Some(oid) != destination {
+                // Rows go only where the plan said (issue 17): not into a table of that name
+                // that another session created while this restore's CREATE failed.
+                return Err(BackupError::exists(if created {
+                    format!("table {object} was not created by this restore: its rows were not loaded into the table of that name that exists now")
+                } else {
+                    format!("table {object} was replaced after this restore planned it: its rows were not loaded into it")
+                })
+                .with_hint("Check who created or replaced that table, then restore it again (existing => 'append' or 'truncate' if its rows should go there)."));
+            }
             // Defaults, generated columns, CHECKs, domain CHECKs, partition routing and
             // triggers fire while rows load: with the table owner's rights (issue 9).
             let owner = job.code_owner(oid, &unit.schema, &unit.table)?;

@@ -18,6 +18,7 @@ pub mod runner;
 pub mod schedule;
 pub mod scope;
 pub mod sequences;
+pub mod statements;
 pub mod tablespaces;
 pub mod tuning;
 

@@ -426,7 +426,7 @@ impl Pool {
     fn start(b: &background::Batches, plan: &Plan, wanted: usize) -> Result<Pool> {
         let request = serde_json::to_vec(&JobRequest {
             base: b.request.clone(),
-            tables: plan.tables.clone(),
+            tables: plan.for_workers(),
         })
         .expect("request serializes");
         let request_off = align8(std::mem::size_of::<Header>());

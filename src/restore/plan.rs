@@ -121,6 +121,11 @@ pub struct PlannedTable {
     pub action: Action,
     /// Whether a table of that name exists in the target database now.
     pub exists: bool,
+    /// The table its rows go into (issue 17): the one that existed when the restore was
+    /// planned (what `existing` decided was checked against it), or, in a job worker's copy
+    /// of the plan, the one the restore created. None: no table may receive them.
+    #[serde(default)]
+    pub oid: Option<u32>,
 }
 
 impl PlannedTable {
@@ -186,6 +191,7 @@ mod tests {
             name: name.into(),
             action: action_for(exists, Existing::Fail),
             exists,
+            oid: None,
         };
         let t = vec![table("a", true), table("b", false)];
         let e = check(&t, Existing::Fail, false, false, "x").unwrap_err();

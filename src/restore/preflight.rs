@@ -11,6 +11,7 @@ use super::data::table_oid;
 use super::plan::Action;
 use super::runner::Plan;
 use super::scope::{quoted, Scope};
+use super::statements;
 use super::tablespaces::{self, Placement};
 use super::RestoreOptions;
 use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
@@ -79,6 +80,7 @@ pub(super) fn check(
     who: &Restorer,
     placement: &Placement,
 ) -> Result<()> {
+    check_statements(m, scope)?;
     check_schemas(m, scope, plan)?;
     check_tablespaces(m, scope, plan, opts, who, placement)?;
     // restore(atomic => false) commits in batches sized to the lock table.
@@ -87,6 +89,23 @@ pub(super) fn check(
     }
     if !who.superuser {
         check_privileges(m, scope, plan, opts, who)?;
+    }
+    Ok(())
+}
+
+/// Every statement of the restore is one its entry's kind holds (issue 17): the SQL of each
+/// entry of the restore and its owner statement, as they will run (after target_schema),
+/// parsed under the settings the restore runs them with.
+fn check_statements(m: &Manifest, scope: &Scope) -> Result<()> {
+    crate::security::pin_literal_settings();
+    for e in in_scope(m, scope) {
+        let moved_to = scope.moved_to(e);
+        if !e.sql.is_empty() {
+            statements::check_entry(e, &scope.sql(&e.sql), moved_to)?;
+        }
+        if let Some(sql) = &e.owner_sql {
+            statements::check_owner(e, &scope.sql(sql), moved_to)?;
+        }
     }
     Ok(())
 }

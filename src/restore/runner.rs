@@ -75,6 +75,10 @@ pub fn set_current(what: Option<(String, Exposure)>) {
 pub struct Plan {
     pub tables: Vec<PlannedTable>,
     by_backup_name: HashMap<String, usize>,
+    /// The tables this restore created (their CREATE succeeded), by index in `tables`.
+    created: RefCell<HashMap<usize, pg_sys::Oid>>,
+    /// A job worker's copy: each table's `oid` is already where its rows go.
+    resolved: bool,
 }
 
 impl Plan {
@@ -83,19 +87,64 @@ impl Plan {
         let mut by_backup_name = HashMap::new();
         for (schema, name) in scope.tables(m) {
             let target = scope.target_schema_of(&schema).to_string();
-            let exists = table_oid(&target, &name)?.is_some();
+            let oid = table_oid(&target, &name)?;
+            let exists = oid.is_some();
             by_backup_name.insert(quoted(&schema, &name), tables.len());
             tables.push(PlannedTable {
                 action: plan::action_for(exists, existing),
                 schema: target,
                 name,
                 exists,
+                oid: oid.map(u32::from),
             });
         }
         Ok(Plan {
             tables,
             by_backup_name,
+            created: RefCell::new(HashMap::new()),
+            resolved: false,
         })
+    }
+
+    /// The table `(backup_schema, name)` was created by this restore: the table of that
+    /// name now (in the transaction that created it, ours).
+    pub fn note_created(&self, backup_schema: &str, name: &str) -> Result<()> {
+        let Some(&i) = self.by_backup_name.get(&quoted(backup_schema, name)) else {
+            return Ok(());
+        };
+        let t = &self.tables[i];
+        if let Some(oid) = table_oid(&t.schema, &t.name)? {
+            self.created.borrow_mut().insert(i, oid);
+        }
+        Ok(())
+    }
+
+    /// The table the rows of `(backup_schema, name)` may go into (issue 17): one this
+    /// restore created, or one that existed when it was planned and that `existing`
+    /// (append, truncate) was checked against. Never a table of that name that appeared
+    /// since, such as one another session created while this restore's CREATE failed.
+    pub fn destination(&self, backup_schema: &str, name: &str) -> Option<pg_sys::Oid> {
+        let &i = self.by_backup_name.get(&quoted(backup_schema, name))?;
+        let t = &self.tables[i];
+        if !self.resolved && t.action.runs_ddl() {
+            return self.created.borrow().get(&i).copied();
+        }
+        t.oid.map(pg_sys::Oid::from)
+    }
+
+    /// The plan as job workers get it: each table's `oid` where its rows go.
+    pub fn for_workers(&self) -> Vec<PlannedTable> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut t = t.clone();
+                if !self.resolved && t.action.runs_ddl() {
+                    t.oid = self.created.borrow().get(&i).map(|o| u32::from(*o));
+                }
+                t
+            })
+            .collect()
     }
 
     /// The plan the leader of restore(jobs => N) made, in a job worker (planned again now,
@@ -110,6 +159,8 @@ impl Plan {
         Plan {
             tables,
             by_backup_name,
+            created: RefCell::new(HashMap::new()),
+            resolved: true,
         }
     }
 
@@ -807,12 +858,22 @@ impl<'j, 'a> Walk<'j, 'a> {
         action: &str,
         tolerate: Tolerate,
     ) -> Result<()> {
-        let body = self.job.scope.sql(&e.sql);
+        let moved_to = self.job.scope.moved_to(e);
+        // What runs is what was checked against the entry's kind (issue 17): preflight
+        // checked the archive as it was then; this is the text about to run.
+        let body = match self.job.scope.sql(&e.sql) {
+            b if b.is_empty() => b,
+            b => super::statements::check_entry(e, &b, moved_to)?,
+        };
         let object = self.object(e);
         let restorer = self.job.restorer;
         // (owner statement as in the backup, the backup's owner)
         let owner = match (&e.owner_sql, &e.owner) {
-            (Some(sql), Some(role)) => Some((self.job.scope.sql(sql), role.clone())),
+            (Some(sql), Some(role)) => {
+                let sql = self.job.scope.sql(sql);
+                super::statements::check_owner(e, &sql, moved_to)?;
+                Some((sql, role.clone()))
+            }
             // Format-1 owner entries (and large objects'): the statement is the entry.
             _ if e.kind == EntryKind::Owner => parse_owner_statement(&body)
                 .filter(|st| role_oid(&st.role).ok().flatten().is_none())
@@ -840,6 +901,34 @@ impl<'j, 'a> Walk<'j, 'a> {
             body
         };
         let code = self.code_role(e)?;
+        // For a caller that is not a superuser nothing of the archive runs as the extension
+        // owner (issue 17): an entry without user code to sandbox runs as its owner (created
+        // in its schema, as tables are) or, without one, as the caller.
+        let runs_as = match &code {
+            Some((role, schemas)) => {
+                let mut needs: Vec<(String, SchemaPrivilege)> = schemas
+                    .iter()
+                    .map(|s| (s.clone(), SchemaPrivilege::Usage))
+                    .collect();
+                if created_as_owner(e.kind) {
+                    // A table (a partition: by its parent's owner) is created in its schema.
+                    needs.extend(schemas.iter().map(|s| (s.clone(), SchemaPrivilege::Create)));
+                }
+                Some((*role, needs))
+            }
+            None if !restorer.superuser => Some(self.statement_role(e)?),
+            None => None,
+        };
+        // An operator's CREATE SCHEMA IF NOT EXISTS of a schema that exists changes nothing,
+        // but PostgreSQL asks for CREATE on the database first: not run.
+        let body = if !restorer.superuser
+            && e.kind == EntryKind::Schema
+            && crate::security::owner::schema_oid(&e.name).is_some()
+        {
+            String::new()
+        } else {
+            body
+        };
         // The tablespace its statements create storage in (None: the database's default).
         let tablespace = self.job.placement.of(e);
         // Grants by roles other than the owner, run as those roles where allowed.
@@ -883,10 +972,15 @@ impl<'j, 'a> Walk<'j, 'a> {
         let what = object.clone();
         let step = || -> Result<Option<i64>> {
             if action == "advance" && e.kind == EntryKind::ExtensionData {
-                advance_sequence(
-                    &quoted(e.schema.as_deref().unwrap_or_default(), &e.name),
-                    &body,
-                )?;
+                let sequence = quoted(e.schema.as_deref().unwrap_or_default(), &e.name);
+                match &runs_as {
+                    Some((role, needs)) => {
+                        let needs: Vec<(&str, SchemaPrivilege)> =
+                            needs.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+                        run_as_in(*role, &needs, || advance_sequence(&sequence, &body))?;
+                    }
+                    None => advance_sequence(&sequence, &body)?,
+                }
                 return Ok(None);
             }
             if let Some(ts) = tablespace {
@@ -901,14 +995,17 @@ impl<'j, 'a> Walk<'j, 'a> {
                 placement.select(Some(ts))?;
             }
             if !body.is_empty() {
-                match &code {
+                let split = match &code {
                     Some((role, schemas))
                         if matches!(
                             e.kind,
                             EntryKind::ForeignKey
                                 | EntryKind::CheckConstraint
                                 | EntryKind::DomainConstraint
-                        ) && add_constraint(&body, *role, schemas, restorer)? => {}
+                        ) =>
+                    {
+                        add_constraint(&body, *role, schemas, restorer)?
+                    }
                     Some(_) if attach_as_restorer => {
                         // Issue 16: attaching needs the ownership of both tables; with
                         // different owners neither owner can, the caller can as pg_restore
@@ -922,26 +1019,20 @@ impl<'j, 'a> Walk<'j, 'a> {
                                 crate::text::run(&body)
                             })?;
                         }
+                        true
                     }
-                    Some((role, schemas)) => {
-                        let mut needs: Vec<(&str, SchemaPrivilege)> = schemas
-                            .iter()
-                            .map(|s| (s.as_str(), SchemaPrivilege::Usage))
-                            .collect();
-                        if created_as_owner(e.kind) {
-                            // A table (a partition: by its parent's owner) is created in its
-                            // schema.
-                            needs.extend(
-                                schemas
-                                    .iter()
-                                    .map(|s| (s.as_str(), SchemaPrivilege::Create)),
-                            );
-                        }
-                        run_as_in(*role, &needs, || Ok(crate::text::run(&body)?))?;
-                    }
-                    None if grantors => {
+                    _ => false,
+                };
+                match &runs_as {
+                    _ if split => {}
+                    _ if grantors => {
                         *grant_note.borrow_mut() =
-                            grant_as_grantors(&body, restorer, acl_schema.as_deref())?;
+                            grant_as_grantors(e, &body, moved_to, restorer, acl_schema.as_deref())?;
+                    }
+                    Some((role, needs)) => {
+                        let needs: Vec<(&str, SchemaPrivilege)> =
+                            needs.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+                        run_as_in(*role, &needs, || Ok(crate::text::run(&body)?))?;
                     }
                     None => crate::text::run(&body)?,
                 }
@@ -960,7 +1051,35 @@ impl<'j, 'a> Walk<'j, 'a> {
                     ),
                     _ => sql.clone(),
                 };
-                crate::text::run(&sql)?;
+                if restorer.superuser {
+                    crate::text::run(&sql)?;
+                } else if e.kind == EntryKind::Schema {
+                    // The caller acts as the schema's owner (or created it) and as the new
+                    // one, but PostgreSQL also asks it for CREATE on the database: a fixed
+                    // statement, run by the extension owner.
+                    crate::text::run(&format!(
+                        "ALTER SCHEMA {} OWNER TO {}",
+                        spi::quote_identifier(&e.name),
+                        spi::quote_identifier(&chosen.name)
+                    ))?;
+                } else {
+                    // As the caller, who acts as the new owner; the new owner may create in
+                    // the object's schema for this statement (PostgreSQL asks it of the new
+                    // owner). A no-op for what was created as its owner.
+                    let schemas = self_schemas(e, moved_to);
+                    let needs: Vec<(&str, SchemaPrivilege)> = schemas
+                        .iter()
+                        .flat_map(|s| {
+                            [
+                                (s.as_str(), SchemaPrivilege::Usage),
+                                (s.as_str(), SchemaPrivilege::Create),
+                            ]
+                        })
+                        .collect();
+                    crate::security::owner::with_schema_privileges(chosen.oid, &needs, || {
+                        run_as_in(restorer.oid, &[], || Ok(crate::text::run(&sql)?))
+                    })?;
+                }
                 *note.borrow_mut() = chosen.note();
             }
             Ok(None)
@@ -974,6 +1093,15 @@ impl<'j, 'a> Walk<'j, 'a> {
             step,
         )?;
         set_current(None);
+        if outcome == Some(true)
+            && matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+            && action == "create"
+        {
+            // Where its rows may go (issue 17).
+            self.job
+                .plan
+                .note_created(e.schema.as_deref().unwrap_or_default(), &e.name)?;
+        }
         self.outcomes.insert(
             e.id,
             match outcome {
@@ -1006,6 +1134,34 @@ impl<'j, 'a> Walk<'j, 'a> {
             ));
         }
         Ok(())
+    }
+
+    /// The role an entry without user code to sandbox runs as for a caller that is not a
+    /// superuser, and the schema privileges that role is lent for its statements: the
+    /// entry's owner (which the caller acts as; preflight checked that), creating in its
+    /// schema; else the caller, using the schemas its statements name. A schema is created
+    /// by the caller (its owner is given afterwards).
+    fn statement_role(
+        &self,
+        e: &TocEntry,
+    ) -> Result<(pg_sys::Oid, Vec<(String, SchemaPrivilege)>)> {
+        let restorer = self.job.restorer;
+        let schemas = self_schemas(e, self.job.scope.moved_to(e));
+        let mut needs: Vec<(String, SchemaPrivilege)> = schemas
+            .iter()
+            .map(|s| (s.clone(), SchemaPrivilege::Usage))
+            .collect();
+        let owner = match &e.owner {
+            Some(o) if e.kind != EntryKind::Schema => role_oid(o)?,
+            _ => None,
+        };
+        match owner {
+            Some(oid) if restorer.acts_as(oid) => {
+                needs.extend(schemas.iter().map(|s| (s.clone(), SchemaPrivilege::Create)));
+                Ok((oid, needs))
+            }
+            _ => Ok((restorer.oid, needs)),
+        }
     }
 
     /// The role whose rights an entry that evaluates user code runs with, and the schemas its
@@ -1410,14 +1566,31 @@ pub fn restore_settings(job: &Job) -> Result<()> {
 /// caller has: the grantor's own rights, in a security-restricted operation, with USAGE on
 /// the object's schema for that statement only (`run_as_in`). Returns what lost its grantor.
 fn grant_as_grantors(
+    e: &TocEntry,
     body: &str,
+    moved_to: Option<&str>,
     restorer: &Restorer,
     schema: Option<&str>,
 ) -> Result<Option<String>> {
+    let needs: Vec<(&str, SchemaPrivilege)> = schema
+        .iter()
+        .map(|s| (*s, SchemaPrivilege::Usage))
+        .collect();
+    // The owner's part: as the extension owner for a superuser, else as the caller (who acts
+    // as the owner: PostgreSQL records the owner as grantor).
+    let as_owner = |sql: &str| -> Result<()> {
+        if restorer.superuser {
+            Ok(crate::text::run(sql)?)
+        } else {
+            run_as_in(restorer.oid, &needs, || Ok(crate::text::run(sql)?))
+        }
+    };
     let mut lost: Vec<String> = Vec::new();
     for (grantor, sql) in crate::archive::acl::segments(body) {
+        // Each part is checked again as it will run: the split is textual.
+        let sql = super::statements::check_entry(e, &sql, moved_to)?;
         let Some(grantor) = grantor else {
-            crate::text::run(&sql)?;
+            as_owner(&sql)?;
             continue;
         };
         let why = match role_oid(&grantor)? {
@@ -1427,10 +1600,6 @@ fn grant_as_grantors(
                 restorer.name
             ),
             Some(oid) => {
-                let needs: Vec<(&str, SchemaPrivilege)> = schema
-                    .iter()
-                    .map(|s| (*s, SchemaPrivilege::Usage))
-                    .collect();
                 match subtransaction::run_result(|| {
                     run_as_in(oid, &needs, || Ok(crate::text::run(&sql)?))
                 }) {
@@ -1440,12 +1609,22 @@ fn grant_as_grantors(
                 }
             }
         };
-        crate::text::run(&sql)?;
+        as_owner(&sql)?;
         lost.push(format!(
             "granted by the owner instead of \"{grantor}\" ({why})"
         ));
     }
     Ok((!lost.is_empty()).then(|| lost.join("; ")))
+}
+
+/// The schemas entry `e`'s statements name: its own, and with target_schema the one its
+/// restored relations move to.
+fn self_schemas(e: &TocEntry, moved_to: Option<&str>) -> Vec<String> {
+    e.schema
+        .iter()
+        .map(String::clone)
+        .chain(moved_to.map(str::to_string))
+        .collect()
 }
 
 /// Kinds a caller that is not a superuser creates as their owner (see `code_role`), in their

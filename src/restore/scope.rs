@@ -229,6 +229,15 @@ impl Scope {
         }
     }
 
+    /// With target_schema, for an entry of the schema the relations move from: the schema
+    /// they move to (its statements may name either).
+    pub fn moved_to(&self, e: &TocEntry) -> Option<&str> {
+        match &self.target {
+            Some((from, to)) if e.schema.as_deref() == Some(from.as_str()) => Some(to),
+            _ => None,
+        }
+    }
+
     /// The schema a restored relation of `schema` lands in.
     pub fn target_schema_of<'a>(&'a self, schema: &'a str) -> &'a str {
         match &self.target {

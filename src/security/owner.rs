@@ -78,12 +78,24 @@ pub fn run_as_in<T>(
     needs: &[(&str, SchemaPrivilege)],
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    with_schema_privileges(role, needs, || run_as(role, f))
+}
+
+/// Run `f` (as whoever runs it) while `grantee` holds `needs`: what it lacks of them is
+/// granted by pg_backup (fixed statements, quoted names) before `f` and revoked after it;
+/// a failure rolls the grant back with the statement. For `ALTER ... OWNER TO`, where
+/// PostgreSQL asks the new owner for CREATE on the object's schema.
+pub fn with_schema_privileges<T>(
+    grantee: pg_sys::Oid,
+    needs: &[(&str, SchemaPrivilege)],
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     // From the system cache, as pg_get_userbyid() and has_schema_privilege() read it.
     // SAFETY: a cache lookup; NULL when the role is gone.
     let name = unsafe {
-        let n = pg_sys::GetUserNameFromId(role, true);
+        let n = pg_sys::GetUserNameFromId(grantee, true);
         if n.is_null() {
-            format!("unknown (OID={})", role.to_u32())
+            format!("unknown (OID={})", grantee.to_u32())
         } else {
             crate::text::to_utf8(std::ffi::CStr::from_ptr(n).to_bytes())
         }
@@ -97,7 +109,7 @@ pub fn run_as_in<T>(
             };
             // SAFETY: a privilege check by oids (superusers pass, as in has_schema_privilege).
             let result =
-                unsafe { pg_sys::pg_namespace_aclcheck(nsp, role, mode as pg_sys::AclMode) };
+                unsafe { pg_sys::pg_namespace_aclcheck(nsp, grantee, mode as pg_sys::AclMode) };
             result == pg_sys::AclResult::ACLCHECK_OK
         });
         if has == Some(false) {
@@ -106,11 +118,14 @@ pub fn run_as_in<T>(
                 privilege.as_str(),
                 spi::quote_identifier(schema)
             );
+            if granted.contains(&on) {
+                continue;
+            }
             crate::text::run(&format!("GRANT {on} TO {}", spi::quote_identifier(&name)))?;
             granted.push(on);
         }
     }
-    let out = run_as(role, f)?;
+    let out = f()?;
     for on in granted {
         crate::text::run(&format!(
             "REVOKE {on} FROM {}",

@@ -1,0 +1,686 @@
+//! Every statement a restore takes from an archive is checked against its entry's kind before
+//! it runs (issue 17): the entry's SQL is parsed with PostgreSQL's own parser (`raw_parser`,
+//! in a memory context of its own, inside a subtransaction so that a syntax error becomes
+//! our error), each statement is reduced to an `archive::shapes::Command`, and the kind's
+//! shapes decide. Preflight checks every entry of the restore before anything changes; the
+//! runner checks again the very text it is about to run (a job worker reads the archive
+//! again).
+//!
+//! The one rewriting: the database's own grants, comment and settings are written by
+//! collect as `DO` blocks that EXECUTE a `format(template, current_database())`; the
+//! template is decoded, expanded here and parsed, and the statement it makes is what runs
+//! (no PL/pgSQL from an archive ever runs).
+
+use std::ffi::{c_char, CStr, CString};
+
+use pgrx::pg_sys::NodeTag;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+use crate::archive::shapes::{
+    self, Command, ConstraintKind, Names, Refusal, Rel, Relkind, TableAction, Target,
+};
+use crate::archive::toc::TocEntry;
+use crate::error::{BackupError, Result};
+
+/// One parsed statement and the text that runs it.
+struct Parsed {
+    command: Command,
+    text: String,
+}
+
+/// The names `e`'s statements must use; `moved_to`: target_schema's new schema for the
+/// relations of e's schema.
+pub fn names_of<'a>(e: &'a TocEntry, moved_to: Option<&'a str>) -> Names<'a> {
+    Names {
+        schema: e.schema.as_deref().unwrap_or_default(),
+        moved_to,
+        name: &e.name,
+        table: e.table.as_deref(),
+    }
+}
+
+/// Check `sql` (the text of entry `e` that will run, after target_schema) against e's kind.
+/// Returns the text to run: `sql` itself, or for the database's DO blocks the statements
+/// they would execute.
+pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<String> {
+    let parsed = parse(sql).map_err(|why| refused(e, &format!("its SQL does not parse: {why}")))?;
+    let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
+    if let Err(r) = shapes::check(e.kind, &names_of(e, moved_to), &commands) {
+        return Err(refusal(e, r));
+    }
+    if !commands.iter().any(|c| matches!(c, Command::InDatabase(_))) {
+        return Ok(sql.to_string());
+    }
+    Ok(parsed
+        .iter()
+        .map(|p| format!("{};", p.text.trim_end().trim_end_matches(';')))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Check `sql`, entry e's owner statement: exactly one ALTER ... OWNER TO.
+pub fn check_owner(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
+    let parsed = parse(sql)
+        .map_err(|why| refused(e, &format!("its owner statement does not parse: {why}")))?;
+    let commands: Vec<Command> = parsed.into_iter().map(|p| p.command).collect();
+    shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
+}
+
+fn refused(e: &TocEntry, why: &str) -> BackupError {
+    BackupError::refused(format!("{} was refused: {why}", e.describe())).with_hint(format!(
+        "TOC entry {} holds what pg_backup never writes for a {} entry: the archive was changed after it was written. Nothing was restored; restore another backup.",
+        e.id,
+        e.kind.as_str().replace('_', " ")
+    ))
+}
+
+fn refusal(e: &TocEntry, r: Refusal) -> BackupError {
+    let kind = e.kind.as_str().replace('_', " ");
+    match r {
+        Refusal::Unexpected { at, command } => refused(
+            e,
+            &format!(
+                "statement {at} is {}, which a {kind} entry never holds",
+                command.describe()
+            ),
+        ),
+        Refusal::Repeated { at } => refused(
+            e,
+            &format!("statement {at} creates its object a second time"),
+        ),
+        Refusal::OwnerStatement => refused(e, "its owner statement is not one ALTER ... OWNER TO"),
+    }
+}
+
+/// Parse `sql` into statements; Err: PostgreSQL's syntax error (or why it cannot be parsed).
+fn parse(sql: &str) -> std::result::Result<Vec<Parsed>, String> {
+    let bytes = crate::text::to_server(sql).into_owned();
+    let Ok(c) = CString::new(bytes) else {
+        return Err("it holds a NUL character".into());
+    };
+    // SAFETY: raw_parser on a NUL-terminated string, in a memory context of our own that is
+    // deleted on return (on an ERROR the subtransaction's abort deletes it with its parent,
+    // the subtransaction's CurTransactionContext).
+    match crate::subtransaction::run_result(|| unsafe { parse_in_context(&c) }) {
+        Ok(r) => r,
+        Err(caught) => Err(crate::subtransaction::message(&caught)),
+    }
+}
+
+unsafe fn parse_in_context(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
+    let cx = pg_sys::AllocSetContextCreateExtended(
+        pg_sys::CurTransactionContext,
+        c"pg_backup statements".as_ptr(),
+        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+    );
+    let old = pg_sys::MemoryContextSwitchTo(cx);
+    let out = statements(c);
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::MemoryContextDelete(cx);
+    out
+}
+
+/// raw_parser's statements of `c`, each with its own text.
+unsafe fn statements(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
+    let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+    let bytes = c.to_bytes();
+    let mut out = Vec::new();
+    for raw in PgList::<pg_sys::RawStmt>::from_pg(list).iter_ptr() {
+        let start = ((*raw).stmt_location.max(0) as usize).min(bytes.len());
+        let end = match (*raw).stmt_len {
+            0 => bytes.len(),
+            n => (start + n as usize).min(bytes.len()),
+        };
+        let text = crate::text::to_utf8(&bytes[start..end]);
+        let (command, text) = match command((*raw).stmt)? {
+            Expanded::Plain(command) => (command, text),
+            Expanded::InDatabase(command, inner) => (Command::InDatabase(Box::new(command)), inner),
+        };
+        out.push(Parsed { command, text });
+    }
+    Ok(out)
+}
+
+enum Expanded {
+    Plain(Command),
+    /// A DO block of the database's properties: the statement it runs, and its text.
+    InDatabase(Command, String),
+}
+
+unsafe fn cstr(p: *const c_char) -> Option<String> {
+    (!p.is_null()).then(|| crate::text::to_utf8(CStr::from_ptr(p).to_bytes()))
+}
+
+unsafe fn rel(r: *mut pg_sys::RangeVar) -> Rel {
+    if r.is_null() {
+        return Rel {
+            schema: None,
+            name: String::new(),
+        };
+    }
+    Rel {
+        schema: cstr((*r).schemaname),
+        name: cstr((*r).relname).unwrap_or_default(),
+    }
+}
+
+unsafe fn items<T>(l: *mut pg_sys::List) -> Vec<*mut T> {
+    PgList::<T>::from_pg(l).iter_ptr().collect()
+}
+
+unsafe fn tag(n: *mut pg_sys::Node) -> Option<NodeTag> {
+    (!n.is_null()).then(|| (*n).type_)
+}
+
+fn other(t: NodeTag) -> Command {
+    let name = format!("{t:?}");
+    Command::Other(name.strip_prefix("T_").unwrap_or(&name).to_string())
+}
+
+fn target(objtype: pg_sys::ObjectType::Type) -> Target {
+    use pg_sys::ObjectType::*;
+    match objtype {
+        OBJECT_DATABASE => Target::Database,
+        OBJECT_ROLE | OBJECT_TABLESPACE | OBJECT_PARAMETER_ACL => Target::ClusterWide,
+        _ => Target::Object,
+    }
+}
+
+fn relkind(objtype: pg_sys::ObjectType::Type) -> Relkind {
+    use pg_sys::ObjectType::*;
+    match objtype {
+        OBJECT_TABLE => Relkind::Table,
+        OBJECT_FOREIGN_TABLE => Relkind::ForeignTable,
+        OBJECT_VIEW => Relkind::View,
+        OBJECT_MATVIEW => Relkind::MaterializedView,
+        OBJECT_INDEX => Relkind::Index,
+        OBJECT_SEQUENCE => Relkind::Sequence,
+        _ => Relkind::Other,
+    }
+}
+
+#[allow(non_upper_case_globals)]
+unsafe fn table_action(cmd: *mut pg_sys::AlterTableCmd) -> TableAction {
+    use pg_sys::AlterTableType::*;
+    let sub = (*cmd).subtype;
+    match sub {
+        AT_SetNotNull => TableAction::SetNotNull,
+        AT_ColumnDefault => TableAction::SetDefault,
+        AT_SetStatistics => TableAction::SetStatistics,
+        AT_SetStorage => TableAction::SetStorage,
+        AT_SetCompression => TableAction::SetCompression,
+        AT_SetOptions => TableAction::SetColumnOptions,
+        AT_ReplicaIdentity => TableAction::ReplicaIdentity,
+        AT_ClusterOn => TableAction::ClusterOn,
+        AT_ChangeOwner => TableAction::ChangeOwner,
+        AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig => {
+            TableAction::TriggerState
+        }
+        AT_EnableRule | AT_EnableAlwaysRule | AT_EnableReplicaRule | AT_DisableRule => {
+            TableAction::RuleState
+        }
+        AT_EnableRowSecurity | AT_ForceRowSecurity => TableAction::RowSecurity,
+        AT_AddConstraint if tag((*cmd).def) == Some(NodeTag::T_Constraint) => {
+            use pg_sys::ConstrType::*;
+            let c = (*cmd).def as *mut pg_sys::Constraint;
+            TableAction::AddConstraint(match (*c).contype {
+                CONSTR_PRIMARY => ConstraintKind::PrimaryKey,
+                CONSTR_UNIQUE => ConstraintKind::Unique,
+                CONSTR_EXCLUSION => ConstraintKind::Exclusion,
+                CONSTR_CHECK => ConstraintKind::Check,
+                CONSTR_FOREIGN => ConstraintKind::ForeignKey,
+                _ => ConstraintKind::Other,
+            })
+        }
+        AT_AttachPartition if tag((*cmd).def) == Some(NodeTag::T_PartitionCmd) => {
+            let p = (*cmd).def as *mut pg_sys::PartitionCmd;
+            if (*p).concurrent {
+                TableAction::Other(sub)
+            } else {
+                TableAction::AttachPartition(rel((*p).name))
+            }
+        }
+        _ => TableAction::Other(sub),
+    }
+}
+
+/// The DefElems of a list, by name: (name, the node's string value when it is a String).
+unsafe fn def_names(l: *mut pg_sys::List) -> Vec<String> {
+    items::<pg_sys::DefElem>(l)
+        .into_iter()
+        .map(|d| cstr((*d).defname).unwrap_or_default())
+        .collect()
+}
+
+unsafe fn string_value(n: *mut pg_sys::Node) -> Option<String> {
+    (tag(n) == Some(NodeTag::T_String)).then(|| cstr((*(n as *mut pg_sys::String)).sval))?
+}
+
+/// `SELECT f(c1, c2 ...)` with constant arguments and nothing else: the call.
+unsafe fn call(s: *mut pg_sys::SelectStmt) -> Option<Command> {
+    let s = &*s;
+    let bare = s.distinctClause.is_null()
+        && s.intoClause.is_null()
+        && s.fromClause.is_null()
+        && s.whereClause.is_null()
+        && s.groupClause.is_null()
+        && s.havingClause.is_null()
+        && s.windowClause.is_null()
+        && s.valuesLists.is_null()
+        && s.sortClause.is_null()
+        && s.limitOffset.is_null()
+        && s.limitCount.is_null()
+        && s.lockingClause.is_null()
+        && s.withClause.is_null()
+        && s.op == pg_sys::SetOperation::SETOP_NONE;
+    let targets = items::<pg_sys::ResTarget>(s.targetList);
+    let [t] = targets[..] else { return None };
+    if !bare || !(*t).indirection.is_null() || tag((*t).val) != Some(NodeTag::T_FuncCall) {
+        return None;
+    }
+    let f = &*((*t).val as *mut pg_sys::FuncCall);
+    let function: Vec<String> = items::<pg_sys::Node>(f.funcname)
+        .into_iter()
+        .map(|n| string_value(n).unwrap_or_default())
+        .collect();
+    let plain = f.agg_order.is_null()
+        && f.agg_filter.is_null()
+        && f.over.is_null()
+        && !f.agg_within_group
+        && !f.agg_star
+        && !f.agg_distinct
+        && !f.func_variadic;
+    let constants = plain
+        && items::<pg_sys::Node>(f.args)
+            .into_iter()
+            .all(|a| tag(a) == Some(NodeTag::T_A_Const));
+    Some(Command::Call {
+        function: function.join("."),
+        constants,
+    })
+}
+
+unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String> {
+    use pg_sys::ObjectType::*;
+    let Some(t) = tag(n) else {
+        return Ok(Expanded::Plain(Command::Other("empty".into())));
+    };
+    let c = match t {
+        NodeTag::T_CreateSchemaStmt => {
+            let s = n as *mut pg_sys::CreateSchemaStmt;
+            Command::CreateSchema {
+                name: cstr((*s).schemaname).unwrap_or_default(),
+                plain: (*s).schemaElts.is_null() && (*s).authrole.is_null(),
+            }
+        }
+        NodeTag::T_CreateExtensionStmt => {
+            let s = n as *mut pg_sys::CreateExtensionStmt;
+            Command::CreateExtension {
+                plain: (*s).if_not_exists && def_names((*s).options).iter().all(|d| d == "schema"),
+            }
+        }
+        NodeTag::T_CreatePLangStmt => Command::CreateLanguage,
+        NodeTag::T_CreateTransformStmt => Command::CreateTransform,
+        NodeTag::T_CreateCastStmt => Command::CreateCast,
+        NodeTag::T_DefineStmt => {
+            let s = n as *mut pg_sys::DefineStmt;
+            match (*s).kind {
+                OBJECT_AGGREGATE => Command::CreateAggregate,
+                OBJECT_OPERATOR => Command::CreateOperator,
+                OBJECT_COLLATION => Command::CreateCollation,
+                OBJECT_TSPARSER => Command::CreateTextSearchParser,
+                OBJECT_TSTEMPLATE => Command::CreateTextSearchTemplate,
+                OBJECT_TSDICTIONARY => Command::CreateTextSearchDictionary,
+                OBJECT_TSCONFIGURATION => Command::CreateTextSearchConfiguration,
+                OBJECT_TYPE if (*s).args.is_null() && (*s).definition.is_null() => {
+                    Command::CreateShellType
+                }
+                OBJECT_TYPE => Command::CreateType,
+                _ => other(t),
+            }
+        }
+        NodeTag::T_CompositeTypeStmt | NodeTag::T_CreateEnumStmt | NodeTag::T_CreateRangeStmt => {
+            Command::CreateType
+        }
+        NodeTag::T_CreateDomainStmt => Command::CreateDomain,
+        NodeTag::T_AlterDomainStmt => {
+            let s = n as *mut pg_sys::AlterDomainStmt;
+            if (*s).subtype == b'C' as c_char {
+                Command::AddDomainConstraint
+            } else {
+                other(t)
+            }
+        }
+        NodeTag::T_CreateFunctionStmt => {
+            if (*(n as *mut pg_sys::CreateFunctionStmt)).is_procedure {
+                Command::CreateProcedure
+            } else {
+                Command::CreateFunction
+            }
+        }
+        NodeTag::T_CreateAmStmt => Command::CreateAccessMethod,
+        NodeTag::T_CreateOpFamilyStmt => Command::CreateOperatorFamily,
+        NodeTag::T_AlterOpFamilyStmt => {
+            if (*(n as *mut pg_sys::AlterOpFamilyStmt)).isDrop {
+                other(t)
+            } else {
+                Command::AddToOperatorFamily
+            }
+        }
+        NodeTag::T_CreateOpClassStmt => Command::CreateOperatorClass,
+        NodeTag::T_CreateConversionStmt => Command::CreateConversion,
+        NodeTag::T_AlterTSConfigurationStmt => Command::AlterTextSearchConfiguration,
+        NodeTag::T_CreateFdwStmt => Command::CreateForeignDataWrapper,
+        NodeTag::T_CreateForeignServerStmt => Command::CreateServer,
+        NodeTag::T_CreateUserMappingStmt => Command::CreateUserMapping,
+        NodeTag::T_CreateStmt | NodeTag::T_CreateForeignTableStmt => {
+            // CreateForeignTableStmt begins with its CreateStmt.
+            let s = n as *mut pg_sys::CreateStmt;
+            Command::CreateTable {
+                rel: rel((*s).relation),
+                foreign: t == NodeTag::T_CreateForeignTableStmt,
+            }
+        }
+        NodeTag::T_ViewStmt => {
+            let s = n as *mut pg_sys::ViewStmt;
+            Command::CreateView {
+                rel: rel((*s).view),
+                replace: (*s).replace,
+            }
+        }
+        NodeTag::T_CreateTableAsStmt => {
+            let s = n as *mut pg_sys::CreateTableAsStmt;
+            if (*s).objtype == OBJECT_MATVIEW && !(*s).into.is_null() && !(*s).if_not_exists {
+                Command::CreateMaterializedView {
+                    rel: rel((*(*s).into).rel),
+                    with_data: !(*(*s).into).skipData,
+                }
+            } else {
+                other(t)
+            }
+        }
+        NodeTag::T_CreateSeqStmt => Command::CreateSequence {
+            rel: rel((*(n as *mut pg_sys::CreateSeqStmt)).sequence),
+        },
+        NodeTag::T_AlterSeqStmt => {
+            let s = n as *mut pg_sys::AlterSeqStmt;
+            let options = def_names((*s).options);
+            Command::AlterSequence {
+                rel: rel((*s).sequence),
+                owned_by_only: !options.is_empty() && options.iter().all(|d| d == "owned_by"),
+            }
+        }
+        NodeTag::T_AlterTableStmt => {
+            let s = n as *mut pg_sys::AlterTableStmt;
+            Command::AlterTable {
+                relkind: relkind((*s).objtype),
+                rel: rel((*s).relation),
+                actions: items::<pg_sys::AlterTableCmd>((*s).cmds)
+                    .into_iter()
+                    .map(|c| table_action(c))
+                    .collect(),
+            }
+        }
+        NodeTag::T_IndexStmt => {
+            let s = n as *mut pg_sys::IndexStmt;
+            Command::CreateIndex {
+                table: rel((*s).relation),
+                name: cstr((*s).idxname),
+            }
+        }
+        NodeTag::T_CreateStatsStmt => Command::CreateStatistics,
+        NodeTag::T_AlterStatsStmt => Command::AlterStatistics,
+        NodeTag::T_RuleStmt => {
+            let s = n as *mut pg_sys::RuleStmt;
+            Command::CreateRule {
+                table: rel((*s).relation),
+                replace: (*s).replace,
+            }
+        }
+        NodeTag::T_CreateTrigStmt => {
+            let s = n as *mut pg_sys::CreateTrigStmt;
+            if (*s).replace {
+                other(t)
+            } else {
+                Command::CreateTrigger {
+                    table: rel((*s).relation),
+                }
+            }
+        }
+        NodeTag::T_CreatePolicyStmt => Command::CreatePolicy {
+            table: rel((*(n as *mut pg_sys::CreatePolicyStmt)).table),
+        },
+        NodeTag::T_CreatePublicationStmt => Command::CreatePublication,
+        NodeTag::T_AlterPublicationStmt => {
+            let s = n as *mut pg_sys::AlterPublicationStmt;
+            if (*s).action == pg_sys::AlterPublicationAction::AP_AddObjects {
+                Command::AddToPublication
+            } else {
+                other(t)
+            }
+        }
+        NodeTag::T_CreateSubscriptionStmt => Command::CreateSubscription,
+        NodeTag::T_AlterDefaultPrivilegesStmt => Command::AlterDefaultPrivileges,
+        NodeTag::T_CreateEventTrigStmt => Command::CreateEventTrigger,
+        NodeTag::T_AlterEventTrigStmt => Command::AlterEventTrigger,
+        NodeTag::T_RefreshMatViewStmt => {
+            let s = n as *mut pg_sys::RefreshMatViewStmt;
+            Command::Refresh {
+                rel: rel((*s).relation),
+                plain: !(*s).concurrent && !(*s).skipData,
+            }
+        }
+        NodeTag::T_CommentStmt => {
+            Command::Comment(target((*(n as *mut pg_sys::CommentStmt)).objtype))
+        }
+        NodeTag::T_SecLabelStmt => {
+            Command::SecurityLabel(target((*(n as *mut pg_sys::SecLabelStmt)).objtype))
+        }
+        NodeTag::T_GrantStmt => {
+            let s = n as *mut pg_sys::GrantStmt;
+            Command::Grant {
+                on: target((*s).objtype),
+                all_in_schema: (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT,
+            }
+        }
+        NodeTag::T_VariableSetStmt => {
+            use pg_sys::VariableSetKind::*;
+            let s = n as *mut pg_sys::VariableSetStmt;
+            let name = cstr((*s).name).unwrap_or_default();
+            if name == "session_authorization"
+                && !(*s).is_local
+                && matches!((*s).kind, VAR_SET_VALUE | VAR_RESET)
+            {
+                Command::SessionAuthorization
+            } else {
+                Command::Other(format!("SET {name}"))
+            }
+        }
+        NodeTag::T_AlterOwnerStmt => Command::ChangeOwner,
+        NodeTag::T_SelectStmt => {
+            call(n as *mut pg_sys::SelectStmt).unwrap_or_else(|| Command::Other("SELECT".into()))
+        }
+        NodeTag::T_DoStmt => {
+            return Ok(match in_database(n as *mut pg_sys::DoStmt)? {
+                Some((command, text)) => Expanded::InDatabase(command, text),
+                None => Expanded::Plain(other(t)),
+            })
+        }
+        _ => other(t),
+    };
+    Ok(Expanded::Plain(c))
+}
+
+/// pg_backup's DO block for the database's own properties (ddl/collect/database.rs): the
+/// statement it runs in this database, and its text; None for any other DO block.
+unsafe fn in_database(
+    s: *mut pg_sys::DoStmt,
+) -> std::result::Result<Option<(Command, String)>, String> {
+    let mut body = None;
+    let mut language = None;
+    for d in items::<pg_sys::DefElem>((*s).args) {
+        match cstr((*d).defname).as_deref() {
+            Some("as") => body = string_value((*d).arg),
+            Some("language") => language = string_value((*d).arg),
+            _ => return Ok(None),
+        }
+    }
+    let (Some(body), Some("plpgsql")) = (body, language.as_deref()) else {
+        return Ok(None);
+    };
+    let Some(template) = template_of(&body) else {
+        return Ok(None);
+    };
+    let database = crate::query::one::<crate::text::Text>(
+        "SELECT pg_catalog.current_database()::pg_catalog.text",
+        &[],
+    )
+    .map_err(|e| e.to_string())?
+    .unwrap_or_default()
+    .0;
+    let Some(text) = expand(&template, &pgrx::spi::quote_identifier(&database)) else {
+        return Ok(None);
+    };
+    let c = CString::new(crate::text::to_server(&text).into_owned())
+        .map_err(|_| "a NUL character".to_string())?;
+    let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+    let stmts = items::<pg_sys::RawStmt>(list);
+    let [one] = stmts[..] else { return Ok(None) };
+    let n = (*one).stmt;
+    let command = match tag(n) {
+        Some(NodeTag::T_AlterDatabaseSetStmt) => {
+            let a = n as *mut pg_sys::AlterDatabaseSetStmt;
+            if cstr((*a).dbname).as_deref() == Some(&database) {
+                Command::AlterDatabaseSet
+            } else {
+                return Ok(None);
+            }
+        }
+        Some(NodeTag::T_AlterRoleSetStmt) => {
+            let a = n as *mut pg_sys::AlterRoleSetStmt;
+            if cstr((*a).database).as_deref() == Some(&database) {
+                Command::AlterRoleInDatabaseSet
+            } else {
+                return Ok(None);
+            }
+        }
+        Some(NodeTag::T_CommentStmt) => {
+            let a = n as *mut pg_sys::CommentStmt;
+            if (*a).objtype == pg_sys::ObjectType::OBJECT_DATABASE
+                && string_value((*a).object).as_deref() == Some(&database)
+            {
+                Command::Comment(Target::Database)
+            } else {
+                return Ok(None);
+            }
+        }
+        Some(NodeTag::T_GrantStmt) => {
+            let a = n as *mut pg_sys::GrantStmt;
+            let objects: Vec<Option<String>> = items::<pg_sys::Node>((*a).objects)
+                .into_iter()
+                .map(|o| string_value(o))
+                .collect();
+            if (*a).objtype == pg_sys::ObjectType::OBJECT_DATABASE
+                && (*a).targtype == pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+                && objects == [Some(database.clone())]
+            {
+                Command::Grant {
+                    on: Target::Database,
+                    all_in_schema: false,
+                }
+            } else {
+                return Ok(None);
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((command, text)))
+}
+
+/// `BEGIN EXECUTE pg_catalog.format(<literal>, pg_catalog.current_database()); END`: the
+/// literal's value.
+fn template_of(body: &str) -> Option<String> {
+    let rest = body
+        .strip_prefix("BEGIN EXECUTE pg_catalog.format(")?
+        .strip_suffix(", pg_catalog.current_database()); END")?;
+    decode_literal(rest)
+}
+
+/// A string literal as quote_literal writes it: `'...'` with `''`, or `E'...'` with `''`
+/// and `\\` (nothing else).
+fn decode_literal(s: &str) -> Option<String> {
+    let (escaped, inner) = match s.strip_prefix("E'") {
+        Some(r) => (true, r.strip_suffix('\'')?),
+        None => (false, s.strip_prefix('\'')?.strip_suffix('\'')?),
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if chars.next() == Some('\'') => out.push('\''),
+            '\'' => return None,
+            '\\' if escaped => match chars.next() {
+                Some('\\') => out.push('\\'),
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// format(template, database) for the templates collect writes: `%I` (exactly once) is the
+/// database's quoted name, `%%` a percent sign; anything else is not one of ours.
+fn expand(template: &str, database: &str) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + database.len());
+    let mut names = 0;
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('I') => {
+                names += 1;
+                out.push_str(database);
+            }
+            _ => return None,
+        }
+    }
+    (names == 1).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_literal, expand, template_of};
+
+    #[test]
+    fn database_templates_decode_like_postgresql() {
+        assert_eq!(
+            template_of(
+                "BEGIN EXECUTE pg_catalog.format('COMMENT ON DATABASE %I IS ''it''''s 100%%''', pg_catalog.current_database()); END"
+            )
+            .as_deref(),
+            Some("COMMENT ON DATABASE %I IS 'it''s 100%%'")
+        );
+        assert_eq!(decode_literal("E'a\\\\b''c'").as_deref(), Some("a\\b'c"));
+        assert_eq!(decode_literal("E'a\\nb'"), None);
+        assert_eq!(decode_literal("'a'b'"), None);
+        assert_eq!(
+            template_of("BEGIN EXECUTE pg_catalog.format('x', pg_catalog.current_database()); PERFORM 1; END"),
+            None
+        );
+        assert_eq!(
+            expand("GRANT CONNECT ON DATABASE %I TO \"a%%b\"", "\"my db\"").as_deref(),
+            Some("GRANT CONNECT ON DATABASE \"my db\" TO \"a%b\"")
+        );
+        assert_eq!(expand("ALTER ROLE x SUPERUSER", "d"), None);
+        assert_eq!(expand("COMMENT ON DATABASE %I IS '%s'", "d"), None);
+        assert_eq!(expand("GRANT ALL ON DATABASE %I, %I TO x", "d"), None);
+    }
+}
