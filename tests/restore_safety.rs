@@ -1956,3 +1956,128 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
     );
     assert_eq!(text(&mut su4, grants), source_grants);
 }
+
+/// Issue 17: whoever can write backup.directory (a shared disk) puts a symbolic link to
+/// backup.identity_file where an archive's data file should be. 0.2.0 followed it: verify
+/// (deep) gave the operator the key file's SHA-256, size and line count, and with those in a
+/// forged manifest restore() loaded the age secret key into the operator's table. Files of
+/// an archive are now opened as files: no link followed, only a regular file read.
+#[test]
+fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
+    if !enabled() {
+        return;
+    }
+    use age::secrecy::ExposeSecret;
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    let key = age::x25519::Identity::generate();
+    let key_text = format!(
+        "# created: 2026-12-07T00:00:00Z\n# public key: {}\n{}\n",
+        key.to_public(),
+        key.to_string().expose_secret()
+    );
+    let key_file = s.data.join("backup-key.txt");
+    std::fs::write(&key_file, &key_text).unwrap();
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET backup.identity_file = '{}'",
+        key_file.display()
+    ))
+    .unwrap();
+    c.batch_execute(
+        "SELECT pg_reload_conf();
+         CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute("CREATE TABLE public.notes (line text); INSERT INTO notes VALUES ('mine')")
+        .unwrap();
+    let genuine: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.notes}', compression => 'none')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    // The shared-disk writer: a copy of the archive under a new id whose data file is a link
+    // to the key file, and a manifest that claims the key file's checksum, size and lines.
+    let dir = backup_dir(&mut c);
+    let forged = "20261207T000000.000000Z-forged";
+    let from = dir.join(&genuine);
+    let to = dir.join(forged);
+    std::fs::create_dir_all(to.join("data")).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("manifest.json")).unwrap()).unwrap();
+    let rel = m["files"][0]["path"].as_str().unwrap().to_string();
+    std::os::unix::fs::symlink(&key_file, to.join(&rel)).unwrap();
+    m["backup_id"] = forged.into();
+    m["files"][0]["sha256"] = sha256_hex(key_text.as_bytes()).into();
+    m["files"][0]["bytes"] = key_text.len().into();
+    m["files"][0]["raw_bytes"] = key_text.len().into();
+    m["files"][0]["rows"] = 3.into();
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(to.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        to.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+
+    let found: Vec<String> = op
+        .query("SELECT * FROM backup.rescan()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, vec![forged.to_string()]);
+    let rows = op
+        .query(
+            "SELECT status, actual_sha256, bytes, detail FROM backup.verify($1, deep => true) WHERE file = $2",
+            &[&forged, &rel],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (status, sha, bytes, detail): (String, Option<String>, Option<i64>, Option<String>) = (
+        rows[0].get(0),
+        rows[0].get(1),
+        rows[0].get(2),
+        rows[0].get(3),
+    );
+    assert_ne!(status, "ok", "the link was read as the data file");
+    assert_eq!(sha, None, "the key file's checksum was given out");
+    assert_eq!(bytes, None, "the key file's size was given out");
+    assert!(
+        detail.unwrap_or_default().contains("symbolic link"),
+        "the row says why"
+    );
+
+    op.batch_execute("DROP TABLE notes").unwrap();
+    let e = op
+        .query("SELECT * FROM backup.restore($1)", &[&forged])
+        .unwrap_err();
+    assert!(
+        full_error(&e).contains("symbolic link") || sqlstate(&e) == "XX001",
+        "{}",
+        full_error(&e)
+    );
+    let loaded = op
+        .query(
+            "SELECT 1 FROM pg_class WHERE relname = 'notes' AND relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .unwrap();
+    assert!(loaded.is_empty(), "the restore loaded the key file");
+
+    // The genuine backup, with its folder replaced by a link to the forged one: refused too.
+    std::fs::rename(&from, dir.join("moved-away")).unwrap();
+    std::os::unix::fs::symlink(&to, &from).unwrap();
+    let bad: i64 = op
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&genuine],
+        )
+        .unwrap()
+        .get(0);
+    assert!(bad > 0, "a linked archive folder verified ok");
+}
