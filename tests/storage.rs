@@ -212,6 +212,13 @@ impl S3 {
         }
     }
 
+    /// After the test wrote the bucket's folder directly (as a bucket writer would through
+    /// the API): a new server process, whose listings are not cached from before.
+    fn reload(&mut self) {
+        self.stop();
+        self.restart();
+    }
+
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -939,7 +946,7 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
     if !enabled() {
         return;
     }
-    let s3 = S3::start();
+    let mut s3 = S3::start();
     let pg = Server::start();
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "app");
@@ -966,25 +973,6 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
             m["created_at"] = date.into();
         });
     }
-    let found = ids_of(
-        &c.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
-            .unwrap(),
-    );
-    assert!(found.is_empty(), "registered forged archives: {found:?}");
-    assert_eq!(
-        count(&mut c, "SELECT count(*) FROM backup.backups WHERE id LIKE '%forged'"),
-        0
-    );
-    // An ordinary retention then keeps the genuine backups, their local copies included.
-    let gone = ids_of(
-        &c.query("SELECT * FROM backup.prune(keep_last => 3)", &[])
-            .unwrap(),
-    );
-    assert!(gone.is_empty(), "pruned {gone:?}");
-    for id in &genuine {
-        assert_eq!(backup_row(&mut c, id).0, "completed", "{id}");
-        assert!(pg.backup_dir().join(id).join("manifest.json").exists(), "{id}");
-    }
     // A date within the clock-skew allowance is a date like any other.
     let near = "20991231T000009.000000Z-near";
     let now = c
@@ -998,11 +986,27 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
         m["backup_id"] = near.into();
         m["created_at"] = now.as_str().into();
     });
+    s3.reload();
     let found = ids_of(
         &c.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
             .unwrap(),
     );
-    assert_eq!(found, vec![near.to_string()]);
+    assert_eq!(found, vec![near.to_string()], "registered forged archives");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM backup.backups WHERE id LIKE '%forged'"),
+        0
+    );
+    // An ordinary retention (three genuine backups and the near one) then keeps the genuine
+    // backups, their local copies included; 0.2.0 kept the forged ones instead.
+    let gone = ids_of(
+        &c.query("SELECT * FROM backup.prune(keep_last => 4)", &[])
+            .unwrap(),
+    );
+    assert!(gone.is_empty(), "pruned {gone:?}");
+    for id in &genuine {
+        assert_eq!(backup_row(&mut c, id).0, "completed", "{id}");
+        assert!(pg.backup_dir().join(id).join("manifest.json").exists(), "{id}");
+    }
 }
 
 fn count(c: &mut Client, sql: &str) -> i64 {
@@ -1014,7 +1018,7 @@ fn one_databases_delete_never_removes_another_databases_local_backup() {
     if !enabled() {
         return;
     }
-    let s3 = S3::start();
+    let mut s3 = S3::start();
     let pg = Server::start();
     pg.connect("postgres")
         .batch_execute("CREATE DATABASE b")
@@ -1043,6 +1047,7 @@ fn one_databases_delete_never_removes_another_databases_local_backup() {
     forge_archive(&victim_dir, &s3.folder("app").join(&victim), |m| {
         m["database"] = "app".into();
     });
+    s3.reload();
     let found = ids_of(
         &a.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
             .unwrap(),
