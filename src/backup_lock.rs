@@ -64,9 +64,8 @@ pub fn read(id: &str, holder: Holder) {
 pub fn delete(id: &str) -> Result<()> {
     let t = tag(id);
     // SAFETY: as in `read`; dontWait: never queue behind a long restore.
-    let got = unsafe {
-        pg_sys::LockAcquire(&t, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, true)
-    };
+    let got =
+        unsafe { pg_sys::LockAcquire(&t, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, true) };
     if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
         return Err(BackupError::in_use(format!(
             "backup \"{id}\" is being read by a restore or verify"

@@ -1083,9 +1083,7 @@ fn a_backup_cannot_be_deleted_while_it_is_verified() {
         30,
     );
     std::thread::sleep(Duration::from_millis(300));
-    let e = c
-        .query_one("SELECT backup.delete($1)", &[&id])
-        .unwrap_err();
+    let e = c.query_one("SELECT backup.delete($1)", &[&id]).unwrap_err();
     assert_eq!(sqlstate(&e), "55006", "{e:?}");
     assert!(hint(&e).is_some());
     let not_ok = verifier.join().unwrap().unwrap();
@@ -1189,7 +1187,12 @@ fn retention_never_deletes_the_last_good_backup_for_a_newer_damaged_one() {
     );
     // The newer backup is damaged on disk; verify marks it failed.
     let dir = s.backup_dir().join(&damaged).join("data");
-    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[10] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
@@ -1221,7 +1224,10 @@ fn retention_never_deletes_the_last_good_backup_for_a_newer_damaged_one() {
         .get(0);
     assert_eq!(st, "completed");
     let left = completed_ids(&mut c);
-    assert!(left.contains(&good), "retention removed the last good backup: {left:?}");
+    assert!(
+        left.contains(&good),
+        "retention removed the last good backup: {left:?}"
+    );
     // The scheduled backup is newest; once verified ok it is the last good one, and the rule
     // lets the older ones go.
     let newest = left.last().unwrap().clone();
@@ -1232,7 +1238,8 @@ fn retention_never_deletes_the_last_good_backup_for_a_newer_damaged_one() {
         ),
         0
     );
-    c.query("SELECT * FROM backup.prune(keep_last => 1)", &[]).unwrap();
+    c.query("SELECT * FROM backup.prune(keep_last => 1)", &[])
+        .unwrap();
     assert_eq!(completed_ids(&mut c), vec![newest]);
 }
 
@@ -1269,9 +1276,7 @@ fn a_backup_being_restored_cannot_be_deleted() {
         60,
     );
     assert_eq!(waiting, 1, "the restore never reached the table");
-    let e = c
-        .query_one("SELECT backup.delete($1)", &[&id])
-        .unwrap_err();
+    let e = c.query_one("SELECT backup.delete($1)", &[&id]).unwrap_err();
     assert_eq!(sqlstate(&e), "55006", "{e:?}");
     assert!(hint(&e).is_some());
     // prune() and retention skip it (and still remove what they may): keep_last => 1 keeps

@@ -993,7 +993,10 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
     );
     assert_eq!(found, vec![near.to_string()], "registered forged archives");
     assert_eq!(
-        count(&mut c, "SELECT count(*) FROM backup.backups WHERE id LIKE '%forged'"),
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE id LIKE '%forged'"
+        ),
         0
     );
     // An ordinary retention (three genuine backups and the near one) then keeps the genuine
@@ -1005,7 +1008,10 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
     assert!(gone.is_empty(), "pruned {gone:?}");
     for id in &genuine {
         assert_eq!(backup_row(&mut c, id).0, "completed", "{id}");
-        assert!(pg.backup_dir().join(id).join("manifest.json").exists(), "{id}");
+        assert!(
+            pg.backup_dir().join(id).join("manifest.json").exists(),
+            "{id}"
+        );
     }
 }
 
@@ -1114,10 +1120,7 @@ fn an_unreachable_storage_says_so_never_not_in_storage() {
             ["08001", "08006"].contains(&sqlstate(&e).as_str()),
             "{sql}: {e:?}"
         );
-        assert!(
-            !e.to_string().contains("not in storage"),
-            "{sql}: {e}"
-        );
+        assert!(!e.to_string().contains("not in storage"), "{sql}: {e}");
     }
     // verify() of every backup reports it without calling it failed (nothing was checked).
     let rows = c
@@ -1125,12 +1128,18 @@ fn an_unreachable_storage_says_so_never_not_in_storage() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(
-        rows[0].get::<_, Option<String>>(1).unwrap_or_default().contains("08001"),
+        rows[0]
+            .get::<_, Option<String>>(1)
+            .unwrap_or_default()
+            .contains("08001"),
         "{:?}",
         rows[0].get::<_, Option<String>>(1)
     );
     let verified: Option<String> = c
-        .query_one("SELECT verify_status FROM backup.backups WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT verify_status FROM backup.backups WHERE id = $1",
+            &[&id],
+        )
         .unwrap()
         .get(0);
     assert_eq!(verified, None);
@@ -1207,7 +1216,10 @@ fn a_named_pipe_in_a_file_target_never_hangs_verify() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let row = rows.iter().find(|r| r.0 == rel).expect("a row for the file");
+    let row = rows
+        .iter()
+        .find(|r| r.0 == rel)
+        .expect("a row for the file");
     assert_ne!(row.1, "ok", "{row:?}");
     assert!(
         row.2.as_deref().unwrap_or_default().contains("named pipe"),
@@ -1234,7 +1246,10 @@ fn a_symlink_in_a_file_target_is_never_followed() {
     )
     .unwrap();
     let archive = nas.path().join(&id);
-    let data = files_under(&archive.join("data")).into_iter().next().unwrap();
+    let data = files_under(&archive.join("data"))
+        .into_iter()
+        .next()
+        .unwrap();
     let rel = data
         .strip_prefix(&archive)
         .unwrap()
@@ -1242,8 +1257,10 @@ fn a_symlink_in_a_file_target_is_never_followed() {
         .into_owned();
     std::fs::remove_file(&data).unwrap();
     std::os::unix::fs::symlink(&secret, &data).unwrap();
-    c.batch_execute("CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op")
-        .unwrap();
+    c.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op",
+    )
+    .unwrap();
     let mut op = pg.connect_as("app", "op");
     let rows = op
         .query(

@@ -306,16 +306,26 @@ mod tests {
     #[test]
     fn created_at_in_the_future_or_not_a_time_is_refused() {
         use chrono::TimeZone;
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .unwrap();
         let mut m = sample();
         m.created_at = "2026-11-23T12:05:00Z".into();
         assert!(m.created_at_checked(now).is_ok(), "within the clock skew");
         m.created_at = "2026-11-23T11:00:00+01:00".into();
         assert_eq!(
             m.created_at_checked(now).unwrap(),
-            chrono::Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+                .unwrap()
         );
-        for bad in ["2099-01-01T00:00:00Z", "2026-11-23T12:11:00Z", "infinity", "now", ""] {
+        for bad in [
+            "2099-01-01T00:00:00Z",
+            "2026-11-23T12:11:00Z",
+            "infinity",
+            "now",
+            "",
+        ] {
             m.created_at = bad.into();
             assert!(m.created_at_checked(now).is_err(), "{bad}");
         }

@@ -23,7 +23,10 @@ use std::path::Path;
 fn not_a_file(what: &str, name: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("\"{}\" is {what}, not a regular file; refused", name.escape_default()),
+        format!(
+            "\"{}\" is {what}, not a regular file; refused",
+            name.escape_default()
+        ),
     )
 }
 
@@ -70,7 +73,12 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
     let c = cstr(path.as_os_str().as_bytes())?;
     // SAFETY: a plain open(2) of a NUL-terminated path; the descriptor is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -81,10 +89,17 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 /// The components of a relative archive path; `..`, `.`, empty and absolute are refused.
 fn components(rel: &str) -> io::Result<Vec<&str>> {
     let parts: Vec<&str> = rel.split('/').collect();
-    if rel.is_empty() || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if rel.is_empty()
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("\"{}\" is not a path inside an archive", rel.escape_default()),
+            format!(
+                "\"{}\" is not a path inside an archive",
+                rel.escape_default()
+            ),
         ));
     }
     Ok(parts)
@@ -132,11 +147,7 @@ pub fn open_in(dir: &OwnedFd, rel: &str) -> io::Result<File> {
         libc::openat(
             at,
             c.as_ptr(),
-            libc::O_RDONLY
-                | libc::O_NOFOLLOW
-                | libc::O_NONBLOCK
-                | libc::O_NOCTTY
-                | libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
     if fd < 0 {
@@ -414,7 +425,10 @@ mod tests {
         let fd = open_dir(&root).unwrap();
         remove_in(&fd, "b2/data/1.copy").unwrap();
         assert!(t.path().join("victim/data/1.copy").exists());
-        assert!(std::fs::symlink_metadata(root.join("b2")).is_err(), "the link went");
+        assert!(
+            std::fs::symlink_metadata(root.join("b2")).is_err(),
+            "the link went"
+        );
         remove_in(&fd, "b1/data/1.copy").unwrap();
         assert!(!root.join("b1").exists());
         assert!(root.exists());

@@ -36,11 +36,7 @@ fn last_good(completed: &[Candidate]) -> Option<&str> {
     let good = completed
         .iter()
         .position(|c| c.verified == Verified::Ok)
-        .or_else(|| {
-            completed
-                .iter()
-                .position(|c| c.verified == Verified::Never)
-        })?;
+        .or_else(|| completed.iter().position(|c| c.verified == Verified::Never))?;
     let newer_failed = completed[..good]
         .iter()
         .any(|c| c.verified == Verified::Failed);

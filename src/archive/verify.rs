@@ -489,15 +489,24 @@ mod tests {
         fs::remove_file(&p).unwrap();
         std::os::unix::fs::symlink(&secret, &p).unwrap();
         let rows = verify_archive(&dir, true, &|| {});
-        let row = rows.iter().find(|r| r.file == "data/00001.copy.gz").unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.file == "data/00001.copy.gz")
+            .unwrap();
         assert_eq!(row.status, FileStatus::Corrupt, "{row:?}");
-        assert!(row.actual_sha256.is_none() && row.bytes.is_none(), "{row:?}");
+        assert!(
+            row.actual_sha256.is_none() && row.bytes.is_none(),
+            "{row:?}"
+        );
         fs::remove_file(&p).unwrap();
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo(3) of a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let rows = verify_archive(&dir, true, &|| {});
-        let row = rows.iter().find(|r| r.file == "data/00001.copy.gz").unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.file == "data/00001.copy.gz")
+            .unwrap();
         assert_eq!(row.status, FileStatus::Corrupt, "{row:?}");
     }
 }

@@ -10,9 +10,9 @@ use crate::archive::manifest::{self, Manifest};
 use crate::archive::retention::{self, Candidate, Verified};
 use crate::archive::verify::{self, FileCheck, FileStatus};
 use crate::catalog::{history, runs};
-use crate::storage::locate::Claim;
 use crate::error::{BackupError, Result};
 use crate::guc;
+use crate::storage::locate::Claim;
 
 /// The folder of backup `id`: validated before it becomes a path.
 pub fn backup_dir(id: &str) -> Result<PathBuf> {
@@ -145,8 +145,7 @@ pub fn delete(id: &str) -> Result<bool> {
                 dir.display()
             ))
         })?;
-    } else if std::fs::symlink_metadata(&dir).is_ok() && claim.is_some_and(|c| c.path.is_some())
-    {
+    } else if std::fs::symlink_metadata(&dir).is_ok() && claim.is_some_and(|c| c.path.is_some()) {
         pgrx::warning!(
             "pg_backup: {} was left in place: its manifest.json is not the one backup \"{id}\" was registered with",
             dir.display()
@@ -239,7 +238,9 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         let created_at = match m.created_at_checked(now) {
             Ok(t) => t,
             Err(why) => {
-                pgrx::warning!("pg_backup: archive {id} in storage \"{name}\" not registered: {why}");
+                pgrx::warning!(
+                    "pg_backup: archive {id} in storage \"{name}\" not registered: {why}"
+                );
                 continue;
             }
         };

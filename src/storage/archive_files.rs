@@ -119,10 +119,12 @@ impl ArchiveSource {
     pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
         match &self.location {
             // Links, pipes and devices are listed (verify names them) but never followed.
-            Location::Local(d) => Ok(crate::archive::open::list(&crate::archive::open::open_dir(d)?)?
-                .into_iter()
-                .map(|e| (e.rel, e.size))
-                .collect()),
+            Location::Local(d) => Ok(crate::archive::open::list(&crate::archive::open::open_dir(
+                d,
+            )?)?
+            .into_iter()
+            .map(|e| (e.rel, e.size))
+            .collect()),
             Location::Remote { store, .. } => {
                 let prefix = format!("{}/", self.id);
                 Ok(store

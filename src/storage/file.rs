@@ -145,7 +145,8 @@ impl Store for FileStore {
             .map_err(|e| io_err("list", &self.root, e))?
             .into_iter()
             .filter(|e| {
-                e.rel.starts_with(prefix) && !e.rel.rsplit('/').next().unwrap_or("").starts_with('.')
+                e.rel.starts_with(prefix)
+                    && !e.rel.rsplit('/').next().unwrap_or("").starts_with('.')
             })
             .map(|e| Object {
                 key: e.rel,

@@ -161,8 +161,12 @@ pub fn check_registered(id: &str, checks: &mut [FileCheck]) -> Result<()> {
 /// Whether an error reading a remote copy means the storage cannot be reached (then the
 /// caller gets that error, 08001/08006, rather than a "missing" row).
 fn unreachable(e: &std::io::Error) -> bool {
-    super::StoreError::inside(e)
-        .is_some_and(|s| matches!(s.failure, super::Failure::Unreachable | super::Failure::Broken))
+    super::StoreError::inside(e).is_some_and(|s| {
+        matches!(
+            s.failure,
+            super::Failure::Unreachable | super::Failure::Broken
+        )
+    })
 }
 
 /// What restore checks before changing anything. A local copy: every checksum. A remote

@@ -109,7 +109,8 @@ impl StoreError {
 
     /// The store error an io::Error made by [`StoreError::io`] carries.
     pub fn inside(e: &std::io::Error) -> Option<&StoreError> {
-        e.get_ref().and_then(|inner| inner.downcast_ref::<StoreError>())
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<StoreError>())
     }
 }
 
