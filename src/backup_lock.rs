@@ -59,6 +59,17 @@ pub fn read(id: &str, holder: Holder) {
     }
 }
 
+/// Let go of a transaction-level hold taken by `read` before the transaction ends (verify()
+/// of every backup: one at a time, not thousands of locks at once). After an error the
+/// transaction's abort releases it instead.
+pub fn release_read(id: &str) {
+    let t = tag(id);
+    // SAFETY: LockRelease of a lock this backend took with the same tag and mode.
+    unsafe {
+        pg_sys::LockRelease(&t, pg_sys::ShareLock as pg_sys::LOCKMODE, false);
+    }
+}
+
 /// Hold backup `id` for deleting it, until the transaction ends; 55006 at once if a restore
 /// or verify is reading it.
 pub fn delete(id: &str) -> Result<()> {

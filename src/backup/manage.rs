@@ -78,6 +78,7 @@ pub fn verify(
             // One backup's copy is unreachable: say so in its row, go on with the others;
             // it is not recorded as failed (nothing was checked).
             Err(e) if id.is_none() => {
+                crate::backup_lock::release_read(&one);
                 out.push((
                     one.clone(),
                     FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)
@@ -88,6 +89,9 @@ pub fn verify(
             Err(e) => return Err(e),
         };
         crate::storage::locate::check_registered(&one, &mut checks)?;
+        if id.is_none() {
+            crate::backup_lock::release_read(&one);
+        }
         verdicts.push((
             one.clone(),
             checks.iter().all(|c| c.status == FileStatus::Ok),
