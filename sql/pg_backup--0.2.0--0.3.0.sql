@@ -101,6 +101,9 @@ ALTER FUNCTION backup.untrust_key(text) SECURITY INVOKER;
 -- ---------------------------------------------------------------------------------------------
 -- Issue 17: archives as claims, retention, files as files.
 -- ---------------------------------------------------------------------------------------------
+-- No catalog, view, grant or function change: rescan's checks, delete's proof of ownership,
+-- retention's last good backup, the read lock (55006) and opening files without links are in
+-- the library.
 
 
 -- ---------------------------------------------------------------------------------------------

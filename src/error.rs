@@ -80,6 +80,12 @@ pub enum BackupError {
         message: String,
         hint: Option<String>,
     },
+    /// A backup a running restore or verify reads, asked to be deleted (55006).
+    #[error("{message}")]
+    InUse {
+        message: String,
+        hint: Option<String>,
+    },
     /// A file operation failed (53100 when the disk is full, 42501 on EACCES, else 58030).
     #[error("could not {action} \"{}\": {source}", path.display())]
     Io {
@@ -169,6 +175,12 @@ impl BackupError {
             hint: None,
         }
     }
+    pub fn in_use(message: impl Into<String>) -> Self {
+        BackupError::InUse {
+            message: message.into(),
+            hint: None,
+        }
+    }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         BackupError::Io {
             action,
@@ -212,6 +224,7 @@ impl BackupError {
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
+            | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
@@ -234,6 +247,7 @@ impl BackupError {
             | BackupError::NullArgument { hint, .. }
             | BackupError::ReadOnly { hint, .. }
             | BackupError::LimitExceeded { hint, .. }
+            | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
@@ -259,6 +273,7 @@ impl BackupError {
             BackupError::NullArgument { .. } => "22004",
             BackupError::ReadOnly { .. } => "25006",
             BackupError::LimitExceeded { .. } => "53400",
+            BackupError::InUse { .. } => "55006",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -285,6 +300,7 @@ impl BackupError {
             "22004" => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            "55006" => PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 pub mod archive;
 pub mod backup;
+pub mod backup_lock;
 pub mod catalog;
 pub mod copy;
 pub mod crypto;

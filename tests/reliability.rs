@@ -1053,10 +1053,10 @@ fn verify_and_dry_run_work_on_a_hot_standby_and_create_refuses_clearly() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 10. verify() racing delete().
+// 10. verify() racing delete(): a backup being read cannot be deleted (issue 17).
 
 #[test]
-fn a_backup_deleted_while_it_is_verified_is_not_marked_failed() {
+fn a_backup_cannot_be_deleted_while_it_is_verified() {
     let s = Server::start("");
     let mut c = s.connect("app");
     for i in 0..20 {
@@ -1081,21 +1081,25 @@ fn a_backup_deleted_while_it_is_verified_is_not_marked_failed() {
         30,
     );
     std::thread::sleep(Duration::from_millis(300));
-    let deleted: bool = c
-        .query_one("SELECT backup.delete($1)", &[&id])
-        .unwrap()
-        .get(0);
-    assert!(deleted);
+    let e = c.query_one("SELECT backup.delete($1)", &[&id]).unwrap_err();
+    assert_eq!(sqlstate(&e), "55006", "{e:?}");
+    assert!(hint(&e).is_some());
     let not_ok = verifier.join().unwrap().unwrap();
-    assert!(not_ok > 0, "the verify should have seen files vanish");
+    assert_eq!(not_ok, 0, "the verify saw files vanish");
     let r = c
         .query_one(
             "SELECT status, verify_status FROM backup.backups WHERE id = $1",
             &[&id],
         )
         .unwrap();
-    assert_eq!(r.get::<_, String>(0), "deleted");
-    assert_eq!(r.get::<_, Option<String>>(1), None);
+    assert_eq!(r.get::<_, String>(0), "completed");
+    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("ok"));
+    // Once the verify has ended, the delete goes through.
+    assert!(c
+        .query_one("SELECT backup.delete($1)", &[&id])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(!s.backup_dir().join(&id).exists());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1148,4 +1152,158 @@ fn sequences_are_past_the_rows_after_an_append() {
     )
     .unwrap();
     assert_eq!(count(&mut t, "SELECT last_value FROM ser_id_seq"), 5000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. Retention keeps the last good backup; a backup being restored is not deleted (issue 17).
+
+fn completed_ids(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT id FROM backup.backups WHERE status = 'completed' ORDER BY started_at",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn retention_never_deletes_the_last_good_backup_for_a_newer_damaged_one() {
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 1000) g")
+        .unwrap();
+    let good = create(&mut c, "label => 'good', compression => 'none'");
+    let damaged = create(&mut c, "label => 'damaged', compression => 'none'");
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.verify('{good}') WHERE status <> 'ok'")
+        ),
+        0
+    );
+    // The newer backup is damaged on disk; verify marks it failed.
+    let dir = s.backup_dir().join(&damaged).join("data");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.verify('{damaged}') WHERE status <> 'ok'")
+        ) > 0
+    );
+    let gone: Vec<String> = c
+        .query("SELECT * FROM backup.prune(keep_last => 1)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(gone.is_empty(), "pruned {gone:?}");
+    assert!(completed_ids(&mut c).contains(&good));
+    assert!(s.backup_dir().join(&good).join("manifest.json").exists());
+    // A schedule's retention follows the same rule.
+    c.batch_execute(&format!(
+        "UPDATE backup.backups SET schedule = 'nightly' WHERE id IN ('{good}', '{damaged}')"
+    ))
+    .unwrap();
+    c.batch_execute("SELECT * FROM backup.schedule('nightly', '0 3 * * *', keep_last => 1)")
+        .unwrap();
+    let st: String = c
+        .query_one("SELECT status FROM backup.run_schedule('nightly')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "completed");
+    let left = completed_ids(&mut c);
+    assert!(
+        left.contains(&good),
+        "retention removed the last good backup: {left:?}"
+    );
+    // The scheduled backup is newest; once verified ok it is the last good one, and the rule
+    // lets the older ones go.
+    let newest = left.last().unwrap().clone();
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.verify('{newest}') WHERE status <> 'ok'")
+        ),
+        0
+    );
+    c.query("SELECT * FROM backup.prune(keep_last => 1)", &[])
+        .unwrap();
+    assert_eq!(completed_ids(&mut c), vec![newest]);
+}
+
+#[test]
+fn a_backup_being_restored_cannot_be_deleted() {
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    big_table(&mut c, "big", 200_000);
+    let older = create(&mut c, "label => 'older'");
+    let id = create(&mut c, "label => 'read'");
+    let newest = create(&mut c, "label => 'newest'");
+    // The restore, into another database, waits on a lock the test holds: it has started
+    // reading the backup and is half-way.
+    let mut t = fresh_database(&s, "target", "");
+    t.batch_execute("CREATE TABLE big (id int)").unwrap();
+    let mut blocker = s.connect("target");
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let cs = s.conn_str("target", None);
+    let rid = id.clone();
+    let restorer = std::thread::spawn(move || {
+        let mut r = Client::connect(&cs, NoTls).unwrap();
+        r.query(
+            "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true, atomic => false, jobs => 2)",
+            &[&rid],
+        )
+        .map(|rows| rows.len())
+    });
+    let waiting = wait_for(
+        &mut t,
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'big'::regclass",
+        1,
+        60,
+    );
+    assert_eq!(waiting, 1, "the restore never reached the table");
+    let e = c.query_one("SELECT backup.delete($1)", &[&id]).unwrap_err();
+    assert_eq!(sqlstate(&e), "55006", "{e:?}");
+    assert!(hint(&e).is_some());
+    // prune() and retention skip it (and still remove what they may): keep_last => 1 keeps
+    // the newest and would remove both older ones.
+    let gone: Vec<String> = c
+        .query("SELECT * FROM backup.prune(keep_last => 1)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(gone, vec![older.clone()]);
+    assert_eq!(status(&mut c, &newest), "completed");
+    c.batch_execute("SELECT * FROM backup.schedule('s', '0 3 * * *', keep_last => 1)")
+        .unwrap();
+    c.batch_execute(&format!(
+        "UPDATE backup.backups SET schedule = 's' WHERE id = '{id}'"
+    ))
+    .unwrap();
+    c.query_one("SELECT status FROM backup.run_schedule('s')", &[])
+        .unwrap();
+    assert_eq!(status(&mut c, &id), "completed");
+    assert!(s.backup_dir().join(&id).join("manifest.json").exists());
+
+    blocker.batch_execute("COMMIT").unwrap();
+    restorer.join().unwrap().expect("the restore finishes");
+    assert_eq!(count(&mut t, "SELECT count(*) FROM big"), 200_000);
+    // Now it can go.
+    assert!(c
+        .query_one("SELECT backup.delete($1)", &[&id])
+        .unwrap()
+        .get::<_, bool>(0));
 }

@@ -2065,62 +2065,6 @@ ALTER TABLE storage.audited ADD CONSTRAINT audited_bucket FOREIGN KEY (name) REF
 
 #[test]
 fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
-/// What someone who can write the archive's folder (backup.directory, a file:// target, a
-/// bucket) does to an archive: change its manifest, then recompute every checksum a reader
-/// checks (each data file's sha256 in the manifest, manifest.sha256). One function, so that
-/// re-signing (issue 17's signatures) goes here too.
-fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
-    let archive = backup_dir(c).join(id);
-    let json = std::fs::read(archive.join("manifest.json")).unwrap();
-    let mut m: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    edit(&mut m);
-    if let Some(files) = m["files"].as_array_mut() {
-        for f in files {
-            let path = archive.join(f["path"].as_str().unwrap_or_default());
-            if let Ok(bytes) = std::fs::read(&path) {
-                f["sha256"] = serde_json::Value::String(sha256_hex(&bytes));
-            }
-        }
-    }
-    let json = serde_json::to_vec_pretty(&m).unwrap();
-    std::fs::write(archive.join("manifest.json"), &json).unwrap();
-    std::fs::write(
-        archive.join("manifest.sha256"),
-        format!("{}  manifest.json\n", sha256_hex(&json)),
-    )
-    .unwrap();
-}
-
-/// The TOC entry of `kind` named `name` (as the TOC names it) in a manifest.
-fn toc_entry<'a>(
-    m: &'a mut serde_json::Value,
-    kind: &str,
-    name: &str,
-) -> &'a mut serde_json::Value {
-    m["toc"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|e| e["kind"] == kind && e["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} entry {name}"))
-}
-
-fn append_sql(e: &mut serde_json::Value, field: &str, sql: &str) {
-    let before = e[field].as_str().unwrap_or_default().to_string();
-    e[field] = serde_json::Value::String(format!("{before}\n{sql}"));
-}
-
-fn set_sql(e: &mut serde_json::Value, sql: &str) {
-    e["sql"] = serde_json::Value::String(sql.to_string());
-}
-
-/// Issue 17: a TOC entry's SQL is data. A statement added to an entry (the entry's kind
-/// never holds it), a second object created by an entry, or one kind's statement in another
-/// kind's entry is refused with 2F003 before anything changes, whoever restores, even when
-/// every checksum matches. 0.2.0 ran an entry that "evaluates nothing" (a comment, an owner
-/// statement) as the extension owner: `ALTER ROLE op SUPERUSER` made the operator superuser.
-#[test]
-fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     if !enabled() {
         return;
     }
@@ -2142,21 +2086,6 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     let parts: String = su
         .query_one(
             "SELECT backup_id FROM backup.create(schemas => '{auth,storage}')",
-    su.batch_execute(
-        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
-    )
-    .unwrap();
-    let mut op = s.connect_as("app", Some("op"));
-    op.batch_execute(
-        "CREATE TABLE public.mine (a int PRIMARY KEY, b text);
-         CREATE INDEX mine_b ON public.mine (b);
-         COMMENT ON TABLE public.mine IS 'mine';
-         INSERT INTO public.mine SELECT i, 'row ' || i FROM generate_series(1, 10) i;",
-    )
-    .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
             &[],
         )
         .unwrap()
@@ -2309,6 +2238,89 @@ fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
             .unwrap();
         let mut fresh = s.connect(db);
         assert_eq!(one_i64(&mut fresh, analyzed), want, "{db}: {args}");
+    }
+}
+
+/// What someone who can write the archive's folder (backup.directory, a file:// target, a
+/// bucket) does to an archive: change its manifest, then recompute every checksum a reader
+/// checks (each data file's sha256 in the manifest, manifest.sha256). One function, so that
+/// re-signing (issue 17's signatures) goes here too.
+fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let archive = backup_dir(c).join(id);
+    let json = std::fs::read(archive.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    edit(&mut m);
+    if let Some(files) = m["files"].as_array_mut() {
+        for f in files {
+            let path = archive.join(f["path"].as_str().unwrap_or_default());
+            if let Ok(bytes) = std::fs::read(&path) {
+                f["sha256"] = serde_json::Value::String(sha256_hex(&bytes));
+            }
+        }
+    }
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(archive.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        archive.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+}
+
+/// The TOC entry of `kind` named `name` (as the TOC names it) in a manifest.
+fn toc_entry<'a>(
+    m: &'a mut serde_json::Value,
+    kind: &str,
+    name: &str,
+) -> &'a mut serde_json::Value {
+    m["toc"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["kind"] == kind && e["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} entry {name}"))
+}
+
+fn append_sql(e: &mut serde_json::Value, field: &str, sql: &str) {
+    let before = e[field].as_str().unwrap_or_default().to_string();
+    e[field] = serde_json::Value::String(format!("{before}\n{sql}"));
+}
+
+fn set_sql(e: &mut serde_json::Value, sql: &str) {
+    e["sql"] = serde_json::Value::String(sql.to_string());
+}
+
+/// Issue 17: a TOC entry's SQL is data. A statement added to an entry (the entry's kind
+/// never holds it), a second object created by an entry, or one kind's statement in another
+/// kind's entry is refused with 2F003 before anything changes, whoever restores, even when
+/// every checksum matches. 0.2.0 ran an entry that "evaluates nothing" (a comment, an owner
+/// statement) as the extension owner: `ALTER ROLE op SUPERUSER` made the operator superuser.
+#[test]
+fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE TABLE public.mine (a int PRIMARY KEY, b text);
+         CREATE INDEX mine_b ON public.mine (b);
+         COMMENT ON TABLE public.mine IS 'mine';
+         INSERT INTO public.mine SELECT i, 'row ' || i FROM generate_series(1, 10) i;",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     op.batch_execute("DROP TABLE public.mine").unwrap();
     let manifest = backup_dir(&mut su).join(&id).join("manifest.json");
     let sha = backup_dir(&mut su).join(&id).join("manifest.sha256");
@@ -2607,4 +2619,129 @@ fn a_table_created_by_another_session_during_a_restore_gets_none_of_its_rows() {
             "{how}: none of the rows went into the other role's table"
         );
     }
+}
+
+/// Issue 17: whoever can write backup.directory (a shared disk) puts a symbolic link to
+/// backup.identity_file where an archive's data file should be. 0.2.0 followed it: verify
+/// (deep) gave the operator the key file's SHA-256, size and line count, and with those in a
+/// forged manifest restore() loaded the age secret key into the operator's table. Files of
+/// an archive are now opened as files: no link followed, only a regular file read.
+#[test]
+fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
+    if !enabled() {
+        return;
+    }
+    use age::secrecy::ExposeSecret;
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    let key = age::x25519::Identity::generate();
+    let key_text = format!(
+        "# created: 2026-12-07T00:00:00Z\n# public key: {}\n{}\n",
+        key.to_public(),
+        key.to_string().expose_secret()
+    );
+    let key_file = s.data.join("backup-key.txt");
+    std::fs::write(&key_file, &key_text).unwrap();
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET backup.identity_file = '{}'",
+        key_file.display()
+    ))
+    .unwrap();
+    c.batch_execute(
+        "SELECT pg_reload_conf();
+         CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute("CREATE TABLE public.notes (line text); INSERT INTO notes VALUES ('mine')")
+        .unwrap();
+    let genuine: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.notes}', compression => 'none')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    // The shared-disk writer: a copy of the archive under a new id whose data file is a link
+    // to the key file, and a manifest that claims the key file's checksum, size and lines.
+    let dir = backup_dir(&mut c);
+    let forged = "20261207T000000.000000Z-forged";
+    let from = dir.join(&genuine);
+    let to = dir.join(forged);
+    std::fs::create_dir_all(to.join("data")).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("manifest.json")).unwrap()).unwrap();
+    let rel = m["files"][0]["path"].as_str().unwrap().to_string();
+    std::os::unix::fs::symlink(&key_file, to.join(&rel)).unwrap();
+    m["backup_id"] = forged.into();
+    m["files"][0]["sha256"] = sha256_hex(key_text.as_bytes()).into();
+    m["files"][0]["bytes"] = key_text.len().into();
+    m["files"][0]["raw_bytes"] = key_text.len().into();
+    m["files"][0]["rows"] = 3.into();
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(to.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        to.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+
+    let found: Vec<String> = op
+        .query("SELECT * FROM backup.rescan()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, vec![forged.to_string()]);
+    let rows = op
+        .query(
+            "SELECT status, actual_sha256, bytes, detail FROM backup.verify($1, deep => true) WHERE file = $2",
+            &[&forged, &rel],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (status, sha, bytes, detail): (String, Option<String>, Option<i64>, Option<String>) = (
+        rows[0].get(0),
+        rows[0].get(1),
+        rows[0].get(2),
+        rows[0].get(3),
+    );
+    assert_ne!(status, "ok", "the link was read as the data file");
+    assert_eq!(sha, None, "the key file's checksum was given out");
+    assert_eq!(bytes, None, "the key file's size was given out");
+    assert!(
+        detail.unwrap_or_default().contains("symbolic link"),
+        "the row says why"
+    );
+
+    op.batch_execute("DROP TABLE notes").unwrap();
+    let e = op
+        .query("SELECT * FROM backup.restore($1)", &[&forged])
+        .unwrap_err();
+    assert!(
+        full_error(&e).contains("symbolic link") || sqlstate(&e) == "XX001",
+        "{}",
+        full_error(&e)
+    );
+    let loaded = op
+        .query(
+            "SELECT 1 FROM pg_class WHERE relname = 'notes' AND relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .unwrap();
+    assert!(loaded.is_empty(), "the restore loaded the key file");
+
+    // The genuine backup, with its folder replaced by a link to the forged one: refused too.
+    std::fs::rename(&from, dir.join("moved-away")).unwrap();
+    std::os::unix::fs::symlink(&to, &from).unwrap();
+    let bad: i64 = op
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&genuine],
+        )
+        .unwrap()
+        .get(0);
+    assert!(bad > 0, "a linked archive folder verified ok");
 }

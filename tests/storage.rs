@@ -212,6 +212,13 @@ impl S3 {
         }
     }
 
+    /// After the test wrote the bucket's folder directly (as a bucket writer would through
+    /// the API): a new server process, whose listings are not cached from before.
+    fn reload(&mut self) {
+        self.stop();
+        self.restart();
+    }
+
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -1510,4 +1517,406 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: what is in a bucket (or a file:// folder) is a claim, its files are opened as
+// files, and an unreachable storage says so. The attacker can write the bucket; the tests do
+// that writing, straight into the folder rclone serves.
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Copy the archive folder `from` to `to`, with its manifest edited by `edit` and
+/// manifest.sha256 recomputed (a plain hash anyone who can write the bucket can recompute).
+fn forge_archive(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    for f in files_under(from) {
+        let rel = f.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dest).unwrap();
+    }
+    rewrite_manifest(to, edit);
+}
+
+/// Edit the manifest of the archive folder `to` in place, manifest.sha256 recomputed.
+fn rewrite_manifest(to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    edit(&mut m);
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(to.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        to.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+}
+
+fn ids_of(rows: &[postgres::Row]) -> Vec<String> {
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[test]
+fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups() {
+    if !enabled() {
+        return;
+    }
+    let mut s3 = S3::start();
+    let pg = Server::start();
+    let mut c = pg.connect("app");
+    s3.add(&mut c, "offsite", "app");
+    c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 100) g")
+        .unwrap();
+    let genuine: Vec<String> = (0..3)
+        .map(|_| create(&mut c, "storage => 'offsite'").unwrap())
+        .collect();
+    // The bucket writer uploads three copies of a genuine archive under new ids, dated 2099
+    // (and one dated 'infinity', which PostgreSQL would take for a timestamptz).
+    let src = s3.folder("app").join(&genuine[0]);
+    let dates = [
+        "2099-01-01T00:00:00Z",
+        "2099-01-02T00:00:00Z",
+        "2099-01-03T00:00:00Z",
+        "infinity",
+    ];
+    let forged: Vec<String> = (0..dates.len())
+        .map(|i| format!("20991231T00000{i}.000000Z-forged"))
+        .collect();
+    for (id, date) in forged.iter().zip(dates) {
+        forge_archive(&src, &s3.folder("app").join(id), |m| {
+            m["backup_id"] = id.as_str().into();
+            m["created_at"] = date.into();
+        });
+    }
+    // A date within the clock-skew allowance is a date like any other.
+    let near = "20991231T000009.000000Z-near";
+    let now = c
+        .query_one(
+            "SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[],
+        )
+        .unwrap()
+        .get::<_, String>(0);
+    forge_archive(&src, &s3.folder("app").join(near), |m| {
+        m["backup_id"] = near.into();
+        m["created_at"] = now.as_str().into();
+    });
+    s3.reload();
+    let found = ids_of(
+        &c.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
+            .unwrap(),
+    );
+    assert_eq!(found, vec![near.to_string()], "registered forged archives");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE id LIKE '%forged'"
+        ),
+        0
+    );
+    // An ordinary retention (three genuine backups and the near one) then keeps the genuine
+    // backups, their local copies included; 0.2.0 kept the forged ones instead.
+    let gone = ids_of(
+        &c.query("SELECT * FROM backup.prune(keep_last => 4)", &[])
+            .unwrap(),
+    );
+    assert!(gone.is_empty(), "pruned {gone:?}");
+    for id in &genuine {
+        assert_eq!(backup_row(&mut c, id).0, "completed", "{id}");
+        assert!(
+            pg.backup_dir().join(id).join("manifest.json").exists(),
+            "{id}"
+        );
+    }
+}
+
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn one_databases_delete_never_removes_another_databases_local_backup() {
+    if !enabled() {
+        return;
+    }
+    let mut s3 = S3::start();
+    let pg = Server::start();
+    pg.connect("postgres")
+        .batch_execute("CREATE DATABASE b")
+        .unwrap();
+    let mut b = pg.connect("b");
+    b.batch_execute(
+        "CREATE EXTENSION pg_backup;
+         CREATE TABLE only_in_b AS SELECT g AS a FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    // Database b's backup, local only.
+    let victim = create(&mut b, "").unwrap();
+    let victim_dir = pg.backup_dir().join(&victim);
+    let victim_files: Vec<(PathBuf, Vec<u8>)> = files_under(&victim_dir)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(&f).unwrap();
+            (f, bytes)
+        })
+        .collect();
+
+    // Database app's storage; the bucket writer uploads, under app's prefix, a manifest that
+    // claims b's backup id (and app as its database).
+    let mut a = pg.connect("app");
+    s3.add(&mut a, "offsite", "app");
+    forge_archive(&victim_dir, &s3.folder("app").join(&victim), |m| {
+        m["database"] = "app".into();
+    });
+    s3.reload();
+    let found = ids_of(
+        &a.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
+            .unwrap(),
+    );
+    assert!(
+        found.is_empty(),
+        "registered an archive whose id names another archive of backup.directory: {found:?}"
+    );
+    let e = a
+        .query_one("SELECT backup.delete($1)", &[&victim])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{e:?}");
+
+    // Even a row that claims the id (as 0.2.0's rescan registered it) never takes b's folder:
+    // the row records no local copy, and the folder's manifest is not the one it registered.
+    let forged = std::fs::read(s3.folder("app").join(&victim).join("manifest.json")).unwrap();
+    a.execute(
+        "INSERT INTO backup.backups (id, status, kind, format, compression, options, started_at,
+                                     finished_at, manifest_sha256, path, created_by, storage,
+                                     storage_url)
+         VALUES ($1, 'completed', 'full', 'native', 'zstd', '{}', now(), now(), $2, NULL,
+                 'rescan', 'offsite', 'x')",
+        &[&victim, &sha256_hex(&forged)],
+    )
+    .unwrap();
+    assert!(a
+        .query_one("SELECT backup.delete($1)", &[&victim])
+        .unwrap()
+        .get::<_, bool>(0));
+    for (f, bytes) in &victim_files {
+        assert_eq!(&std::fs::read(f).unwrap(), bytes, "{f:?} was touched");
+    }
+    let bad: i64 = b
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&victim],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+    assert_eq!(backup_row(&mut b, &victim).0, "completed");
+}
+
+#[test]
+fn an_unreachable_storage_says_so_never_not_in_storage() {
+    if !enabled() {
+        return;
+    }
+    let mut s3 = S3::start();
+    let pg = Server::start();
+    let mut c = pg.connect("app");
+    s3.add(&mut c, "offsite", "down");
+    c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 100) g")
+        .unwrap();
+    let id = create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
+    s3.stop();
+    for sql in [
+        "SELECT * FROM backup.verify($1, storage => 'offsite')",
+        "SELECT * FROM backup.verify($1)",
+        "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+    ] {
+        let e = c.query(sql, &[&id]).unwrap_err();
+        assert!(
+            ["08001", "08006"].contains(&sqlstate(&e).as_str()),
+            "{sql}: {e:?}"
+        );
+        assert!(!e.to_string().contains("not in storage"), "{sql}: {e}");
+    }
+    // verify() of every backup reports it without calling it failed (nothing was checked).
+    let rows = c
+        .query("SELECT status, detail FROM backup.verify()", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0]
+            .get::<_, Option<String>>(1)
+            .unwrap_or_default()
+            .contains("08001"),
+        "{:?}",
+        rows[0].get::<_, Option<String>>(1)
+    );
+    let verified: Option<String> = c
+        .query_one(
+            "SELECT verify_status FROM backup.backups WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(verified, None);
+}
+
+/// A file:// target in a folder the test (the attacker) can write.
+fn file_target(c: &mut Client, name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pg_backup_nas")
+        .tempdir()
+        .unwrap();
+    c.execute(
+        "SELECT backup.add_storage($1, $2)",
+        &[&name, &format!("file://{}", dir.path().display())],
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_named_pipe_in_a_file_target_never_hangs_verify() {
+    if !enabled() {
+        return;
+    }
+    let pg = Server::start();
+    let mut c = pg.connect("app");
+    let nas = file_target(&mut c, "nas");
+    c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 1000) g")
+        .unwrap();
+    let id = create(&mut c, "storage => 'nas', keep_local => false").unwrap();
+    let data = files_under(&nas.path().join(&id).join("data"))
+        .into_iter()
+        .next()
+        .unwrap();
+    std::fs::remove_file(&data).unwrap();
+    let fifo = std::ffi::CString::new(data.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) of a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+
+    let conn = pg.conn_str("app", None);
+    let id2 = id.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = Client::connect(&conn, NoTls).unwrap();
+        c.batch_execute("SET statement_timeout = '20s'").unwrap();
+        let r = c
+            .query(
+                "SELECT file, status, detail FROM backup.verify($1, storage => 'nas')",
+                &[&id2],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, Option<String>>(2),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let _ = tx.send(r);
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(40));
+    if outcome.is_err() {
+        // 0.2.0 waits in open(2) for a writer, where no cancel reaches: be that writer, so
+        // the server can stop, then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&data);
+        panic!("verify(storage) hung on a named pipe");
+    }
+    let rows = outcome.unwrap().expect("verify answers");
+    let rel = data
+        .strip_prefix(nas.path().join(&id))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let row = rows
+        .iter()
+        .find(|r| r.0 == rel)
+        .expect("a row for the file");
+    assert_ne!(row.1, "ok", "{row:?}");
+    assert!(
+        row.2.as_deref().unwrap_or_default().contains("named pipe"),
+        "{row:?}"
+    );
+}
+
+#[test]
+fn a_symlink_in_a_file_target_is_never_followed() {
+    if !enabled() {
+        return;
+    }
+    let pg = Server::start();
+    let mut c = pg.connect("app");
+    let nas = file_target(&mut c, "nas");
+    // A file only the server's OS user can read, standing for backup.identity_file.
+    let secret = pg.data.join("secret-key.txt");
+    std::fs::write(&secret, "AGE-SECRET-KEY-1SECRETSECRETSECRET\n").unwrap();
+    c.batch_execute("CREATE TABLE t (line text); INSERT INTO t VALUES ('genuine')")
+        .unwrap();
+    let id = create(
+        &mut c,
+        "storage => 'nas', keep_local => false, compression => 'none'",
+    )
+    .unwrap();
+    let archive = nas.path().join(&id);
+    let data = files_under(&archive.join("data"))
+        .into_iter()
+        .next()
+        .unwrap();
+    let rel = data
+        .strip_prefix(&archive)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink(&secret, &data).unwrap();
+    c.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op",
+    )
+    .unwrap();
+    let mut op = pg.connect_as("app", "op");
+    let rows = op
+        .query(
+            "SELECT status, actual_sha256, bytes FROM backup.verify($1, deep => true) WHERE file = $2",
+            &[&id, &rel],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0].get::<_, String>(0), "ok");
+    let leaked_sha = sha256_hex(&std::fs::read(&secret).unwrap());
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(1),
+        None,
+        "the link's target was hashed (its sha256 is {leaked_sha})"
+    );
+    assert_eq!(rows[0].get::<_, Option<i64>>(2), None);
+    // Even with the manifest rewritten to the target's checksum and size, restore reads no
+    // link.
+    let key = std::fs::read(&secret).unwrap();
+    rewrite_manifest(&archive, |m| {
+        let f = &mut m["files"][0];
+        f["sha256"] = sha256_hex(&key).into();
+        f["bytes"] = key.len().into();
+        f["raw_bytes"] = key.len().into();
+    });
+    c.batch_execute("DROP TABLE t").unwrap();
+    let e = c
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("symbolic link") || sqlstate(&e) == "XX001",
+        "{e:?}"
+    );
+    let leaked = c
+        .query("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
+        .unwrap();
+    assert!(leaked.is_empty(), "the restore went on");
 }

@@ -12,6 +12,9 @@ use crate::error::{BackupError, Result};
 pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
+/// How far in the future an archive's `created_at` may be (the clocks of the server that
+/// wrote it and of this one may differ a little); anything later is refused by rescan.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -128,6 +131,32 @@ impl Manifest {
 
     pub fn total_rows(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// `created_at` as a claim to be checked before it becomes a catalog date (issue 17): an
+    /// RFC 3339 time (never `infinity` or another word PostgreSQL would take), no later than
+    /// `now` plus [`CLOCK_SKEW`]. An archive dated in the future would be the "newest" for
+    /// every retention rule and push genuine backups out.
+    pub fn created_at_checked(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+        let t = chrono::DateTime::parse_from_rfc3339(&self.created_at)
+            .map_err(|_| {
+                format!(
+                    "created_at \"{}\" is not an RFC 3339 time",
+                    self.created_at.escape_default()
+                )
+            })?
+            .with_timezone(&chrono::Utc);
+        if t > now + CLOCK_SKEW {
+            return Err(format!(
+                "created_at {} is in the future (this server's clock says {})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        Ok(t)
     }
 
     /// The tables this backup has rows for, in order (large objects and extension
@@ -274,6 +303,34 @@ pub(crate) fn sample() -> Manifest {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn created_at_in_the_future_or_not_a_time_is_refused() {
+        use chrono::TimeZone;
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .unwrap();
+        let mut m = sample();
+        m.created_at = "2026-11-23T12:05:00Z".into();
+        assert!(m.created_at_checked(now).is_ok(), "within the clock skew");
+        m.created_at = "2026-11-23T11:00:00+01:00".into();
+        assert_eq!(
+            m.created_at_checked(now).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+                .unwrap()
+        );
+        for bad in [
+            "2099-01-01T00:00:00Z",
+            "2026-11-23T12:11:00Z",
+            "infinity",
+            "now",
+            "",
+        ] {
+            m.created_at = bad.into();
+            assert!(m.created_at_checked(now).is_err(), "{bad}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@ pub mod compression;
 pub mod hashing;
 pub mod id;
 pub mod manifest;
+pub mod open;
 pub mod retention;
 pub mod rows;
 pub mod shapes;

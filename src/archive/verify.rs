@@ -339,11 +339,17 @@ fn check_data_file(
     let file = match src.open(&f.path) {
         Ok(file) => file,
         Err(e) => {
+            // A link, pipe or device in the file's place is not the file (issue 17).
+            let status = if super::open::is_not_a_file(&e) {
+                FileStatus::Corrupt
+            } else {
+                FileStatus::Missing
+            };
             return FileCheck {
                 detail: Some(e.to_string()),
-                status: FileStatus::Missing,
+                status,
                 ..row
-            }
+            };
         }
     };
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
@@ -558,5 +564,35 @@ mod tests {
             s.contains(&("data/00001.copy.gz".into(), "corrupt")),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn a_link_or_pipe_in_place_of_a_data_file_is_never_read() {
+        let (b, dir) = archive(10);
+        let secret = b.path().join("secret.txt");
+        fs::write(&secret, b"AGE-SECRET-KEY-1XYZ\n").unwrap();
+        let p = dir.join("data/00001.copy.gz");
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&secret, &p).unwrap();
+        let rows = verify_archive(&dir, true, &|| {});
+        let row = rows
+            .iter()
+            .find(|r| r.file == "data/00001.copy.gz")
+            .unwrap();
+        assert_eq!(row.status, FileStatus::Corrupt, "{row:?}");
+        assert!(
+            row.actual_sha256.is_none() && row.bytes.is_none(),
+            "{row:?}"
+        );
+        fs::remove_file(&p).unwrap();
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) of a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let rows = verify_archive(&dir, true, &|| {});
+        let row = rows
+            .iter()
+            .find(|r| r.file == "data/00001.copy.gz")
+            .unwrap();
+        assert_eq!(row.status, FileStatus::Corrupt, "{row:?}");
     }
 }

@@ -7,13 +7,14 @@ use pgrx::prelude::*;
 use super::create::{dir_size, unknown_backup};
 use crate::archive::id;
 use crate::archive::manifest::{self, Manifest};
-use crate::archive::retention::{self, Candidate};
+use crate::archive::retention::{self, Candidate, Verified};
 use crate::archive::verify::{self, FileCheck, FileStatus};
 use crate::catalog::{history, runs};
 use crate::error::{BackupError, Result};
 use crate::guc;
 use crate::security::signing;
 use crate::storage::archive_files::ArchiveSource;
+use crate::storage::locate::Claim;
 
 /// The folder of backup `id`: validated before it becomes a path.
 pub fn backup_dir(id: &str) -> Result<PathBuf> {
@@ -60,10 +61,20 @@ pub fn verify(
     let mut verdicts = Vec::new();
     let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     for one in ids {
+        // Its files stay while we read them: a delete() meanwhile fails with 55006.
+        crate::backup_lock::read(&one, crate::backup_lock::Holder::Transaction);
         // Not signed by a trusted key (issue 17): verify(id) refuses with the reason; a verify
         // of every backup says it in the backup's manifest.sig row and goes on.
         let untrusted: std::cell::RefCell<Option<BackupError>> = Default::default();
-        let checks = match crate::storage::locate(&one, storage, identity) {
+        let located = crate::storage::locate(&one, storage, identity).and_then(|src| {
+            // A remote copy that cannot be reached is an error (08001/08006), not a backup
+            // whose files are "missing" (issue 17).
+            if src.is_remote() {
+                src.try_exists()?;
+            }
+            Ok(src)
+        });
+        let mut checks = match located {
             Ok(src) => verify::verify_source_in(
                 &src,
                 deep,
@@ -79,16 +90,26 @@ pub fn verify(
                         })
                 }),
             ),
-            // One backup's copy is unreachable: say so in its row, go on with the others.
+            // One backup's copy is unreachable: say so in its row, go on with the others;
+            // it is not recorded as failed (nothing was checked).
             Err(e) if id.is_none() => {
-                vec![FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)
-                    .detail(format!("{e} (SQLSTATE {})", e.sqlstate()))]
+                crate::backup_lock::release_read(&one);
+                out.push((
+                    one.clone(),
+                    FileCheck::new(manifest::MANIFEST_FILE, FileStatus::Missing)
+                        .detail(format!("{e} (SQLSTATE {})", e.sqlstate())),
+                ));
+                continue;
             }
             Err(e) => return Err(e),
         };
         if let (Some(e), Some(_)) = (untrusted.into_inner(), id) {
             history::record_verified(&[(one.clone(), false)]);
             return Err(e);
+        }
+        crate::storage::locate::check_registered(&one, &mut checks)?;
+        if id.is_none() {
+            crate::backup_lock::release_read(&one);
         }
         verdicts.push((
             one.clone(),
@@ -128,18 +149,30 @@ pub fn delete(id: &str) -> Result<bool> {
     if status.is_none() {
         return Err(unknown_backup(id));
     }
+    // Not while a restore or verify reads it (55006, before anything changes).
+    crate::backup_lock::delete(id)?;
+    // Whether the folder backup.directory/<id> is this row's own archive, decided before
+    // anything changes: a row registered from a storage target, or one whose manifest differs
+    // from the folder's, must not take another database's archive of the same id with it.
+    let claim = Claim::of(id)?;
+    let local_is_ours = claim.as_ref().is_some_and(|c| c.owns(&dir));
     // The remote copy first: if the storage cannot be reached, nothing changes.
     crate::storage::locate::delete_remote(id)?;
     // The row says deleted before a local file goes: a verify that finds the files vanishing
     // then never marks the backup failed.
     history::mark_deleted(id);
-    if dir.exists() {
+    if local_is_ours {
         std::fs::remove_dir_all(&dir).map_err(|e| {
             BackupError::io("remove", &dir, e).with_hint(format!(
                 "The backup is marked deleted; remove what is left of {} by hand.",
                 dir.display()
             ))
         })?;
+    } else if std::fs::symlink_metadata(&dir).is_ok() && claim.is_some_and(|c| c.path.is_some()) {
+        pgrx::warning!(
+            "pg_backup: {} was left in place: its manifest.json is not the one backup \"{id}\" was registered with",
+            dir.display()
+        );
     }
     Ok(true)
 }
@@ -163,7 +196,8 @@ pub fn prune(
     }
     let candidates = Spi::connect(|c| {
         let rows = c.select(
-            "SELECT id, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+            "SELECT id, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    verify_status
              FROM backup.backups WHERE status = 'completed' AND finished_at IS NOT NULL
                AND ($1::text IS NULL OR schedule = $1)",
             None,
@@ -173,10 +207,12 @@ pub fn prune(
         for r in rows {
             let id: String = r.get(1)?.unwrap_or_default();
             let at: String = r.get(2)?.unwrap_or_default();
+            let verified = Verified::from_status(r.get::<String>(3)?.as_deref());
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&at) {
                 v.push(Candidate {
                     id,
                     finished_at: t.with_timezone(&chrono::Utc),
+                    verified,
                 });
             }
         }
@@ -188,12 +224,21 @@ pub fn prune(
         keep_days.map(|n| n as u32),
         chrono::Utc::now(),
     );
-    if !dry_run {
-        for id in &gone {
-            delete(id)?;
+    if dry_run {
+        return Ok(gone);
+    }
+    let mut removed = Vec::with_capacity(gone.len());
+    for id in gone {
+        match delete(&id) {
+            Ok(_) => removed.push(id),
+            // Read by a restore or verify now: kept this time, taken at the next run.
+            Err(e @ BackupError::InUse { .. }) => {
+                pgrx::warning!("pg_backup: {e}; kept for now")
+            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(gone)
+    Ok(removed)
 }
 
 /// Register archives found in a storage target that the catalog does not know: the
@@ -202,6 +247,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
     let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
     let mut found = Vec::new();
     let mut other_db = 0;
+    let now = chrono::Utc::now();
     for (id, raw, m, size) in crate::storage::locate::scan_remote(name)? {
         if catalog_status(&id)?.is_some() {
             continue;
@@ -214,6 +260,33 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         let src = ArchiveSource::remote(&id, name, target.store.clone());
         if !registrable(&src, &raw) {
             continue;
+        }
+        // What the manifest says is a claim (issue 17): its date becomes the row's, which
+        // every retention rule sorts by.
+        let created_at = match m.created_at_checked(now) {
+            Ok(t) => t,
+            Err(why) => {
+                pgrx::warning!(
+                    "pg_backup: archive {id} in storage \"{name}\" not registered: {why}"
+                );
+                continue;
+            }
+        };
+        // The id is taken in the shared backup.directory by another archive (another
+        // database's, or one that differs): registering it would make this database's row
+        // point at that folder.
+        let local = backup_dir(&id)?;
+        if std::fs::symlink_metadata(&local).is_ok() {
+            let same = ArchiveSource::local(&id, &local)
+                .read_small(manifest::MANIFEST_FILE)
+                .is_ok_and(|l| l == raw);
+            if !same {
+                pgrx::warning!(
+                    "pg_backup: archive {id} in storage \"{name}\" not registered: {} holds another archive of that id",
+                    local.display()
+                );
+                continue;
+            }
         }
         let url = target.store.url();
         Spi::run_with_args(
@@ -228,7 +301,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
                 m.format.clone().into(),
                 m.compression.clone().into(),
                 m.options.to_string().into(),
-                m.created_at.clone().into(),
+                created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (size as i64).into(),
@@ -295,13 +368,21 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    let now = chrono::Utc::now();
     for name in names {
         if id::validate(&name).is_err() || catalog_status(&name)?.is_some() {
             continue;
         }
         let dir = base.join(&name);
-        let Ok(json) = std::fs::read(dir.join(manifest::MANIFEST_FILE)) else {
-            continue;
+        // Never through a link: a folder or manifest that is a link is not an archive here.
+        let src = crate::storage::archive_files::ArchiveSource::local(&name, &dir);
+        let json = match src.read_small(manifest::MANIFEST_FILE) {
+            Ok(j) => j,
+            Err(e) if crate::archive::open::is_not_a_file(&e) => {
+                pgrx::warning!("pg_backup: {} not registered: {e}", dir.display());
+                continue;
+            }
+            Err(_) => continue,
         };
         let Ok(m) = Manifest::from_json(&json) else {
             pgrx::warning!(
@@ -325,6 +406,13 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
         if !registrable(&ArchiveSource::local(&name, &dir), &json) {
             continue;
         }
+        let created_at = match m.created_at_checked(now) {
+            Ok(t) => t,
+            Err(why) => {
+                pgrx::warning!("pg_backup: {} not registered: {why}", dir.display());
+                continue;
+            }
+        };
         let kind = match (
             m.options["schema_only"].as_bool(),
             m.options["data_only"].as_bool(),
@@ -344,7 +432,7 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
                 m.format.clone().into(),
                 m.compression.clone().into(),
                 m.options.to_string().into(),
-                m.created_at.clone().into(),
+                created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (dir_size(&dir) as i64).into(),

@@ -61,7 +61,12 @@ pub fn sweep() -> Result<()> {
 
 fn settle_backup(base: &std::path::Path, id: &str, pid: Option<i32>) {
     let dir = base.join(id);
-    let manifest = std::fs::read(dir.join(MANIFEST_FILE))
+    // Never through a link (issue 17).
+    let manifest = crate::archive::open::open_file(&dir, MANIFEST_FILE)
+        .and_then(|mut f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+        })
         .ok()
         .and_then(|b| Manifest::from_json(&b).ok().map(|m| (m, b)));
     let settled = match manifest {

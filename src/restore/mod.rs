@@ -89,6 +89,10 @@ impl RestoreOptions {
 
 pub fn restore(id: &str, opts: &RestoreOptions, caller: &Caller) -> Result<Vec<Row>> {
     check_jobs(opts)?;
+    // The backup's files stay until this transaction ends: a delete() meanwhile fails with
+    // 55006 (issue 17). The caller's transaction spans a restore(atomic => false) or
+    // restore(jobs => N) too (it waits for its worker, whose job workers it covers).
+    crate::backup_lock::read(id, crate::backup_lock::Holder::Transaction);
     if !opts.atomic && !opts.dry_run {
         return background::run(id, opts, caller);
     }
@@ -123,6 +127,8 @@ pub fn restore_batched(
     caller: &Caller,
     batches: &background::Batches,
 ) -> Result<Vec<Row>> {
+    // The worker commits as it goes: its own hold lasts until it exits.
+    crate::backup_lock::read(id, crate::backup_lock::Holder::Session);
     restore_with(id, opts, caller, Some(batches))
 }
 
@@ -230,7 +236,7 @@ fn restore_steps(
         );
     }
     // Check every file before changing anything.
-    let bad: Vec<String> = crate::storage::precheck(&source)
+    let bad: Vec<String> = crate::storage::precheck(&source)?
         .into_iter()
         .filter(|c| c.status != FileStatus::Ok)
         .map(|c| format!("{} ({})", c.file, c.status.as_str()))

@@ -102,7 +102,8 @@ impl ArchiveSource {
     /// The stored bytes of file `rel`, as a stream.
     pub fn open(&self, rel: &str) -> std::io::Result<Box<dyn Read + Send>> {
         match &self.location {
-            Location::Local(d) => Ok(Box::new(std::fs::File::open(d.join(rel))?)),
+            // Never through a link, and only a regular file (issue 17).
+            Location::Local(d) => Ok(Box::new(crate::archive::open::open_file(d, rel)?)),
             Location::Remote { store, .. } => store.get(&self.key(rel)).map_err(|e| e.io()),
         }
     }
@@ -117,29 +118,13 @@ impl ArchiveSource {
     /// Every file of the archive, relative, with its size.
     pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
         match &self.location {
-            Location::Local(d) => {
-                let mut out = Vec::new();
-                let mut stack = vec![d.clone()];
-                while let Some(dir) = stack.pop() {
-                    let Ok(entries) = std::fs::read_dir(&dir) else {
-                        continue;
-                    };
-                    for e in entries.flatten() {
-                        let p = e.path();
-                        match e.metadata() {
-                            Ok(m) if m.is_dir() => stack.push(p),
-                            Ok(m) => {
-                                if let Ok(rel) = p.strip_prefix(d) {
-                                    out.push((rel.to_string_lossy().into_owned(), m.len()));
-                                }
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                }
-                out.sort();
-                Ok(out)
-            }
+            // Links, pipes and devices are listed (verify names them) but never followed.
+            Location::Local(d) => Ok(crate::archive::open::list(&crate::archive::open::open_dir(
+                d,
+            )?)?
+            .into_iter()
+            .map(|e| (e.rel, e.size))
+            .collect()),
             Location::Remote { store, .. } => {
                 let prefix = format!("{}/", self.id);
                 Ok(store
@@ -154,11 +139,23 @@ impl ArchiveSource {
 
     pub fn exists(&self) -> bool {
         match &self.location {
-            Location::Local(d) => d.join(MANIFEST_FILE).exists(),
+            Location::Local(d) => crate::archive::open::is_file(d, MANIFEST_FILE),
             Location::Remote { .. } => self
                 .list()
                 .map(|l| l.iter().any(|(k, _)| k == MANIFEST_FILE))
                 .unwrap_or(false),
+        }
+    }
+
+    /// Whether the archive is complete (its manifest is there). Unlike `exists`, a storage
+    /// that cannot be reached is an error (08001/08006), never "not there" (issue 17).
+    pub fn try_exists(&self) -> Result<bool> {
+        match &self.location {
+            Location::Local(_) => Ok(self.exists()),
+            Location::Remote { .. } => self
+                .list()
+                .map(|l| l.iter().any(|(k, _)| k == MANIFEST_FILE))
+                .map_err(|e| self.error("list", "", e)),
         }
     }
 
@@ -172,10 +169,15 @@ impl ArchiveSource {
                     self.key(rel)
                 ),
                 hint: None,
-                sqlstate: match e.kind() {
-                    std::io::ErrorKind::NotFound => "58P01",
-                    std::io::ErrorKind::PermissionDenied => "42501",
-                    _ => "08006",
+                // The store's own classification when it travelled inside the io::Error
+                // (an unreachable endpoint is 08001, not a broken connection).
+                sqlstate: match super::StoreError::inside(&e) {
+                    Some(s) => s.sqlstate(),
+                    None => match e.kind() {
+                        std::io::ErrorKind::NotFound => "58P01",
+                        std::io::ErrorKind::PermissionDenied => "42501",
+                        _ => "08006",
+                    },
                 },
             },
         }

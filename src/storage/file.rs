@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
+use crate::archive::open;
 
 pub struct FileStore {
     pub root: PathBuf,
@@ -29,6 +30,20 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl FileStore {
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
+    }
+
+    /// The root folder, or NoBucket.
+    fn open_root(&self) -> StoreResult<std::os::fd::OwnedFd> {
+        open::open_root(&self.root).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::new(
+                    Failure::NoBucket,
+                    format!("folder \"{}\" does not exist", self.root.display()),
+                )
+            } else {
+                io_err("open", &self.root, e)
+            }
+        })
     }
 }
 
@@ -112,65 +127,41 @@ impl Store for FileStore {
         }))
     }
 
+    /// Whoever can write the target's folder can put a link or a pipe where an archive file
+    /// should be: nothing under the root is followed, and only a regular file is opened.
     fn get(&self, key: &str) -> StoreResult<Box<dyn Read + Send>> {
         let p = self.path(key);
-        Ok(Box::new(File::open(&p).map_err(|e| io_err("open", &p, e))?))
+        let root = self.open_root()?;
+        Ok(Box::new(
+            open::open_in(&root, key).map_err(|e| io_err("open", &p, e))?,
+        ))
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<Object>> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if dir == self.root && e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::new(
-                        Failure::NoBucket,
-                        format!("folder \"{}\" does not exist", self.root.display()),
-                    ))
-                }
-                Err(e) => return Err(io_err("list", &dir, e)),
-            };
-            for e in entries.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
-                let path = e.path();
-                if meta.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let key = rel.to_string_lossy().into_owned();
-                if key.starts_with(prefix) && !key.rsplit('/').next().unwrap_or("").starts_with('.')
-                {
-                    out.push(Object {
-                        key,
-                        size: meta.len(),
-                    });
-                }
-            }
-        }
+        let root = self.open_root()?;
+        // Links and other non-files are listed (what reads them then refuses them), never
+        // followed; names starting with a dot are files being written.
+        let mut out: Vec<Object> = open::list(&root)
+            .map_err(|e| io_err("list", &self.root, e))?
+            .into_iter()
+            .filter(|e| {
+                e.rel.starts_with(prefix)
+                    && !e.rel.rsplit('/').next().unwrap_or("").starts_with('.')
+            })
+            .map(|e| Object {
+                key: e.rel,
+                size: e.size,
+            })
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
+    /// Removes the object (a link in its place is removed itself, never what it points to),
+    /// then the folders left empty; nothing outside the root is ever touched.
     fn delete(&self, key: &str) -> StoreResult<()> {
-        let p = self.path(key);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &p, e)),
-        }
-        // Remove folders left empty (the backup's own, then data/).
-        let mut dir = p.parent().map(Path::to_path_buf);
-        while let Some(d) = dir {
-            if d == self.root || fs::remove_dir(&d).is_err() {
-                break;
-            }
-            dir = d.parent().map(Path::to_path_buf);
-        }
-        Ok(())
+        let root = self.open_root()?;
+        open::remove_in(&root, key).map_err(|e| io_err("remove", &self.path(key), e))
     }
 
     fn check(&self) -> StoreResult<()> {

@@ -95,13 +95,22 @@ impl StoreError {
         }
     }
 
+    /// As an io::Error that carries this error inside, so that its classification (08001
+    /// unreachable vs 58P01 missing) survives the trip through `Read` and comes back out with
+    /// [`StoreError::inside`].
     pub fn io(self) -> std::io::Error {
         let kind = match self.failure {
             Failure::NotFound => std::io::ErrorKind::NotFound,
             Failure::Denied | Failure::Credentials => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::Other,
         };
-        std::io::Error::new(kind, self.message)
+        std::io::Error::new(kind, self)
+    }
+
+    /// The store error an io::Error made by [`StoreError::io`] carries.
+    pub fn inside(e: &std::io::Error) -> Option<&StoreError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<StoreError>())
     }
 }
 
@@ -110,6 +119,8 @@ impl std::fmt::Display for StoreError {
         f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for StoreError {}
 
 /// One object found by a listing: its key relative to the store's prefix, and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
