@@ -31,6 +31,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    no_backtraces_in_errors();
     // pg_upgrade loads libraries only to check them; define nothing then.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         return;
@@ -41,6 +42,20 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         catalog::runs::init();
         scheduler::worker::register();
+    }
+}
+
+/// No Rust backtrace ever reaches a client. pgrx attaches `Backtrace::capture()` to the DETAIL
+/// of every error that crosses a Rust frame, and captures are on whenever the server was
+/// started with RUST_BACKTRACE set. RUST_LIB_BACKTRACE=0 turns off exactly these captures
+/// (read once, at this library's first capture, which comes after loading), while the panic
+/// messages of helper threads in the server log keep theirs (they follow RUST_BACKTRACE).
+fn no_backtraces_in_errors() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").as_deref() != Some(std::ffi::OsStr::new("0")) {
+        // SAFETY: called from _PG_init, while the library loads in a single-threaded
+        // PostgreSQL process (the postmaster with shared_preload_libraries, whose children
+        // inherit it, or a backend), before pg_backup started any thread.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }
 
