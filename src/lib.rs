@@ -52,9 +52,10 @@ pub extern "C-unwind" fn _PG_init() {
 /// messages of helper threads in the server log keep theirs (they follow RUST_BACKTRACE).
 fn no_backtraces_in_errors() {
     if std::env::var_os("RUST_LIB_BACKTRACE").as_deref() != Some(std::ffi::OsStr::new("0")) {
-        // SAFETY: called from _PG_init, while the library loads in a single-threaded
-        // PostgreSQL process (the postmaster with shared_preload_libraries, whose children
-        // inherit it, or a backend), before pg_backup started any thread.
+        // Changing the environment is sound only while no other thread reads it: this runs
+        // from _PG_init, as the library loads into a single-threaded PostgreSQL process (the
+        // postmaster with shared_preload_libraries, whose children inherit it, or a
+        // backend), before pg_backup starts any thread.
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }

@@ -1241,7 +1241,8 @@ fn restore_until_loaded(
     let rid = id.to_string();
     let h = std::thread::spawn(move || {
         let mut c = Client::connect(&cs, NoTls).unwrap();
-        c.batch_execute("SET application_name = 'restorer'").unwrap();
+        c.batch_execute("SET application_name = 'restorer'")
+            .unwrap();
         c.query(
             "SELECT * FROM backup.restore($1, atomic => false, jobs => 2)",
             &[&rid],
@@ -1251,10 +1252,7 @@ fn restore_until_loaded(
     let mut c = s.connect(db);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let loaded: Vec<String> = c
-            .query_one("SELECT probe.loaded()", &[])
-            .unwrap()
-            .get(0);
+        let loaded: Vec<String> = c.query_one("SELECT probe.loaded()", &[]).unwrap().get(0);
         if loaded.len() >= tables {
             break;
         }
@@ -1373,8 +1371,11 @@ fn a_cancelled_restore_never_shows_a_backtrace_even_with_rust_backtrace_set() {
 
     // An error PostgreSQL raises inside a restore (rows that clash with a unique index).
     t.batch_execute("SET statement_timeout = 0").unwrap();
-    t.query("SELECT * FROM backup.restore($1, tables => '{big1}')", &[&id])
-        .unwrap();
+    t.query(
+        "SELECT * FROM backup.restore($1, tables => '{big1}')",
+        &[&id],
+    )
+    .unwrap();
     t.batch_execute("CREATE UNIQUE INDEX ON big1 (id)").unwrap();
     let e = t
         .query(

@@ -1995,7 +1995,10 @@ fn settings_that_decide_how_text_is_read_are_pinned_in_the_session_and_every_wor
     )
     .unwrap();
     let want = literal_fingerprint(&mut su);
-    assert!(want.iter().any(|r| r.starts_with("1|{x,NULL}|t|")), "{want:?}");
+    assert!(
+        want.iter().any(|r| r.starts_with("1|{x,NULL}|t|")),
+        "{want:?}"
+    );
     let id: String = su
         .query_one(
             "SELECT backup_id FROM backup.create(schemas => '{lit}')",
@@ -2036,7 +2039,10 @@ fn settings_that_decide_how_text_is_read_are_pinned_in_the_session_and_every_wor
             "{mode}"
         );
         let after: String = c.query_one(shown, &[]).unwrap().get(0);
-        assert_eq!(after, before, "{mode}: the caller's settings are its own again");
+        assert_eq!(
+            after, before,
+            "{mode}: the caller's settings are its own again"
+        );
     }
 }
 
@@ -2096,7 +2102,10 @@ fn workers_honour_session_replication_role_as_the_session_does() {
                 &[&id],
             )
             .unwrap_or_else(|e| panic!("{role} {mode}: {}", full_error(&e)));
-            assert_eq!(one_i64(&mut c, "SELECT count(*) FROM public.t WHERE id > 0"), 100);
+            assert_eq!(
+                one_i64(&mut c, "SELECT count(*) FROM public.t WHERE id > 0"),
+                100
+            );
             assert_eq!(
                 rewritten(&mut c),
                 if fires { 100 } else { 0 },
@@ -2135,9 +2144,7 @@ fn user_code_in_workers_sees_the_callers_session_user_and_settings() {
         s.create_db(&db);
         let mut admin = s.connect(&db);
         admin
-            .batch_execute(
-                "GRANT CREATE ON SCHEMA public TO owner_r; GRANT owner_r TO op;",
-            )
+            .batch_execute("GRANT CREATE ON SCHEMA public TO owner_r; GRANT owner_r TO op;")
             .unwrap();
         let mut owner = s.connect_as(&db, Some("owner_r"));
         owner

@@ -255,7 +255,8 @@ mod tests {
             "nothing was committed before the failure"
         );
         let p = serde_json::json!({"entries_committed": 3, "last_committed": "index public.i", "restored": []});
-        assert!(stays_text(&p).starts_with("3 steps were committed before the failure (the last: index public.i)"));
+        assert!(stays_text(&p)
+            .starts_with("3 steps were committed before the failure (the last: index public.i)"));
     }
 
     #[test]

@@ -581,6 +581,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_commit_lists_what_it_restored_and_counts_every_step() {
+        let rows = vec![
+            runner::row("public.t".into(), "table", "create", None, "ok", None),
+            runner::row("public.t".into(), "table_data", "load", Some(7), "ok", None),
+            runner::row(
+                "public.u".into(),
+                "table",
+                "skip",
+                None,
+                "ok",
+                Some("already exists"),
+            ),
+            runner::row(
+                "public.v".into(),
+                "table_data",
+                "load",
+                None,
+                "failed",
+                Some("x"),
+            ),
+            runner::row(
+                "public.t".into(),
+                "acl",
+                "grant",
+                None,
+                "warning",
+                Some("y"),
+            ),
+        ];
+        let c = committed(&rows);
+        assert_eq!(c.entries, 5);
+        assert_eq!(c.rows, 7);
+        assert_eq!(c.last.as_deref(), Some("acl public.t"));
+        assert_eq!(
+            c.restored,
+            vec!["table public.t", "table_data public.t", "acl public.t"]
+        );
+    }
+
+    #[test]
     fn batches_fit_the_lock_table() {
         assert_eq!(batch_size(64), 512);
         assert_eq!(batch_size(10), 80);

@@ -901,10 +901,7 @@ fn work(
         };
         // In the item's own transaction: the history row never says less (or more) than
         // what is committed, whatever happens next.
-        history::record_committed(
-            request.restore_id,
-            &background::committed(&walk.runner.out),
-        )?;
+        history::record_committed(request.restore_id, &background::committed(&walk.runner.out))?;
         commit();
         send(&Report::Done {
             rows: std::mem::take(&mut walk.runner.out),
