@@ -221,7 +221,7 @@ pub fn record_restore_failure(restore_id: i64, error: impl Fn(&str) -> String) -
         pgrx::Spi::run_with_args(
             "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2
              WHERE id = $1",
-            &[restore_id.into(), crate::text::arg(&error(&stays))],
+            &[restore_id.into(), crate::text::arg(error(&stays))],
         )?;
         Ok(stays)
     })();
