@@ -33,6 +33,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    no_backtraces_in_errors();
     // pg_upgrade loads libraries only to check them; define nothing then.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         return;
@@ -43,6 +44,21 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         catalog::runs::init();
         scheduler::worker::register();
+    }
+}
+
+/// No Rust backtrace ever reaches a client. pgrx attaches `Backtrace::capture()` to the DETAIL
+/// of every error that crosses a Rust frame, and captures are on whenever the server was
+/// started with RUST_BACKTRACE set. RUST_LIB_BACKTRACE=0 turns off exactly these captures
+/// (read once, at this library's first capture, which comes after loading), while the panic
+/// messages of helper threads in the server log keep theirs (they follow RUST_BACKTRACE).
+fn no_backtraces_in_errors() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").as_deref() != Some(std::ffi::OsStr::new("0")) {
+        // Changing the environment is sound only while no other thread reads it: this runs
+        // from _PG_init, as the library loads into a single-threaded PostgreSQL process (the
+        // postmaster with shared_preload_libraries, whose children inherit it, or a
+        // backend), before pg_backup starts any thread.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }
 

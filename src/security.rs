@@ -219,15 +219,31 @@ impl PinnedSearchPath {
     }
 }
 
-/// The settings under which pg_backup writes and reads definitions and rows, as pg_dump
-/// pins them on its connection: string literals standard, dates ISO, floats exact. Set for
-/// the call only (see `set_for_call`).
+/// The settings that decide how SQL text and values are written and read back, pinned as
+/// pg_dump pins them on its connection and pg_restore in front of every archive
+/// (`_doSetFixedOutputState`): string literals standard, dates and intervals ISO / postgres,
+/// floats exact, XML as content; and what else changes how a value or a definition is read:
+/// `array_nulls` (an unquoted NULL element of an array is NULL, as COPY wrote it),
+/// `transform_null_equals` (a definition's `x = NULL` stays a comparison), `backslash_quote`
+/// and `escape_string_warning` at their defaults. The README's security model lists them
+/// with the settings that are the caller's on purpose.
+pub const LITERAL_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"standard_conforming_strings", c"on"),
+    (c"backslash_quote", c"safe_encoding"),
+    (c"escape_string_warning", c"off"),
+    (c"DateStyle", c"ISO, MDY"),
+    (c"IntervalStyle", c"postgres"),
+    (c"extra_float_digits", c"3"),
+    (c"xmloption", c"content"),
+    (c"array_nulls", c"on"),
+    (c"transform_null_equals", c"off"),
+];
+
+/// Pin `LITERAL_SETTINGS` for the call only (see `set_for_call`).
 pub fn pin_literal_settings() {
-    set_for_call(c"standard_conforming_strings", c"on");
-    set_for_call(c"DateStyle", c"ISO, MDY");
-    set_for_call(c"IntervalStyle", c"postgres");
-    set_for_call(c"extra_float_digits", c"3");
-    set_for_call(c"xmloption", c"content");
+    for (name, value) in LITERAL_SETTINGS {
+        set_for_call(name, value);
+    }
 }
 
 /// Set a setting for the rest of this SQL function call only: like a function's `SET`

@@ -1,48 +1,59 @@
 //! A session's identity and settings, handed to the background workers that act for it
-//! (create(jobs => N)'s copy workers, restore(atomic => false)'s worker): they connect as the
-//! bootstrap superuser, then take the session's current user and security context (inside our
-//! SECURITY DEFINER functions: the extension owner) and the settings that decide how values
-//! are written and read and how objects are created, so they do exactly what the session would.
+//! (create(jobs => N)'s copy workers, restore(atomic => false)'s worker and its job workers),
+//! so that they do exactly what the session would, as PostgreSQL's own parallel workers do
+//! (`SerializeGUCState` / `SetSessionAuthorization` / `SetCurrentRoleId` in parallel.c):
+//!
+//! - every setting a session can change (context `user` or `superuser`, custom `app.*`
+//!   settings included) takes the session's value, whatever the worker's role and database
+//!   settings say: `session_replication_role` decides whether triggers, rules and foreign
+//!   keys fire in a worker exactly as in the session, and user code reading
+//!   `current_setting(...)` reads the session's values;
+//! - `session_user` is the session's, and `is_superuser` says what it says in the session; the
+//!   current user and security context (inside our functions: the extension owner) are taken
+//!   at every transaction (`become_user`).
+//!
+//! The worker connects as the bootstrap superuser (PostgreSQL 15 lets a background worker
+//! connect only as a role that may log in, within its connection limit) and then takes the
+//! session's identity the way `SET SESSION AUTHORIZATION` does.
 
 use std::ffi::{CStr, CString};
 
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// How values are printed and parsed (dates, numbers, bytea, money, xml, names of reg*
-/// values), how SQL text is read, row security, and where new objects go.
-const SETTINGS: &[&str] = &[
-    "DateStyle",
-    "IntervalStyle",
-    "TimeZone",
-    "extra_float_digits",
-    "bytea_output",
-    "lc_monetary",
-    "lc_numeric",
-    "xmloption",
-    "search_path",
-    "quote_all_identifiers",
-    "row_security",
-    "standard_conforming_strings",
-    "default_tablespace",
-    "default_table_access_method",
-    "default_toast_compression",
-    "temp_tablespaces",
-    "lock_timeout",
-    "synchronous_commit",
-    "work_mem",
-    "maintenance_work_mem",
-    "max_parallel_maintenance_workers",
-    // A superuser's explicit acceptance of unsigned archives of earlier releases (the worker
-    // checks the archive's signature again; security::signing).
-    "backup.allow_unsigned",
+/// Settings a worker never takes from the session: its identity travels on its own
+/// (`session_authorization`, `role`); the characteristics of the worker's transactions are
+/// pg_backup's to choose (create's workers read in REPEATABLE READ under the session's
+/// snapshot, restore's commit as they go, and record history even where the session is
+/// read-only); a worker has no client.
+const NOT_CARRIED: &[&str] = &[
+    "session_authorization",
+    "role",
+    "transaction_isolation",
+    "transaction_read_only",
+    "transaction_deferrable",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "default_transaction_deferrable",
+    "client_encoding",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub database: u32,
+    /// The current user and security context (for `become_user`).
     pub user: u32,
     pub sec_context: i32,
+    /// `session_user` and whether it is a superuser.
+    #[serde(default)]
+    pub session_user: u32,
+    #[serde(default)]
+    pub session_user_is_superuser: bool,
+    /// The role of `SET ROLE` (0: none) and `is_superuser` as the session shows it.
+    #[serde(default)]
+    pub role: u32,
+    #[serde(default)]
+    pub is_superuser: bool,
     pub settings: Vec<(String, String)>,
 }
 
@@ -58,11 +69,41 @@ pub fn capture() -> Session {
         database: u32::from(unsafe { pg_sys::MyDatabaseId }),
         user: u32::from(user),
         sec_context,
-        settings: SETTINGS
-            .iter()
-            .map(|name| (name.to_string(), current_setting(name)))
-            .collect(),
+        session_user: u32::from(unsafe { pg_sys::GetSessionUserId() }),
+        session_user_is_superuser: unsafe { pg_sys::GetSessionUserIsSuperuser() },
+        role: u32::from(unsafe { pg_sys::GetCurrentRoleId() }),
+        is_superuser: current_setting("is_superuser") == "on",
+        settings: settable(),
     }
+}
+
+/// Every setting a session can change, with its current value (as `pg_settings.setting`
+/// shows it, in the setting's base unit).
+fn settable() -> Vec<(String, String)> {
+    let n = unsafe { pg_sys::GetNumConfigOptions() };
+    (0..n)
+        .filter_map(|i| {
+            let mut values: [*const std::ffi::c_char; 17] = [std::ptr::null(); 17];
+            let mut noshow = false;
+            // SAFETY: `i` is below GetNumConfigOptions(); GetConfigOptionByNum fills the 17
+            // columns of pg_settings (pointers to constants or palloc'd strings).
+            unsafe { pg_sys::GetConfigOptionByNum(i, values.as_mut_ptr(), &mut noshow) };
+            let text = |p: *const std::ffi::c_char| {
+                // SAFETY: a NUL-terminated string from GetConfigOptionByNum, or NULL.
+                (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            };
+            let name = text(values[0])?;
+            let setting = text(values[1])?;
+            let context = text(values[6])?;
+            carried(&name, &context).then_some((name, setting))
+        })
+        .collect()
+}
+
+/// Whether a worker takes setting `name` (of GUC context `context`) from the session.
+fn carried(name: &str, context: &str) -> bool {
+    matches!(context, "user" | "superuser")
+        && !NOT_CARRIED.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 pub fn current_setting(name: &str) -> String {
@@ -74,8 +115,8 @@ pub fn current_setting(name: &str) -> String {
 }
 
 impl Session {
-    /// In a background worker: connect to the session's database and take its settings for
-    /// the worker's whole life (no transaction may be open).
+    /// In a background worker: connect to the session's database, take its settings and its
+    /// session user for the worker's whole life (no transaction may be open).
     pub fn connect(&self) {
         pgrx::bgworkers::BackgroundWorker::connect_worker_to_spi_by_oid(
             Some(pg_sys::Oid::from(self.database)),
@@ -86,13 +127,29 @@ impl Session {
             for (name, value) in &self.settings {
                 if let (Ok(n), Ok(v)) = (CString::new(name.as_str()), CString::new(value.as_str()))
                 {
-                    pg_sys::SetConfigOption(
+                    // A value this worker cannot take (a tablespace dropped since) is a
+                    // WARNING in the server log, as in a parallel worker; never the end.
+                    pg_sys::set_config_option(
                         n.as_ptr(),
                         v.as_ptr(),
                         pg_sys::GucContext::PGC_SUSET,
                         pg_sys::GucSource::PGC_S_SESSION,
+                        pg_sys::GucAction::GUC_ACTION_SET,
+                        true,
+                        pg_sys::WARNING as i32,
+                        false,
                     );
                 }
+            }
+            if self.session_user != 0 {
+                // SAFETY: the worker is authenticated as the bootstrap superuser, so PostgreSQL
+                // allows it (as SET SESSION AUTHORIZATION would); no security-restricted
+                // operation is active yet. SetCurrentRoleId(InvalidOid) means "no SET ROLE".
+                pg_sys::SetSessionAuthorization(
+                    pg_sys::Oid::from(self.session_user),
+                    self.session_user_is_superuser,
+                );
+                pg_sys::SetCurrentRoleId(pg_sys::Oid::from(self.role), self.is_superuser);
             }
             pg_sys::CommitTransactionCommand();
         }
@@ -102,5 +159,24 @@ impl Session {
     /// the transaction's end does not undo it, the next call does).
     pub fn become_user(&self) {
         unsafe { pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(self.user), self.sec_context) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carried;
+
+    #[test]
+    fn identity_and_transaction_settings_are_not_carried() {
+        assert!(carried("array_nulls", "user"));
+        assert!(carried("session_replication_role", "superuser"));
+        assert!(carried("app.tenant", "user"));
+        assert!(!carried("role", "user"));
+        assert!(!carried("session_authorization", "user"));
+        assert!(!carried("transaction_read_only", "user"));
+        assert!(!carried("default_transaction_read_only", "user"));
+        assert!(!carried("shared_buffers", "postmaster"));
+        assert!(!carried("max_files_per_process", "postmaster"));
+        assert!(!carried("log_connections", "superuser-backend"));
     }
 }

@@ -1307,3 +1307,238 @@ fn a_backup_being_restored_cannot_be_deleted() {
         .unwrap()
         .get::<_, bool>(0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. History is true after a crash or a disconnect; no backtrace reaches a client (issue 17).
+
+/// In a restore's target database: which tables of public have committed rows, and which
+/// indexes exist there (names as `schema.name`), looked at from outside as a DBA would.
+const PROBE: &str = r#"
+CREATE SCHEMA probe;
+CREATE FUNCTION probe.loaded() RETURNS text[] LANGUAGE plpgsql AS $f$
+DECLARE r record; found boolean; out text[] := '{}';
+BEGIN
+  FOR r IN SELECT c.oid, c.relname FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' ORDER BY c.relname LOOP
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', r.oid::regclass) INTO found;
+    IF found THEN out := out || ('public.' || r.relname::text); END IF;
+  END LOOP;
+  RETURN out;
+END $f$;
+CREATE FUNCTION probe.indexes() RETURNS text[] LANGUAGE sql AS $f$
+  SELECT COALESCE(array_agg('public.' || relname::text ORDER BY relname), '{}') FROM pg_class
+  WHERE relnamespace = 'public'::regnamespace AND relkind = 'i'
+$f$;
+"#;
+
+/// Tables `big1` .. `big{n}` of `rows` rows, each with an index, and a backup of them.
+fn restorable_tables(c: &mut Client, n: usize, rows: i64) -> String {
+    for i in 1..=n {
+        big_table(c, &format!("big{i}"), rows);
+        c.batch_execute(&format!("CREATE INDEX big{i}_payload ON big{i} (payload)"))
+            .unwrap();
+    }
+    create(c, "compression => 'gzip:1'")
+}
+
+/// What the history row of the last restore lists as committed: (table_data objects, index
+/// objects), as `schema.name`.
+fn listed(c: &mut Client) -> (String, Vec<String>, Vec<String>) {
+    let row = c
+        .query_one(
+            "SELECT status, COALESCE(ARRAY(SELECT jsonb_array_elements_text(progress->'restored')), '{}')
+             FROM backup.restores ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    let restored: Vec<String> = row.get(1);
+    let of = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> = restored
+            .iter()
+            .filter_map(|r| r.strip_prefix(&format!("{kind} ")).map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    (row.get(0), of("table_data"), of("index"))
+}
+
+fn wait_failed(c: &mut Client, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = text(
+            c,
+            "SELECT status FROM backup.restores ORDER BY id DESC LIMIT 1",
+        );
+        if st == "failed" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the restore's row stays {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn restore_workers(c: &mut Client) -> i64 {
+    count(
+        c,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('pg_backup restore worker', 'pg_backup restore job worker')",
+    )
+}
+
+/// Start restore(jobs => 2) of `id` into `db` on a connection of its own; returns once at
+/// least `tables` tables have committed rows (and the restore still runs).
+fn restore_until_loaded(
+    s: &Server,
+    db: &str,
+    id: &str,
+    tables: usize,
+) -> std::thread::JoinHandle<Result<(), postgres::Error>> {
+    let cs = s.conn_str(db, None);
+    let rid = id.to_string();
+    let h = std::thread::spawn(move || {
+        let mut c = Client::connect(&cs, NoTls).unwrap();
+        c.batch_execute("SET application_name = 'restorer'")
+            .unwrap();
+        c.query(
+            "SELECT * FROM backup.restore($1, atomic => false, jobs => 2)",
+            &[&rid],
+        )
+        .map(|_| ())
+    });
+    let mut c = s.connect(db);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let loaded: Vec<String> = c.query_one("SELECT probe.loaded()", &[]).unwrap().get(0);
+        if loaded.len() >= tables {
+            break;
+        }
+        assert!(
+            !h.is_finished(),
+            "the restore ended before {tables} tables were loaded"
+        );
+        assert!(Instant::now() < deadline, "no table was loaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h
+}
+
+/// The history row lists exactly the tables whose rows stayed and the indexes that exist.
+fn assert_history_is_true(c: &mut Client, what: &str) {
+    let loaded: Vec<String> = c.query_one("SELECT probe.loaded()", &[]).unwrap().get(0);
+    let indexes: Vec<String> = c.query_one("SELECT probe.indexes()", &[]).unwrap().get(0);
+    let (status, data, listed_indexes) = listed(c);
+    assert_eq!(status, "failed", "{what}");
+    assert!(!loaded.is_empty(), "{what}: rows were committed");
+    assert_eq!(
+        data, loaded,
+        "{what}: progress->'restored' lists exactly the tables whose rows remain"
+    );
+    assert_eq!(
+        listed_indexes, indexes,
+        "{what}: progress->'restored' lists exactly the indexes that remain"
+    );
+}
+
+#[test]
+fn history_lists_exactly_what_stays_after_a_disconnect_or_a_killed_job_worker() {
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    let id = restorable_tables(&mut c, 10, 200_000);
+
+    // The calling session goes away mid-restore (its client is gone; the backend is ended).
+    let mut t = fresh_database(&s, "gone", "");
+    t.batch_execute(PROBE).unwrap();
+    let h = restore_until_loaded(&s, "gone", &id, 2);
+    let pid = count(
+        &mut t,
+        "SELECT pid::bigint FROM pg_stat_activity WHERE application_name = 'restorer' AND backend_type = 'client backend'",
+    );
+    t.query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+        .unwrap();
+    assert!(h.join().unwrap().is_err());
+    wait_failed(&mut t, 60);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restore_workers(&mut t) > 0 {
+        assert!(Instant::now() < deadline, "restore workers left running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_history_is_true(&mut t, "terminated session");
+    drop(t);
+
+    // A job worker is killed with -9: the server restarts, every process of the restore dies.
+    let mut t = fresh_database(&s, "killed", "");
+    t.batch_execute(PROBE).unwrap();
+    let h = restore_until_loaded(&s, "killed", &id, 2);
+    let pid = count(
+        &mut t,
+        "SELECT pid::bigint FROM pg_stat_activity WHERE backend_type = 'pg_backup restore job worker' LIMIT 1",
+    );
+    kill(pid as i32, SIGKILL);
+    assert!(h.join().unwrap().is_err());
+    drop(t);
+    s.wait_ready(60);
+    let mut t = s.connect("killed");
+    wait_failed(&mut t, 60);
+    assert_history_is_true(&mut t, "kill -9 of a job worker");
+}
+
+/// What a Rust backtrace in an error's DETAIL would look like.
+fn has_backtrace(e: &postgres::Error) -> bool {
+    let d = e.as_db_error();
+    let text = format!(
+        "{} {:?} {:?} {:?}",
+        message(e),
+        d.and_then(|d| d.detail()),
+        d.and_then(|d| d.hint()),
+        d.and_then(|d| d.where_())
+    );
+    text.contains("backtrace") || text.contains("/rustc/") || text.contains("  0: ")
+}
+
+#[test]
+fn a_cancelled_restore_never_shows_a_backtrace_even_with_rust_backtrace_set() {
+    // The server's environment asks for Rust backtraces: they still never reach a client.
+    let s = Server::start_with_env("", &[("RUST_BACKTRACE", "1")]);
+    let mut c = s.connect("app");
+    let id = restorable_tables(&mut c, 4, 200_000);
+
+    // restore(jobs => 2), cancelled while its job workers load rows.
+    let mut t = fresh_database(&s, "cancelled", "");
+    t.batch_execute(PROBE).unwrap();
+    let h = restore_until_loaded(&s, "cancelled", &id, 1);
+    t.query_one(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'restorer' AND backend_type = 'client backend'",
+        &[],
+    )
+    .unwrap();
+    let e = h.join().unwrap().unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    assert!(!has_backtrace(&e), "{e:?}");
+
+    // An atomic restore ended by statement_timeout, in the calling session itself.
+    let mut t = fresh_database(&s, "timed_out", "");
+    let e = t
+        .batch_execute(&format!(
+            "SET statement_timeout = '1s'; SELECT * FROM backup.restore('{id}')"
+        ))
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    assert!(!has_backtrace(&e), "{e:?}");
+
+    // An error PostgreSQL raises inside a restore (rows that clash with a unique index).
+    t.batch_execute("SET statement_timeout = 0").unwrap();
+    t.query(
+        "SELECT * FROM backup.restore($1, tables => '{big1}')",
+        &[&id],
+    )
+    .unwrap();
+    t.batch_execute("CREATE UNIQUE INDEX ON big1 (id)").unwrap();
+    let e = t
+        .query(
+            "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23505", "{e:?}");
+    assert!(!has_backtrace(&e), "{e:?}");
+}

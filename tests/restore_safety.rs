@@ -2745,3 +2745,228 @@ fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
         .get(0);
     assert!(bad > 0, "a linked archive folder verified ok");
 }
+
+/// Rows and definitions of schema `lit`, read by a session with default settings.
+fn literal_fingerprint(c: &mut Client) -> Vec<String> {
+    strings(
+        c,
+        "SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', id, a, a[2] IS NULL, n, d, i, s, f) FROM lit.vals
+         UNION ALL
+         SELECT string_agg(pg_get_expr(adbin, adrelid), ';' ORDER BY adnum) FROM pg_attrdef
+         WHERE adrelid = 'lit.defs'::regclass
+         UNION ALL
+         SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'lit.defs'::regclass
+         UNION ALL
+         SELECT pg_get_viewdef('lit.v'::regclass)
+         ORDER BY 1",
+    )
+}
+
+/// A session's settings that change how text is read (issue 17): whatever the caller set,
+/// rows and definitions come back as they were, in an atomic restore (the session) and in
+/// restore(jobs => 2) (its workers); and the caller's settings are its own again after.
+#[test]
+fn settings_that_decide_how_text_is_read_are_pinned_in_the_session_and_every_worker() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        r#"CREATE SCHEMA lit;
+           CREATE TABLE lit.vals (id int PRIMARY KEY, a text[], n int[], d date, i interval, s text, f float8);
+           INSERT INTO lit.vals VALUES
+             (1, '{x,NULL}', '{1,NULL,3}', '2024-02-01', '1 day 02:00', E'back\\slash '' quote', 0.1),
+             (2, '{"NULL",null}', NULL, '2024-12-31', '-3 mons -1 day', 'plain', 1e-300);
+           CREATE TABLE lit.defs (id int, a text[] DEFAULT '{y,NULL}', d date DEFAULT '2024-02-01',
+                                  s text DEFAULT E'a\\b', CHECK (a IS DISTINCT FROM '{z,NULL}'));
+           CREATE VIEW lit.v AS SELECT id, a[2] IS NULL AS second_is_null, a = '{x,NULL}' AS same FROM lit.vals;"#,
+    )
+    .unwrap();
+    let want = literal_fingerprint(&mut su);
+    assert!(
+        want.iter().any(|r| r.starts_with("1|{x,NULL}|t|")),
+        "{want:?}"
+    );
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{lit}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let callers = "SET array_nulls = off; SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard';
+         SET standard_conforming_strings = off; SET transform_null_equals = on; SET backslash_quote = off;
+         SET extra_float_digits = -10; CREATE SCHEMA evil;
+         CREATE TABLE evil.vals (id int); CREATE VIEW evil.pg_class AS SELECT 1 AS oid;
+         SET search_path = evil, public, pg_catalog;";
+    let shown = "SELECT current_setting('array_nulls') || '/' || current_setting('DateStyle') || '/' ||
+                 current_setting('IntervalStyle') || '/' || current_setting('standard_conforming_strings') || '/' ||
+                 current_setting('search_path')";
+    for (mode, call) in [
+        ("atomic", "SELECT count(*) FROM backup.restore($1)"),
+        (
+            "jobs",
+            "SELECT count(*) FROM backup.restore($1, atomic => false, jobs => 2)",
+        ),
+    ] {
+        let db = format!("pinned_{mode}");
+        s.create_db(&db);
+        let mut c = s.connect(&db);
+        c.batch_execute(callers).unwrap();
+        let before: String = c.query_one(shown, &[]).unwrap().get(0);
+        c.query_one(call, &[&id])
+            .unwrap_or_else(|e| panic!("{mode}: {}", full_error(&e)));
+        assert_eq!(
+            literal_fingerprint(&mut s.connect(&db)),
+            want,
+            "{mode}: rows and definitions as they were"
+        );
+        assert_eq!(
+            one_i64(&mut s.connect(&db), "SELECT count(*) FROM evil.vals"),
+            0,
+            "{mode}"
+        );
+        let after: String = c.query_one(shown, &[]).unwrap().get(0);
+        assert_eq!(
+            after, before,
+            "{mode}: the caller's settings are its own again"
+        );
+    }
+}
+
+/// The rows restore appended to `public.t` that its trigger rewrote.
+fn rewritten(c: &mut Client) -> i64 {
+    one_i64(
+        c,
+        "SELECT count(*) FROM public.t WHERE id > 0 AND note = 'rewritten'",
+    )
+}
+
+/// session_replication_role (issue 17): triggers of the tables a restore appends to fire, or
+/// not, in restore(jobs => 2)'s workers exactly as in the session that called it.
+#[test]
+fn workers_honour_session_replication_role_as_the_session_does() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE TABLE public.t (id int, note text);
+         INSERT INTO public.t SELECT g, 'from the backup' FROM generate_series(1, 100) g;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.t}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for (role, fires) in [("replica", false), ("origin", true)] {
+        for (mode, extra) in [("atomic", ""), ("jobs", ", atomic => false, jobs => 2")] {
+            let db = format!("srr_{role}_{mode}");
+            s.create_db(&db);
+            let mut c = s.connect(&db);
+            c.batch_execute(&format!(
+                "CREATE TABLE public.t (id int, note text);
+                 CREATE FUNCTION public.rewrite() RETURNS trigger LANGUAGE plpgsql AS $f$
+                 BEGIN NEW.note := 'rewritten'; RETURN NEW; END $f$;
+                 CREATE TRIGGER rw BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.rewrite();
+                 SET session_replication_role = {role};
+                 INSERT INTO public.t VALUES (0, 'by hand');"
+            ))
+            .unwrap();
+            // What the session does with the setting: the trigger fired, or did not.
+            let by_hand: String = c
+                .query_one("SELECT note FROM public.t WHERE id = 0", &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(by_hand == "rewritten", fires, "{role}: the session");
+            c.query_one(
+                &format!(
+                    "SELECT count(*) FROM backup.restore($1, tables => '{{public.t}}', existing => 'append', data_only => true{extra})"
+                ),
+                &[&id],
+            )
+            .unwrap_or_else(|e| panic!("{role} {mode}: {}", full_error(&e)));
+            assert_eq!(
+                one_i64(&mut c, "SELECT count(*) FROM public.t WHERE id > 0"),
+                100
+            );
+            assert_eq!(
+                rewritten(&mut c),
+                if fires { 100 } else { 0 },
+                "{role} {mode}: the restore did what the session does"
+            );
+        }
+    }
+}
+
+/// Who user code is, inside restore(jobs => 2)'s workers and in the session (issue 17):
+/// session_user is the caller, current_user the table's owner, is_superuser and the
+/// session's own settings as the session shows them.
+#[test]
+fn user_code_in_workers_sees_the_callers_session_user_and_settings() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; CREATE ROLE owner_r LOGIN;
+         CREATE TABLE public.who (id int, s_user text, c_user text, su text, tenant text);
+         ALTER TABLE public.who OWNER TO owner_r;
+         INSERT INTO public.who SELECT g, 'x', 'x', 'x', 'x' FROM generate_series(1, 20) g;",
+    )
+    .unwrap();
+    let id: String = su
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{public.who}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for (mode, extra) in [("atomic", ""), ("jobs", ", atomic => false, jobs => 2")] {
+        let db = format!("who_{mode}");
+        s.create_db(&db);
+        let mut admin = s.connect(&db);
+        admin
+            .batch_execute("GRANT CREATE ON SCHEMA public TO owner_r; GRANT owner_r TO op;")
+            .unwrap();
+        let mut owner = s.connect_as(&db, Some("owner_r"));
+        owner
+            .batch_execute(
+                "CREATE TABLE public.who (id int, s_user text, c_user text, su text, tenant text);
+                 CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $f$
+                 BEGIN
+                   NEW.s_user := session_user; NEW.c_user := current_user;
+                   NEW.su := current_setting('is_superuser');
+                   NEW.tenant := current_setting('app.tenant', true);
+                   RETURN NEW;
+                 END $f$;
+                 CREATE TRIGGER stamp BEFORE INSERT ON public.who FOR EACH ROW EXECUTE FUNCTION public.stamp();",
+            )
+            .unwrap();
+        let mut op = s.connect_as(&db, Some("op"));
+        op.batch_execute("SET app.tenant = 't1'").unwrap();
+        op.query_one(
+            &format!(
+                "SELECT count(*) FROM backup.restore($1, tables => '{{public.who}}', existing => 'append', data_only => true{extra})"
+            ),
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("{mode}: {}", full_error(&e)));
+        let seen = strings(
+            &mut admin,
+            "SELECT DISTINCT format('%s %s %s %s', s_user, c_user, su, tenant) FROM public.who",
+        );
+        assert_eq!(
+            seen,
+            vec!["op owner_r off t1".to_string()],
+            "{mode}: what user code sees during the restore"
+        );
+        assert_eq!(one_i64(&mut admin, "SELECT count(*) FROM public.who"), 20);
+    }
+}

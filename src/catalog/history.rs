@@ -171,3 +171,113 @@ pub fn fail_dead_restore(id: i64, pid: Option<i32>) {
         }),
     );
 }
+
+/// What one transaction of restore(atomic => false) commits (the restore worker's batch, or
+/// an item of a job worker of restore(jobs => N)): added to the restore's history row in that
+/// same transaction, so that after any crash, cancel or disconnect the row says exactly what
+/// stayed committed (`progress->'restored'`), never more and never less.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Committed {
+    /// Result rows committed (steps, kept and skipped objects included).
+    pub entries: usize,
+    /// Table rows loaded.
+    pub rows: i64,
+    /// The last step, as `kind object`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// The steps that restored something, as `kind object`.
+    pub restored: Vec<String>,
+}
+
+impl Committed {
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+}
+
+/// Add `what` to restore `restore_id`'s `progress`, in the current transaction (the one that
+/// commits it). Concurrent committers (job workers) queue on the row lock for the instant
+/// between this UPDATE and their commit.
+pub fn record_committed(restore_id: i64, what: &Committed) -> Result<(), pgrx::spi::Error> {
+    if restore_id == 0 || what.is_empty() {
+        return Ok(());
+    }
+    pgrx::Spi::run_with_args(
+        "UPDATE backup.restores SET
+           progress = pg_catalog.jsonb_build_object(
+             'entries_committed', COALESCE((progress->>'entries_committed')::bigint, 0) + ($2->>'entries')::bigint,
+             'last_committed', COALESCE($2->'last', progress->'last_committed'),
+             'restored', COALESCE(progress->'restored', '[]'::jsonb) || ($2->'restored')),
+           row_count = COALESCE(row_count, 0) + ($2->>'rows')::bigint
+         WHERE id = $1",
+        &[
+            restore_id.into(),
+            crate::text::Json(serde_json::to_value(what).expect("serializes")).into(),
+        ],
+    )
+}
+
+/// A restore(atomic => false) that failed: the row says so, with `error`; its `progress` is
+/// what the committed transactions recorded (left as it is). Runs in its own transaction,
+/// after the failed one was rolled back. Returns how the error describes what stays.
+pub fn record_restore_failure(restore_id: i64, error: impl Fn(&str) -> String) -> String {
+    let outcome = (|| -> crate::error::Result<String> {
+        let progress = crate::query::one::<crate::text::Text>(
+            "SELECT progress::pg_catalog.text FROM backup.restores WHERE id = $1",
+            &[restore_id.into()],
+        )?
+        .and_then(|t| serde_json::from_str(&t.0).ok())
+        .unwrap_or(serde_json::Value::Null);
+        let stays = stays_text(&progress);
+        pgrx::Spi::run_with_args(
+            "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2
+             WHERE id = $1",
+            &[restore_id.into(), crate::text::arg(error(&stays))],
+        )?;
+        Ok(stays)
+    })();
+    outcome.unwrap_or_else(|e| {
+        pgrx::warning!("pg_backup: could not record the failed restore {restore_id}: {e}");
+        "see backup.restores.progress->'restored' for what was committed before the failure"
+            .to_string()
+    })
+}
+
+/// What the error of a failed restore(atomic => false) says stays restored, from its
+/// recorded progress.
+pub fn stays_text(progress: &serde_json::Value) -> String {
+    let n = progress["entries_committed"].as_u64().unwrap_or(0);
+    match progress["last_committed"].as_str() {
+        Some(last) if n > 0 => format!(
+            "{n} steps were committed before the failure (the last: {last}) and stay restored; see backup.restores.progress->'restored'"
+        ),
+        _ => "nothing was committed before the failure".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_stays_is_read_from_the_recorded_progress() {
+        assert_eq!(
+            stays_text(&serde_json::Value::Null),
+            "nothing was committed before the failure"
+        );
+        let p = serde_json::json!({"entries_committed": 3, "last_committed": "index public.i", "restored": []});
+        assert!(stays_text(&p)
+            .starts_with("3 steps were committed before the failure (the last: index public.i)"));
+    }
+
+    #[test]
+    fn a_commit_without_a_last_step_keeps_the_recorded_one() {
+        let c = Committed {
+            entries: 1,
+            rows: 0,
+            last: None,
+            restored: vec![],
+        };
+        assert!(serde_json::to_value(&c).unwrap().get("last").is_none());
+    }
+}

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::runner::{self, Row};
 use super::RestoreOptions;
 use crate::catalog::autonomous::{self, Stmt, Wait};
+use crate::catalog::history::{self, Committed};
 use crate::error::{BackupError, Result};
 use crate::security::{self, redact, Caller};
 use crate::session::{self, Session};
@@ -300,12 +301,12 @@ pub struct Batches {
     /// What the worker was asked (restore(jobs => N) hands it on to its job workers).
     pub(super) request: Request,
     steps_in_batch: Cell<usize>,
-    /// Result rows covered by a commit.
-    committed: Cell<usize>,
+    /// Result rows already accounted for: recorded by this worker's commits (or pending for
+    /// its next one), or committed and recorded by the job worker that reported them.
+    seen: Cell<usize>,
     pub(super) restore_id: Cell<i64>,
-    last_committed: RefCell<Option<String>>,
-    /// The committed steps that restored something (kind and object), in order.
-    restored: RefCell<Vec<String>>,
+    /// This worker's steps since its last commit: recorded with the next one.
+    pending: RefCell<Committed>,
     /// restore(jobs => N)'s workers ran the final ANALYZE.
     pub(super) analyzed: Cell<bool>,
 }
@@ -327,10 +328,9 @@ impl Batches {
             session: request.session.clone(),
             request: request.clone(),
             steps_in_batch: Cell::new(0),
-            committed: Cell::new(0),
+            seen: Cell::new(0),
             restore_id: Cell::new(0),
-            last_committed: RefCell::new(None),
-            restored: RefCell::new(Vec::new()),
+            pending: RefCell::new(Committed::default()),
             analyzed: Cell::new(false),
         }
     }
@@ -344,59 +344,54 @@ impl Batches {
         Ok(())
     }
 
-    /// Commit what is done, with the history row saying so, and go on in a new transaction.
+    /// Commit what is done, with the history row saying so in the same transaction (so a
+    /// crash right after leaves it true), and go on in a new transaction.
     pub fn commit(&self, out: &[Row]) -> Result<()> {
-        let last = out.last().map(|r| format!("{} {}", r.1, r.0));
-        let progress = serde_json::json!({
-            "entries_committed": out.len(), "last_committed": last,
-        });
-        let rows: i64 = out.iter().filter_map(|r| r.3).sum();
-        Spi::run_with_args(
-            "UPDATE backup.restores SET progress = $2, row_count = $3 WHERE id = $1",
-            &[
-                self.restore_id.get().into(),
-                crate::text::Json(progress).into(),
-                rows.into(),
-            ],
-        )?;
+        self.note_local(out);
+        let pending = self.pending.take();
+        history::record_committed(self.restore_id.get(), &pending)?;
         unsafe {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
         }
-        self.absorb(out);
         self.steps_in_batch.set(0);
         begin_transaction(&self.session);
         Ok(())
     }
 
-    /// The rows of `out` not yet counted are committed (by this worker's last commit, or by
-    /// the job worker that reported them).
-    pub fn absorb(&self, out: &[Row]) {
-        self.restored.borrow_mut().extend(
-            out[self.committed.get().min(out.len())..]
-                .iter()
-                .filter(|r| r.4 == "ok" || r.4 == "warning")
-                .map(|r| format!("{} {}", r.1, r.0)),
-        );
-        self.committed.set(out.len());
-        *self.last_committed.borrow_mut() = out.last().map(|r| format!("{} {}", r.1, r.0));
+    /// The rows of `out` not yet accounted for are this worker's own: they are recorded
+    /// with its next commit.
+    pub fn note_local(&self, out: &[Row]) {
+        let from = self.seen.get().min(out.len());
+        add_committed(&mut self.pending.borrow_mut(), &out[from..]);
+        self.seen.set(out.len());
     }
 
-    /// What the history row of a failed restore says was committed.
-    fn restored(&self) -> (String, serde_json::Value) {
-        let n = self.committed.get();
-        let done = self.restored.borrow().clone();
-        let text = match &*self.last_committed.borrow() {
-            Some(last) if n > 0 => format!(
-                "{n} steps were committed before the failure (the last: {last}) and stay restored; see backup.restores.progress->'restored'"
-            ),
-            _ => "nothing was committed before the failure".to_string(),
-        };
-        (
-            text,
-            serde_json::json!({ "entries_committed": n, "restored": done }),
-        )
+    /// The rows just added to `out` were committed and recorded by a job worker.
+    pub fn note_recorded(&self, out: &[Row]) {
+        self.seen.set(out.len());
     }
+}
+
+/// Add result rows to what a transaction commits: every row counts as a committed step,
+/// those that restored something (ok or warning, not a skip) are listed.
+pub(super) fn add_committed(c: &mut Committed, rows: &[Row]) {
+    for r in rows {
+        c.entries += 1;
+        c.rows += r.3.unwrap_or(0);
+        let step = format!("{} {}", r.1, r.0);
+        if (r.4 == "ok" || r.4 == "warning") && r.2 != "skip" {
+            c.restored.push(step.clone());
+        }
+        c.last = Some(step);
+    }
+}
+
+/// What a set of result rows commits.
+pub(super) fn committed(rows: &[Row]) -> Committed {
+    let mut c = Committed::default();
+    add_committed(&mut c, rows);
+    c
 }
 
 pub(super) fn begin_transaction(session: &Session) {
@@ -522,18 +517,18 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
         Ok(Err(e)) => failure_of(Ok(e)),
         Err(caught) => failure_of(Err(caught)),
     };
-    // The current batch is rolled back; what was committed stays, and the row says what.
+    // The current batch is rolled back; what was committed stays, and the row says what
+    // (its progress, recorded by every transaction that committed something).
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
     let (sqlstate, message, hint) = failure;
-    let (committed, progress) = batches.restored();
-    let message = format!("{message}; {committed}");
-    if batches.restore_id.get() != 0 {
-        super::record_failure(
-            batches.restore_id.get(),
-            &format!("{message} (SQLSTATE {sqlstate})"),
-            progress,
-        );
-    }
+    let message = if batches.restore_id.get() != 0 {
+        let stays = super::record_failure(&request.session, batches.restore_id.get(), |stays| {
+            format!("{message}; {stays} (SQLSTATE {sqlstate})")
+        });
+        format!("{message}; {stays}")
+    } else {
+        message
+    };
     RESTORE_ID.store(0, std::sync::atomic::Ordering::Relaxed);
     send(&Message::Failed {
         sqlstate,
@@ -584,6 +579,46 @@ fn sqlstate_of(e: &CaughtError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_lists_what_it_restored_and_counts_every_step() {
+        let rows = vec![
+            runner::row("public.t".into(), "table", "create", None, "ok", None),
+            runner::row("public.t".into(), "table_data", "load", Some(7), "ok", None),
+            runner::row(
+                "public.u".into(),
+                "table",
+                "skip",
+                None,
+                "ok",
+                Some("already exists"),
+            ),
+            runner::row(
+                "public.v".into(),
+                "table_data",
+                "load",
+                None,
+                "failed",
+                Some("x"),
+            ),
+            runner::row(
+                "public.t".into(),
+                "acl",
+                "grant",
+                None,
+                "warning",
+                Some("y"),
+            ),
+        ];
+        let c = committed(&rows);
+        assert_eq!(c.entries, 5);
+        assert_eq!(c.rows, 7);
+        assert_eq!(c.last.as_deref(), Some("acl public.t"));
+        assert_eq!(
+            c.restored,
+            vec!["table public.t", "table_data public.t", "acl public.t"]
+        );
+    }
 
     #[test]
     fn batches_fit_the_lock_table() {

@@ -327,27 +327,25 @@ fn loaded_tables(plan: &Plan, out: &[Row]) -> Vec<String> {
         .collect()
 }
 
-/// A batched restore that failed: what was committed stays and the row says so. Runs in the
-/// worker's own transaction after its batch was rolled back (no lock on the row is held).
-pub fn record_failure(restore_id: i64, error: &str, progress: serde_json::Value) {
+/// A batched restore that failed: what was committed stays and the row says so (`error`
+/// built from what its progress says stays). Runs in the worker's own transaction after its
+/// batch was rolled back (no lock on the row is held). Returns what stays, as text.
+pub fn record_failure(
+    session: &crate::session::Session,
+    restore_id: i64,
+    error: impl Fn(&str) -> String,
+) -> String {
     unsafe {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    let done = Spi::run_with_args(
-        "UPDATE backup.restores SET status = 'failed', finished_at = now(), pid = NULL, error = $2, progress = $3
-         WHERE id = $1",
-        &[
-            restore_id.into(),
-            crate::text::arg(error),
-            crate::text::Json(progress).into(),
-        ],
-    );
-    if let Err(e) = done {
-        pgrx::warning!("pg_backup: could not record the failed restore {restore_id}: {e}");
-    }
+    // As the session's current user (the extension owner, who owns the catalog): outside a
+    // transaction the worker is the caller's session user.
+    session.become_user();
+    let stays = crate::catalog::history::record_restore_failure(restore_id, error);
     unsafe {
         pg_sys::PopActiveSnapshot();
         pg_sys::CommitTransactionCommand();
     }
+    stays
 }

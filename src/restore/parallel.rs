@@ -39,6 +39,7 @@ use super::schedule::{Item, Lock, Scheduler};
 use super::scope::{quoted, Scope};
 use crate::archive::compression::Compression;
 use crate::archive::toc::{EntryKind, Pass, TocEntry};
+use crate::catalog::history;
 use crate::error::{BackupError, Result};
 use crate::security::{self, privileges::Restorer};
 
@@ -53,6 +54,8 @@ const QUEUE_SIZE: usize = 64 << 10;
 struct JobRequest {
     base: Request,
     tables: Vec<PlannedTable>,
+    /// The history row each worker adds its committed items to.
+    restore_id: i64,
 }
 
 /// Leader -> job worker.
@@ -231,8 +234,11 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
                     walk.outcomes.insert(e.id, o);
                 }
                 note_loaded(&mut loaded, &rows);
+                // The leader's own rows so far (skips it noted) go with its next commit;
+                // the worker's item is committed and recorded already.
+                b.note_local(&walk.runner.out);
                 walk.runner.out.extend(rows);
-                b.absorb(&walk.runner.out);
+                b.note_recorded(&walk.runner.out);
                 sched.finish(item);
                 if last_progress.elapsed() > Duration::from_secs(1) {
                     b.commit(&walk.runner.out)?;
@@ -427,6 +433,7 @@ impl Pool {
         let request = serde_json::to_vec(&JobRequest {
             base: b.request.clone(),
             tables: plan.for_workers(),
+            restore_id: b.restore_id.get(),
         })
         .expect("request serializes");
         let request_off = align8(std::mem::size_of::<Header>());
@@ -629,7 +636,8 @@ impl Pool {
                     unsafe { libc::kill(pid, libc::SIGINT) };
                 }
             }
-            // Reports already on their way: committed items.
+            // Reports already on their way: committed (and recorded) items.
+            b.note_local(&walk.runner.out);
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && self.workers.iter().any(|w| w.busy.is_some()) {
                 for w in 0..self.workers.len() {
@@ -649,7 +657,7 @@ impl Pool {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            b.absorb(&walk.runner.out);
+            b.note_recorded(&walk.runner.out);
         }
         self.release();
     }
@@ -895,6 +903,9 @@ fn work(
                 None
             }
         };
+        // In the item's own transaction: the history row never says less (or more) than
+        // what is committed, whatever happens next.
+        history::record_committed(request.restore_id, &background::committed(&walk.runner.out))?;
         commit();
         send(&Report::Done {
             rows: std::mem::take(&mut walk.runner.out),

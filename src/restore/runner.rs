@@ -1546,8 +1546,12 @@ pub fn restore_settings(job: &Job) -> Result<()> {
     // Every definition in the archive is schema-qualified. pg_temp is named last: left
     // out, the caller's temporary tables and types would be searched before pg_catalog.
     security::set_for_call(c"search_path", c"pg_catalog, pg_temp");
-    // Literals and dates in the archive are read as they were written, whatever the
-    // caller's session says (a backslash in a string must never end it early).
+    // Literals, dates, intervals and arrays in the archive are read as they were written,
+    // whatever the caller's session says (a backslash in a string must never end it early,
+    // an array's NULL element stays NULL: security::LITERAL_SETTINGS). Settings that are
+    // the caller's on purpose (session_replication_role, lock_timeout, TimeZone,
+    // lc_monetary, custom settings user code reads) are left alone here and carried to
+    // every worker as they are (session.rs).
     security::pin_literal_settings();
     // Relations go where the backup had them (entry by entry), never where the calling
     // session's default_tablespace points.

@@ -98,11 +98,31 @@ impl Server {
         self.dir.path().join("log")
     }
 
+    /// A new cluster as `start` makes it, its server started with `env` in its environment
+    /// (e.g. RUST_BACKTRACE=1, to show that no backtrace reaches a client even then).
+    pub fn start_with_env(extra_conf: &str, env: &[(&str, &str)]) -> Server {
+        let s = Server::init(extra_conf);
+        s.pg_ctl_start_with(env);
+        s.connect("postgres")
+            .batch_execute("CREATE DATABASE app")
+            .unwrap();
+        s.connect("app")
+            .batch_execute("CREATE EXTENSION pg_backup")
+            .unwrap();
+        s
+    }
+
     pub fn pg_ctl_start(&self) {
-        // A server started with RUST_BACKTRACE=1 puts backtraces into errors' DETAIL.
+        self.pg_ctl_start_with(&[]);
+    }
+
+    fn pg_ctl_start_with(&self, env: &[(&str, &str)]) {
+        // The server's environment is the test's choice only: none of the RUST_* variables
+        // of the shell that runs the tests.
         run(Command::new(bin("pg_ctl"))
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
+            .envs(env.iter().copied())
             .args(["-w", "-t", "120", "-l"])
             .arg(self.log())
             .arg("-D")
