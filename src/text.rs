@@ -215,22 +215,36 @@ pub fn is_current_database(name: &str) -> bool {
     try_to_utf8(&raw).as_deref() == Some(name)
 }
 
-/// SQL that is true when pg_database row `d` is the database pg_backup names `$n` (a text
-/// argument made by [`database_arg`]): compared as bytes, whatever encoding the name was
-/// written in.
-pub fn datname_matches(d: &str, n: usize) -> String {
-    format!("pg_catalog.textsend({d}.datname::pg_catalog.text) = ANY (${n}::pg_catalog.bytea[])")
-}
-
-/// The bytes a database named `name` (as pg_backup names it) may have in pg_database: its
-/// UTF-8 bytes, or this database's encoding of it.
-pub fn database_arg(name: &str) -> DatumWithOid<'static> {
-    let mut v: Vec<Vec<u8>> = vec![name.as_bytes().to_vec()];
+/// Whether a database that accepts connections is named `name` (as pg_backup names it, see
+/// [`current_database`]). Compared in Rust: in SQL, the name's bytes can only be read through
+/// a conversion (textsend converts to the client's encoding).
+pub fn database_exists(name: &str) -> Result<bool, pgrx::spi::Error> {
+    let oids: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select(
+            "SELECT oid FROM pg_catalog.pg_database WHERE datallowconn",
+            None,
+            &[],
+        )?
+        .map(|r| {
+            r.get::<pg_sys::Oid>(1)
+                .map(|o| o.unwrap_or(pg_sys::InvalidOid))
+        })
+        .collect()
+    })?;
     let here = server_bytes_or_escaped(name);
-    if here != v[0] {
-        v.push(here);
-    }
-    v.into()
+    Ok(oids.into_iter().any(|oid| {
+        // SAFETY: a syscache lookup; the name is palloc'd (or NULL).
+        let raw = unsafe {
+            let p = pg_sys::get_database_name(oid);
+            if p.is_null() {
+                return false;
+            }
+            let v = CStr::from_ptr(p).to_bytes().to_vec();
+            pg_sys::pfree(p.cast());
+            v
+        };
+        database_name(&raw) == name || raw == here
+    }))
 }
 
 /// UTF-8 text as bytes in the database's encoding, never raising: a character the encoding has

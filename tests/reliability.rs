@@ -1096,7 +1096,7 @@ fn sql_ascii_database_with_a_non_utf8_name_fails_only_the_object_it_names() {
     .unwrap();
     let bad_oid: i64 = count(
         &mut c,
-        "SELECT oid::int8 FROM pg_class WHERE textsend(relname::text) = '\\x626164ff'::bytea",
+        "SELECT oid::int8 FROM pg_class WHERE convert_to(relname::text, 'SQL_ASCII') = '\\x626164ff'::bytea",
     );
 
     for (what, sql) in [
@@ -1143,7 +1143,7 @@ fn sql_ascii_database_with_a_non_utf8_name_fails_only_the_object_it_names() {
     assert_eq!(
         count(
             &mut c,
-            "SELECT count(*) FROM pg_class WHERE textsend(relname::text) = '\\x626164ff'::bytea"
+            "SELECT count(*) FROM pg_class WHERE convert_to(relname::text, 'SQL_ASCII') = '\\x626164ff'::bytea"
         ),
         1
     );

@@ -4,7 +4,6 @@
 //! entry point checks first, so a new library never reads or writes an old catalog, and says
 //! exactly what to run.
 
-
 use crate::error::{BackupError, Result};
 
 /// The release of this library (the control file's default_version comes from the same place).

@@ -72,14 +72,7 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
         Some(d) => d,
         None => text::current_database(),
     };
-    let exists = Spi::get_one_with_args::<bool>(
-        &format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_database d WHERE {} AND datallowconn)",
-            text::datname_matches("d", 1)
-        ),
-        &[text::database_arg(&database)],
-    )?
-    .unwrap_or(false);
+    let exists = text::database_exists(&database)?;
     if !exists {
         return Err(
             BackupError::unknown(format!("database \"{database}\" does not exist")).with_hint(
