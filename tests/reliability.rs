@@ -932,10 +932,6 @@ fn latin1_database_takes_non_ascii_arguments_and_reports_them_readably() {
     let mut errors = Vec::new();
     for (what, sql) in [
         ("verify", "SELECT * FROM backup.verify('bäd')"),
-        (
-            "verify storage",
-            "SELECT * FROM backup.verify(storage => 'fernö')",
-        ),
         ("delete", "SELECT backup.delete('bäd')"),
         ("restore", "SELECT * FROM backup.restore('bäd')"),
         ("unschedule", "SELECT backup.unschedule('nächtlich')"),
