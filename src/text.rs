@@ -229,7 +229,7 @@ pub fn database_exists(name: &str) -> Result<bool, pgrx::spi::Error> {
             r.get::<pg_sys::Oid>(1)
                 .map(|o| o.unwrap_or(pg_sys::InvalidOid))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
     })?;
     let here = server_bytes_or_escaped(name);
     Ok(oids.into_iter().any(|oid| {
