@@ -423,6 +423,11 @@ mod tests {
         assert_eq!(BackupError::null("x", "pass one").sqlstate(), "22004");
         assert_eq!(BackupError::on_standby("x").sqlstate(), "25006");
         assert_eq!(BackupError::limit("x").sqlstate(), "53400");
+        assert_eq!(BackupError::not_utf8("x").sqlstate(), "22021");
+        assert_eq!(
+            BackupError::not_utf8("x").code(),
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE
+        );
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(
             BackupError::io("write", Path::new("/x"), full).sqlstate(),

@@ -649,7 +649,14 @@ unsafe impl pgrx::callconv::BoxRet for Text {
 
 #[cfg(test)]
 mod tests {
-    use super::ascii_json;
+    use super::{ascii_json, shown_bytes};
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_shown_readably() {
+        assert_eq!(shown_bytes(b"bad\xff"), "\"bad\\xFF\"");
+        assert_eq!(shown_bytes("grün\n".as_bytes()), "\"grün\\n\"");
+        assert_eq!(shown_bytes(b"\xc3x"), "\"\\xC3x\"");
+    }
 
     #[test]
     fn json_text_is_ascii_with_escapes() {

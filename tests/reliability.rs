@@ -1056,6 +1056,23 @@ fn latin1_database_takes_non_ascii_arguments_and_reports_them_readably() {
             .get(0);
         assert!(gone);
     }
+    // An error PostgreSQL raises inside a call (a lock timeout while create() locks the
+    // tables) reaches the client as PostgreSQL's own: 0.2.0 added a Rust backtrace as DETAIL.
+    let mut holder = s.connect("café");
+    holder
+        .batch_execute(r#"BEGIN; LOCK TABLE "häfen".schiffe IN ACCESS EXCLUSIVE MODE"#)
+        .unwrap();
+    c.batch_execute("SET lock_timeout = '200ms'").unwrap();
+    let e = c
+        .query(
+            "SELECT * FROM backup.create(schemas => $1)",
+            &[&vec!["häfen".to_string()]],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55P03", "{}", message(&e));
+    assert_clean_error("lock timeout", &e);
+    holder.batch_execute("ROLLBACK").unwrap();
+    c.batch_execute("RESET lock_timeout").unwrap();
     // delete.
     let gone: bool = c
         .query_one("SELECT backup.delete($1)", &[&id])
