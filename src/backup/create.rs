@@ -767,12 +767,12 @@ fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()>
 fn server_facts() -> Result<(String, String, String)> {
     // The name as pg_database holds it (see text::current_database), whatever this
     // database's encoding.
-    let db = Some(crate::text::current_database());
+    let db = crate::text::current_database();
     let ver = crate::query::one::<String>("SELECT current_setting('server_version')", &[])?;
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();
-    Ok((db.unwrap_or_default(), enc, ver.unwrap_or_default()))
+    Ok((db, enc, ver.unwrap_or_default()))
 }
 
 pub use crate::catalog::sweep::dir_size;
