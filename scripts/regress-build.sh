@@ -26,7 +26,8 @@ flock 9
 
 log() { echo "regress-build: $*" >&2; }
 
-source_versions() { apt-cache showsrc "$pkg" 2>/dev/null | awk '/^Version:/ {print $2}' | sort -rV | uniq; }
+# apt-cache exits 100 when no deb-src line lists the package (a fresh machine): that is "none".
+source_versions() { { apt-cache showsrc "$pkg" 2>/dev/null || true; } | awk '/^Version:/ {print $2}' | sort -rV | uniq; }
 
 versions=$(source_versions)
 if [ -z "$versions" ]; then

@@ -1,6 +1,6 @@
-//! Upgrades, as a user lives them: a server running the released pg_backup 0.1.0 (built from
-//! the 0.1.0 release source, tests/fixtures/release, by scripts/upgrade-prep.sh) gets the new build installed over it, then
-//! `ALTER EXTENSION pg_backup UPDATE`. Also: archives written by 0.1.0 (kept in
+//! Upgrades, as a user lives them: a server running a released pg_backup (0.1.0 or 0.2.0, built
+//! from the release sources in tests/fixtures/release by scripts/upgrade-prep.sh) gets the new
+//! build installed over it, then `ALTER EXTENSION pg_backup UPDATE`. Also: archives written by 0.1.0 (kept in
 //! tests/fixtures/archive-0.1.0) verify and restore with the current code.
 //!
 //! Run by `make test` after scripts/upgrade-prep.sh, with PG_BACKUP_UPGRADE pointing at its
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-/// target/upgrade from scripts/upgrade-prep.sh: `old` (0.1.0) and `new` (this build) installs.
+/// target/upgrade from scripts/upgrade-prep.sh: `old` (0.1.0), `old-0.2.0` and `new` (this build).
 fn installs() -> PathBuf {
     let dir = std::env::var("PG_BACKUP_UPGRADE").expect(
         "PG_BACKUP_UPGRADE is not set: run `make test` (it runs scripts/upgrade-prep.sh first)",
@@ -267,7 +267,19 @@ fn diff(a: &[String], b: &[String]) -> String {
 #[test]
 #[ignore = "needs scripts/upgrade-prep.sh; make test runs it with --ignored"]
 fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
-    let mut s = Server::init("old", 0);
+    updates_to_this_release_and_loses_nothing("old", "0.1.0", 0);
+}
+
+#[test]
+#[ignore = "needs scripts/upgrade-prep.sh; make test runs it with --ignored"]
+fn a_0_2_0_database_updates_to_this_release_and_loses_nothing() {
+    updates_to_this_release_and_loses_nothing("old-0.2.0", "0.2.0", 2);
+}
+
+/// Life on the released `version` (installed as `install` by scripts/upgrade-prep.sh), then the
+/// new package installed over it and `ALTER EXTENSION pg_backup UPDATE`.
+fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_offset: u16) {
+    let mut s = Server::init(install, port_offset);
     let mut pg = s.connect("postgres");
     pg.batch_execute("CREATE DATABASE app").unwrap();
     let mut c = s.connect("app");
@@ -277,8 +289,8 @@ fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
             &mut c,
             "SELECT extversion FROM pg_extension WHERE extname = 'pg_backup'"
         ),
-        "0.1.0",
-        "the old installation is 0.1.0"
+        version,
+        "the old installation is {version}"
     );
     c.batch_execute(
         "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, price numeric);
@@ -287,7 +299,7 @@ fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
     .unwrap();
     let before = fingerprint(&mut c);
 
-    // Life on 0.1.0: backups in two formats, a failed one, a restore, a dry run, schedules.
+    // Life on the old release: backups in two formats, a failed one, a restore, a dry run, schedules.
     let native: String = one(
         &mut c,
         "SELECT backup_id FROM backup.create(label => 'old-native')",
@@ -335,7 +347,7 @@ fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
             "SELECT count(*) > 0 FROM backup.backups WHERE schedule = 'every-2s' AND status = 'completed'",
             30
         ),
-        "the 0.1.0 scheduler ran the schedule"
+        "the {version} scheduler ran the schedule"
     );
     // Pause it so the row snapshot below stays still; resumed after the update.
     c.batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'every-2s'")
@@ -444,7 +456,7 @@ fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
             )
             .unwrap()
             .get(0);
-        assert_eq!(bad, 0, "0.1.0 archive {id} verifies");
+        assert_eq!(bad, 0, "{version} archive {id} verifies");
         c.batch_execute("DROP TABLE items").unwrap();
         let failed: i64 = c
             .query_one(
@@ -453,7 +465,7 @@ fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
             )
             .unwrap()
             .get(0);
-        assert_eq!(failed, 0, "0.1.0 archive {id} restores");
+        assert_eq!(failed, 0, "{version} archive {id} restores");
         assert_eq!(fingerprint(&mut c), before, "rows of {id}");
     }
     // New backups work.
