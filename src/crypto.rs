@@ -39,7 +39,7 @@ impl Recipients {
             let key = age::x25519::Recipient::from_str(text).map_err(|e| {
                 BackupError::invalid(format!(
                     "invalid age recipient \"{}\": {e}",
-                    text.escape_default()
+                    text.escape_debug()
                 ))
                 .with_hint("Use an X25519 public key as printed by age-keygen: age1 followed by 58 characters.")
             })?;

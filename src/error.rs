@@ -111,6 +111,13 @@ pub enum BackupError {
         hint: Option<String>,
         sqlstate: &'static str,
     },
+    /// A name or text of the database that is not valid UTF-8, which pg_backup reads its
+    /// names as (only a database in SQL_ASCII holds such bytes) (22021).
+    #[error("{message}")]
+    NotUtf8 {
+        message: String,
+        hint: Option<String>,
+    },
     /// The database's pg_backup catalog is at another release than the library (55000): it
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
@@ -165,6 +172,12 @@ impl BackupError {
     }
     pub fn refused(message: impl Into<String>) -> Self {
         BackupError::StatementRefused {
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn not_utf8(message: impl Into<String>) -> Self {
+        BackupError::NotUtf8 {
             message: message.into(),
             hint: None,
         }
@@ -227,6 +240,7 @@ impl BackupError {
             | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. }
+            | BackupError::NotUtf8 { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
             BackupError::Spi(_) => {}
@@ -249,7 +263,8 @@ impl BackupError {
             | BackupError::LimitExceeded { hint, .. }
             | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
-            | BackupError::Worker { hint, .. } => hint.clone(),
+            | BackupError::Worker { hint, .. }
+            | BackupError::NotUtf8 { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
@@ -274,6 +289,7 @@ impl BackupError {
             BackupError::ReadOnly { .. } => "25006",
             BackupError::LimitExceeded { .. } => "53400",
             BackupError::InUse { .. } => "55006",
+            BackupError::NotUtf8 { .. } => "22021",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -301,6 +317,7 @@ impl BackupError {
             "25006" => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             "53400" => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "55006" => PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            "22021" => PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
@@ -324,15 +341,76 @@ impl BackupError {
 
     /// Raise this error as a PostgreSQL ERROR. The one place errors leave Rust.
     pub fn raise(self) -> ! {
-        let report =
-            pgrx::pg_sys::panic::ErrorReport::new(self.code(), self.to_string(), "pg_backup");
-        let report = match self.hint() {
-            Some(h) => report.set_hint(h),
-            None => report,
-        };
-        report.report(pgrx::PgLogLevel::ERROR);
+        report(
+            pgrx::PgLogLevel::ERROR,
+            self.code(),
+            &self.to_string(),
+            self.hint().as_deref(),
+            "pg_backup",
+        );
         unreachable!("ereport(ERROR) returned")
     }
+}
+
+/// Report a message (an ERROR does not return) with its SQLSTATE and HINT, and never a DETAIL:
+/// nothing of Rust's (a backtrace) reaches the client. PostgreSQL reads a message as text in
+/// the database's encoding and converts it for the client, so the UTF-8 text is converted
+/// first (a character the database's encoding lacks becomes `\uXXXX`): in a LATIN1 database,
+/// `häfen` reads as `häfen` in the client, not as mojibake.
+pub fn report(
+    level: pgrx::PgLogLevel,
+    code: PgSqlErrorCode,
+    message: &str,
+    hint: Option<&str>,
+    funcname: &'static str,
+) {
+    let report = pgrx::pg_sys::panic::ErrorReport::new(code, server_text(message), funcname);
+    let report = match hint {
+        Some(h) => report.set_hint(server_text(h)),
+        None => report,
+    };
+    report.report(level);
+}
+
+/// `s` in the database's encoding, held in a `String` for pgrx's ErrorReport, which hands
+/// PostgreSQL the bytes as they are. Read such text back with [`report_text`].
+fn server_text(s: &str) -> String {
+    let bytes = crate::text::server_bytes_or_escaped(s);
+    if bytes == s.as_bytes() {
+        return s.to_string();
+    }
+    // SAFETY: these bytes are only ever copied: pgrx copies them into errmsg()/errhint(), and
+    // every reader of a caught error's text in pg_backup goes through `report_text`, which
+    // checks them before reading them as UTF-8.
+    unsafe { String::from_utf8_unchecked(bytes) }
+}
+
+/// The text of a caught error (message or hint) as UTF-8: an error raised by [`report`] holds
+/// the database's encoding, converted back here.
+pub fn report_text(s: &str) -> String {
+    let bytes = s.as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(v) => v.to_string(),
+        Err(_) => crate::text::try_to_utf8(bytes)
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+static MAIN_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
+
+/// Replace pgrx's panic hook, which captures a Rust backtrace at every panic for pgrx to put
+/// in the DETAIL of the ERROR it raises (when RUST_BACKTRACE or RUST_LIB_BACKTRACE is set in
+/// the server's environment): the client gets the message, the SQLSTATE and the HINT only.
+/// Panics of helper threads are still printed to the server log (never to a client) by the
+/// hook that was there before pgrx's. Called from `_PG_init`, on the backend's thread.
+pub fn install_panic_hook() {
+    let main = *MAIN_THREAD.get_or_init(|| std::thread::current().id());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != main {
+            previous(info);
+        }
+    }));
 }
 
 /// PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each.
@@ -405,6 +483,11 @@ mod tests {
         assert_eq!(
             BackupError::refused("x").code(),
             PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
+        );
+        assert_eq!(BackupError::not_utf8("x").sqlstate(), "22021");
+        assert_eq!(
+            BackupError::not_utf8("x").code(),
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE
         );
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(

@@ -34,6 +34,8 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     no_backtraces_in_errors();
+    // No Rust backtrace in any error a client sees, whatever RUST_BACKTRACE says.
+    error::install_panic_hook();
     // pg_upgrade loads libraries only to check them; define nothing then.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         return;

@@ -50,9 +50,8 @@ fn role_name(oid: pg_sys::Oid) -> String {
         if name.is_null() {
             String::from("unknown")
         } else {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
+            // A shared catalog's name, as for the database's (text::database_name).
+            crate::text::database_name(std::ffi::CStr::from_ptr(name).to_bytes())
         }
     }
 }
@@ -109,11 +108,14 @@ pub fn enter() -> Result<Caller> {
     let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
     // As the caller: its own view of its search_path ($user is the caller's name, schemas it
     // may not use are left out, as regclass would).
-    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+    let schemas: Vec<String> = crate::query::one::<Vec<crate::text::Text>>(
         "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
         &[],
     )?
-    .unwrap_or_default();
+    .unwrap_or_default()
+    .into_iter()
+    .map(String::from)
+    .collect();
     let owner = extension_owner()?;
     let oid = calling_role(owner)?;
     let as_owner = owner.map(|o| AsExtensionOwner::enter(o, oid));
@@ -174,11 +176,14 @@ pub fn caller_oid() -> Option<pg_sys::Oid> {
 /// For background workers: a named role for the history, the session's search_path pinned.
 pub fn enter_as(role: &str) -> Result<Caller> {
     crate::catalog::version::require_current()?;
-    let schemas: Vec<String> = crate::query::one::<Vec<String>>(
+    let schemas: Vec<String> = crate::query::one::<Vec<crate::text::Text>>(
         "SELECT pg_catalog.current_schemas(true)::pg_catalog.text[]",
         &[],
     )?
-    .unwrap_or_default();
+    .unwrap_or_default()
+    .into_iter()
+    .map(String::from)
+    .collect();
     Ok(Caller {
         schemas,
         role: role.to_string(),

@@ -48,6 +48,6 @@ pub fn message(e: &CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r)
         | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+        | CaughtError::RustPanic { ereport: r, .. } => crate::error::report_text(r.message()),
     }
 }

@@ -53,38 +53,281 @@ unsafe fn converted(p: *const std::ffi::c_char, input: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// The database's bytes as UTF-8. A database in SQL_ASCII has no encoding to convert from:
-/// its bytes must already be UTF-8, and bytes that are not are an error (22021).
-pub fn to_utf8(bytes: &[u8]) -> String {
+/// The database's bytes as UTF-8, or `None` when they cannot be read as UTF-8 (only a
+/// database in SQL_ASCII can hold such bytes: it has no encoding to convert from, so its text
+/// must already be UTF-8). Never raises for such bytes, so that a caller can say which object
+/// holds them, or leave that object out when the selection does not need it.
+pub fn try_to_utf8(bytes: &[u8]) -> Option<String> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is UTF-8.
-        return unsafe { String::from_utf8_unchecked(bytes.to_vec()) };
+        return Some(unsafe { String::from_utf8_unchecked(bytes.to_vec()) });
     }
-    let converted: Vec<u8> = if is_utf8_database() {
-        bytes.to_vec()
-    } else {
-        // SAFETY: a valid slice, given back as `converted` expects.
-        unsafe {
-            let p = pg_sys::pg_server_to_any(
-                bytes.as_ptr().cast(),
-                bytes.len() as i32,
-                pg_sys::pg_enc::PG_UTF8 as i32,
-            );
-            converted(p, bytes).into_owned()
-        }
+    let encoding = database_encoding();
+    if encoding == pg_sys::pg_enc::PG_UTF8 as i32 || encoding == pg_sys::pg_enc::PG_SQL_ASCII as i32
+    {
+        // Checked here: PostgreSQL's own check (pg_server_to_any in SQL_ASCII) raises 22021
+        // with no hint and no object named.
+        return String::from_utf8(bytes.to_vec()).ok();
+    }
+    // SAFETY: a valid slice, given back as `converted` expects. Text of a database in a real
+    // encoding was checked when it was written, and every encoding converts to UTF-8.
+    let converted = unsafe {
+        let p = pg_sys::pg_server_to_any(
+            bytes.as_ptr().cast(),
+            bytes.len() as i32,
+            pg_sys::pg_enc::PG_UTF8 as i32,
+        );
+        converted(p, bytes).into_owned()
     };
-    match String::from_utf8(converted) {
-        Ok(s) => s,
-        Err(_) => crate::error::BackupError::from_worker(
-            "22021",
-            "the database holds text that is not valid in its encoding".into(),
-            Some(
-                "A database in SQL_ASCII must hold UTF-8 text for pg_backup to read its names and definitions."
-                    .into(),
-            ),
-        )
-        .raise(),
+    String::from_utf8(converted).ok()
+}
+
+/// The error for text of the database that is not valid UTF-8, where no object can be named.
+pub fn not_utf8() -> crate::error::BackupError {
+    crate::error::BackupError::not_utf8(
+        "the database holds a name or text that is not valid UTF-8, which pg_backup cannot read",
+    )
+    .with_hint(
+        "A database in SQL_ASCII must hold UTF-8 text in its names and definitions for pg_backup: \
+         rename the object (ALTER ... RENAME TO) or leave its schema out of the backup.",
+    )
+}
+
+/// Bytes that are not UTF-8, shown readably: the UTF-8 parts as they are, every other byte as
+/// `\xNN`, quoted.
+pub fn shown_bytes(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
     }
+    out.push('"');
+    out
+}
+
+/// The database's bytes as UTF-8 (see [`try_to_utf8`]); bytes that are not are an error
+/// (22021, with a HINT).
+pub fn to_utf8(bytes: &[u8]) -> String {
+    match try_to_utf8(bytes) {
+        Some(s) => s,
+        None => not_utf8().raise(),
+    }
+}
+
+/// Text read as the raw bytes the database holds (in its encoding), for a name that may not
+/// convert: see [`try_to_utf8`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Raw(pub Vec<u8>);
+
+impl Raw {
+    pub fn utf8(&self) -> Option<String> {
+        try_to_utf8(&self.0)
+    }
+}
+
+impl FromDatum for Raw {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Raw> {
+        if is_null || datum.is_null() {
+            return None;
+        }
+        // SAFETY: a text-like varlena, as for pgrx's own String.
+        unsafe {
+            let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let bytes = pgrx::varlena::varlena_to_byte_slice(v).to_vec();
+            if v != datum.cast_mut_ptr() {
+                pg_sys::pfree(v.cast());
+            }
+            Some(Raw(bytes))
+        }
+    }
+}
+
+impl IntoDatum for Raw {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        // SAFETY: copies the bytes into a palloc'd text.
+        let t = unsafe {
+            pg_sys::cstring_to_text_with_len(self.0.as_ptr().cast(), self.0.len() as i32)
+        };
+        Some(pg_sys::Datum::from(t))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::TEXTOID
+    }
+}
+
+/// The name of the current database, as pg_backup records it (manifest, schedules): the bytes
+/// of pg_database.datname as UTF-8 when they are (a database created from a UTF-8 client,
+/// whatever its own encoding: pg_database is shared by every database of the cluster, and
+/// PostgreSQL stores a name as the creating session's bytes), else converted from this
+/// database's encoding. Never raises.
+pub fn current_database() -> String {
+    // SAFETY: MyDatabaseId is set in a connected backend; the name is palloc'd (or NULL).
+    let raw = unsafe {
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if p.is_null() {
+            return String::new();
+        }
+        let v = CStr::from_ptr(p).to_bytes().to_vec();
+        pg_sys::pfree(p.cast());
+        v
+    };
+    database_name(&raw)
+}
+
+/// A datname's bytes as pg_backup names the database (see [`current_database`]).
+pub fn database_name(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => try_to_utf8(raw).unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned()),
+    }
+}
+
+/// Whether `name` (as a manifest or a schedule records it) names the current database; also
+/// the spelling earlier releases recorded (the datname's bytes read in this database's
+/// encoding).
+pub fn is_current_database(name: &str) -> bool {
+    if name == current_database() {
+        return true;
+    }
+    // SAFETY: as in `current_database`.
+    let raw = unsafe {
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if p.is_null() {
+            return false;
+        }
+        let v = CStr::from_ptr(p).to_bytes().to_vec();
+        pg_sys::pfree(p.cast());
+        v
+    };
+    try_to_utf8(&raw).as_deref() == Some(name)
+}
+
+/// Whether a database that accepts connections is named `name` (as pg_backup names it, see
+/// [`current_database`]). Compared in Rust: in SQL, the name's bytes can only be read through
+/// a conversion (textsend converts to the client's encoding).
+pub fn database_exists(name: &str) -> Result<bool, pgrx::spi::Error> {
+    let oids: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select(
+            "SELECT oid FROM pg_catalog.pg_database WHERE datallowconn",
+            None,
+            &[],
+        )?
+        .map(|r| {
+            r.get::<pg_sys::Oid>(1)
+                .map(|o| o.unwrap_or(pg_sys::InvalidOid))
+        })
+        .collect::<Result<Vec<_>, _>>()
+    })?;
+    let here = server_bytes_or_escaped(name);
+    Ok(oids.into_iter().any(|oid| {
+        // SAFETY: a syscache lookup; the name is palloc'd (or NULL).
+        let raw = unsafe {
+            let p = pg_sys::get_database_name(oid);
+            if p.is_null() {
+                return false;
+            }
+            let v = CStr::from_ptr(p).to_bytes().to_vec();
+            pg_sys::pfree(p.cast());
+            v
+        };
+        database_name(&raw) == name || raw == here
+    }))
+}
+
+/// UTF-8 text as bytes in the database's encoding, never raising: a character the encoding has
+/// no equivalent for becomes `\uXXXX`. For error messages and hints, which PostgreSQL sends to
+/// the client as text in the database's encoding (pgrx hands it Rust's UTF-8 as it is).
+pub fn server_bytes_or_escaped(s: &str) -> Vec<u8> {
+    let encoding = database_encoding();
+    if s.is_ascii()
+        || encoding == pg_sys::pg_enc::PG_UTF8 as i32
+        || encoding == pg_sys::pg_enc::PG_SQL_ASCII as i32
+    {
+        return s.as_bytes().to_vec();
+    }
+    // Latin-1 is the first 256 code points: no catalog lookup needed.
+    if encoding == pg_sys::pg_enc::PG_LATIN1 as i32 {
+        return s
+            .chars()
+            .flat_map(|c| match u8::try_from(u32::from(c)) {
+                Ok(b) => vec![b],
+                Err(_) => escape(c),
+            })
+            .collect();
+    }
+    // SAFETY: reads transaction state; the conversion looks up pg_conversion.
+    if !unsafe { pg_sys::IsTransactionState() } {
+        return s
+            .chars()
+            .flat_map(|c| {
+                if c.is_ascii() {
+                    vec![c as u8]
+                } else {
+                    escape(c)
+                }
+            })
+            .collect();
+    }
+    // SAFETY: looks up the default UTF-8 to database-encoding conversion (a syscache read).
+    let proc_ =
+        unsafe { pg_sys::FindDefaultConversionProc(pg_sys::pg_enc::PG_UTF8 as i32, encoding) };
+    let mut out = Vec::with_capacity(s.len() + 8);
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut src = rest.as_bytes().to_vec();
+        let mut dst = vec![0u8; src.len() * 4 + 1];
+        let done = if proc_ == pg_sys::InvalidOid {
+            0
+        } else {
+            // SAFETY: buffers of the sizes given (MAX_CONVERSION_GROWTH is 4); noError stops at
+            // the first character that does not convert instead of raising.
+            unsafe {
+                pg_sys::pg_do_encoding_conversion_buf(
+                    proc_,
+                    pg_sys::pg_enc::PG_UTF8 as i32,
+                    encoding,
+                    src.as_mut_ptr(),
+                    src.len() as i32,
+                    dst.as_mut_ptr(),
+                    dst.len() as i32,
+                    true,
+                )
+            }
+        };
+        let mut done = (done.max(0) as usize).min(rest.len());
+        while !rest.is_char_boundary(done) {
+            done -= 1;
+        }
+        let written = dst.iter().position(|b| *b == 0).unwrap_or(dst.len());
+        out.extend_from_slice(&dst[..written]);
+        rest = &rest[done..];
+        // The character that did not convert, as an escape.
+        if let Some(c) = rest.chars().next() {
+            out.extend(escape(c));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn escape(c: char) -> Vec<u8> {
+    if c.is_ascii() {
+        return vec![c as u8];
+    }
+    format!("\\u{:04X}", u32::from(c)).into_bytes()
 }
 
 /// UTF-8 text in the database's encoding, for the server to read. A character the database's
@@ -313,6 +556,65 @@ impl IntoDatum for Json {
     }
 }
 
+/// jsonb read as UTF-8: pgrx's JsonB reads jsonb_out's text (in the database's encoding) as
+/// UTF-8 and panics on anything else.
+impl FromDatum for Json {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Json> {
+        if is_null || datum.is_null() {
+            return None;
+        }
+        // SAFETY: a jsonb datum; jsonb_out returns a palloc'd NUL-terminated string.
+        let text = unsafe {
+            let out =
+                pgrx::fcinfo::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(datum)])?;
+            let p = out.cast_mut_ptr::<std::ffi::c_char>();
+            let text = to_utf8(CStr::from_ptr(p).to_bytes());
+            pg_sys::pfree(p.cast());
+            text
+        };
+        Some(Json(
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+}
+
+pgrx::impl_sql_translatable!(Json, "jsonb");
+
+// SAFETY: a jsonb argument, read by `FromDatum`.
+unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Json {
+    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: as the trait requires.
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
+        // SAFETY: as the trait requires.
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+// SAFETY: returns the datum `IntoDatum` made.
+unsafe impl pgrx::callconv::BoxRet for Json {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a datum of the function's result type.
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
 // As an argument and a result of a SQL function, as pgrx does for String.
 // SAFETY: a text argument is a text varlena, read by `FromDatum`.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Text {
@@ -347,7 +649,14 @@ unsafe impl pgrx::callconv::BoxRet for Text {
 
 #[cfg(test)]
 mod tests {
-    use super::ascii_json;
+    use super::{ascii_json, shown_bytes};
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_shown_readably() {
+        assert_eq!(shown_bytes(b"bad\xff"), "\"bad\\xFF\"");
+        assert_eq!(shown_bytes("grün\n".as_bytes()), "\"grün\\n\"");
+        assert_eq!(shown_bytes(b"\xc3x"), "\"\\xC3x\"");
+    }
 
     #[test]
     fn json_text_is_ascii_with_escapes() {

@@ -842,6 +842,324 @@ fn non_ascii_schemas_round_trip_between_database_encodings() {
     }
 }
 
+/// An error as a client sees it must be PostgreSQL's fields only: no Rust backtrace, no panic
+/// text, in the message or in a DETAIL.
+fn assert_clean_error(what: &str, e: &postgres::Error) {
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{what}: not a server error: {e}"));
+    assert!(
+        db.detail().is_none(),
+        "{what}: a DETAIL reached the client: {:?}",
+        db.detail()
+    );
+    for field in [Some(db.message()), db.hint()].into_iter().flatten() {
+        assert!(
+            !field.contains("backtrace")
+                && !field.contains("datums converted")
+                && !field.contains(".rs:"),
+            "{what}: {field}"
+        );
+    }
+    assert_ne!(
+        sqlstate(e),
+        "XX000",
+        "{what}: an internal error: {}",
+        db.message()
+    );
+}
+
+const BACKTRACE_ENV: &[(&str, &str)] = &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")];
+
+/// Issue 17: in a LATIN1 database named `café`, every function takes non-ASCII text arguments
+/// (0.2.0 failed with XX000 "datums converted to &str should be valid UTF-8" in rescan(),
+/// schedule(), and verify/delete/restore/unschedule given a non-ASCII argument), names
+/// round-trip, the database's name is recorded as `café`, and an error naming a non-ASCII
+/// object reads correctly in a UTF-8 client (0.2.0 sent the UTF-8 text as if it were LATIN1).
+/// The server runs with RUST_BACKTRACE=1: still no backtrace in any error.
+#[test]
+fn latin1_database_takes_non_ascii_arguments_and_reports_them_readably() {
+    let s = Server::start_with_env("", BACKTRACE_ENV);
+    s.connect("postgres")
+        .batch_execute(
+            r#"CREATE DATABASE "café" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"#,
+        )
+        .unwrap();
+    let mut c = s.connect("café");
+    c.batch_execute(
+        r#"CREATE EXTENSION pg_backup;
+           CREATE SCHEMA "häfen";
+           CREATE TABLE "häfen"."schiffe" ("größe" int, name text);
+           INSERT INTO "häfen"."schiffe" VALUES (1, 'Möwe'), (2, 'Kranich');
+           CREATE TABLE public."löwe" (x int);
+           INSERT INTO public."löwe" VALUES (7);
+           SET search_path = "häfen", public;"#,
+    )
+    .unwrap();
+    // create with non-ASCII names in tables => and schemas =>.
+    let tables = vec!["\"häfen\".schiffe".to_string(), "public.löwe".to_string()];
+    let id: String = c
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => $1)",
+            &[&tables],
+        )
+        .unwrap_or_else(|e| panic!("create(tables): {e:?}"))
+        .get(0);
+    let by_schema: String = c
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => $1)",
+            &[&vec!["häfen".to_string()]],
+        )
+        .unwrap_or_else(|e| panic!("create(schemas): {e:?}"))
+        .get(0);
+    // The database's name in the manifest reads as it is named.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.backup_dir().join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["database"], "café");
+
+    // verify, with its non-ASCII argument an error of its own (a backup id is ASCII).
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'")
+        ),
+        0
+    );
+    let mut errors = Vec::new();
+    for (what, sql) in [
+        ("verify", "SELECT * FROM backup.verify('bäd')"),
+        ("delete", "SELECT backup.delete('bäd')"),
+        ("restore", "SELECT * FROM backup.restore('bäd')"),
+        ("unschedule", "SELECT backup.unschedule('nächtlich')"),
+        (
+            "schedule",
+            "SELECT * FROM backup.schedule('nächtlich', '@daily')",
+        ),
+        (
+            "rescan storage",
+            "SELECT * FROM backup.rescan(storage => 'fernö')",
+        ),
+    ] {
+        let e = c.query(sql, &[]).unwrap_err();
+        assert_clean_error(what, &e);
+        assert!(hint(&e).is_some(), "{what}: no HINT: {}", message(&e));
+        errors.push((what, message(&e)));
+    }
+    for (what, m) in &errors {
+        // The argument is named as it was written.
+        let arg = ["bäd", "fernö", "nächtlich"]
+            .into_iter()
+            .find(|a| m.contains(a));
+        assert!(arg.is_some(), "{what}: the argument reads wrong: {m}");
+    }
+
+    // An error naming a non-ASCII object reads correctly in the client.
+    let e = c
+        .query(
+            "SELECT * FROM backup.create(tables => $1)",
+            &[&vec!["fehlt_ö".to_string()]],
+        )
+        .unwrap_err();
+    assert_clean_error("create of a missing table", &e);
+    assert_eq!(sqlstate(&e), "42704");
+    assert!(
+        message(&e).contains("\"fehlt_ö\""),
+        "the name reads wrong: {}",
+        message(&e)
+    );
+
+    // rescan registers the archives again (the manifest's database is this one).
+    c.batch_execute(&format!(
+        "DELETE FROM backup.backups WHERE id IN ('{id}', '{by_schema}')"
+    ))
+    .unwrap();
+    let found: Vec<String> = c
+        .query("SELECT * FROM backup.rescan()", &[])
+        .unwrap_or_else(|e| panic!("rescan: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        found.contains(&id) && found.contains(&by_schema),
+        "{found:?}"
+    );
+
+    // restore with non-ASCII tables => and target_schema => round-trips rows and names.
+    let rows = c
+        .query(
+            "SELECT object, status FROM backup.restore($1, schemas => $2, target_schema => 'ziel_ö')",
+            &[&by_schema, &vec!["häfen".to_string()]],
+        )
+        .unwrap_or_else(|e| panic!("restore(target_schema): {e:?}"));
+    assert!(
+        rows.iter().all(|r| r.get::<_, String>(1) != "failed"),
+        "{:?}",
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        text(
+            &mut c,
+            r#"SELECT string_agg("größe" || ':' || name, ',' ORDER BY "größe") FROM "ziel_ö".schiffe"#
+        ),
+        "1:Möwe,2:Kranich"
+    );
+    c.batch_execute(r#"DROP TABLE public."löwe"; DROP TABLE "häfen".schiffe"#)
+        .unwrap();
+    c.query(
+        "SELECT * FROM backup.restore($1, tables => $2)",
+        &[&id, &tables],
+    )
+    .unwrap_or_else(|e| panic!("restore(tables): {e:?}"));
+    assert_eq!(
+        text(
+            &mut c,
+            r#"SELECT string_agg(name, ',' ORDER BY "größe") || '/' || (SELECT x FROM public."löwe")
+               FROM "häfen".schiffe"#
+        ),
+        "Möwe,Kranich/7"
+    );
+
+    // schedule and unschedule: a schedule of this database, its options and database as given.
+    let r = c
+        .query_one(
+            "SELECT name, database, options->'schemas'->>0 FROM backup.schedule('nachts', '@daily', schemas => $1)",
+            &[&vec!["häfen".to_string()]],
+        )
+        .unwrap_or_else(|e| panic!("schedule: {e:?}"));
+    assert_eq!(r.get::<_, String>(0), "nachts");
+    assert_eq!(r.get::<_, String>(1), "café");
+    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("häfen"));
+    let r = c
+        .query_one(
+            "SELECT database FROM backup.schedule('nachts2', '@daily', database => 'café')",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("schedule(database): {e:?}"));
+    assert_eq!(r.get::<_, String>(0), "café");
+    assert_eq!(
+        text(
+            &mut c,
+            "SELECT string_agg(database || '/' || (options->'schemas'->>0), ',') FROM backup.schedules WHERE name = 'nachts'"
+        ),
+        "café/häfen"
+    );
+    for name in ["nachts", "nachts2"] {
+        let gone: bool = c
+            .query_one("SELECT backup.unschedule($1)", &[&name])
+            .unwrap()
+            .get(0);
+        assert!(gone);
+    }
+    // An error PostgreSQL raises inside a call (a lock timeout while create() locks the
+    // tables) reaches the client as PostgreSQL's own: 0.2.0 added a Rust backtrace as DETAIL.
+    let mut holder = s.connect("café");
+    holder
+        .batch_execute(r#"BEGIN; LOCK TABLE "häfen".schiffe IN ACCESS EXCLUSIVE MODE"#)
+        .unwrap();
+    c.batch_execute("SET lock_timeout = '200ms'").unwrap();
+    let e = c
+        .query(
+            "SELECT * FROM backup.create(schemas => $1)",
+            &[&vec!["häfen".to_string()]],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55P03", "{}", message(&e));
+    assert_clean_error("lock timeout", &e);
+    holder.batch_execute("ROLLBACK").unwrap();
+    c.batch_execute("RESET lock_timeout").unwrap();
+    // delete.
+    let gone: bool = c
+        .query_one("SELECT backup.delete($1)", &[&id])
+        .unwrap_or_else(|e| panic!("delete: {e:?}"))
+        .get(0);
+    assert!(gone);
+    assert!(!s.backup_dir().join(&id).exists());
+}
+
+/// Issue 17: in a SQL_ASCII database, a table whose name is not valid UTF-8 fails only a backup
+/// that takes it, with an error naming it (OID and schema) and a HINT, never a Rust backtrace
+/// (0.2.0: every create() failed, even of other schemas, with 22021, no HINT, no object named
+/// and, on a server with RUST_BACKTRACE=1, a Rust backtrace as DETAIL).
+#[test]
+fn sql_ascii_database_with_a_non_utf8_name_fails_only_the_object_it_names() {
+    let s = Server::start_with_env("", BACKTRACE_ENV);
+    s.connect("postgres")
+        .batch_execute(
+            "CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+        )
+        .unwrap();
+    let mut c = s.connect("ascii");
+    c.batch_execute(
+        r#"CREATE EXTENSION pg_backup;
+           CREATE SCHEMA other;
+           CREATE TABLE other.good (x int, t text);
+           INSERT INTO other.good VALUES (1, 'grün'), (2, 'ok');
+           -- The byte 0xFF, as a client in SQL_ASCII would send it.
+           DO $$ BEGIN
+             EXECUTE pg_catalog.format('CREATE TABLE public.%I (x int)',
+                                       'bad' || convert_from('\xff'::bytea, 'SQL_ASCII'));
+           END $$;"#,
+    )
+    .unwrap();
+    let bad_oid: i64 = count(
+        &mut c,
+        "SELECT oid::int8 FROM pg_class WHERE convert_to(relname::text, 'SQL_ASCII') = '\\x626164ff'::bytea",
+    );
+
+    for (what, sql) in [
+        ("whole database", "SELECT * FROM backup.create()"),
+        (
+            "its schema",
+            "SELECT * FROM backup.create(schemas => '{public,other}')",
+        ),
+    ] {
+        let e = c.query(sql, &[]).unwrap_err();
+        assert_clean_error(what, &e);
+        assert_eq!(sqlstate(&e), "22021", "{what}: {}", message(&e));
+        let m = message(&e);
+        assert!(
+            m.contains(&bad_oid.to_string()) && m.contains("public") && m.contains("bad\\xFF"),
+            "{what}: the object is not named: {m}"
+        );
+        let h = hint(&e).unwrap_or_else(|| panic!("{what}: no HINT: {m}"));
+        assert!(
+            h.contains("RENAME") && h.contains("schemas =>"),
+            "{what}: {h}"
+        );
+    }
+    // Another schema backs up and restores.
+    let id = create(&mut c, "schemas => '{other}'");
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'")
+        ),
+        0
+    );
+    c.batch_execute("DROP TABLE other.good").unwrap();
+    c.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_or_else(|e| panic!("restore: {e:?}"));
+    assert_eq!(
+        text(
+            &mut c,
+            "SELECT string_agg(x || t, ',' ORDER BY x) FROM other.good"
+        ),
+        "1grün,2ok"
+    );
+    // The table of bad bytes is still there, untouched.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE convert_to(relname::text, 'SQL_ASCII') = '\\x626164ff'::bytea"
+        ),
+        1
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. NULL and odd arguments: 22004/22023 with a HINT, everywhere.
 

@@ -24,7 +24,7 @@ impl Compression {
     pub fn parse(text: &str, gzip_level: u32) -> Result<Compression> {
         let t = text.trim().to_ascii_lowercase();
         let bad = || {
-            BackupError::invalid(format!("invalid compression \"{}\"", text.escape_default()))
+            BackupError::invalid(format!("invalid compression \"{}\"", text.escape_debug()))
                 .with_hint(
                     "Use 'zstd', 'zstd:1' .. 'zstd:19', 'gzip', 'gzip:1' .. 'gzip:9' or 'none'.",
                 )

@@ -18,7 +18,7 @@ pub fn validate(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(BackupError::invalid(format!("invalid backup id \"{}\"", id.escape_default()))
+        Err(BackupError::invalid(format!("invalid backup id \"{}\"", id.escape_debug()))
             .with_hint("A backup id matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$; see SELECT id FROM backup.backups."))
     }
 }
@@ -34,7 +34,7 @@ pub fn validate_label(label: &str) -> Result<()> {
         Ok(())
     } else {
         Err(
-            BackupError::invalid(format!("invalid label \"{}\"", label.escape_default()))
+            BackupError::invalid(format!("invalid label \"{}\"", label.escape_debug()))
                 .with_hint("A label is 1 to 64 characters from A-Z a-z 0-9 . _ -"),
         )
     }

@@ -120,7 +120,7 @@ impl Manifest {
         if let Some(f) = m.files.iter().find(|f| !is_archive_path(&f.path)) {
             return Err(BackupError::corrupt(format!(
                 "manifest.json lists an unexpected file path \"{}\"",
-                f.path.escape_default()
+                f.path.escape_debug()
             )));
         }
         if m.format_version < 2 {

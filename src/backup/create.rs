@@ -770,14 +770,14 @@ fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()>
 }
 
 fn server_facts() -> Result<(String, String, String)> {
-    let (db, ver) = Spi::get_two::<crate::text::Text, String>(
-        "SELECT current_database()::text, current_setting('server_version')",
-    )?;
-    let db = db.map(String::from);
+    // The name as pg_database holds it (see text::current_database), whatever this
+    // database's encoding.
+    let db = crate::text::current_database();
+    let ver = crate::query::one::<String>("SELECT current_setting('server_version')", &[])?;
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();
-    Ok((db.unwrap_or_default(), enc, ver.unwrap_or_default()))
+    Ok((db, enc, ver.unwrap_or_default()))
 }
 
 pub use crate::catalog::sweep::dir_size;

@@ -51,7 +51,9 @@ pub fn verify(
                 "SELECT id FROM backup.backups WHERE status = 'completed'
                    AND ($1::text IS NULL OR storage = $1) ORDER BY started_at",
                 None,
-                &[storage.map(str::to_string).into()],
+                &[storage
+                    .map(crate::text::arg)
+                    .unwrap_or_else(|| Option::<String>::None.into())],
             )?
             .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
             .collect::<Result<Vec<_>>>()
@@ -244,7 +246,6 @@ pub fn prune(
 /// Register archives found in a storage target that the catalog does not know: the
 /// disaster-recovery path (a new server, an empty database, the bucket).
 fn rescan_storage(name: &str) -> Result<Vec<String>> {
-    let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
     let mut found = Vec::new();
     let mut other_db = 0;
     let now = chrono::Utc::now();
@@ -252,7 +253,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         if catalog_status(&id)?.is_some() {
             continue;
         }
-        if m.database != current_db {
+        if !crate::text::is_current_database(&m.database) {
             other_db += 1;
             continue;
         }
@@ -289,25 +290,25 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
             }
         }
         let url = target.store.url();
-        Spi::run_with_args(
+        crate::text::run_with_args(
             "INSERT INTO backup.backups (id, label, status, kind, format, compression, options, started_at,
                                          finished_at, table_count, row_count, bytes, manifest_sha256, path, created_by,
                                          storage, storage_url)
-             VALUES ($1, $2, 'completed', $3, $4, $5, $6::jsonb, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, NULL, 'rescan', $12, $13)",
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, NULL, 'rescan', $12, $13)",
             &[
                 id.clone().into(),
                 m.label.clone().into(),
                 kind_of(&m).into(),
                 m.format.clone().into(),
                 m.compression.clone().into(),
-                m.options.to_string().into(),
+                crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (size as i64).into(),
                 manifest::sha256_hex(&raw).into(),
-                name.to_string().into(),
-                format!("{url}{id}/").into(),
+                crate::text::arg(name),
+                crate::text::arg(format!("{url}{id}/")),
             ],
         )?;
         found.push(id);
@@ -359,7 +360,6 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
     }
     let base = guc::directory();
     let mut found = Vec::new();
-    let current_db = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
     let Ok(entries) = std::fs::read_dir(&base) else {
         return Ok(found);
     };
@@ -391,7 +391,7 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
             );
             continue;
         };
-        if m.database != current_db {
+        if !crate::text::is_current_database(&m.database) {
             // Another database's archive (the directory is shared by the cluster).
             continue;
         }
@@ -421,23 +421,23 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
             (_, Some(true)) => "data",
             _ => "full",
         };
-        Spi::run_with_args(
+        crate::text::run_with_args(
             "INSERT INTO backup.backups (id, label, status, kind, format, compression, options, started_at,
                                          finished_at, table_count, row_count, bytes, manifest_sha256, path, created_by)
-             VALUES ($1, $2, 'completed', $3, $4, $5, $6::jsonb, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, $12, 'rescan')",
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7::timestamptz, $7::timestamptz, $8, $9, $10, $11, $12, 'rescan')",
             &[
                 name.clone().into(),
                 m.label.clone().into(),
                 kind.into(),
                 m.format.clone().into(),
                 m.compression.clone().into(),
-                m.options.to_string().into(),
+                crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (dir_size(&dir) as i64).into(),
                 manifest::sha256_hex(&json).into(),
-                dir.to_string_lossy().into_owned().into(),
+                crate::text::arg(dir.to_string_lossy().into_owned()),
             ],
         )?;
         found.push(name);

@@ -104,7 +104,7 @@ impl CreateOptions {
         if !matches!(format.as_str(), "native" | "sql" | "json" | "csv") {
             return Err(BackupError::invalid(format!(
                 "invalid format \"{}\"",
-                format.escape_default()
+                format.escape_debug()
             ))
             .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."));
         }

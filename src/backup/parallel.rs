@@ -672,8 +672,8 @@ fn caught_error(e: &CaughtError) -> WorkerError {
         .into_owned();
     WorkerError {
         sqlstate,
-        message: r.message().to_string(),
-        hint: r.hint().map(str::to_string),
+        message: crate::error::report_text(r.message()),
+        hint: r.hint().map(crate::error::report_text),
     }
 }
 

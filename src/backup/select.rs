@@ -39,7 +39,7 @@ pub struct Selection {
 
 /// Relations pg_backup can see: not system, not temporary, not ours, not an extension's.
 const CANDIDATES: &str = r#"
-SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text
+SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, n.oid
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND c.relpersistence <> 't'
@@ -59,7 +59,7 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
             .flatten()
             .map(|v| v.into_iter().map(String::from).collect::<Vec<String>>())
             .ok_or_else(|| {
-                BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default()))
+                BackupError::invalid(format!("invalid table name \"{}\"", name.escape_debug()))
                     .with_hint(
                     "Write schema.table or a bare name, quoted like an SQL identifier if needed.",
                 )
@@ -70,7 +70,7 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
         _ => {
             return Err(BackupError::invalid(format!(
                 "invalid table name \"{}\"",
-                name.escape_default()
+                name.escape_debug()
             ))
             .with_hint("Write schema.table or a bare name."))
         }
@@ -89,22 +89,69 @@ pub fn resolve(name: &str, caller_schemas: &[String]) -> Result<pg_sys::Oid> {
     })
 }
 
+/// A relation whose name (or its schema's) cannot be read as UTF-8 (a database in SQL_ASCII
+/// holding other bytes): it fails the backup only when the selection takes it.
+struct Unreadable {
+    oid: pg_sys::Oid,
+    /// The schema's name when it reads, else None.
+    schema: Option<String>,
+    schema_oid: pg_sys::Oid,
+    raw_schema: Vec<u8>,
+    raw_name: Vec<u8>,
+}
+
+impl Unreadable {
+    fn error(&self) -> BackupError {
+        let schema = match &self.schema {
+            Some(s) => format!("schema \"{s}\""),
+            None => format!(
+                "schema with OID {} (named {})",
+                u32::from(self.schema_oid),
+                text::shown_bytes(&self.raw_schema)
+            ),
+        };
+        BackupError::not_utf8(format!(
+            "relation with OID {} in {schema} has a name that is not valid UTF-8: {}",
+            u32::from(self.oid),
+            text::shown_bytes(&self.raw_name)
+        ))
+        .with_hint(
+            "pg_backup reads names as UTF-8, which is what a database in SQL_ASCII must hold for it. \
+             Rename the relation (ALTER TABLE ... RENAME TO, from a session with client_encoding SQL_ASCII), \
+             or back up the other schemas only: schemas => '{...}'.",
+        )
+    }
+}
+
 pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selection> {
-    let all: Vec<Relation> = Spi::connect(|client| {
+    let (all, unreadable): (Vec<Relation>, Vec<Unreadable>) = Spi::connect(|client| {
         let rows = client.select(CANDIDATES, None, &[])?;
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for row in rows {
-            out.push(Relation {
-                oid: row.get(1)?.expect("oid"),
-                schema: row.get::<Text>(2)?.expect("schema").0,
-                name: row.get::<Text>(3)?.expect("name").0,
-                kind: row
-                    .get::<String>(4)?
-                    .and_then(|s| s.chars().next())
-                    .unwrap_or('r'),
-            });
+            let oid = row.get(1)?.expect("oid");
+            let raw_schema = row.get::<text::Raw>(2)?.unwrap_or_default();
+            let raw_name = row.get::<text::Raw>(3)?.unwrap_or_default();
+            match (raw_schema.utf8(), raw_name.utf8()) {
+                (Some(schema), Some(name)) => out.push(Relation {
+                    oid,
+                    schema,
+                    name,
+                    kind: row
+                        .get::<String>(4)?
+                        .and_then(|s| s.chars().next())
+                        .unwrap_or('r'),
+                }),
+                (schema, _) => bad.push(Unreadable {
+                    oid,
+                    schema,
+                    schema_oid: row.get(5)?.expect("oid"),
+                    raw_schema: raw_schema.0,
+                    raw_name: raw_name.0,
+                }),
+            }
         }
-        Ok::<_, BackupError>(out)
+        Ok::<_, BackupError>((out, bad))
     })?;
 
     let mut config_tables = Vec::new();
@@ -114,6 +161,9 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         let mut oids = Vec::new();
         for t in tables {
             let oid = resolve(t, caller_schemas)?;
+            if let Some(u) = unreadable.iter().find(|u| u.oid == oid) {
+                return Err(u.error());
+            }
             if !all.iter().any(|r| r.oid == oid) {
                 // An extension's configuration table: its rows, as pg_dump -t takes them.
                 if is_config_table(oid)? {
@@ -159,11 +209,21 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
                 );
             }
         }
+        // A relation whose name does not read fails the backup only if its schema is taken.
+        if let Some(u) = unreadable
+            .iter()
+            .find(|u| u.schema.as_ref().is_some_and(|s| schemas.contains(s)))
+        {
+            return Err(u.error());
+        }
         all.iter()
             .filter(|r| schemas.contains(&r.schema))
             .map(|r| r.oid)
             .collect()
     } else {
+        if let Some(u) = unreadable.first() {
+            return Err(u.error());
+        }
         all.iter().map(|r| r.oid).collect()
     };
 
@@ -193,7 +253,7 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
         (None, Some(s)) => s.clone(),
         (None, None) => Spi::connect(|client| {
             let rows = client.select(
-                "SELECT nspname::text FROM pg_namespace n
+                "SELECT nspname::text, n.oid FROM pg_namespace n
                  WHERE nspname NOT IN ('pg_catalog', 'information_schema')
                    AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
                    AND n.oid <> (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_backup')
@@ -204,7 +264,23 @@ pub fn select(opts: &CreateOptions, caller_schemas: &[String]) -> Result<Selecti
             )?;
             let mut v = Vec::new();
             for row in rows {
-                v.push(row.get::<Text>(1)?.unwrap_or_default().0);
+                let raw = row.get::<text::Raw>(1)?.unwrap_or_default();
+                match raw.utf8() {
+                    Some(name) => v.push(name),
+                    None => {
+                        let oid: pg_sys::Oid = row.get(2)?.expect("oid");
+                        return Err(BackupError::not_utf8(format!(
+                            "schema with OID {} has a name that is not valid UTF-8: {}",
+                            u32::from(oid),
+                            text::shown_bytes(&raw.0)
+                        ))
+                        .with_hint(
+                            "pg_backup reads names as UTF-8, which is what a database in SQL_ASCII must hold for it. \
+                             Rename the schema (ALTER SCHEMA ... RENAME TO, from a session with client_encoding SQL_ASCII), \
+                             or back up the other schemas only: schemas => '{...}'.",
+                        ));
+                    }
+                }
             }
             Ok::<_, BackupError>(v)
         })?,

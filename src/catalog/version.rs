@@ -4,8 +4,6 @@
 //! entry point checks first, so a new library never reads or writes an old catalog, and says
 //! exactly what to run.
 
-use pgrx::prelude::*;
-
 use crate::error::{BackupError, Result};
 
 /// The release of this library (the control file's default_version comes from the same place).
@@ -58,16 +56,7 @@ fn release(v: &str) -> Vec<u64> {
 }
 
 fn database_name() -> String {
-    unsafe {
-        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        if name.is_null() {
-            String::from("?")
-        } else {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
+    crate::text::current_database()
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ pub fn copy_chunks_into(
     if unsafe { pg_sys::pg_char_to_encoding(encoding_c.as_ptr()) } < 0 {
         return Err(BackupError::corrupt(format!(
             "the backup's encoding \"{}\" is not one PostgreSQL knows",
-            encoding.escape_default()
+            encoding.escape_debug()
         )));
     }
     let hint = EncodingHint {

@@ -8,7 +8,7 @@ use crate::error::{BackupError, Result};
 /// case, `"..."` keeps case and may contain dots and doubled quotes.
 pub fn parse_qualified(name: &str) -> Result<(Option<String>, String)> {
     let bad = || {
-        BackupError::invalid(format!("invalid table name \"{}\"", name.escape_default())).with_hint(
+        BackupError::invalid(format!("invalid table name \"{}\"", name.escape_debug())).with_hint(
             "Write schema.table or a bare table name, quoted like an SQL identifier if needed.",
         )
     };

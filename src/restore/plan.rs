@@ -22,7 +22,7 @@ impl Existing {
             _ => {
                 return Err(BackupError::invalid(format!(
                     "invalid value for existing: \"{}\"",
-                    s.escape_default()
+                    s.escape_debug()
                 ))
                 .with_hint("Use 'fail', 'skip', 'truncate', 'drop' or 'append'."))
             }
@@ -44,7 +44,7 @@ impl OnError {
             "continue" => Ok(OnError::Continue),
             _ => Err(BackupError::invalid(format!(
                 "invalid value for on_error: \"{}\"",
-                s.escape_default()
+                s.escape_debug()
             ))
             .with_hint("Use 'abort' (all or nothing, the default) or 'continue'.")),
         }

@@ -379,7 +379,7 @@ fn check_privileges(
             // Without a recorded owner, the rows are judged by the table of that name here: only
             // meaningful when the backup was taken of this very database (elsewhere, a table of
             // the same name could be the caller's own).
-            let original = if owner.is_some() || m.database == current_database()? {
+            let original = if owner.is_some() || crate::text::is_current_database(&m.database) {
                 table_oid(&s, &n)?
             } else {
                 None
@@ -399,13 +399,4 @@ fn check_privileges(
         }
     }
     Ok(())
-}
-
-fn current_database() -> Result<String> {
-    Ok(crate::query::one::<crate::text::Text>(
-        "SELECT pg_catalog.current_database()::pg_catalog.text",
-        &[],
-    )?
-    .unwrap_or_default()
-    .0)
 }

@@ -280,7 +280,7 @@ pub fn describe_error(e: &CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => format!(
             "{} (SQLSTATE {})",
-            r.message(),
+            crate::error::report_text(r.message()),
             sqlstate_of(r.sql_error_code())
         ),
         other => subtransaction::message(other),
@@ -496,12 +496,13 @@ pub struct Walk<'j, 'a> {
 impl<'j, 'a> Walk<'j, 'a> {
     pub fn new(job: &'j Job<'a>) -> Result<Self> {
         // Read-only (a dry run plans on a hot standby).
-        let preexisting = crate::query::one::<Vec<String>>(
+        let preexisting = crate::query::one::<Vec<crate::text::Text>>(
             "SELECT COALESCE(pg_catalog.array_agg(extname::pg_catalog.text), '{}') FROM pg_catalog.pg_extension",
             &[],
         )?
         .unwrap_or_default()
         .into_iter()
+        .map(String::from)
         .collect();
         Ok(Walk {
             job,

@@ -169,7 +169,7 @@ impl Scope {
                 if to.is_empty() || to.chars().any(|c| c == '\\' || c.is_control()) {
                     return Err(BackupError::invalid(format!(
                         "invalid target_schema \"{}\"",
-                        to.escape_default()
+                        to.escape_debug()
                     ))
                     .with_hint("Use a schema name without backslashes or control characters."));
                 }

@@ -34,7 +34,7 @@ const MONTHS: [&str; 12] = [
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 fn invalid(expr: &str, why: impl std::fmt::Display) -> BackupError {
-    BackupError::invalid(format!("invalid cron expression \"{}\": {why}", expr.escape_default())).with_hint(
+    BackupError::invalid(format!("invalid cron expression \"{}\": {why}", expr.escape_debug())).with_hint(
         "Use five fields 'minute hour day-of-month month day-of-week' (e.g. '30 2 * * *' for 02:30 UTC daily), \
          @hourly/@daily/@weekly/@monthly/@yearly, or 'N seconds' with N from 1 to 59.",
     )

@@ -9,6 +9,7 @@ use super::run::{self, RunRequest, RunResult};
 use crate::backup::options::{CreateArgs, CreateOptions};
 use crate::error::{BackupError, Result};
 use crate::guc;
+use crate::text;
 
 pub struct ScheduleArgs {
     pub name: String,
@@ -30,7 +31,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(BackupError::invalid(format!("invalid schedule name \"{}\"", name.escape_default()))
+        Err(BackupError::invalid(format!("invalid schedule name \"{}\"", name.escape_debug()))
             .with_hint("A schedule name is 1 to 64 characters from A-Z a-z 0-9 . _ - and starts with a letter or digit."))
     }
 }
@@ -69,13 +70,9 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
     }
     let database = match a.database {
         Some(d) => d,
-        None => Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default(),
+        None => text::current_database(),
     };
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn)",
-        &[database.clone().into()],
-    )?
-    .unwrap_or(false);
+    let exists = text::database_exists(&database)?;
     if !exists {
         return Err(
             BackupError::unknown(format!("database \"{database}\" does not exist")).with_hint(
@@ -83,18 +80,17 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
             ),
         );
     }
-    let options = serde_json::to_string(&a.create).expect("options serialize");
-    Spi::run_with_args(
+    text::run_with_args(
         "INSERT INTO backup.schedules (name, cron, database, options, keep_last, keep_days, enabled, next_run_at)
-         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8::timestamptz)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz)
          ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, database = EXCLUDED.database,
            options = EXCLUDED.options, keep_last = EXCLUDED.keep_last, keep_days = EXCLUDED.keep_days,
            enabled = EXCLUDED.enabled, next_run_at = EXCLUDED.next_run_at",
         &[
-            a.name.into(),
-            a.cron.trim().to_string().into(),
-            database.into(),
-            options.into(),
+            text::arg(a.name),
+            text::arg(a.cron.trim()),
+            text::arg(database),
+            crate::text::Json(serde_json::to_value(&a.create).expect("options serialize")).into(),
             a.keep_last.into(),
             a.keep_days.into(),
             a.enabled.into(),
@@ -110,12 +106,18 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
         .set_hint("Add it in postgresql.conf: shared_preload_libraries = 'pg_backup' (restart needed).")
         .report(PgLogLevel::WARNING);
     } else {
-        let here = Spi::get_one::<String>("SELECT current_database()::text")?.unwrap_or_default();
+        let here = text::current_database();
         if here != guc::database() {
-            pgrx::warning!(
-                "the scheduler reads backup.schedules in database \"{}\", not \"{}\": this schedule will not run",
-                guc::database(),
-                here
+            crate::error::report(
+                PgLogLevel::WARNING,
+                PgSqlErrorCode::ERRCODE_WARNING,
+                &format!(
+                    "the scheduler reads backup.schedules in database \"{}\", not \"{}\": this schedule will not run",
+                    guc::database(),
+                    here
+                ),
+                None,
+                "pg_backup",
             );
         }
     }
@@ -126,7 +128,7 @@ pub fn remove(name: &str) -> Result<bool> {
     validate_name(name)?;
     let gone = Spi::get_one_with_args::<bool>(
         "WITH d AS (DELETE FROM backup.schedules WHERE name = $1 RETURNING 1) SELECT EXISTS (SELECT 1 FROM d)",
-        &[name.into()],
+        &[text::arg(name)],
     )?
     .unwrap_or(false);
     if !gone {
@@ -142,11 +144,11 @@ pub fn unknown_schedule(name: &str) -> BackupError {
 
 /// The run request for schedule `name`, from its row.
 pub fn request(name: &str) -> Result<Option<RunRequest>> {
-    let row = Spi::get_one_with_args::<pgrx::JsonB>(
+    let row = Spi::get_one_with_args::<text::Json>(
         "SELECT (SELECT jsonb_build_object('schedule', name, 'database', database, 'options', options,
                                            'keep_last', keep_last, 'keep_days', keep_days)
                  FROM backup.schedules WHERE name = $1)",
-        &[name.into()],
+        &[text::arg(name)],
     )?;
     Ok(match row {
         Some(j) => Some(
@@ -162,7 +164,11 @@ pub fn record(name: &str, r: &RunResult) -> Result<()> {
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id)
          WHERE name = $1",
-        &[name.into(), r.status.clone().into(), r.backup_id.clone().into()],
+        &[
+            text::arg(name),
+            r.status.clone().into(),
+            r.backup_id.clone().into(),
+        ],
     )?;
     Ok(())
 }
@@ -175,7 +181,7 @@ pub fn mark_started(name: &str, cron: &str) -> Result<()> {
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running', next_run_at = $2::timestamptz
          WHERE name = $1",
-        &[name.into(), next.into()],
+        &[text::arg(name), next.into()],
     )?;
     Ok(())
 }
@@ -186,7 +192,7 @@ pub fn run_now(name: &str) -> Result<RunResult> {
     let req = request(name)?.ok_or_else(|| unknown_schedule(name))?;
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running' WHERE name = $1",
-        &[name.into()],
+        &[text::arg(name)],
     )?;
     let result = run::launch(&req, false)?.wait();
     record(name, &result)?;

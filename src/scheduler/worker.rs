@@ -153,7 +153,10 @@ fn due_schedules() -> Vec<Due> {
         )?;
         let mut v = Vec::new();
         for r in rows {
-            v.push(Due { name: r.get::<String>(1)?.unwrap_or_default(), cron: r.get::<String>(2)?.unwrap_or_default() });
+            v.push(Due {
+                name: r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
+                cron: r.get::<crate::text::Text>(2)?.unwrap_or_default().0,
+            });
         }
         Ok::<_, pgrx::spi::Error>(v)
     })

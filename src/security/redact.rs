@@ -52,7 +52,13 @@ fn report(e: &CaughtError) -> &ErrorReportWithLevel {
 pub fn describe(e: &CaughtError, kind: &str, object: &str, exposure: Exposure) -> String {
     let r = report(e);
     log_full(r, kind, object);
-    redacted(r.sql_error_code(), r.message(), kind, object, exposure)
+    redacted(
+        r.sql_error_code(),
+        &crate::error::report_text(r.message()),
+        kind,
+        object,
+        exposure,
+    )
 }
 
 /// The redacted text for an error with `code` and `message` (pure, for tests).
@@ -84,16 +90,20 @@ pub fn redacted(
 
 /// The whole error, for the server log only.
 fn log_full(r: &ErrorReportWithLevel, kind: &str, object: &str) {
+    // The message as PostgreSQL raised it (only its bytes may have been read as UTF-8 by pgrx).
     let mut report = ErrorReport::new(
         r.sql_error_code(),
-        format!("pg_backup: {kind} {object} failed: {}", r.message()),
+        format!(
+            "pg_backup: {kind} {object} failed: {}",
+            crate::error::report_text(r.message())
+        ),
         "pg_backup restore",
     );
     if let Some(d) = r.detail() {
         report = report.set_detail(d.to_string());
     }
     if let Some(h) = r.hint() {
-        report = report.set_hint(h.to_string());
+        report = report.set_hint(crate::error::report_text(h));
     }
     report.report(PgLogLevel::LOG_SERVER_ONLY);
 }
@@ -114,12 +124,16 @@ pub fn raise(e: &CaughtError, text: String) -> ! {
             | PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE
     ) {
         if let Some(h) = r.hint() {
-            hint = format!("{h} {hint}");
+            hint = format!("{} {hint}", crate::error::report_text(h));
         }
     }
-    ErrorReport::new(code, text, "pg_backup restore")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    crate::error::report(
+        PgLogLevel::ERROR,
+        code,
+        &text,
+        Some(&hint),
+        "pg_backup restore",
+    );
     unreachable!("ereport(ERROR) returned")
 }
 

@@ -55,7 +55,7 @@ fn resolves_to_protected(name: &str) -> Result<bool> {
 fn refusal(name: &str, what: &str) -> BackupError {
     BackupError::denied(format!(
         "{what} \"{}\" is pg_backup's own schema or a system schema; a restore never writes there",
-        name.escape_default()
+        name.escape_debug()
     ))
     .with_hint(
         "Restore into an ordinary schema: target_schema => 'restored' (it is created if missing).",

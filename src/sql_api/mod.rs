@@ -27,6 +27,12 @@ fn required<T>(value: Option<T>, name: &str, hint: &str) -> T {
         .or_raise()
 }
 
+/// A text argument as UTF-8 (converted from the database's encoding: pgrx's own `String`
+/// argument would be read as UTF-8 and fail in a LATIN1 database).
+fn text(value: Option<Text>) -> Option<String> {
+    value.map(String::from)
+}
+
 /// A list of names without NULLs.
 fn names(value: Names, name: &str) -> Option<Vec<String>> {
     value.map(|list| {
@@ -73,10 +79,10 @@ fn create_backup_0_2(
     exclude_data: default!(Names, "NULL"),
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
-    format: default!(Option<String>, "'native'"),
-    compression: default!(Option<String>, "NULL"),
+    format: default!(Option<Text>, "'native'"),
+    compression: default!(Option<Text>, "NULL"),
     verbose: default!(Option<bool>, false),
-    storage: default!(Option<String>, "NULL"),
+    storage: default!(Option<Text>, "NULL"),
     keep_local: default!(Option<bool>, true),
     encrypt_to: default!(Names, "NULL"),
     jobs: default!(Option<i32>, 1),
@@ -89,9 +95,10 @@ fn create_backup_0_2(
         name!(rows, i64),
         name!(bytes, i64),
         name!(duration, Interval),
-        name!(path, String),
+        name!(path, Text),
     ),
 > {
+    let (format, compression, storage) = (text(format), text(compression), text(storage));
     let args = CreateArgs {
         label: label.map(String::from),
         schemas: names(schemas, "schemas"),
@@ -145,17 +152,17 @@ fn create_backup_0_2(
         s.rows,
         s.bytes,
         duration,
-        s.path,
+        Text(s.path),
     ))
 }
 
 #[allow(clippy::type_complexity)]
 #[pg_extern(name = "verify")]
 fn verify_0_2(
-    backup_id: default!(Option<String>, "NULL"),
+    backup_id: default!(Option<Text>, "NULL"),
     deep: default!(Option<bool>, true),
-    storage: default!(Option<String>, "NULL"),
-    identity: default!(Option<String>, "NULL"),
+    storage: default!(Option<Text>, "NULL"),
+    identity: default!(Option<Text>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -165,9 +172,10 @@ fn verify_0_2(
         name!(expected_sha256, Option<String>),
         name!(actual_sha256, Option<String>),
         name!(bytes, Option<i64>),
-        name!(detail, Option<String>),
+        name!(detail, Option<Text>),
     ),
 > {
+    let (backup_id, storage, identity) = (text(backup_id), text(storage), text(identity));
     let deep = required(
         deep,
         "deep",
@@ -189,7 +197,7 @@ fn verify_0_2(
             c.expected_sha256,
             c.actual_sha256,
             c.bytes.map(|b| b as i64),
-            c.detail,
+            c.detail.map(Text),
         )
     }))
 }
@@ -198,7 +206,8 @@ const BACKUP_ID_HINT: &str =
     "Pass a backup id from SELECT id, status FROM backup.backups ORDER BY started_at DESC;";
 
 #[pg_extern]
-fn delete(backup_id: Option<String>) -> bool {
+fn delete(backup_id: Option<Text>) -> bool {
+    let backup_id = text(backup_id);
     let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
     writes("backup.delete()");
     let _caller = enter();
@@ -224,7 +233,8 @@ fn prune(
 }
 
 #[pg_extern(name = "rescan")]
-fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'static, String> {
+fn rescan_0_2(storage: default!(Option<Text>, "NULL")) -> SetOfIterator<'static, String> {
+    let storage = text(storage);
     writes("backup.rescan()");
     let _caller = enter();
     SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
@@ -234,12 +244,13 @@ fn rescan_0_2(storage: default!(Option<String>, "NULL")) -> SetOfIterator<'stati
 /// are kept where only the extension owner reads them. `validate` tests the target first.
 #[pg_extern]
 fn add_storage(
-    name: Option<String>,
-    url: Option<String>,
-    options: default!(Option<pgrx::JsonB>, "NULL"),
+    name: Option<Text>,
+    url: Option<Text>,
+    options: default!(Option<crate::text::Json>, "NULL"),
     replace: default!(Option<bool>, false),
     validate: default!(Option<bool>, true),
 ) -> bool {
+    let (name, url) = (text(name), text(url));
     let name = required(name, "name", "Pass a name for the target, e.g. 'offsite'.");
     let url = required(url, "url", "Pass s3://bucket/prefix or file:///path.");
     let replace = required(replace, "replace", "Pass true or false (the default).");
@@ -253,7 +264,8 @@ fn add_storage(
 
 /// Forget a storage target (the archives in it stay).
 #[pg_extern]
-fn drop_storage(name: Option<String>, if_exists: default!(Option<bool>, false)) -> bool {
+fn drop_storage(name: Option<Text>, if_exists: default!(Option<bool>, false)) -> bool {
+    let name = text(name);
     let name = required(
         name,
         "name",
@@ -268,18 +280,18 @@ fn drop_storage(name: Option<String>, if_exists: default!(Option<bool>, false)) 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "restore")]
 fn restore_0_3(
-    backup_id: Option<String>,
+    backup_id: Option<Text>,
     tables: default!(Names, "NULL"),
     schemas: default!(Names, "NULL"),
-    existing: default!(Option<String>, "'fail'"),
+    existing: default!(Option<Text>, "'fail'"),
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
     target_schema: default!(Option<Text>, "NULL"),
     disable_triggers: default!(Option<bool>, false),
-    on_error: default!(Option<String>, "'abort'"),
+    on_error: default!(Option<Text>, "'abort'"),
     dry_run: default!(Option<bool>, false),
     confirm: default!(Option<bool>, false),
-    identity: default!(Option<String>, "NULL"),
+    identity: default!(Option<Text>, "NULL"),
     analyze: default!(Option<bool>, "NULL"),
     atomic: default!(Option<bool>, true),
     no_tablespaces: default!(Option<bool>, false),
@@ -296,6 +308,12 @@ fn restore_0_3(
         name!(detail, Option<Text>),
     ),
 > {
+    let (backup_id, existing, on_error, identity) = (
+        text(backup_id),
+        text(existing),
+        text(on_error),
+        text(identity),
+    );
     let backup_id = required(backup_id, "backup_id", BACKUP_ID_HINT);
     let boolean = "Pass true or false (the default).";
     let opts = RestoreOptions {
@@ -360,8 +378,8 @@ fn restore_0_3(
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "schedule")]
 fn schedule_0_2(
-    name: Option<String>,
-    cron: Option<String>,
+    name: Option<Text>,
+    cron: Option<Text>,
     label: default!(Option<Text>, "NULL"),
     schemas: default!(Names, "NULL"),
     tables: default!(Names, "NULL"),
@@ -369,29 +387,37 @@ fn schedule_0_2(
     exclude_data: default!(Names, "NULL"),
     schema_only: default!(Option<bool>, false),
     data_only: default!(Option<bool>, false),
-    format: default!(Option<String>, "'native'"),
-    compression: default!(Option<String>, "NULL"),
+    format: default!(Option<Text>, "'native'"),
+    compression: default!(Option<Text>, "NULL"),
     keep_last: default!(Option<i32>, "NULL"),
     keep_days: default!(Option<i32>, "NULL"),
     enabled: default!(Option<bool>, true),
-    database: default!(Option<String>, "NULL"),
-    storage: default!(Option<String>, "NULL"),
+    database: default!(Option<Text>, "NULL"),
+    storage: default!(Option<Text>, "NULL"),
     keep_local: default!(Option<bool>, true),
     encrypt_to: default!(Names, "NULL"),
     jobs: default!(Option<i32>, 1),
 ) -> TableIterator<
     'static,
     (
-        name!(name, String),
-        name!(cron, String),
-        name!(database, String),
-        name!(options, pgrx::JsonB),
+        name!(name, Text),
+        name!(cron, Text),
+        name!(database, Text),
+        name!(options, crate::text::Json),
         name!(keep_last, Option<i32>),
         name!(keep_days, Option<i32>),
         name!(enabled, bool),
         name!(next_run_at, Option<pgrx::datum::TimestampWithTimeZone>),
     ),
 > {
+    let (name, cron, format, compression, database, storage) = (
+        text(name),
+        text(cron),
+        text(format),
+        text(compression),
+        text(database),
+        text(storage),
+    );
     let name = required(name, "name", SCHEDULE_NAME_HINT);
     let cron = required(
         cron,
@@ -452,15 +478,15 @@ fn schedule_0_2(
             "SELECT name, cron, database, options, keep_last, keep_days, enabled, next_run_at
              FROM backup.schedules WHERE name = $1",
             None,
-            &[name.into()],
+            &[crate::text::arg(name)],
         )?;
         let r = t.first();
         Ok::<_, pgrx::spi::Error>((
-            r.get::<String>(1)?.unwrap_or_default(),
-            r.get::<String>(2)?.unwrap_or_default(),
-            r.get::<String>(3)?.unwrap_or_default(),
-            r.get::<pgrx::JsonB>(4)?
-                .unwrap_or(pgrx::JsonB(serde_json::Value::Null)),
+            r.get::<Text>(1)?.unwrap_or_default(),
+            r.get::<Text>(2)?.unwrap_or_default(),
+            r.get::<Text>(3)?.unwrap_or_default(),
+            r.get::<crate::text::Json>(4)?
+                .unwrap_or(crate::text::Json(serde_json::Value::Null)),
             r.get::<i32>(5)?,
             r.get::<i32>(6)?,
             r.get::<bool>(7)?.unwrap_or(false),
@@ -475,7 +501,8 @@ fn schedule_0_2(
 const SCHEDULE_NAME_HINT: &str = "Pass a schedule name from SELECT name FROM backup.schedules;";
 
 #[pg_extern]
-fn unschedule(name: Option<String>) -> bool {
+fn unschedule(name: Option<Text>) -> bool {
+    let name = text(name);
     let name = required(name, "name", SCHEDULE_NAME_HINT);
     writes("backup.unschedule()");
     let _caller = enter();
@@ -485,7 +512,7 @@ fn unschedule(name: Option<String>) -> bool {
 #[allow(clippy::type_complexity)]
 #[pg_extern]
 fn run_schedule(
-    name: Option<String>,
+    name: Option<Text>,
 ) -> TableIterator<
     'static,
     (
@@ -496,15 +523,21 @@ fn run_schedule(
         name!(bytes, i64),
         name!(duration, Interval),
         name!(path, Option<String>),
-        name!(error, Option<String>),
+        name!(error, Option<Text>),
     ),
 > {
-    let name = required(name, "name", SCHEDULE_NAME_HINT);
+    let name = required(text(name), "name", SCHEDULE_NAME_HINT);
     writes("backup.run_schedule()");
     let _caller = enter();
     let r = schedules::run_now(&name).or_raise();
     if let Some(e) = &r.error {
-        pgrx::warning!("pg_backup: schedule \"{name}\" {}: {e}", r.status);
+        crate::error::report(
+            pgrx::PgLogLevel::WARNING,
+            pgrx::pg_sys::errcodes::PgSqlErrorCode::ERRCODE_WARNING,
+            &format!("pg_backup: schedule \"{name}\" {}: {e}", r.status),
+            None,
+            "pg_backup",
+        );
     }
     let duration = Interval::from_micros((r.duration_secs * 1e6) as i64);
     TableIterator::once((
@@ -515,7 +548,7 @@ fn run_schedule(
         r.bytes,
         duration,
         r.path,
-        r.error,
+        r.error.map(Text),
     ))
 }
 
@@ -538,7 +571,7 @@ fn runs_in_progress() -> TableIterator<
         name!(started_at, Option<pgrx::datum::TimestampWithTimeZone>),
         name!(tables_done, i32),
         name!(tables_total, i32),
-        name!(current_table, Option<String>),
+        name!(current_table, Option<Text>),
         name!(rows_done, i64),
         name!(bytes_done, i64),
         name!(jobs, Option<i32>),
@@ -554,7 +587,7 @@ fn runs_in_progress() -> TableIterator<
             pgrx::datum::TimestampWithTimeZone::try_from(r.started_us - PG_EPOCH_OFFSET_US).ok(),
             r.tables_done,
             r.tables_total,
-            r.current_table,
+            r.current_table.map(Text),
             r.rows_done,
             r.bytes_done,
             r.jobs,

@@ -32,10 +32,11 @@ pub fn identities(identity: Option<&str>) -> Result<Option<Identities>> {
 
 /// The storage a backup's history row names, if any.
 pub fn recorded_storage(id: &str) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(Spi::get_one_with_args::<crate::text::Text>(
         "SELECT (SELECT storage FROM backup.backups WHERE id = $1)",
         &[id.into()],
-    )?)
+    )?
+    .map(String::from))
 }
 
 fn not_found(id: &str, where_: &str) -> BackupError {

@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::text;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use super::file::FileStore;
@@ -56,7 +56,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     } else {
         Err(BackupError::invalid(format!(
             "invalid storage name \"{}\"",
-            name.escape_default()
+            name.escape_debug()
         ))
         .with_hint(
             "Use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit).",
@@ -74,7 +74,7 @@ fn parse_url(url: &str) -> Result<Url> {
     let bad = |why: &str| {
         BackupError::invalid(format!(
             "invalid storage URL \"{}\": {why}",
-            url.escape_default()
+            url.escape_debug()
         ))
         .with_hint("Use s3://bucket/optional/prefix or file:///absolute/path.")
     };
@@ -201,7 +201,7 @@ pub fn split_options(url: &str, options: &Value) -> Result<(Value, Value)> {
     if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(BackupError::invalid(format!(
             "unknown storage option \"{}\" for this URL",
-            k.escape_default()
+            k.escape_debug()
         ))
         .with_hint(format!("Options for this URL: {}.", allowed.join(", "))));
     }
@@ -242,7 +242,7 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
                 Some(other) => {
                     return Err(BackupError::invalid(format!(
                         "invalid credentials \"{}\"",
-                        other.escape_default()
+                        other.escape_debug()
                     ))
                     .with_hint("Use \"credentials\": \"env\" to read AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the server's environment, or give access_key_id and secret_access_key."))
                 }
@@ -292,7 +292,7 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
                     let u = url::Url::parse(e).map_err(|err| {
                         BackupError::invalid(format!(
                             "invalid endpoint \"{}\": {err}",
-                            e.escape_default()
+                            e.escape_debug()
                         ))
                     })?;
                     if u.host_str().is_none()
@@ -301,7 +301,7 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
                     {
                         return Err(BackupError::invalid(format!(
                             "invalid endpoint \"{}\"",
-                            e.escape_default()
+                            e.escape_debug()
                         ))
                         .with_hint(
                             "Give scheme, host and port only, e.g. https://minio.example.com:9000.",
@@ -371,7 +371,7 @@ pub fn add(name: &str, url: &str, options: &Value, replace: bool, check: bool) -
     }
     let exists = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM backup.storage_targets WHERE name = $1)",
-        &[name.into()],
+        &[text::arg(name)],
     )?
     .unwrap_or(false);
     if exists && !replace {
@@ -384,12 +384,12 @@ pub fn add(name: &str, url: &str, options: &Value, replace: bool, check: bool) -
     Spi::run_with_args(
         "INSERT INTO backup.storage_targets (name, url, options) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, options = EXCLUDED.options, created_at = now()",
-        &[name.into(), url.into(), JsonB(public).into()],
+        &[text::arg(name), text::arg(url), text::Json(public).into()],
     )?;
     Spi::run_with_args(
         "INSERT INTO backup.storage_secrets (name, secrets) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET secrets = EXCLUDED.secrets",
-        &[name.into(), JsonB(secret).into()],
+        &[text::arg(name), text::Json(secret).into()],
     )?;
     Ok(())
 }
@@ -397,9 +397,9 @@ pub fn add(name: &str, url: &str, options: &Value, replace: bool, check: bool) -
 /// `backup.drop_storage(name)`: forget a target (its archives stay where they are).
 pub fn drop(name: &str, if_exists: bool) -> Result<bool> {
     require_superuser("drop a storage target")?;
-    let gone = Spi::get_one_with_args::<String>(
+    let gone = Spi::get_one_with_args::<text::Text>(
         "DELETE FROM backup.storage_targets WHERE name = $1 RETURNING name",
-        &[name.into()],
+        &[text::arg(name)],
     )?
     .is_some();
     if !gone && !if_exists {
@@ -422,16 +422,16 @@ pub fn open(name: &str) -> Result<Target> {
             "SELECT t.url, t.options, s.secrets FROM backup.storage_targets t
              LEFT JOIN backup.storage_secrets s USING (name) WHERE t.name = $1",
             None,
-            &[name.into()],
+            &[text::arg(name)],
         )?;
         if t.is_empty() {
             return Ok::<_, BackupError>(None);
         }
         let r = t.first();
         Ok(Some((
-            r.get::<String>(1)?.unwrap_or_default(),
-            r.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(Value::Null),
-            r.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null),
+            r.get::<text::Text>(1)?.unwrap_or_default().0,
+            r.get::<text::Json>(2)?.map(|j| j.0).unwrap_or(Value::Null),
+            r.get::<text::Json>(3)?.map(|j| j.0).unwrap_or(Value::Null),
         )))
     })?;
     let Some((url, public, secret)) = row else {
