@@ -1524,38 +1524,29 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
 // files, and an unreachable storage says so. The attacker can write the bucket; the tests do
 // that writing, straight into the folder rclone serves.
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Copy the archive folder `from` to `to`, with its manifest edited by `edit` and
 /// manifest.sha256 recomputed (a plain hash anyone who can write the bucket can recompute).
-fn forge_archive(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+fn forge_archive(data: &Path, from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
     for f in files_under(from) {
         let rel = f.strip_prefix(from).unwrap();
         let dest = to.join(rel);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(&f, &dest).unwrap();
     }
-    rewrite_manifest(to, edit);
+    rewrite_manifest(data, to, edit);
 }
 
-/// Edit the manifest of the archive folder `to` in place, manifest.sha256 recomputed.
-fn rewrite_manifest(to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+/// Edit the manifest of the archive folder `to` in place, manifest.sha256 recomputed and the
+/// archive signed again with the key of the cluster whose data directory is `data`: what these
+/// tests check are the claims of a correctly signed archive (a trusted server's, or the
+/// cluster's own), which signatures alone do not make true (issue 17).
+fn rewrite_manifest(data: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
     edit(&mut m);
     let json = serde_json::to_vec_pretty(&m).unwrap();
     std::fs::write(to.join("manifest.json"), &json).unwrap();
-    std::fs::write(
-        to.join("manifest.sha256"),
-        format!("{}  manifest.json\n", sha256_hex(&json)),
-    )
-    .unwrap();
+    signing::resign(to, data);
 }
 
 fn ids_of(rows: &[postgres::Row]) -> Vec<String> {
@@ -1589,7 +1580,7 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
         .map(|i| format!("20991231T00000{i}.000000Z-forged"))
         .collect();
     for (id, date) in forged.iter().zip(dates) {
-        forge_archive(&src, &s3.folder("app").join(id), |m| {
+        forge_archive(&pg.data, &src, &s3.folder("app").join(id), |m| {
             m["backup_id"] = id.as_str().into();
             m["created_at"] = date.into();
         });
@@ -1603,7 +1594,7 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
         )
         .unwrap()
         .get::<_, String>(0);
-    forge_archive(&src, &s3.folder("app").join(near), |m| {
+    forge_archive(&pg.data, &src, &s3.folder("app").join(near), |m| {
         m["backup_id"] = near.into();
         m["created_at"] = now.as_str().into();
     });
@@ -1671,9 +1662,14 @@ fn one_databases_delete_never_removes_another_databases_local_backup() {
     // claims b's backup id (and app as its database).
     let mut a = pg.connect("app");
     s3.add(&mut a, "offsite", "app");
-    forge_archive(&victim_dir, &s3.folder("app").join(&victim), |m| {
-        m["database"] = "app".into();
-    });
+    forge_archive(
+        &pg.data,
+        &victim_dir,
+        &s3.folder("app").join(&victim),
+        |m| {
+            m["database"] = "app".into();
+        },
+    );
     s3.reload();
     let found = ids_of(
         &a.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
@@ -1901,7 +1897,7 @@ fn a_symlink_in_a_file_target_is_never_followed() {
     // Even with the manifest rewritten to the target's checksum and size, restore reads no
     // link.
     let key = std::fs::read(&secret).unwrap();
-    rewrite_manifest(&archive, |m| {
+    rewrite_manifest(&pg.data, &archive, |m| {
         let f = &mut m["files"][0];
         f["sha256"] = sha256_hex(&key).into();
         f["bytes"] = key.len().into();
