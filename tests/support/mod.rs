@@ -69,29 +69,6 @@ impl Server {
         s
     }
 
-    /// As `start`, with the server's environment holding `env` (e.g. RUST_BACKTRACE=1, which a
-    /// DBA's service file may set).
-    pub fn start_with_env(extra_conf: &str, env: &[(&str, &str)]) -> Server {
-        let s = Server::init(extra_conf);
-        let mut cmd = Command::new(bin("pg_ctl"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        run(cmd
-            .args(["-w", "-t", "120", "-l"])
-            .arg(s.log())
-            .arg("-D")
-            .arg(&s.data)
-            .arg("start"));
-        s.connect("postgres")
-            .batch_execute("CREATE DATABASE app")
-            .unwrap();
-        s.connect("app")
-            .batch_execute("CREATE EXTENSION pg_backup")
-            .unwrap();
-        s
-    }
-
     fn init(extra_conf: &str) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("pg_backup_e2e")
