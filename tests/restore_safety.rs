@@ -2267,6 +2267,16 @@ fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     // archive's SQL, which holds even for a correctly signed archive (issue 17).
     let data_dir = archive.parent().unwrap().parent().unwrap().to_path_buf();
     signing::resign(&archive, &data_dir);
+    // As if the tampered archive had been registered as it is now (the attacker uploads it
+    // under a new id and the victim runs rescan): what the tests meet is the check of the
+    // SQL, not the registered checksum.
+    // (NULL: a row that recorded none, as for archives registered before 0.3.0, so putting
+    // the genuine files back needs no second update.)
+    c.execute(
+        "UPDATE backup.backups SET manifest_sha256 = NULL WHERE id = $1",
+        &[&id],
+    )
+    .unwrap();
 }
 
 /// The TOC entry of `kind` named `name` (as the TOC names it) in a manifest.
@@ -2326,9 +2336,11 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     op.batch_execute("DROP TABLE public.mine").unwrap();
     let manifest = backup_dir(&mut su).join(&id).join("manifest.json");
     let sha = backup_dir(&mut su).join(&id).join("manifest.sha256");
-    let (original, original_sha) = (
+    let sig = backup_dir(&mut su).join(&id).join("manifest.sig");
+    let (original, original_sha, original_sig) = (
         std::fs::read(&manifest).unwrap(),
         std::fs::read(&sha).unwrap(),
+        std::fs::read(&sig).unwrap(),
     );
     type Edit = fn(&mut serde_json::Value);
     let cases: Vec<(&str, Edit)> = vec![
@@ -2425,6 +2437,8 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     for (case, edit) in &cases {
         std::fs::write(&manifest, &original).unwrap();
         std::fs::write(&sha, &original_sha).unwrap();
+        std::fs::write(&sig, &original_sig).unwrap();
+        std::fs::write(&sig, &original_sig).unwrap();
         tamper(&mut su, &id, edit);
         // verify() finds every file as its manifest says.
         let bad = one_i64(
@@ -2437,12 +2451,14 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     // A superuser's restore refuses the same way.
     std::fs::write(&manifest, &original).unwrap();
     std::fs::write(&sha, &original_sha).unwrap();
+    std::fs::write(&sig, &original_sig).unwrap();
     tamper(&mut su, &id, cases[0].1);
     let mut superuser = s.connect("app");
     check(&mut superuser, &mut su, "as a superuser");
     // The archive as pg_backup wrote it restores.
     std::fs::write(&manifest, &original).unwrap();
     std::fs::write(&sha, &original_sha).unwrap();
+    std::fs::write(&sig, &original_sig).unwrap();
     op.query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap();
     assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.mine"), 10);
@@ -2482,10 +2498,11 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
     let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
 
     let archive = backup_dir(&mut su).join(&id);
-    let original: Vec<(std::path::PathBuf, Vec<u8>)> = ["manifest.json", "manifest.sha256"]
-        .iter()
-        .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
-        .collect();
+    let original: Vec<(std::path::PathBuf, Vec<u8>)> =
+        ["manifest.json", "manifest.sha256", "manifest.sig"]
+            .iter()
+            .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
+            .collect();
     let put_back = || {
         for (path, bytes) in &original {
             std::fs::write(path, bytes).unwrap();
