@@ -2970,3 +2970,66 @@ fn user_code_in_workers_sees_the_callers_session_user_and_settings() {
         assert_eq!(one_i64(&mut admin, "SELECT count(*) FROM public.who"), 20);
     }
 }
+
+/// A session cannot hand its workers a superuser-only setting (attack of issue 17): before
+/// PL/pgSQL is loaded in a session, anyone may `SET plpgsql.variable_conflict` (a placeholder);
+/// when the library loads, PostgreSQL refuses the value of a role that is not a superuser.
+/// restore(atomic => false)'s worker and restore(jobs => 2)'s workers take the session's
+/// settings; they must take them in the session's name, so the worker refuses it too and the
+/// operator's code (or any other role's) never runs with a setting only a superuser may choose.
+#[test]
+fn a_session_cannot_hand_workers_a_superuser_only_setting() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op;
+         CREATE SCHEMA ops AUTHORIZATION op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE TABLE ops.seen (v text);
+         CREATE FUNCTION ops.note(int) RETURNS boolean LANGUAGE plpgsql AS $f$
+         BEGIN INSERT INTO ops.seen VALUES (current_setting('plpgsql.variable_conflict')); RETURN true; END $f$;
+         CREATE TABLE ops.c (a int CHECK (ops.note(a)));
+         INSERT INTO ops.c SELECT generate_series(1, 3);",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{ops.c}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(op);
+    for extra in ["atomic => false", "atomic => false, jobs => 2"] {
+        // A new session, where no PL/pgSQL has run: the SET is taken as a placeholder.
+        let mut op = s.connect_as("app", Some("op"));
+        op.batch_execute(
+            "SET plpgsql.variable_conflict = 'use_column';
+             DROP TABLE ops.c; TRUNCATE ops.seen;",
+        )
+        .unwrap();
+        op.query_one(
+            &format!("SELECT count(*) FROM backup.restore($1, tables => '{{ops.c}}', {extra})"),
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("{extra}: {}", full_error(&e)));
+        assert_eq!(one_i64(&mut op, "SELECT count(*) FROM ops.c"), 3, "{extra}");
+        assert_eq!(
+            strings(&mut op, "SELECT DISTINCT v FROM ops.seen"),
+            vec!["error".to_string()],
+            "{extra}: the operator's restore ran code with a superuser-only setting it chose"
+        );
+        // What the session itself does with the same SET: refused when PL/pgSQL loads.
+        op.batch_execute("SELECT ops.note(0)").unwrap();
+        assert_eq!(
+            strings(&mut op, "SELECT v FROM ops.seen ORDER BY v DESC LIMIT 1"),
+            vec!["error".to_string()]
+        );
+    }
+}
