@@ -3033,3 +3033,62 @@ fn a_session_cannot_hand_workers_a_superuser_only_setting() {
         );
     }
 }
+
+/// A signed manifest is genuine, but where it lies is a claim (attack of issue 17): a whole
+/// archive of another backup (this cluster's, correctly signed) copied or swapped in under an
+/// id, in backup.directory, is never taken for the backup of that id. Otherwise whoever can
+/// write the directory replays an old backup (or another database's) in place of the one a
+/// restore asks for, and restore() re-reads the manifest after its checks, so the swap can
+/// also happen between the checks and the use.
+#[test]
+fn a_genuine_archive_under_another_id_is_never_taken_for_that_backup() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE TABLE public.old_rows (id int);
+         INSERT INTO public.old_rows SELECT generate_series(1, 5);",
+    )
+    .unwrap();
+    let old: String = su
+        .query_one("SELECT backup_id FROM backup.create(label => 'old')", &[])
+        .unwrap()
+        .get(0);
+    let dir = backup_dir(&mut su);
+    let other = "20200101T000000.000000Z-replayed";
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(dir.join(&old))
+        .arg(dir.join(other)));
+    let rows = strings(
+        &mut su,
+        &format!(
+            "SELECT file || ' ' || status FROM backup.verify('{other}') WHERE file = 'manifest.json'"
+        ),
+    );
+    assert_eq!(rows, vec!["manifest.json corrupt".to_string()], "verify");
+    su.batch_execute("DROP TABLE public.old_rows").unwrap();
+    for extra in ["", ", dry_run => true", ", atomic => false, jobs => 2"] {
+        let e = su
+            .query(
+                &format!("SELECT * FROM backup.restore('{other}'{extra})"),
+                &[],
+            )
+            .expect_err(extra);
+        assert_eq!(sqlstate(&e), "XX001", "{extra}: {}", full_error(&e));
+        assert!(
+            full_error(&e).contains("manifest.json"),
+            "{extra}: {}",
+            full_error(&e)
+        );
+    }
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE relname = 'old_rows'"
+        ),
+        0
+    );
+}
