@@ -8,6 +8,9 @@ use std::process::Command;
 
 use postgres::{Client, NoTls};
 
+#[path = "support/signing.rs"]
+mod signing;
+
 fn bin(program: &str) -> String {
     let pg_config = std::env::var("PG_CONFIG")
         .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
@@ -2260,9 +2263,29 @@ fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     }
     let json = serde_json::to_vec_pretty(&m).unwrap();
     std::fs::write(archive.join("manifest.json"), &json).unwrap();
-    std::fs::write(
-        archive.join("manifest.sha256"),
-        format!("{}  manifest.json\n", sha256_hex(&json)),
+    // Signed again with the cluster's key (as only who reads the data directory could), so
+    // that what the tests check is what comes after the signature check.
+    let data: String = c
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .unwrap()
+        .get(0);
+    signing::resign(&archive, std::path::Path::new(&data));
+    // And registered as such (as rescan() registers an archive uploaded under a new id): the
+    // row's manifest_sha256 is the forged manifest's.
+    c.execute(
+        "UPDATE backup.backups SET manifest_sha256 = $1 WHERE id = $2",
+        &[&sha256_hex(&json), &id],
+    )
+    .unwrap();
+}
+
+/// The row of backup `id` registers its manifest.json as it is now on disk (after a test put
+/// the archive back as pg_backup wrote it).
+fn register_as_is(c: &mut Client, id: &str) {
+    let json = std::fs::read(backup_dir(c).join(id).join("manifest.json")).unwrap();
+    c.execute(
+        "UPDATE backup.backups SET manifest_sha256 = $1 WHERE id = $2",
+        &[&sha256_hex(&json), &id],
     )
     .unwrap();
 }
@@ -2324,9 +2347,11 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     op.batch_execute("DROP TABLE public.mine").unwrap();
     let manifest = backup_dir(&mut su).join(&id).join("manifest.json");
     let sha = backup_dir(&mut su).join(&id).join("manifest.sha256");
-    let (original, original_sha) = (
+    let sig = backup_dir(&mut su).join(&id).join("manifest.sig");
+    let (original, original_sha, original_sig) = (
         std::fs::read(&manifest).unwrap(),
         std::fs::read(&sha).unwrap(),
+        std::fs::read(&sig).unwrap(),
     );
     type Edit = fn(&mut serde_json::Value);
     let cases: Vec<(&str, Edit)> = vec![
@@ -2423,6 +2448,7 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     for (case, edit) in &cases {
         std::fs::write(&manifest, &original).unwrap();
         std::fs::write(&sha, &original_sha).unwrap();
+        std::fs::write(&sig, &original_sig).unwrap();
         tamper(&mut su, &id, edit);
         // verify() finds every file as its manifest says.
         let bad = one_i64(
@@ -2435,12 +2461,15 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     // A superuser's restore refuses the same way.
     std::fs::write(&manifest, &original).unwrap();
     std::fs::write(&sha, &original_sha).unwrap();
+    std::fs::write(&sig, &original_sig).unwrap();
     tamper(&mut su, &id, cases[0].1);
     let mut superuser = s.connect("app");
     check(&mut superuser, &mut su, "as a superuser");
     // The archive as pg_backup wrote it restores.
     std::fs::write(&manifest, &original).unwrap();
     std::fs::write(&sha, &original_sha).unwrap();
+    std::fs::write(&sig, &original_sig).unwrap();
+    register_as_is(&mut su, &id);
     op.query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap();
     assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.mine"), 10);
@@ -2480,10 +2509,11 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
     let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
 
     let archive = backup_dir(&mut su).join(&id);
-    let original: Vec<(std::path::PathBuf, Vec<u8>)> = ["manifest.json", "manifest.sha256"]
-        .iter()
-        .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
-        .collect();
+    let original: Vec<(std::path::PathBuf, Vec<u8>)> =
+        ["manifest.json", "manifest.sha256", "manifest.sig"]
+            .iter()
+            .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
+            .collect();
     let put_back = || {
         for (path, bytes) in &original {
             std::fs::write(path, bytes).unwrap();
@@ -2534,6 +2564,7 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
 
     // As pg_backup wrote it, op's restore gives op's table its comment and grant.
     put_back();
+    register_as_is(&mut su, &id);
     op.query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap();
     assert_eq!(
@@ -3091,4 +3122,91 @@ fn a_genuine_archive_under_another_id_is_never_taken_for_that_backup() {
         ),
         0
     );
+}
+
+/// An entry creates, and gives to its owner, only its own object (attack of issue 17): the
+/// schema rules ("never into pg_backup's schema or a system schema") are checked on the
+/// entries' schemas, so a statement of the right kind naming another schema got past them in
+/// a superuser's restore: a function entry of `public` creating `pg_catalog.pwn()` (or
+/// replacing a function of pg_backup's), an owner statement giving pg_backup's schema, one of
+/// its functions or its catalog table to another role. Refused with 2F003, nothing changed.
+#[test]
+fn an_entry_creates_and_gives_away_only_its_own_object() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE TABLE public.mine (a int);",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    op.batch_execute("DROP FUNCTION public.f(); DROP TABLE public.mine;")
+        .unwrap();
+    let archive = backup_dir(&mut su).join(&id);
+    let original: Vec<(PathBuf, Vec<u8>)> = ["manifest.json", "manifest.sha256", "manifest.sig"]
+        .iter()
+        .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
+        .collect();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("a function created in pg_catalog", |m| {
+            set_sql(
+                toc_entry(m, "function", "f()"),
+                "CREATE FUNCTION pg_catalog.pwn() RETURNS integer LANGUAGE sql AS 'SELECT 1';",
+            )
+        }),
+        ("a function of pg_backup replaced", |m| {
+            set_sql(
+                toc_entry(m, "function", "f()"),
+                "CREATE OR REPLACE FUNCTION backup.wake_scheduler() RETURNS void LANGUAGE sql AS '';",
+            )
+        }),
+        ("pg_backup's schema given away", |m| {
+            toc_entry(m, "table", "mine")["owner_sql"] = "ALTER SCHEMA backup OWNER TO op;".into()
+        }),
+        ("a function of pg_backup given away", |m| {
+            toc_entry(m, "function", "f()")["owner_sql"] =
+                "ALTER FUNCTION backup.wake_scheduler() OWNER TO op;".into()
+        }),
+        ("pg_backup's catalog table given away", |m| {
+            toc_entry(m, "table", "mine")["owner_sql"] =
+                "ALTER TABLE backup.backups OWNER TO op;".into()
+        }),
+    ];
+    let state = "SELECT (SELECT count(*) FROM pg_proc WHERE proname = 'pwn')::text
+                    || ' ' || (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'backup')
+                    || ' ' || (SELECT proowner::regrole::text || ':' || prosrc FROM pg_proc
+                               WHERE proname = 'wake_scheduler' AND pronamespace = 'backup'::regnamespace)
+                    || ' ' || (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'backup.backups'::regclass)";
+    let before = strings(&mut su, state);
+    for (case, edit) in &cases {
+        for (path, bytes) in &original {
+            std::fs::write(path, bytes).unwrap();
+        }
+        tamper(&mut su, &id, edit);
+        let e = su
+            .query("SELECT * FROM backup.restore($1)", &[&id])
+            .expect_err(case);
+        assert_eq!(sqlstate(&e), "2F003", "{case}: {}", full_error(&e));
+        assert_eq!(strings(&mut su, state), before, "{case}: nothing changed");
+    }
+    // The archive as written restores.
+    for (path, bytes) in &original {
+        std::fs::write(path, bytes).unwrap();
+    }
+    register_as_is(&mut su, &id);
+    su.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(one_i64(&mut su, "SELECT public.f()::bigint"), 1);
 }

@@ -1524,14 +1524,6 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
 // files, and an unreachable storage says so. The attacker can write the bucket; the tests do
 // that writing, straight into the folder rclone serves.
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Copy the archive folder `from` to `to`, with its manifest edited by `edit` and
 /// manifest.sha256 recomputed (a plain hash anyone who can write the bucket can recompute).
 fn forge_archive(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {

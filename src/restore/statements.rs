@@ -355,10 +355,12 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
             }
         }
         NodeTag::T_CreateFunctionStmt => {
-            if (*(n as *mut pg_sys::CreateFunctionStmt)).is_procedure {
-                Command::CreateProcedure
+            let f = n as *mut pg_sys::CreateFunctionStmt;
+            let schema = schema_of(&def_names_of_strings((*f).funcname));
+            if (*f).is_procedure {
+                Command::CreateProcedure { schema }
             } else {
-                Command::CreateFunction
+                Command::CreateFunction { schema }
             }
         }
         NodeTag::T_CreateAmStmt => Command::CreateAccessMethod,
@@ -499,7 +501,7 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
                 Command::Other(format!("SET {name}"))
             }
         }
-        NodeTag::T_AlterOwnerStmt => Command::ChangeOwner,
+        NodeTag::T_AlterOwnerStmt => Command::ChangeOwner(owned(n as *mut pg_sys::AlterOwnerStmt)),
         NodeTag::T_SelectStmt => {
             call(n as *mut pg_sys::SelectStmt).unwrap_or_else(|| Command::Other("SELECT".into()))
         }
@@ -512,6 +514,44 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
         _ => other(t),
     };
     Ok(Expanded::Plain(c))
+}
+
+/// The schema of a qualified name (`[catalog.]schema.name`); None when unqualified.
+fn schema_of(parts: &[String]) -> Option<String> {
+    (parts.len() >= 2).then(|| parts[parts.len() - 2].clone())
+}
+
+/// What an ALTER ... OWNER TO names (gram.y: a name, a qualified name list, or a routine or
+/// operator with its arguments; an operator class or family's list starts with its method).
+unsafe fn owned(s: *mut pg_sys::AlterOwnerStmt) -> shapes::Owned {
+    use pg_sys::ObjectType::*;
+    use shapes::Owned;
+    let object = (*s).object;
+    match tag(object) {
+        Some(NodeTag::T_String) if (*s).objectType == OBJECT_SCHEMA => {
+            Owned::Schema(string_value(object).unwrap_or_default())
+        }
+        Some(NodeTag::T_List) => {
+            let parts = def_names_of_strings(object as *mut pg_sys::List);
+            let parts = match (*s).objectType {
+                OBJECT_OPCLASS | OBJECT_OPFAMILY => parts.get(1..).unwrap_or_default().to_vec(),
+                _ => parts,
+            };
+            Owned::InSchema(schema_of(&parts))
+        }
+        Some(NodeTag::T_ObjectWithArgs) => Owned::InSchema(schema_of(&def_names_of_strings(
+            (*(object as *mut pg_sys::ObjectWithArgs)).objname,
+        ))),
+        _ => Owned::Other,
+    }
+}
+
+/// The strings of a List of String nodes.
+unsafe fn def_names_of_strings(l: *mut pg_sys::List) -> Vec<String> {
+    items::<pg_sys::Node>(l)
+        .into_iter()
+        .filter_map(|n| string_value(n))
+        .collect()
 }
 
 /// pg_backup's DO block for the database's own properties (ddl/collect/database.rs): the
