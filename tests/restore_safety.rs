@@ -2718,6 +2718,13 @@ fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
         format!("{}  manifest.json\n", sha256_hex(&json)),
     )
     .unwrap();
+    // Signed with the cluster's key (as if the writer also had it): what is tested is that
+    // the link is never followed, not the signature.
+    let data: String = c
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .unwrap()
+        .get(0);
+    signing::resign(&to, std::path::Path::new(&data));
 
     let found: Vec<String> = op
         .query("SELECT * FROM backup.rescan()", &[])
