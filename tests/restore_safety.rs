@@ -3186,6 +3186,24 @@ fn an_entry_creates_and_gives_away_only_its_own_object() {
             toc_entry(m, "function", "f()")["owner_sql"] =
                 "ALTER FUNCTION backup.wake_scheduler() OWNER TO op;".into()
         }),
+        ("a grant on pg_backup's secrets", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9001, "kind": "acl", "section": "post-data", "name": "TABLE mine",
+                "sql": "GRANT ALL ON TABLE backup.storage_secrets TO PUBLIC;"
+            }))
+        }),
+        ("a grant on pg_backup's schema", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9002, "kind": "acl", "section": "post-data", "name": "SCHEMA public",
+                "sql": "GRANT CREATE ON SCHEMA backup TO PUBLIC;"
+            }))
+        }),
+        ("a comment on pg_backup's catalog", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9003, "kind": "comment", "section": "pre-data", "name": "TABLE mine",
+                "sql": "COMMENT ON COLUMN backup.backups.id IS 'forged';"
+            }))
+        }),
         ("pg_backup's catalog table given away", |m| {
             toc_entry(m, "table", "mine")["owner_sql"] =
                 "ALTER TABLE backup.backups OWNER TO op;".into()
@@ -3195,7 +3213,10 @@ fn an_entry_creates_and_gives_away_only_its_own_object() {
                     || ' ' || (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'backup')
                     || ' ' || (SELECT proowner::regrole::text || ':' || prosrc FROM pg_proc
                                WHERE proname = 'wake_scheduler' AND pronamespace = 'backup'::regnamespace)
-                    || ' ' || (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'backup.backups'::regclass)";
+                    || ' ' || (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'backup.backups'::regclass)
+                    || ' ' || has_table_privilege('public', 'backup.storage_secrets', 'SELECT')::text
+                    || ' ' || has_schema_privilege('public', 'backup', 'CREATE')::text
+                    || ' ' || coalesce(col_description('backup.backups'::regclass, 1), '-')";
     let before = strings(&mut su, state);
     for (case, edit) in &cases {
         for (path, bytes) in &original {

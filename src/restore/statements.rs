@@ -476,13 +476,26 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
             }
         }
         NodeTag::T_CommentStmt => {
-            Command::Comment(target((*(n as *mut pg_sys::CommentStmt)).objtype))
+            let s = n as *mut pg_sys::CommentStmt;
+            if in_extension_schema((*s).objtype, (*s).object)? {
+                return Ok(Expanded::Plain(on_extension_schema("COMMENT")));
+            }
+            Command::Comment(target((*s).objtype))
         }
         NodeTag::T_SecLabelStmt => {
-            Command::SecurityLabel(target((*(n as *mut pg_sys::SecLabelStmt)).objtype))
+            let s = n as *mut pg_sys::SecLabelStmt;
+            if in_extension_schema((*s).objtype, (*s).object)? {
+                return Ok(Expanded::Plain(on_extension_schema("SECURITY LABEL")));
+            }
+            Command::SecurityLabel(target((*s).objtype))
         }
         NodeTag::T_GrantStmt => {
             let s = n as *mut pg_sys::GrantStmt;
+            for o in items::<pg_sys::Node>((*s).objects) {
+                if in_extension_schema((*s).objtype, o)? {
+                    return Ok(Expanded::Plain(on_extension_schema("GRANT")));
+                }
+            }
             Command::Grant {
                 on: target((*s).objtype),
                 all_in_schema: (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT,
@@ -514,6 +527,51 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
         _ => other(t),
     };
     Ok(Expanded::Plain(c))
+}
+
+/// A statement on an object of pg_backup's own schema (its catalog, its functions): no
+/// archive holds one (the schema is never backed up), and no restore runs one.
+fn on_extension_schema(what: &str) -> Command {
+    Command::Other(format!("{what} on pg_backup's own schema"))
+}
+
+/// Whether `object` (of a COMMENT, SECURITY LABEL or GRANT on an `objtype`) is pg_backup's
+/// schema or an object in it, as written (gram.y: a relation, a routine with its arguments, a
+/// name, a qualified name list or a type name).
+unsafe fn in_extension_schema(
+    objtype: pg_sys::ObjectType::Type,
+    object: *mut pg_sys::Node,
+) -> std::result::Result<bool, String> {
+    use pg_sys::ObjectType::*;
+    let parts = match tag(object) {
+        Some(NodeTag::T_RangeVar) => rel(object as *mut pg_sys::RangeVar)
+            .schema
+            .into_iter()
+            .chain(["-".to_string()])
+            .collect(),
+        Some(NodeTag::T_ObjectWithArgs) => {
+            def_names_of_strings((*(object as *mut pg_sys::ObjectWithArgs)).objname)
+        }
+        Some(NodeTag::T_String) if objtype == OBJECT_SCHEMA => {
+            vec![string_value(object).unwrap_or_default(), "-".into()]
+        }
+        Some(NodeTag::T_List) => def_names_of_strings(object as *mut pg_sys::List),
+        Some(NodeTag::T_TypeName) => {
+            def_names_of_strings((*(object as *mut pg_sys::TypeName)).names)
+        }
+        _ => return Ok(false),
+    };
+    // The schema is the name before the object's (before its table's for a column, a
+    // trigger, a rule, a policy or a table constraint).
+    let back = match objtype {
+        OBJECT_COLUMN | OBJECT_TRIGGER | OBJECT_RULE | OBJECT_POLICY | OBJECT_TABCONSTRAINT => 3,
+        _ => 2,
+    };
+    let Some(schema) = parts.len().checked_sub(back).map(|i| &parts[i]) else {
+        return Ok(false);
+    };
+    let ext = crate::security::targets::extension_schema().map_err(|e| e.to_string())?;
+    Ok(*schema == ext)
 }
 
 /// The schema of a qualified name (`[catalog.]schema.name`); None when unqualified.
