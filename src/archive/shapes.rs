@@ -1090,7 +1090,7 @@ mod tests {
             ),
         ] {
             assert!(
-                check_owner_statement(&[elsewhere.clone()], &n).is_err(),
+                check_owner_statement(std::slice::from_ref(&elsewhere), &n).is_err(),
                 "{elsewhere:?}"
             );
         }
