@@ -3204,6 +3204,13 @@ fn an_entry_creates_and_gives_away_only_its_own_object() {
                 "sql": "COMMENT ON COLUMN backup.backups.id IS 'forged';"
             }))
         }),
+        (
+            "a function of pg_backup given away by a schema's entry",
+            |m| {
+                toc_entry(m, "schema", "public")["owner_sql"] =
+                    "ALTER FUNCTION backup.wake_scheduler() OWNER TO op;".into()
+            },
+        ),
         ("pg_backup's catalog table given away", |m| {
             toc_entry(m, "table", "mine")["owner_sql"] =
                 "ALTER TABLE backup.backups OWNER TO op;".into()

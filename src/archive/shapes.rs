@@ -479,13 +479,14 @@ impl Shape {
             }
             // An owner statement gives the entry's object, not another one, to its owner.
             (S::ChangeOwner, Command::ChangeOwner(owned)) => match owned {
-                Owned::InSchema(s) => n.schema.is_empty() || n.in_schema(s.as_deref()),
+                // An entry without a schema (a schema, a language ...) owns nothing in one.
+                Owned::InSchema(s) => n.in_schema(s.as_deref()),
                 Owned::Schema(name) => name == n.name || Some(name.as_str()) == n.moved_to,
                 Owned::Other => true,
             },
             (S::ChangeOwner, Command::AlterTable { rel, actions, .. }) => {
                 only(actions, &|a| *a == TableAction::ChangeOwner)
-                    && (n.schema.is_empty() || n.in_schema(rel.schema.as_deref()))
+                    && n.in_schema(rel.schema.as_deref())
             }
             (S::CreateTable, Command::CreateTable { rel, .. }) => on_entry(rel),
             (
@@ -1097,6 +1098,9 @@ mod tests {
         let schema = names("", "s", None);
         let own = Command::ChangeOwner(Owned::Schema("s".into()));
         assert_eq!(check_owner_statement(&[own], &schema), Ok(()));
+        // An entry without a schema gives away nothing that lives in one.
+        let routine = Command::ChangeOwner(Owned::InSchema(Some("backup".into())));
+        assert!(check_owner_statement(&[routine], &schema).is_err());
         let table = alter(Relkind::Table, "s", "t", vec![TableAction::ChangeOwner]);
         assert_eq!(
             check_owner_statement(std::slice::from_ref(&table), &n),
