@@ -54,7 +54,10 @@ pub struct Session {
     pub role: u32,
     #[serde(default)]
     pub is_superuser: bool,
-    pub settings: Vec<(String, String)>,
+    /// Name, value, and whether the worker sets it as a superuser may (`PGC_SUSET`): a
+    /// setting of context `superuser`, or any when the session's role is a superuser. The
+    /// others are set as any user may (`PGC_USERSET`), as the session set them.
+    pub settings: Vec<(String, String, bool)>,
 }
 
 /// The calling session, now.
@@ -73,13 +76,13 @@ pub fn capture() -> Session {
         session_user_is_superuser: unsafe { pg_sys::GetSessionUserIsSuperuser() },
         role: u32::from(unsafe { pg_sys::GetCurrentRoleId() }),
         is_superuser: current_setting("is_superuser") == "on",
-        settings: settable(),
+        settings: settable(current_setting("is_superuser") == "on"),
     }
 }
 
 /// Every setting a session can change, with its current value (as `pg_settings.setting`
 /// shows it, in the setting's base unit).
-fn settable() -> Vec<(String, String)> {
+fn settable(superuser: bool) -> Vec<(String, String, bool)> {
     let n = unsafe { pg_sys::GetNumConfigOptions() };
     (0..n)
         .filter_map(|i| {
@@ -95,7 +98,8 @@ fn settable() -> Vec<(String, String)> {
             let name = text(values[0])?;
             let setting = text(values[1])?;
             let context = text(values[6])?;
-            carried(&name, &context).then_some((name, setting))
+            let suset = superuser || context == "superuser";
+            carried(&name, &context).then_some((name, setting, suset))
         })
         .collect()
 }
@@ -124,16 +128,30 @@ impl Session {
         );
         unsafe {
             pg_sys::StartTransactionCommand();
-            for (name, value) in &self.settings {
+            // In the session's role's name (GRANT SET ON PARAMETER is checked for it).
+            let srole = self.setter();
+            for (name, value, suset) in &self.settings {
                 if let (Ok(n), Ok(v)) = (CString::new(name.as_str()), CString::new(value.as_str()))
                 {
                     // A value this worker cannot take (a tablespace dropped since) is a
                     // WARNING in the server log, as in a parallel worker; never the end.
-                    pg_sys::set_config_option(
+                    // Set as the session could, not as the worker's bootstrap superuser: a
+                    // custom setting of a library the session had not loaded (a placeholder,
+                    // context `user` there: `plpgsql.variable_conflict` set before any
+                    // PL/pgSQL ran) is refused when the library loads here if it is
+                    // superuser-only and the session's role is not a superuser (nor granted
+                    // SET on it), as in the session.
+                    let context = if *suset {
+                        pg_sys::GucContext::PGC_SUSET
+                    } else {
+                        pg_sys::GucContext::PGC_USERSET
+                    };
+                    pg_sys::set_config_option_ext(
                         n.as_ptr(),
                         v.as_ptr(),
-                        pg_sys::GucContext::PGC_SUSET,
+                        context,
                         pg_sys::GucSource::PGC_S_SESSION,
+                        srole,
                         pg_sys::GucAction::GUC_ACTION_SET,
                         true,
                         pg_sys::WARNING as i32,
@@ -152,6 +170,16 @@ impl Session {
                 pg_sys::SetCurrentRoleId(pg_sys::Oid::from(self.role), self.is_superuser);
             }
             pg_sys::CommitTransactionCommand();
+        }
+    }
+
+    /// The role the session's settings are set in the name of: its `SET ROLE` role, else
+    /// its session user (the bootstrap superuser when neither is known).
+    fn setter(&self) -> pg_sys::Oid {
+        match (self.role, self.session_user) {
+            (0, 0) => pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            (0, s) => pg_sys::Oid::from(s),
+            (r, _) => pg_sys::Oid::from(r),
         }
     }
 

@@ -2263,18 +2263,29 @@ fn tamper(c: &mut Client, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     }
     let json = serde_json::to_vec_pretty(&m).unwrap();
     std::fs::write(archive.join("manifest.json"), &json).unwrap();
-    // Signed again with the cluster's own key: what is tested here is the check of an
-    // archive's SQL, which holds even for a correctly signed archive (issue 17).
-    let data_dir = archive.parent().unwrap().parent().unwrap().to_path_buf();
-    signing::resign(&archive, &data_dir);
-    // As if the tampered archive had been registered as it is now (the attacker uploads it
-    // under a new id and the victim runs rescan): what the tests meet is the check of the
-    // SQL, not the registered checksum.
-    // (NULL: a row that recorded none, as for archives registered before 0.3.0, so putting
-    // the genuine files back needs no second update.)
+    // Signed again with the cluster's key (as only who reads the data directory could), so
+    // that what the tests check is what comes after the signature check.
+    let data: String = c
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .unwrap()
+        .get(0);
+    signing::resign(&archive, std::path::Path::new(&data));
+    // And registered as such (as rescan() registers an archive uploaded under a new id): the
+    // row's manifest_sha256 is the forged manifest's.
     c.execute(
-        "UPDATE backup.backups SET manifest_sha256 = NULL WHERE id = $1",
-        &[&id],
+        "UPDATE backup.backups SET manifest_sha256 = $1 WHERE id = $2",
+        &[&sha256_hex(&json), &id],
+    )
+    .unwrap();
+}
+
+/// The row of backup `id` registers its manifest.json as it is now on disk (after a test put
+/// the archive back as pg_backup wrote it).
+fn register_as_is(c: &mut Client, id: &str) {
+    let json = std::fs::read(backup_dir(c).join(id).join("manifest.json")).unwrap();
+    c.execute(
+        "UPDATE backup.backups SET manifest_sha256 = $1 WHERE id = $2",
+        &[&sha256_hex(&json), &id],
     )
     .unwrap();
 }
@@ -2438,7 +2449,6 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
         std::fs::write(&manifest, &original).unwrap();
         std::fs::write(&sha, &original_sha).unwrap();
         std::fs::write(&sig, &original_sig).unwrap();
-        std::fs::write(&sig, &original_sig).unwrap();
         tamper(&mut su, &id, edit);
         // verify() finds every file as its manifest says.
         let bad = one_i64(
@@ -2459,6 +2469,7 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
     std::fs::write(&manifest, &original).unwrap();
     std::fs::write(&sha, &original_sha).unwrap();
     std::fs::write(&sig, &original_sig).unwrap();
+    register_as_is(&mut su, &id);
     op.query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap();
     assert_eq!(one_i64(&mut su, "SELECT count(*) FROM public.mine"), 10);
@@ -2553,6 +2564,7 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
 
     // As pg_backup wrote it, op's restore gives op's table its comment and grant.
     put_back();
+    register_as_is(&mut su, &id);
     op.query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap();
     assert_eq!(
@@ -2701,9 +2713,18 @@ fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
     m["files"][0]["rows"] = 3.into();
     let json = serde_json::to_vec_pretty(&m).unwrap();
     std::fs::write(to.join("manifest.json"), &json).unwrap();
-    // Even signed with the cluster's own key (as if the writer also had it), the link is
-    // never followed: what is tested here is how files are opened.
-    signing::resign(&to, &s.data);
+    std::fs::write(
+        to.join("manifest.sha256"),
+        format!("{}  manifest.json\n", sha256_hex(&json)),
+    )
+    .unwrap();
+    // Signed with the cluster's key (as if the writer also had it): what is tested is that
+    // the link is never followed, not the signature.
+    let data: String = c
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .unwrap()
+        .get(0);
+    signing::resign(&to, std::path::Path::new(&data));
 
     let found: Vec<String> = op
         .query("SELECT * FROM backup.rescan()", &[])
@@ -2986,4 +3007,241 @@ fn user_code_in_workers_sees_the_callers_session_user_and_settings() {
         );
         assert_eq!(one_i64(&mut admin, "SELECT count(*) FROM public.who"), 20);
     }
+}
+
+/// A session cannot hand its workers a superuser-only setting (attack of issue 17): before
+/// PL/pgSQL is loaded in a session, anyone may `SET plpgsql.variable_conflict` (a placeholder);
+/// when the library loads, PostgreSQL refuses the value of a role that is not a superuser.
+/// restore(atomic => false)'s worker and restore(jobs => 2)'s workers take the session's
+/// settings; they must take them in the session's name, so the worker refuses it too and the
+/// operator's code (or any other role's) never runs with a setting only a superuser may choose.
+#[test]
+fn a_session_cannot_hand_workers_a_superuser_only_setting() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op;
+         CREATE SCHEMA ops AUTHORIZATION op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE TABLE ops.seen (v text);
+         CREATE FUNCTION ops.note(int) RETURNS boolean LANGUAGE plpgsql AS $f$
+         BEGIN INSERT INTO ops.seen VALUES (current_setting('plpgsql.variable_conflict')); RETURN true; END $f$;
+         CREATE TABLE ops.c (a int CHECK (ops.note(a)));
+         INSERT INTO ops.c SELECT generate_series(1, 3);",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(tables => '{ops.c}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(op);
+    for extra in ["atomic => false", "atomic => false, jobs => 2"] {
+        // A new session, where no PL/pgSQL has run: the SET is taken as a placeholder.
+        let mut op = s.connect_as("app", Some("op"));
+        op.batch_execute(
+            "SET plpgsql.variable_conflict = 'use_column';
+             DROP TABLE ops.c; TRUNCATE ops.seen;",
+        )
+        .unwrap();
+        op.query_one(
+            &format!("SELECT count(*) FROM backup.restore($1, tables => '{{ops.c}}', {extra})"),
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("{extra}: {}", full_error(&e)));
+        assert_eq!(one_i64(&mut op, "SELECT count(*) FROM ops.c"), 3, "{extra}");
+        assert_eq!(
+            strings(&mut op, "SELECT DISTINCT v FROM ops.seen"),
+            vec!["error".to_string()],
+            "{extra}: the operator's restore ran code with a superuser-only setting it chose"
+        );
+        // What the session itself does with the same SET: refused when PL/pgSQL loads.
+        op.batch_execute("SELECT ops.note(0)").unwrap();
+        assert_eq!(
+            strings(&mut op, "SELECT v FROM ops.seen ORDER BY v DESC LIMIT 1"),
+            vec!["error".to_string()]
+        );
+    }
+}
+
+/// A signed manifest is genuine, but where it lies is a claim (attack of issue 17): a whole
+/// archive of another backup (this cluster's, correctly signed) copied or swapped in under an
+/// id, in backup.directory, is never taken for the backup of that id. Otherwise whoever can
+/// write the directory replays an old backup (or another database's) in place of the one a
+/// restore asks for, and restore() re-reads the manifest after its checks, so the swap can
+/// also happen between the checks and the use.
+#[test]
+fn a_genuine_archive_under_another_id_is_never_taken_for_that_backup() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE TABLE public.old_rows (id int);
+         INSERT INTO public.old_rows SELECT generate_series(1, 5);",
+    )
+    .unwrap();
+    let old: String = su
+        .query_one("SELECT backup_id FROM backup.create(label => 'old')", &[])
+        .unwrap()
+        .get(0);
+    let dir = backup_dir(&mut su);
+    let other = "20200101T000000.000000Z-replayed";
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(dir.join(&old))
+        .arg(dir.join(other)));
+    let rows = strings(
+        &mut su,
+        &format!(
+            "SELECT file || ' ' || status FROM backup.verify('{other}') WHERE file = 'manifest.json'"
+        ),
+    );
+    assert_eq!(rows, vec!["manifest.json corrupt".to_string()], "verify");
+    su.batch_execute("DROP TABLE public.old_rows").unwrap();
+    for extra in ["", ", dry_run => true", ", atomic => false, jobs => 2"] {
+        let e = su
+            .query(
+                &format!("SELECT * FROM backup.restore('{other}'{extra})"),
+                &[],
+            )
+            .expect_err(extra);
+        assert_eq!(sqlstate(&e), "XX001", "{extra}: {}", full_error(&e));
+        assert!(
+            full_error(&e).contains("manifest.json"),
+            "{extra}: {}",
+            full_error(&e)
+        );
+    }
+    assert_eq!(
+        one_i64(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE relname = 'old_rows'"
+        ),
+        0
+    );
+}
+
+/// An entry creates, and gives to its owner, only its own object (attack of issue 17): the
+/// schema rules ("never into pg_backup's schema or a system schema") are checked on the
+/// entries' schemas, so a statement of the right kind naming another schema got past them in
+/// a superuser's restore: a function entry of `public` creating `pg_catalog.pwn()` (or
+/// replacing a function of pg_backup's), an owner statement giving pg_backup's schema, one of
+/// its functions or its catalog table to another role. Refused with 2F003, nothing changed.
+#[test]
+fn an_entry_creates_and_gives_away_only_its_own_object() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", Some("op"));
+    op.batch_execute(
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE TABLE public.mine (a int);",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one("SELECT backup_id FROM backup.create()", &[])
+        .unwrap()
+        .get(0);
+    op.batch_execute("DROP FUNCTION public.f(); DROP TABLE public.mine;")
+        .unwrap();
+    let archive = backup_dir(&mut su).join(&id);
+    let original: Vec<(PathBuf, Vec<u8>)> = ["manifest.json", "manifest.sha256", "manifest.sig"]
+        .iter()
+        .map(|f| (archive.join(f), std::fs::read(archive.join(f)).unwrap()))
+        .collect();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("a function created in pg_catalog", |m| {
+            set_sql(
+                toc_entry(m, "function", "f()"),
+                "CREATE FUNCTION pg_catalog.pwn() RETURNS integer LANGUAGE sql AS 'SELECT 1';",
+            )
+        }),
+        ("a function of pg_backup replaced", |m| {
+            set_sql(
+                toc_entry(m, "function", "f()"),
+                "CREATE OR REPLACE FUNCTION backup.wake_scheduler() RETURNS void LANGUAGE sql AS '';",
+            )
+        }),
+        ("pg_backup's schema given away", |m| {
+            toc_entry(m, "table", "mine")["owner_sql"] = "ALTER SCHEMA backup OWNER TO op;".into()
+        }),
+        ("a function of pg_backup given away", |m| {
+            toc_entry(m, "function", "f()")["owner_sql"] =
+                "ALTER FUNCTION backup.wake_scheduler() OWNER TO op;".into()
+        }),
+        ("a grant on pg_backup's secrets", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9001, "kind": "acl", "section": "post-data", "name": "TABLE mine",
+                "sql": "GRANT ALL ON TABLE backup.storage_secrets TO PUBLIC;"
+            }))
+        }),
+        ("a grant on pg_backup's schema", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9002, "kind": "acl", "section": "post-data", "name": "SCHEMA public",
+                "sql": "GRANT CREATE ON SCHEMA backup TO PUBLIC;"
+            }))
+        }),
+        ("a comment on pg_backup's catalog", |m| {
+            m["toc"].as_array_mut().unwrap().push(serde_json::json!({
+                "id": 9003, "kind": "comment", "section": "pre-data", "name": "TABLE mine",
+                "sql": "COMMENT ON COLUMN backup.backups.id IS 'forged';"
+            }))
+        }),
+        (
+            "a function of pg_backup given away by a schema's entry",
+            |m| {
+                toc_entry(m, "schema", "public")["owner_sql"] =
+                    "ALTER FUNCTION backup.wake_scheduler() OWNER TO op;".into()
+            },
+        ),
+        ("pg_backup's catalog table given away", |m| {
+            toc_entry(m, "table", "mine")["owner_sql"] =
+                "ALTER TABLE backup.backups OWNER TO op;".into()
+        }),
+    ];
+    let state = "SELECT (SELECT count(*) FROM pg_proc WHERE proname = 'pwn')::text
+                    || ' ' || (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'backup')
+                    || ' ' || (SELECT proowner::regrole::text || ':' || prosrc FROM pg_proc
+                               WHERE proname = 'wake_scheduler' AND pronamespace = 'backup'::regnamespace)
+                    || ' ' || (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'backup.backups'::regclass)
+                    || ' ' || has_table_privilege('public', 'backup.storage_secrets', 'SELECT')::text
+                    || ' ' || has_schema_privilege('public', 'backup', 'CREATE')::text
+                    || ' ' || coalesce(col_description('backup.backups'::regclass, 1), '-')";
+    let before = strings(&mut su, state);
+    for (case, edit) in &cases {
+        for (path, bytes) in &original {
+            std::fs::write(path, bytes).unwrap();
+        }
+        tamper(&mut su, &id, edit);
+        let e = su
+            .query("SELECT * FROM backup.restore($1)", &[&id])
+            .expect_err(case);
+        assert_eq!(sqlstate(&e), "2F003", "{case}: {}", full_error(&e));
+        assert_eq!(strings(&mut su, state), before, "{case}: nothing changed");
+    }
+    // The archive as written restores.
+    for (path, bytes) in &original {
+        std::fs::write(path, bytes).unwrap();
+    }
+    register_as_is(&mut su, &id);
+    su.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(one_i64(&mut su, "SELECT public.f()::bigint"), 1);
 }

@@ -109,8 +109,13 @@ pub enum Command {
     CreateType,
     CreateDomain,
     AddDomainConstraint,
-    CreateFunction,
-    CreateProcedure,
+    /// CREATE [OR REPLACE] FUNCTION / PROCEDURE; `schema`: of its name, as written.
+    CreateFunction {
+        schema: Option<String>,
+    },
+    CreateProcedure {
+        schema: Option<String>,
+    },
     CreateAggregate,
     CreateAccessMethod,
     CreateOperator,
@@ -188,8 +193,8 @@ pub enum Command {
     },
     /// SET SESSION AUTHORIZATION / RESET SESSION AUTHORIZATION (pg_dump's grantors).
     SessionAuthorization,
-    /// ALTER ... OWNER TO (any object but a table-like relation).
-    ChangeOwner,
+    /// ALTER ... OWNER TO (any object but a table-like relation), and what it names.
+    ChangeOwner(Owned),
     /// `SELECT f(constants)`: the whole statement is one call of `function` (as written,
     /// qualified) with constant arguments (`constants` false: anything else in it).
     Call {
@@ -223,6 +228,17 @@ impl Command {
             }
         }
     }
+}
+
+/// What an `ALTER ... OWNER TO` names, as far as the check cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    /// An object named by a qualified name (a routine, a type ...): its schema as written.
+    InSchema(Option<String>),
+    /// A schema, by name.
+    Schema(String),
+    /// Anything else (a language, a server, a large object ...).
+    Other,
 }
 
 /// The names of an entry that its statements must use.
@@ -430,8 +446,6 @@ impl Shape {
             | (S::CreateType, Command::CreateType)
             | (S::CreateDomain, Command::CreateDomain)
             | (S::AddDomainConstraint, Command::AddDomainConstraint)
-            | (S::CreateFunction, Command::CreateFunction)
-            | (S::CreateProcedure, Command::CreateProcedure)
             | (S::CreateAggregate, Command::CreateAggregate)
             | (S::CreateAccessMethod, Command::CreateAccessMethod)
             | (S::CreateOperator, Command::CreateOperator)
@@ -455,10 +469,24 @@ impl Shape {
             | (S::AlterDefaultPrivileges, Command::AlterDefaultPrivileges)
             | (S::CreateEventTrigger, Command::CreateEventTrigger)
             | (S::AlterEventTrigger, Command::AlterEventTrigger)
-            | (S::SessionAuthorization, Command::SessionAuthorization)
-            | (S::ChangeOwner, Command::ChangeOwner) => true,
-            (S::ChangeOwner, Command::AlterTable { actions, .. }) => {
+            | (S::SessionAuthorization, Command::SessionAuthorization) => true,
+            // A routine is created in its entry's schema: never elsewhere (pg_catalog, or
+            // pg_backup's own schema, which the entry's schema is checked against), and never
+            // another routine replaced (attack of issue 17).
+            (S::CreateFunction, Command::CreateFunction { schema })
+            | (S::CreateProcedure, Command::CreateProcedure { schema }) => {
+                n.in_schema(schema.as_deref())
+            }
+            // An owner statement gives the entry's object, not another one, to its owner.
+            (S::ChangeOwner, Command::ChangeOwner(owned)) => match owned {
+                // An entry without a schema (a schema, a language ...) owns nothing in one.
+                Owned::InSchema(s) => n.in_schema(s.as_deref()),
+                Owned::Schema(name) => name == n.name || Some(name.as_str()) == n.moved_to,
+                Owned::Other => true,
+            },
+            (S::ChangeOwner, Command::AlterTable { rel, actions, .. }) => {
                 only(actions, &|a| *a == TableAction::ChangeOwner)
+                    && n.in_schema(rel.schema.as_deref())
             }
             (S::CreateTable, Command::CreateTable { rel, .. }) => on_entry(rel),
             (
@@ -1045,13 +1073,40 @@ mod tests {
     #[test]
     fn owner_statements_are_one_owner_change() {
         let n = names("s", "t", None);
-        assert_eq!(check_owner_statement(&[Command::ChangeOwner], &n), Ok(()));
+        let owner = Command::ChangeOwner(Owned::InSchema(Some("s".into())));
+        assert_eq!(
+            check_owner_statement(std::slice::from_ref(&owner), &n),
+            Ok(())
+        );
+        // Another schema's object, another schema, an object of another schema's table.
+        for elsewhere in [
+            Command::ChangeOwner(Owned::InSchema(Some("backup".into()))),
+            Command::ChangeOwner(Owned::InSchema(None)),
+            Command::ChangeOwner(Owned::Schema("backup".into())),
+            alter(
+                Relkind::Table,
+                "backup",
+                "t",
+                vec![TableAction::ChangeOwner],
+            ),
+        ] {
+            assert!(
+                check_owner_statement(std::slice::from_ref(&elsewhere), &n).is_err(),
+                "{elsewhere:?}"
+            );
+        }
+        let schema = names("", "s", None);
+        let own = Command::ChangeOwner(Owned::Schema("s".into()));
+        assert_eq!(check_owner_statement(&[own], &schema), Ok(()));
+        // An entry without a schema gives away nothing that lives in one.
+        let routine = Command::ChangeOwner(Owned::InSchema(Some("backup".into())));
+        assert!(check_owner_statement(&[routine], &schema).is_err());
         let table = alter(Relkind::Table, "s", "t", vec![TableAction::ChangeOwner]);
         assert_eq!(
             check_owner_statement(std::slice::from_ref(&table), &n),
             Ok(())
         );
-        assert!(check_owner_statement(&[table.clone(), Command::ChangeOwner], &n).is_err());
+        assert!(check_owner_statement(&[table.clone(), owner], &n).is_err());
         assert!(check_owner_statement(&[other("AlterRoleStmt")], &n).is_err());
         assert!(check_owner_statement(&[], &n).is_err());
         assert!(check(EntryKind::Owner, &n, &[table]).is_ok());

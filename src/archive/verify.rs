@@ -202,6 +202,15 @@ fn check_manifest(
     // The sealed manifest parses without its DDL (file list and checksums are in clear).
     match Manifest::from_json(&json) {
         Ok(m) => {
+            // Another backup's manifest (a genuine one, copied under this id) is not this
+            // backup's (issue 17).
+            if m.backup_id != src.id && row.status == FileStatus::Ok {
+                row.status = FileStatus::Corrupt;
+                row.detail = Some(format!(
+                    "manifest.json is the manifest of backup {}, not of backup {}",
+                    m.backup_id, src.id
+                ));
+            }
             let intact = row.status == FileStatus::Ok;
             out.push(row);
             // Who wrote it: checked on the very bytes just read (a manifest that does not
@@ -436,6 +445,7 @@ mod tests {
         let bytes = gz.finish().unwrap();
         fs::write(&abs, &bytes).unwrap();
         let mut m = manifest::sample();
+        m.backup_id = "b1".into();
         m.compression = "gzip:1".into();
         m.files = vec![DataFile {
             path: rel,

@@ -355,10 +355,12 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
             }
         }
         NodeTag::T_CreateFunctionStmt => {
-            if (*(n as *mut pg_sys::CreateFunctionStmt)).is_procedure {
-                Command::CreateProcedure
+            let f = n as *mut pg_sys::CreateFunctionStmt;
+            let schema = schema_of(&def_names_of_strings((*f).funcname));
+            if (*f).is_procedure {
+                Command::CreateProcedure { schema }
             } else {
-                Command::CreateFunction
+                Command::CreateFunction { schema }
             }
         }
         NodeTag::T_CreateAmStmt => Command::CreateAccessMethod,
@@ -474,13 +476,26 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
             }
         }
         NodeTag::T_CommentStmt => {
-            Command::Comment(target((*(n as *mut pg_sys::CommentStmt)).objtype))
+            let s = n as *mut pg_sys::CommentStmt;
+            if in_extension_schema((*s).objtype, (*s).object)? {
+                return Ok(Expanded::Plain(on_extension_schema("COMMENT")));
+            }
+            Command::Comment(target((*s).objtype))
         }
         NodeTag::T_SecLabelStmt => {
-            Command::SecurityLabel(target((*(n as *mut pg_sys::SecLabelStmt)).objtype))
+            let s = n as *mut pg_sys::SecLabelStmt;
+            if in_extension_schema((*s).objtype, (*s).object)? {
+                return Ok(Expanded::Plain(on_extension_schema("SECURITY LABEL")));
+            }
+            Command::SecurityLabel(target((*s).objtype))
         }
         NodeTag::T_GrantStmt => {
             let s = n as *mut pg_sys::GrantStmt;
+            for o in items::<pg_sys::Node>((*s).objects) {
+                if in_extension_schema((*s).objtype, o)? {
+                    return Ok(Expanded::Plain(on_extension_schema("GRANT")));
+                }
+            }
             Command::Grant {
                 on: target((*s).objtype),
                 all_in_schema: (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT,
@@ -499,7 +514,7 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
                 Command::Other(format!("SET {name}"))
             }
         }
-        NodeTag::T_AlterOwnerStmt => Command::ChangeOwner,
+        NodeTag::T_AlterOwnerStmt => Command::ChangeOwner(owned(n as *mut pg_sys::AlterOwnerStmt)),
         NodeTag::T_SelectStmt => {
             call(n as *mut pg_sys::SelectStmt).unwrap_or_else(|| Command::Other("SELECT".into()))
         }
@@ -512,6 +527,89 @@ unsafe fn command(n: *mut pg_sys::Node) -> std::result::Result<Expanded, String>
         _ => other(t),
     };
     Ok(Expanded::Plain(c))
+}
+
+/// A statement on an object of pg_backup's own schema (its catalog, its functions): no
+/// archive holds one (the schema is never backed up), and no restore runs one.
+fn on_extension_schema(what: &str) -> Command {
+    Command::Other(format!("{what} on pg_backup's own schema"))
+}
+
+/// Whether `object` (of a COMMENT, SECURITY LABEL or GRANT on an `objtype`) is pg_backup's
+/// schema or an object in it, as written (gram.y: a relation, a routine with its arguments, a
+/// name, a qualified name list or a type name).
+unsafe fn in_extension_schema(
+    objtype: pg_sys::ObjectType::Type,
+    object: *mut pg_sys::Node,
+) -> std::result::Result<bool, String> {
+    use pg_sys::ObjectType::*;
+    let parts = match tag(object) {
+        Some(NodeTag::T_RangeVar) => rel(object as *mut pg_sys::RangeVar)
+            .schema
+            .into_iter()
+            .chain(["-".to_string()])
+            .collect(),
+        Some(NodeTag::T_ObjectWithArgs) => {
+            def_names_of_strings((*(object as *mut pg_sys::ObjectWithArgs)).objname)
+        }
+        Some(NodeTag::T_String) if objtype == OBJECT_SCHEMA => {
+            vec![string_value(object).unwrap_or_default(), "-".into()]
+        }
+        Some(NodeTag::T_List) => def_names_of_strings(object as *mut pg_sys::List),
+        Some(NodeTag::T_TypeName) => {
+            def_names_of_strings((*(object as *mut pg_sys::TypeName)).names)
+        }
+        _ => return Ok(false),
+    };
+    // The schema is the name before the object's (before its table's for a column, a
+    // trigger, a rule, a policy or a table constraint).
+    let back = match objtype {
+        OBJECT_COLUMN | OBJECT_TRIGGER | OBJECT_RULE | OBJECT_POLICY | OBJECT_TABCONSTRAINT => 3,
+        _ => 2,
+    };
+    let Some(schema) = parts.len().checked_sub(back).map(|i| &parts[i]) else {
+        return Ok(false);
+    };
+    let ext = crate::security::targets::extension_schema().map_err(|e| e.to_string())?;
+    Ok(*schema == ext)
+}
+
+/// The schema of a qualified name (`[catalog.]schema.name`); None when unqualified.
+fn schema_of(parts: &[String]) -> Option<String> {
+    (parts.len() >= 2).then(|| parts[parts.len() - 2].clone())
+}
+
+/// What an ALTER ... OWNER TO names (gram.y: a name, a qualified name list, or a routine or
+/// operator with its arguments; an operator class or family's list starts with its method).
+unsafe fn owned(s: *mut pg_sys::AlterOwnerStmt) -> shapes::Owned {
+    use pg_sys::ObjectType::*;
+    use shapes::Owned;
+    let object = (*s).object;
+    match tag(object) {
+        Some(NodeTag::T_String) if (*s).objectType == OBJECT_SCHEMA => {
+            Owned::Schema(string_value(object).unwrap_or_default())
+        }
+        Some(NodeTag::T_List) => {
+            let parts = def_names_of_strings(object as *mut pg_sys::List);
+            let parts = match (*s).objectType {
+                OBJECT_OPCLASS | OBJECT_OPFAMILY => parts.get(1..).unwrap_or_default().to_vec(),
+                _ => parts,
+            };
+            Owned::InSchema(schema_of(&parts))
+        }
+        Some(NodeTag::T_ObjectWithArgs) => Owned::InSchema(schema_of(&def_names_of_strings(
+            (*(object as *mut pg_sys::ObjectWithArgs)).objname,
+        ))),
+        _ => Owned::Other,
+    }
+}
+
+/// The strings of a List of String nodes.
+unsafe fn def_names_of_strings(l: *mut pg_sys::List) -> Vec<String> {
+    items::<pg_sys::Node>(l)
+        .into_iter()
+        .filter_map(|n| string_value(n))
+        .collect()
 }
 
 /// pg_backup's DO block for the database's own properties (ddl/collect/database.rs): the

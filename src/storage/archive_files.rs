@@ -216,7 +216,9 @@ impl ArchiveSource {
             .map_err(|e| self.error("read", MANIFEST_FILE, e))?;
         authenticate(&raw)?;
         let Some(sealed) = Sealed::of(&raw) else {
-            return Ok((Manifest::from_json(&raw)?, raw));
+            let m = Manifest::from_json(&raw)?;
+            self.is_ours(&m)?;
+            return Ok((m, raw));
         };
         if !crate::archive::manifest::is_archive_path(&sealed.ddl_file) {
             return Err(BackupError::corrupt(
@@ -247,7 +249,25 @@ impl ArchiveSource {
             .map_err(|e| BackupError::corrupt(format!("manifest.json does not parse: {e}")))?;
         unseal_json(&mut value, &plain)?;
         let full = serde_json::to_vec(&value).expect("serializes");
-        Ok((Manifest::from_json(&full)?, raw))
+        let m = Manifest::from_json(&full)?;
+        self.is_ours(&m)?;
+        Ok((m, raw))
+    }
+
+    /// A genuine manifest is still only a claim about where it lies (issue 17): one that
+    /// names another backup (another archive's, signed, copied or swapped in under this id,
+    /// even between two reads of one restore) is never taken for this backup.
+    fn is_ours(&self, m: &Manifest) -> Result<()> {
+        if m.backup_id == self.id {
+            return Ok(());
+        }
+        Err(BackupError::corrupt(format!(
+            "{} holds the manifest of backup {}, not of backup {}",
+            self.describe(),
+            m.backup_id,
+            self.id
+        ))
+        .with_hint("An archive copied or moved under another id, or swapped in: nothing was done. Restore the backup under its own id."))
     }
 }
 
