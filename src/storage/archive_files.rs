@@ -56,6 +56,9 @@ impl Sealed {
     }
 }
 
+/// The largest manifest (or other small file of an archive) read into memory.
+pub const MAX_SMALL_FILE: u64 = 256 << 20;
+
 impl ArchiveSource {
     pub fn local(id: &str, dir: &Path) -> ArchiveSource {
         ArchiveSource {
@@ -111,7 +114,18 @@ impl ArchiveSource {
     /// A small file (the manifest) whole.
     pub fn read_small(&self, rel: &str) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.open(rel)?.take(1 << 30).read_to_end(&mut out)?;
+        // Read whole before its signature is checked, so whoever can write the folder or the
+        // bucket decides how much memory this takes: at most MAX_SMALL_FILE (a manifest of
+        // 100,000 tables' DDL is a few tens of MB). More is an error, never a truncated read.
+        self.open(rel)?
+            .take(MAX_SMALL_FILE + 1)
+            .read_to_end(&mut out)?;
+        if out.len() as u64 > MAX_SMALL_FILE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{rel} is larger than {} MiB", MAX_SMALL_FILE >> 20),
+            ));
+        }
         Ok(out)
     }
 
