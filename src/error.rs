@@ -398,6 +398,14 @@ pub fn report_text(s: &str) -> String {
 
 static MAIN_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
 
+/// Whether this is the backend's own thread (the one `_PG_init` ran on), where PostgreSQL may
+/// be called; helper threads never call it.
+pub fn on_backend_thread() -> bool {
+    MAIN_THREAD
+        .get()
+        .is_some_and(|m| *m == std::thread::current().id())
+}
+
 /// Replace pgrx's panic hook, which captures a Rust backtrace at every panic for pgrx to put
 /// in the DETAIL of the ERROR it raises (when RUST_BACKTRACE or RUST_LIB_BACKTRACE is set in
 /// the server's environment): the client gets the message, the SQLSTATE and the HINT only.

@@ -117,9 +117,21 @@ impl ArchiveSource {
         // Read whole before its signature is checked, so whoever can write the folder or the
         // bucket decides how much memory this takes: at most MAX_SMALL_FILE (a manifest of
         // 100,000 tables' DDL is a few tens of MB). More is an error, never a truncated read.
-        self.open(rel)?
-            .take(MAX_SMALL_FILE + 1)
-            .read_to_end(&mut out)?;
+        // In chunks, with a cancel check between them on the backend's thread: a slow disk or
+        // store answers a cancel within one chunk.
+        let mut file = self.open(rel)?.take(MAX_SMALL_FILE + 1);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            if crate::error::on_backend_thread() {
+                crate::copy::check_for_interrupts();
+            }
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
         if out.len() as u64 > MAX_SMALL_FILE {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
