@@ -398,12 +398,26 @@ pub fn report_text(s: &str) -> String {
 
 static MAIN_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
 
-/// Whether this is the backend's own thread (the one `_PG_init` ran on), where PostgreSQL may
-/// be called; helper threads never call it.
-pub fn on_backend_thread() -> bool {
-    MAIN_THREAD
+/// The backend's cancel check, set by `_PG_init` (a function pointer, so that code which
+/// plain-Rust unit tests also run never references PostgreSQL's symbols).
+static INTERRUPT_CHECK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Called from `_PG_init`, on the backend's thread.
+pub fn set_interrupt_check(check: fn()) {
+    let _ = INTERRUPT_CHECK.set(check);
+}
+
+/// Check for a cancel when on the backend's own thread (the one `_PG_init` ran on); nothing on
+/// a helper thread (which never calls PostgreSQL) or outside a backend.
+pub fn check_interrupts_on_backend_thread() {
+    let on_backend = MAIN_THREAD
         .get()
-        .is_some_and(|m| *m == std::thread::current().id())
+        .is_some_and(|m| *m == std::thread::current().id());
+    if on_backend {
+        if let Some(check) = INTERRUPT_CHECK.get() {
+            check();
+        }
+    }
 }
 
 /// Replace pgrx's panic hook, which captures a Rust backtrace at every panic for pgrx to put

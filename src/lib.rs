@@ -36,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     no_backtraces_in_errors();
     // No Rust backtrace in any error a client sees, whatever RUST_BACKTRACE says.
     error::install_panic_hook();
+    error::set_interrupt_check(copy::check_for_interrupts);
     // pg_upgrade loads libraries only to check them; define nothing then.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         return;

@@ -81,10 +81,23 @@ impl ArchiveWriter {
             .with_hint("Use another label, or remove the old one with backup.delete()."));
         }
         let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
-        if tmp_dir.exists() {
-            fs::remove_dir_all(&tmp_dir).map_err(|e| BackupError::io("remove", &tmp_dir, e))?;
+        // Whatever is there (a failed run's folder, or a link someone who can write the
+        // directory planted: issue 17) goes; a link is removed itself, never followed. The
+        // folders are then made one level at a time, never through an existing entry.
+        if let Ok(meta) = fs::symlink_metadata(&tmp_dir) {
+            let removed = if meta.is_dir() {
+                fs::remove_dir_all(&tmp_dir)
+            } else {
+                fs::remove_file(&tmp_dir)
+            };
+            removed.map_err(|e| BackupError::io("remove", &tmp_dir, e))?;
         }
-        ensure_dir(&tmp_dir.join("data"))?;
+        for dir in [tmp_dir.clone(), tmp_dir.join("data")] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| BackupError::io("create directory", &dir, e))?;
+        }
         let sync_handle =
             Some(File::open(&tmp_dir).map_err(|e| BackupError::io("open", &tmp_dir, e))?);
         Ok(ArchiveWriter {

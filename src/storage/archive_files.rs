@@ -122,9 +122,7 @@ impl ArchiveSource {
         let mut file = self.open(rel)?.take(MAX_SMALL_FILE + 1);
         let mut chunk = vec![0u8; 1 << 20];
         loop {
-            if crate::error::on_backend_thread() {
-                crate::copy::check_for_interrupts();
-            }
+            crate::error::check_interrupts_on_backend_thread();
             match file.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => out.extend_from_slice(&chunk[..n]),

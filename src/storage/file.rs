@@ -102,20 +102,46 @@ impl Store for FileStore {
                 format!("folder \"{}\" does not exist", self.root.display()),
             ));
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&parent)
-            .map_err(|e| io_err("create directory", &parent, e))?;
+        // Whoever can write the target's folder could have put a link where a folder of the
+        // archive goes: the folders below the root are made one at a time, and nothing is
+        // made or written through a link (issue 17).
+        let mut below = self.root.clone();
+        for part in parent
+            .strip_prefix(&self.root)
+            .unwrap_or(Path::new(""))
+            .components()
+        {
+            below.push(part);
+            match fs::DirBuilder::new().mode(0o700).create(&below) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create directory", &below, e)),
+            }
+            let meta = fs::symlink_metadata(&below).map_err(|e| io_err("inspect", &below, e))?;
+            if !meta.is_dir() {
+                return Err(StoreError::new(
+                    Failure::Other,
+                    format!("\"{}\" is not a folder (a link?): refused", below.display()),
+                ));
+            }
+        }
         let name = dest
             .file_name()
             .expect("keys name a file")
             .to_string_lossy();
         let tmp = parent.join(format!(".{name}.partial"));
+        // A leftover (or planted) partial file goes first; a link is removed itself. The file
+        // is then created new, never opened through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("remove", &tmp, e))
+            }
+            _ => {}
+        }
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io_err("create file", &tmp, e))?;
@@ -178,6 +204,30 @@ impl Store for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planted_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let store = FileStore {
+            root: dir.path().to_path_buf(),
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        // A link where the partial file goes: removed, the victim untouched.
+        std::fs::create_dir_all(dir.path().join("b1")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("b1/.manifest.json.partial")).unwrap();
+        let mut w = store.create("b1/manifest.json", cancel.clone()).unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(store.read_all("b1/manifest.json").unwrap(), b"x");
+        // A link where a folder of the archive goes: refused.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("b2")).unwrap();
+        assert!(store.create("b2/data/00001.copy", cancel).is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn objects_appear_only_when_finished() {
