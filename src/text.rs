@@ -584,68 +584,45 @@ impl FromDatum for Json {
 
 pgrx::impl_sql_translatable!(Json, "jsonb");
 
-// SAFETY: a jsonb argument, read by `FromDatum`.
-unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Json {
-    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        // SAFETY: as the trait requires.
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
+/// `$t` as an argument and a result of a SQL function, as pgrx does for String: read and
+/// returned through its `FromDatum` / `IntoDatum` (Text and Json convert the encoding there).
+macro_rules! argument_and_result {
+    ($t:ty) => {
+        // SAFETY: an argument of the SQL type `$t` maps to, read by `FromDatum`.
+        unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for $t {
+            unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                // SAFETY: as the trait requires.
+                unsafe { arg.unbox_arg_using_from_datum() }
+                    .unwrap_or_else(|| panic!("argument {index} must not be null"))
+            }
 
-    unsafe fn unbox_nullable_arg(
-        arg: pgrx::callconv::Arg<'_, 'fcx>,
-    ) -> pgrx::nullable::Nullable<Self> {
-        // SAFETY: as the trait requires.
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-// SAFETY: returns the datum `IntoDatum` made.
-unsafe impl pgrx::callconv::BoxRet for Json {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            // SAFETY: a datum of the function's result type.
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
+            unsafe fn unbox_nullable_arg(
+                arg: pgrx::callconv::Arg<'_, 'fcx>,
+            ) -> pgrx::nullable::Nullable<Self> {
+                // SAFETY: as the trait requires.
+                unsafe { arg.unbox_arg_using_from_datum() }.into()
+            }
         }
-    }
-}
 
-// As an argument and a result of a SQL function, as pgrx does for String.
-// SAFETY: a text argument is a text varlena, read by `FromDatum`.
-unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Text {
-    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        // SAFETY: as the trait requires.
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-
-    unsafe fn unbox_nullable_arg(
-        arg: pgrx::callconv::Arg<'_, 'fcx>,
-    ) -> pgrx::nullable::Nullable<Self> {
-        // SAFETY: as the trait requires.
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-// SAFETY: returns the datum `IntoDatum` made.
-unsafe impl pgrx::callconv::BoxRet for Text {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            // SAFETY: a datum of the function's result type.
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
+        // SAFETY: returns the datum `IntoDatum` made.
+        unsafe impl pgrx::callconv::BoxRet for $t {
+            unsafe fn box_into<'fcx>(
+                self,
+                fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+            ) -> pgrx::datum::Datum<'fcx> {
+                match self.into_datum() {
+                    // SAFETY: a datum of the function's result type.
+                    Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+                    None => fcinfo.return_null(),
+                }
+            }
         }
-    }
+    };
 }
+
+argument_and_result!(Json);
+argument_and_result!(Text);
 
 #[cfg(test)]
 mod tests {
