@@ -23,6 +23,7 @@ pub mod storage;
 pub mod subtransaction;
 pub mod text;
 pub mod threads;
+pub mod workers;
 
 ::pgrx::pg_module_magic!(name, version);
 
