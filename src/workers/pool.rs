@@ -208,9 +208,7 @@ impl<T: Serialize, R: DeserializeOwned> Pool<T, R> {
 
     /// A worker without a task.
     pub fn idle(&self) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.task.is_none() && !s.gone)
+        self.slots.iter().position(|s| s.task.is_none() && !s.gone)
     }
 
     /// The tasks the workers work on.
@@ -235,7 +233,10 @@ impl<T: Serialize, R: DeserializeOwned> Pool<T, R> {
     /// Send `worker` its next task (`task` names it in the events).
     pub fn send(&mut self, worker: usize, task: usize, message: &T) -> Result<(), Gone> {
         let slot = &mut self.slots[worker];
-        let inbox = slot.inbox.as_ref().expect("this kind of worker takes tasks");
+        let inbox = slot
+            .inbox
+            .as_ref()
+            .expect("this kind of worker takes tasks");
         match inbox.send(message) {
             Ok(()) => {
                 slot.task = Some(task);
