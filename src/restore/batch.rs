@@ -70,6 +70,9 @@ impl Batches {
         self.note_local(out);
         let pending = self.pending.take();
         history::record_committed(self.restore_id.get(), &pending)?;
+        // SAFETY: the restore worker runs the restore in a transaction of its own that
+        // `begin_transaction` started with an active snapshot (no subtransaction or SPI call is
+        // open between steps): both end here, and a new one starts below.
         unsafe {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
@@ -114,7 +117,11 @@ pub fn committed(rows: &[Row]) -> Committed {
     c
 }
 
+/// Start a transaction (with its snapshot) in a restore worker or job worker, as the session's
+/// current user.
 pub fn begin_transaction(session: &Session) {
+    // SAFETY: called by background workers outside any transaction (after connecting, or
+    // after the previous one committed or aborted).
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();

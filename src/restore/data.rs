@@ -344,6 +344,8 @@ fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTri
         ))?;
     }
     // The load opens the table next: its cached trigger list must already say "off".
+    // SAFETY: inside the restore's transaction (a statement just ran through SPI); makes its
+    // catalog changes visible to the commands that follow.
     unsafe { pg_sys::CommandCounterIncrement() };
     Ok(triggers)
 }

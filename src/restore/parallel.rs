@@ -264,6 +264,9 @@ fn note_loaded(loaded: &mut HashSet<String>, rows: &[Row]) {
 
 /// A new snapshot for the leader's decisions: what the workers committed counts.
 fn refresh_snapshot() {
+    // SAFETY: in the leader's transaction (between its batches' commits a transaction is
+    // always open); the snapshot popped, if any, is the one this function or
+    // begin_transaction pushed.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
             pg_sys::PopActiveSnapshot();

@@ -63,6 +63,7 @@ pub fn restore_with(
         options: opts.to_json(),
         table_count: None,
         performed_by: caller.role.clone(),
+        // SAFETY: MyProcPid is set at backend start and only read here.
         pid: unsafe { pg_sys::MyProcPid },
     };
     record.start();
@@ -200,6 +201,8 @@ pub fn record_failure(
     restore_id: i64,
     error: impl Fn(&str) -> String,
 ) -> String {
+    // SAFETY: the worker is outside any transaction here (its batch was aborted with
+    // AbortOutOfAnyTransaction): a new one starts, with a snapshot for the catalog write.
     unsafe {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
@@ -208,6 +211,8 @@ pub fn record_failure(
     // transaction the worker is the caller's session user.
     session.become_user();
     let stays = crate::catalog::history::record_restore_failure(restore_id, error);
+    // SAFETY: ends the transaction and pops the snapshot started above; nothing else was
+    // pushed in between (record_restore_failure runs its SPI calls to completion).
     unsafe {
         pg_sys::PopActiveSnapshot();
         pg_sys::CommitTransactionCommand();

@@ -133,11 +133,12 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
                             "moved past the largest value of its column".to_string()
                         })
                     }
-                    None => Row::new(seq, "sequence", Action::Skip, Status::Warning)
-                        .detail(format!(
+                    None => {
+                        Row::new(seq, "sequence", Action::Skip, Status::Warning).detail(format!(
                         "not moved past the appended rows: \"{}\" has no UPDATE privilege on it",
                         restorer.name
-                    )),
+                    ))
+                    }
                 });
             }
         }
