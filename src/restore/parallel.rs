@@ -30,21 +30,23 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::background::{self, begin_transaction, failure_of, Request};
+use super::batch::{self, begin_transaction, Batches};
+use super::context::failure_of;
 use super::data::{self, DataUnit};
-use super::plan::PlannedTable;
-use super::runner::{self, Job, Outcome, Plan, Row, Tolerate, Walk};
+use super::decide::{preexisting_extensions, Decider};
+use super::entry::Executor;
+use super::job::{Archive, Job};
+use super::options::Request;
+use super::plan::{Plan, PlannedTable};
+use super::policy::{Outcome, Tolerate};
+use super::result::{Action, Row};
 use super::schedule::{Item, Lock, Scheduler};
 use super::scope::{quoted, Scope};
-use crate::archive::compression::Compression;
-use crate::archive::toc::{EntryKind, Pass, TocEntry};
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::catalog::history;
 use crate::error::{BackupError, Result};
 use crate::security::{self, privileges::Restorer};
-use crate::workers::{Event, Kind, Life, Pool, Worker};
-
-/// jobs => N takes at most this many workers.
-pub const MAX_JOBS: i32 = 64;
+use crate::workers::{Event, Failure, Kind, Life, Pool, Worker};
 
 /// What each job worker is given: the restore worker's request and the plan it made.
 #[derive(Serialize, Deserialize)]
@@ -63,7 +65,7 @@ enum Task {
     /// TOC entry `id`, as decided by the leader.
     Entry {
         id: u32,
-        action: String,
+        action: Action,
         tolerate: Tolerate,
     },
     /// ANALYZE of a table that received rows (quoted name).
@@ -98,8 +100,13 @@ enum Work<'a> {
 }
 
 /// The leader's part: rows, then post-data, over the job workers.
-pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
-    let job = walk.job;
+/// Returns the tables whose ANALYZE the job workers ran (quoted names).
+pub fn data_and_post_data<'a>(
+    decider: &mut Decider<'_, 'a>,
+    exec: &mut Executor<'_, 'a>,
+    post: &[&'a TocEntry],
+) -> Result<HashSet<String>> {
+    let job = exec.job;
     let b = job
         .batches
         .expect("restore(jobs => N) runs in the restore worker");
@@ -108,13 +115,13 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
     if !job.opts.schema_only {
         if job.manifest.files.iter().any(|f| f.is_script()) {
             // One script, read in order: its rows load here.
-            data::load_data(job, &mut walk.runner, &walk.preexisting)?;
+            data::load_data(job, &mut exec.runner, &decider.preexisting)?;
         } else {
-            data::truncate_replaced(job, &mut walk.runner)?;
+            data::truncate_replaced(job, &mut exec.runner)?;
             for (i, u) in units.iter().enumerate() {
                 // Large objects and extensions' configuration rows load here.
                 if u.large_objects || u.extension || !data::unit_wanted(job, u) {
-                    data::load_unit(job, &mut walk.runner, u, None, &walk.preexisting)?;
+                    data::load_unit(job, &mut exec.runner, u, None, &decider.preexisting)?;
                 } else {
                     loads.push(i);
                 }
@@ -123,15 +130,9 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
     }
     // Largest first: the longest load must not start last.
     loads.sort_by_key(|&i| std::cmp::Reverse(units[i].bytes));
-    let post: Vec<&TocEntry> = job
-        .manifest
-        .toc
-        .iter()
-        .filter(|e| e.pass() == Pass::PostData)
-        .collect();
     let mut work: Vec<Work> = loads.iter().map(|&i| Work::Data(i)).collect();
     work.extend(post.iter().map(|e| Work::Entry(e)));
-    // The final ANALYZE too (restore_steps leaves it to the workers then).
+    // The final ANALYZE too (the walk analyzes what they did not).
     let analyze = job.opts.analyze && !job.opts.schema_only;
     if analyze {
         work.extend(
@@ -143,32 +144,24 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
                 .map(|(i, _)| Work::Analyze(i)),
         );
     }
-    let items = plan_items(walk, &units, &work);
+    let items = plan_items(job, &units, &work);
     // Tables whose rows loaded (their ANALYZE runs), as restore_steps' loaded_tables() says.
     let mut loaded: HashSet<String> = HashSet::new();
-    note_loaded(&mut loaded, &walk.runner.out);
+    note_loaded(&mut loaded, &exec.runner.out);
     // Everything so far is committed: the workers see it, and the leader holds no lock.
-    b.commit(&walk.runner.out)?;
+    b.commit(&exec.runner.out)?;
     let mut pool = start_pool(b, job.plan, (job.opts.jobs as usize).min(work.len()));
     if pool.is_empty() {
         // No worker could start: the leader restores the rest itself, in order.
         log!("pg_backup: no background worker could start for restore(jobs => {}); the restore goes on in one worker", job.opts.jobs);
-        for &w in &work {
-            match w {
-                Work::Data(u) => {
-                    data::load_unit(job, &mut walk.runner, &units[u], None, &walk.preexisting)?
-                }
-                Work::Entry(e) => {
-                    if let Some((action, tolerate)) = walk.settle(e)? {
-                        walk.run_entry(e, action, tolerate)?;
-                    }
-                }
-                // restore_steps analyzes.
-                Work::Analyze(_) => {}
-            }
+        for &u in &loads {
+            data::load_unit(job, &mut exec.runner, &units[u], None, &decider.preexisting)?;
         }
-        return Ok(());
+        decider.run_entries(exec, post)?;
+        // The walk analyzes.
+        return Ok(HashSet::new());
     }
+    let mut analyzed: HashSet<String> = HashSet::new();
     let mut sched = Scheduler::new(items);
     let mut last_progress = Instant::now();
     while !sched.all_done() {
@@ -177,14 +170,14 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
             let Some(i) = sched.start_next() else { break };
             let task = match work[i] {
                 Work::Data(u) => Task::Data { unit: u },
-                Work::Entry(e) => match walk.settle(e)? {
+                Work::Entry(e) => match decider.settle(e, &mut exec.runner)? {
                     None => {
                         sched.finish(i);
                         continue;
                     }
                     Some((action, tolerate)) => Task::Entry {
                         id: e.id,
-                        action: action.to_string(),
+                        action,
                         tolerate,
                     },
                 },
@@ -208,45 +201,51 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
             // Everything left was settled by the leader in this round; go on.
             continue;
         }
-        match wait(&mut pool, walk, b) {
+        match wait(&mut pool, &mut exec.runner.out, b) {
             Ok((item, Report { rows, outcome })) => {
                 if let (Work::Entry(e), Some(o)) = (work[item], outcome) {
-                    walk.outcomes.insert(e.id, o);
+                    decider.record(e.id, o);
+                }
+                if let Work::Analyze(t) = work[item] {
+                    let t = &job.plan.tables[t];
+                    analyzed.insert(quoted(&t.schema, &t.name));
                 }
                 note_loaded(&mut loaded, &rows);
                 // The leader's own rows so far (skips it noted) go with its next commit;
                 // the worker's item is committed and recorded already.
-                b.note_local(&walk.runner.out);
-                walk.runner.out.extend(rows);
-                b.note_recorded(&walk.runner.out);
+                b.note_local(&exec.runner.out);
+                exec.runner.out.extend(rows);
+                b.note_recorded(&exec.runner.out);
                 sched.finish(item);
                 if last_progress.elapsed() > Duration::from_secs(1) {
-                    b.commit(&walk.runner.out)?;
+                    b.commit(&exec.runner.out)?;
                     last_progress = Instant::now();
                 }
             }
             Err(e) => {
-                stop(&mut pool, walk, b, true);
+                stop(&mut pool, &mut exec.runner.out, b, true);
                 return Err(e);
             }
         }
     }
-    stop(&mut pool, walk, b, false);
-    b.analyzed.set(analyze);
-    b.commit(&walk.runner.out)?;
-    Ok(())
+    stop(&mut pool, &mut exec.runner.out, b, false);
+    b.commit(&exec.runner.out)?;
+    Ok(analyzed)
 }
 
 fn note_loaded(loaded: &mut HashSet<String>, rows: &[Row]) {
     for r in rows {
-        if r.4 == "ok" && r.3.is_some() {
-            loaded.insert(r.0.clone());
+        if r.loaded_rows() {
+            loaded.insert(r.object.clone());
         }
     }
 }
 
 /// A new snapshot for the leader's decisions: what the workers committed counts.
 fn refresh_snapshot() {
+    // SAFETY: in the leader's transaction (between its batches' commits a transaction is
+    // always open); the snapshot popped, if any, is the one this function or
+    // begin_transaction pushed.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
             pg_sys::PopActiveSnapshot();
@@ -256,8 +255,8 @@ fn refresh_snapshot() {
 }
 
 /// Dependencies and locks of each item (see `schedule`).
-fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
-    let toc = &walk.job.manifest.toc;
+fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
+    let toc = &job.manifest.toc;
     let relations: HashMap<(String, String), &TocEntry> = toc
         .iter()
         .filter(|e| e.kind.is_relation())
@@ -271,7 +270,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
                 .get(&at)
                 .filter(|e| matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable))
                 .and_then(|e| e.belongs_to)
-                .and_then(|p| walk.entry(p))
+                .and_then(|p| job.entry(p))
                 .filter(|p| matches!(p.kind, EntryKind::Table | EntryKind::ForeignTable))
                 .and_then(|p| p.relation());
             match parent {
@@ -288,7 +287,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
             if let Some(r) = at.relation() {
                 return Some(r);
             }
-            at = walk.entry(at.belongs_to?)?;
+            at = job.entry(at.belongs_to?)?;
         }
         None
     };
@@ -311,7 +310,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
         }
     }
     // The backup's name of each planned table.
-    let backup_names: Vec<(String, String)> = walk.job.scope.tables(walk.job.manifest);
+    let backup_names: Vec<(String, String)> = job.scope.tables(job.manifest);
     work.iter()
         .map(|&w| match w {
             Work::Data(u) => Item {
@@ -333,7 +332,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
                     }
                     // An entry on a table (or naming one: a foreign key's other table) waits
                     // for the table's rows.
-                    if let Some(rel) = walk
+                    if let Some(rel) = job
                         .entry(*d)
                         .filter(|x| x.kind.is_relation() || x.kind == EntryKind::TableData)
                         .and_then(|x| x.relation())
@@ -377,7 +376,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
 }
 
 /// Start up to `wanted` job workers; the leader commits while they run.
-fn start_pool(b: &background::Batches, plan: &Plan, wanted: usize) -> Pool<Task, Report> {
+fn start_pool(b: &Batches, plan: &Plan, wanted: usize) -> Pool<Task, Report> {
     let request = JobRequest {
         base: b.request.clone(),
         tables: plan.for_workers(),
@@ -402,11 +401,7 @@ fn start_pool(b: &background::Batches, plan: &Plan, wanted: usize) -> Pool<Task,
 
 /// The next report of a job worker: (its item, the report). A failure, a worker gone and a
 /// cancel of the leader are errors (the caller stops the pool).
-fn wait(
-    pool: &mut Pool<Task, Report>,
-    walk: &mut Walk,
-    b: &background::Batches,
-) -> Result<(usize, Report)> {
+fn wait(pool: &mut Pool<Task, Report>, out: &mut Vec<Row>, b: &Batches) -> Result<(usize, Report)> {
     loop {
         match pool.wait() {
             Event::Report {
@@ -420,7 +415,7 @@ fn wait(
             Event::Interrupted => {
                 // A cancel: every worker rolls its item back; what they committed before is
                 // recorded, then the cancel is raised here.
-                stop(pool, walk, b, true);
+                stop(pool, out, b, true);
                 pgrx::check_for_interrupts!();
                 return Err(BackupError::from_worker(
                     "57014",
@@ -434,13 +429,13 @@ fn wait(
 
 /// End the workers: at once (`cancel`: their current items roll back) or once they are
 /// idle. Items they committed and reported meanwhile are added to the result.
-fn stop(pool: &mut Pool<Task, Report>, walk: &mut Walk, b: &background::Batches, cancel: bool) {
+fn stop(pool: &mut Pool<Task, Report>, out: &mut Vec<Row>, b: &Batches, cancel: bool) {
     if cancel {
         pool.cancel();
         // Reports already on their way: committed (and recorded) items.
-        b.note_local(&walk.runner.out);
-        pool.drain(Duration::from_secs(30), |r| walk.runner.out.extend(r.rows));
-        b.note_recorded(&walk.runner.out);
+        b.note_local(out);
+        pool.drain(Duration::from_secs(30), |r| out.extend(r.rows));
+        b.note_recorded(out);
     }
     pool.finish();
 }
@@ -464,13 +459,12 @@ pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
     let Some(worker) = Worker::attach(&JOB_WORKER, arg) else {
         return;
     };
-    let request = &worker.request;
-    request.base.session.connect();
+    worker.request.base.session.connect();
     security::call_is_session();
     let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(work(&worker))))
         .catch_others(Err)
         .execute();
-    let failure = match outcome {
+    let (sqlstate, message, hint) = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(e)) => failure_of(Ok(e)),
         Err(caught) => failure_of(Err(caught)),
@@ -478,7 +472,11 @@ pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
     // SAFETY: the error was caught above; aborting whatever transaction is open is what a
     // worker's error recovery does.
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
-    worker.fail(failure);
+    worker.fail(Failure {
+        sqlstate,
+        message,
+        hint,
+    });
 }
 
 /// Set up as the leader did, then run tasks until the leader closes the queue.
@@ -492,38 +490,31 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
         base.caller_role.clone(),
         pg_sys::Oid::from(base.caller_oid),
     );
-    let source = crate::storage::locate(&base.backup_id, None, opts.identity.as_deref())?;
     // The leader checked the signature of the manifest it read; this worker reads it again and
     // checks what it read (quietly: the leader said it).
-    let (manifest, raw_manifest) = source.manifest(|raw| {
-        crate::security::signing::authenticate(&source, raw, caller.oid, true).map(|_| ())
-    })?;
-    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
-    let compression = Compression::from_name(&manifest.compression)?;
+    let archive = Archive::open(
+        &base.backup_id,
+        opts.identity.as_deref(),
+        |_| Ok(()),
+        |source, raw| {
+            crate::security::signing::authenticate(source, raw, caller.oid, true).map(|_| ())
+        },
+    )?;
+    let manifest = &archive.manifest;
     let scope = Scope::build(
-        &manifest,
+        manifest,
         opts.tables.as_deref(),
         opts.schemas.as_deref(),
         opts.target_schema.as_deref(),
     )?;
-    let plan = Plan::from_tables(&manifest, &scope, request.tables.clone());
+    let plan = Plan::from_tables(manifest, &scope, request.tables.clone());
     let restorer = Restorer::of(&caller);
     let placement = super::tablespaces::Placement::new(opts.no_tablespaces)?;
-    let job = Job {
-        manifest: &manifest,
-        source: &source,
-        encrypted,
-        compression,
-        opts,
-        scope: &scope,
-        plan: &plan,
-        restorer: &restorer,
-        placement: &placement,
-        batches: None,
-    };
-    runner::restore_settings(&job)?;
-    let mut walk = Walk::new(&job)?;
-    let units = data::data_units(&manifest, &job);
+    let job = Job::new(&archive, opts, &scope, &plan, &restorer, &placement, None);
+    job.apply_settings()?;
+    let mut exec = Executor::new(&job);
+    let preexisting = preexisting_extensions()?;
+    let units = data::data_units(manifest, &job);
     commit();
     while let Some(task) = worker.next_task()? {
         begin_transaction(&base.session);
@@ -533,7 +524,7 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
                     BackupError::from_worker("XX000", format!("no data unit {unit}"), None)
                 })?;
                 // Table rows only (the leader loads extensions' configuration rows).
-                data::load_unit(&job, &mut walk.runner, u, None, &walk.preexisting)?;
+                data::load_unit(&job, &mut exec.runner, u, None, &preexisting)?;
                 None
             }
             Task::Entry {
@@ -541,11 +532,10 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
                 action,
                 tolerate,
             } => {
-                let e = walk.entry(id).ok_or_else(|| {
+                let e = job.entry(id).ok_or_else(|| {
                     BackupError::from_worker("XX000", format!("no TOC entry {id}"), None)
                 })?;
-                walk.run_entry(e, &action, tolerate)?;
-                walk.outcomes.get(&id).copied()
+                Some(exec.run(e, action, tolerate)?)
             }
             Task::Analyze { table } => {
                 super::tuning::analyze([table.as_str()])?;
@@ -554,10 +544,10 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
         };
         // In the item's own transaction: the history row never says less (or more) than
         // what is committed, whatever happens next.
-        history::record_committed(request.restore_id, &background::committed(&walk.runner.out))?;
+        history::record_committed(request.restore_id, &batch::committed(&exec.runner.out))?;
         commit();
         worker.report(&Report {
-            rows: std::mem::take(&mut walk.runner.out),
+            rows: std::mem::take(&mut exec.runner.out),
             outcome,
         });
     }

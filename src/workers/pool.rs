@@ -10,9 +10,9 @@ use pgrx::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::kind::{Failure, Kind};
 use super::layout::{self, Header, Layout};
 use super::queue::{Gone, Queue, Received, Wire};
-use super::{Failure, Kind};
 
 /// How long the segment and the leader's queue handles last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use pgrx::pg_sys;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Failure;
+use super::kind::Failure;
 
 /// A worker's message to the leader: a report, or the error it ended with (its last word).
 #[derive(Serialize, Deserialize)]

@@ -7,9 +7,9 @@ use pgrx::pg_sys;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::kind::{Failure, Kind};
 use super::layout::{self, Header, Layout};
 use super::queue::{Queue, Received, Wire};
-use super::{Failure, Kind};
 use crate::error::{BackupError, Result};
 
 /// One worker of a pool, in the worker's process.
@@ -33,7 +33,7 @@ impl<Q: DeserializeOwned, T: DeserializeOwned, R: Serialize> Worker<Q, T, R> {
         // worker's main function does first; both handlers only set flags and the latch.
         unsafe {
             pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
-            pg_sys::pqsignal(libc::SIGINT, Some(cancel_on_sigint));
+            pg_sys::pqsignal(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
             pg_sys::BackgroundWorkerUnblockSignals();
         }
         let (handle, number) = layout::from_argument(arg.value());
@@ -149,27 +149,5 @@ impl<Q: DeserializeOwned, T: DeserializeOwned, R: Serialize> Worker<Q, T, R> {
     /// The worker's last word: the error it ends with.
     pub fn fail(&self, failure: Failure) {
         let _ = self.outbox.send(&Wire::<()>::Failed(failure));
-    }
-}
-
-/// What a backend's StatementCancelHandler does: the next interrupt check raises
-/// "canceling statement due to user request" (57014), which the worker catches like any error.
-///
-/// # Safety
-/// A signal handler: installed with `pqsignal`, never called directly.
-unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
-    // SAFETY: only async-signal-safe work: errno is saved and restored, flags are written
-    // with volatile stores, and SetLatch is safe in a signal handler (PostgreSQL's own
-    // handlers call it).
-    unsafe {
-        let saved = *libc::__errno_location();
-        if !pg_sys::proc_exit_inprogress {
-            (&raw mut pg_sys::InterruptPending).write_volatile(1);
-            (&raw mut pg_sys::QueryCancelPending).write_volatile(1);
-        }
-        if !pg_sys::MyLatch.is_null() {
-            pg_sys::SetLatch(pg_sys::MyLatch);
-        }
-        *libc::__errno_location() = saved;
     }
 }
