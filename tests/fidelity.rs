@@ -6,14 +6,16 @@
 //! Each schema is an ordering or qualification problem a real database has (issue 8).
 
 mod common;
+mod support;
 
 use common::*;
+use support::*;
 
 /// Builds the schema in `app` and judges the round trips; then asks the source and each
 /// restored copy the same questions (`checks`: what a user would try) and wants the same
 /// answers (the first row as text, the affected row count, or the SQLSTATE of the error).
 fn round_trip(setup: &str, rt: RoundTrip, checks: &[&str]) {
-    let s = Server::start("");
+    let s = server("");
     round_trip_on(&s, setup, rt, checks);
 }
 
@@ -523,7 +525,7 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     for (name, dir) in [("fast", "fast"), ("\"Slow Disk\"", "slow")] {
         s.connect("app")
             .batch_execute(&format!(
@@ -683,19 +685,6 @@ fn grants_passed_on_with_grant_option_keep_their_grantors() {
     );
 }
 
-/// A session of `role` (a LOGIN role of the test's cluster, trust authentication).
-fn connect_as(s: &Server, db: &str, role: &str) -> postgres::Client {
-    postgres::Client::connect(
-        &format!(
-            "host={} port={} dbname={db} user={role}",
-            s.socket.display(),
-            s.port
-        ),
-        postgres::NoTls,
-    )
-    .unwrap()
-}
-
 /// A restore's rows as text, one per row: object kind action status detail.
 fn restore_rows(c: &mut postgres::Client, sql: &str, id: &str) -> Vec<String> {
     c.query(sql, &[&id])
@@ -747,7 +736,7 @@ fn extension_configuration_tables_keep_their_rows_in_every_format() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(CONFIG_EXTENSION).unwrap();
     // pg_backup's own catalog tables are configuration tables too: its history and schedules
@@ -793,7 +782,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(CONFIG_EXTENSION).unwrap();
     let id: String = app
@@ -967,7 +956,7 @@ fn subscriptions_come_back_as_pg_dump_writes_them() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(&format!(
         r#"CREATE ROLE "Sub Owner" SUPERUSER;
@@ -1000,7 +989,7 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut su = s.connect("app");
     su.batch_execute(&format!(
         "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
@@ -1017,7 +1006,7 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
         .get(0);
 
     // The operator's own backup leaves the subscription out.
-    let mut op = connect_as(&s, "app", "operator");
+    let mut op = s.connect_as("app", "operator");
     let own: String = op
         .query_one("SELECT backup_id FROM backup.create()", &[])
         .unwrap()
@@ -1038,7 +1027,7 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     s.connect("target")
         .batch_execute("CREATE EXTENSION pg_backup; GRANT CREATE ON SCHEMA public TO operator;")
         .unwrap();
-    let mut op = connect_as(&s, "target", "operator");
+    let mut op = s.connect_as("target", "operator");
     op.query("SELECT * FROM backup.rescan()", &[]).unwrap();
     let mut seen = Vec::new();
     for sql in [
@@ -1102,7 +1091,7 @@ fn on_error_continue_loads_rows_into_the_tables_it_created() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     // A subscription whose default slot name (its own name) is no valid slot name: PostgreSQL
     // accepts it with connect = false, but cannot create it again (pg_restore fails on it too).
@@ -1222,7 +1211,7 @@ fn a_postgis_database_with_custom_srids_generated_columns_rasters_and_a_topology
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(POSTGIS).unwrap();
     let verdicts = judge_round_trips(
@@ -1264,7 +1253,7 @@ fn a_type_whose_input_function_reads_its_extensions_table() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(
         r#"
