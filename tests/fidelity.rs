@@ -991,9 +991,9 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     }
     let s = server("");
     let mut su = s.connect("app");
+    add_operator(&mut su, "operator");
     su.batch_execute(&format!(
-        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
-         CREATE TABLE public.t (a int); ALTER TABLE public.t OWNER TO operator;
+        "CREATE TABLE public.t (a int); ALTER TABLE public.t OWNER TO operator;
          INSERT INTO public.t VALUES (1), (2);
          CREATE SUBSCRIPTION sub1 CONNECTION 'dbname=nowhere user=rep password={SECRET}' PUBLICATION p
              WITH (connect = false);

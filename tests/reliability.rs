@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use sha2::{Digest, Sha256};
 use support::*;
 
 const SIGKILL: i32 = 9;
@@ -498,13 +497,6 @@ fn sql_format_restores_tables_whose_names_hold_newlines() {
         .unwrap();
     assert_eq!(r.get::<_, String>(0), "completed");
     assert_eq!(r.get::<_, i64>(1), 150);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Change an archive's manifest with `edit` and write it back with a matching checksum,

@@ -288,8 +288,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
     );
 
     // The operator's view shows the target, never its secret.
-    c.batch_execute("CREATE ROLE op LOGIN; GRANT backup_operator TO op")
-        .unwrap();
+    add_operator(&mut c, "op");
     let mut op = pg.connect_as("app", "op");
     let shown: String = op
         .query_one("SELECT row_to_json(s)::text FROM backup.storages s", &[])
@@ -802,14 +801,6 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
 
 use support::signing;
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -870,9 +861,9 @@ fn signed_setup() -> (Server, Client, PathBuf) {
     let mut su = pg.connect("app");
     let nas = pg.data.parent().unwrap().join("nas");
     std::fs::create_dir_all(&nas).unwrap();
+    add_operator_in_public(&mut su, "op");
     su.batch_execute(&format!(
-        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;
-         SELECT backup.add_storage('nas', 'file://{}');",
+        "SELECT backup.add_storage('nas', 'file://{}');",
         nas.display()
     ))
     .unwrap();
@@ -955,7 +946,11 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     assert!(message(&e).contains("not signed"), "{}", message(&e));
     su.batch_execute("SET backup.allow_unsigned = on").unwrap();
     let e = untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&forged]);
-    assert!(hint(&e).unwrap_or_default().contains("0.3.0"), "{}", hint(&e).unwrap_or_default());
+    assert!(
+        hint(&e).unwrap_or_default().contains("0.3.0"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     assert!(!is_superuser(&mut su, "op"));
 
     // The genuine archive (signed, here and in the target) restores, and verify names its
@@ -1103,7 +1098,11 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     assert_ne!(a_id, b_id, "each cluster has its own key");
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
     assert!(message(&e).contains(&a_id), "{}", message(&e));
-    assert!(hint(&e).unwrap_or_default().contains("trust_key"), "{}", hint(&e).unwrap_or_default());
+    assert!(
+        hint(&e).unwrap_or_default().contains("trust_key"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&id]);
 
     let mut op = b.connect_as("app", "op");
@@ -1190,7 +1189,11 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
 
     let mut op = pg.connect_as("app", "op");
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&old]);
-    assert!(hint(&e).unwrap_or_default().contains("only a superuser"), "{}", hint(&e).unwrap_or_default());
+    assert!(
+        hint(&e).unwrap_or_default().contains("only a superuser"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     let e = op
         .batch_execute("SET backup.allow_unsigned = on")
         .unwrap_err();
@@ -1212,7 +1215,9 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
 
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&old]);
     assert!(
-        hint(&e).unwrap_or_default().contains("SET backup.allow_unsigned = on"),
+        hint(&e)
+            .unwrap_or_default()
+            .contains("SET backup.allow_unsigned = on"),
         "{}",
         hint(&e).unwrap_or_default()
     );
@@ -1729,10 +1734,7 @@ fn a_symlink_in_a_file_target_is_never_followed() {
         .into_owned();
     std::fs::remove_file(&data).unwrap();
     std::os::unix::fs::symlink(&secret, &data).unwrap();
-    c.batch_execute(
-        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op",
-    )
-    .unwrap();
+    add_operator_in_public(&mut c, "op");
     let mut op = pg.connect_as("app", "op");
     let rows = op
         .query(

@@ -260,7 +260,9 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str) {
         let e = c.query(call, &[]).unwrap_err();
         assert_eq!(sqlstate(&e), "55000", "{call}: {e:?}");
         assert!(
-            hint(&e).unwrap_or_default().contains("ALTER EXTENSION pg_backup UPDATE"),
+            hint(&e)
+                .unwrap_or_default()
+                .contains("ALTER EXTENSION pg_backup UPDATE"),
             "{call}: {e:?}"
         );
     }
@@ -317,7 +319,13 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str) {
         .query("SELECT * FROM backup.verify($1)", &[&native])
         .unwrap_err();
     assert_eq!(sqlstate(&e), "28P01", "{e}");
-    assert!(hint(&e).unwrap_or_default().contains("backup.allow_unsigned"), "{}", hint(&e).unwrap_or_default());
+    assert!(
+        hint(&e)
+            .unwrap_or_default()
+            .contains("backup.allow_unsigned"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     c.batch_execute("SET backup.allow_unsigned = on").unwrap();
     for id in [&native, &sql] {
         let bad: i64 = c

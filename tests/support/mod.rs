@@ -196,10 +196,7 @@ impl Server {
 
     /// As [`Server::start`], initdb with the locale of the environment.
     pub fn start_in_env_locale(extra_conf: &str) -> Server {
-        Server::builder()
-            .inherit_locale()
-            .conf(extra_conf)
-            .start()
+        Server::builder().inherit_locale().conf(extra_conf).start()
     }
 
     /// As [`Server::start`], the server started with `env` in its environment.
@@ -375,7 +372,9 @@ impl Server {
         let copied = std::fs::read_to_string(s.data.join("postgresql.auto.conf")).unwrap();
         let socket = s.socket.display().to_string();
         s.launch(&[], |port| {
-            format!("{copied}port = {port}\nunix_socket_directories = '{socket}'\nhot_standby = on\n")
+            format!(
+                "{copied}port = {port}\nunix_socket_directories = '{socket}'\nhot_standby = on\n"
+            )
         });
         s
     }
@@ -544,6 +543,15 @@ pub fn add_operator_in_public(su: &mut Client, name: &str) {
     add_operator(su, name);
     su.batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {name};"))
         .unwrap();
+}
+
+/// The SHA-256 of `bytes` in lowercase hex, as manifest.json and manifest.sha256 write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Send a signal to a process of the server (the test runs as the server's user).
