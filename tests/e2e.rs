@@ -173,14 +173,8 @@ fn only_backup_operators_may_back_up() {
     )
     .unwrap();
     let mut alice = s.connect_as("app", "alice");
-    let err = alice
-        .query("SELECT * FROM backup.create()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "42501");
-    let err = alice
-        .query("SELECT * FROM backup.verify()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "42501");
+    expect_err(&mut alice, "SELECT * FROM backup.create()", "42501");
+    expect_err(&mut alice, "SELECT * FROM backup.verify()", "42501");
 
     let mut bob = s.connect_as("app", "bob");
     // bob cannot read t himself, but a backup reads every table.
@@ -744,10 +738,11 @@ fn a_failing_schedule_records_failures_and_keeps_running() {
     );
     assert_eq!(alive, 1);
     // Invalid cron expressions never reach the table.
-    let e = c
-        .query("SELECT * FROM backup.schedule('bad', '61 * * * *')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "22023");
+    expect_err(
+        &mut c,
+        "SELECT * FROM backup.schedule('bad', '61 * * * *')",
+        "22023",
+    );
 }
 
 #[test]
@@ -1080,10 +1075,7 @@ fn more_jobs_than_worker_slots_still_back_up() {
         "a worker slot is left for the history writer: {notices:?}"
     );
     // Out of range is refused before anything starts.
-    let err = c
-        .query("SELECT * FROM backup.create(jobs => 0)", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023");
+    expect_err(&mut c, "SELECT * FROM backup.create(jobs => 0)", "22023");
 }
 
 #[test]
@@ -1132,10 +1124,12 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
 
     // Not inside a transaction block: its commits could not be rolled back with it.
     let mut t = r.transaction().unwrap();
-    let err = t
-        .query("SELECT * FROM backup.restore($1, atomic => false)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "25001", "{err:?}");
+    expect_err_with(
+        &mut t,
+        "SELECT * FROM backup.restore($1, atomic => false)",
+        &[&id],
+        "25001",
+    );
     t.rollback().unwrap();
 
     // Batches: everything restores, and the history row says so.
@@ -1177,13 +1171,12 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     let mut r = fresh("halfway");
     r.batch_execute("CREATE TABLE t700 (id int PRIMARY KEY, v text); INSERT INTO t700 VALUES (1, 'already here');")
         .unwrap();
-    let err = r
-        .query(
-            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let err = expect_err_with(
+        &mut r,
+        "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
+        &[&id],
+        "23505",
+    );
     let message = err.as_db_error().unwrap().message().to_string();
     assert!(
         message.contains("were committed before the failure"),
@@ -1491,13 +1484,12 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
         "CREATE TABLE t7 (id int PRIMARY KEY, v text); INSERT INTO t7 VALUES (5, 'here before');";
     let mut r = fresh_database(&s, "failing", "");
     r.batch_execute(clash).unwrap();
-    let err = r
-        .query(
-            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false, jobs => 2)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let err = expect_err_with(
+        &mut r,
+        "SELECT * FROM backup.restore($1, existing => 'append', atomic => false, jobs => 2)",
+        &[&id],
+        "23505",
+    );
     let message = err.as_db_error().unwrap().message().to_string();
     assert!(message.contains("public.t7"), "names the entry: {message}");
     assert!(!message.contains("row 5"), "no row values: {message}");

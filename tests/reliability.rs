@@ -648,13 +648,11 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
          CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES ((1, 2));",
     )
     .unwrap();
-    let err = c
-        .query(
-            "SELECT * FROM backup.create(tables => '{pairs}', format => 'json')",
-            &[],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023");
+    let err = expect_err(
+        &mut c,
+        "SELECT * FROM backup.create(tables => '{pairs}', format => 'json')",
+        "22023",
+    );
     assert!(message(&err).contains("cast to json"), "{}", message(&err));
 
     // An archive that holds \u0000 anyway (written by 0.1.0, or edited): verify(deep) says so,
@@ -817,10 +815,11 @@ fn non_ascii_schemas_round_trip_between_database_encodings() {
     let want = answers(&mut c);
     assert_eq!(want[1].as_deref(), Some("Bonjour, Zoé, à bientôt"));
     // A non-ASCII argument is read as text (a label is ASCII: its own error, not an internal one).
-    let err = c
-        .query("SELECT * FROM backup.create(label => 'été')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023", "{}", message(&err));
+    expect_err(
+        &mut c,
+        "SELECT * FROM backup.create(label => 'été')",
+        "22023",
+    );
     for format in ["native", "csv", "json", "sql"] {
         let id = create(&mut c, &format!("format => '{format}'"));
         for (enc, opts) in [("lat", latin1), ("utf", "")] {
@@ -1053,13 +1052,12 @@ fn latin1_database_takes_non_ascii_arguments_and_reports_them_readably() {
         .batch_execute(r#"BEGIN; LOCK TABLE "häfen".schiffe IN ACCESS EXCLUSIVE MODE"#)
         .unwrap();
     c.batch_execute("SET lock_timeout = '200ms'").unwrap();
-    let e = c
-        .query(
-            "SELECT * FROM backup.create(schemas => $1)",
-            &[&vec!["häfen".to_string()]],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "55P03", "{}", message(&e));
+    let e = expect_err_with(
+        &mut c,
+        "SELECT * FROM backup.create(schemas => $1)",
+        &[&vec!["häfen".to_string()]],
+        "55P03",
+    );
     assert_clean_error("lock timeout", &e);
     holder.batch_execute("ROLLBACK").unwrap();
     c.batch_execute("RESET lock_timeout").unwrap();
@@ -1843,12 +1841,6 @@ fn a_cancelled_restore_never_shows_a_backtrace_even_with_rust_backtrace_set() {
     )
     .unwrap();
     t.batch_execute("CREATE UNIQUE INDEX ON big1 (id)").unwrap();
-    let e = t
-        .query(
-            "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "23505", "{e:?}");
+    let e = expect_err_with(&mut t, "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)", &[&id], "23505");
     assert!(!has_backtrace(&e), "{e:?}");
 }

@@ -298,10 +298,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
         shown.contains("offsite") && !shown.contains(SECRET_KEY) && !shown.contains(ACCESS_KEY),
         "{shown}"
     );
-    let e = op
-        .query("SELECT * FROM backup.storage_secrets", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501");
+    expect_err(&mut op, "SELECT * FROM backup.storage_secrets", "42501");
     let e = op
         .execute("SELECT backup.add_storage('x', 'file:///tmp', NULL)", &[])
         .unwrap_err();
@@ -329,10 +326,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
 
     c.batch_execute("DROP TABLE small, big").unwrap();
     // The tables belong to the superuser: an operator may not restore them (issue 9).
-    let e = op
-        .query("SELECT * FROM backup.restore($1)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501");
+    expect_err_with(&mut op, "SELECT * FROM backup.restore($1)", &[&id], "42501");
     let restored = c
         .query("SELECT object, status FROM backup.restore($1)", &[&id])
         .unwrap();
@@ -786,10 +780,7 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
     assert_eq!(rows[0].get::<_, String>(0), "checksum_mismatch");
     c.batch_execute("DROP VIEW v; DROP TABLE small, big")
         .unwrap();
-    let e = c
-        .query("SELECT * FROM backup.restore($1)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "XX001", "{e:?}");
+    expect_err_with(&mut c, "SELECT * FROM backup.restore($1)", &[&id], "XX001");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1106,20 +1097,23 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&id]);
 
     let mut op = b.connect_as("app", "op");
-    let e = op
-        .query("SELECT backup.trust_key('a', $1)", &[&a_key])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err_with(
+        &mut op,
+        "SELECT backup.trust_key('a', $1)",
+        &[&a_key],
+        "42501",
+    );
     let e = op
         .batch_execute(&format!(
             "INSERT INTO backup.trusted_keys (name, public_key, key_id, added_by) VALUES ('a', '{a_key}', '{a_id}', 'op')"
         ))
         .unwrap_err();
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
-    let e = su
-        .query("SELECT backup.trust_key('bad', 'ed25519:AAAA')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "22023", "{e:?}");
+    expect_err(
+        &mut su,
+        "SELECT backup.trust_key('bad', 'ed25519:AAAA')",
+        "22023",
+    );
 
     let got: String = su
         .query_one("SELECT backup.trust_key('a', $1)", &[&a_key])
@@ -1154,15 +1148,13 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
         7
     );
 
-    let e = op.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err(&mut op, "SELECT backup.untrust_key('a')", "42501");
     assert!(su
         .query_one("SELECT backup.untrust_key('a')", &[])
         .unwrap()
         .get::<_, bool>(0));
     untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
-    let e = su.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
-    assert_eq!(sqlstate(&e), "42704", "{e:?}");
+    expect_err(&mut su, "SELECT backup.untrust_key('a')", "42704");
 }
 
 /// Archives of 0.1.0 and 0.2.0 carry no signature. Refused by default; a superuser may accept
@@ -1332,10 +1324,7 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
     );
     assert!(!key_file.starts_with(pg.backup_dir()));
     let mut nobody = pg.connect_as("app", "nobody");
-    let e = nobody
-        .query("SELECT * FROM backup.signing_key()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err(&mut nobody, "SELECT * FROM backup.signing_key()", "42501");
 
     for args in [
         "",

@@ -315,10 +315,12 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str) {
 
     // Old backups verify and restore. They carry no signature (0.1.0 wrote none): refused
     // until a superuser accepts unsigned archives of earlier releases explicitly.
-    let e = c
-        .query("SELECT * FROM backup.verify($1)", &[&native])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "28P01", "{e}");
+    let e = expect_err_with(
+        &mut c,
+        "SELECT * FROM backup.verify($1)",
+        &[&native],
+        "28P01",
+    );
     assert!(
         hint(&e)
             .unwrap_or_default()

@@ -433,7 +433,7 @@ pub fn describe(e: &postgres::Error) -> String {
 
 /// `sql` (with `args`) fails with SQLSTATE `state`; the error, for its HINT and message.
 pub fn expect_err_with(
-    c: &mut Client,
+    c: &mut impl postgres::GenericClient,
     sql: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
     state: &str,
@@ -448,7 +448,7 @@ pub fn expect_err_with(
 }
 
 /// `sql` fails with SQLSTATE `state`; the error, for its HINT and message.
-pub fn expect_err(c: &mut Client, sql: &str, state: &str) -> postgres::Error {
+pub fn expect_err(c: &mut impl postgres::GenericClient, sql: &str, state: &str) -> postgres::Error {
     expect_err_with(c, sql, &[], state)
 }
 
