@@ -349,10 +349,7 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
         .get(0)
     };
     let before = fp(&mut c);
-    let id: String = c
-        .query_one("SELECT backup_id FROM backup.create(label => 'dr')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut c, "label => 'dr'");
     drop(c);
     // The database, and with it the catalog, is lost.
     let mut admin = s.connect("postgres");
@@ -1097,10 +1094,7 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
             .collect();
         c.batch_execute(&ddl).unwrap();
     }
-    let id: String = c
-        .query_one("SELECT backup_id FROM backup.create(label => 'many')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut c, "label => 'many'");
     let fresh = |name: &str| {
         s.connect("postgres")
             .batch_execute(&format!("CREATE DATABASE {name}"))

@@ -785,10 +785,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(CONFIG_EXTENSION).unwrap();
-    let id: String = app
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut app, "");
     let source: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut app, q)).collect();
 
     // A database with the extension and a configuration of its own: kept, and said so.
@@ -872,13 +869,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     assert_eq!(got, source);
 
     // exclude_data leaves a configuration table's rows out, as pg_dump --exclude-table-data.
-    let partial: String = app
-        .query_one(
-            "SELECT backup_id FROM backup.create(exclude_data => '{pgb_fixture.jobs}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let partial = create(&mut app, "exclude_data => '{pgb_fixture.jobs}'");
     let planned = restore_rows(
         &mut app,
         "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
@@ -893,13 +884,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
 
     // tables => may name a configuration table, at backup (its rows, as pg_dump -t) and at
     // restore (the extension comes along as what they need).
-    let named: String = app
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{pgb_fixture.settings}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let named = create(&mut app, "tables => '{pgb_fixture.settings}'");
     for (backup, restore) in [
         (&named, "SELECT * FROM backup.restore($1)"),
         (
@@ -1000,17 +985,11 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
          COMMENT ON SUBSCRIPTION sub1 IS 'the comment';"
     ))
     .unwrap();
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
 
     // The operator's own backup leaves the subscription out.
     let mut op = s.connect_as("app", "operator");
-    let own: String = op
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let own = create(&mut op, "");
     let planned = restore_rows(
         &mut op,
         "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
@@ -1100,10 +1079,7 @@ fn on_error_continue_loads_rows_into_the_tables_it_created() {
          CREATE SUBSCRIPTION \"Bad Slot\" CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false);",
     )
     .unwrap();
-    let id: String = app
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut app, "");
     s.create_db("target");
     let mut target = s.connect("target");
     target.batch_execute("CREATE EXTENSION pg_backup").unwrap();

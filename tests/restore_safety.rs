@@ -139,27 +139,12 @@ fn user_code_never_runs_with_more_rights_than_its_owner() {
     assert_eq!(dom_owners(&mut su), ["dom_t:intruder", "dom:intruder"]);
     let (n0, who) = seen(&mut su);
     assert_eq!(who, ["intruder"]);
-    let native: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(label => 'attack', schemas => '{public}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let dom: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(label => 'attack-domain', schemas => '{dom_s}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let json: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(label => 'attack-json', format => 'json', schemas => '{public}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let native = create(&mut su, "label => 'attack', schemas => '{public}'");
+    let dom = create(&mut su, "label => 'attack-domain', schemas => '{dom_s}'");
+    let json = create(
+        &mut su,
+        "label => 'attack-json', format => 'json', schemas => '{public}'",
+    );
 
     // 1. A superuser restores everything into a fresh database.
     fresh_database(&s, "su_copy", "");
@@ -344,13 +329,7 @@ fn an_operator_cannot_make_itself_superuser_with_its_own_table() {
            INSERT INTO public.mine VALUES (1), (2), (3);"#,
     )
     .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "tables => '{public.mine}'");
     op.query(
         "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
         &[&id],
@@ -398,13 +377,7 @@ fn catalog_and_system_schemas_are_never_restore_targets() {
          INSERT INTO shop.restores VALUES (1, 'x');",
     )
     .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{shop}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "schemas => '{shop}'");
     let history = |c: &mut Client| {
         (
             count(c, "SELECT count(*) FROM backup.backups"),
@@ -474,10 +447,7 @@ fn restore_errors_never_carry_row_values() {
          INSERT INTO public.secrets VALUES ('TOPSECRET-1'), ('TOPSECRET-2');",
     )
     .unwrap();
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
     // The table now has another type: the backed-up values no longer fit.
     su.batch_execute(
         "DROP TABLE public.secrets; CREATE TABLE public.secrets (v integer PRIMARY KEY);",
@@ -563,10 +533,7 @@ fn a_restore_larger_than_the_lock_table_is_refused_before_anything_changes() {
         ))
         .unwrap();
     }
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
     drop(su);
     fresh_database(&s, "copy", "");
     let mut dst = s.connect("copy");
@@ -658,13 +625,7 @@ fn the_callers_session_cannot_steer_a_restore() {
     // The backup is taken by a session with unusual settings.
     su.batch_execute("SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard'")
         .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.gen, public.lit}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.gen, public.lit}'");
     su.batch_execute("RESET DateStyle; RESET IntervalStyle; DROP TABLE public.gen, public.lit; TRUNCATE audit.seen")
         .unwrap();
     // The restoring session: non-standard strings and dates, and temporary lookalikes of
@@ -734,13 +695,7 @@ fn an_operator_cannot_read_rows_through_a_same_named_table_in_another_database()
     .unwrap();
     let mut op = s.connect_as("app", "operator");
     assert!(op.query("SELECT * FROM hr.salaries", &[]).is_err());
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{hr}', data_only => true)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "schemas => '{hr}', data_only => true");
     fresh_database(&s, "other", "");
     let mut su2 = s.connect("other");
     su2.batch_execute("GRANT CREATE ON DATABASE other TO operator; SELECT * FROM backup.rescan()")
@@ -785,13 +740,7 @@ fn appending_never_gets_past_row_level_security() {
          GRANT SELECT, INSERT ON public.notes TO operator;",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.notes}', data_only => true)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.notes}', data_only => true");
     let mut op = s.connect_as("app", "operator");
     expect_err_with(
         &mut op,
@@ -955,13 +904,7 @@ fn index_build_errors_never_carry_row_values() {
          INSERT INTO public.s VALUES ('TOPSECRET-1'), ('TOPSECRET-2');",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.s}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.s}'");
     // The function the index calls now fails on the values (a restore keeps an existing one).
     su.batch_execute(
         "DROP TABLE public.s;
@@ -1038,10 +981,7 @@ fn disable_triggers_never_lets_an_operator_past_a_foreign_key() {
          INSERT INTO m.child VALUES (1, 1), (2, 99);",
     )
     .unwrap();
-    let id: String = op
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "schemas => '{m}'");
     let states = |c: &mut Client| {
         strings(
             c,
@@ -1069,10 +1009,7 @@ fn disable_triggers_never_lets_an_operator_past_a_foreign_key() {
     // Rows that fit go in without the user triggers.
     op.batch_execute("DELETE FROM m.child WHERE pid = 99")
         .unwrap();
-    let id2: String = op
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id2 = create(&mut op, "schemas => '{m}'");
     let (n0, _) = seen(&mut su);
     op.query(call, &[&id2]).unwrap();
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.child"), 1);
@@ -1102,10 +1039,7 @@ fn large_objects_count_against_the_lock_table() {
          SELECT lo_from_bytea(0, convert_to('page ' || i, 'UTF8')) FROM generate_series(1, 150) i;",
     )
     .unwrap();
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
     fresh_database(&s, "copy", "");
     let mut dst = s.connect("copy");
     let e = expect_err_with(
@@ -1162,10 +1096,7 @@ fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
          INSERT INTO m.orders (what) VALUES ('mine');",
     )
     .unwrap();
-    let id: String = op
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "schemas => '{m}'");
     let last = |c: &mut Client| count(c, "SELECT last_value FROM public.orders_id_seq");
     let e = expect_err_with(
         &mut op,
@@ -1179,10 +1110,7 @@ fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.orders"), 1000);
     // Appending works (INSERT), but the sequence stays where it is: no UPDATE on it.
     op.batch_execute("UPDATE m.orders SET id = 5000").unwrap();
-    let id2: String = op
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id2 = create(&mut op, "schemas => '{m}'");
     let rows = op
         .query(
             "SELECT object, action, status FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
@@ -1200,10 +1128,7 @@ fn reloading_a_table_never_resets_a_sequence_the_caller_does_not_own() {
     su.batch_execute("GRANT UPDATE ON SEQUENCE public.orders_id_seq TO operator")
         .unwrap();
     op.batch_execute("UPDATE m.orders SET id = 6000").unwrap();
-    let id3: String = op
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id3 = create(&mut op, "schemas => '{m}'");
     let details = strings(
         &mut op,
         &format!(
@@ -1235,13 +1160,7 @@ fn the_caller_is_the_current_user_at_the_call() {
          INSERT INTO public.vault VALUES ('gold');",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.vault}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.vault}'");
     su.batch_execute("INSERT INTO public.vault VALUES ('added later')")
         .unwrap();
     let vault = |c: &mut Client| count(c, "SELECT count(*) FROM public.vault");
@@ -1349,10 +1268,7 @@ fn appending_to_another_roles_table_never_borrows_its_rights() {
          CREATE TABLE m.inbox (entry text); INSERT INTO m.inbox VALUES ('hello');",
     )
     .unwrap();
-    let id: String = m
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut m, "schemas => '{m}'");
     m.batch_execute(
         "CREATE TEMP TABLE ledger_log (entry text, by_role text);
          GRANT INSERT ON ledger_log TO PUBLIC;
@@ -1387,10 +1303,7 @@ fn appending_to_another_roles_table_never_borrows_its_rights() {
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.ledger"), 0);
     m.batch_execute("UPDATE m.ledger SET by_role = 'mallory'")
         .unwrap();
-    let id2: String = m
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id2 = create(&mut m, "schemas => '{m}'");
     m.query(call, &[&id2])
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert_eq!(
@@ -1448,10 +1361,7 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
          INSERT INTO m.kid VALUES (2, 1000000);",
     )
     .unwrap();
-    let id: String = m
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{m}')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut m, "schemas => '{m}'");
     expect_err_with(
         &mut m,
         "SELECT * FROM backup.restore($1, schemas => '{m}', target_schema => 'public',
@@ -1479,10 +1389,7 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
          CREATE TRIGGER t BEFORE INSERT ON n.t FOR EACH ROW EXECUTE FUNCTION public.payout();",
     )
     .unwrap();
-    let id2: String = m
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{n}')", &[])
-        .unwrap()
-        .get(0);
+    let id2 = create(&mut m, "schemas => '{n}'");
     su.batch_execute("REVOKE EXECUTE ON FUNCTION public.payout() FROM mallory")
         .unwrap();
     m.batch_execute("DROP SCHEMA n CASCADE").unwrap();
@@ -1507,10 +1414,7 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
          ALTER OPERATOR FAMILY o.fam USING btree OWNER TO mallory;",
     )
     .unwrap();
-    let id3: String = m
-        .query_one("SELECT backup_id FROM backup.create(schemas => '{o}')", &[])
-        .unwrap()
-        .get(0);
+    let id3 = create(&mut m, "schemas => '{o}'");
     m.batch_execute("DROP SCHEMA o CASCADE").unwrap();
     let rows = m
         .query(
@@ -1545,13 +1449,7 @@ fn an_operator_cannot_attach_its_tables_to_another_roles_through_a_restore() {
     )
     .unwrap();
     m.batch_execute("CREATE TABLE shared.t (a int)").unwrap();
-    let id4: String = m
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{shared}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id4 = create(&mut m, "schemas => '{shared}'");
     su.batch_execute(
         "REVOKE USAGE ON SCHEMA shared FROM PUBLIC; COMMENT ON SCHEMA shared IS 'changed';",
     )
@@ -1630,13 +1528,7 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
          INSERT INTO app_s.hidden VALUES (7);",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{app_s}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "schemas => '{app_s}'");
     let grants = "SELECT coalesce(string_agg(x, ', ' ORDER BY x), '') FROM (
                   SELECT pg_get_userbyid(e.grantor) || '>' || pg_get_userbyid(e.grantee) || ':' || e.privilege_type
                          || CASE WHEN e.is_grantable THEN '*' ELSE '' END AS x
@@ -1746,10 +1638,7 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         "GRANT SELECT ON pg_catalog.pg_authid TO operator; GRANT CREATE ON DATABASE app TO end_r;",
     )
     .unwrap();
-    let whole: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let whole = create(&mut su, "");
     su.batch_execute("REVOKE SELECT ON pg_catalog.pg_authid FROM operator")
         .unwrap();
     let (mut su5, mut op5) = fresh("t5");
@@ -1904,17 +1793,8 @@ fn a_supabase_shaped_database_restores_and_no_role_gains_anything() {
          CREATE ROLE sb_stranger LOGIN; GRANT backup_operator TO sb_stranger; GRANT sb_storage_admin TO sb_stranger;",
     )
     .unwrap();
-    let whole: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
-    let parts: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{auth,storage}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let whole = create(&mut su, "");
+    let parts = create(&mut su, "schemas => '{auth,storage}'");
     let cluster = roles(&mut su);
     let source = privileges(&mut su);
     let who_ran = "SELECT coalesce(string_agg(DISTINCT who || ':' || what, ', ' ORDER BY who || ':' || what), '') FROM public.seen WHERE db = current_database()";
@@ -2039,10 +1919,7 @@ fn run_analyze_is_an_option_written_unquoted_and_analyze_still_works_quoted() {
     let mut su = s.connect("app");
     su.batch_execute("CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 1000) g")
         .unwrap();
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
     let analyzed =
         "SELECT coalesce(max(analyze_count), 0) FROM pg_stat_user_tables WHERE relname = 't'";
     for (db, args, want) in [
@@ -2158,13 +2035,7 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
          INSERT INTO public.mine SELECT i, 'row ' || i FROM generate_series(1, 10) i;",
     )
     .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "tables => '{public.mine}'");
     op.batch_execute("DROP TABLE public.mine").unwrap();
     let manifest = backup_dir(&mut su).join(&id).join("manifest.json");
     let sha = backup_dir(&mut su).join(&id).join("manifest.sha256");
@@ -2320,13 +2191,7 @@ fn an_operators_restore_runs_no_entry_as_the_extension_owner() {
          GRANT SELECT ON public.mine TO PUBLIC;",
     )
     .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.mine}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "tables => '{public.mine}'");
     let text = |c: &mut Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
 
     let archive = backup_dir(&mut su).join(&id);
@@ -2417,13 +2282,7 @@ fn a_table_created_by_another_session_during_a_restore_gets_none_of_its_rows() {
          INSERT INTO public.secret SELECT i, 'secret ' || i FROM generate_series(1, 20) i;",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.secret}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.secret}'");
     for (how, call) in [
         (
             "serially",
@@ -2508,13 +2367,7 @@ fn a_symlink_in_an_archive_never_reads_the_file_it_points_to() {
     let mut op = s.connect_as("app", "op");
     op.batch_execute("CREATE TABLE public.notes (line text); INSERT INTO notes VALUES ('mine')")
         .unwrap();
-    let genuine: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.notes}', compression => 'none')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let genuine = create(&mut op, "tables => '{public.notes}', compression => 'none'");
 
     // The shared-disk writer: a copy of the archive under a new id whose data file is a link
     // to the key file, and a manifest that claims the key file's checksum, size and lines.
@@ -2647,13 +2500,7 @@ fn settings_that_decide_how_text_is_read_are_pinned_in_the_session_and_every_wor
         want.iter().any(|r| r.starts_with("1|{x,NULL}|t|")),
         "{want:?}"
     );
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(schemas => '{lit}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "schemas => '{lit}'");
     let callers = "SET array_nulls = off; SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard';
          SET standard_conforming_strings = off; SET transform_null_equals = on; SET backslash_quote = off;
          SET extra_float_digits = -10; CREATE SCHEMA evil;
@@ -2716,13 +2563,7 @@ fn workers_honour_session_replication_role_as_the_session_does() {
          INSERT INTO public.t SELECT g, 'from the backup' FROM generate_series(1, 100) g;",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.t}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.t}'");
     for (role, fires) in [("replica", false), ("origin", true)] {
         for (mode, extra) in [("atomic", ""), ("jobs", ", atomic => false, jobs => 2")] {
             let db = format!("srr_{role}_{mode}");
@@ -2781,13 +2622,7 @@ fn user_code_in_workers_sees_the_callers_session_user_and_settings() {
          INSERT INTO public.who SELECT g, 'x', 'x', 'x', 'x' FROM generate_series(1, 20) g;",
     )
     .unwrap();
-    let id: String = su
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{public.who}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "tables => '{public.who}'");
     for (mode, extra) in [("atomic", ""), ("jobs", ", atomic => false, jobs => 2")] {
         let db = format!("who_{mode}");
         fresh_database(&s, &db, "");
@@ -2856,13 +2691,7 @@ fn a_session_cannot_hand_workers_a_superuser_only_setting() {
          INSERT INTO ops.c SELECT generate_series(1, 3);",
     )
     .unwrap();
-    let id: String = op
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{ops.c}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "tables => '{ops.c}'");
     drop(op);
     for extra in ["atomic => false", "atomic => false, jobs => 2"] {
         // A new session, where no PL/pgSQL has run: the SET is taken as a placeholder.
@@ -2910,10 +2739,7 @@ fn a_genuine_archive_under_another_id_is_never_taken_for_that_backup() {
          INSERT INTO public.old_rows SELECT generate_series(1, 5);",
     )
     .unwrap();
-    let old: String = su
-        .query_one("SELECT backup_id FROM backup.create(label => 'old')", &[])
-        .unwrap()
-        .get(0);
+    let old = create(&mut su, "label => 'old'");
     let dir = backup_dir(&mut su);
     let other = "20200101T000000.000000Z-replayed";
     run(Command::new("cp")
@@ -2971,10 +2797,7 @@ fn an_entry_creates_and_gives_away_only_its_own_object() {
          CREATE TABLE public.mine (a int);",
     )
     .unwrap();
-    let id: String = op
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut op, "");
     op.batch_execute("DROP FUNCTION public.f(); DROP TABLE public.mine;")
         .unwrap();
     let archive = backup_dir(&mut su).join(&id);

@@ -164,14 +164,8 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str) {
     let before = fingerprint(&mut c);
 
     // Life on the old release: backups in two formats, a failed one, a restore, a dry run, schedules.
-    let native: String = one(
-        &mut c,
-        "SELECT backup_id FROM backup.create(label => 'old-native')",
-    );
-    let sql: String = one(
-        &mut c,
-        "SELECT backup_id FROM backup.create(label => 'old-sql', format => 'sql')",
-    );
+    let native = create(&mut c, "label => 'old-native'");
+    let sql = create(&mut c, "label => 'old-sql', format => 'sql'");
     c.batch_execute("ALTER SYSTEM SET backup.directory = '/proc/pg_backup_cannot_be_here'")
         .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
