@@ -247,7 +247,7 @@ fn user_code_never_runs_with_more_rights_than_its_owner() {
         &[&native],
         "42501",
     );
-    assert!(e.as_db_error().unwrap().hint().is_some());
+    assert!(hint(&e).is_some());
     assert_eq!(
         count(
             &mut dst,
@@ -415,10 +415,7 @@ fn catalog_and_system_schemas_are_never_restore_targets() {
                     "{who} {target}: {state} {}",
                     describe(&e)
                 );
-                assert!(
-                    e.as_db_error().and_then(|d| d.hint()).is_some(),
-                    "{who} {target}: a HINT"
-                );
+                assert!(hint(&e).is_some(), "{who} {target}: a HINT");
             }
         }
     }
@@ -543,12 +540,7 @@ fn a_restore_larger_than_the_lock_table_is_refused_before_anything_changes() {
         &[&id],
         "53400",
     );
-    let hint = e
-        .as_db_error()
-        .unwrap()
-        .hint()
-        .unwrap_or_default()
-        .to_string();
+    let hint = hint(&e).unwrap_or_default();
     assert!(hint.contains("max_locks_per_transaction"), "{hint}");
     assert!(hint.contains("tables =>"), "{hint}");
     assert_eq!(
@@ -1049,9 +1041,7 @@ fn large_objects_count_against_the_lock_table() {
         "53400",
     );
     assert!(
-        e.as_db_error()
-            .and_then(|d| d.hint())
-            .is_some_and(|h| h.contains("max_locks_per_transaction")),
+        hint(&e).is_some_and(|h| h.contains("max_locks_per_transaction")),
         "{}",
         describe(&e)
     );
@@ -1567,11 +1557,7 @@ fn an_operators_restore_places_and_grants_nothing_beyond_its_rights() {
         "42501",
     );
     assert!(describe(&e).contains("secret_ts"), "{}", describe(&e));
-    assert!(
-        e.as_db_error().and_then(|d| d.hint()).is_some(),
-        "{}",
-        describe(&e)
-    );
+    assert!(hint(&e).is_some(), "{}", describe(&e));
     assert_eq!(
         count(
             &mut su1,
@@ -2121,11 +2107,7 @@ fn statements_an_entry_never_holds_are_refused_before_anything_changes() {
         assert_eq!(superusers(su), Vec::<String>::new(), "{case}");
         let e = r.unwrap_err();
         assert_eq!(sqlstate(&e), "2F003", "{case}: {}", describe(&e));
-        let hint = e
-            .as_db_error()
-            .and_then(|d| d.hint())
-            .unwrap_or_default()
-            .to_string();
+        let hint = hint(&e).unwrap_or_default();
         assert!(hint.contains("TOC entry"), "{case}: {}", describe(&e));
         assert_eq!(superusers(su), Vec::<String>::new(), "{case}");
         assert_eq!(
