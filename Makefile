@@ -57,3 +57,4 @@ fmt:
 lint:
 	$(AS_TEST_USER) cargo clippy --all-targets -- -D warnings
 	$(AS_TEST_USER) cargo clippy $(E2E_TESTS) --test upgrade -- -D warnings
+	python3 scripts/import-graph.py src
