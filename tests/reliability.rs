@@ -1254,14 +1254,15 @@ fn null_arguments_are_errors_with_a_hint_never_internal_errors_or_null_results()
                 Err(e) if sqlstate(&e) == "22004" && hint(&e).is_none() => {
                     problems.push(format!("{sql}: 22004 without a HINT"))
                 }
-                Ok(rows) if boolean && !setof => {
-                    if rows
-                        .first()
-                        .and_then(|r| r.get::<_, Option<bool>>(0))
-                        .is_none()
-                    {
-                        problems.push(format!("{sql}: returned NULL"));
-                    }
+                Ok(rows)
+                    if boolean
+                        && !setof
+                        && rows
+                            .first()
+                            .and_then(|r| r.get::<_, Option<bool>>(0))
+                            .is_none() =>
+                {
+                    problems.push(format!("{sql}: returned NULL"));
                 }
                 _ => {}
             }
