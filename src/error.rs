@@ -210,6 +210,12 @@ impl BackupError {
         }
     }
 
+    /// Backup `id` is neither in the catalog nor in the backup directory (42704).
+    pub fn unknown_backup(id: &str) -> Self {
+        BackupError::unknown(format!("backup \"{id}\" does not exist"))
+            .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; or run backup.rescan().")
+    }
+
     /// `what` (a function that writes) on a hot standby.
     pub fn on_standby(what: &str) -> Self {
         BackupError::ReadOnly {
@@ -375,7 +381,7 @@ pub fn report(
 /// `s` in the database's encoding, held in a `String` for pgrx's ErrorReport, which hands
 /// PostgreSQL the bytes as they are. Read such text back with [`report_text`].
 fn server_text(s: &str) -> String {
-    let bytes = crate::text::server_bytes_or_escaped(s);
+    let bytes = crate::encoding::server_bytes_or_escaped(s);
     if bytes == s.as_bytes() {
         return s.to_string();
     }
@@ -391,7 +397,7 @@ pub fn report_text(s: &str) -> String {
     let bytes = s.as_bytes();
     match std::str::from_utf8(bytes) {
         Ok(v) => v.to_string(),
-        Err(_) => crate::text::try_to_utf8(bytes)
+        Err(_) => crate::encoding::try_to_utf8(bytes)
             .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
     }
 }

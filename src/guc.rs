@@ -124,16 +124,18 @@ pub fn database() -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-/// What create() and schedules use for options left NULL.
-pub fn create_defaults() -> crate::backup::options::Defaults {
-    crate::backup::options::Defaults {
-        compression: COMPRESSION
-            .get()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "zstd".into()),
-        gzip_level: COMPRESSION_LEVEL.get() as u32,
-    }
+/// backup.compression: what create() and schedules use for a compression left NULL.
+pub fn compression() -> String {
+    COMPRESSION
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "zstd".into())
+}
+
+/// backup.compression_level: the level of a bare `gzip`.
+pub fn compression_level() -> u32 {
+    COMPRESSION_LEVEL.get() as u32
 }
 
 pub fn restore_maintenance_work_mem_kb() -> i64 {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod copy;
 pub mod crypto;
 pub mod ddl;
+pub mod encoding;
 pub mod error;
 pub mod guc;
 pub mod query;

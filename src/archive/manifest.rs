@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::toc::DdlItem;
 use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
 
@@ -61,22 +62,6 @@ pub struct ScriptTable {
     /// None for a table's rows; `large_objects` for the pages of the large objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DdlItem {
-    /// `schema`, `type`, `table`, `index`, `constraint`, `sequence_set`, ...
-    pub kind: String,
-    pub schema: Option<String>,
-    pub name: String,
-    /// For objects that belong to a table (indexes, constraints, triggers): that table.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    pub sql: String,
-    /// For foreign keys: the table they reference; for tables: their parent (partitioned or
-    /// inherited); as quoted `schema.name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub references: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

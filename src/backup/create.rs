@@ -23,10 +23,13 @@ use crate::catalog::history::{self, BackupRow};
 use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
+use crate::crypto::Recipients;
 use crate::ddl;
 use crate::ddl::collect::ConfigTable;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
+use crate::storage::targets::{self, Target};
+use crate::storage::upload::Output;
 use crate::{guc, subtransaction};
 
 #[derive(Debug, Clone)]
@@ -127,7 +130,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
     history::record(&row);
     // Storage and encryption (none for a plain local backup). Resolved after the running
     // row exists, so an unknown target or a bad key also leaves a failed row.
-    let output = match crate::storage::locate::prepare_output(&id, opts) {
+    let output = match prepare_output(&id, opts) {
         Ok(o) => o,
         Err(e) => {
             row.status = "failed";
@@ -161,6 +164,41 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         claim,
         output,
     })
+}
+
+/// create(): the storage and encryption of a new backup, if any. Returns None for a plain
+/// local backup.
+fn prepare_output(id: &str, opts: &CreateOptions) -> Result<Option<Arc<Output>>> {
+    let storage = opts.storage.clone().or_else(guc::default_storage);
+    let target: Option<Target> = match &storage {
+        Some(name) => Some(targets::open(name)?),
+        None => None,
+    };
+    if !opts.keep_local && target.is_none() {
+        return Err(
+            BackupError::invalid("keep_local => false needs a storage target")
+                .with_hint("Name one with storage => 'name' or set backup.default_storage."),
+        );
+    }
+    let mut recipients: Vec<String> = opts.encrypt_to.clone();
+    if let Some(t) = &target {
+        for r in &t.encrypt_to {
+            if !recipients.contains(r) {
+                recipients.push(r.clone());
+            }
+        }
+    }
+    let recipients = Recipients::parse(&recipients)?;
+    if target.is_none() && recipients.is_none() {
+        return Ok(None);
+    }
+    let remote = target.map(|t| (t.name, t.store));
+    Ok(Some(Arc::new(Output::new(
+        id,
+        remote,
+        opts.keep_local,
+        recipients,
+    ))))
 }
 
 /// Take the backup begun by `begin` and record how it ended. A PostgreSQL error comes back
@@ -781,9 +819,3 @@ fn server_facts() -> Result<(String, String, String)> {
 }
 
 pub use crate::catalog::sweep::dir_size;
-
-/// The error for a backup id that the catalog does not know.
-pub fn unknown_backup(id: &str) -> BackupError {
-    BackupError::unknown(format!("backup \"{id}\" does not exist"))
-        .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; or run backup.rescan().")
-}

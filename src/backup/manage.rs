@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pgrx::prelude::*;
 
-use super::create::{dir_size, unknown_backup};
+use super::create::dir_size;
 use crate::archive::id;
 use crate::archive::manifest::{self, Manifest};
 use crate::archive::retention::{self, Candidate, Verified};
@@ -42,7 +42,7 @@ pub fn verify(
         Some(id) => {
             id::validate(id)?;
             if catalog_status(id)?.is_none() && !backup_dir(id)?.exists() && storage.is_none() {
-                return Err(unknown_backup(id));
+                return Err(BackupError::unknown_backup(id));
             }
             vec![id.to_string()]
         }
@@ -149,7 +149,7 @@ pub fn delete(id: &str) -> Result<bool> {
     // Only backups this database knows: the directory is shared by every database of the
     // cluster, and another database's archives are not ours to remove.
     if status.is_none() {
-        return Err(unknown_backup(id));
+        return Err(BackupError::unknown_backup(id));
     }
     // Not while a restore or verify reads it (55006, before anything changes).
     crate::backup_lock::delete(id)?;

@@ -73,6 +73,16 @@ pub struct Defaults {
     pub gzip_level: u32,
 }
 
+impl Defaults {
+    /// The settings as they are now, in this session.
+    pub fn from_settings() -> Defaults {
+        Defaults {
+            compression: crate::guc::compression(),
+            gzip_level: crate::guc::compression_level(),
+        }
+    }
+}
+
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::create;
 use crate::backup::manage;
-use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
-use crate::{guc, security, subtransaction};
+use crate::{security, subtransaction};
 
 /// What the worker is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,7 +214,7 @@ fn execute(req: &RunRequest) -> RunResult {
                 label: args.label.clone().or_else(|| Some(req.schedule.clone())),
                 ..args
             };
-            let opts = CreateOptions::parse(args, &guc::create_defaults())?;
+            let opts = CreateOptions::parse(args, &Defaults::from_settings())?;
             let caller = security::enter_as(SCHEDULER_ROLE)?;
             let run = create::begin(&opts, &caller, Some(&req.schedule))?;
             Ok(Some((opts, run)))

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::file::FileStore;
 use super::s3::{S3Config, S3Store, DEFAULT_PART_SIZE, DEFAULT_RETRIES, MIN_PART_SIZE};
 use super::sigv4::Credentials;
-use super::Store;
+use super::store::Store;
 use crate::crypto::Recipients;
 use crate::error::{BackupError, Result};
 
