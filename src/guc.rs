@@ -36,6 +36,7 @@ pub fn init() {
         &DATABASE,
         // PostgreSQL refuses new postmaster-level settings after startup; loaded later (no
         // scheduler then), the setting is only informational.
+        // SAFETY: a plain bool global, read from _PG_init on the process's only thread.
         if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
             GucContext::Postmaster
         } else {

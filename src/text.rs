@@ -107,7 +107,9 @@ impl FromDatum for Raw {
 
 impl IntoDatum for Raw {
     fn into_datum(self) -> Option<pg_sys::Datum> {
-        // SAFETY: copies the bytes into a palloc'd text.
+        // SAFETY: the pointer and length are those of a live Vec, and
+        // cstring_to_text_with_len copies exactly that many bytes (no NUL needed) into a new
+        // palloc'd text in the current memory context.
         let t = unsafe {
             pg_sys::cstring_to_text_with_len(self.0.as_ptr().cast(), self.0.len() as i32)
         };
@@ -262,7 +264,8 @@ unsafe impl pgrx::datum::UnboxDatum for Text {
     where
         Self: 'src,
     {
-        // SAFETY: a non-null text datum of an array.
+        // SAFETY: pgrx unboxes only the non-null elements of an array whose element type is
+        // text (the SQL type of Text), which is what from_polymorphic_datum reads.
         unsafe { Text::from_polymorphic_datum(datum.sans_lifetime(), false, pg_sys::TEXTOID) }
             .unwrap_or_default()
     }
@@ -271,7 +274,8 @@ unsafe impl pgrx::datum::UnboxDatum for Text {
 impl IntoDatum for Text {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         let bytes = to_server(&self.0);
-        // SAFETY: copies the bytes into a palloc'd text.
+        // SAFETY: the pointer and length are those of `bytes`, alive for the call, which
+        // copies exactly that many bytes into a new palloc'd text.
         let t =
             unsafe { pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32) };
         Some(pg_sys::Datum::from(t))
@@ -460,7 +464,9 @@ macro_rules! argument_and_result {
         unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for $t {
             unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
-                // SAFETY: as the trait requires.
+                // SAFETY: the caller of unbox_arg_unchecked guarantees that `arg` is an
+                // argument of this function of the SQL type `$t` maps to, which FromDatum reads;
+                // a NULL is refused with a panic (an ERROR), never read.
                 unsafe { arg.unbox_arg_using_from_datum() }
                     .unwrap_or_else(|| panic!("argument {index} must not be null"))
             }
@@ -468,7 +474,8 @@ macro_rules! argument_and_result {
             unsafe fn unbox_nullable_arg(
                 arg: pgrx::callconv::Arg<'_, 'fcx>,
             ) -> pgrx::nullable::Nullable<Self> {
-                // SAFETY: as the trait requires.
+                // SAFETY: as in unbox_arg_unchecked: an argument of `$t`'s SQL type; NULL
+                // comes back as Null, never read.
                 unsafe { arg.unbox_arg_using_from_datum() }.into()
             }
         }
@@ -480,7 +487,8 @@ macro_rules! argument_and_result {
                 fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
             ) -> pgrx::datum::Datum<'fcx> {
                 match self.into_datum() {
-                    // SAFETY: a datum of the function's result type.
+                    // SAFETY: `d` is a datum of the function's declared result type (`$t`'s
+                    // SQL type), palloc'd in the caller's memory context by IntoDatum.
                     Some(d) => unsafe { fcinfo.return_raw_datum(d) },
                     None => fcinfo.return_null(),
                 }

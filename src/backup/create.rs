@@ -70,6 +70,8 @@ unsafe extern "C-unwind" fn on_backend_exit(_code: i32, _arg: pg_sys::Datum) {
 }
 
 fn set_in_flight(v: Option<InFlight>) {
+    // SAFETY: registers a callback with a 'static function pointer, on the backend's thread;
+    // once per process (call_once), as PostgreSQL's list of exit callbacks is bounded.
     EXIT_CALLBACK.call_once(|| unsafe {
         pg_sys::before_shmem_exit(Some(on_backend_exit), pg_sys::Datum::from(0))
     });
@@ -123,6 +125,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         schedule: schedule.map(str::to_string),
         created_by: Some(caller.role.clone()),
         error: None,
+        // SAFETY: a backend-local global set at process start.
         pid: Some(unsafe { pg_sys::MyProcPid }),
         storage: None,
         storage_url: None,
@@ -298,12 +301,17 @@ fn take(
     let caller_jit = crate::session::current_setting("jit");
     crate::security::set_for_call(c"jit", c"off");
     let mut sel: Selection = select::select(opts, &caller.schemas)?;
+    // SAFETY: a syscache lookup of the caller's role, inside the transaction of the call.
     sel.superuser = unsafe { pg_sys::superuser_arg(caller.oid) };
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
     for r in &sel.relations {
+        // SAFETY: inside the call's transaction, which releases the lock at its end; a
+        // relation dropped since it was selected is simply locked by oid (as pg_dump does).
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
+    // SAFETY: inside the call's transaction; the snapshot is popped below, or by the
+    // transaction's abort if an ERROR unwinds through write_archive.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
     let in_session = InSession {
         had_xid: caller.had_xid,
@@ -317,6 +325,8 @@ fn take(
         }
         other => other,
     };
+    // SAFETY: the snapshot pushed above is the active one again: write_archive pops what it
+    // pushes before returning.
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
@@ -346,6 +356,7 @@ fn disk_full_hint(base: &Path, id: &str, sel: &Selection) -> String {
 
 fn free_space(dir: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs is a plain C struct of integers, for which all-zero bytes are valid.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid path and a zeroed struct to fill.
     (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
@@ -812,6 +823,8 @@ fn server_facts() -> Result<(String, String, String)> {
     // database's encoding.
     let db = crate::text::current_database();
     let ver = crate::query::one::<String>("SELECT current_setting('server_version')", &[])?;
+    // SAFETY: GetDatabaseEncodingName returns a pointer to a static, NUL-terminated name of
+    // PostgreSQL's encoding table.
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();

@@ -61,6 +61,7 @@ pub fn verify(
     };
     let mut out = Vec::new();
     let mut verdicts = Vec::new();
+    // SAFETY: reads the backend-local current user id.
     let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     for one in ids {
         // Its files stay while we read them: a delete() meanwhile fails with 55006.
@@ -324,6 +325,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
 /// catalog row that prune or a restore would take for a backup. The others get a WARNING
 /// saying why, with the error's HINT.
 fn registrable(src: &ArchiveSource, raw: &[u8]) -> bool {
+    // SAFETY: reads the backend-local current user id.
     let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     match signing::authenticate(src, raw, caller, false) {
         Ok(_) => true,

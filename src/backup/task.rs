@@ -284,6 +284,9 @@ impl CopyTask {
             None => {
                 let oid = pg_sys::Oid::from(self.oid);
                 if writer.is_none() {
+                    // SAFETY: inside the transaction this copy runs in, which releases the
+                    // lock at its end; an oid whose relation was dropped is locked harmlessly
+                    // (COPY then fails to open it, an ERROR).
                     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessShareLock as i32) };
                 }
                 CopySource::Table(oid)

@@ -197,6 +197,8 @@ pub(crate) struct EmptySearchPath {
 
 impl EmptySearchPath {
     pub(crate) fn set() -> Self {
+        // SAFETY: opens a GUC nest level inside the current transaction, on the backend's
+        // thread; `drop` (or the transaction's abort) closes it with AtEOXact_GUC.
         let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
         crate::security::set_for_call(c"search_path", c"");
         EmptySearchPath { nest_level }
@@ -206,6 +208,8 @@ impl EmptySearchPath {
 impl Drop for EmptySearchPath {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: closes the nest level `set` opened; levels opened after it were closed
+            // by their own guards first. During an ERROR the abort closes it instead.
             unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
     }
