@@ -441,6 +441,16 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// The five characters of a SQLSTATE, as PostgreSQL's unpack_sql_state writes them (six bits
+/// each, PGUNSIXBIT): the one formatter of error codes in pg_backup (history rows, result
+/// rows' details, workers' errors).
+pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
+    let packed = code as isize as u32;
+    (0..5)
+        .map(|i| ((((packed >> (6 * i)) & 0x3F) as u8) + b'0') as char)
+        .collect()
+}
+
 /// PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each.
 fn make_sqlstate(s: &str) -> i32 {
     s.bytes()
@@ -490,6 +500,18 @@ impl<T> OrRaise<T> for Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlstates_are_written_as_postgresql_writes_them() {
+        assert_eq!(
+            sqlstate_of(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION),
+            "23505"
+        );
+        assert_eq!(sqlstate_of(PgSqlErrorCode::ERRCODE_QUERY_CANCELED), "57014");
+        for s in ["22023", "42P07", "XX001", "2F003", "55006", "0A000"] {
+            assert_eq!(sqlstate_of(PgSqlErrorCode::from(make_sqlstate(s))), s);
+        }
+    }
 
     #[test]
     fn every_variant_has_its_own_sqlstate() {

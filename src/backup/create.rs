@@ -13,8 +13,7 @@ use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
-    DataFile, Manifest, ScriptTable, EXTENSION_DATA, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE,
-    SQL_SCRIPT,
+    DataFile, FileKind, Format, Manifest, ScriptTable, FORMAT_VERSION, MANIFEST_FILE,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
@@ -112,7 +111,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         label: opts.label.clone(),
         status: "running",
         kind: opts.kind(),
-        format: opts.format.clone(),
+        format: opts.format.name().into(),
         compression: opts.compression.name(),
         options: opts.to_json(),
         started_at: history::now_rfc3339(),
@@ -413,7 +412,7 @@ fn write_archive(
         config: &config,
         large_objects,
     };
-    let (files, script_tables) = if opts.format == "sql" {
+    let (files, script_tables) = if opts.format == Format::Sql {
         write_script(opts, id, &writer, &toc, &data, &mut progress)?
     } else {
         (
@@ -431,8 +430,8 @@ fn write_archive(
         server_version,
         database,
         encoding,
-        format: opts.format.clone(),
-        compression: opts.compression.name(),
+        format: opts.format,
+        compression: opts.compression,
         options: opts.to_json(),
         toc,
         pre_data: Vec::new(),
@@ -526,7 +525,7 @@ fn write_table_files(
         .zip(task::columns_of(tables)?)
         .enumerate()
         .map(|(i, (t, columns))| {
-            task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
+            task::for_table(i + 1, t, columns, opts.format, writer, opts.compression)
         })
         .collect::<Result<Vec<CopyTask>>>()?;
     // Extension configuration rows, in this order (their foreign keys'); restore() loads them
@@ -536,7 +535,7 @@ fn write_table_files(
         tasks.push(task::for_config_table(
             index,
             c,
-            &opts.format,
+            opts.format,
             writer,
             opts.compression,
         )?);
@@ -717,7 +716,7 @@ fn write_script(
             table: c.name.clone(),
             columns,
             rows,
-            kind: Some(EXTENSION_DATA.into()),
+            kind: Some(FileKind::ExtensionData),
         });
     }
     for (i, t) in tables.iter().enumerate() {
@@ -768,7 +767,7 @@ fn write_script(
             table: "pg_largeobject".into(),
             columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
             rows,
-            kind: Some(LARGE_OBJECTS.into()),
+            kind: Some(FileKind::LargeObjects),
         });
     }
     w.write_text("\n")?;
@@ -784,7 +783,7 @@ fn write_script(
     let stats = w.finish()?;
     let file = DataFile {
         path: rel_path,
-        kind: Some(SQL_SCRIPT.into()),
+        kind: Some(FileKind::SqlScript),
         schema: String::new(),
         table: String::new(),
         columns: Vec::new(),
