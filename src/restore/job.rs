@@ -44,7 +44,7 @@ impl Archive {
         check(&source)?;
         let (manifest, raw) = source.manifest(|raw| authenticate(&source, raw))?;
         let encrypted = crate::storage::archive_files::Sealed::of(&raw).is_some();
-        let compression = Compression::from_name(&manifest.compression)?;
+        let compression = manifest.compression;
         Ok(Archive {
             source,
             manifest,

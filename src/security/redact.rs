@@ -23,13 +23,9 @@ pub enum Exposure {
     Data,
 }
 
-/// The five-character SQLSTATE of `code` (PostgreSQL's PGUNSIXBIT packing).
-pub fn sqlstate(code: PgSqlErrorCode) -> String {
-    let packed = code as isize as u32;
-    (0..5)
-        .map(|i| ((((packed >> (6 * i)) & 0x3F) as u8) + b'0') as char)
-        .collect()
-}
+/// The five-character SQLSTATE of `code` (the one formatter, `error::sqlstate_of`; kept
+/// under this name for the callers in src/restore/ until they switch).
+pub use crate::error::sqlstate_of as sqlstate;
 
 /// PostgreSQL's condition name for `code` (as PL/pgSQL spells it), e.g. `unique_violation`.
 pub fn condition_name(code: PgSqlErrorCode) -> String {
