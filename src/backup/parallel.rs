@@ -16,8 +16,6 @@
 //! workers (and waits for them, so the archive folder can be removed); a worker's error stops
 //! the others and fails the backup with the worker's SQLSTATE and message.
 
-use std::ffi::CStr;
-
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -315,14 +313,8 @@ fn caught_error(e: &CaughtError) -> Failure {
         | CaughtError::ErrorReport(r)
         | CaughtError::RustPanic { ereport: r, .. } => r,
     };
-    let code = r.sql_error_code() as i32;
-    // SAFETY: unpack_sql_state returns a pointer to a static buffer holding a
-    // NUL-terminated five-character code; it is copied at once.
-    let sqlstate = unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code)) }
-        .to_string_lossy()
-        .into_owned();
     Failure {
-        sqlstate,
+        sqlstate: crate::error::sqlstate_of(r.sql_error_code()),
         message: crate::error::report_text(r.message()),
         hint: r.hint().map(crate::error::report_text),
     }
