@@ -1,6 +1,9 @@
 //! pg_backup: consistent, checksummed, compressed logical backups of a PostgreSQL database,
 //! driven from SQL. See README.md for the user's manual and ../shared/DESIGN.md for the contract.
 
+// Every unsafe block says why it is sound (issue 18).
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use pgrx::prelude::*;
 
 pub mod archive;
