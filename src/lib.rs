@@ -20,6 +20,7 @@ pub mod query;
 pub mod restore;
 pub mod scheduler;
 pub mod security;
+pub mod server_api;
 pub mod session;
 pub mod signals;
 pub mod sql_api;

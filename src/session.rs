@@ -90,24 +90,11 @@ pub fn capture() -> Session {
 /// Every setting a session can change, with its current value (as `pg_settings.setting`
 /// shows it, in the setting's base unit).
 fn settable(superuser: bool) -> Vec<(String, String, bool)> {
-    // SAFETY: reads the size of the backend's GUC table, on the backend's thread.
-    let n = unsafe { pg_sys::GetNumConfigOptions() };
-    (0..n)
-        .filter_map(|i| {
-            let mut values: [*const std::ffi::c_char; 17] = [std::ptr::null(); 17];
-            let mut noshow = false;
-            // SAFETY: `i` is below GetNumConfigOptions(); GetConfigOptionByNum fills the 17
-            // columns of pg_settings (pointers to constants or palloc'd strings).
-            unsafe { pg_sys::GetConfigOptionByNum(i, values.as_mut_ptr(), &mut noshow) };
-            let text = |p: *const std::ffi::c_char| {
-                // SAFETY: a NUL-terminated string from GetConfigOptionByNum, or NULL.
-                (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-            };
-            let name = text(values[0])?;
-            let setting = text(values[1])?;
-            let context = text(values[6])?;
+    crate::server_api::guc_settings()
+        .into_iter()
+        .filter_map(|(name, setting, context)| {
             let suset = superuser || context == "superuser";
-            carried(&name, &context).then_some((name, setting, suset))
+            carried(&name, context).then_some((name, setting, suset))
         })
         .collect()
 }

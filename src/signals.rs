@@ -26,7 +26,7 @@ pub fn die_on_sigterm_then_unblock() {
     // thread, before signals are unblocked: the handler is installed before any SIGTERM can
     // be delivered, and `die_on_sigterm` only touches async-signal-safe state.
     unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
+        crate::server_api::set_signal_handler(libc::SIGTERM, Some(die_on_sigterm));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
 }

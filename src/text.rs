@@ -322,8 +322,7 @@ pub fn to_encoding(s: &str, encoding: &str) -> Vec<u8> {
     let Ok(name) = CString::new(encoding) else {
         return s.as_bytes().to_vec();
     };
-    // SAFETY: a NUL-terminated name.
-    let target = unsafe { pg_sys::pg_char_to_encoding(name.as_ptr()) };
+    let target = crate::server_api::char_to_encoding(&name);
     if target < 0
         || target == pg_sys::pg_enc::PG_UTF8 as i32
         || target == pg_sys::pg_enc::PG_SQL_ASCII as i32

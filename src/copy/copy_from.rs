@@ -290,8 +290,7 @@ pub fn copy_chunks_into(
 ) -> Result<u64> {
     let encoding_c = CString::new(encoding)
         .map_err(|_| BackupError::corrupt("the manifest's encoding name holds a NUL"))?;
-    // SAFETY: a NUL-terminated name that outlives the call; an unknown name returns -1.
-    if unsafe { pg_sys::pg_char_to_encoding(encoding_c.as_ptr()) } < 0 {
+    if crate::server_api::char_to_encoding(&encoding_c) < 0 {
         return Err(BackupError::corrupt(format!(
             "the backup's encoding \"{}\" is not one PostgreSQL knows",
             encoding.escape_debug()

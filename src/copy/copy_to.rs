@@ -159,7 +159,7 @@ pub fn copy_to_pipe(source: CopySource, write_end: OwnedFd, format: CopyFormat) 
             }
             (CopySource::Query(_), None) => unreachable!("query text is set for queries"),
         };
-        let cstate = pg_sys::BeginCopyTo(
+        let cstate = crate::server_api::begin_copy_to(
             pstate,
             rel,
             raw_query,

@@ -114,10 +114,7 @@ pub fn with_schema_privileges<T>(
                 SchemaPrivilege::Usage => pg_sys::ACL_USAGE,
                 SchemaPrivilege::Create => pg_sys::ACL_CREATE,
             };
-            // SAFETY: a privilege check by oids (superusers pass, as in has_schema_privilege).
-            let result =
-                unsafe { pg_sys::pg_namespace_aclcheck(nsp, grantee, mode as pg_sys::AclMode) };
-            result == pg_sys::AclResult::ACLCHECK_OK
+            crate::server_api::namespace_aclcheck(nsp, grantee, mode as pg_sys::AclMode)
         });
         if has == Some(false) {
             let on = format!(

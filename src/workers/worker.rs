@@ -32,8 +32,14 @@ impl<Q: DeserializeOwned, T: DeserializeOwned, R: Serialize> Worker<Q, T, R> {
         // SAFETY: installing signal handlers and unblocking signals is what a background
         // worker's main function does first; both handlers only set flags and the latch.
         unsafe {
-            pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
-            pg_sys::pqsignal(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
+            crate::server_api::set_signal_handler(
+                libc::SIGTERM,
+                Some(crate::signals::die_on_sigterm),
+            );
+            crate::server_api::set_signal_handler(
+                libc::SIGINT,
+                Some(crate::signals::cancel_on_sigint),
+            );
             pg_sys::BackgroundWorkerUnblockSignals();
         }
         let (handle, number) = layout::from_argument(arg.value());
