@@ -735,6 +735,7 @@ fn partitioned_foreign_key(
     if relation.starts_with("ONLY ")
         || !definition.starts_with("FOREIGN KEY")
         || definition.ends_with(" NOT VALID")
+        || definition.ends_with(" NOT ENFORCED")
         || keyword != "ALTER TABLE"
     {
         return Ok(false);

@@ -92,7 +92,8 @@ pub fn unquote_identifier(ident: &str) -> String {
 /// A foreign key's (or with `checks`, a CHECK's) statement as two (issue 16): the same
 /// `ADD CONSTRAINT` with NOT VALID (checks privileges, evaluates nothing), and the `VALIDATE
 /// CONSTRAINT` that checks the rows (None when the backup's constraint was NOT VALID itself,
-/// and for a foreign table's CHECK, which PostgreSQL never checks). None for a statement of
+/// for a NOT ENFORCED one (18), which PostgreSQL never validates, and for a foreign table's
+/// CHECK, which PostgreSQL never checks). None for a statement of
 /// another shape and for a partitioned table's key (added without ONLY), which PostgreSQL 15
 /// cannot add NOT VALID.
 pub fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
@@ -105,7 +106,10 @@ pub fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<Stri
         return None;
     }
     let definition = definition.trim_end().strip_suffix(';')?.trim_end();
-    if definition.ends_with(" NOT VALID") || (check && keyword == "ALTER FOREIGN TABLE") {
+    if definition.ends_with(" NOT VALID")
+        || definition.ends_with(" NOT ENFORCED")
+        || (check && keyword == "ALTER FOREIGN TABLE")
+    {
         return Some((sql.to_string(), None));
     }
     Some((
@@ -243,6 +247,13 @@ mod tests {
         // Already NOT VALID in the backup: as it is, nothing to validate.
         let sql = "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a) NOT VALID;";
         assert_eq!(constraint_in_two(sql, true), Some((sql.to_string(), None)));
+        // NOT ENFORCED (18): never validated (PostgreSQL refuses to), nor made NOT VALID.
+        for sql in [
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES s.u(a) NOT ENFORCED;",
+            "ALTER TABLE s.t ADD CONSTRAINT c CHECK ((a > 0)) NOT ENFORCED;",
+        ] {
+            assert_eq!(constraint_in_two(sql, true), Some((sql.to_string(), None)));
+        }
         // A partitioned table's key (no ONLY): not split (partitioned_foreign_key).
         assert_eq!(
             constraint_in_two(

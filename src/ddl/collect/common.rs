@@ -138,6 +138,14 @@ pub fn query<T>(cx: &Context, sql: &str, f: impl Fn(Row) -> Result<T>) -> Result
     })
 }
 
+/// The server's version (`server_version_num`, e.g. 180001): collectors read each version's
+/// catalogs as that version's pg_dump does, deciding at run time.
+pub fn server_version() -> u32 {
+    crate::session::current_setting("server_version_num")
+        .parse()
+        .unwrap_or(0)
+}
+
 /// Quote an identifier the way PostgreSQL does.
 pub fn ident(name: &str) -> String {
     pgrx::spi::quote_identifier(name)

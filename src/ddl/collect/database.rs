@@ -92,7 +92,8 @@ pub fn default_privileges(cx: &Context, out: &mut Collected) -> Result<()> {
            FROM pg_catalog.pg_default_acl d
            CROSS JOIN LATERAL (SELECT (CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END)::"char" AS t,
                                       CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS'
-                                                           WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END AS objs) o
+                                                           WHEN 'T' THEN 'TYPES' WHEN 'L' THEN 'LARGE OBJECTS'
+                                                           ELSE 'SCHEMAS' END AS objs) o
            LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
            WHERE d.defaclnamespace = 0 OR d.defaclnamespace = ANY($2)
            ORDER BY d.oid"#,

@@ -40,8 +40,8 @@ use crate::archive::toc::TocEntry;
 use crate::error::Result;
 
 pub use common::{
-    data_key, ident, literal, not_extension_member, owner_sql, qualified, query, unexpected,
-    user_schema, Collected, ConfigTable, Context, Row,
+    data_key, ident, literal, not_extension_member, owner_sql, qualified, query, server_version,
+    unexpected, user_schema, Collected, ConfigTable, Context, Row,
 };
 
 /// Collect everything `cx` selects and sort it into a TOC; also the extension configuration

@@ -69,6 +69,17 @@ struct Column {
     parent_generated: bool,
     /// A parent has a default for this column.
     parent_default: bool,
+    /// From 18: the column's NOT NULL constraint.
+    not_null_constraint: Option<NotNull>,
+}
+
+/// A column's NOT NULL constraint of PostgreSQL 18 (pg_constraint, contype 'n').
+struct NotNull {
+    key: ObjKey,
+    name: String,
+    no_inherit: bool,
+    local: bool,
+    validated: bool,
 }
 
 struct Check {
@@ -131,7 +142,8 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
           AND pa.attname = a.attname AND pa.attnotnull WHERE i.inhrelid = a.attrelid),
   a.attidentity::text, a.attgenerated::text, a.attislocal,
   ad.tableoid, ad.oid, pg_catalog.pg_get_expr(ad.adbin, ad.adrelid),
-  a.attstattarget::int,
+  -- NULL from 17 on for the default target (was -1).
+  coalesce(a.attstattarget::int, -1),
   CASE WHEN a.attstorage <> t.typstorage THEN CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
        WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
   CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
@@ -151,13 +163,26 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
   EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
           AND pa.attname = a.attname AND pa.attgenerated <> '' WHERE i.inhrelid = a.attrelid),
   EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
-          AND pa.attname = a.attname AND pa.attgenerated = '' AND pa.atthasdef WHERE i.inhrelid = a.attrelid)
+          AND pa.attname = a.attname AND pa.attgenerated = '' AND pa.atthasdef WHERE i.inhrelid = a.attrelid),
+  __NOT_NULL_COLUMNS__
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+__NOT_NULL_JOIN__
 WHERE a.attrelid = ANY($1) AND c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum"#;
+
+/// From 18 a column's NOT NULL is a pg_constraint row (contype 'n', one column) with a name,
+/// NO INHERIT, local or inherited, NOT VALID (pg_dump's getTableAttrs reads the same).
+const NOT_NULL_18: (&str, &str) = (
+    "co.tableoid, co.oid, co.conname::text, co.connoinherit, co.conislocal, co.convalidated",
+    "LEFT JOIN pg_catalog.pg_constraint co ON co.conrelid = a.attrelid AND co.contype = 'n' AND co.conkey = ARRAY[a.attnum]",
+);
+const NOT_NULL_BEFORE_18: (&str, &str) = (
+    "NULL::pg_catalog.oid, NULL::pg_catalog.oid, NULL::text, false, false, false",
+    "",
+);
 
 const CHECKS: &str = r#"
 SELECT co.tableoid, co.oid, co.conrelid, co.conname::text, pg_catalog.pg_get_constraintdef(co.oid), co.conislocal, co.convalidated
@@ -197,7 +222,15 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             builtin_code_only: r.bool(21)?,
         })
     })?;
-    let columns = query(cx, COLUMNS, |r| {
+    let (nn_columns, nn_join) = if super::common::server_version() >= 180000 {
+        NOT_NULL_18
+    } else {
+        NOT_NULL_BEFORE_18
+    };
+    let columns_sql = COLUMNS
+        .replace("__NOT_NULL_COLUMNS__", nn_columns)
+        .replace("__NOT_NULL_JOIN__", nn_join);
+    let columns = query(cx, &columns_sql, |r| {
         let default = match r.text(13)? {
             Some(expr) => Some((ObjKey::new(r.oid(11)?, r.oid(12)?), expr)),
             None => None,
@@ -221,6 +254,16 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             identity_sequence: r.text(19)?,
             parent_generated: r.bool(20)?,
             parent_default: r.bool(21)?,
+            not_null_constraint: match r.text(24)? {
+                Some(name) => Some(NotNull {
+                    key: ObjKey::new(r.oid(22)?, r.oid(23)?),
+                    name,
+                    no_inherit: r.bool(25)?,
+                    local: r.bool(26)?,
+                    validated: r.bool(27)?,
+                }),
+                None => None,
+            },
         })
     })?;
     let checks = query(cx, CHECKS, |r| {
@@ -295,8 +338,28 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
             if let Some((n, _)) = default_part {
                 parts.push(n.of(t.key));
             }
-            if c.not_null && !c.inherited_not_null {
-                after.push(format!("ALTER {keyword} ONLY {col} SET NOT NULL;"));
+            match &c.not_null_constraint {
+                // 18: a local NOT NULL of an inherited column is a table constraint of its
+                // own in CREATE TABLE (as pg_dump writes it), a NOT VALID one comes after the
+                // data.
+                Some(nn) if nn.local && nn.validated => {
+                    sql.push(Segment::Text(format!(
+                        "{}\n    CONSTRAINT {} NOT NULL {}{}",
+                        if items == 0 { " (" } else { "," },
+                        ident(&nn.name),
+                        ident(&c.name),
+                        if nn.no_inherit { " NO INHERIT" } else { "" }
+                    )));
+                    items += 1;
+                    out.alias(nn.key.class, nn.key.oid, t.key);
+                }
+                Some(nn) if nn.local => parts.push(not_valid_not_null(t, keyword, &q, c, nn)),
+                Some(_) => {}
+                None => {
+                    if c.not_null && !c.inherited_not_null {
+                        after.push(format!("ALTER {keyword} ONLY {col} SET NOT NULL;"));
+                    }
+                }
             }
             // No default of its own where a parent has one: the child's is NULL.
             if c.parent_default && c.default.is_none() && c.generated.is_empty() {
@@ -323,7 +386,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                 def.push_str(&format!(" COLLATE {coll}"));
             }
             sql.push(Segment::Text(def));
-            if c.generated == "s" {
+            if c.generated == "s" || c.generated == "v" {
                 // An inheritance child takes a parent's generation expression (and may not
                 // write one: no syntax for it); a partition is created on its own first.
                 if let Some((_, expr)) = c
@@ -332,7 +395,9 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                     .filter(|_| !c.parent_generated || is_partition)
                 {
                     sql.push(Segment::Text(format!(
-                        " GENERATED ALWAYS AS ({expr}) STORED"
+                        " GENERATED ALWAYS AS ({expr}) {}",
+                        // 18's virtual generated columns: computed when read.
+                        if c.generated == "v" { "VIRTUAL" } else { "STORED" }
                     )));
                 }
             } else if c.parent_default && c.default.is_none() {
@@ -362,8 +427,30 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                         .unwrap_or_default()
                 )));
             }
-            if c.not_null && (!c.inherited_not_null || is_partition) {
-                sql.push(Segment::Text(" NOT NULL".into()));
+            match &c.not_null_constraint {
+                // 18: the constraint with its name and NO INHERIT; a NOT VALID one after the
+                // data (rows may break it); an inherited one comes with INHERITS (a
+                // partition, created on its own and attached, writes it).
+                Some(nn) if nn.validated => {
+                    if nn.local || is_partition {
+                        sql.push(Segment::Text(format!(
+                            " CONSTRAINT {} NOT NULL{}",
+                            ident(&nn.name),
+                            if nn.no_inherit { " NO INHERIT" } else { "" }
+                        )));
+                        out.alias(nn.key.class, nn.key.oid, t.key);
+                    }
+                }
+                Some(nn) => {
+                    if nn.local {
+                        parts.push(not_valid_not_null(t, keyword, &q, c, nn));
+                    }
+                }
+                None => {
+                    if c.not_null && (!c.inherited_not_null || is_partition) {
+                        sql.push(Segment::Text(" NOT NULL".into()));
+                    }
+                }
             }
         }
         if c.stats_target >= 0 {
@@ -509,6 +596,26 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
             .dep(*parent_key),
         );
     }
+}
+
+/// 18's NOT VALID NOT NULL of a column: added after the data, like a NOT VALID CHECK, and
+/// never validated (rows may break it).
+fn not_valid_not_null(t: &Table, keyword: &str, q: &str, c: &Column, nn: &NotNull) -> Node {
+    let mut n = Node::new(
+        nn.key,
+        EntryKind::CheckConstraint,
+        Some(&t.schema),
+        &format!("{} {}", t.name, nn.name),
+        format!(
+            "ALTER {keyword} {q} ADD CONSTRAINT {} NOT NULL {}{} NOT VALID;",
+            ident(&nn.name),
+            ident(&c.name),
+            if nn.no_inherit { " NO INHERIT" } else { "" }
+        ),
+    )
+    .table(&t.name);
+    n.owner = Some(t.owner.clone());
+    n.of(t.key)
 }
 
 fn sequences(cx: &Context, out: &mut Collected) -> Result<()> {

@@ -2,7 +2,8 @@
 
 use super::class::PG_NAMESPACE;
 use super::common::{
-    not_extension_member, owner_sql, qualified, query, user_schema, Collected, Context,
+    not_extension_member, owner_sql, qualified, query, server_version, user_schema, Collected,
+    Context,
 };
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
@@ -17,11 +18,13 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
 }
 
 fn collations(cx: &Context, out: &mut Collected) -> Result<()> {
+    let version = server_version();
     let sql = format!(
         "SELECT c.tableoid, c.oid, n.nspname::text, c.collname::text, pg_catalog.pg_get_userbyid(c.collowner)::text,
                 pg_catalog.format('CREATE COLLATION %I.%I (%s%s);', n.nspname, c.collname,
                   CASE c.collprovider
-                    WHEN 'i' THEN pg_catalog.format('provider = icu, locale = %L', c.colliculocale)
+                    WHEN 'i' THEN pg_catalog.format('provider = icu, locale = %L', {locale}){rules}
+                    WHEN 'b' THEN pg_catalog.format('provider = builtin, locale = %L', {locale})
                     WHEN 'd' THEN 'provider = default'
                     ELSE CASE WHEN c.collcollate = c.collctype
                               THEN pg_catalog.format('provider = libc, locale = %L', c.collcollate)
@@ -31,7 +34,15 @@ fn collations(cx: &Context, out: &mut Collected) -> Result<()> {
          FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
          WHERE n.oid = ANY($2) AND {}
          ORDER BY c.oid",
-        not_extension_member("pg_catalog.pg_collation", "c.oid")
+        not_extension_member("pg_catalog.pg_collation", "c.oid"),
+        // 17 renamed colliculocale to colllocale (and added the builtin provider); 16 added
+        // ICU tailoring rules.
+        locale = if version >= 170000 { "c.colllocale" } else { "c.colliculocale" },
+        rules = if version >= 160000 {
+            " || CASE WHEN c.collicurules IS NOT NULL THEN pg_catalog.format(', rules = %L', c.collicurules) ELSE '' END"
+        } else {
+            ""
+        },
     );
     let nodes = query(cx, &sql, |r| {
         let (schema, name, owner) = (r.string(3)?, r.string(4)?, r.string(5)?);
@@ -91,7 +102,7 @@ SELECT t.tableoid, t.oid, n.nspname::text, t.typname::text, pg_catalog.pg_get_us
                     WHERE co.oid = t.typcollation) ELSE '' END,
          CASE WHEN t.typdefaultbin IS NOT NULL
               THEN ' DEFAULT ' || pg_catalog.pg_get_expr(t.typdefaultbin, 'pg_catalog.pg_type'::pg_catalog.regclass) ELSE '' END,
-         CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END)
+         __DOMAIN_NOT_NULL__)
     WHEN t.typtype = 'b' THEN pg_catalog.format(E'CREATE TYPE %I.%I (\n    INTERNALLENGTH = %s,\n    INPUT = %s,\n    OUTPUT = %s%s%s%s%s%s%s%s,\n    ALIGNMENT = %s,\n    STORAGE = %s,\n    CATEGORY = %L%s%s%s%s%s\n);',
          n.nspname, t.typname,
          CASE WHEN t.typlen = -1 THEN 'variable' ELSE t.typlen::text END,
@@ -127,10 +138,21 @@ WHERE n.oid = ANY($2)
 ORDER BY t.oid"#;
 
 fn types(cx: &Context, out: &mut Collected) -> Result<()> {
-    let sql = TYPES.replace(
-        "__NOT_MEMBER__",
-        &not_extension_member("pg_catalog.pg_type", "t.oid"),
-    );
+    let sql = TYPES
+        .replace(
+            "__NOT_MEMBER__",
+            &not_extension_member("pg_catalog.pg_type", "t.oid"),
+        )
+        // From 17 a domain's NOT NULL is a named constraint (pg_constraint contype 'n'),
+        // collected with its CHECK constraints.
+        .replace(
+            "__DOMAIN_NOT_NULL__",
+            if server_version() >= 170000 {
+                "''"
+            } else {
+                "CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END"
+            },
+        );
     let rows = query(cx, &sql, |r| {
         Ok((
             r.oid(1)?,
@@ -178,16 +200,22 @@ fn types(cx: &Context, out: &mut Collected) -> Result<()> {
     Ok(())
 }
 
-/// A domain's CHECK constraints: written inside its CREATE DOMAIN, or split off to an
-/// ALTER DOMAIN when a loop needs that. NOT VALID ones are always separate (post-data).
+/// A domain's CHECK constraints (and from 17 its named NOT NULL): written inside its CREATE
+/// DOMAIN, or split off to an ALTER DOMAIN when a loop needs that. NOT VALID ones are always
+/// separate (post-data).
 fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
+    let contypes = if server_version() >= 170000 {
+        "('c', 'n')"
+    } else {
+        "('c')"
+    };
     let sql = format!(
         "SELECT co.tableoid, co.oid, n.nspname::text, t.typname::text, co.conname::text,
                 pg_catalog.pg_get_constraintdef(co.oid), co.convalidated, t.tableoid, t.oid
          FROM pg_catalog.pg_constraint co
          JOIN pg_catalog.pg_type t ON t.oid = co.contypid
          JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-         WHERE n.oid = ANY($2) AND co.contype = 'c' AND {}
+         WHERE n.oid = ANY($2) AND co.contype IN {contypes} AND {}
          ORDER BY co.conname",
         not_extension_member("pg_catalog.pg_type", "t.oid")
     );
