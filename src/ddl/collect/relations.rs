@@ -397,7 +397,11 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                     sql.push(Segment::Text(format!(
                         " GENERATED ALWAYS AS ({expr}) {}",
                         // 18's virtual generated columns: computed when read.
-                        if c.generated == "v" { "VIRTUAL" } else { "STORED" }
+                        if c.generated == "v" {
+                            "VIRTUAL"
+                        } else {
+                            "STORED"
+                        }
                     )));
                 }
             } else if c.parent_default && c.default.is_none() {
