@@ -122,6 +122,16 @@ pub enum BackupError {
     /// needs `ALTER EXTENSION pg_backup UPDATE` (the hint says exactly what to run).
     #[error("{message}")]
     CatalogOutdated { message: String, hint: String },
+    /// A query of the system catalogs that describes what a backup holds (src/ddl/collect)
+    /// failed: 0A000 when the server's catalogs are not the ones this pg_backup reads (an
+    /// undefined column, table or function: a PostgreSQL version it does not know), else the
+    /// server's own SQLSTATE (a cancel, a timeout, out of memory).
+    #[error("{message}")]
+    CatalogRead {
+        message: String,
+        hint: Option<String>,
+        sqlstate: &'static str,
+    },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
     Spi(#[from] pgrx::spi::Error),
@@ -246,6 +256,7 @@ impl BackupError {
             | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. }
+            | BackupError::CatalogRead { hint, .. }
             | BackupError::NotUtf8 { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
             BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
@@ -270,6 +281,7 @@ impl BackupError {
             | BackupError::InUse { hint, .. }
             | BackupError::Storage { hint, .. }
             | BackupError::Worker { hint, .. }
+            | BackupError::CatalogRead { hint, .. }
             | BackupError::NotUtf8 { hint, .. } => hint.clone(),
             BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
@@ -305,6 +317,7 @@ impl BackupError {
             BackupError::Io { .. } => "58030",
             BackupError::Storage { sqlstate, .. } => sqlstate,
             BackupError::Worker { sqlstate, .. } => sqlstate,
+            BackupError::CatalogRead { sqlstate, .. } => sqlstate,
             BackupError::Spi(_) => "38000",
         }
     }
@@ -345,6 +358,30 @@ impl BackupError {
         }
     }
 
+    /// A catalog query of the collectors failed with `sqlstate` and `message`, on the server
+    /// of `server_version_num` (see `CatalogRead`).
+    pub fn catalog_read(sqlstate: &str, message: &str, server_version_num: u32) -> Self {
+        let (sqlstate, hint) = match catalog_read_kind(sqlstate) {
+            CatalogReadKind::UnknownCatalog => (
+                "0A000",
+                format!(
+                    "pg_backup reads the catalogs of PostgreSQL 15, 17 and 18; this server is {}.{} (server_version_num {server_version_num}). On one of those versions, report this message as a bug.",
+                    server_version_num / 10000,
+                    server_version_num % 10000 / 100
+                ),
+            ),
+            CatalogReadKind::Passing => (
+                intern_sqlstate(sqlstate),
+                "The backup was not taken and nothing was written; run it again (the server's own error is above).".to_string(),
+            ),
+        };
+        BackupError::CatalogRead {
+            message: format!("pg_backup could not read the system catalogs: {message}"),
+            hint: Some(hint),
+            sqlstate,
+        }
+    }
+
     /// Raise this error as a PostgreSQL ERROR. The one place errors leave Rust.
     pub fn raise(self) -> ! {
         report(
@@ -355,6 +392,23 @@ impl BackupError {
             "pg_backup",
         );
         unreachable!("ereport(ERROR) returned")
+    }
+}
+
+/// What a failed catalog query says about the server (see `BackupError::catalog_read`).
+#[derive(Debug, PartialEq, Eq)]
+enum CatalogReadKind {
+    /// Undefined column, table or function (42703, 42P01, 42883): catalogs of a version this
+    /// pg_backup does not know.
+    UnknownCatalog,
+    /// Anything else: the server's condition, passed on.
+    Passing,
+}
+
+fn catalog_read_kind(sqlstate: &str) -> CatalogReadKind {
+    match sqlstate {
+        "42703" | "42P01" | "42883" => CatalogReadKind::UnknownCatalog,
+        _ => CatalogReadKind::Passing,
     }
 }
 
@@ -499,6 +553,26 @@ impl<T> OrRaise<T> for Result<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_catalog_query_that_fails_keeps_a_sqlstate_and_a_hint() {
+        use super::BackupError;
+        // A column this release does not know: the server's catalogs are not ones it reads.
+        let e = BackupError::catalog_read("42703", "column c.colliculocale does not exist", 180001);
+        assert_eq!(e.sqlstate(), "0A000");
+        assert!(e
+            .to_string()
+            .contains("column c.colliculocale does not exist"));
+        assert!(e
+            .hint()
+            .unwrap()
+            .contains("18.0 (server_version_num 180001)"));
+        // A cancel or a timeout stays what it is.
+        let e =
+            BackupError::catalog_read("57014", "canceling statement due to user request", 150000);
+        assert_eq!(e.sqlstate(), "57014");
+        assert!(e.hint().is_some());
+    }
+
     use super::*;
 
     #[test]

@@ -46,7 +46,32 @@ pub use common::{
 
 /// Collect everything `cx` selects and sort it into a TOC; also the extension configuration
 /// tables whose rows the backup writes.
+///
+/// Every query runs in one subtransaction: a PostgreSQL ERROR raised by any of them (a catalog
+/// this release does not read, a cancel) comes back as `BackupError::CatalogRead`, with
+/// pg_backup's SQLSTATE and HINT, never raw.
 pub fn collect(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>, Vec<ConfigTable>)> {
+    match crate::subtransaction::run_result(|| collect_all(cx)) {
+        Ok(result) => result,
+        Err(caught) => {
+            let (sqlstate, message) = match &caught {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => (
+                    crate::error::sqlstate_of(r.sql_error_code()),
+                    crate::error::report_text(r.message()),
+                ),
+            };
+            Err(crate::error::BackupError::catalog_read(
+                &sqlstate,
+                &message,
+                server_version(),
+            ))
+        }
+    }
+}
+
+fn collect_all(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>, Vec<ConfigTable>)> {
     let _path = EmptySearchPath::set();
     let mut out = Collected::default();
     namespaces::collect(cx, &mut out)?;
