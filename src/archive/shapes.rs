@@ -38,6 +38,8 @@ pub enum ConstraintKind {
     Exclusion,
     Check,
     ForeignKey,
+    /// `NOT NULL column` (PostgreSQL 18's named, NO INHERIT or NOT VALID NOT NULL).
+    NotNull,
     Other,
 }
 
@@ -396,7 +398,8 @@ pub fn shapes(kind: EntryKind) -> &'static [Shape] {
         K::SequenceOwnedBy => &[S::SequenceOwnedBy],
         K::TableAttach => &[S::AttachTable],
         K::Default => &[S::SetDefault],
-        K::CheckConstraint => &[S::AddConstraint(&[C::Check])],
+        // A NOT VALID NOT NULL (18) is added after the rows like a NOT VALID CHECK.
+        K::CheckConstraint => &[S::AddConstraint(&[C::Check, C::NotNull])],
         K::Constraint => &[
             S::AddConstraint(&[C::PrimaryKey, C::Unique, C::Exclusion, C::Check]),
             S::IndexSettings,
@@ -941,6 +944,19 @@ mod tests {
             ],
         );
         assert!(check(EntryKind::ForeignKey, &n, &[two]).is_err());
+        // 18's NOT VALID NOT NULL is added after the rows, as a NOT VALID CHECK is; it is no
+        // foreign key.
+        let not_null = alter(
+            Relkind::Table,
+            "s",
+            "t",
+            vec![TableAction::AddConstraint(ConstraintKind::NotNull)],
+        );
+        assert_eq!(
+            check(EntryKind::CheckConstraint, &n, std::slice::from_ref(&not_null)),
+            Ok(())
+        );
+        assert!(check(EntryKind::ForeignKey, &n, &[not_null]).is_err());
         // A PRIMARY KEY and what follows its index build.
         let pk = alter(
             Relkind::Table,

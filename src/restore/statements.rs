@@ -232,6 +232,7 @@ unsafe fn table_action(cmd: *mut pg_sys::AlterTableCmd) -> TableAction {
                 CONSTR_EXCLUSION => ConstraintKind::Exclusion,
                 CONSTR_CHECK => ConstraintKind::Check,
                 CONSTR_FOREIGN => ConstraintKind::ForeignKey,
+                CONSTR_NOTNULL => ConstraintKind::NotNull,
                 _ => ConstraintKind::Other,
             })
         }
