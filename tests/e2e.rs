@@ -1082,7 +1082,9 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     }
     // A small lock table, so that a few hundred tables are already too many for one
     // transaction (with the default settings the same happens at a few thousand: make bench).
-    let s = Server::start_in_env_locale("max_locks_per_transaction = 16");
+    // The table holds max_locks_per_transaction * (max_connections + ...) locks, and 18 finds
+    // room for more in the same settings (800 tables fit there with 16 and 100 connections).
+    let s = Server::start_in_env_locale("max_locks_per_transaction = 16\nmax_connections = 20");
     let mut c = s.connect("app");
     let n = 800;
     for chunk in (1..=n).collect::<Vec<i64>>().chunks(50) {
