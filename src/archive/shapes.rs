@@ -953,7 +953,11 @@ mod tests {
             vec![TableAction::AddConstraint(ConstraintKind::NotNull)],
         );
         assert_eq!(
-            check(EntryKind::CheckConstraint, &n, std::slice::from_ref(&not_null)),
+            check(
+                EntryKind::CheckConstraint,
+                &n,
+                std::slice::from_ref(&not_null)
+            ),
             Ok(())
         );
         assert!(check(EntryKind::ForeignKey, &n, &[not_null]).is_err());

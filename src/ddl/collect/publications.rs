@@ -12,15 +12,22 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     if !cx.whole_database {
         return Ok(());
     }
+    // 18: publish_generated_columns (pg_dump 18 writes `stored`; `none` is the default).
+    let generated = if super::common::server_version() >= 180000 {
+        "CASE WHEN p.pubgencols = 's' THEN ', publish_generated_columns = stored' ELSE '' END"
+    } else {
+        "''"
+    };
     let publications = query(
         cx,
-        "SELECT p.tableoid, p.oid, p.pubname::text, pg_catalog.pg_get_userbyid(p.pubowner)::text,
-                pg_catalog.format('CREATE PUBLICATION %I%s WITH (publish = %L%s);', p.pubname,
+        &format!("SELECT p.tableoid, p.oid, p.pubname::text, pg_catalog.pg_get_userbyid(p.pubowner)::text,
+                pg_catalog.format('CREATE PUBLICATION %I%s WITH (publish = %L%s%s);', p.pubname,
                        CASE WHEN p.puballtables THEN ' FOR ALL TABLES' ELSE '' END,
                        pg_catalog.concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END,
                                             CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END),
-                       CASE WHEN p.pubviaroot THEN ', publish_via_partition_root = true' ELSE '' END)
-         FROM pg_catalog.pg_publication p ORDER BY p.oid",
+                       CASE WHEN p.pubviaroot THEN ', publish_via_partition_root = true' ELSE '' END,
+                       {generated})
+         FROM pg_catalog.pg_publication p ORDER BY p.oid"),
         |r| {
             let (name, owner) = (r.string(3)?, r.string(4)?);
             Ok(Node::new(

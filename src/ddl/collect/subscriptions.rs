@@ -43,13 +43,18 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                     "SELECT s.tableoid, s.oid, s.subname::pg_catalog.text,
                             pg_catalog.pg_get_userbyid(s.subowner)::pg_catalog.text, s.subconninfo,
                             s.subslotname::pg_catalog.text, s.subsynccommit, s.subpublications,
-                            s.subbinary, s.substream, s.subtwophasestate <> 'd', s.subdisableonerr,
+                            s.subbinary,
+                            {STREAMING},
+                            s.subtwophasestate <> 'd', s.subdisableonerr,
                             (SELECT d.description FROM pg_catalog.pg_shdescription d
                              WHERE d.classoid = s.tableoid AND d.objoid = s.oid),
                             (SELECT pg_catalog.array_agg(pg_catalog.format('SECURITY LABEL FOR %I ON SUBSCRIPTION %I IS %L;',
                                                                            l.provider, s.subname, l.label) ORDER BY l.provider)
                              FROM pg_catalog.pg_shseclabel l WHERE l.classoid = s.tableoid AND l.objoid = s.oid)
-                     FROM pg_catalog.pg_subscription s WHERE {IN_THIS_DATABASE} ORDER BY s.subname"
+                     , {LATER}
+                     FROM pg_catalog.pg_subscription s WHERE {IN_THIS_DATABASE} ORDER BY s.subname",
+                    LATER = later_options(super::common::server_version()),
+                    STREAMING = streaming(super::common::server_version()),
                 ),
                 None,
                 &[],
@@ -66,11 +71,12 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
                     synchronous_commit: r.string(7)?,
                     publications: r.texts(8)?,
                     binary: r.bool(9)?,
-                    streaming: r.bool(10)?,
+                    streaming: r.string(10)?,
                     two_phase: r.bool(11)?,
                     disable_on_error: r.bool(12)?,
                     comment: r.text(13)?,
                     labels: r.texts(14)?,
+                    later_options: r.string(15)?,
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -127,11 +133,50 @@ struct Subscription {
     synchronous_commit: String,
     publications: Vec<String>,
     binary: bool,
-    streaming: bool,
+    /// `off`, `on` or (16 and later) `parallel` when not the server's default, else empty.
+    streaming: String,
     two_phase: bool,
     disable_on_error: bool,
     comment: Option<String>,
     labels: Vec<String>,
+    /// The options of later versions, as pg_dump writes them (`, password_required = false`
+    /// ...; see `later_options`).
+    later_options: String,
+}
+
+/// `streaming`'s value to write, or '' for none: a boolean up to 15 (written when on); from
+/// 16 'f', 't' or 'p' (parallel). 18 made parallel the default, so there it is always written,
+/// as pg_dump 18 does.
+fn streaming(server_version: u32) -> &'static str {
+    if server_version >= 180000 {
+        "CASE s.substream::pg_catalog.text WHEN 't' THEN 'on' WHEN 'p' THEN 'parallel' ELSE 'off' END"
+    } else {
+        "CASE s.substream::pg_catalog.text WHEN 'true' THEN 'on' WHEN 't' THEN 'on' WHEN 'p' THEN 'parallel' ELSE '' END"
+    }
+}
+
+/// The options 16 and 17 added, as pg_dump 18 writes them after disable_on_error.
+fn later_options(server_version: u32) -> String {
+    let mut parts = Vec::new();
+    if server_version >= 160000 {
+        parts.push(
+            "CASE WHEN NOT s.subpasswordrequired THEN ', password_required = false' ELSE '' END",
+        );
+        parts.push("CASE WHEN s.subrunasowner THEN ', run_as_owner = true' ELSE '' END");
+    }
+    if server_version >= 170000 {
+        parts.push("CASE WHEN s.subfailover THEN ', failover = true' ELSE '' END");
+    }
+    if server_version >= 160000 {
+        parts.push(
+            "CASE WHEN s.suborigin <> 'any' THEN ', origin = ' || pg_catalog.quote_ident(s.suborigin) ELSE '' END",
+        );
+    }
+    if parts.is_empty() {
+        "''".into()
+    } else {
+        parts.join(" || ")
+    }
 }
 
 impl Subscription {
@@ -157,8 +202,8 @@ impl Subscription {
         if self.binary {
             options.push_str(", binary = true");
         }
-        if self.streaming {
-            options.push_str(", streaming = on");
+        if !self.streaming.is_empty() {
+            options.push_str(&format!(", streaming = {}", self.streaming));
         }
         if self.two_phase {
             options.push_str(", two_phase = on");
@@ -166,6 +211,7 @@ impl Subscription {
         if self.disable_on_error {
             options.push_str(", disable_on_error = true");
         }
+        options.push_str(&self.later_options);
         if self.synchronous_commit != "off" {
             options.push_str(&format!(
                 ", synchronous_commit = {}",
@@ -196,9 +242,10 @@ mod tests {
             synchronous_commit: "off".into(),
             publications: vec!["p".into(), "Pub B".into()],
             binary: false,
-            streaming: false,
+            streaming: String::new(),
             two_phase: false,
             disable_on_error: false,
+            later_options: String::new(),
             comment: None,
             labels: vec![],
         }
@@ -226,7 +273,7 @@ mod tests {
         let mut all = sub();
         all.slot = None;
         all.binary = true;
-        all.streaming = true;
+        all.streaming = "on".into();
         all.two_phase = true;
         all.disable_on_error = true;
         all.synchronous_commit = "local".into();
