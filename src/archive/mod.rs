@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod compression;
+pub mod facts;
 pub mod hashing;
 pub mod id;
 pub mod manifest;

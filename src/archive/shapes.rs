@@ -30,8 +30,10 @@ impl Rel {
     }
 }
 
-/// The kind of constraint an `ALTER TABLE ... ADD CONSTRAINT` adds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of constraint an `ALTER TABLE ... ADD CONSTRAINT` adds (pg_constraint.contype;
+/// also a TOC entry's fact, `archive::facts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConstraintKind {
     PrimaryKey,
     Unique,

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::facts::Facts;
 use super::manifest::DdlItem;
 
 /// pg_dump's three sections: what COPY needs, the rows, what comes after the rows.
@@ -384,6 +385,12 @@ pub struct TocEntry {
     /// their owner. False in archives that do not say (earlier releases).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub builtin_code_only: bool,
+    /// What collect knew about the object (a partition, what its CREATE evaluates, which
+    /// constraint or type it makes): restore decides by these, never by the SQL text.
+    /// Archives without them (the manifest's `toc_facts` absent) get them on read
+    /// (`facts::derive`).
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
 }
 
 impl TocEntry {
@@ -515,6 +522,7 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
             owner_sql: None,
             tablespace: None,
             builtin_code_only: false,
+            facts: Facts::default(),
         });
     }
     let shared: Vec<(Option<String>, u32, EntryKind)> = toc

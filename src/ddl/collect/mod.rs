@@ -13,6 +13,7 @@
 //! a view's rewrite rule, a constraint's index), then call it from `collect` below.
 
 mod casts;
+mod codes;
 mod constraints;
 mod database;
 mod decorations;

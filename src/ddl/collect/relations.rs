@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 
 use super::class::{PG_CLASS, PG_REWRITE, PG_TYPE};
+use super::codes::Relkind;
 use super::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
+use crate::archive::facts::ConstraintFacts;
+use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, Section};
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
 use crate::error::Result;
@@ -28,7 +31,7 @@ struct Table {
     schema: String,
     name: String,
     owner: String,
-    relkind: String,
+    relkind: Relkind,
     unlogged: bool,
     /// For a partition: the parent (qualified) and the bound.
     partition_of: Option<(String, ObjKey, String)>,
@@ -177,7 +180,7 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             schema: r.string(3)?,
             name: r.string(4)?,
             owner: r.string(5)?,
-            relkind: r.string(6)?,
+            relkind: Relkind::decode(&r.string(6)?)?,
             unlogged: r.bool(7)?,
             partition_of: match partition_parent {
                 Some(p) => Some((p, ObjKey::new(PG_CLASS, r.oid(9)?), r.string(10)?)),
@@ -252,7 +255,8 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
 /// One table's nodes: the table (with its inline parts), its split-off parts, its attach.
 fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     let q = qualified(&t.schema, &t.name);
-    let foreign = t.relkind == "f";
+    let foreign = t.relkind == Relkind::ForeignTable;
+    let mut generated_columns = false;
     let keyword = if foreign { "FOREIGN TABLE" } else { "TABLE" };
     let is_partition = t.partition_of.is_some();
     let mut sql: Vec<Segment> = Vec::new();
@@ -334,6 +338,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                     sql.push(Segment::Text(format!(
                         " GENERATED ALWAYS AS ({expr}) STORED"
                     )));
+                    generated_columns = true;
                 }
             } else if c.parent_default && c.default.is_none() {
                 sql.push(Segment::Text(" DEFAULT NULL".into()));
@@ -402,6 +407,11 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         )
         .table(&t.name);
         n.owner = Some(t.owner.clone());
+        n.facts.constraint = Some(ConstraintFacts {
+            kind: ConstraintKind::Check,
+            name: ch.name.clone(),
+            validated: ch.validated,
+        });
         if !ch.validated {
             if ch.local {
                 parts.push(n.of(t.key));
@@ -488,6 +498,9 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     node.sql = sql;
     node = node.in_tablespace(t.tablespace.clone());
     node.builtin_code_only = t.builtin_code_only;
+    node.facts.partition = is_partition;
+    node.facts.partitioned = t.relkind == Relkind::PartitionedTable;
+    node.facts.generated_columns = generated_columns;
     if t.parent != 0 {
         node.belongs_to = Some(ObjKey::new(PG_CLASS, t.parent));
     }
@@ -618,7 +631,7 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                 schema: r.string(3)?,
                 name: r.string(4)?,
                 owner: r.string(5)?,
-                materialized: r.string(6)? == "m",
+                materialized: Relkind::decode(&r.string(6)?)? == Relkind::MaterializedView,
                 query: r.string(7)?,
                 options: r.texts(8)?,
                 check_option: r.text(9)?,
