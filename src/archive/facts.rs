@@ -116,6 +116,29 @@ impl Facts {
         self.type_kind == Some(TypeKind::Base)
     }
 
+    /// These facts and `other`'s together (each statement of an entry shows its part).
+    pub fn and(mut self, other: Facts) -> Facts {
+        self.partition |= other.partition;
+        self.created_as_partition |= other.created_as_partition;
+        self.partitioned |= other.partitioned;
+        self.generated_columns |= other.generated_columns;
+        self.constraint = self.constraint.or(other.constraint);
+        self.type_kind = self.type_kind.or(other.type_kind);
+        self
+    }
+
+    /// Whether the facts an entry claims are those its statements show (`shown`, read by
+    /// PostgreSQL's parser in restore/statements.rs): an archive's facts are checked like its
+    /// SQL (issue 17), so that a changed archive cannot have an entry judged by facts its
+    /// statement does not have (a CHECK passed off as an index build). Whether a table is a
+    /// partition is not in its statement (format 2 attaches it in an entry of its own).
+    pub fn shown_by(&self, shown: &Facts) -> bool {
+        Facts {
+            partition: false,
+            ..self.clone()
+        } == *shown
+    }
+
     /// Whether creating the table plans expressions (stored generated columns, a partition
     /// key), calling immutable functions with constant arguments.
     pub fn creation_plans_expressions(&self) -> bool {
@@ -180,7 +203,8 @@ fn constraint(t: &[Token]) -> Option<ConstraintFacts> {
         .windows(2)
         .position(|w| w[0].depth == 0 && w[0].is_word("ADD") && w[1].is_word("CONSTRAINT"))?;
     let name = match &t.get(at + 2)?.tok {
-        Tok::Word(w) => w.clone(),
+        // As the parser reads an unquoted name.
+        Tok::Word(w) => w.to_ascii_lowercase(),
         Tok::Ident(i) => i.clone(),
         _ => return None,
     };

@@ -17,6 +17,7 @@ use pgrx::pg_sys::NodeTag;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use crate::archive::facts::{ConstraintFacts, Facts, TypeKind};
 use crate::archive::shapes::{
     self, Command, ConstraintKind, Names, Refusal, Rel, Relkind, TableAction, Target,
 };
@@ -27,6 +28,8 @@ use crate::error::{BackupError, Result};
 struct Parsed {
     command: Command,
     text: String,
+    /// The facts (`archive::facts`) the statement shows.
+    facts: Facts,
 }
 
 /// The names `e`'s statements must use; `moved_to`: target_schema's new schema for the
@@ -48,6 +51,20 @@ pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<St
     let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
     if let Err(r) = shapes::check(e.kind, &names_of(e, moved_to), &commands) {
         return Err(refusal(e, r));
+    }
+    // Restore decides by the entry's facts: they are the ones its statements show.
+    let shown = parsed
+        .iter()
+        .fold(Facts::default(), |all, p| all.and(p.facts.clone()));
+    if !e.facts.shown_by(&shown) {
+        return Err(refused(
+            e,
+            &format!(
+                "what the archive says of its object ({}) is not what its SQL does ({})",
+                serde_json::to_string(&e.facts).unwrap_or_default(),
+                serde_json::to_string(&shown).unwrap_or_default()
+            ),
+        ));
     }
     if !commands.iter().any(|c| matches!(c, Command::InDatabase(_))) {
         return Ok(sql.to_string());
@@ -139,9 +156,84 @@ unsafe fn statements(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
             Expanded::Plain(command) => (command, text),
             Expanded::InDatabase(command, inner) => (Command::InDatabase(Box::new(command)), inner),
         };
-        out.push(Parsed { command, text });
+        let facts = facts_of((*raw).stmt);
+        out.push(Parsed {
+            command,
+            text,
+            facts,
+        });
     }
     Ok(out)
+}
+
+/// The facts (`archive::facts`) statement `n` shows, as collect sets them for what it writes.
+unsafe fn facts_of(n: *mut pg_sys::Node) -> Facts {
+    use pg_sys::ObjectType::*;
+    let mut f = Facts::default();
+    let added = |c: *mut pg_sys::Constraint| {
+        let kind = match (*c).contype {
+            pg_sys::ConstrType::CONSTR_PRIMARY => ConstraintKind::PrimaryKey,
+            pg_sys::ConstrType::CONSTR_UNIQUE => ConstraintKind::Unique,
+            pg_sys::ConstrType::CONSTR_EXCLUSION => ConstraintKind::Exclusion,
+            pg_sys::ConstrType::CONSTR_CHECK => ConstraintKind::Check,
+            pg_sys::ConstrType::CONSTR_FOREIGN => ConstraintKind::ForeignKey,
+            _ => ConstraintKind::Other,
+        };
+        ConstraintFacts {
+            kind,
+            name: cstr((*c).conname).unwrap_or_default(),
+            validated: !(*c).skip_validation,
+        }
+    };
+    match tag(n) {
+        Some(NodeTag::T_CreateStmt | NodeTag::T_CreateForeignTableStmt) => {
+            // CreateForeignTableStmt begins with its CreateStmt.
+            let s = n as *mut pg_sys::CreateStmt;
+            f.created_as_partition = !(*s).partbound.is_null();
+            f.partitioned = !(*s).partspec.is_null();
+            f.generated_columns = items::<pg_sys::Node>((*s).tableElts)
+                .into_iter()
+                .filter(|e| tag(*e) == Some(NodeTag::T_ColumnDef))
+                .flat_map(|e| items::<pg_sys::Node>((*(e as *mut pg_sys::ColumnDef)).constraints))
+                .any(|c| {
+                    tag(c) == Some(NodeTag::T_Constraint)
+                        && (*(c as *mut pg_sys::Constraint)).contype
+                            == pg_sys::ConstrType::CONSTR_GENERATED
+                });
+        }
+        Some(NodeTag::T_AlterTableStmt) => {
+            let s = n as *mut pg_sys::AlterTableStmt;
+            f.constraint = items::<pg_sys::AlterTableCmd>((*s).cmds)
+                .into_iter()
+                .find(|c| {
+                    (**c).subtype == pg_sys::AlterTableType::AT_AddConstraint
+                        && tag((**c).def) == Some(NodeTag::T_Constraint)
+                })
+                .map(|c| added((*c).def as *mut pg_sys::Constraint));
+        }
+        Some(NodeTag::T_AlterDomainStmt) => {
+            let s = n as *mut pg_sys::AlterDomainStmt;
+            if (*s).subtype == b'C' as c_char && tag((*s).def) == Some(NodeTag::T_Constraint) {
+                f.constraint = Some(added((*s).def as *mut pg_sys::Constraint));
+            }
+        }
+        Some(NodeTag::T_DefineStmt) => {
+            let s = n as *mut pg_sys::DefineStmt;
+            if (*s).kind == OBJECT_TYPE {
+                f.type_kind = Some(if (*s).args.is_null() && (*s).definition.is_null() {
+                    TypeKind::Shell
+                } else {
+                    TypeKind::Base
+                });
+            }
+        }
+        Some(NodeTag::T_CompositeTypeStmt) => f.type_kind = Some(TypeKind::Composite),
+        Some(NodeTag::T_CreateEnumStmt) => f.type_kind = Some(TypeKind::Enum),
+        Some(NodeTag::T_CreateRangeStmt) => f.type_kind = Some(TypeKind::Range),
+        Some(NodeTag::T_CreateDomainStmt) => f.type_kind = Some(TypeKind::Domain),
+        _ => {}
+    }
+    f
 }
 
 enum Expanded {
