@@ -54,3 +54,4 @@ fmt:
 
 lint:
 	$(AS_TEST_USER) cargo clippy --all-targets -- -D warnings
+	python3 scripts/import-graph.py src

@@ -27,3 +27,20 @@ pub fn die_on_sigterm_then_unblock() {
         pg_sys::BackgroundWorkerUnblockSignals();
     }
 }
+
+/// What a backend's StatementCancelHandler does: the next interrupt check raises
+/// "canceling statement due to user request" (57014), which the worker catches like any error.
+///
+/// # Safety
+/// A signal handler: installed with `pqsignal`, never called directly.
+pub unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
+    let saved = *libc::__errno_location();
+    if !pg_sys::proc_exit_inprogress {
+        (&raw mut pg_sys::InterruptPending).write_volatile(1);
+        (&raw mut pg_sys::QueryCancelPending).write_volatile(1);
+    }
+    if !pg_sys::MyLatch.is_null() {
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+    *libc::__errno_location() = saved;
+}

@@ -590,7 +590,7 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
 /// only after the rows were loaded: a SECURITY DEFINER function (or a view) called while rows
 /// load or indexes build would have run with the extension owner's rights (issue 9). Each
 /// owner statement is moved onto its object's entry (`owner`, `owner_sql`), as format 2
-/// writes them, so the runner gives the object its owner right after creating it. Large
+/// writes them, so the restore gives the object its owner right after creating it. Large
 /// objects keep their owner entries (as in format 2); a statement whose object is not found
 /// stays an entry of its own.
 fn attach_v1_owners(toc: Vec<TocEntry>) -> Vec<TocEntry> {

@@ -162,6 +162,17 @@ impl RestoreRow {
 }
 
 /// A restore whose process is gone.
+/// A restore whose worker is exiting (on_exit callback): still `running`, it is `failed`
+/// with `error` (the steps its batches committed stay, as its progress says). Written by an
+/// autonomous session: the worker's own transaction is gone.
+pub fn fail_running_restore(id: i64, error: &str) {
+    autonomous::execute(
+        Stmt::RestoreFailIfRunning,
+        &serde_json::json!({ "id": id, "error": error }),
+        Wait::No,
+    );
+}
+
 pub fn fail_dead_restore(id: i64, pid: Option<i32>) {
     write(
         Stmt::RestoreFailDead,

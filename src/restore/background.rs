@@ -6,7 +6,7 @@
 //! A function cannot commit, so the call starts a background worker that runs the restore and
 //! waits for it (reading its result rows from a shared-memory queue). The worker acts as the
 //! calling session (its user, security context and settings: `session`), commits every few
-//! hundred TOC entries (`Batches`, called by the runner after each step), and records each
+//! hundred TOC entries (`batch::Batches`, called by the step executor after each step), and records each
 //! commit in the restore's history row (`progress`: how many entries are committed, and the
 //! last one), in the same transaction as the entries themselves. If the restore fails, what
 //! was committed stays; the history row and the error say how many entries were committed
@@ -17,33 +17,21 @@
 //! then ends with the cancel. A terminated session terminates the worker (its exit callback
 //! marks the row failed).
 
-use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
-use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::runner::{self, Row};
-use super::RestoreOptions;
-use crate::catalog::autonomous::{self, Stmt, Wait};
-use crate::catalog::history::{self, Committed};
+use super::batch::{self, begin_transaction, Batches};
+use super::context::failure_of;
+use super::options::{Request, RestoreOptions};
+use super::result::Row;
+use super::run;
 use crate::error::{BackupError, Result};
-use crate::security::{self, redact, Caller};
-use crate::session::{self, Session};
-
-/// What the worker is asked to do (and, with jobs => N, each of its job workers).
-#[derive(Clone, Serialize, Deserialize)]
-pub(super) struct Request {
-    pub(super) backup_id: String,
-    pub(super) opts: RestoreOptions,
-    pub(super) caller_schemas: Vec<String>,
-    pub(super) caller_role: String,
-    pub(super) caller_oid: u32,
-    pub(super) session: Session,
-}
+use crate::security::{self, Caller};
+use crate::session;
 
 /// What the worker sends back, message by message.
 #[derive(Serialize, Deserialize)]
@@ -292,155 +280,13 @@ impl Drop for Worker {
 // The worker.
 // ---------------------------------------------------------------------------------------------
 
-/// Commits along the way, for the runner (`runner::Runner` calls `step_done` after each step
-/// that succeeded).
-pub struct Batches {
-    /// Steps per transaction.
-    size: usize,
-    session: Session,
-    /// What the worker was asked (restore(jobs => N) hands it on to its job workers).
-    pub(super) request: Request,
-    steps_in_batch: Cell<usize>,
-    /// Result rows already accounted for: recorded by this worker's commits (or pending for
-    /// its next one), or committed and recorded by the job worker that reported them.
-    seen: Cell<usize>,
-    pub(super) restore_id: Cell<i64>,
-    /// This worker's steps since its last commit: recorded with the next one.
-    pending: RefCell<Committed>,
-    /// restore(jobs => N)'s workers ran the final ANALYZE.
-    pub(super) analyzed: Cell<bool>,
-}
-
-/// Entries per transaction: small enough that a batch's locks (a table, its TOAST table and
-/// index, its indexes ...) fit the shared lock table next to everyone else's, large enough
-/// that commits cost little. pg_upgrade uses 1000 with PostgreSQL 17's --transaction-size.
-pub fn batch_size(max_locks_per_transaction: i64) -> usize {
-    (max_locks_per_transaction * 8).clamp(64, 1000) as usize
-}
-
-impl Batches {
-    fn new(request: &Request) -> Batches {
-        let locks = session::current_setting("max_locks_per_transaction")
-            .parse::<i64>()
-            .unwrap_or(64);
-        Batches {
-            size: batch_size(locks),
-            session: request.session.clone(),
-            request: request.clone(),
-            steps_in_batch: Cell::new(0),
-            seen: Cell::new(0),
-            restore_id: Cell::new(0),
-            pending: RefCell::new(Committed::default()),
-            analyzed: Cell::new(false),
-        }
-    }
-
-    /// After each step that succeeded: commit every `size` steps.
-    pub fn step_done(&self, out: &[Row]) -> Result<()> {
-        self.steps_in_batch.set(self.steps_in_batch.get() + 1);
-        if self.steps_in_batch.get() >= self.size {
-            self.commit(out)?;
-        }
-        Ok(())
-    }
-
-    /// Commit what is done, with the history row saying so in the same transaction (so a
-    /// crash right after leaves it true), and go on in a new transaction.
-    pub fn commit(&self, out: &[Row]) -> Result<()> {
-        self.note_local(out);
-        let pending = self.pending.take();
-        history::record_committed(self.restore_id.get(), &pending)?;
-        unsafe {
-            pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-        }
-        self.steps_in_batch.set(0);
-        begin_transaction(&self.session);
-        Ok(())
-    }
-
-    /// The rows of `out` not yet accounted for are this worker's own: they are recorded
-    /// with its next commit.
-    pub fn note_local(&self, out: &[Row]) {
-        let from = self.seen.get().min(out.len());
-        add_committed(&mut self.pending.borrow_mut(), &out[from..]);
-        self.seen.set(out.len());
-    }
-
-    /// The rows just added to `out` were committed and recorded by a job worker.
-    pub fn note_recorded(&self, out: &[Row]) {
-        self.seen.set(out.len());
-    }
-}
-
-/// Add result rows to what a transaction commits: every row counts as a committed step,
-/// those that restored something (ok or warning, not a skip) are listed.
-pub(super) fn add_committed(c: &mut Committed, rows: &[Row]) {
-    for r in rows {
-        c.entries += 1;
-        c.rows += r.3.unwrap_or(0);
-        let step = format!("{} {}", r.1, r.0);
-        if (r.4 == "ok" || r.4 == "warning") && r.2 != "skip" {
-            c.restored.push(step.clone());
-        }
-        c.last = Some(step);
-    }
-}
-
-/// What a set of result rows commits.
-pub(super) fn committed(rows: &[Row]) -> Committed {
-    let mut c = Committed::default();
-    add_committed(&mut c, rows);
-    c
-}
-
-pub(super) fn begin_transaction(session: &Session) {
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    session.become_user();
-}
-
-static RESTORE_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_worker_exit(_code: i32, _arg: pg_sys::Datum) {
-    let id = RESTORE_ID.swap(0, std::sync::atomic::Ordering::Relaxed);
-    if id != 0 {
-        autonomous::execute(
-            Stmt::RestoreFailIfRunning,
-            &serde_json::json!({
-                "id": id,
-                "error": "the restore worker was terminated; the steps committed before stay restored (see progress)"
-            }),
-            Wait::No,
-        );
-    }
-}
-
-/// What a backend's StatementCancelHandler does: the next interrupt check raises
-/// "canceling statement due to user request" (57014), which the worker catches like any error.
-pub(super) unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
-    let saved = *libc::__errno_location();
-    if !pg_sys::proc_exit_inprogress {
-        (&raw mut pg_sys::InterruptPending).write_volatile(1);
-        (&raw mut pg_sys::QueryCancelPending).write_volatile(1);
-    }
-    if !pg_sys::MyLatch.is_null() {
-        pg_sys::SetLatch(pg_sys::MyLatch);
-    }
-    *libc::__errno_location() = saved;
-}
-
 #[pg_guard]
 #[no_mangle]
 #[allow(clippy::result_large_err)]
 pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
-        pg_sys::pqsignal(libc::SIGINT, Some(cancel_on_sigint));
+        pg_sys::pqsignal(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let seg = unsafe { pg_sys::dsm_attach(arg.value() as pg_sys::dsm_handle) };
@@ -479,9 +325,7 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     };
     request.session.connect();
     security::call_is_session();
-    unsafe {
-        pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(0));
-    }
+    batch::register_exit_callback();
     let batches = Batches::new(&request);
     begin_transaction(&request.session);
     let caller = security::enter_for(
@@ -492,7 +336,7 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     // No subtransaction around it (a commit must be able to end the transaction): an error
     // is caught here, and the transaction aborted below.
     let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        Ok(super::restore_batched(
+        Ok(run::restore_batched(
             &request.backup_id,
             &request.opts,
             &caller,
@@ -507,7 +351,7 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
                 pg_sys::PopActiveSnapshot();
                 pg_sys::CommitTransactionCommand();
             }
-            RESTORE_ID.store(0, std::sync::atomic::Ordering::Relaxed);
+            batch::ended();
             for r in rows {
                 send(&Message::Row(r));
             }
@@ -522,109 +366,17 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
     let (sqlstate, message, hint) = failure;
     let message = if batches.restore_id.get() != 0 {
-        let stays = super::record_failure(&request.session, batches.restore_id.get(), |stays| {
+        let stays = run::record_failure(&request.session, batches.restore_id.get(), |stays| {
             format!("{message}; {stays} (SQLSTATE {sqlstate})")
         });
         format!("{message}; {stays}")
     } else {
         message
     };
-    RESTORE_ID.store(0, std::sync::atomic::Ordering::Relaxed);
+    batch::ended();
     send(&Message::Failed {
         sqlstate,
         message,
         hint,
     });
-}
-
-/// An error that ends a restore worker (or a job worker): SQLSTATE, message naming the entry
-/// it stopped at, hint. Errors PostgreSQL raised go without row values (issue 9); the server
-/// log gets the whole error.
-pub(super) fn failure_of(
-    e: std::result::Result<BackupError, CaughtError>,
-) -> (String, String, Option<String>) {
-    match e {
-        Ok(e) => {
-            let at = runner::current_entry()
-                .map(|w| format!(" (while restoring {w})"))
-                .unwrap_or_default();
-            (e.sqlstate().to_string(), format!("{e}{at}"), e.hint())
-        }
-        Err(caught) => {
-            let (kind, object, exposure) = runner::current_step();
-            let text = redact::describe(&caught, &kind, &object, exposure);
-            (
-                sqlstate_of(&caught),
-                text,
-                Some("Row values are never shown or stored by pg_backup; the server log has the complete error.".to_string()),
-            )
-        }
-    }
-}
-
-/// The restore's history row exists from here on (for the exit callback).
-pub fn started(restore_id: i64, batches: &Batches) {
-    batches.restore_id.set(restore_id);
-    RESTORE_ID.store(restore_id, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn sqlstate_of(e: &CaughtError) -> String {
-    match e {
-        CaughtError::PostgresError(r)
-        | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => redact::sqlstate(r.sql_error_code()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_commit_lists_what_it_restored_and_counts_every_step() {
-        let rows = vec![
-            runner::row("public.t".into(), "table", "create", None, "ok", None),
-            runner::row("public.t".into(), "table_data", "load", Some(7), "ok", None),
-            runner::row(
-                "public.u".into(),
-                "table",
-                "skip",
-                None,
-                "ok",
-                Some("already exists"),
-            ),
-            runner::row(
-                "public.v".into(),
-                "table_data",
-                "load",
-                None,
-                "failed",
-                Some("x"),
-            ),
-            runner::row(
-                "public.t".into(),
-                "acl",
-                "grant",
-                None,
-                "warning",
-                Some("y"),
-            ),
-        ];
-        let c = committed(&rows);
-        assert_eq!(c.entries, 5);
-        assert_eq!(c.rows, 7);
-        assert_eq!(c.last.as_deref(), Some("acl public.t"));
-        assert_eq!(
-            c.restored,
-            vec!["table public.t", "table_data public.t", "acl public.t"]
-        );
-    }
-
-    #[test]
-    fn batches_fit_the_lock_table() {
-        assert_eq!(batch_size(64), 512);
-        assert_eq!(batch_size(10), 80);
-        assert_eq!(batch_size(1), 64);
-        assert_eq!(batch_size(10_000), 1000);
-    }
 }

@@ -4,9 +4,12 @@
 use crate::storage::archive_files::FileRef;
 use pgrx::prelude::*;
 
-use super::plan::{Action, Existing, PlannedTable};
-use super::runner::{row, sql_step, Job, Runner, Tolerate};
+use super::job::Job;
+use super::plan::{table_oid, Action as TableAction, Existing, PlannedTable};
+use super::policy::Tolerate;
+use super::result::{Action, Row, Status};
 use super::scope::quoted;
+use super::step::{sql_step, Runner};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{Manifest, EXTENSION_DATA, LARGE_OBJECTS};
 use crate::archive::toc::{EntryKind, TocEntry};
@@ -15,12 +18,6 @@ use crate::copy::script::ScriptReader;
 use crate::copy::CopyFormat;
 use crate::error::{BackupError, Result};
 use crate::security::owner::{relation_owner, run_as, run_as_in, SchemaPrivilege};
-
-pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
-    // Read-only (a dry run plans on a hot standby); from the system cache, as each entry of
-    // a restore asks.
-    Ok(crate::security::owner::relation_oid(schema, name))
-}
 
 /// What a restore does with the rows of an extension's configuration table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +93,15 @@ fn load_config_rows(
     let append = match config_decision(ext, preexisting, job.opts.existing) {
         ConfigLoad::Load { append } => append,
         ConfigLoad::Keep(why) => {
-            steps.note(row(
-                object,
-                EntryKind::ExtensionData.as_str(),
-                "skip",
-                None,
-                "warning",
-                Some(&why),
-            ));
+            steps.note(
+                Row::new(
+                    object,
+                    EntryKind::ExtensionData.as_str(),
+                    Action::Skip,
+                    Status::Warning,
+                )
+                .detail(why),
+            );
             return Ok(());
         }
     };
@@ -116,21 +114,17 @@ fn load_config_rows(
         )?
         .unwrap_or(false);
         if !may {
-            steps.note(row(
-                object,
-                EntryKind::ExtensionData.as_str(),
-                "skip",
-                None,
-                "warning",
-                Some(&format!(
-                    "role {} cannot act as the owner of this configuration table: its rows were not restored; a superuser restores them",
-                    job.restorer.name
-                )),
-            ));
+            steps.note(
+                Row::new(object, EntryKind::ExtensionData.as_str(), Action::Skip, Status::Warning)
+                    .detail(format!(
+                        "role {} cannot act as the owner of this configuration table: its rows were not restored; a superuser restores them",
+                        job.restorer.name
+                    )),
+            );
             return Ok(());
         }
     }
-    let action = if append { "append" } else { "load" };
+    let action = if append { Action::Append } else { Action::Load };
     let (schema, name) = (unit.schema.clone(), unit.table.clone());
     steps.run_data(
         object.clone(),
@@ -206,7 +200,7 @@ pub fn truncate_replaced(job: &Job, steps: &mut Runner) -> Result<()> {
         .plan
         .tables
         .iter()
-        .filter(|t| t.action == Action::Truncate)
+        .filter(|t| t.action == TableAction::Truncate)
         .filter(|t| {
             with_rows
                 .iter()
@@ -234,24 +228,24 @@ pub fn load_unit(
     }
     if !unit_wanted(job, unit) {
         if let Some(t) = job.plan.of(&unit.schema, &unit.table) {
-            steps.note(row(
-                t.object(),
-                "table_data",
-                "skip",
-                None,
-                "ok",
-                Some("table exists"),
-            ));
+            steps.note(
+                Row::new(t.object(), "table_data", Action::Skip, Status::Ok).detail("table exists"),
+            );
         }
         return Ok(());
     }
     if unit.large_objects {
         // Large objects run no code: written as the extension owner.
-        steps.run_data("large objects".into(), "large_object_data", "load", || {
-            let pages = restore_large_objects(unit, job.compression, reader)?;
-            check_loaded("large objects", pages as u64, unit)?;
-            Ok(Some(pages))
-        })?;
+        steps.run_data(
+            "large objects".into(),
+            "large_object_data",
+            Action::Load,
+            || {
+                let pages = restore_large_objects(unit, job.compression, reader)?;
+                check_loaded("large objects", pages as u64, unit)?;
+                Ok(Some(pages))
+            },
+        )?;
     } else {
         let t = job
             .plan
@@ -260,7 +254,7 @@ pub fn load_unit(
         let (schema, name, object) = (t.schema.clone(), t.name.clone(), t.object());
         let destination = job.plan.destination(&unit.schema, &unit.table);
         let created = t.action.runs_ddl();
-        steps.run_data(object.clone(), "table_data", "load", || {
+        steps.run_data(object.clone(), "table_data", Action::Load, || {
             let oid = table_oid(&schema, &name)?.ok_or_else(|| {
                 BackupError::unknown(format!(
                     "table {object} does not exist and the backup has no definition for it"
@@ -350,6 +344,8 @@ fn disable_triggers(oid: pg_sys::Oid, superuser: bool) -> Result<Vec<DisabledTri
         ))?;
     }
     // The load opens the table next: its cached trigger list must already say "off".
+    // SAFETY: inside the restore's transaction (a statement just ran through SPI); makes its
+    // catalog changes visible to the commands that follow.
     unsafe { pg_sys::CommandCounterIncrement() };
     Ok(triggers)
 }
@@ -570,7 +566,7 @@ fn truncate_tables(job: &Job, steps: &mut Runner, tables: &[&PlannedTable]) -> R
         steps.run(
             all.join(", "),
             "table",
-            "truncate",
+            Action::Truncate,
             Tolerate::Nothing,
             sql_step(sql),
         )?;
@@ -582,7 +578,7 @@ fn truncate_tables(job: &Job, steps: &mut Runner, tables: &[&PlannedTable]) -> R
             .iter()
             .map(|s| (s.as_str(), SchemaPrivilege::Usage))
             .collect();
-        steps.run_data(names.join(", "), "table", "truncate", || {
+        steps.run_data(names.join(", "), "table", Action::Truncate, || {
             run_as_in(owner, &needs, || Ok(crate::text::run(&sql)?))?;
             Ok(None)
         })?;

@@ -61,6 +61,39 @@ pub fn parse_qualified(name: &str) -> Result<(Option<String>, String)> {
     }
 }
 
+/// Resolve restore(tables => ...) against the tables of the backup (`(schema, name)` pairs).
+/// A bare name must match exactly one table of the backup.
+pub fn resolve_tables(all: &[(String, String)], names: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for name in names {
+        let (schema, rel) = super::names::parse_qualified(name)?;
+        let hits: Vec<&(String, String)> = all
+            .iter()
+            .filter(|(s, n)| *n == rel && schema.as_ref().is_none_or(|want| want == s))
+            .collect();
+        match hits.as_slice() {
+            [one] => out.push((*one).clone()),
+            [] => return Err(BackupError::unknown(format!(
+                "table \"{name}\" is not in this backup"
+            ))
+            .with_hint(
+                "See its tables with SELECT object FROM backup.restore('<id>', dry_run => true);",
+            )),
+            many => {
+                let list: Vec<String> = many.iter().map(|(s, n)| format!("{s}.{n}")).collect();
+                return Err(BackupError::invalid(format!(
+                    "table name \"{name}\" is ambiguous: {}",
+                    list.join(", ")
+                ))
+                .with_hint("Qualify it with its schema."));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

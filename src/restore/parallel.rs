@@ -31,20 +31,22 @@ use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::background::{self, begin_transaction, failure_of, Request};
+use super::batch::{self, begin_transaction, Batches};
+use super::context::failure_of;
 use super::data::{self, DataUnit};
-use super::plan::PlannedTable;
-use super::runner::{self, Job, Outcome, Plan, Row, Tolerate, Walk};
+use super::decide::{preexisting_extensions, Decider};
+use super::entry::Executor;
+use super::job::{Archive, Job};
+use super::options::Request;
+use super::plan::{Plan, PlannedTable};
+use super::policy::{Outcome, Tolerate};
+use super::result::{Action, Row};
 use super::schedule::{Item, Lock, Scheduler};
 use super::scope::{quoted, Scope};
-use crate::archive::compression::Compression;
-use crate::archive::toc::{EntryKind, Pass, TocEntry};
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::catalog::history;
 use crate::error::{BackupError, Result};
 use crate::security::{self, privileges::Restorer};
-
-/// jobs => N takes at most this many workers.
-pub const MAX_JOBS: i32 = 64;
 
 const MAGIC: u32 = 0x7062_726a;
 const QUEUE_SIZE: usize = 64 << 10;
@@ -66,7 +68,7 @@ enum Task {
     /// TOC entry `id`, as decided by the leader.
     Entry {
         id: u32,
-        action: String,
+        action: Action,
         tolerate: Tolerate,
     },
     /// ANALYZE of a table that received rows (quoted name).
@@ -118,8 +120,13 @@ enum Work<'a> {
 }
 
 /// The leader's part: rows, then post-data, over the job workers.
-pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
-    let job = walk.job;
+/// Returns the tables whose ANALYZE the job workers ran (quoted names).
+pub fn data_and_post_data<'a>(
+    decider: &mut Decider<'_, 'a>,
+    exec: &mut Executor<'_, 'a>,
+    post: &[&'a TocEntry],
+) -> Result<HashSet<String>> {
+    let job = exec.job;
     let b = job
         .batches
         .expect("restore(jobs => N) runs in the restore worker");
@@ -128,13 +135,13 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
     if !job.opts.schema_only {
         if job.manifest.files.iter().any(|f| f.is_script()) {
             // One script, read in order: its rows load here.
-            data::load_data(job, &mut walk.runner, &walk.preexisting)?;
+            data::load_data(job, &mut exec.runner, &decider.preexisting)?;
         } else {
-            data::truncate_replaced(job, &mut walk.runner)?;
+            data::truncate_replaced(job, &mut exec.runner)?;
             for (i, u) in units.iter().enumerate() {
                 // Large objects and extensions' configuration rows load here.
                 if u.large_objects || u.extension || !data::unit_wanted(job, u) {
-                    data::load_unit(job, &mut walk.runner, u, None, &walk.preexisting)?;
+                    data::load_unit(job, &mut exec.runner, u, None, &decider.preexisting)?;
                 } else {
                     loads.push(i);
                 }
@@ -143,15 +150,9 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
     }
     // Largest first: the longest load must not start last.
     loads.sort_by_key(|&i| std::cmp::Reverse(units[i].bytes));
-    let post: Vec<&TocEntry> = job
-        .manifest
-        .toc
-        .iter()
-        .filter(|e| e.pass() == Pass::PostData)
-        .collect();
     let mut work: Vec<Work> = loads.iter().map(|&i| Work::Data(i)).collect();
     work.extend(post.iter().map(|e| Work::Entry(e)));
-    // The final ANALYZE too (restore_steps leaves it to the workers then).
+    // The final ANALYZE too (the walk analyzes what they did not).
     let analyze = job.opts.analyze && !job.opts.schema_only;
     if analyze {
         work.extend(
@@ -163,32 +164,24 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
                 .map(|(i, _)| Work::Analyze(i)),
         );
     }
-    let items = plan_items(walk, &units, &work);
+    let items = plan_items(job, &units, &work);
     // Tables whose rows loaded (their ANALYZE runs), as restore_steps' loaded_tables() says.
     let mut loaded: HashSet<String> = HashSet::new();
-    note_loaded(&mut loaded, &walk.runner.out);
+    note_loaded(&mut loaded, &exec.runner.out);
     // Everything so far is committed: the workers see it, and the leader holds no lock.
-    b.commit(&walk.runner.out)?;
+    b.commit(&exec.runner.out)?;
     let mut pool = Pool::start(b, job.plan, (job.opts.jobs as usize).min(work.len()))?;
     if pool.workers.is_empty() {
         // No worker could start: the leader restores the rest itself, in order.
         log!("pg_backup: no background worker could start for restore(jobs => {}); the restore goes on in one worker", job.opts.jobs);
-        for &w in &work {
-            match w {
-                Work::Data(u) => {
-                    data::load_unit(job, &mut walk.runner, &units[u], None, &walk.preexisting)?
-                }
-                Work::Entry(e) => {
-                    if let Some((action, tolerate)) = walk.settle(e)? {
-                        walk.run_entry(e, action, tolerate)?;
-                    }
-                }
-                // restore_steps analyzes.
-                Work::Analyze(_) => {}
-            }
+        for &u in &loads {
+            data::load_unit(job, &mut exec.runner, &units[u], None, &decider.preexisting)?;
         }
-        return Ok(());
+        decider.run_entries(exec, post)?;
+        // The walk analyzes.
+        return Ok(HashSet::new());
     }
+    let mut analyzed: HashSet<String> = HashSet::new();
     let mut sched = Scheduler::new(items);
     let mut last_progress = Instant::now();
     while !sched.all_done() {
@@ -197,14 +190,14 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
             let Some(i) = sched.start_next() else { break };
             let task = match work[i] {
                 Work::Data(u) => Task::Data { unit: u },
-                Work::Entry(e) => match walk.settle(e)? {
+                Work::Entry(e) => match decider.settle(e, &mut exec.runner)? {
                     None => {
                         sched.finish(i);
                         continue;
                     }
                     Some((action, tolerate)) => Task::Entry {
                         id: e.id,
-                        action: action.to_string(),
+                        action,
                         tolerate,
                     },
                 },
@@ -228,46 +221,52 @@ pub fn data_and_post_data(walk: &mut Walk) -> Result<()> {
             // Everything left was settled by the leader in this round; go on.
             continue;
         }
-        match pool.wait(walk, b) {
+        match pool.wait(&mut exec.runner.out, b) {
             Ok((item, Report::Done { rows, outcome })) => {
                 if let (Work::Entry(e), Some(o)) = (work[item], outcome) {
-                    walk.outcomes.insert(e.id, o);
+                    decider.record(e.id, o);
+                }
+                if let Work::Analyze(t) = work[item] {
+                    let t = &job.plan.tables[t];
+                    analyzed.insert(quoted(&t.schema, &t.name));
                 }
                 note_loaded(&mut loaded, &rows);
                 // The leader's own rows so far (skips it noted) go with its next commit;
                 // the worker's item is committed and recorded already.
-                b.note_local(&walk.runner.out);
-                walk.runner.out.extend(rows);
-                b.note_recorded(&walk.runner.out);
+                b.note_local(&exec.runner.out);
+                exec.runner.out.extend(rows);
+                b.note_recorded(&exec.runner.out);
                 sched.finish(item);
                 if last_progress.elapsed() > Duration::from_secs(1) {
-                    b.commit(&walk.runner.out)?;
+                    b.commit(&exec.runner.out)?;
                     last_progress = Instant::now();
                 }
             }
             Ok((_, Report::Failed { .. })) => unreachable!("wait() returns failures as errors"),
             Err(e) => {
-                pool.stop(walk, b, true);
+                pool.stop(&mut exec.runner.out, b, true);
                 return Err(e);
             }
         }
     }
-    pool.stop(walk, b, false);
-    b.analyzed.set(analyze);
-    b.commit(&walk.runner.out)?;
-    Ok(())
+    pool.stop(&mut exec.runner.out, b, false);
+    b.commit(&exec.runner.out)?;
+    Ok(analyzed)
 }
 
 fn note_loaded(loaded: &mut HashSet<String>, rows: &[Row]) {
     for r in rows {
-        if r.4 == "ok" && r.3.is_some() {
-            loaded.insert(r.0.clone());
+        if r.loaded_rows() {
+            loaded.insert(r.object.clone());
         }
     }
 }
 
 /// A new snapshot for the leader's decisions: what the workers committed counts.
 fn refresh_snapshot() {
+    // SAFETY: in the leader's transaction (between its batches' commits a transaction is
+    // always open); the snapshot popped, if any, is the one this function or
+    // begin_transaction pushed.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
             pg_sys::PopActiveSnapshot();
@@ -277,8 +276,8 @@ fn refresh_snapshot() {
 }
 
 /// Dependencies and locks of each item (see `schedule`).
-fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
-    let toc = &walk.job.manifest.toc;
+fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
+    let toc = &job.manifest.toc;
     let relations: HashMap<(String, String), &TocEntry> = toc
         .iter()
         .filter(|e| e.kind.is_relation())
@@ -292,7 +291,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
                 .get(&at)
                 .filter(|e| matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable))
                 .and_then(|e| e.belongs_to)
-                .and_then(|p| walk.entry(p))
+                .and_then(|p| job.entry(p))
                 .filter(|p| matches!(p.kind, EntryKind::Table | EntryKind::ForeignTable))
                 .and_then(|p| p.relation());
             match parent {
@@ -309,7 +308,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
             if let Some(r) = at.relation() {
                 return Some(r);
             }
-            at = walk.entry(at.belongs_to?)?;
+            at = job.entry(at.belongs_to?)?;
         }
         None
     };
@@ -332,7 +331,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
         }
     }
     // The backup's name of each planned table.
-    let backup_names: Vec<(String, String)> = walk.job.scope.tables(walk.job.manifest);
+    let backup_names: Vec<(String, String)> = job.scope.tables(job.manifest);
     work.iter()
         .map(|&w| match w {
             Work::Data(u) => Item {
@@ -354,7 +353,7 @@ fn plan_items(walk: &Walk, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
                     }
                     // An entry on a table (or naming one: a foreign key's other table) waits
                     // for the table's rows.
-                    if let Some(rel) = walk
+                    if let Some(rel) = job
                         .entry(*d)
                         .filter(|x| x.kind.is_relation() || x.kind == EntryKind::TableData)
                         .and_then(|x| x.relation())
@@ -429,7 +428,7 @@ unsafe extern "C-unwind" fn on_leader_exit(_code: i32, _arg: pg_sys::Datum) {
 }
 
 impl Pool {
-    fn start(b: &background::Batches, plan: &Plan, wanted: usize) -> Result<Pool> {
+    fn start(b: &Batches, plan: &Plan, wanted: usize) -> Result<Pool> {
         let request = serde_json::to_vec(&JobRequest {
             base: b.request.clone(),
             tables: plan.for_workers(),
@@ -546,7 +545,7 @@ impl Pool {
 
     /// The next report of a busy worker: (its item, the report). A failure, a worker gone
     /// and a cancel of the leader are errors (the caller stops the pool).
-    fn wait(&mut self, walk: &mut Walk, b: &background::Batches) -> Result<(usize, Report)> {
+    fn wait(&mut self, out: &mut Vec<Row>, b: &Batches) -> Result<(usize, Report)> {
         loop {
             for w in 0..self.workers.len() {
                 let Some(item) = self.workers[w].busy else {
@@ -576,7 +575,7 @@ impl Pool {
             if interrupted() {
                 // A cancel: every worker rolls its item back; what they committed before is
                 // recorded, then the cancel is raised here.
-                self.stop(walk, b, true);
+                self.stop(out, b, true);
                 pgrx::check_for_interrupts!();
                 return Err(BackupError::from_worker(
                     "57014",
@@ -626,7 +625,7 @@ impl Pool {
 
     /// End the workers: at once (`cancel`: their current items roll back) or once they are
     /// idle. Items they committed and reported meanwhile are added to the result.
-    fn stop(&mut self, walk: &mut Walk, b: &background::Batches, cancel: bool) {
+    fn stop(&mut self, out: &mut Vec<Row>, b: &Batches, cancel: bool) {
         if self.seg.is_null() {
             return;
         }
@@ -637,7 +636,7 @@ impl Pool {
                 }
             }
             // Reports already on their way: committed (and recorded) items.
-            b.note_local(&walk.runner.out);
+            b.note_local(out);
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && self.workers.iter().any(|w| w.busy.is_some()) {
                 for w in 0..self.workers.len() {
@@ -647,7 +646,7 @@ impl Pool {
                     match self.receive(w) {
                         Received::Report(Report::Done { rows, .. }) => {
                             self.workers[w].busy = None;
-                            walk.runner.out.extend(rows);
+                            out.extend(rows);
                         }
                         Received::Report(Report::Failed { .. }) | Received::Gone => {
                             self.workers[w].busy = None;
@@ -657,7 +656,7 @@ impl Pool {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            b.note_recorded(&walk.runner.out);
+            b.note_recorded(out);
         }
         self.release();
     }
@@ -759,7 +758,7 @@ fn launch(seg: pg_sys::dsm_handle, w: usize) -> Option<*mut pg_sys::BackgroundWo
 pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
-        pg_sys::pqsignal(libc::SIGINT, Some(background::cancel_on_sigint));
+        pg_sys::pqsignal(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let v = arg.value();
@@ -843,38 +842,31 @@ fn work(
         base.caller_role.clone(),
         pg_sys::Oid::from(base.caller_oid),
     );
-    let source = crate::storage::locate(&base.backup_id, None, opts.identity.as_deref())?;
     // The leader checked the signature of the manifest it read; this worker reads it again and
     // checks what it read (quietly: the leader said it).
-    let (manifest, raw_manifest) = source.manifest(|raw| {
-        crate::security::signing::authenticate(&source, raw, caller.oid, true).map(|_| ())
-    })?;
-    let encrypted = crate::storage::archive_files::Sealed::of(&raw_manifest).is_some();
-    let compression = Compression::from_name(&manifest.compression)?;
+    let archive = Archive::open(
+        &base.backup_id,
+        opts.identity.as_deref(),
+        |_| Ok(()),
+        |source, raw| {
+            crate::security::signing::authenticate(source, raw, caller.oid, true).map(|_| ())
+        },
+    )?;
+    let manifest = &archive.manifest;
     let scope = Scope::build(
-        &manifest,
+        manifest,
         opts.tables.as_deref(),
         opts.schemas.as_deref(),
         opts.target_schema.as_deref(),
     )?;
-    let plan = Plan::from_tables(&manifest, &scope, request.tables.clone());
+    let plan = Plan::from_tables(manifest, &scope, request.tables.clone());
     let restorer = Restorer::of(&caller);
     let placement = super::tablespaces::Placement::new(opts.no_tablespaces)?;
-    let job = Job {
-        manifest: &manifest,
-        source: &source,
-        encrypted,
-        compression,
-        opts,
-        scope: &scope,
-        plan: &plan,
-        restorer: &restorer,
-        placement: &placement,
-        batches: None,
-    };
-    runner::restore_settings(&job)?;
-    let mut walk = Walk::new(&job)?;
-    let units = data::data_units(&manifest, &job);
+    let job = Job::new(&archive, opts, &scope, &plan, &restorer, &placement, None);
+    job.apply_settings()?;
+    let mut exec = Executor::new(&job);
+    let preexisting = preexisting_extensions()?;
+    let units = data::data_units(manifest, &job);
     commit();
     while let Some(task) = next_task(inbox)? {
         begin_transaction(&base.session);
@@ -884,7 +876,7 @@ fn work(
                     BackupError::from_worker("XX000", format!("no data unit {unit}"), None)
                 })?;
                 // Table rows only (the leader loads extensions' configuration rows).
-                data::load_unit(&job, &mut walk.runner, u, None, &walk.preexisting)?;
+                data::load_unit(&job, &mut exec.runner, u, None, &preexisting)?;
                 None
             }
             Task::Entry {
@@ -892,11 +884,10 @@ fn work(
                 action,
                 tolerate,
             } => {
-                let e = walk.entry(id).ok_or_else(|| {
+                let e = job.entry(id).ok_or_else(|| {
                     BackupError::from_worker("XX000", format!("no TOC entry {id}"), None)
                 })?;
-                walk.run_entry(e, &action, tolerate)?;
-                walk.outcomes.get(&id).copied()
+                Some(exec.run(e, action, tolerate)?)
             }
             Task::Analyze { table } => {
                 super::tuning::analyze([table.as_str()])?;
@@ -905,10 +896,10 @@ fn work(
         };
         // In the item's own transaction: the history row never says less (or more) than
         // what is committed, whatever happens next.
-        history::record_committed(request.restore_id, &background::committed(&walk.runner.out))?;
+        history::record_committed(request.restore_id, &batch::committed(&exec.runner.out))?;
         commit();
         send(&Report::Done {
-            rows: std::mem::take(&mut walk.runner.out),
+            rows: std::mem::take(&mut exec.runner.out),
             outcome,
         });
     }

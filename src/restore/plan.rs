@@ -1,5 +1,14 @@
-//! Restore options and the per-table plan. Plain Rust.
+//! Restore options and the per-table plan: what `existing` makes of each table asked for
+//! (pure rules, unit-tested), and the plan keyed by each table's name in the backup.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::pg_sys;
+
+use super::scope::{quoted, Scope};
+use crate::archive::manifest::Manifest;
+use crate::archive::toc::TocEntry;
 use crate::error::{BackupError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,39 +58,6 @@ impl OnError {
             .with_hint("Use 'abort' (all or nothing, the default) or 'continue'.")),
         }
     }
-}
-
-/// Resolve restore(tables => ...) against the tables of the backup (`(schema, name)` pairs).
-/// A bare name must match exactly one table of the backup.
-pub fn resolve_tables(all: &[(String, String)], names: &[String]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for name in names {
-        let (schema, rel) = super::names::parse_qualified(name)?;
-        let hits: Vec<&(String, String)> = all
-            .iter()
-            .filter(|(s, n)| *n == rel && schema.as_ref().is_none_or(|want| want == s))
-            .collect();
-        match hits.as_slice() {
-            [one] => out.push((*one).clone()),
-            [] => return Err(BackupError::unknown(format!(
-                "table \"{name}\" is not in this backup"
-            ))
-            .with_hint(
-                "See its tables with SELECT object FROM backup.restore('<id>', dry_run => true);",
-            )),
-            many => {
-                let list: Vec<String> = many.iter().map(|(s, n)| format!("{s}.{n}")).collect();
-                return Err(BackupError::invalid(format!(
-                    "table name \"{name}\" is ambiguous: {}",
-                    list.join(", ")
-                ))
-                .with_hint("Qualify it with its schema."));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
 }
 
 /// What restore does with one table.
@@ -180,9 +156,121 @@ pub fn check(
     Ok(())
 }
 
+/// The table `(schema, name)` of this database now, if any. Read-only (a dry run plans on a
+/// hot standby); from the system cache, as each entry of a restore asks.
+pub fn table_oid(schema: &str, name: &str) -> Result<Option<pg_sys::Oid>> {
+    Ok(crate::security::owner::relation_oid(schema, name))
+}
+
+/// The plan for the tables asked for, keyed by each table's quoted name in the backup.
+pub struct Plan {
+    pub tables: Vec<PlannedTable>,
+    by_backup_name: HashMap<String, usize>,
+    /// The tables this restore created (their CREATE succeeded), by index in `tables`.
+    created: RefCell<HashMap<usize, pg_sys::Oid>>,
+    /// A job worker's copy: each table's `oid` is already where its rows go.
+    resolved: bool,
+}
+
+impl Plan {
+    pub fn build(m: &Manifest, scope: &Scope, existing: Existing) -> Result<Plan> {
+        let mut tables = Vec::new();
+        let mut by_backup_name = HashMap::new();
+        for (schema, name) in scope.tables(m) {
+            let target = scope.target_schema_of(&schema).to_string();
+            let oid = table_oid(&target, &name)?;
+            let exists = oid.is_some();
+            by_backup_name.insert(quoted(&schema, &name), tables.len());
+            tables.push(PlannedTable {
+                action: action_for(exists, existing),
+                schema: target,
+                name,
+                exists,
+                oid: oid.map(u32::from),
+            });
+        }
+        Ok(Plan {
+            tables,
+            by_backup_name,
+            created: RefCell::new(HashMap::new()),
+            resolved: false,
+        })
+    }
+
+    /// The table `(backup_schema, name)` was created by this restore: the table of that
+    /// name now (in the transaction that created it, ours).
+    pub fn note_created(&self, backup_schema: &str, name: &str) -> Result<()> {
+        let Some(&i) = self.by_backup_name.get(&quoted(backup_schema, name)) else {
+            return Ok(());
+        };
+        let t = &self.tables[i];
+        if let Some(oid) = table_oid(&t.schema, &t.name)? {
+            self.created.borrow_mut().insert(i, oid);
+        }
+        Ok(())
+    }
+
+    /// The table the rows of `(backup_schema, name)` may go into (issue 17): one this
+    /// restore created, or one that existed when it was planned and that `existing`
+    /// (append, truncate) was checked against. Never a table of that name that appeared
+    /// since, such as one another session created while this restore's CREATE failed.
+    pub fn destination(&self, backup_schema: &str, name: &str) -> Option<pg_sys::Oid> {
+        let &i = self.by_backup_name.get(&quoted(backup_schema, name))?;
+        let t = &self.tables[i];
+        if !self.resolved && t.action.runs_ddl() {
+            return self.created.borrow().get(&i).copied();
+        }
+        t.oid.map(pg_sys::Oid::from)
+    }
+
+    /// The plan as job workers get it: each table's `oid` where its rows go.
+    pub fn for_workers(&self) -> Vec<PlannedTable> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut t = t.clone();
+                if !self.resolved && t.action.runs_ddl() {
+                    t.oid = self.created.borrow().get(&i).map(|o| u32::from(*o));
+                }
+                t
+            })
+            .collect()
+    }
+
+    /// The plan the leader of restore(jobs => N) made, in a job worker (planned again now,
+    /// the tables it created would count as existing).
+    pub fn from_tables(m: &Manifest, scope: &Scope, tables: Vec<PlannedTable>) -> Plan {
+        let by_backup_name = scope
+            .tables(m)
+            .into_iter()
+            .zip(0..tables.len())
+            .map(|((schema, name), i)| (quoted(&schema, &name), i))
+            .collect();
+        Plan {
+            tables,
+            by_backup_name,
+            created: RefCell::new(HashMap::new()),
+            resolved: true,
+        }
+    }
+
+    pub fn of(&self, backup_schema: &str, name: &str) -> Option<&PlannedTable> {
+        self.by_backup_name
+            .get(&quoted(backup_schema, name))
+            .map(|i| &self.tables[*i])
+    }
+
+    pub fn of_entry(&self, e: &TocEntry) -> Option<&PlannedTable> {
+        let (s, n) = e.relation()?;
+        self.of(&s, &n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::names::resolve_tables;
 
     #[test]
     fn existing_tables_need_a_decision() {

@@ -7,13 +7,11 @@ use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
 
-use super::data::table_oid;
-use super::plan::Action;
-use super::runner::Plan;
+use super::options::RestoreOptions;
+use super::plan::{table_oid, Action, Plan};
 use super::scope::{quoted, Scope};
 use super::statements;
 use super::tablespaces::{self, Placement};
-use super::RestoreOptions;
 use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
 use crate::error::{BackupError, Result};

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 
 use pgrx::spi::quote_identifier;
 
-use super::plan;
 use super::retarget::Retarget;
 use crate::archive::manifest::Manifest;
 use crate::archive::toc::{self, EntryKind, TocEntry};
@@ -99,7 +98,7 @@ impl Scope {
             entries.extend(toc.iter().map(|e| (e.id, Why::Requested)));
         } else {
             let asked: HashSet<(String, String)> =
-                plan::resolve_tables(&all_tables, tables.unwrap_or_default())?
+                super::names::resolve_tables(&all_tables, tables.unwrap_or_default())?
                     .into_iter()
                     .collect();
             // The roots: the relations asked for, everything of the schemas asked for

@@ -7,8 +7,10 @@
 
 use pgrx::prelude::*;
 
-use super::data::table_oid;
-use super::runner::{row, Job, Runner};
+use super::job::Job;
+use super::plan::table_oid;
+use super::result::{Action, Row, Status};
+use super::step::Runner;
 use crate::error::Result;
 
 /// A sequence owned by an integer column of a table.
@@ -108,7 +110,7 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
         let mut moved = Vec::new();
         let restorer = job.restorer;
         // Its errors (setval out of bounds) carry the column's largest value: redacted.
-        let ok = runner.run_data(t.object(), "sequence", "advance", || {
+        let ok = runner.run_data(t.object(), "sequence", Action::Advance, || {
             moved = advance_past_rows(oid, |seq| restorer.may_update_sequence(seq))?;
             Ok(None)
         })?;
@@ -124,29 +126,19 @@ pub fn advance(job: &Job, runner: &mut Runner) -> Result<()> {
             runner.out.pop();
             for (seq, v) in moved {
                 runner.note(match v {
-                    Some(v) => row(
-                        seq,
-                        "sequence",
-                        "advance",
-                        None,
-                        "ok",
-                        Some(&if show {
+                    Some(v) => {
+                        Row::new(seq, "sequence", Action::Advance, Status::Ok).detail(if show {
                             format!("moved past the largest value of its column, {v}")
                         } else {
                             "moved past the largest value of its column".to_string()
-                        }),
-                    ),
-                    None => row(
-                        seq,
-                        "sequence",
-                        "skip",
-                        None,
-                        "warning",
-                        Some(&format!(
-                            "not moved past the appended rows: \"{}\" has no UPDATE privilege on it",
-                            restorer.name
-                        )),
-                    ),
+                        })
+                    }
+                    None => {
+                        Row::new(seq, "sequence", Action::Skip, Status::Warning).detail(format!(
+                        "not moved past the appended rows: \"{}\" has no UPDATE privilege on it",
+                        restorer.name
+                    ))
+                    }
                 });
             }
         }

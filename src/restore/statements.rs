@@ -3,7 +3,7 @@
 //! in a memory context of its own, inside a subtransaction so that a syntax error becomes
 //! our error), each statement is reduced to an `archive::shapes::Command`, and the kind's
 //! shapes decide. Preflight checks every entry of the restore before anything changes; the
-//! runner checks again the very text it is about to run (a job worker reads the archive
+//! executor (`entry`) checks again the very text it is about to run (a job worker reads the archive
 //! again).
 //!
 //! The one rewriting: the database's own grants, comment and settings are written by

@@ -369,10 +369,10 @@ fn restore_0_3(
     }
     let caller = enter();
     let rows = crate::restore::restore(&backup_id, &opts, &caller).or_raise();
-    TableIterator::new(
-        rows.into_iter()
-            .map(|(o, k, a, n, s, d)| (Text(o), k, a, n, s, d.map(Text))),
-    )
+    TableIterator::new(rows.into_iter().map(|r| {
+        let (o, k, a, n, s, d) = r.into_columns();
+        (Text(o), k, a.to_string(), n, s.to_string(), d.map(Text))
+    }))
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]

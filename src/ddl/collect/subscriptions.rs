@@ -6,7 +6,7 @@
 //! The connection string may hold a password: a superuser's secret. Only a whole-database
 //! backup taken by a superuser holds subscriptions (pg_subscription's connection strings are
 //! for superusers only); another caller's backup leaves them out with a WARNING, as pg_dump
-//! does. Restores skip them unless a superuser runs them (restore::runner::superuser_only),
+//! does. Restores skip them unless a superuser runs them (restore::policy::superuser_only),
 //! and their errors are redacted (the statement holds the secret).
 
 use pgrx::prelude::*;
