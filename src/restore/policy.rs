@@ -4,6 +4,8 @@
 //! statement splits into an ADD ... NOT VALID and a VALIDATE.
 
 use super::result::{Action, Status};
+use crate::archive::facts::Facts;
+use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, TocEntry};
 
 /// Which errors of a step are expected and how they are reported.
@@ -73,51 +75,35 @@ pub fn reads_rows(kind: EntryKind) -> bool {
     )
 }
 
-/// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
-pub fn builds_index_only(sql: &str) -> bool {
-    matches!(
-        constraint_definition(sql),
-        Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))
-    )
-}
-
-/// An identifier as written (`%I`) back to the name.
-pub fn unquote_identifier(ident: &str) -> String {
-    match ident.strip_prefix('"').and_then(|i| i.strip_suffix('"')) {
-        Some(inner) => inner.replace("\"\"", "\""),
-        None => ident.to_string(),
-    }
-}
-
 /// A foreign key's (or with `checks`, a CHECK's) statement as two (issue 16): the same
 /// `ADD CONSTRAINT` with NOT VALID (checks privileges, evaluates nothing), and the `VALIDATE
 /// CONSTRAINT` that checks the rows (None when the backup's constraint was NOT VALID itself,
 /// and for a foreign table's CHECK, which PostgreSQL never checks). None for a statement of
 /// another shape and for a partitioned table's key (added without ONLY), which PostgreSQL 15
-/// cannot add NOT VALID.
-pub fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
+/// cannot add NOT VALID. Which constraint it is, and whether it was valid, are the entry's
+/// facts (issue 18); the statement is only cut where its parts are.
+pub fn constraint_in_two(
+    sql: &str,
+    facts: &Facts,
+    checks: bool,
+) -> Option<(String, Option<String>)> {
+    let constraint = facts.constraint.as_ref()?;
     let (keyword, relation, name, definition) = constraint_parts(sql)?;
-    let foreign_key = definition.starts_with("FOREIGN KEY")
+    let foreign_key = constraint.kind == ConstraintKind::ForeignKey
         && relation.starts_with("ONLY ")
         && keyword != "ALTER DOMAIN";
-    let check = checks && definition.starts_with("CHECK");
+    let check = checks && constraint.kind == ConstraintKind::Check;
     if !foreign_key && !check {
         return None;
     }
     let definition = definition.trim_end().strip_suffix(';')?.trim_end();
-    if definition.ends_with(" NOT VALID") || (check && keyword == "ALTER FOREIGN TABLE") {
+    if !constraint.validated || (check && keyword == "ALTER FOREIGN TABLE") {
         return Some((sql.to_string(), None));
     }
     Some((
         format!("{keyword} {relation} ADD CONSTRAINT {name} {definition} NOT VALID;"),
         Some(format!("{keyword} {relation} VALIDATE CONSTRAINT {name};")),
     ))
-}
-
-/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
-/// found by reading the identifiers (quoted ones may hold any text).
-fn constraint_definition(sql: &str) -> Option<&str> {
-    constraint_parts(sql).map(|(_, _, _, d)| d)
 }
 
 /// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>` (or ALTER FOREIGN
@@ -183,7 +169,7 @@ pub fn superuser_only(e: &TocEntry) -> bool {
             | EntryKind::OperatorFamily
             | EntryKind::TextSearchParser
             | EntryKind::TextSearchTemplate
-    ) || (e.kind == EntryKind::Type && e.sql.contains("INPUT = "))
+    ) || (e.kind == EntryKind::Type && e.facts.base_type())
         || e.schema
             .as_deref()
             .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
@@ -191,7 +177,19 @@ pub fn superuser_only(e: &TocEntry) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{constraint_definition, constraint_in_two};
+    use super::{constraint_parts, Facts};
+    use crate::archive::toc::EntryKind;
+
+    fn constraint_definition(sql: &str) -> Option<&str> {
+        constraint_parts(sql).map(|(_, _, _, d)| d)
+    }
+
+    /// `constraint_in_two` with the facts the entry's SQL shows (an archive's own are checked
+    /// to be those).
+    fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
+        let facts: Facts = crate::archive::facts::of_sql(EntryKind::ForeignKey, sql);
+        super::constraint_in_two(sql, &facts, checks)
+    }
 
     #[test]
     fn constraint_definitions_are_found_past_any_name() {
@@ -280,6 +278,22 @@ mod tests {
         assert_eq!(
             constraint_in_two("ALTER TABLE ONLY s.t ADD CONSTRAINT u UNIQUE (a);", true),
             None
+        );
+        // What the constraint is comes from the facts, not from words in its expression.
+        let check =
+            "ALTER TABLE s.t ADD CONSTRAINT \"FOREIGN KEY\" CHECK ((a <> 'x NOT VALID'::text));";
+        assert_eq!(
+            constraint_in_two(check, true),
+            Some((
+                "ALTER TABLE s.t ADD CONSTRAINT \"FOREIGN KEY\" CHECK ((a <> 'x NOT VALID'::text)) NOT VALID;".into(),
+                Some("ALTER TABLE s.t VALIDATE CONSTRAINT \"FOREIGN KEY\";".into())
+            ))
+        );
+        assert_eq!(constraint_in_two(check, false), None);
+        assert_eq!(
+            super::constraint_in_two(check, &Facts::default(), true),
+            None,
+            "no constraint facts, no split"
         );
     }
 }

@@ -203,13 +203,23 @@ unsafe fn facts_of(n: *mut pg_sys::Node) -> Facts {
         }
         Some(NodeTag::T_AlterTableStmt) => {
             let s = n as *mut pg_sys::AlterTableStmt;
-            f.constraint = items::<pg_sys::AlterTableCmd>((*s).cmds)
+            let adds: Vec<*mut pg_sys::AlterTableCmd> = items::<pg_sys::AlterTableCmd>((*s).cmds)
                 .into_iter()
-                .find(|c| {
+                .filter(|c| {
                     (**c).subtype == pg_sys::AlterTableType::AT_AddConstraint
                         && tag((**c).def) == Some(NodeTag::T_Constraint)
                 })
-                .map(|c| added((*c).def as *mut pg_sys::Constraint));
+                .collect();
+            f.constraint = match adds[..] {
+                [] => None,
+                [c] => Some(added((*c).def as *mut pg_sys::Constraint)),
+                // Collect adds one constraint per statement: several are no fact of an entry.
+                [..] => Some(ConstraintFacts {
+                    kind: ConstraintKind::Other,
+                    name: String::new(),
+                    validated: false,
+                }),
+            };
         }
         Some(NodeTag::T_AlterDomainStmt) => {
             let s = n as *mut pg_sys::AlterDomainStmt;
