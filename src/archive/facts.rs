@@ -199,9 +199,7 @@ pub fn of_sql(kind: EntryKind, sql: &str) -> Facts {
 /// `ALTER {TABLE | FOREIGN TABLE | DOMAIN} [ONLY] name ADD CONSTRAINT name <definition>`.
 fn constraint(t: &[Token]) -> Option<ConstraintFacts> {
     let t = first_statement(t);
-    let at = t
-        .windows(2)
-        .position(|w| w[0].depth == 0 && w[0].is_word("ADD") && w[1].is_word("CONSTRAINT"))?;
+    let at = at(t, 0, &["ADD", "CONSTRAINT"])?;
     let name = match &t.get(at + 2)?.tok {
         // As the parser reads an unquoted name.
         Tok::Word(w) => w.to_ascii_lowercase(),
@@ -276,12 +274,21 @@ fn skip_name(t: &[Token]) -> &[Token] {
     }
 }
 
-/// Whether `words` follow one another at paren depth `depth`.
+/// Whether `words` follow one another at paren depth `depth`, as key words (not the last
+/// part of a qualified name: a table `s.partition OF s.a_type` is no partition).
 fn follows(t: &[Token], depth: u32, words: &[&str]) -> bool {
-    t.windows(words.len()).any(|w| {
-        w.iter()
-            .zip(words)
-            .all(|(x, word)| x.depth == depth && x.is_word(word))
+    at(t, depth, words).is_some()
+}
+
+/// Where `words` first follow one another at paren depth `depth`, as key words.
+fn at(t: &[Token], depth: u32, words: &[&str]) -> Option<usize> {
+    (0..t.len()).find(|&i| {
+        (i == 0 || t[i - 1].tok != Tok::Dot)
+            && t.len() - i >= words.len()
+            && t[i..i + words.len()]
+                .iter()
+                .zip(words)
+                .all(|(x, word)| x.depth == depth && x.is_word(word))
     })
 }
 
@@ -529,6 +536,16 @@ mod tests {
             "CREATE TABLE s.ev_2024 PARTITION OF s.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
         );
         assert!(f.created_as_partition && !f.partitioned);
+        // A typed table named partition, a table named add.
+        let f = of_sql(EntryKind::Table, "CREATE TABLE s.partition OF s.t;");
+        assert!(!f.created_as_partition);
+        assert_eq!(
+            constraint_of(
+                EntryKind::ForeignKey,
+                "ALTER TABLE ONLY add.add ADD CONSTRAINT add FOREIGN KEY (a) REFERENCES add.add(a);"
+            ),
+            Some((ConstraintKind::ForeignKey, "add".into(), true))
+        );
         let f = of_sql(
             EntryKind::Table,
             "CREATE TABLE s.ev (id integer, at date) PARTITION BY RANGE (at);",
