@@ -1015,7 +1015,7 @@ mod tests {
         for e in old.iter_mut() {
             e.facts = Default::default();
         }
-        facts::derive(&mut old);
+        crate::archive::toc::derive_facts(&mut old);
         for (collected, derived) in m.toc.iter().zip(&old) {
             assert_eq!(
                 collected.facts,

@@ -6,18 +6,18 @@
 //! to find out.
 //!
 //! Archives written before the facts existed (formats 1 and 2, and 0.3.0 archives without
-//! them: the manifest's `toc_facts` is absent) get them here, once, when their manifest is
-//! read ([`derive`]), from each entry's kind and SQL as restore used to read them. Both ways
-//! must agree for every object collect writes (pg_test `facts_of_collect_and_of_old_archives_agree`).
+//! them: the manifest's `toc_facts` is absent) get them once, when their manifest is read
+//! (`toc::derive_facts`, with [`of_sql`] here), from each entry's kind and SQL. Both ways
+//! must agree for every object collect writes (pg_test
+//! `facts_of_collect_and_of_old_archives_agree`); restore checks that an entry's facts are
+//! what its statements show (restore/statements.rs) before it decides anything by them.
 //!
 //! Plain Rust (serde), unit-tested without a server.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
+use super::kind::EntryKind;
 use super::shapes::ConstraintKind;
-use super::toc::{EntryKind, TocEntry};
 
 /// The facts an archive's entries carry, as the manifest's `toc_facts` says: 1, the facts of
 /// this module. Absent (0): derived on read.
@@ -143,25 +143,6 @@ impl Facts {
     /// key), calling immutable functions with constant arguments.
     pub fn creation_plans_expressions(&self) -> bool {
         self.generated_columns || self.partitioned
-    }
-}
-
-/// Give every entry of a TOC read from an archive without facts the facts collect would
-/// have set, from its kind and SQL (and, for a partition, the TOC around it).
-pub fn derive(toc: &mut [TocEntry]) {
-    // Format 2 attaches a partition in an entry of its own.
-    let attached: HashSet<(Option<String>, String)> = toc
-        .iter()
-        .filter(|e| e.kind == EntryKind::TableAttach)
-        .map(|e| (e.schema.clone(), e.name.clone()))
-        .collect();
-    for e in toc.iter_mut() {
-        let mut f = of_sql(e.kind, &e.sql);
-        if matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable) {
-            f.partition =
-                f.created_as_partition || attached.contains(&(e.schema.clone(), e.name.clone()));
-        }
-        e.facts = f;
     }
 }
 
@@ -601,56 +582,6 @@ mod tests {
             "CREATE TYPE s.b (INPUT = s.i, OUTPUT = s.o);"
         )
         .base_type());
-    }
-
-    #[test]
-    fn partitions_of_format_2_are_their_attach_entries() {
-        let entry = |id: u32, kind: EntryKind, name: &str, sql: &str| TocEntry {
-            id,
-            kind,
-            section: kind.section(),
-            schema: Some("s".into()),
-            name: name.into(),
-            table: None,
-            owner: None,
-            belongs_to: None,
-            deps: vec![],
-            sql: sql.into(),
-            owner_sql: None,
-            tablespace: None,
-            builtin_code_only: false,
-            facts: Facts::default(),
-        };
-        let mut toc = vec![
-            entry(
-                1,
-                EntryKind::Table,
-                "p",
-                "CREATE TABLE s.p (\n    a integer\n)\nPARTITION BY LIST (a);",
-            ),
-            entry(
-                2,
-                EntryKind::Table,
-                "c",
-                "CREATE TABLE s.c (\n    a integer\n);",
-            ),
-            entry(
-                3,
-                EntryKind::Table,
-                "d",
-                "CREATE TABLE s.d (\n    a integer\n);",
-            ),
-            entry(
-                4,
-                EntryKind::TableAttach,
-                "c",
-                "ALTER TABLE ONLY s.p ATTACH PARTITION s.c FOR VALUES IN (1);",
-            ),
-        ];
-        derive(&mut toc);
-        assert!(toc[0].facts.partitioned && !toc[0].facts.partition);
-        assert!(toc[1].facts.partition && !toc[1].facts.created_as_partition);
-        assert!(!toc[2].facts.partition);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::facts::{self, TOC_FACTS};
+use super::facts::TOC_FACTS;
 use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
 
@@ -133,7 +133,7 @@ impl Manifest {
             m.toc = toc::from_v1(&m.pre_data, &m.post_data);
         }
         if m.toc_facts < TOC_FACTS {
-            facts::derive(&mut m.toc);
+            toc::derive_facts(&mut m.toc);
         }
         Ok(m)
     }

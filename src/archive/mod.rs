@@ -5,6 +5,7 @@ pub mod compression;
 pub mod facts;
 pub mod hashing;
 pub mod id;
+pub mod kind;
 pub mod manifest;
 pub mod open;
 pub mod retention;

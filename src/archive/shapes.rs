@@ -9,7 +9,7 @@
 //!
 //! Plain Rust, unit-tested below.
 
-use super::toc::EntryKind;
+use super::kind::EntryKind;
 
 /// A relation a statement names: (schema as written, name). Collect always qualifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
