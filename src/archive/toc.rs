@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::{self, Facts};
 pub use super::kind::{EntryKind, Section};
-use super::manifest::DdlItem;
 
 /// The passes of a restore, in order, as pg_restore runs them: the sections, then the grants,
 /// then what must see the final grants (event triggers, materialized view refreshes), and
@@ -186,6 +185,23 @@ pub fn dependency_closure(toc: &[TocEntry], roots: &HashSet<u32>) -> HashSet<u32
         }
     }
     out
+}
+
+/// One item of a format-1 manifest's DDL lists (`pre_data`, `post_data`), read by [`from_v1`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdlItem {
+    /// `schema`, `type`, `table`, `index`, `constraint`, `sequence_set`, ...
+    pub kind: String,
+    pub schema: Option<String>,
+    pub name: String,
+    /// For objects that belong to a table (indexes, constraints, triggers): that table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub sql: String,
+    /// For foreign keys: the table they reference; for tables: their parent (partitioned or
+    /// inherited); as quoted `schema.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 /// Turn the two DDL lists of a format-1 manifest into a TOC in the same order. Format 1 kept

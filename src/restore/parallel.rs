@@ -27,7 +27,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -47,9 +46,7 @@ use crate::archive::toc::{EntryKind, TocEntry};
 use crate::catalog::history;
 use crate::error::{BackupError, Result};
 use crate::security::{self, privileges::Restorer};
-
-const MAGIC: u32 = 0x7062_726a;
-const QUEUE_SIZE: usize = 64 << 10;
+use crate::workers::{Event, Failure, Kind, Life, Pool, Worker};
 
 /// What each job worker is given: the restore worker's request and the plan it made.
 #[derive(Serialize, Deserialize)]
@@ -75,40 +72,23 @@ enum Task {
     Analyze { table: String },
 }
 
-/// Job worker -> leader.
+/// Job worker -> leader: the task is committed; its result rows and (for an entry) its
+/// outcome. (A worker's error travels as the pool's `Failure`.)
 #[derive(Serialize, Deserialize)]
-enum Report {
-    /// The task is committed; its result rows and (for an entry) its outcome.
-    Done {
-        rows: Vec<Row>,
-        outcome: Option<Outcome>,
-    },
-    /// The worker stopped with this error (its task rolled back).
-    Failed {
-        sqlstate: String,
-        message: String,
-        hint: Option<String>,
-    },
+struct Report {
+    rows: Vec<Row>,
+    outcome: Option<Outcome>,
 }
 
-#[repr(C)]
-struct Header {
-    magic: u32,
-    workers: u32,
-    request_off: usize,
-    request_len: usize,
-    queues_off: usize,
-}
-
-fn align8(n: usize) -> usize {
-    (n + 7) & !7
-}
-
-/// Worker `w`'s queues: (leader -> worker, worker -> leader).
-fn queue_offsets(h: &Header, w: usize) -> (usize, usize) {
-    let to = h.queues_off + 2 * w * QUEUE_SIZE;
-    (to, to + QUEUE_SIZE)
-}
+/// A job worker: given the `JobRequest`, sent `Task`s, reports each one's `Report`.
+const JOB_WORKER: Kind<JobRequest, Task, Report> = Kind::new(
+    "pg_backup restore job worker",
+    true,
+    "pg_backup_restore_job_main",
+    0x7062_726a,
+    64 << 10,
+    64 << 10,
+);
 
 /// One item of the parallel part.
 #[derive(Clone, Copy)]
@@ -170,8 +150,8 @@ pub fn data_and_post_data<'a>(
     note_loaded(&mut loaded, &exec.runner.out);
     // Everything so far is committed: the workers see it, and the leader holds no lock.
     b.commit(&exec.runner.out)?;
-    let mut pool = Pool::start(b, job.plan, (job.opts.jobs as usize).min(work.len()))?;
-    if pool.workers.is_empty() {
+    let mut pool = start_pool(b, job.plan, (job.opts.jobs as usize).min(work.len()));
+    if pool.is_empty() {
         // No worker could start: the leader restores the rest itself, in order.
         log!("pg_backup: no background worker could start for restore(jobs => {}); the restore goes on in one worker", job.opts.jobs);
         for &u in &loads {
@@ -212,7 +192,7 @@ pub fn data_and_post_data<'a>(
                     }
                 }
             };
-            pool.send(w, i, &task)?;
+            pool.send(w, i, &task).map_err(|_| worker_gone())?;
         }
         if sched.all_done() {
             break;
@@ -221,8 +201,8 @@ pub fn data_and_post_data<'a>(
             // Everything left was settled by the leader in this round; go on.
             continue;
         }
-        match pool.wait(&mut exec.runner.out, b) {
-            Ok((item, Report::Done { rows, outcome })) => {
+        match wait(&mut pool, &mut exec.runner.out, b) {
+            Ok((item, Report { rows, outcome })) => {
                 if let (Work::Entry(e), Some(o)) = (work[item], outcome) {
                     decider.record(e.id, o);
                 }
@@ -242,14 +222,13 @@ pub fn data_and_post_data<'a>(
                     last_progress = Instant::now();
                 }
             }
-            Ok((_, Report::Failed { .. })) => unreachable!("wait() returns failures as errors"),
             Err(e) => {
-                pool.stop(&mut exec.runner.out, b, true);
+                stop(&mut pool, &mut exec.runner.out, b, true);
                 return Err(e);
             }
         }
     }
-    pool.stop(&mut exec.runner.out, b, false);
+    stop(&mut pool, &mut exec.runner.out, b, false);
     b.commit(&exec.runner.out)?;
     Ok(analyzed)
 }
@@ -396,186 +375,47 @@ fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
         .collect()
 }
 
-/// The leader's job workers.
-struct Pool {
-    seg: *mut pg_sys::dsm_segment,
-    workers: Vec<Worker>,
+/// Start up to `wanted` job workers; the leader commits while they run.
+fn start_pool(b: &Batches, plan: &Plan, wanted: usize) -> Pool<Task, Report> {
+    let request = JobRequest {
+        base: b.request.clone(),
+        tables: plan.for_workers(),
+        restore_id: b.restore_id.get(),
+    };
+    let mut pool = Pool::start(&JOB_WORKER, &request, wanted, Life::AcrossCommits);
+    if pool.len() < wanted && pool.len() > 1 {
+        // The worker slots ran out: give one back, so that pg_backup's history writer,
+        // parallel queries and whoever else needs a worker still find one.
+        pool.give_back_one();
+    }
+    if pool.len() < wanted {
+        let max = crate::session::current_setting("max_worker_processes");
+        log!(
+            "pg_backup: only {} of {wanted} restore workers could start (max_worker_processes = {max}); the restore goes on with {}",
+            pool.len(),
+            pool.len()
+        );
+    }
+    pool
 }
 
-struct Worker {
-    handle: *mut pg_sys::BackgroundWorkerHandle,
-    to: *mut pg_sys::shm_mq_handle,
-    from: *mut pg_sys::shm_mq_handle,
-    /// The item it works on.
-    busy: Option<usize>,
-    /// Its queue to the leader is closed (it exited).
-    gone: bool,
-}
-
-/// Handles of this process's job workers, for the exit callback.
-static LAUNCHED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-static EXIT_CALLBACK: std::sync::Once = std::sync::Once::new();
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_leader_exit(_code: i32, _arg: pg_sys::Datum) {
-    let handles = LAUNCHED
-        .lock()
-        .map(|mut g| std::mem::take(&mut *g))
-        .unwrap_or_default();
-    for h in handles {
-        pg_sys::TerminateBackgroundWorker(h as *mut pg_sys::BackgroundWorkerHandle);
-    }
-}
-
-impl Pool {
-    fn start(b: &Batches, plan: &Plan, wanted: usize) -> Result<Pool> {
-        let request = serde_json::to_vec(&JobRequest {
-            base: b.request.clone(),
-            tables: plan.for_workers(),
-            restore_id: b.restore_id.get(),
-        })
-        .expect("request serializes");
-        let request_off = align8(std::mem::size_of::<Header>());
-        let queues_off = align8(request_off + request.len());
-        let size = queues_off + 2 * wanted.max(1) * QUEUE_SIZE;
-        let mut pool = Pool {
-            seg: std::ptr::null_mut(),
-            workers: Vec::new(),
-        };
-        if wanted == 0 {
-            return Ok(pool);
-        }
-        EXIT_CALLBACK.call_once(|| unsafe {
-            pg_sys::before_shmem_exit(Some(on_leader_exit), pg_sys::Datum::from(0))
-        });
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-            pool.seg = pg_sys::dsm_create(size, 0);
-            // Beyond this transaction (the leader commits while the workers run).
-            pg_sys::dsm_pin_mapping(pool.seg);
-            let base = pg_sys::dsm_segment_address(pool.seg) as *mut u8;
-            let header = Header {
-                magic: MAGIC,
-                workers: wanted as u32,
-                request_off,
-                request_len: request.len(),
-                queues_off,
-            };
-            std::ptr::copy_nonoverlapping(request.as_ptr(), base.add(request_off), request.len());
-            let handle = pg_sys::dsm_segment_handle(pool.seg);
-            for w in 0..wanted {
-                let (to_off, from_off) = queue_offsets(&header, w);
-                let to = pg_sys::shm_mq_create(base.add(to_off).cast(), QUEUE_SIZE);
-                pg_sys::shm_mq_set_sender(to, pg_sys::MyProc);
-                let from = pg_sys::shm_mq_create(base.add(from_off).cast(), QUEUE_SIZE);
-                pg_sys::shm_mq_set_receiver(from, pg_sys::MyProc);
-            }
-            base.cast::<Header>().write(header);
-            for w in 0..wanted {
-                let Some(h) = launch(handle, w) else { break };
-                let (to_off, from_off) = queue_offsets(&*base.cast::<Header>(), w);
-                let mut pid: pg_sys::pid_t = 0;
-                if pg_sys::WaitForBackgroundWorkerStartup(h, &mut pid)
-                    != pg_sys::BgwHandleStatus::BGWH_STARTED
-                {
-                    pg_sys::pfree(h.cast());
-                    continue;
-                }
-                if let Ok(mut g) = LAUNCHED.lock() {
-                    g.push(h as usize);
-                }
-                pool.workers.push(Worker {
-                    handle: h,
-                    to: pg_sys::shm_mq_attach(base.add(to_off).cast(), pool.seg, h),
-                    from: pg_sys::shm_mq_attach(base.add(from_off).cast(), pool.seg, h),
-                    busy: None,
-                    gone: false,
-                });
-            }
-            pg_sys::MemoryContextSwitchTo(old);
-        }
-        if pool.workers.len() < wanted && pool.workers.len() > 1 {
-            // The worker slots ran out: give one back, so that pg_backup's history writer,
-            // parallel queries and whoever else needs a worker still find one.
-            if let Some(w) = pool.workers.pop() {
-                unsafe {
-                    pg_sys::TerminateBackgroundWorker(w.handle);
-                    pg_sys::WaitForBackgroundWorkerShutdown(w.handle);
-                }
-                if let Ok(mut g) = LAUNCHED.lock() {
-                    g.retain(|h| *h != w.handle as usize);
-                }
-                unsafe { pg_sys::pfree(w.handle.cast()) };
-            }
-        }
-        if pool.workers.len() < wanted {
-            let max = crate::session::current_setting("max_worker_processes");
-            log!(
-                "pg_backup: only {} of {wanted} restore workers could start (max_worker_processes = {max}); the restore goes on with {}",
-                pool.workers.len(),
-                pool.workers.len()
-            );
-        }
-        Ok(pool)
-    }
-
-    fn idle(&self) -> Option<usize> {
-        self.workers
-            .iter()
-            .position(|w| w.busy.is_none() && !w.gone)
-    }
-
-    fn send(&mut self, w: usize, item: usize, task: &Task) -> Result<()> {
-        let bytes = serde_json::to_vec(task).expect("task serializes");
-        let r = unsafe {
-            pg_sys::shm_mq_send(
-                self.workers[w].to,
-                bytes.len(),
-                bytes.as_ptr().cast(),
-                false,
-                true,
-            )
-        };
-        if r != pg_sys::shm_mq_result::SHM_MQ_SUCCESS {
-            return Err(worker_gone());
-        }
-        self.workers[w].busy = Some(item);
-        Ok(())
-    }
-
-    /// The next report of a busy worker: (its item, the report). A failure, a worker gone
-    /// and a cancel of the leader are errors (the caller stops the pool).
-    fn wait(&mut self, out: &mut Vec<Row>, b: &Batches) -> Result<(usize, Report)> {
-        loop {
-            for w in 0..self.workers.len() {
-                let Some(item) = self.workers[w].busy else {
-                    continue;
-                };
-                match self.receive(w) {
-                    Received::Report(Report::Done { rows, outcome }) => {
-                        self.workers[w].busy = None;
-                        return Ok((item, Report::Done { rows, outcome }));
-                    }
-                    Received::Report(Report::Failed {
-                        sqlstate,
-                        message,
-                        hint,
-                    }) => {
-                        self.workers[w].busy = None;
-                        self.workers[w].gone = true;
-                        return Err(BackupError::from_worker(&sqlstate, message, hint));
-                    }
-                    Received::Gone => {
-                        self.workers[w].busy = None;
-                        return Err(worker_gone());
-                    }
-                    Received::Nothing => {}
-                }
-            }
-            if interrupted() {
+/// The next report of a job worker: (its item, the report). A failure, a worker gone and a
+/// cancel of the leader are errors (the caller stops the pool).
+fn wait(pool: &mut Pool<Task, Report>, out: &mut Vec<Row>, b: &Batches) -> Result<(usize, Report)> {
+    loop {
+        match pool.wait() {
+            Event::Report {
+                task: Some(item),
+                report,
+                ..
+            } => return Ok((item, report)),
+            Event::Report { task: None, .. } | Event::Quiet => {}
+            Event::Failed { failure, .. } => return Err(failure.into_error()),
+            Event::Gone { .. } => return Err(worker_gone()),
+            Event::Interrupted => {
                 // A cancel: every worker rolls its item back; what they committed before is
                 // recorded, then the cancel is raised here.
-                self.stop(out, b, true);
+                stop(pool, out, b, true);
                 pgrx::check_for_interrupts!();
                 return Err(BackupError::from_worker(
                     "57014",
@@ -583,130 +423,21 @@ impl Pool {
                     None,
                 ));
             }
-            unsafe {
-                pg_sys::WaitLatch(
-                    pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
-                        as i32,
-                    100,
-                    pg_sys::PG_WAIT_EXTENSION,
-                );
-                pg_sys::ResetLatch(pg_sys::MyLatch);
-            }
-        }
-    }
-
-    fn receive(&mut self, w: usize) -> Received {
-        if self.workers[w].gone {
-            return Received::Gone;
-        }
-        let mut len: pg_sys::Size = 0;
-        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
-        let r = unsafe { pg_sys::shm_mq_receive(self.workers[w].from, &mut len, &mut data, true) };
-        match r {
-            pg_sys::shm_mq_result::SHM_MQ_SUCCESS => {
-                let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
-                match serde_json::from_slice::<Report>(bytes) {
-                    Ok(report) => Received::Report(report),
-                    Err(e) => Received::Report(Report::Failed {
-                        sqlstate: "XX000".into(),
-                        message: format!("unreadable message from a restore job worker: {e}"),
-                        hint: None,
-                    }),
-                }
-            }
-            pg_sys::shm_mq_result::SHM_MQ_DETACHED => {
-                self.workers[w].gone = true;
-                Received::Gone
-            }
-            _ => Received::Nothing,
-        }
-    }
-
-    /// End the workers: at once (`cancel`: their current items roll back) or once they are
-    /// idle. Items they committed and reported meanwhile are added to the result.
-    fn stop(&mut self, out: &mut Vec<Row>, b: &Batches, cancel: bool) {
-        if self.seg.is_null() {
-            return;
-        }
-        if cancel {
-            for w in &self.workers {
-                if let Some(pid) = pid_of(w.handle) {
-                    unsafe { libc::kill(pid, libc::SIGINT) };
-                }
-            }
-            // Reports already on their way: committed (and recorded) items.
-            b.note_local(out);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && self.workers.iter().any(|w| w.busy.is_some()) {
-                for w in 0..self.workers.len() {
-                    if self.workers[w].busy.is_none() {
-                        continue;
-                    }
-                    match self.receive(w) {
-                        Received::Report(Report::Done { rows, .. }) => {
-                            self.workers[w].busy = None;
-                            out.extend(rows);
-                        }
-                        Received::Report(Report::Failed { .. }) | Received::Gone => {
-                            self.workers[w].busy = None;
-                        }
-                        Received::Nothing => {}
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            b.note_recorded(out);
-        }
-        self.release();
-    }
-
-    /// Detach (the workers see their queues close and exit) and wait for them.
-    fn release(&mut self) {
-        if self.seg.is_null() {
-            return;
-        }
-        unsafe { pg_sys::dsm_detach(self.seg) };
-        self.seg = std::ptr::null_mut();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for w in &self.workers {
-            while Instant::now() < deadline && pid_of(w.handle).is_some() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if pid_of(w.handle).is_some() {
-                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
-            }
-        }
-        if let Ok(mut g) = LAUNCHED.lock() {
-            g.retain(|h| !self.workers.iter().any(|w| w.handle as usize == *h));
-        }
-        for w in self.workers.drain(..) {
-            unsafe { pg_sys::pfree(w.handle.cast()) };
         }
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for w in &self.workers {
-                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
-            }
-            return;
-        }
-        for w in &self.workers {
-            if w.busy.is_some() {
-                unsafe { pg_sys::TerminateBackgroundWorker(w.handle) };
-            }
-        }
-        self.release();
+/// End the workers: at once (`cancel`: their current items roll back) or once they are
+/// idle. Items they committed and reported meanwhile are added to the result.
+fn stop(pool: &mut Pool<Task, Report>, out: &mut Vec<Row>, b: &Batches, cancel: bool) {
+    if cancel {
+        pool.cancel();
+        // Reports already on their way: committed (and recorded) items.
+        b.note_local(out);
+        pool.drain(Duration::from_secs(30), |r| out.extend(r.rows));
+        b.note_recorded(out);
     }
-}
-
-enum Received {
-    Report(Report),
-    Gone,
-    Nothing,
+    pool.finish();
 }
 
 fn worker_gone() -> BackupError {
@@ -717,37 +448,6 @@ fn worker_gone() -> BackupError {
     )
 }
 
-fn pid_of(h: *mut pg_sys::BackgroundWorkerHandle) -> Option<i32> {
-    let mut pid: pg_sys::pid_t = 0;
-    let status = unsafe { pg_sys::GetBackgroundWorkerPid(h, &mut pid) };
-    (status == pg_sys::BgwHandleStatus::BGWH_STARTED).then_some(pid)
-}
-
-/// A cancel or termination is pending for this process.
-fn interrupted() -> bool {
-    unsafe {
-        (&raw const pg_sys::QueryCancelPending).read_volatile() != 0
-            || (&raw const pg_sys::ProcDiePending).read_volatile() != 0
-    }
-}
-
-/// Register job worker `w` (its handle lives in TopMemoryContext).
-fn launch(seg: pg_sys::dsm_handle, w: usize) -> Option<*mut pg_sys::BackgroundWorkerHandle> {
-    let builder = BackgroundWorkerBuilder::new(&format!("pg_backup restore job worker {w}"))
-        .set_type("pg_backup restore job worker")
-        .set_library("pg_backup")
-        .set_function("pg_backup_restore_job_main")
-        .set_argument(Some(pg_sys::Datum::from((seg as usize) | (w << 32))))
-        .set_start_time(BgWorkerStartTime::ConsistentState)
-        .set_restart_time(None)
-        .enable_spi_access()
-        .set_notify_pid(unsafe { pg_sys::MyProcPid });
-    let mut bgw = pg_sys::BackgroundWorker::from(&builder);
-    let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
-    let ok = unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut bgw, &mut handle) };
-    ok.then_some(handle)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The job worker.
 // ---------------------------------------------------------------------------------------------
@@ -756,72 +456,23 @@ fn launch(seg: pg_sys::dsm_handle, w: usize) -> Option<*mut pg_sys::BackgroundWo
 #[no_mangle]
 #[allow(clippy::result_large_err)]
 pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
-    unsafe {
-        pg_sys::pqsignal(libc::SIGTERM, Some(crate::signals::die_on_sigterm));
-        pg_sys::pqsignal(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
-    let v = arg.value();
-    let (handle, w) = ((v & 0xffff_ffff) as pg_sys::dsm_handle, v >> 32);
-    let seg = unsafe { pg_sys::dsm_attach(handle) };
-    if seg.is_null() {
+    let Some(worker) = Worker::attach(&JOB_WORKER, arg) else {
         return;
-    }
-    unsafe { pg_sys::dsm_pin_mapping(seg) };
-    let base = unsafe { pg_sys::dsm_segment_address(seg) as *mut u8 };
-    let header = unsafe { &*(base as *const Header) };
-    if header.magic != MAGIC || w >= header.workers as usize {
-        return;
-    }
-    let (to_off, from_off) = queue_offsets(header, w);
-    let (inbox, outbox) = unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-        let to = base.add(to_off) as *mut pg_sys::shm_mq;
-        pg_sys::shm_mq_set_receiver(to, pg_sys::MyProc);
-        let from = base.add(from_off) as *mut pg_sys::shm_mq;
-        pg_sys::shm_mq_set_sender(from, pg_sys::MyProc);
-        let q = (
-            pg_sys::shm_mq_attach(to, seg, std::ptr::null_mut()),
-            pg_sys::shm_mq_attach(from, seg, std::ptr::null_mut()),
-        );
-        pg_sys::MemoryContextSwitchTo(old);
-        q
     };
-    let send = |r: &Report| {
-        let bytes = serde_json::to_vec(r).expect("report serializes");
-        unsafe {
-            pg_sys::shm_mq_send(outbox, bytes.len(), bytes.as_ptr().cast(), false, true);
-        }
-    };
-    let request: JobRequest = match serde_json::from_slice(unsafe {
-        std::slice::from_raw_parts(base.add(header.request_off), header.request_len)
-    }) {
-        Ok(r) => r,
-        Err(e) => {
-            send(&Report::Failed {
-                sqlstate: "XX000".into(),
-                message: format!("pg_backup restore job worker: unreadable request: {e}"),
-                hint: None,
-            });
-            return;
-        }
-    };
-    let session = request.base.session.clone();
-    session.connect();
+    worker.request.base.session.connect();
     security::call_is_session();
-    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        Ok(work(&request, inbox, &send))
-    }))
-    .catch_others(Err)
-    .execute();
-    let failure = match outcome {
+    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(work(&worker))))
+        .catch_others(Err)
+        .execute();
+    let (sqlstate, message, hint) = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(e)) => failure_of(Ok(e)),
         Err(caught) => failure_of(Err(caught)),
     };
+    // SAFETY: the error was caught above; aborting whatever transaction is open is what a
+    // worker's error recovery does.
     unsafe { pg_sys::AbortOutOfAnyTransaction() };
-    let (sqlstate, message, hint) = failure;
-    send(&Report::Failed {
+    worker.fail(Failure {
         sqlstate,
         message,
         hint,
@@ -829,11 +480,8 @@ pub extern "C-unwind" fn pg_backup_restore_job_main(arg: pg_sys::Datum) {
 }
 
 /// Set up as the leader did, then run tasks until the leader closes the queue.
-fn work(
-    request: &JobRequest,
-    inbox: *mut pg_sys::shm_mq_handle,
-    send: &dyn Fn(&Report),
-) -> Result<()> {
+fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
+    let request = &worker.request;
     let base = &request.base;
     let opts = &base.opts;
     begin_transaction(&base.session);
@@ -868,7 +516,7 @@ fn work(
     let preexisting = preexisting_extensions()?;
     let units = data::data_units(manifest, &job);
     commit();
-    while let Some(task) = next_task(inbox)? {
+    while let Some(task) = worker.next_task()? {
         begin_transaction(&base.session);
         let outcome = match task {
             Task::Data { unit } => {
@@ -898,7 +546,7 @@ fn work(
         // what is committed, whatever happens next.
         history::record_committed(request.restore_id, &batch::committed(&exec.runner.out))?;
         commit();
-        send(&Report::Done {
+        worker.report(&Report {
             rows: std::mem::take(&mut exec.runner.out),
             outcome,
         });
@@ -907,40 +555,11 @@ fn work(
 }
 
 fn commit() {
+    // SAFETY: a task's (or the setup's) transaction is open in this worker.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
             pg_sys::PopActiveSnapshot();
         }
         pg_sys::CommitTransactionCommand();
-    }
-}
-
-/// The next task; None when the leader is done (its queue closed). A cancel while idle ends
-/// the worker like one during a task.
-fn next_task(inbox: *mut pg_sys::shm_mq_handle) -> Result<Option<Task>> {
-    loop {
-        let mut len: pg_sys::Size = 0;
-        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
-        let r = unsafe { pg_sys::shm_mq_receive(inbox, &mut len, &mut data, true) };
-        match r {
-            pg_sys::shm_mq_result::SHM_MQ_SUCCESS => {
-                let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
-                return serde_json::from_slice(bytes).map(Some).map_err(|e| {
-                    BackupError::from_worker("XX000", format!("unreadable task: {e}"), None)
-                });
-            }
-            pg_sys::shm_mq_result::SHM_MQ_DETACHED => return Ok(None),
-            _ => {}
-        }
-        pgrx::check_for_interrupts!();
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                1000,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! where collect reads them, into enums: nothing after this compares the letters. A letter
 //! PostgreSQL 15 does not have is an error (`unexpected`), never a guess.
 
-use super::unexpected;
+use super::common::unexpected;
 use crate::archive::facts::TypeKind;
 use crate::archive::shapes::ConstraintKind;
 use crate::error::Result;

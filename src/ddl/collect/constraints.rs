@@ -2,7 +2,7 @@
 //! of partitions' indexes to their parent's, and extended statistics.
 
 use super::codes;
-use super::{ident, owner_sql, qualified, query, Collected, Context};
+use super::common::{ident, owner_sql, qualified, query, Collected, Context};
 use crate::archive::facts::ConstraintFacts;
 use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::EntryKind;

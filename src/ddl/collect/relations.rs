@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 
 use super::class::{PG_CLASS, PG_REWRITE, PG_TYPE};
 use super::codes::Relkind;
-use super::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
+use super::common::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
 use crate::archive::facts::ConstraintFacts;
 use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, Section};

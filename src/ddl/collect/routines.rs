@@ -1,7 +1,7 @@
 //! Functions, procedures and aggregates.
 
 use super::codes::Prokind;
-use super::{not_extension_member, owner_sql, query, Collected, Context};
+use super::common::{not_extension_member, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;
@@ -34,7 +34,9 @@ fn functions(cx: &Context, out: &mut Collected) -> Result<()> {
         let (kind, keyword) = match Prokind::decode(&r.string(6)?)? {
             Prokind::Procedure => (EntryKind::Procedure, "PROCEDURE"),
             Prokind::Function | Prokind::Window => (EntryKind::Function, "FUNCTION"),
-            Prokind::Aggregate => return Err(super::unexpected("an aggregate among functions")),
+            Prokind::Aggregate => {
+                return Err(super::common::unexpected("an aggregate among functions"))
+            }
         };
         // CREATE, not CREATE OR REPLACE: a function that exists where the backup is
         // restored is kept (and reported), never silently replaced.

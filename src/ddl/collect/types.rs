@@ -2,7 +2,9 @@
 
 use super::class::PG_NAMESPACE;
 use super::codes::typtype as typtype_of;
-use super::{not_extension_member, owner_sql, qualified, query, user_schema, Collected, Context};
+use super::common::{
+    not_extension_member, owner_sql, qualified, query, user_schema, Collected, Context,
+};
 use crate::archive::facts::{ConstraintFacts, TypeKind};
 use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::EntryKind;
@@ -212,7 +214,7 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
         let add = format!(
             "ALTER DOMAIN {} ADD CONSTRAINT {} {def};",
             qualified(&schema, &domain),
-            super::ident(&conname)
+            super::common::ident(&conname)
         );
         let mut node = Node::new(
             key,
@@ -235,7 +237,7 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
                     end,
                     Segment::Part {
                         key,
-                        inline: format!(" CONSTRAINT {} {def}", super::ident(&conname)),
+                        inline: format!(" CONSTRAINT {} {def}", super::common::ident(&conname)),
                         split: String::new(),
                     },
                 );
