@@ -2887,7 +2887,7 @@ fn facts_an_entry_does_not_have_are_refused_and_archives_without_facts_restore()
         "CREATE ROLE op LOGIN; GRANT backup_operator TO op; CREATE SCHEMA ops AUTHORIZATION op;",
     )
     .unwrap();
-    let mut op = s.connect_as("app", Some("op"));
+    let mut op = s.connect_as("app", "op");
     op.batch_execute(
         "CREATE FUNCTION ops.escalate(integer) RETURNS boolean LANGUAGE plpgsql
            AS $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; RETURN true; END$$;
@@ -2932,8 +2932,8 @@ fn facts_an_entry_does_not_have_are_refused_and_archives_without_facts_restore()
     let e = su
         .query("SELECT * FROM backup.restore($1)", &[&id])
         .unwrap_err();
-    assert_eq!(sqlstate(&e), "2F003", "{}", full_error(&e));
-    assert!(full_error(&e).contains("TOC entry"), "{}", full_error(&e));
+    assert_eq!(sqlstate(&e), "2F003", "{}", describe(&e));
+    assert!(describe(&e).contains("TOC entry"), "{}", describe(&e));
     assert_eq!(superusers(&mut su), Vec::<String>::new());
     assert_eq!(strings(&mut su, state), ["- -"], "nothing changed");
     // The same archive without its facts: restored, by the operator and by a superuser.
