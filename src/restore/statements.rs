@@ -115,9 +115,9 @@ thread_local! {
     /// text is the one preflight checked (the same manifest in memory, the same pinned
     /// settings), so the second check finds its answer here instead of parsing again (each
     /// parse runs in a subtransaction: two of them per entry). A job worker, which reads the
-    /// archive again and runs no preflight, parses everything itself. Emptied when a restore
-    /// starts and when it ends (`ChecksOfCall`).
-    static CHECKED: RefCell<HashMap<CheckKey, String>> = RefCell::new(HashMap::new());
+    /// archive again and runs no preflight, parses everything itself. None outside a
+    /// restore call (`ChecksOfCall`): nothing is kept from one call to the next.
+    static CHECKED: RefCell<Option<HashMap<CheckKey, String>>> = const { RefCell::new(None) };
 }
 
 struct Checked;
@@ -136,11 +136,15 @@ impl Checked {
     }
 
     fn get(key: &CheckKey) -> Option<String> {
-        CHECKED.with(|c| c.borrow().get(key).cloned())
+        CHECKED.with(|c| c.borrow().as_ref()?.get(key).cloned())
     }
 
     fn put(key: CheckKey, text: String) {
-        CHECKED.with(|c| c.borrow_mut().insert(key, text));
+        CHECKED.with(|c| {
+            if let Some(checked) = c.borrow_mut().as_mut() {
+                checked.insert(key, text);
+            }
+        });
     }
 }
 
@@ -150,19 +154,15 @@ pub struct ChecksOfCall(());
 
 impl ChecksOfCall {
     pub fn begin() -> ChecksOfCall {
-        forget_checks();
+        CHECKED.with(|c| *c.borrow_mut() = Some(HashMap::new()));
         ChecksOfCall(())
     }
 }
 
 impl Drop for ChecksOfCall {
     fn drop(&mut self) {
-        forget_checks();
+        CHECKED.with(|c| *c.borrow_mut() = None);
     }
-}
-
-fn forget_checks() {
-    CHECKED.with(|c| *c.borrow_mut() = HashMap::new());
 }
 
 fn refused(e: &TocEntry, why: &str) -> BackupError {
