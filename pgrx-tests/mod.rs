@@ -264,7 +264,7 @@ mod tests {
         let (_, dir) = one_backup("SELECT backup_id, path FROM backup.create(schemas => '{s_opts}', data_only => true, compression => 'none', label => 'raw')");
         let m = manifest(&dir);
         assert!(m.toc.iter().all(|e| e.section == Section::Data));
-        assert_eq!(m.compression, "none");
+        assert_eq!(m.compression.name(), "none");
         let people = m.files.iter().find(|f| f.table == "people").unwrap();
         let text = std::fs::read_to_string(dir.join(&people.path)).unwrap();
         assert_eq!(text.lines().count(), 500);
@@ -858,7 +858,7 @@ mod tests {
                 "SELECT backup_id, path FROM backup.create(schemas => '{{s_fmt}}', label => 'fmt-{format}', format => '{format}')"
             ));
             let m = manifest(&dir);
-            assert_eq!(m.format, format);
+            assert_eq!(m.format.name(), format);
             let bad = count(&format!(
                 "SELECT count(*) FROM backup.verify('{id}') WHERE status <> 'ok'"
             ));

@@ -210,6 +210,12 @@ impl BackupError {
         }
     }
 
+    /// Backup `id` is neither in the catalog nor in the backup directory (42704).
+    pub fn unknown_backup(id: &str) -> Self {
+        BackupError::unknown(format!("backup \"{id}\" does not exist"))
+            .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; or run backup.rescan().")
+    }
+
     /// `what` (a function that writes) on a hot standby.
     pub fn on_standby(what: &str) -> Self {
         BackupError::ReadOnly {
@@ -375,7 +381,7 @@ pub fn report(
 /// `s` in the database's encoding, held in a `String` for pgrx's ErrorReport, which hands
 /// PostgreSQL the bytes as they are. Read such text back with [`report_text`].
 fn server_text(s: &str) -> String {
-    let bytes = crate::text::server_bytes_or_escaped(s);
+    let bytes = crate::encoding::server_bytes_or_escaped(s);
     if bytes == s.as_bytes() {
         return s.to_string();
     }
@@ -391,7 +397,7 @@ pub fn report_text(s: &str) -> String {
     let bytes = s.as_bytes();
     match std::str::from_utf8(bytes) {
         Ok(v) => v.to_string(),
-        Err(_) => crate::text::try_to_utf8(bytes)
+        Err(_) => crate::encoding::try_to_utf8(bytes)
             .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
     }
 }
@@ -433,6 +439,16 @@ pub fn install_panic_hook() {
             previous(info);
         }
     }));
+}
+
+/// The five characters of a SQLSTATE, as PostgreSQL's unpack_sql_state writes them (six bits
+/// each, PGUNSIXBIT): the one formatter of error codes in pg_backup (history rows, result
+/// rows' details, workers' errors).
+pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
+    let packed = code as isize as u32;
+    (0..5)
+        .map(|i| ((((packed >> (6 * i)) & 0x3F) as u8) + b'0') as char)
+        .collect()
 }
 
 /// PostgreSQL's MAKE_SQLSTATE: five characters packed six bits each.
@@ -484,6 +500,18 @@ impl<T> OrRaise<T> for Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlstates_are_written_as_postgresql_writes_them() {
+        assert_eq!(
+            sqlstate_of(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION),
+            "23505"
+        );
+        assert_eq!(sqlstate_of(PgSqlErrorCode::ERRCODE_QUERY_CANCELED), "57014");
+        for s in ["22023", "42P07", "XX001", "2F003", "55006", "0A000"] {
+            assert_eq!(sqlstate_of(PgSqlErrorCode::from(make_sqlstate(s))), s);
+        }
+    }
 
     #[test]
     fn every_variant_has_its_own_sqlstate() {

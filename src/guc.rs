@@ -36,6 +36,7 @@ pub fn init() {
         &DATABASE,
         // PostgreSQL refuses new postmaster-level settings after startup; loaded later (no
         // scheduler then), the setting is only informational.
+        // SAFETY: a plain bool global, read from _PG_init on the process's only thread.
         if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
             GucContext::Postmaster
         } else {
@@ -124,16 +125,18 @@ pub fn database() -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-/// What create() and schedules use for options left NULL.
-pub fn create_defaults() -> crate::backup::options::Defaults {
-    crate::backup::options::Defaults {
-        compression: COMPRESSION
-            .get()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "zstd".into()),
-        gzip_level: COMPRESSION_LEVEL.get() as u32,
-    }
+/// backup.compression: what create() and schedules use for a compression left NULL.
+pub fn compression() -> String {
+    COMPRESSION
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "zstd".into())
+}
+
+/// backup.compression_level: the level of a bare `gzip`.
+pub fn compression_level() -> u32 {
+    COMPRESSION_LEVEL.get() as u32
 }
 
 pub fn restore_maintenance_work_mem_kb() -> i64 {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod copy;
 pub mod crypto;
 pub mod ddl;
+pub mod encoding;
 pub mod error;
 pub mod guc;
 pub mod query;
@@ -38,12 +39,16 @@ pub extern "C-unwind" fn _PG_init() {
     error::install_panic_hook();
     error::set_interrupt_check(copy::check_for_interrupts);
     // pg_upgrade loads libraries only to check them; define nothing then.
+    // SAFETY: a plain bool global of the postmaster/backend, set before any library loads;
+    // read on the process's only thread.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         return;
     }
     guc::init();
     // The scheduler needs a static worker, and the runs in flight shared memory, which only
     // shared_preload_libraries can provide.
+    // SAFETY: a plain bool global PostgreSQL sets around the loading of
+    // shared_preload_libraries; read on the process's only thread, during that loading.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         catalog::runs::init();
         scheduler::worker::register();

@@ -50,6 +50,9 @@ impl FreshSnapshot {
         // SAFETY: inside a transaction (every caller runs in one); no-ops in parallel mode.
         let pushed = unsafe { !pg_sys::IsInParallelMode() };
         if pushed {
+            // SAFETY: inside a transaction, not in parallel mode (checked above), so a new
+            // command may start; GetTransactionSnapshot returns a snapshot valid for the
+            // transaction, which PushActiveSnapshot copies if needed. Popped in `drop`.
             unsafe {
                 pg_sys::CommandCounterIncrement();
                 pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
@@ -64,6 +67,8 @@ impl Drop for FreshSnapshot {
         // While an ERROR unwinds, snapshots pushed by the code that failed may still be above
         // ours: the abort of the (sub)transaction pops them all.
         if self.pushed && !std::thread::panicking() {
+            // SAFETY: `push` pushed a snapshot, and on this path (no error unwinding) every
+            // snapshot pushed after it was popped again, so ours is the active one.
             unsafe { pg_sys::PopActiveSnapshot() };
         }
     }

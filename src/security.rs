@@ -45,6 +45,9 @@ pub struct Caller {
 }
 
 fn role_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup on the backend's thread inside a transaction; with
+    // noerr = true it returns NULL for a dropped role, else a palloc'd NUL-terminated name
+    // that lives in the current memory context while it is copied here.
     unsafe {
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
@@ -86,6 +89,8 @@ fn extension_owner() -> Result<Option<pg_sys::Oid>> {
 /// still SECURITY DEFINER (a catalog from before 0.2.0, which the version check refuses next)
 /// is the current user the definer, and the session's outer role is all that is known.
 fn calling_role(owner: Option<pg_sys::Oid>) -> Result<pg_sys::Oid> {
+    // SAFETY: reads the backend-local current user id (set at connection); on the backend's
+    // thread, as every caller of `enter` is.
     let current = unsafe { pg_sys::GetUserId() };
     if Some(current) != owner {
         return Ok(current);
@@ -98,6 +103,7 @@ fn calling_role(owner: Option<pg_sys::Oid>) -> Result<pg_sys::Oid> {
     )?
     .unwrap_or(false);
     Ok(if definer {
+        // SAFETY: reads the backend-local outer (session) user id, as GetUserId above.
         unsafe { pg_sys::GetOuterUserId() }
     } else {
         current
@@ -105,6 +111,8 @@ fn calling_role(owner: Option<pg_sys::Oid>) -> Result<pg_sys::Oid> {
 }
 
 pub fn enter() -> Result<Caller> {
+    // SAFETY: reads the top transaction's state; a SQL function call always runs inside a
+    // transaction, on the backend's thread.
     let had_xid = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
     // As the caller: its own view of its search_path ($user is the caller's name, schemas it
     // may not use are left out, as regclass would).
@@ -145,6 +153,10 @@ impl AsExtensionOwner {
     fn enter(owner: pg_sys::Oid, caller: pg_sys::Oid) -> AsExtensionOwner {
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;
+        // SAFETY: what a SECURITY DEFINER call does (fmgr_security_definer): the out pointers
+        // are valid locals, `owner` is the extension owner's existing role, and the saved
+        // user and context are put back by `drop`, or by the transaction's abort
+        // (SECURITY_LOCAL_USERID_CHANGE) if an ERROR unwinds past it.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
             pg_sys::SetUserIdAndSecContext(
@@ -163,6 +175,8 @@ impl AsExtensionOwner {
 impl Drop for AsExtensionOwner {
     fn drop(&mut self) {
         CALLER.set(self.saved_caller);
+        // SAFETY: restores the user id and security context `enter` saved, on the same
+        // backend thread.
         unsafe { pg_sys::SetUserIdAndSecContext(self.saved_user, self.saved_context) };
     }
 }
@@ -187,6 +201,7 @@ pub fn enter_as(role: &str) -> Result<Caller> {
     Ok(Caller {
         schemas,
         role: role.to_string(),
+        // SAFETY: reads the worker's backend-local session user id (set when it connected).
         oid: unsafe { pg_sys::GetOuterUserId() },
         // The worker's transaction holds pg_backup's own statements only.
         had_xid: false,
@@ -218,6 +233,8 @@ pub struct PinnedSearchPath {
 
 impl PinnedSearchPath {
     fn new() -> Self {
+        // SAFETY: opens a GUC nest level inside the caller's transaction, on the backend's
+        // thread; `drop` (or the transaction's abort) closes it with AtEOXact_GUC.
         let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
         set_for_call(c"search_path", PINNED_SEARCH_PATH);
         PinnedSearchPath { nest_level }
@@ -263,6 +280,9 @@ pub fn set_for_call(name: &std::ffi::CStr, value: &std::ffi::CStr) {
     } else {
         pg_sys::GucAction::GUC_ACTION_SAVE
     };
+    // SAFETY: `name` and `value` are NUL-terminated C strings that outlive the call (GUC
+    // copies the value); on the backend's thread inside a transaction, with the context the
+    // calling role is entitled to, so PostgreSQL's own permission checks apply.
     unsafe {
         let context = if pg_sys::superuser() {
             pg_sys::GucContext::PGC_SUSET
@@ -297,6 +317,8 @@ pub fn call_is_session() {
 impl Drop for PinnedSearchPath {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: closes the nest level `new` opened (nested levels opened after it were
+            // closed by their own guards first); during an ERROR the abort closes it instead.
             unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
     }

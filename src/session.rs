@@ -62,6 +62,8 @@ pub struct Session {
 
 /// The calling session, now.
 pub fn capture() -> Session {
+    // SAFETY: reads the backend-local user id and security context into valid locals, on
+    // the backend's thread (the session that calls create() or restore()).
     let (user, sec_context) = unsafe {
         let mut user = pg_sys::InvalidOid;
         let mut sec = 0;
@@ -69,11 +71,16 @@ pub fn capture() -> Session {
         (user, sec)
     };
     Session {
+        // SAFETY: a backend-local global set when the session connected, read on the
+        // backend's thread (as the three below).
         database: u32::from(unsafe { pg_sys::MyDatabaseId }),
         user: u32::from(user),
         sec_context,
+        // SAFETY: as above.
         session_user: u32::from(unsafe { pg_sys::GetSessionUserId() }),
+        // SAFETY: as above.
         session_user_is_superuser: unsafe { pg_sys::GetSessionUserIsSuperuser() },
+        // SAFETY: as above.
         role: u32::from(unsafe { pg_sys::GetCurrentRoleId() }),
         is_superuser: current_setting("is_superuser") == "on",
         settings: settable(current_setting("is_superuser") == "on"),
@@ -83,6 +90,7 @@ pub fn capture() -> Session {
 /// Every setting a session can change, with its current value (as `pg_settings.setting`
 /// shows it, in the setting's base unit).
 fn settable(superuser: bool) -> Vec<(String, String, bool)> {
+    // SAFETY: reads the size of the backend's GUC table, on the backend's thread.
     let n = unsafe { pg_sys::GetNumConfigOptions() };
     (0..n)
         .filter_map(|i| {
@@ -112,6 +120,9 @@ fn carried(name: &str, context: &str) -> bool {
 
 pub fn current_setting(name: &str) -> String {
     let c = CString::new(name).expect("no NUL");
+    // SAFETY: `c` is NUL-terminated and outlives the call; with missing_ok = false an unknown
+    // name raises an ERROR instead of returning NULL, so `v` is a NUL-terminated string
+    // (GUC's own or palloc'd), copied before anything else runs.
     unsafe {
         let v = pg_sys::GetConfigOptionByName(c.as_ptr(), std::ptr::null_mut(), false);
         CStr::from_ptr(v).to_string_lossy().into_owned()
@@ -126,6 +137,11 @@ impl Session {
             Some(pg_sys::Oid::from(self.database)),
             None,
         );
+        // SAFETY: in a background worker just connected, on its only thread with no
+        // transaction open (as `connect`'s contract says): the transaction is started and
+        // committed here around the settings; every name and value is a NUL-terminated
+        // CString that outlives its call; a value the worker cannot take is a WARNING
+        // (elevel), never an ERROR that would leave the transaction open.
         unsafe {
             pg_sys::StartTransactionCommand();
             // In the session's role's name (GRANT SET ON PARAMETER is checked for it).
@@ -186,6 +202,8 @@ impl Session {
     /// Act as the session's current user, in its security context (inside a transaction;
     /// the transaction's end does not undo it, the next call does).
     pub fn become_user(&self) {
+        // SAFETY: the user id and security context were captured from the calling session
+        // (a role that exists), and this runs on the worker's thread inside a transaction.
         unsafe { pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(self.user), self.sec_context) };
     }
 }

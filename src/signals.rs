@@ -22,6 +22,9 @@ pub unsafe extern "C-unwind" fn die_on_sigterm(_signal: i32) {
 /// In a worker's main function, before anything else: SIGTERM ends the worker at the next
 /// interrupt check.
 pub fn die_on_sigterm_then_unblock() {
+    // SAFETY: called at the start of a background worker's main function, on its only
+    // thread, before signals are unblocked: the handler is installed before any SIGTERM can
+    // be delivered, and `die_on_sigterm` only touches async-signal-safe state.
     unsafe {
         pg_sys::pqsignal(libc::SIGTERM, Some(die_on_sigterm));
         pg_sys::BackgroundWorkerUnblockSignals();

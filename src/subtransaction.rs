@@ -24,6 +24,11 @@ pub fn run_result<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>
 
 #[allow(clippy::result_large_err)]
 fn run_keeping<T>(f: impl FnOnce() -> T, keep: impl Fn(&T) -> bool) -> Result<T, CaughtError> {
+    // SAFETY: PL/pgSQL's exception-block protocol (pl_exec.c exec_stmt_block), on the
+    // backend's thread inside a transaction: the subtransaction begun here is the current one
+    // when it is released or rolled back, because `f`'s own subtransactions end inside `f`
+    // (an ERROR in `f` is caught by PgTryBuilder before it unwinds past this frame), and the
+    // memory context and resource owner saved before it began are restored after it ends.
     unsafe {
         let old_context = pg_sys::CurrentMemoryContext;
         let old_owner = pg_sys::CurrentResourceOwner;

@@ -16,6 +16,9 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::encoding::{converted, database_encoding};
+pub use crate::encoding::{server_bytes_or_escaped, try_to_utf8};
+
 /// Text read from or given to the database, held as UTF-8.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Text(pub String);
@@ -26,60 +29,8 @@ impl From<Text> for String {
     }
 }
 
-fn database_encoding() -> i32 {
-    // SAFETY: reads a global set at backend start.
-    unsafe { pg_sys::GetDatabaseEncoding() }
-}
-
 fn is_utf8_database() -> bool {
     database_encoding() == pg_sys::pg_enc::PG_UTF8 as i32
-}
-
-/// The result of one of PostgreSQL's conversion functions, which return their input pointer
-/// when there was nothing to convert and a NUL-terminated palloc'd copy otherwise.
-///
-/// # Safety
-/// `p` is what such a function returned for `input`.
-unsafe fn converted(p: *const std::ffi::c_char, input: &[u8]) -> Cow<'_, [u8]> {
-    if p == input.as_ptr().cast() {
-        Cow::Borrowed(input)
-    } else {
-        // SAFETY: a NUL-terminated palloc'd string, freed once copied.
-        unsafe {
-            let v = CStr::from_ptr(p).to_bytes().to_vec();
-            pg_sys::pfree(p.cast_mut().cast());
-            Cow::Owned(v)
-        }
-    }
-}
-
-/// The database's bytes as UTF-8, or `None` when they cannot be read as UTF-8 (only a
-/// database in SQL_ASCII can hold such bytes: it has no encoding to convert from, so its text
-/// must already be UTF-8). Never raises for such bytes, so that a caller can say which object
-/// holds them, or leave that object out when the selection does not need it.
-pub fn try_to_utf8(bytes: &[u8]) -> Option<String> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is UTF-8.
-        return Some(unsafe { String::from_utf8_unchecked(bytes.to_vec()) });
-    }
-    let encoding = database_encoding();
-    if encoding == pg_sys::pg_enc::PG_UTF8 as i32 || encoding == pg_sys::pg_enc::PG_SQL_ASCII as i32
-    {
-        // Checked here: PostgreSQL's own check (pg_server_to_any in SQL_ASCII) raises 22021
-        // with no hint and no object named.
-        return String::from_utf8(bytes.to_vec()).ok();
-    }
-    // SAFETY: a valid slice, given back as `converted` expects. Text of a database in a real
-    // encoding was checked when it was written, and every encoding converts to UTF-8.
-    let converted = unsafe {
-        let p = pg_sys::pg_server_to_any(
-            bytes.as_ptr().cast(),
-            bytes.len() as i32,
-            pg_sys::pg_enc::PG_UTF8 as i32,
-        );
-        converted(p, bytes).into_owned()
-    };
-    String::from_utf8(converted).ok()
 }
 
 /// The error for text of the database that is not valid UTF-8, where no object can be named.
@@ -156,7 +107,9 @@ impl FromDatum for Raw {
 
 impl IntoDatum for Raw {
     fn into_datum(self) -> Option<pg_sys::Datum> {
-        // SAFETY: copies the bytes into a palloc'd text.
+        // SAFETY: the pointer and length are those of a live Vec, and
+        // cstring_to_text_with_len copies exactly that many bytes (no NUL needed) into a new
+        // palloc'd text in the current memory context.
         let t = unsafe {
             pg_sys::cstring_to_text_with_len(self.0.as_ptr().cast(), self.0.len() as i32)
         };
@@ -247,89 +200,6 @@ pub fn database_exists(name: &str) -> Result<bool, pgrx::spi::Error> {
     }))
 }
 
-/// UTF-8 text as bytes in the database's encoding, never raising: a character the encoding has
-/// no equivalent for becomes `\uXXXX`. For error messages and hints, which PostgreSQL sends to
-/// the client as text in the database's encoding (pgrx hands it Rust's UTF-8 as it is).
-pub fn server_bytes_or_escaped(s: &str) -> Vec<u8> {
-    let encoding = database_encoding();
-    if s.is_ascii()
-        || encoding == pg_sys::pg_enc::PG_UTF8 as i32
-        || encoding == pg_sys::pg_enc::PG_SQL_ASCII as i32
-    {
-        return s.as_bytes().to_vec();
-    }
-    // Latin-1 is the first 256 code points: no catalog lookup needed.
-    if encoding == pg_sys::pg_enc::PG_LATIN1 as i32 {
-        return s
-            .chars()
-            .flat_map(|c| match u8::try_from(u32::from(c)) {
-                Ok(b) => vec![b],
-                Err(_) => escape(c),
-            })
-            .collect();
-    }
-    // SAFETY: reads transaction state; the conversion looks up pg_conversion.
-    if !unsafe { pg_sys::IsTransactionState() } {
-        return s
-            .chars()
-            .flat_map(|c| {
-                if c.is_ascii() {
-                    vec![c as u8]
-                } else {
-                    escape(c)
-                }
-            })
-            .collect();
-    }
-    // SAFETY: looks up the default UTF-8 to database-encoding conversion (a syscache read).
-    let proc_ =
-        unsafe { pg_sys::FindDefaultConversionProc(pg_sys::pg_enc::PG_UTF8 as i32, encoding) };
-    let mut out = Vec::with_capacity(s.len() + 8);
-    let mut rest = s;
-    while !rest.is_empty() {
-        let mut src = rest.as_bytes().to_vec();
-        let mut dst = vec![0u8; src.len() * 4 + 1];
-        let done = if proc_ == pg_sys::InvalidOid {
-            0
-        } else {
-            // SAFETY: buffers of the sizes given (MAX_CONVERSION_GROWTH is 4); noError stops at
-            // the first character that does not convert instead of raising.
-            unsafe {
-                pg_sys::pg_do_encoding_conversion_buf(
-                    proc_,
-                    pg_sys::pg_enc::PG_UTF8 as i32,
-                    encoding,
-                    src.as_mut_ptr(),
-                    src.len() as i32,
-                    dst.as_mut_ptr(),
-                    dst.len() as i32,
-                    true,
-                )
-            }
-        };
-        let mut done = (done.max(0) as usize).min(rest.len());
-        while !rest.is_char_boundary(done) {
-            done -= 1;
-        }
-        let written = dst.iter().position(|b| *b == 0).unwrap_or(dst.len());
-        out.extend_from_slice(&dst[..written]);
-        rest = &rest[done..];
-        // The character that did not convert, as an escape.
-        if let Some(c) = rest.chars().next() {
-            out.extend(escape(c));
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    out
-}
-
-fn escape(c: char) -> Vec<u8> {
-    if c.is_ascii() {
-        return vec![c as u8];
-    }
-    format!("\\u{:04X}", u32::from(c)).into_bytes()
-}
-
 /// UTF-8 text in the database's encoding, for the server to read. A character the database's
 /// encoding has no equivalent for is an error (22P05, PostgreSQL's own message).
 pub fn to_server(s: &str) -> Cow<'_, [u8]> {
@@ -394,7 +264,8 @@ unsafe impl pgrx::datum::UnboxDatum for Text {
     where
         Self: 'src,
     {
-        // SAFETY: a non-null text datum of an array.
+        // SAFETY: pgrx unboxes only the non-null elements of an array whose element type is
+        // text (the SQL type of Text), which is what from_polymorphic_datum reads.
         unsafe { Text::from_polymorphic_datum(datum.sans_lifetime(), false, pg_sys::TEXTOID) }
             .unwrap_or_default()
     }
@@ -403,7 +274,8 @@ unsafe impl pgrx::datum::UnboxDatum for Text {
 impl IntoDatum for Text {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         let bytes = to_server(&self.0);
-        // SAFETY: copies the bytes into a palloc'd text.
+        // SAFETY: the pointer and length are those of `bytes`, alive for the call, which
+        // copies exactly that many bytes into a new palloc'd text.
         let t =
             unsafe { pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32) };
         Some(pg_sys::Datum::from(t))
@@ -494,7 +366,7 @@ where
 }
 
 /// The first column of the first row of a statement that may write (e.g. calls setval) and
-/// may hold non-ASCII names. (Read-only lookups: `crate::query::one`, which converts too.)
+/// may hold non-ASCII names. (Read-only lookups: `query::one`, which converts too.)
 pub fn one_mut<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
@@ -592,7 +464,9 @@ macro_rules! argument_and_result {
         unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for $t {
             unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
-                // SAFETY: as the trait requires.
+                // SAFETY: the caller of unbox_arg_unchecked guarantees that `arg` is an
+                // argument of this function of the SQL type `$t` maps to, which FromDatum reads;
+                // a NULL is refused with a panic (an ERROR), never read.
                 unsafe { arg.unbox_arg_using_from_datum() }
                     .unwrap_or_else(|| panic!("argument {index} must not be null"))
             }
@@ -600,7 +474,8 @@ macro_rules! argument_and_result {
             unsafe fn unbox_nullable_arg(
                 arg: pgrx::callconv::Arg<'_, 'fcx>,
             ) -> pgrx::nullable::Nullable<Self> {
-                // SAFETY: as the trait requires.
+                // SAFETY: as in unbox_arg_unchecked: an argument of `$t`'s SQL type; NULL
+                // comes back as Null, never read.
                 unsafe { arg.unbox_arg_using_from_datum() }.into()
             }
         }
@@ -612,7 +487,8 @@ macro_rules! argument_and_result {
                 fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
             ) -> pgrx::datum::Datum<'fcx> {
                 match self.into_datum() {
-                    // SAFETY: a datum of the function's result type.
+                    // SAFETY: `d` is a datum of the function's declared result type (`$t`'s
+                    // SQL type), palloc'd in the caller's memory context by IntoDatum.
                     Some(d) => unsafe { fcinfo.return_raw_datum(d) },
                     None => fcinfo.return_null(),
                 }

@@ -28,6 +28,7 @@ where
 mod tests {
     #[test]
     fn helper_threads_start_with_every_signal_blocked() {
+        // SAFETY: libc calls on a local, zero-initialised sigset_t of this thread.
         let h = super::spawn("t", || unsafe {
             let mut cur: libc::sigset_t = std::mem::zeroed();
             libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut cur);
@@ -38,6 +39,7 @@ mod tests {
         .unwrap();
         assert!(h.join().unwrap());
         // And the spawning thread's own mask is as it was.
+        // SAFETY: as above.
         unsafe {
             let mut cur: libc::sigset_t = std::mem::zeroed();
             libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut cur);

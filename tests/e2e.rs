@@ -11,118 +11,8 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-/// A PostgreSQL program of $PG_CONFIG's installation (the one `make test` installed the
-/// extension into), else of the system's PostgreSQL 15.
-fn bin(program: &str) -> String {
-    static BINDIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let pg_config = std::env::var("PG_CONFIG")
-            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-        let out = Command::new(&pg_config)
-            .arg("--bindir")
-            .output()
-            .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    });
-    format!("{}/{program}", *BINDIR)
-}
-
-struct Server {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    socket: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn start(extra_conf: &str) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("pg_backup_e2e")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        let socket = dir.path().to_path_buf();
-        let port = 20000 + (std::process::id() % 20000) as u16;
-        run(Command::new(bin("initdb"))
-            .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(&data));
-        let conf = format!(
-            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
-             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n{extra_conf}\n",
-            socket.display()
-        );
-        std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
-        run(Command::new(bin("pg_ctl"))
-            .args(["-w", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .arg("start"));
-        let s = Server {
-            _dir: dir,
-            data,
-            socket,
-            port,
-        };
-        let mut c = s.connect("postgres");
-        c.batch_execute("CREATE DATABASE app").unwrap();
-        s.connect("app")
-            .batch_execute("CREATE EXTENSION pg_backup")
-            .unwrap();
-        s
-    }
-
-    fn conn_str(&self, db: &str, user: Option<&str>) -> String {
-        let me = std::env::var("USER").unwrap_or_else(|_| "pgtest".into());
-        format!(
-            "host={} port={} dbname={db} user={}",
-            self.socket.display(),
-            self.port,
-            user.unwrap_or(&me)
-        )
-    }
-
-    fn connect(&self, db: &str) -> Client {
-        Client::connect(&self.conn_str(db, None), NoTls).unwrap()
-    }
-
-    fn connect_as(&self, db: &str, user: &str) -> Client {
-        Client::connect(&self.conn_str(db, Some(user)), NoTls).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(bin("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .output();
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn enabled() -> bool {
-    let on = std::env::var("PG_BACKUP_E2E").as_deref() == Ok("1");
-    if !on {
-        eprintln!("skipped: set PG_BACKUP_E2E=1 (make test does) to run the end-to-end tests");
-    }
-    on
-}
-
-fn sqlstate(e: &postgres::Error) -> String {
-    e.code()
-        .map(|c| c.code().to_string())
-        .unwrap_or_else(|| format!("no sqlstate: {e}"))
-}
+mod support;
+use support::*;
 
 /// The COPY text of one table from a native archive.
 fn table_text(dir: &Path, table: &str) -> String {
@@ -175,7 +65,7 @@ fn concurrent_transfers_are_seen_at_one_instant() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute(
         "CREATE TABLE a (id int PRIMARY KEY, bal bigint NOT NULL);
@@ -275,7 +165,7 @@ fn only_backup_operators_may_back_up() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute(
         "CREATE TABLE t AS SELECT generate_series(1, 100) AS x;
@@ -283,14 +173,8 @@ fn only_backup_operators_may_back_up() {
     )
     .unwrap();
     let mut alice = s.connect_as("app", "alice");
-    let err = alice
-        .query("SELECT * FROM backup.create()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "42501");
-    let err = alice
-        .query("SELECT * FROM backup.verify()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "42501");
+    expect_err(&mut alice, "SELECT * FROM backup.create()", "42501");
+    expect_err(&mut alice, "SELECT * FROM backup.verify()", "42501");
 
     let mut bob = s.connect_as("app", "bob");
     // bob cannot read t himself, but a backup reads every table.
@@ -334,7 +218,7 @@ fn a_failed_backup_keeps_its_history_row_and_leaves_no_archive() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x")
         .unwrap();
@@ -384,7 +268,7 @@ fn a_terminated_backup_leaves_a_failed_row_and_no_completed_archive() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute(
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload
@@ -446,7 +330,7 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute(
         "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
@@ -465,10 +349,7 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
         .get(0)
     };
     let before = fp(&mut c);
-    let id: String = c
-        .query_one("SELECT backup_id FROM backup.create(label => 'dr')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut c, "label => 'dr'");
     drop(c);
     // The database, and with it the catalog, is lost.
     let mut admin = s.connect("postgres");
@@ -497,20 +378,11 @@ fn a_lost_database_comes_back_from_rescan_and_restore() {
     assert_eq!(next, 1001, "sequence values are restored");
 }
 
-fn psql_file(s: &Server, db: &str, file: &Path) {
-    run(Command::new(bin("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&s.socket)
-        .args(["-p", &s.port.to_string(), "-d", db, "-f"])
-        .arg(file));
-}
-
 /// `pg_dump --schema-only` without comments, SET lines and blank lines.
 fn schema_dump(s: &Server, db: &str) -> Vec<String> {
-    let out = Command::new(bin("pg_dump"))
-        .args(["--schema-only", "--exclude-schema=backup", "-h"])
-        .arg(&s.socket)
-        .args(["-p", &s.port.to_string(), "-d", db])
+    let out = s
+        .client("pg_dump")
+        .args(["--schema-only", "--exclude-schema=backup", "-d", db])
         .output()
         .unwrap();
     assert!(
@@ -639,9 +511,9 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fidelity.sql");
-    psql_file(&s, "app", &fixture);
+    s.psql_file("app", &fixture);
     let mut src = s.connect("app");
     let fingerprint = data_fingerprint(&mut src);
     for (format, compression) in [
@@ -723,25 +595,8 @@ fn a_full_backup_restores_faithfully_into_a_fresh_database_in_every_format() {
     );
 }
 
-/// The one bigint `sql` returns.
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
-/// Poll `sql` (one bigint) until it reaches `want`, for at most `secs` seconds.
-fn wait_for(c: &mut Client, sql: &str, want: i64, secs: u64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let n = count(c, sql);
-        if n >= want || Instant::now() > deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn scheduler_server() -> (Server, Client) {
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("postgres");
     c.batch_execute(
         "CREATE EXTENSION pg_backup; CREATE TABLE t AS SELECT generate_series(1, 1000) AS x;",
@@ -880,10 +735,11 @@ fn a_failing_schedule_records_failures_and_keeps_running() {
     );
     assert_eq!(alive, 1);
     // Invalid cron expressions never reach the table.
-    let e = c
-        .query("SELECT * FROM backup.schedule('bad', '61 * * * *')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "22023");
+    expect_err(
+        &mut c,
+        "SELECT * FROM backup.schedule('bad', '61 * * * *')",
+        "22023",
+    );
 }
 
 #[test]
@@ -946,10 +802,7 @@ fn sighup_stops_new_runs_and_fast_shutdown_does_not_wait_for_a_backup() {
         .get(0);
     drop(c);
     let t0 = Instant::now();
-    run(Command::new(bin("pg_ctl"))
-        .args(["-m", "fast", "-D"])
-        .arg(&s.data)
-        .arg("stop"));
+    s.stop("fast");
     assert!(
         t0.elapsed() < Duration::from_secs(10),
         "fast shutdown took {:?}",
@@ -966,7 +819,7 @@ fn a_pg_cron_job_can_take_backups() {
     if !enabled() {
         return;
     }
-    let s = Server::start(
+    let s = Server::start_in_env_locale(
         "shared_preload_libraries = 'pg_backup,pg_cron'\ncron.database_name = 'postgres'\ncron.use_background_workers = on",
     );
     let mut c = s.connect("postgres");
@@ -990,13 +843,13 @@ fn without_preloading_a_schedule_is_stored_with_a_warning_and_hint() {
     if !enabled() {
         return;
     }
-    let s = Server::start("shared_preload_libraries = ''");
-    let out = Command::new(bin("psql"))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&s.socket)
+    let s = Server::start_in_env_locale("shared_preload_libraries = ''");
+    let out = s
+        .client("psql")
         .args([
-            "-p",
-            &s.port.to_string(),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
             "-d",
             "app",
             "-c",
@@ -1058,7 +911,7 @@ fn a_failing_parallel_worker_fails_the_backup_with_its_error() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     // The json format turns an enum into JSON through its cast, which fails for one row: in
     // whichever worker copies that table.
@@ -1117,7 +970,7 @@ fn a_cancelled_or_terminated_parallel_backup_stops_its_workers() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     c.batch_execute(
         "CREATE TABLE big1 AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload
@@ -1192,7 +1045,7 @@ fn more_jobs_than_worker_slots_still_back_up() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let (mut c, notices) = connect_with_notices(&s, "app");
     let ddl: String = (1..=30)
         .map(|i| format!("CREATE TABLE t{i} AS SELECT g AS id FROM generate_series(1, {i}) g;"))
@@ -1219,10 +1072,7 @@ fn more_jobs_than_worker_slots_still_back_up() {
         "a worker slot is left for the history writer: {notices:?}"
     );
     // Out of range is refused before anything starts.
-    let err = c
-        .query("SELECT * FROM backup.create(jobs => 0)", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023");
+    expect_err(&mut c, "SELECT * FROM backup.create(jobs => 0)", "22023");
 }
 
 #[test]
@@ -1232,7 +1082,7 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     }
     // A small lock table, so that a few hundred tables are already too many for one
     // transaction (with the default settings the same happens at a few thousand: make bench).
-    let s = Server::start("max_locks_per_transaction = 16");
+    let s = Server::start_in_env_locale("max_locks_per_transaction = 16");
     let mut c = s.connect("app");
     let n = 800;
     for chunk in (1..=n).collect::<Vec<i64>>().chunks(50) {
@@ -1244,10 +1094,7 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
             .collect();
         c.batch_execute(&ddl).unwrap();
     }
-    let id: String = c
-        .query_one("SELECT backup_id FROM backup.create(label => 'many')", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut c, "label => 'many'");
     let fresh = |name: &str| {
         s.connect("postgres")
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -1271,10 +1118,12 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
 
     // Not inside a transaction block: its commits could not be rolled back with it.
     let mut t = r.transaction().unwrap();
-    let err = t
-        .query("SELECT * FROM backup.restore($1, atomic => false)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "25001", "{err:?}");
+    expect_err_with(
+        &mut t,
+        "SELECT * FROM backup.restore($1, atomic => false)",
+        &[&id],
+        "25001",
+    );
     t.rollback().unwrap();
 
     // Batches: everything restores, and the history row says so.
@@ -1316,13 +1165,12 @@ fn a_restore_too_big_for_one_transaction_commits_in_batches_with_atomic_false() 
     let mut r = fresh("halfway");
     r.batch_execute("CREATE TABLE t700 (id int PRIMARY KEY, v text); INSERT INTO t700 VALUES (1, 'already here');")
         .unwrap();
-    let err = r
-        .query(
-            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let err = expect_err_with(
+        &mut r,
+        "SELECT * FROM backup.restore($1, existing => 'append', atomic => false)",
+        &[&id],
+        "23505",
+    );
     let message = err.as_db_error().unwrap().message().to_string();
     assert!(
         message.contains("were committed before the failure"),
@@ -1395,7 +1243,7 @@ fn parallel_workers_write_what_the_session_would() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let (mut c, notices) = connect_with_notices(&s, "app");
     // Settings that change how COPY writes values: the workers must take the session's.
     c.batch_execute(
@@ -1486,21 +1334,12 @@ fn assert_restore_workers_gone(c: &mut Client, secs: u64) {
     }
 }
 
-fn fresh_db(s: &Server, name: &str) -> Client {
-    s.connect("postgres")
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let mut r = s.connect(name);
-    r.batch_execute("CREATE EXTENSION pg_backup").unwrap();
-    r
-}
-
 #[test]
 fn restore_with_jobs_spreads_rows_and_indexes_over_workers_and_restores_faithfully() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     // Foreign keys, indexes (one on an expression), CHECKs, identity and serial sequences,
     // a partitioned table, a trigger, and a table of another owner whose CHECK only passes
@@ -1541,7 +1380,7 @@ fn restore_with_jobs_spreads_rows_and_indexes_over_workers_and_restores_faithful
     for format in ["native", "sql"] {
         let id = backup_id(&mut c, format);
         let db = format!("jobs_{format}");
-        let mut r = fresh_db(&s, &db);
+        let mut r = fresh_database(&s, &db, "");
         let (rows, most) = max_job_workers_during(&s, || {
             r.query(
                 "SELECT object, kind, status, detail FROM backup.restore($1, atomic => false, jobs => 2)",
@@ -1592,7 +1431,7 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = Server::start_in_env_locale("");
     let mut c = s.connect("app");
     let mut ddl = String::new();
     for i in 1..=12 {
@@ -1610,7 +1449,7 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     let id = backup_id(&mut c, "native");
 
     // jobs => N commits as it goes: not with atomic => true; and a sensible number.
-    let mut r = fresh_db(&s, "refused");
+    let mut r = fresh_database(&s, "refused", "");
     for (sql, what) in [
         ("SELECT * FROM backup.restore($1, jobs => 2)", "atomic"),
         (
@@ -1637,15 +1476,14 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     // fails naming it, and the history row lists what was committed.
     let clash =
         "CREATE TABLE t7 (id int PRIMARY KEY, v text); INSERT INTO t7 VALUES (5, 'here before');";
-    let mut r = fresh_db(&s, "failing");
+    let mut r = fresh_database(&s, "failing", "");
     r.batch_execute(clash).unwrap();
-    let err = r
-        .query(
-            "SELECT * FROM backup.restore($1, existing => 'append', atomic => false, jobs => 2)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    let err = expect_err_with(
+        &mut r,
+        "SELECT * FROM backup.restore($1, existing => 'append', atomic => false, jobs => 2)",
+        &[&id],
+        "23505",
+    );
     let message = err.as_db_error().unwrap().message().to_string();
     assert!(message.contains("public.t7"), "names the entry: {message}");
     assert!(!message.contains("row 5"), "no row values: {message}");
@@ -1661,7 +1499,7 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     assert_restore_workers_gone(&mut r, 10);
 
     // on_error => 'continue': that entry fails alone, everything else is restored.
-    let mut r = fresh_db(&s, "continuing");
+    let mut r = fresh_database(&s, "continuing", "");
     r.batch_execute(clash).unwrap();
     let rows = r
         .query(
@@ -1688,7 +1526,7 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
 
     // More workers than max_worker_processes (16) has slots: the restore goes on with those
     // that could start.
-    let mut r = fresh_db(&s, "many_jobs");
+    let mut r = fresh_database(&s, "many_jobs", "");
     let (rows, most) = max_job_workers_during(&s, || {
         r.query(
             "SELECT status FROM backup.restore($1, atomic => false, jobs => 40) WHERE status <> 'ok'",
@@ -1703,7 +1541,7 @@ fn restore_with_jobs_names_a_failing_entry_continues_on_request_and_stops_on_can
     assert_restore_workers_gone(&mut r, 10);
 
     // A cancel of the caller stops the leader and every job worker promptly.
-    let mut r = fresh_db(&s, "cancelled_jobs");
+    let mut r = fresh_database(&s, "cancelled_jobs", "");
     let cs = s.conn_str("cancelled_jobs", None);
     let id2 = id.clone();
     let restore = std::thread::spawn(move || {

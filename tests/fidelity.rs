@@ -6,14 +6,16 @@
 //! Each schema is an ordering or qualification problem a real database has (issue 8).
 
 mod common;
+mod support;
 
 use common::*;
+use support::*;
 
 /// Builds the schema in `app` and judges the round trips; then asks the source and each
 /// restored copy the same questions (`checks`: what a user would try) and wants the same
 /// answers (the first row as text, the affected row count, or the SQLSTATE of the error).
 fn round_trip(setup: &str, rt: RoundTrip, checks: &[&str]) {
-    let s = Server::start("");
+    let s = server("");
     round_trip_on(&s, setup, rt, checks);
 }
 
@@ -523,7 +525,7 @@ fn tables_indexes_constraints_and_materialized_views_in_tablespaces() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     for (name, dir) in [("fast", "fast"), ("\"Slow Disk\"", "slow")] {
         s.connect("app")
             .batch_execute(&format!(
@@ -683,19 +685,6 @@ fn grants_passed_on_with_grant_option_keep_their_grantors() {
     );
 }
 
-/// A session of `role` (a LOGIN role of the test's cluster, trust authentication).
-fn connect_as(s: &Server, db: &str, role: &str) -> postgres::Client {
-    postgres::Client::connect(
-        &format!(
-            "host={} port={} dbname={db} user={role}",
-            s.socket.display(),
-            s.port
-        ),
-        postgres::NoTls,
-    )
-    .unwrap()
-}
-
 /// A restore's rows as text, one per row: object kind action status detail.
 fn restore_rows(c: &mut postgres::Client, sql: &str, id: &str) -> Vec<String> {
     c.query(sql, &[&id])
@@ -747,7 +736,7 @@ fn extension_configuration_tables_keep_their_rows_in_every_format() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(CONFIG_EXTENSION).unwrap();
     // pg_backup's own catalog tables are configuration tables too: its history and schedules
@@ -793,13 +782,10 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(CONFIG_EXTENSION).unwrap();
-    let id: String = app
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut app, "");
     let source: Vec<String> = CONFIG_CHECKS.iter().map(|q| first(&mut app, q)).collect();
 
     // A database with the extension and a configuration of its own: kept, and said so.
@@ -883,13 +869,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
     assert_eq!(got, source);
 
     // exclude_data leaves a configuration table's rows out, as pg_dump --exclude-table-data.
-    let partial: String = app
-        .query_one(
-            "SELECT backup_id FROM backup.create(exclude_data => '{pgb_fixture.jobs}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let partial = create(&mut app, "exclude_data => '{pgb_fixture.jobs}'");
     let planned = restore_rows(
         &mut app,
         "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
@@ -904,13 +884,7 @@ fn extension_configuration_rows_into_a_database_that_has_the_extension() {
 
     // tables => may name a configuration table, at backup (its rows, as pg_dump -t) and at
     // restore (the extension comes along as what they need).
-    let named: String = app
-        .query_one(
-            "SELECT backup_id FROM backup.create(tables => '{pgb_fixture.settings}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let named = create(&mut app, "tables => '{pgb_fixture.settings}'");
     for (backup, restore) in [
         (&named, "SELECT * FROM backup.restore($1)"),
         (
@@ -967,7 +941,7 @@ fn subscriptions_come_back_as_pg_dump_writes_them() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(&format!(
         r#"CREATE ROLE "Sub Owner" SUPERUSER;
@@ -1000,28 +974,22 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut su = s.connect("app");
+    add_operator(&mut su, "operator");
     su.batch_execute(&format!(
-        "CREATE ROLE operator LOGIN; GRANT backup_operator TO operator;
-         CREATE TABLE public.t (a int); ALTER TABLE public.t OWNER TO operator;
+        "CREATE TABLE public.t (a int); ALTER TABLE public.t OWNER TO operator;
          INSERT INTO public.t VALUES (1), (2);
          CREATE SUBSCRIPTION sub1 CONNECTION 'dbname=nowhere user=rep password={SECRET}' PUBLICATION p
              WITH (connect = false);
          COMMENT ON SUBSCRIPTION sub1 IS 'the comment';"
     ))
     .unwrap();
-    let id: String = su
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut su, "");
 
     // The operator's own backup leaves the subscription out.
-    let mut op = connect_as(&s, "app", "operator");
-    let own: String = op
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let mut op = s.connect_as("app", "operator");
+    let own = create(&mut op, "");
     let planned = restore_rows(
         &mut op,
         "SELECT * FROM backup.restore($1, existing => 'skip', dry_run => true)",
@@ -1038,7 +1006,7 @@ fn an_operator_never_sees_a_subscriptions_connection_string() {
     s.connect("target")
         .batch_execute("CREATE EXTENSION pg_backup; GRANT CREATE ON SCHEMA public TO operator;")
         .unwrap();
-    let mut op = connect_as(&s, "target", "operator");
+    let mut op = s.connect_as("target", "operator");
     op.query("SELECT * FROM backup.rescan()", &[]).unwrap();
     let mut seen = Vec::new();
     for sql in [
@@ -1102,7 +1070,7 @@ fn on_error_continue_loads_rows_into_the_tables_it_created() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     // A subscription whose default slot name (its own name) is no valid slot name: PostgreSQL
     // accepts it with connect = false, but cannot create it again (pg_restore fails on it too).
@@ -1111,10 +1079,7 @@ fn on_error_continue_loads_rows_into_the_tables_it_created() {
          CREATE SUBSCRIPTION \"Bad Slot\" CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false);",
     )
     .unwrap();
-    let id: String = app
-        .query_one("SELECT backup_id FROM backup.create()", &[])
-        .unwrap()
-        .get(0);
+    let id = create(&mut app, "");
     s.create_db("target");
     let mut target = s.connect("target");
     target.batch_execute("CREATE EXTENSION pg_backup").unwrap();
@@ -1222,7 +1187,7 @@ fn a_postgis_database_with_custom_srids_generated_columns_rasters_and_a_topology
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(POSTGIS).unwrap();
     let verdicts = judge_round_trips(
@@ -1264,7 +1229,7 @@ fn a_type_whose_input_function_reads_its_extensions_table() {
     if !enabled() {
         return;
     }
-    let s = Server::start("");
+    let s = server("");
     let mut app = s.connect("app");
     app.batch_execute(
         r#"

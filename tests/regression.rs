@@ -11,11 +11,13 @@
 //! written to target/tmp/regression-report.txt.
 
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::*;
+use support::*;
 
 /// The PostgreSQL source tree in which scripts/regress-build.sh built pg_regress.
 fn regress_build() -> PathBuf {
@@ -76,7 +78,7 @@ fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
     let build = regress_build();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     // As pg_regress configures its own temporary servers (prepared_xacts needs this).
-    let s = Server::start("max_prepared_transactions = 2");
+    let s = server("max_prepared_transactions = 2");
     let t0 = Instant::now();
     let suite = run_parallel_schedule(&s, &build, &tmp.join("pg_regress"));
     eprintln!(

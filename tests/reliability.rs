@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use sha2::{Digest, Sha256};
 use support::*;
 
 const SIGKILL: i32 = 9;
@@ -500,13 +499,6 @@ fn sql_format_restores_tables_whose_names_hold_newlines() {
     assert_eq!(r.get::<_, i64>(1), 150);
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Change an archive's manifest with `edit` and write it back with a matching checksum,
 /// signed again with the key of the server whose data directory is `data` (what is tested
 /// is what comes after the signature check).
@@ -656,13 +648,11 @@ fn json_refuses_values_it_cannot_give_back_and_verify_catches_them() {
          CREATE TABLE pairs (p pair); INSERT INTO pairs VALUES ((1, 2));",
     )
     .unwrap();
-    let err = c
-        .query(
-            "SELECT * FROM backup.create(tables => '{pairs}', format => 'json')",
-            &[],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023");
+    let err = expect_err(
+        &mut c,
+        "SELECT * FROM backup.create(tables => '{pairs}', format => 'json')",
+        "22023",
+    );
     assert!(message(&err).contains("cast to json"), "{}", message(&err));
 
     // An archive that holds \u0000 anyway (written by 0.1.0, or edited): verify(deep) says so,
@@ -825,10 +815,11 @@ fn non_ascii_schemas_round_trip_between_database_encodings() {
     let want = answers(&mut c);
     assert_eq!(want[1].as_deref(), Some("Bonjour, Zoé, à bientôt"));
     // A non-ASCII argument is read as text (a label is ASCII: its own error, not an internal one).
-    let err = c
-        .query("SELECT * FROM backup.create(label => 'été')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023", "{}", message(&err));
+    expect_err(
+        &mut c,
+        "SELECT * FROM backup.create(label => 'été')",
+        "22023",
+    );
     for format in ["native", "csv", "json", "sql"] {
         let id = create(&mut c, &format!("format => '{format}'"));
         for (enc, opts) in [("lat", latin1), ("utf", "")] {
@@ -1061,13 +1052,12 @@ fn latin1_database_takes_non_ascii_arguments_and_reports_them_readably() {
         .batch_execute(r#"BEGIN; LOCK TABLE "häfen".schiffe IN ACCESS EXCLUSIVE MODE"#)
         .unwrap();
     c.batch_execute("SET lock_timeout = '200ms'").unwrap();
-    let e = c
-        .query(
-            "SELECT * FROM backup.create(schemas => $1)",
-            &[&vec!["häfen".to_string()]],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "55P03", "{}", message(&e));
+    let e = expect_err_with(
+        &mut c,
+        "SELECT * FROM backup.create(schemas => $1)",
+        &[&vec!["häfen".to_string()]],
+        "55P03",
+    );
     assert_clean_error("lock timeout", &e);
     holder.batch_execute("ROLLBACK").unwrap();
     c.batch_execute("RESET lock_timeout").unwrap();
@@ -1264,14 +1254,15 @@ fn null_arguments_are_errors_with_a_hint_never_internal_errors_or_null_results()
                 Err(e) if sqlstate(&e) == "22004" && hint(&e).is_none() => {
                     problems.push(format!("{sql}: 22004 without a HINT"))
                 }
-                Ok(rows) if boolean && !setof => {
-                    if rows
-                        .first()
-                        .and_then(|r| r.get::<_, Option<bool>>(0))
-                        .is_none()
-                    {
-                        problems.push(format!("{sql}: returned NULL"));
-                    }
+                Ok(rows)
+                    if boolean
+                        && !setof
+                        && rows
+                            .first()
+                            .and_then(|r| r.get::<_, Option<bool>>(0))
+                            .is_none() =>
+                {
+                    problems.push(format!("{sql}: returned NULL"));
                 }
                 _ => {}
             }
@@ -1851,12 +1842,6 @@ fn a_cancelled_restore_never_shows_a_backtrace_even_with_rust_backtrace_set() {
     )
     .unwrap();
     t.batch_execute("CREATE UNIQUE INDEX ON big1 (id)").unwrap();
-    let e = t
-        .query(
-            "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)",
-            &[&id],
-        )
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "23505", "{e:?}");
+    let e = expect_err_with(&mut t, "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)", &[&id], "23505");
     assert!(!has_backtrace(&e), "{e:?}");
 }

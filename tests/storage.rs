@@ -15,140 +15,30 @@ use std::time::{Duration, Instant};
 use age::secrecy::ExposeSecret;
 use postgres::{Client, NoTls};
 
+mod support;
+use support::*;
+
 const ACCESS_KEY: &str = "pgbackup-test-key";
 const SECRET_KEY: &str = "pgbackup-test-secret-0123456789";
 const BUCKET: &str = "backups";
 
-fn bin(program: &str) -> String {
-    static BINDIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let pg_config = std::env::var("PG_CONFIG")
-            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-        let out = Command::new(&pg_config).arg("--bindir").output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    });
-    format!("{}/{program}", *BINDIR)
-}
-
-fn enabled() -> bool {
-    let on = std::env::var("PG_BACKUP_E2E").as_deref() == Ok("1");
-    if !on {
-        eprintln!("skipped: set PG_BACKUP_E2E=1 (make test does) to run the end-to-end tests");
-    }
-    on
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Server {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    socket: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("pg_backup_st")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        let port = free_port();
-        run(Command::new(bin("initdb"))
-            .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(&data));
-        let conf = format!(
-            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
-             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n",
-            dir.path().display()
-        );
-        std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
-        run(Command::new(bin("pg_ctl"))
-            .args(["-w", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .arg("start"));
-        let s = Server {
-            socket: dir.path().to_path_buf(),
-            _dir: dir,
-            data,
-            port,
-        };
-        s.connect("postgres")
-            .batch_execute("CREATE DATABASE app")
-            .unwrap();
-        s.connect("app")
-            .batch_execute("CREATE EXTENSION pg_backup")
-            .unwrap();
-        s
-    }
-
-    fn conn_str(&self, db: &str, user: Option<&str>) -> String {
-        let me = std::env::var("USER").unwrap_or_else(|_| "pgtest".into());
-        format!(
-            "host={} port={} dbname={db} user={}",
-            self.socket.display(),
-            self.port,
-            user.unwrap_or(&me)
-        )
-    }
-
-    fn connect(&self, db: &str) -> Client {
-        Client::connect(&self.conn_str(db, None), NoTls).unwrap()
-    }
-
-    fn connect_as(&self, db: &str, user: &str) -> Client {
-        Client::connect(&self.conn_str(db, Some(user)), NoTls).unwrap()
-    }
-
-    fn backup_dir(&self) -> PathBuf {
-        self.data.join("pg_backup")
-    }
-
-    fn schema_dump(&self, db: &str) -> String {
-        run(Command::new(bin("pg_dump"))
-            .args(["--schema-only", "--no-comments", "-N", "backup", "-d"])
-            .arg(self.conn_str(db, None)))
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--")
-                && !l.starts_with("\\restrict")
-                && !l.starts_with("\\unrestrict")
-                && !l.contains("pg_backup")
-                && !l.is_empty()
-        })
-        .map(str::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(bin("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .output();
-    }
+/// `pg_dump --schema-only` of `db` without comments, pg_backup and blank lines.
+fn schema_dump(s: &Server, db: &str) -> String {
+    run(s
+        .client("pg_dump")
+        .args(["--schema-only", "--no-comments", "-N", "backup", "-d"])
+        .arg(s.conn_str(db, None)))
+    .lines()
+    .filter(|l| {
+        !l.starts_with("--")
+            && !l.starts_with("\\restrict")
+            && !l.starts_with("\\unrestrict")
+            && !l.contains("pg_backup")
+            && !l.is_empty()
+    })
+    .map(str::to_string)
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// `rclone serve s3` over a temporary folder; the bucket is a sub-folder.
@@ -253,12 +143,6 @@ impl Drop for S3 {
     }
 }
 
-fn sqlstate(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_string())
-        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
-}
-
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -319,11 +203,6 @@ fn make_data(c: &mut Client) {
     .unwrap();
 }
 
-fn create(c: &mut Client, args: &str) -> Result<String, postgres::Error> {
-    c.query_one(&format!("SELECT backup_id FROM backup.create({args})"), &[])
-        .map(|r| r.get(0))
-}
-
 fn backup_row(
     c: &mut Client,
     id: &str,
@@ -373,14 +252,14 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
         return;
     }
     let s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "pg/app");
     make_data(&mut c);
     let before = fingerprint(&mut c);
-    let schema_before = pg.schema_dump("app");
+    let schema_before = schema_dump(&pg, "app");
 
-    let id = create(&mut c, "storage => 'offsite', compression => 'none'").unwrap();
+    let id = try_create(&mut c, "storage => 'offsite', compression => 'none'").unwrap();
     let (status, path, storage, url, _) = backup_row(&mut c, &id);
     assert_eq!(status, "completed");
     assert!(path.is_some(), "kept locally by default");
@@ -409,8 +288,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
     );
 
     // The operator's view shows the target, never its secret.
-    c.batch_execute("CREATE ROLE op LOGIN; GRANT backup_operator TO op")
-        .unwrap();
+    add_operator(&mut c, "op");
     let mut op = pg.connect_as("app", "op");
     let shown: String = op
         .query_one("SELECT row_to_json(s)::text FROM backup.storages s", &[])
@@ -420,10 +298,7 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
         shown.contains("offsite") && !shown.contains(SECRET_KEY) && !shown.contains(ACCESS_KEY),
         "{shown}"
     );
-    let e = op
-        .query("SELECT * FROM backup.storage_secrets", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501");
+    expect_err(&mut op, "SELECT * FROM backup.storage_secrets", "42501");
     let e = op
         .execute("SELECT backup.add_storage('x', 'file:///tmp', NULL)", &[])
         .unwrap_err();
@@ -451,16 +326,13 @@ fn a_backup_in_s3_verifies_and_restores_after_the_local_copy_is_gone() {
 
     c.batch_execute("DROP TABLE small, big").unwrap();
     // The tables belong to the superuser: an operator may not restore them (issue 9).
-    let e = op
-        .query("SELECT * FROM backup.restore($1)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501");
+    expect_err_with(&mut op, "SELECT * FROM backup.restore($1)", &[&id], "42501");
     let restored = c
         .query("SELECT object, status FROM backup.restore($1)", &[&id])
         .unwrap();
     assert!(restored.iter().all(|r| r.get::<_, String>(1) != "failed"));
     assert_eq!(fingerprint(&mut c), before);
-    assert_eq!(pg.schema_dump("app"), schema_before);
+    assert_eq!(schema_dump(&pg, "app"), schema_before);
 
     // delete() removes the remote copy too.
     assert!(op
@@ -477,11 +349,11 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
     }
     let s3 = S3::start();
     let (id, before, schema_before, old_key) = {
-        let pg = Server::start();
+        let pg = Server::start_in_env_locale("");
         let mut c = pg.connect("app");
         s3.add(&mut c, "offsite", "dr");
         make_data(&mut c);
-        let id = create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
+        let id = try_create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
         let (status, path, ..) = backup_row(&mut c, &id);
         assert_eq!(status, "completed");
         assert_eq!(path, None);
@@ -495,10 +367,10 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
             .query_one("SELECT public_key FROM backup.signing_key()", &[])
             .unwrap()
             .get(0);
-        (id, fingerprint(&mut c), pg.schema_dump("app"), key)
+        (id, fingerprint(&mut c), schema_dump(&pg, "app"), key)
         // The server and its data directory are gone here.
     };
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "dr");
     // The new server has a key of its own: the old server's archives are not trusted yet.
@@ -528,7 +400,7 @@ fn disaster_recovery_rescan_and_restore_on_a_fresh_server() {
     assert_eq!(ok, 0);
     c.query("SELECT * FROM backup.restore($1)", &[&id]).unwrap();
     assert_eq!(fingerprint(&mut c), before);
-    assert_eq!(pg.schema_dump("app"), schema_before);
+    assert_eq!(schema_dump(&pg, "app"), schema_before);
 }
 
 #[test]
@@ -537,13 +409,13 @@ fn retention_removes_remote_copies() {
         return;
     }
     let s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "ret");
     c.batch_execute("CREATE TABLE t AS SELECT 1 AS a").unwrap();
     let ids: Vec<String> = (0..3)
         .map(|i| {
-            create(
+            try_create(
                 &mut c,
                 &format!("storage => 'offsite', keep_local => {}", i % 2 == 0),
             )
@@ -664,7 +536,7 @@ fn storage_failures_fail_the_backup_with_a_clear_sqlstate_and_nothing_complete()
         return;
     }
     let mut s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     make_data(&mut c);
     let add = |c: &mut Client, name: &str, url: &str, opts: String, check: bool| {
@@ -710,7 +582,7 @@ fn storage_failures_fail_the_backup_with_a_clear_sqlstate_and_nothing_complete()
     ];
     for (name, u, opts, code) in cases {
         add(&mut c, name, &u, opts, false).unwrap();
-        let e = create(&mut c, &format!("storage => '{name}'")).unwrap_err();
+        let e = try_create(&mut c, &format!("storage => '{name}'")).unwrap_err();
         assert_eq!(sqlstate(&e), code, "{name}: {e:?}");
         let (status, error) = last_row(&mut c);
         assert_eq!(status, "failed", "{name}");
@@ -727,7 +599,7 @@ fn storage_failures_fail_the_backup_with_a_clear_sqlstate_and_nothing_complete()
         false,
     )
     .unwrap();
-    let e = create(&mut c, "storage => 'dying', compression => 'none'").unwrap_err();
+    let e = try_create(&mut c, "storage => 'dying', compression => 'none'").unwrap_err();
     assert!(dead.load(Ordering::SeqCst));
     assert!(sqlstate(&e).starts_with("08"), "{e:?}");
     let (status, error) = last_row(&mut c);
@@ -744,7 +616,7 @@ fn storage_failures_fail_the_backup_with_a_clear_sqlstate_and_nothing_complete()
     )
     .unwrap();
     s3.stop();
-    let e = create(&mut c, "storage => 'offsite'").unwrap_err();
+    let e = try_create(&mut c, "storage => 'offsite'").unwrap_err();
     assert_eq!(sqlstate(&e), "08001", "{e:?}");
     assert_eq!(last_row(&mut c).0, "failed");
     // No failed backup left anything that looks complete, locally or in the bucket.
@@ -763,7 +635,7 @@ fn storage_failures_fail_the_backup_with_a_clear_sqlstate_and_nothing_complete()
         assert!(!pg.backup_dir().join(id).exists());
     }
     // And it works again once the server is back.
-    create(&mut c, "storage => 'offsite'").unwrap();
+    try_create(&mut c, "storage => 'offsite'").unwrap();
     assert_eq!(complete_archives(&s3, "fail").len(), 1);
 }
 
@@ -773,7 +645,7 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
         return;
     }
     let s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "enc");
     make_data(&mut c);
@@ -788,7 +660,7 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
         .expose_secret()
         .to_string();
 
-    let id = create(
+    let id = try_create(
         &mut c,
         &format!("storage => 'offsite', compression => 'none', encrypt_to => '{{{public}}}'"),
     )
@@ -908,10 +780,7 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
     assert_eq!(rows[0].get::<_, String>(0), "checksum_mismatch");
     c.batch_execute("DROP VIEW v; DROP TABLE small, big")
         .unwrap();
-    let e = c
-        .query("SELECT * FROM backup.restore($1)", &[&id])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "XX001", "{e:?}");
+    expect_err_with(&mut c, "SELECT * FROM backup.restore($1)", &[&id], "XX001");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -921,16 +790,7 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
 // anyone can recompute). Only the signature in manifest.sig, by a key in the data directory,
 // tells the archive from the forgery.
 
-#[path = "support/signing.rs"]
-mod signing;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use support::signing;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -974,52 +834,27 @@ fn is_superuser(c: &mut Client, role: &str) -> bool {
         .get(0)
 }
 
-fn strings(c: &mut Client, sql: &str) -> Vec<String> {
-    c.query(sql, &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// `sql` fails with 28P01 (not signed by a trusted key) and a HINT; the error.
 fn untrusted(
     c: &mut Client,
     sql: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> postgres::Error {
-    let e = c.query(sql, args).map(|_| ()).unwrap_err();
-    assert_eq!(sqlstate(&e), "28P01", "{sql}: {e:?}");
-    assert!(
-        e.as_db_error().and_then(|d| d.hint()).is_some(),
-        "{sql}: no HINT: {e:?}"
-    );
+    let e = expect_err_with(c, sql, args, "28P01");
+    assert!(hint(&e).is_some(), "{sql}: no HINT: {e:?}");
     e
-}
-
-fn msg(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
-}
-
-fn hint_of(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .and_then(|d| d.hint())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// A server, the operator `op` (backup_operator, may create tables in public) and a file://
 /// target `nas` in a folder the attacker can write.
 fn signed_setup() -> (Server, Client, PathBuf) {
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut su = pg.connect("app");
     let nas = pg.data.parent().unwrap().join("nas");
     std::fs::create_dir_all(&nas).unwrap();
+    add_operator_in_public(&mut su, "op");
     su.batch_execute(&format!(
-        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op;
-         SELECT backup.add_storage('nas', 'file://{}');",
+        "SELECT backup.add_storage('nas', 'file://{}');",
         nas.display()
     ))
     .unwrap();
@@ -1041,7 +876,7 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     let mut op = pg.connect_as("app", "op");
     op.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5)")
         .unwrap();
-    let id = create(&mut op, "storage => 'nas'").unwrap();
+    let id = try_create(&mut op, "storage => 'nas'").unwrap();
     let forged = format!("{id}-forged");
     forge(
         &pg.backup_dir().join(&id),
@@ -1058,9 +893,9 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     assert!(!found.contains(&remote), "registered: {found:?}");
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
     assert!(
-        msg(&e).contains("does not match its signature"),
+        message(&e).contains("does not match its signature"),
         "{}",
-        msg(&e)
+        message(&e)
     );
     untrusted(
         &mut op,
@@ -1099,10 +934,14 @@ fn a_forged_toc_entry_is_refused_by_rescan_verify_and_restore() {
     // superuser who accepts unsigned archives of earlier releases.
     std::fs::remove_file(pg.backup_dir().join(&forged).join("manifest.sig")).unwrap();
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&forged]);
-    assert!(msg(&e).contains("not signed"), "{}", msg(&e));
+    assert!(message(&e).contains("not signed"), "{}", message(&e));
     su.batch_execute("SET backup.allow_unsigned = on").unwrap();
     let e = untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&forged]);
-    assert!(hint_of(&e).contains("0.3.0"), "{}", hint_of(&e));
+    assert!(
+        hint(&e).unwrap_or_default().contains("0.3.0"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     assert!(!is_superuser(&mut su, "op"));
 
     // The genuine archive (signed, here and in the target) restores, and verify names its
@@ -1154,7 +993,7 @@ fn a_forged_encrypted_archive_is_refused() {
     let key = age::x25519::Identity::generate();
     let public = key.to_public().to_string();
     let secret = key.to_string().expose_secret().to_string();
-    let id = create(&mut su, &format!("encrypt_to => '{{{public}}}'")).unwrap();
+    let id = try_create(&mut su, &format!("encrypt_to => '{{{public}}}'")).unwrap();
     let forged = format!("{id}-forged");
     let dir = pg.backup_dir().join(&forged);
     forge(&pg.backup_dir().join(&id), &dir, &forged, |m| {
@@ -1229,11 +1068,11 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
     if !enabled() {
         return;
     }
-    let a = Server::start();
+    let a = Server::start_in_env_locale("");
     let mut ca = a.connect("app");
     ca.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 7)")
         .unwrap();
-    let id = create(&mut ca, "").unwrap();
+    let id = try_create(&mut ca, "").unwrap();
     let (b, mut su, _nas) = signed_setup();
     std::fs::create_dir_all(b.backup_dir()).unwrap();
     copy_dir(&a.backup_dir().join(&id), &b.backup_dir().join(&id));
@@ -1249,25 +1088,32 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
         .get(0);
     assert_ne!(a_id, b_id, "each cluster has its own key");
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
-    assert!(msg(&e).contains(&a_id), "{}", msg(&e));
-    assert!(hint_of(&e).contains("trust_key"), "{}", hint_of(&e));
+    assert!(message(&e).contains(&a_id), "{}", message(&e));
+    assert!(
+        hint(&e).unwrap_or_default().contains("trust_key"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     untrusted(&mut su, "SELECT * FROM backup.restore($1)", &[&id]);
 
     let mut op = b.connect_as("app", "op");
-    let e = op
-        .query("SELECT backup.trust_key('a', $1)", &[&a_key])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err_with(
+        &mut op,
+        "SELECT backup.trust_key('a', $1)",
+        &[&a_key],
+        "42501",
+    );
     let e = op
         .batch_execute(&format!(
             "INSERT INTO backup.trusted_keys (name, public_key, key_id, added_by) VALUES ('a', '{a_key}', '{a_id}', 'op')"
         ))
         .unwrap_err();
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
-    let e = su
-        .query("SELECT backup.trust_key('bad', 'ed25519:AAAA')", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "22023", "{e:?}");
+    expect_err(
+        &mut su,
+        "SELECT backup.trust_key('bad', 'ed25519:AAAA')",
+        "22023",
+    );
 
     let got: String = su
         .query_one("SELECT backup.trust_key('a', $1)", &[&a_key])
@@ -1302,15 +1148,13 @@ fn an_archive_of_another_cluster_restores_once_its_key_is_trusted() {
         7
     );
 
-    let e = op.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err(&mut op, "SELECT backup.untrust_key('a')", "42501");
     assert!(su
         .query_one("SELECT backup.untrust_key('a')", &[])
         .unwrap()
         .get::<_, bool>(0));
     untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&id]);
-    let e = su.query("SELECT backup.untrust_key('a')", &[]).unwrap_err();
-    assert_eq!(sqlstate(&e), "42704", "{e:?}");
+    expect_err(&mut su, "SELECT backup.untrust_key('a')", "42704");
 }
 
 /// Archives of 0.1.0 and 0.2.0 carry no signature. Refused by default; a superuser may accept
@@ -1326,7 +1170,7 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
     let (pg, mut su, _nas) = signed_setup();
     su.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 3)")
         .unwrap();
-    let id = create(&mut su, "").unwrap();
+    let id = try_create(&mut su, "").unwrap();
     // What 0.2.0 wrote: the same files, no manifest.sig.
     let old = format!("{id}-v020");
     let dir = pg.backup_dir().join(&old);
@@ -1337,7 +1181,11 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
 
     let mut op = pg.connect_as("app", "op");
     let e = untrusted(&mut op, "SELECT * FROM backup.verify($1)", &[&old]);
-    assert!(hint_of(&e).contains("only a superuser"), "{}", hint_of(&e));
+    assert!(
+        hint(&e).unwrap_or_default().contains("only a superuser"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     let e = op
         .batch_execute("SET backup.allow_unsigned = on")
         .unwrap_err();
@@ -1359,9 +1207,11 @@ fn unsigned_archives_of_earlier_releases_need_a_superusers_explicit_override() {
 
     let e = untrusted(&mut su, "SELECT * FROM backup.verify($1)", &[&old]);
     assert!(
-        hint_of(&e).contains("SET backup.allow_unsigned = on"),
+        hint(&e)
+            .unwrap_or_default()
+            .contains("SET backup.allow_unsigned = on"),
         "{}",
-        hint_of(&e)
+        hint(&e).unwrap_or_default()
     );
 
     // The superuser's explicit override, with the notices it gets.
@@ -1474,10 +1324,7 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
     );
     assert!(!key_file.starts_with(pg.backup_dir()));
     let mut nobody = pg.connect_as("app", "nobody");
-    let e = nobody
-        .query("SELECT * FROM backup.signing_key()", &[])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    expect_err(&mut nobody, "SELECT * FROM backup.signing_key()", "42501");
 
     for args in [
         "",
@@ -1487,7 +1334,7 @@ fn signing_key_shows_only_the_public_half_and_every_archive_is_signed() {
         "jobs => 2",
         "storage => 'nas', keep_local => false",
     ] {
-        let id = create(&mut op, args).unwrap();
+        let id = try_create(&mut op, args).unwrap();
         let sig_row: Vec<String> = op
             .query(
                 "SELECT status || ' ' || coalesce(detail, '') FROM backup.verify($1) WHERE file = 'manifest.sig'",
@@ -1560,13 +1407,13 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
         return;
     }
     let mut s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "app");
     c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 100) g")
         .unwrap();
     let genuine: Vec<String> = (0..3)
-        .map(|_| create(&mut c, "storage => 'offsite'").unwrap())
+        .map(|_| try_create(&mut c, "storage => 'offsite'").unwrap())
         .collect();
     // The bucket writer uploads three copies of a genuine archive under new ids, dated 2099
     // (and one dated 'infinity', which PostgreSQL would take for a timestamptz).
@@ -1633,17 +1480,13 @@ fn archives_dated_in_the_future_are_never_registered_nor_outlive_genuine_backups
     }
 }
 
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
 #[test]
 fn one_databases_delete_never_removes_another_databases_local_backup() {
     if !enabled() {
         return;
     }
     let mut s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     pg.connect("postgres")
         .batch_execute("CREATE DATABASE b")
         .unwrap();
@@ -1654,7 +1497,7 @@ fn one_databases_delete_never_removes_another_databases_local_backup() {
     )
     .unwrap();
     // Database b's backup, local only.
-    let victim = create(&mut b, "").unwrap();
+    let victim = try_create(&mut b, "").unwrap();
     let victim_dir = pg.backup_dir().join(&victim);
     let victim_files: Vec<(PathBuf, Vec<u8>)> = files_under(&victim_dir)
         .into_iter()
@@ -1726,12 +1569,12 @@ fn an_unreachable_storage_says_so_never_not_in_storage() {
         return;
     }
     let mut s3 = S3::start();
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     s3.add(&mut c, "offsite", "down");
     c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 100) g")
         .unwrap();
-    let id = create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
+    let id = try_create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
     s3.stop();
     for sql in [
         "SELECT * FROM backup.verify($1, storage => 'offsite')",
@@ -1787,12 +1630,12 @@ fn a_named_pipe_in_a_file_target_never_hangs_verify() {
     if !enabled() {
         return;
     }
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     let nas = file_target(&mut c, "nas");
     c.batch_execute("CREATE TABLE t AS SELECT g AS a FROM generate_series(1, 1000) g")
         .unwrap();
-    let id = create(&mut c, "storage => 'nas', keep_local => false").unwrap();
+    let id = try_create(&mut c, "storage => 'nas', keep_local => false").unwrap();
     let data = files_under(&nas.path().join(&id).join("data"))
         .into_iter()
         .next()
@@ -1855,7 +1698,7 @@ fn a_symlink_in_a_file_target_is_never_followed() {
     if !enabled() {
         return;
     }
-    let pg = Server::start();
+    let pg = Server::start_in_env_locale("");
     let mut c = pg.connect("app");
     let nas = file_target(&mut c, "nas");
     // A file only the server's OS user can read, standing for backup.identity_file.
@@ -1863,7 +1706,7 @@ fn a_symlink_in_a_file_target_is_never_followed() {
     std::fs::write(&secret, "AGE-SECRET-KEY-1SECRETSECRETSECRET\n").unwrap();
     c.batch_execute("CREATE TABLE t (line text); INSERT INTO t VALUES ('genuine')")
         .unwrap();
-    let id = create(
+    let id = try_create(
         &mut c,
         "storage => 'nas', keep_local => false, compression => 'none'",
     )
@@ -1880,10 +1723,7 @@ fn a_symlink_in_a_file_target_is_never_followed() {
         .into_owned();
     std::fs::remove_file(&data).unwrap();
     std::os::unix::fs::symlink(&secret, &data).unwrap();
-    c.batch_execute(
-        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; GRANT CREATE ON SCHEMA public TO op",
-    )
-    .unwrap();
+    add_operator_in_public(&mut c, "op");
     let mut op = pg.connect_as("app", "op");
     let rows = op
         .query(

@@ -8,10 +8,12 @@
 //! ignored, and without PG_BACKUP_UPGRADE they fail rather than pass unrun.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+mod support;
+use support::*;
 
 /// target/upgrade from scripts/upgrade-prep.sh: `old` (0.1.0), `old-0.2.0` and `new` (this build).
 fn installs() -> PathBuf {
@@ -25,151 +27,14 @@ fn bindir(install: &str) -> PathBuf {
     installs().join(install).join("usr/lib/postgresql/15/bin")
 }
 
-struct Server {
-    dir: tempfile::TempDir,
-    port: u16,
-    bin: PathBuf,
-}
-
-impl Server {
-    /// initdb and start with the binaries (and so the pg_backup build) of `install`.
-    fn init(install: &str, port_offset: u16) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("pg_backup_upgrade")
-            .tempdir()
-            .unwrap();
-        let port = 41000 + (std::process::id() % 1000) as u16 * 4 + port_offset;
-        let s = Server {
-            dir,
-            port,
-            bin: bindir(install),
-        };
-        run(Command::new(s.bin.join("initdb"))
-            .args(["-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(s.data()));
-        let conf = format!(
-            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
-             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n\
-             backup.database = 'app'\n",
-            s.dir.path().display()
-        );
-        std::fs::write(s.data().join("postgresql.auto.conf"), conf).unwrap();
-        s.start();
-        s
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn start(&self) {
-        run(Command::new(self.bin.join("pg_ctl"))
-            .args(["-w", "-l"])
-            .arg(self.dir.path().join("log"))
-            .arg("-D")
-            .arg(self.data())
-            .arg("start"));
-    }
-
-    fn stop(&self) {
-        run(Command::new(self.bin.join("pg_ctl"))
-            .args(["-w", "-m", "fast", "-D"])
-            .arg(self.data())
-            .arg("stop"));
-    }
-
-    /// Stop, switch to the binaries of `install` (the new package installed over the old),
-    /// start again on the same data directory.
-    fn switch_to(&mut self, install: &str) {
-        self.stop();
-        self.bin = bindir(install);
-        self.start();
-    }
-
-    fn connect(&self, db: &str) -> Client {
-        let me = std::env::var("USER").unwrap_or_else(|_| "pgtest".into());
-        Client::connect(
-            &format!(
-                "host={} port={} dbname={db} user={me}",
-                self.dir.path().display(),
-                self.port
-            ),
-            NoTls,
-        )
-        .unwrap()
-    }
-
-    fn backup_dir(&self) -> PathBuf {
-        self.data().join("pg_backup")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    fn pg_dump(&self, db: &str, args: &[&str]) -> String {
-        let out = Command::new(self.bin.join("pg_dump"))
-            .args(args)
-            .arg("-h")
-            .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-d", db])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(self.data())
-            .arg("stop")
-            .output();
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sqlstate(e: &postgres::Error) -> String {
-    e.code()
-        .map(|c| c.code().to_string())
-        .unwrap_or_else(|| format!("no sqlstate: {e}"))
-}
-
-fn hint(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .and_then(|d| d.hint())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
-fn wait_for(c: &mut Client, sql: &str, secs: u64) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if one::<bool>(c, sql) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
+/// A new cluster with the programs (and so the pg_backup build) of `install`; no database yet.
+fn server(install: &str) -> Server {
+    Server::builder()
+        .inherit_locale()
+        .bindir(bindir(install))
+        .conf("backup.database = 'app'")
+        .without_app()
+        .start()
 }
 
 /// Rows of the user's tables as text, per table (row security off, ordered).
@@ -204,14 +69,13 @@ fn fingerprint(c: &mut Client) -> Vec<(String, String)> {
 /// every member of an extension (tables, views, functions, grants, triggers, comments)
 /// instead of just CREATE EXTENSION. OIDs and the dump's boilerplate are dropped.
 fn extension_objects(s: &Server, db: &str) -> Vec<String> {
-    let dump = s.pg_dump(
+    let dump = run(s.client("pg_dump").args([
+        "--schema-only",
+        "--binary-upgrade",
+        "--exclude-schema=public",
+        "-d",
         db,
-        &[
-            "--schema-only",
-            "--binary-upgrade",
-            "--exclude-schema=public",
-        ],
-    );
+    ]));
     let mut lines: Vec<String> = dump
         .lines()
         .filter(|l| {
@@ -267,19 +131,19 @@ fn diff(a: &[String], b: &[String]) -> String {
 #[test]
 #[ignore = "needs scripts/upgrade-prep.sh; make test runs it with --ignored"]
 fn a_0_1_0_database_updates_to_this_release_and_loses_nothing() {
-    updates_to_this_release_and_loses_nothing("old", "0.1.0", 0);
+    updates_to_this_release_and_loses_nothing("old", "0.1.0");
 }
 
 #[test]
 #[ignore = "needs scripts/upgrade-prep.sh; make test runs it with --ignored"]
 fn a_0_2_0_database_updates_to_this_release_and_loses_nothing() {
-    updates_to_this_release_and_loses_nothing("old-0.2.0", "0.2.0", 2);
+    updates_to_this_release_and_loses_nothing("old-0.2.0", "0.2.0");
 }
 
 /// Life on the released `version` (installed as `install` by scripts/upgrade-prep.sh), then the
 /// new package installed over it and `ALTER EXTENSION pg_backup UPDATE`.
-fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_offset: u16) {
-    let mut s = Server::init(install, port_offset);
+fn updates_to_this_release_and_loses_nothing(install: &str, version: &str) {
+    let mut s = server(install);
     let mut pg = s.connect("postgres");
     pg.batch_execute("CREATE DATABASE app").unwrap();
     let mut c = s.connect("app");
@@ -300,14 +164,8 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
     let before = fingerprint(&mut c);
 
     // Life on the old release: backups in two formats, a failed one, a restore, a dry run, schedules.
-    let native: String = one(
-        &mut c,
-        "SELECT backup_id FROM backup.create(label => 'old-native')",
-    );
-    let sql: String = one(
-        &mut c,
-        "SELECT backup_id FROM backup.create(label => 'old-sql', format => 'sql')",
-    );
+    let native = create(&mut c, "label => 'old-native'");
+    let sql = create(&mut c, "label => 'old-sql', format => 'sql'");
     c.batch_execute("ALTER SYSTEM SET backup.directory = '/proc/pg_backup_cannot_be_here'")
         .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
@@ -342,7 +200,7 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
     )
     .unwrap();
     assert!(
-        wait_for(
+        wait_until(
             &mut c,
             "SELECT count(*) > 0 FROM backup.backups WHERE schedule = 'every-2s' AND status = 'completed'",
             30
@@ -354,7 +212,7 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     c.batch_execute("SELECT 1").unwrap();
-    assert!(wait_for(
+    assert!(wait_until(
         &mut c,
         "SELECT count(*) = 0 FROM backup.backups WHERE status = 'running'",
         30
@@ -379,7 +237,7 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
     drop(pg);
 
     // The new package is installed over the old one; the server restarts with the new library.
-    s.switch_to("new");
+    s.switch_to(bindir("new"));
     let mut c = s.connect("app");
     // Until the update: every function says what to run, none misbehaves.
     for call in [
@@ -396,7 +254,9 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
         let e = c.query(call, &[]).unwrap_err();
         assert_eq!(sqlstate(&e), "55000", "{call}: {e:?}");
         assert!(
-            hint(&e).contains("ALTER EXTENSION pg_backup UPDATE"),
+            hint(&e)
+                .unwrap_or_default()
+                .contains("ALTER EXTENSION pg_backup UPDATE"),
             "{call}: {e:?}"
         );
     }
@@ -413,7 +273,7 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
     c.batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'every-2s'")
         .unwrap();
     assert!(
-        s.log().contains("ALTER EXTENSION pg_backup UPDATE"),
+        s.log_text().contains("ALTER EXTENSION pg_backup UPDATE"),
         "the scheduler logs why it waits"
     );
 
@@ -436,24 +296,32 @@ fn updates_to_this_release_and_loses_nothing(install: &str, version: &str, port_
         "SELECT count(*) FROM backup.backups WHERE schedule = 'every-2s'",
     );
     assert!(
-        wait_for(
+        wait_until(
             &mut c,
             &format!("SELECT count(*) > {runs_before} FROM backup.backups WHERE schedule = 'every-2s' AND status = 'completed'"),
             30
         ),
         "the schedule runs again after the update\n{}",
-        s.log()
+        s.log_text()
     );
     c.batch_execute("UPDATE backup.schedules SET enabled = false")
         .unwrap();
 
     // Old backups verify and restore. They carry no signature (0.1.0 wrote none): refused
     // until a superuser accepts unsigned archives of earlier releases explicitly.
-    let e = c
-        .query("SELECT * FROM backup.verify($1)", &[&native])
-        .unwrap_err();
-    assert_eq!(sqlstate(&e), "28P01", "{e}");
-    assert!(hint(&e).contains("backup.allow_unsigned"), "{}", hint(&e));
+    let e = expect_err_with(
+        &mut c,
+        "SELECT * FROM backup.verify($1)",
+        &[&native],
+        "28P01",
+    );
+    assert!(
+        hint(&e)
+            .unwrap_or_default()
+            .contains("backup.allow_unsigned"),
+        "{}",
+        hint(&e).unwrap_or_default()
+    );
     c.batch_execute("SET backup.allow_unsigned = on").unwrap();
     for id in [&native, &sql] {
         let bad: i64 = c
@@ -538,7 +406,7 @@ fn copy_archive(from: &Path, to: &Path) {
 #[ignore = "needs scripts/upgrade-prep.sh; make test runs it with --ignored"]
 fn archives_written_by_0_1_0_verify_and_restore() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/archive-0.1.0");
-    let s = Server::init("new", 1);
+    let s = server("new");
     let mut pg = s.connect("postgres");
     // The archives come from a database of this name; rescan registers only its own.
     pg.batch_execute("CREATE DATABASE fixture010").unwrap();

@@ -89,6 +89,26 @@ impl Compression {
     }
 }
 
+/// In a manifest (and create()'s options as recorded): the text `name()` writes, read back
+/// with `from_name` (an unknown compression is an error naming it).
+impl serde::Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Compression::from_name(&text).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unknown compression \"{}\" (pg_backup writes zstd:N, gzip:N or none)",
+                text.escape_debug()
+            ))
+        })
+    }
+}
+
 /// Encoders for many files one after the other (a backup's drain queue): zstd's context,
 /// megabytes of window and match tables, is allocated once and only reset for each file, so
 /// a backup of thousands of small tables does not allocate and clear it thousands of times.

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::compression::Compression;
+pub use super::toc::DdlItem;
 use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
 
@@ -26,10 +28,9 @@ pub struct Manifest {
     pub server_version: String,
     pub database: String,
     pub encoding: String,
-    /// `native` for now; `sql`, `json`, `csv` later.
-    pub format: String,
-    /// `gzip:N` or `none`.
-    pub compression: String,
+    pub format: Format,
+    /// `zstd:N`, `gzip:N` or `none`.
+    pub compression: Compression,
     /// The create() options as given, for the record and for `rescan()`.
     pub options: serde_json::Value,
     /// Every object of the backup, in restore order (format 2; a format-1 manifest's DDL
@@ -58,35 +59,19 @@ pub struct ScriptTable {
     pub table: String,
     pub columns: Vec<String>,
     pub rows: u64,
-    /// None for a table's rows; `large_objects` for the pages of the large objects.
+    /// None for a table's rows; `large_objects` for the pages of the large objects,
+    /// `extension_data` for an extension's configuration table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DdlItem {
-    /// `schema`, `type`, `table`, `index`, `constraint`, `sequence_set`, ...
-    pub kind: String,
-    pub schema: Option<String>,
-    pub name: String,
-    /// For objects that belong to a table (indexes, constraints, triggers): that table.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    pub sql: String,
-    /// For foreign keys: the table they reference; for tables: their parent (partitioned or
-    /// inherited); as quoted `schema.name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub references: Option<String>,
+    pub kind: Option<FileKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataFile {
     /// Relative to the backup folder, e.g. `data/00001.copy.gz`.
     pub path: String,
-    /// None for a table's rows; `large_objects` for the pages of every large object
-    /// (columns loid, pageno, data, as in pg_largeobject).
+    /// None for a table's rows; else what else the file holds (see [`FileKind`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<FileKind>,
     pub schema: String,
     pub table: String,
     /// Columns in COPY order (generated columns are not copied).
@@ -107,14 +92,23 @@ impl Manifest {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
-        let mut m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| BackupError::corrupt(format!("manifest.json does not parse: {e}")))?;
+        let mut m: Manifest = match serde_json::from_slice(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                // A later archive format may use words this release does not know (a new
+                // format or compression): that is "upgrade", not "damaged".
+                if let Ok(h) = serde_json::from_slice::<Head>(bytes) {
+                    if h.format_version > FORMAT_VERSION {
+                        return Err(newer_format(&h.backup_id, h.format_version));
+                    }
+                }
+                return Err(BackupError::corrupt(format!(
+                    "manifest.json does not parse: {e}"
+                )));
+            }
+        };
         if m.format_version > FORMAT_VERSION {
-            return Err(BackupError::invalid(format!(
-                "backup {} has archive format {}, this pg_backup reads up to {}",
-                m.backup_id, m.format_version, FORMAT_VERSION
-            ))
-            .with_hint("Upgrade pg_backup (ALTER EXTENSION pg_backup UPDATE) to read it."));
+            return Err(newer_format(&m.backup_id, m.format_version));
         }
         // Paths become file names under the backup folder: only the shapes pg_backup writes.
         if let Some(f) = m.files.iter().find(|f| !is_archive_path(&f.path)) {
@@ -182,24 +176,85 @@ impl Manifest {
     }
 }
 
-pub const LARGE_OBJECTS: &str = "large_objects";
-/// The kind of a file (or script block) holding the rows of an extension's configuration
-/// table (`schema`/`table` name it): loaded after CREATE EXTENSION, see restore::data.
-pub const EXTENSION_DATA: &str = "extension_data";
-/// The kind of the single data file of a sql-format backup.
-pub const SQL_SCRIPT: &str = "sql_script";
+/// The head of a manifest, read when the whole does not parse (see `from_json`).
+#[derive(Deserialize)]
+struct Head {
+    format_version: u32,
+    #[serde(default)]
+    backup_id: String,
+}
+
+fn newer_format(backup_id: &str, format_version: u32) -> BackupError {
+    BackupError::invalid(format!(
+        "backup {backup_id} has archive format {format_version}, this pg_backup reads up to {FORMAT_VERSION}"
+    ))
+    .with_hint("Upgrade pg_backup (ALTER EXTENSION pg_backup UPDATE) to read it.")
+}
+
+/// How a backup's rows are written (create()'s `format`): a file per table in COPY's text
+/// format (`native`), CSV with a header (`csv`) or JSON lines (`json`); or one SQL script
+/// (`sql`). Written in the manifest as those words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Native,
+    Sql,
+    Json,
+    Csv,
+}
+
+impl Format {
+    /// create()'s `format` argument (any case, surrounding blanks ignored).
+    pub fn parse(text: &str) -> Result<Format> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "native" => Ok(Format::Native),
+            "sql" => Ok(Format::Sql),
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            _ => Err(
+                BackupError::invalid(format!("invalid format \"{}\"", t.escape_debug()))
+                    .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."),
+            ),
+        }
+    }
+
+    /// As the manifest and the catalog record it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Sql => "sql",
+            Format::Json => "json",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// What a data file (or a block of a sql-format script) holds besides a table's rows (a
+/// file with no kind holds the rows of the table `schema`/`table` name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// The pages of every large object (columns loid, pageno, data, as in pg_largeobject).
+    LargeObjects,
+    /// The rows of an extension's configuration table (`schema`/`table` name it): loaded
+    /// after CREATE EXTENSION, see restore::data.
+    ExtensionData,
+    /// The single data file of a sql-format backup.
+    SqlScript,
+}
 
 impl DataFile {
     pub fn is_large_objects(&self) -> bool {
-        self.kind.as_deref() == Some(LARGE_OBJECTS)
+        self.kind == Some(FileKind::LargeObjects)
     }
 
     pub fn is_extension_data(&self) -> bool {
-        self.kind.as_deref() == Some(EXTENSION_DATA)
+        self.kind == Some(FileKind::ExtensionData)
     }
 
     pub fn is_script(&self) -> bool {
-        self.kind.as_deref() == Some(SQL_SCRIPT)
+        self.kind == Some(FileKind::SqlScript)
     }
 }
 
@@ -266,8 +321,8 @@ pub(crate) fn sample() -> Manifest {
         server_version: "15.18".into(),
         database: "app".into(),
         encoding: "UTF8".into(),
-        format: "native".into(),
-        compression: "gzip:1".into(),
+        format: Format::Native,
+        compression: Compression::Gzip(1),
         options: serde_json::json!({"schemas": ["public"]}),
         toc: vec![TocEntry {
             id: 1,
@@ -407,6 +462,138 @@ mod tests {
         m.format_version = FORMAT_VERSION + 1;
         let err = Manifest::from_json(&m.to_json()).unwrap_err();
         assert!(err.hint().unwrap().contains("ALTER EXTENSION"));
+    }
+
+    /// The JSON of the vocabulary is what 0.1.0 and 0.2.0 wrote: the same words, read back
+    /// into the same words.
+    #[test]
+    fn format_compression_and_file_kinds_keep_their_json() {
+        let mut m = sample();
+        for (format, word) in [
+            (Format::Native, "native"),
+            (Format::Sql, "sql"),
+            (Format::Json, "json"),
+            (Format::Csv, "csv"),
+        ] {
+            m.format = format;
+            let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+            assert_eq!(v["format"], word);
+            assert_eq!(
+                Format::parse(&format!(" {} ", word.to_uppercase())).unwrap(),
+                format
+            );
+        }
+        for (compression, word) in [
+            (Compression::None, "none"),
+            (Compression::Gzip(6), "gzip:6"),
+            (Compression::Zstd(3), "zstd:3"),
+        ] {
+            m.compression = compression;
+            let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+            assert_eq!(v["compression"], word);
+        }
+        let file = m.files[0].clone();
+        m.files = [
+            (None, None),
+            (Some(FileKind::LargeObjects), Some("large_objects")),
+            (Some(FileKind::ExtensionData), Some("extension_data")),
+            (Some(FileKind::SqlScript), Some("sql_script")),
+        ]
+        .into_iter()
+        .map(|(kind, _)| DataFile {
+            kind,
+            ..file.clone()
+        })
+        .collect();
+        m.script_tables = vec![ScriptTable {
+            header: "COPY public.t (a) FROM stdin;".into(),
+            schema: "public".into(),
+            table: "t".into(),
+            columns: vec!["a".into()],
+            rows: 1,
+            kind: Some(FileKind::ExtensionData),
+        }];
+        let json = m.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let kinds: Vec<&serde_json::Value> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["kind"])
+            .collect();
+        assert!(
+            v["files"][0].get("kind").is_none(),
+            "no kind: no key, as before"
+        );
+        assert_eq!(
+            kinds[1..],
+            ["large_objects", "extension_data", "sql_script"]
+        );
+        assert_eq!(v["script_tables"][0]["kind"], "extension_data");
+        let back = Manifest::from_json(&json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.to_json(), json, "written back byte for byte");
+    }
+
+    /// The archives of 0.1.0 (format 1) in tests/fixtures read, and their words come back
+    /// as they were written.
+    #[test]
+    fn format_1_fixtures_read_with_their_words() {
+        for raw in [
+            &include_bytes!(
+                "../../tests/fixtures/archive-0.1.0/20261123T190408.929151Z-fixture-native/manifest.json"
+            )[..],
+            &include_bytes!(
+                "../../tests/fixtures/archive-0.1.0/20261123T190408.985518Z-fixture-sql/manifest.json"
+            )[..],
+        ] {
+            let m = Manifest::from_json(raw).unwrap();
+            let original: serde_json::Value = serde_json::from_slice(raw).unwrap();
+            let written: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+            for key in ["format", "compression", "files", "options"] {
+                assert_eq!(written[key], original[key], "{key}");
+            }
+            assert_eq!(m.compression, Compression::Gzip(6));
+            assert!(matches!(m.format, Format::Native | Format::Sql));
+            assert!(!m.toc.is_empty());
+        }
+    }
+
+    /// A word this release does not know is a clear error naming it (XX001, a damaged
+    /// archive), or "upgrade" (22023) when the archive is of a later format.
+    #[test]
+    fn unknown_words_are_refused_by_name() {
+        let json = String::from_utf8(sample().to_json()).unwrap();
+        for (from, to, named) in [
+            (
+                "\"format\": \"native\"",
+                "\"format\": \"parquet\"",
+                "parquet",
+            ),
+            (
+                "\"compression\": \"gzip:1\"",
+                "\"compression\": \"lz4\"",
+                "lz4",
+            ),
+            (
+                "\"path\": \"data/00001.copy.gz\",",
+                "\"path\": \"data/00001.copy.gz\", \"kind\": \"pages\",",
+                "pages",
+            ),
+        ] {
+            assert!(json.contains(from), "{from}");
+            let bad = json.replace(from, to);
+            let err = Manifest::from_json(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.sqlstate(), "XX001", "{to}");
+            assert!(err.to_string().contains(named), "{err}");
+            let newer = bad.replace(
+                &format!("\"format_version\": {FORMAT_VERSION}"),
+                &format!("\"format_version\": {}", FORMAT_VERSION + 1),
+            );
+            let err = Manifest::from_json(newer.as_bytes()).unwrap_err();
+            assert_eq!(err.sqlstate(), "22023", "{to}");
+            assert!(err.hint().unwrap().contains("ALTER EXTENSION"));
+        }
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::DdlItem;
-
 /// pg_dump's three sections: what COPY needs, the rows, what comes after the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -463,6 +461,23 @@ pub fn dependency_closure(toc: &[TocEntry], roots: &HashSet<u32>) -> HashSet<u32
         }
     }
     out
+}
+
+/// One item of a format-1 manifest's DDL lists (`pre_data`, `post_data`), read by [`from_v1`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdlItem {
+    /// `schema`, `type`, `table`, `index`, `constraint`, `sequence_set`, ...
+    pub kind: String,
+    pub schema: Option<String>,
+    pub name: String,
+    /// For objects that belong to a table (indexes, constraints, triggers): that table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub sql: String,
+    /// For foreign keys: the table they reference; for tables: their parent (partitioned or
+    /// inherited); as quoted `schema.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
 }
 
 /// Turn the two DDL lists of a format-1 manifest into a TOC in the same order. Format 1 kept

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::compression::Compression;
 use super::hashing::HashingReader;
-use super::manifest::{self, DataFile, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
+use super::manifest::{self, DataFile, Format, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use super::rows::{CopyTextCounter, CsvCounter, JsonLinesCounter, RowCounter, ScriptCounter};
 use super::signature::SIGNATURE_FILE;
 use crate::storage::archive_files::{ArchiveSource, Sealed};
@@ -114,7 +114,7 @@ pub fn verify_source_in(
     if let Some(s) = &sealed {
         known.insert(s.ddl_file.clone());
     }
-    let compression = Compression::from_name(&manifest.compression).unwrap_or(Compression::None);
+    let compression = manifest.compression;
     // Deep checks of an encrypted archive need the key; without it the checksums are still
     // checked and each row says that the contents were not.
     let decrypt = sealed.is_some();
@@ -313,9 +313,9 @@ fn counter_for(
     if f.is_large_objects() {
         return Box::new(CopyTextCounter::new(f.columns.len()));
     }
-    match manifest.format.as_str() {
-        "csv" => Box::new(CsvCounter::new(f.columns.len())),
-        "json" => Box::new(JsonLinesCounter::in_encoding(&manifest.encoding)),
+    match manifest.format {
+        Format::Csv => Box::new(CsvCounter::new(f.columns.len())),
+        Format::Json => Box::new(JsonLinesCounter::in_encoding(&manifest.encoding)),
         _ => Box::new(CopyTextCounter::new(f.columns.len())),
     }
 }
@@ -446,7 +446,7 @@ mod tests {
         fs::write(&abs, &bytes).unwrap();
         let mut m = manifest::sample();
         m.backup_id = "b1".into();
-        m.compression = "gzip:1".into();
+        m.compression = crate::archive::compression::Compression::Gzip(1);
         m.files = vec![DataFile {
             path: rel,
             kind: None,

@@ -348,6 +348,7 @@ fn count_files(dir: &Path) -> Result<usize> {
 fn kernel_release() -> String {
     // SAFETY: uname fills a zeroed struct.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname for uname to fill.
     if unsafe { libc::uname(&mut u) } != 0 {
         return String::new();
     }

@@ -13,8 +13,7 @@ use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
 use crate::archive::manifest::{
-    DataFile, Manifest, ScriptTable, EXTENSION_DATA, FORMAT_VERSION, LARGE_OBJECTS, MANIFEST_FILE,
-    SQL_SCRIPT,
+    DataFile, FileKind, Format, Manifest, ScriptTable, FORMAT_VERSION, MANIFEST_FILE,
 };
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
@@ -23,10 +22,13 @@ use crate::catalog::history::{self, BackupRow};
 use crate::catalog::runs;
 use crate::copy::copy_to::{CopySource, PipeWriter};
 use crate::copy::CopyFormat;
+use crate::crypto::Recipients;
 use crate::ddl;
 use crate::ddl::collect::ConfigTable;
 use crate::error::{BackupError, Result};
 use crate::security::Caller;
+use crate::storage::targets::{self, Target};
+use crate::storage::upload::Output;
 use crate::{guc, subtransaction};
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,8 @@ unsafe extern "C-unwind" fn on_backend_exit(_code: i32, _arg: pg_sys::Datum) {
 }
 
 fn set_in_flight(v: Option<InFlight>) {
+    // SAFETY: registers a callback with a 'static function pointer, on the backend's thread;
+    // once per process (call_once), as PostgreSQL's list of exit callbacks is bounded.
     EXIT_CALLBACK.call_once(|| unsafe {
         pg_sys::before_shmem_exit(Some(on_backend_exit), pg_sys::Datum::from(0))
     });
@@ -107,7 +111,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         label: opts.label.clone(),
         status: "running",
         kind: opts.kind(),
-        format: opts.format.clone(),
+        format: opts.format.name().into(),
         compression: opts.compression.name(),
         options: opts.to_json(),
         started_at: history::now_rfc3339(),
@@ -120,6 +124,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         schedule: schedule.map(str::to_string),
         created_by: Some(caller.role.clone()),
         error: None,
+        // SAFETY: a backend-local global set at process start.
         pid: Some(unsafe { pg_sys::MyProcPid }),
         storage: None,
         storage_url: None,
@@ -127,7 +132,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
     history::record(&row);
     // Storage and encryption (none for a plain local backup). Resolved after the running
     // row exists, so an unknown target or a bad key also leaves a failed row.
-    let output = match crate::storage::locate::prepare_output(&id, opts) {
+    let output = match prepare_output(&id, opts) {
         Ok(o) => o,
         Err(e) => {
             row.status = "failed";
@@ -161,6 +166,41 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         claim,
         output,
     })
+}
+
+/// create(): the storage and encryption of a new backup, if any. Returns None for a plain
+/// local backup.
+fn prepare_output(id: &str, opts: &CreateOptions) -> Result<Option<Arc<Output>>> {
+    let storage = opts.storage.clone().or_else(guc::default_storage);
+    let target: Option<Target> = match &storage {
+        Some(name) => Some(targets::open(name)?),
+        None => None,
+    };
+    if !opts.keep_local && target.is_none() {
+        return Err(
+            BackupError::invalid("keep_local => false needs a storage target")
+                .with_hint("Name one with storage => 'name' or set backup.default_storage."),
+        );
+    }
+    let mut recipients: Vec<String> = opts.encrypt_to.clone();
+    if let Some(t) = &target {
+        for r in &t.encrypt_to {
+            if !recipients.contains(r) {
+                recipients.push(r.clone());
+            }
+        }
+    }
+    let recipients = Recipients::parse(&recipients)?;
+    if target.is_none() && recipients.is_none() {
+        return Ok(None);
+    }
+    let remote = target.map(|t| (t.name, t.store));
+    Ok(Some(Arc::new(Output::new(
+        id,
+        remote,
+        opts.keep_local,
+        recipients,
+    ))))
 }
 
 /// Take the backup begun by `begin` and record how it ended. A PostgreSQL error comes back
@@ -260,12 +300,17 @@ fn take(
     let caller_jit = crate::session::current_setting("jit");
     crate::security::set_for_call(c"jit", c"off");
     let mut sel: Selection = select::select(opts, &caller.schemas)?;
+    // SAFETY: a syscache lookup of the caller's role, inside the transaction of the call.
     sel.superuser = unsafe { pg_sys::superuser_arg(caller.oid) };
     // ACCESS SHARE on everything first (as pg_dump does), then the snapshot: no concurrent
     // DDL can change a table under us, and every COPY sees the same committed state.
     for r in &sel.relations {
+        // SAFETY: inside the call's transaction, which releases the lock at its end; a
+        // relation dropped since it was selected is simply locked by oid (as pg_dump does).
         unsafe { pg_sys::LockRelationOid(r.oid, pg_sys::AccessShareLock as i32) };
     }
+    // SAFETY: inside the call's transaction; the snapshot is popped below, or by the
+    // transaction's abort if an ERROR unwinds through write_archive.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
     let in_session = InSession {
         had_xid: caller.had_xid,
@@ -279,6 +324,8 @@ fn take(
         }
         other => other,
     };
+    // SAFETY: the snapshot pushed above is the active one again: write_archive pops what it
+    // pushes before returning.
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
@@ -308,6 +355,7 @@ fn disk_full_hint(base: &Path, id: &str, sel: &Selection) -> String {
 
 fn free_space(dir: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs is a plain C struct of integers, for which all-zero bytes are valid.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid path and a zeroed struct to fill.
     (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
@@ -364,7 +412,7 @@ fn write_archive(
         config: &config,
         large_objects,
     };
-    let (files, script_tables) = if opts.format == "sql" {
+    let (files, script_tables) = if opts.format == Format::Sql {
         write_script(opts, id, &writer, &toc, &data, &mut progress)?
     } else {
         (
@@ -382,8 +430,8 @@ fn write_archive(
         server_version,
         database,
         encoding,
-        format: opts.format.clone(),
-        compression: opts.compression.name(),
+        format: opts.format,
+        compression: opts.compression,
         options: opts.to_json(),
         toc,
         pre_data: Vec::new(),
@@ -477,7 +525,7 @@ fn write_table_files(
         .zip(task::columns_of(tables)?)
         .enumerate()
         .map(|(i, (t, columns))| {
-            task::for_table(i + 1, t, columns, &opts.format, writer, opts.compression)
+            task::for_table(i + 1, t, columns, opts.format, writer, opts.compression)
         })
         .collect::<Result<Vec<CopyTask>>>()?;
     // Extension configuration rows, in this order (their foreign keys'); restore() loads them
@@ -487,7 +535,7 @@ fn write_table_files(
         tasks.push(task::for_config_table(
             index,
             c,
-            &opts.format,
+            opts.format,
             writer,
             opts.compression,
         )?);
@@ -668,7 +716,7 @@ fn write_script(
             table: c.name.clone(),
             columns,
             rows,
-            kind: Some(EXTENSION_DATA.into()),
+            kind: Some(FileKind::ExtensionData),
         });
     }
     for (i, t) in tables.iter().enumerate() {
@@ -719,7 +767,7 @@ fn write_script(
             table: "pg_largeobject".into(),
             columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
             rows,
-            kind: Some(LARGE_OBJECTS.into()),
+            kind: Some(FileKind::LargeObjects),
         });
     }
     w.write_text("\n")?;
@@ -735,7 +783,7 @@ fn write_script(
     let stats = w.finish()?;
     let file = DataFile {
         path: rel_path,
-        kind: Some(SQL_SCRIPT.into()),
+        kind: Some(FileKind::SqlScript),
         schema: String::new(),
         table: String::new(),
         columns: Vec::new(),
@@ -774,6 +822,8 @@ fn server_facts() -> Result<(String, String, String)> {
     // database's encoding.
     let db = crate::text::current_database();
     let ver = crate::query::one::<String>("SELECT current_setting('server_version')", &[])?;
+    // SAFETY: GetDatabaseEncodingName returns a pointer to a static, NUL-terminated name of
+    // PostgreSQL's encoding table.
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();
@@ -781,9 +831,3 @@ fn server_facts() -> Result<(String, String, String)> {
 }
 
 pub use crate::catalog::sweep::dir_size;
-
-/// The error for a backup id that the catalog does not know.
-pub fn unknown_backup(id: &str) -> BackupError {
-    BackupError::unknown(format!("backup \"{id}\" does not exist"))
-        .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; or run backup.rescan().")
-}

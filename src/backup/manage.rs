@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pgrx::prelude::*;
 
-use super::create::{dir_size, unknown_backup};
+use super::create::dir_size;
 use crate::archive::id;
 use crate::archive::manifest::{self, Manifest};
 use crate::archive::retention::{self, Candidate, Verified};
@@ -42,7 +42,7 @@ pub fn verify(
         Some(id) => {
             id::validate(id)?;
             if catalog_status(id)?.is_none() && !backup_dir(id)?.exists() && storage.is_none() {
-                return Err(unknown_backup(id));
+                return Err(BackupError::unknown_backup(id));
             }
             vec![id.to_string()]
         }
@@ -61,6 +61,7 @@ pub fn verify(
     };
     let mut out = Vec::new();
     let mut verdicts = Vec::new();
+    // SAFETY: reads the backend-local current user id.
     let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     for one in ids {
         // Its files stay while we read them: a delete() meanwhile fails with 55006.
@@ -149,7 +150,7 @@ pub fn delete(id: &str) -> Result<bool> {
     // Only backups this database knows: the directory is shared by every database of the
     // cluster, and another database's archives are not ours to remove.
     if status.is_none() {
-        return Err(unknown_backup(id));
+        return Err(BackupError::unknown_backup(id));
     }
     // Not while a restore or verify reads it (55006, before anything changes).
     crate::backup_lock::delete(id)?;
@@ -299,8 +300,8 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
                 id.clone().into(),
                 m.label.clone().into(),
                 kind_of(&m).into(),
-                m.format.clone().into(),
-                m.compression.clone().into(),
+                m.format.name().into(),
+                m.compression.name().into(),
                 crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),
@@ -324,6 +325,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
 /// catalog row that prune or a restore would take for a backup. The others get a WARNING
 /// saying why, with the error's HINT.
 fn registrable(src: &ArchiveSource, raw: &[u8]) -> bool {
+    // SAFETY: reads the backend-local current user id.
     let caller = crate::security::caller_oid().unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     match signing::authenticate(src, raw, caller, false) {
         Ok(_) => true,
@@ -429,8 +431,8 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
                 name.clone().into(),
                 m.label.clone().into(),
                 kind.into(),
-                m.format.clone().into(),
-                m.compression.clone().into(),
+                m.format.name().into(),
+                m.compression.name().into(),
                 crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
                 (m.files.len() as i32).into(),

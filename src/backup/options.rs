@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::archive::compression::Compression;
 use crate::archive::id;
+use crate::archive::manifest::Format;
 use crate::error::{BackupError, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -15,8 +16,7 @@ pub struct CreateOptions {
     pub exclude_data: Vec<String>,
     pub schema_only: bool,
     pub data_only: bool,
-    pub format: String,
-    #[serde(serialize_with = "ser_compression")]
+    pub format: Format,
     pub compression: Compression,
     pub verbose: bool,
     /// A storage target to copy the archive to (else backup.default_storage).
@@ -33,13 +33,6 @@ pub struct CreateOptions {
 
 /// More workers than this is a typo, not a plan (max_worker_processes bounds it anyway).
 pub const MAX_JOBS: i32 = 128;
-
-fn ser_compression<S: serde::Serializer>(
-    c: &Compression,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&c.name())
-}
 
 /// Raw SQL arguments, before checking (also what a schedule stores as its options).
 #[derive(Debug, Default, Clone, serde::Deserialize, Serialize)]
@@ -73,6 +66,16 @@ pub struct Defaults {
     pub gzip_level: u32,
 }
 
+impl Defaults {
+    /// The settings as they are now, in this session.
+    pub fn from_settings() -> Defaults {
+        Defaults {
+            compression: crate::guc::compression(),
+            gzip_level: crate::guc::compression_level(),
+        }
+    }
+}
+
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
@@ -95,19 +98,7 @@ impl CreateOptions {
                     .with_hint("Leave both false for a full backup."),
             );
         }
-        let format = args
-            .format
-            .as_deref()
-            .unwrap_or("native")
-            .trim()
-            .to_ascii_lowercase();
-        if !matches!(format.as_str(), "native" | "sql" | "json" | "csv") {
-            return Err(BackupError::invalid(format!(
-                "invalid format \"{}\"",
-                format.escape_debug()
-            ))
-            .with_hint("Use 'native' (the default), 'sql', 'json' or 'csv'."));
-        }
+        let format = Format::parse(args.format.as_deref().unwrap_or("native"))?;
         let compression = Compression::parse(
             args.compression.as_deref().unwrap_or(&defaults.compression),
             defaults.gzip_level,
@@ -117,7 +108,7 @@ impl CreateOptions {
             return Err(BackupError::invalid(format!("invalid jobs {jobs}"))
                 .with_hint(format!("Use 1 (the default: this session copies the tables) up to {MAX_JOBS} parallel workers.")));
         }
-        if jobs > 1 && format == "sql" {
+        if jobs > 1 && format == Format::Sql {
             return Err(BackupError::invalid(
                 "jobs > 1 needs a format with a file per table",
             )
@@ -192,6 +183,17 @@ mod tests {
         assert_eq!(o.compression, Compression::Zstd(3));
         assert_eq!(o.kind(), "full");
         assert_eq!(o.to_json()["compression"], "zstd:3");
+        assert_eq!(o.format, Format::Native);
+        assert_eq!(o.to_json()["format"], "native");
+        let csv = CreateArgs {
+            format: Some(" CSV ".into()),
+            ..Default::default()
+        };
+        let o = CreateOptions::parse(csv, &Defaults::default()).unwrap();
+        assert_eq!(
+            (o.format, o.to_json()["format"].clone()),
+            (Format::Csv, "csv".into())
+        );
         let gzip1 = Defaults {
             compression: "gzip".into(),
             gzip_level: 1,

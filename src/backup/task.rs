@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::select::Relation;
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{DataFile, EXTENSION_DATA, LARGE_OBJECTS};
+use crate::archive::manifest::{DataFile, FileKind, Format};
 use crate::archive::writer::{ArchiveWriter, DrainQueue, FileStats};
 use crate::copy::copy_to::{self, CopySource};
 use crate::copy::CopyFormat;
@@ -27,7 +27,7 @@ pub struct CopyTask {
     pub table: String,
     /// None for a table's rows; `large_objects` for the pages of every large object;
     /// `extension_data` for the rows of an extension's configuration table.
-    pub kind: Option<String>,
+    pub kind: Option<FileKind>,
     /// Columns in COPY order (generated columns are not copied).
     pub columns: Vec<String>,
     /// None: COPY the table itself; else one of our own queries (never user text).
@@ -86,7 +86,7 @@ pub fn for_table(
     index: usize,
     t: &Relation,
     columns: Vec<String>,
-    format: &str,
+    format: Format,
     writer: &ArchiveWriter,
     compression: Compression,
 ) -> Result<CopyTask> {
@@ -98,7 +98,7 @@ pub fn for_table(
 pub fn for_config_table(
     index: usize,
     c: &ddl::collect::ConfigTable,
-    format: &str,
+    format: Format,
     writer: &ArchiveWriter,
     compression: Compression,
 ) -> Result<CopyTask> {
@@ -136,7 +136,7 @@ fn build(
     t: &Relation,
     columns: Vec<String>,
     filter: Option<&str>,
-    format: &str,
+    format: Format,
     writer: &ArchiveWriter,
     compression: Compression,
 ) -> Result<CopyTask> {
@@ -155,7 +155,7 @@ fn build(
             .join(", ")
     };
     let (query, copy_format, ext) = match format {
-        "csv" => (
+        Format::Csv => (
             filter.map(|_| rows_of(&listed())),
             CopyFormat::CsvHeader,
             "csv",
@@ -165,7 +165,7 @@ fn build(
         // dimensions, e.g. '[0:1]={1,2}') is written as that text: a JSON array would come
         // back with bounds 1. json_populate_record reads such a string through the array's
         // input function.
-        "json" => {
+        Format::Json => {
             let arrays = array_columns(t.oid)?;
             let cols: Vec<String> = columns
                 .iter()
@@ -197,7 +197,7 @@ fn build(
         oid: u32::from(t.oid),
         schema: t.schema.clone(),
         table: t.name.clone(),
-        kind: filter.map(|_| EXTENSION_DATA.to_string()),
+        kind: filter.map(|_| FileKind::ExtensionData),
         columns,
         query,
         format: copy_format,
@@ -232,7 +232,7 @@ pub fn for_large_objects(
         oid: 0,
         schema: "pg_catalog".into(),
         table: "pg_largeobject".into(),
-        kind: Some(LARGE_OBJECTS.into()),
+        kind: Some(FileKind::LargeObjects),
         columns: LO_COLUMNS.iter().map(|c| c.to_string()).collect(),
         query: Some(ddl::LARGE_OBJECT_PAGES.to_string()),
         format: CopyFormat::Text,
@@ -278,12 +278,15 @@ impl CopyTask {
     ) -> Result<(u64, FileStats)> {
         // A configuration table's condition is read as pg_dump reads it.
         let _path =
-            (self.kind.as_deref() == Some(EXTENSION_DATA)).then(ddl::collect::EmptySearchPath::set);
+            (self.kind == Some(FileKind::ExtensionData)).then(ddl::collect::EmptySearchPath::set);
         let source = match &self.query {
             Some(q) => CopySource::Query(q),
             None => {
                 let oid = pg_sys::Oid::from(self.oid);
                 if writer.is_none() {
+                    // SAFETY: inside the transaction this copy runs in, which releases the
+                    // lock at its end; an oid whose relation was dropped is locked harmlessly
+                    // (COPY then fails to open it, an ERROR).
                     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessShareLock as i32) };
                 }
                 CopySource::Table(oid)
@@ -306,7 +309,7 @@ impl CopyTask {
     pub fn run_queued(&self, writer: &ArchiveWriter, queue: &mut DrainQueue) -> Result<u64> {
         // As in `run`: a configuration table's condition is read as pg_dump reads it.
         let _path =
-            (self.kind.as_deref() == Some(EXTENSION_DATA)).then(ddl::collect::EmptySearchPath::set);
+            (self.kind == Some(FileKind::ExtensionData)).then(ddl::collect::EmptySearchPath::set);
         let source = match &self.query {
             Some(q) => CopySource::Query(q),
             None => CopySource::Table(pg_sys::Oid::from(self.oid)),
@@ -324,7 +327,7 @@ impl CopyTask {
     pub fn data_file(&self, rows: u64, stats: FileStats) -> DataFile {
         DataFile {
             path: self.rel_path.clone(),
-            kind: self.kind.clone(),
+            kind: self.kind,
             schema: self.schema.clone(),
             table: self.table.clone(),
             columns: self.columns.clone(),

@@ -211,6 +211,8 @@ pub fn set_local_mode() {
 }
 
 pub fn in_recovery() -> bool {
+    // SAFETY: reads the shared recovery state (under its spinlock, inside), from a process
+    // attached to shared memory.
     unsafe { pg_sys::RecoveryInProgress() }
 }
 
@@ -300,6 +302,13 @@ fn in_worker(stmt: Stmt, arg: &serde_json::Value, wait: Wait) -> WorkerResult {
     let payload = serde_json::json!({ "stmt": stmt.name(), "arg": arg })
         .to_string()
         .into_bytes();
+    // SAFETY: on the backend's thread. dsm_create returns a mapped segment of the size asked
+    // (or raises); the header (status, payload length, output length) and the payload are
+    // written inside it before the worker that reads them is started, and the worker writes
+    // at most OUTPUT_MAX bytes after the payload. The segment is pinned so that it outlives
+    // this mapping, and unpinned on every path where no worker will attach; the result is
+    // read only after the worker set STATUS_DONE (read volatile) and is bounded by OUTPUT_MAX.
+    // The latch wait is PostgreSQL's own loop, with interrupts checked at each turn.
     unsafe {
         let seg = pg_sys::dsm_create(HEADER + payload.len() + OUTPUT_MAX, 0);
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
@@ -407,11 +416,17 @@ pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     // History is written even where the session or the database is read-only: recording that
     // a read-only action happened changes nothing the user's data depends on.
+    // SAFETY: static NUL-terminated names and values; the worker is connected and on its
+    // only thread; superuser-context overrides of these settings cannot fail.
     unsafe {
         set_option(c"default_transaction_read_only", c"off");
         set_option(c"statement_timeout", c"0");
     }
     let handle = arg.value() as pg_sys::dsm_handle;
+    // SAFETY: `handle` is the segment `in_worker` created for this worker (NULL, checked, if
+    // it is gone); the payload length in its header was written before this worker started
+    // and the payload lies inside the segment (which is HEADER + payload + OUTPUT_MAX long).
+    // It is copied out before anything else touches the segment.
     let (seg, payload) = unsafe {
         let seg = pg_sys::dsm_attach(handle);
         if seg.is_null() {
@@ -433,6 +448,9 @@ pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
     let result = BackgroundWorker::transaction(move || {
         run_here(stmt, &arg).unwrap_or_else(|e| panic!("pg_backup history statement: {e}"))
     });
+    // SAFETY: the segment attached above: the output area starts after the payload and at
+    // most OUTPUT_MAX bytes are written into it; its length and then STATUS_DONE are
+    // published with volatile writes, which the waiting backend reads volatile. Detached once.
     unsafe {
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
         let out = base.add(HEADER + payload.len());

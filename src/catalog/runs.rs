@@ -82,6 +82,8 @@ fn truncated_len(s: &str, max: usize) -> usize {
 // SAFETY: plain old data, no pointers.
 unsafe impl PGRXSharedMemory for Slot {}
 
+// SAFETY: the lock is attached to shared memory by `init` (pg_shmem_init!), and `TABLE` is
+// only used after `enabled()` says that happened.
 static TABLE: PgLwLock<[Slot; SLOTS]> = unsafe { PgLwLock::new(c"pg_backup runs") };
 /// Set in the postmaster when the slots were reserved; inherited by every process it forks.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -99,11 +101,14 @@ fn enabled() -> bool {
 }
 
 fn my_pid() -> i32 {
+    // SAFETY: a process-local global set at process start.
     unsafe { pg_sys::MyProcPid }
 }
 
 fn process_exists(pid: i32) -> bool {
     // The process array itself (pg_stat_activity is cached per transaction).
+    // SAFETY: looks the pid up in the process array under ProcArrayLock (taken inside), from
+    // a backend attached to shared memory; only the pointer's nullness is used.
     unsafe { !pg_sys::BackendPidGetProc(pid).is_null() }
 }
 
@@ -133,6 +138,8 @@ pub fn claim(kind: Kind, id: &str, tables_total: usize) -> Claim {
     if !enabled() {
         return Claim { index: None };
     }
+    // SAFETY: registers a callback with a 'static function pointer, on the backend's thread;
+    // once per process (call_once), as PostgreSQL's list of exit callbacks is bounded.
     EXIT_CALLBACK.call_once(|| unsafe {
         pg_sys::before_shmem_exit(Some(release_all_on_exit), pg_sys::Datum::from(0))
     });
@@ -144,6 +151,7 @@ pub fn claim(kind: Kind, id: &str, tables_total: usize) -> Claim {
         *s = Slot::FREE;
         s.kind = kind as u8;
         s.pid = my_pid();
+        // SAFETY: a backend-local global set when the backend connected.
         s.database = u32::from(unsafe { pg_sys::MyDatabaseId });
         s.started_us = now_us;
         s.set_id(id);
@@ -234,6 +242,7 @@ pub fn list() -> Vec<RunInfo> {
     if !enabled() {
         return Vec::new();
     }
+    // SAFETY: a backend-local global set when the backend connected.
     let db = u32::from(unsafe { pg_sys::MyDatabaseId });
     let copies: Vec<Slot> = TABLE
         .share()

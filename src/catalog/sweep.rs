@@ -150,6 +150,7 @@ pub fn sweep_every_database() {
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             .set_restart_time(None)
             .enable_spi_access()
+            // SAFETY: a process-local global set at process start.
             .set_notify_pid(unsafe { pg_sys::MyProcPid })
             .load_dynamic();
         match started {
@@ -171,6 +172,8 @@ pub extern "C-unwind" fn pg_backup_sweeper_main(_arg: pg_sys::Datum) {
     let db_oid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     super::autonomous::set_local_mode();
+    // SAFETY: static NUL-terminated name and value; the worker is connected and on its only
+    // thread; a superuser-context override of a user setting cannot fail.
     unsafe {
         pg_sys::SetConfigOption(
             c"default_transaction_read_only".as_ptr(),

@@ -257,11 +257,15 @@ struct ContextGuard {
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
+        // SAFETY: puts back the stack head saved before our callback was pushed, on the
+        // backend's thread, so the callback (a local about to go away) is never reached again.
         unsafe { pg_sys::error_context_stack = self.previous };
     }
 }
 
 fn encoding_hint(archive_encoding: &str) -> String {
+    // SAFETY: GetDatabaseEncodingName returns a pointer to a static, NUL-terminated name of
+    // PostgreSQL's encoding table.
     let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();
@@ -286,6 +290,7 @@ pub fn copy_chunks_into(
 ) -> Result<u64> {
     let encoding_c = CString::new(encoding)
         .map_err(|_| BackupError::corrupt("the manifest's encoding name holds a NUL"))?;
+    // SAFETY: a NUL-terminated name that outlives the call; an unknown name returns -1.
     if unsafe { pg_sys::pg_char_to_encoding(encoding_c.as_ptr()) } < 0 {
         return Err(BackupError::corrupt(format!(
             "the backup's encoding \"{}\" is not one PostgreSQL knows",
@@ -296,6 +301,7 @@ pub fn copy_chunks_into(
         hint: CString::new(encoding_hint(encoding)).unwrap_or_default(),
     };
     let mut callback = pg_sys::ErrorContextCallback {
+        // SAFETY: reads the backend-local head of the error context stack.
         previous: unsafe { pg_sys::error_context_stack },
         callback: Some(encoding_error_hint),
         arg: &hint as *const EncodingHint as *mut std::ffi::c_void,
@@ -303,6 +309,10 @@ pub fn copy_chunks_into(
     let _context = ContextGuard {
         previous: callback.previous,
     };
+    // SAFETY: as PostgreSQL's own callers push an error context: `callback` and the `hint`
+    // its arg points to are locals that outlive the COPY below, and `_context` (declared
+    // after them, so dropped before them) pops it on every return; an ERROR resets the stack
+    // to the value its PG_TRY saved.
     unsafe { pg_sys::error_context_stack = &mut callback };
     SOURCE.with(|s| {
         *s.borrow_mut() = Some(Source {
@@ -327,6 +337,12 @@ pub fn copy_chunks_into(
     // put there: "Cannot find SRID (4326) in spatial_ref_sys" (issue 16). Taken before the
     // table is opened, like the statement's.
     let _fresh = crate::query::FreshSnapshot::push();
+    // SAFETY: what DoCopy does for COPY FROM, on the backend's thread inside a transaction:
+    // table_open takes the lock and returns a valid relation (or raises); the column names
+    // and options are palloc'd lists in the current memory context; `read_source` feeds
+    // COPY from SOURCE, set above for this call; freeze is asked only when PostgreSQL's own
+    // conditions hold (created in this subtransaction, no other snapshot or portal); the
+    // relation is closed keeping its lock to the end of the transaction, as DoCopy does.
     let rows = unsafe {
         let rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();

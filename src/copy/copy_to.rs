@@ -35,6 +35,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     // SAFETY: both fds were just created and are owned from here on.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // A failure here only costs speed.
+    // SAFETY: `w` is an open pipe descriptor this function owns; F_SETPIPE_SZ takes an int.
     unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
     Ok((r, w))
 }
@@ -138,6 +139,11 @@ pub fn copy_to_pipe(source: CopySource, write_end: OwnedFd, format: CopyFormat) 
         CopySource::Query(q) => Some(crate::text::statement(q)),
         CopySource::Table(_) => None,
     };
+    // SAFETY: what DoCopy does for COPY TO, on the backend's thread inside a transaction: a
+    // table is already locked by the caller (so NoLock), a query is our own text (one
+    // statement, never user input) parsed in the database's encoding; `fd_path` and
+    // `query_text` are NUL-terminated and outlive the COPY; COPY opens its own descriptor of
+    // the pipe before ours is dropped; the relation is closed keeping the caller's lock.
     let rows = unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         let (rel, raw_query) = match (&source, &query_text) {
@@ -223,6 +229,8 @@ impl PipeWriter {
 
     pub fn write_text(&mut self, text: &str) -> Result<()> {
         let fd = self.write_end.as_ref().expect("open until finish");
+        // SAFETY: `fd` is the open write end this writer owns until `finish`; ManuallyDrop
+        // keeps the File from closing it.
         let mut f =
             std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
         // The script is in the database's encoding, as the rows COPY writes into it.

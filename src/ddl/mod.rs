@@ -4,12 +4,13 @@
 
 pub mod collect;
 pub mod graph;
+pub mod selection;
 
 use pgrx::prelude::*;
 
 use crate::archive::toc::{Section, TocEntry};
-use crate::backup::select::Selection;
 use crate::error::Result;
+use selection::Selection;
 
 /// The TOC of a backup of `sel`. `schema_only` leaves the data entries out, `data_only`
 /// keeps only them (and the sequence values). Also the extension configuration tables whose

@@ -62,6 +62,8 @@ fn caught_sqlstate(e: &CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r)
         | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => redact::sqlstate(r.sql_error_code()),
+        | CaughtError::RustPanic { ereport: r, .. } => {
+            crate::error::sqlstate_of(r.sql_error_code())
+        }
     }
 }

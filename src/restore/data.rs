@@ -11,7 +11,7 @@ use super::result::{Action, Row, Status};
 use super::scope::quoted;
 use super::step::{sql_step, Runner};
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{Manifest, EXTENSION_DATA, LARGE_OBJECTS};
+use crate::archive::manifest::{FileKind, Format, Manifest};
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
@@ -138,7 +138,7 @@ fn load_config_rows(
                 .with_hint("Restore into a database where the backup's extensions can be created (the same extension versions), or leave the rows out with schema_only => true.")
             })?;
             let owner = relation_owner(oid)?;
-            let rows = if job.manifest.format == "json" {
+            let rows = if job.manifest.format == Format::Json {
                 load_json(&schema, &name, unit, job.compression, owner)?
             } else {
                 run_as(owner, || load_rows(oid, unit, job.compression, reader))?
@@ -283,7 +283,7 @@ pub fn load_unit(
             } else {
                 Vec::new()
             };
-            let rows = if job.manifest.format == "json" {
+            let rows = if job.manifest.format == Format::Json {
                 load_json(&schema, &name, unit, job.compression, owner)?
             } else {
                 run_as(owner, || load_rows(oid, unit, job.compression, reader))?
@@ -414,8 +414,8 @@ pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 schema: b.schema.clone(),
                 table: b.table.clone(),
                 columns: b.columns.clone(),
-                large_objects: b.kind.as_deref() == Some(LARGE_OBJECTS),
-                extension: b.kind.as_deref() == Some(EXTENSION_DATA),
+                large_objects: b.kind == Some(FileKind::LargeObjects),
+                extension: b.kind == Some(FileKind::ExtensionData),
                 file: None,
                 rows: b.rows,
                 bytes: 0,
@@ -428,9 +428,9 @@ pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
         .into_iter()
         .chain(rest)
         .map(|f| {
-            let format = match (f.is_large_objects(), m.format.as_str()) {
-                (false, "csv") => CopyFormat::CsvHeader,
-                (false, "json") => CopyFormat::JsonLines,
+            let format = match (f.is_large_objects(), m.format) {
+                (false, Format::Csv) => CopyFormat::CsvHeader,
+                (false, Format::Json) => CopyFormat::JsonLines,
                 _ => CopyFormat::Text,
             };
             DataUnit {

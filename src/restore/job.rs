@@ -27,7 +27,6 @@ pub struct Archive {
     pub source: ArchiveSource,
     pub manifest: Manifest,
     pub encrypted: bool,
-    pub compression: Compression,
 }
 
 impl Archive {
@@ -44,12 +43,10 @@ impl Archive {
         check(&source)?;
         let (manifest, raw) = source.manifest(|raw| authenticate(&source, raw))?;
         let encrypted = crate::storage::archive_files::Sealed::of(&raw).is_some();
-        let compression = Compression::from_name(&manifest.compression)?;
         Ok(Archive {
             source,
             manifest,
             encrypted,
-            compression,
         })
     }
 }
@@ -101,7 +98,7 @@ impl<'a> Job<'a> {
             manifest,
             source: &archive.source,
             encrypted: archive.encrypted,
-            compression: archive.compression,
+            compression: archive.manifest.compression,
             opts,
             scope,
             plan,

@@ -12,7 +12,7 @@ use super::plan::{table_oid, Action, Plan};
 use super::scope::{quoted, Scope};
 use super::statements;
 use super::tablespaces::{self, Placement};
-use crate::archive::manifest::{Manifest, LARGE_OBJECTS};
+use crate::archive::manifest::{FileKind, Manifest};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
 use crate::error::{BackupError, Result};
 use crate::security::privileges::{Change, Restorer};
@@ -387,7 +387,7 @@ fn check_privileges(
         let lo_data = m.files.iter().any(|f| f.is_large_objects())
             || m.script_tables
                 .iter()
-                .any(|b| b.kind.as_deref() == Some(LARGE_OBJECTS));
+                .any(|b| b.kind == Some(FileKind::LargeObjects));
         let lo_entries = m.toc.iter().any(|e| e.kind == EntryKind::LargeObject);
         if scope.full && lo_data && !lo_entries {
             return Err(BackupError::denied(

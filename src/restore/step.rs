@@ -37,7 +37,7 @@ pub fn describe_error(e: &CaughtError) -> String {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => format!(
             "{} (SQLSTATE {})",
             crate::error::report_text(r.message()),
-            redact::sqlstate(r.sql_error_code())
+            crate::error::sqlstate_of(r.sql_error_code())
         ),
         other => subtransaction::message(other),
     }

@@ -20,7 +20,7 @@ use super::result::{Action, Row, Status};
 use super::scope::{quoted, Why};
 use super::step::sql_step;
 use super::{parallel, sequences, tuning};
-use crate::archive::manifest::EXTENSION_DATA;
+use crate::archive::manifest::FileKind;
 use crate::archive::toc::{EntryKind, Pass, TocEntry, PASSES};
 use crate::error::Result;
 
@@ -268,7 +268,7 @@ impl<'j, 'a> DryRun<'j, 'a> {
                 this.manifest
                     .script_tables
                     .iter()
-                    .filter(|b| b.kind.as_deref() == Some(EXTENSION_DATA))
+                    .filter(|b| b.kind == Some(FileKind::ExtensionData))
                     .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
             )
             .collect();

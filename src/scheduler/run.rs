@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::create;
 use crate::backup::manage;
-use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
-use crate::{guc, security, subtransaction};
+use crate::{security, subtransaction};
 
 /// What the worker is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +54,9 @@ pub struct RunHandle {
 }
 
 fn region(seg: *mut pg_sys::dsm_segment) -> *mut u8 {
+    // SAFETY: `seg` is a segment this process created or attached and has not detached (every
+    // caller holds it: a RunHandle, or the run worker after dsm_attach); reading its address
+    // touches no shared memory.
     unsafe { pg_sys::dsm_segment_address(seg) as *mut u8 }
 }
 
@@ -67,6 +70,11 @@ pub fn launch(req: &RunRequest, across_transactions: bool) -> Result<RunHandle> 
     if input.len() > INPUT_MAX {
         return Err(BackupError::invalid("schedule options are too large"));
     }
+    // SAFETY: dsm_create returns a mapped segment of SEGMENT bytes (it raises rather than
+    // return NULL without DSM_CREATE_NULL_IF_MAXSEGMENTS); the header is zeroed and the input,
+    // at most INPUT_MAX bytes (checked above), is copied within it, before the worker that
+    // reads it exists. The builder's allocations go to TopMemoryContext so the handle outlives
+    // this transaction, and the previous context is restored; a failed launch detaches.
     unsafe {
         let seg = pg_sys::dsm_create(SEGMENT, 0);
         if across_transactions {
@@ -125,6 +133,7 @@ impl RunHandle {
         let seg = self.seg;
         let _ = self.worker.wait_for_shutdown();
         let r = read_result(seg);
+        // SAFETY: the segment this handle attached, detached once: `self` is consumed.
         unsafe { pg_sys::dsm_detach(seg) };
         r
     }
@@ -134,11 +143,16 @@ impl RunHandle {
     }
 
     pub fn release(self) {
+        // SAFETY: as in `wait`: detached once, `self` is consumed.
         unsafe { pg_sys::dsm_detach(self.seg) };
     }
 }
 
 fn read_result(seg: *mut pg_sys::dsm_segment) -> RunResult {
+    // SAFETY: `seg` is attached (see `region`) and SEGMENT bytes long; the length at offset 8
+    // is read volatile (the worker wrote it) and bounded by OUTPUT_MAX before the slice of
+    // the output area is taken, so the slice stays inside the segment. Called once the worker
+    // has exited or for a peek whose JSON is checked by the parser.
     unsafe {
         let base = region(seg);
         let len = (base.add(8) as *const u32).read_volatile() as usize;
@@ -170,6 +184,8 @@ fn write_result(seg: *mut pg_sys::dsm_segment, r: &RunResult) {
         };
         out = serde_json::to_vec(&short).expect("result serializes");
     }
+    // SAFETY: the run worker's attached segment of SEGMENT bytes; at most OUTPUT_MAX bytes
+    // are copied into the output area (HEADER + INPUT_MAX ..), then the length is published.
     unsafe {
         let base = region(seg);
         std::ptr::copy_nonoverlapping(
@@ -214,7 +230,7 @@ fn execute(req: &RunRequest) -> RunResult {
                 label: args.label.clone().or_else(|| Some(req.schedule.clone())),
                 ..args
             };
-            let opts = CreateOptions::parse(args, &guc::create_defaults())?;
+            let opts = CreateOptions::parse(args, &Defaults::from_settings())?;
             let caller = security::enter_as(SCHEDULER_ROLE)?;
             let run = create::begin(&opts, &caller, Some(&req.schedule))?;
             Ok(Some((opts, run)))
@@ -301,12 +317,18 @@ pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     // backend's own handler, which ends the process at the next interrupt check.
     crate::signals::die_on_sigterm_then_unblock();
     let handle = arg.value() as pg_sys::dsm_handle;
+    // SAFETY: `handle` is the one `launch` passed as this worker's argument; dsm_attach
+    // returns NULL (checked below) if the segment is gone.
     let seg = unsafe { pg_sys::dsm_attach(handle) };
     if seg.is_null() {
         pgrx::log!("pg_backup run: the scheduler's shared memory is gone");
         return;
     }
+    // SAFETY: `seg` was attached just above (not NULL); the mapping then lasts the worker's
+    // life, across its transactions.
     unsafe { pg_sys::dsm_pin_mapping(seg) };
+    // SAFETY: the segment `launch` filled before starting this worker: the input length at
+    // offset 4, bounded by INPUT_MAX, and the input area within the segment.
     let req: Option<RunRequest> = unsafe {
         let base = region(seg);
         let len = (base.add(4) as *const u32).read() as usize;
@@ -331,6 +353,8 @@ pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     crate::catalog::autonomous::set_local_mode();
     // A scheduled backup runs even where sessions are read-only by default (its history must
     // be written).
+    // SAFETY: NUL-terminated static names; the worker is connected (above) and on its only
+    // thread; a superuser-context override of a user-settable setting cannot fail.
     unsafe {
         pg_sys::SetConfigOption(
             c"default_transaction_read_only".as_ptr(),

@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 
 use super::cron::Schedule;
 use super::run::{self, RunRequest, RunResult};
-use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
 use crate::guc;
 use crate::text;
@@ -61,7 +61,7 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
     validate_name(&a.name)?;
     let next = next_run(&a.cron)?;
     // The options must make a valid backup now, not fail at 3 a.m.
-    CreateOptions::parse(a.create.clone(), &guc::create_defaults())?;
+    CreateOptions::parse(a.create.clone(), &Defaults::from_settings())?;
     for (what, v) in [("keep_last", a.keep_last), ("keep_days", a.keep_days)] {
         if matches!(v, Some(n) if n < 1) {
             return Err(BackupError::invalid(format!("{what} must be at least 1"))

@@ -55,6 +55,8 @@ pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
     let mut sleep = Duration::ZERO;
     while BackgroundWorker::wait_latch(Some(sleep)) {
         if BackgroundWorker::sighup_received() {
+            // SAFETY: what a backend does on SIGHUP, in the scheduler's main loop on its only
+            // thread, outside any transaction (ProcessConfigFile starts none of its own).
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         if BackgroundWorker::sigterm_received() {
@@ -213,6 +215,9 @@ pub fn wake_after_commit() {
     .ok()
     .flatten();
     if let Some(pid) = pid {
+        // SAFETY: runs at commit on this backend's thread; BackendPidGetProc looks the pid up
+        // under ProcArrayLock, and a PGPROC's latch stays valid shared memory even if that
+        // process exits meanwhile (SetLatch on a latch nobody owns any more is harmless).
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || unsafe {
             let proc_ = pg_sys::BackendPidGetProc(pid);
             if !proc_.is_null() {

@@ -36,6 +36,10 @@ impl AsRole {
     fn enter(role: pg_sys::Oid) -> AsRole {
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;
+        // SAFETY: as matview.c's REFRESH switches to the owner: the out pointers are valid
+        // locals, `role` is an existing role's oid, on the backend's thread inside a
+        // transaction; `drop` (or the abort of the enclosing transaction, thanks to
+        // SECURITY_LOCAL_USERID_CHANGE) puts the saved user, context and GUC level back.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
             pg_sys::SetUserIdAndSecContext(
@@ -57,6 +61,9 @@ impl AsRole {
 
 impl Drop for AsRole {
     fn drop(&mut self) {
+        // SAFETY: closes the GUC nest level `enter` opened (levels opened after it were
+        // closed first by their own guards) and restores what `enter` saved, on the same
+        // backend thread.
         unsafe {
             // On an ERROR the abort of the enclosing (sub)transaction pops this nest level;
             // doing it here while PostgreSQL is still in its error state is not safe.
@@ -219,6 +226,7 @@ pub fn relation_schema(oid: pg_sys::Oid) -> Option<String> {
 /// operation (an index expression, a REFRESH, a restore step of another restore): it would
 /// then run as the extension owner on behalf of code that was sandboxed. Refused.
 pub fn refuse_inside_restricted_operation() -> Result<()> {
+    // SAFETY: reads the backend-local security context.
     if unsafe { pg_sys::InSecurityRestrictedOperation() } {
         return Err(BackupError::denied(
             "backup.restore() cannot run inside a security-restricted operation",

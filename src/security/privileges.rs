@@ -68,12 +68,15 @@ impl Restorer {
         Restorer {
             oid: caller.oid,
             name: caller.role.clone(),
+            // SAFETY: a syscache lookup of the caller's role, inside the call's transaction.
             superuser: unsafe { pg_sys::superuser_arg(caller.oid) },
         }
     }
 
     /// Whether the caller has the privileges of `role` (as pg_has_role(..., 'USAGE')).
     pub fn acts_as(&self, role: pg_sys::Oid) -> bool {
+        // SAFETY: a role membership lookup by oids (roles_is_member_of's cache), inside the
+        // call's transaction; an unknown role simply has no privileges.
         self.superuser || unsafe { pg_sys::has_privs_of_role(self.oid, role) }
     }
 

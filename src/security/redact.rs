@@ -10,6 +10,7 @@
 //! (LOG_SERVER_ONLY: never sent to a client, whatever client_min_messages says).
 //! Steps that only replay DDL keep PostgreSQL's primary message (never its detail).
 
+use crate::error::sqlstate_of;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
 use pgrx::PgLogLevel;
@@ -21,14 +22,6 @@ pub enum Exposure {
     Ddl,
     /// Rows loaded, constraints validated, indexes built, user code run.
     Data,
-}
-
-/// The five-character SQLSTATE of `code` (PostgreSQL's PGUNSIXBIT packing).
-pub fn sqlstate(code: PgSqlErrorCode) -> String {
-    let packed = code as isize as u32;
-    (0..5)
-        .map(|i| ((((packed >> (6 * i)) & 0x3F) as u8) + b'0') as char)
-        .collect()
 }
 
 /// PostgreSQL's condition name for `code` (as PL/pgSQL spells it), e.g. `unique_violation`.
@@ -77,13 +70,13 @@ pub fn redacted(
     };
     match exposure {
         Exposure::Ddl if kind.is_empty() => {
-            format!("{message} (SQLSTATE {}) {what}", sqlstate(code))
+            format!("{message} (SQLSTATE {}) {what}", sqlstate_of(code))
         }
-        Exposure::Ddl => format!("{message} (SQLSTATE {})", sqlstate(code)),
+        Exposure::Ddl => format!("{message} (SQLSTATE {})", sqlstate_of(code)),
         Exposure::Data => format!(
             "{what}: {} (SQLSTATE {}); the full error is in the server log",
             condition_name(code).replace('_', " "),
-            sqlstate(code)
+            sqlstate_of(code)
         ),
     }
 }
@@ -143,9 +136,12 @@ mod tests {
 
     #[test]
     fn sqlstates_and_names_come_from_the_code() {
-        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION), "23505");
         assert_eq!(
-            sqlstate(PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION),
+            sqlstate_of(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION),
+            "23505"
+        );
+        assert_eq!(
+            sqlstate_of(PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION),
             "22P02"
         );
         assert_eq!(

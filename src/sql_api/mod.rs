@@ -6,14 +6,14 @@ use pgrx::prelude::*;
 
 use crate::backup::create;
 use crate::backup::manage;
-use crate::backup::options::{CreateArgs, CreateOptions};
+use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::catalog::{runs, sweep};
 use crate::error::{BackupError, OrRaise};
 use crate::restore::plan::{Existing, OnError};
 use crate::restore::RestoreOptions;
 use crate::scheduler::schedules::{self, ScheduleArgs};
+use crate::security;
 use crate::text::Text;
-use crate::{guc, security};
 
 /// A text[] argument: NULL means "not given"; a NULL inside is an error. Text arguments that
 /// may hold names or labels are read as [`Text`] (UTF-8 whatever the database's encoding).
@@ -142,7 +142,7 @@ fn create_backup_0_2(
     };
     writes("backup.create()");
     let caller = enter();
-    let opts = CreateOptions::parse(args, &guc::create_defaults()).or_raise();
+    let opts = CreateOptions::parse(args, &Defaults::from_settings()).or_raise();
     let s = create::create(&opts, &caller, None).or_raise();
     let duration = Interval::from_micros(s.duration.as_micros() as i64);
     TableIterator::once((

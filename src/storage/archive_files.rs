@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::store::Store;
 use super::upload::{unseal_json, DDL_FILE};
-use super::Store;
 use crate::archive::manifest::{self, Manifest, MANIFEST_FILE};
 use crate::crypto::{self, Identities};
 use crate::error::{BackupError, Result};
@@ -195,7 +195,7 @@ impl ArchiveSource {
                 hint: None,
                 // The store's own classification when it travelled inside the io::Error
                 // (an unreachable endpoint is 08001, not a broken connection).
-                sqlstate: match super::StoreError::inside(&e) {
+                sqlstate: match super::store::StoreError::inside(&e) {
                     Some(s) => s.sqlstate(),
                     None => match e.kind() {
                         std::io::ErrorKind::NotFound => "58P01",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
+use super::store::{Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
 use crate::archive::open;
 
 pub struct FileStore {

@@ -3,18 +3,16 @@
 //! These read the catalog (SPI); the stores themselves never do.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use pgrx::prelude::*;
 
 use super::archive_files::ArchiveSource;
-use super::targets::{self, Target};
-use super::upload::{remove_remote, Output};
+use super::targets;
+use super::upload::remove_remote;
 use crate::archive::id;
 use crate::archive::manifest::{self, Manifest, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use crate::archive::verify::{self, FileCheck, FileStatus};
-use crate::backup::options::CreateOptions;
-use crate::crypto::{Identities, Recipients};
+use crate::crypto::Identities;
 use crate::error::{BackupError, Result};
 use crate::guc;
 
@@ -81,7 +79,7 @@ pub fn locate(id: &str, storage: Option<&str>, identity: Option<&str>) -> Result
             Ok(src.with_identities(ids))
         }
         None if dir.exists() => Ok(ArchiveSource::local(id, &dir).with_identities(ids)),
-        None => Err(crate::backup::create::unknown_backup(id)),
+        None => Err(BackupError::unknown_backup(id)),
     }
 }
 
@@ -162,10 +160,10 @@ pub fn check_registered(id: &str, checks: &mut [FileCheck]) -> Result<()> {
 /// Whether an error reading a remote copy means the storage cannot be reached (then the
 /// caller gets that error, 08001/08006, rather than a "missing" row).
 fn unreachable(e: &std::io::Error) -> bool {
-    super::StoreError::inside(e).is_some_and(|s| {
+    super::store::StoreError::inside(e).is_some_and(|s| {
         matches!(
             s.failure,
-            super::Failure::Unreachable | super::Failure::Broken
+            super::store::Failure::Unreachable | super::store::Failure::Broken
         )
     })
 }
@@ -226,41 +224,6 @@ pub fn precheck(src: &ArchiveSource) -> Result<Vec<FileCheck>> {
         }
     }
     Ok(out)
-}
-
-/// create(): the storage and encryption of a new backup, if any. Returns None for a plain
-/// local backup.
-pub fn prepare_output(id: &str, opts: &CreateOptions) -> Result<Option<Arc<Output>>> {
-    let storage = opts.storage.clone().or_else(guc::default_storage);
-    let target: Option<Target> = match &storage {
-        Some(name) => Some(targets::open(name)?),
-        None => None,
-    };
-    if !opts.keep_local && target.is_none() {
-        return Err(
-            BackupError::invalid("keep_local => false needs a storage target")
-                .with_hint("Name one with storage => 'name' or set backup.default_storage."),
-        );
-    }
-    let mut recipients: Vec<String> = opts.encrypt_to.clone();
-    if let Some(t) = &target {
-        for r in &t.encrypt_to {
-            if !recipients.contains(r) {
-                recipients.push(r.clone());
-            }
-        }
-    }
-    let recipients = Recipients::parse(&recipients)?;
-    if target.is_none() && recipients.is_none() {
-        return Ok(None);
-    }
-    let remote = target.map(|t| (t.name, t.store));
-    Ok(Some(Arc::new(Output::new(
-        id,
-        remote,
-        opts.keep_local,
-        recipients,
-    ))))
 }
 
 /// delete(): remove the remote copy of backup `id`, if its row names one.

@@ -21,7 +21,8 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::sigv4::{self, Credentials, EMPTY_SHA256};
-use super::{xml, Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
+use super::store::{Failure, Object, ObjectWriter, Store, StoreError, StoreResult};
+use super::xml;
 use crate::archive::manifest::hex;
 
 /// S3's smallest part (all but the last).

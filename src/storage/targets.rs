@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::file::FileStore;
 use super::s3::{S3Config, S3Store, DEFAULT_PART_SIZE, DEFAULT_RETRIES, MIN_PART_SIZE};
 use super::sigv4::Credentials;
-use super::Store;
+use super::store::Store;
 use crate::crypto::Recipients;
 use crate::error::{BackupError, Result};
 
@@ -347,7 +347,9 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
 /// The role that called add_storage / drop_storage (the current user at the call), not the
 /// extension owner the call runs as.
 fn caller_is_superuser() -> bool {
+    // SAFETY: reads the backend-local session user id (set at connection).
     let caller = crate::security::caller_oid().unwrap_or(unsafe { pg_sys::GetOuterUserId() });
+    // SAFETY: a syscache lookup of a role by oid, inside the call's transaction.
     unsafe { pg_sys::superuser_arg(caller) }
 }
 

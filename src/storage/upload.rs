@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ObjectWriter, Store, StoreError};
+use super::store::{ObjectWriter, Store, StoreError};
 use crate::archive::manifest::{self, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use crate::archive::signature::SIGNATURE_FILE;
 use crate::archive::writer::{write_file_synced, ArchiveOutput, FileSink, HashingFile};
@@ -57,7 +57,7 @@ impl Output {
 
     fn note(&self, e: &StoreError) {
         if let Ok(mut g) = self.first_error.lock() {
-            if g.is_none() && e.failure != super::Failure::Cancelled {
+            if g.is_none() && e.failure != super::store::Failure::Cancelled {
                 *g = Some(e.clone());
             }
         }

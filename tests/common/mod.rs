@@ -1,5 +1,5 @@
-//! Shared by the fidelity test targets (tests/fidelity.rs, tests/regression.rs): a real
-//! PostgreSQL 15 server of their own, and the judge of a round trip: a database is backed up
+//! Shared by the fidelity test targets (tests/fidelity.rs, tests/regression.rs): their server
+//! (tests/support's, database `app` made from template0), and the judge of a round trip: a database is backed up
 //! and restored, then compared with its source the way pg_upgrade's test judges pg_dump:
 //! `pg_dump --schema-only` (entry by entry) plus per-table row fingerprints, sequence values and
 //! large objects. `pg_dump -Fc | pg_restore` of the same database is measured the same way, and
@@ -8,164 +8,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
-/// A PostgreSQL program of $PG_CONFIG's installation (the one `make test` installed the
-/// extension into), else of the system's PostgreSQL 15.
-pub fn bin(program: &str) -> String {
-    static BINDIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let pg_config = std::env::var("PG_CONFIG")
-            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-        let out = Command::new(&pg_config)
-            .arg("--bindir")
-            .output()
-            .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    });
-    format!("{}/{program}", *BINDIR)
-}
+use crate::support::*;
 
-/// The end-to-end tests run only under `make test` (PG_BACKUP_E2E=1, after the extension was
-/// installed); `cargo pgrx test` builds every test target too.
-pub fn enabled() -> bool {
-    let on = std::env::var("PG_BACKUP_E2E").as_deref() == Ok("1");
-    if !on {
-        eprintln!("skipped: set PG_BACKUP_E2E=1 (make test does) to run the end-to-end tests");
-    }
-    on
-}
-
-pub struct Server {
-    pub dir: tempfile::TempDir,
-    pub data: PathBuf,
-    pub socket: PathBuf,
-    pub port: u16,
-}
-
-impl Server {
-    /// initdb + start, `shared_preload_libraries = 'pg_backup'`, database `app` with pg_backup.
-    pub fn start(extra_conf: &str) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("pg_backup_fid")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        let socket = dir.path().to_path_buf();
-        let port = 20000 + (std::process::id() % 20000) as u16;
-        run(Command::new(bin("initdb"))
-            .args(["-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
-            .arg(&data));
-        let conf = format!(
-            "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
-             shared_preload_libraries = 'pg_backup'\nfsync = off\nmax_worker_processes = 16\n{extra_conf}\n",
-            socket.display()
-        );
-        std::fs::write(data.join("postgresql.auto.conf"), conf).unwrap();
-        run(Command::new(bin("pg_ctl"))
-            .args(["-w", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .arg("start"));
-        let s = Server {
-            dir,
-            data,
-            socket,
-            port,
-        };
-        s.create_db("app");
-        s.connect("app")
-            .batch_execute("CREATE EXTENSION pg_backup")
-            .unwrap();
-        s
-    }
-
-    pub fn conn_str(&self, db: &str) -> String {
-        format!(
-            "host={} port={} dbname={db} user={}",
-            self.socket.display(),
-            self.port,
-            superuser()
-        )
-    }
-
-    pub fn connect(&self, db: &str) -> Client {
-        Client::connect(&self.conn_str(db), NoTls).unwrap()
-    }
-
-    /// A PostgreSQL client program with this server's socket and port.
-    pub fn client(&self, program: &str) -> Command {
-        let mut c = Command::new(bin(program));
-        c.arg("-h")
-            .arg(&self.socket)
-            .args(["-p", &self.port.to_string()]);
-        c
-    }
-
-    /// An empty database (from template0, as pg_dump's restore instructions say).
-    pub fn create_db(&self, db: &str) {
-        let mut c = self.connect("postgres");
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {db} TEMPLATE template0"))
-            .unwrap();
-    }
-
-    pub fn psql_file(&self, db: &str, file: &Path) {
-        run(self
-            .client("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f"])
-            .arg(file));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(bin("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .output();
-    }
-}
-
-/// The bootstrap superuser of the test's cluster: the Unix user running the tests.
-pub fn superuser() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "pgtest".into())
-}
-
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An error as psql would show it: SQLSTATE, message, detail, hint and context.
-pub fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => {
-            let mut s = format!("{}: {}", d.code().code(), d.message());
-            if let Some(x) = d.detail() {
-                let _ = write!(s, " DETAIL: {x}");
-            }
-            if let Some(x) = d.hint() {
-                let _ = write!(s, " HINT: {x}");
-            }
-            if let Some(x) = d.where_() {
-                let _ = write!(s, " CONTEXT: {x}");
-            }
-            s
-        }
-        None => e.to_string(),
-    }
+/// The fidelity targets' server: database `app` (from template0, as pg_dump's restore
+/// instructions say) with pg_backup.
+pub fn server(extra_conf: &str) -> Server {
+    let s = Server::builder().conf(extra_conf).without_app().start();
+    s.create_db("app");
+    s.connect("app")
+        .batch_execute("CREATE EXTENSION pg_backup")
+        .unwrap();
+    s
 }
 
 // ---------------------------------------------------------------------------------------------

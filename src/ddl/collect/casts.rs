@@ -1,8 +1,8 @@
 //! Procedural languages, casts, transforms (database-wide: whole-database backups only) and
 //! conversions (schema objects).
 
+use super::common::{ident, not_extension_member, owner_sql, qualified, query, Collected, Context};
 use super::operators::FIRST_NORMAL_OID;
-use super::{ident, not_extension_member, owner_sql, qualified, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

@@ -1,7 +1,7 @@
 //! Indexes, table constraints (primary key, unique, exclusion, foreign key), the attachment
 //! of partitions' indexes to their parent's, and extended statistics.
 
-use super::{ident, owner_sql, qualified, query, Collected, Context};
+use super::common::{ident, owner_sql, qualified, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;

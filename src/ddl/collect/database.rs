@@ -2,7 +2,7 @@
 //! the database's own comment, settings and grants.
 
 use super::class::{PG_LARGEOBJECT, PG_LARGEOBJECT_METADATA};
-use super::{data_key, ident, literal, query, Collected, Context};
+use super::common::{data_key, ident, literal, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use pgrx::prelude::*;
 
-use super::{Collected, Context, Row};
+use super::common::{Collected, Context, Row};
 use crate::archive::acl;
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};

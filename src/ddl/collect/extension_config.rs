@@ -13,25 +13,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use pgrx::prelude::*;
 
-use super::{class::PG_CLASS, data_key, literal, qualified, Collected, Context, Row};
+use super::class::PG_CLASS;
+use super::common::{data_key, literal, qualified, Collected, ConfigTable, Context, Row};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;
 
 /// (extension's catalog, extension, its name, relation, schema, name, relkind, condition)
 type ConfigRow = (u32, u32, String, u32, String, String, String, String);
-
-/// A configuration table whose rows the backup writes.
-#[derive(Debug, Clone)]
-pub struct ConfigTable {
-    pub oid: pg_sys::Oid,
-    pub schema: String,
-    pub name: String,
-    /// The extension's condition, as pg_extension_config_dump recorded it (`WHERE ...`), or
-    /// empty for every row. Text of the extension's install script, run as pg_dump runs it.
-    pub filter: String,
-    pub extension: String,
-}
 
 pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     if !cx.sequence_values {

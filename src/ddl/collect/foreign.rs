@@ -1,8 +1,8 @@
 //! Foreign data wrappers, servers and user mappings (foreign tables are relations, see
 //! `relations`). Database-wide: whole-database backups only, as with pg_dump.
 
+use super::common::{ident, not_extension_member, owner_sql, query, Collected, Context};
 use super::operators::FIRST_NORMAL_OID;
-use super::{ident, not_extension_member, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

@@ -13,6 +13,8 @@
 //! a view's rewrite rule, a constraint's index), then call it from `collect` below.
 
 mod casts;
+pub mod class;
+mod common;
 mod constraints;
 mod database;
 mod decorations;
@@ -32,168 +34,15 @@ mod types;
 use std::collections::HashMap;
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiHeapTupleData;
 
-use crate::text::Text;
-
-use super::graph::{self, LoopWarning, Node, ObjKey, Role};
+use super::graph::{self, LoopWarning, ObjKey, Role};
 use crate::archive::toc::TocEntry;
-use crate::backup::select::Selection;
-use crate::error::{BackupError, Result};
+use crate::error::Result;
 
-pub use extension_config::ConfigTable;
-
-/// What to collect.
-pub struct Context {
-    /// Relations whose definition is backed up.
-    pub rels: Vec<pg_sys::Oid>,
-    /// Schemas whose objects (types, functions, operators ...) are backed up.
-    pub schemas: Vec<pg_sys::Oid>,
-    /// Tables whose rows are backed up.
-    pub data_tables: Vec<pg_sys::Oid>,
-    /// A whole-database backup: database-wide objects (large objects, casts, languages,
-    /// foreign data wrappers, event triggers, publications, default privileges, the
-    /// database's own properties) come along, as with a plain pg_dump.
-    pub whole_database: bool,
-    /// Whether sequence values are backed up (not with schema_only).
-    pub sequence_values: bool,
-    /// Whether large objects are backed up.
-    pub large_objects: bool,
-    /// Relations left out by exclude_tables / exclude_data (extension configuration tables
-    /// included, as with pg_dump).
-    pub excluded: Vec<pg_sys::Oid>,
-    /// Extension configuration tables asked for by name (`tables`): their rows come along
-    /// whether or not their extension does.
-    pub config_tables: Vec<pg_sys::Oid>,
-    /// The backup is taken by a superuser: subscriptions (superuser secrets) come along.
-    pub superuser: bool,
-}
-
-impl Context {
-    pub fn from_selection(sel: &Selection, schema_only: bool) -> Context {
-        Context {
-            rels: sel.relations.iter().map(|r| r.oid).collect(),
-            schemas: sel.schema_oids.clone(),
-            data_tables: if schema_only {
-                Vec::new()
-            } else {
-                sel.data_tables.iter().map(|r| r.oid).collect()
-            },
-            whole_database: sel.large_objects,
-            sequence_values: !schema_only,
-            large_objects: sel.large_objects && !schema_only,
-            excluded: sel.excluded.clone(),
-            config_tables: sel.config_tables.clone(),
-            superuser: sel.superuser,
-        }
-    }
-}
-
-/// What the families found.
-#[derive(Default)]
-pub struct Collected {
-    pub nodes: Vec<Node>,
-    /// Catalog rows that are part of a collected object: pg_depend rows naming them count as
-    /// naming that object. Keyed by (catalog oid, object oid).
-    pub aliases: HashMap<(u32, u32), ObjKey>,
-    /// Extension configuration tables whose rows the backup writes, in load order.
-    pub config: Vec<ConfigTable>,
-}
-
-impl Collected {
-    pub fn push(&mut self, node: Node) {
-        self.nodes.push(node);
-    }
-    pub fn alias(&mut self, class: u32, oid: u32, to: ObjKey) {
-        self.aliases.insert((class, oid), to);
-    }
-}
-
-/// One row of a collector's query, read by column position.
-pub struct Row<'a>(&'a SpiHeapTupleData<'a>);
-
-impl Row<'_> {
-    /// Text columns are read through [`crate::text::Text`]: UTF-8 whatever the database's
-    /// encoding.
-    pub fn text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.0.get::<Text>(i)?.map(String::from))
-    }
-    pub fn string(&self, i: usize) -> Result<String> {
-        Ok(self.text(i)?.unwrap_or_default())
-    }
-    pub fn oid(&self, i: usize) -> Result<u32> {
-        Ok(self
-            .0
-            .get::<pg_sys::Oid>(i)?
-            .map(u32::from)
-            .unwrap_or_default())
-    }
-    pub fn int(&self, i: usize) -> Result<i32> {
-        Ok(self.0.get::<i32>(i)?.unwrap_or_default())
-    }
-    pub fn bool(&self, i: usize) -> Result<bool> {
-        Ok(self.0.get::<bool>(i)?.unwrap_or_default())
-    }
-    pub fn texts(&self, i: usize) -> Result<Vec<String>> {
-        Ok(self
-            .0
-            .get::<Vec<Text>>(i)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(String::from)
-            .collect())
-    }
-}
-
-/// Run a collector's query with `$1` = the selected relations, `$2` = the selected schemas
-/// (both oid[]), mapping each row with `f`.
-pub fn query<T>(cx: &Context, sql: &str, f: impl Fn(Row) -> Result<T>) -> Result<Vec<T>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            sql,
-            None,
-            &[cx.rels.clone().into(), cx.schemas.clone().into()],
-        )?;
-        rows.map(|r| f(Row(&r))).collect()
-    })
-}
-
-/// Quote an identifier the way PostgreSQL does.
-pub fn ident(name: &str) -> String {
-    pgrx::spi::quote_identifier(name)
-}
-
-/// `schema.name`, quoted.
-pub fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", ident(schema), ident(name))
-}
-
-/// A string literal, quoted the way PostgreSQL does.
-pub fn literal(s: &str) -> String {
-    pgrx::spi::quote_literal(s)
-}
-
-/// The owner statement pg_restore would issue.
-pub fn owner_sql(keyword: &str, identity: &str, owner: &str) -> String {
-    format!("ALTER {keyword} {identity} OWNER TO {};", ident(owner))
-}
-
-/// Objects that are not pg_backup's to back up: system schemas, temporary schemas, pg_backup's
-/// own schema. `$n` is the namespace oid column to test.
-pub fn user_schema(col: &str) -> String {
-    format!(
-        "({col} NOT IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema') OR nspname ~ '^pg_(toast|temp_|toast_temp_)')
-          AND {col} IS DISTINCT FROM (SELECT extnamespace FROM pg_catalog.pg_extension WHERE extname = 'pg_backup'))"
-    )
-}
-
-/// `NOT EXISTS` an extension membership of (catalog, oid): extension members are created by
-/// CREATE EXTENSION, not by the backup.
-pub fn not_extension_member(class: &str, oid: &str) -> String {
-    format!(
-        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dx WHERE dx.classid = '{class}'::pg_catalog.regclass AND dx.objid = {oid} AND dx.deptype = 'e')"
-    )
-}
+pub use common::{
+    data_key, ident, literal, not_extension_member, owner_sql, qualified, query, unexpected,
+    user_schema, Collected, ConfigTable, Context, Row,
+};
 
 /// Collect everything `cx` selects and sort it into a TOC; also the extension configuration
 /// tables whose rows the backup writes.
@@ -348,6 +197,8 @@ pub(crate) struct EmptySearchPath {
 
 impl EmptySearchPath {
     pub(crate) fn set() -> Self {
+        // SAFETY: opens a GUC nest level inside the current transaction, on the backend's
+        // thread; `drop` (or the transaction's abort) closes it with AtEOXact_GUC.
         let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
         crate::security::set_for_call(c"search_path", c"");
         EmptySearchPath { nest_level }
@@ -357,35 +208,9 @@ impl EmptySearchPath {
 impl Drop for EmptySearchPath {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: closes the nest level `set` opened; levels opened after it were closed
+            // by their own guards first. During an ERROR the abort closes it instead.
             unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
     }
-}
-
-/// The key of a relation's rows (its TableData / SequenceSet entry).
-pub fn data_key(class: u32, oid: u32) -> ObjKey {
-    ObjKey::new(class, oid).with(Role::Data)
-}
-
-/// An error for catalog rows that do not look like PostgreSQL 15's.
-pub fn unexpected(what: &str) -> BackupError {
-    BackupError::corrupt(format!("unexpected catalog contents: {what}"))
-}
-
-/// The oids of the system catalogs that key collected objects (fixed by PostgreSQL).
-pub mod class {
-    use pgrx::pg_sys;
-    pub const PG_CLASS: u32 = pg_sys::RelationRelationId.to_u32();
-    pub const PG_TYPE: u32 = pg_sys::TypeRelationId.to_u32();
-    pub const PG_PROC: u32 = pg_sys::ProcedureRelationId.to_u32();
-    pub const PG_NAMESPACE: u32 = pg_sys::NamespaceRelationId.to_u32();
-    /// pg_rewrite (catalog/pg_rewrite.h; not in pgrx's bindings).
-    pub const PG_REWRITE: u32 = 2618;
-    pub const PG_EXTENSION: u32 = pg_sys::ExtensionRelationId.to_u32();
-    /// pg_largeobject_metadata (catalog/pg_largeobject_metadata.h).
-    pub const PG_LARGEOBJECT_METADATA: u32 = 2995;
-    /// pg_largeobject (catalog/pg_largeobject.h): comments and security labels on a large
-    /// object name this catalog, not pg_largeobject_metadata.
-    pub const PG_LARGEOBJECT: u32 = 2613;
-    pub const PG_DATABASE: u32 = pg_sys::DatabaseRelationId.to_u32();
 }

@@ -1,6 +1,6 @@
 //! Schemas and extensions.
 
-use super::{ident, not_extension_member, query, Collected, Context};
+use super::common::{ident, not_extension_member, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;
@@ -23,7 +23,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
             )
             .owned(
                 Some(owner.clone()),
-                Some(super::owner_sql("SCHEMA", &ident(&name), &owner)),
+                Some(super::common::owner_sql("SCHEMA", &ident(&name), &owner)),
             ))
         },
     )?;

@@ -1,6 +1,6 @@
 //! Operators, operator families and classes, access methods.
 
-use super::{ident, not_extension_member, owner_sql, qualified, query, Collected, Context};
+use super::common::{ident, not_extension_member, owner_sql, qualified, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

@@ -3,7 +3,7 @@
 //! up (they hold a connection string and need a superuser; see the README).
 
 use super::class::PG_CLASS;
-use super::{ident, owner_sql, query, Collected, Context};
+use super::common::{ident, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 
 use super::class::{PG_CLASS, PG_REWRITE, PG_TYPE};
-use super::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
+use super::common::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
 use crate::archive::toc::{EntryKind, Section};
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Functions, procedures and aggregates.
 
-use super::{not_extension_member, owner_sql, query, Collected, Context};
+use super::common::{not_extension_member, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

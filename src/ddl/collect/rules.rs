@@ -1,6 +1,6 @@
 //! Rules, triggers (with their enabled state), row security and policies, event triggers.
 
-use super::{ident, owner_sql, query, Collected, Context};
+use super::common::{ident, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;

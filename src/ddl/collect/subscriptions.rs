@@ -11,7 +11,7 @@
 
 use pgrx::prelude::*;
 
-use super::{ident, literal, owner_sql, Collected, Context, Row};
+use super::common::{ident, literal, owner_sql, Collected, Context, Row};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;

@@ -10,7 +10,7 @@
 //! (plpgsql, never collected: `REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC`), as pg_dump does
 //! for extensions in the range of oids initdb assigns.
 
-use super::{query, Collected, Context};
+use super::common::{query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;

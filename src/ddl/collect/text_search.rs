@@ -1,6 +1,6 @@
 //! Text search parsers, templates, dictionaries and configurations (with their mappings).
 
-use super::{not_extension_member, owner_sql, qualified, query, Collected, Context};
+use super::common::{not_extension_member, owner_sql, qualified, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
 use crate::error::Result;

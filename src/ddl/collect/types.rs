@@ -1,7 +1,9 @@
 //! Types (shell, base, enum, range, composite, domain and its constraints) and collations.
 
 use super::class::PG_NAMESPACE;
-use super::{not_extension_member, owner_sql, qualified, query, user_schema, Collected, Context};
+use super::common::{
+    not_extension_member, owner_sql, qualified, query, user_schema, Collected, Context,
+};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
 use crate::error::Result;
@@ -206,7 +208,7 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
         let add = format!(
             "ALTER DOMAIN {} ADD CONSTRAINT {} {def};",
             qualified(&schema, &domain),
-            super::ident(&conname)
+            super::common::ident(&conname)
         );
         let mut node = Node::new(
             key,
@@ -224,7 +226,7 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
                     end,
                     Segment::Part {
                         key,
-                        inline: format!(" CONSTRAINT {} {def}", super::ident(&conname)),
+                        inline: format!(" CONSTRAINT {} {def}", super::common::ident(&conname)),
                         split: String::new(),
                     },
                 );
