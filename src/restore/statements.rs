@@ -11,6 +11,8 @@
 //! template is decoded, expanded here and parsed, and the statement it makes is what runs
 //! (no PL/pgSQL from an archive ever runs).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 
 use pgrx::pg_sys::NodeTag;
@@ -21,7 +23,7 @@ use crate::archive::facts::{ConstraintFacts, Facts, TypeKind};
 use crate::archive::shapes::{
     self, Command, ConstraintKind, Names, Refusal, Rel, Relkind, TableAction, Target,
 };
-use crate::archive::toc::TocEntry;
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::error::{BackupError, Result};
 
 /// One parsed statement and the text that runs it.
@@ -47,6 +49,16 @@ pub fn names_of<'a>(e: &'a TocEntry, moved_to: Option<&'a str>) -> Names<'a> {
 /// Returns the text to run: `sql` itself, or for the database's DO blocks the statements
 /// they would execute.
 pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<String> {
+    let key = Checked::key(Check::Entry, e, sql, moved_to);
+    if let Some(text) = Checked::get(&key) {
+        return Ok(text);
+    }
+    let text = check_entry_text(e, sql, moved_to)?;
+    Checked::put(key, text.clone());
+    Ok(text)
+}
+
+fn check_entry_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<String> {
     let parsed = parse(sql).map_err(|why| refused(e, &format!("its SQL does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
     if let Err(r) = shapes::check(e.kind, &names_of(e, moved_to), &commands) {
@@ -78,10 +90,96 @@ pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<St
 
 /// Check `sql`, entry e's owner statement: exactly one ALTER ... OWNER TO.
 pub fn check_owner(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
+    let key = Checked::key(Check::Owner, e, sql, moved_to);
+    if Checked::get(&key).is_some() {
+        return Ok(());
+    }
+    check_owner_text(e, sql, moved_to)?;
+    Checked::put(key, String::new());
+    Ok(())
+}
+
+fn check_owner_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
     let parsed = parse(sql)
         .map_err(|why| refused(e, &format!("its owner statement does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.into_iter().map(|p| p.command).collect();
     shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
+}
+
+/// Which statement of an entry a check was about.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Check {
+    Entry,
+    Owner,
+}
+
+/// Everything a check's answer depends on: the entry's kind and names, target_schema's new
+/// schema, and the very text (compared whole, never by a hash of it).
+#[derive(PartialEq, Eq, Hash)]
+struct CheckKey {
+    check: Check,
+    kind: EntryKind,
+    schema: Option<String>,
+    name: String,
+    table: Option<String>,
+    moved_to: Option<String>,
+    sql: String,
+}
+
+thread_local! {
+    /// The checks that passed in this restore call (issue 18): preflight checks every entry,
+    /// and the executor checks the text it is about to run again. In the same process that
+    /// text is the one preflight checked (the same manifest in memory, the same pinned
+    /// settings), so the second check finds its answer here instead of parsing again (each
+    /// parse runs in a subtransaction: two of them per entry). A job worker, which reads the
+    /// archive again and runs no preflight, parses everything itself. None outside a
+    /// restore call (`ChecksOfCall`): nothing is kept from one call to the next.
+    static CHECKED: RefCell<Option<HashMap<CheckKey, String>>> = const { RefCell::new(None) };
+}
+
+struct Checked;
+
+impl Checked {
+    fn key(check: Check, e: &TocEntry, sql: &str, moved_to: Option<&str>) -> CheckKey {
+        CheckKey {
+            check,
+            kind: e.kind,
+            schema: e.schema.clone(),
+            name: e.name.clone(),
+            table: e.table.clone(),
+            moved_to: moved_to.map(str::to_string),
+            sql: sql.to_string(),
+        }
+    }
+
+    fn get(key: &CheckKey) -> Option<String> {
+        CHECKED.with(|c| c.borrow().as_ref()?.get(key).cloned())
+    }
+
+    fn put(key: CheckKey, text: String) {
+        CHECKED.with(|c| {
+            if let Some(checked) = c.borrow_mut().as_mut() {
+                checked.insert(key, text);
+            }
+        });
+    }
+}
+
+/// The checks of one restore call: none yet when it starts (a new call may run under other
+/// settings or another archive), forgotten when it ends (dropped, on an error too).
+pub struct ChecksOfCall(());
+
+impl ChecksOfCall {
+    pub fn begin() -> ChecksOfCall {
+        CHECKED.with(|c| *c.borrow_mut() = Some(HashMap::new()));
+        ChecksOfCall(())
+    }
+}
+
+impl Drop for ChecksOfCall {
+    fn drop(&mut self) {
+        CHECKED.with(|c| *c.borrow_mut() = None);
+    }
 }
 
 fn refused(e: &TocEntry, why: &str) -> BackupError {

@@ -138,7 +138,10 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
   CASE WHEN a.attstorage <> t.typstorage THEN CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
        WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
   CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
-  pg_catalog.array_to_string(a.attoptions, ', '),
+  -- pg_attver is the server's own (recent minor releases set it on every column they create):
+  -- pg_dump leaves it out, and so does collect (a restored column gets its own).
+  NULLIF(pg_catalog.array_to_string(ARRAY(SELECT o FROM pg_catalog.unnest(a.attoptions) o
+                                          WHERE pg_catalog.substr(o, 1, 10) <> 'pg_attver='), ', '), ''),
   (SELECT pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(o.option_name) || ' ' || pg_catalog.quote_literal(o.option_value)
           FROM pg_catalog.pg_options_to_table(a.attfdwoptions) o ORDER BY o.option_name), ', ')
    WHERE a.attfdwoptions IS NOT NULL),
