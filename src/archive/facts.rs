@@ -43,7 +43,7 @@ pub enum TypeKind {
 }
 
 /// What an `ADD CONSTRAINT` adds (pg_constraint).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConstraintFacts {
     /// contype.
     pub kind: ConstraintKind,
@@ -67,7 +67,7 @@ fn not(b: &bool) -> bool {
 }
 
 /// The facts of one entry; in the manifest only those that are set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Facts {
     /// A partition (pg_class.relispartition); its parent is the entry's `belongs_to`.
     #[serde(default, skip_serializing_if = "not")]

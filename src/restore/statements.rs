@@ -113,8 +113,8 @@ enum Check {
     Owner,
 }
 
-/// Everything a check's answer depends on: the entry's kind and names, target_schema's new
-/// schema, and the very text (compared whole, never by a hash of it).
+/// Everything a check's answer depends on: the entry's kind, names and facts, target_schema's
+/// new schema, and the very text (compared whole, never by a hash of it).
 #[derive(PartialEq, Eq, Hash)]
 struct CheckKey {
     check: Check,
@@ -124,6 +124,7 @@ struct CheckKey {
     table: Option<String>,
     moved_to: Option<String>,
     sql: String,
+    facts: Facts,
 }
 
 thread_local! {
@@ -149,6 +150,7 @@ impl Checked {
             table: e.table.clone(),
             moved_to: moved_to.map(str::to_string),
             sql: sql.to_string(),
+            facts: e.facts.clone(),
         }
     }
 
