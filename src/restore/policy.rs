@@ -6,7 +6,7 @@
 use super::result::{Action, Status};
 use crate::archive::facts::Facts;
 use crate::archive::shapes::ConstraintKind;
-use crate::archive::toc::{EntryKind, TocEntry};
+use crate::archive::toc::{EntryKind, Pass, Section, TocEntry};
 
 /// Which errors of a step are expected and how they are reported.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -175,6 +175,32 @@ pub fn superuser_only(e: &TocEntry) -> bool {
             .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
+/// Entries `schema_only` / `data_only` leave out: the rows and sequence values, or all else.
+pub fn left_out_by_options(e: &TocEntry, schema_only: bool, data_only: bool) -> bool {
+    let is_data = matches!(e.pass(), Pass::Data | Pass::SequenceValues);
+    (schema_only && is_data) || (data_only && !is_data)
+}
+
+/// The errors an entry decided to be created may meet and keep going: types, functions,
+/// sequences, views ... of the pre-data section that already exist are kept (`skip`); a table
+/// asked for is planned by `existing` instead, and decorations follow their object.
+pub fn tolerated(e: &TocEntry) -> Tolerate {
+    if e.section == Section::PreData
+        && !e.kind.is_decoration()
+        && !matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+    {
+        Tolerate::Duplicates
+    } else {
+        Tolerate::Nothing
+    }
+}
+
+/// Grants and owners naming a role this cluster lacks are reported as warnings, as
+/// pg_restore does (the role is not created: roles are cluster-wide).
+pub fn warns_of_missing_roles(kind: EntryKind) -> bool {
+    matches!(kind, EntryKind::Acl | EntryKind::Owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{constraint_parts, Facts};
@@ -295,5 +321,101 @@ mod tests {
             None,
             "no constraint facts, no split"
         );
+    }
+
+    fn entry(kind: EntryKind, schema: &str, sql: &str) -> super::TocEntry {
+        super::TocEntry {
+            id: 1,
+            kind,
+            section: kind.section(),
+            schema: Some(schema.into()),
+            name: "x".into(),
+            table: None,
+            owner: None,
+            belongs_to: None,
+            deps: vec![],
+            sql: sql.into(),
+            owner_sql: None,
+            tablespace: None,
+            builtin_code_only: false,
+            facts: crate::archive::facts::Facts::default(),
+        }
+    }
+
+    #[test]
+    fn options_leave_out_rows_or_definitions() {
+        use super::{left_out_by_options, EntryKind};
+        let table = entry(EntryKind::Table, "s", "CREATE TABLE s.x ();");
+        let rows = entry(EntryKind::TableData, "s", "");
+        let value = entry(EntryKind::SequenceSet, "s", "SELECT 1;");
+        assert!(!left_out_by_options(&table, false, false));
+        assert!(
+            left_out_by_options(&rows, true, false) && left_out_by_options(&value, true, false)
+        );
+        assert!(!left_out_by_options(&table, true, false));
+        assert!(
+            left_out_by_options(&table, false, true) && !left_out_by_options(&rows, false, true)
+        );
+    }
+
+    #[test]
+    fn existing_pre_data_objects_are_kept_but_tables_and_decorations_are_not() {
+        use super::{tolerated, warns_of_missing_roles, EntryKind, Tolerate};
+        for k in [
+            EntryKind::Function,
+            EntryKind::Type,
+            EntryKind::View,
+            EntryKind::Schema,
+        ] {
+            assert_eq!(
+                tolerated(&entry(k, "s", "x")),
+                Tolerate::Duplicates,
+                "{k:?}"
+            );
+        }
+        for k in [
+            EntryKind::Table,
+            EntryKind::ForeignTable,
+            EntryKind::Comment,
+            EntryKind::Acl,
+            EntryKind::Index,
+            EntryKind::ForeignKey,
+        ] {
+            assert_eq!(tolerated(&entry(k, "s", "x")), Tolerate::Nothing, "{k:?}");
+        }
+        assert!(warns_of_missing_roles(EntryKind::Acl) && warns_of_missing_roles(EntryKind::Owner));
+        assert!(!warns_of_missing_roles(EntryKind::Comment));
+    }
+
+    #[test]
+    fn only_a_superuser_restores_what_reaches_beyond_ones_own_objects() {
+        use super::{created_as_owner, reads_rows, superuser_only, EntryKind};
+        for k in [
+            EntryKind::EventTrigger,
+            EntryKind::Language,
+            EntryKind::Cast,
+            EntryKind::Subscription,
+            EntryKind::DefaultPrivileges,
+            EntryKind::Database,
+            EntryKind::OperatorClass,
+        ] {
+            assert!(superuser_only(&entry(k, "s", "x")), "{k:?}");
+        }
+        // Anything on the system schemas' objects.
+        assert!(superuser_only(&entry(
+            EntryKind::Function,
+            "pg_catalog",
+            "x"
+        )));
+        assert!(superuser_only(&entry(
+            EntryKind::View,
+            "information_schema",
+            "x"
+        )));
+        assert!(!superuser_only(&entry(EntryKind::Function, "public", "x")));
+        assert!(!superuser_only(&entry(EntryKind::Table, "app", "x")));
+        assert!(created_as_owner(EntryKind::Table) && !created_as_owner(EntryKind::Index));
+        assert!(reads_rows(EntryKind::Index) && reads_rows(EntryKind::ForeignKey));
+        assert!(!reads_rows(EntryKind::Comment) && !reads_rows(EntryKind::Table));
     }
 }
