@@ -39,6 +39,7 @@ install-release: setup
 # only root can mount (scripts/small-fs.sh).
 E2E_TESTS := --test e2e --test restore_safety --test storage --test fidelity --test regression --test reliability
 test: setup regress-build
+	python3 scripts/import-graph.py src
 	$(AS_TEST_USER) cargo pgrx test pg15
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
 	small_fs=$$(bash scripts/small-fs.sh mount); \

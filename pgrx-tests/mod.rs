@@ -967,4 +967,135 @@ mod tests {
             "ERRCODE_UNDEFINED_OBJECT"
         );
     }
+
+    /// Issue 18: the facts collect sets on TOC entries (from the catalogs) are the facts an
+    /// archive without them gets on read (from its SQL): a restore decides the same way for
+    /// the backups written before and after. Each kind of object whose facts restore reads.
+    #[pg_test]
+    fn facts_of_collect_and_of_old_archives_agree() {
+        use crate::archive::facts::{self, TypeKind};
+        use crate::archive::shapes::ConstraintKind as C;
+        Spi::run(
+            "CREATE SCHEMA s_facts;
+             CREATE FUNCTION s_facts.twice(integer) RETURNS integer IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2';
+             CREATE TYPE s_facts.mood AS ENUM ('UNIQUE', 'PARTITION OF', 'INPUT = x');
+             CREATE TYPE s_facts.pair AS (a integer, \"GENERATED ALWAYS AS (\" text);
+             CREATE TYPE s_facts.span AS RANGE (subtype = integer);
+             CREATE TYPE s_facts.raw;
+             CREATE FUNCTION s_facts.raw_in(cstring) RETURNS s_facts.raw IMMUTABLE STRICT LANGUAGE internal AS 'int4in';
+             CREATE FUNCTION s_facts.raw_out(s_facts.raw) RETURNS cstring IMMUTABLE STRICT LANGUAGE internal AS 'int4out';
+             CREATE TYPE s_facts.raw (INPUT = s_facts.raw_in, OUTPUT = s_facts.raw_out, INTERNALLENGTH = 4, PASSEDBYVALUE, ALIGNMENT = int4);
+             CREATE DOMAIN s_facts.positive AS integer CONSTRAINT \"UNIQUE\" CHECK (VALUE > 0);
+             ALTER DOMAIN s_facts.positive ADD CONSTRAINT later CHECK (VALUE < 1000) NOT VALID;
+             CREATE TABLE s_facts.ev (id integer, at date, n integer GENERATED ALWAYS AS (s_facts.twice(id)) STORED,
+                 CONSTRAINT ev_at CHECK (at > '2000-01-01'), PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+             CREATE TABLE s_facts.ev_2024 PARTITION OF s_facts.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
+                 PARTITION BY LIST (id);
+             CREATE TABLE s_facts.ev_2024_1 PARTITION OF s_facts.ev_2024 FOR VALUES IN (1);
+             CREATE TABLE s_facts.ev_other PARTITION OF s_facts.ev DEFAULT;
+             CREATE TABLE s_facts.\"t PARTITION BY x\" (
+                 id integer PRIMARY KEY GENERATED ALWAYS AS IDENTITY,
+                 note text DEFAULT ' PARTITION OF ' CHECK (note <> 'UNIQUE'),
+                 r int4range,
+                 ev_id integer, ev_at date,
+                 UNIQUE (note) WITH (fillfactor = 70) DEFERRABLE,
+                 EXCLUDE USING gist (r WITH &&));
+             ALTER TABLE s_facts.\"t PARTITION BY x\" ADD CONSTRAINT \"PRIMARY KEY\" CHECK (note <> 'EXCLUDE') NOT VALID;
+             ALTER TABLE s_facts.\"t PARTITION BY x\" ADD CONSTRAINT to_ev FOREIGN KEY (ev_id, ev_at) REFERENCES s_facts.ev NOT VALID;
+             CREATE TABLE s_facts.kid (extra text) INHERITS (s_facts.\"t PARTITION BY x\");
+             CREATE TABLE s_facts.ev_ref (id integer, at date, FOREIGN KEY (id, at) REFERENCES s_facts.ev) PARTITION BY HASH (id);",
+        )
+        .unwrap();
+        let (_, dir) = one_backup(
+            "SELECT backup_id, path FROM backup.create(schemas => '{s_facts}', schema_only => true, label => 'facts')",
+        );
+        let m = manifest(&dir);
+        assert_eq!(m.toc_facts, facts::TOC_FACTS, "collect's facts are kept");
+        let mut old = m.toc.clone();
+        for e in old.iter_mut() {
+            e.facts = Default::default();
+        }
+        crate::archive::toc::derive_facts(&mut old);
+        for (collected, derived) in m.toc.iter().zip(&old) {
+            assert_eq!(
+                collected.facts,
+                derived.facts,
+                "{}:\n{}",
+                collected.describe(),
+                collected.sql
+            );
+        }
+        // And they are the catalogs' facts.
+        let facts_of = |kind: EntryKind, name: &str| {
+            m.toc
+                .iter()
+                .find(|e| e.kind == kind && e.name == name)
+                .unwrap_or_else(|| panic!("no {kind:?} {name}"))
+                .facts
+                .clone()
+        };
+        let ev = facts_of(EntryKind::Table, "ev");
+        assert!(ev.partitioned && ev.generated_columns && !ev.partition);
+        let sub = facts_of(EntryKind::Table, "ev_2024");
+        assert!(sub.partition && sub.partitioned && !sub.created_as_partition);
+        assert!(facts_of(EntryKind::Table, "ev_2024_1").partition);
+        assert!(facts_of(EntryKind::Table, "ev_other").partition);
+        assert_eq!(
+            facts_of(EntryKind::Table, "t PARTITION BY x"),
+            Default::default()
+        );
+        assert!(facts_of(EntryKind::Table, "ev_ref").partitioned);
+        let constraint = |kind: EntryKind, name: &str| {
+            let c = facts_of(kind, name).constraint.unwrap();
+            (c.kind, c.validated)
+        };
+        assert_eq!(
+            constraint(
+                EntryKind::Constraint,
+                "t PARTITION BY x t PARTITION BY x_pkey"
+            ),
+            (C::PrimaryKey, true)
+        );
+        assert_eq!(
+            constraint(
+                EntryKind::Constraint,
+                "t PARTITION BY x t PARTITION BY x_note_key"
+            ),
+            (C::Unique, true)
+        );
+        assert_eq!(
+            constraint(
+                EntryKind::Constraint,
+                "t PARTITION BY x t PARTITION BY x_r_excl"
+            ),
+            (C::Exclusion, true)
+        );
+        assert_eq!(
+            constraint(EntryKind::CheckConstraint, "t PARTITION BY x PRIMARY KEY"),
+            (C::Check, false)
+        );
+        assert!(
+            !facts_of(EntryKind::CheckConstraint, "t PARTITION BY x PRIMARY KEY")
+                .builds_index_only()
+        );
+        assert_eq!(
+            constraint(EntryKind::ForeignKey, "t PARTITION BY x to_ev"),
+            (C::ForeignKey, false)
+        );
+        assert_eq!(
+            constraint(EntryKind::DomainConstraint, "positive later"),
+            (C::Check, false)
+        );
+        let kind_of = |kind: EntryKind, name: &str| facts_of(kind, name).type_kind;
+        assert_eq!(kind_of(EntryKind::Type, "mood"), Some(TypeKind::Enum));
+        assert_eq!(kind_of(EntryKind::Type, "pair"), Some(TypeKind::Composite));
+        assert_eq!(kind_of(EntryKind::Type, "span"), Some(TypeKind::Range));
+        assert_eq!(kind_of(EntryKind::Type, "raw"), Some(TypeKind::Base));
+        assert_eq!(kind_of(EntryKind::ShellType, "raw"), Some(TypeKind::Shell));
+        assert_eq!(
+            kind_of(EntryKind::Domain, "positive"),
+            Some(TypeKind::Domain)
+        );
+        Spi::run("DROP SCHEMA s_facts CASCADE").unwrap();
+    }
 }

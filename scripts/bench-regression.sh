@@ -62,23 +62,29 @@ dump_full=$(cmd_best pg_dump -Fc -d regression -f "$out/regression.dump")
 ours_full=$(sql_best regression "SELECT backup_id FROM backup.create(label => 'bench-full')")
 full_id=$(psql -Atq -d regression -c "SELECT id FROM backup.backups WHERE label = 'bench-full' AND status = 'completed' ORDER BY started_at DESC LIMIT 1")
 
-pgr=(); ours=()
+# Interleaved (pg_restore, then ours, then ours without the final ANALYZE, which pg_restore
+# does not run), so that a change of the machine's load weighs on all three alike.
+pgr=(); ours=(); ours_na=()
+ours_restore="failed: no completed backup"; ours_noanalyze="failed: no completed backup"
+ours_run() { # database, extra arguments of restore()
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1 TEMPLATE template0" 2>/dev/null
+  psql -q -d "$1" -c "CREATE EXTENSION pg_backup" -c "SELECT count(*) FROM backup.rescan()" >/dev/null
+  sql_time "$1" "SELECT count(*) FROM backup.restore('$full_id'$2)"
+}
 for _ in $(seq "$RUNS"); do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS r_regr_pg" -c "CREATE DATABASE r_regr_pg TEMPLATE template0" 2>/dev/null
   t0=$(now); pg_restore -d r_regr_pg "$out/regression.dump" >/dev/null 2>&1 || true
   pgr+=("$(echo "$(now) - $t0" | bc)")
+  if [ -n "$full_id" ]; then
+    t=$(ours_run r_regr_ours "")
+    case "$t" in failed*) ours_restore=$t ;; *) ours+=("$t") ;; esac
+    t=$(ours_run r_regr_ours_na ", run_analyze => false")
+    case "$t" in failed*) ours_noanalyze=$t ;; *) ours_na+=("$t") ;; esac
+  fi
 done
 pgr_t=$(best "${pgr[@]}")
-ours_restore="failed: no completed backup"
-if [ -n "$full_id" ]; then
-  for _ in $(seq "$RUNS"); do
-    psql -q -d postgres -c "DROP DATABASE IF EXISTS r_regr_ours" -c "CREATE DATABASE r_regr_ours TEMPLATE template0" 2>/dev/null
-    psql -q -d r_regr_ours -c "CREATE EXTENSION pg_backup" -c "SELECT count(*) FROM backup.rescan()" >/dev/null
-    ours_restore=$(sql_time r_regr_ours "SELECT count(*) FROM backup.restore('$full_id')")
-    case "$ours_restore" in failed*) break ;; *) ours+=("$ours_restore") ;; esac
-  done
-  [ ${#ours[@]} -gt 0 ] && ours_restore=$(best "${ours[@]}")
-fi
+[ ${#ours[@]} -gt 0 ] && ours_restore=$(best "${ours[@]}")
+[ ${#ours_na[@]} -gt 0 ] && ours_noanalyze=$(best "${ours_na[@]}")
 
 cat <<REPORT
 
@@ -90,5 +96,6 @@ pg_dump -Fc                                  $(printf %7.2f "$dump_full")   1.00
 $(show "backup.create()" "$ours_full" "$dump_full")
 pg_restore (1 job) into a new database       $(printf %7.2f "$pgr_t")   1.00
 $(show "backup.restore() into a new database" "$ours_restore" "$pgr_t")
+$(show "  the same, run_analyze => false" "$ours_noanalyze" "$pgr_t")
 REPORT
-psql -q -d postgres -c "DROP DATABASE IF EXISTS r_regr_pg" -c "DROP DATABASE IF EXISTS r_regr_ours" 2>/dev/null || true
+psql -q -d postgres -c "DROP DATABASE IF EXISTS r_regr_pg" -c "DROP DATABASE IF EXISTS r_regr_ours" -c "DROP DATABASE IF EXISTS r_regr_ours_na" 2>/dev/null || true

@@ -2867,3 +2867,109 @@ fn an_entry_creates_and_gives_away_only_its_own_object() {
         .unwrap();
     assert_eq!(count(&mut su, "SELECT public.f()::bigint"), 1);
 }
+
+/// Issue 18: restore decides by the facts collect put on each TOC entry (an index build runs
+/// as the extension owner, a CHECK is validated as the table's owner), so the facts are
+/// checked like the SQL (issue 17): an entry whose facts are not what its statements do is
+/// refused with 2F003 before anything changes. Here a constraint entry holds a CHECK calling
+/// the operator's function while its facts still say PRIMARY KEY: judged by the facts alone,
+/// the check would run as the restoring superuser and make the operator superuser. And an
+/// archive without facts (as pg_backup 0.2.0 and earlier 0.3.0 wrote them) restores: they
+/// are derived from its SQL when it is read.
+#[test]
+fn facts_an_entry_does_not_have_are_refused_and_archives_without_facts_restore() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; CREATE SCHEMA ops AUTHORIZATION op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", "op");
+    op.batch_execute(
+        "CREATE FUNCTION ops.escalate(integer) RETURNS boolean LANGUAGE plpgsql
+           AS $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; RETURN true; END$$;
+         CREATE TABLE ops.mine (a int PRIMARY KEY, b int CHECK (b > 0),
+                                c int GENERATED ALWAYS AS (b * 2) STORED);
+         CREATE TABLE ops.parts (a int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE ops.parts_2024 PARTITION OF ops.parts FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         INSERT INTO ops.mine (a, b) SELECT i, i FROM generate_series(1, 10) i;
+         INSERT INTO ops.parts VALUES (1, '2024-05-01');",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{ops}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let dir = backup_dir(&mut su).join(&id);
+    let names = ["manifest.json", "manifest.sha256", "manifest.sig"];
+    let original: Vec<(PathBuf, Vec<u8>)> = names
+        .iter()
+        .map(|n| (dir.join(n), std::fs::read(dir.join(n)).unwrap()))
+        .collect();
+    let m: serde_json::Value = serde_json::from_slice(&original[0].1).unwrap();
+    assert_eq!(m["toc_facts"], 1, "a new archive carries its facts");
+    let pkey = m["toc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "mine mine_pkey")
+        .unwrap();
+    assert_eq!(pkey["facts"]["constraint"]["kind"], "primary_key");
+    op.batch_execute("DROP TABLE ops.mine, ops.parts").unwrap();
+    let state = "SELECT coalesce(to_regclass('ops.mine')::text, '-') || ' ' || coalesce(to_regclass('ops.parts')::text, '-')";
+    tamper(&mut su, &id, |m| {
+        set_sql(
+            toc_entry(m, "constraint", "mine mine_pkey"),
+            "ALTER TABLE ONLY ops.mine ADD CONSTRAINT mine_pkey CHECK (ops.escalate(a));",
+        )
+    });
+    let e = su
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "2F003", "{}", describe(&e));
+    assert!(describe(&e).contains("TOC entry"), "{}", describe(&e));
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    assert_eq!(strings(&mut su, state), ["- -"], "nothing changed");
+    // The same archive without its facts: restored, by the operator and by a superuser.
+    for (path, bytes) in &original {
+        std::fs::write(path, bytes).unwrap();
+    }
+    tamper(&mut su, &id, |m| {
+        m.as_object_mut().unwrap().remove("toc_facts");
+        for e in m["toc"].as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("facts");
+        }
+    });
+    let json = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(!json.contains("\"facts\"") && !json.contains("toc_facts"));
+    for (who, c) in [("op", &mut op), ("superuser", &mut su)] {
+        let bad = strings(
+            c,
+            &format!("SELECT object || ' ' || status FROM backup.restore('{id}', existing => 'drop', confirm => true) WHERE status = 'failed'"),
+        );
+        assert_eq!(bad, Vec::<String>::new(), "{who}");
+        assert_eq!(
+            strings(
+                c,
+                "SELECT count(*) || ' ' || sum(c) FROM ops.mine UNION ALL SELECT count(*)::text FROM ops.parts"
+            ),
+            ["10 110", "1"],
+            "{who}"
+        );
+        assert_eq!(
+            strings(
+                c,
+                "SELECT conname || ' ' || contype::text FROM pg_constraint WHERE conrelid = 'ops.mine'::regclass ORDER BY 1"
+            ),
+            ["mine_b_check c", "mine_pkey p"],
+            "{who}"
+        );
+    }
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::compression::Compression;
+use super::facts::TOC_FACTS;
 pub use super::toc::DdlItem;
 use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
@@ -37,6 +38,11 @@ pub struct Manifest {
     /// lists are turned into one on read).
     #[serde(default)]
     pub toc: Vec<TocEntry>,
+    /// The TOC's entries carry the facts collect knew (`archive::facts`, this version:
+    /// [`TOC_FACTS`]). 0 (absent: formats 1 and 2, and 0.3.0 archives written before): they
+    /// are derived from the entries' SQL on read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub toc_facts: u32,
     /// Format 1 only: DDL restored before the data, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_data: Vec<DdlItem>,
@@ -120,6 +126,9 @@ impl Manifest {
         if m.format_version < 2 {
             m.toc = toc::from_v1(&m.pre_data, &m.post_data);
         }
+        if m.toc_facts < TOC_FACTS {
+            toc::derive_facts(&mut m.toc);
+        }
         Ok(m)
     }
 
@@ -174,6 +183,10 @@ impl Manifest {
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The head of a manifest, read when the whole does not parse (see `from_json`).
@@ -324,6 +337,7 @@ pub(crate) fn sample() -> Manifest {
         format: Format::Native,
         compression: Compression::Gzip(1),
         options: serde_json::json!({"schemas": ["public"]}),
+        toc_facts: TOC_FACTS,
         toc: vec![TocEntry {
             id: 1,
             kind: toc::EntryKind::Table,
@@ -338,6 +352,7 @@ pub(crate) fn sample() -> Manifest {
             owner_sql: Some("ALTER TABLE public.t OWNER TO alice;".into()),
             tablespace: None,
             builtin_code_only: false,
+            facts: Default::default(),
         }],
         pre_data: vec![],
         post_data: vec![],

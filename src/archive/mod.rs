@@ -2,8 +2,10 @@
 
 pub mod acl;
 pub mod compression;
+pub mod facts;
 pub mod hashing;
 pub mod id;
+pub mod kind;
 pub mod manifest;
 pub mod open;
 pub mod retention;

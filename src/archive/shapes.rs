@@ -9,7 +9,7 @@
 //!
 //! Plain Rust, unit-tested below.
 
-use super::toc::EntryKind;
+use super::kind::EntryKind;
 
 /// A relation a statement names: (schema as written, name). Collect always qualifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,10 @@ impl Rel {
     }
 }
 
-/// The kind of constraint an `ALTER TABLE ... ADD CONSTRAINT` adds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of constraint an `ALTER TABLE ... ADD CONSTRAINT` adds (pg_constraint.contype;
+/// also a TOC entry's fact, `archive::facts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConstraintKind {
     PrimaryKey,
     Unique,

@@ -434,6 +434,7 @@ fn write_archive(
         compression: opts.compression,
         options: opts.to_json(),
         toc,
+        toc_facts: crate::archive::facts::TOC_FACTS,
         pre_data: Vec::new(),
         post_data: Vec::new(),
         files,

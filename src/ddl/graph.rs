@@ -11,6 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 
+use crate::archive::facts::Facts;
 use crate::archive::toc::{EntryKind, Section, TocEntry};
 
 /// What an object is besides its catalog row: the row itself, or something derived from it.
@@ -122,6 +123,8 @@ pub struct Node {
     pub tablespace: Option<String>,
     /// See `TocEntry::builtin_code_only`.
     pub builtin_code_only: bool,
+    /// See `TocEntry::facts`.
+    pub facts: Facts,
 }
 
 impl Node {
@@ -148,6 +151,7 @@ impl Node {
             part_of: None,
             tablespace: None,
             builtin_code_only: false,
+            facts: Facts::default(),
         }
     }
     /// Comes and goes with `key` (and depends on it).
@@ -580,6 +584,7 @@ impl Graph {
                     owner_sql: n.owner_sql.clone(),
                     tablespace: n.tablespace.clone(),
                     builtin_code_only: n.builtin_code_only,
+                    facts: n.facts.clone(),
                 }
             })
             .collect()

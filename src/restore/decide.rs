@@ -13,11 +13,14 @@ use super::data::{config_decision, ConfigLoad};
 use super::entry::Executor;
 use super::job::Job;
 use super::plan::Action as TableAction;
-use super::policy::{superuser_only, Decision, Outcome, Tolerate};
+use super::policy::{
+    left_out_by_options, superuser_only, tolerated, warns_of_missing_roles, Decision, Outcome,
+    Tolerate,
+};
 use super::result::{Action, Row, Status};
 use super::scope::{quoted, Why};
 use super::step::Runner;
-use crate::archive::toc::{self, EntryKind, Pass, TocEntry};
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::error::Result;
 
 /// The walk's memory of what happened to the entries so far, and the facts decisions read.
@@ -99,9 +102,7 @@ impl<'j, 'a> Decider<'j, 'a> {
         let Some(why) = self.job.scope.why(e) else {
             return Ok(Decision::Quiet);
         };
-        let pass = e.pass();
-        let is_data = matches!(pass, Pass::Data | Pass::SequenceValues);
-        if (opts.schema_only && is_data) || (opts.data_only && !is_data) {
+        if left_out_by_options(e, opts.schema_only, opts.data_only) {
             return Ok(Decision::Quiet);
         }
         if !self.job.restorer.superuser && (superuser_only(e) || self.unattached_grant(e)) {
@@ -255,18 +256,9 @@ impl<'j, 'a> Decider<'j, 'a> {
                 }
             }
         }
-        let tolerate = if e.section == toc::Section::PreData
-            && !e.kind.is_decoration()
-            && !matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
-        {
-            // Types, functions, sequences, views ... that already exist are kept.
-            Tolerate::Duplicates
-        } else {
-            Tolerate::Nothing
-        };
         Ok(Decision::Run {
             action: Action::Create,
-            tolerate,
+            tolerate: tolerated(e),
         })
     }
 
@@ -292,8 +284,7 @@ impl<'j, 'a> Decider<'j, 'a> {
                     self.outcomes.insert(e.id, Outcome::Created);
                     return Ok(None);
                 }
-                // Grants to roles this cluster lacks are reported as warnings.
-                let tolerate = if matches!(e.kind, EntryKind::Acl | EntryKind::Owner) {
+                let tolerate = if warns_of_missing_roles(e.kind) {
                     Tolerate::MissingRole
                 } else {
                     tolerate

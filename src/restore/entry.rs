@@ -12,13 +12,14 @@ use super::context::set_current;
 use super::job::Job;
 use super::plan::table_oid;
 use super::policy::{
-    builds_index_only, constraint_in_two, constraint_parts, created_as_owner, reads_rows,
-    unquote_identifier, Outcome, Tolerate,
+    constraint_in_two, constraint_parts, created_as_owner, reads_rows, Outcome, Tolerate,
 };
 use super::result::{Action, Row, Status};
 use super::scope::quoted;
 use super::step::{describe_error, Runner};
 use super::{statements, tablespaces};
+use crate::archive::facts::Facts;
+use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::error::Result;
 use crate::security::owner::{relation_owner, role_oid, run_as_in, SchemaPrivilege};
@@ -139,7 +140,7 @@ impl<'j, 'a> Executor<'j, 'a> {
         let checks_only = (created_as_owner(e.kind) && e.kind != EntryKind::Table)
             || e.kind == EntryKind::Trigger
             || (e.kind == EntryKind::Table
-                && !e.sql.contains(" PARTITION OF ")
+                && !e.facts.created_as_partition
                 && !self.calls_user_code(e));
         // A subscription's statement holds its connection string (maybe a password): its
         // errors are redacted like those of steps that touch rows.
@@ -191,7 +192,7 @@ impl<'j, 'a> Executor<'j, 'a> {
                                 | EntryKind::DomainConstraint
                         ) =>
                     {
-                        add_constraint(&body, *role, schemas, restorer)?
+                        add_constraint(&body, &e.facts, *role, schemas, restorer)?
                     }
                     Some(_) if attach_as_restorer => {
                         // Issue 16: attaching needs the ownership of both tables; with
@@ -360,7 +361,7 @@ impl<'j, 'a> Executor<'j, 'a> {
             // default or a CHECK is never evaluated by it).
             return false;
         }
-        if e.sql.contains("GENERATED ALWAYS AS (") || e.sql.contains(" PARTITION BY ") {
+        if e.facts.creation_plans_expressions() {
             return true;
         }
         e.deps.iter().filter_map(|d| self.job.entry(*d)).any(|d| {
@@ -471,7 +472,7 @@ impl<'j, 'a> Executor<'j, 'a> {
         };
         let target = match e.kind {
             EntryKind::Index => return Ok(None),
-            EntryKind::Constraint if builds_index_only(&e.sql) => return Ok(None),
+            EntryKind::Constraint if e.facts.builds_index_only() => return Ok(None),
             EntryKind::Constraint
             | EntryKind::CheckConstraint
             | EntryKind::ForeignKey
@@ -481,7 +482,7 @@ impl<'j, 'a> Executor<'j, 'a> {
             // A trigger is created by its table's owner for a caller that is not a superuser:
             // PostgreSQL checks EXECUTE on its function only then, never when it fires.
             EntryKind::Trigger if !restorer.superuser => relation_of(e)?,
-            EntryKind::Table if e.sql.contains(" PARTITION OF ") => {
+            EntryKind::Table if e.facts.created_as_partition => {
                 match e.belongs_to.and_then(|b| self.job.entry(b)) {
                     Some(parent) => relation_of(parent)?,
                     None => None,
@@ -681,6 +682,7 @@ pub fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
 /// for a statement of another shape (then it runs as the owner, as before).
 fn add_constraint(
     body: &str,
+    facts: &Facts,
     owner: pg_sys::Oid,
     schemas: &[String],
     restorer: &Restorer,
@@ -702,14 +704,14 @@ fn add_constraint(
         needs.extend(extra.map(|s| (s, SchemaPrivilege::Usage)));
         run_as_in(role, &needs, || Ok(crate::text::run(sql)?))
     };
-    if let Some((add, validate)) = constraint_in_two(body, restorer.superuser) {
+    if let Some((add, validate)) = constraint_in_two(body, facts, restorer.superuser) {
         as_caller(&add)?;
         if let Some(validate) = validate {
             as_owner(owner, None, &validate)?;
         }
         return Ok(true);
     }
-    partitioned_foreign_key(body, as_caller, as_owner)
+    partitioned_foreign_key(body, facts, as_caller, as_owner)
 }
 
 /// A partitioned table's foreign key (issue 16), which PostgreSQL 15 cannot add NOT VALID:
@@ -723,9 +725,17 @@ fn add_constraint(
 /// of that name (then the key is added as the table's owner, as before).
 fn partitioned_foreign_key(
     body: &str,
+    facts: &Facts,
     as_caller: impl Fn(&str) -> Result<()>,
     as_owner: impl Fn(pg_sys::Oid, Option<&str>, &str) -> Result<()>,
 ) -> Result<bool> {
+    let Some(key) = facts
+        .constraint
+        .as_ref()
+        .filter(|c| c.kind == ConstraintKind::ForeignKey && c.validated)
+    else {
+        return Ok(false);
+    };
     let Some((keyword, relation, name, definition)) = constraint_parts(body) else {
         return Ok(false);
     };
@@ -733,8 +743,6 @@ fn partitioned_foreign_key(
         return Ok(false);
     };
     if relation.starts_with("ONLY ")
-        || !definition.starts_with("FOREIGN KEY")
-        || definition.ends_with(" NOT VALID")
         || definition.ends_with(" NOT ENFORCED")
         || keyword != "ALTER TABLE"
     {
@@ -753,7 +761,7 @@ fn partitioned_foreign_key(
                 None,
                 &[
                     crate::text::arg(relation),
-                    crate::text::arg(unquote_identifier(name)),
+                    crate::text::arg(key.name.clone()),
                 ],
             )?
             .map(|r| {

@@ -4,7 +4,9 @@
 //! statement splits into an ADD ... NOT VALID and a VALIDATE.
 
 use super::result::{Action, Status};
-use crate::archive::toc::{EntryKind, TocEntry};
+use crate::archive::facts::Facts;
+use crate::archive::shapes::ConstraintKind;
+use crate::archive::toc::{EntryKind, Pass, Section, TocEntry};
 
 /// Which errors of a step are expected and how they are reported.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -73,40 +75,32 @@ pub fn reads_rows(kind: EntryKind) -> bool {
     )
 }
 
-/// Index builds: `CREATE INDEX` and the PRIMARY KEY / UNIQUE / EXCLUDE constraints.
-pub fn builds_index_only(sql: &str) -> bool {
-    matches!(
-        constraint_definition(sql),
-        Some(d) if ["PRIMARY KEY", "UNIQUE", "EXCLUDE"].iter().any(|k| d.starts_with(k))
-    )
-}
-
-/// An identifier as written (`%I`) back to the name.
-pub fn unquote_identifier(ident: &str) -> String {
-    match ident.strip_prefix('"').and_then(|i| i.strip_suffix('"')) {
-        Some(inner) => inner.replace("\"\"", "\""),
-        None => ident.to_string(),
-    }
-}
-
 /// A foreign key's (or with `checks`, a CHECK's) statement as two (issue 16): the same
 /// `ADD CONSTRAINT` with NOT VALID (checks privileges, evaluates nothing), and the `VALIDATE
 /// CONSTRAINT` that checks the rows (None when the backup's constraint was NOT VALID itself,
 /// for a NOT ENFORCED one (18), which PostgreSQL never validates, and for a foreign table's
 /// CHECK, which PostgreSQL never checks). None for a statement of
 /// another shape and for a partitioned table's key (added without ONLY), which PostgreSQL 15
-/// cannot add NOT VALID.
-pub fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
+/// cannot add NOT VALID. Which constraint it is, and whether it was valid, are the entry's
+/// facts (issue 18); the statement is only cut where its parts are.
+pub fn constraint_in_two(
+    sql: &str,
+    facts: &Facts,
+    checks: bool,
+) -> Option<(String, Option<String>)> {
+    let constraint = facts.constraint.as_ref()?;
     let (keyword, relation, name, definition) = constraint_parts(sql)?;
-    let foreign_key = definition.starts_with("FOREIGN KEY")
+    let foreign_key = constraint.kind == ConstraintKind::ForeignKey
         && relation.starts_with("ONLY ")
         && keyword != "ALTER DOMAIN";
-    let check = checks && definition.starts_with("CHECK");
+    let check = checks && constraint.kind == ConstraintKind::Check;
     if !foreign_key && !check {
         return None;
     }
     let definition = definition.trim_end().strip_suffix(';')?.trim_end();
-    if definition.ends_with(" NOT VALID")
+    // 18's NOT ENFORCED constraints are held unvalidated (convalidated false) and may never
+    // be validated; the text guards archives whose facts were derived from it.
+    if !constraint.validated
         || definition.ends_with(" NOT ENFORCED")
         || (check && keyword == "ALTER FOREIGN TABLE")
     {
@@ -116,12 +110,6 @@ pub fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<Stri
         format!("{keyword} {relation} ADD CONSTRAINT {name} {definition} NOT VALID;"),
         Some(format!("{keyword} {relation} VALIDATE CONSTRAINT {name};")),
     ))
-}
-
-/// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>`: the definition,
-/// found by reading the identifiers (quoted ones may hold any text).
-fn constraint_definition(sql: &str) -> Option<&str> {
-    constraint_parts(sql).map(|(_, _, _, d)| d)
 }
 
 /// `ALTER TABLE [ONLY] <schema>.<table> ADD CONSTRAINT <name> <definition>` (or ALTER FOREIGN
@@ -187,15 +175,53 @@ pub fn superuser_only(e: &TocEntry) -> bool {
             | EntryKind::OperatorFamily
             | EntryKind::TextSearchParser
             | EntryKind::TextSearchTemplate
-    ) || (e.kind == EntryKind::Type && e.sql.contains("INPUT = "))
+    ) || (e.kind == EntryKind::Type && e.facts.base_type())
         || e.schema
             .as_deref()
             .is_some_and(|s| s == "information_schema" || s.starts_with("pg_"))
 }
 
+/// Entries `schema_only` / `data_only` leave out: the rows and sequence values, or all else.
+pub fn left_out_by_options(e: &TocEntry, schema_only: bool, data_only: bool) -> bool {
+    let is_data = matches!(e.pass(), Pass::Data | Pass::SequenceValues);
+    (schema_only && is_data) || (data_only && !is_data)
+}
+
+/// The errors an entry decided to be created may meet and keep going: types, functions,
+/// sequences, views ... of the pre-data section that already exist are kept (`skip`); a table
+/// asked for is planned by `existing` instead, and decorations follow their object.
+pub fn tolerated(e: &TocEntry) -> Tolerate {
+    if e.section == Section::PreData
+        && !e.kind.is_decoration()
+        && !matches!(e.kind, EntryKind::Table | EntryKind::ForeignTable)
+    {
+        Tolerate::Duplicates
+    } else {
+        Tolerate::Nothing
+    }
+}
+
+/// Grants and owners naming a role this cluster lacks are reported as warnings, as
+/// pg_restore does (the role is not created: roles are cluster-wide).
+pub fn warns_of_missing_roles(kind: EntryKind) -> bool {
+    matches!(kind, EntryKind::Acl | EntryKind::Owner)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{constraint_definition, constraint_in_two};
+    use super::{constraint_parts, Facts};
+    use crate::archive::toc::EntryKind;
+
+    fn constraint_definition(sql: &str) -> Option<&str> {
+        constraint_parts(sql).map(|(_, _, _, d)| d)
+    }
+
+    /// `constraint_in_two` with the facts the entry's SQL shows (an archive's own are checked
+    /// to be those).
+    fn constraint_in_two(sql: &str, checks: bool) -> Option<(String, Option<String>)> {
+        let facts: Facts = crate::archive::facts::of_sql(EntryKind::ForeignKey, sql);
+        super::constraint_in_two(sql, &facts, checks)
+    }
 
     #[test]
     fn constraint_definitions_are_found_past_any_name() {
@@ -292,5 +318,117 @@ mod tests {
             constraint_in_two("ALTER TABLE ONLY s.t ADD CONSTRAINT u UNIQUE (a);", true),
             None
         );
+        // What the constraint is comes from the facts, not from words in its expression.
+        let check =
+            "ALTER TABLE s.t ADD CONSTRAINT \"FOREIGN KEY\" CHECK ((a <> 'x NOT VALID'::text));";
+        assert_eq!(
+            constraint_in_two(check, true),
+            Some((
+                "ALTER TABLE s.t ADD CONSTRAINT \"FOREIGN KEY\" CHECK ((a <> 'x NOT VALID'::text)) NOT VALID;".into(),
+                Some("ALTER TABLE s.t VALIDATE CONSTRAINT \"FOREIGN KEY\";".into())
+            ))
+        );
+        assert_eq!(constraint_in_two(check, false), None);
+        assert_eq!(
+            super::constraint_in_two(check, &Facts::default(), true),
+            None,
+            "no constraint facts, no split"
+        );
+    }
+
+    fn entry(kind: EntryKind, schema: &str, sql: &str) -> super::TocEntry {
+        super::TocEntry {
+            id: 1,
+            kind,
+            section: kind.section(),
+            schema: Some(schema.into()),
+            name: "x".into(),
+            table: None,
+            owner: None,
+            belongs_to: None,
+            deps: vec![],
+            sql: sql.into(),
+            owner_sql: None,
+            tablespace: None,
+            builtin_code_only: false,
+            facts: crate::archive::facts::Facts::default(),
+        }
+    }
+
+    #[test]
+    fn options_leave_out_rows_or_definitions() {
+        use super::{left_out_by_options, EntryKind};
+        let table = entry(EntryKind::Table, "s", "CREATE TABLE s.x ();");
+        let rows = entry(EntryKind::TableData, "s", "");
+        let value = entry(EntryKind::SequenceSet, "s", "SELECT 1;");
+        assert!(!left_out_by_options(&table, false, false));
+        assert!(
+            left_out_by_options(&rows, true, false) && left_out_by_options(&value, true, false)
+        );
+        assert!(!left_out_by_options(&table, true, false));
+        assert!(
+            left_out_by_options(&table, false, true) && !left_out_by_options(&rows, false, true)
+        );
+    }
+
+    #[test]
+    fn existing_pre_data_objects_are_kept_but_tables_and_decorations_are_not() {
+        use super::{tolerated, warns_of_missing_roles, EntryKind, Tolerate};
+        for k in [
+            EntryKind::Function,
+            EntryKind::Type,
+            EntryKind::View,
+            EntryKind::Schema,
+        ] {
+            assert_eq!(
+                tolerated(&entry(k, "s", "x")),
+                Tolerate::Duplicates,
+                "{k:?}"
+            );
+        }
+        for k in [
+            EntryKind::Table,
+            EntryKind::ForeignTable,
+            EntryKind::Comment,
+            EntryKind::Acl,
+            EntryKind::Index,
+            EntryKind::ForeignKey,
+        ] {
+            assert_eq!(tolerated(&entry(k, "s", "x")), Tolerate::Nothing, "{k:?}");
+        }
+        assert!(warns_of_missing_roles(EntryKind::Acl) && warns_of_missing_roles(EntryKind::Owner));
+        assert!(!warns_of_missing_roles(EntryKind::Comment));
+    }
+
+    #[test]
+    fn only_a_superuser_restores_what_reaches_beyond_ones_own_objects() {
+        use super::{created_as_owner, reads_rows, superuser_only, EntryKind};
+        for k in [
+            EntryKind::EventTrigger,
+            EntryKind::Language,
+            EntryKind::Cast,
+            EntryKind::Subscription,
+            EntryKind::DefaultPrivileges,
+            EntryKind::Database,
+            EntryKind::OperatorClass,
+        ] {
+            assert!(superuser_only(&entry(k, "s", "x")), "{k:?}");
+        }
+        // Anything on the system schemas' objects.
+        assert!(superuser_only(&entry(
+            EntryKind::Function,
+            "pg_catalog",
+            "x"
+        )));
+        assert!(superuser_only(&entry(
+            EntryKind::View,
+            "information_schema",
+            "x"
+        )));
+        assert!(!superuser_only(&entry(EntryKind::Function, "public", "x")));
+        assert!(!superuser_only(&entry(EntryKind::Table, "app", "x")));
+        assert!(created_as_owner(EntryKind::Table) && !created_as_owner(EntryKind::Index));
+        assert!(reads_rows(EntryKind::Index) && reads_rows(EntryKind::ForeignKey));
+        assert!(!reads_rows(EntryKind::Comment) && !reads_rows(EntryKind::Table));
     }
 }

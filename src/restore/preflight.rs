@@ -196,12 +196,9 @@ fn locks_needed(m: &Manifest, scope: &Scope, plan: &Plan) -> Result<u64> {
             // commit: pg_restore's known "out of shared memory" with many large objects.
             EntryKind::LargeObject => true,
             EntryKind::Index => !of_kept_table(e, plan),
-            EntryKind::Constraint => {
-                !of_kept_table(e, plan)
-                    && ["PRIMARY KEY", "UNIQUE", "EXCLUDE"]
-                        .iter()
-                        .any(|k| e.sql.contains(k))
-            }
+            // The index of a PRIMARY KEY / UNIQUE / EXCLUDE constraint (not a CHECK whose
+            // expression holds one of those words).
+            EntryKind::Constraint => !of_kept_table(e, plan) && e.facts.builds_index_only(),
             _ => false,
         };
         n += counts as u64;

@@ -13,7 +13,7 @@ use super::plan::{self, Plan};
 use super::result::{summary, Row};
 use super::scope::Scope;
 use super::walk::Walk;
-use super::{preflight, tablespaces};
+use super::{preflight, statements, tablespaces};
 use crate::archive::verify::FileStatus;
 use crate::catalog::history::{now_rfc3339, RestoreRow};
 use crate::catalog::runs;
@@ -165,6 +165,8 @@ fn restore_steps(
     // Issue 9: protected schemas, the caller's privileges, the lock table; before anything
     // changes (and for a dry run too).
     plan::check(&plan.tables, opts.existing, opts.confirm, opts.dry_run, id)?;
+    // What preflight checks, the executor finds checked (the same texts, issue 18).
+    let _checks = statements::ChecksOfCall::begin();
     preflight::check(manifest, &scope, &plan, opts, &restorer, &placement)?;
     let job = Job::new(
         &archive, opts, &scope, &plan, &restorer, &placement, batches,

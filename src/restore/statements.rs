@@ -11,22 +11,27 @@
 //! template is decoded, expanded here and parsed, and the statement it makes is what runs
 //! (no PL/pgSQL from an archive ever runs).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 
 use pgrx::pg_sys::NodeTag;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use crate::archive::facts::{ConstraintFacts, Facts, TypeKind};
 use crate::archive::shapes::{
     self, Command, ConstraintKind, Names, Refusal, Rel, Relkind, TableAction, Target,
 };
-use crate::archive::toc::TocEntry;
+use crate::archive::toc::{EntryKind, TocEntry};
 use crate::error::{BackupError, Result};
 
 /// One parsed statement and the text that runs it.
 struct Parsed {
     command: Command,
     text: String,
+    /// The facts (`archive::facts`) the statement shows.
+    facts: Facts,
 }
 
 /// The names `e`'s statements must use; `moved_to`: target_schema's new schema for the
@@ -44,10 +49,34 @@ pub fn names_of<'a>(e: &'a TocEntry, moved_to: Option<&'a str>) -> Names<'a> {
 /// Returns the text to run: `sql` itself, or for the database's DO blocks the statements
 /// they would execute.
 pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<String> {
+    let key = Checked::key(Check::Entry, e, sql, moved_to);
+    if let Some(text) = Checked::get(&key) {
+        return Ok(text);
+    }
+    let text = check_entry_text(e, sql, moved_to)?;
+    Checked::put(key, text.clone());
+    Ok(text)
+}
+
+fn check_entry_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<String> {
     let parsed = parse(sql).map_err(|why| refused(e, &format!("its SQL does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
     if let Err(r) = shapes::check(e.kind, &names_of(e, moved_to), &commands) {
         return Err(refusal(e, r));
+    }
+    // Restore decides by the entry's facts: they are the ones its statements show.
+    let shown = parsed
+        .iter()
+        .fold(Facts::default(), |all, p| all.and(p.facts.clone()));
+    if !e.facts.shown_by(&shown) {
+        return Err(refused(
+            e,
+            &format!(
+                "what the archive says of its object ({}) is not what its SQL does ({})",
+                serde_json::to_string(&e.facts).unwrap_or_default(),
+                serde_json::to_string(&shown).unwrap_or_default()
+            ),
+        ));
     }
     if !commands.iter().any(|c| matches!(c, Command::InDatabase(_))) {
         return Ok(sql.to_string());
@@ -61,10 +90,98 @@ pub fn check_entry(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<St
 
 /// Check `sql`, entry e's owner statement: exactly one ALTER ... OWNER TO.
 pub fn check_owner(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
+    let key = Checked::key(Check::Owner, e, sql, moved_to);
+    if Checked::get(&key).is_some() {
+        return Ok(());
+    }
+    check_owner_text(e, sql, moved_to)?;
+    Checked::put(key, String::new());
+    Ok(())
+}
+
+fn check_owner_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<()> {
     let parsed = parse(sql)
         .map_err(|why| refused(e, &format!("its owner statement does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.into_iter().map(|p| p.command).collect();
     shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
+}
+
+/// Which statement of an entry a check was about.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Check {
+    Entry,
+    Owner,
+}
+
+/// Everything a check's answer depends on: the entry's kind, names and facts, target_schema's
+/// new schema, and the very text (compared whole, never by a hash of it).
+#[derive(PartialEq, Eq, Hash)]
+struct CheckKey {
+    check: Check,
+    kind: EntryKind,
+    schema: Option<String>,
+    name: String,
+    table: Option<String>,
+    moved_to: Option<String>,
+    sql: String,
+    facts: Facts,
+}
+
+thread_local! {
+    /// The checks that passed in this restore call (issue 18): preflight checks every entry,
+    /// and the executor checks the text it is about to run again. In the same process that
+    /// text is the one preflight checked (the same manifest in memory, the same pinned
+    /// settings), so the second check finds its answer here instead of parsing again (each
+    /// parse runs in a subtransaction: two of them per entry). A job worker, which reads the
+    /// archive again and runs no preflight, parses everything itself. None outside a
+    /// restore call (`ChecksOfCall`): nothing is kept from one call to the next.
+    static CHECKED: RefCell<Option<HashMap<CheckKey, String>>> = const { RefCell::new(None) };
+}
+
+struct Checked;
+
+impl Checked {
+    fn key(check: Check, e: &TocEntry, sql: &str, moved_to: Option<&str>) -> CheckKey {
+        CheckKey {
+            check,
+            kind: e.kind,
+            schema: e.schema.clone(),
+            name: e.name.clone(),
+            table: e.table.clone(),
+            moved_to: moved_to.map(str::to_string),
+            sql: sql.to_string(),
+            facts: e.facts.clone(),
+        }
+    }
+
+    fn get(key: &CheckKey) -> Option<String> {
+        CHECKED.with(|c| c.borrow().as_ref()?.get(key).cloned())
+    }
+
+    fn put(key: CheckKey, text: String) {
+        CHECKED.with(|c| {
+            if let Some(checked) = c.borrow_mut().as_mut() {
+                checked.insert(key, text);
+            }
+        });
+    }
+}
+
+/// The checks of one restore call: none yet when it starts (a new call may run under other
+/// settings or another archive), forgotten when it ends (dropped, on an error too).
+pub struct ChecksOfCall(());
+
+impl ChecksOfCall {
+    pub fn begin() -> ChecksOfCall {
+        CHECKED.with(|c| *c.borrow_mut() = Some(HashMap::new()));
+        ChecksOfCall(())
+    }
+}
+
+impl Drop for ChecksOfCall {
+    fn drop(&mut self) {
+        CHECKED.with(|c| *c.borrow_mut() = None);
+    }
 }
 
 fn refused(e: &TocEntry, why: &str) -> BackupError {
@@ -139,9 +256,95 @@ unsafe fn statements(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
             Expanded::Plain(command) => (command, text),
             Expanded::InDatabase(command, inner) => (Command::InDatabase(Box::new(command)), inner),
         };
-        out.push(Parsed { command, text });
+        let facts = facts_of((*raw).stmt);
+        out.push(Parsed {
+            command,
+            text,
+            facts,
+        });
     }
     Ok(out)
+}
+
+/// The facts (`archive::facts`) statement `n` shows, as collect sets them for what it writes.
+unsafe fn facts_of(n: *mut pg_sys::Node) -> Facts {
+    use pg_sys::ObjectType::*;
+    let mut f = Facts::default();
+    let added = |c: *mut pg_sys::Constraint| {
+        let kind = match (*c).contype {
+            pg_sys::ConstrType::CONSTR_PRIMARY => ConstraintKind::PrimaryKey,
+            pg_sys::ConstrType::CONSTR_UNIQUE => ConstraintKind::Unique,
+            pg_sys::ConstrType::CONSTR_EXCLUSION => ConstraintKind::Exclusion,
+            pg_sys::ConstrType::CONSTR_CHECK => ConstraintKind::Check,
+            pg_sys::ConstrType::CONSTR_FOREIGN => ConstraintKind::ForeignKey,
+            pg_sys::ConstrType::CONSTR_NOTNULL => ConstraintKind::NotNull,
+            _ => ConstraintKind::Other,
+        };
+        ConstraintFacts {
+            kind,
+            name: cstr((*c).conname).unwrap_or_default(),
+            validated: !(*c).skip_validation,
+        }
+    };
+    match tag(n) {
+        Some(NodeTag::T_CreateStmt | NodeTag::T_CreateForeignTableStmt) => {
+            // CreateForeignTableStmt begins with its CreateStmt.
+            let s = n as *mut pg_sys::CreateStmt;
+            f.created_as_partition = !(*s).partbound.is_null();
+            f.partitioned = !(*s).partspec.is_null();
+            f.generated_columns = items::<pg_sys::Node>((*s).tableElts)
+                .into_iter()
+                .filter(|e| tag(*e) == Some(NodeTag::T_ColumnDef))
+                .flat_map(|e| items::<pg_sys::Node>((*(e as *mut pg_sys::ColumnDef)).constraints))
+                .any(|c| {
+                    tag(c) == Some(NodeTag::T_Constraint)
+                        && (*(c as *mut pg_sys::Constraint)).contype
+                            == pg_sys::ConstrType::CONSTR_GENERATED
+                });
+        }
+        Some(NodeTag::T_AlterTableStmt) => {
+            let s = n as *mut pg_sys::AlterTableStmt;
+            let adds: Vec<*mut pg_sys::AlterTableCmd> = items::<pg_sys::AlterTableCmd>((*s).cmds)
+                .into_iter()
+                .filter(|c| {
+                    (**c).subtype == pg_sys::AlterTableType::AT_AddConstraint
+                        && tag((**c).def) == Some(NodeTag::T_Constraint)
+                })
+                .collect();
+            f.constraint = match adds[..] {
+                [] => None,
+                [c] => Some(added((*c).def as *mut pg_sys::Constraint)),
+                // Collect adds one constraint per statement: several are no fact of an entry.
+                [..] => Some(ConstraintFacts {
+                    kind: ConstraintKind::Other,
+                    name: String::new(),
+                    validated: false,
+                }),
+            };
+        }
+        Some(NodeTag::T_AlterDomainStmt) => {
+            let s = n as *mut pg_sys::AlterDomainStmt;
+            if (*s).subtype == b'C' as c_char && tag((*s).def) == Some(NodeTag::T_Constraint) {
+                f.constraint = Some(added((*s).def as *mut pg_sys::Constraint));
+            }
+        }
+        Some(NodeTag::T_DefineStmt) => {
+            let s = n as *mut pg_sys::DefineStmt;
+            if (*s).kind == OBJECT_TYPE {
+                f.type_kind = Some(if (*s).args.is_null() && (*s).definition.is_null() {
+                    TypeKind::Shell
+                } else {
+                    TypeKind::Base
+                });
+            }
+        }
+        Some(NodeTag::T_CompositeTypeStmt) => f.type_kind = Some(TypeKind::Composite),
+        Some(NodeTag::T_CreateEnumStmt) => f.type_kind = Some(TypeKind::Enum),
+        Some(NodeTag::T_CreateRangeStmt) => f.type_kind = Some(TypeKind::Range),
+        Some(NodeTag::T_CreateDomainStmt) => f.type_kind = Some(TypeKind::Domain),
+        _ => {}
+    }
+    f
 }
 
 enum Expanded {

@@ -1,7 +1,10 @@
 //! Indexes, table constraints (primary key, unique, exclusion, foreign key), the attachment
 //! of partitions' indexes to their parent's, and extended statistics.
 
+use super::codes;
 use super::common::{ident, owner_sql, qualified, query, Collected, Context};
+use crate::archive::facts::ConstraintFacts;
+use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role};
 use crate::error::Result;
@@ -113,7 +116,8 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
                  WHERE ih.inhrelid = co.conindid),
                 (SELECT ii.relname::text FROM pg_catalog.pg_class ii WHERE ii.oid = co.conindid),
                 c.tableoid, c.oid,
-                (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = i.reltablespace)
+                (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = i.reltablespace),
+                co.convalidated
          FROM pg_catalog.pg_constraint co JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = co.conindid AND co.contype IN ('p', 'u', 'x')
@@ -138,6 +142,7 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
             r.text(11)?,
             ObjKey::new(r.oid(12)?, r.oid(13)?),
             r.text(14)?,
+            r.bool(15)?,
         ))
     })?;
     for (
@@ -153,19 +158,25 @@ fn constraints(cx: &Context, out: &mut Collected) -> Result<()> {
         index_name,
         tkey,
         tablespace,
+        validated,
     ) in rows
     {
-        let kind = if contype == "f" {
+        let contype = codes::contype(&contype)?;
+        let kind = if contype == ConstraintKind::ForeignKey {
             EntryKind::ForeignKey
         } else {
             EntryKind::Constraint
         };
-        out.push(
-            Node::new(key, kind, Some(&schema), &format!("{table} {name}"), sql)
-                .table(&table)
-                .of(tkey)
-                .in_tablespace(tablespace),
-        );
+        let mut node = Node::new(key, kind, Some(&schema), &format!("{table} {name}"), sql)
+            .table(&table)
+            .of(tkey)
+            .in_tablespace(tablespace);
+        node.facts.constraint = Some(ConstraintFacts {
+            kind: contype,
+            name: name.clone(),
+            validated,
+        });
+        out.push(node);
         if kind == EntryKind::Constraint && index != 0 {
             let ikey = ObjKey::new(tkey.class, index);
             out.alias(ikey.class, ikey.oid, key);

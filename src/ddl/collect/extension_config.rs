@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use pgrx::prelude::*;
 
 use super::class::PG_CLASS;
+use super::codes::Relkind;
 use super::common::{data_key, literal, qualified, Collected, ConfigTable, Context, Row};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
@@ -74,7 +75,7 @@ pub fn collect(cx: &Context, out: &mut Collected) -> Result<()> {
     let mut tables = Vec::new();
     for (ext_class, ext_oid, extension, oid, schema, name, relkind, filter) in rows {
         let ext = ObjKey::new(ext_class, ext_oid);
-        if relkind == "S" {
+        if Relkind::decode(&relkind)? == Relkind::Sequence {
             // A configuration sequence: its value, read now (sequences are not transactional).
             let q = qualified(&schema, &name);
             let (value, called) =

@@ -14,6 +14,7 @@
 
 mod casts;
 pub mod class;
+mod codes;
 mod common;
 mod constraints;
 mod database;

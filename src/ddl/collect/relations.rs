@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use pgrx::prelude::*;
 
 use super::class::{PG_CLASS, PG_REWRITE, PG_TYPE};
+use super::codes::Relkind;
 use super::common::{data_key, ident, literal, owner_sql, qualified, query, Collected, Context};
+use crate::archive::facts::ConstraintFacts;
+use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, Section};
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
 use crate::error::Result;
@@ -28,7 +31,7 @@ struct Table {
     schema: String,
     name: String,
     owner: String,
-    relkind: String,
+    relkind: Relkind,
     unlogged: bool,
     /// For a partition: the parent (qualified) and the bound.
     partition_of: Option<(String, ObjKey, String)>,
@@ -147,7 +150,10 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
   CASE WHEN a.attstorage <> t.typstorage THEN CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
        WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
   CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
-  pg_catalog.array_to_string(a.attoptions, ', '),
+  -- pg_attver is the server's own (recent minor releases set it on every column they create):
+  -- pg_dump leaves it out, and so does collect (a restored column gets its own).
+  NULLIF(pg_catalog.array_to_string(ARRAY(SELECT o FROM pg_catalog.unnest(a.attoptions) o
+                                          WHERE pg_catalog.substr(o, 1, 10) <> 'pg_attver='), ', '), ''),
   (SELECT pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.quote_ident(o.option_name) || ' ' || pg_catalog.quote_literal(o.option_value)
           FROM pg_catalog.pg_options_to_table(a.attfdwoptions) o ORDER BY o.option_name), ', ')
    WHERE a.attfdwoptions IS NOT NULL),
@@ -202,7 +208,7 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
             schema: r.string(3)?,
             name: r.string(4)?,
             owner: r.string(5)?,
-            relkind: r.string(6)?,
+            relkind: Relkind::decode(&r.string(6)?)?,
             unlogged: r.bool(7)?,
             partition_of: match partition_parent {
                 Some(p) => Some((p, ObjKey::new(PG_CLASS, r.oid(9)?), r.string(10)?)),
@@ -295,7 +301,8 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
 /// One table's nodes: the table (with its inline parts), its split-off parts, its attach.
 fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     let q = qualified(&t.schema, &t.name);
-    let foreign = t.relkind == "f";
+    let foreign = t.relkind == Relkind::ForeignTable;
+    let mut generated_columns = false;
     let keyword = if foreign { "FOREIGN TABLE" } else { "TABLE" };
     let is_partition = t.partition_of.is_some();
     let mut sql: Vec<Segment> = Vec::new();
@@ -403,6 +410,7 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                             "STORED"
                         }
                     )));
+                    generated_columns = true;
                 }
             } else if c.parent_default && c.default.is_none() {
                 sql.push(Segment::Text(" DEFAULT NULL".into()));
@@ -493,6 +501,11 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
         )
         .table(&t.name);
         n.owner = Some(t.owner.clone());
+        n.facts.constraint = Some(ConstraintFacts {
+            kind: ConstraintKind::Check,
+            name: ch.name.clone(),
+            validated: ch.validated,
+        });
         if !ch.validated {
             if ch.local {
                 parts.push(n.of(t.key));
@@ -579,6 +592,9 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
     node.sql = sql;
     node = node.in_tablespace(t.tablespace.clone());
     node.builtin_code_only = t.builtin_code_only;
+    node.facts.partition = is_partition;
+    node.facts.partitioned = t.relkind == Relkind::PartitionedTable;
+    node.facts.generated_columns = generated_columns;
     if t.parent != 0 {
         node.belongs_to = Some(ObjKey::new(PG_CLASS, t.parent));
     }
@@ -619,6 +635,11 @@ fn not_valid_not_null(t: &Table, keyword: &str, q: &str, c: &Column, nn: &NotNul
     )
     .table(&t.name);
     n.owner = Some(t.owner.clone());
+    n.facts.constraint = Some(ConstraintFacts {
+        kind: ConstraintKind::NotNull,
+        name: nn.name.clone(),
+        validated: false,
+    });
     n.of(t.key)
 }
 
@@ -729,7 +750,7 @@ fn views(cx: &Context, out: &mut Collected) -> Result<()> {
                 schema: r.string(3)?,
                 name: r.string(4)?,
                 owner: r.string(5)?,
-                materialized: r.string(6)? == "m",
+                materialized: Relkind::decode(&r.string(6)?)? == Relkind::MaterializedView,
                 query: r.string(7)?,
                 options: r.texts(8)?,
                 check_option: r.text(9)?,

@@ -1,5 +1,6 @@
 //! Functions, procedures and aggregates.
 
+use super::codes::Prokind;
 use super::common::{not_extension_member, owner_sql, query, Collected, Context};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey};
@@ -30,10 +31,12 @@ fn functions(cx: &Context, out: &mut Collected) -> Result<()> {
     );
     let nodes = query(cx, &sql, |r| {
         let (schema, name, owner) = (r.string(3)?, r.string(4)?, r.string(5)?);
-        let (kind, keyword) = if r.string(6)? == "p" {
-            (EntryKind::Procedure, "PROCEDURE")
-        } else {
-            (EntryKind::Function, "FUNCTION")
+        let (kind, keyword) = match Prokind::decode(&r.string(6)?)? {
+            Prokind::Procedure => (EntryKind::Procedure, "PROCEDURE"),
+            Prokind::Function | Prokind::Window => (EntryKind::Function, "FUNCTION"),
+            Prokind::Aggregate => {
+                return Err(super::common::unexpected("an aggregate among functions"))
+            }
         };
         // CREATE, not CREATE OR REPLACE: a function that exists where the backup is
         // restored is kept (and reported), never silently replaced.

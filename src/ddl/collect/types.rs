@@ -1,10 +1,12 @@
 //! Types (shell, base, enum, range, composite, domain and its constraints) and collations.
 
 use super::class::PG_NAMESPACE;
+use super::codes::typtype as typtype_of;
 use super::common::{
     not_extension_member, owner_sql, qualified, query, server_version, user_schema, Collected,
     Context,
 };
+use crate::archive::facts::{ConstraintFacts, TypeKind};
 use crate::archive::toc::EntryKind;
 use crate::ddl::graph::{Node, ObjKey, Role, Segment};
 use crate::error::Result;
@@ -168,14 +170,16 @@ fn types(cx: &Context, out: &mut Collected) -> Result<()> {
     for (class, oid, schema, name, owner, typtype, nsp, sql) in rows {
         let key = ObjKey::new(class, oid);
         let q = qualified(&schema, &name);
-        let (kind, keyword) = match typtype.as_str() {
-            "d" => (EntryKind::Domain, "DOMAIN"),
-            "p" => (EntryKind::ShellType, "TYPE"),
+        let typtype = typtype_of(&typtype)?;
+        let (kind, keyword) = match typtype {
+            TypeKind::Domain => (EntryKind::Domain, "DOMAIN"),
+            TypeKind::Shell => (EntryKind::ShellType, "TYPE"),
             _ => (EntryKind::Type, "TYPE"),
         };
         let mut node = Node::new(key, kind, Some(&schema), &name, sql)
             .owned(Some(owner.clone()), Some(owner_sql(keyword, &q, &owner)));
-        if typtype == "d" {
+        node.facts.type_kind = Some(typtype);
+        if typtype == TypeKind::Domain {
             // The domain's CHECK constraints are parts of it, inserted later; the statement
             // ends after them.
             node.sql.push(Segment::Text(String::new()));
@@ -184,7 +188,7 @@ fn types(cx: &Context, out: &mut Collected) -> Result<()> {
         // A base type's I/O functions take and return it: they are created against its
         // shell, then the type (pg_dump does the same when it meets the loop). A range
         // type's canonical function, likewise.
-        if typtype == "b" || typtype == "r" {
+        if matches!(typtype, TypeKind::Base | TypeKind::Range) {
             let mut shell = Node::new(
                 key.with(Role::Shell),
                 EntryKind::ShellType,
@@ -194,6 +198,7 @@ fn types(cx: &Context, out: &mut Collected) -> Result<()> {
             )
             .dep(ObjKey::new(PG_NAMESPACE, nsp));
             shell.belongs_to = Some(key);
+            shell.facts.type_kind = Some(TypeKind::Shell);
             out.push(shell);
         }
     }
@@ -211,7 +216,7 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
     };
     let sql = format!(
         "SELECT co.tableoid, co.oid, n.nspname::text, t.typname::text, co.conname::text,
-                pg_catalog.pg_get_constraintdef(co.oid), co.convalidated, t.tableoid, t.oid
+                pg_catalog.pg_get_constraintdef(co.oid), co.convalidated, t.tableoid, t.oid, co.contype::text
          FROM pg_catalog.pg_constraint co
          JOIN pg_catalog.pg_type t ON t.oid = co.contypid
          JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
@@ -229,9 +234,10 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
             r.string(6)?,
             r.bool(7)?,
             ObjKey::new(r.oid(8)?, r.oid(9)?),
+            super::codes::contype(&r.string(10)?)?,
         ))
     })?;
-    for (class, oid, schema, domain, conname, def, validated, dkey) in rows {
+    for (class, oid, schema, domain, conname, def, validated, dkey, contype) in rows {
         let key = ObjKey::new(class, oid);
         let add = format!(
             "ALTER DOMAIN {} ADD CONSTRAINT {} {def};",
@@ -246,6 +252,11 @@ fn domain_constraints(cx: &Context, out: &mut Collected) -> Result<()> {
             add,
         )
         .of(dkey);
+        node.facts.constraint = Some(ConstraintFacts {
+            kind: contype,
+            name: conname.clone(),
+            validated,
+        });
         if validated {
             node.part_of = Some(dkey);
             if let Some(d) = out.nodes.iter_mut().find(|n| n.key == dkey) {
