@@ -15,7 +15,7 @@
 # Exit status: 0 ok; 1 the build failed (its log's tail on stderr); 2 usage; 3 no source of that
 # version can be had here (one line on stderr, nothing left behind) — PostgreSQL 17 on these
 # machines: the Debian archive lists postgresql-17 (trixie) but serves none of its files, so
-# PG_BACKUP_PG_SOURCE must name a source.
+# PG_BACKUP_PG_SOURCE_17 must name a source.
 #
 # Debian 12 has no binaries of 17 or 18. The Debian archive has their source packages: 17 in
 # suite trixie, 18 in suite sid. They are downloaded with a PRIVATE apt configuration
@@ -44,8 +44,11 @@
 # taken as complete. Several checkouts may call it at once: one builds, the others wait.
 #
 # When the Debian archive does not serve a source (its pool keeps only some versions),
-# PG_BACKUP_PG_SOURCE=/path/to/postgresql-X.Y.tar.bz2 (or .tar.gz, or an unpacked tree) builds
-# from that instead.
+# PG_BACKUP_PG_SOURCE_17=/path/to/postgresql-17.X.tar.bz2 (or .tar.gz, or an unpacked tree) builds
+# 17 from that instead (PG_BACKUP_PG_SOURCE_18 likewise). PG_BACKUP_PG_SOURCE (no version) is
+# used for the version it is of — an unpacked tree's configure says it, a tarball's name
+# postgresql-17.X.tar.* or postgresql-17_17.X.orig.tar.* — and ignored by the other versions, so
+# one `make test` may be given 17's source without disturbing 18's download.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/pg-source.sh
@@ -108,14 +111,39 @@ if complete; then
 fi
 
 unavailable() {  # one line, status 3
-  log "PostgreSQL $major is not available here: $*; set PG_BACKUP_PG_SOURCE to a PostgreSQL $major source tarball (or unpacked tree) to build it"
+  log "PostgreSQL $major is not available here: $*; set PG_BACKUP_PG_SOURCE_$major to a PostgreSQL $major source tarball (or unpacked tree) to build it"
   exit 3
 }
 
+# The source given for this version (see the header): sets $given and $given_var, or neither.
+given= given_var=
+source_version() {  # the PostgreSQL version of a tree or tarball path, as far as it says
+  if [ -d "$1" ]; then
+    sed -n "s/^PACKAGE_VERSION='\(.*\)'/\1/p" "$1/configure" 2>/dev/null || true
+  else
+    basename "$1" | sed -n 's/^postgresql-\([0-9][0-9]*\.[0-9.]*[0-9]\)\.tar\..*/\1/p; s/^postgresql-[0-9]*_\([0-9][0-9]*\.[0-9.]*[0-9]\)\.orig\.tar\..*/\1/p'
+  fi
+}
+specific_var=PG_BACKUP_PG_SOURCE_$major
+if [ -n "${!specific_var:-}" ]; then
+  given=${!specific_var}; given_var=$specific_var
+  [ -e "$given" ] || unavailable "$given_var=$given does not exist"
+elif [ -n "${PG_BACKUP_PG_SOURCE:-}" ]; then
+  [ -e "$PG_BACKUP_PG_SOURCE" ] || unavailable "PG_BACKUP_PG_SOURCE=$PG_BACKUP_PG_SOURCE does not exist"
+  case "$(source_version "$PG_BACKUP_PG_SOURCE")" in
+    "$major".*) given=$PG_BACKUP_PG_SOURCE; given_var=PG_BACKUP_PG_SOURCE;;
+    *) log "PG_BACKUP_PG_SOURCE=$PG_BACKUP_PG_SOURCE is not PostgreSQL $major: not used for $major";;
+  esac
+fi
+
 if [ $mode = available ]; then
-  if [ -n "${PG_BACKUP_PG_SOURCE:-}" ]; then
-    [ -e "$PG_BACKUP_PG_SOURCE" ] || unavailable "PG_BACKUP_PG_SOURCE=$PG_BACKUP_PG_SOURCE does not exist"
-    echo "buildable: $PG_BACKUP_PG_SOURCE"; exit 0
+  if [ -n "$given" ]; then
+    v=$(source_version "$given")
+    case "$v" in
+      "$major".*|"") ;;   # a tarball named otherwise is checked when unpacked
+      *) unavailable "$given_var=$given is PostgreSQL '$v', not $major";;
+    esac
+    echo "buildable: $given"; exit 0
   fi
   [ -f "$tree/.unpacked" ] && { echo "buildable: unpacked source $(cat "$tree/.unpacked") in $tree"; exit 0; }
   [ "$(id -u)" = 0 ] || unavailable "no source here, and downloading one needs root (make setup as root)"
@@ -144,7 +172,7 @@ fi
 # --- the source: Debian's source package through a private apt configuration -----------------
 if [ ! -f "$tree/.unpacked" ]; then
   rm -rf "$tree" "$prefix"
-  src=${PG_BACKUP_PG_SOURCE:-}
+  src=$given
   dl=
   if [ -z "$src" ]; then
     dl=$(mktemp -d "$cache/.download-$major.XXXXXX")
@@ -154,15 +182,15 @@ if [ ! -f "$tree/.unpacked" ]; then
       why=$(cat "$dl/why"); rm -rf "$dl"
       unavailable "$why"
     fi
-  elif [ ! -e "$src" ]; then
-    unavailable "PG_BACKUP_PG_SOURCE=$src does not exist"
   fi
   mkdir -p "$tree"
   log "unpacking $src"
   if [ -d "$src" ]; then
-    cp -a "$src/." "$tree/"
+    cp -a "$src/." "$tree/" || { log "could not copy $src"; rm -rf "$tree"; exit 1; }
   else
-    tar -xaf "$src" -C "$tree" --strip-components=1
+    tar -xaf "$src" -C "$tree" --strip-components=1 2>"$cache/.unpack-$major.err" \
+      || { log "could not unpack $src: $(head -1 "$cache/.unpack-$major.err")"; rm -rf "$tree" "$cache/.unpack-$major.err"; exit 1; }
+    rm -f "$cache/.unpack-$major.err"
   fi
   [ -n "$dl" ] && rm -rf "$dl"
   version=$(sed -n "s/^PACKAGE_VERSION='\(.*\)'/\1/p" "$tree/configure")

@@ -13,7 +13,7 @@
 #                                    files download. Prints the .orig tarball's path; on failure
 #                                    one line on stderr and status 1. Needs root.
 #   pg_source_uri CONF PKG           prints the URI of PKG's newest .orig tarball the suites list
-#                                    (no download; the index is updated when missing)
+#                                    (no download; the index is updated when missing or a day old)
 #
 # The private configuration never reads or writes the system's sources, lists or dpkg status,
 # and since its list has no binary (deb) line, no package of another suite (trixie, sid: their
@@ -96,7 +96,8 @@ pg_download_source() {
 
 pg_source_uri() {
   local conf=$1 pkg=$2 v
-  if [ -z "$(ls -A "$(dirname "$conf")/lists" 2>/dev/null | grep -v '^partial$\|^lock$')" ]; then
+  # The index as it is when it exists and is less than a day old (a quick answer), else updated.
+  if [ -z "$(find "$(dirname "$conf")/lists" -maxdepth 1 -name '*Sources*' -mmin -1440 2>/dev/null)" ]; then
     pg_apt_update "$conf" || return 1
   fi
   v=$(pg_source_versions "$conf" "$pkg" | head -1)
