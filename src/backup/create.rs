@@ -676,7 +676,7 @@ fn write_script(
         &writer.tmp_dir.join(&rel_path),
         opts.compression,
     )?;
-    let (database, encoding, _) = server_facts()?;
+    let (database, encoding, _, _) = server_facts()?;
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
