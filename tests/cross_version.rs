@@ -118,9 +118,7 @@ fn build_regression_database(s: &Server, build: &Path, out: &Path) -> String {
 /// A program of the installation `bindir`, pointed at server `s`.
 fn client_of(bindir: &Path, program: &str, s: &Server) -> Command {
     let mut c = Command::new(bindir.join(program));
-    c.arg("-h")
-        .arg(&s.socket)
-        .args(["-p", &s.port.to_string()]);
+    c.arg("-h").arg(&s.socket).args(["-p", &s.port.to_string()]);
     c
 }
 
@@ -180,7 +178,14 @@ fn fresh_trusting(s: &Server, db: &str, key: &str) -> postgres::Client {
 }
 
 /// `backup.restore(id, on_error => ...{more})` into a new database `db` on `s`.
-fn restore_into(s: &Server, db: &str, id: &str, key: &str, on_error: &str, more: &str) -> RestoreOutcome {
+fn restore_into(
+    s: &Server,
+    db: &str,
+    id: &str,
+    key: &str,
+    on_error: &str,
+    more: &str,
+) -> RestoreOutcome {
     let mut c = fresh_trusting(s, db, key);
     match c.query(
         &format!("SELECT object, kind, action, status, detail FROM backup.restore($1, on_error => $2{more})"),
@@ -569,7 +574,11 @@ fn an_archive_of_18_is_refused_on_15_before_anything_changes() {
     let found = strings(&mut c15, "SELECT * FROM backup.rescan(storage => 'nas')");
     assert!(found.contains(&id), "rescan(storage) found {found:?}");
     refused(&mut c15, "restore() from the storage target", "");
-    refused(&mut c15, "restore(dry_run => true) from the storage target", ", dry_run => true");
+    refused(
+        &mut c15,
+        "restore(dry_run => true) from the storage target",
+        ", dry_run => true",
+    );
 
     // Then in backup.directory too. Checking its files is harmless on 15: allowed.
     copy_archive(&s18, &s15, &id);
@@ -583,7 +592,10 @@ fn an_archive_of_18_is_refused_on_15_before_anything_changes() {
         ("restore(dry_run => true)", ", dry_run => true"),
         ("restore(schema_only => true)", ", schema_only => true"),
         ("restore(atomic => false)", ", atomic => false"),
-        ("restore(atomic => false, jobs => 2)", ", atomic => false, jobs => 2"),
+        (
+            "restore(atomic => false, jobs => 2)",
+            ", atomic => false, jobs => 2",
+        ),
         ("restore(tables => ...)", ", tables => ARRAY['public.t']"),
     ] {
         refused(&mut c15, how, args);
@@ -603,7 +615,13 @@ fn an_archive_of_18_is_refused_on_15_before_anything_changes() {
         "SELECT count(*) FROM backup.restores WHERE error LIKE '%SQLSTATE 0A000%'",
     );
     assert_eq!(refused, 8, "history: {:?}", after.1);
-    assert_eq!(count(&mut c15, "SELECT count(*) FROM pg_class WHERE relname IN ('t', 'u')"), 0);
+    assert_eq!(
+        count(
+            &mut c15,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('t', 'u')"
+        ),
+        0
+    );
 
     // The same archive restores on 18 (the refusal is about the version, nothing else).
     let mut fresh = fresh_database(&s18, "copy", "TEMPLATE template0");
@@ -659,7 +677,10 @@ fn settings_of_15_that_18_renamed_are_adapted() {
         config(&mut c, "f_renamed"),
         ["debug_parallel_query=on", "my.setting=x", "work_mem=8MB"]
     );
-    assert_eq!(config(&mut c, "p_renamed"), ["debug_parallel_query=regress"]);
+    assert_eq!(
+        config(&mut c, "p_renamed"),
+        ["debug_parallel_query=regress"]
+    );
     assert_eq!(one::<i32>(&mut c, "SELECT one FROM public.v"), 1);
     let db_settings = strings(
         &mut c,
@@ -669,7 +690,10 @@ fn settings_of_15_that_18_renamed_are_adapted() {
     );
     assert_eq!(
         db_settings,
-        ["- debug_parallel_query=on", "alice debug_parallel_query=regress"]
+        [
+            "- debug_parallel_query=on",
+            "alice debug_parallel_query=regress"
+        ]
     );
     let noted = text(
         &mut c,

@@ -680,7 +680,11 @@ mod tests {
             assert_eq!(m.server_major().unwrap_err().sqlstate(), "XX001", "{bad}");
         }
         m.server_version_num = Some(180006);
-        assert_eq!(m.server_major().unwrap(), 18, "the number when the text is none");
+        assert_eq!(
+            m.server_major().unwrap(),
+            18,
+            "the number when the text is none"
+        );
         m.server_version = "15.18".into();
         assert_eq!(m.server_major().unwrap(), 18, "the newer of two claims");
         m.server_version_num = Some(150018);
