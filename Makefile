@@ -63,6 +63,7 @@ test-cross-version: setup regress-build
 	pg18=$${PG_CONFIG_18:-$$(bash scripts/pg-build.sh --path 18)}; \
 	$(AS_TEST_USER) cargo pgrx install --pg-config $$pg18 && \
 	$(AS_TEST_USER) env PG_BACKUP_E2E=1 PG_CONFIG=$(PG_CONFIG_15) PG_CONFIG_18=$$pg18 \
+		PG_BACKUP_REGRESS_BUILD_18=$$(bash scripts/pg-build.sh --regress-dir 18) \
 		cargo test --test cross_version -- --test-threads=1 --nocapture
 
 # pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression

@@ -17,7 +17,18 @@
 //! Needs both servers: PostgreSQL 15 from $PG_CONFIG and 18 from $PG_CONFIG_18 (default: what
 //! `bash scripts/pg-build.sh --path 18` prints), pg_backup installed into both, and 15's
 //! pg_regress build of scripts/regress-build.sh ($PG_BACKUP_REGRESS_BUILD or
-//! target/regress-build). `make test-cross-version` does all of it.
+//! target/regress-build), and 18's build tree for its regress.so
+//! ($PG_BACKUP_REGRESS_BUILD_18, else `scripts/pg-build.sh --regress-dir 18`): the regression
+//! database's C functions name one folder of links, to 15's modules while 15 builds it and to
+//! 18's while 18 restores it (as pg_upgrade's test does). `make test-cross-version` does all
+//! of it.
+//!
+//! What 18 cannot take of 15's regression database either way (an ICU collation in an 18
+//! built without ICU; a function of 15's regress.so that 18's does not have) fails in the bar
+//! too: such an object, failing with the same error there, is reported and not held against
+//! pg_backup (an atomic restore stops at the first one, so the copy judged is that of
+//! on_error => 'continue'); the sql script goes through psql without ON_ERROR_STOP, as
+//! pg_restore goes on.
 
 mod common;
 mod support;
