@@ -387,10 +387,6 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
     c.batch_execute("CREATE EXTENSION pg_backup").unwrap();
     drop(c);
 
-    // From now on the functions of C find 18's modules at the paths the database names.
-    let (regress_18, spi_18) = modules_18(&bin18);
-    link_modules(&dlpath, &regress_18, &spi_18);
-
     // The roles of the 15 cluster, on 18 (as an upgrade with pg_dumpall --globals-only does:
     // pg_dump and pg_backup carry a database, not the cluster's roles).
     let global_errors = copy_globals(&s15, &s18);
@@ -422,6 +418,11 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
     run(client_of(&bin18, "pg_dump", &s15)
         .args(["-Fc", "--exclude-schema=backup", "-d", "regression", "-f"])
         .arg(&dump));
+    let json_source = source_snapshot(&s15, "regression", &pg_dump_18, true);
+    // Everything read on 15 is read: from now on the functions of C find 18's modules at the
+    // paths the database names.
+    let (regress_18, spi_18) = modules_18(&bin18);
+    link_modules(&dlpath, &regress_18, &spi_18);
     s18.create_db("via_pg_dump");
     s18.connect("via_pg_dump")
         .batch_execute("CREATE EXTENSION pg_backup")
@@ -441,7 +442,6 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
     let seconds = t0.elapsed().as_secs_f64();
     let bar_copy = Snapshot::take(&s18, "via_pg_dump", false);
     let bar = differences(&source, &bar_copy);
-    let json_source = source_snapshot(&s15, "regression", &pg_dump_18, true);
     let json_bar = differences(&json_source, &Snapshot::take(&s18, "via_pg_dump", true));
     let mut verdicts = vec![Verdict {
         how: format!(
