@@ -355,7 +355,7 @@ fn bar_failed_alike(text: &str, bar_errors: &[String]) -> bool {
 }
 
 #[test]
-#[ignore = "not passing yet (issue 19): pg_backup restores 15's regression database on 18 with differences the bar does not leave (a child's own generation expression 16+ refuses, view/rule deparse, see target/tmp/cross-version-report.txt), and here the bar itself loses 613 tables (18.6's pg_dump dumps Debian 15.20's pg_attver column option, which 18 refuses); run it with --include-ignored"]
+#[ignore = "not passing yet (issue 19): every format leaves 0 differences the bar does not, but each pg_backup restore reports the rows of gtest_normal_child and gtest_normal_child2 (a child column with its own generation expression under a plain parent column, which 16+ refuses; the bar fails those tables alike) as failed loads (table_data ... does not exist and the backup has no definition for it), which the bar's failures do not excuse; see target/tmp/cross-version-report.txt; run it with --include-ignored"]
 fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_restore_of_18() {
     if !enabled() {
         return;
@@ -428,16 +428,30 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
     s18.connect("via_pg_dump")
         .batch_execute("CREATE EXTENSION pg_backup")
         .unwrap();
+    // 18's pg_restore of the dump as a script, without the pg_attver options 18 refuses
+    // (see without_attver: left in, they lose every table of 15.20 with its dependents), run
+    // by 18's psql going on after an error as pg_restore does.
+    let script = s18.dir.path().join("regression-15.sql");
+    run(s18.client("pg_restore").arg("-f").arg(&script).arg(&dump));
+    let text = std::fs::read_to_string(&script).unwrap();
+    let mut kept = String::with_capacity(text.len());
+    for line in text.lines() {
+        if let Some(l) = without_attver(line) {
+            kept.push_str(&l);
+            kept.push('\n');
+        }
+    }
+    std::fs::write(&script, kept).unwrap();
     let out = s18
-        .client("pg_restore")
-        .args(["-d", "via_pg_dump"])
-        .arg(&dump)
+        .client("psql")
+        .args(["-X", "-q", "-d", "via_pg_dump", "-f"])
+        .arg(&script)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let pg_restore_errors: Vec<String> = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.contains("error:"))
+        .filter(|l| l.contains("ERROR:"))
         .map(str::to_string)
         .collect();
     let seconds = t0.elapsed().as_secs_f64();
@@ -446,7 +460,7 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
     let json_bar = differences(&json_source, &Snapshot::take(&s18, "via_pg_dump", true));
     let mut verdicts = vec![Verdict {
         how: format!(
-            "pg_dump -Fc of 18 from the 15 server | pg_restore of 18 (the bar): {} differences from the source",
+            "pg_dump -Fc of 18 from the 15 server | pg_restore of 18 (the bar; pg_attver left out): {} differences from the source",
             bar.len()
         ),
         seconds,
@@ -543,23 +557,38 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
         if format == Format::Native {
             let t0 = Instant::now();
             let target = "via_pg_backup_jobs_2";
-            let outcome = restore_into(
-                &s18,
-                target,
-                id,
-                &key15,
-                "abort",
-                ", atomic => false, jobs => 2",
-            );
-            verdicts.push(judge(
-                "backup.restore(atomic => false, jobs => 2) on 18 of the 15 archive of format 'native'".into(),
-                target,
-                format,
-                t0,
-                outcome.error,
-                outcome.problems,
-                &mut all,
-            ));
+            let jobs = ", atomic => false, jobs => 2";
+            let how =
+                "backup.restore(atomic => false, jobs => 2) on 18 of the 15 archive of format 'native'";
+            let outcome = restore_into(&s18, target, id, &key15, "abort", jobs);
+            // Judged as the atomic restores are: stopped by an object 18 cannot take, the
+            // restore is run again going on after errors, and that run's differences count.
+            if let Some(err) = outcome.error {
+                let more = restore_into(&s18, target, id, &key15, "continue", jobs);
+                let mut problems = more.problems;
+                if let Some(e) = more.error {
+                    problems.insert(0, format!("even with on_error => 'continue': {e}"));
+                }
+                verdicts.push(judge(
+                    format!("{how} [aborted; the differences are those of on_error => 'continue']"),
+                    target,
+                    format,
+                    t0,
+                    Some(err),
+                    problems,
+                    &mut all,
+                ));
+            } else {
+                verdicts.push(judge(
+                    how.into(),
+                    target,
+                    format,
+                    t0,
+                    None,
+                    outcome.problems,
+                    &mut all,
+                ));
+            }
         }
         if format == Format::Sql {
             let t0 = Instant::now();
