@@ -256,12 +256,21 @@ pub fn load_unit(
         let created = t.action.runs_ddl();
         steps.run_data(object.clone(), "table_data", Action::Load, || {
             let oid = table_oid(&schema, &name)?.ok_or_else(|| {
-                BackupError::unknown(format!(
-                    "table {object} does not exist and the backup has no definition for it"
-                ))
-                .with_hint(
-                    "Restore a backup that includes the schema first (this one is data_only).",
-                )
+                if created {
+                    // This restore ran the table's CREATE, which failed (its own row says
+                    // why, e.g. DDL of an older server that this one refuses).
+                    BackupError::unknown(format!(
+                        "table {object} was not restored: its rows were not loaded"
+                    ))
+                    .with_hint("The table's own row of this restore says why its CREATE failed.")
+                } else {
+                    BackupError::unknown(format!(
+                        "table {object} does not exist and the backup has no definition for it"
+                    ))
+                    .with_hint(
+                        "Restore a backup that includes the schema first (this one is data_only).",
+                    )
+                }
             })?;
             if Some(oid) != destination {
                 // Rows go only where the plan said (issue 17): not into a table of that name
