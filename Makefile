@@ -12,7 +12,7 @@ endif
 AS_TEST_USER := bash scripts/as-test-user.sh
 export PG PG_CONFIG
 
-.PHONY: setup install test unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
+.PHONY: setup install test test-upgrade unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
 
 setup:
 	bash scripts/setup.sh
@@ -48,6 +48,25 @@ test: setup regress-build
 	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
 	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
 
+# The extension's upgrade on PostgreSQL $(PG). 15: the released 0.1.0 and 0.2.0 packages with
+# the new one installed over them (tests/upgrade.rs, what `make test` runs). 17 and 18, for
+# which no earlier release was built: a 15 cluster with 0.2.0 pg_upgrade'd to $(PG) with this
+# build, then ALTER EXTENSION UPDATE (tests/pg_upgrade.rs; upgrade-prep.sh --releases-only builds
+# the 15 releases). Their target directory is target/pg$(PG) unless CARGO_TARGET_DIR is set.
+PG15_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+UPGRADE_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target/pg$(PG))
+test-upgrade: setup
+ifeq ($(PG),15)
+	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
+else
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_CONFIG=$(PG15_CONFIG) bash scripts/upgrade-prep.sh --releases-only
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade \
+		cargo test --no-default-features --features pg$(PG) --test pg_upgrade -- --ignored
+endif
+
 # pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression
 # database round trip; built once into a cache outside the checkout.
 regress-build:
@@ -73,5 +92,5 @@ fmt:
 # end-to-end ones are linted by name.
 lint:
 	$(AS_TEST_USER) cargo clippy --all-targets -- -D warnings
-	$(AS_TEST_USER) cargo clippy $(E2E_TESTS) --test upgrade -- -D warnings
+	$(AS_TEST_USER) cargo clippy $(E2E_TESTS) --test upgrade --test pg_upgrade -- -D warnings
 	python3 scripts/import-graph.py src
