@@ -10,6 +10,8 @@ else
 PG_CONFIG := $(shell bash scripts/pg-build.sh --path $(PG))
 endif
 AS_TEST_USER := bash scripts/as-test-user.sh
+# Builds for 17 and 18 go to target/pg$(PG) (15's stay in target) unless CARGO_TARGET_DIR is set.
+PG_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target/pg$(PG))
 export PG PG_CONFIG
 
 .PHONY: setup install test test-upgrade unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
@@ -52,18 +54,17 @@ test: setup regress-build
 # the new one installed over them (tests/upgrade.rs, what `make test` runs). 17 and 18, for
 # which no earlier release was built: a 15 cluster with 0.2.0 pg_upgrade'd to $(PG) with this
 # build, then ALTER EXTENSION UPDATE (tests/pg_upgrade.rs; upgrade-prep.sh --releases-only builds
-# the 15 releases). Their target directory is target/pg$(PG) unless CARGO_TARGET_DIR is set.
+# the 15 releases).
 PG15_CONFIG := /usr/lib/postgresql/15/bin/pg_config
-UPGRADE_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target/pg$(PG))
 test-upgrade: setup
 ifeq ($(PG),15)
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
 	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
 	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
 else
-	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --pg-config $(PG_CONFIG)
 	$(AS_TEST_USER) env PG_CONFIG=$(PG15_CONFIG) bash scripts/upgrade-prep.sh --releases-only
-	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade \
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade \
 		cargo test --no-default-features --features pg$(PG) --test pg_upgrade -- --ignored
 endif
 
@@ -82,8 +83,16 @@ test-fidelity: setup regress-build
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh
 
+# On 17 and 18: the release build in target/pg$(PG), that version's server, pg_dump, pg_restore
+# and regression suite (its build tree, scripts/pg-build.sh --regress-dir).
+ifeq ($(PG),15)
 bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
+else
+bench: setup
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --release --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_CONFIG=$(PG_CONFIG) bash scripts/bench.sh
+endif
 
 fmt:
 	cargo fmt --all
