@@ -55,16 +55,25 @@ fn a_0_2_0_database_pg_upgraded_from_15_updates_to_this_release_and_loses_nothin
         .prefix("pg_backup_pg_upgrade")
         .tempdir()
         .unwrap();
-    let conf = format!(
-        "backup.database = 'app'\nbackup.directory = '{}'",
-        archives.path().display()
-    );
+    // In postgresql.conf, where an administrator sets it: the test's ALTER SYSTEM RESET of
+    // backup.directory (postgresql.auto.conf) falls back to it.
+    let directory = format!("backup.directory = '{}'\n", archives.path().display());
+    let conf = "backup.database = 'app'";
     let old = Server::builder()
         .inherit_locale()
         .bindir(release_0_2_0_bindir())
-        .conf(&conf)
+        .conf(conf)
         .without_app()
         .start();
+    append_conf(&old, &directory);
+    old.connect("postgres")
+        .batch_execute("SELECT pg_reload_conf()")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        one::<String>(&mut old.connect("postgres"), "SHOW backup.directory"),
+        archives.path().display().to_string()
+    );
     assert_eq!(
         server_version_num(&old) / 10000,
         15,
@@ -78,12 +87,14 @@ fn a_0_2_0_database_pg_upgraded_from_15_updates_to_this_release_and_loses_nothin
         if initdb_major() >= 18 {
             new = new.initdb_arg("--no-data-checksums");
         }
-        let new = new.conf(&conf).without_app().start();
+        let new = new.conf(conf).without_app().start();
         assert!(
             server_version_num(&new) >= 170000,
             "PG_CONFIG is not PostgreSQL 17 or later: this test is theirs (15's is tests/upgrade.rs)"
         );
         new.stop("fast");
+        append_conf(&new, &directory);
+        without_pg_attver(&old);
         old.stop("fast");
         // pg_upgrade as a user runs it (shared_preload_libraries = 'pg_backup' on both sides,
         // nothing turned off), on ports of its own; it writes its logs into the new data
@@ -138,6 +149,52 @@ fn a_0_2_0_database_pg_upgraded_from_15_updates_to_this_release_and_loses_nothin
         );
         new
     });
+}
+
+/// Debian's PostgreSQL 15.20 (this machine's 15) sets a column option `pg_attver` on every
+/// column it creates, which 18.6 does not know: pg_dump --binary-upgrade carries it and
+/// pg_upgrade to 18 then fails at the first table of any database ("unrecognized parameter
+/// \"pg_attver\""), with or without pg_backup. Taken off every column of every database first,
+/// as a user of that 15 would have to; the 15 cluster is not used again.
+fn without_pg_attver(s: &Server) {
+    let dbs: Vec<String> = s
+        .connect("postgres")
+        .query(
+            "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for db in dbs {
+        let mut c = s.connect(&db);
+        // ALTER TABLE ... RESET (pg_attver) does not take it off on 15.20 (it is set again):
+        // the catalog row itself, as a superuser can.
+        c.batch_execute(
+            "UPDATE pg_attribute a
+             SET attoptions = NULLIF(ARRAY(SELECT o FROM unnest(a.attoptions) o WHERE o NOT LIKE 'pg_attver=%'), '{}')
+             WHERE a.attrelid >= 16384 AND EXISTS (SELECT FROM unnest(a.attoptions) o WHERE o LIKE 'pg_attver=%')",
+        )
+        .unwrap();
+        let left: i64 = one(
+            &mut c,
+            "SELECT count(*) FROM pg_attribute a, unnest(a.attoptions) o
+             WHERE a.attrelid >= 16384 AND o LIKE 'pg_attver=%'",
+        );
+        assert_eq!(left, 0, "pg_attver left in {db}");
+    }
+}
+
+/// A line at the end of the server's postgresql.conf.
+fn append_conf(s: &Server, line: &str) {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.data.join("postgresql.conf"))
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
 }
 
 /// Every file under `dir` (none when it does not exist).
