@@ -1,6 +1,7 @@
 //! Upgrades, as a user lives them: a server running a released pg_backup (0.1.0 or 0.2.0, built
 //! from the release sources in tests/fixtures/release by scripts/upgrade-prep.sh) gets the new
-//! build installed over it, then `ALTER EXTENSION pg_backup UPDATE`. Also: archives written by 0.1.0 (kept in
+//! build installed over it, then `ALTER EXTENSION pg_backup UPDATE` (the checks are shared with
+//! 17's and 18's tests/pg_upgrade.rs, in tests/support/upgrade.rs). Also: archives written by 0.1.0 (kept in
 //! tests/fixtures/archive-0.1.0) verify and restore with the current code.
 //!
 //! Run by `make test` after scripts/upgrade-prep.sh, with PG_BACKUP_UPGRADE pointing at its
@@ -8,9 +9,6 @@
 //! ignored, and without PG_BACKUP_UPGRADE they fail rather than pass unrun.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use postgres::Client;
 
 mod support;
 use support::upgrade::*;

@@ -1,4 +1,4 @@
-//! The upgrade tests' common part (tests/upgrade.rs on 15, tests/upgrade18.rs on 18): life on a
+//! The upgrade tests' common part (tests/upgrade.rs on 15, tests/pg_upgrade.rs on 17 and 18): life on a
 //! released pg_backup, the move to this release (a new package over the old one, or pg_upgrade
 //! to a newer PostgreSQL with this release installed), `ALTER EXTENSION pg_backup UPDATE`, and
 //! what must hold afterwards.
