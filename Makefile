@@ -91,7 +91,7 @@ bench: install-release regress-build
 else
 bench: setup
 	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --release --pg-config $(PG_CONFIG)
-	$(AS_TEST_USER) env PG_CONFIG=$(PG_CONFIG) bash scripts/bench.sh
+	$(AS_TEST_USER) env PG_CONFIG=$(PG_CONFIG) PG_BACKUP_REGRESS_DIR=$$(bash scripts/pg-build.sh --regress-dir $(PG)) bash scripts/bench.sh
 endif
 
 fmt:

@@ -15,7 +15,9 @@ if [ "$major" = 15 ]; then
   regress=$here/target/regress-build/src/test/regress
   missing="run scripts/regress-build.sh as root"
 else
-  regress=$(bash "$here/scripts/pg-build.sh" --regress-dir "$major")/src/test/regress
+  # make bench passes it (pg-build.sh, run as root, knows the cache; as the test user it would
+  # look in that user's own cache).
+  regress=${PG_BACKUP_REGRESS_DIR:-$(bash "$here/scripts/pg-build.sh" --regress-dir "$major")}/src/test/regress
   missing="run make pg-build PG=$major"
 fi
 if [ ! -x "$regress/pg_regress" ]; then
