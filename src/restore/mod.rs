@@ -39,6 +39,7 @@ pub mod run;
 pub mod schedule;
 pub mod scope;
 pub mod sequences;
+pub mod statistics;
 pub mod statements;
 pub mod step;
 pub mod tablespaces;
