@@ -5,6 +5,9 @@
 //! backup's snapshot. One `StatisticsData` entry per table, in the data section after the
 //! table's rows (pg_dump's PRIO_STATISTICS_DATA_DATA), depending on them.
 //!
+//! Only tables with `pg_stats` rows get an entry: one never analyzed (or empty) is analyzed
+//! by the restore, as before.
+//!
 //! `pg_stats` shows only the columns the backup's role may read (has_column_privilege) and no
 //! table whose row-level security applies to that role: the statistics obey the same
 //! visibility as the rows.
@@ -144,7 +147,9 @@ pub fn append(cx: &Context, toc: &mut Vec<TocEntry>) -> Result<()> {
         .collect();
     for (id, schema, name, belongs_to, owner) in data {
         let key = (schema.clone().unwrap_or_default(), name.clone());
-        let Some(stats) = by_table.remove(&key) else {
+        // A table never analyzed (or empty) has no pg_stats rows: no entry, so that the
+        // restore analyzes it rather than restoring "no statistics".
+        let Some(stats) = by_table.remove(&key).filter(|s| !s.columns.is_empty()) else {
             continue;
         };
         toc.push(TocEntry {
