@@ -175,14 +175,18 @@ fn calls(oid: pg_sys::Oid, stats: &RelationStatistics) -> Result<std::result::Re
         Ok(c) => c,
         Err(why) => return Ok(Err(why)),
     };
-    let Some((schema, name)) = crate::text::two::<String, String>(
-        "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[oid.into()],
-    )
-    .map(|(a, b)| a.zip(b))?
-    else {
+    // With a fresh snapshot (crate::query): the table may have been created by this call.
+    let name_of = |column: &str| {
+        crate::query::one::<String>(
+            &format!(
+                "SELECT {column}::pg_catalog.text FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE c.oid OPERATOR(pg_catalog.=) $1"
+            ),
+            &[oid.into()],
+        )
+    };
+    let (Some(schema), Some(name)) = (name_of("n.nspname")?, name_of("c.relname")?) else {
         return Ok(Err("the table is gone".into()));
     };
     for call in &calls {
