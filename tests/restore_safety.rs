@@ -3067,7 +3067,8 @@ fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights(
     // the rows go in with its rights; its statistics do not (it is not the owner).
     add_operator(&mut su, "mallory");
     su.batch_execute(
-        "CREATE ROLE payroll; GRANT CREATE ON SCHEMA public TO payroll;
+        "GRANT CREATE ON DATABASE app TO mallory;
+         CREATE ROLE payroll; GRANT CREATE ON SCHEMA public TO payroll;
          SET ROLE payroll;
          CREATE TABLE public.salaries (who text, amount int);
          RESET ROLE;
