@@ -1737,12 +1737,20 @@ fn restore_with(s: &Server, db: &str, id: &str, options: &str) -> Vec<String> {
     let bad: Vec<String> = rows
         .iter()
         .filter(|r| r.get::<_, String>(3) == "failed")
-        .map(|r| format!("{} {} {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(4)))
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(4)
+            )
+        })
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     assert_eq!(count(&mut c, "SELECT count(*) FROM st"), 30000);
     assert_eq!(count(&mut c, "SELECT count(*) FROM plain"), 1000);
-    c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    c.batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
     rows.iter()
         .filter(|r| r.get::<_, String>(1) == "statistics_data")
         .map(|r| {
@@ -1774,29 +1782,44 @@ fn postgresql_18_restores_planner_statistics_instead_of_analyze() {
     let s = Server::start("autovacuum = off");
     let mut c = s.connect("app");
     let version: i32 = text(&mut c, "SHOW server_version_num").parse().unwrap();
-    assert!(version >= 180000, "this test needs PostgreSQL 18, the server is {version}");
+    assert!(
+        version >= 180000,
+        "this test needs PostgreSQL 18, the server is {version}"
+    );
     let id = statistics_source(&s, &mut c);
     let want = planner_statistics(&mut c, "st");
     assert!(want.len() > 5, "{want:#?}");
-    for (db, options) in [("stats_serial", ""), ("stats_jobs", ", jobs => 2, atomic => false")] {
+    for (db, options) in [
+        ("stats_serial", ""),
+        ("stats_jobs", ", jobs => 2, atomic => false"),
+    ] {
         let rows = restore_with(&s, db, &id, options);
         assert_eq!(rows.len(), 1, "{db}: {rows:#?}");
-        assert!(rows[0].starts_with("public.st create ok"), "{db}: {rows:#?}");
+        assert!(
+            rows[0].starts_with("public.st create ok"),
+            "{db}: {rows:#?}"
+        );
         let mut d = s.connect(db);
         assert_eq!(planner_statistics(&mut d, "st"), want, "{db}");
         assert_eq!(analyzed(&s, db, "st"), (0, true), "{db}: st was analyzed");
-        assert_eq!(analyzed(&s, db, "plain").0, 1, "{db}: plain was not analyzed");
+        assert_eq!(
+            analyzed(&s, db, "plain").0,
+            1,
+            "{db}: plain was not analyzed"
+        );
     }
     // backup.restore_statistics = off: ANALYZE as on 15.
     let mut c2 = fresh_database(&s, "stats_off", "");
     c2.batch_execute("SELECT * FROM backup.rescan()").unwrap();
-    c2.batch_execute("SET backup.restore_statistics = off").unwrap();
+    c2.batch_execute("SET backup.restore_statistics = off")
+        .unwrap();
     let skipped = count(
         &mut c2,
         &format!("SELECT count(*) FROM backup.restore('{id}') WHERE kind = 'statistics_data' AND action = 'skip' AND detail LIKE '%restore_statistics is off%'"),
     );
     assert_eq!(skipped, 1);
-    c2.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    c2.batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
     assert_eq!(analyzed(&s, "stats_off", "st").0, 1);
 }
 

@@ -2998,7 +2998,10 @@ fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights(
     let s = Server::start_in_env_locale("autovacuum = off");
     let mut su = s.connect("app");
     let version: i32 = text(&mut su, "SHOW server_version_num").parse().unwrap();
-    assert!(version >= 180000, "this test needs PostgreSQL 18, the server is {version}");
+    assert!(
+        version >= 180000,
+        "this test needs PostgreSQL 18, the server is {version}"
+    );
     su.batch_execute(
         "CREATE TABLE t (a int, b text);
          INSERT INTO t SELECT g % 100, 'v' || g FROM generate_series(1, 5000) g;
@@ -3044,12 +3047,22 @@ fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights(
             "{arg}: {rows:#?}"
         );
         assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 5000);
-        assert_eq!(count(&mut c, "SELECT count(*) FROM pg_class WHERE relname = 'keep'"), 1);
-        c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_class WHERE relname = 'keep'"
+            ),
+            1
+        );
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
         assert_eq!(analyze_count(&s, &forged), 1, "{arg}: t was not analyzed");
         // What ANALYZE found, not the claim.
         assert_eq!(
-            count(&mut c, "SELECT count(*) FROM pg_stats WHERE tablename = 't' AND null_frac <> 0"),
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_stats WHERE tablename = 't' AND null_frac <> 0"
+            ),
             0
         );
     }
@@ -3060,8 +3073,18 @@ fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights(
         set_sql(statistics_entry(m, "t"), "DROP TABLE public.keep;");
     });
     c.batch_execute("CREATE TABLE keep (x int)").unwrap();
-    expect_err(&mut c, &format!("SELECT * FROM backup.restore('{id}')"), "2F003");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM pg_class WHERE relname IN ('keep', 't')"), 1);
+    expect_err(
+        &mut c,
+        &format!("SELECT * FROM backup.restore('{id}')"),
+        "2F003",
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('keep', 't')"
+        ),
+        1
+    );
 
     // (3) An operator's own backup, aimed at another role's table it may truncate and fill:
     // the rows go in with its rights; its statistics do not (it is not the owner).

@@ -89,8 +89,8 @@ impl StatArg {
             Reltuples | NullFrac | NDistinct | Correlation | RangeEmptyFrac => "real",
             MostCommonFreqs | MostCommonElemFreqs | ElemCountHistogram => "real[]",
             Inherited => "boolean",
-            Attname | MostCommonVals | HistogramBounds | MostCommonElems
-            | RangeLengthHistogram | RangeBoundsHistogram => "text",
+            Attname | MostCommonVals | HistogramBounds | MostCommonElems | RangeLengthHistogram
+            | RangeBoundsHistogram => "text",
         }
     }
 
@@ -198,7 +198,11 @@ impl RelationStatistics {
         check(&self.relation, StatFunction::Relation)?;
         let mut out = vec![StatCall {
             function: StatFunction::Relation,
-            args: self.relation.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+            args: self
+                .relation
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect(),
         }];
         for c in &self.columns {
             check(c, StatFunction::Attribute)?;
@@ -271,8 +275,7 @@ mod tests {
     #[test]
     fn misplaced_or_unknown_arguments_are_refused() {
         let mut s = sample();
-        s.relation
-            .insert(StatArg::NullFrac, "0.5".to_string());
+        s.relation.insert(StatArg::NullFrac, "0.5".to_string());
         assert!(s.calls().unwrap_err().contains("null_frac"));
         let mut s = sample();
         s.columns[0].remove(&StatArg::Attname);

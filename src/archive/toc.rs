@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::facts::{self, Facts};
-use super::statistics::RelationStatistics;
 pub use super::kind::{EntryKind, Section};
+use super::statistics::RelationStatistics;
 
 /// The passes of a restore, in order, as pg_restore runs them: the sections, then the grants,
 /// then what must see the final grants (event triggers, materialized view refreshes), and

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use pgrx::prelude::*;
 use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
 
 use super::job::Job;
 use super::plan::Action as TableAction;
@@ -47,7 +47,9 @@ pub struct Statistics<'a> {
 /// Whether this server can restore statistics: None if it can, else why not.
 fn unavailable() -> Result<Option<&'static str>> {
     if !crate::guc::restore_statistics() {
-        return Ok(Some("backup.restore_statistics is off: the table was analyzed instead"));
+        return Ok(Some(
+            "backup.restore_statistics is off: the table was analyzed instead",
+        ));
     }
     let has = crate::query::one::<bool>(
         "SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc
@@ -195,7 +197,11 @@ fn calls(oid: pg_sys::Oid, stats: &RelationStatistics) -> Result<std::result::Re
             crate::text::arg(name.clone()),
             stats.version.into(),
         ];
-        args.extend(call.args.iter().map(|(_, v)| crate::text::arg(v.to_string())));
+        args.extend(
+            call.args
+                .iter()
+                .map(|(_, v)| crate::text::arg(v.to_string())),
+        );
         let accepted = crate::query::one::<bool>(&call.sql(), &args)?.unwrap_or(false);
         if !accepted {
             let what = call
@@ -204,7 +210,9 @@ fn calls(oid: pg_sys::Oid, stats: &RelationStatistics) -> Result<std::result::Re
                 .find(|(a, _)| *a == crate::archive::statistics::StatArg::Attname)
                 .map(|(_, v)| format!("column {v}"))
                 .unwrap_or_else(|| "relation".into());
-            return Ok(Err(format!("the server refused some of the {what} statistics")));
+            return Ok(Err(format!(
+                "the server refused some of the {what} statistics"
+            )));
         }
     }
     Ok(Ok(()))
