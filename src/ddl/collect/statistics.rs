@@ -132,20 +132,13 @@ pub fn append(cx: &Context, toc: &mut Vec<TocEntry>) -> Result<()> {
         }
     }
     let mut next = toc.iter().map(|e| e.id).max().unwrap_or(0) + 1;
-    let data: Vec<(u32, Option<String>, String, Option<u32>, Option<String>)> = toc
+    let data: Vec<TocEntry> = toc
         .iter()
         .filter(|e| e.kind == EntryKind::TableData)
-        .map(|e| {
-            (
-                e.id,
-                e.schema.clone(),
-                e.name.clone(),
-                e.belongs_to,
-                e.owner.clone(),
-            )
-        })
+        .cloned()
         .collect();
-    for (id, schema, name, belongs_to, owner) in data {
+    for d in data {
+        let (id, schema, name, belongs_to, owner) = (d.id, d.schema, d.name, d.belongs_to, d.owner);
         let key = (schema.clone().unwrap_or_default(), name.clone());
         // A table never analyzed (or empty) has no pg_stats rows: no entry, so that the
         // restore analyzes it rather than restoring "no statistics".
