@@ -399,6 +399,7 @@ pub(crate) fn sample() -> Manifest {
             tablespace: None,
             builtin_code_only: false,
             facts: Default::default(),
+            statistics: None,
         }],
         pre_data: vec![],
         post_data: vec![],

@@ -135,12 +135,16 @@ pub fn data_and_post_data<'a>(
     // The final ANALYZE too (the walk analyzes what they did not).
     let analyze = job.opts.analyze && !job.opts.schema_only;
     if analyze {
+        // Tables whose statistics the archive carries are left to the walk (issue 19).
+        let stats = super::statistics::Statistics::new(job)?;
         work.extend(
             job.plan
                 .tables
                 .iter()
                 .enumerate()
-                .filter(|(_, t)| t.action.loads_data())
+                .filter(|(_, t)| {
+                    t.action.loads_data() && !stats.covers(job, &quoted(&t.schema, &t.name))
+                })
                 .map(|(i, _)| Work::Analyze(i)),
         );
     }

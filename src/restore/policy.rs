@@ -352,6 +352,7 @@ mod tests {
             tablespace: None,
             builtin_code_only: false,
             facts: crate::archive::facts::Facts::default(),
+            statistics: None,
         }
     }
 
