@@ -814,7 +814,14 @@ fn sighup_stops_new_runs_and_fast_shutdown_does_not_wait_for_a_backup() {
     );
 }
 
+/// pg_cron is a package of its own: here Debian 12's postgresql-15-cron (`make setup`), for
+/// 15 only; the PostgreSQL 17 and 18 built from source have none. Built for those, the test
+/// shows as ignored, never as passed.
 #[test]
+#[cfg_attr(
+    not(feature = "pg15"),
+    ignore = "pg_cron is installed for PostgreSQL 15 only (Debian 12's postgresql-15-cron)"
+)]
 fn a_pg_cron_job_can_take_backups() {
     if !enabled() {
         return;
