@@ -262,7 +262,10 @@ mod tests {
         ];
         assert_eq!(names(150018), before);
         assert_eq!(names(160009), before);
-        assert_eq!(names(170000), [&before[..], &["transaction_timeout"]].concat());
+        assert_eq!(
+            names(170000),
+            [&before[..], &["transaction_timeout"]].concat()
+        );
         assert_eq!(names(180006), names(170000));
     }
 

@@ -1778,9 +1778,6 @@ fn the_sql_scripts_restore_is_not_ended_by_the_databases_default_timeouts() {
         "psql -f backup.sql: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = count(
-        &mut s.connect("target"),
-        "SELECT count(*) FROM public.slow",
-    );
+    let rows = count(&mut s.connect("target"), "SELECT count(*) FROM public.slow");
     assert_eq!(rows, 3);
 }
