@@ -15,17 +15,16 @@ else
 PG_CONFIG := $(shell bash scripts/pg-build.sh --path $(PG))
 endif
 AS_TEST_USER := bash scripts/as-test-user.sh
+# Builds for 17 and 18 go to target/pg$(PG) (15's stay in target) unless CARGO_TARGET_DIR is set.
+PG_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target/pg$(PG))
 export PG PG_CONFIG
-# Where cargo builds for 17 and 18 (15 keeps ./target): a directory per version, so that building
-# one never invalidates another's build.
-PG_TARGET_DIR ?= $(CURDIR)/target/pg$(PG)
 # `cargo pgrx test` installs into the shared PostgreSQL and runs its test server on a fixed port:
 # one at a time on a machine, whichever checkout runs it.
 PGRX_TEST_LOCK ?= /tmp/pgrx-system.lock
 # cargo's environment for PostgreSQL $(PG): nothing for 15.
 CARGO_ENV := $(if $(filter 15,$(PG)),, env CARGO_TARGET_DIR=$(PG_TARGET_DIR))
 
-.PHONY: setup install test test-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
+.PHONY: setup install test test-version test-upgrade test-cross-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
 
 setup:
 	bash scripts/setup.sh
@@ -100,6 +99,42 @@ test-version: setup
 		--test e2e --test restore_safety --test fidelity --test regression -- --test-threads=1
 endif
 
+# The extension's upgrade on PostgreSQL $(PG). 15: the released 0.1.0 and 0.2.0 packages with
+# the new one installed over them (tests/upgrade.rs, what `make test` runs). 17 and 18, for
+# which no earlier release was built: a 15 cluster with 0.2.0 pg_upgrade'd to $(PG) with this
+# build, then ALTER EXTENSION UPDATE (tests/pg_upgrade.rs; upgrade-prep.sh --releases-only builds
+# the 15 releases).
+PG15_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+test-upgrade: setup
+ifeq ($(PG),15)
+	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) bash scripts/upgrade-prep.sh
+	$(AS_TEST_USER) env PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade cargo test --test upgrade -- --ignored --test-threads=2
+else
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_CONFIG=$(PG15_CONFIG) bash scripts/upgrade-prep.sh --releases-only
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_UPGRADE=$(CURDIR)/target/upgrade \
+		cargo test --no-default-features --features pg$(PG) --test pg_upgrade -- --ignored
+endif
+
+# Cross-version restore (issue 19, tests/cross_version.rs): PostgreSQL 15's regression database
+# backed up by pg_backup on 15 and restored by pg_backup on 18, judged against 18's pg_dump |
+# pg_restore of the 15 server; an 18 archive refused on 15. Installs pg_backup into both
+# (18 built first when missing). PG_CONFIG_15 / PG_CONFIG_18 override the installations.
+ifeq ($(PG),15)
+PG_CONFIG_15 ?= $(PG_CONFIG)
+else
+PG_CONFIG_15 ?= /usr/lib/postgresql/15/bin/pg_config
+endif
+test-cross-version: setup regress-build
+	bash scripts/pg-build.sh 18 >/dev/null
+	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG_15)
+	pg18=$${PG_CONFIG_18:-$$(bash scripts/pg-build.sh --path 18)}; \
+	$(AS_TEST_USER) cargo pgrx install --pg-config $$pg18 && \
+	$(AS_TEST_USER) env PG_BACKUP_E2E=1 PG_CONFIG=$(PG_CONFIG_15) PG_CONFIG_18=$$pg18 \
+		PG_BACKUP_REGRESS_BUILD_18=$$(bash scripts/pg-build.sh --regress-dir 18) \
+		cargo test --test cross_version -- --test-threads=1 --nocapture
+
 # pg_regress and regress.so from the PostgreSQL 15 source package (apt), for the regression
 # database round trip; built once into a cache outside the checkout.
 regress-build:
@@ -115,8 +150,16 @@ test-fidelity: setup regress-build
 demo: install-release
 	$(AS_TEST_USER) bash scripts/demo.sh
 
+# On 17 and 18: the release build in target/pg$(PG), that version's server, pg_dump, pg_restore
+# and regression suite (its build tree, scripts/pg-build.sh --regress-dir).
+ifeq ($(PG),15)
 bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
+else
+bench: setup
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --release --pg-config $(PG_CONFIG)
+	$(AS_TEST_USER) env PG_CONFIG=$(PG_CONFIG) PG_BACKUP_REGRESS_DIR=$$(bash scripts/pg-build.sh --regress-dir $(PG)) bash scripts/bench.sh
+endif
 
 fmt:
 	cargo fmt --all
@@ -125,5 +168,5 @@ fmt:
 # end-to-end ones are linted by name.
 lint:
 	$(AS_TEST_USER) cargo clippy --all-targets -- -D warnings
-	$(AS_TEST_USER) cargo clippy $(E2E_TESTS) --test upgrade -- -D warnings
+	$(AS_TEST_USER) cargo clippy $(E2E_TESTS) --test upgrade --test pg_upgrade --test cross_version -- -D warnings
 	python3 scripts/import-graph.py src

@@ -17,9 +17,13 @@ need_pkgs=()
 # age: the command-line tool the storage tests decrypt a backup file with (issue 12).
 # bc, time: make bench computes its ratios with bc and measures pg_dump's memory with
 # /usr/bin/time.
-# bison, flex, libzstd-dev, zlib1g-dev: building PostgreSQL 17 and 18 from source
-# (scripts/pg-build.sh; from 17 on the source has no generated parsers), with zlib and zstd.
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time bison flex libzstd-dev zlib1g-dev; do
+# gcc, make, bison, flex, curl and the -dev packages: building PostgreSQL 17 and 18 from source
+# (scripts/pg-build.sh: from 17 on the source has no generated parsers; curl for its
+# --available check), configured with the features of Debian's own 15 that decide what a database
+# may hold (ICU, lz4, libxml/libxslt; OpenSSL for pgcrypto and sslinfo, libuuid for uuid-ossp;
+# zlib and zstd for pg_dump -Fc).
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time \
+         gcc make bison flex curl libicu-dev liblz4-dev libssl-dev libxml2-dev libxslt1-dev libzstd-dev uuid-dev zlib1g-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -82,7 +86,8 @@ done
 # cargo pgrx init against the system PostgreSQL 15 (no download), once per user.
 pg15_config=$(bash "$here/scripts/pg-build.sh" 15)
 [ "$PG" = 15 ] && pg15_config=$PG_CONFIG
-"$here/scripts/as-test-user.sh" bash -c "grep -qs '^pg15' \"\$HOME/.pgrx/config.toml\" || cargo pgrx init --pg15 '$pg15_config' >/dev/null"
+# (PGRX_HOME, as for cargo-pgrx itself, moves ~/.pgrx elsewhere: a dry run on a fresh directory.)
+"$here/scripts/as-test-user.sh" bash -c "grep -qs '^pg15' \"\${PGRX_HOME:-\$HOME/.pgrx}/config.toml\" || cargo pgrx init --pg15 '$pg15_config' >/dev/null"
 # And against every PostgreSQL 17 and 18 built here (scripts/pg-build.sh), each added once: `cargo
 # pgrx init --pgNN` adds its entry to ~/.pgrx/config.toml and keeps the others (pg15 is never
 # passed again: init stops that version's pgrx server, which other checkouts' tests may use).
@@ -90,7 +95,7 @@ for v in 17 18; do
   cfg=$(bash "$here/scripts/pg-build.sh" --path "$v")
   [ -f "$(dirname "$(dirname "$cfg")")/.complete" ] || continue
   "$here/scripts/as-test-user.sh" bash -c "
-    f=\$HOME/.pgrx/config.toml
+    f=\${PGRX_HOME:-\$HOME/.pgrx}/config.toml
     grep -qsxF 'pg$v = \"$cfg\"' \"\$f\" && exit 0
     [ -f \"\$f\" ] && [ ! -f \"\$f.before-pg$v\" ] && cp \"\$f\" \"\$f.before-pg$v\"
     cargo pgrx init --pg$v '$cfg' >/dev/null"

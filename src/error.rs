@@ -132,6 +132,11 @@ pub enum BackupError {
         hint: Option<String>,
         sqlstate: &'static str,
     },
+    /// An archive written on a newer PostgreSQL major version than this server's, asked to be
+    /// restored here (0A000, feature_not_supported): refused before anything changes
+    /// (restore/version.rs); the hint names both versions.
+    #[error("{message}")]
+    OlderServer { message: String, hint: String },
     /// An SPI call from our own code failed (38000: an error inside the routine).
     #[error("internal query failed: {0}")]
     Spi(#[from] pgrx::spi::Error),
@@ -259,7 +264,9 @@ impl BackupError {
             | BackupError::CatalogRead { hint, .. }
             | BackupError::NotUtf8 { hint, .. }
             | BackupError::Io { hint, .. } => *hint = Some(text.into()),
-            BackupError::CatalogOutdated { hint, .. } => *hint = text.into(),
+            BackupError::CatalogOutdated { hint, .. } | BackupError::OlderServer { hint, .. } => {
+                *hint = text.into()
+            }
             BackupError::Spi(_) => {}
         }
         self
@@ -283,7 +290,9 @@ impl BackupError {
             | BackupError::Worker { hint, .. }
             | BackupError::CatalogRead { hint, .. }
             | BackupError::NotUtf8 { hint, .. } => hint.clone(),
-            BackupError::CatalogOutdated { hint, .. } => Some(hint.clone()),
+            BackupError::CatalogOutdated { hint, .. } | BackupError::OlderServer { hint, .. } => {
+                Some(hint.clone())
+            }
             BackupError::Io { hint: Some(h), .. } => Some(h.clone()),
             BackupError::Io { source, .. } if is_disk_full(source) => {
                 Some("Free space on the disk that holds backup.directory, or point backup.directory at another disk.".into())
@@ -308,6 +317,7 @@ impl BackupError {
             BackupError::LimitExceeded { .. } => "53400",
             BackupError::InUse { .. } => "55006",
             BackupError::NotUtf8 { .. } => "22021",
+            BackupError::OlderServer { .. } => "0A000",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -338,6 +348,7 @@ impl BackupError {
             "55006" => PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
             "22021" => PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
             "58030" => PgSqlErrorCode::ERRCODE_IO_ERROR,
+            "0A000" => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             "08001" => PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             "08006" => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             "28000" => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
@@ -609,6 +620,13 @@ mod tests {
             PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
         );
         assert_eq!(BackupError::not_utf8("x").sqlstate(), "22021");
+        let older = BackupError::OlderServer {
+            message: "x".into(),
+            hint: "y".into(),
+        };
+        assert_eq!(older.sqlstate(), "0A000");
+        assert_eq!(older.code(), PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED);
+        assert_eq!(older.hint().as_deref(), Some("y"));
         assert_eq!(
             BackupError::not_utf8("x").code(),
             PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE

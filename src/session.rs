@@ -105,6 +105,7 @@ fn carried(name: &str, context: &str) -> bool {
         && !NOT_CARRIED.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
+<<<<<<< HEAD
 /// The timeouts pg_dump turns off in the session it opens (`setup_connection`) and pg_restore
 /// at the top of every script, so that a server, database or role default
 /// (`ALTER DATABASE ... SET lock_timeout`, a `transaction_timeout` in postgresql.conf) never
@@ -151,6 +152,22 @@ pub fn disable_dump_timeouts() {
             );
         }
     }
+=======
+/// This server's `server_version_num` (e.g. 180006).
+pub fn server_version_num() -> u32 {
+    current_setting("server_version_num").parse().unwrap_or(0)
+}
+
+/// Whether this server has a setting `name` (a core one, or a loaded module's).
+pub fn setting_exists(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated and outlives the call; with missing_ok = true an unknown
+    // name returns NULL (no ERROR), and restrict_privileged = false checks no privilege; the
+    // returned value is not read.
+    !unsafe { pg_sys::GetConfigOption(c.as_ptr(), true, false) }.is_null()
+>>>>>>> main
 }
 
 pub fn current_setting(name: &str) -> String {

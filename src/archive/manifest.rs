@@ -26,7 +26,12 @@ pub struct Manifest {
     pub backup_id: String,
     pub label: Option<String>,
     pub created_at: String,
+    /// `server_version` of the server that wrote the archive (e.g. `15.18 (Debian ...)`).
     pub server_version: String,
+    /// `server_version_num` of that server (e.g. 150018); absent in archives written before
+    /// 0.3.0, whose major version is read from `server_version` ([`Manifest::server_major`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version_num: Option<u32>,
     pub database: String,
     pub encoding: String,
     pub format: Format,
@@ -132,6 +137,26 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The major version of the PostgreSQL that wrote the archive (15, 18; 9 for 9.x), as the
+    /// manifest claims it: `server_version_num` when present, else the leading number of
+    /// `server_version`. When both are present and disagree, the newer: the claim is only ever
+    /// used to refuse a restore on an older server or to adapt the archive's SQL to a newer
+    /// one, and every statement is checked after that whatever the version says.
+    pub fn server_major(&self) -> Result<u32> {
+        let from_text = major_of_version_text(&self.server_version);
+        let from_num = self.server_version_num.map(major_of_version_num);
+        match (from_num, from_text) {
+            (Some(a), Some(b)) => Ok(a.max(b)),
+            (Some(a), None) | (None, Some(a)) => Ok(a),
+            (None, None) => Err(BackupError::corrupt(format!(
+                "backup {} does not say which PostgreSQL version wrote it (server_version \"{}\")",
+                self.backup_id,
+                self.server_version.escape_default()
+            ))
+            .with_hint("A manifest written by pg_backup always does: the archive is damaged.")),
+        }
+    }
+
     pub fn total_rows(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
     }
@@ -183,6 +208,26 @@ impl Manifest {
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
+}
+
+/// The major version in a `server_version` text: `15.18 (Debian 15.18-1)` → 15, `18devel` /
+/// `18beta1` → 18, `9.6.3` → 9. None when it does not start with a number PostgreSQL could
+/// have (1 to 999).
+pub fn major_of_version_text(text: &str) -> Option<u32> {
+    let digits: String = text
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..1000).contains(n) && digits.len() < 4)
+}
+
+/// The major version of a `server_version_num`: 150018 → 15, 90603 → 9.
+pub fn major_of_version_num(num: u32) -> u32 {
+    num / 10000
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -332,6 +377,7 @@ pub(crate) fn sample() -> Manifest {
         label: Some("test".into()),
         created_at: "2026-11-23T12:00:00Z".into(),
         server_version: "15.18".into(),
+        server_version_num: Some(150018),
         database: "app".into(),
         encoding: "UTF8".into(),
         format: Format::Native,
@@ -609,6 +655,50 @@ mod tests {
             assert_eq!(err.sqlstate(), "22023", "{to}");
             assert!(err.hint().unwrap().contains("ALTER EXTENSION"));
         }
+    }
+
+    /// The writing server's major version, from the number or (archives before 0.3.0) the
+    /// text; a claim that contradicts itself counts as the newer one.
+    #[test]
+    fn the_writing_servers_major_version() {
+        let mut m = sample();
+        assert_eq!(m.server_major().unwrap(), 15);
+        m.server_version_num = None;
+        for (text, major) in [
+            ("15.20 (Debian 15.20-0+deb12u1)", 15),
+            ("18.6", 18),
+            ("18devel", 18),
+            ("18beta1", 18),
+            (" 17.2", 17),
+            ("9.6.3", 9),
+        ] {
+            m.server_version = text.into();
+            assert_eq!(m.server_major().unwrap(), major, "{text}");
+        }
+        for bad in ["", "PostgreSQL", "x15", "0", "1000.1", "-15"] {
+            m.server_version = bad.into();
+            assert_eq!(m.server_major().unwrap_err().sqlstate(), "XX001", "{bad}");
+        }
+        m.server_version_num = Some(180006);
+        assert_eq!(
+            m.server_major().unwrap(),
+            18,
+            "the number when the text is none"
+        );
+        m.server_version = "15.18".into();
+        assert_eq!(m.server_major().unwrap(), 18, "the newer of two claims");
+        m.server_version_num = Some(150018);
+        m.server_version = "18.1".into();
+        assert_eq!(m.server_major().unwrap(), 18);
+        // Archives of 0.1.0 and 0.2.0 have the text only: read as before, and written back
+        // without the new key.
+        let raw = &include_bytes!(
+            "../../tests/fixtures/archive-0.1.0/20261123T190408.929151Z-fixture-native/manifest.json"
+        )[..];
+        let old = Manifest::from_json(raw).unwrap();
+        assert_eq!(old.server_version_num, None);
+        assert_eq!(old.server_major().unwrap(), 15);
+        assert!(!String::from_utf8_lossy(&old.to_json()).contains("server_version_num"));
     }
 
     #[test]

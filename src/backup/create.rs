@@ -420,7 +420,7 @@ fn write_archive(
             Vec::new(),
         )
     };
-    let (database, encoding, server_version) = server_facts()?;
+    let (database, encoding, server_version, server_version_num) = server_facts()?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         pg_backup_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -428,6 +428,7 @@ fn write_archive(
         label: opts.label.clone(),
         created_at: history::now_rfc3339(),
         server_version,
+        server_version_num: Some(server_version_num),
         database,
         encoding,
         format: opts.format,
@@ -675,7 +676,7 @@ fn write_script(
         &writer.tmp_dir.join(&rel_path),
         opts.compression,
     )?;
-    let (database, encoding, _) = server_facts()?;
+    let (database, encoding, _, _) = server_facts()?;
     w.write_text(&format!(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
@@ -823,7 +824,10 @@ fn write_entries(w: &mut PipeWriter, toc: &[TocEntry], pass: Pass) -> Result<()>
     Ok(())
 }
 
-fn server_facts() -> Result<(String, String, String)> {
+/// The database's name and encoding, and the server's version as `server_version` and
+/// `server_version_num` say (the manifest records what wrote the archive: a restore on an
+/// older major version is refused, restore/version.rs).
+fn server_facts() -> Result<(String, String, String, u32)> {
     // The name as pg_database holds it (see text::current_database), whatever this
     // database's encoding.
     let db = crate::text::current_database();
@@ -833,7 +837,8 @@ fn server_facts() -> Result<(String, String, String)> {
     let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) }
         .to_string_lossy()
         .into_owned();
-    Ok((db, enc, ver.unwrap_or_default()))
+    let num = crate::session::server_version_num();
+    Ok((db, enc, ver.unwrap_or_default(), num))
 }
 
 pub use crate::catalog::sweep::dir_size;

@@ -27,6 +27,9 @@ pub struct Archive {
     pub source: ArchiveSource,
     pub manifest: Manifest,
     pub encrypted: bool,
+    /// What was adapted of an older server's SQL for this one (restore/adapt.rs), one note
+    /// per setting.
+    pub adapted: Vec<String>,
 }
 
 impl Archive {
@@ -41,12 +44,29 @@ impl Archive {
     ) -> Result<Archive> {
         let source = crate::storage::locate(id, None, identity)?;
         check(&source)?;
-        let (manifest, raw) = source.manifest(|raw| authenticate(&source, raw))?;
+        let (mut manifest, raw) = source.manifest(|raw| authenticate(&source, raw))?;
         let encrypted = crate::storage::archive_files::Sealed::of(&raw).is_some();
+        // Issue 19: an archive of a newer major version than this server's is refused here,
+        // on every path (atomic, atomic => false, jobs => N and its workers, dry_run, a copy
+        // on a storage target), before anything changes; one of an older version is adapted
+        // for this one, before any statement is checked.
+        let server_num = crate::session::server_version_num();
+        let archive_major = super::version::check(
+            &manifest,
+            &crate::session::current_setting("server_version"),
+            server_num,
+        )?;
+        let adapted = super::adapt::adapt(
+            &mut manifest.toc,
+            archive_major,
+            crate::archive::manifest::major_of_version_num(server_num),
+            &crate::session::setting_exists,
+        );
         Ok(Archive {
             source,
             manifest,
             encrypted,
+            adapted,
         })
     }
 }

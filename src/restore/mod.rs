@@ -11,7 +11,8 @@
 //!   tablespace, grantor switching), `data` and `sequences` (rows per archive format);
 //! - `step` (one step: subtransaction, result row, batch commit), `job` (what a restore works
 //!   from), `batch` (commits as it goes), `preflight`, `plan`, `scope`, `statements`,
-//!   `tablespaces`, `tuning`;
+//!   `tablespaces`, `tuning`, `version` (which server versions an archive restores on), `adapt` (an older
+//!   server's SQL adapted for this one);
 //! - `policy` (pure rules), `result` (typed result rows), `context` (the entry an error
 //!   names), `options`, `names`, `retarget`, `schedule`.
 //!
@@ -19,6 +20,7 @@
 //! nothing; an error names the entry it stopped at. `'continue'`: every entry in its own
 //! subtransaction; failures become result rows.
 
+pub mod adapt;
 pub mod background;
 pub mod batch;
 pub mod call;
@@ -43,6 +45,7 @@ pub mod statements;
 pub mod step;
 pub mod tablespaces;
 pub mod tuning;
+pub mod version;
 pub mod walk;
 
 pub use call::restore;

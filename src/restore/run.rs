@@ -152,6 +152,14 @@ fn restore_steps(
         Ok(())
     })?;
     let manifest = &archive.manifest;
+    // Issue 19: an archive of an older major version, adapted for this one (Archive::open,
+    // which refused one of a newer major version): said, and recorded.
+    if !archive.adapted.is_empty() {
+        for note in &archive.adapted {
+            pgrx::warning!("{note}");
+        }
+        record.note("adapted", serde_json::json!(archive.adapted));
+    }
     let scope = Scope::build(
         manifest,
         opts.tables.as_deref(),

@@ -257,10 +257,17 @@ pub struct SchemaDump {
 impl SchemaDump {
     /// `pg_dump --schema-only` of `db`, pg_backup's own schema and extension left out.
     pub fn take(s: &Server, db: &str) -> SchemaDump {
-        let text =
-            run(s
-                .client("pg_dump")
-                .args(["--schema-only", "--exclude-schema=backup", "-d", db]));
+        SchemaDump::take_with(s, db, &s.bin("pg_dump"))
+    }
+
+    /// [`SchemaDump::take`] with another installation's `pg_dump` (a newer pg_dump dumping an
+    /// older server, as users upgrade: tests/cross_version.rs).
+    pub fn take_with(s: &Server, db: &str, pg_dump: &std::path::Path) -> SchemaDump {
+        let text = run(Command::new(pg_dump)
+            .arg("-h")
+            .arg(&s.socket)
+            .args(["-p", &s.port.to_string()])
+            .args(["--schema-only", "--exclude-schema=backup", "-d", db]));
         let mut dump = SchemaDump::parse(&text);
         dump.entries.retain(|k, _| !is_pg_backup_itself(k));
         dump.order.retain(|k| !is_pg_backup_itself(k));
