@@ -105,7 +105,6 @@ fn carried(name: &str, context: &str) -> bool {
         && !NOT_CARRIED.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
-<<<<<<< HEAD
 /// The timeouts pg_dump turns off in the session it opens (`setup_connection`) and pg_restore
 /// at the top of every script, so that a server, database or role default
 /// (`ALTER DATABASE ... SET lock_timeout`, a `transaction_timeout` in postgresql.conf) never
@@ -138,8 +137,7 @@ pub fn dump_session_timeouts(server_version_num: u32) -> &'static [&'static CStr
 /// session (`Session::connect`) take that session's values instead: there the caller's
 /// timeouts bound the call, as they bound the session's own transaction.
 pub fn disable_dump_timeouts() {
-    let version = current_setting("server_version_num").parse().unwrap_or(0);
-    for name in dump_session_timeouts(version) {
+    for name in dump_session_timeouts(server_version_num()) {
         // SAFETY: static NUL-terminated names and value; called in a connected background
         // worker on its only thread; a superuser-context override of these user-settable
         // settings to 0 (a valid value of each) cannot fail.
@@ -152,7 +150,8 @@ pub fn disable_dump_timeouts() {
             );
         }
     }
-=======
+}
+
 /// This server's `server_version_num` (e.g. 180006).
 pub fn server_version_num() -> u32 {
     current_setting("server_version_num").parse().unwrap_or(0)
@@ -167,7 +166,6 @@ pub fn setting_exists(name: &str) -> bool {
     // name returns NULL (no ERROR), and restrict_privileged = false checks no privilege; the
     // returned value is not read.
     !unsafe { pg_sys::GetConfigOption(c.as_ptr(), true, false) }.is_null()
->>>>>>> main
 }
 
 pub fn current_setting(name: &str) -> String {
