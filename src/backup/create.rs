@@ -681,9 +681,14 @@ fn write_script(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
          -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
+         SET statement_timeout = 0;\n\
+         SET lock_timeout = 0;\n\
+         SET idle_in_transaction_session_timeout = 0;\n\
+         SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\
+         SET xmloption = content;\n\
          SET client_min_messages = warning;\n\
          SET row_security = off;\n\
          SET default_tablespace = '';\n\
