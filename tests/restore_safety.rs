@@ -3145,3 +3145,97 @@ fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights(
         0
     );
 }
+
+/// Attack of issue 18's facts (stop 16): restore splits a CHECK (or foreign key) into `ADD
+/// CONSTRAINT ... NOT VALID`, run as the caller (a superuser's restore: as the superuser), and
+/// `VALIDATE CONSTRAINT`, run as the table's owner. The facts said whether to validate, and
+/// were checked against the parsed statement; but the split statement was cut from the text:
+/// an entry whose text ends in a comment (`CHECK (f(a))\n--;`) got its appended NOT VALID
+/// inside the comment, and a text ending in `-- NOT ENFORCED;` was taken for 18's NOT
+/// ENFORCED and run whole. Either way the rows were checked, f() among them, by the restoring
+/// superuser: the table's owner became superuser. The text that runs as the caller is now
+/// parsed again: one ADD CONSTRAINT of the entry's constraint, NOT VALID, else 2F003.
+#[test]
+fn a_constraint_cut_not_valid_evaluates_nothing_whatever_its_text_ends_with() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; CREATE SCHEMA ops AUTHORIZATION op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", "op");
+    op.batch_execute(
+        "CREATE FUNCTION ops.escalate(integer) RETURNS boolean LANGUAGE plpgsql
+           AS $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; RETURN true; END$$;
+         CREATE TABLE ops.t (a int);
+         INSERT INTO ops.t SELECT generate_series(1, 3);
+         ALTER TABLE ops.t ADD CONSTRAINT c CHECK (ops.escalate(a)) NOT VALID;",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{ops}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let dir = backup_dir(&mut su).join(&id);
+    let names = ["manifest.json", "manifest.sha256", "manifest.sig"];
+    let original: Vec<(PathBuf, Vec<u8>)> = names
+        .iter()
+        .map(|n| (dir.join(n), std::fs::read(dir.join(n)).unwrap()))
+        .collect();
+    op.batch_execute("DROP TABLE ops.t").unwrap();
+    // The archive as it was written restores, the CHECK NOT VALID as it was, never evaluated.
+    let bad = strings(
+        &mut su,
+        &format!(
+            "SELECT object || ' ' || status FROM backup.restore('{id}') WHERE status = 'failed'"
+        ),
+    );
+    assert_eq!(bad, Vec::<String>::new());
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT convalidated::text FROM pg_constraint WHERE conname = 'c' AND conrelid = 'ops.t'::regclass"
+        ),
+        ["false"]
+    );
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    op.batch_execute("DROP TABLE ops.t").unwrap();
+    for ending in ["\n--;", " -- NOT ENFORCED;", " /* NOT VALID */ --;"] {
+        for (path, bytes) in &original {
+            std::fs::write(path, bytes).unwrap();
+        }
+        // The facts say what the statement is (a CHECK named c, validated: the parser reads
+        // it so); only the text's end is a comment's.
+        tamper(&mut su, &id, |m| {
+            let e = toc_entry(m, "check_constraint", "t c");
+            set_sql(
+                e,
+                &format!("ALTER TABLE ops.t ADD CONSTRAINT c CHECK (ops.escalate(a)){ending}"),
+            );
+            e["facts"]["constraint"]
+                .as_object_mut()
+                .unwrap()
+                .remove("validated");
+        });
+        let result = su.query("SELECT * FROM backup.restore($1)", &[&id]);
+        assert_eq!(
+            superusers(&mut su),
+            Vec::<String>::new(),
+            "{ending:?}: the CHECK ran as the restoring superuser"
+        );
+        let e = result.unwrap_err();
+        assert_eq!(sqlstate(&e), "2F003", "{ending:?}: {}", describe(&e));
+        assert!(describe(&e).contains("TOC entry"), "{}", describe(&e));
+        assert_eq!(
+            strings(&mut su, "SELECT coalesce(to_regclass('ops.t')::text, '-')"),
+            ["-"],
+            "{ending:?}: nothing changed"
+        );
+    }
+}

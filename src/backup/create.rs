@@ -129,7 +129,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         storage: None,
         storage_url: None,
     };
-    history::record(&row);
+    record_running(&mut row);
     // Storage and encryption (none for a plain local backup). Resolved after the running
     // row exists, so an unknown target or a bad key also leaves a failed row.
     let output = match prepare_output(&id, opts) {
@@ -149,7 +149,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         if !o.keep_local {
             row.path = None;
         }
-        history::record(&row);
+        record_running(&mut row);
     }
     let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
     set_in_flight(Some(InFlight {
@@ -166,6 +166,21 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         claim,
         output,
     })
+}
+
+/// Record `row`, a running backup. Recording waits for the history writer, and a cancel
+/// (statement_timeout, pg_cancel_backend) can end that wait while the writer goes on to write
+/// the row `running`: the row is then recorded failed, with the cancel, before the error goes
+/// on (the writer's late `running` never overwrites it: `backup_upsert`).
+fn record_running(row: &mut BackupRow) {
+    if let Err(caught) = subtransaction::run(|| history::record(row)) {
+        row.status = "failed";
+        row.finished_at = Some(history::now_rfc3339());
+        row.pid = None;
+        row.error = Some(subtransaction::message(&caught));
+        history::record(row);
+        caught.rethrow();
+    }
 }
 
 /// create(): the storage and encryption of a new backup, if any. Returns None for a plain

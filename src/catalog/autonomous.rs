@@ -94,6 +94,9 @@ impl Stmt {
                      bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
                      error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
                      storage = EXCLUDED.storage, storage_url = EXCLUDED.storage_url
+                   -- A writer that comes late with `running` (its caller was cancelled while
+                   -- waiting, then recorded how the backup ended) never revives an ended row.
+                   WHERE backups.status = 'running' OR EXCLUDED.status <> 'running'
                    RETURNING 1)
                  SELECT count(*)::text FROM w"
             }

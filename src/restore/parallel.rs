@@ -41,7 +41,7 @@ use super::plan::{Plan, PlannedTable};
 use super::policy::{Outcome, Tolerate};
 use super::result::{Action, Row};
 use super::schedule::{Item, Lock, Scheduler};
-use super::scope::{quoted, Scope};
+use super::scope::quoted;
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::catalog::history;
 use crate::error::{BackupError, Result};
@@ -505,12 +505,7 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
         },
     )?;
     let manifest = &archive.manifest;
-    let scope = Scope::build(
-        manifest,
-        opts.tables.as_deref(),
-        opts.schemas.as_deref(),
-        opts.target_schema.as_deref(),
-    )?;
+    let scope = opts.scope(manifest)?;
     let plan = Plan::from_tables(manifest, &scope, request.tables.clone());
     let restorer = Restorer::of(&caller);
     let placement = super::tablespaces::Placement::new(opts.no_tablespaces)?;

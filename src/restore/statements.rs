@@ -111,6 +111,64 @@ fn check_owner_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<(
     shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
 }
 
+/// A constraint statement restore cut from entry e's checked text and made `NOT VALID` to run
+/// as the caller (policy::constraint_in_two; entry's partitioned_foreign_key, on a partition
+/// of e's table: `on_entry` false): the cut is textual, so the text that runs is parsed again,
+/// as grant segments are. It must be exactly one `ADD CONSTRAINT` of e's constraint (its kind
+/// and name, on e's relation when `on_entry`), unvalidated: so that it evaluates nothing. A
+/// text whose last words were a comment's (`CHECK (f())\n--;`) would otherwise carry the
+/// appended NOT VALID into the comment and validate the rows, f() among them, with the
+/// caller's rights (a superuser's).
+pub fn check_added_not_valid(
+    e: &TocEntry,
+    sql: &str,
+    moved_to: Option<&str>,
+    on_entry: bool,
+) -> Result<()> {
+    let parsed = parse(sql).map_err(|why| {
+        refused(
+            e,
+            &format!("its constraint, cut NOT VALID, does not parse: {why}"),
+        )
+    })?;
+    let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
+    let one_add = match &commands[..] {
+        [Command::AlterTable {
+            relkind: Relkind::Table | Relkind::ForeignTable,
+            actions,
+            ..
+        }] => matches!(&actions[..], [TableAction::AddConstraint(_)]),
+        [Command::AddDomainConstraint] => true,
+        _ => false,
+    };
+    if !one_add || (on_entry && shapes::check(e.kind, &names_of(e, moved_to), &commands).is_err()) {
+        return Err(refused(
+            e,
+            "its constraint, cut NOT VALID, is not one ADD CONSTRAINT of its object",
+        ));
+    }
+    let shown = parsed
+        .iter()
+        .fold(Facts::default(), |all, p| all.and(p.facts.clone()));
+    let expected = Facts {
+        constraint: e.facts.constraint.clone().map(|c| ConstraintFacts {
+            validated: false,
+            ..c
+        }),
+        ..Facts::default()
+    };
+    if e.facts.constraint.is_none() || shown != expected {
+        return Err(refused(
+            e,
+            &format!(
+                "its constraint, cut NOT VALID to evaluate nothing, is not ({})",
+                serde_json::to_string(&shown).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Which statement of an entry a check was about.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Check {
