@@ -52,9 +52,11 @@ install-release: setup
 #   are targets of their own, which cargo pgrx test does not run. The disk-full test needs a small
 #   file system, which only root can mount (scripts/small-fs.sh). Then the upgrade tests.
 # - 17 and 18 (built from source by scripts/pg-build.sh when missing, which is part of the run):
-#   the #[pg_test]s, the end-to-end suite, restore safety, fidelity (its PostgreSQL 18 round trip
-#   runs only here) and the round trip of that version's own regression database, judged against
-#   that version's pg_dump | pg_restore; built in $(PG_TARGET_DIR).
+#   the #[pg_test]s, the end-to-end suite, restore safety, the round trip of that version's own
+#   regression database, judged against that version's pg_dump | pg_restore, fidelity's test of
+#   that version only (the others are 15's fixtures: PostGIS, unit, pg_cron are 15's packages),
+#   the extension upgrade through pg_upgrade from 15 (test-upgrade) and, on 18, the
+#   cross-version restore of 15's archives (test-cross-version); built in $(PG_TARGET_DIR).
 E2E_TESTS := --test e2e --test restore_safety --test storage --test fidelity --test regression --test reliability
 test:
 	env -u PG_CONFIG PG=15 bash scripts/setup.sh
@@ -96,7 +98,11 @@ test-version: setup
 	$(AS_TEST_USER)$(CARGO_ENV) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_E2E=1 \
 		PG_BACKUP_REGRESS_BUILD=$$(bash scripts/pg-build.sh --regress-dir $(PG)) \
 		cargo test --no-default-features --features pg$(PG) \
-		--test e2e --test restore_safety --test fidelity --test regression -- --test-threads=1
+		--test e2e --test restore_safety --test regression -- --test-threads=1
+	$(AS_TEST_USER)$(CARGO_ENV) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_E2E=1 \
+		cargo test --no-default-features --features pg$(PG) --test fidelity -- --test-threads=1 postgresql_$(PG)
+	$(MAKE) --no-print-directory test-upgrade PG=$(PG)
+	[ "$(PG)" != 18 ] || $(MAKE) --no-print-directory test-cross-version PG=$(PG)
 endif
 
 # The extension's upgrade on PostgreSQL $(PG). 15: the released 0.1.0 and 0.2.0 packages with
@@ -130,7 +136,7 @@ test-cross-version: setup regress-build
 	bash scripts/pg-build.sh 18 >/dev/null
 	$(AS_TEST_USER) cargo pgrx install --pg-config $(PG_CONFIG_15)
 	pg18=$${PG_CONFIG_18:-$$(bash scripts/pg-build.sh --path 18)}; \
-	$(AS_TEST_USER) cargo pgrx install --pg-config $$pg18 && \
+	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(CURDIR)/target/pg18 cargo pgrx install --pg-config $$pg18 && \
 	$(AS_TEST_USER) env PG_BACKUP_E2E=1 PG_CONFIG=$(PG_CONFIG_15) PG_CONFIG_18=$$pg18 \
 		PG_BACKUP_REGRESS_BUILD_18=$$(bash scripts/pg-build.sh --regress-dir 18) \
 		cargo test --test cross_version -- --test-threads=1 --nocapture
