@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Part of make bench (run at the end of scripts/bench.sh, against its server: PGHOST/PGPORT set,
-# PATH has the server's programs): PostgreSQL's regression database (many object kinds, little
+# PATH has the server's programs): the server's version's PostgreSQL regression database (many object kinds, little
 # data), built by pg_regress from target/regress-build (scripts/regress-build.sh). Times the
 # schema extraction (backup.create(schema_only => true) vs pg_dump --schema-only) and the full
 # backup and restore (backup.create()/backup.restore() vs pg_dump -Fc/pg_restore).
@@ -8,9 +8,20 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-2}
 out=${1:-$here/target/bench/out}
-regress=$here/target/regress-build/src/test/regress
+# The server's own version's regression suite: 15's from target/regress-build, 17's and 18's
+# from their build trees (scripts/pg-build.sh --regress-dir).
+major=$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+if [ "$major" = 15 ]; then
+  regress=$here/target/regress-build/src/test/regress
+  missing="run scripts/regress-build.sh as root"
+else
+  # make bench passes it (pg-build.sh, run as root, knows the cache; as the test user it would
+  # look in that user's own cache).
+  regress=${PG_BACKUP_REGRESS_DIR:-$(bash "$here/scripts/pg-build.sh" --regress-dir "$major")}/src/test/regress
+  missing="run make pg-build PG=$major"
+fi
 if [ ! -x "$regress/pg_regress" ]; then
-  echo "regression database: skipped ($regress/pg_regress missing: run scripts/regress-build.sh as root)"
+  echo "regression database: skipped ($regress/pg_regress missing: $missing)"
   exit 0
 fi
 mkdir -p "$out"

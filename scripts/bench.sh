@@ -61,6 +61,7 @@ tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history wide n
 
 now() { date +%s.%N; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
 
 # Raw server-side COPY of every table to files: the floor for any logical backup.
 raw=()
@@ -170,7 +171,6 @@ else
 fi
 
 raw_t=$(best "${raw[@]}"); dump_t=$(best "${dump[@]}"); dumpj_t=$(best "${dumpj[@]}")
-ratio() { echo "scale=2; $1 / $2" | bc; }
 mb() { echo "scale=1; $1 / 1048576" | bc; }
 row() { # label, seconds, bytes, peak KB, reference seconds
   printf '%-40s %7.2f   %7s   %-11s (backend) %s\n' "$1" "$2" "$(mb "$3")" "$(echo "$4 / 1024" | bc)" "$(ratio "$2" "$5")"

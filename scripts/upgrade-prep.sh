@@ -5,11 +5,15 @@
 #   target/upgrade/old-0.2.0: the same with pg_backup 0.2.0;
 #   target/upgrade/new: the same with the releases' install scripts and the current build on top,
 #                       which is what a user has after installing the new package.
+# With --releases-only, only old and old-0.2.0 (for the 18 upgrade test, tests/upgrade18.rs,
+# which needs no 15 build of this release). PG_CONFIG is always 15's (the releases are 15's).
 # All are relocated copies of $PG_CONFIG's installation (PostgreSQL finds its files relative
 # to its binaries), so the system installation is never touched.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+releases_only=false
+[ "${1:-}" = --releases-only ] && releases_only=true
 out=$here/target/upgrade
 mkdir -p "$out"
 # Each release is built in a target directory of its own: in a shared one, cargo does not copy
@@ -70,6 +74,10 @@ old_sqls=()
 build_release 0.1.0 2a45a8ddf687593837317aa66a56b14ce381158aae573b8a32e4e6fc8dca891e old
 build_release 0.2.0 186ee56a207f4e63575e99de364e9d00655b3c4792f891aa9dacc03ccb24c6ef old-0.2.0
 
+if $releases_only; then
+  echo "upgrade-prep: old=$out/old old-0.2.0=$out/old-0.2.0"
+  exit 0
+fi
 copy_pg "$out/new"
 cp "$pkglibdir/pg_backup.so" "$out/new/usr/lib/postgresql/15/lib/"
 cp "$extdir"/pg_backup.control "$extdir"/pg_backup--*.sql "$out/new/usr/share/postgresql/15/extension/"

@@ -15,6 +15,7 @@ static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static ALLOW_UNSIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
+static RESTORE_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -104,6 +105,14 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"backup.restore_statistics",
+        c"Whether restore() applies a backup's planner statistics instead of analyzing the tables it loaded (PostgreSQL 18 and later).",
+        c"Off: every loaded table is analyzed, as on PostgreSQL 15.",
+        &RESTORE_STATISTICS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 /// The backup directory: the setting, or `pg_backup` under the data directory.
@@ -165,4 +174,8 @@ pub fn identity_file() -> Option<PathBuf> {
 /// (security::signing decides; only a superuser caller's setting counts).
 pub fn allow_unsigned() -> bool {
     ALLOW_UNSIGNED.get()
+}
+
+pub fn restore_statistics() -> bool {
+    RESTORE_STATISTICS.get()
 }

@@ -105,6 +105,53 @@ fn carried(name: &str, context: &str) -> bool {
         && !NOT_CARRIED.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// The timeouts pg_dump turns off in the session it opens (`setup_connection`) and pg_restore
+/// at the top of every script, so that a server, database or role default
+/// (`ALTER DATABASE ... SET lock_timeout`, a `transaction_timeout` in postgresql.conf) never
+/// ends a long backup or restore half-way: `statement_timeout`, `lock_timeout`,
+/// `idle_in_transaction_session_timeout`, and from PostgreSQL 17 on `transaction_timeout`
+/// (which ends the whole session, FATAL, in a background worker too). For server version
+/// `server_version_num`.
+pub fn dump_session_timeouts(server_version_num: u32) -> &'static [&'static CStr] {
+    const BEFORE_17: &[&CStr] = &[
+        c"statement_timeout",
+        c"lock_timeout",
+        c"idle_in_transaction_session_timeout",
+    ];
+    const FROM_17: &[&CStr] = &[
+        c"statement_timeout",
+        c"lock_timeout",
+        c"idle_in_transaction_session_timeout",
+        c"transaction_timeout",
+    ];
+    if server_version_num >= 170000 {
+        FROM_17
+    } else {
+        BEFORE_17
+    }
+}
+
+/// In a session pg_backup opens itself (the scheduler, a scheduled run, the sweeper, the
+/// history writer), right after it connected and outside any transaction: the timeouts
+/// pg_dump turns off, off ([`dump_session_timeouts`]). The workers that act for a calling
+/// session (`Session::connect`) take that session's values instead: there the caller's
+/// timeouts bound the call, as they bound the session's own transaction.
+pub fn disable_dump_timeouts() {
+    for name in dump_session_timeouts(server_version_num()) {
+        // SAFETY: static NUL-terminated names and value; called in a connected background
+        // worker on its only thread; a superuser-context override of these user-settable
+        // settings to 0 (a valid value of each) cannot fail.
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                c"0".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+    }
+}
+
 /// This server's `server_version_num` (e.g. 180006).
 pub fn server_version_num() -> u32 {
     current_setting("server_version_num").parse().unwrap_or(0)
@@ -213,7 +260,29 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::carried;
+    use super::{carried, dump_session_timeouts};
+
+    #[test]
+    fn the_timeouts_pg_dump_turns_off_include_transaction_timeout_from_17() {
+        let names = |v| -> Vec<&str> {
+            dump_session_timeouts(v)
+                .iter()
+                .map(|c| c.to_str().unwrap())
+                .collect()
+        };
+        let before = [
+            "statement_timeout",
+            "lock_timeout",
+            "idle_in_transaction_session_timeout",
+        ];
+        assert_eq!(names(150018), before);
+        assert_eq!(names(160009), before);
+        assert_eq!(
+            names(170000),
+            [&before[..], &["transaction_timeout"]].concat()
+        );
+        assert_eq!(names(180006), names(170000));
+    }
 
     #[test]
     fn identity_and_transaction_settings_are_not_carried() {

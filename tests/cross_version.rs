@@ -467,6 +467,7 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
         failure: None,
         problems: pg_restore_errors.clone(),
         differences: bar.clone(),
+        in_all: String::new(),
         moved: moved_entries(&source.schema, &bar_copy.schema),
     }];
     // Every difference a restore leaves (excused or not), for the report.
@@ -515,6 +516,7 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
             failure,
             problems,
             differences: not_excused,
+            in_all: String::new(),
             moved: moved_entries(&source.schema, &copy.schema),
         }
     };

@@ -1183,6 +1183,10 @@ const POSTGIS_CHECKS: &[&str] = &[
 ];
 
 #[test]
+#[cfg_attr(
+    not(feature = "pg15"),
+    ignore = "PostGIS is installed for PostgreSQL 15 only (Debian 12's postgresql-15-postgis-3)"
+)]
 fn a_postgis_database_with_custom_srids_generated_columns_rasters_and_a_topology() {
     if !enabled() {
         return;
@@ -1225,6 +1229,10 @@ fn a_postgis_database_with_custom_srids_generated_columns_rasters_and_a_topology
 /// for every value like '5 N' that COPY reads, and a site's own units are configuration rows
 /// of that table, which a generated column needs while the rows load (issue 16).
 #[test]
+#[cfg_attr(
+    not(feature = "pg15"),
+    ignore = "unit is installed for PostgreSQL 15 only (Debian 12's postgresql-15-unit)"
+)]
 fn a_type_whose_input_function_reads_its_extensions_table() {
     if !enabled() {
         return;

@@ -6,29 +6,63 @@
 //! fingerprints, sequence values and large objects. `pg_dump -Fc | pg_restore` of the same
 //! database is measured in the same run; pg_backup may leave no difference it does not leave.
 //!
-//! Needs the pg_regress build of scripts/regress-build.sh (`make test` runs it), found at
-//! $PG_BACKUP_REGRESS_BUILD or target/regress-build. A readable report of every difference is
-//! written to target/tmp/regression-report.txt.
+//! Each major version runs its OWN regression suite, judged against its own pg_dump and
+//! pg_restore: the server is $PG_CONFIG's (15 by default; `make test PG=18` sets 18's), and the
+//! pg_regress build is that version's: $PG_BACKUP_REGRESS_BUILD, else for 15 the one of
+//! scripts/regress-build.sh (target/regress-build), for 17 and 18 the build tree of
+//! scripts/pg-build.sh (`--regress-dir NN`). `make test` passes it. A readable report of every
+//! difference is written to regression-report.txt in the target's tmp directory
+//! (target/tmp for 15, target/pgNN/tmp for the others under `make test`).
 
 mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use common::*;
 use support::*;
 
-/// The PostgreSQL source tree in which scripts/regress-build.sh built pg_regress.
-fn regress_build() -> PathBuf {
-    let dir = std::env::var_os("PG_BACKUP_REGRESS_BUILD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/regress-build"));
+/// The PostgreSQL source tree in which pg_regress of major version `major` was built.
+fn regress_build(major: u32) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var_os("PG_BACKUP_REGRESS_BUILD") {
+        Some(d) => PathBuf::from(d),
+        None if major == 15 => manifest.join("target/regress-build"),
+        None => {
+            let out = Command::new("bash")
+                .arg(manifest.join("scripts/pg-build.sh"))
+                .args(["--regress-dir", &major.to_string()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "scripts/pg-build.sh --regress-dir {major}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
     let driver = dir.join("src/test/regress/pg_regress");
     assert!(
         driver.exists(),
-        "{} is missing: run `bash scripts/regress-build.sh` (make test does)",
+        "{} is missing: run `bash scripts/regress-build.sh` for 15, `bash scripts/pg-build.sh {major}` \
+         for 17 and 18 (make test does), or set PG_BACKUP_REGRESS_BUILD",
         driver.display()
+    );
+    // The suite of another major version would build another database (or fail half-way)
+    // and be judged against the wrong pg_dump: refused.
+    let header = std::fs::read_to_string(dir.join("src/include/pg_config.h")).unwrap_or_default();
+    let built = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define PG_MAJORVERSION \""))
+        .map(|v| v.trim_end_matches('"').to_string());
+    assert_eq!(
+        built.as_deref(),
+        Some(major.to_string().as_str()),
+        "{} is the regression suite of PostgreSQL {built:?}, the server is {major}",
+        dir.display()
     );
     dir
 }
@@ -75,10 +109,14 @@ fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
     if !enabled() {
         return;
     }
-    let build = regress_build();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     // As pg_regress configures its own temporary servers (prepared_xacts needs this).
     let s = server("max_prepared_transactions = 2");
+    let major = text(&mut s.connect("postgres"), "SHOW server_version_num")
+        .parse::<u32>()
+        .unwrap()
+        / 10000;
+    let build = regress_build(major);
     let t0 = Instant::now();
     let suite = run_parallel_schedule(&s, &build, &tmp.join("pg_regress"));
     eprintln!(
@@ -107,7 +145,7 @@ fn the_regression_database_restores_as_well_as_with_pg_dump_in_every_format() {
         },
     );
     let mut report = format!(
-        "regression database round trip ({suite}); differences pg_dump does not leave, per restore\n"
+        "PostgreSQL {major}: regression database round trip ({suite}); differences pg_dump does not leave, per restore\n"
     );
     for v in &verdicts {
         report.push_str(&format!("\n===== {}\n", v.summary()));

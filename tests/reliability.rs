@@ -1845,3 +1845,76 @@ fn a_cancelled_restore_never_shows_a_backtrace_even_with_rust_backtrace_set() {
     let e = expect_err_with(&mut t, "SELECT * FROM backup.restore($1, tables => '{big1}', existing => 'append', data_only => true)", &[&id], "23505");
     assert!(!has_backtrace(&e), "{e:?}");
 }
+
+/// Attack of issue 18's collectors (stop 16): every catalog query of a backup runs in one
+/// subtransaction whose errors come back as pg_backup's own (CatalogRead). A cancel that lands
+/// there (statement_timeout here) stays a cancel: SQLSTATE 57014, the backup's history row
+/// failed with the error, nothing left running, and the next backup works.
+#[test]
+fn a_cancel_while_the_catalogs_are_read_stays_a_cancel_and_the_backup_is_failed() {
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    // Enough objects that reading the catalogs takes a while.
+    c.batch_execute(
+        "CREATE SCHEMA many;
+         DO $$BEGIN FOR i IN 1..1500 LOOP
+           EXECUTE format('CREATE TABLE many.t%s (a int PRIMARY KEY, b text CHECK (b <> ''x''), c int DEFAULT 1)', i);
+         END LOOP; END$$;",
+    )
+    .unwrap();
+    let options = "schemas => '{many}', schema_only => true";
+    let t0 = Instant::now();
+    create(&mut c, options);
+    let full = t0.elapsed();
+    let ids = |c: &mut Client| -> Vec<String> {
+        c.query("SELECT id FROM backup.backups ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let mut landed = None;
+    let mut ms = 5u128;
+    while ms < full.as_millis() && landed.is_none() {
+        let before = ids(&mut c);
+        c.batch_execute(&format!("SET statement_timeout = {ms}"))
+            .unwrap();
+        let result = try_create(&mut c, options);
+        c.batch_execute("RESET statement_timeout").unwrap();
+        let Err(err) = result else { break };
+        assert_eq!(sqlstate(&err), "57014", "after {ms} ms: {}", describe(&err));
+        let rows: Vec<(String, Option<String>)> = c
+            .query(
+                "SELECT status, error FROM backup.backups WHERE id <> ALL($1)",
+                &[&before],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if !rows.is_empty() {
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0].0, "failed", "after {ms} ms: {rows:?}");
+            assert!(
+                rows[0].1.as_deref().unwrap_or_default().contains("cancel"),
+                "after {ms} ms: {rows:?}"
+            );
+        }
+        if describe(&err).contains("system catalogs") {
+            landed = Some(ms);
+        }
+        ms *= 2;
+    }
+    assert!(
+        landed.is_some(),
+        "no statement_timeout below {full:?} landed while the catalogs were read"
+    );
+    assert_eq!(
+        strings(
+            &mut c,
+            "SELECT count(*)::text FROM backup.backups WHERE status = 'running'"
+        ),
+        ["0"]
+    );
+    create(&mut c, options);
+}

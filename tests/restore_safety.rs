@@ -2974,3 +2974,268 @@ fn facts_an_entry_does_not_have_are_refused_and_archives_without_facts_restore()
     }
     assert_eq!(superusers(&mut su), Vec::<String>::new());
 }
+
+/// The `statistics_data` entry of table `name` in a manifest.
+fn statistics_entry<'a>(m: &'a mut serde_json::Value, name: &str) -> &'a mut serde_json::Value {
+    toc_entry(m, "statistics_data", name)
+}
+
+/// Issue 19: an archive's planner statistics are claims. Values are passed to
+/// pg_restore_relation_stats / pg_restore_attribute_stats as typed parameters, so text that
+/// looks like SQL is a value the server refuses (the table is then analyzed); an entry that
+/// carries SQL is refused before anything changes; and statistics are set only with the
+/// rights of the table's owner: an operator who may truncate and fill another role's table
+/// cannot give it statistics (pg_restore_*_stats needs MAINTAIN, which the owner has).
+#[test]
+#[cfg_attr(
+    not(feature = "pg18"),
+    ignore = "needs PostgreSQL 18: cargo test --no-default-features --features pg18 with PG_CONFIG of 18"
+)]
+fn postgresql_18_a_lying_statistics_entry_gets_nothing_beyond_the_owners_rights() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start_in_env_locale("autovacuum = off");
+    let mut su = s.connect("app");
+    let version: i32 = text(&mut su, "SHOW server_version_num").parse().unwrap();
+    assert!(
+        version >= 180000,
+        "this test needs PostgreSQL 18, the server is {version}"
+    );
+    su.batch_execute(
+        "CREATE TABLE t (a int, b text);
+         INSERT INTO t SELECT g % 100, 'v' || g FROM generate_series(1, 5000) g;
+         ANALYZE t;
+         CREATE TABLE keep (x int); INSERT INTO keep VALUES (1);",
+    )
+    .unwrap();
+    let id = create(&mut su, "tables => '{public.t}'");
+    let analyze_count = |s: &Server, db: &str| -> i64 {
+        count(
+            &mut s.connect(db),
+            "SELECT coalesce(max(analyze_count), 0) FROM pg_stat_user_tables WHERE relname = 't'",
+        )
+    };
+    // (1) SQL-looking text in values of every type.
+    for (n, (arg, value)) in [
+        ("most_common_vals", "{1}'); DROP TABLE keep; --"),
+        ("null_frac", "0); DROP TABLE keep; --"),
+        ("histogram_bounds", "'); SELECT pg_sleep(10); --"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let forged = format!("forged_{n}");
+        let mut c = fresh_database(&s, &forged, "");
+        c.batch_execute("CREATE TABLE keep (x int)").unwrap();
+        c.batch_execute("SELECT * FROM backup.rescan()").unwrap();
+        tamper(&mut c, &id, |m| {
+            let e = statistics_entry(m, "t");
+            for col in e["statistics"]["columns"].as_array_mut().unwrap() {
+                col[arg] = serde_json::Value::String(value.to_string());
+            }
+        });
+        let rows = strings(
+            &mut c,
+            &format!(
+                "SELECT action || ' ' || status || ' ' || coalesce(detail, '') FROM backup.restore('{id}') WHERE kind = 'statistics_data'"
+            ),
+        );
+        assert_eq!(rows.len(), 1, "{arg}: {rows:#?}");
+        assert!(
+            rows[0].starts_with("skip warning") && rows[0].contains("analyzed instead"),
+            "{arg}: {rows:#?}"
+        );
+        assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 5000);
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_class WHERE relname = 'keep'"
+            ),
+            1
+        );
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
+        assert_eq!(analyze_count(&s, &forged), 1, "{arg}: t was not analyzed");
+        // What ANALYZE found, not the claim.
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_stats WHERE tablename = 't' AND null_frac <> 0"
+            ),
+            0
+        );
+    }
+    // (2) An entry that carries a statement: refused (2F003) before anything changes.
+    let mut c = fresh_database(&s, "forged_sql", "");
+    c.batch_execute("SELECT * FROM backup.rescan()").unwrap();
+    tamper(&mut c, &id, |m| {
+        set_sql(statistics_entry(m, "t"), "DROP TABLE public.keep;");
+    });
+    c.batch_execute("CREATE TABLE keep (x int)").unwrap();
+    expect_err(
+        &mut c,
+        &format!("SELECT * FROM backup.restore('{id}')"),
+        "2F003",
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('keep', 't')"
+        ),
+        1
+    );
+
+    // (3) An operator's own backup, aimed at another role's table it may truncate and fill:
+    // the rows go in with its rights; its statistics do not (it is not the owner).
+    add_operator(&mut su, "mallory");
+    su.batch_execute(
+        "GRANT CREATE ON DATABASE app TO mallory;
+         CREATE ROLE payroll; GRANT CREATE ON SCHEMA public TO payroll;
+         SET ROLE payroll;
+         CREATE TABLE public.salaries (who text, amount int);
+         RESET ROLE;
+         GRANT SELECT, INSERT, TRUNCATE ON public.salaries TO mallory;",
+    )
+    .unwrap();
+    let mut m = s.connect_as("app", "mallory");
+    m.batch_execute(
+        "CREATE SCHEMA m; CREATE TABLE m.salaries (who text, amount int);
+         INSERT INTO m.salaries SELECT 'w' || g, g FROM generate_series(1, 2000) g;
+         ANALYZE m.salaries;",
+    )
+    .unwrap();
+    let mid = create(&mut m, "schemas => '{m}'");
+    tamper(&mut su, &mid, |j| {
+        for col in statistics_entry(j, "salaries")["statistics"]["columns"]
+            .as_array_mut()
+            .unwrap()
+        {
+            col["n_distinct"] = serde_json::Value::String("-0.125".into());
+        }
+        statistics_entry(j, "salaries")["statistics"]["relation"]["reltuples"] =
+            serde_json::Value::String("123456789".into());
+    });
+    let rows = strings(
+        &mut m,
+        &format!(
+            "SELECT kind || ' ' || action || ' ' || status || ' ' || coalesce(detail, '') FROM backup.restore('{mid}',
+               schemas => '{{m}}', target_schema => 'public', existing => 'truncate', confirm => true)
+             WHERE kind = 'statistics_data'"
+        ),
+    );
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(
+        rows[0].starts_with("statistics_data skip warning") && rows[0].contains("owner"),
+        "{rows:#?}"
+    );
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.salaries"), 2000);
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = 'salaries' AND n_distinct = -0.125"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE oid = 'public.salaries'::regclass AND reltuples = 123456789"
+        ),
+        0
+    );
+}
+
+/// Attack of issue 18's facts (stop 16): restore splits a CHECK (or foreign key) into `ADD
+/// CONSTRAINT ... NOT VALID`, run as the caller (a superuser's restore: as the superuser), and
+/// `VALIDATE CONSTRAINT`, run as the table's owner. The facts said whether to validate, and
+/// were checked against the parsed statement; but the split statement was cut from the text:
+/// an entry whose text ends in a comment (`CHECK (f(a))\n--;`) got its appended NOT VALID
+/// inside the comment, and a text ending in `-- NOT ENFORCED;` was taken for 18's NOT
+/// ENFORCED and run whole. Either way the rows were checked, f() among them, by the restoring
+/// superuser: the table's owner became superuser. The text that runs as the caller is now
+/// parsed again: one ADD CONSTRAINT of the entry's constraint, NOT VALID, else 2F003.
+#[test]
+fn a_constraint_cut_not_valid_evaluates_nothing_whatever_its_text_ends_with() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut su = s.connect("app");
+    su.batch_execute(
+        "CREATE ROLE op LOGIN; GRANT backup_operator TO op; CREATE SCHEMA ops AUTHORIZATION op;",
+    )
+    .unwrap();
+    let mut op = s.connect_as("app", "op");
+    op.batch_execute(
+        "CREATE FUNCTION ops.escalate(integer) RETURNS boolean LANGUAGE plpgsql
+           AS $$BEGIN EXECUTE 'ALTER ROLE op SUPERUSER'; RETURN true; END$$;
+         CREATE TABLE ops.t (a int);
+         INSERT INTO ops.t SELECT generate_series(1, 3);
+         ALTER TABLE ops.t ADD CONSTRAINT c CHECK (ops.escalate(a)) NOT VALID;",
+    )
+    .unwrap();
+    let id: String = op
+        .query_one(
+            "SELECT backup_id FROM backup.create(schemas => '{ops}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let dir = backup_dir(&mut su).join(&id);
+    let names = ["manifest.json", "manifest.sha256", "manifest.sig"];
+    let original: Vec<(PathBuf, Vec<u8>)> = names
+        .iter()
+        .map(|n| (dir.join(n), std::fs::read(dir.join(n)).unwrap()))
+        .collect();
+    op.batch_execute("DROP TABLE ops.t").unwrap();
+    // The archive as it was written restores, the CHECK NOT VALID as it was, never evaluated.
+    let bad = strings(
+        &mut su,
+        &format!(
+            "SELECT object || ' ' || status FROM backup.restore('{id}') WHERE status = 'failed'"
+        ),
+    );
+    assert_eq!(bad, Vec::<String>::new());
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT convalidated::text FROM pg_constraint WHERE conname = 'c' AND conrelid = 'ops.t'::regclass"
+        ),
+        ["false"]
+    );
+    assert_eq!(superusers(&mut su), Vec::<String>::new());
+    op.batch_execute("DROP TABLE ops.t").unwrap();
+    for ending in ["\n--;", " -- NOT ENFORCED;", " /* NOT VALID */ --;"] {
+        for (path, bytes) in &original {
+            std::fs::write(path, bytes).unwrap();
+        }
+        // The facts say what the statement is (a CHECK named c, validated: the parser reads
+        // it so); only the text's end is a comment's.
+        tamper(&mut su, &id, |m| {
+            let e = toc_entry(m, "check_constraint", "t c");
+            set_sql(
+                e,
+                &format!("ALTER TABLE ops.t ADD CONSTRAINT c CHECK (ops.escalate(a)){ending}"),
+            );
+            e["facts"]["constraint"]
+                .as_object_mut()
+                .unwrap()
+                .remove("validated");
+        });
+        let result = su.query("SELECT * FROM backup.restore($1)", &[&id]);
+        assert_eq!(
+            superusers(&mut su),
+            Vec::<String>::new(),
+            "{ending:?}: the CHECK ran as the restoring superuser"
+        );
+        let e = result.unwrap_err();
+        assert_eq!(sqlstate(&e), "2F003", "{ending:?}: {}", describe(&e));
+        assert!(describe(&e).contains("TOC entry"), "{}", describe(&e));
+        assert_eq!(
+            strings(&mut su, "SELECT coalesce(to_regclass('ops.t')::text, '-')"),
+            ["-"],
+            "{ending:?}: nothing changed"
+        );
+    }
+}

@@ -205,10 +205,13 @@ fn constraint(t: &[Token]) -> Option<ConstraintFacts> {
     } else {
         ConstraintKind::Other
     };
-    // pg_get_constraintdef ends a constraint that is not validated with NOT VALID.
+    // pg_get_constraintdef ends a constraint that is not validated with NOT VALID, and 18's
+    // NOT ENFORCED one (held unvalidated: the parser marks it so too) with NOT ENFORCED.
     let n = def.len();
-    let not_valid =
-        n >= 2 && def[n - 2].depth == 0 && def[n - 2].is_word("NOT") && def[n - 1].is_word("VALID");
+    let not_valid = n >= 2
+        && def[n - 2].depth == 0
+        && def[n - 2].is_word("NOT")
+        && (def[n - 1].is_word("VALID") || def[n - 1].is_word("ENFORCED"));
     Some(ConstraintFacts {
         kind,
         name,
@@ -499,6 +502,14 @@ mod tests {
                 "ALTER DOMAIN s.d ADD CONSTRAINT \"D\" CHECK ((VALUE > 0)) NOT VALID;"
             ),
             Some((C::Check, "D".into(), false))
+        );
+        // 18's NOT ENFORCED: unvalidated, as PostgreSQL's parser reads it.
+        assert_eq!(
+            constraint_of(
+                EntryKind::CheckConstraint,
+                "ALTER TABLE s.t ADD CONSTRAINT c CHECK ((a > 0)) NOT ENFORCED;"
+            ),
+            Some((C::Check, "c".into(), false))
         );
         assert_eq!(
             constraint_of(EntryKind::Constraint, "CREATE INDEX i ON s.t (a);"),

@@ -71,6 +71,10 @@ pub enum EntryKind {
     Index,
     IndexAttach,
     Statistics,
+    /// A relation's planner statistics (pg_dump 18's "STATISTICS DATA"): `pg_class` counts and
+    /// `pg_stats` rows, in the entry's `statistics` (its SQL is empty). Data section for a
+    /// table, as pg_dump puts them.
+    StatisticsData,
     Rule,
     Trigger,
     ForeignKey,
@@ -142,6 +146,7 @@ impl EntryKind {
             Index => "index",
             IndexAttach => "index_attach",
             Statistics => "statistics",
+            StatisticsData => "statistics_data",
             Rule => "rule",
             Trigger => "trigger",
             ForeignKey => "foreign_key",
@@ -168,7 +173,9 @@ impl EntryKind {
     pub fn section(self) -> Section {
         use EntryKind::*;
         match self {
-            TableData | ExtensionData | SequenceSet | LargeObjectData => Section::Data,
+            TableData | ExtensionData | SequenceSet | LargeObjectData | StatisticsData => {
+                Section::Data
+            }
             Constraint
             | Index
             | IndexAttach
@@ -223,6 +230,8 @@ impl EntryKind {
             TableData | ExtensionData => 26,
             SequenceSet => 27,
             LargeObjectData => 28,
+            // PRIO_STATISTICS_DATA_DATA: after the rows, before the post-data boundary.
+            StatisticsData => 29,
             Constraint | CheckConstraint | DomainConstraint | ViewQuery => 30,
             Index => 31,
             IndexAttach => 32,

@@ -131,6 +131,16 @@ impl Manifest {
         if m.format_version < 2 {
             m.toc = toc::from_v1(&m.pre_data, &m.post_data);
         }
+        // An entry is named by its id everywhere restore passes it on (dependencies, the
+        // tasks of restore(jobs => N)'s workers, which look it up again): two entries of one
+        // id would have a worker run one entry under the decision made about the other.
+        let mut ids = std::collections::HashSet::new();
+        if let Some(e) = m.toc.iter().find(|e| !ids.insert(e.id)) {
+            return Err(BackupError::corrupt(format!(
+                "manifest.json lists TOC entry {} twice",
+                e.id
+            )));
+        }
         if m.toc_facts < TOC_FACTS {
             toc::derive_facts(&mut m.toc);
         }
@@ -399,6 +409,7 @@ pub(crate) fn sample() -> Manifest {
             tablespace: None,
             builtin_code_only: false,
             facts: Default::default(),
+            statistics: None,
         }],
         pre_data: vec![],
         post_data: vec![],
@@ -515,6 +526,19 @@ mod tests {
     fn garbage_is_corrupt() {
         let err = Manifest::from_json(b"{not json").unwrap_err();
         assert_eq!(err.sqlstate(), "XX001");
+    }
+
+    #[test]
+    fn a_toc_entry_id_listed_twice_is_refused() {
+        let mut m = sample();
+        let e = m.toc[0].clone();
+        m.toc.push(TocEntry {
+            name: "other".into(),
+            ..e
+        });
+        let err = Manifest::from_json(&m.to_json()).unwrap_err();
+        assert_eq!(err.sqlstate(), "XX001");
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod retention;
 pub mod rows;
 pub mod shapes;
 pub mod signature;
+pub mod statistics;
 pub mod toc;
 pub mod verify;
 pub mod writer;

@@ -427,7 +427,7 @@ pub fn shapes(kind: EntryKind) -> &'static [Shape] {
         K::Database => &[S::CommentOnDatabase, S::DatabaseSettings],
         K::LargeObject => &[S::CreateLargeObject],
         K::SequenceSet | K::ExtensionData => &[S::SetSequenceValue],
-        K::TableData | K::LargeObjectData => &[],
+        K::TableData | K::LargeObjectData | K::StatisticsData => &[],
     }
 }
 

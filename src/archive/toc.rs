@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::{self, Facts};
 pub use super::kind::{EntryKind, Section};
+use super::statistics::RelationStatistics;
 
 /// The passes of a restore, in order, as pg_restore runs them: the sections, then the grants,
 /// then what must see the final grants (event triggers, materialized view refreshes), and
@@ -87,6 +88,9 @@ pub struct TocEntry {
     /// (`facts::derive`).
     #[serde(default, skip_serializing_if = "Facts::is_empty")]
     pub facts: Facts,
+    /// A `StatisticsData` entry's statistics (issue 19); None for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<RelationStatistics>,
 }
 
 impl TocEntry {
@@ -255,6 +259,7 @@ pub fn from_v1(pre_data: &[DdlItem], post_data: &[DdlItem]) -> Vec<TocEntry> {
             tablespace: None,
             builtin_code_only: false,
             facts: Facts::default(),
+            statistics: None,
         });
     }
     let shared: Vec<(Option<String>, u32, EntryKind)> = toc
@@ -711,6 +716,7 @@ mod tests {
             tablespace: None,
             builtin_code_only: false,
             facts: Facts::default(),
+            statistics: None,
         };
         let mut toc = vec![
             entry(

@@ -129,7 +129,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         storage: None,
         storage_url: None,
     };
-    history::record(&row);
+    record_running(&mut row);
     // Storage and encryption (none for a plain local backup). Resolved after the running
     // row exists, so an unknown target or a bad key also leaves a failed row.
     let output = match prepare_output(&id, opts) {
@@ -149,7 +149,7 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         if !o.keep_local {
             row.path = None;
         }
-        history::record(&row);
+        record_running(&mut row);
     }
     let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
     set_in_flight(Some(InFlight {
@@ -166,6 +166,21 @@ pub fn begin(opts: &CreateOptions, caller: &Caller, schedule: Option<&str>) -> R
         claim,
         output,
     })
+}
+
+/// Record `row`, a running backup. Recording waits for the history writer, and a cancel
+/// (statement_timeout, pg_cancel_backend) can end that wait while the writer goes on to write
+/// the row `running`: the row is then recorded failed, with the cancel, before the error goes
+/// on (the writer's late `running` never overwrites it: `backup_upsert`).
+fn record_running(row: &mut BackupRow) {
+    if let Err(caught) = subtransaction::run(|| history::record(row)) {
+        row.status = "failed";
+        row.finished_at = Some(history::now_rfc3339());
+        row.pid = None;
+        row.error = Some(subtransaction::message(&caught));
+        history::record(row);
+        caught.rethrow();
+    }
 }
 
 /// create(): the storage and encryption of a new backup, if any. Returns None for a plain
@@ -681,9 +696,14 @@ fn write_script(
         "-- pg_backup {} backup {id} of database {database}\n\
          -- Restore into an empty database: psql -v ON_ERROR_STOP=1 -f backup.sql\n\
          -- (or: gunzip -c backup.sql.gz | psql ..., zstd -dc backup.sql.zst | psql ...)\n\
+         SET statement_timeout = 0;\n\
+         SET lock_timeout = 0;\n\
+         SET idle_in_transaction_session_timeout = 0;\n\
+         SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';\n\
          SET client_encoding = '{encoding}';\n\
          SET standard_conforming_strings = on;\n\
          SET check_function_bodies = false;\n\
+         SET xmloption = content;\n\
          SET client_min_messages = warning;\n\
          SET row_security = off;\n\
          SET default_tablespace = '';\n\

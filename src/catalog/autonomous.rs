@@ -94,6 +94,9 @@ impl Stmt {
                      bytes = EXCLUDED.bytes, manifest_sha256 = EXCLUDED.manifest_sha256,
                      error = EXCLUDED.error, pid = EXCLUDED.pid, path = EXCLUDED.path,
                      storage = EXCLUDED.storage, storage_url = EXCLUDED.storage_url
+                   -- A writer that comes late with `running` (its caller was cancelled while
+                   -- waiting, then recorded how the backup ended) never revives an ended row.
+                   WHERE backups.status = 'running' OR EXCLUDED.status <> 'running'
                    RETURNING 1)
                  SELECT count(*)::text FROM w"
             }
@@ -420,8 +423,10 @@ pub extern "C-unwind" fn pg_backup_history_writer_main(arg: pg_sys::Datum) {
     // only thread; superuser-context overrides of these settings cannot fail.
     unsafe {
         set_option(c"default_transaction_read_only", c"off");
-        set_option(c"statement_timeout", c"0");
     }
+    // No database or role default timeout ends the write (statement_timeout ... and from 17
+    // transaction_timeout, as pg_dump's session).
+    crate::session::disable_dump_timeouts();
     let handle = arg.value() as pg_sys::dsm_handle;
     // SAFETY: `handle` is the segment `in_worker` created for this worker (NULL, checked, if
     // it is gone); the payload length in its header was written before this worker started

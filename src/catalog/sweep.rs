@@ -172,6 +172,7 @@ pub extern "C-unwind" fn pg_backup_sweeper_main(_arg: pg_sys::Datum) {
     let db_oid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     super::autonomous::set_local_mode();
+    crate::session::disable_dump_timeouts();
     // SAFETY: static NUL-terminated name and value; the worker is connected and on its only
     // thread; a superuser-context override of a user setting cannot fail.
     unsafe {

@@ -585,6 +585,7 @@ impl Graph {
                     tablespace: n.tablespace.clone(),
                     builtin_code_only: n.builtin_code_only,
                     facts: n.facts.clone(),
+                    statistics: None,
                 }
             })
             .collect()

@@ -525,9 +525,21 @@ fn load_json(
     } else {
         let cols: Vec<String> = unit.columns.iter().map(spi::quote_identifier).collect();
         let from_record: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
+        // The record of the loaded columns only (json_to_record, the same conversion as
+        // json_populate_record): a record of the whole row type would also hold the columns
+        // the file does not (generated ones) as NULL, which a domain over NOT NULL refuses.
+        // It is also what backup's json check reads its values back with.
+        let record = Spi::get_one_with_args::<crate::text::Text>(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY u.ord)
+             FROM pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY u(name, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = $1::pg_catalog.regclass AND a.attname = u.name AND NOT a.attisdropped",
+            &[target.as_str().into(), unit.columns.clone().into()],
+        )?
+        .unwrap_or_default()
+        .0;
         format!(
             "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM pg_temp.pg_backup_json_rows j,
-             pg_catalog.json_populate_record(NULL::{target}, j.doc::pg_catalog.json) r",
+             pg_catalog.json_to_record(j.doc::pg_catalog.json) AS r({record})",
             cols.join(", "),
             from_record.join(", ")
         )

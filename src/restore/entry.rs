@@ -18,7 +18,6 @@ use super::result::{Action, Row, Status};
 use super::scope::quoted;
 use super::step::{describe_error, Runner};
 use super::{statements, tablespaces};
-use crate::archive::facts::Facts;
 use crate::archive::shapes::ConstraintKind;
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::error::Result;
@@ -192,7 +191,7 @@ impl<'j, 'a> Executor<'j, 'a> {
                                 | EntryKind::DomainConstraint
                         ) =>
                     {
-                        add_constraint(&body, &e.facts, *role, schemas, restorer)?
+                        add_constraint(e, &body, moved_to, *role, schemas, restorer)?
                     }
                     Some(_) if attach_as_restorer => {
                         // Issue 16: attaching needs the ownership of both tables; with
@@ -681,8 +680,9 @@ pub fn advance_sequence(sequence: &str, setval: &str) -> Result<()> {
 /// expression is evaluated over the rows by the owner. Returns false, having changed nothing,
 /// for a statement of another shape (then it runs as the owner, as before).
 fn add_constraint(
+    e: &TocEntry,
     body: &str,
-    facts: &Facts,
+    moved_to: Option<&str>,
     owner: pg_sys::Oid,
     schemas: &[String],
     restorer: &Restorer,
@@ -704,14 +704,19 @@ fn add_constraint(
         needs.extend(extra.map(|s| (s, SchemaPrivilege::Usage)));
         run_as_in(role, &needs, || Ok(crate::text::run(sql)?))
     };
+    let facts = &e.facts;
     if let Some((add, validate)) = constraint_in_two(body, facts, restorer.superuser) {
-        as_caller(&add)?;
         if let Some(validate) = validate {
+            // The text cut NOT VALID runs as the caller: parsed again first.
+            statements::check_added_not_valid(e, &add, moved_to, true)?;
+            as_caller(&add)?;
             as_owner(owner, None, &validate)?;
+        } else {
+            as_caller(&add)?;
         }
         return Ok(true);
     }
-    partitioned_foreign_key(body, facts, as_caller, as_owner)
+    partitioned_foreign_key(e, body, as_caller, as_owner)
 }
 
 /// A partitioned table's foreign key (issue 16), which PostgreSQL 15 cannot add NOT VALID:
@@ -724,12 +729,13 @@ fn add_constraint(
 /// nothing, when the statement is not of that shape or a partition already has a constraint
 /// of that name (then the key is added as the table's owner, as before).
 fn partitioned_foreign_key(
+    e: &TocEntry,
     body: &str,
-    facts: &Facts,
     as_caller: impl Fn(&str) -> Result<()>,
     as_owner: impl Fn(pg_sys::Oid, Option<&str>, &str) -> Result<()>,
 ) -> Result<bool> {
-    let Some(key) = facts
+    let Some(key) = e
+        .facts
         .constraint
         .as_ref()
         .filter(|c| c.kind == ConstraintKind::ForeignKey && c.validated)
@@ -780,9 +786,11 @@ fn partitioned_foreign_key(
     }
     for (partition, leaf, owner, schema, _) in &rows {
         if *leaf {
-            as_caller(&format!(
+            let add = format!(
                 "ALTER TABLE ONLY {partition} ADD CONSTRAINT {name} {definition} NOT VALID;"
-            ))?;
+            );
+            statements::check_added_not_valid(e, &add, None, false)?;
+            as_caller(&add)?;
             as_owner(
                 *owner,
                 Some(schema),

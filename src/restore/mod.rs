@@ -42,6 +42,7 @@ pub mod schedule;
 pub mod scope;
 pub mod sequences;
 pub mod statements;
+pub mod statistics;
 pub mod step;
 pub mod tablespaces;
 pub mod tuning;

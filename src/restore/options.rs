@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Existing, OnError};
+use super::scope::Scope;
+use crate::archive::manifest::Manifest;
 use crate::error::{BackupError, Result};
 use crate::session::Session;
 
@@ -85,4 +87,17 @@ pub struct Request {
     pub caller_role: String,
     pub caller_oid: u32,
     pub session: Session,
+}
+
+impl RestoreOptions {
+    /// The scope these options ask of `m`: its tables, schemas and target_schema (the
+    /// leader's and every job worker's).
+    pub fn scope(&self, m: &Manifest) -> Result<Scope> {
+        Scope::build(
+            m,
+            self.tables.as_deref(),
+            self.schemas.as_deref(),
+            self.target_schema.as_deref(),
+        )
+    }
 }

@@ -41,7 +41,7 @@ use super::plan::{Plan, PlannedTable};
 use super::policy::{Outcome, Tolerate};
 use super::result::{Action, Row};
 use super::schedule::{Item, Lock, Scheduler};
-use super::scope::{quoted, Scope};
+use super::scope::quoted;
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::catalog::history;
 use crate::error::{BackupError, Result};
@@ -135,12 +135,16 @@ pub fn data_and_post_data<'a>(
     // The final ANALYZE too (the walk analyzes what they did not).
     let analyze = job.opts.analyze && !job.opts.schema_only;
     if analyze {
+        // Tables whose statistics the archive carries are left to the walk (issue 19).
+        let stats = super::statistics::Statistics::new(job)?;
         work.extend(
             job.plan
                 .tables
                 .iter()
                 .enumerate()
-                .filter(|(_, t)| t.action.loads_data())
+                .filter(|(_, t)| {
+                    t.action.loads_data() && !stats.covers(job, &quoted(&t.schema, &t.name))
+                })
                 .map(|(i, _)| Work::Analyze(i)),
         );
     }
@@ -501,12 +505,7 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
         },
     )?;
     let manifest = &archive.manifest;
-    let scope = Scope::build(
-        manifest,
-        opts.tables.as_deref(),
-        opts.schemas.as_deref(),
-        opts.target_schema.as_deref(),
-    )?;
+    let scope = opts.scope(manifest)?;
     let plan = Plan::from_tables(manifest, &scope, request.tables.clone());
     let restorer = Restorer::of(&caller);
     let placement = super::tablespaces::Placement::new(opts.no_tablespaces)?;

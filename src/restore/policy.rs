@@ -98,12 +98,11 @@ pub fn constraint_in_two(
         return None;
     }
     let definition = definition.trim_end().strip_suffix(';')?.trim_end();
-    // 18's NOT ENFORCED constraints are held unvalidated (convalidated false) and may never
-    // be validated; the text guards archives whose facts were derived from it.
-    if !constraint.validated
-        || definition.ends_with(" NOT ENFORCED")
-        || (check && keyword == "ALTER FOREIGN TABLE")
-    {
+    // 18's NOT ENFORCED constraints are held unvalidated (convalidated false, and the parser
+    // reads NOT ENFORCED as NOT VALID too) and may never be validated. Decided by the facts
+    // alone, which restore checked against the parsed statement: the text's last words may
+    // be a comment's (`CHECK (f()) -- NOT ENFORCED;` validates f() over the rows).
+    if !constraint.validated || (check && keyword == "ALTER FOREIGN TABLE") {
         return Some((sql.to_string(), None));
     }
     Some((
@@ -352,6 +351,7 @@ mod tests {
             tablespace: None,
             builtin_code_only: false,
             facts: crate::archive::facts::Facts::default(),
+            statistics: None,
         }
     }
 

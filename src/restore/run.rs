@@ -11,7 +11,6 @@ use super::job::{Archive, Job};
 use super::options::RestoreOptions;
 use super::plan::{self, Plan};
 use super::result::{summary, Row};
-use super::scope::Scope;
 use super::walk::Walk;
 use super::{preflight, statements, tablespaces};
 use crate::archive::verify::FileStatus;
@@ -160,12 +159,7 @@ fn restore_steps(
         }
         record.note("adapted", serde_json::json!(archive.adapted));
     }
-    let scope = Scope::build(
-        manifest,
-        opts.tables.as_deref(),
-        opts.schemas.as_deref(),
-        opts.target_schema.as_deref(),
-    )?;
+    let scope = opts.scope(manifest)?;
     let plan = Plan::build(manifest, &scope, opts.existing)?;
     let restorer = Restorer::of(caller);
     let placement = tablespaces::Placement::new(opts.no_tablespaces)?;

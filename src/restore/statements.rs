@@ -32,6 +32,9 @@ struct Parsed {
     text: String,
     /// The facts (`archive::facts`) the statement shows.
     facts: Facts,
+    /// Sets only the server's own column stamp `pg_attver` (see [`sets_only_server_stamp`]):
+    /// left out of what runs.
+    stamp: bool,
 }
 
 /// The names `e`'s statements must use; `moved_to`: target_schema's new schema for the
@@ -78,11 +81,13 @@ fn check_entry_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<S
             ),
         ));
     }
-    if !commands.iter().any(|c| matches!(c, Command::InDatabase(_))) {
+    let stamps = parsed.iter().any(|p| p.stamp);
+    if !stamps && !commands.iter().any(|c| matches!(c, Command::InDatabase(_))) {
         return Ok(sql.to_string());
     }
     Ok(parsed
         .iter()
+        .filter(|p| !p.stamp)
         .map(|p| format!("{};", p.text.trim_end().trim_end_matches(';')))
         .collect::<Vec<_>>()
         .join("\n"))
@@ -104,6 +109,64 @@ fn check_owner_text(e: &TocEntry, sql: &str, moved_to: Option<&str>) -> Result<(
         .map_err(|why| refused(e, &format!("its owner statement does not parse: {why}")))?;
     let commands: Vec<Command> = parsed.into_iter().map(|p| p.command).collect();
     shapes::check_owner_statement(&commands, &names_of(e, moved_to)).map_err(|r| refusal(e, r))
+}
+
+/// A constraint statement restore cut from entry e's checked text and made `NOT VALID` to run
+/// as the caller (policy::constraint_in_two; entry's partitioned_foreign_key, on a partition
+/// of e's table: `on_entry` false): the cut is textual, so the text that runs is parsed again,
+/// as grant segments are. It must be exactly one `ADD CONSTRAINT` of e's constraint (its kind
+/// and name, on e's relation when `on_entry`), unvalidated: so that it evaluates nothing. A
+/// text whose last words were a comment's (`CHECK (f())\n--;`) would otherwise carry the
+/// appended NOT VALID into the comment and validate the rows, f() among them, with the
+/// caller's rights (a superuser's).
+pub fn check_added_not_valid(
+    e: &TocEntry,
+    sql: &str,
+    moved_to: Option<&str>,
+    on_entry: bool,
+) -> Result<()> {
+    let parsed = parse(sql).map_err(|why| {
+        refused(
+            e,
+            &format!("its constraint, cut NOT VALID, does not parse: {why}"),
+        )
+    })?;
+    let commands: Vec<Command> = parsed.iter().map(|p| p.command.clone()).collect();
+    let one_add = match &commands[..] {
+        [Command::AlterTable {
+            relkind: Relkind::Table | Relkind::ForeignTable,
+            actions,
+            ..
+        }] => matches!(&actions[..], [TableAction::AddConstraint(_)]),
+        [Command::AddDomainConstraint] => true,
+        _ => false,
+    };
+    if !one_add || (on_entry && shapes::check(e.kind, &names_of(e, moved_to), &commands).is_err()) {
+        return Err(refused(
+            e,
+            "its constraint, cut NOT VALID, is not one ADD CONSTRAINT of its object",
+        ));
+    }
+    let shown = parsed
+        .iter()
+        .fold(Facts::default(), |all, p| all.and(p.facts.clone()));
+    let expected = Facts {
+        constraint: e.facts.constraint.clone().map(|c| ConstraintFacts {
+            validated: false,
+            ..c
+        }),
+        ..Facts::default()
+    };
+    if e.facts.constraint.is_none() || shown != expected {
+        return Err(refused(
+            e,
+            &format!(
+                "its constraint, cut NOT VALID to evaluate nothing, is not ({})",
+                serde_json::to_string(&shown).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Which statement of an entry a check was about.
@@ -257,13 +320,40 @@ unsafe fn statements(c: &CStr) -> std::result::Result<Vec<Parsed>, String> {
             Expanded::InDatabase(command, inner) => (Command::InDatabase(Box::new(command)), inner),
         };
         let facts = facts_of((*raw).stmt);
+        let stamp = sets_only_server_stamp((*raw).stmt);
         out.push(Parsed {
             command,
             text,
             facts,
+            stamp,
         });
     }
     Ok(out)
+}
+
+/// `ALTER TABLE ... ALTER COLUMN ... SET (pg_attver=...)` and nothing else. Recent minor releases
+/// of some PostgreSQL builds (Debian's 15.20 here) stamp every column they create with the
+/// option `pg_attver`; archives of 0.2.0 and earlier copied it as a column option. It is the
+/// server's own (0.3.0's collect leaves it out, as pg_dump does), and a server that does not
+/// know it (PostgreSQL 18) refuses the statement: such a statement never runs.
+unsafe fn sets_only_server_stamp(n: *mut pg_sys::Node) -> bool {
+    if tag(n) != Some(NodeTag::T_AlterTableStmt) {
+        return false;
+    }
+    let cmds = items::<pg_sys::AlterTableCmd>((*(n as *mut pg_sys::AlterTableStmt)).cmds);
+    !cmds.is_empty()
+        && cmds.iter().all(|&cmd| {
+            (*cmd).subtype == pg_sys::AlterTableType::AT_SetOptions
+                && tag((*cmd).def) == Some(NodeTag::T_List)
+                && items::<pg_sys::Node>((*cmd).def as *mut pg_sys::List)
+                    .iter()
+                    .all(|&d| {
+                        tag(d) == Some(NodeTag::T_DefElem)
+                            && (*(d as *mut pg_sys::DefElem)).defnamespace.is_null()
+                            && cstr((*(d as *mut pg_sys::DefElem)).defname).as_deref()
+                                == Some("pg_attver")
+                    })
+        })
 }
 
 /// The facts (`archive::facts`) statement `n` shows, as collect sets them for what it writes.

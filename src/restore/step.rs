@@ -103,65 +103,57 @@ impl<'a> Runner<'a> {
         exposure: Exposure,
         f: impl FnOnce() -> Result<Option<i64>>,
     ) -> Result<Option<bool>> {
-        let outcome = self.run_step(object, kind, action, tolerate, exposure, f)?;
+        // Whether it ran, was kept, or failed (continue mode); an error ends the restore.
+        let outcome: Result<Option<bool>> = 'step: {
+            if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
+                let rows = f()?;
+                self.out
+                    .push(Row::new(object, kind, action, Status::Ok).rows(rows));
+                break 'step Ok(Some(true));
+            }
+            match subtransaction::run_result(f) {
+                Ok(Ok(rows)) => {
+                    self.out
+                        .push(Row::new(object, kind, action, Status::Ok).rows(rows));
+                    Ok(Some(true))
+                }
+                Ok(Err(e)) if self.on_error == OnError::Continue => {
+                    self.out.push(
+                        Row::new(object, kind, action, Status::Failed)
+                            .detail(format!("{e} (SQLSTATE {})", e.sqlstate())),
+                    );
+                    Ok(None)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(c) if tolerate == Tolerate::Duplicates && is_duplicate(&c) => {
+                    self.out.push(
+                        Row::new(object, kind, Action::Skip, Status::Ok).detail("already exists"),
+                    );
+                    Ok(Some(false))
+                }
+                Err(c)
+                    if tolerate == Tolerate::MissingRole
+                        && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
+                {
+                    let text = redact::describe(&c, kind, &object, exposure);
+                    self.out
+                        .push(Row::new(object, kind, Action::Skip, Status::Warning).detail(text));
+                    Ok(Some(false))
+                }
+                Err(c) if self.on_error == OnError::Continue => {
+                    let text = redact::describe(&c, kind, &object, exposure);
+                    self.out
+                        .push(Row::new(object, kind, action, Status::Failed).detail(text));
+                    Ok(None)
+                }
+                Err(c) => c.rethrow(),
+            }
+        };
+        let outcome = outcome?;
         if let Some(b) = self.batches {
             b.step_done(&self.out)?;
         }
         Ok(outcome)
-    }
-
-    fn run_step(
-        &mut self,
-        object: String,
-        kind: &str,
-        action: Action,
-        tolerate: Tolerate,
-        exposure: Exposure,
-        f: impl FnOnce() -> Result<Option<i64>>,
-    ) -> Result<Option<bool>> {
-        if tolerate == Tolerate::Nothing && self.on_error == OnError::Abort {
-            let rows = f()?;
-            self.out
-                .push(Row::new(object, kind, action, Status::Ok).rows(rows));
-            return Ok(Some(true));
-        }
-        match subtransaction::run_result(f) {
-            Ok(Ok(rows)) => {
-                self.out
-                    .push(Row::new(object, kind, action, Status::Ok).rows(rows));
-                Ok(Some(true))
-            }
-            Ok(Err(e)) if self.on_error == OnError::Continue => {
-                self.out.push(
-                    Row::new(object, kind, action, Status::Failed)
-                        .detail(format!("{e} (SQLSTATE {})", e.sqlstate())),
-                );
-                Ok(None)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(c) if tolerate == Tolerate::Duplicates && is_duplicate(&c) => {
-                self.out.push(
-                    Row::new(object, kind, Action::Skip, Status::Ok).detail("already exists"),
-                );
-                Ok(Some(false))
-            }
-            Err(c)
-                if tolerate == Tolerate::MissingRole
-                    && has_code(&c, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT) =>
-            {
-                let text = redact::describe(&c, kind, &object, exposure);
-                self.out
-                    .push(Row::new(object, kind, Action::Skip, Status::Warning).detail(text));
-                Ok(Some(false))
-            }
-            Err(c) if self.on_error == OnError::Continue => {
-                let text = redact::describe(&c, kind, &object, exposure);
-                self.out
-                    .push(Row::new(object, kind, action, Status::Failed).detail(text));
-                Ok(None)
-            }
-            Err(c) => c.rethrow(),
-        }
     }
 
     pub fn note(&mut self, r: Row) {

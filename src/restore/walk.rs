@@ -18,6 +18,7 @@ use super::plan::Action as TableAction;
 use super::policy::{Decision, Tolerate};
 use super::result::{Action, Row, Status};
 use super::scope::{quoted, Why};
+use super::statistics::{Applied, Statistics};
 use super::step::sql_step;
 use super::{parallel, sequences, tuning};
 use crate::archive::manifest::FileKind;
@@ -77,7 +78,8 @@ impl<'j, 'a> Walk<'j, 'a> {
                 .manifest
                 .toc
                 .iter()
-                .filter(|e| e.pass() == pass)
+                // Statistics are applied with the final ANALYZE (`analyze`).
+                .filter(|e| e.pass() == pass && e.kind != EntryKind::StatisticsData)
                 .collect();
             match (mode, pass) {
                 (Mode::DryRun, _) => {
@@ -92,7 +94,9 @@ impl<'j, 'a> Walk<'j, 'a> {
                         .manifest
                         .toc
                         .iter()
-                        .filter(|e| e.pass() == Pass::PostData)
+                        .filter(|e| {
+                            e.pass() == Pass::PostData && e.kind != EntryKind::StatisticsData
+                        })
                         .collect();
                     analyzed =
                         parallel::data_and_post_data(&mut self.decider, &mut self.exec, &post)?;
@@ -140,24 +144,42 @@ impl<'j, 'a> Walk<'j, 'a> {
     }
 
     /// ANALYZE of the tables whose every step succeeded and that received rows (default on),
-    /// but those the job workers analyzed already. In a restore that commits as it goes, in
-    /// batches like every other step (ANALYZE's locks count too).
+    /// but those the job workers analyzed already; a table whose planner statistics the
+    /// archive carries gets them instead, where the server can take them (issue 19,
+    /// `statistics`). In a restore that commits as it goes, in batches like every other step
+    /// (ANALYZE's locks count too).
     fn analyze(&mut self, analyzed: &HashSet<String>) -> Result<()> {
         let job = self.job;
-        if !job.opts.analyze || job.opts.schema_only {
+        if job.opts.schema_only {
             return Ok(());
         }
         let tables: Vec<String> = loaded_tables(job, &self.exec.runner.out)
             .into_iter()
             .filter(|t| !analyzed.contains(t))
             .collect();
-        let Some(b) = job.batches else {
-            return tuning::analyze(tables.iter().map(String::as_str));
-        };
-        b.commit(&self.exec.runner.out)?;
+        let stats = Statistics::new(job)?;
+        if let Some(b) = job.batches {
+            b.commit(&self.exec.runner.out)?;
+        }
         for t in tables {
-            tuning::analyze([t.as_str()])?;
-            b.step_done(&self.exec.runner.out)?;
+            let analyze = match stats.apply(job, &t)? {
+                Applied::Done(row) => {
+                    self.exec.runner.note(row);
+                    false
+                }
+                Applied::NotApplied(row) => {
+                    if let Some(row) = row {
+                        self.exec.runner.note(row);
+                    }
+                    job.opts.analyze
+                }
+            };
+            if analyze {
+                tuning::analyze([t.as_str()])?;
+            }
+            if let Some(b) = job.batches {
+                b.step_done(&self.exec.runner.out)?;
+            }
         }
         Ok(())
     }

@@ -351,6 +351,9 @@ pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     };
     BackgroundWorker::connect_worker_to_spi(Some(&req.database), None);
     crate::catalog::autonomous::set_local_mode();
+    // As pg_dump's session: no server, database or role default timeout (lock_timeout, from 17
+    // transaction_timeout, which ends the worker FATAL) ends a scheduled backup half-way.
+    crate::session::disable_dump_timeouts();
     // A scheduled backup runs even where sessions are read-only by default (its history must
     // be written).
     // SAFETY: NUL-terminated static names; the worker is connected (above) and on its only

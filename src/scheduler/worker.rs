@@ -44,6 +44,9 @@ pub extern "C-unwind" fn pg_backup_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
     crate::catalog::autonomous::set_local_mode();
+    // Its transactions are short, but a database default (lock_timeout, transaction_timeout)
+    // must not end the scheduler: the timeouts pg_dump turns off, off.
+    crate::session::disable_dump_timeouts();
     pgrx::log!(
         "pg_backup scheduler started in database \"{}\"",
         guc::database()

@@ -355,15 +355,7 @@ impl<T: Serialize, R: DeserializeOwned> Pool<T, R> {
         }
         let slots = std::mem::take(&mut self.slots);
         let handles: Vec<_> = slots.iter().map(|s| s.handle).collect();
-        for s in slots {
-            if let Some(q) = s.inbox {
-                q.detach();
-            }
-            s.outbox.detach();
-        }
-        // SAFETY: the segment is mapped (not detached yet: `seg` is not null) and no
-        // queue handle into it is left.
-        unsafe { pg_sys::dsm_detach(self.seg) };
+        let_go(slots, self.seg);
         self.seg = std::ptr::null_mut();
         if !wait_for_exit(&handles, Duration::from_secs(10)) {
             terminate_and_wait(&handles);
@@ -388,18 +380,24 @@ impl<T, R> Drop for Pool<T, R> {
         // exits. Otherwise they are let go here (a mapping left to commit is reported as a
         // leak).
         if !std::thread::panicking() {
-            for s in slots {
-                if let Some(q) = s.inbox {
-                    q.detach();
-                }
-                s.outbox.detach();
-            }
-            // SAFETY: the segment is mapped (`seg` is not null) and no queue handle into it
-            // is left.
-            unsafe { pg_sys::dsm_detach(self.seg) };
+            let_go(slots, self.seg);
         }
         self.seg = std::ptr::null_mut();
     }
+}
+
+/// Detach every queue of `slots`, then the segment `seg` they lie in (mapped: a pool's `seg`
+/// that is not null).
+fn let_go(slots: Vec<Slot>, seg: *mut pg_sys::dsm_segment) {
+    for s in slots {
+        if let Some(q) = s.inbox {
+            q.detach();
+        }
+        s.outbox.detach();
+    }
+    // SAFETY: the caller passes its pool's mapped segment (not detached yet) and no queue
+    // handle into it is left (detached above).
+    unsafe { pg_sys::dsm_detach(seg) };
 }
 
 /// Register worker `w` of `kind` for segment `seg`; its handle lives in TopMemoryContext

@@ -789,6 +789,9 @@ pub struct Verdict {
     pub failure: Option<String>,
     pub problems: Vec<String>,
     pub differences: Vec<Difference>,
+    /// Every difference from the source, those pg_dump's restore also leaves included, as
+    /// [`summarize`] counts them (informational: how close each restore comes).
+    pub in_all: String,
     pub moved: usize,
 }
 
@@ -812,6 +815,9 @@ impl Verdict {
                 let _ = write!(s, "\n    ... {} more", self.problems.len() - 20);
             }
             let _ = write!(s, "\n    {}", summarize(&self.differences));
+        }
+        if !self.in_all.is_empty() {
+            let _ = write!(s, "\n    in all, pg_dump's own included: {}", self.in_all);
         }
         if self.moved > 0 {
             let _ = write!(
@@ -867,6 +873,8 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
         failure: None,
         problems: pg_restore_errors,
         differences: bar.clone(),
+        // Its differences are all of them (the summary shows them).
+        in_all: String::new(),
         moved: moved_entries(&source.schema, &bar_copy.schema),
     }];
     // The json format's documented limit (JSON null comes back as SQL NULL), on both sides.
@@ -883,12 +891,14 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
         let judge = |how: String, target: &str, t0: std::time::Instant, failure, problems| {
             let seconds = t0.elapsed().as_secs_f64();
             let copy = Snapshot::take(s, target, format == Format::Json);
+            let all = differences(source, &copy);
             Verdict {
                 how,
                 seconds,
                 failure,
                 problems,
-                differences: not_left_by(&differences(source, &copy), bar),
+                differences: not_left_by(&all, bar),
+                in_all: summarize(&all),
                 moved: moved_entries(&source.schema, &copy.schema),
             }
         };
@@ -902,6 +912,7 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
                     failure: Some(e),
                     problems: vec![],
                     differences: vec![],
+                    in_all: String::new(),
                     moved: 0,
                 });
                 continue;
@@ -942,6 +953,7 @@ pub fn judge_round_trips(s: &Server, db: &str, rt: &RoundTrip) -> Vec<Verdict> {
                     failure: Some(e),
                     problems: vec![],
                     differences: vec![],
+                    in_all: String::new(),
                     moved: 0,
                 }),
                 Ok(id) => {

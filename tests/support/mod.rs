@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, NoTls};
 
 pub mod signing;
+pub mod upgrade;
 #[allow(unused_imports)]
 pub use signing::resign;
 
@@ -90,6 +91,7 @@ pub struct ServerBuilder {
     conf: String,
     env: Vec<(String, String)>,
     c_locale: bool,
+    initdb_args: Vec<String>,
     bindir: PathBuf,
     app: bool,
 }
@@ -113,6 +115,13 @@ impl ServerBuilder {
     /// initdb with the locale of the environment (LANG, LC_*), not `--locale=C`.
     pub fn inherit_locale(mut self) -> Self {
         self.c_locale = false;
+        self
+    }
+
+    /// One more initdb argument (e.g. `--no-data-checksums`, for a cluster that pg_upgrade
+    /// fills from an older one initialized without checksums).
+    pub fn initdb_arg(mut self, arg: &str) -> Self {
+        self.initdb_args.push(arg.into());
         self
     }
 
@@ -146,6 +155,7 @@ impl ServerBuilder {
         if self.c_locale {
             initdb.arg("--locale=C");
         }
+        initdb.args(&self.initdb_args);
         run(initdb.args(["--no-sync", "-D"]).arg(&s.data));
         let socket = s.socket.display().to_string();
         let extra = self.conf;
@@ -183,6 +193,7 @@ impl Server {
             conf: String::new(),
             env: Vec::new(),
             c_locale: true,
+            initdb_args: Vec::new(),
             bindir: default_bindir(),
             app: true,
         }
@@ -227,6 +238,11 @@ impl Server {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// The bin directory of this server's installation.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
     }
 
     /// A program of this server's installation.

@@ -27,6 +27,7 @@ mod publications;
 mod relations;
 mod routines;
 mod rules;
+mod statistics;
 mod subscriptions;
 mod system_acls;
 mod text_search;
@@ -93,7 +94,8 @@ fn collect_all(cx: &Context) -> Result<(Vec<TocEntry>, Vec<LoopWarning>, Vec<Con
     add_dependencies(&mut out)?;
     decorations::collect(cx, &mut out)?;
     let config = std::mem::take(&mut out.config);
-    let (toc, warnings) = graph::sort(out.nodes);
+    let (mut toc, warnings) = graph::sort(out.nodes);
+    statistics::append(cx, &mut toc)?;
     Ok((toc, warnings, config))
 }
 

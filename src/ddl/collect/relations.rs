@@ -166,8 +166,16 @@ SELECT a.attrelid, a.attnum::int, a.attname::text, pg_catalog.format_type(a.attt
    JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace JOIN pg_catalog.pg_sequence s ON s.seqrelid = sc.oid
    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
      AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i' AND a.attidentity <> ''),
+  -- A parent's generation expression is the column's (the child takes it with INHERITS): some
+  -- parent's column is generated and every generated parent's expression reads as the
+  -- child's. From 18 a child may have its own (pg_dump's flagInhAttrs compares the same text).
   EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
-          AND pa.attname = a.attname AND pa.attgenerated <> '' WHERE i.inhrelid = a.attrelid),
+          AND pa.attname = a.attname AND pa.attgenerated <> '' WHERE i.inhrelid = a.attrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
+          AND pa.attname = a.attname AND pa.attgenerated <> ''
+          LEFT JOIN pg_catalog.pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
+          WHERE i.inhrelid = a.attrelid
+            AND pg_catalog.pg_get_expr(pd.adbin, pd.adrelid) IS DISTINCT FROM pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)),
   EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
           AND pa.attname = a.attname AND pa.attgenerated = '' AND pa.atthasdef WHERE i.inhrelid = a.attrelid),
   __NOT_NULL_COLUMNS__
@@ -180,13 +188,20 @@ WHERE a.attrelid = ANY($1) AND c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND
 ORDER BY a.attrelid, a.attnum"#;
 
 /// From 18 a column's NOT NULL is a pg_constraint row (contype 'n', one column) with a name,
-/// NO INHERIT, local or inherited, NOT VALID (pg_dump's getTableAttrs reads the same).
+/// NO INHERIT, local or inherited, NOT VALID (pg_dump's getTableAttrs reads the same); and
+/// whether a parent has a valid one on the column (an inherited constraint that is valid here
+/// while every parent's is NOT VALID is written here, as pg_dump's flagInhAttrs does).
 const NOT_NULL_18: (&str, &str) = (
-    "co.tableoid, co.oid, co.conname::text, co.connoinherit, co.conislocal, co.convalidated",
+    "co.tableoid, co.oid, co.conname::text, co.connoinherit, co.conislocal, co.convalidated,
+     EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent
+             AND pa.attname = a.attname
+             JOIN pg_catalog.pg_constraint pc ON pc.conrelid = pa.attrelid AND pc.contype = 'n'
+             AND pc.conkey = ARRAY[pa.attnum] AND pc.convalidated
+             WHERE i.inhrelid = a.attrelid)",
     "LEFT JOIN pg_catalog.pg_constraint co ON co.conrelid = a.attrelid AND co.contype = 'n' AND co.conkey = ARRAY[a.attnum]",
 );
 const NOT_NULL_BEFORE_18: (&str, &str) = (
-    "NULL::pg_catalog.oid, NULL::pg_catalog.oid, NULL::text, false, false, false",
+    "NULL::pg_catalog.oid, NULL::pg_catalog.oid, NULL::text, false, false, false, false",
     "",
 );
 
@@ -265,7 +280,8 @@ fn tables(cx: &Context, out: &mut Collected) -> Result<()> {
                     key: ObjKey::new(r.oid(22)?, r.oid(23)?),
                     name,
                     no_inherit: r.bool(25)?,
-                    local: r.bool(26)?,
+                    // Inherited but valid here where no parent's is: this table's to write.
+                    local: r.bool(26)? || (r.bool(27)? && !r.bool(28)?),
                     validated: r.bool(27)?,
                 }),
                 None => None,
@@ -425,7 +441,10 @@ fn table(t: &Table, cols: &[&Column], checks: &[&Check], out: &mut Collected) {
                 n.section = Section::PreData;
                 parts.push(n);
             }
-            if !c.identity.is_empty() {
+            // A column with an identity sequence of its own. From 17 a partition's column
+            // shares its partitioned table's (no sequence of its own): ATTACH gives it the
+            // identity, and a partition created with one of its own could not be attached.
+            if !c.identity.is_empty() && c.identity_sequence.is_some() {
                 sql.push(Segment::Text(format!(
                     " GENERATED {} AS IDENTITY{}",
                     if c.identity == "a" {
