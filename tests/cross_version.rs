@@ -354,8 +354,40 @@ fn bar_failed_alike(text: &str, bar_errors: &[String]) -> bool {
     !msg.is_empty() && bar_errors.iter().any(|l| l.ends_with(msg))
 }
 
+/// A table's rows that pg_backup could not load because the table's CREATE failed (its data
+/// row: `table_data S.T (load): failed table S.T was not restored: ...`) are lost alike when
+/// the bar's own load of that table failed because the table does not exist (`relation "S.T"
+/// does not exist`): both restores lack the table and its rows, as the CREATE failed alike
+/// (judged by [`bar_failed_alike`] on the CREATE's own row). A data row that failed for any
+/// other reason, or a table the bar did load, is never excused.
+fn rows_lost_alike(text: &str, bar_errors: &[String]) -> bool {
+    let Some(rest) = text.strip_prefix("table_data ") else {
+        return false;
+    };
+    let Some((table, _)) = rest.split_once(" (load): failed table ") else {
+        return false;
+    };
+    if !rest.contains(&format!("failed table {table} was not restored")) {
+        return false;
+    }
+    let missing = format!("ERROR:  relation \"{table}\" does not exist");
+    bar_errors.iter().any(|l| l.ends_with(&missing))
+}
+
 #[test]
-#[ignore = "not passing yet (issue 19): every format leaves 0 differences the bar does not, but each pg_backup restore reports the rows of gtest_normal_child and gtest_normal_child2 (a child column with its own generation expression under a plain parent column, which 16+ refuses; the bar fails those tables alike) as failed loads (table_data: table ... was not restored: its rows were not loaded, the follow-on of the CREATE; the bar has its own follow-on COPY errors, relation ... does not exist), which the bar's failures do not excuse; see target/tmp/cross-version-report.txt; run it with --include-ignored"]
+fn rows_are_lost_alike_only_for_a_table_the_bar_could_not_create_either() {
+    let bar = vec![
+        "psql:x.sql:10: ERROR:  relation \"public.t\" does not exist".to_string(),
+    ];
+    let lost = "table_data public.t (load): failed table public.t was not restored: its rows were not loaded (SQLSTATE 42704)";
+    assert!(rows_lost_alike(lost, &bar));
+    let other = lost.replace("public.t", "public.u");
+    assert!(!rows_lost_alike(&other, &bar));
+    let other_reason = "table_data public.t (load): failed invalid input syntax for type integer (SQLSTATE 22P02)";
+    assert!(!rows_lost_alike(other_reason, &bar));
+}
+
+#[test]
 fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_restore_of_18() {
     if !enabled() {
         return;
@@ -492,7 +524,9 @@ fn the_regression_database_of_15_restores_on_18_as_well_as_with_pg_dump_and_pg_r
         // An object that failed here as it failed in the bar (18 cannot take it either way:
         // a C module of 15 that 18's does not have, ICU in a build without it) is reported,
         // not held against pg_backup; the differences it leaves are judged as any others.
-        let alike = |t: &String| bar_failed_alike(t, &pg_restore_errors);
+        let alike = |t: &String| {
+            bar_failed_alike(t, &pg_restore_errors) || rows_lost_alike(t, &pg_restore_errors)
+        };
         let failed_alike = problems.iter().filter(|p| alike(p)).count();
         let problems: Vec<String> = problems.into_iter().filter(|p| !alike(p)).collect();
         // Only a restore judged by its on_error => 'continue' run may have stopped at one.
