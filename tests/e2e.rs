@@ -1828,6 +1828,40 @@ fn postgresql_18_restores_planner_statistics_instead_of_analyze() {
     c2.batch_execute("SELECT pg_stat_force_next_flush()")
         .unwrap();
     assert_eq!(analyzed(&s, "stats_off", "st").0, 1);
+
+    // A table with an expression index, and one with extended statistics: ANALYZE computes
+    // their statistics too, pg_restore_*_stats cannot set them, so those tables are analyzed
+    // instead, and the restored planner has the index expression's and the extended ones.
+    c.batch_execute(
+        "CREATE TABLE ex (id int, name text);
+         INSERT INTO ex SELECT g, 'Name' || (g % 40) FROM generate_series(1, 5000) g;
+         CREATE INDEX ex_lower ON ex (lower(name));
+         CREATE TABLE es (a int, b int);
+         INSERT INTO es SELECT g % 10, g % 10 FROM generate_series(1, 5000) g;
+         CREATE STATISTICS es_ab (dependencies) ON a, b FROM es;
+         ANALYZE ex; ANALYZE es;",
+    )
+    .unwrap();
+    let id2 = create(&mut c, "");
+    let rows = restore_with(&s, "stats_expr", &id2, "");
+    for (table, why) in [("ex", "expression index"), ("es", "extended statistics")] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(&format!("public.{table} skip ok")) && r.contains(why)),
+            "{table}: {rows:#?}"
+        );
+        assert_eq!(analyzed(&s, "stats_expr", table).0, 1, "{table} was not analyzed");
+    }
+    let mut d = s.connect("stats_expr");
+    assert_eq!(
+        count(&mut d, "SELECT count(*) FROM pg_stats WHERE tablename = 'ex_lower'"),
+        1,
+        "the index expression's statistics"
+    );
+    assert_eq!(
+        count(&mut d, "SELECT count(*) FROM pg_stats_ext WHERE statistics_name = 'es_ab' AND dependencies IS NOT NULL"),
+        1,
+        "the extended statistics"
+    );
 }
 
 /// PostgreSQL 15 (no pg_restore_relation_stats): the backup records the statistics all the

@@ -533,7 +533,7 @@ fn load_json(
             "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY u.ord)
              FROM pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY u(name, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = $1::pg_catalog.regclass AND a.attname = u.name AND NOT a.attisdropped",
-            &[target.as_str().into(), unit.columns.clone().into()],
+            &[crate::text::arg(target.clone()), crate::text::args(&unit.columns)],
         )?
         .unwrap_or_default()
         .0;
