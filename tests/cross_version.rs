@@ -376,14 +376,13 @@ fn rows_lost_alike(text: &str, bar_errors: &[String]) -> bool {
 
 #[test]
 fn rows_are_lost_alike_only_for_a_table_the_bar_could_not_create_either() {
-    let bar = vec![
-        "psql:x.sql:10: ERROR:  relation \"public.t\" does not exist".to_string(),
-    ];
+    let bar = vec!["psql:x.sql:10: ERROR:  relation \"public.t\" does not exist".to_string()];
     let lost = "table_data public.t (load): failed table public.t was not restored: its rows were not loaded (SQLSTATE 42704)";
     assert!(rows_lost_alike(lost, &bar));
     let other = lost.replace("public.t", "public.u");
     assert!(!rows_lost_alike(&other, &bar));
-    let other_reason = "table_data public.t (load): failed invalid input syntax for type integer (SQLSTATE 22P02)";
+    let other_reason =
+        "table_data public.t (load): failed invalid input syntax for type integer (SQLSTATE 22P02)";
     assert!(!rows_lost_alike(other_reason, &bar));
 }
 

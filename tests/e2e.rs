@@ -1846,14 +1846,22 @@ fn postgresql_18_restores_planner_statistics_instead_of_analyze() {
     let rows = restore_with(&s, "stats_expr", &id2, "");
     for (table, why) in [("ex", "expression index"), ("es", "extended statistics")] {
         assert!(
-            rows.iter().any(|r| r.starts_with(&format!("public.{table} skip ok")) && r.contains(why)),
+            rows.iter()
+                .any(|r| r.starts_with(&format!("public.{table} skip ok")) && r.contains(why)),
             "{table}: {rows:#?}"
         );
-        assert_eq!(analyzed(&s, "stats_expr", table).0, 1, "{table} was not analyzed");
+        assert_eq!(
+            analyzed(&s, "stats_expr", table).0,
+            1,
+            "{table} was not analyzed"
+        );
     }
     let mut d = s.connect("stats_expr");
     assert_eq!(
-        count(&mut d, "SELECT count(*) FROM pg_stats WHERE tablename = 'ex_lower'"),
+        count(
+            &mut d,
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'ex_lower'"
+        ),
         1,
         "the index expression's statistics"
     );
