@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use pgrx::prelude::*;
 
 use super::common::{server_version, Context, Row};
-use crate::archive::statistics::{RelationStatistics, StatArg};
+use crate::archive::statistics::{RelationStatistics, StatArg, StatFunction};
 use crate::archive::toc::{EntryKind, Section, TocEntry};
 use crate::error::Result;
 
@@ -69,23 +69,12 @@ pub fn append(cx: &Context, toc: &mut Vec<TocEntry>) -> Result<()> {
     } else {
         "NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text"
     };
-    const COLUMNS: [StatArg; 15] = [
-        StatArg::Attname,
-        StatArg::Inherited,
-        StatArg::NullFrac,
-        StatArg::AvgWidth,
-        StatArg::NDistinct,
-        StatArg::MostCommonVals,
-        StatArg::MostCommonFreqs,
-        StatArg::HistogramBounds,
-        StatArg::Correlation,
-        StatArg::MostCommonElems,
-        StatArg::MostCommonElemFreqs,
-        StatArg::ElemCountHistogram,
-        StatArg::RangeLengthHistogram,
-        StatArg::RangeEmptyFrac,
-        StatArg::RangeBoundsHistogram,
-    ];
+    // pg_stats' columns in the order the query below reads them: pg_restore_attribute_stats'
+    // arguments, as StatArg::ALL lists them.
+    let column_args: Vec<StatArg> = StatArg::ALL
+        .into_iter()
+        .filter(|a| a.function() == StatFunction::Attribute)
+        .collect();
     let columns = rows(
         cx,
         &format!(
@@ -105,7 +94,7 @@ pub fn append(cx: &Context, toc: &mut Vec<TocEntry>) -> Result<()> {
         ),
         |r| {
             let mut m = BTreeMap::new();
-            for (i, arg) in COLUMNS.iter().enumerate() {
+            for (i, arg) in column_args.iter().enumerate() {
                 if let Some(v) = r.text(i + 3)? {
                     m.insert(*arg, v);
                 }
