@@ -114,35 +114,15 @@ fn function_settings(
     server_major: u32,
     settings: &dyn Settings,
 ) -> Option<(String, Vec<(String, Fate)>)> {
-    let mut out: Vec<String> = Vec::new();
-    let mut changes = Vec::new();
     let mut in_header = true;
-    for (i, line) in sql.split('\n').enumerate() {
-        if i > 0 && !line.starts_with(' ') {
+    let mut first = true;
+    rewrite_settings(sql, archive_major, server_major, settings, |line| {
+        if !first && !line.starts_with(' ') {
             in_header = false;
         }
-        let set = in_header
-            .then(|| line.strip_prefix(" SET "))
-            .flatten()
-            .and_then(plain_name)
-            .filter(|(_, rest)| rest.starts_with(" TO "));
-        if let Some((name, rest)) = set {
-            match fate(name, archive_major, server_major, settings) {
-                Fate::Kept => {}
-                Fate::Renamed(new) => {
-                    out.push(format!(" SET {new}{rest}"));
-                    changes.push((name.to_string(), Fate::Renamed(new)));
-                    continue;
-                }
-                Fate::Dropped => {
-                    changes.push((name.to_string(), Fate::Dropped));
-                    continue;
-                }
-            }
-        }
-        out.push(line.to_string());
-    }
-    (!changes.is_empty()).then(|| (out.join("\n"), changes))
+        first = false;
+        (in_header && line.starts_with(" SET ")).then_some(" SET ".len())
+    })
 }
 
 /// The database entry (collect/database.rs): one statement a line, each a `DO` block that runs
@@ -154,19 +134,33 @@ fn database_settings(
     server_major: u32,
     settings: &dyn Settings,
 ) -> Option<(String, Vec<(String, Fate)>)> {
-    let mut out: Vec<String> = Vec::new();
-    let mut changes = Vec::new();
-    for line in sql.split('\n') {
-        let at = line
-            .find("('ALTER DATABASE %I SET ")
+    rewrite_settings(sql, archive_major, server_major, settings, |line| {
+        line.find("('ALTER DATABASE %I SET ")
             .map(|i| i + "('ALTER DATABASE %I SET ".len())
             .or_else(|| {
                 line.starts_with("DO ")
                     .then(|| line.find(" IN DATABASE %I SET "))
                     .flatten()
                     .map(|i| i + " IN DATABASE %I SET ".len())
-            });
-        let set = at.and_then(|at| plain_name(&line[at..]).map(|(n, rest)| (at, n, rest)));
+            })
+    })
+}
+
+/// `sql` line by line: where `name_at` finds a setting's name (`name TO value` from that
+/// byte on), a renamed setting takes its new name and a line of one this server does not
+/// have is left out. None when nothing changed.
+fn rewrite_settings(
+    sql: &str,
+    archive_major: u32,
+    server_major: u32,
+    settings: &dyn Settings,
+    mut name_at: impl FnMut(&str) -> Option<usize>,
+) -> Option<(String, Vec<(String, Fate)>)> {
+    let mut out: Vec<String> = Vec::new();
+    let mut changes = Vec::new();
+    for line in sql.split('\n') {
+        let set =
+            name_at(line).and_then(|at| plain_name(&line[at..]).map(|(n, rest)| (at, n, rest)));
         if let Some((at, name, rest)) = set.filter(|(_, _, rest)| rest.starts_with(" TO ")) {
             match fate(name, archive_major, server_major, settings) {
                 Fate::Kept => {}
