@@ -239,32 +239,7 @@ fn restore_into(
     more: &str,
 ) -> RestoreOutcome {
     let mut c = fresh_trusting(s, db, key);
-    match c.query(
-        &format!("SELECT object, kind, action, status, detail FROM backup.restore($1, on_error => $2{more})"),
-        &[&id, &on_error],
-    ) {
-        Err(e) => RestoreOutcome {
-            error: Some(describe(&e)),
-            problems: vec![],
-        },
-        Ok(rows) => RestoreOutcome {
-            error: None,
-            problems: rows
-                .iter()
-                .filter(|r| r.get::<_, String>(3) != "ok")
-                .map(|r| {
-                    format!(
-                        "{} {} ({}): {} {}",
-                        r.get::<_, String>(1),
-                        r.get::<_, String>(0),
-                        r.get::<_, String>(2),
-                        r.get::<_, String>(3),
-                        r.get::<_, Option<String>>(4).unwrap_or_default()
-                    )
-                })
-                .collect(),
-        },
-    }
+    restore_in(&mut c, id, on_error, more)
 }
 
 /// A sql-format archive's script (in `s`'s backup directory) through `s`'s own psql into a

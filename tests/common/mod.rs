@@ -116,6 +116,12 @@ pub fn restore_with_pg_backup_using(
             .unwrap();
     }
     c.query("SELECT * FROM backup.rescan()", &[]).unwrap();
+    restore_in(&mut c, id, on_error, more_args)
+}
+
+/// `backup.restore(id, on_error => ...{more_args})` through `c`: the error that ended it, or
+/// the rows that did not end `ok`.
+pub fn restore_in(c: &mut Client, id: &str, on_error: &str, more_args: &str) -> RestoreOutcome {
     match c.query(
         &format!("SELECT object, kind, action, status, detail FROM backup.restore($1, on_error => $2{more_args})"),
         &[&id, &on_error],
