@@ -90,6 +90,17 @@ pub fn append(cx: &Context, toc: &mut Vec<TocEntry>) -> Result<()> {
              JOIN pg_catalog.pg_stats s ON s.schemaname OPERATOR(pg_catalog.=) n.nspname
                   AND s.tablename OPERATOR(pg_catalog.=) c.relname
              WHERE c.oid OPERATOR(pg_catalog.=) ANY($1)
+               -- A parent's statistics over its inheritance tree describe its descendants'
+               -- rows too: kept only when every descendant's rows are in the backup (a
+               -- table the backup leaves out must not come back as sample values).
+               AND (NOT s.inherited OR NOT EXISTS (
+                    WITH RECURSIVE d(oid) AS (
+                        SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                         WHERE i.inhparent OPERATOR(pg_catalog.=) c.oid
+                        UNION
+                        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d
+                            ON i.inhparent OPERATOR(pg_catalog.=) d.oid)
+                    SELECT FROM d WHERE d.oid OPERATOR(pg_catalog.<>) ALL($1)))
              ORDER BY c.oid, s.attname, s.inherited"
         ),
         |r| {
