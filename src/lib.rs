@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+pub mod alerts;
 pub mod archive;
 pub mod backup;
 pub mod backup_lock;
@@ -35,6 +36,7 @@ pub mod workers;
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/storage.sql", name = "storage");
 extension_sql_file!("../sql/signing.sql", name = "signing");
+extension_sql_file!("../sql/drills.sql", name = "drills", requires = ["catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

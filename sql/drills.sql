@@ -1,0 +1,26 @@
+-- Restore drills (issue 21): one row per drill, running, succeeded or failed.
+CREATE TABLE backup.drills (
+    id                bigserial PRIMARY KEY,
+    backup_id         text NOT NULL,
+    schedule          text,
+    database          text,
+    status            text NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'succeeded', 'failed')),
+    started_at        timestamptz NOT NULL DEFAULT now(),
+    finished_at       timestamptz,
+    restore_duration  interval,
+    backup_age        interval,
+    tables_checked    integer,
+    rows_checked      bigint,
+    mismatches        jsonb,
+    checks            jsonb,
+    error             text,
+    requested_by      text NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE backup.drills IS 'Restore drills: a backup restored into a scratch database and checked.';
+COMMENT ON COLUMN backup.drills.restore_duration IS 'How long the restore took: the recovery time a user would see.';
+COMMENT ON COLUMN backup.drills.backup_age IS 'Age of the backup when the drill ran: the data-loss window.';
+CREATE INDEX drills_backup_idx ON backup.drills (backup_id, started_at);
+SELECT pg_catalog.pg_extension_config_dump('backup.drills', '');
+REVOKE ALL ON backup.drills FROM PUBLIC;
+GRANT SELECT ON backup.drills TO backup_operator;
