@@ -235,31 +235,17 @@ fn write_result(seg: *mut pg_sys::dsm_segment, r: &RunResult) {
     }
 }
 
-/// A run cancelled by its timeout: the backup's row (already failed, its archive removed) and
-/// the result say so, with 57014.
+/// A run cancelled by its timeout. The backup's row already says so (failed, "canceling
+/// statement due to statement timeout (SQLSTATE 57014)", its archive removed); the result
+/// names the schedule's timeout.
 fn timeout_result(req: &RunRequest, backup_id: &str, cause: &str) -> RunResult {
-    let error = format!(
-        "timeout: the scheduled backup ran longer than its timeout of {}s and was cancelled ({cause}) (SQLSTATE 57014)",
-        req.timeout_secs.unwrap_or_default()
-    );
-    let recorded = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
-        subtransaction::run(|| {
-            Spi::run_with_args(
-                "UPDATE backup.backups SET error = $2 WHERE id = $1 AND status = 'failed'",
-                &[backup_id.into(), error.clone().into()],
-            )
-        })
-    }));
-    if !matches!(recorded, Ok(Ok(()))) {
-        pgrx::log!(
-            "pg_backup: schedule \"{}\": could not record the timeout on backup {backup_id}",
-            req.schedule
-        );
-    }
     RunResult {
         status: "failed".into(),
         backup_id: Some(backup_id.to_string()),
-        error: Some(error),
+        error: Some(format!(
+            "timeout: the backup ran longer than the schedule's timeout of {}s and was cancelled: {cause}",
+            req.timeout_secs.unwrap_or_default()
+        )),
         ..Default::default()
     }
 }
