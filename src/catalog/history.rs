@@ -266,33 +266,6 @@ pub fn stays_text(progress: &serde_json::Value) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_stays_is_read_from_the_recorded_progress() {
-        assert_eq!(
-            stays_text(&serde_json::Value::Null),
-            "nothing was committed before the failure"
-        );
-        let p = serde_json::json!({"entries_committed": 3, "last_committed": "index public.i", "restored": []});
-        assert!(stays_text(&p)
-            .starts_with("3 steps were committed before the failure (the last: index public.i)"));
-    }
-
-    #[test]
-    fn a_commit_without_a_last_step_keeps_the_recorded_one() {
-        let c = Committed {
-            entries: 1,
-            rows: 0,
-            last: None,
-            restored: vec![],
-        };
-        assert!(serde_json::to_value(&c).unwrap().get("last").is_none());
-    }
-}
-
 /// backup.history_keep, applied by the scheduler in its database: history rows older than
 /// `days`, or not among the newest `rows` of their table, are deleted, from backup.backups
 /// (only backups whose archive is gone: `failed` and `deleted`; a `running` or `completed`
@@ -328,4 +301,31 @@ pub fn prune_history(days: Option<u32>, rows: Option<u64>) -> Result<i64, pgrx::
             pgrx::Spi::get_one_with_args::<i64>(&sql, &[days.into(), rows.into()])?.unwrap_or(0);
     }
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_stays_is_read_from_the_recorded_progress() {
+        assert_eq!(
+            stays_text(&serde_json::Value::Null),
+            "nothing was committed before the failure"
+        );
+        let p = serde_json::json!({"entries_committed": 3, "last_committed": "index public.i", "restored": []});
+        assert!(stays_text(&p)
+            .starts_with("3 steps were committed before the failure (the last: index public.i)"));
+    }
+
+    #[test]
+    fn a_commit_without_a_last_step_keeps_the_recorded_one() {
+        let c = Committed {
+            entries: 1,
+            rows: 0,
+            last: None,
+            restored: vec![],
+        };
+        assert!(serde_json::to_value(&c).unwrap().get("last").is_none());
+    }
 }
