@@ -5,8 +5,40 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::schedules::Overlap;
+use crate::error::{BackupError, Result};
+
+/// What a fire time does while the schedule's previous run still goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// Skip it (counted in backup.schedules.skipped_runs).
+    Skip,
+    /// Run it as soon as the previous run ends; at most one run waits.
+    Queue,
+}
+
+impl Overlap {
+    pub fn parse(s: &str) -> Result<Overlap> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "skip" => Ok(Overlap::Skip),
+            "queue" => Ok(Overlap::Queue),
+            _ => Err(BackupError::invalid(format!(
+                "invalid overlap \"{}\"",
+                s.escape_debug()
+            ))
+            .with_hint("Use 'skip' (the default: a fire time is skipped while the previous run goes) or 'queue' (it runs when the previous run ends; at most one waits).")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+    }
+}
 
 /// The longest wait before a retry, in multiples of the first one.
 pub const MAX_BACKOFF_FACTOR: u32 = 60;
@@ -155,6 +187,17 @@ mod tests {
             retry_after_failure(3, 0, now, base, None),
             Some((1, at("2026-12-07T12:01:00Z")))
         );
+    }
+
+    #[test]
+    fn overlap_parses_skip_and_queue_only() {
+        assert_eq!(Overlap::parse("skip").unwrap(), Overlap::Skip);
+        assert_eq!(Overlap::parse(" Queue ").unwrap(), Overlap::Queue);
+        for bad in ["", "wait", "skip,queue"] {
+            let e = Overlap::parse(bad).unwrap_err();
+            assert_eq!(e.sqlstate(), "22023", "{bad:?}");
+            assert!(e.hint().unwrap().contains("'queue'"));
+        }
     }
 
     #[test]

@@ -3,10 +3,9 @@
 
 use chrono::Utc;
 use pgrx::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::cron::{self, Schedule};
-use super::policy;
+use super::policy::{self, Overlap};
 use super::run::{self, RunRequest, RunResult};
 use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
@@ -31,37 +30,6 @@ pub struct ScheduleArgs {
     /// Stored for drills (scheduler/drills own what they do).
     pub drill: bool,
     pub drill_checks: Option<Vec<String>>,
-}
-
-/// What a fire time does while the schedule's previous run still goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overlap {
-    /// Skip it (counted in backup.schedules.skipped_runs).
-    Skip,
-    /// Run it as soon as the previous run ends; at most one run waits.
-    Queue,
-}
-
-impl Overlap {
-    pub fn parse(s: &str) -> Result<Overlap> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "skip" => Ok(Overlap::Skip),
-            "queue" => Ok(Overlap::Queue),
-            _ => Err(BackupError::invalid(format!(
-                "invalid overlap \"{}\"",
-                s.escape_debug()
-            ))
-            .with_hint("Use 'skip' (the default: a fire time is skipped while the previous run goes) or 'queue' (it runs when the previous run ends; at most one waits).")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overlap::Skip => "skip",
-            Overlap::Queue => "queue",
-        }
-    }
 }
 
 /// Most retries a schedule may ask for (the backoff is capped, so more would only repeat

@@ -197,7 +197,7 @@ fn end_overdue(running: &HashMap<String, RunHandle>) {
 /// A due schedule whose previous run still goes: overlap => 'skip' or 'queue'.
 fn busy(due: &Due) {
     let outcome = subtransaction::run(|| -> crate::error::Result<()> {
-        let overlap = schedules::Overlap::parse(&due.overlap)?;
+        let overlap = super::policy::Overlap::parse(&due.overlap)?;
         schedules::when_busy(&due.name, overlap, due.queued, &due.cron, &due.timezone)
     });
     match outcome {
