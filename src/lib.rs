@@ -17,6 +17,7 @@ pub mod ddl;
 pub mod encoding;
 pub mod error;
 pub mod guc;
+pub mod health;
 pub mod query;
 pub mod restore;
 pub mod scheduler;
@@ -37,6 +38,11 @@ extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/storage.sql", name = "storage");
 extension_sql_file!("../sql/signing.sql", name = "signing");
 extension_sql_file!("../sql/drills.sql", name = "drills", requires = ["catalog"]);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health",
+    requires = ["catalog", "drills", sql_api::health::schedule_times]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
