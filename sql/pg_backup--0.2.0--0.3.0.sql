@@ -152,11 +152,13 @@ CREATE FUNCTION backup."schedule_times"() RETURNS TABLE (
 	"cron_interval" interval,
 	"overdue_at" timestamp with time zone
 )
+STRICT
 LANGUAGE c
 SET search_path TO pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'schedule_times_wrapper';
 
 CREATE FUNCTION backup."metrics"() RETURNS TEXT
+STRICT
 LANGUAGE c
 SET search_path TO pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'metrics_wrapper';

@@ -165,7 +165,7 @@ pub fn request(name: &str) -> Result<Option<RunRequest>> {
 pub fn record(name: &str, r: &RunResult) -> Result<()> {
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id),
-           last_success_at = CASE WHEN $2 = 'completed' THEN now() ELSE last_success_at END,
+           last_success_at = CASE WHEN $2 = 'completed' THEN clock_timestamp() ELSE last_success_at END,
            last_success_backup_id = CASE WHEN $2 = 'completed' THEN $3 ELSE last_success_backup_id END,
            last_success_duration = CASE WHEN $2 = 'completed' THEN make_interval(secs => $4) ELSE last_success_duration END,
            last_success_bytes = CASE WHEN $2 = 'completed' THEN $5 ELSE last_success_bytes END,
