@@ -74,8 +74,11 @@ fn an_overdue_schedule_shows_in_health_and_alerts_once_per_episode() {
     .unwrap();
     c.batch_execute("DROP TABLE gone_soon").unwrap();
     // Due tomorrow at 02:30: not overdue. Paused: never overdue.
-    c.query("SELECT * FROM backup.schedule('nightly', '30 2 * * *')", &[])
-        .unwrap();
+    c.query(
+        "SELECT * FROM backup.schedule('nightly', '30 2 * * *')",
+        &[],
+    )
+    .unwrap();
     c.query(
         "SELECT * FROM backup.schedule('paused', '2 seconds', enabled => false)",
         &[],
@@ -101,7 +104,10 @@ fn an_overdue_schedule_shows_in_health_and_alerts_once_per_episode() {
     assert!(r.get::<_, bool>(0), "no success yet");
     assert!(r.get::<_, bool>(1), "the interval its cron implies");
     assert!(r.get::<_, i64>(2) >= 1, "failed runs are counted");
-    assert!(r.get::<_, bool>(3), "overdue_at is the due time plus the grace");
+    assert!(
+        r.get::<_, bool>(3),
+        "overdue_at is the due time plus the grace"
+    );
     assert_eq!(r.get::<_, String>(4), "postgres");
     // Several more runs fail and the scheduler wakes for each: one alert for the episode.
     let first = overdue_events(&mut listener, 8);
@@ -271,11 +277,8 @@ fn metrics_parse_as_prometheus_text_and_carry_the_catalogs_values() {
     // A database whose name needs escaping in a label value, backed up by a schedule of the
     // scheduler's database: its numbers come from the run, recorded on the schedule.
     let odd = "we\"ird\\ db";
-    c.batch_execute(&format!(
-        "CREATE DATABASE \"{}\"",
-        odd.replace('"', "\"\"")
-    ))
-    .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE \"{}\"", odd.replace('"', "\"\"")))
+        .unwrap();
     {
         let mut o = postgres::Config::new()
             .host_path(&s.socket)
@@ -419,9 +422,16 @@ fn metrics_parse_as_prometheus_text_and_carry_the_catalogs_values() {
     );
     assert_eq!(value(&samples, "pg_backup_last_verify_ok", &m), Some(1.0));
     // Drills: the last finished one.
-    assert_eq!(value(&samples, "pg_backup_drill_last_success", &n), Some(1.0));
     assert_eq!(
-        value(&samples, "pg_backup_drill_last_restore_duration_seconds", &n),
+        value(&samples, "pg_backup_drill_last_success", &n),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "pg_backup_drill_last_restore_duration_seconds",
+            &n
+        ),
         Some(12.5)
     );
     assert_eq!(
@@ -450,7 +460,11 @@ fn metrics_parse_as_prometheus_text_and_carry_the_catalogs_values() {
         "SELECT sum(bytes)::bigint FROM backup.backups WHERE status = 'completed'",
     );
     assert_eq!(
-        value(&samples, "pg_backup_stored_bytes", &[("database", "postgres")]),
+        value(
+            &samples,
+            "pg_backup_stored_bytes",
+            &[("database", "postgres")]
+        ),
         Some(stored as f64)
     );
     assert_eq!(

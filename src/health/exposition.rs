@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         let mut f = Family::new("pg_backup_x", Kind::Gauge, "X.\nY");
-        f.push(vec![("schedule", "n\"1".into()), ("database", "d".into())], Some(2.0));
+        f.push(
+            vec![("schedule", "n\"1".into()), ("database", "d".into())],
+            Some(2.0),
+        );
         f.push(vec![("schedule", "n2".into())], None);
         let mut g = Family::new("pg_backup_total", Kind::Counter, "T.");
         g.push(vec![], Some(7.0));

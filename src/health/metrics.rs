@@ -81,8 +81,14 @@ fn num(v: &Value, key: &str) -> Option<f64> {
 
 fn labels(v: &Value) -> Vec<(&'static str, String)> {
     vec![
-        ("schedule", v["schedule"].as_str().unwrap_or_default().to_string()),
-        ("database", v["database"].as_str().unwrap_or_default().to_string()),
+        (
+            "schedule",
+            v["schedule"].as_str().unwrap_or_default().to_string(),
+        ),
+        (
+            "database",
+            v["database"].as_str().unwrap_or_default().to_string(),
+        ),
     ]
 }
 
@@ -303,9 +309,8 @@ mod tests {
         assert!(text.contains(
             "pg_backup_last_success_timestamp_seconds{schedule=\"nightly\",database=\"app\\\"1\"} 1765000000.5\n"
         ));
-        assert!(text.contains(
-            "pg_backup_failures_total{schedule=\"(manual)\",database=\"app\\\"1\"} 1\n"
-        ));
+        assert!(text
+            .contains("pg_backup_failures_total{schedule=\"(manual)\",database=\"app\\\"1\"} 1\n"));
         assert!(!text.contains("pg_backup_last_size_bytes{schedule=\"(manual)\""));
         assert!(text.contains("# TYPE pg_backup_drill_last_success gauge\n"));
         assert!(text.contains("pg_backup_stored_bytes{database=\"app\\\"1\"} 5000\n"));
