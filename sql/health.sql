@@ -18,7 +18,7 @@ COMMENT ON COLUMN backup.schedules.overdue_alerted_at IS 'When schedule_overdue 
 -- implies, overdue (enabled, and no success by the due time plus backup.overdue_grace), the
 -- last verify() of its backups and its last finished restore drill.
 CREATE VIEW backup.health AS
-SELECT s.name, s.database, s.cron, s.enabled,
+SELECT s.name, s.database, s.cron, s.timezone, s.enabled,
        s.last_success_at, s.last_success_backup_id,
        now() - s.last_success_at AS last_success_age,
        t.cron_interval, t.due_at, t.overdue_at,

@@ -39,9 +39,19 @@ extension_sql_file!("../sql/storage.sql", name = "storage");
 extension_sql_file!("../sql/signing.sql", name = "signing");
 extension_sql_file!("../sql/drills.sql", name = "drills", requires = ["catalog"]);
 extension_sql_file!(
+    "../sql/schedules.sql",
+    name = "schedules",
+    requires = ["catalog", "storage"]
+);
+extension_sql_file!(
     "../sql/health.sql",
     name = "health",
-    requires = ["catalog", "drills", sql_api::health::schedule_times]
+    requires = [
+        "catalog",
+        "drills",
+        "schedules",
+        sql_api::health::schedule_times
+    ]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -34,7 +34,7 @@ pub fn schedule_times() -> Result<Vec<ScheduleTimes>> {
     let grace = chrono::Duration::seconds(guc::overdue_grace_secs());
     let rows = Spi::connect(|c| {
         c.select(
-            "SELECT name, cron,
+            "SELECT name, cron, timezone,
                     extract(epoch FROM coalesce(last_success_at - coalesce(last_success_duration, interval '0'),
                                                 created_at))::float8
              FROM backup.schedules ORDER BY name",
@@ -45,17 +45,18 @@ pub fn schedule_times() -> Result<Vec<ScheduleTimes>> {
             Ok((
                 r.get::<Text>(1)?.unwrap_or_default().0,
                 r.get::<Text>(2)?.unwrap_or_default().0,
-                r.get::<f64>(3)?,
+                r.get::<Text>(3)?.unwrap_or_default().0,
+                r.get::<f64>(4)?,
             ))
         })
         .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
     })?;
     Ok(rows
         .into_iter()
-        .map(|(name, cron, since)| {
+        .map(|(name, cron, tz, since)| {
             let due = since
                 .and_then(from_epoch)
-                .and_then(|s| times::due_after(&cron, s).ok().flatten());
+                .and_then(|s| times::due_after(&cron, &tz, s).ok().flatten());
             let overdue_at = due.as_ref().map(|d| d.due_at + grace);
             ScheduleTimes {
                 name,
@@ -92,7 +93,7 @@ pub fn check() -> Result<Option<Duration>> {
                  FROM backup.health h
                  WHERE h.name = s.name AND h.overdue AND s.overdue_alerted_at IS NULL
                  RETURNING pg_catalog.jsonb_build_object(
-                     'schedule', h.name, 'database', h.database, 'cron', h.cron,
+                     'schedule', h.name, 'database', h.database, 'cron', h.cron, 'timezone', h.timezone,
                      'last_success_at', h.last_success_at,
                      'last_success_backup_id', h.last_success_backup_id,
                      'due_at', h.due_at, 'overdue_since', h.overdue_at,
