@@ -66,7 +66,7 @@ def render(inp, out):
     colors = ["#73bf69", "#5794f2", "#f2cc0c", "#ff9830", "#b877d9"]
     panels = [
         ("pg_backup_last_success_age_seconds", "Age of the last success (s)", 1),
-        ("pg_backup_schedule_overdue", "Overdue (1 = overdue)", 1),
+        ("pg_backup_schedule_overdue", "Overdue (red) or not (green)", 1),
         ("pg_backup_failures_total", "Failed runs (counter)", 1),
         ("pg_backup_last_size_bytes", "Backup size (KiB)", 1024),
         ("pg_backup_last_duration_seconds", "Backup duration (s)", 1),
@@ -83,11 +83,16 @@ def render(inp, out):
             xs = [p[0] for p in pts]
             ys = [p[1] / scale for p in pts]
             if name == "pg_backup_schedule_overdue":
-                ax.step(xs, [y + i * 1.2 for y in ys], where="post", color=colors[i % 5], label=sched, linewidth=2)
-                ax.set_yticks([])
+                # A state timeline, as Grafana's: one row per schedule, green ok, red overdue.
+                for (x0, y0), (x1, _) in zip(pts, pts[1:] + [(pts[-1][0] + 2, 0)]):
+                    ax.broken_barh([(x0, x1 - x0)], (i - 0.35, 0.7),
+                                   color="#f2495c" if y0 >= 1 else "#73bf69")
+                ax.set_yticks(range(len(lines(name))), list(lines(name)))
             else:
                 ax.plot(xs, ys, color=colors[i % 5], label=sched, linewidth=1.6)
         ax.set_xlabel("seconds since the first scrape", color="#8e8e8e")
+        if name == "pg_backup_schedule_overdue":
+            continue
         ax.legend(facecolor="#181b1f", edgecolor="#2c3235", labelcolor="#ccccdc", fontsize=8)
     fig.suptitle("pg_backup: backup.metrics() of a test server scraped every 2 s "
                  "(drawn with matplotlib from the dashboard's series; not a Grafana screenshot)",
