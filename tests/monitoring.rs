@@ -73,9 +73,9 @@ fn an_overdue_schedule_shows_in_health_and_alerts_once_per_episode() {
     )
     .unwrap();
     c.batch_execute("DROP TABLE gone_soon").unwrap();
-    // Due tomorrow at 02:30: not overdue. Paused: never overdue.
+    // Due at the next 02:30 in Berlin: not overdue. Paused: never overdue.
     c.query(
-        "SELECT * FROM backup.schedule('nightly', '30 2 * * *')",
+        "SELECT * FROM backup.schedule('nightly', '30 2 * * *', timezone => 'Europe/Berlin')",
         &[],
     )
     .unwrap();
@@ -109,6 +109,19 @@ fn an_overdue_schedule_shows_in_health_and_alerts_once_per_episode() {
         "overdue_at is the due time plus the grace"
     );
     assert_eq!(r.get::<_, String>(4), "postgres");
+    // The daily one is due at its next 02:30 in its own time zone, a day apart.
+    let r = c
+        .query_one(
+            "SELECT timezone, to_char(due_at AT TIME ZONE 'Europe/Berlin', 'HH24:MI'),
+                    due_at > now() AND due_at <= now() + interval '1 day',
+                    cron_interval BETWEEN interval '23 hours' AND interval '25 hours', overdue
+             FROM backup.health WHERE name = 'nightly'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "Europe/Berlin");
+    assert_eq!(r.get::<_, String>(1), "02:30");
+    assert!(r.get::<_, bool>(2) && r.get::<_, bool>(3) && !r.get::<_, bool>(4));
     // Several more runs fail and the scheduler wakes for each: one alert for the episode.
     let first = overdue_events(&mut listener, 8);
     let broken: Vec<_> = first.iter().filter(|e| e["schedule"] == "broken").collect();
