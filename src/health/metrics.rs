@@ -70,13 +70,9 @@ SELECT pg_catalog.jsonb_build_object(
 )::text
 "#;
 
+/// A number of the snapshot; JSON null (no value yet) is None.
 fn num(v: &Value, key: &str) -> Option<f64> {
-    match &v[key] {
-        Value::Number(n) => n.as_f64(),
-        // numeric from extract() may come as a string in some renderings
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+    v[key].as_f64()
 }
 
 fn labels(v: &Value) -> Vec<(&'static str, String)> {
