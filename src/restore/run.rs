@@ -140,7 +140,11 @@ fn restore_steps(
         }
         check_files(id, source)
     };
-    let archive = Archive::open(id, opts.identity.as_deref(), check, |source, raw| {
+    let archive = Archive::open(
+        id,
+        opts.storage.as_deref(),
+        opts.identity.as_deref(),
+        check, |source, raw| {
         let accepted = signing::authenticate(source, raw, caller.oid, false)?;
         if let signing::Authenticity::UnsignedAccepted { version } = accepted {
             record.note(
