@@ -275,10 +275,8 @@ fn archives(
     const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
     TableIterator::new(rows.into_iter().map(|l| {
         let at = l.created_at.and_then(|t| {
-            pgrx::datum::TimestampWithTimeZone::try_from(
-                t.timestamp_micros() - PG_EPOCH_OFFSET_US,
-            )
-            .ok()
+            pgrx::datum::TimestampWithTimeZone::try_from(t.timestamp_micros() - PG_EPOCH_OFFSET_US)
+                .ok()
         });
         (
             l.id,

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -143,7 +142,8 @@ fn add_detail(l: &mut Listed, note: Option<String>) {
 /// Whether an error reading from a store means the store cannot be reached (then the
 /// listing fails with 08001/08006 rather than showing a partial list).
 fn unreachable(e: &std::io::Error) -> bool {
-    StoreError::inside(e).is_some_and(|s| matches!(s.failure, Failure::Unreachable | Failure::Broken))
+    StoreError::inside(e)
+        .is_some_and(|s| matches!(s.failure, Failure::Unreachable | Failure::Broken))
 }
 
 /// The signature file, at most 4 kB of it (a signature is a few lines).
@@ -212,11 +212,17 @@ pub fn list(storage: Option<&str>, database: Option<&str>) -> Result<Vec<Listed>
                     // Incomplete (being written, or failed): not an archive yet.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        pgrx::warning!("pg_backup: {} not listed: manifest.json: {e}", dir.display());
+                        pgrx::warning!(
+                            "pg_backup: {} not listed: manifest.json: {e}",
+                            dir.display()
+                        );
                         continue;
                     }
                 };
-                let bytes: u64 = src.list().map(|l| l.iter().map(|(_, s)| s).sum()).unwrap_or(0);
+                let bytes: u64 = src
+                    .list()
+                    .map(|l| l.iter().map(|(_, s)| s).sum())
+                    .unwrap_or(0);
                 let l = describe(&src, &raw, bytes, &trusted)?;
                 if keep(&l) {
                     out.push(l);
@@ -254,7 +260,10 @@ pub fn list(storage: Option<&str>, database: Option<&str>) -> Result<Vec<Listed>
                     Ok(raw) => raw,
                     Err(e) if unreachable(&e) => return Err(src.error("read", MANIFEST_FILE, e)),
                     Err(e) => {
-                        pgrx::warning!("pg_backup: {} not listed: manifest.json: {e}", src.describe());
+                        pgrx::warning!(
+                            "pg_backup: {} not listed: manifest.json: {e}",
+                            src.describe()
+                        );
                         continue;
                     }
                 };
@@ -307,7 +316,10 @@ mod tests {
         assert_eq!(l.compression, None);
         assert!(!l.encrypted);
         let d = l.detail.unwrap();
-        assert!(d.contains("no valid database") && d.contains("another one"), "{d}");
+        assert!(
+            d.contains("no valid database") && d.contains("another one"),
+            "{d}"
+        );
         assert!(!d.contains("../"), "{d}");
 
         let l = summarize(ID, b"{\"database\": \"prod\", ");
@@ -323,7 +335,16 @@ mod tests {
     #[test]
     fn signatures_are_named() {
         assert_eq!(signature_note(Verdict::Unsigned).0, false);
-        assert!(signature_note(Verdict::UnknownKey("abcd".into())).1.unwrap().contains("abcd"));
-        assert!(signature_note(Verdict::Trusted { name: "own".into(), key_id: "k".into() }).0);
+        assert!(signature_note(Verdict::UnknownKey("abcd".into()))
+            .1
+            .unwrap()
+            .contains("abcd"));
+        assert!(
+            signature_note(Verdict::Trusted {
+                name: "own".into(),
+                key_id: "k".into()
+            })
+            .0
+        );
     }
 }

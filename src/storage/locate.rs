@@ -250,7 +250,11 @@ pub fn delete_remote(id: &str) -> Result<()> {
 /// manifest says: the local folder when it is the row's own (`local_is_ours`), else the
 /// remote copy the row records. None when there is no such copy (or no manifest to read).
 /// A storage that cannot be reached is an error (delete then changes nothing).
-pub fn database_of_copy(id: &str, dir: &std::path::Path, local_is_ours: bool) -> Result<Option<String>> {
+pub fn database_of_copy(
+    id: &str,
+    dir: &std::path::Path,
+    local_is_ours: bool,
+) -> Result<Option<String>> {
     id::validate(id)?;
     let src = if local_is_ours {
         ArchiveSource::local(id, dir)
