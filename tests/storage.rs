@@ -687,6 +687,20 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
             );
         }
     }
+    // Listed without the key (issue 20): what the sealed manifest keeps in clear.
+    let r = c
+        .query_one(
+            "SELECT id, source_database, format, compression, encrypted, signed, registered, bytes
+             FROM backup.archives(storage => 'offsite')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), id);
+    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("app"));
+    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("native"));
+    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("none"));
+    assert!(r.get::<_, bool>(4) && r.get::<_, bool>(5) && r.get::<_, bool>(6));
+    assert_eq!(r.get::<_, i64>(7), folder_bytes(&remote));
     // The files are age files: the age tool opens them with the key.
     let keyfile = pg.data.parent().unwrap().join("key.txt");
     std::fs::write(&keyfile, format!("{secret}\n")).unwrap();
@@ -1888,6 +1902,14 @@ fn an_archive_of_another_database_is_listed_restored_and_registered_from_storage
     assert_eq!(sqlstate(&e), "42704", "{e:?}");
     st.query(
         "SELECT * FROM backup.restore($1, storage => 'offsite')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(fingerprint(&mut st), before);
+    // Its background and job workers read it from the target too.
+    st.query(
+        "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true,
+                                      atomic => false, jobs => 2)",
         &[&id],
     )
     .unwrap();
