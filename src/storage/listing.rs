@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn signatures_are_named() {
-        assert_eq!(signature_note(Verdict::Unsigned).0, false);
+        assert!(!signature_note(Verdict::Unsigned).0);
         assert!(signature_note(Verdict::UnknownKey("abcd".into()))
             .1
             .unwrap()
