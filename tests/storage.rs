@@ -1594,6 +1594,8 @@ fn an_unreachable_storage_says_so_never_not_in_storage() {
         "SELECT * FROM backup.verify($1, storage => 'offsite')",
         "SELECT * FROM backup.verify($1)",
         "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+        "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true)",
+        "SELECT * FROM backup.archives(storage => 'offsite') WHERE id = $1",
     ] {
         let e = c.query(sql, &[&id]).unwrap_err();
         assert!(
