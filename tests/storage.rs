@@ -2073,8 +2073,23 @@ fn a_local_archive_of_another_database_is_listed_registered_and_kept() {
     let before = fingerprint(&mut app);
     let id = try_create(&mut app, "").unwrap();
     let dir = pg.backup_dir().join(&id);
-    // A folder whose name is not a backup id, and one being written, are not listed.
+    // A folder whose name is not a backup id is not listed; a manifest that is a named pipe
+    // or a link (to a file of the data directory) is never opened: archives() neither hangs
+    // nor shows what the link points to.
     std::fs::create_dir_all(pg.backup_dir().join("not an id")).unwrap();
+    std::fs::copy(
+        dir.join("manifest.json"),
+        pg.backup_dir().join("not an id/manifest.json"),
+    )
+    .unwrap();
+    let fifo = pg.backup_dir().join("20991231T000000.000000Z-fifo");
+    std::fs::create_dir_all(&fifo).unwrap();
+    let path = std::ffi::CString::new(fifo.join("manifest.json").to_str().unwrap()).unwrap();
+    // SAFETY: a plain syscall on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    let link = pg.backup_dir().join("20991231T000000.000000Z-link");
+    std::fs::create_dir_all(&link).unwrap();
+    std::os::unix::fs::symlink(dir.join("manifest.json"), link.join("manifest.json")).unwrap();
     let mut st = fresh_database(&pg, "staging", "");
     let listed = archives(&mut st, "");
     assert_eq!(
