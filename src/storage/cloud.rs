@@ -336,6 +336,8 @@ impl Store for CloudStore {
             rx: None,
             chunk: Bytes::new(),
             retries: self.retries,
+            done: false,
+            size: None,
         };
         // Open now, so that a missing object is an error here, not at the first read.
         r.open()?;
@@ -602,7 +604,7 @@ impl Drop for CloudWriter {
 
 /// What the reading task sends: the first answer (its ETag), then the bytes.
 enum Chunk {
-    Opened(Option<String>),
+    Opened(Option<String>, u64),
     Data(Bytes),
     End,
 }
@@ -618,6 +620,10 @@ struct CloudReader {
     rx: Option<tokio::sync::mpsc::Receiver<StoreResult<Chunk>>>,
     chunk: Bytes,
     retries: u32,
+    /// The whole object was read.
+    done: bool,
+    /// The object's size, from the first answer.
+    size: Option<u64>,
 }
 
 impl CloudReader {
@@ -642,7 +648,7 @@ impl CloudReader {
                 }
             };
             if tx
-                .send(Ok(Chunk::Opened(result.meta.e_tag.clone())))
+                .send(Ok(Chunk::Opened(result.meta.e_tag.clone(), result.meta.size)))
                 .await
                 .is_err()
             {
@@ -662,10 +668,11 @@ impl CloudReader {
             let _ = tx.send(Ok(Chunk::End)).await;
         });
         match rx.blocking_recv() {
-            Some(Ok(Chunk::Opened(etag))) => {
+            Some(Ok(Chunk::Opened(etag, size))) => {
                 if self.etag.is_none() {
                     self.etag = etag;
                 }
+                self.size = Some(size);
                 self.rx = Some(rx);
                 Ok(())
             }
@@ -688,6 +695,9 @@ impl Read for CloudReader {
                 self.offset += n as u64;
                 return Ok(n);
             }
+            if self.done || (self.rx.is_none() && self.size.is_some_and(|s| self.offset >= s)) {
+                return Ok(0);
+            }
             if self.rx.is_none() {
                 if let Err(e) = self.open() {
                     failures += 1;
@@ -702,8 +712,12 @@ impl Read for CloudReader {
             }
             match self.rx.as_mut().expect("open").blocking_recv() {
                 Some(Ok(Chunk::Data(b))) => self.chunk = b,
-                Some(Ok(Chunk::End)) => return Ok(0),
-                Some(Ok(Chunk::Opened(_))) => {}
+                Some(Ok(Chunk::End)) => {
+                    self.done = true;
+                    self.rx = None;
+                    return Ok(0);
+                }
+                Some(Ok(Chunk::Opened(..))) => {}
                 Some(Err(e)) => {
                     self.rx = None;
                     failures += 1;
