@@ -184,6 +184,8 @@ pub(crate) fn classify(
         "NoAuthenticationInformation",
         "invalid_grant",
         "Invalid Credentials",
+        // Azurite's answer to a wrong account key.
+        "Server failed to authenticate the request",
     ]) {
         return Failure::Credentials;
     }
