@@ -1797,8 +1797,7 @@ fn stalling_proxy(
                     for line in text.lines().filter(|l| l.contains(" HTTP/1.1")) {
                         lg.lock().unwrap().push(line.to_string());
                     }
-                    if !st.load(Ordering::SeqCst)
-                        && sent.fetch_add(n, Ordering::SeqCst) + n > limit
+                    if !st.load(Ordering::SeqCst) && sent.fetch_add(n, Ordering::SeqCst) + n > limit
                     {
                         st.store(true, Ordering::SeqCst);
                         // Hold this connection open without forwarding anything more.
@@ -1851,7 +1850,10 @@ fn a_cancel_during_an_upload_is_seen_at_once_and_aborts_the_upload() {
     let canceller = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !stalled.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "the upload never reached the stall");
+            assert!(
+                Instant::now() < deadline,
+                "the upload never reached the stall"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // Well inside the stalled request.
@@ -1876,7 +1878,9 @@ fn a_cancel_during_an_upload_is_seen_at_once_and_aborts_the_upload() {
     // The multipart upload was aborted, and nothing (complete or not) is in the bucket.
     let lines = log.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.starts_with("POST ") && l.contains("uploads")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST ") && l.contains("uploads")),
         "{lines:?}"
     );
     let deadline = Instant::now() + Duration::from_secs(10);

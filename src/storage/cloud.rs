@@ -650,7 +650,10 @@ impl CloudReader {
                 }
             };
             if tx
-                .send(Ok(Chunk::Opened(result.meta.e_tag.clone(), result.meta.size)))
+                .send(Ok(Chunk::Opened(
+                    result.meta.e_tag.clone(),
+                    result.meta.size,
+                )))
                 .await
                 .is_err()
             {
