@@ -850,4 +850,208 @@ mod tests {
         .is_ok());
         assert!(split_options("file:///mnt/x", &Value::Null).is_ok());
     }
+
+    /// A one-answer-per-connection HTTP server on loopback: each request gets `answer`.
+    fn fake_server(answer: &'static str) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { break };
+                let mut buf = [0u8; 8192];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(answer.as_bytes());
+            }
+        });
+        port
+    }
+
+    fn s3_store(port: u16) -> Arc<dyn Store> {
+        build(
+            "s3://bkt/p",
+            &json!({"endpoint": format!("http://127.0.0.1:{port}"), "allow_http": true,
+                    "retries": 1, "timeout_seconds": 2}),
+            &json!({"access_key_id": "AKIDEXAMPLE", "secret_access_key": "SECRETEXAMPLEKEY"}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn real_answers_are_classified_and_an_unreachable_server_is_never_missing() {
+        use super::super::store::Failure;
+        // Nothing listens (bound, then released): unreachable, for a listing and an object.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = s3_store(port);
+        assert_eq!(store.check().unwrap_err().failure, Failure::Unreachable);
+        let e = store.get("id/manifest.json").err().unwrap();
+        assert_eq!(
+            (e.failure, e.sqlstate()),
+            (Failure::Unreachable, "08001"),
+            "{e}"
+        );
+        assert!(!e.message.contains("SECRETEXAMPLEKEY"), "{e}");
+        // A server that accepts and hangs up: broken, never "not found".
+        let port = fake_server("");
+        let e = s3_store(port).get("id/manifest.json").err().unwrap();
+        assert_eq!(e.failure, Failure::Broken, "{e}");
+        let nobucket = "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\nContent-Length: 95\r\nConnection: close\r\n\r\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>\n";
+        let store = s3_store(fake_server(nobucket));
+        assert_eq!(store.check().unwrap_err().failure, Failure::NoBucket);
+        assert_eq!(store.get("a/b").err().unwrap().failure, Failure::NoBucket);
+        let nokey = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let e = s3_store(fake_server(nokey)).get("a/b").err().unwrap();
+        assert_eq!((e.failure, e.sqlstate()), (Failure::NotFound, "58P01"));
+        let badsig = "HTTP/1.1 403 Forbidden\r\nContent-Length: 46\r\nConnection: close\r\n\r\n<Error><Code>SignatureDoesNotMatch</Code></Error>";
+        assert_eq!(
+            s3_store(fake_server(badsig)).check().unwrap_err().failure,
+            Failure::Credentials
+        );
+        let down =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(
+            s3_store(fake_server(down)).check().unwrap_err().failure,
+            Failure::Broken
+        );
+    }
+
+    #[test]
+    fn gs_and_az_urls() {
+        assert_eq!(
+            parse_url("gs://my_bucket.example/pg/prod/").unwrap(),
+            Url::Bucket {
+                scheme: Scheme::Gs,
+                bucket: "my_bucket.example".into(),
+                prefix: "pg/prod/".into()
+            }
+        );
+        assert_eq!(
+            parse_url("az://backups").unwrap(),
+            Url::Bucket {
+                scheme: Scheme::Az,
+                bucket: "backups".into(),
+                prefix: String::new()
+            }
+        );
+        // Azure containers are lower case, digits and '-' only.
+        for bad in [
+            "az://Backups/x",
+            "az://my_container",
+            "az://ab",
+            "gs://",
+            "gs://b/../x",
+            "az://c/a//b",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().sqlstate(), "22023", "{bad}");
+        }
+    }
+
+    #[test]
+    fn gs_and_az_options_are_checked_per_scheme_and_secrets_split_off() {
+        let sa = json!({"type": "service_account", "client_email": "x@y.iam.gserviceaccount.com",
+                        "private_key_id": "k1", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"});
+        let err = |url: &str, o: Value| split_options(url, &o).unwrap_err();
+        // An option of another scheme is refused with the list of this scheme's.
+        let e = err("gs://bkt", json!({"credentials": "env", "region": "x"}));
+        assert_eq!(e.sqlstate(), "22023");
+        assert!(
+            e.hint().unwrap().contains("service_account_key"),
+            "{:?}",
+            e.hint()
+        );
+        let e = err(
+            "az://ctr",
+            json!({"use_emulator": true, "access_key_id": "x"}),
+        );
+        assert!(e.hint().unwrap().contains("sas_token"), "{:?}", e.hint());
+        assert_eq!(
+            err("s3://bkt", json!({"credentials": "env", "account": "a"})).sqlstate(),
+            "22023"
+        );
+        // Credentials are required, or the chain, and never both.
+        assert_eq!(err("gs://bkt", json!({})).sqlstate(), "22023");
+        assert_eq!(
+            err("az://ctr", json!({"account": "acct"})).sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            err(
+                "az://ctr",
+                json!({"account": "acct", "account_key": "a2V5", "sas_token": "sv=1&sig=2"})
+            )
+            .sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            err(
+                "gs://bkt",
+                json!({"credentials": "env", "service_account_key": sa.clone()})
+            )
+            .sqlstate(),
+            "22023"
+        );
+        // "none" is for gs:// emulators only, with their endpoint.
+        assert_eq!(
+            err("gs://bkt", json!({"credentials": "none"})).sqlstate(),
+            "22023"
+        );
+        assert_eq!(
+            err("az://ctr", json!({"credentials": "none", "account": "a"})).sqlstate(),
+            "22023"
+        );
+        assert!(err(
+            "gs://bkt",
+            json!({"credentials": "none", "endpoint": "http://127.0.0.1:4443"})
+        )
+        .hint()
+        .unwrap()
+        .contains("allow_http"));
+        let (public, secret) = split_options(
+            "gs://bkt/p",
+            &json!({"credentials": "none", "endpoint": "http://127.0.0.1:4443", "allow_http": true}),
+        )
+        .unwrap();
+        assert_eq!(public["endpoint"], "http://127.0.0.1:4443");
+        assert_eq!(secret, json!({}));
+        // Azure: the account is public, the key and the SAS token are secrets.
+        let (public, secret) = split_options(
+            "az://ctr/p",
+            &json!({"account": "acct", "sas_token": "?sv=2022&sig=SECRET", "part_size_mb": 8}),
+        )
+        .unwrap();
+        assert_eq!(public, json!({"account": "acct", "part_size_mb": 8}));
+        assert_eq!(secret, json!({"sas_token": "?sv=2022&sig=SECRET"}));
+        let (public, secret) = split_options(
+            "az://ctr",
+            &json!({"use_emulator": true, "endpoint": "http://127.0.0.1:10000/devstoreaccount1"}),
+        )
+        .unwrap();
+        assert_eq!(public["use_emulator"], true);
+        assert_eq!(secret, json!({}));
+        assert_eq!(
+            err(
+                "az://ctr",
+                json!({"account": "bad-name!", "account_key": "a2V5"})
+            )
+            .sqlstate(),
+            "22023"
+        );
+        // A service account key that is not one is refused when added, without its text.
+        let e = err("gs://bkt", json!({"service_account_key": "SECRETNOTJSON"}));
+        assert_eq!(e.sqlstate(), "22023");
+        assert!(!e.to_string().contains("SECRETNOTJSON"), "{e}");
+        // An endpoint with a query or a user is refused (a secret would show in the catalog).
+        assert_eq!(
+            err(
+                "az://ctr",
+                json!({"use_emulator": true, "endpoint": "http://u:p@127.0.0.1:10000/a"})
+            )
+            .sqlstate(),
+            "22023"
+        );
+    }
 }
