@@ -906,7 +906,7 @@ mod tests {
         let nokey = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let e = s3_store(fake_server(nokey)).get("a/b").err().unwrap();
         assert_eq!((e.failure, e.sqlstate()), (Failure::NotFound, "58P01"));
-        let badsig = "HTTP/1.1 403 Forbidden\r\nContent-Length: 46\r\nConnection: close\r\n\r\n<Error><Code>SignatureDoesNotMatch</Code></Error>";
+        let badsig = "HTTP/1.1 403 Forbidden\r\nContent-Length: 49\r\nConnection: close\r\n\r\n<Error><Code>SignatureDoesNotMatch</Code></Error>";
         assert_eq!(
             s3_store(fake_server(badsig)).check().unwrap_err().failure,
             Failure::Credentials
