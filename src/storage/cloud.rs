@@ -340,6 +340,7 @@ impl Store for CloudStore {
             retries: self.retries,
             done: false,
             size: None,
+            pending: None,
         };
         // Open now, so that a missing object is an error here, not at the first read.
         r.open()?;
@@ -626,12 +627,14 @@ struct CloudReader {
     done: bool,
     /// The object's size, from the first answer.
     size: Option<u64>,
+    /// A message taken off the channel while filling a buffer, for the next call.
+    pending: Option<StoreResult<Chunk>>,
 }
 
 impl CloudReader {
     fn open(&mut self) -> StoreResult<()> {
         let rt = runtime()?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<StoreResult<Chunk>>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<StoreResult<Chunk>>(32);
         let ctx = self.ctx.clone();
         let path = self.path.clone();
         let options = GetOptions {
@@ -695,15 +698,39 @@ impl Read for CloudReader {
         let mut failures = 0u32;
         loop {
             if !self.chunk.is_empty() {
-                let n = self.chunk.len().min(buf.len());
+                let mut n = self.chunk.len().min(buf.len());
                 buf[..n].copy_from_slice(&self.chunk.split_to(n));
+                // Fill the rest of `buf` with what has already arrived (never waiting): the
+                // network hands over small chunks, the caller reads in large buffers.
+                while n < buf.len() && self.chunk.is_empty() {
+                    match self.rx.as_mut().map(|rx| rx.try_recv()) {
+                        Some(Ok(Ok(Chunk::Data(b)))) => {
+                            let m = b.len().min(buf.len() - n);
+                            buf[n..n + m].copy_from_slice(&b[..m]);
+                            self.chunk = b.slice(m..);
+                            n += m;
+                        }
+                        Some(Ok(Ok(Chunk::End))) => {
+                            self.done = true;
+                            self.rx = None;
+                        }
+                        // An error: the next call handles it.
+                        Some(Ok(other)) => {
+                            self.pending = Some(other);
+                            break;
+                        }
+                        // Nothing yet, or the task ended: the next call sees it.
+                        _ => break,
+                    }
+                }
                 self.offset += n as u64;
                 return Ok(n);
             }
+
             if self.done || (self.rx.is_none() && self.size.is_some_and(|s| self.offset >= s)) {
                 return Ok(0);
             }
-            if self.rx.is_none() {
+            if self.rx.is_none() && self.pending.is_none() {
                 if let Err(e) = self.open() {
                     failures += 1;
                     if failures > self.retries
@@ -715,7 +742,11 @@ impl Read for CloudReader {
                     continue;
                 }
             }
-            match self.rx.as_mut().expect("open").blocking_recv() {
+            let msg = match self.pending.take() {
+                Some(m) => Some(m),
+                None => self.rx.as_mut().expect("open").blocking_recv(),
+            };
+            match msg {
                 Some(Ok(Chunk::Data(b))) => self.chunk = b,
                 Some(Ok(Chunk::End)) => {
                     self.done = true;
