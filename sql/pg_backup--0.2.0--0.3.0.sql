@@ -143,6 +143,159 @@ GRANT SELECT ON backup.drills TO backup_operator;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- Issue 21: schedules (helper sched): time zone, timeout, retries, overlap, drill per schedule;
+-- the try of a scheduled backup.
+-- ---------------------------------------------------------------------------------------------
+-- As sql/catalog.sql on a fresh install (columns appended in the same order).
+ALTER TABLE backup.backups ADD COLUMN attempt integer CHECK (attempt > 0);
+
+-- Schedules of 0.2.0 ran in UTC: they keep doing so.
+ALTER TABLE backup.schedules
+    ADD COLUMN timezone        text NOT NULL DEFAULT 'UTC',
+    ADD COLUMN timeout         interval CHECK (timeout > interval '0'),
+    ADD COLUMN retries         integer NOT NULL DEFAULT 0 CHECK (retries BETWEEN 0 AND 100),
+    ADD COLUMN overlap         text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    ADD COLUMN drill           boolean NOT NULL DEFAULT false,
+    ADD COLUMN drill_checks    text[],
+    ADD COLUMN retry           integer NOT NULL DEFAULT 0 CHECK (retry >= 0),
+    ADD COLUMN queued          boolean NOT NULL DEFAULT false,
+    ADD COLUMN skipped_runs    bigint NOT NULL DEFAULT 0,
+    ADD COLUMN last_skipped_at timestamptz;
+
+-- schedule() takes timezone, timeout, retries, overlap, drill and drill_checks (last, so
+-- positional calls keep their meaning) and returns them. A new C symbol (src/sql_api/compat.rs
+-- keeps schedule_0_2_wrapper, which only asks for this update).
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer);
+
+CREATE FUNCTION backup."schedule"(
+	"name" TEXT,
+	"cron" TEXT,
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT NULL,
+	"keep_last" INT DEFAULT NULL,
+	"keep_days" INT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"database" TEXT DEFAULT NULL,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1,
+	"timezone" TEXT DEFAULT NULL,
+	"timeout" interval DEFAULT NULL,
+	"retries" INT DEFAULT 0,
+	"overlap" TEXT DEFAULT 'skip',
+	"drill" bool DEFAULT false,
+	"drill_checks" TEXT[] DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"cron" TEXT,
+	"database" TEXT,
+	"options" jsonb,
+	"keep_last" INT,
+	"keep_days" INT,
+	"enabled" bool,
+	"next_run_at" timestamp with time zone,
+	"timezone" TEXT,
+	"timeout" interval,
+	"retries" INT,
+	"overlap" TEXT,
+	"drill" bool,
+	"drill_checks" TEXT[]
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_0_3_wrapper';
+
+-- As sql/finalize.sql does for every function of the extension.
+REVOKE ALL ON FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) TO backup_operator;
+ALTER FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) SECURITY INVOKER;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- Issue 20 (helper "archives"): any archive into any database. backup.archives() lists the
+-- archives of backup.directory or of a storage target; restore(storage => ...) reads one from a
+-- target whatever database it was taken of; rescan(database => ...) registers another
+-- database's. New C symbols (src/sql_api/compat.rs keeps restore_0_3_wrapper and
+-- rescan_0_2_wrapper, which only ask for this update).
+-- ---------------------------------------------------------------------------------------------
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean);
+
+CREATE FUNCTION backup."restore"(
+	"backup_id" TEXT,
+	"tables" TEXT[] DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"existing" TEXT DEFAULT 'fail',
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"target_schema" TEXT DEFAULT NULL,
+	"disable_triggers" bool DEFAULT false,
+	"on_error" TEXT DEFAULT 'abort',
+	"dry_run" bool DEFAULT false,
+	"confirm" bool DEFAULT false,
+	"identity" TEXT DEFAULT NULL,
+	"analyze" bool DEFAULT NULL,
+	"atomic" bool DEFAULT true,
+	"no_tablespaces" bool DEFAULT false,
+	"jobs" INT DEFAULT 1,
+	"run_analyze" bool DEFAULT true,
+	"storage" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"object" TEXT,
+	"kind" TEXT,
+	"action" TEXT,
+	"rows" bigint,
+	"status" TEXT,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'restore_0_3b_wrapper';
+
+DROP FUNCTION backup.rescan(text);
+
+CREATE FUNCTION backup."rescan"(
+	"storage" TEXT DEFAULT NULL,
+	"database" TEXT DEFAULT NULL
+) RETURNS SETOF TEXT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rescan_0_3_wrapper';
+
+CREATE FUNCTION backup."archives"(
+	"storage" TEXT DEFAULT NULL,
+	"database" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"id" TEXT,
+	"source_database" TEXT,
+	"server_version" TEXT,
+	"created_at" timestamp with time zone,
+	"format" TEXT,
+	"compression" TEXT,
+	"encrypted" bool,
+	"signed" bool,
+	"bytes" bigint,
+	"registered" bool,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'archives_wrapper';
+
+-- As sql/finalize.sql does for every function of the extension.
+REVOKE ALL ON FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text),
+                       backup.rescan(text, text), backup.archives(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text),
+                          backup.rescan(text, text), backup.archives(text, text) TO backup_operator;
+ALTER FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text) SECURITY INVOKER;
+ALTER FUNCTION backup.rescan(text, text) SECURITY INVOKER;
+ALTER FUNCTION backup.archives(text, text) SECURITY INVOKER;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- objstore (issue 20): storage through object_store; gs:// (Google Cloud Storage) and az://
 -- (Azure Blob) targets besides s3:// and file://. Existing targets and their options are
 -- unchanged (no option was renamed).

@@ -11,6 +11,7 @@
 pub mod archive_files;
 pub mod cloud;
 pub mod file;
+pub mod listing;
 pub mod locate;
 pub mod store;
 pub mod targets;
