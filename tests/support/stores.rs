@@ -209,9 +209,15 @@ impl ObjectServer {
         }
     }
 
-    /// Kill the server (its data stays).
+    /// Stop the server (its data stays): SIGTERM, as a service manager stops it (Azurite
+    /// writes its metadata then), SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            super::kill(c.id() as i32, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
