@@ -15,6 +15,7 @@ need_pkgs=()
 # postgresql-15-postgis-3, postgresql-15-unit: extensions whose C code reads their own tables
 # while rows load, the PostGIS and unit round trips (tests/fidelity.rs, issue 16).
 # age: the command-line tool the storage tests decrypt a backup file with (issue 12).
+# openssl: the RSA key of the service-account key the GCS tests use (tests/support/stores.rs).
 # bc, time: make bench computes its ratios with bc and measures pg_dump's memory with
 # /usr/bin/time.
 # gcc, make, bison, flex, curl and the -dev packages: building PostgreSQL 17 and 18 from source
@@ -22,7 +23,7 @@ need_pkgs=()
 # --available check), configured with the features of Debian's own 15 that decide what a database
 # may hold (ICU, lz4, libxml/libxslt; OpenSSL for pgcrypto and sslinfo, libuuid for uuid-ossp;
 # zlib and zstd for pg_dump -Fc).
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time \
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time openssl \
          gcc make bison flex curl libicu-dev liblz4-dev libssl-dev libxml2-dev libxslt1-dev libzstd-dev uuid-dev zlib1g-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done

@@ -13,8 +13,8 @@
 //!   and a listing with 501. So the GCS server here is `rclone serve s3` without signature
 //!   checking, which serves exactly that XML API (checked with object_store 0.13.1: put,
 //!   multipart, list, get, delete; a missing bucket is a 404). The client side is GCS's
-//!   own: a gs:// URL and a service-account key whose `gcs_base_url` points at the server,
-//!   with `disable_oauth` (as object_store's tests do). No token is checked by the server.
+//!   own: a gs:// URL, an `endpoint`, and a service-account key with a real RSA key, from
+//!   which object_store signs its tokens. No token is checked by the server.
 //!
 //! [`ObjectServer`] starts, stops and restarts one (same port, same data), creates buckets,
 //! and looks at what is stored through the server's own API (never through pg_backup):
@@ -258,25 +258,26 @@ impl ObjectServer {
             }),
             Provider::Azure => serde_json::json!({
                 "endpoint": format!("{endpoint}/{AZ_ACCOUNT}"),
-                "account_name": AZ_ACCOUNT,
-                "access_key": if creds == Creds::Right { AZ_KEY } else { AZ_WRONG_KEY },
+                "account": AZ_ACCOUNT,
+                "account_key": if creds == Creds::Right { AZ_KEY } else { AZ_WRONG_KEY },
             }),
             Provider::Gcs => {
-                // The server takes any token: a service-account key as a user has one, pointed
-                // at the server, with OAuth off (as object_store's own tests do).
-                let key = if creds == Creds::Right {
-                    serde_json::json!({
-                        "private_key": "", "private_key_id": "", "client_email": "",
-                        "gcs_base_url": endpoint, "disable_oauth": true,
-                    })
+                // A service-account key as a user has one (a real RSA key: object_store signs
+                // its token with it); the server checks no token. Wrong: a key that is not one.
+                let private_key = if creds == Creds::Right {
+                    gcs_private_key()
                 } else {
-                    serde_json::json!({
-                        "private_key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
-                        "private_key_id": "1", "client_email": "backup@example.iam.gserviceaccount.com",
-                        "gcs_base_url": endpoint,
-                    })
+                    "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n".into()
                 };
-                serde_json::json!({ "service_account_key": key.to_string() })
+                serde_json::json!({
+                    "endpoint": endpoint,
+                    "service_account_key": {
+                        "type": "service_account",
+                        "private_key": private_key,
+                        "private_key_id": "0123456789abcdef",
+                        "client_email": "pg-backup-test@example.iam.gserviceaccount.com",
+                    },
+                })
             }
         };
         let m = o.as_object_mut().unwrap();
@@ -442,6 +443,21 @@ impl Drop for ObjectServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A new RSA private key (PKCS#8 PEM) for the GCS service-account key, once per process.
+fn gcs_private_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        super::run(Command::new("openssl").args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ]))
+    })
+    .clone()
 }
 
 /// The text of the first `<tag>` in `xml` (Azure's listings), entities decoded.
