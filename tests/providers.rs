@@ -118,16 +118,18 @@ fn round_trip(provider: Provider) {
     assert_eq!(store.complete_archives("pg/app"), vec![id.clone()]);
     // The store holds the same files as the local copy, byte for byte in size.
     let local = pg.backup_dir().join(&id);
-    let mut local_files: Vec<(String, u64)> = std::fs::read_dir(&local)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            (
-                format!("pg/app/{id}/{}", e.file_name().to_string_lossy()),
-                e.metadata().unwrap().len(),
-            )
-        })
-        .collect();
+    let mut local_files = Vec::new();
+    let mut dirs = vec![local.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(&local).unwrap().display().to_string();
+                local_files.push((format!("pg/app/{id}/{rel}"), e.metadata().unwrap().len()));
+            }
+        }
+    }
     local_files.sort();
     assert_eq!(store.archive_objects("pg/app", &id), local_files);
     let biggest = local_files.iter().map(|f| f.1).max().unwrap();
