@@ -133,18 +133,27 @@ fn round_trip(provider: Provider) {
     local_files.sort();
     assert_eq!(store.archive_objects("pg/app", &id), local_files);
     let biggest = local_files.iter().map(|f| f.1).max().unwrap();
-    assert!(biggest > 8 << 20, "the big table spans several parts: {biggest}");
+    assert!(
+        biggest > 8 << 20,
+        "the big table spans several parts: {biggest}"
+    );
 
     // The local copy is gone: the listing of the target still has the archive.
     std::fs::remove_dir_all(&local).unwrap();
     let listed = archives(&mut c, "remote");
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["id"], serde_json::json!(id), "{listed:?}");
-    assert_eq!(listed[0]["database"], serde_json::json!("app"), "{listed:?}");
+    assert_eq!(
+        listed[0]["database"],
+        serde_json::json!("app"),
+        "{listed:?}"
+    );
 
     let bad = count(
         &mut c,
-        &format!("SELECT count(*) FROM backup.verify('{id}', storage => 'remote') WHERE status <> 'ok'"),
+        &format!(
+            "SELECT count(*) FROM backup.verify('{id}', storage => 'remote') WHERE status <> 'ok'"
+        ),
     );
     assert_eq!(bad, 0, "verify from {provider:?}");
 
@@ -188,7 +197,12 @@ fn failures(provider: Provider) {
     let url = store.url(BUCKET, "fail");
 
     let cases = [
-        ("wrongkey", url.clone(), store.options(Creds::Wrong), "28000"),
+        (
+            "wrongkey",
+            url.clone(),
+            store.options(Creds::Wrong),
+            "28000",
+        ),
         (
             "nobucket",
             store.url("no-such-bucket", "x"),
@@ -199,7 +213,12 @@ fn failures(provider: Provider) {
     for (name, u, opts, code) in &cases {
         // Checked when added ...
         let e = add_storage(&mut c, name, u, opts, true).unwrap_err();
-        assert_eq!(sqlstate(&e), *code, "{provider:?} add_storage {name}: {}", describe(&e));
+        assert_eq!(
+            sqlstate(&e),
+            *code,
+            "{provider:?} add_storage {name}: {}",
+            describe(&e)
+        );
         // ... and when a backup finds it so.
         add_storage(&mut c, name, u, opts, false).unwrap();
         let e = try_create(&mut c, &format!("storage => '{name}'")).unwrap_err();
@@ -237,7 +256,12 @@ fn failures(provider: Provider) {
     store.add_storage(&mut c, "remote", "fail");
     store.stop();
     let e = try_create(&mut c, "storage => 'remote'").unwrap_err();
-    assert_eq!(sqlstate(&e), "08001", "{provider:?} stopped: {}", describe(&e));
+    assert_eq!(
+        sqlstate(&e),
+        "08001",
+        "{provider:?} stopped: {}",
+        describe(&e)
+    );
     assert_eq!(last_row(&mut c).0, "failed");
 
     // Nothing that looks complete, in the store or locally; four failed rows.

@@ -158,7 +158,14 @@ impl ObjectServer {
         match self.provider {
             Provider::S3 | Provider::Gcs => {
                 std::fs::create_dir_all(data.join(BUCKET)).unwrap();
-                cmd.args(["serve", "s3", "--config", "/dev/null", "--log-level", "ERROR"]);
+                cmd.args([
+                    "serve",
+                    "s3",
+                    "--config",
+                    "/dev/null",
+                    "--log-level",
+                    "ERROR",
+                ]);
                 // GCS: no signature (object_store's GCS client sends a bearer token that no
                 // emulator checks; see the module's comment).
                 if self.provider == Provider::S3 {
@@ -293,8 +300,14 @@ impl ObjectServer {
 
     /// `backup.add_storage(name, url of prefix, options)` in `c`'s database, checked.
     pub fn add_storage(&self, c: &mut Client, name: &str, prefix: &str) {
-        add_storage(c, name, &self.url(BUCKET, prefix), &self.options(Creds::Right), true)
-            .unwrap_or_else(|e| panic!("add_storage {name}: {}", super::describe(&e)));
+        add_storage(
+            c,
+            name,
+            &self.url(BUCKET, prefix),
+            &self.options(Creds::Right),
+            true,
+        )
+        .unwrap_or_else(|e| panic!("add_storage {name}: {}", super::describe(&e)));
     }
 
     /// Create a bucket (container) through the server's API.
