@@ -5,7 +5,8 @@
 //!
 //! For each provider:
 //! - `*_round_trip`: create to the target, remove the local copy, `backup.archives(storage =>)`
-//!   lists it, `verify` passes, `restore(id, storage =>)` into a database of another name
+//!   lists it (its source database, registered here), `verify` passes,
+//!   `restore(id, storage =>)` into a database of another name
 //!   gives equal rows, and retention (`prune(keep_last =>)`) removes the remote copies;
 //! - `*_failures`: wrong credentials, a missing bucket, the server dying mid-upload and a
 //!   stopped server each end in a failed history row with the right SQLSTATE, and nothing
@@ -144,8 +145,13 @@ fn round_trip(provider: Provider) {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["id"], serde_json::json!(id), "{listed:?}");
     assert_eq!(
-        listed[0]["database"],
+        listed[0]["source_database"],
         serde_json::json!("app"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed[0]["registered"],
+        serde_json::json!(true),
         "{listed:?}"
     );
 
@@ -306,7 +312,9 @@ fn disaster_recovery(provider: Provider) {
         listed.iter().map(|a| a["id"].clone()).collect::<Vec<_>>(),
         vec![serde_json::json!(id)]
     );
-    assert_eq!(listed[0]["database"], serde_json::json!("app"));
+    assert_eq!(listed[0]["source_database"], serde_json::json!("app"));
+    assert_eq!(listed[0]["registered"], serde_json::json!(false));
+    assert_eq!(listed[0]["signed"], serde_json::json!(true), "{listed:?}");
     let failed = count(
         &mut c,
         &format!("SELECT count(*) FROM backup.restore('{id}', storage => 'remote') WHERE status = 'failed'"),
