@@ -14,7 +14,9 @@
 //!   checking, which serves exactly that XML API (checked with object_store 0.13.1: put,
 //!   multipart, list, get, delete; a missing bucket is a 404). The client side is GCS's
 //!   own: a gs:// URL, an `endpoint`, and a service-account key with a real RSA key, from
-//!   which object_store signs its tokens. No token is checked by the server.
+//!   which object_store signs its tokens. rclone checks no token: a token check of the
+//!   harness's own sits in front of it ([`token_gate`]: a token must name the accepted key
+//!   id, else 401 as GCS answers), so that wrong credentials are refused by the server.
 //!
 //! [`ObjectServer`] starts, stops and restarts one (same port, same data), creates buckets,
 //! and looks at what is stored through the server's own API (never through pg_backup):
@@ -88,9 +90,9 @@ impl Provider {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Creds {
     Right,
-    /// Well-formed credentials the server refuses (S3, Azure); for GCS, whose server checks no
-    /// token, a service-account key whose private key is not a key, from which no token can
-    /// be made.
+    /// Well-formed credentials the server refuses: a wrong S3 secret, a wrong Azure account
+    /// key, a GCS service-account key of another key id (a deleted key's), whose tokens the
+    /// GCS server's token check refuses with 401.
     Wrong,
 }
 
@@ -98,8 +100,12 @@ pub enum Creds {
 pub struct ObjectServer {
     pub provider: Provider,
     pub dir: tempfile::TempDir,
+    /// The port clients use.
     pub port: u16,
     child: Option<Child>,
+    /// GCS: the token check in front of rclone (which listens on `inner_port`).
+    gate: Option<Arc<AtomicBool>>,
+    inner_port: u16,
 }
 
 impl ObjectServer {
@@ -114,9 +120,16 @@ impl ObjectServer {
             dir,
             port: 0,
             child: None,
+            gate: None,
+            inner_port: 0,
         };
         for attempt in 1..=5 {
             s.port = free_port();
+            s.inner_port = if provider == Provider::Gcs {
+                free_port()
+            } else {
+                s.port
+            };
             if s.spawn() {
                 break;
             }
@@ -152,7 +165,7 @@ impl ObjectServer {
             program.display()
         );
         std::fs::create_dir_all(self.data()).unwrap();
-        let port = self.port.to_string();
+        let port = self.inner_port.to_string();
         let data = self.data();
         let mut cmd = Command::new(&program);
         match self.provider {
@@ -203,7 +216,16 @@ impl ObjectServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect(("127.0.0.1", self.inner_port)).is_ok() {
+                if self.provider == Provider::Gcs {
+                    match token_gate(self.port, self.inner_port) {
+                        Some(g) => self.gate = Some(g),
+                        None => {
+                            self.stop();
+                            return false;
+                        }
+                    }
+                }
                 return true;
             }
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -221,6 +243,16 @@ impl ObjectServer {
     /// Stop the server (its data stays): SIGTERM, as a service manager stops it (Azurite
     /// writes its metadata then), SIGKILL after 10 s.
     pub fn stop(&mut self) {
+        if let Some(g) = self.gate.take() {
+            g.store(true, Ordering::SeqCst);
+            // Wake its accept loop, which then closes the port.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Some(mut c) = self.child.take() {
             super::kill(c.id() as i32, libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -270,18 +302,13 @@ impl ObjectServer {
             }),
             Provider::Gcs => {
                 // A service-account key as a user has one (a real RSA key: object_store signs
-                // its token with it); the server checks no token. Wrong: a key that is not one.
-                let private_key = if creds == Creds::Right {
-                    gcs_private_key()
-                } else {
-                    "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n".into()
-                };
+                // its tokens with it, naming the key id, which the token check reads).
                 serde_json::json!({
                     "endpoint": endpoint,
                     "service_account_key": {
                         "type": "service_account",
-                        "private_key": private_key,
-                        "private_key_id": "0123456789abcdef",
+                        "private_key": gcs_private_key(),
+                        "private_key_id": if creds == Creds::Right { GCS_KEY_ID } else { "deleted-key-0001" },
                         "client_email": "pg-backup-test@example.iam.gserviceaccount.com",
                     },
                 })
@@ -456,6 +483,89 @@ impl Drop for ObjectServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The key id of the service-account key the GCS server accepts.
+pub const GCS_KEY_ID: &str = "0123456789abcdef";
+
+/// GCS's token check on `port`, in front of the server on `upstream`: each connection's first
+/// request must carry `Authorization: Bearer <JWT>` whose header names key [`GCS_KEY_ID`]
+/// (object_store's self-signed service-account tokens do); otherwise 401 with GCS's XML
+/// error, as GCS answers a token of a deleted key. Once accepted, the connection is piped
+/// through. The flag stops it (and closes the port). None when `port` cannot be bound.
+fn token_gate(port: u16, upstream: u16) -> Option<Arc<AtomicBool>> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).ok()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = conn else { break };
+            std::thread::spawn(move || gate_connection(client, upstream));
+        }
+    });
+    Some(stop)
+}
+
+fn gate_connection(mut client: TcpStream, upstream: u16) {
+    use base64::Engine as _;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 1 << 20 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let kid = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("authorization")
+                .then(|| v.trim().strip_prefix("Bearer ").map(str::to_string))
+                .flatten()
+        })
+        .and_then(|jwt| {
+            let header = jwt.split('.').next()?.to_string();
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header.trim_end_matches('='))
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+            v["kid"].as_str().map(str::to_string)
+        });
+    if kid.as_deref() != Some(GCS_KEY_ID) {
+        let body =
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AuthenticationRequired</Code>\
+                    <Message>Invalid Credentials</Message></Error>";
+        let _ = write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/xml; charset=UTF-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    if server.write_all(&head).is_err() {
+        return;
+    }
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = up.join();
 }
 
 /// A new RSA private key (PKCS#8 PEM) for the GCS service-account key, once per process.
