@@ -7,11 +7,12 @@
 //! For each provider:
 //! - `*_round_trip`: create to the target, remove the local copy, `backup.archives(storage =>)`
 //!   lists it (its source database, registered here), `verify` passes,
-//!   `restore(id, storage =>)` into a database of another name gives equal rows, and retention (`prune(keep_last =>)`) removes the remote copies;
+//!   `restore(id, storage =>)` into a database of another name gives equal rows, and
+//!   retention (`prune(keep_last =>)`) removes the remote copies;
 //! - `*_failures`: wrong credentials (for GCS a key id its token check refuses), a missing
-//!   bucket, the server dying mid-upload and a
-//!   stopped server each end in a failed history row with the right SQLSTATE, and nothing
-//!   complete anywhere (no manifest.json in the store, no local archive);
+//!   bucket, the server dying mid-upload and a stopped server each end in a failed history
+//!   row with the right SQLSTATE, and nothing complete anywhere (no manifest.json in the
+//!   store, no local archive);
 //! - `*_disaster_recovery`: a second cluster (initdb) with nothing but the extension restores
 //!   the archive into a database of a new name.
 //!
