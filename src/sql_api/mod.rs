@@ -67,6 +67,7 @@ fn enter() -> security::Caller {
 }
 
 mod compat;
+pub mod health;
 mod signing;
 
 #[allow(clippy::too_many_arguments)]
