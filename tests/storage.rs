@@ -4,11 +4,11 @@
 //! of the bucket is the server's own folder on disk.
 //! Run by `make test` (PG_BACKUP_E2E=1, after `cargo pgrx install`); skipped elsewhere.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use age::secrecy::ExposeSecret;
 use postgres::{Client, NoTls};
 
 mod support;
+use support::stores::dying_proxy;
 use support::*;
 
 const ACCESS_KEY: &str = "pgbackup-test-key";
@@ -464,70 +465,6 @@ fn retention_removes_remote_copies() {
         complete_archives(&s3, "ret"),
         vec![ids[2].clone(), sched[0].clone()]
     );
-}
-
-/// A TCP proxy that forwards to `target` until `limit` bytes went upstream, then drops every
-/// connection and refuses new ones: a storage server dying in the middle of an upload.
-fn dying_proxy(target: u16, limit: usize) -> (u16, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let dead = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let d = dead.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if d.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(client) = conn else { break };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                break;
-            };
-            let (d1, d2, sent) = (d.clone(), d.clone(), sent.clone());
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64 << 10];
-                loop {
-                    let n = match c_read.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if sent.fetch_add(n, Ordering::SeqCst) + n > limit {
-                        d1.store(true, Ordering::SeqCst);
-                    }
-                    if d1.load(Ordering::SeqCst) || s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_read.shutdown(std::net::Shutdown::Both);
-                let _ = s_write.shutdown(std::net::Shutdown::Both);
-            });
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64 << 10];
-                loop {
-                    let n = match s_read.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if d2.load(Ordering::SeqCst) || c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_write.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    // Wake the accept loop when dead, so the port stops accepting.
-    let d = dead.clone();
-    std::thread::spawn(move || {
-        while !d.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = TcpStream::connect(("127.0.0.1", port));
-    });
-    (port, dead)
 }
 
 #[test]
