@@ -74,7 +74,7 @@ CREATE TABLE backup.schedules (
     timezone        text NOT NULL DEFAULT 'UTC',
     timeout         interval CHECK (timeout > interval '0'),
     retries         integer NOT NULL DEFAULT 0 CHECK (retries BETWEEN 0 AND 100),
-    overlap         text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    overlap         text NOT NULL DEFAULT 'queue' CHECK (overlap IN ('skip', 'queue')),
     drill           boolean NOT NULL DEFAULT false,
     drill_checks    text[],
     -- 0, or the retry the schedule is on (the next run, or the one running, is retry n).

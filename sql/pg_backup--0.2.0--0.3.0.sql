@@ -154,7 +154,7 @@ ALTER TABLE backup.schedules
     ADD COLUMN timezone        text NOT NULL DEFAULT 'UTC',
     ADD COLUMN timeout         interval CHECK (timeout > interval '0'),
     ADD COLUMN retries         integer NOT NULL DEFAULT 0 CHECK (retries BETWEEN 0 AND 100),
-    ADD COLUMN overlap         text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    ADD COLUMN overlap         text NOT NULL DEFAULT 'queue' CHECK (overlap IN ('skip', 'queue')),
     ADD COLUMN drill           boolean NOT NULL DEFAULT false,
     ADD COLUMN drill_checks    text[],
     ADD COLUMN retry           integer NOT NULL DEFAULT 0 CHECK (retry >= 0),
@@ -190,7 +190,7 @@ CREATE FUNCTION backup."schedule"(
 	"timezone" TEXT DEFAULT NULL,
 	"timeout" interval DEFAULT NULL,
 	"retries" INT DEFAULT 0,
-	"overlap" TEXT DEFAULT 'skip',
+	"overlap" TEXT DEFAULT 'queue',
 	"drill" bool DEFAULT false,
 	"drill_checks" TEXT[] DEFAULT NULL
 ) RETURNS TABLE (

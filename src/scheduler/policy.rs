@@ -28,7 +28,7 @@ impl Overlap {
                 "invalid overlap \"{}\"",
                 s.escape_debug()
             ))
-            .with_hint("Use 'skip' (the default: a fire time is skipped while the previous run goes) or 'queue' (it runs when the previous run ends; at most one waits).")),
+            .with_hint("Use 'queue' (the default: a fire time during the previous run runs when that one ends; at most one waits) or 'skip' (it is skipped and counted).")),
         }
     }
 

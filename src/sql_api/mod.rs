@@ -459,7 +459,7 @@ fn schedule_0_3(
     timezone: default!(Option<Text>, "NULL"),
     timeout: default!(Option<Interval>, "NULL"),
     retries: default!(Option<i32>, 0),
-    overlap: default!(Option<Text>, "'skip'"),
+    overlap: default!(Option<Text>, "'queue'"),
     drill: default!(Option<bool>, false),
     drill_checks: default!(Names, "NULL"),
 ) -> TableIterator<
@@ -550,7 +550,7 @@ fn schedule_0_3(
         overlap: required(
             text(overlap),
             "overlap",
-            "Pass 'skip' (the default) or 'queue'.",
+            "Pass 'queue' (the default) or 'skip'.",
         ),
         drill: required(
             drill,
