@@ -75,6 +75,8 @@ pub const INVOKER_FUNCTIONS: &[&str] = &[
     "run_schedule",
     "trust_key",
     "untrust_key",
+    "add_webhook",
+    "drop_webhook",
 ];
 
 /// The extension owner, whose rights the functions work with.

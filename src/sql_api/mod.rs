@@ -67,6 +67,7 @@ fn enter() -> security::Caller {
 }
 
 mod compat;
+mod alerts;
 mod signing;
 
 #[allow(clippy::too_many_arguments)]
