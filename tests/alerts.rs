@@ -327,6 +327,7 @@ fn a_dead_webhook_target_never_delays_a_backup() {
         strings(&mut c, "SELECT format('%s %s %s %s', webhook, status, attempts, error) FROM backup.webhook_deliveries")
     );
     eprintln!("all deliveries failed after {:?}", t.elapsed());
+    eprintln!("{:?}", strings(&mut c, "SELECT DISTINCT webhook || ': ' || error FROM backup.webhook_deliveries"));
     let errors = strings(&mut c, "SELECT webhook || ': ' || error FROM backup.webhook_deliveries");
     for e in &errors {
         assert!(!e.contains("T0KEN") && !e.contains("127.0.0.1"), "{e}");

@@ -244,4 +244,44 @@ mod tests {
         assert_eq!(p["event"], "backup_failed");
         assert_eq!(p["backup_id"], "x");
     }
+
+    #[test]
+    fn notify_payloads_stay_below_the_limit_of_notify() {
+        let small = json!({"event": "backup_failed", "at": "t", "id": 3, "error": "é"});
+        let text = notify_text(&small);
+        assert!(text.is_ascii());
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"], "é");
+        let big = json!({"event": "backup_failed", "at": "t", "id": 4,
+                         "error": "x".repeat(20_000), "label": "é".repeat(5000)});
+        let text = notify_text(&big);
+        assert!(text.len() <= NOTIFY_MAX, "{}", text.len());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event"], "backup_failed");
+        assert_eq!(v["id"], 4);
+        let many: serde_json::Map<String, Value> = (0..2000)
+            .map(|i| (format!("k{i}"), Value::String("v".repeat(10))))
+            .chain([("event".to_string(), json!("backup_failed")), ("id".into(), json!(5))])
+            .collect();
+        let text = notify_text(&Value::Object(many));
+        assert!(text.len() <= NOTIFY_MAX);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["id"], 5);
+    }
+
+    #[test]
+    fn event_errors_keep_the_sqlstate_and_drop_what_may_quote_rows() {
+        let (e, code) = error_fields("could not write file \"x\": No space left (SQLSTATE 53100)");
+        assert_eq!(code.as_deref(), Some("53100"));
+        assert!(e.contains("No space left"));
+        let (e, code) = error_fields(
+            "invalid input syntax for type integer: \"TOPSECRET-1\" (SQLSTATE 22P02)",
+        );
+        assert_eq!(code.as_deref(), Some("22P02"));
+        assert!(!e.contains("TOPSECRET"), "{e}");
+        let (e, _) = error_fields("boom: NEW.secret=hunter2 (SQLSTATE P0001)");
+        assert!(!e.contains("hunter2"));
+        let (e, code) = error_fields(&format!("{}\nsecond line", "y".repeat(5000)));
+        assert_eq!(code, None);
+        assert_eq!(e.chars().count(), ERROR_MAX);
+        assert!(!e.contains("second line"));
+    }
 }
