@@ -52,8 +52,10 @@ fn notify_tells_a_listener_of_successes_and_failures() {
     }
     let s = Server::start("");
     let mut c = s.connect("app");
-    c.batch_execute("CREATE TABLE t AS SELECT g AS x, 'SECRET-ROW-' || g AS v FROM generate_series(1, 2000) g")
-        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE t AS SELECT g AS x, 'SECRET-ROW-' || g AS v FROM generate_series(1, 2000) g",
+    )
+    .unwrap();
     let mut l = listening(&s, "app");
 
     // A manual success.
@@ -93,7 +95,10 @@ fn notify_tells_a_listener_of_successes_and_failures() {
         .unwrap();
     c.batch_execute("SELECT backup.schedule('broken', '0 3 * * *', storage => 'nowhere')")
         .unwrap();
-    let id: String = one(&mut c, "SELECT backup_id FROM backup.run_schedule('nightly')");
+    let id: String = one(
+        &mut c,
+        "SELECT backup_id FROM backup.run_schedule('nightly')",
+    );
     let e = event_of(&mut l, &id);
     assert_eq!(e["event"], "backup_succeeded");
     assert_eq!(e["schedule"], "nightly");
@@ -172,7 +177,9 @@ fn http_server() -> (u16, mpsc::Receiver<Received>) {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             if let Some(req) = read_request(&stream) {
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
                 let _ = tx.send(req);
             }
         }
@@ -221,7 +228,9 @@ fn a_webhook_receives_signed_events() {
     assert_eq!(req.header("Content-Type"), Some("application/json"));
     assert_eq!(req.header("X-PgBackup-Event"), Some("backup_succeeded"));
     // The signature: HMAC-SHA256 of "<timestamp>.<body>" with the secret, as the README says.
-    let ts = req.header("X-PgBackup-Timestamp").expect("timestamp header");
+    let ts = req
+        .header("X-PgBackup-Timestamp")
+        .expect("timestamp header");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -327,16 +336,38 @@ fn a_dead_webhook_target_never_delays_a_backup() {
         strings(&mut c, "SELECT format('%s %s %s %s', webhook, status, attempts, error) FROM backup.webhook_deliveries")
     );
     eprintln!("all deliveries failed after {:?}", t.elapsed());
-    eprintln!("{:?}", strings(&mut c, "SELECT DISTINCT webhook || ': ' || error FROM backup.webhook_deliveries"));
-    let errors = strings(&mut c, "SELECT webhook || ': ' || error FROM backup.webhook_deliveries");
+    eprintln!(
+        "{:?}",
+        strings(
+            &mut c,
+            "SELECT DISTINCT webhook || ': ' || error FROM backup.webhook_deliveries"
+        )
+    );
+    let errors = strings(
+        &mut c,
+        "SELECT webhook || ': ' || error FROM backup.webhook_deliveries",
+    );
     for e in &errors {
         assert!(!e.contains("T0KEN") && !e.contains("127.0.0.1"), "{e}");
     }
-    assert!(errors.iter().any(|e| e.starts_with("mute:") && e.contains("timed out")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("closed:") && e.contains("refused")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("mute:") && e.contains("timed out")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("closed:") && e.contains("refused")),
+        "{errors:?}"
+    );
     // The backups themselves all completed.
     assert_eq!(
-        count(&mut c, "SELECT count(*) FROM backup.backups WHERE status <> 'completed'"),
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE status <> 'completed'"
+        ),
         0
     );
 }
@@ -367,13 +398,27 @@ fn only_a_superuser_manages_webhooks_and_nobody_else_reads_their_secrets() {
         .query_one("SELECT to_jsonb(w)::text FROM backup.webhooks w", &[])
         .unwrap();
     let seen: String = row.get(0);
-    assert!(!seen.contains("T0KEN") && !seen.contains("sh-secret"), "{seen}");
+    assert!(
+        !seen.contains("T0KEN") && !seen.contains("sh-secret"),
+        "{seen}"
+    );
     let v: serde_json::Value = serde_json::from_str(&seen).unwrap();
     assert_eq!(v["endpoint"], "https://hooks.example.com");
     assert_eq!(v["has_secret"], true);
-    for table in ["backup.webhook_targets", "backup.webhook_queue", "backup.webhook_deliveries", "backup.events"] {
-        let all: String = one(&mut op, &format!("SELECT coalesce(string_agg(to_jsonb(x)::text, ''), '') FROM {table} x"));
-        assert!(!all.contains("T0KEN") && !all.contains("sh-secret"), "{table}: {all}");
+    for table in [
+        "backup.webhook_targets",
+        "backup.webhook_queue",
+        "backup.webhook_deliveries",
+        "backup.events",
+    ] {
+        let all: String = one(
+            &mut op,
+            &format!("SELECT coalesce(string_agg(to_jsonb(x)::text, ''), '') FROM {table} x"),
+        );
+        assert!(
+            !all.contains("T0KEN") && !all.contains("sh-secret"),
+            "{table}: {all}"
+        );
     }
     // Nor through the functions: a non-superuser granted EXECUTE directly cannot either.
     su.batch_execute("CREATE ROLE plain LOGIN; GRANT USAGE ON SCHEMA backup TO plain; GRANT EXECUTE ON FUNCTION backup.add_webhook(text, text, text[], text, boolean) TO plain")
@@ -385,7 +430,12 @@ fn only_a_superuser_manages_webhooks_and_nobody_else_reads_their_secrets() {
         "42501",
     );
     // URLs are checked, and an error does not repeat them.
-    for bad in ["ftp://example.com/x", "file:///etc/passwd", "https://u:pw@example.com/x", "not a url"] {
+    for bad in [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "https://u:pw@example.com/x",
+        "not a url",
+    ] {
         let e = expect_err(
             &mut su,
             &format!("SELECT backup.add_webhook('bad', '{bad}')"),
@@ -408,8 +458,14 @@ fn only_a_superuser_manages_webhooks_and_nobody_else_reads_their_secrets() {
         &[],
     )
     .unwrap();
-    assert!(!one::<bool>(&mut su, "SELECT has_secret FROM backup.webhooks WHERE name = 'slack'"));
+    assert!(!one::<bool>(
+        &mut su,
+        "SELECT has_secret FROM backup.webhooks WHERE name = 'slack'"
+    ));
     assert!(one::<bool>(&mut su, "SELECT backup.drop_webhook('slack')"));
     expect_err(&mut su, "SELECT backup.drop_webhook('slack')", "42704");
-    assert!(!one::<bool>(&mut su, "SELECT backup.drop_webhook('slack', if_exists => true)"));
+    assert!(!one::<bool>(
+        &mut su,
+        "SELECT backup.drop_webhook('slack', if_exists => true)"
+    ));
 }

@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
-use super::{emit, error_fields, Event, EventKind};
+use super::{emit, Event, EventKind};
 
 /// The event a change of a backup's status raises, if any: its end (`running` to `completed`
 /// or `failed`), or a row inserted as `failed` (a backup that failed before its `running` row
@@ -38,12 +38,9 @@ fn details(id: &str) -> Result<Value, pgrx::spi::Error> {
          FROM backup.backups WHERE id = $1",
         &[crate::text::arg(id)],
     )?;
-    let mut v = row.map(|j| j.0).unwrap_or_else(|| json!({ "backup_id": id }));
-    if let Some(e) = v.get("error").and_then(Value::as_str).map(str::to_string) {
-        let (error, sqlstate) = error_fields(&e);
-        v["error"] = Value::String(error);
-        v["sqlstate"] = sqlstate.map(Value::String).unwrap_or(Value::Null);
-    }
+    let mut v = row
+        .map(|j| j.0)
+        .unwrap_or_else(|| json!({ "backup_id": id }));
     v["trigger"] = Value::String(
         if v["schedule"].is_null() {
             "manual"
@@ -83,7 +80,10 @@ fn backups_event<'a>(
         .unwrap_or_default();
     match crate::subtransaction::run_result(|| details(&id)) {
         Ok(Ok(d)) => emit(&Event::new(kind, d)),
-        _ => emit(&Event::new(kind, json!({ "backup_id": id, "status": new_status }))),
+        _ => emit(&Event::new(
+            kind,
+            json!({ "backup_id": id, "status": new_status }),
+        )),
     }
     Ok(None)
 }

@@ -5,6 +5,13 @@
 //! This is the shared entry point of the modules that raise events (the scheduler, drills,
 //! the overdue check). Its contract: `emit` never fails the caller's work; it reports a
 //! problem as a WARNING and goes on.
+//!
+//! Details are a JSON object; `emit` adds `event`, `at`, `id` (the outbox row) and `database`.
+//! The names the human summary of webhooks (`http::summary`) reads: `backup_id`, `schedule`,
+//! `error` (cut to its first line and [`ERROR_MAX`] characters, and reduced to its SQLSTATE
+//! when it may quote row values: see [`error_fields`]; a `sqlstate` is added from its
+//! `(SQLSTATE xxxxx)`), `bytes`, `duration_seconds`. Backup events are raised by the trigger
+//! in `backups`; overdue schedules and drills call `emit` themselves.
 
 pub mod backups;
 pub mod http;
@@ -147,8 +154,11 @@ pub fn error_fields(error: &str) -> (String, Option<String>) {
 fn sqlstate_in(error: &str) -> Option<String> {
     let idx = error.rfind("SQLSTATE ")?;
     let code: String = error[idx + 9..].chars().take(5).collect();
-    (code.len() == 5 && code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()))
-        .then_some(code)
+    (code.len() == 5
+        && code
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()))
+    .then_some(code)
 }
 
 /// Raise `event` in the current transaction: a row of `backup.events` (the outbox), a row of
@@ -163,6 +173,18 @@ pub fn emit(event: &Event) {
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut payload = event.payload(&at);
     payload["database"] = Value::String(crate::text::current_database());
+    // Whoever raised it: error text is cut and kept free of row values, with its SQLSTATE.
+    if let Some(e) = payload
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
+        let (error, sqlstate) = error_fields(&e);
+        payload["error"] = Value::String(error);
+        if payload.get("sqlstate").is_none_or(Value::is_null) {
+            payload["sqlstate"] = sqlstate.map(Value::String).unwrap_or(Value::Null);
+        }
+    }
     let done = crate::subtransaction::run_result(|| record(event, &at, &payload));
     let queued = match done {
         Ok(Ok((id, queued))) => {
@@ -170,7 +192,10 @@ pub fn emit(event: &Event) {
             queued
         }
         Ok(Err(e)) => {
-            pgrx::warning!("pg_backup: could not record event {}: {e}", event.kind.as_str());
+            pgrx::warning!(
+                "pg_backup: could not record event {}: {e}",
+                event.kind.as_str()
+            );
             0
         }
         Err(caught) => {
@@ -260,7 +285,10 @@ mod tests {
         assert_eq!(v["id"], 4);
         let many: serde_json::Map<String, Value> = (0..2000)
             .map(|i| (format!("k{i}"), Value::String("v".repeat(10))))
-            .chain([("event".to_string(), json!("backup_failed")), ("id".into(), json!(5))])
+            .chain([
+                ("event".to_string(), json!("backup_failed")),
+                ("id".into(), json!(5)),
+            ])
             .collect();
         let text = notify_text(&Value::Object(many));
         assert!(text.len() <= NOTIFY_MAX);
@@ -272,9 +300,8 @@ mod tests {
         let (e, code) = error_fields("could not write file \"x\": No space left (SQLSTATE 53100)");
         assert_eq!(code.as_deref(), Some("53100"));
         assert!(e.contains("No space left"));
-        let (e, code) = error_fields(
-            "invalid input syntax for type integer: \"TOPSECRET-1\" (SQLSTATE 22P02)",
-        );
+        let (e, code) =
+            error_fields("invalid input syntax for type integer: \"TOPSECRET-1\" (SQLSTATE 22P02)");
         assert_eq!(code.as_deref(), Some("22P02"));
         assert!(!e.contains("TOPSECRET"), "{e}");
         let (e, _) = error_fields("boom: NEW.secret=hunter2 (SQLSTATE P0001)");

@@ -25,8 +25,10 @@ const CONCURRENCY: usize = 4;
 const LINGER: Duration = Duration::from_secs(2);
 /// Longest wait between two retries of one delivery.
 const MAX_BACKOFF_SECS: f64 = 600.0;
-const LOCK_SQL: &str = "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_backup webhook sender'))";
-const UNLOCK_SQL: &str = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pg_backup webhook sender'))";
+const LOCK_SQL: &str =
+    "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_backup webhook sender'))";
+const UNLOCK_SQL: &str =
+    "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pg_backup webhook sender'))";
 
 static START_REGISTERED: AtomicBool = AtomicBool::new(false);
 
@@ -113,7 +115,9 @@ pub extern "C-unwind" fn pg_backup_webhook_sender_main(_arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         );
     }
-    if !BackgroundWorker::transaction(|| Spi::get_one::<bool>(LOCK_SQL).ok().flatten() == Some(true)) {
+    if !BackgroundWorker::transaction(|| {
+        Spi::get_one::<bool>(LOCK_SQL).ok().flatten() == Some(true)
+    }) {
         // Another sender works for this database: it sees the new deliveries.
         return;
     }

@@ -41,9 +41,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// `secret`) and without a fragment. The URL itself never appears in an error.
 pub fn check_url(url: &str) -> Result<String> {
     let bad = |why: &str| {
-        BackupError::invalid(format!("invalid webhook URL: {why}")).with_hint(
-            "Pass an http:// or https:// URL, e.g. https://hooks.slack.com/services/...",
-        )
+        BackupError::invalid(format!("invalid webhook URL: {why}"))
+            .with_hint("Pass an http:// or https:// URL, e.g. https://hooks.slack.com/services/...")
     };
     if url.len() > URL_MAX {
         return Err(bad(&format!("longer than {URL_MAX} bytes")));

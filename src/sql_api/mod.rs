@@ -66,8 +66,8 @@ fn enter() -> security::Caller {
     caller
 }
 
-mod compat;
 mod alerts;
+mod compat;
 mod signing;
 
 #[allow(clippy::too_many_arguments)]
