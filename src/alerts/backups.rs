@@ -34,8 +34,13 @@ fn details(id: &str) -> Result<Value, pgrx::spi::Error> {
            'kind', kind, 'format', format, 'started_at', started_at, 'finished_at', finished_at,
            'duration_seconds', extract(epoch FROM finished_at - started_at)::float8,
            'tables', table_count, 'rows', row_count, 'bytes', bytes,
-           'storage', storage, 'created_by', created_by, 'error', error)
-         FROM backup.backups WHERE id = $1",
+           'storage', storage, 'created_by', created_by, 'error', error,
+           'attempt', attempt,
+           -- A scheduled try that failed and will be tried again (retries => n).
+           'will_retry', status = 'failed' AND attempt IS NOT NULL AND coalesce(attempt <= (
+               SELECT s.retries FROM backup.schedules s
+               WHERE s.name = b.schedule AND s.database = pg_catalog.current_database()), false))
+         FROM backup.backups b WHERE id = $1",
         &[crate::text::arg(id)],
     )?;
     let mut v = row

@@ -44,7 +44,12 @@ pub fn summary(p: &Value) -> String {
         }
         "backup_failed" => {
             let id = s("backup_id").unwrap_or_default();
-            format!("pg_backup: backup {id} of database \"{db}\"{schedule} FAILED{error}")
+            let retry = if p.get("will_retry").and_then(Value::as_bool) == Some(true) {
+                " (it will be tried again)"
+            } else {
+                ""
+            };
+            format!("pg_backup: backup {id} of database \"{db}\"{schedule} FAILED{error}{retry}")
         }
         "schedule_overdue" => format!(
             "pg_backup: schedule {} of database \"{db}\" is OVERDUE: no successful backup in the interval its cron implies",
