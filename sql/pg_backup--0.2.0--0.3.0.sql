@@ -384,6 +384,16 @@ WHERE f.schedule = s.name;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- objstore (issue 20): storage through object_store; gs:// (Google Cloud Storage) and az://
+-- (Azure Blob) targets besides s3:// and file://. Existing targets and their options are
+-- unchanged (no option was renamed).
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.storage_targets
+    DROP CONSTRAINT IF EXISTS storage_targets_url_check,
+    ADD CONSTRAINT storage_targets_url_check CHECK (url ~ '^(s3|gs|az|file)://');
+
+
+-- ---------------------------------------------------------------------------------------------
 -- Issue 21: alerts (helper "alerts"): events (NOTIFY backup_events and the outbox
 -- backup.events), webhooks and their deliveries, the trigger that raises backup events.
 -- ---------------------------------------------------------------------------------------------
