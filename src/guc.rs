@@ -25,6 +25,10 @@ static SCHEDULE_TIMEZONE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"UTC"));
 static RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(60);
 static HISTORY_KEEP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+// Alerts (issue 21): webhook deliveries and the events outbox.
+static WEBHOOK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
+static WEBHOOK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(6);
+static EVENTS_KEEP_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -159,6 +163,56 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    init_alerts();
+}
+
+/// The settings of alerts (issue 21).
+fn init_alerts() {
+    GucRegistry::define_int_guc(
+        c"backup.webhook_timeout",
+        c"Seconds a webhook delivery may take to connect, and then to be answered.",
+        c"A target that does not answer in time counts as a failed attempt (retried).",
+        &WEBHOOK_TIMEOUT,
+        1,
+        300,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup.webhook_retries",
+        c"How many times a failed webhook delivery is tried again.",
+        c"After 1, 2, 4, ... seconds (at most 10 minutes apart); then the delivery is failed.",
+        &WEBHOOK_RETRIES,
+        0,
+        20,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup.events_keep_days",
+        c"Days backup.events keeps an event (and its deliveries).",
+        c"Events with a delivery still pending are kept.",
+        &EVENTS_KEEP_DAYS,
+        1,
+        36500,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// backup.webhook_timeout, in seconds.
+pub fn webhook_timeout_secs() -> u64 {
+    WEBHOOK_TIMEOUT.get().max(1) as u64
+}
+
+/// backup.webhook_retries.
+pub fn webhook_retries() -> i32 {
+    WEBHOOK_RETRIES.get().max(0)
+}
+
+/// backup.events_keep_days.
+pub fn events_keep_days() -> i32 {
+    EVENTS_KEEP_DAYS.get().max(1)
 }
 
 /// The backup directory: the setting, or `pg_backup` under the data directory.

@@ -53,6 +53,7 @@ extension_sql_file!(
         sql_api::health::schedule_times
     ]
 );
+extension_sql_file!("../sql/alerts.sql", name = "alerts", requires = ["catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

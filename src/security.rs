@@ -76,6 +76,8 @@ pub const INVOKER_FUNCTIONS: &[&str] = &[
     "trust_key",
     "untrust_key",
     "archives",
+    "add_webhook",
+    "drop_webhook",
 ];
 
 /// The extension owner, whose rights the functions work with.

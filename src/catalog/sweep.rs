@@ -187,5 +187,7 @@ pub extern "C-unwind" fn pg_backup_sweeper_main(_arg: pg_sys::Datum) {
         if let Err(e) = sweep() {
             pgrx::log!("pg_backup sweeper: {e}");
         }
+        // Webhook deliveries left pending by a restart go out now.
+        crate::alerts::sender::start_if_pending();
     });
 }

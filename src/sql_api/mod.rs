@@ -66,6 +66,7 @@ fn enter() -> security::Caller {
     caller
 }
 
+mod alerts;
 mod compat;
 pub mod health;
 mod signing;
