@@ -4,7 +4,7 @@
 //! of the bucket is the server's own folder on disk.
 //! Run by `make test` (PG_BACKUP_E2E=1, after `cargo pgrx install`); skipped elsewhere.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
