@@ -143,5 +143,12 @@ GRANT SELECT ON backup.drills TO backup_operator;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- Issue 21: restore drills (drills): the process answering for a running drill, and the
+-- function backup.drill().
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.drills ADD COLUMN pid integer;
+COMMENT ON COLUMN backup.drills.pid IS 'The process answering for a running drill (its worker): a running drill whose process is gone is failed by the sweep.';
+
+-- ---------------------------------------------------------------------------------------------
 -- End of the per-change sections.
 -- ---------------------------------------------------------------------------------------------

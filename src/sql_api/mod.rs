@@ -67,6 +67,7 @@ fn enter() -> security::Caller {
 }
 
 mod compat;
+mod drill;
 mod signing;
 
 #[allow(clippy::too_many_arguments)]
