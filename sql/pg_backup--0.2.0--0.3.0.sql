@@ -149,6 +149,36 @@ GRANT SELECT ON backup.drills TO backup_operator;
 ALTER TABLE backup.drills ADD COLUMN pid integer;
 COMMENT ON COLUMN backup.drills.pid IS 'The process answering for a running drill (its worker): a running drill whose process is gone is failed by the sweep.';
 
+CREATE FUNCTION backup."drill"(
+	"backup_id" TEXT DEFAULT NULL,
+	"checks" TEXT[] DEFAULT NULL,
+	"wait" bool DEFAULT true
+) RETURNS TABLE (
+	"id" bigint,
+	"backup_id" TEXT,
+	"schedule" TEXT,
+	"database" TEXT,
+	"status" TEXT,
+	"started_at" timestamp with time zone,
+	"finished_at" timestamp with time zone,
+	"restore_duration" interval,
+	"backup_age" interval,
+	"tables_checked" INT,
+	"rows_checked" bigint,
+	"mismatches" jsonb,
+	"checks" jsonb,
+	"error" TEXT,
+	"requested_by" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drill_wrapper';
+
+-- As sql/finalize.sql does: operators may drill; the function takes its caller as restore()
+-- does (SECURITY INVOKER, then the extension owner inside).
+REVOKE ALL ON FUNCTION backup.drill(text, text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.drill(text, text[], boolean) TO backup_operator;
+ALTER FUNCTION backup.drill(text, text[], boolean) SECURITY INVOKER;
+
 -- ---------------------------------------------------------------------------------------------
 -- End of the per-change sections.
 -- ---------------------------------------------------------------------------------------------
