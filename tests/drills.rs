@@ -34,9 +34,21 @@ fn fixture(c: &mut Client) {
     .unwrap();
 }
 
+/// The events `listener` (LISTENing on backup_events) has received so far.
+fn events(listener: &mut Client) -> Vec<serde_json::Value> {
+    use postgres::fallible_iterator::FallibleIterator;
+    listener.batch_execute("SELECT 1").unwrap();
+    listener
+        .notifications()
+        .iter()
+        .map(|n| Ok(serde_json::from_str::<serde_json::Value>(n.payload()).unwrap()))
+        .collect()
+        .unwrap()
+}
+
 /// The drill's row as `drill()` returned it (or as backup.drills holds it), as JSON.
 fn drill_json(c: &mut Client, sql: &str) -> serde_json::Value {
-    one::<serde_json::Value>(c, &format!("SELECT to_jsonb(d) FROM ({sql}) d"))
+    serde_json::from_str(&text(c, &format!("SELECT to_jsonb(d)::text FROM ({sql}) d"))).unwrap()
 }
 
 #[test]
@@ -65,7 +77,7 @@ fn a_drill_of_a_good_backup_succeeds_and_leaves_no_scratch_database() {
     assert_eq!(d["mismatches"], serde_json::json!([]), "{d:#}");
     // restore_duration: the restore's own time, within the call's; backup_age: at least the
     // second slept between the backup and the drill.
-    let secs = |col: &str| {
+    let mut secs = |col: &str| {
         one::<f64>(
             &mut c,
             &format!("SELECT extract(epoch FROM {col})::float8 FROM backup.drills WHERE id = {}", d["id"]),
@@ -82,12 +94,7 @@ fn a_drill_of_a_good_backup_succeeds_and_leaves_no_scratch_database() {
         10
     ));
     // The event, with the figures.
-    listener.batch_execute("SELECT 1").unwrap();
-    let events: Vec<serde_json::Value> = listener
-        .notifications()
-        .iter()
-        .map(|n| serde_json::from_str(n.payload()).unwrap())
-        .collect();
+    let events = events(&mut listener);
     let e = events
         .iter()
         .find(|e| e["event"] == "drill_succeeded")
@@ -156,11 +163,8 @@ fn a_drill_of_a_damaged_backup_fails_with_its_reason() {
         "the damaged file and why: {error}"
     );
     assert_eq!(scratch_databases(&mut c), Vec::<String>::new());
-    listener.batch_execute("SELECT 1").unwrap();
-    let failed: Vec<serde_json::Value> = listener
-        .notifications()
-        .iter()
-        .map(|n| serde_json::from_str::<serde_json::Value>(n.payload()).unwrap())
+    let failed: Vec<serde_json::Value> = events(&mut listener)
+        .into_iter()
         .filter(|e| e["event"] == "drill_failed")
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");

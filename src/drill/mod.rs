@@ -153,6 +153,7 @@ fn hand_over(id: i64, me: i32, w: &DynamicBackgroundWorker) {
             return;
         }
         sleep_on_latch(50);
+        pgrx::check_for_interrupts!();
     }
 }
 
@@ -188,7 +189,9 @@ pub fn wait_for(w: DynamicBackgroundWorker) {
                 (&raw const pg_sys::QueryCancelPending).read_volatile() != 0,
             )
         };
-        if die {
+        if die || !cancel {
+            // Serves what else is pending too: a ProcSignalBarrier (DROP DATABASE of the
+            // scratch database waits for every backend to absorb one).
             pgrx::check_for_interrupts!();
         }
         if cancel {
