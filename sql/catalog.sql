@@ -69,7 +69,22 @@ CREATE TABLE backup.schedules (
     last_run_at     timestamptz,
     last_backup_id  text,
     last_status     text,
-    next_run_at     timestamptz
+    next_run_at     timestamptz,
+    -- Issue 21: the cron fields are wall-clock times in this zone (an IANA name).
+    timezone        text NOT NULL DEFAULT 'UTC',
+    timeout         interval CHECK (timeout > interval '0'),
+    retries         integer NOT NULL DEFAULT 0 CHECK (retries BETWEEN 0 AND 100),
+    overlap         text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    drill           boolean NOT NULL DEFAULT false,
+    drill_checks    text[],
+    -- 0, or the retry the schedule is on (the next run, or the one running, is retry n).
+    retry           integer NOT NULL DEFAULT 0 CHECK (retry >= 0),
+    -- overlap => 'queue': a run waits for the running one.
+    queued          boolean NOT NULL DEFAULT false,
+    -- Fire times skipped because the previous run still went (overlap => 'skip', or a second
+    -- one while a run was queued).
+    skipped_runs    bigint NOT NULL DEFAULT 0,
+    last_skipped_at timestamptz
 );
 COMMENT ON TABLE backup.schedules IS 'Cron schedules run by the pg_backup scheduler worker.';
 

@@ -143,6 +143,81 @@ GRANT SELECT ON backup.drills TO backup_operator;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- Issue 21: schedules (helper sched): time zone, timeout, retries, overlap, drill per schedule;
+-- the try of a scheduled backup.
+-- ---------------------------------------------------------------------------------------------
+-- As sql/catalog.sql on a fresh install (columns appended in the same order).
+ALTER TABLE backup.backups ADD COLUMN attempt integer CHECK (attempt > 0);
+
+-- Schedules of 0.2.0 ran in UTC: they keep doing so.
+ALTER TABLE backup.schedules
+    ADD COLUMN timezone        text NOT NULL DEFAULT 'UTC',
+    ADD COLUMN timeout         interval CHECK (timeout > interval '0'),
+    ADD COLUMN retries         integer NOT NULL DEFAULT 0 CHECK (retries BETWEEN 0 AND 100),
+    ADD COLUMN overlap         text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    ADD COLUMN drill           boolean NOT NULL DEFAULT false,
+    ADD COLUMN drill_checks    text[],
+    ADD COLUMN retry           integer NOT NULL DEFAULT 0 CHECK (retry >= 0),
+    ADD COLUMN queued          boolean NOT NULL DEFAULT false,
+    ADD COLUMN skipped_runs    bigint NOT NULL DEFAULT 0,
+    ADD COLUMN last_skipped_at timestamptz;
+
+-- schedule() takes timezone, timeout, retries, overlap, drill and drill_checks (last, so
+-- positional calls keep their meaning) and returns them. A new C symbol (src/sql_api/compat.rs
+-- keeps schedule_0_2_wrapper, which only asks for this update).
+DROP FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer);
+
+CREATE FUNCTION backup."schedule"(
+	"name" TEXT,
+	"cron" TEXT,
+	"label" TEXT DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"tables" TEXT[] DEFAULT NULL,
+	"exclude_tables" TEXT[] DEFAULT NULL,
+	"exclude_data" TEXT[] DEFAULT NULL,
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"format" TEXT DEFAULT 'native',
+	"compression" TEXT DEFAULT NULL,
+	"keep_last" INT DEFAULT NULL,
+	"keep_days" INT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"database" TEXT DEFAULT NULL,
+	"storage" TEXT DEFAULT NULL,
+	"keep_local" bool DEFAULT true,
+	"encrypt_to" TEXT[] DEFAULT NULL,
+	"jobs" INT DEFAULT 1,
+	"timezone" TEXT DEFAULT NULL,
+	"timeout" interval DEFAULT NULL,
+	"retries" INT DEFAULT 0,
+	"overlap" TEXT DEFAULT 'skip',
+	"drill" bool DEFAULT false,
+	"drill_checks" TEXT[] DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"cron" TEXT,
+	"database" TEXT,
+	"options" jsonb,
+	"keep_last" INT,
+	"keep_days" INT,
+	"enabled" bool,
+	"next_run_at" timestamp with time zone,
+	"timezone" TEXT,
+	"timeout" interval,
+	"retries" INT,
+	"overlap" TEXT,
+	"drill" bool,
+	"drill_checks" TEXT[]
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_0_3_wrapper';
+
+-- As sql/finalize.sql does for every function of the extension.
+REVOKE ALL ON FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) TO backup_operator;
+ALTER FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) SECURITY INVOKER;
+
+
 -- Issue 21: restore drills (drills): the process answering for a running drill, and the
 -- function backup.drill().
 -- ---------------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static ALLOW_UNSIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static RESTORE_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static SCHEDULE_TIMEZONE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"UTC"));
+static RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(60);
+static HISTORY_KEEP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -113,6 +117,32 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"backup.schedule_timezone",
+        c"Time zone of schedules created without timezone =>.",
+        c"An IANA name such as Europe/Berlin; the cron fields are wall-clock times there.",
+        &SCHEDULE_TIMEZONE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup.retry_delay",
+        c"Wait before the first retry of a failed scheduled backup; each further retry waits twice as long.",
+        c"The n-th retry waits retry_delay * 2^(n-1), at most 60 times retry_delay.",
+        &RETRY_DELAY,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"backup.history_keep",
+        c"How long the scheduler keeps history rows: e.g. '30 days', '1000 rows' or '30 days, 1000 rows'.",
+        c"Empty keeps everything. Rows of backups whose archive is still kept are never removed.",
+        &HISTORY_KEEP,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 /// The backup directory: the setting, or `pg_backup` under the data directory.
@@ -178,4 +208,19 @@ pub fn allow_unsigned() -> bool {
 
 pub fn restore_statistics() -> bool {
     RESTORE_STATISTICS.get()
+}
+
+/// backup.schedule_timezone: the time zone of a schedule created without one.
+pub fn schedule_timezone() -> String {
+    nonempty(&SCHEDULE_TIMEZONE).unwrap_or_else(|| "UTC".into())
+}
+
+/// backup.retry_delay: the wait before a schedule's first retry.
+pub fn retry_delay() -> std::time::Duration {
+    std::time::Duration::from_secs(RETRY_DELAY.get().max(1) as u64)
+}
+
+/// backup.history_keep as written (parsed by catalog::history_keep).
+pub fn history_keep() -> Option<String> {
+    nonempty(&HISTORY_KEEP)
 }

@@ -38,6 +38,11 @@ extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/storage.sql", name = "storage");
 extension_sql_file!("../sql/signing.sql", name = "signing");
 extension_sql_file!("../sql/drills.sql", name = "drills", requires = ["catalog"]);
+extension_sql_file!(
+    "../sql/schedules.sql",
+    name = "schedules",
+    requires = ["catalog", "storage"]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

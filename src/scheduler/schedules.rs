@@ -3,8 +3,9 @@
 
 use chrono::Utc;
 use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use super::cron::Schedule;
+use super::cron::{self, Schedule};
 use super::run::{self, RunRequest, RunResult};
 use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
@@ -19,6 +20,68 @@ pub struct ScheduleArgs {
     pub keep_last: Option<i32>,
     pub keep_days: Option<i32>,
     pub enabled: bool,
+    /// NULL: backup.schedule_timezone.
+    pub timezone: Option<String>,
+    /// The longest a run may take, in seconds.
+    pub timeout_secs: Option<f64>,
+    pub retries: i32,
+    /// 'skip' or 'queue' (parsed by [`Overlap::parse`]).
+    pub overlap: String,
+    /// Stored for drills (scheduler/drills own what they do).
+    pub drill: bool,
+    pub drill_checks: Option<Vec<String>>,
+}
+
+/// What a fire time does while the schedule's previous run still goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// Skip it (counted in backup.schedules.skipped_runs).
+    Skip,
+    /// Run it as soon as the previous run ends; at most one run waits.
+    Queue,
+}
+
+impl Overlap {
+    pub fn parse(s: &str) -> Result<Overlap> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "skip" => Ok(Overlap::Skip),
+            "queue" => Ok(Overlap::Queue),
+            _ => Err(BackupError::invalid(format!(
+                "invalid overlap \"{}\"",
+                s.escape_debug()
+            ))
+            .with_hint("Use 'skip' (the default: a fire time is skipped while the previous run goes) or 'queue' (it runs when the previous run ends; at most one waits).")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+    }
+}
+
+/// Most retries a schedule may ask for (the backoff is capped, so more would only repeat
+/// failing runs for hours).
+pub const MAX_RETRIES: i32 = 100;
+
+/// The time zone of a schedule: the one given, else backup.schedule_timezone.
+fn resolve_timezone(given: Option<&str>) -> Result<chrono_tz::Tz> {
+    match given {
+        Some(tz) => cron::timezone(tz),
+        None => {
+            let setting = guc::schedule_timezone();
+            cron::timezone(&setting).map_err(|e| {
+                BackupError::invalid(format!(
+                    "backup.schedule_timezone is set to an unknown time zone \"{}\"",
+                    setting.escape_debug()
+                ))
+                .with_hint(e.hint().unwrap_or_default())
+            })
+        }
+    }
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -36,10 +99,11 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// The next run of `cron` after now, as RFC 3339 (UTC); an expression that never fires is an error.
-pub fn next_run(cron: &str) -> Result<String> {
+/// The next run of `cron` in `tz` after now, as RFC 3339 (UTC); an expression that never fires
+/// is an error.
+pub fn next_run(cron: &str, tz: chrono_tz::Tz) -> Result<String> {
     let s = Schedule::parse(cron)?;
-    let next = s.next_after(Utc::now()).ok_or_else(|| {
+    let next = s.next_after(tz, Utc::now()).ok_or_else(|| {
         BackupError::invalid(format!("cron expression \"{cron}\" never fires"))
             .with_hint("Check the day of month against the month (e.g. February has no 30th).")
     })?;
@@ -59,7 +123,19 @@ fn preloaded() -> bool {
 /// Add or replace a schedule.
 pub fn upsert(a: ScheduleArgs) -> Result<()> {
     validate_name(&a.name)?;
-    let next = next_run(&a.cron)?;
+    let overlap = Overlap::parse(&a.overlap)?;
+    if !(0..=MAX_RETRIES).contains(&a.retries) {
+        return Err(BackupError::invalid(format!(
+            "retries must be from 0 to {MAX_RETRIES}"
+        ))
+        .with_hint("0 (the default) tries a failed run no more; n tries it again up to n times, with growing waits."));
+    }
+    if matches!(a.timeout_secs, Some(t) if !(t > 0.0 && t.is_finite())) {
+        return Err(BackupError::invalid("timeout must be a positive interval")
+            .with_hint("E.g. timeout => '2 hours'; leave it NULL for no limit."));
+    }
+    let tz = resolve_timezone(a.timezone.as_deref())?;
+    let next = next_run(&a.cron, tz)?;
     // The options must make a valid backup now, not fail at 3 a.m.
     CreateOptions::parse(a.create.clone(), &Defaults::from_settings())?;
     for (what, v) in [("keep_last", a.keep_last), ("keep_days", a.keep_days)] {
@@ -81,11 +157,16 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
         );
     }
     text::run_with_args(
-        "INSERT INTO backup.schedules (name, cron, database, options, keep_last, keep_days, enabled, next_run_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz)
+        "INSERT INTO backup.schedules (name, cron, database, options, keep_last, keep_days, enabled, next_run_at,
+                                       timezone, timeout, retries, overlap, drill, drill_checks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz,
+                 $9, make_interval(secs => $10), $11, $12, $13, $14)
          ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, database = EXCLUDED.database,
            options = EXCLUDED.options, keep_last = EXCLUDED.keep_last, keep_days = EXCLUDED.keep_days,
-           enabled = EXCLUDED.enabled, next_run_at = EXCLUDED.next_run_at",
+           enabled = EXCLUDED.enabled, next_run_at = EXCLUDED.next_run_at,
+           timezone = EXCLUDED.timezone, timeout = EXCLUDED.timeout, retries = EXCLUDED.retries,
+           overlap = EXCLUDED.overlap, drill = EXCLUDED.drill, drill_checks = EXCLUDED.drill_checks,
+           retry = 0, queued = false",
         &[
             text::arg(a.name),
             text::arg(a.cron.trim()),
@@ -95,6 +176,15 @@ pub fn upsert(a: ScheduleArgs) -> Result<()> {
             a.keep_days.into(),
             a.enabled.into(),
             next.into(),
+            text::arg(tz.name()),
+            a.timeout_secs.into(),
+            a.retries.into(),
+            text::arg(overlap.as_str()),
+            a.drill.into(),
+            match &a.drill_checks {
+                Some(checks) => text::args(checks),
+                None => Option::<Vec<text::Text>>::None.into(),
+            },
         ],
     )?;
     if !preloaded() {
@@ -174,10 +264,8 @@ pub fn record(name: &str, r: &RunResult) -> Result<()> {
 }
 
 /// Mark a run as started and move next_run_at past now (at most one catch-up run).
-pub fn mark_started(name: &str, cron: &str) -> Result<()> {
-    let next = Schedule::parse(cron)?
-        .next_after(Utc::now())
-        .map(|t| t.to_rfc3339());
+pub fn mark_started(name: &str, cron: &str, tz: &str) -> Result<()> {
+    let next = cron::next_after(cron, tz, Utc::now())?.map(|t| t.to_rfc3339());
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running', next_run_at = $2::timestamptz
          WHERE name = $1",

@@ -36,6 +36,7 @@ pub fn register() {
 struct Due {
     name: String,
     cron: String,
+    timezone: String,
 }
 
 #[pg_guard]
@@ -151,7 +152,7 @@ fn collect_finished(running: &mut HashMap<String, RunHandle>) {
 fn due_schedules() -> Vec<Due> {
     Spi::connect(|c| {
         let rows = c.select(
-            "SELECT name, cron FROM backup.schedules
+            "SELECT name, cron, timezone FROM backup.schedules
              WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= now() ORDER BY next_run_at",
             None,
             &[],
@@ -161,6 +162,7 @@ fn due_schedules() -> Vec<Due> {
             v.push(Due {
                 name: r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
                 cron: r.get::<crate::text::Text>(2)?.unwrap_or_default().0,
+                timezone: r.get::<crate::text::Text>(3)?.unwrap_or_default().0,
             });
         }
         Ok::<_, pgrx::spi::Error>(v)
@@ -174,7 +176,7 @@ fn due_schedules() -> Vec<Due> {
 fn start(running: &mut HashMap<String, RunHandle>, due: &Due) {
     // next_run_at moves past now first: a run missed while the server was down happens once.
     let started = subtransaction::run(|| -> crate::error::Result<Option<RunHandle>> {
-        schedules::mark_started(&due.name, &due.cron)?;
+        schedules::mark_started(&due.name, &due.cron, &due.timezone)?;
         let Some(req) = schedules::request(&due.name)? else {
             return Ok(None);
         };

@@ -378,7 +378,7 @@ fn restore_0_3(
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(name = "schedule")]
-fn schedule_0_2(
+fn schedule_0_3(
     name: Option<Text>,
     cron: Option<Text>,
     label: default!(Option<Text>, "NULL"),
@@ -398,6 +398,12 @@ fn schedule_0_2(
     keep_local: default!(Option<bool>, true),
     encrypt_to: default!(Names, "NULL"),
     jobs: default!(Option<i32>, 1),
+    timezone: default!(Option<Text>, "NULL"),
+    timeout: default!(Option<Interval>, "NULL"),
+    retries: default!(Option<i32>, 0),
+    overlap: default!(Option<Text>, "'skip'"),
+    drill: default!(Option<bool>, false),
+    drill_checks: default!(Names, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -409,6 +415,12 @@ fn schedule_0_2(
         name!(keep_days, Option<i32>),
         name!(enabled, bool),
         name!(next_run_at, Option<pgrx::datum::TimestampWithTimeZone>),
+        name!(timezone, Text),
+        name!(timeout, Option<Interval>),
+        name!(retries, i32),
+        name!(overlap, Text),
+        name!(drill, bool),
+        name!(drill_checks, Option<Vec<Option<Text>>>),
     ),
 > {
     let (name, cron, format, compression, database, storage) = (
@@ -423,7 +435,7 @@ fn schedule_0_2(
     let cron = required(
         cron,
         "cron",
-        "Pass a cron expression, e.g. '30 2 * * *' (02:30 UTC daily), '@hourly' or '10 seconds'.",
+        "Pass a cron expression, e.g. '30 2 * * *' (02:30 daily in the schedule's time zone), '@hourly' or '10 seconds'.",
     );
     let boolean = "Pass true or false (the default).";
     let args = ScheduleArgs {
@@ -470,13 +482,45 @@ fn schedule_0_2(
             "enabled",
             "Pass true (the default) or false to store the schedule paused.",
         ),
+        timezone: text(timezone),
+        timeout_secs: timeout.map(interval_secs),
+        retries: required(
+            retries,
+            "retries",
+            "Pass 0 (the default: no retry) or how many times a failed run is tried again.",
+        ),
+        overlap: required(
+            text(overlap),
+            "overlap",
+            "Pass 'skip' (the default) or 'queue'.",
+        ),
+        drill: required(
+            drill,
+            "drill",
+            "Pass true (restore-test every backup of this schedule) or false (the default).",
+        ),
+        drill_checks: drill_checks.map(|list| {
+            list.into_iter()
+                .map(|v| {
+                    v.map(String::from).ok_or_else(|| BackupError::NullArgument {
+                        message: "drill_checks must not contain NULL".into(),
+                        hint: Some(
+                            "List SQL checks as ARRAY['SELECT ...', ...], or leave drill_checks out."
+                                .into(),
+                        ),
+                    })
+                })
+                .collect::<crate::error::Result<Vec<String>>>()
+                .or_raise()
+        }),
     };
     writes("backup.schedule()");
     let _caller = enter();
     schedules::upsert(args).or_raise();
     let row = Spi::connect(|c| {
         let t = c.select(
-            "SELECT name, cron, database, options, keep_last, keep_days, enabled, next_run_at
+            "SELECT name, cron, database, options, keep_last, keep_days, enabled, next_run_at,
+                    timezone, timeout, retries, overlap, drill, drill_checks
              FROM backup.schedules WHERE name = $1",
             None,
             &[crate::text::arg(name)],
@@ -492,11 +536,22 @@ fn schedule_0_2(
             r.get::<i32>(6)?,
             r.get::<bool>(7)?.unwrap_or(false),
             r.get::<pgrx::datum::TimestampWithTimeZone>(8)?,
+            r.get::<Text>(9)?.unwrap_or_default(),
+            r.get::<Interval>(10)?,
+            r.get::<i32>(11)?.unwrap_or(0),
+            r.get::<Text>(12)?.unwrap_or_default(),
+            r.get::<bool>(13)?.unwrap_or(false),
+            r.get::<Vec<Option<Text>>>(14)?,
         ))
     })
     .map_err(crate::error::BackupError::from)
     .or_raise();
     TableIterator::once(row)
+}
+
+/// An interval's length in seconds, a month counted as 30 days (as extract(epoch) does).
+fn interval_secs(i: Interval) -> f64 {
+    (i.months() as f64 * 30.0 + i.days() as f64) * 86_400.0 + i.micros() as f64 / 1e6
 }
 
 const SCHEDULE_NAME_HINT: &str = "Pass a schedule name from SELECT name FROM backup.schedules;";
