@@ -26,3 +26,8 @@ CREATE INDEX drills_backup_idx ON backup.drills (backup_id, started_at);
 SELECT pg_catalog.pg_extension_config_dump('backup.drills', '');
 REVOKE ALL ON backup.drills FROM PUBLIC;
 GRANT SELECT ON backup.drills TO backup_operator;
+
+-- The role whose rights a schedule's drills (drill => true) restore and check with: the role
+-- that last called backup.schedule() for it (set by schedule(); NULL: the bootstrap superuser).
+ALTER TABLE backup.schedules ADD COLUMN drill_role text;
+COMMENT ON COLUMN backup.schedules.drill_role IS 'The role whose rights this schedule''s restore drills run with: the role that called backup.schedule().';

@@ -223,6 +223,8 @@ ALTER FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[],
 -- ---------------------------------------------------------------------------------------------
 ALTER TABLE backup.drills ADD COLUMN pid integer;
 COMMENT ON COLUMN backup.drills.pid IS 'The process answering for a running drill (its worker): a running drill whose process is gone is failed by the sweep.';
+ALTER TABLE backup.schedules ADD COLUMN drill_role text;
+COMMENT ON COLUMN backup.schedules.drill_role IS 'The role whose rights this schedule''s restore drills run with: the role that called backup.schedule().';
 
 CREATE FUNCTION backup."drill"(
 	"backup_id" TEXT DEFAULT NULL,

@@ -88,19 +88,27 @@ pub fn backup_to_drill(id: Option<&str>) -> Result<String> {
 }
 
 /// Record the drill's row and start its worker; returns the drill's id and the worker once it
-/// has taken the drill over (or exited).
+/// has taken the drill over (or exited). For a caller whose writes commit at once (a SQL
+/// call: the row goes through the autonomous writer).
 pub fn start(ask: &DrillAsk) -> Result<(i64, DynamicBackgroundWorker)> {
     let backup_id = backup_to_drill(ask.backup_id)?;
+    let id = record(ask, &backup_id)?;
+    let w = launch(id)?;
+    Ok((id, w))
+}
+
+/// The drill's row, `running`, answered for by this process until its worker takes it over.
+fn record(ask: &DrillAsk, backup_id: &str) -> Result<i64> {
     for c in ask.checks {
         if c.trim().is_empty() {
             return Err(BackupError::invalid("a drill check must not be empty")
                 .with_hint("Give each check as a query returning one boolean or one row count, e.g. 'SELECT count(*) > 0 FROM orders'."));
         }
     }
-    // SAFETY: process-local globals set at process start / connection.
-    let (pid, db) = unsafe { (pg_sys::MyProcPid, u32::from(pg_sys::MyDatabaseId)) };
-    let id = drills::start(&DrillStart {
-        backup_id,
+    // SAFETY: a process-local global set at process start.
+    let pid = unsafe { pg_sys::MyProcPid };
+    drills::start(&DrillStart {
+        backup_id: backup_id.to_string(),
         schedule: ask.schedule.map(String::from),
         database: crate::text::current_database(),
         checks: serde_json::Value::Array(
@@ -111,7 +119,13 @@ pub fn start(ask: &DrillAsk) -> Result<(i64, DynamicBackgroundWorker)> {
         ),
         requested_by: ask.role.to_string(),
         pid,
-    })?;
+    })
+}
+
+/// Start the worker of drill `id` (its row committed) and wait for it to take the drill over.
+fn launch(id: i64) -> Result<DynamicBackgroundWorker> {
+    // SAFETY: process-local globals set at process start / connection.
+    let (pid, db) = unsafe { (pg_sys::MyProcPid, u32::from(pg_sys::MyDatabaseId)) };
     let launched = BackgroundWorkerBuilder::new(&format!("pg_backup drill {id}"))
         .set_type("pg_backup drill")
         .set_library("pg_backup")
@@ -134,7 +148,77 @@ pub fn start(ask: &DrillAsk) -> Result<(i64, DynamicBackgroundWorker)> {
             .with_hint("A drill needs two slots of max_worker_processes (restart needed to raise it); try again when other workers have finished."));
     };
     hand_over(id, pid, &w);
-    Ok((id, w))
+    Ok(w)
+}
+
+/// In `backup.schedule()`, after the schedule is written: its drills run with the rights of
+/// the role that called it.
+pub fn record_schedule_role(schedule: &str, role: &str) -> Result<()> {
+    crate::text::run_with_args(
+        "UPDATE backup.schedules SET drill_role = $2 WHERE name = $1",
+        &[crate::text::arg(schedule), crate::text::arg(role)],
+    )?;
+    Ok(())
+}
+
+/// In a scheduled run's worker, after its backup succeeded (outside any transaction): a drill
+/// of that backup, with the schedule's checks, as the role that set the schedule (the
+/// bootstrap superuser for a schedule written otherwise). The drill runs in a worker of its
+/// own; a drill that cannot start is recorded failed (and alerts) all the same.
+pub fn after_scheduled_backup(schedule: &str, backup_id: &str, checks: &[String], role: Option<&str>) {
+    use pgrx::bgworkers::BackgroundWorker;
+    let recorded = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+        crate::subtransaction::run(|| -> Result<i64> {
+            let role = match role {
+                Some(r) => r.to_string(),
+                None => crate::query::one::<crate::text::Text>(
+                    "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10",
+                    &[],
+                )?
+                .map(String::from)
+                .unwrap_or_default(),
+            };
+            let ask = DrillAsk {
+                backup_id: Some(backup_id),
+                checks,
+                schedule: Some(schedule),
+                role: &role,
+            };
+            let id = record(&ask, backup_id)?;
+            if let Err(e) = backup_to_drill(Some(backup_id)) {
+                worker::record_end(
+                    id,
+                    backup_id,
+                    drills::DrillEnd {
+                        error: Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
+                        ..Default::default()
+                    },
+                    Some(schedule),
+                )?;
+            }
+            Ok(id)
+        })
+    }));
+    let id = match recorded {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
+            pgrx::log!("pg_backup: schedule \"{schedule}\": the drill of backup {backup_id} could not start: {e}");
+            return;
+        }
+        Err(caught) => {
+            pgrx::log!(
+                "pg_backup: schedule \"{schedule}\": the drill of backup {backup_id} could not start: {}",
+                crate::subtransaction::message(&caught)
+            );
+            return;
+        }
+    };
+    let launched = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+        crate::subtransaction::run(|| launch(id).map(|_| ()))
+    }));
+    if !matches!(launched, Ok(Ok(()))) {
+        pgrx::log!("pg_backup: schedule \"{schedule}\": the drill of backup {backup_id} could not start (no worker slot)");
+    }
 }
 
 /// Wait until the drill's worker has taken the drill over (its pid in the row), or exited, or

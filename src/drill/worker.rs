@@ -314,27 +314,35 @@ fn restore_and_check(req: &ScratchRequest) -> Result<ScratchReport, String> {
 
 /// Record how the drill ended and raise its event (delivered when this commits).
 fn finish(id: i64, backup_id: &str, end: DrillEnd, schedule: Option<&str>) {
-    let recorded = in_transaction(true, || {
-        let row = drills::finish(id, &end)?;
-        if let Some(row) = &row {
-            let kind = if end.succeeded {
-                EventKind::DrillSucceeded
-            } else {
-                EventKind::DrillFailed
-            };
-            alerts::emit(&Event::new(kind, event_details(row)));
-        }
-        Ok(())
-    });
-    match recorded {
-        Ok(()) if !end.succeeded => pgrx::log!(
-            "pg_backup: drill {id} of backup {backup_id}{} failed: {}",
-            schedule.map(|s| format!(" (schedule \"{s}\")")).unwrap_or_default(),
-            end.error.unwrap_or_default()
-        ),
-        Ok(()) => {}
-        Err(e) => pgrx::log!("pg_backup: drill {id}: could not record its result: {e}"),
+    if let Err(e) = in_transaction(true, || record_end(id, backup_id, end, schedule)) {
+        pgrx::log!("pg_backup: drill {id}: could not record its result: {e}");
     }
+}
+
+/// In the current transaction: drill `id` ended as `end` (a running one only); its event.
+pub fn record_end(
+    id: i64,
+    backup_id: &str,
+    end: DrillEnd,
+    schedule: Option<&str>,
+) -> crate::error::Result<()> {
+    let row = drills::finish(id, &end)?;
+    if let Some(row) = &row {
+        let kind = if end.succeeded {
+            EventKind::DrillSucceeded
+        } else {
+            EventKind::DrillFailed
+        };
+        alerts::emit(&Event::new(kind, event_details(row)));
+        if !end.succeeded {
+            pgrx::log!(
+                "pg_backup: drill {id} of backup {backup_id}{} failed: {}",
+                schedule.map(|s| format!(" (schedule \"{s}\")")).unwrap_or_default(),
+                end.error.clone().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What the event says: the drill's figures (counts and durations, never a row value).

@@ -236,7 +236,9 @@ pub fn unknown_schedule(name: &str) -> BackupError {
 pub fn request(name: &str) -> Result<Option<RunRequest>> {
     let row = Spi::get_one_with_args::<text::Json>(
         "SELECT (SELECT jsonb_build_object('schedule', name, 'database', database, 'options', options,
-                                           'keep_last', keep_last, 'keep_days', keep_days)
+                                           'keep_last', keep_last, 'keep_days', keep_days,
+                                           'drill', drill, 'drill_checks', drill_checks,
+                                           'drill_role', drill_role)
                  FROM backup.schedules WHERE name = $1)",
         &[text::arg(name)],
     )?;
