@@ -336,3 +336,70 @@ fn a_cancelled_drill_drops_its_scratch_database() {
     assert!(row["error"].as_str().unwrap().contains("cancel"), "{row:#}");
     assert_eq!(scratch_databases(&mut c), Vec::<String>::new());
 }
+
+#[test]
+fn a_schedule_with_drill_drills_each_backup_it_takes() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut app = s.connect("app");
+    fixture(&mut app);
+    // The scheduler reads backup.schedules in database postgres (backup.database); the
+    // schedule backs up app, where its drills run and are recorded.
+    let mut sched = s.connect("postgres");
+    sched.batch_execute("CREATE EXTENSION pg_backup").unwrap();
+    sched
+        .query(
+            "SELECT * FROM backup.schedule('drilled', '2 seconds', database => 'app', drill => true,
+                 drill_checks => ARRAY['SELECT count(*) = 1500 FROM shop.orders', 'SELECT current_user = session_user'])",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        text(&mut sched, "SELECT drill_role FROM backup.schedules WHERE name = 'drilled'"),
+        superuser()
+    );
+    let ended = wait_until(
+        &mut app,
+        "SELECT EXISTS (SELECT 1 FROM backup.drills WHERE schedule = 'drilled' AND status <> 'running')",
+        120,
+    );
+    sched
+        .batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'drilled'")
+        .unwrap();
+    assert!(ended, "no scheduled drill ended");
+    let d = drill_json(
+        &mut app,
+        "SELECT * FROM backup.drills WHERE schedule = 'drilled' AND status <> 'running' ORDER BY id LIMIT 1",
+    );
+    assert_eq!(d["status"], "succeeded", "{d:#}");
+    assert_eq!(d["rows_checked"], 2200, "{d:#}");
+    assert_eq!(d["requested_by"], superuser().as_str());
+    let checks = d["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    // The drill is of a backup this schedule took, after it completed.
+    let backup = d["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        text(
+            &mut app,
+            &format!("SELECT schedule || ' ' || status FROM backup.backups WHERE id = '{backup}'")
+        ),
+        "drilled completed"
+    );
+    assert!(one::<bool>(
+        &mut app,
+        &format!(
+            "SELECT (SELECT finished_at FROM backup.backups WHERE id = '{backup}') <= started_at FROM backup.drills WHERE id = {}",
+            d["id"]
+        )
+    ));
+    // Every drill of the schedule ends and drops its database (wait for those still going).
+    assert!(wait_until(
+        &mut app,
+        "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
+        120
+    ));
+    assert_eq!(scratch_databases(&mut app), Vec::<String>::new());
+}
