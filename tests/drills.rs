@@ -197,7 +197,8 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
     assert_eq!(checks[0]["result"], true);
     assert!(checks[1]["result"].as_i64().unwrap() > 0);
     // One failing check fails the drill; the others still run; a check's error says its
-    // SQLSTATE, never the value that caused it; nothing a check does is left for the next.
+    // SQLSTATE, never the value that caused it; a check cannot write (0A000), and nothing a
+    // check does is left for the next.
     let d = drill_json(
         &mut c,
         "SELECT * FROM backup.drill(checks => ARRAY[
@@ -210,7 +211,8 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
     assert_eq!(d["status"], "failed", "{d:#}");
     let checks = d["checks"].as_array().unwrap();
     let ok: Vec<bool> = checks.iter().map(|c| c["ok"] == true).collect();
-    assert_eq!(ok, [true, false, false, true, true], "{checks:#?}");
+    assert_eq!(ok, [true, false, false, false, true], "{checks:#?}");
+    assert!(checks[3]["error"].as_str().unwrap().contains("0A000"), "{checks:#?}");
     assert_eq!(checks[1]["result"], 0);
     let cast_error = checks[2]["error"].as_str().unwrap();
     assert!(cast_error.contains("22P02"), "{cast_error}");

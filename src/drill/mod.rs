@@ -279,6 +279,16 @@ pub fn wait_for(w: DynamicBackgroundWorker) {
             pgrx::check_for_interrupts!();
         }
         if cancel {
+            // Not raised yet, but a ProcSignalBarrier must still be absorbed meanwhile: the
+            // drill's worker drops its scratch database (which waits for every backend) before
+            // it ends.
+            // SAFETY: what CHECK_FOR_INTERRUPTS does for a pending barrier, on the backend's
+            // thread outside any critical section; the flag is read volatile.
+            unsafe {
+                if (&raw const pg_sys::ProcSignalBarrierPending).read_volatile() != 0 {
+                    pg_sys::ProcessProcSignalBarrier();
+                }
+            }
             match cancel_sent {
                 None => {
                     // SAFETY: a signal to the drill's worker (a pid the postmaster says is

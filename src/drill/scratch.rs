@@ -163,11 +163,13 @@ fn check(req: &ScratchRequest, restore_secs: f64) -> Result<ScratchReport, Failu
             let answer = run_check(sql, caller, i + 1);
             let (ok, value) = compare::check_result(sql, &answer);
             if !ok {
-                failed_checks.push(format!(
-                    "check {}: {}",
-                    i + 1,
-                    value["error"].as_str().unwrap_or("failed")
-                ));
+                let name = format!("check {}", i + 1);
+                let why = value["error"].as_str().unwrap_or("failed");
+                failed_checks.push(if why.starts_with(&name) {
+                    why.to_string()
+                } else {
+                    format!("{name}: {why}")
+                });
             }
             checks.push(value);
         }
