@@ -48,7 +48,11 @@ fn events(listener: &mut Client) -> Vec<serde_json::Value> {
 
 /// The drill's row as `drill()` returned it (or as backup.drills holds it), as JSON.
 fn drill_json(c: &mut Client, sql: &str) -> serde_json::Value {
-    serde_json::from_str(&text(c, &format!("SELECT to_jsonb(d)::text FROM ({sql}) d"))).unwrap()
+    serde_json::from_str(&text(
+        c,
+        &format!("SELECT to_jsonb(d)::text FROM ({sql}) d"),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -80,11 +84,17 @@ fn a_drill_of_a_good_backup_succeeds_and_leaves_no_scratch_database() {
     let mut secs = |col: &str| {
         one::<f64>(
             &mut c,
-            &format!("SELECT extract(epoch FROM {col})::float8 FROM backup.drills WHERE id = {}", d["id"]),
+            &format!(
+                "SELECT extract(epoch FROM {col})::float8 FROM backup.drills WHERE id = {}",
+                d["id"]
+            ),
         )
     };
     let restore = secs("restore_duration");
-    assert!(restore > 0.0 && restore < took.as_secs_f64(), "{restore} s of {took:?}");
+    assert!(
+        restore > 0.0 && restore < took.as_secs_f64(),
+        "{restore} s of {took:?}"
+    );
     assert!(secs("backup_age") >= 1.0, "{d:#}");
     assert_eq!(scratch_databases(&mut c), Vec::<String>::new());
     // The drill's worker is gone too (no drill process left behind).
@@ -104,19 +114,32 @@ fn a_drill_of_a_good_backup_succeeds_and_leaves_no_scratch_database() {
     assert_eq!(e["drill_id"], d["id"]);
 
     // A named backup, without waiting: the row comes back at once, running, then ends.
-    c.batch_execute("INSERT INTO shop.orders (total) VALUES (1)").unwrap();
+    c.batch_execute("INSERT INTO shop.orders (total) VALUES (1)")
+        .unwrap();
     let second = create(&mut c, "");
-    let d = drill_json(&mut c, &format!("SELECT * FROM backup.drill('{id}', wait => false)"));
+    let d = drill_json(
+        &mut c,
+        &format!("SELECT * FROM backup.drill('{id}', wait => false)"),
+    );
     assert_eq!(d["status"], "running", "{d:#}");
     assert_eq!(d["backup_id"], id.as_str());
     assert!(wait_until(
         &mut c,
-        &format!("SELECT status <> 'running' FROM backup.drills WHERE id = {}", d["id"]),
+        &format!(
+            "SELECT status <> 'running' FROM backup.drills WHERE id = {}",
+            d["id"]
+        ),
         120
     ));
-    let row = drill_json(&mut c, &format!("SELECT * FROM backup.drills WHERE id = {}", d["id"]));
+    let row = drill_json(
+        &mut c,
+        &format!("SELECT * FROM backup.drills WHERE id = {}", d["id"]),
+    );
     assert_eq!(row["status"], "succeeded", "{row:#}");
-    assert_eq!(row["rows_checked"], 2200, "the backup named, not the newest: {row:#}");
+    assert_eq!(
+        row["rows_checked"], 2200,
+        "the backup named, not the newest: {row:#}"
+    );
     let newest = drill_json(&mut c, "SELECT * FROM backup.drill()");
     assert_eq!(newest["backup_id"], second.as_str());
     assert_eq!(newest["rows_checked"], 2201);
@@ -179,8 +202,10 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
     let s = Server::start("");
     let mut c = s.connect("app");
     fixture(&mut c);
-    c.batch_execute("CREATE TABLE public.secrets (v text); INSERT INTO secrets VALUES ('TOPSECRET-42');")
-        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE public.secrets (v text); INSERT INTO secrets VALUES ('TOPSECRET-42');",
+    )
+    .unwrap();
     create(&mut c, "");
     // Checks that pass: a boolean, a positive count.
     let d = drill_json(
@@ -212,19 +237,32 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
     let checks = d["checks"].as_array().unwrap();
     let ok: Vec<bool> = checks.iter().map(|c| c["ok"] == true).collect();
     assert_eq!(ok, [true, false, false, false, true], "{checks:#?}");
-    assert!(checks[3]["error"].as_str().unwrap().contains("0A000"), "{checks:#?}");
+    assert!(
+        checks[3]["error"].as_str().unwrap().contains("0A000"),
+        "{checks:#?}"
+    );
     assert_eq!(checks[1]["result"], 0);
     let cast_error = checks[2]["error"].as_str().unwrap();
     assert!(cast_error.contains("22P02"), "{cast_error}");
     let text = d.to_string();
-    assert!(!text.contains("TOPSECRET"), "a row value in the drill's row: {text}");
+    assert!(
+        !text.contains("TOPSECRET"),
+        "a row value in the drill's row: {text}"
+    );
     let error = d["error"].as_str().unwrap();
-    assert!(error.contains("check 2") && error.contains("check 3"), "{error}");
+    assert!(
+        error.contains("check 2") && error.contains("check 3"),
+        "{error}"
+    );
     // The restore itself was fine.
     assert_eq!(d["mismatches"], serde_json::json!([]));
     assert_eq!(scratch_databases(&mut c), Vec::<String>::new());
     // An empty check is refused before anything starts.
-    expect_err(&mut c, "SELECT * FROM backup.drill(checks => ARRAY[' '])", "22023");
+    expect_err(
+        &mut c,
+        "SELECT * FROM backup.drill(checks => ARRAY[' '])",
+        "22023",
+    );
 }
 
 #[test]
@@ -247,7 +285,10 @@ fn a_backup_operator_drills_what_it_could_restore_with_its_own_rights() {
     );
     // alice has no CREATEDB: the drill's worker makes the scratch database for her; she
     // restores into it and runs her checks as herself.
-    assert!(!one::<bool>(&mut alice, "SELECT rolcreatedb FROM pg_roles WHERE rolname = 'alice'"));
+    assert!(!one::<bool>(
+        &mut alice,
+        "SELECT rolcreatedb FROM pg_roles WHERE rolname = 'alice'"
+    ));
     let d = drill_json(
         &mut alice,
         &format!(
@@ -268,7 +309,11 @@ fn a_backup_operator_drills_what_it_could_restore_with_its_own_rights() {
     assert!(d["error"].as_str().unwrap().contains("42501"), "{d:#}");
     // She reads the drills (counts, never a row value) and cannot write them.
     assert_eq!(count(&mut alice, "SELECT count(*) FROM backup.drills"), 2);
-    assert!(!text(&mut alice, "SELECT string_agg(to_jsonb(d)::text, ' ') FROM backup.drills d").contains("1000000"));
+    assert!(!text(
+        &mut alice,
+        "SELECT string_agg(to_jsonb(d)::text, ' ') FROM backup.drills d"
+    )
+    .contains("1000000"));
     expect_err(&mut alice, "DELETE FROM backup.drills", "42501");
     assert_eq!(scratch_databases(&mut su), Vec::<String>::new());
     // A role without backup_operator may not drill.
@@ -298,7 +343,10 @@ fn a_terminated_drill_is_failed_and_its_scratch_database_dropped_later() {
         &format!("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%\\_{id}')"),
         60
     ));
-    let pid = one::<i32>(&mut c, &format!("SELECT pid FROM backup.drills WHERE id = {id}"));
+    let pid = one::<i32>(
+        &mut c,
+        &format!("SELECT pid FROM backup.drills WHERE id = {id}"),
+    );
     kill(pid, libc::SIGTERM);
     assert!(wait_until(
         &mut c,
@@ -306,8 +354,12 @@ fn a_terminated_drill_is_failed_and_its_scratch_database_dropped_later() {
         30
     ));
     // The next pg_backup call settles the row; the next drill drops the scratch database.
-    c.batch_execute("SELECT * FROM backup.verify(deep => false)").unwrap();
-    let row = drill_json(&mut c, &format!("SELECT * FROM backup.drills WHERE id = {id}"));
+    c.batch_execute("SELECT * FROM backup.verify(deep => false)")
+        .unwrap();
+    let row = drill_json(
+        &mut c,
+        &format!("SELECT * FROM backup.drills WHERE id = {id}"),
+    );
     assert_eq!(row["status"], "failed", "{row:#}");
     assert!(row["error"].as_str().unwrap().contains("exited"), "{row:#}");
     let next = drill_json(&mut c, "SELECT * FROM backup.drill()");
@@ -333,7 +385,10 @@ fn a_cancelled_drill_drops_its_scratch_database() {
     expect_err(&mut c, "SELECT * FROM backup.drill()", "57014");
     assert!(started.elapsed() < Duration::from_secs(60));
     c.batch_execute("RESET statement_timeout").unwrap();
-    let row = drill_json(&mut c, "SELECT * FROM backup.drills ORDER BY id DESC LIMIT 1");
+    let row = drill_json(
+        &mut c,
+        "SELECT * FROM backup.drills ORDER BY id DESC LIMIT 1",
+    );
     assert_eq!(row["status"], "failed", "{row:#}");
     assert!(row["error"].as_str().unwrap().contains("cancel"), "{row:#}");
     assert_eq!(scratch_databases(&mut c), Vec::<String>::new());
@@ -359,7 +414,10 @@ fn a_schedule_with_drill_drills_each_backup_it_takes() {
         )
         .unwrap();
     assert_eq!(
-        text(&mut sched, "SELECT drill_role FROM backup.schedules WHERE name = 'drilled'"),
+        text(
+            &mut sched,
+            "SELECT drill_role FROM backup.schedules WHERE name = 'drilled'"
+        ),
         superuser()
     );
     let ended = wait_until(

@@ -30,8 +30,11 @@ pub fn start(row: &DrillStart) -> Result<i64> {
             .parse::<i64>()
             .map_err(|_| BackupError::invalid("the drill's row was not recorded")),
         Outcome::Standby => Err(BackupError::on_standby("drill()")),
-        _ => Err(BackupError::denied("the drill's row could not be recorded")
-            .with_hint("See the server log; a drill records its row in backup.drills before it starts.")),
+        _ => Err(
+            BackupError::denied("the drill's row could not be recorded").with_hint(
+                "See the server log; a drill records its row in backup.drills before it starts.",
+            ),
+        ),
     }
 }
 
@@ -61,9 +64,15 @@ pub fn task(id: i64) -> Result<Option<DrillTask>> {
             .map(|j| j.0)
             .unwrap_or(serde_json::Value::Null);
         Ok(Some(DrillTask {
-            backup_id: r.get::<crate::text::Text>(1)?.map(String::from).unwrap_or_default(),
+            backup_id: r
+                .get::<crate::text::Text>(1)?
+                .map(String::from)
+                .unwrap_or_default(),
             schedule: r.get::<crate::text::Text>(2)?.map(String::from),
-            requested_by: r.get::<crate::text::Text>(3)?.map(String::from).unwrap_or_default(),
+            requested_by: r
+                .get::<crate::text::Text>(3)?
+                .map(String::from)
+                .unwrap_or_default(),
             checks: requested_checks(&checks),
             status: r.get::<String>(5)?.unwrap_or_default(),
         }))

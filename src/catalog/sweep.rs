@@ -80,7 +80,9 @@ pub fn drop_dead_drills_databases() {
             crate::drill::database::drop(&name);
             Ok(())
         })
-        .unwrap_or_else(|e| pgrx::log!("pg_backup sweeper: could not drop the drill database \"{name}\": {e}"));
+        .unwrap_or_else(|e| {
+            pgrx::log!("pg_backup sweeper: could not drop the drill database \"{name}\": {e}")
+        });
     }
 }
 

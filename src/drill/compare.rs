@@ -22,10 +22,12 @@ pub fn expected_rows(m: &Manifest) -> BTreeMap<(String, String), u64> {
         .iter()
         .filter(|t| t.kind.is_none())
         .map(|t| ((t.schema.clone(), t.table.clone()), t.rows));
-    files.chain(script).fold(BTreeMap::new(), |mut acc, (k, n)| {
-        *acc.entry(k).or_insert(0) += n;
-        acc
-    })
+    files
+        .chain(script)
+        .fold(BTreeMap::new(), |mut acc, (k, n)| {
+            *acc.entry(k).or_insert(0) += n;
+            acc
+        })
 }
 
 /// A table whose restored row count is not the manifest's (None: the table is missing).
@@ -62,7 +64,10 @@ pub enum Answer {
     /// Any other type, or not exactly one column.
     Other(String),
     NoRow,
-    Error { sqlstate: String, message: String },
+    Error {
+        sqlstate: String,
+        message: String,
+    },
 }
 
 /// One check's result as recorded in `backup.drills.checks`: the query, whether it passed,
@@ -71,15 +76,33 @@ pub enum Answer {
 pub fn check_result(check: &str, answer: &Answer) -> (bool, Value) {
     let (ok, result, error) = match answer {
         Answer::Bool(Some(b)) => (*b, json!(b), None),
-        Answer::Bool(None) => (false, Value::Null, Some("the check returned NULL".to_string())),
-        Answer::Count(Some(n)) => (*n > 0, json!(n), (*n <= 0).then(|| "the check counted no rows".to_string())),
-        Answer::Count(None) => (false, Value::Null, Some("the check returned NULL".to_string())),
+        Answer::Bool(None) => (
+            false,
+            Value::Null,
+            Some("the check returned NULL".to_string()),
+        ),
+        Answer::Count(Some(n)) => (
+            *n > 0,
+            json!(n),
+            (*n <= 0).then(|| "the check counted no rows".to_string()),
+        ),
+        Answer::Count(None) => (
+            false,
+            Value::Null,
+            Some("the check returned NULL".to_string()),
+        ),
         Answer::Other(what) => (
             false,
             Value::Null,
-            Some(format!("a check returns one boolean or one number, not {what}")),
+            Some(format!(
+                "a check returns one boolean or one number, not {what}"
+            )),
         ),
-        Answer::NoRow => (false, Value::Null, Some("the check returned no row".to_string())),
+        Answer::NoRow => (
+            false,
+            Value::Null,
+            Some("the check returned no row".to_string()),
+        ),
         // The message names its SQLSTATE already (never a row value: see drill::scratch).
         Answer::Error { message, .. } => (false, Value::Null, Some(message.clone())),
     };
@@ -107,7 +130,11 @@ pub fn failure_text(mismatches: &[Mismatch], failed_checks: &[String]) -> Option
             "{} table(s) differ from the backup: {}{}",
             mismatches.len(),
             list.join("; "),
-            if more > 0 { format!("; and {more} more") } else { String::new() }
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
         ));
     }
     if !failed_checks.is_empty() {
@@ -130,8 +157,12 @@ mod tests {
 
     #[test]
     fn counts_differ_or_tables_missing_are_mismatches() {
-        let expected: BTreeMap<_, _> =
-            [(key("public", "a"), 3), (key("public", "b"), 0), (key("s", "c"), 5)].into();
+        let expected: BTreeMap<_, _> = [
+            (key("public", "a"), 3),
+            (key("public", "b"), 0),
+            (key("s", "c"), 5),
+        ]
+        .into();
         let restored: BTreeMap<_, _> = [
             (key("public", "a"), Some(3)),
             (key("public", "b"), Some(0)),
@@ -140,7 +171,11 @@ mod tests {
         .into();
         assert_eq!(
             mismatches(&expected, &restored),
-            vec![Mismatch { table: "s.c".into(), expected: 5, restored: Some(4) }]
+            vec![Mismatch {
+                table: "s.c".into(),
+                expected: 5,
+                restored: Some(4)
+            }]
         );
         let gone: BTreeMap<_, _> = [(key("public", "a"), Some(3))].into();
         let m = mismatches(&expected, &gone);

@@ -4,9 +4,9 @@
 //! transaction, started by itself and committed right after, is what a top-level statement
 //! gets, so the worker calls the two functions directly, each in a transaction of its own.
 
+use crate::error::Result;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier as ident, quote_literal as literal};
-use crate::error::Result;
 
 const PREFIX: &str = "pg_backup_drill_";
 
@@ -33,7 +33,13 @@ pub fn parse_scratch_name(name: &str) -> Option<(u32, i64)> {
 /// The CREATE DATABASE statement of a scratch database: from template0, with the encoding and
 /// locale of the database drilled (so the restore meets what it would meet there), owned by
 /// the role the drill acts for (who then has CREATE on it, as on a database of its own).
-pub fn create_statement(name: &str, owner: &str, encoding: &str, collate: &str, ctype: &str) -> String {
+pub fn create_statement(
+    name: &str,
+    owner: &str,
+    encoding: &str,
+    collate: &str,
+    ctype: &str,
+) -> String {
     format!(
         "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
         ident(name),

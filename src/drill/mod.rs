@@ -25,7 +25,9 @@ pub mod worker;
 
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker};
+use pgrx::bgworkers::{
+    BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker,
+};
 use pgrx::prelude::*;
 
 use crate::catalog::drills::{self, DrillStart};
@@ -165,7 +167,12 @@ pub fn record_schedule_role(schedule: &str, role: &str) -> Result<()> {
 /// of that backup, with the schedule's checks, as the role that set the schedule (the
 /// bootstrap superuser for a schedule written otherwise). The drill runs in a worker of its
 /// own; a drill that cannot start is recorded failed (and alerts) all the same.
-pub fn after_scheduled_backup(schedule: &str, backup_id: &str, checks: &[String], role: Option<&str>) {
+pub fn after_scheduled_backup(
+    schedule: &str,
+    backup_id: &str,
+    checks: &[String],
+    role: Option<&str>,
+) {
     use pgrx::bgworkers::BackgroundWorker;
     let recorded = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
         crate::subtransaction::run(|| -> Result<i64> {

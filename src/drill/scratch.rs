@@ -124,7 +124,9 @@ fn sqlstate(e: &pgrx::pg_sys::panic::CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r)
         | CaughtError::ErrorReport(r)
-        | CaughtError::RustPanic { ereport: r, .. } => crate::error::sqlstate_of(r.sql_error_code()),
+        | CaughtError::RustPanic { ereport: r, .. } => {
+            crate::error::sqlstate_of(r.sql_error_code())
+        }
     }
 }
 
@@ -136,7 +138,10 @@ fn install_pg_backup(req: &ScratchRequest) -> Result<(), Failure> {
         Ok(())
     })
     .map_err(|f| Failure {
-        message: format!("could not install pg_backup in the drill's scratch database: {}", f.message),
+        message: format!(
+            "could not install pg_backup in the drill's scratch database: {}",
+            f.message
+        ),
         ..f
     })
 }
@@ -147,9 +152,12 @@ fn check(req: &ScratchRequest, restore_secs: f64) -> Result<ScratchReport, Failu
     in_transaction(req, || {
         let id = &req.restore.backup_id;
         let caller = pg_sys::Oid::from(req.restore.caller_oid);
-        let archive = Archive::open(id, req.restore.opts.identity.as_deref(), |_| Ok(()), |src, raw| {
-            crate::security::signing::authenticate(src, raw, caller, true).map(|_| ())
-        })?;
+        let archive = Archive::open(
+            id,
+            req.restore.opts.identity.as_deref(),
+            |_| Ok(()),
+            |src, raw| crate::security::signing::authenticate(src, raw, caller, true).map(|_| ()),
+        )?;
         let expected = compare::expected_rows(&archive.manifest);
         let restored = expected
             .keys()

@@ -81,7 +81,10 @@ pub fn own_transaction<T>(f: impl FnOnce() -> crate::error::Result<T>) -> Result
 }
 
 /// As `own_transaction`, with a snapshot when `snapshot`.
-fn in_transaction<T>(snapshot: bool, f: impl FnOnce() -> crate::error::Result<T>) -> Result<T, String> {
+fn in_transaction<T>(
+    snapshot: bool,
+    f: impl FnOnce() -> crate::error::Result<T>,
+) -> Result<T, String> {
     // SAFETY: in this background worker, outside any transaction (every path below ends the
     // one it starts).
     unsafe {
@@ -147,10 +150,18 @@ fn conduct(db: u32, id: i64) {
         }
     }
     let Some(role_oid) = oid else {
-        finish(id, &task.backup_id, DrillEnd {
-            error: Some(format!("role \"{}\" that asked for the drill does not exist", task.requested_by)),
-            ..Default::default()
-        }, task.schedule.as_deref());
+        finish(
+            id,
+            &task.backup_id,
+            DrillEnd {
+                error: Some(format!(
+                    "role \"{}\" that asked for the drill does not exist",
+                    task.requested_by
+                )),
+                ..Default::default()
+            },
+            task.schedule.as_deref(),
+        );
         return;
     };
     let drilling = Drilling {
@@ -170,7 +181,9 @@ fn drill_in_scratch(db: u32, id: i64, d: &Drilling) -> DrillEnd {
     let name = database::scratch_name(db, id);
     if let Err(e) = in_transaction(true, || database::create(&name, &d.role)) {
         return DrillEnd {
-            error: Some(format!("could not create the drill's scratch database: {e}")),
+            error: Some(format!(
+                "could not create the drill's scratch database: {e}"
+            )),
             ..Default::default()
         };
     }
@@ -284,11 +297,20 @@ fn restore_and_check(req: &ScratchRequest) -> Result<ScratchReport, String> {
             }
             PoolEvent::Failed { failure, .. } => {
                 pool.finish();
-                let cancelled = cancel_sent.is_some().then_some(" (the drill was cancelled)").unwrap_or("");
-                return Err(format!("{} (SQLSTATE {}){cancelled}", failure.message, failure.sqlstate));
+                let cancelled = cancel_sent
+                    .is_some()
+                    .then_some(" (the drill was cancelled)")
+                    .unwrap_or("");
+                return Err(format!(
+                    "{} (SQLSTATE {}){cancelled}",
+                    failure.message, failure.sqlstate
+                ));
             }
             PoolEvent::Gone { .. } => {
-                return Err("the drill's restore worker exited before it reported (terminated or crashed)".into());
+                return Err(
+                    "the drill's restore worker exited before it reported (terminated or crashed)"
+                        .into(),
+                );
             }
             PoolEvent::Interrupted => {
                 // SAFETY: a volatile read of a flag that signal handlers set.
@@ -337,7 +359,9 @@ pub fn record_end(
         if !end.succeeded {
             pgrx::log!(
                 "pg_backup: drill {id} of backup {backup_id}{} failed: {}",
-                schedule.map(|s| format!(" (schedule \"{s}\")")).unwrap_or_default(),
+                schedule
+                    .map(|s| format!(" (schedule \"{s}\")"))
+                    .unwrap_or_default(),
                 end.error.clone().unwrap_or_default()
             );
         }
@@ -366,11 +390,21 @@ pub fn event_details(row: &serde_json::Value) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for k in keys {
         if let Some(v) = row.get(k) {
-            out.insert(if k == "id" { "drill_id".into() } else { k.into() }, v.clone());
+            out.insert(
+                if k == "id" {
+                    "drill_id".into()
+                } else {
+                    k.into()
+                },
+                v.clone(),
+            );
         }
     }
     if let Some(checks) = row.get("checks").and_then(|c| c.as_array()) {
-        let failed = checks.iter().filter(|c| c["ok"] != serde_json::json!(true)).count();
+        let failed = checks
+            .iter()
+            .filter(|c| c["ok"] != serde_json::json!(true))
+            .count();
         out.insert("checks_run".into(), checks.len().into());
         out.insert("checks_failed".into(), failed.into());
     }
