@@ -167,6 +167,7 @@ pub fn record_schedule_role(schedule: &str, role: &str) -> Result<()> {
 /// of that backup, with the schedule's checks, as the role that set the schedule (the
 /// bootstrap superuser for a schedule written otherwise). The drill runs in a worker of its
 /// own; a drill that cannot start is recorded failed (and alerts) all the same.
+#[allow(clippy::result_large_err)]
 pub fn after_scheduled_backup(
     schedule: &str,
     backup_id: &str,
@@ -268,11 +269,7 @@ fn sleep_on_latch(ms: i64) {
 /// worker.
 pub fn wait_for(w: DynamicBackgroundWorker) {
     let mut cancel_sent: Option<Instant> = None;
-    loop {
-        let pid = match w.pid() {
-            Ok(pid) => pid,
-            Err(_) => break,
-        };
+    while let Ok(pid) = w.pid() {
         // SAFETY: volatile reads of flags that signal handlers set.
         let (die, cancel) = unsafe {
             (

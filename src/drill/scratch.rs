@@ -83,6 +83,7 @@ pub extern "C-unwind" fn pg_backup_drill_restore_main(arg: pg_sys::Datum) {
 
 /// Run `f` in a transaction of its own as the session's current user (the bootstrap
 /// superuser); an error is the failure returned, the transaction rolled back.
+#[allow(clippy::result_large_err)]
 fn in_transaction<T>(
     req: &ScratchRequest,
     f: impl FnOnce() -> crate::error::Result<T>,

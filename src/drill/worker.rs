@@ -44,7 +44,7 @@ pub extern "C-unwind" fn pg_backup_drill_main(_arg: pg_sys::Datum) {
         crate::server_api::set_signal_handler(libc::SIGINT, Some(crate::signals::cancel_on_sigint));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
-    let Some((db, id)) = parse_extra(&BackgroundWorker::get_extra()) else {
+    let Some((db, id)) = parse_extra(BackgroundWorker::get_extra()) else {
         pgrx::log!("pg_backup drill: bad start argument");
         return;
     };
@@ -81,6 +81,7 @@ pub fn own_transaction<T>(f: impl FnOnce() -> crate::error::Result<T>) -> Result
 }
 
 /// As `own_transaction`, with a snapshot when `snapshot`.
+#[allow(clippy::result_large_err)]
 fn in_transaction<T>(
     snapshot: bool,
     f: impl FnOnce() -> crate::error::Result<T>,
@@ -232,7 +233,7 @@ fn ended(r: ScratchReport) -> DrillEnd {
         tables_checked: Some(r.tables_checked),
         rows_checked: Some(r.rows_checked),
         mismatches: Some(serde_json::to_value(&r.mismatches).unwrap_or_default()),
-        checks: (!r.checks.is_empty()).then(|| serde_json::Value::Array(r.checks)),
+        checks: (!r.checks.is_empty()).then_some(serde_json::Value::Array(r.checks)),
         error: failure,
     }
 }
@@ -297,10 +298,11 @@ fn restore_and_check(req: &ScratchRequest) -> Result<ScratchReport, String> {
             }
             PoolEvent::Failed { failure, .. } => {
                 pool.finish();
-                let cancelled = cancel_sent
-                    .is_some()
-                    .then_some(" (the drill was cancelled)")
-                    .unwrap_or("");
+                let cancelled = if cancel_sent.is_some() {
+                    " (the drill was cancelled)"
+                } else {
+                    ""
+                };
                 return Err(format!(
                     "{} (SQLSTATE {}){cancelled}",
                     failure.message, failure.sqlstate

@@ -80,7 +80,7 @@ fn drill(
     if wait {
         crate::drill::wait_for(worker);
     }
-    TableIterator::new(read_row(id).into_iter())
+    TableIterator::new(read_row(id))
 }
 
 fn repeatable_read() -> bool {
