@@ -257,5 +257,82 @@ GRANT EXECUTE ON FUNCTION backup.drill(text, text[], boolean) TO backup_operator
 ALTER FUNCTION backup.drill(text, text[], boolean) SECURITY INVOKER;
 
 -- ---------------------------------------------------------------------------------------------
+-- Issue 20 (helper "archives"): any archive into any database. backup.archives() lists the
+-- archives of backup.directory or of a storage target; restore(storage => ...) reads one from a
+-- target whatever database it was taken of; rescan(database => ...) registers another
+-- database's. New C symbols (src/sql_api/compat.rs keeps restore_0_3_wrapper and
+-- rescan_0_2_wrapper, which only ask for this update).
+-- ---------------------------------------------------------------------------------------------
+DROP FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean);
+
+CREATE FUNCTION backup."restore"(
+	"backup_id" TEXT,
+	"tables" TEXT[] DEFAULT NULL,
+	"schemas" TEXT[] DEFAULT NULL,
+	"existing" TEXT DEFAULT 'fail',
+	"schema_only" bool DEFAULT false,
+	"data_only" bool DEFAULT false,
+	"target_schema" TEXT DEFAULT NULL,
+	"disable_triggers" bool DEFAULT false,
+	"on_error" TEXT DEFAULT 'abort',
+	"dry_run" bool DEFAULT false,
+	"confirm" bool DEFAULT false,
+	"identity" TEXT DEFAULT NULL,
+	"analyze" bool DEFAULT NULL,
+	"atomic" bool DEFAULT true,
+	"no_tablespaces" bool DEFAULT false,
+	"jobs" INT DEFAULT 1,
+	"run_analyze" bool DEFAULT true,
+	"storage" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"object" TEXT,
+	"kind" TEXT,
+	"action" TEXT,
+	"rows" bigint,
+	"status" TEXT,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'restore_0_3b_wrapper';
+
+DROP FUNCTION backup.rescan(text);
+
+CREATE FUNCTION backup."rescan"(
+	"storage" TEXT DEFAULT NULL,
+	"database" TEXT DEFAULT NULL
+) RETURNS SETOF TEXT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rescan_0_3_wrapper';
+
+CREATE FUNCTION backup."archives"(
+	"storage" TEXT DEFAULT NULL,
+	"database" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"id" TEXT,
+	"source_database" TEXT,
+	"server_version" TEXT,
+	"created_at" timestamp with time zone,
+	"format" TEXT,
+	"compression" TEXT,
+	"encrypted" bool,
+	"signed" bool,
+	"bytes" bigint,
+	"registered" bool,
+	"detail" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'archives_wrapper';
+
+-- As sql/finalize.sql does for every function of the extension.
+REVOKE ALL ON FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text),
+                       backup.rescan(text, text), backup.archives(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text),
+                          backup.rescan(text, text), backup.archives(text, text) TO backup_operator;
+ALTER FUNCTION backup.restore(text, text[], text[], text, boolean, boolean, text, boolean, text, boolean, boolean, text, boolean, boolean, boolean, integer, boolean, text) SECURITY INVOKER;
+ALTER FUNCTION backup.rescan(text, text) SECURITY INVOKER;
+ALTER FUNCTION backup.archives(text, text) SECURITY INVOKER;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- End of the per-change sections.
 -- ---------------------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ impl BackupError {
     /// Backup `id` is neither in the catalog nor in the backup directory (42704).
     pub fn unknown_backup(id: &str) -> Self {
         BackupError::unknown(format!("backup \"{id}\" does not exist"))
-            .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; or run backup.rescan().")
+            .with_hint("See SELECT id, status FROM backup.backups ORDER BY started_at DESC; another database's archive, or one in a storage target, is listed by SELECT * FROM backup.archives() or backup.archives(storage => 'name') and restored with backup.restore(id, storage => 'name').")
     }
 
     /// `what` (a function that writes) on a hot standby.

@@ -75,6 +75,7 @@ pub const INVOKER_FUNCTIONS: &[&str] = &[
     "run_schedule",
     "trust_key",
     "untrust_key",
+    "archives",
     "drill",
 ];
 

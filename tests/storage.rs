@@ -687,6 +687,20 @@ fn an_encrypted_backup_is_unreadable_without_the_key_and_restores_with_it() {
             );
         }
     }
+    // Listed without the key (issue 20): what the sealed manifest keeps in clear.
+    let r = c
+        .query_one(
+            "SELECT id, source_database, format, compression, encrypted, signed, registered, bytes
+             FROM backup.archives(storage => 'offsite')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), id);
+    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("app"));
+    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("native"));
+    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("none"));
+    assert!(r.get::<_, bool>(4) && r.get::<_, bool>(5) && r.get::<_, bool>(6));
+    assert_eq!(r.get::<_, i64>(7), folder_bytes(&remote));
     // The files are age files: the age tool opens them with the key.
     let keyfile = pg.data.parent().unwrap().join("key.txt");
     std::fs::write(&keyfile, format!("{secret}\n")).unwrap();
@@ -1580,6 +1594,8 @@ fn an_unreachable_storage_says_so_never_not_in_storage() {
         "SELECT * FROM backup.verify($1, storage => 'offsite')",
         "SELECT * FROM backup.verify($1)",
         "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+        "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true)",
+        "SELECT * FROM backup.archives(storage => 'offsite') WHERE id = $1",
     ] {
         let e = c.query(sql, &[&id]).unwrap_err();
         assert!(
@@ -1761,4 +1777,425 @@ fn a_symlink_in_a_file_target_is_never_followed() {
         .query("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
         .unwrap();
     assert!(leaked.is_empty(), "the restore went on");
+}
+
+/// One row of `backup.archives(...)`: (id, source_database, format, signed, bytes, registered,
+/// detail).
+type Listed = (
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    i64,
+    bool,
+    Option<String>,
+);
+
+fn archives(c: &mut Client, args: &str) -> Vec<Listed> {
+    c.query(
+        &format!(
+            "SELECT id, source_database, format, signed, bytes, registered, detail
+             FROM backup.archives({args}) ORDER BY id"
+        ),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+        )
+    })
+    .collect()
+}
+
+fn folder_bytes(dir: &Path) -> i64 {
+    files_under(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len() as i64)
+        .sum()
+}
+
+/// Issue 20: a backup of database `app` (production) to a target, its local copy removed, is
+/// listed, restored and registered in database `staging` on the same server, by a superuser and
+/// by a backup operator who is not one; what a bucket writer plants next to it (an archive whose
+/// manifest was edited, one moved under another id, objects under ids with path characters) is
+/// listed harmlessly and never restored or registered; deleting the row in staging leaves
+/// app's archive in place.
+#[test]
+fn an_archive_of_another_database_is_listed_restored_and_registered_from_storage() {
+    if !enabled() {
+        return;
+    }
+    let mut s3 = S3::start();
+    let pg = Server::start_in_env_locale("");
+    let mut app = pg.connect("app");
+    add_operator_in_public(&mut app, "op");
+    s3.add(&mut app, "offsite", "shared");
+    app.batch_execute(
+        "CREATE TABLE su_only AS SELECT g AS id, 'SU-SECRET-' || g AS s FROM generate_series(1, 20) g;",
+    )
+    .unwrap();
+    {
+        let mut op = pg.connect_as("app", "op");
+        op.batch_execute(
+            "CREATE TABLE op_rows (id int PRIMARY KEY, v text);
+             INSERT INTO op_rows SELECT g, md5(g::text) FROM generate_series(1, 3000) g;",
+        )
+        .unwrap();
+    }
+    let before = fingerprint(&mut app);
+    let id = try_create(&mut app, "storage => 'offsite', keep_local => false").unwrap();
+    assert!(!pg.backup_dir().join(&id).exists());
+    let remote_dir = s3.folder("shared").join(&id);
+    let remote_files: Vec<(PathBuf, Vec<u8>)> = files_under(&remote_dir)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(&f).unwrap();
+            (f, b)
+        })
+        .collect();
+
+    let mut st = fresh_database(&pg, "staging", "");
+    s3.add(&mut st, "offsite", "shared");
+    st.batch_execute("GRANT CREATE ON SCHEMA public TO op")
+        .unwrap();
+    // Listed with what the manifest says, not in staging's catalog.
+    let listed = archives(&mut st, "storage => 'offsite'");
+    assert_eq!(
+        listed,
+        vec![(
+            id.clone(),
+            Some("app".into()),
+            Some("native".into()),
+            true,
+            folder_bytes(&remote_dir),
+            false,
+            None
+        )]
+    );
+    let (version, created, encrypted): (String, Option<std::time::SystemTime>, bool) = {
+        let r = st
+            .query_one(
+                "SELECT server_version, created_at, encrypted FROM backup.archives(storage => 'offsite')",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(version, one::<String>(&mut st, "SHOW server_version"));
+    assert!(created.is_some());
+    assert!(!encrypted);
+    assert!(archives(&mut st, "storage => 'offsite', database => 'other'").is_empty());
+    assert_eq!(
+        archives(&mut st, "storage => 'offsite', database => 'app'").len(),
+        1
+    );
+    // Not in staging's catalog: restore(id) alone does not know it; from the target it restores.
+    let e = st
+        .query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{e:?}");
+    st.query(
+        "SELECT * FROM backup.restore($1, storage => 'offsite')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(fingerprint(&mut st), before);
+    // Its background and job workers read it from the target too.
+    st.query(
+        "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true,
+                                      atomic => false, jobs => 2)",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(fingerprint(&mut st), before);
+
+    // A backup operator that is not a superuser lists and restores its own tables, never
+    // the rows of a table it could not read (owned by the superuser in the backup).
+    {
+        st.batch_execute("DROP TABLE op_rows, su_only").unwrap();
+        let mut op = pg.connect_as("staging", "op");
+        assert_eq!(archives(&mut op, "storage => 'offsite'").len(), 1);
+        let e = op
+            .query(
+                "SELECT * FROM backup.restore($1, storage => 'offsite')",
+                &[&id],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e:?}");
+        op.query(
+            "SELECT * FROM backup.restore($1, storage => 'offsite', tables => '{public.op_rows}')",
+            &[&id],
+        )
+        .unwrap();
+        assert_eq!(count(&mut op, "SELECT count(*) FROM op_rows"), 3000);
+        assert_eq!(
+            count(
+                &mut st,
+                "SELECT count(*) FROM pg_class WHERE relname = 'su_only'"
+            ),
+            0
+        );
+        // The storage's secrets stay out of its reach.
+        let e = op
+            .query("SELECT * FROM backup.storage_secrets", &[])
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    }
+
+    // What a bucket writer (without the signing key) plants next to it.
+    let folder = s3.folder("shared");
+    let forged_db = "20991231T000000.000000Z-forged";
+    forge(&remote_dir, &folder.join(forged_db), forged_db, |m| {
+        m["database"] = "staging".into();
+        escalate(m);
+    });
+    let moved = "20991231T000000.000000Z-moved";
+    copy_dir(&remote_dir, &folder.join(moved));
+    let unsigned = "20991231T000000.000000Z-unsigned";
+    copy_dir(&remote_dir, &folder.join(unsigned));
+    std::fs::remove_file(folder.join(unsigned).join("manifest.sig")).unwrap();
+    for bad in ["a b", ".hidden", "-dash", "a%2F..%2Fb"] {
+        let d = folder.join(bad);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(remote_dir.join("manifest.json"), d.join("manifest.json")).unwrap();
+    }
+    s3.reload();
+    let listed = archives(&mut st, "storage => 'offsite'");
+    let ids: Vec<&str> = listed.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![id.as_str(), forged_db, moved, unsigned],
+        "{listed:?}"
+    );
+    for l in &listed[1..] {
+        assert!(!l.5, "{l:?} is listed as registered");
+        assert!(l.6.is_some(), "{l:?} says nothing of what is wrong");
+    }
+    // Edited or stripped of its signature: not signed. Moved: signed, but another backup's.
+    assert!(!listed[1].3 && !listed[3].3, "{listed:?}");
+    assert_eq!(listed[1].1.as_deref(), Some("staging"));
+    assert!(
+        listed[2].6.as_deref().unwrap().contains(&id),
+        "{:?}",
+        listed[2]
+    );
+    for planted in [forged_db, unsigned] {
+        let e = st
+            .query(
+                "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true)",
+                &[&planted],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "28P01", "{planted}: {e:?}");
+    }
+    let e = st
+        .query(
+            "SELECT * FROM backup.restore($1, storage => 'offsite', existing => 'drop', confirm => true)",
+            &[&moved],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "XX001", "{e:?}");
+    for bad in ["..", "../shared/x", "a b", "/etc"] {
+        let e = st
+            .query(
+                "SELECT * FROM backup.restore($1, storage => 'offsite')",
+                &[&bad],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "22023", "{bad}: {e:?}");
+    }
+    assert!(!is_superuser(&mut st, "op"));
+
+    // rescan registers only this database's archives, unless told which database's.
+    let found = ids_of(
+        &st.query("SELECT * FROM backup.rescan(storage => 'offsite')", &[])
+            .unwrap(),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    let found = ids_of(
+        &st.query(
+            "SELECT * FROM backup.rescan(storage => 'offsite', database => 'app')",
+            &[],
+        )
+        .unwrap(),
+    );
+    assert_eq!(found, vec![id.clone()]);
+    let listed = archives(&mut st, "storage => 'offsite'");
+    assert!(listed[0].5, "{:?}", listed[0]);
+    assert!(listed[1..].iter().all(|l| !l.5), "{listed:?}");
+    st.query(
+        "SELECT * FROM backup.restore($1, existing => 'drop', confirm => true)",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(fingerprint(&mut st), before);
+    // Deleting staging's row leaves app's archive in the bucket, byte for byte.
+    assert!(st
+        .query_one("SELECT backup.delete($1)", &[&id])
+        .unwrap()
+        .get::<_, bool>(0));
+    for (f, b) in &remote_files {
+        assert_eq!(&std::fs::read(f).unwrap(), b, "{f:?} was touched");
+    }
+    assert!(!is_superuser(&mut app, "op"));
+    let bad: i64 = app
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1) WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+}
+
+/// Issue 20: local archives of another database (backup.directory is shared by the cluster's
+/// databases): listed by archives(), registered by rescan(database => ...), restored by id;
+/// staging's delete() leaves app's folder.
+#[test]
+fn a_local_archive_of_another_database_is_listed_registered_and_kept() {
+    if !enabled() {
+        return;
+    }
+    let pg = Server::start_in_env_locale("");
+    let mut app = pg.connect("app");
+    app.batch_execute(
+        "CREATE TABLE t AS SELECT g AS a, md5(g::text) AS b FROM generate_series(1, 500) g",
+    )
+    .unwrap();
+    let before = fingerprint(&mut app);
+    let id = try_create(&mut app, "").unwrap();
+    let dir = pg.backup_dir().join(&id);
+    // A folder whose name is not a backup id is not listed; a manifest that is a named pipe
+    // or a link (to a file of the data directory) is never opened: archives() neither hangs
+    // nor shows what the link points to.
+    std::fs::create_dir_all(pg.backup_dir().join("not an id")).unwrap();
+    std::fs::copy(
+        dir.join("manifest.json"),
+        pg.backup_dir().join("not an id/manifest.json"),
+    )
+    .unwrap();
+    let fifo = pg.backup_dir().join("20991231T000000.000000Z-fifo");
+    std::fs::create_dir_all(&fifo).unwrap();
+    let path = std::ffi::CString::new(fifo.join("manifest.json").to_str().unwrap()).unwrap();
+    // SAFETY: a plain syscall on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    let link = pg.backup_dir().join("20991231T000000.000000Z-link");
+    std::fs::create_dir_all(&link).unwrap();
+    std::os::unix::fs::symlink(dir.join("manifest.json"), link.join("manifest.json")).unwrap();
+    let mut st = fresh_database(&pg, "staging", "");
+    let listed = archives(&mut st, "");
+    assert_eq!(
+        listed,
+        vec![(
+            id.clone(),
+            Some("app".into()),
+            Some("native".into()),
+            true,
+            folder_bytes(&dir),
+            false,
+            None
+        )]
+    );
+    assert!(
+        archives(&mut app, "")[0].5,
+        "app's own archive is registered in app"
+    );
+    assert!(archives(&mut st, "database => 'staging'").is_empty());
+    assert!(ids_of(&st.query("SELECT * FROM backup.rescan()", &[]).unwrap()).is_empty());
+    assert_eq!(
+        ids_of(
+            &st.query("SELECT * FROM backup.rescan(database => 'app')", &[])
+                .unwrap()
+        ),
+        vec![id.clone()]
+    );
+    assert!(archives(&mut st, "")[0].5);
+    st.query("SELECT * FROM backup.restore($1)", &[&id])
+        .unwrap();
+    assert_eq!(fingerprint(&mut st), before);
+    let files: Vec<(PathBuf, Vec<u8>)> = files_under(&dir)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(&f).unwrap();
+            (f, b)
+        })
+        .collect();
+    assert!(st
+        .query_one("SELECT backup.delete($1)", &[&id])
+        .unwrap()
+        .get::<_, bool>(0));
+    for (f, b) in &files {
+        assert_eq!(&std::fs::read(f).unwrap(), b, "{f:?} was touched");
+    }
+    assert_eq!(backup_row(&mut app, &id).0, "completed");
+}
+
+/// Issue 20: disaster recovery into a database of another name on a fresh server: the target
+/// added, the old server's key trusted, the archive found with archives(storage) and restored
+/// with restore(id, storage => ...), no rescan and no database of the lost one's name.
+#[test]
+fn disaster_recovery_into_a_database_of_a_new_name() {
+    if !enabled() {
+        return;
+    }
+    let s3 = S3::start();
+    let (id, before, old_key) = {
+        let pg = Server::start_in_env_locale("");
+        let mut c = pg.connect("app");
+        s3.add(&mut c, "offsite", "dr-new-name");
+        c.batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, total numeric, note text);
+             INSERT INTO orders SELECT g, g * 1.5, 'order ' || g FROM generate_series(1, 5000) g;
+             CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;",
+        )
+        .unwrap();
+        let id = try_create(&mut c, "storage => 'offsite', keep_local => false").unwrap();
+        let key: String = one(&mut c, "SELECT public_key FROM backup.signing_key()");
+        (id, fingerprint(&mut c), key)
+    };
+    let pg = Server::builder().without_app().start();
+    let mut c = fresh_database(&pg, "recovered", "");
+    s3.add(&mut c, "offsite", "dr-new-name");
+    let listed = archives(&mut c, "storage => 'offsite'");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, id);
+    assert_eq!(listed[0].1.as_deref(), Some("app"));
+    assert!(!listed[0].3, "signed by a key not trusted yet: {listed:?}");
+    assert!(
+        listed[0].6.as_deref().unwrap().contains("trust"),
+        "{listed:?}"
+    );
+    let e = c
+        .query(
+            "SELECT * FROM backup.restore($1, storage => 'offsite')",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01", "{e:?}");
+    c.query("SELECT backup.trust_key('old-prod', $1)", &[&old_key])
+        .unwrap();
+    assert!(archives(&mut c, "storage => 'offsite'")[0].3);
+    let bad: i64 = c
+        .query_one(
+            "SELECT count(*) FROM backup.verify($1, storage => 'offsite') WHERE status <> 'ok'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+    c.query(
+        "SELECT * FROM backup.restore($1, storage => 'offsite')",
+        &[&id],
+    )
+    .unwrap();
+    assert_eq!(fingerprint(&mut c), before);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM big_orders"), 4934);
 }

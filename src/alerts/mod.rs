@@ -76,7 +76,10 @@ pub fn emit(event: &Event) {
         "SELECT pg_catalog.pg_notify('backup_events', $1)",
         &[crate::text::arg(payload)],
     ) {
-        pgrx::warning!("pg_backup: could not raise event {}: {e}", event.kind.as_str());
+        pgrx::warning!(
+            "pg_backup: could not raise event {}: {e}",
+            event.kind.as_str()
+        );
     }
 }
 

@@ -159,6 +159,17 @@ pub fn delete(id: &str) -> Result<bool> {
     // from the folder's, must not take another database's archive of the same id with it.
     let claim = Claim::of(id)?;
     let local_is_ours = claim.as_ref().is_some_and(|c| c.owns(&dir));
+    // A row registered from another database's archive (rescan(database => ...), issue 20):
+    // the archive is that database's backup, not this one's to remove. Only the row goes.
+    if let Some(db) = crate::storage::locate::database_of_copy(id, &dir, local_is_ours)?
+        .filter(|db| !crate::text::is_current_database(db))
+    {
+        history::mark_deleted(id);
+        pgrx::warning!(
+            "pg_backup: backup \"{id}\" is an archive of database \"{db}\": this database's row was marked deleted, its files were left in place for that database"
+        );
+        return Ok(true);
+    }
     // The remote copy first: if the storage cannot be reached, nothing changes.
     crate::storage::locate::delete_remote(id)?;
     // The row says deleted before a local file goes: a verify that finds the files vanishing
@@ -246,7 +257,7 @@ pub fn prune(
 
 /// Register archives found in a storage target that the catalog does not know: the
 /// disaster-recovery path (a new server, an empty database, the bucket).
-fn rescan_storage(name: &str) -> Result<Vec<String>> {
+fn rescan_storage(name: &str, database: Option<&str>) -> Result<Vec<String>> {
     let mut found = Vec::new();
     let mut other_db = 0;
     let now = chrono::Utc::now();
@@ -254,7 +265,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         if catalog_status(&id)?.is_some() {
             continue;
         }
-        if !crate::text::is_current_database(&m.database) {
+        if !taken_of(&m, database) {
             other_db += 1;
             continue;
         }
@@ -315,7 +326,7 @@ fn rescan_storage(name: &str) -> Result<Vec<String>> {
         found.push(id);
     }
     if other_db > 0 {
-        pgrx::notice!("pg_backup: {other_db} archive(s) in storage \"{name}\" belong to other databases and were not registered");
+        pgrx::notice!("pg_backup: {other_db} archive(s) in storage \"{name}\" belong to other databases and were not registered (see SELECT * FROM backup.archives(storage => '{name}'); rescan(storage => '{name}', database => '...') registers another database's)");
     }
     Ok(found)
 }
@@ -355,10 +366,21 @@ fn kind_of(m: &Manifest) -> &'static str {
     }
 }
 
-/// Register archives in the directory (or in storage `storage`) that the catalog does not know.
-pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
+/// Whether the archive of manifest `m` is one rescan registers: taken of `database` when
+/// given (issue 20: another database's archives, registered here to restore), else of the
+/// current database (by name, so a lost database recreated under its name finds them).
+fn taken_of(m: &Manifest, database: Option<&str>) -> bool {
+    match database {
+        Some(d) => m.database == d,
+        None => crate::text::is_current_database(&m.database),
+    }
+}
+
+/// Register archives in the directory (or in storage `storage`) that the catalog does not
+/// know, taken of the current database or of `database`.
+pub fn rescan(storage: Option<&str>, database: Option<&str>) -> Result<Vec<String>> {
     if let Some(name) = storage {
-        return rescan_storage(name);
+        return rescan_storage(name, database);
     }
     let base = guc::directory();
     let mut found = Vec::new();
@@ -393,7 +415,7 @@ pub fn rescan(storage: Option<&str>) -> Result<Vec<String>> {
             );
             continue;
         };
-        if !crate::text::is_current_database(&m.database) {
+        if !taken_of(&m, database) {
             // Another database's archive (the directory is shared by the cluster).
             continue;
         }

@@ -33,16 +33,18 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Backup `id` (the local copy, else the remote copy the history row points to), checked
+    /// Backup `id` (from target `storage` when named; else the local copy, else the remote
+    /// copy the history row points to), checked
     /// by `check` before its manifest is read, the manifest authenticated (issue 17) by
     /// `authenticate`, which gets the very bytes read.
     pub fn open(
         id: &str,
+        storage: Option<&str>,
         identity: Option<&str>,
         check: impl FnOnce(&ArchiveSource) -> Result<()>,
         authenticate: impl FnOnce(&ArchiveSource, &[u8]) -> Result<()>,
     ) -> Result<Archive> {
-        let source = crate::storage::locate(id, None, identity)?;
+        let source = crate::storage::locate(id, storage, identity)?;
         check(&source)?;
         let (mut manifest, raw) = source.manifest(|raw| authenticate(&source, raw))?;
         let encrypted = crate::storage::archive_files::Sealed::of(&raw).is_some();

@@ -38,6 +38,10 @@ pub struct RestoreOptions {
     /// needs atomic => false.
     #[serde(default = "one")]
     pub jobs: i32,
+    /// Read the archive from this storage target, whatever database it was taken of
+    /// (issue 20); None: the local copy, else the remote copy the history row records.
+    #[serde(default)]
+    pub storage: Option<String>,
 }
 
 fn one() -> i32 {
@@ -54,6 +58,7 @@ impl RestoreOptions {
             "on_error": format!("{:?}", self.on_error).to_lowercase(), "confirm": self.confirm,
             "analyze": self.analyze, "atomic": self.atomic,
             "no_tablespaces": self.no_tablespaces, "jobs": self.jobs,
+            "storage": self.storage,
         })
     }
 }

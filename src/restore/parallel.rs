@@ -498,6 +498,7 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
     // checks what it read (quietly: the leader said it).
     let archive = Archive::open(
         &base.backup_id,
+        opts.storage.as_deref(),
         opts.identity.as_deref(),
         |_| Ok(()),
         |source, raw| {

@@ -140,16 +140,22 @@ fn restore_steps(
         }
         check_files(id, source)
     };
-    let archive = Archive::open(id, opts.identity.as_deref(), check, |source, raw| {
-        let accepted = signing::authenticate(source, raw, caller.oid, false)?;
-        if let signing::Authenticity::UnsignedAccepted { version } = accepted {
-            record.note(
-                "allow_unsigned",
-                serde_json::json!({ "pg_backup_version": version }),
-            );
-        }
-        Ok(())
-    })?;
+    let archive = Archive::open(
+        id,
+        opts.storage.as_deref(),
+        opts.identity.as_deref(),
+        check,
+        |source, raw| {
+            let accepted = signing::authenticate(source, raw, caller.oid, false)?;
+            if let signing::Authenticity::UnsignedAccepted { version } = accepted {
+                record.note(
+                    "allow_unsigned",
+                    serde_json::json!({ "pg_backup_version": version }),
+                );
+            }
+            Ok(())
+        },
+    )?;
     let manifest = &archive.manifest;
     // Issue 19: an archive of an older major version, adapted for this one (Archive::open,
     // which refused one of a newer major version): said, and recorded.

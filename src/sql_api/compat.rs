@@ -53,6 +53,12 @@ superseded!(
 // 0.2.0 -> 0.3.0: restore took run_analyze (issue 16).
 superseded!(restore_0_2_wrapper / pg_finfo_restore_0_2_wrapper);
 
+// 0.3.0 development (issue 20): restore took storage, rescan took database.
+superseded!(
+    restore_0_3_wrapper / pg_finfo_restore_0_3_wrapper,
+    rescan_0_2_wrapper / pg_finfo_rescan_0_2_wrapper,
+);
+
 // 0.2.0 -> 0.3.0: schedule took timezone, timeout, retries, overlap, drill and drill_checks
 // (issue 21).
 superseded!(schedule_0_2_wrapper / pg_finfo_schedule_0_2_wrapper);

@@ -233,12 +233,66 @@ fn prune(
     SetOfIterator::new(manage::prune(keep_last, keep_days, dry_run, None).or_raise())
 }
 
+/// Register archives the catalog lacks: of this database, or of `database` (issue 20:
+/// another database's archives, to restore here by id).
 #[pg_extern(name = "rescan")]
-fn rescan_0_2(storage: default!(Option<Text>, "NULL")) -> SetOfIterator<'static, String> {
-    let storage = text(storage);
+fn rescan_0_3(
+    storage: default!(Option<Text>, "NULL"),
+    database: default!(Option<Text>, "NULL"),
+) -> SetOfIterator<'static, String> {
+    let (storage, database) = (text(storage), text(database));
     writes("backup.rescan()");
     let _caller = enter();
-    SetOfIterator::new(manage::rescan(storage.as_deref()).or_raise())
+    SetOfIterator::new(manage::rescan(storage.as_deref(), database.as_deref()).or_raise())
+}
+
+/// The archives in the local directory (or in storage target `storage`), whatever database
+/// they were taken of, from their manifests (issue 20).
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn archives(
+    storage: default!(Option<Text>, "NULL"),
+    database: default!(Option<Text>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, String),
+        name!(source_database, Option<Text>),
+        name!(server_version, Option<String>),
+        name!(created_at, Option<pgrx::datum::TimestampWithTimeZone>),
+        name!(format, Option<String>),
+        name!(compression, Option<String>),
+        name!(encrypted, bool),
+        name!(signed, bool),
+        name!(bytes, i64),
+        name!(registered, bool),
+        name!(detail, Option<Text>),
+    ),
+> {
+    let (storage, database) = (text(storage), text(database));
+    let _caller = enter();
+    let rows = crate::storage::listing::list(storage.as_deref(), database.as_deref()).or_raise();
+    // Unix epoch to PostgreSQL's (2000-01-01) in microseconds.
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    TableIterator::new(rows.into_iter().map(|l| {
+        let at = l.created_at.and_then(|t| {
+            pgrx::datum::TimestampWithTimeZone::try_from(t.timestamp_micros() - PG_EPOCH_OFFSET_US)
+                .ok()
+        });
+        (
+            l.id,
+            l.database.map(Text),
+            l.server_version,
+            at,
+            l.format,
+            l.compression,
+            l.encrypted,
+            l.signed,
+            l.bytes,
+            l.registered,
+            l.detail.map(Text),
+        )
+    }))
 }
 
 /// Add (or with `replace`, change) a storage target. Superuser only; the options' secrets
@@ -279,8 +333,10 @@ fn drop_storage(name: Option<Text>, if_exists: default!(Option<bool>, false)) ->
 }
 
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+/// restore(): `storage` (issue 20) reads the archive from that target, whatever database it
+/// was taken of.
 #[pg_extern(name = "restore")]
-fn restore_0_3(
+fn restore_0_3b(
     backup_id: Option<Text>,
     tables: default!(Names, "NULL"),
     schemas: default!(Names, "NULL"),
@@ -298,6 +354,7 @@ fn restore_0_3(
     no_tablespaces: default!(Option<bool>, false),
     jobs: default!(Option<i32>, 1),
     run_analyze: default!(Option<bool>, true),
+    storage: default!(Option<Text>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -364,6 +421,7 @@ fn restore_0_3(
             "jobs",
             "Pass 1 (the default) or the number of parallel workers (with atomic => false).",
         ),
+        storage: text(storage),
     };
     if !opts.dry_run {
         writes("backup.restore()");

@@ -39,7 +39,7 @@ pub fn recorded_storage(id: &str) -> Result<Option<String>> {
 
 fn not_found(id: &str, where_: &str) -> BackupError {
     BackupError::unknown(format!("backup \"{id}\" is not in {where_}"))
-        .with_hint("See SELECT id, status, path, storage FROM backup.backups; after losing the server, run backup.rescan(storage => 'name') first.")
+        .with_hint("See SELECT id, status, path, storage FROM backup.backups; an archive in a storage target (of any database) restores with backup.restore(id, storage => 'name'): see SELECT * FROM backup.archives(storage => 'name');")
 }
 
 /// The copy of backup `id` to read: in `storage` when named; else the local folder when it
@@ -243,6 +243,35 @@ pub fn delete_remote(id: &str) -> Result<()> {
     match remove_remote(t.store.as_ref(), id) {
         None => Ok(()),
         Some(e) => Err(e.into_backup_error(&name)),
+    }
+}
+
+/// The database the copy of backup `id` that delete() would remove was taken of, as its
+/// manifest says: the local folder when it is the row's own (`local_is_ours`), else the
+/// remote copy the row records. None when there is no such copy (or no manifest to read).
+/// A storage that cannot be reached is an error (delete then changes nothing).
+pub fn database_of_copy(
+    id: &str,
+    dir: &std::path::Path,
+    local_is_ours: bool,
+) -> Result<Option<String>> {
+    id::validate(id)?;
+    let src = if local_is_ours {
+        ArchiveSource::local(id, dir)
+    } else {
+        let Some(name) = recorded_storage(id)? else {
+            return Ok(None);
+        };
+        match targets::open(&name) {
+            Ok(t) => ArchiveSource::remote(id, &name, t.store),
+            Err(BackupError::UnknownObject { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    };
+    match src.read_small(MANIFEST_FILE) {
+        Ok(raw) => Ok(super::listing::summarize(id, &raw).database),
+        Err(e) if unreachable(&e) => Err(src.error("read", MANIFEST_FILE, e)),
+        Err(_) => Ok(None),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod archive_files;
 pub mod file;
+pub mod listing;
 pub mod locate;
 pub mod s3;
 pub mod sigv4;
