@@ -155,6 +155,7 @@ fn check(req: &ScratchRequest, restore_secs: f64) -> Result<ScratchReport, Failu
         let caller = pg_sys::Oid::from(req.restore.caller_oid);
         let archive = Archive::open(
             id,
+            None,
             req.restore.opts.identity.as_deref(),
             |_| Ok(()),
             |src, raw| crate::security::signing::authenticate(src, raw, caller, true).map(|_| ()),

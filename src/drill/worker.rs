@@ -257,6 +257,8 @@ fn request(scratch: u32, d: &Drilling) -> ScratchRequest {
         atomic: false,
         no_tablespaces: false,
         jobs: 1,
+        // The local copy (storage targets are per database: the scratch database has none).
+        storage: None,
     };
     let session = Session {
         database: scratch,
