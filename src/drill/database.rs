@@ -32,18 +32,14 @@ pub fn parse_scratch_name(name: &str) -> Option<(u32, i64)> {
 
 /// The CREATE DATABASE statement of a scratch database: from template0, with the encoding and
 /// locale of the database drilled (so the restore meets what it would meet there), owned by
-/// the role the drill acts for (who then has CREATE on it, as on a database of its own).
-pub fn create_statement(
-    name: &str,
-    owner: &str,
-    encoding: &str,
-    collate: &str,
-    ctype: &str,
-) -> String {
+/// the bootstrap superuser that creates it, and with `CONNECTION LIMIT 0`: no role but a
+/// superuser connects while the drill works in it (its workers connect as the bootstrap
+/// superuser), so nobody can put objects of their own into it for the counts to run. The role
+/// the drill acts for gets CREATE on it (and on its schema public) from the scratch worker.
+pub fn create_statement(name: &str, encoding: &str, collate: &str, ctype: &str) -> String {
     format!(
-        "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT 0",
         ident(name),
-        ident(owner),
         literal(encoding),
         literal(collate),
         literal(ctype)
@@ -54,9 +50,10 @@ pub fn drop_statement(name: &str) -> String {
     format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name))
 }
 
-/// Create the scratch database `name` for `owner`, like the current database. In a
-/// background worker, in a transaction of its own that the caller commits right after.
-pub fn create(name: &str, owner: &str) -> Result<()> {
+/// Create the scratch database `name`, like the current database. In a background worker
+/// connected as the bootstrap superuser, in a transaction of its own that the caller commits
+/// right after.
+pub fn create(name: &str) -> Result<()> {
     let (encoding, collate, ctype) = crate::text::three::<String, String, String>(
         "SELECT pg_catalog.pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
          FROM pg_catalog.pg_database WHERE oid = $1",
@@ -65,7 +62,6 @@ pub fn create(name: &str, owner: &str) -> Result<()> {
     )?;
     let sql = create_statement(
         name,
-        owner,
         &encoding.unwrap_or_else(|| "UTF8".into()),
         &collate.unwrap_or_else(|| "C".into()),
         &ctype.unwrap_or_else(|| "C".into()),

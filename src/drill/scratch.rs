@@ -133,9 +133,16 @@ fn sqlstate(e: &pgrx::pg_sys::panic::CaughtError) -> String {
 
 /// pg_backup in the scratch database, owned by the bootstrap superuser (the restore reads
 /// its catalog; the backup's own objects never include it).
+/// The drilling role may create schemas in the database and objects in its schema public, as
+/// in a database where it may restore (a superuser needs no grant).
 fn install_pg_backup(req: &ScratchRequest) -> Result<(), Failure> {
     in_transaction(req, || {
         crate::text::run("CREATE EXTENSION IF NOT EXISTS pg_backup")?;
+        let role = pgrx::spi::quote_identifier(&req.restore.caller_role);
+        let database = pgrx::spi::quote_identifier(crate::text::current_database());
+        crate::text::run(&format!(
+            "GRANT CREATE, TEMPORARY ON DATABASE {database} TO {role}; GRANT CREATE ON SCHEMA public TO {role}"
+        ))?;
         Ok(())
     })
     .map_err(|f| Failure {
@@ -195,10 +202,13 @@ fn check(req: &ScratchRequest, restore_secs: f64) -> Result<ScratchReport, Failu
 }
 
 /// The rows of table `schema.table` itself (not its children: each has its own count in the
-/// manifest); None when it does not exist.
+/// manifest); None when it is not an ordinary table (missing). Counting an ordinary table as a
+/// superuser runs no user code (no rules, no row-level security policies).
 fn count_rows(schema: &str, table: &str) -> crate::error::Result<Option<u64>> {
     let exists = crate::query::one::<bool>(
-        "SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                        WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+                          AND c.relkind = 'r')",
         &[crate::text::arg(schema), crate::text::arg(table)],
     )?
     .unwrap_or(false);

@@ -180,7 +180,7 @@ fn conduct(db: u32, id: i64) {
 /// Create the scratch database, restore and check in it, drop it (always).
 fn drill_in_scratch(db: u32, id: i64, d: &Drilling) -> DrillEnd {
     let name = database::scratch_name(db, id);
-    if let Err(e) = in_transaction(true, || database::create(&name, &d.role)) {
+    if let Err(e) = in_transaction(true, || database::create(&name)) {
         return DrillEnd {
             error: Some(format!(
                 "could not create the drill's scratch database: {e}"
