@@ -343,6 +343,17 @@ fn a_terminated_drill_is_failed_and_its_scratch_database_dropped_later() {
         &format!("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%\\_{id}')"),
         60
     ));
+    // Nobody but a superuser connects to it meanwhile (nothing gets in beside the restore's
+    // objects): not even an operator that could drill.
+    let scratch = text(
+        &mut c,
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%'",
+    );
+    add_operator(&mut c, "bob");
+    let refused = postgres::Client::connect(&s.conn_str(&scratch, Some("bob")), postgres::NoTls)
+        .err()
+        .expect("bob connected to the drill's scratch database");
+    assert_eq!(sqlstate(&refused), "53300", "{refused}");
     let pid = one::<i32>(
         &mut c,
         &format!("SELECT pid FROM backup.drills WHERE id = {id}"),
