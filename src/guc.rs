@@ -16,6 +16,11 @@ static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static ALLOW_UNSIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static RESTORE_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static OVERDUE_GRACE: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_OVERDUE_GRACE_SECS);
+
+/// backup.overdue_grace: one hour, so a daily backup that takes up to an hour is not reported
+/// overdue while it runs (README, "Health and overdue schedules").
+pub const DEFAULT_OVERDUE_GRACE_SECS: i32 = 3600;
 static SCHEDULE_TIMEZONE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"UTC"));
 static RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(60);
@@ -117,6 +122,17 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"backup.overdue_grace",
+        c"How long after its due time a schedule without a new success counts as overdue.",
+        c"backup.health and backup.metrics() show it, and the scheduler raises schedule_overdue once. Set it above the longest backup's duration.",
+        &OVERDUE_GRACE,
+        0,
+        i32::MAX,
+        // The view and the scheduler must agree: postgresql.conf / ALTER SYSTEM, reloaded.
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     GucRegistry::define_string_guc(
         c"backup.schedule_timezone",
         c"Time zone of schedules created without timezone =>.",
@@ -208,6 +224,11 @@ pub fn allow_unsigned() -> bool {
 
 pub fn restore_statistics() -> bool {
     RESTORE_STATISTICS.get()
+}
+
+/// backup.overdue_grace in seconds.
+pub fn overdue_grace_secs() -> i64 {
+    OVERDUE_GRACE.get() as i64
 }
 
 /// backup.schedule_timezone: the time zone of a schedule created without one.

@@ -18,6 +18,7 @@ pub mod drill;
 pub mod encoding;
 pub mod error;
 pub mod guc;
+pub mod health;
 pub mod query;
 pub mod restore;
 pub mod scheduler;
@@ -42,6 +43,16 @@ extension_sql_file!(
     "../sql/schedules.sql",
     name = "schedules",
     requires = ["catalog", "storage"]
+);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health",
+    requires = [
+        "catalog",
+        "drills",
+        "schedules",
+        sql_api::health::schedule_times
+    ]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

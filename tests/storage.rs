@@ -4,11 +4,11 @@
 //! of the bucket is the server's own folder on disk.
 //! Run by `make test` (PG_BACKUP_E2E=1, after `cargo pgrx install`); skipped elsewhere.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use age::secrecy::ExposeSecret;
 use postgres::{Client, NoTls};
 
 mod support;
+use support::stores::dying_proxy;
 use support::*;
 
 const ACCESS_KEY: &str = "pgbackup-test-key";
@@ -464,70 +465,6 @@ fn retention_removes_remote_copies() {
         complete_archives(&s3, "ret"),
         vec![ids[2].clone(), sched[0].clone()]
     );
-}
-
-/// A TCP proxy that forwards to `target` until `limit` bytes went upstream, then drops every
-/// connection and refuses new ones: a storage server dying in the middle of an upload.
-fn dying_proxy(target: u16, limit: usize) -> (u16, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let dead = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let d = dead.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if d.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(client) = conn else { break };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                break;
-            };
-            let (d1, d2, sent) = (d.clone(), d.clone(), sent.clone());
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64 << 10];
-                loop {
-                    let n = match c_read.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if sent.fetch_add(n, Ordering::SeqCst) + n > limit {
-                        d1.store(true, Ordering::SeqCst);
-                    }
-                    if d1.load(Ordering::SeqCst) || s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_read.shutdown(std::net::Shutdown::Both);
-                let _ = s_write.shutdown(std::net::Shutdown::Both);
-            });
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64 << 10];
-                loop {
-                    let n = match s_read.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if d2.load(Ordering::SeqCst) || c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_write.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    // Wake the accept loop when dead, so the port stops accepting.
-    let d = dead.clone();
-    std::thread::spawn(move || {
-        while !d.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = TcpStream::connect(("127.0.0.1", port));
-    });
-    (port, dead)
 }
 
 #[test]
@@ -2198,4 +2135,142 @@ fn disaster_recovery_into_a_database_of_a_new_name() {
     .unwrap();
     assert_eq!(fingerprint(&mut c), before);
     assert_eq!(count(&mut c, "SELECT count(*) FROM big_orders"), 4934);
+}
+
+/// A TCP proxy to `target` that logs the first line of every request it forwards, and stops
+/// forwarding on the connection that carries byte `limit` upstream (the connection stays open:
+/// the upload hangs there, as on a stalled network). New connections are forwarded normally.
+fn stalling_proxy(
+    target: u16,
+    limit: usize,
+) -> (u16, Arc<AtomicBool>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (st, lg) = (stalled.clone(), log.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { break };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                break;
+            };
+            let (st, lg, sent) = (st.clone(), lg.clone(), sent.clone());
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 << 10];
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let text = String::from_utf8_lossy(&buf[..n.min(512)]).into_owned();
+                    for line in text.lines().filter(|l| l.contains(" HTTP/1.1")) {
+                        lg.lock().unwrap().push(line.to_string());
+                    }
+                    if !st.load(Ordering::SeqCst) && sent.fetch_add(n, Ordering::SeqCst) + n > limit
+                    {
+                        st.store(true, Ordering::SeqCst);
+                        // Hold this connection open without forwarding anything more.
+                        std::thread::sleep(Duration::from_secs(120));
+                        break;
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 << 10];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, stalled, log)
+}
+
+#[test]
+fn a_cancel_during_an_upload_is_seen_at_once_and_aborts_the_upload() {
+    if !enabled() {
+        return;
+    }
+    let s3 = S3::start();
+    let pg = Server::start_in_env_locale("");
+    let mut c = pg.connect("app");
+    make_data(&mut c);
+    // The upload stalls in the middle of the big table's second part; timeouts are long, so
+    // only the cancel can end it.
+    let (proxy, stalled, log) = stalling_proxy(s3.port, 7 << 20);
+    let mut opts: serde_json::Value =
+        serde_json::from_str(&s3.options(&format!("http://127.0.0.1:{proxy}"), SECRET_KEY))
+            .unwrap();
+    opts["timeout_seconds"] = 600.into();
+    c.execute(
+        "SELECT backup.add_storage('stalls', $1, $2::text::jsonb)",
+        &[&format!("s3://{BUCKET}/cancel"), &opts.to_string()],
+    )
+    .unwrap();
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut other = pg.connect("app");
+    let canceller = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stalled.load(Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "the upload never reached the stall"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Well inside the stalled request.
+        std::thread::sleep(Duration::from_secs(1));
+        other
+            .execute("SELECT pg_cancel_backend($1)", &[&pid])
+            .unwrap();
+        Instant::now()
+    });
+    let e = try_create(
+        &mut c,
+        "storage => 'stalls', keep_local => false, compression => 'none'",
+    )
+    .unwrap_err();
+    let returned = Instant::now();
+    let cancelled_at = canceller.join().unwrap();
+    let took = returned.duration_since(cancelled_at);
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    assert!(took < Duration::from_secs(3), "the cancel took {took:?}");
+    eprintln!("cancel seen after {took:?}");
+    assert_eq!(last_row(&mut c).0, "failed");
+    // The multipart upload was aborted, and nothing (complete or not) is in the bucket.
+    let lines = log.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST ") && l.contains("uploads")),
+        "{lines:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("DELETE ") && l.contains("uploadId="))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no abort of the upload: {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(complete_archives(&s3, "cancel").is_empty());
+    assert!(files_under(&s3.folder("cancel")).is_empty());
 }

@@ -251,15 +251,26 @@ pub fn request(name: &str) -> Result<Option<RunRequest>> {
     })
 }
 
-/// Record what a run did on its schedule row.
+/// Record what a run did on its schedule row: its status, and for a success what backup.health
+/// and backup.metrics() report (the backup's own row is in the schedule's database, which may
+/// be another one); a failure counts in failed_runs.
 pub fn record(name: &str, r: &RunResult) -> Result<()> {
     Spi::run_with_args(
-        "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id)
+        "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id),
+           last_success_at = CASE WHEN $2 = 'completed' THEN clock_timestamp() ELSE last_success_at END,
+           last_success_backup_id = CASE WHEN $2 = 'completed' THEN $3 ELSE last_success_backup_id END,
+           last_success_duration = CASE WHEN $2 = 'completed' THEN make_interval(secs => $4) ELSE last_success_duration END,
+           last_success_bytes = CASE WHEN $2 = 'completed' THEN $5 ELSE last_success_bytes END,
+           last_success_rows = CASE WHEN $2 = 'completed' THEN $6 ELSE last_success_rows END,
+           failed_runs = failed_runs + CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END
          WHERE name = $1",
         &[
             text::arg(name),
             r.status.clone().into(),
             r.backup_id.clone().into(),
+            r.duration_secs.into(),
+            r.bytes.into(),
+            r.rows.into(),
         ],
     )?;
     Ok(())

@@ -121,7 +121,7 @@ fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
                 }
                 start(running, &due);
             }
-            time_to_next()
+            time_to_next().min(check_overdue())
         })
     }));
     match outcome {
@@ -193,6 +193,26 @@ fn start(running: &mut HashMap<String, RunHandle>, due: &Due) {
             due.name,
             subtransaction::message(&e)
         ),
+    }
+}
+
+/// Raise schedule_overdue for schedules that became overdue (once per episode; see
+/// health::overdue), in a subtransaction of its own so a problem there never stops the runs.
+/// Returns how long until the next schedule becomes overdue (capped).
+fn check_overdue() -> Duration {
+    match subtransaction::run_result(crate::health::overdue::check) {
+        Ok(Ok(next)) => next.unwrap_or(MAX_SLEEP).min(MAX_SLEEP),
+        Ok(Err(e)) => {
+            pgrx::log!("pg_backup scheduler: overdue check: {e}");
+            MAX_SLEEP
+        }
+        Err(e) => {
+            pgrx::log!(
+                "pg_backup scheduler: overdue check: {}",
+                subtransaction::message(&e)
+            );
+            MAX_SLEEP
+        }
     }
 }
 

@@ -68,6 +68,7 @@ fn enter() -> security::Caller {
 
 mod compat;
 mod drill;
+pub mod health;
 mod signing;
 
 #[allow(clippy::too_many_arguments)]

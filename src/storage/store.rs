@@ -61,8 +61,8 @@ impl StoreError {
         match self.failure {
             Failure::Unreachable => Some("Check the storage's endpoint (SELECT * FROM backup.storages) and that the server can reach it."),
             Failure::Broken => Some("The storage server failed or the connection broke; pg_backup retried with backoff. Try again later."),
-            Failure::Credentials => Some("Check access_key_id and secret_access_key: replace them with backup.add_storage(name, url, options, replace => true)."),
-            Failure::Denied => Some("The credentials may not do this: allow s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject and s3:AbortMultipartUpload on the bucket."),
+            Failure::Credentials => Some("Check the storage's credentials (access_key_id and secret_access_key, service_account_key, account_key or sas_token, or the server's environment for \"credentials\": \"env\"): replace them with backup.add_storage(name, url, options, replace => true)."),
+            Failure::Denied => Some("The credentials may not do this: allow writing, reading, listing and deleting objects (S3: s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject, s3:AbortMultipartUpload) on the bucket or container."),
             Failure::NoBucket => Some("Create the bucket (or folder) first, or fix the storage's URL."),
             _ => None,
         }

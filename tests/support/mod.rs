@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, NoTls};
 
 pub mod signing;
+pub mod stores;
 pub mod upgrade;
 #[allow(unused_imports)]
 pub use signing::resign;
