@@ -391,11 +391,27 @@ fn a_cancelled_drill_drops_its_scratch_database() {
     )
     .unwrap();
     create(&mut c, "");
-    c.batch_execute("SET statement_timeout = '1500ms'").unwrap();
+    // The call is cancelled (pg_cancel_backend, as a statement_timeout would) while the drill
+    // restores in its scratch database.
+    let pid = one::<i32>(&mut c, "SELECT pg_backend_pid()");
     let started = Instant::now();
-    expect_err(&mut c, "SELECT * FROM backup.drill()", "57014");
+    let call = std::thread::spawn(move || {
+        let r = c.query("SELECT * FROM backup.drill()", &[]).map(|_| ());
+        (c, r)
+    });
+    let mut watcher = s.connect("app");
+    assert!(wait_until(
+        &mut watcher,
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%')",
+        60
+    ));
+    watcher
+        .query("SELECT pg_cancel_backend($1)", &[&pid])
+        .unwrap();
+    let (mut c, r) = call.join().unwrap();
+    let e = r.expect_err("the cancelled drill() call returned");
+    assert_eq!(sqlstate(&e), "57014", "{e}");
     assert!(started.elapsed() < Duration::from_secs(60));
-    c.batch_execute("RESET statement_timeout").unwrap();
     let row = drill_json(
         &mut c,
         "SELECT * FROM backup.drills ORDER BY id DESC LIMIT 1",
