@@ -130,3 +130,31 @@ pub fn guc_settings() -> Vec<(String, String, &'static str)> {
             .collect()
     }
 }
+
+/// `STATEMENT_TIMEOUT` of utils/timeout.h's `TimeoutId`: 3 in every major pg_backup builds for
+/// (15, 17 and 18 checked; 17 added TRANSACTION_TIMEOUT after it). pgrx's bindings leave
+/// timeout.h out.
+const STATEMENT_TIMEOUT: core::ffi::c_int = 3;
+
+unsafe extern "C-unwind" {
+    fn enable_timeout_after(id: core::ffi::c_int, delay_ms: core::ffi::c_int);
+    fn disable_timeout(id: core::ffi::c_int, keep_indicator: bool);
+}
+
+/// Arms the process's statement timeout to fire after `after` (at least 1 ms): what
+/// `statement_timeout` does for one statement of a client, for a background worker's whole
+/// run. When it fires, the next interrupt check raises 57014 "canceling statement due to
+/// statement timeout", also while waiting for a lock. Needs SIGINT handled as a cancel.
+pub fn arm_statement_timeout(after: std::time::Duration) {
+    let ms = after.as_millis().clamp(1, i32::MAX as u128) as core::ffi::c_int;
+    // SAFETY: a backend or background worker connected to a database (InitPostgres registered
+    // STATEMENT_TIMEOUT's handler), on its main thread.
+    // An ERROR inside (none is expected) becomes a Rust panic through the FFI guard.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| enable_timeout_after(STATEMENT_TIMEOUT, ms)) };
+}
+
+/// Disarms what [`arm_statement_timeout`] armed (nothing if it already fired).
+pub fn disarm_statement_timeout() {
+    // SAFETY: as above; disabling a timeout that is not active does nothing.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| disable_timeout(STATEMENT_TIMEOUT, false)) };
+}

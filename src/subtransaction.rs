@@ -56,3 +56,17 @@ pub fn message(e: &CaughtError) -> String {
         | CaughtError::RustPanic { ereport: r, .. } => crate::error::report_text(r.message()),
     }
 }
+
+/// The message of a caught error with its SQLSTATE, as history rows give a pg_backup error's
+/// ("... (SQLSTATE 57014)").
+pub fn message_with_sqlstate(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => format!(
+            "{} (SQLSTATE {})",
+            crate::error::report_text(r.message()),
+            crate::error::sqlstate_of(r.sql_error_code())
+        ),
+    }
+}

@@ -1918,3 +1918,399 @@ fn a_cancel_while_the_catalogs_are_read_stays_a_cancel_and_the_backup_is_failed(
     );
     create(&mut c, options);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Schedules (issue 21): time zone, timeout, retries, overlap, history kept.
+
+/// A server whose scheduler runs database `app`'s schedules, with table `t`; retries wait
+/// 1 s, then 2 s, ...
+fn schedules_server() -> (Server, Client) {
+    let s = Server::start("backup.database = 'app'\nbackup.retry_delay = 1");
+    let mut c = s.connect("app");
+    c.batch_execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x;")
+        .unwrap();
+    (s, c)
+}
+
+/// Another session holding `t` in ACCESS EXCLUSIVE mode until the client is dropped (or
+/// `COMMIT` is sent): every backup of `t` waits for it.
+fn lock_t(s: &Server) -> Client {
+    let mut locker = s.connect("app");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    locker
+}
+
+/// Make schedule `name` due now (as its cron firing would); the change wakes the scheduler.
+fn fire(c: &mut Client, name: &str) {
+    c.execute(
+        "UPDATE backup.schedules SET next_run_at = now() WHERE name = $1",
+        &[&name],
+    )
+    .unwrap();
+}
+
+/// Entries of the backup directory (archives and partial folders alike).
+fn backup_dir_entries(s: &Server) -> Vec<String> {
+    std::fs::read_dir(s.data.join("pg_backup"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn schedule_next_run_at_is_the_cron_time_in_the_schedules_time_zone() {
+    if !enabled() {
+        return;
+    }
+    let (_s, mut c) = schedules_server();
+    // 13:45 every day, in Berlin and in New York: next_run_at (timestamptz) shows 13:45 in
+    // that zone, is in the next 24 hours, and is not 13:45 UTC.
+    for (name, tz) in [("berlin", "Europe/Berlin"), ("newyork", "America/New_York")] {
+        let r = c
+            .query_one(
+                "SELECT to_char(next_run_at AT TIME ZONE $2, 'HH24:MI'),
+                        next_run_at > now() AND next_run_at <= now() + interval '1 day',
+                        to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI'), timezone
+                 FROM backup.schedule($1, '45 13 * * *', timezone => $2, enabled => false)",
+                &[&name, &tz],
+            )
+            .unwrap();
+        assert_eq!(r.get::<_, String>(0), "13:45", "{tz}");
+        assert!(r.get::<_, bool>(1), "{tz}: within a day");
+        assert_ne!(r.get::<_, String>(2), "13:45", "{tz}: not UTC");
+        assert_eq!(r.get::<_, String>(3), tz);
+    }
+    // Without timezone: backup.schedule_timezone, itself UTC by default.
+    let utc: String = one(
+        &mut c,
+        "SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI') || ' ' || timezone
+         FROM backup.schedule('plain', '45 13 * * *', enabled => false)",
+    );
+    assert_eq!(utc, "13:45 UTC");
+    c.batch_execute("SET backup.schedule_timezone = 'Asia/Kolkata'")
+        .unwrap();
+    let kolkata: String = one(
+        &mut c,
+        "SELECT to_char(next_run_at AT TIME ZONE 'Asia/Kolkata', 'HH24:MI') || ' ' || timezone
+         || ' ' || to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI')
+         FROM backup.schedule('india', '45 13 * * *', enabled => false)",
+    );
+    assert_eq!(kolkata, "13:45 Asia/Kolkata 08:15");
+    // An unknown zone is 22023 with a HINT, given or from the setting.
+    let e = expect_err(
+        &mut c,
+        "SELECT * FROM backup.schedule('x', '@daily', timezone => 'Mars/Olympus_Mons')",
+        "22023",
+    );
+    assert!(hint(&e).unwrap_or_default().contains("pg_timezone_names"));
+    c.batch_execute("SET backup.schedule_timezone = 'Nowhere/Special'")
+        .unwrap();
+    let e = expect_err(
+        &mut c,
+        "SELECT * FROM backup.schedule('x', '@daily')",
+        "22023",
+    );
+    assert!(
+        message(&e).contains("backup.schedule_timezone"),
+        "{}",
+        message(&e)
+    );
+    assert!(hint(&e).is_some());
+    for (sql, what) in [
+        ("SELECT * FROM backup.schedule('x', '@daily', timezone => 'UTC', overlap => 'wait')", "overlap"),
+        ("SELECT * FROM backup.schedule('x', '@daily', timezone => 'UTC', retries => -1)", "retries"),
+        ("SELECT * FROM backup.schedule('x', '@daily', timezone => 'UTC', timeout => '-5 seconds')", "timeout"),
+    ] {
+        let e = expect_err(&mut c, sql, "22023");
+        assert!(hint(&e).is_some(), "{what}: no hint");
+    }
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.schedules WHERE name = 'x'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_scheduled_backup_blocked_by_a_lock_times_out_leaves_no_archive_and_is_retried() {
+    if !enabled() {
+        return;
+    }
+    let (s, mut c) = schedules_server();
+    let locker = lock_t(&s);
+    c.query(
+        "SELECT * FROM backup.schedule('blocked', '@yearly', timeout => '2 seconds', retries => 2)",
+        &[],
+    )
+    .unwrap();
+    fire(&mut c, "blocked");
+    // The first try and its two retries, each cancelled at its timeout.
+    let tries = wait_for(
+        &mut c,
+        "SELECT count(*) FROM backup.backups WHERE schedule = 'blocked' AND status = 'failed'",
+        3,
+        60,
+    );
+    assert_eq!(tries, 3);
+    let rows = c
+        .query(
+            "SELECT id, attempt, extract(epoch FROM finished_at - started_at)::float8, error,
+                    extract(epoch FROM started_at - lag(finished_at) OVER (ORDER BY started_at))::float8
+             FROM backup.backups WHERE schedule = 'blocked' ORDER BY started_at",
+            &[],
+        )
+        .unwrap();
+    let attempts: Vec<i32> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(attempts, [1, 2, 3], "every try counted");
+    for r in &rows {
+        let (id, took, error): (String, f64, String) = (r.get(0), r.get(2), r.get(3));
+        assert!(
+            (1.9..2.0 + 3.0).contains(&took),
+            "{id} ended {took} s after it started (timeout 2 s)"
+        );
+        assert!(
+            error.contains("timeout") && error.contains("57014"),
+            "{id}: {error}"
+        );
+    }
+    // Backoff: the first retry 1 s after the first try ended, the second 2 s after.
+    let gaps: Vec<f64> = rows.iter().skip(1).map(|r| r.get(4)).collect();
+    assert!(gaps[0] >= 0.9 && gaps[1] >= 1.9, "retry waits {gaps:?}");
+    assert!(
+        backup_dir_entries(&s).is_empty(),
+        "left on disk: {:?}",
+        backup_dir_entries(&s)
+    );
+    // No more tries: the retries are used up and the schedule's next run is its cron's.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'blocked'"
+        ),
+        3
+    );
+    let state: String = one(
+        &mut c,
+        "SELECT last_status || ' ' || retry || ' ' || (next_run_at = (date_trunc('year', now() AT TIME ZONE 'UTC') + interval '1 year') AT TIME ZONE 'UTC')
+         FROM backup.schedules WHERE name = 'blocked'",
+    );
+    assert_eq!(state, "failed 0 true");
+    // Unblocked, the same schedule succeeds.
+    drop(locker);
+    fire(&mut c, "blocked");
+    assert_eq!(
+        wait_for(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'blocked' AND status = 'completed'",
+            1,
+            30
+        ),
+        1
+    );
+}
+
+#[test]
+fn overlap_skip_counts_skipped_fire_times_and_queue_runs_one_when_the_previous_ends() {
+    if !enabled() {
+        return;
+    }
+    let (s, mut c) = schedules_server();
+    for (name, overlap) in [("skipper", "skip"), ("queuer", "queue")] {
+        c.query(
+            "SELECT * FROM backup.schedule($1, '@yearly', overlap => $2)",
+            &[&name, &overlap],
+        )
+        .unwrap();
+    }
+    let running = |c: &mut Client, name: &str| {
+        wait_until(
+            c,
+            &format!("SELECT count(*) = 1 FROM backup.backups WHERE schedule = '{name}' AND status = 'running'"),
+            20,
+        )
+    };
+    let locker = lock_t(&s);
+    for name in ["skipper", "queuer"] {
+        fire(&mut c, name);
+        assert!(running(&mut c, name), "{name}: first run started");
+    }
+    // Two more fire times each while the first runs (blocked on the lock).
+    for name in ["skipper", "queuer"] {
+        for _ in 0..2 {
+            fire(&mut c, name);
+            assert!(
+                wait_until(
+                    &mut c,
+                    &format!(
+                        "SELECT next_run_at > now() FROM backup.schedules WHERE name = '{name}'"
+                    ),
+                    10
+                ),
+                "{name}: the fire time was handled"
+            );
+        }
+    }
+    let state = |c: &mut Client, name: &str| -> String {
+        one(
+            c,
+            &format!(
+                "SELECT skipped_runs || ' ' || queued || ' ' || (last_skipped_at IS NOT NULL)
+                 FROM backup.schedules WHERE name = '{name}'"
+            ),
+        )
+    };
+    assert_eq!(state(&mut c, "skipper"), "2 false true", "both skipped");
+    assert_eq!(
+        state(&mut c, "queuer"),
+        "1 true true",
+        "one queued, the next skipped"
+    );
+    drop(locker);
+    let done = |c: &mut Client, name: &str, n: i64| {
+        wait_for(
+            c,
+            &format!("SELECT count(*) FROM backup.backups WHERE schedule = '{name}' AND status = 'completed'"),
+            n,
+            30,
+        )
+    };
+    assert_eq!(done(&mut c, "queuer", 2), 2, "the queued run ran");
+    assert_eq!(done(&mut c, "skipper", 1), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'skipper'"
+        ),
+        1,
+        "skipped fire times never ran"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM backup.backups WHERE schedule = 'queuer'"
+        ),
+        2,
+        "at most one queued"
+    );
+    // The queued run started when the first ended, not at a fire time of its own.
+    let gap: f64 = one(
+        &mut c,
+        "SELECT extract(epoch FROM max(started_at) - min(finished_at))::float8
+         FROM backup.backups WHERE schedule = 'queuer'",
+    );
+    assert!(
+        (0.0..5.0).contains(&gap),
+        "queued run started {gap} s after the first ended"
+    );
+    assert_eq!(state(&mut c, "queuer"), "1 false true");
+}
+
+fn set_history_keep(c: &mut Client, value: &str) {
+    c.execute(
+        &format!("ALTER SYSTEM SET backup.history_keep = '{value}'"),
+        &[],
+    )
+    .unwrap();
+    c.execute("SELECT pg_reload_conf()", &[]).unwrap();
+}
+
+#[test]
+fn history_keep_prunes_history_rows_but_never_a_backup_still_kept() {
+    if !enabled() {
+        return;
+    }
+    let (s, mut c) = schedules_server();
+    // A real backup, 40 days old, whose archive is on disk; and history rows without archives.
+    let kept: String = one(
+        &mut c,
+        "SELECT backup_id FROM backup.create(label => 'kept')",
+    );
+    c.batch_execute(
+        "UPDATE backup.backups SET started_at = now() - interval '40 days';
+         INSERT INTO backup.backups (id, status, started_at) VALUES
+           ('old-failed', 'failed', now() - interval '40 days'),
+           ('old-deleted', 'deleted', now() - interval '31 days'),
+           ('new-failed-1', 'failed', now() - interval '3 days'),
+           ('new-failed-2', 'failed', now() - interval '2 days'),
+           ('new-failed-3', 'failed', now() - interval '1 day');
+         INSERT INTO backup.restores (backup_id, status, started_at) VALUES
+           ('old-failed', 'failed', now() - interval '40 days'),
+           ('new-failed-1', 'completed', now() - interval '1 day');",
+    )
+    .unwrap();
+    let ids = |c: &mut Client| -> Vec<String> {
+        strings(c, "SELECT id FROM backup.backups ORDER BY started_at")
+    };
+    // Keep everything by default.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ids(&mut c).len(), 6);
+    set_history_keep(&mut c, "30 days");
+    assert!(
+        wait_until(
+            &mut c,
+            "SELECT NOT EXISTS (SELECT FROM backup.backups WHERE id IN ('old-failed', 'old-deleted'))",
+            20
+        ),
+        "{:?}",
+        ids(&mut c)
+    );
+    assert_eq!(
+        ids(&mut c),
+        [
+            kept.as_str(),
+            "new-failed-1",
+            "new-failed-2",
+            "new-failed-3"
+        ],
+        "the old backup whose archive is kept stays"
+    );
+    assert_eq!(
+        strings(&mut c, "SELECT backup_id FROM backup.restores"),
+        ["new-failed-1"]
+    );
+    // Days and rows: only the newest 2 rows of each table stay, a kept backup always.
+    set_history_keep(&mut c, "30 days, 2 rows");
+    assert!(wait_until(
+        &mut c,
+        "SELECT NOT EXISTS (SELECT FROM backup.backups WHERE id = 'new-failed-1')",
+        20
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ids(&mut c),
+        [kept.as_str(), "new-failed-2", "new-failed-3"],
+        "'2 rows': the newest two history rows, and the kept backup"
+    );
+    assert!(s
+        .data
+        .join("pg_backup")
+        .join(&kept)
+        .join("manifest.json")
+        .exists());
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status FROM backup.backups WHERE label = 'kept'"
+        ),
+        "completed"
+    );
+    // A setting that does not parse keeps everything, with a WARNING in the log.
+    set_history_keep(&mut c, "1 fortnight");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s
+        .log_text()
+        .contains("backup.history_keep = '1 fortnight' is not valid")
+    {
+        assert!(Instant::now() < deadline, "no warning in the log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ids(&mut c).len(), 3);
+}

@@ -290,7 +290,8 @@ pub fn take_and_finish(
             ArchiveWriter::abandon(&tmp_dir);
             abandon_remote();
             row.status = "failed";
-            row.error = Some(subtransaction::message(&caught));
+            // With the SQLSTATE, as for pg_backup's own errors: a cancel says 57014.
+            row.error = Some(subtransaction::message_with_sqlstate(&caught));
             history::record(&row);
             Err(caught)
         }

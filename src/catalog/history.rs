@@ -266,6 +266,43 @@ pub fn stays_text(progress: &serde_json::Value) -> String {
     }
 }
 
+/// backup.history_keep, applied by the scheduler in its database: history rows older than
+/// `days`, or not among the newest `rows` of their table, are deleted, from backup.backups
+/// (only backups whose archive is gone: `failed` and `deleted`; a `running` or `completed`
+/// backup's row stays whatever its age, and counts among the newest), backup.restores and
+/// backup.drills (finished ones). Returns how many rows went.
+pub fn prune_history(days: Option<u32>, rows: Option<u64>) -> Result<i64, pgrx::spi::Error> {
+    if days.is_none() && rows.is_none() {
+        return Ok(0);
+    }
+    let days = days.map(|d| d.min(i32::MAX as u32) as i32);
+    let rows = rows.map(|r| r.min(i64::MAX as u64) as i64);
+    // One statement per table, each the same shape: rank by age, delete what is past a limit.
+    let tables: [(&str, &str, &str); 3] = [
+        ("backup.backups", "id", "status IN ('failed', 'deleted')"),
+        ("backup.restores", "id", "status <> 'running'"),
+        ("backup.drills", "id", "status <> 'running'"),
+    ];
+    let mut gone = 0i64;
+    for (table, key, prunable) in tables {
+        let sql = format!(
+            "WITH ranked AS (
+               SELECT {key} AS k, row_number() OVER (ORDER BY started_at DESC, {key} DESC) AS n
+               FROM {table}),
+             d AS (
+               DELETE FROM {table} t USING ranked r
+               WHERE t.{key} = r.k AND t.{prunable}
+                 AND ((t.started_at < now() - make_interval(days => $1))
+                      OR r.n > $2)
+               RETURNING 1)
+             SELECT count(*) FROM d"
+        );
+        gone +=
+            pgrx::Spi::get_one_with_args::<i64>(&sql, &[days.into(), rows.into()])?.unwrap_or(0);
+    }
+    Ok(gone)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

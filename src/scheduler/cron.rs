@@ -225,6 +225,16 @@ mod tests {
             "2027-02-28T00:00:00Z",
             "pg_cron's $ is the last day of the month"
         );
+        assert_eq!(
+            next("0 0 L * *", "2028-02-02T00:00:00Z"),
+            "2028-02-29T00:00:00Z",
+            "croner's L"
+        );
+        assert_eq!(
+            next("0 3 * * 5#1", "2026-12-07T00:00:00Z"),
+            "2027-01-01T03:00:00Z",
+            "croner's #: the first Friday"
+        );
     }
 
     #[test]

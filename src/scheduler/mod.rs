@@ -2,6 +2,7 @@
 //! workers that run each backup.
 
 pub mod cron;
+pub mod policy;
 pub mod run;
 pub mod schedules;
 pub mod worker;

@@ -32,6 +32,16 @@ pub struct RunRequest {
     pub drill_checks: Option<Vec<String>>,
     #[serde(default)]
     pub drill_role: Option<String>,
+    /// schedule(timeout => ...), in seconds: the run is cancelled past it.
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+    /// Which try of its fire time this run is: 1 the first, 2 the first retry, ...
+    #[serde(default = "first_attempt")]
+    pub attempt: i32,
+}
+
+fn first_attempt() -> i32 {
+    1
 }
 
 /// What it did.
@@ -49,6 +59,9 @@ pub struct RunResult {
     pub pruned: Vec<String>,
 }
 
+/// How long past its timeout a run may go before the scheduler terminates it.
+pub const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 const HEADER: usize = 16;
 const INPUT_MAX: usize = 16 << 10;
 const OUTPUT_MAX: usize = 16 << 10;
@@ -57,6 +70,10 @@ const SEGMENT: usize = HEADER + INPUT_MAX + OUTPUT_MAX;
 /// A run in progress, owned by whoever launched it.
 pub struct RunHandle {
     pub schedule: String,
+    /// When it was launched, and its timeout: the scheduler ends a run that overstays its
+    /// timeout by [`TIMEOUT_GRACE`] (the worker cancels itself at the timeout).
+    pub started: std::time::Instant,
+    pub timeout: Option<std::time::Duration>,
     worker: DynamicBackgroundWorker,
     seg: *mut pg_sys::dsm_segment,
 }
@@ -108,6 +125,10 @@ pub fn launch(req: &RunRequest, across_transactions: bool) -> Result<RunHandle> 
         match loaded {
             Ok(worker) => Ok(RunHandle {
                 schedule: req.schedule.clone(),
+                started: std::time::Instant::now(),
+                timeout: req
+                    .timeout_secs
+                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
                 worker,
                 seg,
             }),
@@ -148,6 +169,23 @@ impl RunHandle {
 
     fn read(&self) -> RunResult {
         read_result(self.seg)
+    }
+
+    /// Whether the run has gone on past its timeout and the grace: its worker did not cancel
+    /// itself (an uninterruptible wait); the scheduler then ends it.
+    pub fn overdue(&self) -> bool {
+        self.timeout
+            .is_some_and(|t| self.started.elapsed() > t + TIMEOUT_GRACE)
+    }
+
+    /// End the run's worker as pg_terminate_backend would (its partial archive is removed
+    /// and its row settled failed by its exit callback and the sweep).
+    pub fn terminate(&self) {
+        if let Ok(pid) = self.worker.pid() {
+            // SAFETY: a plain kill(2) of the pid PostgreSQL reports for our own worker, which
+            // ends on SIGTERM (die_on_sigterm).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
     }
 
     pub fn release(self) {
@@ -205,6 +243,21 @@ fn write_result(seg: *mut pg_sys::dsm_segment, r: &RunResult) {
     }
 }
 
+/// A run cancelled by its timeout. The backup's row already says so (failed, "canceling
+/// statement due to statement timeout (SQLSTATE 57014)", its archive removed); the result
+/// names the schedule's timeout.
+fn timeout_result(req: &RunRequest, backup_id: &str, cause: &str) -> RunResult {
+    RunResult {
+        status: "failed".into(),
+        backup_id: Some(backup_id.to_string()),
+        error: Some(format!(
+            "timeout: the backup ran longer than the schedule's timeout of {}s and was cancelled: {cause}",
+            req.timeout_secs.unwrap_or_default()
+        )),
+        ..Default::default()
+    }
+}
+
 fn failed(e: &BackupError) -> RunResult {
     RunResult {
         status: "failed".into(),
@@ -218,6 +271,11 @@ fn failed(e: &BackupError) -> RunResult {
 /// third. History is written in them directly (no separate writer; nothing else holds locks).
 #[allow(clippy::result_large_err)]
 fn execute(req: &RunRequest) -> RunResult {
+    let started = std::time::Instant::now();
+    let deadline = req
+        .timeout_secs
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .map(|t| started + t);
     // Never the same schedule twice at once (the scheduler's own bookkeeping aside, a manual
     // run_schedule() may race it): a session advisory lock per schedule name, held until the
     // worker exits.
@@ -241,6 +299,10 @@ fn execute(req: &RunRequest) -> RunResult {
             let opts = CreateOptions::parse(args, &Defaults::from_settings())?;
             let caller = security::enter_as(SCHEDULER_ROLE)?;
             let run = create::begin(&opts, &caller, Some(&req.schedule))?;
+            Spi::run_with_args(
+                "UPDATE backup.backups SET attempt = $2 WHERE id = $1",
+                &[run.id.clone().into(), req.attempt.into()],
+            )?;
             Ok(Some((opts, run)))
         },
     ));
@@ -255,6 +317,15 @@ fn execute(req: &RunRequest) -> RunResult {
         }
         Err(e) => return failed(&e),
     };
+    // The timeout covers the backup itself: from here the process's statement timeout
+    // cancels it (a lock wait included) at the deadline, and create() records it failed and
+    // removes the partial archive like any other error.
+    let backup_id = run.id.clone();
+    if let Some(d) = deadline {
+        crate::server_api::arm_statement_timeout(
+            d.saturating_duration_since(std::time::Instant::now()),
+        );
+    }
     // create() catches what goes wrong while taking the backup and records it as failed.
     let taken = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
         let caller = match security::enter_as(SCHEDULER_ROLE) {
@@ -263,12 +334,26 @@ fn execute(req: &RunRequest) -> RunResult {
         };
         create::take_and_finish(run, &opts, &caller)
     }));
+    if deadline.is_some() {
+        crate::server_api::disarm_statement_timeout();
+    }
+    let timed_out = deadline.is_some_and(|d| std::time::Instant::now() >= d);
     let s = match taken {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return failed(&e),
+        Ok(Err(e)) if timed_out => return timeout_result(req, &backup_id, &e.to_string()),
+        Ok(Err(e)) => {
+            return RunResult {
+                backup_id: Some(backup_id),
+                ..failed(&e)
+            }
+        }
+        Err(caught) if timed_out => {
+            return timeout_result(req, &backup_id, &subtransaction::message(&caught))
+        }
         Err(caught) => {
             return RunResult {
                 status: "failed".into(),
+                backup_id: Some(backup_id),
                 error: Some(subtransaction::message(&caught)),
                 ..Default::default()
             }
@@ -334,6 +419,13 @@ pub extern "C-unwind" fn pg_backup_run_main(arg: pg_sys::Datum) {
     // SIGTERM (fast shutdown, pg_terminate_backend) must stop a running COPY at once: use the
     // backend's own handler, which ends the process at the next interrupt check.
     crate::signals::die_on_sigterm_then_unblock();
+    // SIGINT (pg_cancel_backend, and the statement timeout that enforces timeout =>) cancels
+    // the backup as in a client backend.
+    // SAFETY: at the start of the worker's main function, on its only thread; the handler
+    // only sets interrupt flags and the latch.
+    unsafe {
+        crate::server_api::set_signal_handler(libc::SIGINT, Some(crate::signals::cancel_on_sigint))
+    };
     let handle = arg.value() as pg_sys::dsm_handle;
     // SAFETY: `handle` is the one `launch` passed as this worker's argument; dsm_attach
     // returns NULL (checked below) if the segment is gone.

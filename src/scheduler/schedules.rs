@@ -3,9 +3,9 @@
 
 use chrono::Utc;
 use pgrx::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::cron::{self, Schedule};
+use super::policy::{self, Overlap};
 use super::run::{self, RunRequest, RunResult};
 use crate::backup::options::{CreateArgs, CreateOptions, Defaults};
 use crate::error::{BackupError, Result};
@@ -30,37 +30,6 @@ pub struct ScheduleArgs {
     /// Stored for drills (scheduler/drills own what they do).
     pub drill: bool,
     pub drill_checks: Option<Vec<String>>,
-}
-
-/// What a fire time does while the schedule's previous run still goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overlap {
-    /// Skip it (counted in backup.schedules.skipped_runs).
-    Skip,
-    /// Run it as soon as the previous run ends; at most one run waits.
-    Queue,
-}
-
-impl Overlap {
-    pub fn parse(s: &str) -> Result<Overlap> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "skip" => Ok(Overlap::Skip),
-            "queue" => Ok(Overlap::Queue),
-            _ => Err(BackupError::invalid(format!(
-                "invalid overlap \"{}\"",
-                s.escape_debug()
-            ))
-            .with_hint("Use 'skip' (the default: a fire time is skipped while the previous run goes) or 'queue' (it runs when the previous run ends; at most one waits).")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overlap::Skip => "skip",
-            Overlap::Queue => "queue",
-        }
-    }
 }
 
 /// Most retries a schedule may ask for (the backoff is capped, so more would only repeat
@@ -238,7 +207,9 @@ pub fn request(name: &str) -> Result<Option<RunRequest>> {
         "SELECT (SELECT jsonb_build_object('schedule', name, 'database', database, 'options', options,
                                            'keep_last', keep_last, 'keep_days', keep_days,
                                            'drill', drill, 'drill_checks', drill_checks,
-                                           'drill_role', drill_role)
+                                           'drill_role', drill_role,
+                                           'timeout_secs', extract(epoch FROM timeout)::float8,
+                                           'attempt', retry + 1)
                  FROM backup.schedules WHERE name = $1)",
         &[text::arg(name)],
     )?;
@@ -253,10 +224,12 @@ pub fn request(name: &str) -> Result<Option<RunRequest>> {
 
 /// Record what a run did on its schedule row: its status, and for a success what backup.health
 /// and backup.metrics() report (the backup's own row is in the schedule's database, which may
-/// be another one); a failure counts in failed_runs.
+/// be another one); a failure counts in failed_runs. `last_backup_id`: the last backup
+/// completed (a failed run's backup id is in its result, not here).
 pub fn record(name: &str, r: &RunResult) -> Result<()> {
     Spi::run_with_args(
-        "UPDATE backup.schedules SET last_status = $2, last_backup_id = coalesce($3, last_backup_id),
+        "UPDATE backup.schedules SET last_status = $2,
+           last_backup_id = CASE WHEN $2 = 'completed' THEN coalesce($3, last_backup_id) ELSE last_backup_id END,
            last_success_at = CASE WHEN $2 = 'completed' THEN clock_timestamp() ELSE last_success_at END,
            last_success_backup_id = CASE WHEN $2 = 'completed' THEN $3 ELSE last_success_backup_id END,
            last_success_duration = CASE WHEN $2 = 'completed' THEN make_interval(secs => $4) ELSE last_success_duration END,
@@ -276,11 +249,123 @@ pub fn record(name: &str, r: &RunResult) -> Result<()> {
     Ok(())
 }
 
+/// The schedule's row as the scheduler's decisions need it.
+struct State {
+    cron: String,
+    timezone: String,
+    retries: i32,
+    retry: i32,
+    queued: bool,
+}
+
+fn state(name: &str) -> Result<Option<State>> {
+    Ok(Spi::connect(|c| {
+        let t = c.select(
+            "SELECT cron, timezone, retries, retry, queued FROM backup.schedules WHERE name = $1",
+            None,
+            &[text::arg(name)],
+        )?;
+        let Some(r) = t.into_iter().next() else {
+            return Ok::<_, pgrx::spi::Error>(None);
+        };
+        Ok(Some(State {
+            cron: r.get::<text::Text>(1)?.unwrap_or_default().0,
+            timezone: r.get::<text::Text>(2)?.unwrap_or_default().0,
+            retries: r.get::<i32>(3)?.unwrap_or(0),
+            retry: r.get::<i32>(4)?.unwrap_or(0),
+            queued: r.get::<bool>(5)?.unwrap_or(false),
+        }))
+    })?)
+}
+
+/// What the scheduler does when one of its runs has ended: record it; after a failure, the
+/// next retry (backup.retry_delay, doubling) unless none is left or the next regular run
+/// comes first; a run queued meanwhile (overlap => 'queue') is due at once.
+pub fn after_scheduled_run(name: &str, r: &RunResult) -> Result<()> {
+    record(name, r)?;
+    let Some(st) = state(name)? else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    match r.status.as_str() {
+        "failed" => {
+            let next_fire = cron::next_after(&st.cron, &st.timezone, now)?;
+            match policy::retry_after_failure(
+                st.retries.max(0) as u32,
+                st.retry.max(0) as u32,
+                now,
+                guc::retry_delay(),
+                next_fire,
+            ) {
+                Some((n, at)) => {
+                    pgrx::log!(
+                        "pg_backup: schedule \"{name}\" failed; retry {n} of {} at {}",
+                        st.retries,
+                        at.to_rfc3339()
+                    );
+                    Spi::run_with_args(
+                        "UPDATE backup.schedules SET retry = $2, next_run_at = $3::timestamptz WHERE name = $1",
+                        &[text::arg(name), (n as i32).into(), at.to_rfc3339().into()],
+                    )?
+                }
+                None => Spi::run_with_args(
+                    "UPDATE backup.schedules SET retry = 0 WHERE name = $1",
+                    &[text::arg(name)],
+                )?,
+            }
+        }
+        // A manual run_schedule() held the schedule: this fire time did not run.
+        "skipped" => Spi::run_with_args(
+            "UPDATE backup.schedules SET skipped_runs = skipped_runs + 1, last_skipped_at = now()
+             WHERE name = $1",
+            &[text::arg(name)],
+        )?,
+        _ => Spi::run_with_args(
+            "UPDATE backup.schedules SET retry = 0 WHERE name = $1",
+            &[text::arg(name)],
+        )?,
+    }
+    if st.queued {
+        // The queued run is a fire time of its own: its first try, now.
+        Spi::run_with_args(
+            "UPDATE backup.schedules SET next_run_at = now(), retry = 0 WHERE name = $1",
+            &[text::arg(name)],
+        )?;
+    }
+    Ok(())
+}
+
+/// A fire time of a schedule whose previous run still goes: skipped (counted) or queued (at
+/// most one), and next_run_at moves on to the next fire time.
+pub fn when_busy(name: &str, overlap: Overlap, queued: bool, cron: &str, tz: &str) -> Result<()> {
+    let next = cron::next_after(cron, tz, Utc::now())?.map(|t| t.to_rfc3339());
+    match policy::when_busy(overlap, queued) {
+        policy::Busy::Skip => {
+            pgrx::log!(
+                "pg_backup: schedule \"{name}\": skipped a run, the previous one still goes (overlap => '{}')",
+                overlap.as_str()
+            );
+            Spi::run_with_args(
+                "UPDATE backup.schedules SET next_run_at = $2::timestamptz,
+                   skipped_runs = skipped_runs + 1, last_skipped_at = now()
+                 WHERE name = $1",
+                &[text::arg(name), next.into()],
+            )?
+        }
+        policy::Busy::Queue => Spi::run_with_args(
+            "UPDATE backup.schedules SET next_run_at = $2::timestamptz, queued = true WHERE name = $1",
+            &[text::arg(name), next.into()],
+        )?,
+    }
+    Ok(())
+}
+
 /// Mark a run as started and move next_run_at past now (at most one catch-up run).
 pub fn mark_started(name: &str, cron: &str, tz: &str) -> Result<()> {
     let next = cron::next_after(cron, tz, Utc::now())?.map(|t| t.to_rfc3339());
     Spi::run_with_args(
-        "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running', next_run_at = $2::timestamptz
+        "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running', next_run_at = $2::timestamptz,
+           queued = false
          WHERE name = $1",
         &[text::arg(name), next.into()],
     )?;
@@ -290,7 +375,9 @@ pub fn mark_started(name: &str, cron: &str, tz: &str) -> Result<()> {
 /// run_schedule(): the same worker the scheduler uses, waited for.
 pub fn run_now(name: &str) -> Result<RunResult> {
     validate_name(name)?;
-    let req = request(name)?.ok_or_else(|| unknown_schedule(name))?;
+    let mut req = request(name)?.ok_or_else(|| unknown_schedule(name))?;
+    // A run by hand is no retry of the schedule's, whatever state the schedule is in.
+    req.attempt = 1;
     Spi::run_with_args(
         "UPDATE backup.schedules SET last_run_at = now(), last_status = 'running' WHERE name = $1",
         &[text::arg(name)],

@@ -37,6 +37,8 @@ struct Due {
     name: String,
     cron: String,
     timezone: String,
+    overlap: String,
+    queued: bool,
 }
 
 #[pg_guard]
@@ -115,13 +117,16 @@ fn tick(running: &mut HashMap<String, RunHandle>) -> Duration {
             if let Err(e) = crate::catalog::sweep::sweep() {
                 pgrx::log!("pg_backup scheduler: {e}");
             }
+            end_overdue(running);
             for due in due_schedules() {
                 if running.contains_key(&due.name) {
+                    busy(&due);
                     continue;
                 }
                 start(running, &due);
             }
-            time_to_next().min(check_overdue())
+            prune_history();
+            time_to_next(running).min(check_overdue())
         })
     }));
     match outcome {
@@ -143,7 +148,7 @@ fn collect_finished(running: &mut HashMap<String, RunHandle>) {
         let handle = running.remove(&name).expect("listed");
         let result = handle.finished().expect("finished");
         handle.release();
-        if let Err(e) = schedules::record(&name, &result) {
+        if let Err(e) = schedules::after_scheduled_run(&name, &result) {
             pgrx::log!("pg_backup scheduler: schedule \"{name}\": cannot record the run: {e}");
         }
     }
@@ -152,7 +157,7 @@ fn collect_finished(running: &mut HashMap<String, RunHandle>) {
 fn due_schedules() -> Vec<Due> {
     Spi::connect(|c| {
         let rows = c.select(
-            "SELECT name, cron, timezone FROM backup.schedules
+            "SELECT name, cron, timezone, overlap, queued FROM backup.schedules
              WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= now() ORDER BY next_run_at",
             None,
             &[],
@@ -163,6 +168,8 @@ fn due_schedules() -> Vec<Due> {
                 name: r.get::<crate::text::Text>(1)?.unwrap_or_default().0,
                 cron: r.get::<crate::text::Text>(2)?.unwrap_or_default().0,
                 timezone: r.get::<crate::text::Text>(3)?.unwrap_or_default().0,
+                overlap: r.get::<crate::text::Text>(4)?.unwrap_or_default().0,
+                queued: r.get::<bool>(5)?.unwrap_or(false),
             });
         }
         Ok::<_, pgrx::spi::Error>(v)
@@ -171,6 +178,90 @@ fn due_schedules() -> Vec<Due> {
         pgrx::log!("pg_backup scheduler: cannot read backup.schedules: {e}");
         Vec::new()
     })
+}
+
+/// A run past its timeout and the grace did not cancel itself: end its worker (it is then
+/// collected as failed like any run that exits without a result).
+fn end_overdue(running: &HashMap<String, RunHandle>) {
+    for (name, h) in running {
+        if h.overdue() {
+            pgrx::log!(
+                "pg_backup scheduler: schedule \"{name}\": the run is {}s past its timeout; terminating it",
+                (h.started.elapsed() - h.timeout.unwrap_or_default()).as_secs()
+            );
+            h.terminate();
+        }
+    }
+}
+
+/// A due schedule whose previous run still goes: overlap => 'skip' or 'queue'.
+fn busy(due: &Due) {
+    let outcome = subtransaction::run(|| -> crate::error::Result<()> {
+        let overlap = super::policy::Overlap::parse(&due.overlap)?;
+        schedules::when_busy(&due.name, overlap, due.queued, &due.cron, &due.timezone)
+    });
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => pgrx::log!("pg_backup scheduler: schedule \"{}\": {e}", due.name),
+        Err(e) => pgrx::log!(
+            "pg_backup scheduler: schedule \"{}\": {}",
+            due.name,
+            subtransaction::message(&e)
+        ),
+    }
+}
+
+/// How often the history is pruned at most (and at once when backup.history_keep changes).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+struct LastPrune {
+    at: std::time::Instant,
+    setting: Option<String>,
+}
+
+static LAST_PRUNE: std::sync::Mutex<Option<LastPrune>> = std::sync::Mutex::new(None);
+
+/// backup.history_keep: delete history rows past it (see catalog::history::prune_history).
+fn prune_history() {
+    let setting = guc::history_keep();
+    let Ok(mut last) = LAST_PRUNE.lock() else {
+        return;
+    };
+    if let Some(l) = last.as_ref() {
+        if l.setting == setting && l.at.elapsed() < PRUNE_EVERY {
+            return;
+        }
+    }
+    let changed = last.as_ref().is_none_or(|l| l.setting != setting);
+    *last = Some(LastPrune {
+        at: std::time::Instant::now(),
+        setting: setting.clone(),
+    });
+    let Some(setting) = setting else {
+        return;
+    };
+    let keep = match super::policy::HistoryKeep::parse(&setting) {
+        Ok(k) => k,
+        Err(why) => {
+            if changed {
+                pgrx::warning!(
+                    "pg_backup scheduler: backup.history_keep = '{setting}' is not valid ({why}); keeping all history. Use e.g. '30 days', '1000 rows' or '30 days, 1000 rows'."
+                );
+            }
+            return;
+        }
+    };
+    match subtransaction::run(|| crate::catalog::history::prune_history(keep.days, keep.rows)) {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => pgrx::log!(
+            "pg_backup scheduler: removed {n} history rows past backup.history_keep = '{setting}'"
+        ),
+        Ok(Err(e)) => pgrx::log!("pg_backup scheduler: pruning history: {e}"),
+        Err(e) => pgrx::log!(
+            "pg_backup scheduler: pruning history: {}",
+            subtransaction::message(&e)
+        ),
+    }
 }
 
 fn start(running: &mut HashMap<String, RunHandle>, due: &Due) {
@@ -216,18 +307,28 @@ fn check_overdue() -> Duration {
     }
 }
 
-/// Until the earliest next_run_at of an enabled schedule (capped).
-fn time_to_next() -> Duration {
+/// Until the earliest next_run_at of an enabled schedule or the first timeout grace of a
+/// running one to end (capped).
+fn time_to_next(running: &HashMap<String, RunHandle>) -> Duration {
+    let overdue_in = running
+        .values()
+        .filter_map(|h| {
+            let limit = h.timeout? + super::run::TIMEOUT_GRACE;
+            Some(limit.saturating_sub(h.started.elapsed()) + Duration::from_millis(100))
+        })
+        .min()
+        .unwrap_or(MAX_SLEEP);
     let secs = Spi::get_one::<f64>(
         "SELECT extract(epoch FROM min(next_run_at) - clock_timestamp())::float8 FROM backup.schedules WHERE enabled",
     )
     .ok()
     .flatten();
-    match secs {
+    let due_in = match secs {
         Some(s) if s <= 0.0 => Duration::from_millis(10),
         Some(s) => Duration::from_secs_f64(s).min(MAX_SLEEP),
         None => MAX_SLEEP,
-    }
+    };
+    due_in.min(overdue_in)
 }
 
 /// Wake the scheduler after the current transaction commits (called by the trigger on
