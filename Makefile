@@ -57,7 +57,7 @@ install-release: setup
 #   that version only (the others are 15's fixtures: PostGIS, unit, pg_cron are 15's packages),
 #   the extension upgrade through pg_upgrade from 15 (test-upgrade) and, on 18, the
 #   cross-version restore of 15's archives (test-cross-version); built in $(PG_TARGET_DIR).
-E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring
+E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring --test drills
 test:
 	env -u PG_CONFIG PG=15 bash scripts/setup.sh
 	python3 scripts/import-graph.py src
@@ -98,7 +98,7 @@ test-version: setup
 	$(AS_TEST_USER)$(CARGO_ENV) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_E2E=1 \
 		PG_BACKUP_REGRESS_BUILD=$$(bash scripts/pg-build.sh --regress-dir $(PG)) \
 		cargo test --no-default-features --features pg$(PG) \
-		--test e2e --test alerts --test restore_safety --test regression --test monitoring -- --test-threads=1
+		--test e2e --test alerts --test restore_safety --test regression --test monitoring --test drills -- --test-threads=1
 	$(AS_TEST_USER)$(CARGO_ENV) PG_CONFIG=$(PG_CONFIG) PG_BACKUP_E2E=1 \
 		cargo test --no-default-features --features pg$(PG) --test fidelity -- --test-threads=1 postgresql_$(PG)
 	$(MAKE) --no-print-directory test-upgrade PG=$(PG)

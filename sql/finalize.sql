@@ -40,7 +40,7 @@ BEGIN
                    CASE WHEN (SELECT proname FROM pg_catalog.pg_proc WHERE oid = f) = ANY (ARRAY[
                           'create', 'verify', 'delete', 'prune', 'rescan', 'add_storage',
                           'drop_storage', 'restore', 'schedule', 'unschedule', 'run_schedule',
-                          'trust_key', 'untrust_key', 'archives', 'add_webhook', 'drop_webhook'])
+                          'trust_key', 'untrust_key', 'archives', 'add_webhook', 'drop_webhook', 'drill'])
                         THEN 'INVOKER' ELSE 'DEFINER' END);
   END LOOP;
 END

@@ -218,6 +218,44 @@ GRANT EXECUTE ON FUNCTION backup.schedule(text, text, text, text[], text[], text
 ALTER FUNCTION backup.schedule(text, text, text, text[], text[], text[], text[], boolean, boolean, text, text, integer, integer, boolean, text, text, boolean, text[], integer, text, interval, integer, text, boolean, text[]) SECURITY INVOKER;
 
 
+-- Issue 21: restore drills (drills): the process answering for a running drill, and the
+-- function backup.drill().
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE backup.drills ADD COLUMN pid integer;
+COMMENT ON COLUMN backup.drills.pid IS 'The process answering for a running drill (its worker): a running drill whose process is gone is failed by the sweep.';
+ALTER TABLE backup.schedules ADD COLUMN drill_role text;
+COMMENT ON COLUMN backup.schedules.drill_role IS 'The role whose rights this schedule''s restore drills run with: the role that called backup.schedule().';
+
+CREATE FUNCTION backup."drill"(
+	"backup_id" TEXT DEFAULT NULL,
+	"checks" TEXT[] DEFAULT NULL,
+	"wait" bool DEFAULT true
+) RETURNS TABLE (
+	"id" bigint,
+	"backup_id" TEXT,
+	"schedule" TEXT,
+	"database" TEXT,
+	"status" TEXT,
+	"started_at" timestamp with time zone,
+	"finished_at" timestamp with time zone,
+	"restore_duration" interval,
+	"backup_age" interval,
+	"tables_checked" INT,
+	"rows_checked" bigint,
+	"mismatches" jsonb,
+	"checks" jsonb,
+	"error" TEXT,
+	"requested_by" TEXT
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drill_wrapper';
+
+-- As sql/finalize.sql does: operators may drill; the function takes its caller as restore()
+-- does (SECURITY INVOKER, then the extension owner inside).
+REVOKE ALL ON FUNCTION backup.drill(text, text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup.drill(text, text[], boolean) TO backup_operator;
+ALTER FUNCTION backup.drill(text, text[], boolean) SECURITY INVOKER;
+
 -- ---------------------------------------------------------------------------------------------
 -- Issue 20 (helper "archives"): any archive into any database. backup.archives() lists the
 -- archives of backup.directory or of a storage target; restore(storage => ...) reads one from a

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod copy;
 pub mod crypto;
 pub mod ddl;
+pub mod drill;
 pub mod encoding;
 pub mod error;
 pub mod guc;

@@ -78,6 +78,7 @@ pub const INVOKER_FUNCTIONS: &[&str] = &[
     "archives",
     "add_webhook",
     "drop_webhook",
+    "drill",
 ];
 
 /// The extension owner, whose rights the functions work with.

@@ -48,10 +48,12 @@ pub enum Stmt {
     RestoreFailDead,
     /// restore(atomic => false)'s worker, terminated: what it committed stays.
     RestoreFailIfRunning,
+    /// A restore drill's row at its start; returns the new id.
+    DrillStart,
 }
 
 impl Stmt {
-    const ALL: [Stmt; 10] = [
+    const ALL: [Stmt; 11] = [
         Stmt::BackupUpsert,
         Stmt::BackupSettle,
         Stmt::BackupFailIfRunning,
@@ -62,6 +64,7 @@ impl Stmt {
         Stmt::RestoreNote,
         Stmt::RestoreFailDead,
         Stmt::RestoreFailIfRunning,
+        Stmt::DrillStart,
     ];
 
     fn name(self) -> &'static str {
@@ -76,6 +79,7 @@ impl Stmt {
             Stmt::RestoreNote => "restore_note",
             Stmt::RestoreFailDead => "restore_fail_dead",
             Stmt::RestoreFailIfRunning => "restore_fail_if_running",
+            Stmt::DrillStart => "drill_start",
         }
     }
 
@@ -168,6 +172,12 @@ impl Stmt {
                    WHERE id = ($1->>'id')::bigint AND status = 'running'
                    RETURNING 1)
                  SELECT count(*)::text FROM w"
+            }
+            Stmt::DrillStart => {
+                "INSERT INTO backup.drills (backup_id, schedule, database, status, checks, requested_by, pid)
+                 SELECT r.backup_id, r.schedule, r.database, 'running', r.checks, r.requested_by, r.pid
+                 FROM jsonb_populate_record(NULL::backup.drills, $1) r
+                 RETURNING id::text"
             }
             Stmt::RestoreFailDead => {
                 "WITH w AS (

@@ -2,6 +2,7 @@
 //! in flight (shared memory) that tell live runs from dead ones.
 
 pub mod autonomous;
+pub mod drills;
 pub mod history;
 pub mod runs;
 pub mod sweep;

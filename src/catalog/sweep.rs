@@ -56,7 +56,34 @@ pub fn sweep() -> Result<()> {
             history::fail_dead_restore(id, pid);
         }
     }
+    // Drills whose worker is gone (their scratch databases: `drop_dead_drills_databases`).
+    super::drills::fail_dead()?;
     Ok(())
+}
+
+/// In a background worker of this database, outside any transaction: drop the scratch
+/// databases that dead drills left behind (each in a transaction of its own, as DROP
+/// DATABASE needs).
+pub fn drop_dead_drills_databases() {
+    let names = BackgroundWorker::transaction(|| {
+        crate::subtransaction::run(|| {
+            if installed().unwrap_or(false) {
+                crate::drill::database::leftovers().unwrap_or_default()
+            } else {
+                Vec::new()
+            }
+        })
+        .unwrap_or_default()
+    });
+    for name in names {
+        crate::drill::worker::own_transaction(|| {
+            crate::drill::database::drop(&name);
+            Ok(())
+        })
+        .unwrap_or_else(|e| {
+            pgrx::log!("pg_backup sweeper: could not drop the drill database \"{name}\": {e}")
+        });
+    }
 }
 
 fn settle_backup(base: &std::path::Path, id: &str, pid: Option<i32>) {
@@ -190,4 +217,5 @@ pub extern "C-unwind" fn pg_backup_sweeper_main(_arg: pg_sys::Datum) {
         // Webhook deliveries left pending by a restart go out now.
         crate::alerts::sender::start_if_pending();
     });
+    drop_dead_drills_databases();
 }

@@ -140,13 +140,29 @@ fn relay(mut pool: Pool<(), Message>) -> Result<Vec<Row>> {
 
 #[pg_guard]
 #[no_mangle]
-#[allow(clippy::result_large_err)]
 pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
     let Some(worker) = Worker::attach(&RESTORE_WORKER, arg) else {
         return;
     };
     let request = &worker.request;
     request.session.connect();
+    match restore_connected(request) {
+        Ok(rows) => {
+            for r in rows {
+                worker.report(&Message::Row(r));
+            }
+            worker.report(&Message::Done);
+        }
+        Err(failure) => worker.fail(failure),
+    }
+}
+
+/// The restore of `request`, in a background worker already connected as its session
+/// (`Session::connect`), outside any transaction: batches that commit as they go. Ends outside
+/// any transaction, with the rows, or with the failure recorded (what was committed stays).
+/// The restore worker above and a restore drill's worker (`drill::scratch`) run this.
+#[allow(clippy::result_large_err)]
+pub fn restore_connected(request: &Request) -> std::result::Result<Vec<Row>, Failure> {
     security::call_is_session();
     batch::register_exit_callback();
     let batches = Batches::new(request);
@@ -177,11 +193,7 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
                 pg_sys::CommitTransactionCommand();
             }
             batch::ended();
-            for r in rows {
-                worker.report(&Message::Row(r));
-            }
-            worker.report(&Message::Done);
-            return;
+            return Ok(rows);
         }
         Ok(Err(e)) => failure_of(Ok(e)),
         Err(caught) => failure_of(Err(caught)),
@@ -201,9 +213,9 @@ pub extern "C-unwind" fn pg_backup_restore_worker_main(arg: pg_sys::Datum) {
         message
     };
     batch::ended();
-    worker.fail(Failure {
+    Err(Failure {
         sqlstate,
         message,
         hint,
-    });
+    })
 }

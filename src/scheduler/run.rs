@@ -24,6 +24,14 @@ pub struct RunRequest {
     pub options: serde_json::Value,
     pub keep_last: Option<i32>,
     pub keep_days: Option<i32>,
+    /// A restore drill of each backup that succeeds (drill/), with these checks, with the
+    /// rights of the role that set the schedule.
+    #[serde(default)]
+    pub drill: bool,
+    #[serde(default)]
+    pub drill_checks: Option<Vec<String>>,
+    #[serde(default)]
+    pub drill_role: Option<String>,
     /// schedule(timeout => ...), in seconds: the run is cancelled past it.
     #[serde(default)]
     pub timeout_secs: Option<f64>,
@@ -379,6 +387,16 @@ fn execute(req: &RunRequest) -> RunResult {
     } else {
         Vec::new()
     };
+    if req.drill {
+        // Started here, run by a drill worker of its own: the run ends now, the drill's row
+        // and events say how the drill went.
+        crate::drill::after_scheduled_backup(
+            &req.schedule,
+            &s.backup_id,
+            req.drill_checks.as_deref().unwrap_or_default(),
+            req.drill_role.as_deref(),
+        );
+    }
     RunResult {
         status: "completed".into(),
         backup_id: Some(s.backup_id),

@@ -206,6 +206,8 @@ pub fn request(name: &str) -> Result<Option<RunRequest>> {
     let row = Spi::get_one_with_args::<text::Json>(
         "SELECT (SELECT jsonb_build_object('schedule', name, 'database', database, 'options', options,
                                            'keep_last', keep_last, 'keep_days', keep_days,
+                                           'drill', drill, 'drill_checks', drill_checks,
+                                           'drill_role', drill_role,
                                            'timeout_secs', extract(epoch FROM timeout)::float8,
                                            'attempt', retry + 1)
                  FROM backup.schedules WHERE name = $1)",

@@ -68,6 +68,7 @@ fn enter() -> security::Caller {
 
 mod alerts;
 mod compat;
+mod drill;
 pub mod health;
 mod signing;
 
@@ -574,8 +575,10 @@ fn schedule_0_3(
         }),
     };
     writes("backup.schedule()");
-    let _caller = enter();
+    let caller = enter();
     schedules::upsert(args).or_raise();
+    // Whose rights the schedule's drills restore and check with (drill/).
+    crate::drill::record_schedule_role(&name, &caller.role).or_raise();
     let row = Spi::connect(|c| {
         let t = c.select(
             "SELECT name, cron, database, options, keep_last, keep_days, enabled, next_run_at,
