@@ -45,3 +45,8 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- The trigger function that raises backup events runs as the extension owner (SECURITY DEFINER
+-- above) in the session of whoever ends a backup, and calls no enter() that would pin the
+-- search_path: the function pins it, as every SECURITY DEFINER function must.
+ALTER FUNCTION backup.backups_event() SET search_path TO pg_catalog, pg_temp;

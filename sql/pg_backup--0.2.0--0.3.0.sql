@@ -544,6 +544,8 @@ GRANT EXECUTE ON FUNCTION backup.backups_event(), backup.add_webhook(text, text,
 ALTER FUNCTION backup.backups_event() SECURITY DEFINER;
 ALTER FUNCTION backup.add_webhook(text, text, text[], text, boolean) SECURITY INVOKER;
 ALTER FUNCTION backup.drop_webhook(text, boolean) SECURITY INVOKER;
+-- As sql/finalize.sql: the SECURITY DEFINER trigger function pins its search_path.
+ALTER FUNCTION backup.backups_event() SET search_path TO pg_catalog, pg_temp;
 
 
 -- ---------------------------------------------------------------------------------------------

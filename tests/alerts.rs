@@ -454,8 +454,25 @@ fn only_a_superuser_manages_webhooks_and_nobody_else_reads_their_secrets() {
         "SELECT backup.add_webhook('slack', 'https://example.com/x')",
         "42P07",
     );
+    // replace => true without a secret keeps the signing secret; secret => '' removes it.
     su.execute(
         "SELECT backup.add_webhook('slack', 'https://example.com/y', replace => true)",
+        &[],
+    )
+    .unwrap();
+    assert!(one::<bool>(
+        &mut su,
+        "SELECT has_secret FROM backup.webhooks WHERE name = 'slack'"
+    ));
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT url || ' ' || secret FROM backup.webhook_secrets WHERE name = 'slack'"
+        ),
+        "https://example.com/y sh-secret"
+    );
+    su.execute(
+        "SELECT backup.add_webhook('slack', 'https://example.com/z', replace => true, secret => '')",
         &[],
     )
     .unwrap();
@@ -469,4 +486,252 @@ fn only_a_superuser_manages_webhooks_and_nobody_else_reads_their_secrets() {
         &mut su,
         "SELECT backup.drop_webhook('slack', if_exists => true)"
     ));
+}
+
+/// The sender's lock is one no SQL function reaches: a session of any role holding advisory
+/// locks (the one the sender once used among them) does not stop deliveries.
+#[test]
+fn a_session_holding_advisory_locks_does_not_stop_webhooks() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    c.batch_execute("CREATE ROLE nobody LOGIN").unwrap();
+    let mut nobody = s.connect_as("app", "nobody");
+    nobody
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtext('pg_backup webhook sender'));
+             SELECT pg_advisory_lock(k) FROM generate_series(0, 100) k;
+             SELECT pg_advisory_lock(0, k) FROM generate_series(0, 100) k;",
+        )
+        .unwrap();
+    let (port, rx) = http_server();
+    c.execute(
+        &format!("SELECT backup.add_webhook('hook', 'http://127.0.0.1:{port}/in')"),
+        &[],
+    )
+    .unwrap();
+    let id = create(&mut c, "label => 'locked-out'");
+    let req = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a session of another role holding advisory locks stopped the webhook");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body["backup_id"], id);
+    drop(nobody);
+}
+
+/// Webhook requests are posted from helper threads with every signal blocked: PostgreSQL's
+/// handlers (SIGTERM, SIGINT, SIGUSR1 for latches) must only run on the worker's own thread.
+/// Read from /proc while a delivery waits on a server that never answers.
+#[test]
+fn webhook_threads_block_every_signal() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("backup.webhook_timeout = 20\nbackup.webhook_retries = 0\n");
+    let mut c = s.connect("app");
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in mute.incoming() {
+            held.push(s);
+        }
+    });
+    c.execute(
+        &format!("SELECT backup.add_webhook('mute', 'http://127.0.0.1:{port}/x')"),
+        &[],
+    )
+    .unwrap();
+    create(&mut c, "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let blocked = loop {
+        assert!(Instant::now() < deadline, "no webhook thread seen");
+        let pids: Vec<i32> = c
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_backup webhooks'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut found = None;
+        for pid in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.trim() == "pg_backup webho" {
+                    let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+                    let hex = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("SigBlk:"))
+                        .unwrap()
+                        .trim()
+                        .to_string();
+                    found = Some(u64::from_str_radix(&hex, 16).unwrap());
+                }
+            }
+        }
+        if let Some(mask) = found {
+            break mask;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for sig in [2u32, 10, 12, 15, 1] {
+        assert!(
+            blocked & (1u64 << (sig - 1)) != 0,
+            "signal {sig} is not blocked in a webhook thread (SigBlk {blocked:016x})"
+        );
+    }
+}
+
+/// webhook_targets is in a pg_dump, webhook_secrets (the URL) is not: after a restore, or
+/// with a secrets row deleted, a webhook has no URL. Its deliveries fail at once with an error
+/// that says how to set it again; none waits forever, and no sender stays running for them.
+#[test]
+fn a_webhook_without_its_url_fails_its_deliveries_at_once() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("");
+    let mut c = s.connect("app");
+    let (port, rx) = http_server();
+    c.batch_execute(&format!(
+        "SELECT backup.add_webhook('restored', 'http://127.0.0.1:{port}/r');
+         SELECT backup.add_webhook('whole', 'http://127.0.0.1:{port}/w');
+         DELETE FROM backup.webhook_secrets WHERE name = 'restored';"
+    ))
+    .unwrap();
+    create(&mut c, "");
+    create(&mut c, "");
+    let req = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        req.request_line.starts_with("POST /w "),
+        "{}",
+        req.request_line
+    );
+    assert!(
+        wait_until(
+            &mut c,
+            "SELECT count(*) = 4 AND count(*) FILTER (WHERE status = 'pending') = 0
+             FROM backup.webhook_deliveries",
+            30
+        ),
+        "{:?}",
+        strings(
+            &mut c,
+            "SELECT format('%s %s %s', webhook, status, error) FROM backup.webhook_deliveries"
+        )
+    );
+    let errors = strings(
+        &mut c,
+        "SELECT status || ': ' || coalesce(error, '') FROM backup.webhook_deliveries
+         WHERE webhook = 'restored'",
+    );
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(
+            e.starts_with("failed: ")
+                && e.contains("backup.add_webhook(")
+                && e.contains("replace => true"),
+            "{e}"
+        );
+    }
+    assert!(
+        wait_until(
+            &mut c,
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_backup webhooks'",
+            15
+        ),
+        "a webhook sender stays running"
+    );
+    // Setting the URL again brings the webhook back.
+    c.execute(
+        &format!(
+            "SELECT backup.add_webhook('restored', 'http://127.0.0.1:{port}/r', replace => true)"
+        ),
+        &[],
+    )
+    .unwrap();
+    create(&mut c, "");
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let r = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("not posted");
+        lines.push(r.request_line);
+    }
+    assert!(lines.iter().any(|l| l.starts_with("POST /r ")), "{lines:?}");
+}
+
+/// A NOTIFY is queued at COMMIT: with PostgreSQL's NOTIFY queue full (a listener that stays in
+/// a transaction holds it), the COMMIT of a backup's end would fail. pg_backup sends no NOTIFY
+/// when the queue is more than half full; the backup completes, and the event still reaches
+/// backup.events and the webhooks. max_notify_queue_pages (PostgreSQL 17+) makes the queue
+/// small enough to fill; on 15 it is 8 GB.
+#[test]
+#[cfg_attr(
+    not(any(feature = "pg17", feature = "pg18")),
+    ignore = "needs PostgreSQL 17 or 18 (max_notify_queue_pages): cargo test --no-default-features --features pg18 with PG_CONFIG of 18"
+)]
+fn a_full_notify_queue_does_not_fail_a_backup() {
+    if !enabled() {
+        return;
+    }
+    let s = Server::start("max_notify_queue_pages = 64");
+    let mut c = s.connect("app");
+    let version: i32 = text(&mut c, "SHOW server_version_num").parse().unwrap();
+    assert!(
+        version >= 170000,
+        "this test needs PostgreSQL 17+, the server is {version}"
+    );
+    c.batch_execute("CREATE TABLE t AS SELECT generate_series(1, 100) AS x")
+        .unwrap();
+    let (port, rx) = http_server();
+    c.execute(
+        &format!("SELECT backup.add_webhook('hook', 'http://127.0.0.1:{port}/in')"),
+        &[],
+    )
+    .unwrap();
+    let mut slow = s.connect("app");
+    slow.batch_execute("LISTEN filler").unwrap();
+    slow.batch_execute("BEGIN; SELECT 1").unwrap();
+    let mut filler = s.connect("app");
+    let mut full = false;
+    for i in 0..10_000 {
+        match filler.batch_execute(&format!(
+            "SELECT pg_notify('filler', repeat('x', 7000) || {i})"
+        )) {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(sqlstate(&e), "54000", "{}", describe(&e));
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the NOTIFY queue did not fill");
+    let id = create(&mut c, "label => 'queue full'");
+    let status: String = one(
+        &mut c,
+        &format!("SELECT status FROM backup.backups WHERE id = '{id}'"),
+    );
+    assert_eq!(status, "completed");
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM backup.events WHERE payload->>'backup_id' = '{id}'")
+        ),
+        1
+    );
+    let req = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the webhook was not posted");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body["backup_id"], id);
+    slow.batch_execute("COMMIT").unwrap();
 }

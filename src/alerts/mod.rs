@@ -207,37 +207,83 @@ pub fn emit(event: &Event) {
             0
         }
     };
-    let notified = crate::subtransaction::run_result(|| {
-        pgrx::Spi::run_with_args(
-            "SELECT pg_catalog.pg_notify('backup_events', $1)",
-            &[crate::text::arg(notify_text(&payload))],
-        )
-    });
-    if !matches!(notified, Ok(Ok(()))) {
-        pgrx::warning!("pg_backup: could not raise event {}", event.kind.as_str());
-    }
+    notify(event.kind, &payload);
     if queued > 0 {
         sender::start_after_commit();
     }
 }
 
-/// The outbox rows of one event; returns its id and how many deliveries were queued. Events
-/// older than `backup.events_keep_days` go (a few at a time), unless a delivery is pending.
+/// Above this fraction of PostgreSQL's NOTIFY queue in use (`pg_notification_queue_usage()`)
+/// an event sends no NOTIFY. A NOTIFY is queued when its transaction commits, so a full queue
+/// fails that COMMIT (a backup's end included), and no subtransaction around `pg_notify` can
+/// catch it; a listener that stays in a transaction, or stops reading, fills the queue.
+pub const NOTIFY_QUEUE_MAX_USAGE: f64 = 0.5;
+
+/// Whether an event may be sent as a NOTIFY with the queue at `usage` (0 to 1).
+pub fn notify_fits(usage: f64) -> bool {
+    usage <= NOTIFY_QUEUE_MAX_USAGE
+}
+
+/// The NOTIFY of an event, unless the queue is filling up (then a WARNING: the outbox row and
+/// the webhooks still go out).
+fn notify(kind: EventKind, payload: &Value) {
+    let usage = crate::subtransaction::run_result(|| {
+        pgrx::Spi::get_one::<f64>("SELECT pg_catalog.pg_notification_queue_usage()")
+    });
+    match usage {
+        Ok(Ok(Some(u))) if !notify_fits(u) => {
+            pgrx::warning!(
+                "pg_backup: event {} not sent as NOTIFY: the NOTIFY queue is {:.0}% full",
+                kind.as_str(),
+                u * 100.0
+            );
+            return;
+        }
+        Ok(Ok(Some(_))) => {}
+        _ => {
+            pgrx::warning!(
+                "pg_backup: event {} not sent as NOTIFY: cannot read the NOTIFY queue's usage",
+                kind.as_str()
+            );
+            return;
+        }
+    }
+    let notified = crate::subtransaction::run_result(|| {
+        pgrx::Spi::run_with_args(
+            "SELECT pg_catalog.pg_notify('backup_events', $1)",
+            &[crate::text::arg(notify_text(payload))],
+        )
+    });
+    if !matches!(notified, Ok(Ok(()))) {
+        pgrx::warning!("pg_backup: could not raise event {}", kind.as_str());
+    }
+}
+
+/// The outbox rows of one event; returns its id and how many deliveries were queued. A
+/// webhook without its row of `backup.webhook_secrets` (no URL: `webhook_targets` is in a
+/// pg_dump, `webhook_secrets` is not) gets its delivery failed at once, with
+/// [`sender::NO_URL`] as the error, rather than one that would wait forever. Events older than `backup.events_keep_days` go (a few at a time), unless a delivery is pending.
 fn record(event: &Event, at: &str, payload: &Value) -> Result<(i64, i64), pgrx::spi::Error> {
     let row = pgrx::Spi::get_two_with_args::<i64, i64>(
         "WITH e AS (
            INSERT INTO backup.events (event, at, payload) VALUES ($1, $2::timestamptz, $3)
            RETURNING id),
          q AS (
-           INSERT INTO backup.webhook_queue (webhook, event_id)
-           SELECT t.name, e.id FROM backup.webhook_targets t, e
+           INSERT INTO backup.webhook_queue (webhook, event_id, status, error, finished_at)
+           SELECT t.name, e.id,
+                  CASE WHEN s.name IS NULL THEN 'failed' ELSE 'pending' END,
+                  CASE WHEN s.name IS NULL THEN $4 END,
+                  CASE WHEN s.name IS NULL THEN now() END
+           FROM backup.webhook_targets t CROSS JOIN e
+           LEFT JOIN backup.webhook_secrets s ON s.name = t.name
            WHERE t.events IS NULL OR $1 = ANY (t.events)
-           RETURNING 1)
-         SELECT e.id, (SELECT count(*) FROM q) FROM e",
+           RETURNING status)
+         SELECT e.id, (SELECT count(*) FROM q WHERE status = 'pending') FROM e",
         &[
             crate::text::arg(event.kind.as_str()),
             crate::text::arg(at),
             crate::text::Json(payload.clone()).into(),
+            crate::text::arg(sender::NO_URL),
         ],
     )?;
     pgrx::Spi::run_with_args(

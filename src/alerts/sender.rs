@@ -3,7 +3,9 @@
 //! pending by a restart). It posts each due delivery of `backup.webhook_queue` on a helper
 //! thread (HTTP only: the threads never call into PostgreSQL), records each attempt, retries
 //! with backoff, and exits when nothing is pending. One sender per database at a time (a
-//! session advisory lock). A backup never waits for any of this: it only inserted rows.
+//! session-level lock of PostgreSQL's lock manager in a lock space of pg_backup's own, which no
+//! SQL function reaches: see [`SENDER_LOCK_SPACE`]). A backup never waits for any of this: it
+//! only inserted rows.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +27,43 @@ const CONCURRENCY: usize = 4;
 const LINGER: Duration = Duration::from_secs(2);
 /// Longest wait between two retries of one delivery.
 const MAX_BACKOFF_SECS: f64 = 600.0;
-const LOCK_SQL: &str =
-    "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pg_backup webhook sender'))";
-const UNLOCK_SQL: &str =
-    "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pg_backup webhook sender'))";
+/// The fourth field of the sender's lock tag ("ws": webhook sender). The tag is of the
+/// advisory type, like `crate::backup_lock`'s, with a fourth field that PostgreSQL's
+/// pg_advisory_* functions never use (they use 1 and 2): a session of any role could take any
+/// advisory lock and so silence every webhook, but none can take this one. `pg_locks` shows it
+/// as `locktype = 'advisory'`, the database's oid, `objsubid = 30579`.
+pub const SENDER_LOCK_SPACE: u16 = 0x7773;
+
+fn sender_tag() -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        // SAFETY: a backend-local global set at connection.
+        locktag_field1: u32::from(unsafe { pg_sys::MyDatabaseId }),
+        locktag_field2: 0,
+        locktag_field3: 0,
+        locktag_field4: SENDER_LOCK_SPACE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+/// Become this database's sender: the lock, at session level (held until released or until
+/// the worker exits), without waiting. False: another sender has it.
+fn try_lock() -> bool {
+    let t = sender_tag();
+    // SAFETY: LockAcquire with a tag of the user lock method, inside a transaction of the
+    // connected worker; dontWait, so it never sleeps; an error is raised as an ERROR.
+    let got =
+        unsafe { pg_sys::LockAcquire(&t, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, true, true) };
+    got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+fn unlock() {
+    let t = sender_tag();
+    // SAFETY: LockRelease of the session lock this worker took in `try_lock`.
+    unsafe {
+        pg_sys::LockRelease(&t, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, true);
+    }
+}
 
 static START_REGISTERED: AtomicBool = AtomicBool::new(false);
 
@@ -68,10 +103,10 @@ pub fn start(db: pg_sys::Oid) {
 
 /// From the scheduler's start-up sweep of each database: a sender if deliveries are pending.
 pub fn start_if_pending() {
-    let pending = Spi::get_one::<bool>(
+    let pending = Spi::get_one::<bool>(&format!(
         "SELECT to_regclass('backup.webhook_queue') IS NOT NULL
-            AND EXISTS (SELECT 1 FROM backup.webhook_queue WHERE status = 'pending')",
-    );
+                AND EXISTS (SELECT 1 FROM backup.webhook_queue q WHERE {POSTABLE})"
+    ));
     if let Ok(Some(true)) = pending {
         // SAFETY: a backend-local global set at connection.
         start(unsafe { pg_sys::MyDatabaseId });
@@ -115,9 +150,7 @@ pub extern "C-unwind" fn pg_backup_webhook_sender_main(_arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         );
     }
-    if !BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>(LOCK_SQL).ok().flatten() == Some(true)
-    }) {
+    if !BackgroundWorker::transaction(try_lock) {
         // Another sender works for this database: it sees the new deliveries.
         return;
     }
@@ -157,12 +190,11 @@ pub extern "C-unwind" fn pg_backup_webhook_sender_main(_arg: pg_sys::Datum) {
         for (req, attempts) in due {
             let tx = tx.clone();
             let id = req.delivery_id;
-            let spawned = std::thread::Builder::new()
-                .name("pg_backup webhook".into())
-                .spawn(move || {
-                    let a = http::post(&req, timeout);
-                    let _ = tx.send((id, a));
-                });
+            // With every signal blocked: the worker's handlers must only run on its thread.
+            let spawned = crate::threads::spawn("pg_backup webhook", move || {
+                let a = http::post(&req, timeout);
+                let _ = tx.send((id, a));
+            });
             if spawned.is_ok() {
                 in_flight.insert(id, InFlight { attempts });
             }
@@ -180,9 +212,8 @@ pub extern "C-unwind" fn pg_backup_webhook_sender_main(_arg: pg_sys::Datum) {
                         // Let go, then look once more: a delivery queued just before the lock
                         // was released has a sender of its own that found the lock taken.
                         let again = BackgroundWorker::transaction(|| {
-                            let _ = Spi::get_one::<bool>(UNLOCK_SQL);
-                            next_due_in().is_some()
-                                && Spi::get_one::<bool>(LOCK_SQL).ok().flatten() == Some(true)
+                            unlock();
+                            next_due_in().is_some() && try_lock()
                         });
                         if !again {
                             break;
@@ -196,12 +227,37 @@ pub extern "C-unwind" fn pg_backup_webhook_sender_main(_arg: pg_sys::Datum) {
     }
 }
 
+/// The error of a delivery to a webhook whose URL is not on this server.
+pub const NO_URL: &str = "the webhook has no URL here (its row of backup.webhook_secrets is missing, as after a pg_dump and restore): a superuser sets it again with backup.add_webhook(name, url, replace => true)";
+
+/// A pending delivery the sender can post: its webhook has a URL (a row of
+/// `backup.webhook_secrets`). The same condition in `claim`, `next_due_in` and
+/// `start_if_pending`, so a delivery that cannot be claimed never keeps a sender awake.
+const POSTABLE: &str = "q.status = 'pending'
+    AND EXISTS (SELECT 1 FROM backup.webhook_secrets s WHERE s.name = q.webhook)";
+
+/// Pending deliveries whose webhook lost its URL (a row of `backup.webhook_secrets` deleted by
+/// hand, or deliveries queued before it went) fail now, with [`NO_URL`].
+fn fail_without_url() {
+    let done = Spi::run_with_args(
+        "UPDATE backup.webhook_queue q SET status = 'failed', error = $1,
+           finished_at = clock_timestamp()
+         WHERE q.status = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM backup.webhook_secrets s WHERE s.name = q.webhook)",
+        &[crate::text::arg(NO_URL)],
+    );
+    if let Err(e) = done {
+        pgrx::log!("pg_backup webhooks: cannot update the queue: {e}");
+    }
+}
+
 /// Seconds until the earliest pending delivery is due (None: nothing pending).
 fn next_due_in() -> Option<f64> {
-    Spi::get_one::<f64>(
-        "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8
-         FROM backup.webhook_queue WHERE status = 'pending'",
-    )
+    fail_without_url();
+    Spi::get_one::<f64>(&format!(
+        "SELECT extract(epoch FROM min(q.next_attempt_at) - clock_timestamp())::float8
+         FROM backup.webhook_queue q WHERE {POSTABLE}"
+    ))
     .ok()
     .flatten()
 }

@@ -97,14 +97,26 @@ pub fn check_events(events: Option<Vec<String>>) -> Result<Option<Vec<String>>> 
     Ok(Some(out))
 }
 
-fn check_secret(secret: Option<String>) -> Result<Option<String>> {
+/// What `add_webhook(..., secret)` does to the signing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretChange {
+    /// `secret` left out (NULL): a new webhook has none; a replaced one keeps its own.
+    Keep,
+    /// `secret => ''`: deliveries are no longer signed.
+    Remove,
+    /// A new secret.
+    Set(String),
+}
+
+fn check_secret(secret: Option<String>) -> Result<SecretChange> {
     match secret {
-        None => Ok(None),
-        Some(s) if s.is_empty() || s.len() > SECRET_MAX => Err(BackupError::invalid(format!(
+        None => Ok(SecretChange::Keep),
+        Some(s) if s.is_empty() => Ok(SecretChange::Remove),
+        Some(s) if s.len() > SECRET_MAX => Err(BackupError::invalid(format!(
             "a webhook secret is 1 to {SECRET_MAX} bytes"
         ))
-        .with_hint("Leave it NULL for unsigned deliveries.")),
-        Some(s) => Ok(Some(s)),
+        .with_hint("Leave it NULL for unsigned deliveries (or to keep the secret of a webhook you replace); pass '' to remove a secret.")),
+        Some(s) => Ok(SecretChange::Set(s)),
     }
 }
 
@@ -168,13 +180,21 @@ pub fn add(a: WebhookArgs, created_by: &str) -> Result<()> {
             text::arg(created_by),
         ],
     )?;
+    // replace => true without a secret keeps the one the webhook has (secret => '' removes it).
+    let (new_secret, keep) = match secret {
+        SecretChange::Keep => (None, true),
+        SecretChange::Remove => (None, false),
+        SecretChange::Set(s) => (Some(s), false),
+    };
     text::run_with_args(
-        "INSERT INTO backup.webhook_secrets (name, url, secret) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret",
+        "INSERT INTO backup.webhook_secrets AS s (name, url, secret) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url,
+           secret = CASE WHEN $4 THEN s.secret ELSE EXCLUDED.secret END",
         &[
             text::arg(a.name.as_str()),
             text::arg(a.url),
-            secret.map(text::Text).into(),
+            new_secret.map(text::Text).into(),
+            keep.into(),
         ],
     )?;
     Ok(())
@@ -242,5 +262,19 @@ mod tests {
         );
         assert!(check_events(Some(vec![])).is_err());
         assert!(check_events(Some(vec!["backup_exploded".into()])).is_err());
+    }
+
+    #[test]
+    fn a_secret_left_out_is_kept_and_an_empty_one_removes_it() {
+        assert_eq!(check_secret(None).unwrap(), SecretChange::Keep);
+        assert_eq!(
+            check_secret(Some(String::new())).unwrap(),
+            SecretChange::Remove
+        );
+        assert_eq!(
+            check_secret(Some("k".into())).unwrap(),
+            SecretChange::Set("k".into())
+        );
+        assert!(check_secret(Some("k".repeat(SECRET_MAX + 1))).is_err());
     }
 }
