@@ -120,6 +120,17 @@ fn notify_tells_a_listener_of_successes_and_failures() {
         "SELECT count(*) FROM backup.events WHERE event IN ('backup_succeeded', 'backup_failed')",
     );
     assert_eq!(n, 5);
+
+    // The trigger function runs as the extension owner in the session that ends a backup: its
+    // search_path is pinned.
+    assert_eq!(
+        text(
+            &mut c,
+            "SELECT array_to_string(proconfig, ';') FROM pg_proc
+             WHERE oid = 'backup.backups_event()'::regprocedure AND prosecdef"
+        ),
+        "search_path=pg_catalog, pg_temp"
+    );
 }
 
 /// One HTTP request as the test's server received it.

@@ -342,6 +342,14 @@ mod tests {
     }
 
     #[test]
+    fn no_notify_once_the_queue_is_half_full() {
+        assert!(notify_fits(0.0));
+        assert!(notify_fits(NOTIFY_QUEUE_MAX_USAGE));
+        assert!(!notify_fits(0.51));
+        assert!(!notify_fits(1.0));
+    }
+
+    #[test]
     fn event_errors_keep_the_sqlstate_and_drop_what_may_quote_rows() {
         let (e, code) = error_fields("could not write file \"x\": No space left (SQLSTATE 53100)");
         assert_eq!(code.as_deref(), Some("53100"));
