@@ -360,6 +360,17 @@ fn a_terminated_drill_is_failed_and_its_scratch_database_dropped_later() {
         &format!("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%\\_{id}')"),
         60
     ));
+    // backup.max_drills (1 by default) drills of a database at once: a second is refused
+    // while this one runs (53400, with a HINT), and leaves no row; a session cannot raise it.
+    let refused = expect_err(&mut c, "SELECT * FROM backup.drill(wait => false)", "53400");
+    let hint = refused
+        .as_db_error()
+        .and_then(|e| e.hint())
+        .unwrap_or_default()
+        .to_string();
+    assert!(hint.contains("backup.max_drills"), "{refused}: {hint}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM backup.drills"), 1);
+    expect_err(&mut c, "SET backup.max_drills = 5", "55P02");
     // Nobody but a superuser connects to it meanwhile (nothing gets in beside the restore's
     // objects): not even an operator that could drill.
     let scratch = text(
@@ -500,6 +511,68 @@ fn a_schedule_with_drill_drills_each_backup_it_takes() {
         )
     ));
     // Every drill of the schedule ends and drops its database (wait for those still going).
+    assert!(wait_until(
+        &mut app,
+        "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
+        120
+    ));
+    assert_eq!(scratch_databases(&mut app), Vec::<String>::new());
+
+    // Fail closed: a schedule without a drill role (written into the table directly) gets a
+    // failed drill, never one as the bootstrap superuser; so does one whose role is gone.
+    let before = count(&mut app, "SELECT coalesce(max(id), 0) FROM backup.drills");
+    sched
+        .batch_execute(
+            "UPDATE backup.schedules SET drill_role = NULL, enabled = true,
+                    drill_checks = ARRAY['SELECT current_user = session_user']
+             WHERE name = 'drilled'",
+        )
+        .unwrap();
+    let ended = wait_until(
+        &mut app,
+        &format!("SELECT EXISTS (SELECT 1 FROM backup.drills WHERE id > {before} AND status <> 'running')"),
+        120,
+    );
+    sched
+        .batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'drilled'")
+        .unwrap();
+    assert!(ended, "no scheduled drill without a role ended");
+    let d = drill_json(
+        &mut app,
+        &format!("SELECT * FROM backup.drills WHERE id > {before} AND status <> 'running' ORDER BY id LIMIT 1"),
+    );
+    assert_eq!(d["status"], "failed", "{d:#}");
+    assert!(d["error"].as_str().unwrap().contains("drill_role"), "{d:#}");
+    assert_ne!(d["requested_by"], superuser().as_str(), "{d:#}");
+    assert!(wait_until(
+        &mut app,
+        "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
+        120
+    ));
+    let before = count(&mut app, "SELECT coalesce(max(id), 0) FROM backup.drills");
+    sched
+        .batch_execute(
+            "UPDATE backup.schedules SET drill_role = 'no_such_role', enabled = true WHERE name = 'drilled'",
+        )
+        .unwrap();
+    let ended = wait_until(
+        &mut app,
+        &format!("SELECT EXISTS (SELECT 1 FROM backup.drills WHERE id > {before} AND status <> 'running')"),
+        120,
+    );
+    sched
+        .batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'drilled'")
+        .unwrap();
+    assert!(ended, "no scheduled drill of a missing role ended");
+    let d = drill_json(
+        &mut app,
+        &format!("SELECT * FROM backup.drills WHERE id > {before} AND status <> 'running' ORDER BY id LIMIT 1"),
+    );
+    assert_eq!(d["status"], "failed", "{d:#}");
+    assert!(
+        d["error"].as_str().unwrap().contains("does not exist"),
+        "{d:#}"
+    );
     assert!(wait_until(
         &mut app,
         "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
