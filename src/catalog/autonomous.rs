@@ -176,12 +176,14 @@ impl Stmt {
             Stmt::DrillStart => {
                 // Not written (no row, NULL) when backup.max_drills drills run already; the
                 // caller holds drill::StartLock, so this statement's snapshot sees them all.
-                "INSERT INTO backup.drills (backup_id, schedule, database, status, checks, requested_by, pid)
-                 SELECT r.backup_id, r.schedule, r.database, 'running', r.checks, r.requested_by, r.pid
-                 FROM jsonb_populate_record(NULL::backup.drills, $1) r
-                 WHERE (SELECT count(*) FROM backup.drills WHERE status = 'running')
-                       < ($1->>'max_running')::int
-                 RETURNING id::text"
+                "WITH w AS (
+                   INSERT INTO backup.drills (backup_id, schedule, database, status, checks, requested_by, pid)
+                   SELECT r.backup_id, r.schedule, r.database, 'running', r.checks, r.requested_by, r.pid
+                   FROM jsonb_populate_record(NULL::backup.drills, $1) r
+                   WHERE (SELECT count(*) FROM backup.drills WHERE status = 'running')
+                         < ($1->>'max_running')::int
+                   RETURNING id)
+                 SELECT (SELECT id::text FROM w)"
             }
             Stmt::RestoreFailDead => {
                 "WITH w AS (
