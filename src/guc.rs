@@ -29,6 +29,8 @@ static HISTORY_KEEP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 static WEBHOOK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 static WEBHOOK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(6);
 static EVENTS_KEEP_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+// Restore drills (issue 21): how many may run at once in one database.
+static MAX_DRILLS: GucSetting<i32> = GucSetting::<i32>::new(1);
 
 /// gzip level used by `compression => 'gzip'`: 6, like pg_dump, so archives are as small as
 /// its dumps; `gzip:1` is the fast choice (see README, "Benchmarks").
@@ -136,6 +138,17 @@ pub fn init() {
         // The view and the scheduler must agree: postgresql.conf / ALTER SYSTEM, reloaded.
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup.max_drills",
+        c"Restore drills that may run at once in one database.",
+        c"Each drill takes two background worker slots and disk space for a restored copy; 0 disables drills.",
+        &MAX_DRILLS,
+        0,
+        1000,
+        // Not per session or per database: an operator must not raise it for itself.
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"backup.schedule_timezone",
@@ -283,6 +296,11 @@ pub fn restore_statistics() -> bool {
 /// backup.overdue_grace in seconds.
 pub fn overdue_grace_secs() -> i64 {
     OVERDUE_GRACE.get() as i64
+}
+
+/// backup.max_drills: drills that may run at once in one database.
+pub fn max_drills() -> i32 {
+    MAX_DRILLS.get()
 }
 
 /// backup.schedule_timezone: the time zone of a schedule created without one.

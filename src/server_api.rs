@@ -158,3 +158,16 @@ pub fn disarm_statement_timeout() {
     // SAFETY: as above; disabling a timeout that is not active does nothing.
     unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| disable_timeout(STATEMENT_TIMEOUT, false)) };
 }
+
+/// Forget a cancel that [`arm_statement_timeout`]'s timeout requested but nothing acted on:
+/// it fired after the work it bounded had ended (during its commit, where interrupts are held
+/// off). Left pending, it would cancel whatever this process does next (a schedule's
+/// retention, the drill it starts) with "canceling statement due to statement timeout".
+/// Call only after [`disarm_statement_timeout`] (which clears the timeout's indicator), when
+/// the work under the timeout succeeded.
+pub fn forget_fired_statement_timeout() {
+    // SAFETY: a backend-local flag set by signal handlers; written on the process's main
+    // thread outside a critical section, as ProcessInterrupts itself resets it. A cancel that
+    // arrives after this write sets it again.
+    unsafe { (&raw mut pg_sys::QueryCancelPending).write_volatile(0) };
+}

@@ -203,7 +203,8 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
     let mut c = s.connect("app");
     fixture(&mut c);
     c.batch_execute(
-        "CREATE TABLE public.secrets (v text); INSERT INTO secrets VALUES ('TOPSECRET-42');",
+        "CREATE TABLE public.secrets (v text); INSERT INTO secrets VALUES ('TOPSECRET-42');
+         CREATE TABLE public.pay (salary int); INSERT INTO pay VALUES (7654321), (1234);",
     )
     .unwrap();
     create(&mut c, "");
@@ -213,14 +214,27 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
         "SELECT * FROM backup.drill(checks => ARRAY[
             'SELECT count(*) = 1500 FROM shop.orders',
             'SELECT count(*) FROM shop.events WHERE at >= ''2026-01-01''',
-            'SELECT max(id) = 1500 FROM shop.orders'])",
+            'SELECT max(id) = 1500 FROM shop.orders',
+            'SELECT max(salary) FROM public.pay'])",
     );
     assert_eq!(d["status"], "succeeded", "{d:#}");
     let checks = d["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 3);
+    assert_eq!(checks.len(), 4);
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
-    assert_eq!(checks[0]["result"], true);
-    assert!(checks[1]["result"].as_i64().unwrap() > 0);
+    // Only pass/fail is recorded: a check's value is a value of the rows (every operator
+    // reads backup.drills), here a salary.
+    assert!(
+        checks.iter().all(|c| c.get("result").is_none()),
+        "{checks:?}"
+    );
+    let all_drills = text(
+        &mut c,
+        "SELECT string_agg(to_jsonb(d)::text, ' ') FROM backup.drills d",
+    );
+    assert!(
+        !all_drills.contains("7654321"),
+        "a check's value in backup.drills: {all_drills}"
+    );
     // One failing check fails the drill; the others still run; a check's error says its
     // SQLSTATE, never the value that caused it; a check cannot write (0A000), and nothing a
     // check does is left for the next.
@@ -241,7 +255,10 @@ fn a_failing_check_fails_the_drill_and_errors_carry_no_values() {
         checks[3]["error"].as_str().unwrap().contains("0A000"),
         "{checks:#?}"
     );
-    assert_eq!(checks[1]["result"], 0);
+    assert!(
+        checks[1]["error"].as_str().unwrap().contains("no rows"),
+        "{checks:#?}"
+    );
     let cast_error = checks[2]["error"].as_str().unwrap();
     assert!(cast_error.contains("22P02"), "{cast_error}");
     let text = d.to_string();
@@ -343,6 +360,17 @@ fn a_terminated_drill_is_failed_and_its_scratch_database_dropped_later() {
         &format!("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname LIKE 'pg\\_backup\\_drill\\_%\\_{id}')"),
         60
     ));
+    // backup.max_drills (1 by default) drills of a database at once: a second is refused
+    // while this one runs (53400, with a HINT), and leaves no row; a session cannot raise it.
+    let refused = expect_err(&mut c, "SELECT * FROM backup.drill(wait => false)", "53400");
+    let hint = refused
+        .as_db_error()
+        .and_then(|e| e.hint())
+        .unwrap_or_default()
+        .to_string();
+    assert!(hint.contains("backup.max_drills"), "{refused}: {hint}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM backup.drills"), 1);
+    expect_err(&mut c, "SET backup.max_drills = 5", "55P02");
     // Nobody but a superuser connects to it meanwhile (nothing gets in beside the restore's
     // objects): not even an operator that could drill.
     let scratch = text(
@@ -483,6 +511,68 @@ fn a_schedule_with_drill_drills_each_backup_it_takes() {
         )
     ));
     // Every drill of the schedule ends and drops its database (wait for those still going).
+    assert!(wait_until(
+        &mut app,
+        "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
+        120
+    ));
+    assert_eq!(scratch_databases(&mut app), Vec::<String>::new());
+
+    // Fail closed: a schedule without a drill role (written into the table directly) gets a
+    // failed drill, never one as the bootstrap superuser; so does one whose role is gone.
+    let before = count(&mut app, "SELECT coalesce(max(id), 0) FROM backup.drills");
+    sched
+        .batch_execute(
+            "UPDATE backup.schedules SET drill_role = NULL, enabled = true,
+                    drill_checks = ARRAY['SELECT current_user = session_user']
+             WHERE name = 'drilled'",
+        )
+        .unwrap();
+    let ended = wait_until(
+        &mut app,
+        &format!("SELECT EXISTS (SELECT 1 FROM backup.drills WHERE id > {before} AND status <> 'running')"),
+        120,
+    );
+    sched
+        .batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'drilled'")
+        .unwrap();
+    assert!(ended, "no scheduled drill without a role ended");
+    let d = drill_json(
+        &mut app,
+        &format!("SELECT * FROM backup.drills WHERE id > {before} AND status <> 'running' ORDER BY id LIMIT 1"),
+    );
+    assert_eq!(d["status"], "failed", "{d:#}");
+    assert!(d["error"].as_str().unwrap().contains("drill_role"), "{d:#}");
+    assert_ne!(d["requested_by"], superuser().as_str(), "{d:#}");
+    assert!(wait_until(
+        &mut app,
+        "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",
+        120
+    ));
+    let before = count(&mut app, "SELECT coalesce(max(id), 0) FROM backup.drills");
+    sched
+        .batch_execute(
+            "UPDATE backup.schedules SET drill_role = 'no_such_role', enabled = true WHERE name = 'drilled'",
+        )
+        .unwrap();
+    let ended = wait_until(
+        &mut app,
+        &format!("SELECT EXISTS (SELECT 1 FROM backup.drills WHERE id > {before} AND status <> 'running')"),
+        120,
+    );
+    sched
+        .batch_execute("UPDATE backup.schedules SET enabled = false WHERE name = 'drilled'")
+        .unwrap();
+    assert!(ended, "no scheduled drill of a missing role ended");
+    let d = drill_json(
+        &mut app,
+        &format!("SELECT * FROM backup.drills WHERE id > {before} AND status <> 'running' ORDER BY id LIMIT 1"),
+    );
+    assert_eq!(d["status"], "failed", "{d:#}");
+    assert!(
+        d["error"].as_str().unwrap().contains("does not exist"),
+        "{d:#}"
+    );
     assert!(wait_until(
         &mut app,
         "SELECT NOT EXISTS (SELECT 1 FROM backup.drills WHERE status = 'running')",

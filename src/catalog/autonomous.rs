@@ -174,10 +174,16 @@ impl Stmt {
                  SELECT count(*)::text FROM w"
             }
             Stmt::DrillStart => {
-                "INSERT INTO backup.drills (backup_id, schedule, database, status, checks, requested_by, pid)
-                 SELECT r.backup_id, r.schedule, r.database, 'running', r.checks, r.requested_by, r.pid
-                 FROM jsonb_populate_record(NULL::backup.drills, $1) r
-                 RETURNING id::text"
+                // Not written (no row, NULL) when backup.max_drills drills run already; the
+                // caller holds drill::StartLock, so this statement's snapshot sees them all.
+                "WITH w AS (
+                   INSERT INTO backup.drills (backup_id, schedule, database, status, checks, requested_by, pid)
+                   SELECT r.backup_id, r.schedule, r.database, 'running', r.checks, r.requested_by, r.pid
+                   FROM jsonb_populate_record(NULL::backup.drills, $1) r
+                   WHERE (SELECT count(*) FROM backup.drills WHERE status = 'running')
+                         < ($1->>'max_running')::int
+                   RETURNING id)
+                 SELECT (SELECT id::text FROM w)"
             }
             Stmt::RestoreFailDead => {
                 "WITH w AS (
@@ -221,6 +227,11 @@ static LOCAL_MODE: AtomicBool = AtomicBool::new(false);
 
 pub fn set_local_mode() {
     LOCAL_MODE.store(true, Ordering::Relaxed);
+}
+
+/// Whether history is written in this process's own transaction (a pg_backup worker).
+pub fn local_mode() -> bool {
+    LOCAL_MODE.load(Ordering::Relaxed)
 }
 
 pub fn in_recovery() -> bool {

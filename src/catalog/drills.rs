@@ -20,12 +20,27 @@ pub struct DrillStart {
     pub requested_by: String,
     /// The process that answers for the drill until its worker takes it over.
     pub pid: i32,
+    /// backup.max_drills: the row is not written when this many drills of the database run.
+    pub max_running: i32,
 }
 
-/// Record a drill's start, committed at once; its id.
+/// Record a drill's start, committed at once; its id. 53400 when `max_running` drills of this
+/// database run already. The caller holds `drill::StartLock`, so the count sees every drill
+/// recorded before.
 pub fn start(row: &DrillStart) -> Result<i64> {
     let value = serde_json::to_value(row).expect("a drill row serializes");
     match autonomous::execute(Stmt::DrillStart, &value, Wait::Yes) {
+        Outcome::Written(None) => Err(BackupError::limit(if row.max_running <= 0 {
+            "restore drills are disabled (backup.max_drills = 0)".to_string()
+        } else {
+            format!(
+                "{n} restore drill(s) of this database are running already (backup.max_drills = {n})",
+                n = row.max_running
+            )
+        })
+        .with_hint(
+            "Wait for the running drill to end (SELECT id, status, pid FROM backup.drills WHERE status = 'running'), or raise backup.max_drills in postgresql.conf (a superuser) and reload.",
+        )),
         Outcome::Written(Some(id)) => id
             .parse::<i64>()
             .map_err(|_| BackupError::invalid("the drill's row was not recorded")),

@@ -70,43 +70,33 @@ pub enum Answer {
     },
 }
 
-/// One check's result as recorded in `backup.drills.checks`: the query, whether it passed,
-/// its value and why it failed. A boolean passes when true; a count (a number) when it is
-/// greater than zero (the rows are there); anything else fails.
+/// One check's result as recorded in `backup.drills.checks`: the query, whether it passed
+/// and, when it did not, why (a condition, never the check's value: `backup.drills` is read by
+/// every backup_operator, and `SELECT max(salary) FROM hr.pay` is a value of the rows). A
+/// boolean passes when true; a count (a number) when it is greater than zero (the rows are
+/// there); anything else fails.
 pub fn check_result(check: &str, answer: &Answer) -> (bool, Value) {
-    let (ok, result, error) = match answer {
-        Answer::Bool(Some(b)) => (*b, json!(b), None),
-        Answer::Bool(None) => (
-            false,
-            Value::Null,
-            Some("the check returned NULL".to_string()),
-        ),
+    let (ok, error) = match answer {
+        Answer::Bool(Some(b)) => (*b, (!*b).then(|| "the check returned false".to_string())),
+        Answer::Bool(None) | Answer::Count(None) => {
+            (false, Some("the check returned NULL".to_string()))
+        }
         Answer::Count(Some(n)) => (
             *n > 0,
-            json!(n),
             (*n <= 0).then(|| "the check counted no rows".to_string()),
-        ),
-        Answer::Count(None) => (
-            false,
-            Value::Null,
-            Some("the check returned NULL".to_string()),
         ),
         Answer::Other(what) => (
             false,
-            Value::Null,
             Some(format!(
                 "a check returns one boolean or one number, not {what}"
             )),
         ),
-        Answer::NoRow => (
-            false,
-            Value::Null,
-            Some("the check returned no row".to_string()),
-        ),
-        // The message names its SQLSTATE already (never a row value: see drill::scratch).
-        Answer::Error { message, .. } => (false, Value::Null, Some(message.clone())),
+        Answer::NoRow => (false, Some("the check returned no row".to_string())),
+        // The message names its SQLSTATE and condition only (never a row value: see
+        // drill::scratch).
+        Answer::Error { message, .. } => (false, Some(message.clone())),
     };
-    let mut v = json!({ "check": check, "ok": ok, "result": result });
+    let mut v = json!({ "check": check, "ok": ok });
     if let Some(e) = error {
         v["error"] = json!(e);
     }
@@ -189,6 +179,10 @@ mod tests {
     #[test]
     fn a_check_passes_on_true_or_a_positive_count_only() {
         assert!(check_result("q", &Answer::Bool(Some(true))).0);
+        // Only pass/fail is kept, never the check's value.
+        let (_, v) = check_result("q", &Answer::Count(Some(987_654_321)));
+        assert_eq!(v, json!({ "check": "q", "ok": true }));
+        assert!(!v.to_string().contains("987654321"));
         assert!(!check_result("q", &Answer::Bool(Some(false))).0);
         assert!(!check_result("q", &Answer::Bool(None)).0);
         assert!(check_result("q", &Answer::Count(Some(2))).0);

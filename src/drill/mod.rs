@@ -109,6 +109,7 @@ fn record(ask: &DrillAsk, backup_id: &str) -> Result<i64> {
     }
     // SAFETY: a process-local global set at process start.
     let pid = unsafe { pg_sys::MyProcPid };
+    let _one_at_a_time = StartLock::take();
     drills::start(&DrillStart {
         backup_id: backup_id.to_string(),
         schedule: ask.schedule.map(String::from),
@@ -121,7 +122,65 @@ fn record(ask: &DrillAsk, backup_id: &str) -> Result<i64> {
         ),
         requested_by: ask.role.to_string(),
         pid,
+        max_running: crate::guc::max_drills(),
     })
+}
+
+/// The fourth field of the lock tag that serializes drill starts in a database ("bd").
+const START_LOCK_SPACE: u16 = 0x6264;
+
+/// Held while a drill's row is counted against backup.max_drills and written, so that two
+/// drills starting at once cannot both see room for one (the count runs in the writer's own
+/// statement, after the other start's row committed). At session level in a SQL call (the row
+/// commits in the writer before this is let go, on drop, also when an error unwinds); until
+/// the transaction ends in a pg_backup worker (its row commits with that transaction).
+/// A heavyweight advisory-type lock of this database, in a lock space PostgreSQL's
+/// pg_advisory_* functions never use (their fourth field is 1 or 2).
+struct StartLock {
+    session: bool,
+}
+
+impl StartLock {
+    fn tag() -> pg_sys::LOCKTAG {
+        pg_sys::LOCKTAG {
+            // SAFETY: a process-local global set at connection.
+            locktag_field1: u32::from(unsafe { pg_sys::MyDatabaseId }),
+            locktag_field2: 0,
+            locktag_field3: 0,
+            locktag_field4: START_LOCK_SPACE,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+            locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        }
+    }
+
+    fn take() -> StartLock {
+        let session = !crate::catalog::autonomous::local_mode();
+        let t = Self::tag();
+        // SAFETY: LockAcquire with a tag of the user lock method, inside a transaction; the
+        // wait is cancellable and an error inside is raised as a PostgreSQL ERROR.
+        unsafe {
+            pg_sys::LockAcquire(
+                &t,
+                pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+                session,
+                false,
+            );
+        }
+        StartLock { session }
+    }
+}
+
+impl Drop for StartLock {
+    fn drop(&mut self) {
+        if self.session {
+            let t = Self::tag();
+            // SAFETY: LockRelease of the session lock this backend took in `take` (a session
+            // lock outlives an aborted transaction: it must be let go here).
+            unsafe {
+                pg_sys::LockRelease(&t, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, true);
+            }
+        }
+    }
 }
 
 /// Start the worker of drill `id` (its row committed) and wait for it to take the drill over.
@@ -164,9 +223,12 @@ pub fn record_schedule_role(schedule: &str, role: &str) -> Result<()> {
 }
 
 /// In a scheduled run's worker, after its backup succeeded (outside any transaction): a drill
-/// of that backup, with the schedule's checks, as the role that set the schedule (the
-/// bootstrap superuser for a schedule written otherwise). The drill runs in a worker of its
-/// own; a drill that cannot start is recorded failed (and alerts) all the same.
+/// of that backup, with the schedule's checks, as the role that set the schedule
+/// (`backup.schedules.drill_role`, a role name resolved when the drill runs). Fails closed: a
+/// schedule without a drill role (written into the table directly) gets a failed drill row,
+/// never a drill as the bootstrap superuser; a role that no longer exists fails the drill in
+/// its worker. The drill runs in a worker of its own; a drill that cannot start is recorded
+/// failed (and alerts) all the same.
 #[allow(clippy::result_large_err)]
 pub fn after_scheduled_backup(
     schedule: &str,
@@ -176,39 +238,41 @@ pub fn after_scheduled_backup(
 ) {
     use pgrx::bgworkers::BackgroundWorker;
     let recorded = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
-        crate::subtransaction::run(|| -> Result<i64> {
-            let role = match role {
-                Some(r) => r.to_string(),
-                None => crate::query::one::<crate::text::Text>(
-                    "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10",
-                    &[],
-                )?
-                .map(String::from)
-                .unwrap_or_default(),
-            };
+        crate::subtransaction::run(|| -> Result<(i64, bool)> {
+            let role = role.map(str::trim).filter(|r| !r.is_empty());
             let ask = DrillAsk {
                 backup_id: Some(backup_id),
                 checks,
                 schedule: Some(schedule),
-                role: &role,
+                role: role.unwrap_or(""),
             };
             let id = record(&ask, backup_id)?;
-            if let Err(e) = backup_to_drill(Some(backup_id)) {
+            let refused = match role {
+                None => Some(format!(
+                    "schedule \"{schedule}\" has no drill role (backup.schedules.drill_role is NULL): a drill never runs as the bootstrap superuser by default; call backup.schedule() for it again, as the role whose rights its drills should have"
+                )),
+                Some(_) => backup_to_drill(Some(backup_id))
+                    .err()
+                    .map(|e| format!("{e} (SQLSTATE {})", e.sqlstate())),
+            };
+            let ended = refused.is_some();
+            if let Some(error) = refused {
                 worker::record_end(
                     id,
                     backup_id,
                     drills::DrillEnd {
-                        error: Some(format!("{e} (SQLSTATE {})", e.sqlstate())),
+                        error: Some(error),
                         ..Default::default()
                     },
                     Some(schedule),
                 )?;
             }
-            Ok(id)
+            Ok((id, ended))
         })
     }));
     let id = match recorded {
-        Ok(Ok(id)) => id,
+        Ok(Ok((_, true))) => return,
+        Ok(Ok((id, false))) => id,
         Ok(Err(e)) => {
             pgrx::log!("pg_backup: schedule \"{schedule}\": the drill of backup {backup_id} could not start: {e}");
             return;

@@ -336,6 +336,11 @@ fn execute(req: &RunRequest) -> RunResult {
     }));
     if deadline.is_some() {
         crate::server_api::disarm_statement_timeout();
+        // The backup committed: a timeout that fired during its commit (after the last
+        // check for interrupts) must not cancel the retention and the drill that follow.
+        if matches!(taken, Ok(Ok(_))) {
+            crate::server_api::forget_fired_statement_timeout();
+        }
     }
     let timed_out = deadline.is_some_and(|d| std::time::Instant::now() >= d);
     let s = match taken {
