@@ -479,7 +479,7 @@ fn a_supabase_shaped_database_restores_as_a_superuser() {
             "INSERT INTO storage.buckets (id, name, owner) VALUES ('x', 'x', '00000000-0000-0000-0000-000000009999')",
             "INSERT INTO storage.events VALUES ('2025-02-02', '00000000-0000-0000-0000-000000009999', 'x')",
             "SELECT count(*), count(DISTINCT u.id) FROM storage.objects o JOIN auth.users u ON u.id = o.owner",
-            "SELECT string_agg(relname || ':' || relowner::regrole, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'events%'",
+            "SELECT string_agg(relname || ':' || relowner::regrole, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'events%' AND relnamespace::regnamespace::text <> 'backup'",
             "SELECT string_agg(p.oid::regprocedure || ' ' || coalesce(p.proacl::text, '-'), ', ' ORDER BY p.oid::regprocedure::text) FROM pg_proc p WHERE p.pronamespace = 'extensions'::regnamespace AND p.proacl IS NOT NULL",
             "SELECT string_agg(name || ' ' || array_to_string(path_tokens, '/') || ' ' || updated_at, ',' ORDER BY name) FROM storage.objects WHERE name LIKE 'folder/1%'",
         ],
