@@ -726,7 +726,7 @@ fn a_full_notify_queue_does_not_fail_a_backup() {
         }
     }
     assert!(full, "the NOTIFY queue did not fill");
-    let id = create(&mut c, "label => 'queue full'");
+    let id = create(&mut c, "label => 'queue-full'");
     let status: String = one(
         &mut c,
         &format!("SELECT status FROM backup.backups WHERE id = '{id}'"),
