@@ -171,6 +171,18 @@ pub fn finish(id: i64, end: &DrillEnd) -> Result<Option<serde_json::Value>> {
 /// database (`drill::database::drop_leftovers`): dropping a database needs a transaction of
 /// its own.
 pub fn fail_dead() -> Result<()> {
+    // Only when there is one to fail and the transaction may write: the sweep runs at the
+    // start of verify() and restore(dry_run => true), which work in read-only sessions.
+    let due = crate::query::one::<bool>(
+        "SELECT pg_catalog.current_setting('transaction_read_only') = 'off'
+            AND EXISTS (SELECT 1 FROM backup.drills d WHERE d.status = 'running'
+                          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = d.pid))",
+        &[],
+    )?
+    .unwrap_or(false);
+    if !due {
+        return Ok(());
+    }
     crate::text::run(
         "UPDATE backup.drills d SET status = 'failed', finished_at = now(), pid = NULL,
                 error = coalesce(d.error, 'the drill''s worker exited before the drill ended (terminated or crashed); its scratch database is dropped by the next drill or sweep')
