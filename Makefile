@@ -24,7 +24,7 @@ PGRX_TEST_LOCK ?= /tmp/pgrx-system.lock
 # cargo's environment for PostgreSQL $(PG): nothing for 15.
 CARGO_ENV := $(if $(filter 15,$(PG)),, env CARGO_TARGET_DIR=$(PG_TARGET_DIR))
 
-.PHONY: setup install test test-version test-upgrade test-cross-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
+.PHONY: setup install test test-version test-upgrade test-cross-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench bench-storage fmt lint pg-config pg-build
 
 setup:
 	bash scripts/setup.sh
@@ -161,6 +161,11 @@ demo: install-release
 ifeq ($(PG),15)
 bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
+	$(AS_TEST_USER) bash scripts/bench-storage.sh
+
+# The storage client against 0.2.0's (part of make bench on 15): scripts/bench-storage.sh.
+bench-storage: setup
+	$(AS_TEST_USER) bash scripts/bench-storage.sh
 else
 bench: setup
 	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --release --pg-config $(PG_CONFIG)
