@@ -528,9 +528,20 @@ mod tests {
     #[test]
     fn parts_balance_over_the_jobs() {
         const MB: u64 = 1 << 20;
-        // pgbench scale 10: 128MB, two jobs: two equal halves.
-        let p = block_ranges(128 * MB + 100, 16_394, 64 * MB, 2);
+        // Two ranges' worth, two jobs: two equal halves.
+        let p = block_ranges(128 * MB, 16_394, 64 * MB, 2);
         assert_eq!(spans(&p), vec![(0, Some(8197)), (8197, None)]);
+        // pgbench scale 10 (a little over 128MB with its free space map): four quarters.
+        let p = block_ranges(128 * MB + 100, 16_394, 64 * MB, 2);
+        assert_eq!(
+            spans(&p),
+            vec![
+                (0, Some(4099)),
+                (4099, Some(8198)),
+                (8198, Some(12297)),
+                (12297, None)
+            ]
+        );
         // Three ranges' worth on two jobs: four.
         assert_eq!(block_ranges(150 * MB, 19_200, 64 * MB, 2).len(), 4);
         assert_eq!(block_ranges(150 * MB, 19_200, 64 * MB, 1).len(), 3);
