@@ -286,6 +286,16 @@ fn split_tables_in_csv_and_json_and_without_jobs_restore_their_rows() {
             parts(&s, &id).iter().filter(|p| p.0 == "big").count() >= 2,
             "{format}: big is split"
         );
+        // Each part is a file of its own (a csv part with its header): deep verify reads
+        // and counts every one.
+        assert_eq!(
+            strings(
+                &mut c,
+                &format!("SELECT file || ' ' || status FROM backup.verify('{id}') WHERE status <> 'ok'")
+            ),
+            Vec::<String>::new(),
+            "{format}"
+        );
         for (db, options) in [
             (format!("{format}_serial"), ""),
             (format!("{format}_parallel"), ", atomic => false, jobs => 2"),

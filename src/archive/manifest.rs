@@ -622,6 +622,80 @@ mod tests {
         assert_eq!(back.toc[0].sql, "CREATE TABLE public.t (a integer);");
     }
 
+    fn split(m: &mut Manifest, parts: &[(u32, u32)]) {
+        let file = m.files[0].clone();
+        m.files = parts
+            .iter()
+            .enumerate()
+            .map(|(k, &(index, of))| DataFile {
+                path: format!("data/{:05}.copy.gz", k + 1),
+                part: Some(Part {
+                    index,
+                    of,
+                    first_block: u64::from(index) * 10,
+                    end_block: (index + 1 < of).then_some(u64::from(index + 1) * 10),
+                }),
+                ..file.clone()
+            })
+            .collect();
+    }
+
+    #[test]
+    fn a_split_table_is_format_3_with_every_part_once() {
+        let mut m = sample();
+        assert_eq!(Manifest::format_for(&m.files), UNSPLIT_FORMAT);
+        split(&mut m, &[(0, 3), (1, 3), (2, 3)]);
+        m.format_version = Manifest::format_for(&m.files);
+        assert_eq!(m.format_version, PARTS_FORMAT);
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.file_units(), 1);
+        assert_eq!(back.data_tables(), vec![("public".into(), "t".into())]);
+        assert_eq!(back.total_rows(), 6);
+        assert_eq!(
+            back.files[2].part.unwrap().describe(),
+            "part 3 of 3 (blocks 20-end)"
+        );
+        assert_eq!(
+            back.files[0].part.unwrap().describe(),
+            "part 1 of 3 (blocks 0-9)"
+        );
+        // A part missing, listed twice, of another count, or in a format-2 manifest: a
+        // restore would load part of the table as if it were all of it.
+        for bad in [
+            &[(0, 3), (2, 3)][..],
+            &[(0, 2), (1, 2), (1, 2)],
+            &[(0, 2), (1, 3)],
+            &[(1, 2), (2, 2)],
+        ] {
+            let mut m = sample();
+            split(&mut m, bad);
+            m.format_version = PARTS_FORMAT;
+            let err = Manifest::from_json(&m.to_json()).unwrap_err();
+            assert_eq!(err.sqlstate(), "XX001", "{bad:?}");
+        }
+        let mut m = sample();
+        split(&mut m, &[(0, 2), (1, 2)]);
+        m.format_version = UNSPLIT_FORMAT;
+        assert_eq!(
+            Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
+            "XX001"
+        );
+        // Whole and in parts at once.
+        let mut m = sample();
+        let whole = m.files[0].clone();
+        split(&mut m, &[(0, 2), (1, 2)]);
+        m.files.push(DataFile {
+            path: "data/00009.copy.gz".into(),
+            ..whole
+        });
+        m.format_version = PARTS_FORMAT;
+        assert_eq!(
+            Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
+            "XX001"
+        );
+    }
+
     #[test]
     fn garbage_is_corrupt() {
         let err = Manifest::from_json(b"{not json").unwrap_err();
