@@ -160,7 +160,11 @@ fn a_split_table_backs_up_under_the_snapshot_and_restores_whole_serially_and_in_
     assert!(of_big.iter().all(|p| p.2 == of_big.len() as u64));
     assert!(split.iter().any(|p| p.0 == "dropped"), "{split:?}");
     assert!(!split.iter().any(|p| p.0 == "small"), "{split:?}");
-    assert_eq!(format_version(&s, &id), 3, "an archive with parts says format 3");
+    assert_eq!(
+        format_version(&s, &id),
+        3,
+        "an archive with parts says format 3"
+    );
     // The catalog counts a split table once, and its rows are the sum of its parts'.
     let row = c
         .query_one(
@@ -180,16 +184,16 @@ fn a_split_table_backs_up_under_the_snapshot_and_restores_whole_serially_and_in_
     );
 
     // The default restore (one transaction) and a parallel one: the rows of the snapshot.
-    for (db, options) in [
-        ("serial", ""),
-        ("parallel", ", atomic => false, jobs => 2"),
-    ] {
+    for (db, options) in [("serial", ""), ("parallel", ", atomic => false, jobs => 2")] {
         let (mut r, bad, data) = restore_into(&s, db, &id, options);
         assert!(bad.is_empty(), "{db}: {bad:#?}");
         assert_eq!(fingerprints(&mut r), expected, "{db}: the snapshot's rows");
         // Its index was built after every part was loaded.
         assert_eq!(
-            count(&mut r, "SELECT count(*) FROM pg_indexes WHERE indexname = 'big_name'"),
+            count(
+                &mut r,
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'big_name'"
+            ),
             1
         );
         let big_rows: i64 = data
@@ -262,7 +266,10 @@ fn a_split_table_backs_up_under_the_snapshot_and_restores_whole_serially_and_in_
         .unwrap_err();
     assert_eq!(sqlstate(&e), "XX001", "{}", describe(&e));
     assert_eq!(
-        count(&mut r, "SELECT count(*) FROM pg_tables WHERE tablename = 'big'"),
+        count(
+            &mut r,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'big'"
+        ),
         0
     );
 }
@@ -276,7 +283,8 @@ fn split_tables_in_csv_and_json_and_without_jobs_restore_their_rows() {
     let mut c = s.connect("app");
     fixture(&mut c);
     let expected = fingerprints(&mut c);
-    c.batch_execute("SET backup.split_table_size = '1MB'").unwrap();
+    c.batch_execute("SET backup.split_table_size = '1MB'")
+        .unwrap();
     for (format, jobs) in [("csv", 2), ("json", 2), ("native", 1)] {
         let id = create(
             &mut c,
@@ -291,7 +299,9 @@ fn split_tables_in_csv_and_json_and_without_jobs_restore_their_rows() {
         assert_eq!(
             strings(
                 &mut c,
-                &format!("SELECT file || ' ' || status FROM backup.verify('{id}') WHERE status <> 'ok'")
+                &format!(
+                    "SELECT file || ' ' || status FROM backup.verify('{id}') WHERE status <> 'ok'"
+                )
             ),
             Vec::<String>::new(),
             "{format}"

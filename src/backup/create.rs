@@ -12,9 +12,7 @@ use super::parallel;
 use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
-use crate::archive::manifest::{
-    DataFile, FileKind, Format, Manifest, ScriptTable, MANIFEST_FILE,
-};
+use crate::archive::manifest::{DataFile, FileKind, Format, Manifest, ScriptTable, MANIFEST_FILE};
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, DrainQueue, FileStats, TMP_PREFIX};

@@ -555,6 +555,9 @@ mod tests {
             range_condition(&p[0]),
             "WHERE ctid >= '(0,0)'::pg_catalog.tid AND ctid < '(500,0)'::pg_catalog.tid"
         );
-        assert_eq!(range_condition(&p[1]), "WHERE ctid >= '(500,0)'::pg_catalog.tid");
+        assert_eq!(
+            range_condition(&p[1]),
+            "WHERE ctid >= '(500,0)'::pg_catalog.tid"
+        );
     }
 }

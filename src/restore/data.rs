@@ -480,29 +480,26 @@ pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
             .collect();
     }
     let (config, rest): (Vec<_>, Vec<_>) = m.files.iter().partition(|f| f.is_extension_data());
-    let units = config
-        .into_iter()
-        .chain(rest)
-        .map(|f| {
-            let format = match (f.is_large_objects(), m.format) {
-                (false, Format::Csv) => CopyFormat::CsvHeader,
-                (false, Format::Json) => CopyFormat::JsonLines,
-                _ => CopyFormat::Text,
-            };
-            DataUnit {
-                schema: f.schema.clone(),
-                table: f.table.clone(),
-                columns: f.columns.clone(),
-                large_objects: f.is_large_objects(),
-                extension: f.is_extension_data(),
-                file: Some((job.file(&f.path), f.sha256.clone(), format)),
-                rows: f.rows,
-                bytes: f.bytes,
-                encoding: m.encoding.clone(),
-                part: f.part,
-                more: Vec::new(),
-            }
-        });
+    let units = config.into_iter().chain(rest).map(|f| {
+        let format = match (f.is_large_objects(), m.format) {
+            (false, Format::Csv) => CopyFormat::CsvHeader,
+            (false, Format::Json) => CopyFormat::JsonLines,
+            _ => CopyFormat::Text,
+        };
+        DataUnit {
+            schema: f.schema.clone(),
+            table: f.table.clone(),
+            columns: f.columns.clone(),
+            large_objects: f.is_large_objects(),
+            extension: f.is_extension_data(),
+            file: Some((job.file(&f.path), f.sha256.clone(), format)),
+            rows: f.rows,
+            bytes: f.bytes,
+            encoding: m.encoding.clone(),
+            part: f.part,
+            more: Vec::new(),
+        }
+    });
     // The parts of a split table become one unit, where the table's first file is (a
     // manifest lists each part once: Manifest::from_json), its parts in order.
     let mut out: Vec<DataUnit> = Vec::new();
