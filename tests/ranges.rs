@@ -315,6 +315,17 @@ fn split_tables_in_csv_and_json_and_without_jobs_restore_their_rows() {
             assert_eq!(fingerprints(&mut r), expected, "{db}");
         }
     }
+    // A restore drill of a split backup counts every part's rows.
+    let id = create(&mut c, "label => 'drill', jobs => 2");
+    let d = c
+        .query_one(
+            "SELECT status, tables_checked, rows_checked FROM backup.drill($1)",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(d.get::<_, String>(0), "succeeded");
+    let total: i64 = expected.iter().map(|f| f.0).sum();
+    assert_eq!(d.get::<_, Option<i64>>(2), Some(total));
     // backup.split_table_size = 0: nothing is split, and the archive stays format 2.
     c.batch_execute("SET backup.split_table_size = 0").unwrap();
     let id = create(&mut c, "label => 'whole', jobs => 2");
