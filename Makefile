@@ -57,7 +57,7 @@ install-release: setup
 #   that version only (the others are 15's fixtures: PostGIS, unit, pg_cron are 15's packages),
 #   the extension upgrade through pg_upgrade from 15 (test-upgrade) and, on 18, the
 #   cross-version restore of 15's archives (test-cross-version); built in $(PG_TARGET_DIR).
-E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring --test drills
+E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring --test drills --test ranges
 test:
 	env -u PG_CONFIG PG=15 bash scripts/setup.sh
 	python3 scripts/import-graph.py src
