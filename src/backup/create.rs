@@ -277,12 +277,26 @@ pub fn take_and_finish(
                 Some(o) => o.refine(e),
                 None => e,
             };
+            // A cancel or timeout that a helper thread saw first (it stopped its upload and
+            // the error came back as pg_backup's own) is still pending: take it now, so that
+            // recording the failed row is not cancelled in its turn; it is what the caller
+            // hears.
+            let pending = subtransaction::run(crate::copy::check_for_interrupts).err();
             ArchiveWriter::abandon(&tmp_dir);
             abandon_remote();
             row.status = "failed";
-            row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
-            history::record(&row);
-            Ok(Err(e))
+            match pending {
+                Some(caught) => {
+                    row.error = Some(subtransaction::message_with_sqlstate(&caught));
+                    history::record(&row);
+                    Err(caught)
+                }
+                None => {
+                    row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
+                    history::record(&row);
+                    Ok(Err(e))
+                }
+            }
         }
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);

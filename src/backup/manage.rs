@@ -249,6 +249,14 @@ pub fn prune(
             Err(e @ BackupError::InUse { .. }) => {
                 pgrx::warning!("pg_backup: {e}; kept for now")
             }
+            // Its storage failed (unreachable, or an object there that cannot be listed):
+            // the others are still pruned (stopping here would halt retention for every
+            // backup, and roll back the rows of those whose files are already gone).
+            Err(e @ BackupError::Storage { .. }) => {
+                pgrx::warning!(
+                    "pg_backup: backup {id} not pruned: {e}; tried again at the next run"
+                )
+            }
             Err(e) => return Err(e),
         }
     }
