@@ -432,12 +432,12 @@ fn drain_with(
         }
         raw_bytes += n as u64;
         out.write_all(&buf[..n])
-            .map_err(|e| BackupError::io("write", path, e))?;
+            .map_err(|e| write_error(path, e))?;
     }
     let sink = out
         .finish()
         .and_then(|buffered| buffered.into_inner().map_err(|e| e.into_error()))
-        .map_err(|e| BackupError::io("write", path, e))?;
+        .map_err(|e| write_error(path, e))?;
     let (bytes, sha256) = sink.finish_sink()?;
     Ok(FileStats {
         raw_bytes,
@@ -702,6 +702,19 @@ impl DrainQueue {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// A write that failed: a storage failure (an upload's writer) keeps its SQLSTATE (a cancel
+/// is 57014, an unreachable server 08001), anything else is an I/O error.
+fn write_error(path: &Path, e: std::io::Error) -> BackupError {
+    match crate::storage::store::StoreError::inside(&e) {
+        Some(se) => BackupError::Storage {
+            message: format!("could not write \"{}\": {se}", path.display()),
+            hint: None,
+            sqlstate: se.sqlstate(),
+        },
+        None => BackupError::io("write", path, e),
     }
 }
 
