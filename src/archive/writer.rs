@@ -431,8 +431,7 @@ fn drain_with(
             break;
         }
         raw_bytes += n as u64;
-        out.write_all(&buf[..n])
-            .map_err(|e| write_error(path, e))?;
+        out.write_all(&buf[..n]).map_err(|e| write_error(path, e))?;
     }
     let sink = out
         .finish()
