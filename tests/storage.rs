@@ -2274,3 +2274,121 @@ fn a_cancel_during_an_upload_is_seen_at_once_and_aborts_the_upload() {
     assert!(complete_archives(&s3, "cancel").is_empty());
     assert!(files_under(&s3.folder("cancel")).is_empty());
 }
+
+/// Issue 20, F3: whoever can write a file:// target's folder races `create` and swaps the
+/// folders of the archive being written (`<id>/data`, or `<id>` itself) for links to another
+/// folder (renameat2 RENAME_EXCHANGE: atomic, so the path never misses), as soon as they
+/// appear. Before the fix, 1 run in 40 wrote a data file through the link. Every folder is
+/// now written through the descriptor opened when it was made: nothing is ever written where
+/// the links point, whichever step the swap lands between (a backup whose folder was swapped
+/// fails or completes in the folder it made). PG_BACKUP_RACE_RUNS sets the number of runs.
+#[test]
+fn folders_swapped_for_links_during_create_are_never_written_through() {
+    if !enabled() {
+        return;
+    }
+    let pg = Server::start_in_env_locale("");
+    let mut c = pg.connect("app");
+    let work = pg.data.parent().unwrap().to_path_buf();
+    let nas = work.join("race-nas");
+    let victim = work.join("race-victim");
+    let links = work.join("race-links");
+    for d in [&nas, &victim.join("data"), &links] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    c.batch_execute(&format!(
+        "SELECT backup.add_storage('nas', 'file://{}');
+         CREATE TABLE t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g;
+         CREATE TABLE u AS SELECT g FROM generate_series(1, 1000) g;",
+        nas.display()
+    ))
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (stop, swaps, nas, victim, links) = (
+            stop.clone(),
+            swaps.clone(),
+            nas.clone(),
+            victim.clone(),
+            links.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            let mut done = std::collections::HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(entries) = std::fs::read_dir(&nas) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') || done.contains(&name) {
+                        continue;
+                    }
+                    // Odd archives: the archive's folder; even ones: its data/ folder.
+                    let whole = done.len() % 2 == 1;
+                    let (target, to) = if whole {
+                        (nas.join(&name), victim.clone())
+                    } else {
+                        (nas.join(&name).join("data"), victim.join("data"))
+                    };
+                    match std::fs::symlink_metadata(&target) {
+                        Ok(m) if m.is_dir() => {}
+                        _ => continue,
+                    }
+                    n += 1;
+                    let link = links.join(format!("l{n}"));
+                    std::os::unix::fs::symlink(&to, &link).unwrap();
+                    let a = std::ffi::CString::new(target.to_str().unwrap()).unwrap();
+                    let b = std::ffi::CString::new(link.to_str().unwrap()).unwrap();
+                    // SAFETY: renameat2(2) of two NUL-terminated paths.
+                    let r = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    if r == 0 {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                        done.insert(name);
+                    }
+                }
+            }
+        })
+    };
+    let runs: usize = std::env::var("PG_BACKUP_RACE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let (mut completed, mut failed) = (0, 0);
+    let started = Instant::now();
+    for _ in 0..runs {
+        match c.query_one(
+            "SELECT status FROM backup.create(storage => 'nas', keep_local => false)",
+            &[],
+        ) {
+            Ok(r) if r.get::<_, String>(0) == "completed" => completed += 1,
+            _ => failed += 1,
+        }
+        let written = files_under(&victim);
+        assert!(
+            written.is_empty(),
+            "written through a planted link: {written:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let swaps = swaps.load(Ordering::Relaxed);
+    eprintln!(
+        "{runs} creates in {:?}: {completed} completed, {failed} failed, {swaps} folders swapped for links, 0 files written through them",
+        started.elapsed()
+    );
+    assert!(
+        swaps > 0,
+        "the race never swapped a folder: the test proved nothing"
+    );
+    assert!(files_under(&victim).is_empty());
+}
