@@ -2303,6 +2303,19 @@ fn folders_swapped_for_links_during_create_are_never_written_through() {
         nas.display()
     ))
     .unwrap();
+    // Undisturbed, a create completes.
+    assert_eq!(
+        strings(
+            &mut c,
+            "SELECT status FROM backup.create(storage => 'nas', keep_local => false)"
+        ),
+        ["completed"]
+    );
+    let before: std::collections::HashSet<_> = std::fs::read_dir(&nas)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicUsize::new(0));
     let watcher = {
@@ -2315,7 +2328,8 @@ fn folders_swapped_for_links_during_create_are_never_written_through() {
         );
         std::thread::spawn(move || {
             let mut n = 0usize;
-            let mut done = std::collections::HashSet::new();
+            let mut done = before;
+            let mut seen: std::collections::HashMap<String, Instant> = Default::default();
             while !stop.load(Ordering::Relaxed) {
                 let Ok(entries) = std::fs::read_dir(&nas) else {
                     continue;
@@ -2325,8 +2339,15 @@ fn folders_swapped_for_links_during_create_are_never_written_through() {
                     if name.starts_with('.') || done.contains(&name) {
                         continue;
                     }
+                    // Each archive's swap waits a different time after its folder
+                    // appeared (0 to 120 ms), so that swaps land between different steps.
+                    let first = *seen.entry(name.clone()).or_insert_with(Instant::now);
+                    let k = seen.len();
+                    if first.elapsed() < Duration::from_millis((k as u64 * 37) % 121) {
+                        continue;
+                    }
                     // Odd archives: the archive's folder; even ones: its data/ folder.
-                    let whole = done.len() % 2 == 1;
+                    let whole = k % 2 == 1;
                     let (target, to) = if whole {
                         (nas.join(&name), victim.clone())
                     } else {
@@ -2371,7 +2392,21 @@ fn folders_swapped_for_links_during_create_are_never_written_through() {
             &[],
         ) {
             Ok(r) if r.get::<_, String>(0) == "completed" => completed += 1,
-            _ => failed += 1,
+            Ok(r) => {
+                failed += 1;
+                let detail: Vec<String> = strings(
+                    &mut c,
+                    "SELECT coalesce(error, '') FROM backup.backups ORDER BY started_at DESC LIMIT 1",
+                );
+                eprintln!("{}: {detail:?}", r.get::<_, String>(0));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "error: {}",
+                    e.as_db_error().map(|d| d.message()).unwrap_or_default()
+                );
+            }
         }
         let written = files_under(&victim);
         assert!(
