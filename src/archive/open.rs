@@ -557,11 +557,13 @@ fn remove_entry(dir: RawFd, name: &std::ffi::CStr) -> io::Result<()> {
         return match e.raw_os_error() {
             Some(libc::ENOENT) => Ok(()),
             // Swapped for a link or a file meanwhile: that entry goes, unfollowed.
-            // SAFETY: unlinkat(2) relative to a descriptor we hold.
-            Some(libc::ELOOP) | Some(libc::ENOTDIR)
-                if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } == 0 =>
-            {
-                Ok(())
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                // SAFETY: unlinkat(2) relative to a descriptor we hold.
+                if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
             }
             _ => Err(e),
         };
