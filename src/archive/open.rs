@@ -42,10 +42,11 @@ fn cstr(s: &[u8]) -> io::Result<CString> {
 fn last_os_error_for(name: &str, dir: bool) -> io::Error {
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
+        // A folder expected (O_DIRECTORY|O_NOFOLLOW): a link (Linux says ENOTDIR or ELOOP)
+        // or anything else.
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) if dir => not_a_folder(name),
         // O_NOFOLLOW on a symbolic link.
         Some(libc::ELOOP) => not_a_file("a symbolic link", name),
-        // O_DIRECTORY on something else.
-        Some(libc::ENOTDIR) if dir => not_a_file("not a directory", name),
         _ => e,
     }
 }
@@ -377,13 +378,7 @@ pub fn make_dir_in(dir: &OwnedFd, name: &str, new: bool) -> io::Result<OwnedFd> 
             return Err(e);
         }
     }
-    openat_dir(dir.as_raw_fd(), name).map_err(|e| {
-        if is_not_a_file(&e) {
-            not_a_folder(name)
-        } else {
-            e
-        }
-    })
+    openat_dir(dir.as_raw_fd(), name)
 }
 
 /// The folder `rel` (e.g. `b1/data`) under `dir`, every folder on the way made if missing

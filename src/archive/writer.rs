@@ -230,7 +230,12 @@ impl ArchiveWriter {
         ours(&tmp_name)?;
         open::rename_in(&self.base, &tmp_name, &self.base, &self.id)
             .map_err(|e| BackupError::io("rename", &self.tmp_dir, e))?;
-        ours(&self.id)?;
+        if let Err(e) = ours(&self.id) {
+            // Swapped between the check and the rename: what was renamed is not ours. A link
+            // there goes (a folder is left alone); the backup fails.
+            let _ = open::unlink_in(&self.base, &self.id);
+            return Err(e);
+        }
         // The archive is complete once renamed: a failed fsync of the parent folder only
         // risks the rename itself on a crash, so it is reported, not turned into a failure
         // that would leave a complete archive behind a failed row.
