@@ -24,7 +24,7 @@ PGRX_TEST_LOCK ?= /tmp/pgrx-system.lock
 # cargo's environment for PostgreSQL $(PG): nothing for 15.
 CARGO_ENV := $(if $(filter 15,$(PG)),, env CARGO_TARGET_DIR=$(PG_TARGET_DIR))
 
-.PHONY: setup install test test-version test-upgrade test-cross-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench fmt lint pg-config pg-build
+.PHONY: setup install test test-version test-upgrade test-cross-version unit-and-pgrx-tests e2e regress-build test-fidelity demo bench bench-storage fmt lint pg-config pg-build
 
 setup:
 	bash scripts/setup.sh
@@ -57,7 +57,7 @@ install-release: setup
 #   that version only (the others are 15's fixtures: PostGIS, unit, pg_cron are 15's packages),
 #   the extension upgrade through pg_upgrade from 15 (test-upgrade) and, on 18, the
 #   cross-version restore of 15's archives (test-cross-version); built in $(PG_TARGET_DIR).
-E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring --test drills
+E2E_TESTS := --test e2e --test alerts --test restore_safety --test storage --test providers --test fidelity --test regression --test reliability --test monitoring --test drills --test ranges
 test:
 	env -u PG_CONFIG PG=15 bash scripts/setup.sh
 	python3 scripts/import-graph.py src
@@ -161,6 +161,11 @@ demo: install-release
 ifeq ($(PG),15)
 bench: install-release regress-build
 	$(AS_TEST_USER) bash scripts/bench.sh
+	$(AS_TEST_USER) bash scripts/bench-storage.sh
+
+# The storage client against 0.2.0's (part of make bench on 15): scripts/bench-storage.sh.
+bench-storage: setup
+	$(AS_TEST_USER) bash scripts/bench-storage.sh
 else
 bench: setup
 	$(AS_TEST_USER) env CARGO_TARGET_DIR=$(PG_TARGET_DIR) cargo pgrx install --release --pg-config $(PG_CONFIG)

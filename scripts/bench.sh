@@ -217,3 +217,6 @@ bash "$here/scripts/bench-regression.sh" "$out"
 
 # 10,000 tables (scripts/bench-many.sh).
 bash "$here/scripts/bench-many.sh" "$out"
+
+# One big table: create/restore(jobs => 2) against pg_dump/pg_restore -j2 (scripts/bench-big-table.sh).
+bash "$here/scripts/bench-big-table.sh" "$out"

@@ -319,6 +319,15 @@ impl BackupError {
             BackupError::NotUtf8 { .. } => "22021",
             BackupError::OlderServer { .. } => "0A000",
             BackupError::Io { source, .. } if is_disk_full(source) => "53100",
+            // A storage failure that came through a reader or writer keeps its own class (a
+            // cancel is 57014, an unreachable server 08001).
+            BackupError::Io { source, .. }
+                if crate::storage::store::StoreError::inside(source).is_some() =>
+            {
+                crate::storage::store::StoreError::inside(source)
+                    .map(|e| e.sqlstate())
+                    .unwrap_or("58030")
+            }
             BackupError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
             {

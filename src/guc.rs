@@ -11,6 +11,8 @@ static DATABASE: GucSetting<Option<CString>> =
 static COMPRESSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"zstd"));
 static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_COMPRESSION_LEVEL);
 static RESTORE_MAINTENANCE_WORK_MEM: GucSetting<i32> = GucSetting::<i32>::new(512 * 1024);
+/// kB; 64MB: pgbench's scale-10 table (128MB) is split in two for two jobs.
+static SPLIT_TABLE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 static SCHEDULER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static DEFAULT_STORAGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -83,6 +85,16 @@ pub fn init() {
         c"maintenance_work_mem of a restore's index builds, when the session's is lower.",
         c"0 leaves maintenance_work_mem as it is.",
         &RESTORE_MAINTENANCE_WORK_MEM,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"backup.split_table_size",
+        c"A table at least this big is backed up as several data files, each a range of its heap blocks.",
+        c"Its parts are copied, and restored, by several jobs at once. 0 never splits a table.",
+        &SPLIT_TABLE_SIZE,
         0,
         i32::MAX,
         GucContext::Userset,
@@ -263,6 +275,12 @@ pub fn compression_level() -> u32 {
 
 pub fn restore_maintenance_work_mem_kb() -> i64 {
     RESTORE_MAINTENANCE_WORK_MEM.get() as i64
+}
+
+/// `backup.split_table_size` in bytes; None: never split.
+pub fn split_table_size() -> Option<u64> {
+    let kb = SPLIT_TABLE_SIZE.get();
+    (kb > 0).then_some(kb as u64 * 1024)
 }
 
 pub fn scheduler_enabled() -> bool {

@@ -47,3 +47,35 @@ pub unsafe extern "C-unwind" fn cancel_on_sigint(_signal: i32) {
     }
     *libc::__errno_location() = saved;
 }
+
+/// Whether PostgreSQL was asked to cancel this backend's statement (pg_cancel_backend,
+/// statement_timeout, lock_timeout) or to end the process (pg_terminate_backend, shutdown),
+/// for loops of the backend's own thread that wait on something other than PostgreSQL. On any
+/// other thread this is always false (see [`stop_asked`] for helper threads).
+pub fn cancel_requested() -> bool {
+    // SAFETY: gettid and getpid are plain system calls; the process's main thread (the
+    // backend's, the only one that runs PostgreSQL code) is the one whose thread id is the
+    // process id.
+    (unsafe { libc::gettid() == libc::getpid() }) && stop_asked()
+}
+
+/// The same question for a helper thread that blocks on the network while the backend may be
+/// blocked too (COPY writing into a full pipe that the helper drains: neither could see a
+/// cancel otherwise). This only reads the two flags PostgreSQL's signal handlers set; it calls
+/// nothing of PostgreSQL, and a helper thread that sees them only stops its own work (the
+/// backend raises the error at its next interrupt check).
+#[cfg(not(test))]
+pub fn stop_asked() -> bool {
+    // SAFETY: volatile reads of two sig_atomic_t flags that signal handlers set; a stale read
+    // only delays the answer to the next poll.
+    unsafe {
+        (&raw const pg_sys::QueryCancelPending).read_volatile() != 0
+            || (&raw const pg_sys::ProcDiePending).read_volatile() != 0
+    }
+}
+
+/// Unit tests run outside PostgreSQL (its symbols are not linked): nothing can be asked.
+#[cfg(test)]
+pub fn stop_asked() -> bool {
+    false
+}

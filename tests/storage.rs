@@ -2488,3 +2488,84 @@ fn a_local_backups_folders_swapped_for_links_are_never_written_through() {
         assert!(base.join(&id).join("manifest.json").is_file());
     }
 }
+
+/// A storage server that accepts connections, reads the request and never answers (issue 20's
+/// attack: every storage call made on the backend's own thread — listings, manifest reads and
+/// writes, deletes, the check — waited out its timeouts and retries, minutes, whatever the
+/// cancel, statement_timeout or pg_terminate_backend said).
+fn silent_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = c.read(&mut buf);
+            held.push(c);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_silent_storage_server_never_outlasts_a_cancel_or_statement_timeout() {
+    if !enabled() {
+        return;
+    }
+    let pg = Server::start_in_env_locale("");
+    let mut c = pg.connect("app");
+    make_data(&mut c);
+    let port = silent_server();
+    // Timeouts as long as the options allow: only the cancel can end the calls.
+    let opts = serde_json::json!({
+        "endpoint": format!("http://127.0.0.1:{port}"), "allow_http": true, "region": "us-east-1",
+        "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY,
+        "timeout_seconds": 3600, "retries": 20,
+    });
+    c.execute(
+        "SELECT backup.add_storage('silent', 's3://bkt/p', $1::text::jsonb, validate => false)",
+        &[&opts.to_string()],
+    )
+    .unwrap();
+    c.batch_execute("SET statement_timeout = '2s'").unwrap();
+    for sql in [
+        "SELECT * FROM backup.archives(storage => 'silent')",
+        "SELECT * FROM backup.rescan(storage => 'silent')",
+        "SELECT * FROM backup.restore('20261207T000000.000000Z-x', storage => 'silent')",
+    ] {
+        let t0 = Instant::now();
+        let e = c.batch_execute(sql).unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(sqlstate(&e), "57014", "{sql}: {e:?}");
+        assert!(took < Duration::from_secs(10), "{sql} took {took:?}");
+        eprintln!("{sql}: cancelled after {took:?}");
+    }
+    // A backup to it: failed row, cancelled, promptly (the cleanup of what it left is bounded).
+    let t0 = Instant::now();
+    let e = try_create(&mut c, "storage => 'silent', keep_local => false").unwrap_err();
+    let took = t0.elapsed();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    assert!(took < Duration::from_secs(15), "create took {took:?}");
+    c.batch_execute("RESET statement_timeout").unwrap();
+    assert_eq!(last_row(&mut c).0, "failed");
+    // pg_terminate_backend ends a session waiting on the server.
+    let mut victim = pg.connect("app");
+    let pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let waiter = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = victim.batch_execute("SELECT * FROM backup.archives(storage => 'silent')");
+        (r.is_err(), Instant::now(), t0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    c.execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let terminated = Instant::now();
+    let (failed, ended, _) = waiter.join().unwrap();
+    assert!(failed);
+    let took = ended.duration_since(terminated);
+    assert!(took < Duration::from_secs(5), "terminate took {took:?}");
+}

@@ -11,8 +11,15 @@ pub use super::toc::DdlItem;
 use super::toc::{self, TocEntry};
 use crate::error::{BackupError, Result};
 
-/// 2: a table of contents (`toc`); 1 (0.1.0): two ordered DDL lists, still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest archive format this release reads. 3: a big table's rows may be split into
+/// several data files, each a range of its heap blocks ([`Part`]); 2: a table of contents
+/// (`toc`); 1 (0.1.0): two ordered DDL lists, still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The format an archive is written in when no table of it is split: 2, which 0.2.0 reads.
+/// An archive with a split table says [`PARTS_FORMAT`]: a reader that does not know parts
+/// refuses it ("upgrade") instead of restoring a part of a table as if it were the whole.
+pub const UNSPLIT_FORMAT: u32 = 2;
+pub const PARTS_FORMAT: u32 = 3;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
 /// How far in the future an archive's `created_at` may be (the clocks of the server that
@@ -93,6 +100,78 @@ pub struct DataFile {
     /// Size of the COPY text before compression.
     pub raw_bytes: u64,
     pub sha256: String,
+    /// A big table's rows are split into several files, each a range of its heap blocks
+    /// (create's `backup.split_table_size`): which one this is. None: the table's rows, whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+/// One of the data files a split table's rows were written to: the rows whose ctid lies in
+/// blocks `first_block` up to `end_block` (exclusive; None: to the end of the table), read
+/// under the backup's one snapshot. Parts `0..of` together hold exactly the table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+    pub first_block: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_block: Option<u64>,
+}
+
+impl Part {
+    /// `part 2 of 4 (blocks 100-199)`, for result rows and messages (1-based).
+    pub fn describe(&self) -> String {
+        let blocks = match self.end_block {
+            Some(e) => format!("blocks {}-{}", self.first_block, e.saturating_sub(1)),
+            None => format!("blocks {}-end", self.first_block),
+        };
+        format!("part {} of {} ({blocks})", self.index + 1, self.of)
+    }
+}
+
+/// The parts of each split table must be exactly `0..of`, each once, with one `of`, and
+/// only in an archive of [`PARTS_FORMAT`] or later: else a restore would load a part of a
+/// table as if it were all of it.
+fn check_parts(m: &Manifest) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<(&str, &str), (u32, Vec<u32>)> = Default::default();
+    for f in &m.files {
+        let Some(p) = &f.part else { continue };
+        if m.format_version < PARTS_FORMAT || f.kind.is_some() {
+            return Err(BackupError::corrupt(format!(
+                "manifest.json lists file \"{}\" as a part of a table where parts cannot be",
+                f.path.escape_debug()
+            )));
+        }
+        let e = seen
+            .entry((f.schema.as_str(), f.table.as_str()))
+            .or_insert((p.of, Vec::new()));
+        if e.0 != p.of {
+            e.1.push(u32::MAX);
+        }
+        e.1.push(p.index);
+    }
+    for ((schema, table), (of, mut indexes)) in seen {
+        indexes.sort_unstable();
+        if indexes != (0..of).collect::<Vec<u32>>() {
+            return Err(BackupError::corrupt(format!(
+                "manifest.json does not list every part of table {schema}.{table} exactly once"
+            )));
+        }
+    }
+    // A table split into parts has no other file of its rows.
+    if let Some(f) = m.files.iter().find(|f| {
+        f.kind.is_none()
+            && f.part.is_none()
+            && m.files
+                .iter()
+                .any(|g| g.part.is_some() && g.schema == f.schema && g.table == f.table)
+    }) {
+        return Err(BackupError::corrupt(format!(
+            "manifest.json lists table {}.{} both whole and in parts",
+            f.schema, f.table
+        )));
+    }
+    Ok(())
 }
 
 impl Manifest {
@@ -128,6 +207,7 @@ impl Manifest {
                 f.path.escape_debug()
             )));
         }
+        check_parts(&m)?;
         if m.format_version < 2 {
             m.toc = toc::from_v1(&m.pre_data, &m.post_data);
         }
@@ -171,6 +251,24 @@ impl Manifest {
         self.files.iter().map(|f| f.rows).sum()
     }
 
+    /// The data files, a split table counted once (the catalog's `table_count`).
+    pub fn file_units(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.part.is_none_or(|p| p.index == 0))
+            .count()
+    }
+
+    /// The format this manifest is written in: [`PARTS_FORMAT`] when a table is split,
+    /// else [`UNSPLIT_FORMAT`] (readable by 0.2.0).
+    pub fn format_for(files: &[DataFile]) -> u32 {
+        if files.iter().any(|f| f.part.is_some()) {
+            PARTS_FORMAT
+        } else {
+            UNSPLIT_FORMAT
+        }
+    }
+
     /// `created_at` as a claim to be checked before it becomes a catalog date (issue 17): an
     /// RFC 3339 time (never `infinity` or another word PostgreSQL would take), no later than
     /// `now` plus [`CLOCK_SKEW`]. An archive dated in the future would be the "newest" for
@@ -208,9 +306,10 @@ impl Manifest {
                 .map(|b| (b.schema.clone(), b.table.clone()))
                 .collect();
         }
+        // A split table once, where its first part is.
         self.files
             .iter()
-            .filter(|f| f.kind.is_none())
+            .filter(|f| f.kind.is_none() && f.part.is_none_or(|p| p.index == 0))
             .map(|f| (f.schema.clone(), f.table.clone()))
             .collect()
     }
@@ -423,6 +522,7 @@ pub(crate) fn sample() -> Manifest {
             bytes: 30,
             raw_bytes: 4,
             sha256: "00".repeat(32),
+            part: None,
         }],
         script_tables: vec![],
     }
@@ -520,6 +620,80 @@ mod tests {
         assert_eq!(back.toc.len(), 1);
         assert_eq!(back.toc[0].kind, toc::EntryKind::Table);
         assert_eq!(back.toc[0].sql, "CREATE TABLE public.t (a integer);");
+    }
+
+    fn split(m: &mut Manifest, parts: &[(u32, u32)]) {
+        let file = m.files[0].clone();
+        m.files = parts
+            .iter()
+            .enumerate()
+            .map(|(k, &(index, of))| DataFile {
+                path: format!("data/{:05}.copy.gz", k + 1),
+                part: Some(Part {
+                    index,
+                    of,
+                    first_block: u64::from(index) * 10,
+                    end_block: (index + 1 < of).then_some(u64::from(index + 1) * 10),
+                }),
+                ..file.clone()
+            })
+            .collect();
+    }
+
+    #[test]
+    fn a_split_table_is_format_3_with_every_part_once() {
+        let mut m = sample();
+        assert_eq!(Manifest::format_for(&m.files), UNSPLIT_FORMAT);
+        split(&mut m, &[(0, 3), (1, 3), (2, 3)]);
+        m.format_version = Manifest::format_for(&m.files);
+        assert_eq!(m.format_version, PARTS_FORMAT);
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.file_units(), 1);
+        assert_eq!(back.data_tables(), vec![("public".into(), "t".into())]);
+        assert_eq!(back.total_rows(), 6);
+        assert_eq!(
+            back.files[2].part.unwrap().describe(),
+            "part 3 of 3 (blocks 20-end)"
+        );
+        assert_eq!(
+            back.files[0].part.unwrap().describe(),
+            "part 1 of 3 (blocks 0-9)"
+        );
+        // A part missing, listed twice, of another count, or in a format-2 manifest: a
+        // restore would load part of the table as if it were all of it.
+        for bad in [
+            &[(0, 3), (2, 3)][..],
+            &[(0, 2), (1, 2), (1, 2)],
+            &[(0, 2), (1, 3)],
+            &[(1, 2), (2, 2)],
+        ] {
+            let mut m = sample();
+            split(&mut m, bad);
+            m.format_version = PARTS_FORMAT;
+            let err = Manifest::from_json(&m.to_json()).unwrap_err();
+            assert_eq!(err.sqlstate(), "XX001", "{bad:?}");
+        }
+        let mut m = sample();
+        split(&mut m, &[(0, 2), (1, 2)]);
+        m.format_version = UNSPLIT_FORMAT;
+        assert_eq!(
+            Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
+            "XX001"
+        );
+        // Whole and in parts at once.
+        let mut m = sample();
+        let whole = m.files[0].clone();
+        split(&mut m, &[(0, 2), (1, 2)]);
+        m.files.push(DataFile {
+            path: "data/00009.copy.gz".into(),
+            ..whole
+        });
+        m.format_version = PARTS_FORMAT;
+        assert_eq!(
+            Manifest::from_json(&m.to_json()).unwrap_err().sqlstate(),
+            "XX001"
+        );
     }
 
     #[test]

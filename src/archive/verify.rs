@@ -457,6 +457,7 @@ mod tests {
             bytes: bytes.len() as u64,
             raw_bytes: text.len() as u64,
             sha256: manifest::sha256_hex(&bytes),
+            part: None,
         }];
         w.finish(
             &m,

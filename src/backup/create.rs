@@ -12,9 +12,7 @@ use super::parallel;
 use super::select::{self, Selection};
 use super::task::{self, CopyTask, LO_COLUMNS};
 use crate::archive::id;
-use crate::archive::manifest::{
-    DataFile, FileKind, Format, Manifest, ScriptTable, FORMAT_VERSION, MANIFEST_FILE,
-};
+use crate::archive::manifest::{DataFile, FileKind, Format, Manifest, ScriptTable, MANIFEST_FILE};
 use crate::archive::rows::SCRIPT_END;
 use crate::archive::toc::{Pass, TocEntry};
 use crate::archive::writer::{ArchiveWriter, DrainQueue, FileStats, TMP_PREFIX};
@@ -252,7 +250,7 @@ pub fn take_and_finish(
     let result = match outcome {
         Ok(Ok((manifest, sha))) => {
             row.status = "completed";
-            row.table_count = Some(manifest.files.len() as i64);
+            row.table_count = Some(manifest.file_units() as i64);
             row.row_count = Some(manifest.total_rows() as i64);
             row.bytes = Some(match &output {
                 Some(o) if !o.keep_local => manifest.total_bytes() as i64,
@@ -263,7 +261,7 @@ pub fn take_and_finish(
             Ok(Ok(Summary {
                 backup_id: id.clone(),
                 status: "completed".into(),
-                tables: manifest.files.len() as i64,
+                tables: manifest.file_units() as i64,
                 rows: manifest.total_rows() as i64,
                 bytes: row.bytes.unwrap_or(0),
                 duration: started.elapsed(),
@@ -279,12 +277,26 @@ pub fn take_and_finish(
                 Some(o) => o.refine(e),
                 None => e,
             };
+            // A cancel or timeout that a helper thread saw first (it stopped its upload and
+            // the error came back as pg_backup's own) is still pending: take it now, so that
+            // recording the failed row is not cancelled in its turn; it is what the caller
+            // hears.
+            let pending = subtransaction::run(crate::copy::check_for_interrupts).err();
             ArchiveWriter::abandon(&tmp_dir);
             abandon_remote();
             row.status = "failed";
-            row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
-            history::record(&row);
-            Ok(Err(e))
+            match pending {
+                Some(caught) => {
+                    row.error = Some(subtransaction::message_with_sqlstate(&caught));
+                    history::record(&row);
+                    Err(caught)
+                }
+                None => {
+                    row.error = Some(format!("{} (SQLSTATE {})", e, e.sqlstate()));
+                    history::record(&row);
+                    Ok(Err(e))
+                }
+            }
         }
         Err(caught) => {
             ArchiveWriter::abandon(&tmp_dir);
@@ -438,7 +450,7 @@ fn write_archive(
     };
     let (database, encoding, server_version, server_version_num) = server_facts()?;
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: Manifest::format_for(&files),
         pg_backup_version: env!("CARGO_PKG_VERSION").to_string(),
         backup_id: id.to_string(),
         label: opts.label.clone(),
@@ -538,14 +550,39 @@ fn write_table_files(
         config,
         large_objects,
     } = *data;
-    let mut tasks = tables
-        .iter()
-        .zip(task::columns_of(tables)?)
-        .enumerate()
-        .map(|(i, (t, columns))| {
-            task::for_table(i + 1, t, columns, opts.format, writer, opts.compression)
-        })
-        .collect::<Result<Vec<CopyTask>>>()?;
+    // A big table is copied in ranges of its heap blocks, each a file (and a task) of its
+    // own: several jobs copy one table at once, and restore loads it the same way.
+    let columns = task::columns_of(tables)?;
+    let parts = task::parts_of(tables, &columns, opts.jobs)?;
+    let mut tasks: Vec<CopyTask> = Vec::with_capacity(tables.len());
+    for ((t, columns), parts) in tables.iter().zip(columns).zip(parts) {
+        if parts.is_empty() {
+            let index = tasks.len() + 1;
+            tasks.push(task::for_table(
+                index,
+                t,
+                columns,
+                opts.format,
+                writer,
+                opts.compression,
+            )?);
+            continue;
+        }
+        for p in parts {
+            let index = tasks.len() + 1;
+            tasks.push(task::for_table_part(
+                index,
+                t,
+                columns.clone(),
+                p,
+                opts.format,
+                writer,
+                opts.compression,
+            )?);
+        }
+    }
+    let table_tasks = tasks.len();
+    progress.claim.set_total(table_tasks);
     // Extension configuration rows, in this order (their foreign keys'); restore() loads them
     // before the tables' rows, which can need them (restore::data::data_units).
     for c in config {
@@ -633,8 +670,8 @@ fn write_table_files(
         }
     };
     for (i, t) in tasks.iter().enumerate() {
-        if let Some(rel) = tables.get(i) {
-            progress.table(i, rel);
+        if i < table_tasks {
+            progress.report(i, Some(&format!("{}.{}", t.schema, t.table)));
         }
         let n = t.run_queued(writer, &mut queue)?;
         progress.copied(n, 0);
@@ -661,9 +698,12 @@ fn write_table_files(
 fn verbose_file(opts: &CreateOptions, t: &CopyTask, rows: u64, stats: &FileStats) {
     if opts.verbose && t.kind.is_none() {
         pgrx::notice!(
-            "pg_backup: {}.{}: {} rows, {} bytes ({} before compression)",
+            "pg_backup: {}.{}{}: {} rows, {} bytes ({} before compression)",
             t.schema,
             t.table,
+            t.part
+                .map(|p| format!(" {}", p.describe()))
+                .unwrap_or_default(),
             rows,
             stats.bytes,
             stats.raw_bytes
@@ -814,6 +854,7 @@ fn write_script(
         bytes: stats.bytes,
         raw_bytes: stats.raw_bytes,
         sha256: stats.sha256,
+        part: None,
     };
     Ok((vec![file], blocks))
 }

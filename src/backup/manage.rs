@@ -256,6 +256,14 @@ pub fn prune(
             Err(e @ BackupError::InUse { .. }) => {
                 pgrx::warning!("pg_backup: {e}; kept for now")
             }
+            // Its storage failed (unreachable, or an object there that cannot be listed):
+            // the others are still pruned (stopping here would halt retention for every
+            // backup, and roll back the rows of those whose files are already gone).
+            Err(e @ BackupError::Storage { .. }) => {
+                pgrx::warning!(
+                    "pg_backup: backup {id} not pruned: {e}; tried again at the next run"
+                )
+            }
             Err(e) => return Err(e),
         }
     }
@@ -322,7 +330,7 @@ fn rescan_storage(name: &str, database: Option<&str>) -> Result<Vec<String>> {
                 m.compression.name().into(),
                 crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
-                (m.files.len() as i32).into(),
+                (m.file_units() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (size as i64).into(),
                 manifest::sha256_hex(&raw).into(),
@@ -464,7 +472,7 @@ pub fn rescan(storage: Option<&str>, database: Option<&str>) -> Result<Vec<Strin
                 m.compression.name().into(),
                 crate::text::Json(m.options.clone()).into(),
                 created_at.to_rfc3339().into(),
-                (m.files.len() as i32).into(),
+                (m.file_units() as i32).into(),
                 (m.total_rows() as i64).into(),
                 (dir_size(&dir) as i64).into(),
                 manifest::sha256_hex(&json).into(),

@@ -101,7 +101,7 @@ fn settle_backup(base: &std::path::Path, id: &str, pid: Option<i32>) {
             id: id.to_string(),
             pid,
             status: "completed",
-            table_count: Some(m.files.len() as i64),
+            table_count: Some(m.file_units() as i64),
             row_count: Some(m.total_rows() as i64),
             bytes: Some(dir_size(&dir) as i64),
             manifest_sha256: Some(manifest::sha256_hex(&json)),

@@ -11,7 +11,7 @@ use super::result::{Action, Row, Status};
 use super::scope::quoted;
 use super::step::{sql_step, Runner};
 use crate::archive::compression::Compression;
-use crate::archive::manifest::{FileKind, Format, Manifest};
+use crate::archive::manifest::{FileKind, Format, Manifest, Part};
 use crate::archive::toc::{EntryKind, TocEntry};
 use crate::copy::copy_from;
 use crate::copy::script::ScriptReader;
@@ -292,15 +292,27 @@ pub fn load_unit(
             } else {
                 Vec::new()
             };
-            let rows = if job.manifest.format == Format::Json {
-                load_json(&schema, &name, unit, job.compression, owner)?
-            } else {
-                run_as(owner, || load_rows(oid, unit, job.compression, reader))?
-            };
+            // A split table's parts, in order, in this one step: its rows are all there
+            // or (a failure under on_error => 'continue') none.
+            let mut rows = 0u64;
+            for piece in unit.pieces() {
+                let n = if job.manifest.format == Format::Json {
+                    load_json(&schema, &name, piece, job.compression, owner)?
+                } else {
+                    run_as(owner, || load_rows(oid, piece, job.compression, reader))?
+                };
+                check_loaded(&object, n, piece)?;
+                rows += n;
+            }
             restore_triggers(&disabled)?;
-            check_loaded(&object, rows, unit)?;
             Ok(Some(rows as i64))
         })?;
+        if let (Some(p), true) = (unit.part, unit.more.is_empty()) {
+            // One part of a split table (a job of a parallel restore): the row says which.
+            if let Some(r) = steps.out.last_mut().filter(|r| r.object == object) {
+                r.detail = Some(p.describe());
+            }
+        }
     }
     Ok(())
 }
@@ -392,6 +404,35 @@ pub struct DataUnit {
     pub bytes: u64,
     /// The encoding of the archive's text (the backed-up database's).
     encoding: String,
+    /// A split table: which part this unit is (the first, for the table's unit).
+    pub part: Option<Part>,
+    /// A split table's unit: its other parts, in order (each a unit of its own, with no
+    /// `more`). A serial restore loads them all in the table's one step; a parallel one
+    /// hands each part to a job of its own (`piece`).
+    pub more: Vec<DataUnit>,
+}
+
+impl DataUnit {
+    /// This unit's files: itself and its other parts.
+    pub fn pieces(&self) -> impl Iterator<Item = &DataUnit> {
+        std::iter::once(self).chain(self.more.iter())
+    }
+
+    /// How many files this unit loads.
+    pub fn piece_count(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Piece `k` (0: the first part) as a unit of its own, for one job.
+    pub fn piece(&self, k: usize) -> Option<DataUnit> {
+        match k {
+            0 => Some(DataUnit {
+                more: Vec::new(),
+                ..self.clone()
+            }),
+            k => self.more.get(k - 1).cloned(),
+        }
+    }
 }
 
 /// A restore never reports success for rows it did not load.
@@ -399,8 +440,12 @@ fn check_loaded(object: &str, loaded: u64, unit: &DataUnit) -> Result<()> {
     if loaded == unit.rows {
         return Ok(());
     }
+    let part = unit
+        .part
+        .map(|p| format!(" ({})", p.describe()))
+        .unwrap_or_default();
     Err(BackupError::corrupt(format!(
-        "{object}: {loaded} rows loaded, but the backup recorded {}",
+        "{object}{part}: {loaded} rows loaded, but the backup recorded {}",
         unit.rows
     ))
     .with_hint("Nothing of this table was kept. Run backup.verify() on this backup (deep => true); a trigger or rule on the table that skips rows also causes this."))
@@ -429,32 +474,64 @@ pub fn data_units(m: &Manifest, job: &Job) -> Vec<DataUnit> {
                 rows: b.rows,
                 bytes: 0,
                 encoding: m.encoding.clone(),
+                part: None,
+                more: Vec::new(),
             })
             .collect();
     }
     let (config, rest): (Vec<_>, Vec<_>) = m.files.iter().partition(|f| f.is_extension_data());
-    config
-        .into_iter()
-        .chain(rest)
-        .map(|f| {
-            let format = match (f.is_large_objects(), m.format) {
-                (false, Format::Csv) => CopyFormat::CsvHeader,
-                (false, Format::Json) => CopyFormat::JsonLines,
-                _ => CopyFormat::Text,
-            };
-            DataUnit {
-                schema: f.schema.clone(),
-                table: f.table.clone(),
-                columns: f.columns.clone(),
-                large_objects: f.is_large_objects(),
-                extension: f.is_extension_data(),
-                file: Some((job.file(&f.path), f.sha256.clone(), format)),
-                rows: f.rows,
-                bytes: f.bytes,
-                encoding: m.encoding.clone(),
-            }
+    let units = config.into_iter().chain(rest).map(|f| {
+        let format = match (f.is_large_objects(), m.format) {
+            (false, Format::Csv) => CopyFormat::CsvHeader,
+            (false, Format::Json) => CopyFormat::JsonLines,
+            _ => CopyFormat::Text,
+        };
+        DataUnit {
+            schema: f.schema.clone(),
+            table: f.table.clone(),
+            columns: f.columns.clone(),
+            large_objects: f.is_large_objects(),
+            extension: f.is_extension_data(),
+            file: Some((job.file(&f.path), f.sha256.clone(), format)),
+            rows: f.rows,
+            bytes: f.bytes,
+            encoding: m.encoding.clone(),
+            part: f.part,
+            more: Vec::new(),
+        }
+    });
+    // The parts of a split table become one unit, where the table's first file is (a
+    // manifest lists each part once: Manifest::from_json), its parts in order.
+    let mut out: Vec<DataUnit> = Vec::new();
+    for u in units {
+        let group = match u.part {
+            Some(_) => out
+                .iter_mut()
+                .find(|o| o.part.is_some() && o.schema == u.schema && o.table == u.table),
+            None => None,
+        };
+        match group {
+            Some(o) => o.more.push(u),
+            None => out.push(u),
+        }
+    }
+    for o in out.iter_mut().filter(|o| !o.more.is_empty()) {
+        let mut all: Vec<DataUnit> = std::iter::once(DataUnit {
+            more: Vec::new(),
+            ..o.clone()
         })
-        .collect()
+        .chain(std::mem::take(&mut o.more))
+        .collect();
+        all.sort_by_key(|u| u.part.map(|p| p.index));
+        let mut all = all.into_iter();
+        if let Some(first) = all.next() {
+            *o = DataUnit {
+                more: all.collect(),
+                ..first
+            };
+        }
+    }
+    out
 }
 
 /// COPY a unit's rows into `oid`, as they are laid out in the archive.

@@ -60,8 +60,8 @@ struct JobRequest {
 /// Leader -> job worker.
 #[derive(Serialize, Deserialize)]
 enum Task {
-    /// The rows of `data_units()[unit]`.
-    Data { unit: usize },
+    /// The rows of `data_units()[unit]`, its `piece`th file (a split table's part).
+    Data { unit: usize, piece: usize },
     /// TOC entry `id`, as decided by the leader.
     Entry {
         id: u32,
@@ -93,7 +93,8 @@ const JOB_WORKER: Kind<JobRequest, Task, Report> = Kind::new(
 /// One item of the parallel part.
 #[derive(Clone, Copy)]
 enum Work<'a> {
-    Data(usize),
+    /// A unit's piece (see `DataUnit::piece`).
+    Data(usize, usize),
     Entry(&'a TocEntry),
     /// ANALYZE of `plan.tables[i]`, once its rows and post-data entries are in.
     Analyze(usize),
@@ -128,9 +129,27 @@ pub fn data_and_post_data<'a>(
             }
         }
     }
+    // Each part of a split table is an item of its own (loaded beside the others), unless
+    // its triggers are switched off for the load (ALTER TABLE, one job at a time).
+    let mut pieces: Vec<(usize, usize, u64)> = loads
+        .iter()
+        .flat_map(|&i| {
+            let u = &units[i];
+            let whole = job.opts.disable_triggers && u.piece_count() > 1;
+            let n = if whole { 1 } else { u.piece_count() };
+            (0..n).map(move |k| {
+                let bytes = if whole {
+                    u.pieces().map(|p| p.bytes).sum()
+                } else {
+                    u.pieces().nth(k).map_or(0, |p| p.bytes)
+                };
+                (i, if whole { usize::MAX } else { k }, bytes)
+            })
+        })
+        .collect();
     // Largest first: the longest load must not start last.
-    loads.sort_by_key(|&i| std::cmp::Reverse(units[i].bytes));
-    let mut work: Vec<Work> = loads.iter().map(|&i| Work::Data(i)).collect();
+    pieces.sort_by_key(|&(_, _, bytes)| std::cmp::Reverse(bytes));
+    let mut work: Vec<Work> = pieces.iter().map(|&(i, k, _)| Work::Data(i, k)).collect();
     work.extend(post.iter().map(|e| Work::Entry(e)));
     // The final ANALYZE too (the walk analyzes what they did not).
     let analyze = job.opts.analyze && !job.opts.schema_only;
@@ -173,7 +192,7 @@ pub fn data_and_post_data<'a>(
         while let Some(w) = pool.idle() {
             let Some(i) = sched.start_next() else { break };
             let task = match work[i] {
-                Work::Data(u) => Task::Data { unit: u },
+                Work::Data(u, piece) => Task::Data { unit: u, piece },
                 Work::Entry(e) => match decider.settle(e, &mut exec.runner)? {
                     None => {
                         sched.finish(i);
@@ -295,14 +314,18 @@ fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
         }
         None
     };
-    let mut load_of: HashMap<(String, String), usize> = HashMap::new();
+    // The load items of each table (a split table's parts are several).
+    let mut load_of: HashMap<(String, String), Vec<usize>> = HashMap::new();
     let mut item_of: HashMap<u32, usize> = HashMap::new();
     // Post-data items on each table (by its name in the backup).
     let mut on_table: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (i, &w) in work.iter().enumerate() {
         match w {
-            Work::Data(u) => {
-                load_of.insert((units[u].schema.clone(), units[u].table.clone()), i);
+            Work::Data(u, _) => {
+                load_of
+                    .entry((units[u].schema.clone(), units[u].table.clone()))
+                    .or_default()
+                    .push(i);
             }
             Work::Entry(e) => {
                 item_of.insert(e.id, i);
@@ -317,7 +340,7 @@ fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
     let backup_names: Vec<(String, String)> = job.scope.tables(job.manifest);
     work.iter()
         .map(|&w| match w {
-            Work::Data(u) => Item {
+            Work::Data(u, _) => Item {
                 deps: Vec::new(),
                 locks: vec![(
                     root((units[u].schema.clone(), units[u].table.clone())),
@@ -344,13 +367,13 @@ fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
                         if e.kind == EntryKind::ForeignKey && !tables.contains(&rel) {
                             tables.push(rel.clone());
                         }
-                        if let Some(&i) = load_of.get(&rel) {
-                            deps.push(i);
+                        if let Some(loads) = load_of.get(&rel) {
+                            deps.extend(loads);
                         }
                     }
                 }
-                if let Some(&i) = tables.first().and_then(|r| load_of.get(r)) {
-                    deps.push(i);
+                if let Some(loads) = tables.first().and_then(|r| load_of.get(r)) {
+                    deps.extend(loads);
                 }
                 let mode = match e.kind {
                     EntryKind::Index => Lock::Share,
@@ -367,7 +390,7 @@ fn plan_items(job: &Job, units: &[DataUnit], work: &[Work]) -> Vec<Item> {
             Work::Analyze(t) => match backup_names.get(t) {
                 Some(name) => {
                     let mut deps: Vec<usize> = on_table.get(name).cloned().unwrap_or_default();
-                    deps.extend(load_of.get(name));
+                    deps.extend(load_of.get(name).into_iter().flatten());
                     Item {
                         deps,
                         locks: vec![(root(name.clone()), Lock::Exclusive)],
@@ -519,12 +542,26 @@ fn work(worker: &Worker<JobRequest, Task, Report>) -> Result<()> {
     while let Some(task) = worker.next_task()? {
         begin_transaction(&base.session);
         let outcome = match task {
-            Task::Data { unit } => {
-                let u = units.get(unit).ok_or_else(|| {
-                    BackupError::from_worker("XX000", format!("no data unit {unit}"), None)
-                })?;
+            Task::Data { unit, piece } => {
+                // usize::MAX: every piece, in this one item.
+                let u = units
+                    .get(unit)
+                    .and_then(|u| {
+                        if piece == usize::MAX {
+                            Some(u.clone())
+                        } else {
+                            u.piece(piece)
+                        }
+                    })
+                    .ok_or_else(|| {
+                        BackupError::from_worker(
+                            "XX000",
+                            format!("no data unit {unit} piece {piece}"),
+                            None,
+                        )
+                    })?;
                 // Table rows only (the leader loads extensions' configuration rows).
-                data::load_unit(&job, &mut exec.runner, u, None, &preexisting)?;
+                data::load_unit(&job, &mut exec.runner, &u, None, &preexisting)?;
                 None
             }
             Task::Entry {

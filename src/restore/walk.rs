@@ -278,7 +278,11 @@ impl<'j, 'a> DryRun<'j, 'a> {
                     .filter(|b| b.kind.is_none())
                     .map(|b| ((b.schema.clone(), b.table.clone()), b.rows)),
             )
-            .collect();
+            // A split table's parts add up.
+            .fold(HashMap::new(), |mut acc, (k, n)| {
+                *acc.entry(k).or_insert(0) += n;
+                acc
+            });
         // Rows of extension configuration tables.
         let config_rows: HashMap<(String, String), u64> = this
             .manifest

@@ -176,10 +176,11 @@ impl ArchiveSource {
     pub fn try_exists(&self) -> Result<bool> {
         match &self.location {
             Location::Local(_) => Ok(self.exists()),
-            Location::Remote { .. } => self
-                .list()
-                .map(|l| l.iter().any(|(k, _)| k == MANIFEST_FILE))
-                .map_err(|e| self.error("list", "", e)),
+            // The manifest itself (no listing: a planted object elsewhere in the folder
+            // cannot make the archive unreadable).
+            Location::Remote { store, .. } => store
+                .exists(&self.key(MANIFEST_FILE))
+                .map_err(|e| self.error("read", MANIFEST_FILE, e.io())),
         }
     }
 

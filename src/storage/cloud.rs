@@ -86,12 +86,19 @@ impl<T> Pending<T> {
     }
 
     fn wait_until(self, cancel: Option<&AtomicBool>, limit: Option<Instant>) -> StoreResult<T> {
+        let stop = || cancel.is_some_and(|c| c.load(Ordering::Relaxed)) || stop_requested();
         loop {
             match self.rx.recv_timeout(POLL) {
+                // A call that failed because it was stopped is a cancel, not a storage error.
+                Ok(Err(_)) if stop() => {
+                    raise_pending_interrupt();
+                    return Err(cancelled());
+                }
                 Ok(r) => return r,
                 Err(RecvTimeoutError::Timeout) => {
-                    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    if stop() {
                         self.task.abort();
+                        raise_pending_interrupt();
                         return Err(cancelled());
                     }
                     if limit.is_some_and(|l| Instant::now() >= l) {
@@ -110,12 +117,116 @@ impl<T> Pending<T> {
     }
 }
 
+/// PostgreSQL was asked to cancel the statement or end the process: every wait here polls it,
+/// so a cancel, statement_timeout or pg_terminate_backend stops a storage call within
+/// [`POLL`], whatever the call's own timeouts, on the backend's thread and on the helper
+/// threads that drain COPY into an upload (the backend may be blocked writing into their full
+/// pipe, and could not set their cancel flag). The backend's next interrupt check raises it.
+fn stop_requested() -> bool {
+    crate::signals::stop_asked()
+}
+
+/// On the backend's thread, raise a pending cancel or termination PostgreSQL's way (its own
+/// error, which clears the flag, so that the caller's error path can still record what
+/// happened); the runtime's task was stopped first. Elsewhere, nothing: the caller returns
+/// [`cancelled`].
+fn raise_pending_interrupt() {
+    #[cfg(not(test))]
+    if crate::signals::cancel_requested() {
+        crate::copy::check_for_interrupts();
+    }
+}
+
+/// Receive from a runtime task's channel on a thread outside the runtime, polling
+/// [`stop_requested`] every [`POLL`]. None: the task ended.
+fn recv_polling<T>(rx: &mut tokio::sync::mpsc::Receiver<T>) -> StoreResult<Option<T>> {
+    let rt = runtime()?;
+    loop {
+        match rt.block_on(async { tokio::time::timeout(POLL, rx.recv()).await }) {
+            Ok(v) => return Ok(v),
+            Err(_) if stop_requested() => {
+                raise_pending_interrupt();
+                return Err(cancelled());
+            }
+            Err(_)
+                if DEADLINE
+                    .with(|d| d.get())
+                    .is_some_and(|l| Instant::now() >= l) =>
+            {
+                return Err(StoreError::new(Failure::Broken, "timed out"))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+thread_local! {
+    /// The time by which every storage call of this thread gives up ([`within`]).
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` with every storage call in it bounded to `limit` in all (each gives up with a
+/// "timed out" error then): for cleanup after a failure or a cancel, which must not wait for
+/// a storage server that no longer answers (what it leaves never looks complete).
+pub fn within<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    /// Puts the thread's deadline back however `f` ends (a PostgreSQL error unwinds).
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DEADLINE.with(|d| d.replace(Some(Instant::now() + limit))));
+    f()
+}
+
 fn block<T, F>(fut: F, cancel: Option<&AtomicBool>) -> StoreResult<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = StoreResult<T>> + Send + 'static,
 {
-    spawn(fut)?.wait(cancel)
+    spawn(fut)?.wait_until(cancel, DEADLINE.with(|d| d.get()))
+}
+
+/// The HTTP client of every object store: reqwest, as object_store builds it, with what
+/// `ClientOptions` cannot say: redirects are never followed (a 3xx is an error: a redirect
+/// would carry the request's credentials, an S3 session token or an Azure SAS in the URL, to
+/// another host, and let an endpoint make the server fetch any URL), no Referer header, and
+/// a read timeout (a server that stops sending is given up after `read_timeout` of silence,
+/// while a long download that keeps flowing is not cut by the total `timeout`).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+impl object_store::client::HttpConnector for Connector {
+    fn connect(
+        &self,
+        options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        // object_store asks for a client with its own options for instance metadata and token
+        // endpoints (plain http on a link-local address): honour their allow_http.
+        let allow_http = options
+            .get_config_value(&object_store::ClientConfigKey::AllowHttp)
+            .as_deref()
+            == Some("true");
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("pg_backup/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .read_timeout(self.read_timeout)
+            .https_only(!allow_http)
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "HTTP client",
+                source: Box::new(e),
+            })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
 }
 
 /// How an `object_store` error looks to the classifier (kept apart so it is unit-tested).
@@ -290,7 +401,40 @@ impl Ctx {
     }
 }
 
+/// A listing's error: a key the client cannot represent is named as such (it fails the
+/// listing's page: object_store parses every key of it).
+fn list_error(ctx: &Ctx, e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::InvalidPath { source } => StoreError::new(
+            Failure::BadKey,
+            redact(
+                &format!("listing: an object's key cannot be read: {source}"),
+                &ctx.secrets,
+            ),
+        ),
+        e => ctx.error("listing", e, Op::Bucket),
+    }
+}
+
 impl CloudStore {
+    /// object_store lists by whole path segments: the folder to list for keys that start with
+    /// `prefix` (relative to the store's prefix), and the full prefix for messages.
+    fn folder_of(&self, prefix: &str) -> StoreResult<(Option<Path>, String)> {
+        let full = format!("{}{prefix}", self.prefix);
+        let folder = match full.rfind('/') {
+            Some(i) => &full[..i],
+            None => "",
+        };
+        let folder = if folder.is_empty() {
+            None
+        } else {
+            Some(Path::parse(folder).map_err(|e| {
+                StoreError::new(Failure::Other, format!("invalid prefix \"{folder}\": {e}"))
+            })?)
+        };
+        Ok((folder, full))
+    }
+
     fn ctx(&self) -> Arc<Ctx> {
         Arc::new(Ctx {
             store: self.store.clone(),
@@ -348,47 +492,79 @@ impl Store for CloudStore {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<Object>> {
-        // object_store lists by whole path segments: list the folder of `prefix`, then keep
-        // the keys that start with it.
-        let full = format!("{}{prefix}", self.prefix);
-        let folder = match full.rfind('/') {
-            Some(i) => &full[..i],
-            None => "",
-        };
-        let folder = if folder.is_empty() {
-            None
-        } else {
-            Some(Path::parse(folder).map_err(|e| {
-                StoreError::new(Failure::Other, format!("invalid prefix \"{folder}\": {e}"))
-            })?)
-        };
+        let (folder, full) = self.folder_of(prefix)?;
         let ctx = self.ctx();
-        let metas = block(
+        let strip = self.prefix.clone();
+        let want = prefix.to_string();
+        let mut out = block(
             async move {
                 let mut stream = ctx.store.list(folder.as_ref());
                 let mut out = Vec::new();
                 while let Some(item) = stream.next().await {
-                    match item {
-                        Ok(m) => out.push((m.location.to_string(), m.size)),
-                        Err(e) => return Err(ctx.error("listing", e, Op::Bucket)),
+                    let m = item.map_err(|e| list_error(&ctx, e))?;
+                    let loc = m.location.to_string();
+                    let Some(rel) = loc.strip_prefix(&strip) else {
+                        continue;
+                    };
+                    if !rel.starts_with(&want) {
+                        continue;
                     }
+                    if out.len() >= super::store::MAX_OBJECTS {
+                        return Err(StoreError::new(
+                            Failure::TooMany,
+                            format!(
+                                "listing {full}: more than {} objects",
+                                super::store::MAX_OBJECTS
+                            ),
+                        ));
+                    }
+                    out.push(Object {
+                        key: rel.to_string(),
+                        size: m.size,
+                    });
                 }
                 Ok(out)
             },
             None,
         )?;
-        let mut out: Vec<Object> = metas
-            .into_iter()
-            .filter_map(|(loc, size)| {
-                let rel = loc.strip_prefix(&self.prefix)?;
-                rel.starts_with(prefix).then(|| Object {
-                    key: rel.to_string(),
-                    size,
-                })
-            })
-            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn folders(&self) -> StoreResult<Vec<super::store::Folder>> {
+        let (folder, _) = self.folder_of("")?;
+        let ctx = self.ctx();
+        let strip = self.prefix.clone();
+        block(
+            async move {
+                let mut stream = ctx.store.list(folder.as_ref());
+                let mut folders = std::collections::BTreeMap::new();
+                while let Some(item) = stream.next().await {
+                    let m = item.map_err(|e| list_error(&ctx, e))?;
+                    let loc = m.location.to_string();
+                    if let Some(rel) = loc.strip_prefix(&strip) {
+                        super::store::count_into(&mut folders, rel, m.size)?;
+                    }
+                }
+                Ok(folders.into_values().collect())
+            },
+            None,
+        )
+    }
+
+    fn exists(&self, key: &str) -> StoreResult<bool> {
+        let path = self.path(key)?;
+        let ctx = self.ctx();
+        block(
+            async move {
+                match ctx.store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(ctx.error(&format!("reading {path}"), e, Op::Object)),
+                }
+            },
+            None,
+        )
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
@@ -675,7 +851,7 @@ impl CloudReader {
             }
             let _ = tx.send(Ok(Chunk::End)).await;
         });
-        match rx.blocking_recv() {
+        match recv_polling(&mut rx)? {
             Some(Ok(Chunk::Opened(etag, size))) => {
                 if self.etag.is_none() {
                     self.etag = etag;
@@ -744,7 +920,7 @@ impl Read for CloudReader {
             }
             let msg = match self.pending.take() {
                 Some(m) => Some(m),
-                None => self.rx.as_mut().expect("open").blocking_recv(),
+                None => recv_polling(self.rx.as_mut().expect("open")).map_err(StoreError::io)?,
             };
             match msg {
                 Some(Ok(Chunk::Data(b))) => self.chunk = b,
@@ -948,5 +1124,91 @@ mod tests {
             Some(503)
         );
         assert_eq!(status_in("nothing"), None);
+    }
+
+    /// A loopback server on a port of its own: each connection's request is read, then
+    /// `answer` is written (None: the connection is held open, never answered). Returns the
+    /// port and a counter of connections.
+    fn loopback(answer: Option<String>) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut c in l.incoming().flatten() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 65536];
+                let _ = c.set_read_timeout(Some(Duration::from_millis(300)));
+                let _ = c.read(&mut buf);
+                match &answer {
+                    Some(a) => {
+                        let _ = c.write_all(a.as_bytes());
+                    }
+                    None => held.push(c),
+                }
+            }
+        });
+        (port, count)
+    }
+
+    fn s3_store(port: u16) -> Arc<dyn Store> {
+        crate::storage::targets::build(
+            "s3://bkt/p",
+            &serde_json::json!({"endpoint": format!("http://127.0.0.1:{port}"), "allow_http": true,
+                "retries": 0, "timeout_seconds": 2}),
+            &serde_json::json!({"access_key_id": "AKIAEXAMPLE", "secret_access_key": "SECRETKEYXYZ",
+                "session_token": "SESSIONTOKENSECRET"}),
+        )
+        .map_err(|e| e.to_string())
+        .unwrap()
+    }
+
+    #[test]
+    fn redirects_are_never_followed() {
+        let (other, reached) = loopback(Some(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        ));
+        let (port, _) = loopback(Some(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{other}/bkt/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )));
+        let store = s3_store(port);
+        assert!(store.list("").is_err());
+        assert!(store.get("a/manifest.json").is_err());
+        assert!(store.put("a/manifest.json", b"{}").is_err());
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(reached.load(Ordering::SeqCst), 0, "a redirect was followed");
+    }
+
+    #[test]
+    fn cleanup_waits_for_a_silent_server_no_longer_than_its_limit() {
+        let (port, _) = loopback(None);
+        let store = s3_store(port);
+        let t0 = Instant::now();
+        let r = within(Duration::from_secs(1), || store.list("x/"));
+        let e = r.expect_err("a server that never answers");
+        assert_eq!(e.failure, Failure::Broken, "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        // A read: the same bound.
+        let t0 = Instant::now();
+        assert!(within(Duration::from_secs(1), || store.get("x/manifest.json")).is_err());
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn a_listing_counts_folders_not_objects() {
+        let mut folders = std::collections::BTreeMap::new();
+        crate::storage::store::count_into(&mut folders, "a/manifest.json", 10).unwrap();
+        crate::storage::store::count_into(&mut folders, "a/data/00001.copy", 5).unwrap();
+        crate::storage::store::count_into(&mut folders, "loose", 5).unwrap();
+        let a = &folders["a"];
+        assert_eq!((a.objects, a.bytes, a.has_manifest), (2, 15, true));
+        assert_eq!(folders.len(), 1);
+        for i in 0..crate::storage::store::MAX_FOLDERS - 1 {
+            crate::storage::store::count_into(&mut folders, &format!("f{i}/x"), 1).unwrap();
+        }
+        let e = crate::storage::store::count_into(&mut folders, "one-more/x", 1).unwrap_err();
+        assert_eq!(e.sqlstate(), "54000");
     }
 }

@@ -231,24 +231,19 @@ pub fn list(storage: Option<&str>, database: Option<&str>) -> Result<Vec<Listed>
         }
         Some(name) => {
             let t = targets::open(name)?;
-            let objects = t.store.list("").map_err(|e| e.into_backup_error(name))?;
+            let folders = t.store.folders().map_err(|e| e.into_backup_error(name))?;
             let mut sizes: BTreeMap<String, (u64, bool)> = BTreeMap::new();
             let mut invalid = 0usize;
-            for o in &objects {
-                let Some((id, rel)) = o.key.split_once('/') else {
-                    continue;
-                };
-                if id::validate(id).is_err() {
+            for f in folders {
+                if id::validate(&f.name).is_err() {
                     invalid += 1;
                     continue;
                 }
-                let e = sizes.entry(id.to_string()).or_default();
-                e.0 = e.0.saturating_add(o.size);
-                e.1 |= rel == MANIFEST_FILE;
+                sizes.insert(f.name, (f.bytes, f.has_manifest));
             }
             if invalid > 0 {
                 pgrx::warning!(
-                    "pg_backup: {invalid} object(s) in storage \"{name}\" are not under a valid backup id; not listed"
+                    "pg_backup: {invalid} folder(s) in storage \"{name}\" are not named by a valid backup id; not listed"
                 );
             }
             for (id, (bytes, complete)) in sizes {

@@ -282,17 +282,14 @@ pub type Found = (String, Vec<u8>, Manifest, u64);
 /// not know. Returns (id, manifest bytes, manifest) for each, for the caller to record.
 pub fn scan_remote(name: &str) -> Result<Vec<Found>> {
     let t = targets::open(name)?;
-    let objects = t.store.list("").map_err(|e| e.into_backup_error(name))?;
+    let folders = t.store.folders().map_err(|e| e.into_backup_error(name))?;
     let mut sizes: HashMap<String, u64> = HashMap::new();
     let mut complete = Vec::new();
-    for o in &objects {
-        let Some((id, rel)) = o.key.split_once('/') else {
-            continue;
-        };
-        *sizes.entry(id.to_string()).or_default() += o.size;
-        if rel == MANIFEST_FILE && id::validate(id).is_ok() {
-            complete.push(id.to_string());
+    for f in folders {
+        if f.has_manifest && id::validate(&f.name).is_ok() {
+            complete.push(f.name.clone());
         }
+        sizes.insert(f.name, f.bytes);
     }
     complete.sort();
     let mut out = Vec::new();

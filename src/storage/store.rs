@@ -24,6 +24,11 @@ pub enum Failure {
     NotFound,
     /// The work was cancelled (the backend hit an error or a cancel): 57014.
     Cancelled,
+    /// A listing larger than pg_backup reads (hostile or foreign objects): 54000.
+    TooMany,
+    /// An object whose key the client cannot represent (an empty path segment, `.` or
+    /// `..`): 58030, with a hint to remove it.
+    BadKey,
     /// Anything else the server refused: 58030.
     Other,
 }
@@ -53,7 +58,8 @@ impl StoreError {
             Failure::NoBucket => "42704",
             Failure::NotFound => "58P01",
             Failure::Cancelled => "57014",
-            Failure::Other => "58030",
+            Failure::TooMany => "54000",
+            Failure::BadKey | Failure::Other => "58030",
         }
     }
 
@@ -64,6 +70,8 @@ impl StoreError {
             Failure::Credentials => Some("Check the storage's credentials (access_key_id and secret_access_key, service_account_key, account_key or sas_token, or the server's environment for \"credentials\": \"env\"): replace them with backup.add_storage(name, url, options, replace => true)."),
             Failure::Denied => Some("The credentials may not do this: allow writing, reading, listing and deleting objects (S3: s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject, s3:AbortMultipartUpload) on the bucket or container."),
             Failure::NoBucket => Some("Create the bucket (or folder) first, or fix the storage's URL."),
+            Failure::TooMany => Some("Give pg_backup a bucket or prefix of its own: the storage holds more objects or folders than an archive listing reads (objects that are not archives, or planted ones)."),
+            Failure::BadKey => Some("Remove or rename that object with the provider's tools (its key has an empty segment \"//\", or a \".\" or \"..\" segment): pg_backup never writes such keys. A backup can still be restored by its id when its own folder holds no such key."),
             _ => None,
         }
     }
@@ -112,6 +120,47 @@ pub struct Object {
     pub size: u64,
 }
 
+/// One top-level folder of a store (a backup id, when its name is a valid one): how many
+/// objects it holds, their total size, and whether its manifest is among them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folder {
+    pub name: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub has_manifest: bool,
+}
+
+/// The most folders a listing of a whole store reads (a folder costs a few dozen bytes).
+pub const MAX_FOLDERS: usize = 200_000;
+/// The most objects one listing of a prefix returns (an object costs about a hundred bytes).
+pub const MAX_OBJECTS: usize = 500_000;
+
+/// Count object `key` (relative to the store's prefix) of `size` bytes into `folders`.
+/// Objects outside any folder are not counted.
+pub fn count_into(
+    folders: &mut std::collections::BTreeMap<String, Folder>,
+    key: &str,
+    size: u64,
+) -> StoreResult<()> {
+    let Some((name, rel)) = key.split_once('/') else {
+        return Ok(());
+    };
+    if !folders.contains_key(name) && folders.len() >= MAX_FOLDERS {
+        return Err(StoreError::new(
+            Failure::TooMany,
+            format!("more than {MAX_FOLDERS} top-level folders"),
+        ));
+    }
+    let f = folders.entry(name.to_string()).or_insert_with(|| Folder {
+        name: name.to_string(),
+        ..Folder::default()
+    });
+    f.objects += 1;
+    f.bytes = f.bytes.saturating_add(size);
+    f.has_manifest |= rel == crate::archive::manifest::MANIFEST_FILE;
+    Ok(())
+}
+
 /// A writer of one object: bytes go in, `finish()` makes the object exist (never before),
 /// dropping it without `finish()` leaves no object behind (best effort: abort the upload).
 pub trait ObjectWriter: Send {
@@ -133,6 +182,19 @@ pub trait Store: Send + Sync {
     /// Every object whose key starts with `prefix` (relative to the store's prefix).
     fn list(&self, prefix: &str) -> StoreResult<Vec<Object>>;
     fn delete(&self, key: &str) -> StoreResult<()>;
+    /// The top-level folders (archives) of the store, in name order; memory grows with the
+    /// folders, not with the objects.
+    fn folders(&self) -> StoreResult<Vec<Folder>> {
+        let mut folders = std::collections::BTreeMap::new();
+        for o in self.list("")? {
+            count_into(&mut folders, &o.key, o.size)?;
+        }
+        Ok(folders.into_values().collect())
+    }
+    /// Whether object `key` exists.
+    fn exists(&self, key: &str) -> StoreResult<bool> {
+        Ok(self.list(key)?.iter().any(|o| o.key == key))
+    }
     /// Small objects (the manifest) in one piece.
     fn put(&self, key: &str, bytes: &[u8]) -> StoreResult<()> {
         let mut w = self.create(key, std::sync::Arc::new(AtomicBool::new(false)))?;

@@ -457,6 +457,11 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
     // One request may take timeout_seconds plus 4 s per MiB it carries (a floor of 256 KiB/s
     // for a part); a read cut by it resumes where it stopped.
     let request_timeout = timeout + Duration::from_secs(4 * (part_size >> 20) as u64);
+    let connector = super::cloud::Connector {
+        connect_timeout: timeout.min(Duration::from_secs(10)),
+        timeout: request_timeout,
+        read_timeout: timeout,
+    };
     let client = object_store::ClientOptions::new()
         .with_allow_http(allow_http)
         .with_connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -527,7 +532,8 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
                 b = b.with_endpoint(u.as_str().trim_end_matches('/'));
             }
             Arc::new(
-                b.with_client_options(client)
+                b.with_client_options(client.clone())
+                    .with_http_connector(connector.clone())
                     .with_retry(retry)
                     .build()
                     .map_err(|e| builder_error(e, &secret_values))?,
@@ -577,7 +583,8 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
             }
             Arc::new(
                 b.with_bucket_name(&bucket)
-                    .with_client_options(client)
+                    .with_client_options(client.clone())
+                    .with_http_connector(connector.clone())
                     .with_retry(retry)
                     .build()
                     .map_err(|e| builder_error(e, &secret_values))?,
@@ -638,7 +645,8 @@ pub fn build(url: &str, public: &Value, secret: &Value) -> Result<Arc<dyn Store>
                 b = b.with_endpoint(u.as_str().trim_end_matches('/').to_string());
             }
             Arc::new(
-                b.with_client_options(client)
+                b.with_client_options(client.clone())
+                    .with_http_connector(connector.clone())
                     .with_retry(retry)
                     .build()
                     .map_err(|e| builder_error(e, &secret_values))?,

@@ -270,10 +270,15 @@ impl ArchiveOutput for SharedOutput {
         let o = &self.0;
         o.cancel.store(true, Ordering::Relaxed);
         if let Some((_, store)) = &o.remote {
-            remove_remote(store.as_ref(), &o.id);
+            // Bounded: a failed or cancelled backup's leftovers never look complete (the
+            // manifest goes first), and the server may be the reason it failed.
+            super::cloud::within(CLEANUP_LIMIT, || remove_remote(store.as_ref(), &o.id));
         }
     }
 }
+
+/// How long the cleanup of a failed backup's objects may wait for the storage in all.
+const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Delete every object of backup `id` in `store`, the manifest first (so that what is left
 /// if this stops half-way never looks complete). Best effort; returns the first error.

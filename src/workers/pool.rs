@@ -500,9 +500,5 @@ fn forget(handles: &[*mut pg_sys::BackgroundWorkerHandle]) {
 
 /// A cancel or termination is pending for this process.
 fn interrupted() -> bool {
-    // SAFETY: volatile reads of flags that signal handlers set.
-    unsafe {
-        (&raw const pg_sys::QueryCancelPending).read_volatile() != 0
-            || (&raw const pg_sys::ProcDiePending).read_volatile() != 0
-    }
+    crate::signals::cancel_requested()
 }

@@ -354,6 +354,7 @@ impl ObjectServer {
     }
 
     /// A shared-key signed request to Azurite for `container` with `query`.
+    #[allow(clippy::result_large_err)] // ureq's own error type, as ureq returns it
     fn azure(
         &self,
         verb: &str,
