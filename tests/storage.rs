@@ -2275,6 +2275,220 @@ fn a_cancel_during_an_upload_is_seen_at_once_and_aborts_the_upload() {
     assert!(files_under(&s3.folder("cancel")).is_empty());
 }
 
+/// The attacker of issue 20's F3: in `watch` (a folder they can write), as soon as a new
+/// entry named as `fresh` says appears, flip one of its folders (`<entry>/data`, or the entry
+/// itself, every other one) with a link to `victim` (resp. `victim/data`), again and again,
+/// with renameat2 RENAME_EXCHANGE (atomic, so the path never misses), until `stop`. Returns
+/// the number of swaps.
+fn flipper(
+    watch: PathBuf,
+    victim: PathBuf,
+    links: PathBuf,
+    fresh: fn(&str) -> bool,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let before: std::collections::HashSet<_> = std::fs::read_dir(&watch)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    std::thread::spawn(move || {
+        let mut seen = before;
+        let mut swaps = 0;
+        // The pair being flipped: (the folder's path, the link's path).
+        let mut pair: Option<(std::ffi::CString, std::ffi::CString)> = None;
+        let mut last_scan = Instant::now() - Duration::from_secs(1);
+        while !stop.load(Ordering::Relaxed) {
+            if pair.is_none() || last_scan.elapsed() > Duration::from_millis(2) {
+                last_scan = Instant::now();
+                let new = std::fs::read_dir(&watch).ok().and_then(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .find(|n| fresh(n) && !seen.contains(n))
+                });
+                if let Some(name) = new {
+                    seen.insert(name.clone());
+                    let (target, to) = if seen.len() % 2 == 1 {
+                        (watch.join(&name), victim.clone())
+                    } else {
+                        (watch.join(&name).join("data"), victim.join("data"))
+                    };
+                    let link = links.join(format!("l{}", seen.len()));
+                    std::os::unix::fs::symlink(&to, &link).unwrap();
+                    pair = Some((
+                        std::ffi::CString::new(target.to_str().unwrap()).unwrap(),
+                        std::ffi::CString::new(link.to_str().unwrap()).unwrap(),
+                    ));
+                }
+            }
+            if let Some((a, b)) = &pair {
+                // SAFETY: renameat2(2) of two NUL-terminated paths.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if r == 0 {
+                    swaps += 1;
+                }
+            }
+        }
+        swaps
+    })
+}
+
+/// `runs` times `SELECT status FROM backup.create(<options>)` while `flipper` runs; after
+/// each, nothing may be under `victim`. Returns (completed, failed); an error must be a
+/// refusal of a link (or of a folder gone meanwhile).
+fn race_creates(c: &mut Client, options: &str, runs: usize, victim: &Path) -> (usize, usize) {
+    let (mut completed, mut failed) = (0, 0);
+    for _ in 0..runs {
+        match c.query_one(&format!("SELECT status FROM backup.create({options})"), &[]) {
+            Ok(r) if r.get::<_, String>(0) == "completed" => completed += 1,
+            Ok(_) => failed += 1,
+            Err(e) => {
+                failed += 1;
+                let m = e.as_db_error().map(|d| d.message()).unwrap_or_default();
+                assert!(
+                    m.contains("a link?")
+                        || m.contains("symbolic link")
+                        || m.contains("No such file"),
+                    "an unexpected error: {e:?}"
+                );
+            }
+        }
+        let written = files_under(victim);
+        assert!(
+            written.is_empty(),
+            "written through a planted link: {written:?}"
+        );
+    }
+    (completed, failed)
+}
+
+fn race_runs() -> usize {
+    std::env::var("PG_BACKUP_RACE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+/// A server with 60 small tables (60 files per archive: 60 windows per create for a race),
+/// and the folders a race needs next to its data directory: (server, client, work folder,
+/// victim with a data/ folder, a folder for the attacker's links).
+fn race_setup() -> (Server, Client, PathBuf, PathBuf) {
+    let pg = Server::start_in_env_locale("");
+    let mut c = pg.connect("app");
+    let work = pg.data.parent().unwrap().to_path_buf();
+    let victim = work.join("race-victim");
+    for d in [&victim.join("data"), &work.join("race-links")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    c.batch_execute(
+        "DO $$ BEGIN FOR i IN 1..60 LOOP
+           EXECUTE format('CREATE TABLE t%s AS SELECT g FROM generate_series(1, 50) g', i);
+         END LOOP; END $$;",
+    )
+    .unwrap();
+    (pg, c, work, victim)
+}
+
+/// Issue 20, F3: whoever can write a file:// target's folder races `create`, flipping a
+/// folder of each new archive (`<id>/data`, or `<id>` itself) with a link to another folder
+/// while its 60 files are written. With path-based steps (check, then open, rename, fsync),
+/// files were written through the link (main's FileStore: within seconds). Every folder is
+/// now written through the descriptor opened when it was made: nothing is ever written where
+/// the links point (a create that meets a link fails with "is not a folder (a link?)").
+/// PG_BACKUP_RACE_RUNS sets the number of creates (default 40).
+#[test]
+fn folders_swapped_for_links_during_create_are_never_written_through() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut c, work, victim) = race_setup();
+    let nas = work.join("race-nas");
+    std::fs::create_dir_all(&nas).unwrap();
+    c.batch_execute(&format!(
+        "SELECT backup.add_storage('nas', 'file://{}')",
+        nas.display()
+    ))
+    .unwrap();
+    let options = "storage => 'nas', keep_local => false";
+    // Undisturbed, a create completes.
+    assert_eq!(race_creates(&mut c, options, 1, &victim), (1, 0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = flipper(
+        nas,
+        victim.clone(),
+        work.join("race-links"),
+        |n| !n.starts_with('.'),
+        stop.clone(),
+    );
+    let (runs, started) = (race_runs(), Instant::now());
+    let (completed, failed) = race_creates(&mut c, options, runs, &victim);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = watcher.join().unwrap();
+    eprintln!(
+        "file:// target: {runs} creates in {:?}: {completed} completed, {failed} failed, {swaps} swaps of folders and links, 0 files written through them",
+        started.elapsed()
+    );
+    assert!(
+        swaps > 0,
+        "the race never swapped a folder: the test proved nothing"
+    );
+    drop(pg);
+}
+
+/// The same race in backup.directory (a shared disk its other writers can write): the
+/// temporary folder `.tmp-<id>` of each backup, or its data/, flipped with a link while the
+/// backup writes. Files, manifest, fsyncs and the final rename go through the descriptors
+/// opened when the folders were made: nothing is written where the links point, and a link
+/// is never renamed into place as an archive.
+#[test]
+fn a_local_backups_folders_swapped_for_links_are_never_written_through() {
+    if !enabled() {
+        return;
+    }
+    let (pg, mut c, work, victim) = race_setup();
+    let base = pg.backup_dir();
+    assert_eq!(race_creates(&mut c, "", 1, &victim), (1, 0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = flipper(
+        base.clone(),
+        victim.clone(),
+        work.join("race-links"),
+        |n| n.starts_with(".tmp-"),
+        stop.clone(),
+    );
+    let (runs, started) = (race_runs(), Instant::now());
+    let (completed, failed) = race_creates(&mut c, "", runs, &victim);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = watcher.join().unwrap();
+    eprintln!(
+        "backup.directory: {runs} creates in {:?}: {completed} completed, {failed} failed, {swaps} swaps of folders and links, 0 files written through them",
+        started.elapsed()
+    );
+    assert!(
+        swaps > 0,
+        "the race never swapped a folder: the test proved nothing"
+    );
+    // Every backup that says completed is the folder it wrote, with its manifest: never a
+    // link renamed into place.
+    for id in strings(
+        &mut c,
+        "SELECT id FROM backup.backups WHERE status = 'completed'",
+    ) {
+        let m = std::fs::symlink_metadata(base.join(&id)).unwrap();
+        assert!(m.is_dir(), "{id} is not a folder: {m:?}");
+        assert!(base.join(&id).join("manifest.json").is_file());
+    }
+}
+
 /// A storage server that accepts connections, reads the request and never answers (issue 20's
 /// attack: every storage call made on the backend's own thread — listings, manifest reads and
 /// writes, deletes, the check — waited out its timeouts and retries, minutes, whatever the

@@ -2,10 +2,10 @@
 //! on a helper thread, then fsync and an atomic rename, so a crash never leaves something that
 //! looks complete.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::compression::{Compression, Compressor};
 use super::manifest::{self, Manifest};
+use super::open;
 use super::signature::SecretKey;
 use crate::error::{BackupError, Result};
 
@@ -33,6 +34,12 @@ pub struct ArchiveWriter {
     /// The temporary folder, opened when the backup starts: `syncfs` on it reports every
     /// writeback error of its file system from then on (see `make_durable`).
     sync_handle: Option<File>,
+    /// `backup.directory` and the temporary folder in it, opened when the backup starts:
+    /// whoever can write that directory (a shared disk) could swap the temporary folder for
+    /// a link while the backup runs, so every file is created, fsynced and renamed through
+    /// these descriptors, never by path (issue 20, F3).
+    base: OwnedFd,
+    dir: Arc<OwnedFd>,
 }
 
 /// Where the stored bytes of one archive file go (after compression and encryption):
@@ -43,8 +50,9 @@ pub trait FileSink: Write + Send {
 
 /// The hook for off-site copies and encryption (implemented in storage::upload).
 pub trait ArchiveOutput: Send + Sync {
-    /// The sink for archive file `rel`, whose local path is `local`.
-    fn open(&self, rel: &str, local: &Path) -> Result<Box<dyn FileSink>>;
+    /// The sink for archive file `rel`, kept locally (if at all) in the folder `dir` (the
+    /// archive's temporary folder, whose path is `tmp_dir`).
+    fn open(&self, rel: &str, dir: &OwnedFd, tmp_dir: &Path) -> Result<Box<dyn FileSink>>;
     /// Set when the backup fails: uploads in flight stop.
     fn cancel_flag(&self) -> Arc<AtomicBool>;
     /// Whether the archive is also kept in the local folder.
@@ -52,7 +60,7 @@ pub trait ArchiveOutput: Send + Sync {
     /// Suffix of every stored file (`.age` when encrypted).
     fn suffix(&self) -> &'static str;
     /// The manifest as stored (DDL sealed when encrypted).
-    fn seal_manifest(&self, json: Vec<u8>, tmp_dir: &Path) -> Result<Vec<u8>>;
+    fn seal_manifest(&self, json: Vec<u8>, dir: &OwnedFd, tmp_dir: &Path) -> Result<Vec<u8>>;
     /// Store the manifest (last, after its checksum and signature) once every file is stored.
     fn finish(&self, manifest_json: &[u8], sha_line: &[u8], signature: &[u8]) -> Result<()>;
     /// Remove whatever a failed backup left in the storage (best effort).
@@ -73,50 +81,49 @@ impl ArchiveWriter {
         super::id::validate(id)?;
         ensure_dir(base)?;
         let final_dir = base.join(id);
-        if final_dir.exists() {
+        // backup.directory is the configuration's (a link there is the superuser's choice);
+        // nothing below it is followed.
+        let base_fd = open::open_root(base).map_err(|e| BackupError::io("open", base, e))?;
+        if open::exists_in(&base_fd, id).map_err(|e| BackupError::io("inspect", &final_dir, e))? {
             return Err(BackupError::exists(format!(
                 "backup \"{id}\" already exists in {}",
                 base.display()
             ))
             .with_hint("Use another label, or remove the old one with backup.delete()."));
         }
-        let tmp_dir = base.join(format!("{TMP_PREFIX}{id}"));
+        let tmp_name = format!("{TMP_PREFIX}{id}");
+        let tmp_dir = base.join(&tmp_name);
         // Whatever is there (a failed run's folder, or a link someone who can write the
         // directory planted: issue 17) goes; a link is removed itself, never followed. The
-        // folders are then made one level at a time, never through an existing entry.
-        if let Ok(meta) = fs::symlink_metadata(&tmp_dir) {
-            let removed = if meta.is_dir() {
-                fs::remove_dir_all(&tmp_dir)
-            } else {
-                fs::remove_file(&tmp_dir)
-            };
-            removed.map_err(|e| BackupError::io("remove", &tmp_dir, e))?;
-        }
-        for dir in [tmp_dir.clone(), tmp_dir.join("data")] {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| BackupError::io("create directory", &dir, e))?;
-        }
-        let sync_handle =
-            Some(File::open(&tmp_dir).map_err(|e| BackupError::io("open", &tmp_dir, e))?);
+        // folders are then made new, and opened from their parent's descriptor.
+        open::remove_tree_in(&base_fd, &tmp_name)
+            .map_err(|e| BackupError::io("remove", &tmp_dir, e))?;
+        let dir = open::make_dir_in(&base_fd, &tmp_name, true)
+            .map_err(|e| BackupError::io("create directory", &tmp_dir, e))?;
+        open::make_dir_in(&dir, "data", true)
+            .map_err(|e| BackupError::io("create directory", &tmp_dir.join("data"), e))?;
+        let sync_handle = Some(File::from(
+            dir.try_clone()
+                .map_err(|e| BackupError::io("open", &tmp_dir, e))?,
+        ));
         Ok(ArchiveWriter {
             id: id.to_string(),
             tmp_dir,
             final_dir,
             output: None,
             sync_handle,
+            base: base_fd,
+            dir: Arc::new(dir),
         })
     }
 
     /// The sink for archive file `rel` (local file, or the output's) and the flag that
     /// cancels it.
     pub fn open_sink(&self, rel: &str) -> Result<(Box<dyn FileSink>, Arc<AtomicBool>)> {
-        let local = self.tmp_dir.join(rel);
         match &self.output {
-            Some(o) => Ok((o.open(rel, &local)?, o.cancel_flag())),
+            Some(o) => Ok((o.open(rel, &self.dir, &self.tmp_dir)?, o.cancel_flag())),
             None => Ok((
-                Box::new(HashingFile::create(&local)?),
+                Box::new(HashingFile::create_in(&self.dir, rel, &self.tmp_dir)?),
                 Arc::new(AtomicBool::new(false)),
             )),
         }
@@ -125,15 +132,18 @@ impl ArchiveWriter {
     /// `open_sink` for a `DrainQueue`: a local file is created by the queue's thread; a
     /// storage target's sink (uploads, encryption) is opened here, in the backend.
     pub fn sink_opener(&self, rel: &str) -> Result<OpenSink> {
-        let local = self.tmp_dir.join(rel);
         match &self.output {
             Some(o) => {
-                let sink = o.open(rel, &local)?;
+                let sink = o.open(rel, &self.dir, &self.tmp_dir)?;
                 Ok(Box::new(move || Ok(sink)))
             }
-            None => Ok(Box::new(move || {
-                Ok(Box::new(HashingFile::create(&local)?) as Box<dyn FileSink>)
-            })),
+            None => {
+                let (dir, rel, tmp_dir) = (self.dir.clone(), rel.to_string(), self.tmp_dir.clone());
+                Ok(Box::new(move || {
+                    Ok(Box::new(HashingFile::create_in(&dir, &rel, &tmp_dir)?)
+                        as Box<dyn FileSink>)
+                }))
+            }
         }
     }
 
@@ -173,7 +183,7 @@ impl ArchiveWriter {
     pub fn finish(self, manifest: &Manifest, key: &SecretKey) -> Result<(String, Option<String>)> {
         let mut json = manifest.to_json();
         if let Some(o) = &self.output {
-            json = o.seal_manifest(json, &self.tmp_dir)?;
+            json = o.seal_manifest(json, &self.dir, &self.tmp_dir)?;
         }
         let sha_line = manifest::manifest_sha_line(&json);
         let signature = key.sign(&json);
@@ -182,57 +192,82 @@ impl ArchiveWriter {
         if let Some(o) = &self.output {
             o.finish(&json, sha_line.as_bytes(), signature.as_bytes())?;
             if !o.keep_local() {
-                Self::abandon(&self.tmp_dir);
+                let _ = open::remove_tree_in(&self.base, &format!("{TMP_PREFIX}{}", self.id));
                 return Ok((manifest::sha256_hex(&json), None));
             }
         }
         // Every file is on disk before the manifest that vouches for it.
-        make_durable(&self.tmp_dir, self.sync_handle.as_ref())?;
-        write_file_synced(&self.tmp_dir.join(manifest::MANIFEST_FILE), &json)?;
-        write_file_synced(
-            &self.tmp_dir.join(manifest::MANIFEST_SHA_FILE),
-            sha_line.as_bytes(),
-        )?;
-        write_file_synced(
-            &self.tmp_dir.join(super::signature::SIGNATURE_FILE),
-            signature.as_bytes(),
-        )?;
-        fsync_dir(&self.tmp_dir)?;
-        fs::rename(&self.tmp_dir, &self.final_dir)
+        make_durable(&self.tmp_dir, &self.dir, self.sync_handle.as_ref())?;
+        for (name, bytes) in [
+            (manifest::MANIFEST_FILE, &json[..]),
+            (manifest::MANIFEST_SHA_FILE, sha_line.as_bytes()),
+            (super::signature::SIGNATURE_FILE, signature.as_bytes()),
+        ] {
+            write_file_synced_in(&self.dir, name, &self.tmp_dir, bytes)?;
+        }
+        open::fsync_fd(&self.dir)
+            .map_err(|e| BackupError::io("fsync directory", &self.tmp_dir, e))?;
+        // The name is renamed, not the descriptor: whoever can write backup.directory could
+        // have put something else there. Only the folder written here becomes the archive
+        // (checked before and after the rename, which itself never follows a link).
+        let tmp_name = format!("{TMP_PREFIX}{}", self.id);
+        let ours = |name: &str| -> Result<()> {
+            match open::is_entry(&self.base, name, &self.dir) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(BackupError::io(
+                    "rename",
+                    &self.tmp_dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "\"{name}\" is not the folder this backup wrote (replaced by a link?): refused"
+                        ),
+                    ),
+                )),
+                Err(e) => Err(BackupError::io("inspect", &self.tmp_dir, e)),
+            }
+        };
+        ours(&tmp_name)?;
+        open::rename_in(&self.base, &tmp_name, &self.base, &self.id)
             .map_err(|e| BackupError::io("rename", &self.tmp_dir, e))?;
+        if let Err(e) = ours(&self.id) {
+            // Swapped between the check and the rename: what was renamed is not ours. A link
+            // there goes (a folder is left alone); the backup fails.
+            let _ = open::unlink_in(&self.base, &self.id);
+            return Err(e);
+        }
         // The archive is complete once renamed: a failed fsync of the parent folder only
         // risks the rename itself on a crash, so it is reported, not turned into a failure
         // that would leave a complete archive behind a failed row.
-        let warning = self
-            .final_dir
-            .parent()
-            .and_then(|parent| fsync_dir(parent).err())
+        let parent = self.final_dir.parent().unwrap_or(Path::new("/"));
+        let warning = open::fsync_fd(&self.base)
+            .map_err(|e| BackupError::io("fsync directory", parent, e))
+            .err()
             .map(|e| e.to_string());
         Ok((manifest::sha256_hex(&json), warning))
     }
 
-    /// Remove the temporary folder of a backup that failed.
+    /// Remove the temporary folder of a backup that failed (a link in its place is removed
+    /// itself, nothing through it).
     pub fn abandon(tmp_dir: &Path) {
-        let _ = fs::remove_dir_all(tmp_dir);
+        let (Some(parent), Some(name)) = (tmp_dir.parent(), tmp_dir.file_name()) else {
+            return;
+        };
+        if let Ok(base) = open::open_root(parent) {
+            let _ = open::remove_tree_in(&base, &name.to_string_lossy());
+        }
     }
 }
 
-pub fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| BackupError::io("create file", path, e))?;
+/// Write `name` new in the folder `dir` (whose path is `shown`), never through a link, and
+/// fsync it.
+pub fn write_file_synced_in(dir: &OwnedFd, name: &str, shown: &Path, bytes: &[u8]) -> Result<()> {
+    let path = shown.join(name);
+    let mut f =
+        open::create_in(dir, name, 0o600).map_err(|e| BackupError::io("create file", &path, e))?;
     f.write_all(bytes)
-        .map_err(|e| BackupError::io("write", path, e))?;
-    f.sync_all().map_err(|e| BackupError::io("fsync", path, e))
-}
-
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BackupError::io("fsync directory", dir, e))
+        .map_err(|e| BackupError::io("write", &path, e))?;
+    f.sync_all().map_err(|e| BackupError::io("fsync", &path, e))
 }
 
 /// What the drain thread measured for one data file.
@@ -251,18 +286,45 @@ pub struct HashingFile {
 }
 
 impl HashingFile {
-    pub fn create(path: &Path) -> Result<HashingFile> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| BackupError::io("create file", path, e))?;
+    /// Create archive file `rel` (e.g. `data/00001.copy`) new in the archive's folder `dir`
+    /// (whose path is `shown`), never through a link.
+    pub fn create_in(dir: &OwnedFd, rel: &str, shown: &Path) -> Result<HashingFile> {
+        let file = open::create_file_in(dir, rel, 0o600)
+            .map_err(|e| BackupError::io("create file", &shown.join(rel), e))?;
         Ok(HashingFile {
             file,
             hasher: Sha256::new(),
             bytes: 0,
         })
+    }
+
+    /// Create the file `path` new, never through a link. An archive's file (a parallel
+    /// worker's, which has its path only) is created from the archive's temporary folder
+    /// (the `.tmp-<id>` on its path), opened without following a link, as `create_in`
+    /// does; any other file from its parent folder so opened.
+    pub fn create(path: &Path) -> Result<HashingFile> {
+        let anchor = path
+            .ancestors()
+            .skip(1)
+            .find(|a| {
+                a.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
+            })
+            .or(path.parent())
+            .unwrap_or(Path::new("."));
+        let rel = path
+            .strip_prefix(anchor)
+            .ok()
+            .and_then(|r| r.to_str())
+            .ok_or_else(|| {
+                BackupError::io(
+                    "create file",
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+                )
+            })?;
+        let dir = open::open_dir(anchor).map_err(|e| BackupError::io("open", anchor, e))?;
+        Self::create_in(&dir, rel, anchor)
     }
 }
 
@@ -284,65 +346,36 @@ impl FileSink for HashingFile {
     }
 }
 
-/// fsync every file under `dir` (the archive's data files, written without one), then the
-/// folders: after this the archive's contents are on disk, before its manifest is written.
-pub fn fsync_tree(dir: &Path) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| BackupError::io("read directory", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| BackupError::io("read directory", dir, e))?;
-        let path = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| BackupError::io("stat", &path, e))?;
-        if kind.is_dir() {
-            fsync_tree(&path)?;
-        } else if kind.is_file() {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| BackupError::io("fsync", &path, e))?;
-        }
-    }
-    fsync_dir(dir)
-}
-
 /// Archives with more data files than this are made durable with one `syncfs` instead of
 /// an fsync per file: each fsync ends in a flush of the disk's write cache (on a busy
 /// virtual disk, milliseconds each: 10,000 small tables spent most of their backup there).
 const SYNCFS_ABOVE_FILES: usize = 64;
 
-/// Make every file under `dir` durable (before the manifest is written). Few files: fsync
-/// each, then the folders. Many: `syncfs` of the file system holding them, which writes back
-/// every dirty file and folder there and flushes the disk once. It reports writeback errors
-/// (since Linux 5.8) that happened since `handle` was opened, the start of the backup; on an
-/// older kernel, or without a handle, every file is fsynced.
-pub fn make_durable(dir: &Path, handle: Option<&File>) -> Result<()> {
-    let many = count_files(dir)? > SYNCFS_ABOVE_FILES;
+/// Make every file under the folder `dir` (whose path is `shown`) durable (before the
+/// manifest is written). Few files: fsync each, then the folders. Many: `syncfs` of the file
+/// system holding them, which writes back every dirty file and folder there and flushes the
+/// disk once. It reports writeback errors (since Linux 5.8) that happened since `handle` was
+/// opened, the start of the backup; on an older kernel, or without a handle, every file is
+/// fsynced. Everything is reached from `dir`'s descriptor, never through a link.
+pub fn make_durable(shown: &Path, dir: &OwnedFd, handle: Option<&File>) -> Result<()> {
+    let many = open::count_in(dir).map_err(|e| BackupError::io("read directory", shown, e))?
+        > SYNCFS_ABOVE_FILES;
     match handle {
         Some(h) if many && syncfs_reports_errors(&kernel_release()) => {
             // SAFETY: a valid open descriptor.
             if unsafe { libc::syncfs(h.as_raw_fd()) } != 0 {
                 return Err(BackupError::io(
                     "sync the file system of",
-                    dir,
+                    shown,
                     std::io::Error::last_os_error(),
                 ));
             }
             Ok(())
         }
-        _ => fsync_tree(dir),
+        _ => open::fsync_tree_in(dir)
+            .map(|_| ())
+            .map_err(|e| BackupError::io("fsync", shown, e)),
     }
-}
-
-fn count_files(dir: &Path) -> Result<usize> {
-    let mut n = 0;
-    for entry in fs::read_dir(dir).map_err(|e| BackupError::io("read directory", dir, e))? {
-        let entry = entry.map_err(|e| BackupError::io("read directory", dir, e))?;
-        n += match entry.file_type() {
-            Ok(t) if t.is_dir() => count_files(&entry.path())?,
-            _ => 1,
-        };
-    }
-    Ok(n)
 }
 
 fn kernel_release() -> String {
@@ -923,9 +956,9 @@ mod tests {
         for i in 0..(SYNCFS_ABOVE_FILES + 10) {
             fs::write(w.tmp_dir.join(format!("data/{i:05}.copy")), b"1\n").unwrap();
         }
-        assert_eq!(count_files(&w.tmp_dir).unwrap(), SYNCFS_ABOVE_FILES + 10);
-        make_durable(&w.tmp_dir, w.sync_handle.as_ref()).unwrap();
-        make_durable(&w.tmp_dir, None).unwrap();
+        assert_eq!(open::count_in(&w.dir).unwrap(), SYNCFS_ABOVE_FILES + 10);
+        make_durable(&w.tmp_dir, &w.dir, w.sync_handle.as_ref()).unwrap();
+        make_durable(&w.tmp_dir, &w.dir, None).unwrap();
     }
 
     #[test]
@@ -953,5 +986,54 @@ mod tests {
         ));
         assert!(ArchiveWriter::begin(dir.path(), "b1").is_err());
         assert!(ArchiveWriter::begin(dir.path(), "../x").is_err());
+    }
+
+    /// Issue 20, F3: whoever can write backup.directory swaps the backup's temporary folder
+    /// for a link to another folder while the backup runs. Data files, the manifest, its
+    /// checksum and signature, the fsyncs and the final rename all go through the folders
+    /// opened at the start: nothing appears in the linked folder, the link is never renamed
+    /// into place, and a link planted where the temporary folder goes is removed itself.
+    #[test]
+    fn a_temporary_folder_swapped_for_a_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        fs::create_dir(victim.path().join("data")).unwrap();
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(".tmp-b1")).unwrap();
+        let w = ArchiveWriter::begin(dir.path(), "b1").unwrap();
+        assert!(
+            victim.path().join("data").is_dir(),
+            "the planted link went, not its target"
+        );
+        let (rel, abs) = w.data_path(1, "copy", Compression::None);
+        // Swapped: the real folder moved aside, a link to the victim in its place.
+        fs::rename(&w.tmp_dir, dir.path().join("aside")).unwrap();
+        std::os::unix::fs::symlink(victim.path(), &w.tmp_dir).unwrap();
+        let (mut sink, _) = w.open_sink(&rel).unwrap();
+        sink.write_all(b"1\n").unwrap();
+        sink.finish_sink().unwrap();
+        // A parallel worker's file, created by its path: refused, not written through.
+        assert!(HashingFile::create(&abs).is_err());
+        let mut m = manifest::sample();
+        m.files.clear();
+        let key = SecretKey::from_seed([9; 32]);
+        // Everything is written into the folder first opened; the link is not made the
+        // archive: refused.
+        let e = w.finish(&m, &key).unwrap_err();
+        assert!(e.to_string().contains("replaced by a link?"), "{e}");
+        assert_eq!(fs::read_dir(victim.path().join("data")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 1);
+        assert_eq!(
+            fs::read(dir.path().join("aside").join(&rel)).unwrap(),
+            b"1\n"
+        );
+        assert!(dir.path().join("aside/manifest.json").is_file());
+        assert!(fs::symlink_metadata(dir.path().join("b1")).is_err());
+        assert!(fs::symlink_metadata(dir.path().join(".tmp-b1"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        ArchiveWriter::abandon(&dir.path().join(".tmp-b1"));
+        assert!(fs::symlink_metadata(dir.path().join(".tmp-b1")).is_err());
+        assert!(victim.path().join("data").is_dir());
     }
 }

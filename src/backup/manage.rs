@@ -176,7 +176,14 @@ pub fn delete(id: &str) -> Result<bool> {
     // then never marks the backup failed.
     history::mark_deleted(id);
     if local_is_ours {
-        std::fs::remove_dir_all(&dir).map_err(|e| {
+        // From backup.directory's descriptor: a link met on the way (put there by whoever
+        // can write the directory) is removed itself, never followed.
+        let removed = match (dir.parent(), dir.file_name()) {
+            (Some(base), Some(name)) => crate::archive::open::open_root(base)
+                .and_then(|b| crate::archive::open::remove_tree_in(&b, &name.to_string_lossy())),
+            _ => Ok(()),
+        };
+        removed.map_err(|e| {
             BackupError::io("remove", &dir, e).with_hint(format!(
                 "The backup is marked deleted; remove what is left of {} by hand.",
                 dir.display()

@@ -1,9 +1,9 @@
 //! `file:///path`: a second disk or a mounted NAS. Objects are files under the root; each is
 //! written under a temporary name, fsynced and renamed, so a reader never sees half a file.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,9 +47,16 @@ impl FileStore {
     }
 }
 
+/// A file being written: created in its folder's descriptor, renamed and fsynced there, so
+/// that a folder swapped for a link meanwhile changes nothing (issue 20, F3).
 struct FileWriter {
-    tmp: PathBuf,
-    dest: PathBuf,
+    /// The folder the object goes into, opened without following a link.
+    dir: OwnedFd,
+    /// `.<name>.partial` and `<name>` in `dir`.
+    tmp: String,
+    name: String,
+    /// The temporary file's path, for messages.
+    shown: PathBuf,
     file: Option<File>,
     cancel: Arc<AtomicBool>,
 }
@@ -63,19 +70,17 @@ impl ObjectWriter for FileWriter {
             .as_mut()
             .expect("open until finish")
             .write_all(buf)
-            .map_err(|e| io_err("write", &self.tmp, e))
+            .map_err(|e| io_err("write", &self.shown, e))
     }
 
     fn finish(mut self: Box<Self>) -> StoreResult<()> {
         let f = self.file.take().expect("open until finish");
-        f.sync_all().map_err(|e| io_err("fsync", &self.tmp, e))?;
+        f.sync_all().map_err(|e| io_err("fsync", &self.shown, e))?;
         drop(f);
-        fs::rename(&self.tmp, &self.dest).map_err(|e| io_err("rename", &self.tmp, e))?;
-        if let Some(parent) = self.dest.parent() {
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err("fsync directory", parent, e))?;
-        }
+        open::rename_in(&self.dir, &self.tmp, &self.dir, &self.name)
+            .map_err(|e| io_err("rename", &self.shown, e))?;
+        let parent = self.shown.parent().unwrap_or(Path::new("/"));
+        open::fsync_fd(&self.dir).map_err(|e| io_err("fsync directory", parent, e))?;
         Ok(())
     }
 }
@@ -83,7 +88,7 @@ impl ObjectWriter for FileWriter {
 impl Drop for FileWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = open::unlink_in(&self.dir, &self.tmp);
         }
     }
 }
@@ -95,59 +100,40 @@ impl Store for FileStore {
 
     fn create(&self, key: &str, cancel: Arc<AtomicBool>) -> StoreResult<Box<dyn ObjectWriter>> {
         let dest = self.path(key);
-        let parent = dest.parent().expect("keys have a folder").to_path_buf();
-        if !self.root.is_dir() {
-            return Err(StoreError::new(
-                Failure::NoBucket,
-                format!("folder \"{}\" does not exist", self.root.display()),
-            ));
-        }
-        // Whoever can write the target's folder could have put a link where a folder of the
-        // archive goes: the folders below the root are made one at a time, and nothing is
-        // made or written through a link (issue 17).
-        let mut below = self.root.clone();
-        for part in parent
-            .strip_prefix(&self.root)
-            .unwrap_or(Path::new(""))
-            .components()
-        {
-            below.push(part);
-            match fs::DirBuilder::new().mode(0o700).create(&below) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("create directory", &below, e)),
-            }
-            let meta = fs::symlink_metadata(&below).map_err(|e| io_err("inspect", &below, e))?;
-            if !meta.is_dir() {
-                return Err(StoreError::new(
+        let root = self.open_root()?;
+        let (folders, name) = key.rsplit_once('/').unwrap_or(("", key));
+        // Whoever can write the target's folder could put a link where a folder of the
+        // archive goes, before or while it is written: the folders below the root are made
+        // and opened one at a time from their parent's descriptor, never through a link, and
+        // everything after (create, rename, fsync) happens in the folder so opened.
+        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let dir = open::make_dirs_in(&root, folders).map_err(|e| {
+            if open::is_not_a_file(&e) {
+                StoreError::new(
                     Failure::Other,
-                    format!("\"{}\" is not a folder (a link?): refused", below.display()),
-                ));
+                    format!("could not create directory \"{}\": {e}", parent.display()),
+                )
+            } else {
+                io_err("create directory", &parent, e)
             }
-        }
-        let name = dest
-            .file_name()
-            .expect("keys name a file")
-            .to_string_lossy();
-        let tmp = parent.join(format!(".{name}.partial"));
+        })?;
+        let tmp = format!(".{name}.partial");
+        let shown = parent.join(&tmp);
         // A leftover (or planted) partial file goes first; a link is removed itself. The file
         // is then created new, never opened through a link.
-        match fs::remove_file(&tmp) {
+        match open::unlink_in(&dir, &tmp) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_err("remove", &tmp, e))
+                return Err(io_err("remove", &shown, e))
             }
             _ => {}
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_err("create file", &tmp, e))?;
+        let file =
+            open::create_in(&dir, &tmp, 0o600).map_err(|e| io_err("create file", &shown, e))?;
         Ok(Box::new(FileWriter {
+            dir,
             tmp,
-            dest,
+            name: name.to_string(),
+            shown,
             file: Some(file),
             cancel,
         }))
@@ -227,6 +213,78 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("b2")).unwrap();
         assert!(store.create("b2/data/00001.copy", cancel).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    }
+
+    /// Issue 20, F3: the folders of an object swapped for links after `create` opened them
+    /// (what a writer of the target's folder races to do): the write, the rename and the
+    /// fsync still happen in the folders first made, and nothing appears where the links
+    /// point. Then links planted before: refused, nothing made through them.
+    #[test]
+    fn folders_swapped_for_links_while_writing_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("data")).unwrap();
+        let store = FileStore {
+            root: dir.path().to_path_buf(),
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut w = store.create("b1/data/00001.copy", cancel.clone()).unwrap();
+        w.write_all(b"rows").unwrap();
+        // data/ moved away and a link to the outside folder put in its place.
+        std::fs::rename(dir.path().join("b1/data"), dir.path().join("b1/moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("data"), dir.path().join("b1/data"))
+            .unwrap();
+        w.write_all(b"!").unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read_dir(outside.path().join("data"))
+                .unwrap()
+                .count(),
+            0,
+            "nothing written through the link"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("b1/moved/00001.copy")).unwrap(),
+            b"rows!"
+        );
+        // The archive's folder itself swapped for a link to the outside, whose data/ is a
+        // real folder: the next file goes nowhere but is refused.
+        let mut w = store.create("b2/data/00001.copy", cancel.clone()).unwrap();
+        std::fs::rename(dir.path().join("b2"), dir.path().join("b2-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("b2")).unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+        assert!(store.create("b2/data/00002.copy", cancel.clone()).is_err());
+        assert!(store.create("b2/manifest.json", cancel.clone()).is_err());
+        assert_eq!(
+            std::fs::read_dir(outside.path().join("data"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read(dir.path().join("b2-moved/data/00001.copy")).unwrap(),
+            b"x"
+        );
+        // An abandoned writer removes its partial file from its own folder, not through a
+        // link now in that folder's place.
+        let w = store.create("b3/data/00001.copy", cancel).unwrap();
+        std::fs::rename(dir.path().join("b3/data"), dir.path().join("b3/moved")).unwrap();
+        std::fs::write(outside.path().join("data/.00001.copy.partial"), b"keep").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("data"), dir.path().join("b3/data"))
+            .unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read(outside.path().join("data/.00001.copy.partial")).unwrap(),
+            b"keep"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("b3/moved"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

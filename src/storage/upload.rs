@@ -4,6 +4,7 @@
 //! last, so a target never holds something that looks complete before it is.
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::store::{ObjectWriter, Store, StoreError};
 use crate::archive::manifest::{self, MANIFEST_FILE, MANIFEST_SHA_FILE};
 use crate::archive::signature::SIGNATURE_FILE;
-use crate::archive::writer::{write_file_synced, ArchiveOutput, FileSink, HashingFile};
+use crate::archive::writer::{write_file_synced_in, ArchiveOutput, FileSink, HashingFile};
 use crate::crypto::{self, Recipients};
 use crate::error::{BackupError, Result};
 
@@ -171,10 +172,10 @@ impl FileSink for SealingSink {
 pub struct SharedOutput(pub Arc<Output>);
 
 impl ArchiveOutput for SharedOutput {
-    fn open(&self, rel: &str, local: &Path) -> Result<Box<dyn FileSink>> {
+    fn open(&self, rel: &str, dir: &OwnedFd, tmp_dir: &Path) -> Result<Box<dyn FileSink>> {
         let o = &self.0;
         let local = if o.keep_local {
-            Some(HashingFile::create(local)?)
+            Some(HashingFile::create_in(dir, rel, tmp_dir)?)
         } else {
             None
         };
@@ -222,7 +223,7 @@ impl ArchiveOutput for SharedOutput {
         }
     }
 
-    fn seal_manifest(&self, json: Vec<u8>, tmp_dir: &Path) -> Result<Vec<u8>> {
+    fn seal_manifest(&self, json: Vec<u8>, dir: &OwnedFd, tmp_dir: &Path) -> Result<Vec<u8>> {
         let o = &self.0;
         let Some(r) = &o.recipients else {
             return Ok(json);
@@ -230,7 +231,7 @@ impl ArchiveOutput for SharedOutput {
         let sealed_bytes = seal_json(&json, r)?;
         let (mut value, ddl) = (sealed_bytes.0, sealed_bytes.1);
         if o.keep_local {
-            write_file_synced(&tmp_dir.join(DDL_FILE), &ddl)?;
+            write_file_synced_in(dir, DDL_FILE, tmp_dir, &ddl)?;
         }
         if let Some((_, store)) = &o.remote {
             store
@@ -373,7 +374,8 @@ mod tests {
         let r = Recipients::parse(&[id.to_public().to_string()]).unwrap();
         let out = SharedOutput(Arc::new(Output::new("b1", None, true, r)));
         let path = dir.path().join("f.age");
-        let mut sink = out.open("data/00001.copy.age", &path).unwrap();
+        let fd = crate::archive::open::open_dir(dir.path()).unwrap();
+        let mut sink = out.open("f.age", &fd, dir.path()).unwrap();
         sink.write_all(b"row one\n").unwrap();
         let (bytes, sha) = sink.finish_sink().unwrap();
         let stored = std::fs::read(&path).unwrap();
